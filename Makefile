@@ -1,0 +1,45 @@
+# The two commands a newcomer needs: `make run` and `make test` (see README).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+PROTOS := $(shell find proto -name '*.proto')
+GENERATED := subsidy/v1/.generated
+
+.PHONY: run test unit proto venv bench lint-proto clean help
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make run    - compute the demo applications and show the result"
+	@echo "make test   - set up .venv, generate protobuf code, run the whole suite"
+	@echo "make bench  - calculator throughput against bare JSON parse+dump"
+	@echo "make proto  - regenerate subsidy/v1 from proto/"
+
+venv: $(INSTALLED)
+$(INSTALLED): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+proto: $(GENERATED)
+$(GENERATED): $(INSTALLED) $(PROTOS) subsidy/protogen.py
+	$(PY) -m subsidy.protogen
+	touch $@
+
+run: $(GENERATED)
+	$(VENV)/bin/subsidy simulate demo/applications.jsonl --summary --format table
+
+test: $(GENERATED)
+	$(PY) -m pytest
+
+unit: $(GENERATED)
+	$(PY) -m pytest tests/unit tests/property tests/policy_cases -q
+
+bench: $(GENERATED)
+	$(PY) bench/calculator.py
+
+clean:
+	rm -rf $(VENV) subsidy/v1 .pytest_cache .hypothesis var
+
+-include mk/*.mk
