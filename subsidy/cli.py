@@ -80,6 +80,7 @@ def cmd_simulate(args: argparse.Namespace) -> str:
     name = "<stdin>" if args.file == "-" else args.file
     simulation = Simulation(policy)
     out = []
+    rows = []
     # Everything is decided before anything is printed, so bad input on any
     # line leaves standard output empty.
     for number, text in enumerate(_read(args.file).splitlines(), start=1):
@@ -91,7 +92,13 @@ def cmd_simulate(args: argparse.Namespace) -> str:
             decision = simulation.decide(obj)
         except BadInput as exc:
             raise CommandError(f"{where}: {exc}") from None
-        out.append(_dump(simulation.apply(decision)))
+        line = simulation.apply(decision)
+        out.append(_dump(line))
+        rows.append((obj.get("firm", {}).get("name", ""), line))
+    if args.format == "table":
+        from subsidy.report import table
+
+        return table(rows, simulation.summary()["summary"] if args.summary else None)
     if args.summary:
         out.append(_dump(simulation.summary()))
     return "".join(line + "\n" for line in out)
@@ -100,7 +107,9 @@ def cmd_simulate(args: argparse.Namespace) -> str:
 def cmd_policy(args: argparse.Namespace) -> str:
     policy = _policy(args)
     lines = [f"{policy.name}", f"version {policy.version}, applies from {policy.effective_from}", ""]
-    for clause in policy.clauses.values():
+    from subsidy.domain import CLAUSES
+
+    for clause in (policy.clauses[c] for c in CLAUSES):
         limit = clause.ledger.limit or "no amount"
         lines.append(f"{clause.clause:<15} {clause.claim:<26} {limit:<15} {clause.title}")
         for parameter in clause.parameters.values():
@@ -127,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="JSON lines -> results with caps, one-time awards and tranches")
     p.add_argument("file", metavar="FILE|-")
     p.add_argument("--summary", action="store_true", help="add the outlay per budget year as a last line")
+    p.add_argument("--format", choices=("jsonl", "table"), default="jsonl", help="jsonl (the contract) or a table for people")
     p.set_defaults(run=cmd_simulate)
     p = sub.add_parser("policy", help="validate the policy data and list clauses and parameters")
     p.set_defaults(run=cmd_policy)

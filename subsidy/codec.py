@@ -378,10 +378,10 @@ def _message_to_plain(message: Any) -> dict[str, Any]:
         elif fd.message_type is not None:
             out[fd.name] = (
                 [_message_to_plain(v) for v in value]
-                if fd.label == fd.LABEL_REPEATED
+                if fd.is_repeated
                 else _message_to_plain(value)
             )
-        elif fd.label == fd.LABEL_REPEATED:
+        elif fd.is_repeated:
             out[fd.name] = list(value)
         else:
             out[fd.name] = value

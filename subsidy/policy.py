@@ -174,10 +174,21 @@ def load_policy(directory: Path | str | None = None) -> Policy:
     )
 
 
+class _DatesAsText(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """Leaves dates as text, so an impossible date is refused by _date naming
+    its field instead of failing inside the YAML parser."""
+
+
+_DatesAsText.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def _read_yaml(path: Path) -> Any:
     try:
         with path.open(encoding="utf-8") as handle:
-            return yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            return yaml.load(handle, Loader=_DatesAsText)
     except FileNotFoundError:
         raise PolicyError(path, "", "file not found") from None
     except yaml.YAMLError as exc:

@@ -388,7 +388,7 @@ class KafkaBroker:
     def _java_cmd(self, libs: Path, main: str, *args: str, heap: str | None = None) -> list[str]:
         cmd = [_java()]
         if heap:
-            cmd += ["-Xms64m", f"-Xmx{heap}", "-XX:+UseG1GC",
+            cmd += [f"-Xms{_initial_heap(heap)}", f"-Xmx{heap}", "-XX:+UseG1GC",
                     "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
                     "-XX:+ExplicitGCInvokesConcurrent", "-XX:+ExitOnOutOfMemoryError"]
         else:
@@ -550,6 +550,17 @@ class KafkaBroker:
 
     def __repr__(self) -> str:
         return f"KafkaBroker({str(self.data_dir)!r}, port={self._state.port or None})"
+
+
+def _initial_heap(heap: str) -> str:
+    """64m, or ``heap`` if that is smaller: the JVM grows towards -Xmx only as needed."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    h = heap.strip().lower()
+    try:
+        size = int(h[:-1]) * units[h[-1]] if h[-1] in units else int(h)
+    except ValueError:
+        return heap
+    return heap if size < 64 << 20 else "64m"
 
 
 # --------------------------------------------------------------------------
