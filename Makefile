@@ -34,7 +34,7 @@ test: $(GENERATED)
 	$(PY) -m pytest
 
 unit: $(GENERATED)
-	$(PY) -m pytest tests/unit tests/property tests/policy_cases -q
+	$(PY) -m pytest tests/unit tests/property tests/test_policy_cases.py -q
 
 bench: $(GENERATED)
 	$(PY) bench/calculator.py

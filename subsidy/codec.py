@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import functools
 import datetime as dt
 import re
 import types
@@ -99,12 +100,25 @@ def _int(value: Any, path: str, maximum: int = INT64_MAX) -> int:
 def parse_date(value: Any, path: str) -> dt.date | None:
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or not _DATE_RE.match(value):
+    if not isinstance(value, str):
         raise BadInput(path, f"must be a date written YYYY-MM-DD, got {value!r}")
+    day = _iso_date(value)
+    if day is None:
+        if not _DATE_RE.match(value):
+            raise BadInput(path, f"must be a date written YYYY-MM-DD, got {value!r}")
+        raise BadInput(path, f"is not a real date: {value}")
+    return day
+
+
+# The same few hundred dates recur across applications.
+@functools.lru_cache(maxsize=1 << 14)
+def _iso_date(text: str) -> dt.date | None:
+    if not _DATE_RE.match(text):
+        return None
     try:
-        return dt.date.fromisoformat(value)
+        return dt.date.fromisoformat(text)
     except ValueError:
-        raise BadInput(path, f"is not a real date: {value}") from None
+        return None
 
 
 def _text(value: Any, path: str, limit: int) -> str:

@@ -149,8 +149,13 @@ def fetch(version: str | None = None, *, force: bool = False, quiet: bool = Fals
                "dependency:copy-dependencies", "-DincludeScope=runtime",
                f"-DoutputDirectory={tmp}"]
         started = time.monotonic()
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, text=True)
+        for attempt in (1, 2):  # one retry: a dropped download is not worth failing CI for
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, text=True)
+            if proc.returncode == 0:
+                break
+            if attempt == 1 and not quiet:
+                print("Maven failed; retrying once...", file=sys.stderr, flush=True)
         if proc.returncode != 0:
             raise KafkaHarnessError(
                 f"Maven failed ({proc.returncode}) resolving Kafka {version}: {' '.join(cmd)}\n"
