@@ -286,4 +286,4 @@ class Decision:
     decision_year: int
     submitted_on: dt.date
     entitlements: tuple[Entitlement, ...] = ()
-    tranche_shares_percent: tuple[int, ...] = (100,)
+    tranche_shares_percent: tuple[int, ...] = ()  # empty unless ELIGIBLE
