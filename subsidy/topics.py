@@ -1,0 +1,48 @@
+"""Kafka topics: names, partitions and retention, created by code, idempotently.
+
+Names carry the schema version (`.v1`): a breaking change to an event gets a
+new topic beside the old one, so consumers migrate on their own schedule.
+The key of every event is the firm's credit code, so one firm's events stay
+in order on one partition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+    purpose: str = ""
+
+
+# Applications and decisions are the programme's record: kept for ten years
+# (retention is a backstop; the stores hold the audit trail too).
+_RECORD = {"cleanup.policy": "delete", "retention.ms": str(3650 * DAY_MS)}
+# Dead letters wait for a person: kept 90 days.
+_DLQ = {"cleanup.policy": "delete", "retention.ms": str(90 * DAY_MS)}
+
+APPLICATIONS = TopicSpec("subsidy.applications.v1", 6, _RECORD, "Application (protobuf), key credit code, from intake")
+DECISIONS = TopicSpec("subsidy.decisions.v1", 6, _RECORD, "Decision (protobuf), key credit code, from eligibility")
+APPLICATIONS_DLQ = TopicSpec(
+    "subsidy.applications.v1.dlq", 1, _DLQ, "DeadLetter: application messages eligibility could not process"
+)
+DECISIONS_DLQ = TopicSpec("subsidy.decisions.v1.dlq", 1, _DLQ, "DeadLetter: decision messages a consumer could not process")
+
+ALL = (APPLICATIONS, DECISIONS, APPLICATIONS_DLQ, DECISIONS_DLQ)
+
+
+def ensure_all(bootstrap: str, replication_factor: int = -1) -> dict[str, str]:
+    """Create every topic the system uses that does not exist yet (-1: the
+    broker's default replication factor). Existing topics are left alone."""
+    from subsidy.devenv.kafka import ensure_topics
+
+    return ensure_topics(
+        bootstrap,
+        [{"name": s.name, "partitions": s.partitions, "config": s.config, "replication_factor": replication_factor} for s in ALL],
+    )
