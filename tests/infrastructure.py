@@ -1,4 +1,6 @@
-"""Session-wide real infrastructure for the integration tests.
+"""Session-wide real infrastructure for the integration and end-to-end tests
+(registered for the whole suite by tests/conftest.py, so one broker and one
+PostgreSQL serve every test that needs them).
 
 - ``kafka_bootstrap``: a single-node KRaft broker started once per session
   in a temp dir (jars fetched with Maven on first use, then cached), or the
