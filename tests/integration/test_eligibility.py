@@ -1,0 +1,309 @@
+"""The eligibility service as a process (``python -m services.eligibility``)
+against the real broker: applications in, decisions and dead letters out."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from services.eligibility import rules
+from subsidy import cloudevents, codec, topics
+from subsidy.devenv import free_port, project_root, tail
+from subsidy.policy import load_policy
+from subsidy.v1 import decision_pb2, events_pb2
+
+pytestmark = pytest.mark.integration
+
+ROOT = project_root()
+POLICY = load_policy()
+
+
+def demo_applications(tag: str):
+    """The 33 demo applications, with ids unique to this test run (the demo
+    repeats one id on purpose, for the ledger's duplicate check)."""
+    apps = []
+    lines = [line for line in (ROOT / "demo" / "applications.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        obj = json.loads(line)
+        obj["application_id"] = f"{obj['application_id']}-{tag}-{i}"
+        apps.append(codec.parse_application(obj))
+    return apps
+
+
+class Eligibility:
+    """One run of ``python -m services.eligibility``."""
+
+    def __init__(self, bootstrap: str, tmp: Path, name: str = "eligibility"):
+        self.grpc_port = free_port()
+        self.log_path = tmp / f"{name}.log"
+        self.env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "SUBSIDY_ELIGIBILITY_GRPC_ADDRESS": f"127.0.0.1:{self.grpc_port}",
+            "SUBSIDY_ELIGIBILITY_METRICS_PORT": str(free_port()),
+            "SUBSIDY_ELIGIBILITY_METRICS_ADDRESS": "127.0.0.1",
+            "SUBSIDY_ELIGIBILITY_DATA_DIR": str(tmp / "data"),
+            "SUBSIDY_ELIGIBILITY_SESSION_TIMEOUT_SECONDS": "6",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Eligibility":
+        self.log = self.log_path.open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "services.eligibility"], cwd=ROOT, env=self.env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        return self
+
+    def wait_serving(self, timeout: float = 45.0) -> None:
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                assert self.proc.poll() is None, f"eligibility exited {self.proc.returncode}:\n{tail(self.log_path)}"
+                try:
+                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.2)
+        raise AssertionError(f"eligibility not SERVING after {timeout}s:\n{tail(self.log_path)}")
+
+    def terminate(self, timeout: float = 20.0) -> tuple[int, float]:
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"eligibility did not stop within {timeout}s:\n{tail(self.log_path)}")
+        finally:
+            self.log.close()
+        return code, time.monotonic() - started
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def run_eligibility(kafka_bootstrap, tmp_path):
+    started: list[Eligibility] = []
+
+    def start(name: str = "eligibility") -> Eligibility:
+        service = Eligibility(kafka_bootstrap, tmp_path, name).start()
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.kill()
+
+
+class Topics:
+    """Produce applications; read decisions and dead letters from where they ended at the start."""
+
+    def __init__(self, bootstrap: str):
+        topics.ensure_all(bootstrap)
+        self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        tps = [TopicPartition(name, p) for name in (topics.DECISIONS.name, topics.APPLICATIONS_DLQ.name)
+               for p in self.consumer.partitions_for_topic(name)]
+        self.consumer.assign(tps)
+        self.consumer.seek_to_end()
+        for tp in tps:
+            self.consumer.position(tp)
+        self.decisions: dict[str, tuple] = {}
+        self.decision_counts: collections.Counter[str] = collections.Counter()
+        self.dead_letters: list[tuple] = []
+
+    def send_application(self, app, trace_id: str) -> None:
+        headers = cloudevents.headers(app.application_id, cloudevents.TYPE_APPLICATION_SUBMITTED,
+                                      "/songjiang/subsidy/intake", trace_id)
+        self.producer.send(topics.APPLICATIONS.name, key=app.firm.credit_code.encode(),
+                           value=codec.application_to_proto(app).SerializeToString(), headers=headers)
+
+    def send_raw(self, key: bytes, value: bytes | None) -> None:
+        self.producer.send(topics.APPLICATIONS.name, key=key, value=value)
+
+    def flush(self) -> None:
+        self.producer.flush(30)
+
+    def collect(self, application_ids: set[str], dead_keys: set[bytes] = frozenset(), timeout: float = 45.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if application_ids <= set(self.decisions) and dead_keys <= {d[0] for d in self.dead_letters}:
+                return
+            self._poll()
+        missing = sorted(application_ids - set(self.decisions))
+        raise AssertionError(f"no decision for {missing[:5]} ({len(missing)} missing), "
+                             f"dead letters {[d[0] for d in self.dead_letters]} within {timeout}s")
+
+    def _poll(self) -> None:
+        for records in self.consumer.poll(timeout_ms=500).values():
+            for r in records:
+                if r.topic == topics.DECISIONS.name:
+                    decision = decision_pb2.Decision.FromString(r.value)
+                    self.decisions.setdefault(decision.application_id, (r.key, decision, dict(r.headers)))
+                    self.decision_counts[decision.application_id] += 1
+                else:
+                    self.dead_letters.append((r.key, events_pb2.DeadLetter.FromString(r.value), dict(r.headers)))
+
+    def drain(self, seconds: float) -> None:
+        """Keep reading for a while (to see what should NOT arrive)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self._poll()
+
+    def close(self) -> None:
+        self.producer.close(10)
+        self.consumer.close()
+
+
+@pytest.fixture
+def kafka(kafka_bootstrap):
+    t = Topics(kafka_bootstrap)
+    yield t
+    t.close()
+
+
+def test_demo_applications_are_decided_as_the_rules_decide_and_garbage_goes_to_the_dead_letter_topic(
+    run_eligibility, kafka
+):
+    tag = uuid.uuid4().hex[:8]
+    apps = demo_applications(tag)
+    traces = {a.application_id: cloudevents.new_trace_id() for a in apps}
+    garbage_key, empty_key = f"garbage-{tag}".encode(), f"empty-{tag}".encode()
+
+    service = run_eligibility()
+    service.wait_serving()
+    half = len(apps) // 2
+    for app in apps[:half]:
+        kafka.send_application(app, traces[app.application_id])
+    kafka.send_raw(garbage_key, b"\xff\xfe\x00 this is not protobuf")
+    kafka.send_raw(empty_key, b"")
+    for app in apps[half:]:  # the same firms' partitions keep moving after the garbage
+        kafka.send_application(app, traces[app.application_id])
+    kafka.flush()
+    kafka.collect({a.application_id for a in apps}, {garbage_key, empty_key})
+
+    for app in apps:
+        key, decision, headers = kafka.decisions[app.application_id]
+        expected = rules.evaluate(app, POLICY)
+        assert codec.decision_from_proto(decision) == expected
+        assert key == app.firm.credit_code.encode()
+        assert headers["ce_id"] == expected.decision_id.encode()
+        assert headers["ce_type"] == cloudevents.TYPE_DECISION_MADE.encode()
+        assert cloudevents.trace_id_of(list(headers.items())) == traces[app.application_id]
+    letters = {key: letter for key, letter, _ in kafka.dead_letters if key in (garbage_key, empty_key)}
+    assert letters[garbage_key].value == b"\xff\xfe\x00 this is not protobuf"
+    assert letters[garbage_key].source_topic == topics.APPLICATIONS.name
+    assert letters[garbage_key].consumer == "eligibility"
+    assert letters[empty_key].error.startswith("empty value")
+
+    with urlopen_metrics(service) as text:
+        assert 'subsidy_dead_letters_total{consumer="eligibility",topic="subsidy.applications.v1"}' in text
+
+    code, seconds = service.terminate()
+    assert code == 0, tail(service.log_path)
+    assert seconds < 10
+
+
+def urlopen_metrics(service: Eligibility):
+    import contextlib
+    import urllib.request
+
+    @contextlib.contextmanager
+    def opened():
+        port = service.env["SUBSIDY_ELIGIBILITY_METRICS_PORT"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            yield response.read().decode()
+
+    return opened()
+
+
+def test_a_restart_loses_no_application_and_sigterm_exits_cleanly(run_eligibility, kafka):
+    tag = uuid.uuid4().hex[:8]
+    apps = demo_applications(tag)[:12]
+    first, second = apps[:6], apps[6:]
+
+    service = run_eligibility("first")
+    service.wait_serving()
+    for app in first:
+        kafka.send_application(app, cloudevents.new_trace_id())
+    kafka.flush()
+    kafka.collect({a.application_id for a in first})
+    code, seconds = service.terminate()
+    assert code == 0, tail(service.log_path)
+    assert seconds < 10, f"SIGTERM took {seconds:.1f}s"
+
+    # Produced while nobody consumes: picked up from the committed offsets.
+    for app in second:
+        kafka.send_application(app, cloudevents.new_trace_id())
+    kafka.flush()
+    service = run_eligibility("second")
+    service.wait_serving()
+    kafka.collect({a.application_id for a in apps})
+    for app in apps:
+        assert codec.decision_from_proto(kafka.decisions[app.application_id][1]) == rules.evaluate(app, POLICY)
+    # SIGTERM drained and committed: the first run's records were not decided again.
+    kafka.drain(2.0)
+    assert {kafka.decision_counts[a.application_id] for a in apps} == {1}
+    code, _ = service.terminate()
+    assert code == 0, tail(service.log_path)
+
+
+def test_a_malformed_policy_is_refused_at_start_naming_the_file_and_field(tmp_path):
+    import shutil
+
+    policy_dir = tmp_path / "policy"
+    shutil.copytree(ROOT / "policy", policy_dir)
+    index = policy_dir / "policy.yaml"
+    index.write_text(index.read_text(encoding="utf-8").replace("effective_from: 2022-01-01", "effective_from: 2022-02-30"),
+                     encoding="utf-8")
+    env = {**os.environ, "SUBSIDY_POLICY_DIR": str(policy_dir), "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    result = subprocess.run([sys.executable, "-m", "services.eligibility"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3
+    assert f"{index}: effective_from: must be a date" in result.stderr
+
+
+def test_after_a_crash_the_uncommitted_records_are_decided_again_under_the_same_ids(run_eligibility, kafka):
+    tag = uuid.uuid4().hex[:8]
+    apps = demo_applications(tag)[12:20]
+    first, second = apps[:4], apps[4:]
+
+    service = run_eligibility("crashing")
+    service.wait_serving()
+    for app in first:
+        kafka.send_application(app, cloudevents.new_trace_id())
+    kafka.flush()
+    kafka.collect({a.application_id for a in first})
+    service.kill()  # SIGKILL: no drain, no final commit
+    for app in second:
+        kafka.send_application(app, cloudevents.new_trace_id())
+    kafka.flush()
+
+    service = run_eligibility("after-crash")
+    service.wait_serving()
+    kafka.collect({a.application_id for a in apps}, timeout=60)
+    for app in apps:
+        _, decision, headers = kafka.decisions[app.application_id]
+        assert headers["ce_id"] == f"{app.application_id}@{POLICY.version}".encode()
+    # Replays (if any) are the same decision, so consumers downstream skip them.
+    assert all(kafka.decision_counts[a.application_id] >= 1 for a in apps)
+    code, _ = service.terminate()
+    assert code == 0, tail(service.log_path)

@@ -1,0 +1,113 @@
+"""The faust agent, in faust's test context (memory channel, no broker): it
+only moves bytes from the applications topic to the decisions or dead-letter
+topic, counting and logging on the way."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import pytest
+from eligibility_support import POLICY, application_record, demo_applications
+from prometheus_client import CollectorRegistry
+
+from services.eligibility import processor
+from services.eligibility.app import create_app, faust_settings
+from services.eligibility.config import Settings
+from subsidy import cloudevents, logs, topics
+from subsidy.v1 import decision_pb2, events_pb2
+
+DEMO = demo_applications()
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def build(tmp_path, sent, fail=False):
+    async def sink(topic, key, value, headers):
+        if fail:
+            raise ConnectionError("broker gone")
+        sent.append((topic, key, value, headers))
+
+    settings = Settings(data_dir=tmp_path / "data")
+    return create_app(settings, policy=POLICY, registry=CollectorRegistry(), sink=sink)
+
+
+def run_in_test_context(service, records):
+    async def main():
+        async with service.agent.test_context() as agent:
+            for key, value, headers in records:
+                await agent.put(value=value, key=key, headers=headers)
+
+    asyncio.run(main())
+
+
+def test_the_agent_turns_an_application_into_a_decision_on_the_decisions_topic(tmp_path):
+    sent = []
+    service = build(tmp_path, sent)
+    run_in_test_context(service, [application_record(DEMO[0], TRACE)])
+    [(topic, key, value, headers)] = sent
+    assert topic == topics.DECISIONS.name
+    assert key == DEMO[0].firm.credit_code.encode()
+    assert decision_pb2.Decision.FromString(value).application_id == DEMO[0].application_id
+    assert cloudevents.trace_id_of(headers) == TRACE
+
+
+def test_the_agent_dead_letters_garbage_and_keeps_going(tmp_path):
+    sent = []
+    service = build(tmp_path, sent)
+    run_in_test_context(service, [(b"k", b"\xff\xfe", []), application_record(DEMO[1])])
+    assert [s[0] for s in sent] == [topics.APPLICATIONS_DLQ.name, topics.DECISIONS.name]
+    letter = events_pb2.DeadLetter.FromString(sent[0][2])
+    assert letter.value == b"\xff\xfe" and letter.consumer == "eligibility"
+
+
+def test_the_agent_counts_what_it_consumes_decides_dead_letters_and_produces(tmp_path):
+    sent = []
+    service = build(tmp_path, sent)
+    run_in_test_context(service, [application_record(DEMO[0]), (b"k", b"", []), application_record(DEMO[3])])
+    m = service.metrics
+    # faust names the test channel's topic; what matters is one count per record.
+    consumed = sum(s.value for s in m.consumed.collect()[0].samples if s.name.endswith("_total"))
+    assert consumed == 3
+    assert m.value("subsidy_messages_produced_total", topic=topics.DECISIONS.name) == 2
+    assert m.value("subsidy_messages_produced_total", topic=topics.APPLICATIONS_DLQ.name) == 1
+    dead = sum(s.value for s in m.dead_letters.collect()[0].samples if s.name.endswith("_total"))
+    assert dead == 1
+    d0 = processor.rules.evaluate(DEMO[0], POLICY)
+    assert m.value("subsidy_decisions_total", clause=d0.clause, outcome=d0.outcome) >= 1
+
+
+def test_the_agent_logs_each_decision_with_its_trace_id_and_no_firm_name(tmp_path, caplog):
+    sent = []
+    service = build(tmp_path, sent)
+    formatter = logs.JsonFormatter("eligibility")
+    with caplog.at_level(logging.INFO, logger="subsidy.eligibility"):
+        run_in_test_context(service, [application_record(DEMO[0], TRACE)])
+    lines = [json.loads(formatter.format(r)) for r in caplog.records if r.name == "subsidy.eligibility"]
+    [line] = [entry for entry in lines if entry["message"].startswith("decided")]
+    d = processor.rules.evaluate(DEMO[0], POLICY)
+    assert line["message"] == f"decided application {d.application_id} clause {d.clause} outcome {d.outcome}"
+    assert line["trace_id"] == TRACE
+    assert DEMO[0].firm.name not in json.dumps(lines, ensure_ascii=False)
+
+
+def test_a_failed_produce_crashes_the_app_rather_than_skipping_the_record(tmp_path):
+    sent = []
+    service = build(tmp_path, sent, fail=True)
+    with pytest.raises(ConnectionError):
+        run_in_test_context(service, [application_record(DEMO[0])])
+    assert service.app.crashed
+    assert service.metrics.value("subsidy_messages_produced_total", topic=topics.DECISIONS.name) == 0
+
+
+def test_faust_is_configured_for_at_least_once_on_a_one_node_broker(tmp_path):
+    conf = faust_settings(Settings(bootstrap_servers="a:1,b:2", topic_replication_factor=1, data_dir=tmp_path))
+    assert conf["broker"] == ["kafka://a:1", "kafka://b:2"]
+    assert conf["processing_guarantee"] == "at_least_once"
+    assert conf["store"] == "memory://"
+    assert conf["topic_replication_factor"] == 1 and conf["topic_disable_leader"] is True
+    assert conf["web_enabled"] is False
+    service = build(tmp_path, [])
+    assert service.app.conf.id == "subsidy-eligibility"
+    assert service.agent.concurrency == 1
+    assert str(service.app.conf.processing_guarantee).endswith("at_least_once") or service.app.conf.processing_guarantee.value == "at_least_once"
