@@ -6,11 +6,13 @@ INSTALLED := $(VENV)/.installed
 PROTOS := $(shell find proto -name '*.proto')
 GENERATED := subsidy/v1/.generated
 
-.PHONY: run test unit proto venv bench lint-proto clean help
+.PHONY: run calculate test unit proto venv bench clean help
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make run    - compute the demo applications and show the result"
+	@echo "make run    - start Kafka, intake and eligibility; submit the demo applications; show the decisions"
+	@echo "             (make run ARGS=--exit stops after the demo)"
+	@echo "make calculate - the calculator alone over the demo applications (no Kafka)"
 	@echo "make test   - set up .venv, generate protobuf code, run the whole suite"
 	@echo "make bench  - calculator throughput against bare JSON parse+dump"
 	@echo "make proto  - regenerate subsidy/v1 from proto/"
@@ -28,6 +30,9 @@ $(GENERATED): $(INSTALLED) $(PROTOS) subsidy/protogen.py
 	touch $@
 
 run: $(GENERATED)
+	$(PY) -m subsidy.devenv.stack demo $(ARGS)
+
+calculate: $(GENERATED)
 	$(VENV)/bin/subsidy simulate demo/applications.jsonl --summary --format table
 
 test: $(GENERATED)

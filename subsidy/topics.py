@@ -37,7 +37,7 @@ DECISIONS_DLQ = TopicSpec("subsidy.decisions.v1.dlq", 1, _DLQ, "DeadLetter: deci
 ALL = (APPLICATIONS, DECISIONS, APPLICATIONS_DLQ, DECISIONS_DLQ)
 
 
-def ensure_all(bootstrap: str, replication_factor: int = -1) -> dict[str, str]:
+def ensure_all(bootstrap: str, replication_factor: int = -1, timeout: float = 30.0) -> dict[str, str]:
     """Create every topic the system uses that does not exist yet (-1: the
     broker's default replication factor). Existing topics are left alone."""
     from subsidy.devenv.kafka import ensure_topics
@@ -45,4 +45,5 @@ def ensure_all(bootstrap: str, replication_factor: int = -1) -> dict[str, str]:
     return ensure_topics(
         bootstrap,
         [{"name": s.name, "partitions": s.partitions, "config": s.config, "replication_factor": replication_factor} for s in ALL],
+        timeout=timeout,
     )

@@ -1,0 +1,167 @@
+"""The composition root: builds the adapters from Settings, wires them into
+the core, runs the gRPC server, the outbox relay and the status projection,
+and shuts everything down in order. Nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from typing import Any
+
+from grpc_health.v1 import health
+
+from subsidy.db import Database
+from services.intake import handlers
+from services.intake.config import Settings
+from services.intake.directory import FileDirectory
+from services.intake.projection import DecisionProjection
+from services.intake.registry import FileRegistry, HttpRegistry
+from services.intake.relay import OutboxRelay
+from services.intake.server import NOT_SERVING, SERVICE_NAME, SERVING, IntakeServicer, build_server
+from services.intake.store import SqlStore
+
+log = logging.getLogger("services.intake")
+
+
+def build_registry(settings: Settings) -> Any:
+    if settings.registry_url:
+        return HttpRegistry(
+            settings.registry_url, timeout=settings.registry_timeout_s, attempts=settings.registry_attempts
+        )
+    return FileRegistry(settings.registry_file)
+
+
+def create_schema(store: SqlStore, wait_s: float = 30.0) -> None:
+    """Create the tables, waiting up to ``wait_s`` for the database to answer."""
+    deadline = time.monotonic() + wait_s
+    delay = 0.25
+    while True:
+        try:
+            store.create_schema()
+            return
+        except Exception as exc:  # noqa: BLE001
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("database not ready, retrying", extra={"fields": {"error": str(exc)[:300]}})
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+class IntakeApp:
+    """One running intake service. ``await app.start()`` … ``await app.stop()``."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.db = Database(settings.database_url, store="intake")
+        self.store = SqlStore(self.db)
+        self.deps = handlers.Deps(
+            store=self.store,
+            registry=build_registry(settings),
+            directory=FileDirectory(settings.directory_dir),
+        )
+        self.relay = OutboxRelay(self.store, settings.kafka_bootstrap)
+        self.projection = DecisionProjection(self.deps, settings.kafka_bootstrap, group_id=settings.projection_group)
+        self.health = health.aio.HealthServicer()
+        self.servicer = IntakeServicer(self.deps, on_accepted=self.relay.wake)
+        self.server: Any = None
+        self.port = 0
+        self._health_task: asyncio.Task | None = None
+        self._metrics: Any = None
+
+    async def start(self) -> None:
+        await asyncio.to_thread(create_schema, self.store)
+        for service in ("", SERVICE_NAME):
+            await self.health.set(service, NOT_SERVING)
+        self.server, self.port = build_server(self.servicer, self.health, self.settings.grpc_address)
+        await self.server.start()
+        self.relay.start()
+        self.projection.start()
+        self._start_metrics()
+        self._health_task = asyncio.create_task(self._watch_health(), name="intake-health")
+        log.info(
+            "intake listening",
+            extra={"fields": {"grpc_port": self.port, "address": self.settings.grpc_address,
+                              "database": self.db.dialect, "kafka": self.settings.kafka_bootstrap,
+                              "registry": "http" if self.settings.registry_url else "file"}},
+        )
+
+    def _start_metrics(self) -> None:
+        address = self.settings.metrics_address
+        if not address or address.lower() == "off":
+            return
+        from prometheus_client import start_http_server
+
+        host, _, port = address.rpartition(":")
+        try:
+            self._metrics = start_http_server(int(port), host or "127.0.0.1")
+        except OSError as exc:
+            log.warning("metrics endpoint not started", extra={"fields": {"address": address, "error": str(exc)}})
+
+    async def _watch_health(self) -> None:
+        """SERVING while the store answers and the relay's producer runs."""
+        current = None
+        while True:
+            ok = self.relay.running and await asyncio.to_thread(self.store.ping)
+            status = SERVING if ok else NOT_SERVING
+            if status != current:
+                for service in ("", SERVICE_NAME):
+                    await self.health.set(service, status)
+                log.info("health", extra={"fields": {"status": "SERVING" if ok else "NOT_SERVING"}})
+                current = status
+            await asyncio.sleep(self.settings.health_interval_s)
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight RPCs finish within the grace period,
+        then stop the relay and the projection and close the database."""
+        log.info("intake shutting down", extra={"fields": {"grace_s": self.settings.grace_s}})
+        if self._health_task is not None:
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
+        await self.health.enter_graceful_shutdown()
+        if self.server is not None:
+            await self.server.stop(self.settings.grace_s)
+        await asyncio.gather(
+            asyncio.to_thread(self.relay.stop, 3.0), asyncio.to_thread(self.projection.stop, 3.0)
+        )
+        if self._metrics is not None:
+            server, thread = self._metrics
+            server.shutdown()
+            server.server_close()
+        self.db.close()
+        log.info("intake stopped")
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop`` is set)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+    app = IntakeApp(settings)
+    await app.start()
+    try:
+        await stop.wait()
+    finally:
+        await app.stop()
+
+
+def main() -> int:
+    from subsidy import logs
+
+    settings = Settings.from_env()
+    logs.setup("intake", settings.log_level)
+    # kafka-python logs every refused connection at ERROR while a broker is
+    # down; the relay and the projection log that state themselves, with backoff.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    try:
+        asyncio.run(serve(settings))
+    except Exception as exc:  # noqa: BLE001 - a clear line, not a traceback
+        log.error("intake failed to start or stopped on an error", exc_info=exc)
+        return 1
+    return 0

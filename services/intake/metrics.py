@@ -1,0 +1,33 @@
+"""Prometheus metrics of intake (served over HTTP by bootstrap.py)."""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, Counter
+
+
+def _counter(name: str, documentation: str, labels: tuple[str, ...] = ()) -> Counter:
+    # Another service's module in the same process (an end-to-end test) may
+    # have registered the shared name already: use that one.
+    try:
+        return Counter(name, documentation, labels)
+    except ValueError:
+        existing = REGISTRY._names_to_collectors.get(name) or REGISTRY._names_to_collectors.get(f"{name}_total")
+        if existing is None:
+            raise
+        return existing  # type: ignore[return-value]
+
+
+SUBMISSIONS = _counter(
+    "subsidy_intake_submissions", "SubmitApplication answers by outcome.", ("outcome",)
+)
+OUTBOX_PUBLISHED = _counter("subsidy_intake_outbox_published", "Outbox events acknowledged by Kafka.")
+OUTBOX_FAILURES = _counter("subsidy_intake_outbox_publish_failures", "Outbox publish attempts that failed.")
+DECISIONS_APPLIED = _counter(
+    "subsidy_intake_decisions", "Decisions consumed by the status projection, by result.", ("result",)
+)
+# Shared name across services: every consumer counts what it dead-letters.
+DEAD_LETTERS = _counter(
+    "subsidy_dead_letters",
+    "Messages a consumer could not process, sent to the dead-letter topic.",
+    ("topic", "consumer"),
+)

@@ -1,0 +1,225 @@
+"""The status projection: consumes ``subsidy.decisions.v1`` and records each
+decision on its application (state DECIDED, the decision, its id).
+
+kafka-python in a thread, like the relay: the work per message is one
+blocking database transaction, and offsets are committed synchronously after
+it. Idempotent: a replayed decision (same decision id) changes nothing. A
+decision for an application intake does not know is logged and counted. A
+message that is not a valid Decision goes to ``subsidy.decisions.v1.dlq`` as
+a DeadLetter (and is counted); the partition keeps moving.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from typing import Any, Callable
+
+from google.protobuf.message import DecodeError
+
+from subsidy import cloudevents, codec, logs, topics
+from subsidy.codec import BadInput
+from services.intake import handlers, metrics
+from services.intake.model import rfc3339
+
+log = logging.getLogger("services.intake.projection")
+
+GROUP_ID = "subsidy-intake-projection"
+CONSUMER = "intake-projection"
+
+
+class InvalidDecision(ValueError):
+    pass
+
+
+def parse_decision(value: bytes | None) -> Any:
+    """A subsidy.v1.Decision, or InvalidDecision saying what is wrong."""
+    from subsidy.v1 import decision_pb2
+
+    if value is None:
+        raise InvalidDecision("empty message (no value)")
+    try:
+        message = decision_pb2.Decision.FromString(value)
+    except DecodeError as exc:
+        raise InvalidDecision(f"not a subsidy.v1.Decision protobuf: {exc}") from None
+    if not message.application_id:
+        raise InvalidDecision("application_id: is required")
+    if not message.decision_id:
+        raise InvalidDecision("decision_id: is required")
+    try:
+        codec.decision_from_proto(message)
+    except BadInput as exc:
+        raise InvalidDecision(str(exc)) from None
+    return message
+
+
+class DecisionProjection:
+    def __init__(
+        self,
+        deps: handlers.Deps,
+        bootstrap: str,
+        *,
+        group_id: str = GROUP_ID,
+        topic: str = topics.DECISIONS.name,
+        dlq_topic: str = topics.DECISIONS_DLQ.name,
+        max_backoff: float = 10.0,
+        consumer_factory: Callable[[], Any] | None = None,
+        producer_factory: Callable[[], Any] | None = None,
+    ):
+        self.deps = deps
+        self.bootstrap = bootstrap
+        self.group_id = group_id
+        self.topic = topic
+        self.dlq_topic = dlq_topic
+        self.max_backoff = max_backoff
+        self._consumer_factory = consumer_factory or self._new_consumer
+        self._producer_factory = producer_factory or self._new_producer
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.consuming = threading.Event()
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="intake-decision-projection", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("decision projection did not stop within %.0fs; leaving it (daemon thread)", timeout)
+
+    def _new_consumer(self) -> Any:
+        from kafka import KafkaConsumer
+
+        return KafkaConsumer(
+            self.topic,
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            client_id="subsidy-intake-projection",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            bootstrap_timeout_ms=5000,
+            reconnect_backoff_max_ms=2000,
+        )
+
+    def _new_producer(self) -> Any:
+        from kafka import KafkaProducer
+
+        return KafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            client_id="subsidy-intake-projection-dlq",
+            enable_idempotence=True,
+            acks="all",
+            max_block_ms=5000,
+            bootstrap_timeout_ms=5000,
+        )
+
+    # -- the loop --------------------------------------------------------------
+
+    def _run(self) -> None:
+        from kafka import OffsetAndMetadata
+
+        backoff = 0.0
+        while not self._stop.is_set():
+            try:
+                if self._consumer is None:
+                    self._consumer = self._consumer_factory()
+                    self.consuming.set()
+                    log.info("decision projection consuming", extra=logs.fields(topic=self.topic, group=self.group_id))
+                batches = self._consumer.poll(timeout_ms=300, max_records=100)
+                # Where each partition's unprocessed records start: on a failure
+                # (db or DLQ down) every partition is rewound there, so nothing
+                # polled but not applied is skipped.
+                unprocessed = {tp: records[0].offset for tp, records in batches.items() if records}
+                try:
+                    for tp, records in batches.items():
+                        for record in records:
+                            self.handle(record)
+                            self._consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "", -1)})
+                            unprocessed[tp] = record.offset + 1
+                        unprocessed.pop(tp, None)
+                except Exception:
+                    for tp, offset in unprocessed.items():
+                        self._consumer.seek(tp, offset)
+                    raise
+                backoff = 0.0
+            except Exception as exc:  # noqa: BLE001 - retry, never crash the service
+                backoff = min(self.max_backoff, backoff * 2 if backoff else 0.25)
+                log.warning(
+                    "decision projection failed, retrying",
+                    extra=logs.fields(error=f"{type(exc).__name__}: {exc}"[:300], retry_in_s=backoff),
+                )
+                self._stop.wait(backoff)
+        self.consuming.clear()
+        for client, close in ((self._consumer, lambda c: c.close(autocommit=False)), (self._producer, lambda p: p.close(timeout=2))):
+            if client is not None:
+                try:
+                    close(client)
+                except Exception:  # noqa: BLE001
+                    log.warning("decision projection: closing a Kafka client failed", exc_info=True)
+
+    def handle(self, record: Any) -> str:
+        """Apply one consumed record; return what happened."""
+        trace_id = cloudevents.trace_id_of(record.headers)
+        with logs.trace(trace_id):
+            try:
+                decision = parse_decision(record.value)
+            except InvalidDecision as exc:
+                self.dead_letter(record, str(exc), trace_id)
+                return "dead_letter"
+            result = handlers.apply_decision(
+                self.deps, decision.application_id, decision.decision_id, bytes(record.value)
+            )
+            metrics.DECISIONS_APPLIED.labels(result).inc()
+            where = logs.fields(
+                application_id=decision.application_id,
+                decision_id=decision.decision_id,
+                outcome=decision.outcome,
+                partition=record.partition,
+                offset=record.offset,
+            )
+            if result == "unknown":
+                log.warning("decision for an unknown application: skipped", extra=where)
+            else:
+                log.info(f"decision {result}", extra=where)
+            return result
+
+    def dead_letter(self, record: Any, error: str, trace_id: str | None) -> None:
+        from subsidy.v1 import events_pb2
+
+        now = dt.datetime.now(dt.timezone.utc)
+        letter = events_pb2.DeadLetter(
+            source_topic=record.topic,
+            source_partition=record.partition,
+            source_offset=record.offset,
+            key=record.key or b"",
+            value=record.value or b"",
+            headers=[events_pb2.KafkaHeader(key=k, value=v or b"") for k, v in (record.headers or [])],
+            error=error,
+            consumer=CONSUMER,
+            failed_at=rfc3339(now),
+        )
+        if self._producer is None:
+            self._producer = self._producer_factory()
+        headers = cloudevents.headers(
+            event_id=f"{record.topic}/{record.partition}/{record.offset}",
+            event_type=cloudevents.TYPE_DEAD_LETTER,
+            source=handlers.SOURCE,
+            trace_id=trace_id or cloudevents.new_trace_id(),
+            time=now,
+        )
+        self._producer.send(self.dlq_topic, key=record.key or b"", value=letter.SerializeToString(), headers=headers).get(
+            timeout=30
+        )
+        metrics.DEAD_LETTERS.labels(record.topic, CONSUMER).inc()
+        log.warning(
+            "undecodable decision sent to the dead-letter topic",
+            extra=logs.fields(topic=record.topic, partition=record.partition, offset=record.offset,
+                              dlq=self.dlq_topic, error=error[:300]),
+        )

@@ -1,0 +1,43 @@
+"""gRPC rich error status: a google.rpc.Status carrying a google.rpc.BadRequest
+in the ``grpc-status-details-bin`` trailer, the way every gRPC client library
+reads field-level errors (grpcio-status' ``rpc_status``)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+DETAILS_KEY = "grpc-status-details-bin"
+
+
+def bad_request_details(code: int, message: str, violations: Iterable[tuple[str, str]]) -> bytes:
+    """Serialized google.rpc.Status carrying one google.rpc.BadRequest."""
+    detail = error_details_pb2.BadRequest(
+        field_violations=[error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in violations]
+    )
+    packed = any_pb2.Any()
+    packed.Pack(detail)
+    return status_pb2.Status(code=code, message=message, details=[packed]).SerializeToString()
+
+
+def field_violations(trailing_metadata: Any) -> tuple[Any, list[tuple[str, str]]]:
+    """Client side: (Status, [(field, description)]) from an RpcError's trailers."""
+    raw = dict(trailing_metadata or ()).get(DETAILS_KEY)
+    if raw is None:
+        return None, []
+    status = status_pb2.Status.FromString(raw)
+    out: list[tuple[str, str]] = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            out += [(v.field, v.description) for v in bad_request.field_violations]
+    return status, out
+
+
+def from_error(error: Any) -> Any:
+    """The google.rpc.Status of a grpc.RpcError, or None."""
+    return rpc_status.from_call(error)

@@ -1,0 +1,102 @@
+"""The intake store on SQLite and on PostgreSQL: the same code, the same tests."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+
+import pytest
+
+from subsidy.db import Database
+from subsidy.v1 import application_pb2
+from services.intake import handlers
+from services.intake.directory import FileDirectory
+from services.intake.model import DuplicateKey, OutboxMessage, StoredApplication
+from services.intake.registry import FileRegistry
+from services.intake.store import SqlStore
+
+from .test_intake_support import ROOT, database_url, new_id, rent_application
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    postgres_url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    db = Database(database_url(request.param, tmp_path, postgres_url), store="intake", pool_size=8)
+    s = SqlStore(db)
+    s.create_schema()
+    s.create_schema()  # idempotent
+    yield s
+    db.close()
+
+
+def row(app_id: str, received_at: str = "2025-03-01T08:00:00.000000Z", code: str = "91310117MA1K7D2E8N"):
+    return StoredApplication(app_id, code, "ab" * 32, b"\x0a\x01x", received_at, "cd" * 16)
+
+
+def message(app_id: str) -> OutboxMessage:
+    return OutboxMessage("subsidy.applications.v1", b"key", b"\x00value\xff", (("ce_id", app_id.encode()),))
+
+
+def test_an_application_and_its_outbox_row_are_written_together_and_read_back(store):
+    store.add(row("A-1"), message("A-1"))
+    assert store.get("A-1") == row("A-1")
+    [pending] = store.pending()
+    assert (pending.topic, pending.key, pending.value, pending.headers) == (
+        "subsidy.applications.v1", b"key", b"\x00value\xff", [("ce_id", b"A-1")])
+
+
+def test_a_second_add_of_the_same_id_is_a_duplicate_key_and_writes_nothing(store):
+    store.add(row("A-1"), message("A-1"))
+    with pytest.raises(DuplicateKey):
+        store.add(dataclasses.replace(row("A-1"), payload_sha256="ef" * 32), message("A-1"))
+    assert store.get("A-1").payload_sha256 == "ab" * 32
+    assert len(store.pending()) == 1
+
+
+def test_the_outbox_is_published_in_order_and_marked_rows_are_not_pending(store):
+    for i in range(3):
+        store.add(row(f"A-{i}"), message(f"A-{i}"))
+    pending = store.pending()
+    assert [p.headers[0][1] for p in pending] == [b"A-0", b"A-1", b"A-2"]
+    store.mark_published([pending[0].id, pending[1].id], "2025-03-01T08:00:01.000000Z")
+    assert [p.id for p in store.pending()] == [pending[2].id] and store.pending_count() == 1
+
+
+def test_listing_is_newest_first_with_keyset_paging(store):
+    for i, at in enumerate(["2025-03-01T08:00:00.000000Z", "2025-03-02T08:00:00.000000Z",
+                            "2025-03-02T08:00:00.000000Z", "2025-03-03T08:00:00.000000Z"]):
+        store.add(row(f"A-{i}", at), message(f"A-{i}"))
+    store.add(row("OTHER", code="91310117H2LTFY5G3W"), message("OTHER"))
+    first = store.list_by_firm("91310117MA1K7D2E8N", 2)
+    assert [r.application_id for r in first] == ["A-3", "A-2"]
+    last = first[-1]
+    rest = store.list_by_firm("91310117MA1K7D2E8N", 10, (last.received_at, last.application_id))
+    assert [r.application_id for r in rest] == ["A-1", "A-0"]
+
+
+def test_a_decision_is_applied_once_and_a_replay_or_an_unknown_id_changes_nothing(store):
+    store.add(row("A-1"), message("A-1"))
+    assert store.apply_decision("A-1", "A-1@v1", b"\x01dec", "2025-03-04T00:00:00.000000Z") == "applied"
+    decided = store.get("A-1")
+    assert (decided.state, decided.decision, decided.decision_id) == ("DECIDED", b"\x01dec", "A-1@v1")
+    assert store.apply_decision("A-1", "A-1@v1", b"\x01dec", "2025-03-05T00:00:00.000000Z") == "replayed"
+    assert store.get("A-1") == decided
+    assert store.apply_decision("NOPE", "NOPE@v1", b"", "2025-03-05T00:00:00.000000Z") == "unknown"
+
+
+def test_concurrent_submissions_of_the_same_application_store_it_once(store):
+    deps = handlers.Deps(
+        store=store,
+        registry=FileRegistry(ROOT / "demo" / "registry.json"),
+        directory=FileDirectory(ROOT / "policy" / "directory"),
+    )
+    app_id = new_id("RACE")
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: handlers.submit(deps, rent_application(app_id)), range(8)))
+    assert sum(not r.duplicate for r in results) == 1
+    assert len({r.receipt for r in results}) == 1
+    assert store.pending_count() == 1
+    stored = application_pb2.Application.FromString(store.get(app_id).payload)
+    assert stored.firm.name == "上海泗泾智造示范工厂有限公司"
