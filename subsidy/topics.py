@@ -34,7 +34,26 @@ APPLICATIONS_DLQ = TopicSpec(
 )
 DECISIONS_DLQ = TopicSpec("subsidy.decisions.v1.dlq", 1, _DLQ, "DeadLetter: decision messages a consumer could not process")
 
-ALL = (APPLICATIONS, DECISIONS, APPLICATIONS_DLQ, DECISIONS_DLQ)
+PAYOUTS = TopicSpec(
+    "subsidy.payouts.v1", 6, _RECORD,
+    "PayoutEvent (protobuf: GrantRecorded, TrancheScheduled, TrancheDue, TrancheCancelled), key credit code, from payout, for finance",
+)
+PAYMENTS = TopicSpec("subsidy.payments.v1", 6, _RECORD, "PaymentConfirmed (protobuf), key credit code, from finance")
+PAYMENTS_DLQ = TopicSpec("subsidy.payments.v1.dlq", 1, _DLQ, "DeadLetter: payment confirmations payout could not apply")
+NOTIFICATIONS_DLQ = TopicSpec(
+    "subsidy.notifications.v1.dlq", 1, _DLQ, "DeadLetter: events notify could not deliver after its retries"
+)
+
+ALL = (
+    APPLICATIONS,
+    DECISIONS,
+    PAYOUTS,
+    PAYMENTS,
+    APPLICATIONS_DLQ,
+    DECISIONS_DLQ,
+    PAYMENTS_DLQ,
+    NOTIFICATIONS_DLQ,
+)
 
 
 def ensure_all(bootstrap: str, replication_factor: int = -1, timeout: float = 30.0) -> dict[str, str]:
