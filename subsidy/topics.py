@@ -39,6 +39,7 @@ PAYOUTS = TopicSpec(
     "PayoutEvent (protobuf: GrantRecorded, TrancheScheduled, TrancheDue, TrancheCancelled), key credit code, from payout, for finance",
 )
 PAYMENTS = TopicSpec("subsidy.payments.v1", 6, _RECORD, "PaymentConfirmed (protobuf), key credit code, from finance")
+PAYOUTS_DLQ = TopicSpec("subsidy.payouts.v1.dlq", 1, _DLQ, "DeadLetter: payout events a consumer could not process")
 PAYMENTS_DLQ = TopicSpec("subsidy.payments.v1.dlq", 1, _DLQ, "DeadLetter: payment confirmations payout could not apply")
 NOTIFICATIONS_DLQ = TopicSpec(
     "subsidy.notifications.v1.dlq", 1, _DLQ, "DeadLetter: events notify could not deliver after its retries"
@@ -51,6 +52,7 @@ ALL = (
     PAYMENTS,
     APPLICATIONS_DLQ,
     DECISIONS_DLQ,
+    PAYOUTS_DLQ,
     PAYMENTS_DLQ,
     NOTIFICATIONS_DLQ,
 )

@@ -18,7 +18,7 @@ from subsidy.db import Database
 from services.intake import handlers
 from services.intake.config import Settings
 from services.intake.directory import FileDirectory
-from services.intake.projection import DecisionProjection
+from services.intake.projection import DecisionProjection, PayoutProjection
 from services.intake.registry import FileRegistry, HttpRegistry
 from services.intake.relay import OutboxRelay
 from services.intake.server import NOT_SERVING, SERVICE_NAME, SERVING, IntakeServicer, build_server
@@ -65,6 +65,7 @@ class IntakeApp:
         )
         self.relay = OutboxRelay(self.store, settings.kafka_bootstrap)
         self.projection = DecisionProjection(self.deps, settings.kafka_bootstrap, group_id=settings.projection_group)
+        self.payout_projection = PayoutProjection(self.deps, settings.kafka_bootstrap)
         self.health = health.aio.HealthServicer()
         self.servicer = IntakeServicer(self.deps, on_accepted=self.relay.wake)
         self.server: Any = None
@@ -80,6 +81,7 @@ class IntakeApp:
         await self.server.start()
         self.relay.start()
         self.projection.start()
+        self.payout_projection.start()
         self._start_metrics()
         self._health_task = asyncio.create_task(self._watch_health(), name="intake-health")
         log.info(
@@ -126,7 +128,9 @@ class IntakeApp:
         if self.server is not None:
             await self.server.stop(self.settings.grace_s)
         await asyncio.gather(
-            asyncio.to_thread(self.relay.stop, 3.0), asyncio.to_thread(self.projection.stop, 3.0)
+            asyncio.to_thread(self.relay.stop, 3.0),
+            asyncio.to_thread(self.projection.stop, 3.0),
+            asyncio.to_thread(self.payout_projection.stop, 3.0),
         )
         if self._metrics is not None:
             server, thread = self._metrics

@@ -25,6 +25,9 @@ OUTBOX_FAILURES = _counter("subsidy_intake_outbox_publish_failures", "Outbox pub
 DECISIONS_APPLIED = _counter(
     "subsidy_intake_decisions", "Decisions consumed by the status projection, by result.", ("result",)
 )
+PAYOUT_EVENTS_APPLIED = _counter(
+    "subsidy_intake_payout_events", "Payout events folded into applications' grants, by result.", ("result",)
+)
 # Shared name across services: every consumer counts what it dead-letters.
 DEAD_LETTERS = _counter(
     "subsidy_dead_letters",

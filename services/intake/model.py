@@ -9,7 +9,8 @@ from subsidy.domain import Firm
 
 RECEIVED = "RECEIVED"
 DECIDED = "DECIDED"
-STATES = (RECEIVED, DECIDED)
+RECORDED = "RECORDED"
+STATES = (RECEIVED, DECIDED, RECORDED)
 
 
 # ------------------------------------------------------------------ values
@@ -75,6 +76,7 @@ class StoredApplication:
     decision: bytes | None = None
     decision_id: str | None = None
     decided_at: str | None = None
+    grant: bytes | None = None  # subsidy.v1.Grant, from the payout events
 
     @property
     def receipt(self) -> Receipt:

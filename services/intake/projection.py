@@ -1,5 +1,8 @@
-"""The status projection: consumes ``subsidy.decisions.v1`` and records each
-decision on its application (state DECIDED, the decision, its id).
+"""The status projections: ``DecisionProjection`` consumes
+``subsidy.decisions.v1`` and records each decision on its application (state
+DECIDED, the decision, its id); ``PayoutProjection`` consumes
+``subsidy.payouts.v1`` and folds the grant and its tranches in (state
+RECORDED), so GetApplication tells the whole story.
 
 kafka-python in a thread, like the relay: the work per message is one
 blocking database transaction, and offsets are committed synchronously after
@@ -20,7 +23,7 @@ from google.protobuf.message import DecodeError
 
 from subsidy import cloudevents, codec, logs, topics
 from subsidy.codec import BadInput
-from services.intake import handlers, metrics
+from services.intake import handlers, metrics, payouts
 from services.intake.model import rfc3339
 
 log = logging.getLogger("services.intake.projection")
@@ -55,6 +58,8 @@ def parse_decision(value: bytes | None) -> Any:
 
 
 class DecisionProjection:
+    name = "decision projection"
+
     def __init__(
         self,
         deps: handlers.Deps,
@@ -84,7 +89,7 @@ class DecisionProjection:
     # -- lifecycle -----------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="intake-decision-projection", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"intake-{self.name.replace(' ', '-')}", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -92,7 +97,7 @@ class DecisionProjection:
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
-                log.warning("decision projection did not stop within %.0fs; leaving it (daemon thread)", timeout)
+                log.warning("%s did not stop within %.0fs; leaving it (daemon thread)", self.name, timeout)
 
     def _new_consumer(self) -> Any:
         from kafka import KafkaConsumer
@@ -101,7 +106,7 @@ class DecisionProjection:
             self.topic,
             bootstrap_servers=self.bootstrap,
             group_id=self.group_id,
-            client_id="subsidy-intake-projection",
+            client_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             bootstrap_timeout_ms=5000,
@@ -131,7 +136,7 @@ class DecisionProjection:
                 if self._consumer is None:
                     self._consumer = self._consumer_factory()
                     self.consuming.set()
-                    log.info("decision projection consuming", extra=logs.fields(topic=self.topic, group=self.group_id))
+                    log.info(f"{self.name} consuming", extra=logs.fields(topic=self.topic, group=self.group_id))
                 batches = self._consumer.poll(timeout_ms=300, max_records=100)
                 # Where each partition's unprocessed records start: on a failure
                 # (db or DLQ down) every partition is rewound there, so nothing
@@ -152,7 +157,7 @@ class DecisionProjection:
             except Exception as exc:  # noqa: BLE001 - retry, never crash the service
                 backoff = min(self.max_backoff, backoff * 2 if backoff else 0.25)
                 log.warning(
-                    "decision projection failed, retrying",
+                    f"{self.name} failed, retrying",
                     extra=logs.fields(error=f"{type(exc).__name__}: {exc}"[:300], retry_in_s=backoff),
                 )
                 self._stop.wait(backoff)
@@ -162,7 +167,7 @@ class DecisionProjection:
                 try:
                     close(client)
                 except Exception:  # noqa: BLE001
-                    log.warning("decision projection: closing a Kafka client failed", exc_info=True)
+                    log.warning("%s: closing a Kafka client failed", self.name, exc_info=True)
 
     def handle(self, record: Any) -> str:
         """Apply one consumed record; return what happened."""
@@ -219,7 +224,71 @@ class DecisionProjection:
         )
         metrics.DEAD_LETTERS.labels(record.topic, CONSUMER).inc()
         log.warning(
-            "undecodable decision sent to the dead-letter topic",
+            f"{self.name}: undecodable message sent to the dead-letter topic",
             extra=logs.fields(topic=record.topic, partition=record.partition, offset=record.offset,
                               dlq=self.dlq_topic, error=error[:300]),
         )
+
+
+PAYOUT_GROUP_ID = "subsidy-intake-payouts"
+
+
+class InvalidPayoutEvent(ValueError):
+    pass
+
+
+def parse_payout_event(value: bytes | None) -> Any:
+    from subsidy.v1 import payout_pb2
+
+    if value is None:
+        raise InvalidPayoutEvent("empty message (no value)")
+    try:
+        event = payout_pb2.PayoutEvent.FromString(value)
+    except DecodeError as exc:
+        raise InvalidPayoutEvent(f"not a subsidy.v1.PayoutEvent protobuf: {exc}") from None
+    if not event.event_id:
+        raise InvalidPayoutEvent("event_id: is required")
+    try:
+        payouts.application_id_of(event)
+    except payouts.NotAPayoutEvent as exc:
+        raise InvalidPayoutEvent(str(exc)) from None
+    return event
+
+
+class PayoutProjection(DecisionProjection):
+    """Folds payout events into the application's grant, once per event id;
+    an undecodable event goes to ``subsidy.payouts.v1.dlq``."""
+
+    name = "payout projection"
+
+    def __init__(self, deps: handlers.Deps, bootstrap: str, **kwargs: Any):
+        kwargs.setdefault("group_id", PAYOUT_GROUP_ID)
+        kwargs.setdefault("topic", topics.PAYOUTS.name)
+        kwargs.setdefault("dlq_topic", topics.PAYOUTS_DLQ.name)
+        super().__init__(deps, bootstrap, **kwargs)
+
+    def handle(self, record: Any) -> str:
+        trace_id = cloudevents.trace_id_of(record.headers)
+        with logs.trace(trace_id):
+            try:
+                event = parse_payout_event(record.value)
+            except InvalidPayoutEvent as exc:
+                self.dead_letter(record, str(exc), trace_id)
+                return "dead_letter"
+            application_id = payouts.application_id_of(event)
+            result = self.deps.store.apply_payout_event(
+                event.event_id,
+                application_id,
+                lambda grant: payouts.fold_bytes(grant, event),
+                rfc3339(self.deps.clock()),
+            )
+            metrics.PAYOUT_EVENTS_APPLIED.labels(result).inc()
+            where = logs.fields(
+                application_id=application_id, event_id=event.event_id, kind=event.WhichOneof("event"),
+                partition=record.partition, offset=record.offset,
+            )
+            if result == "unknown":
+                log.warning("payout event for an unknown application: skipped", extra=where)
+            else:
+                log.info(f"payout event {result}", extra=where)
+            return result

@@ -29,6 +29,7 @@ from subsidy.v1 import application_pb2, decision_pb2, intake_pb2, intake_pb2_grp
 from services.intake import handlers, metrics, rich_status
 from services.intake.model import (
     DECIDED,
+    RECORDED,
     AlreadyExists,
     InvalidApplication,
     NotFound,
@@ -47,6 +48,7 @@ _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}\Z")
 _STATES = {
     "RECEIVED": intake_pb2.APPLICATION_STATE_RECEIVED,
     DECIDED: intake_pb2.APPLICATION_STATE_DECIDED,
+    RECORDED: intake_pb2.APPLICATION_STATE_RECORDED,
 }
 
 
@@ -75,6 +77,8 @@ def status_to_proto(stored: StoredApplication) -> Any:
     )
     if stored.decision is not None:
         status.decision.CopyFrom(decision_pb2.Decision.FromString(stored.decision))
+    if stored.grant is not None:
+        status.grant.ParseFromString(stored.grant)
     return status
 
 

@@ -258,3 +258,44 @@ def test_when_the_registry_platform_is_down_submit_is_unavailable_and_nothing_is
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "government data platform is unavailable" in caught.value.details()
         assert count_rows(svc, app_id) == (0, 0)
+
+
+def test_payout_events_show_the_grant_and_its_tranches_in_get_application_once_each(intake, kafka_bootstrap):
+    from subsidy.v1 import payout_pb2
+
+    app_id = new_id()
+    submit(intake, rent_application(app_id))
+    tranche_id = f"{app_id}/tranche-0"
+    events = [
+        payout_pb2.PayoutEvent(event_id=f"grant:{app_id}", grant_recorded=payout_pb2.GrantRecorded(
+            application_id=app_id, decision_id=f"{app_id}@t", credit_code=FIRM, clause="1.rent",
+            max_award_fen=200000000, granted_fen=150000000, decision_year=2025, tranche_count=1,
+        )),
+        payout_pb2.PayoutEvent(event_id=f"scheduled:{tranche_id}", tranche_scheduled=payout_pb2.TrancheScheduled(
+            tranche_id=tranche_id, application_id=app_id, credit_code=FIRM, clause="1.rent", number=0,
+            amount_fen=150000000, due_on="2025-02-20", budget_year=2025,
+        )),
+        payout_pb2.PayoutEvent(event_id=f"paid:{tranche_id}", tranche_paid=payout_pb2.TranchePaid(
+            tranche_id=tranche_id, credit_code=FIRM, amount_fen=150000000, paid_on="2025-03-01", payment_id="PAY-1",
+        )),
+    ]
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    try:
+        for event in events + events[:1]:  # the grant event replayed at the end
+            headers = cloudevents.headers(event.event_id, "test.payout", "/test", "cd" * 16)
+            producer.send(topics.PAYOUTS.name, key=FIRM.encode(), value=event.SerializeToString(), headers=headers).get(30)
+    finally:
+        producer.close()
+
+    def paid():
+        s = intake.stub.GetApplication(intake_pb2.GetApplicationRequest(application_id=app_id), timeout=5).application
+        return s if s.grant.tranches and s.grant.tranches[0].status == payout_pb2.TRANCHE_STATUS_PAID else None
+
+    status = wait_for(paid, timeout=30, interval=0.2)
+    assert status.state == intake_pb2.APPLICATION_STATE_RECORDED
+    assert status.grant.granted_fen == 150000000 and len(status.grant.tranches) == 1
+    tranche = status.grant.tranches[0]
+    assert (tranche.tranche_id, tranche.amount_fen, tranche.budget_year, tranche.payment_id) == (tranche_id, 150000000, 2025, "PAY-1")
+    wait_for(lambda: metrics.PAYOUT_EVENTS_APPLIED.labels("replayed")._value.get() >= 1, timeout=20, interval=0.2)
+    again = intake.stub.GetApplication(intake_pb2.GetApplicationRequest(application_id=app_id), timeout=5).application
+    assert again.grant == status.grant, "the replayed grant event changed nothing"

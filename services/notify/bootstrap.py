@@ -1,0 +1,188 @@
+"""The composition root: builds the adapters from Settings, wires them into
+the core, runs the consumer and the gRPC health server, and shuts down in
+order. Nothing happens at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from subsidy import topics
+from subsidy.db import Database
+from subsidy.policy import load_policy
+from services.notify import handlers
+from services.notify.channels import MailDirEmail, SmsGateway, SmtpEmail, Webhook
+from services.notify.config import Settings
+from services.notify.consumer import NotifyConsumer
+from services.notify.contacts import build_registry
+from services.notify.store import SqlNotificationLog
+
+log = logging.getLogger("services.notify")
+
+SERVICE_NAME = "subsidy.notify"  # health-checked name (notify has no RPC service of its own)
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def build_channels(settings: Settings) -> list[Any]:
+    channels: list[Any] = []
+    if settings.smtp_url:
+        channels.append(SmtpEmail(settings.smtp_url, settings.mail_from, settings.smtp_timeout_s))
+    else:
+        channels.append(MailDirEmail(settings.mail_dir, settings.mail_from))
+    if settings.webhook_secret:
+        channels.append(Webhook(settings.webhook_secret, settings.webhook_timeout_s))
+    if settings.sms_gateway_url:
+        channels.append(SmsGateway(settings.sms_gateway_url, settings.sms_timeout_s))
+    return channels
+
+
+def create_schema(store: SqlNotificationLog, wait_s: float = 30.0) -> None:
+    deadline = time.monotonic() + wait_s
+    delay = 0.25
+    while True:
+        try:
+            store.create_schema()
+            return
+        except Exception as exc:  # noqa: BLE001
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("database not ready, retrying", extra={"fields": {"error": str(exc)[:300]}})
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def ensure_topics(bootstrap: str, stop: asyncio.Event | None = None) -> None:
+    try:
+        topics.ensure_all(bootstrap, timeout=10)
+    except Exception as exc:  # noqa: BLE001 - the consumer retries on its own
+        log.warning("could not ensure the topics", extra={"fields": {"error": str(exc)[:300]}})
+
+
+class NotifyApp:
+    """One running notify service. ``await app.start()`` … ``await app.stop()``."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.db = Database(settings.database_url, store="notify")
+        self.store = SqlNotificationLog(self.db)
+        policy = load_policy()
+        self.channels = build_channels(settings)
+        self.deps = handlers.Deps(
+            firms=build_registry(settings),
+            log=self.store,
+            channels=self.channels,
+            titles={clause: c.title for clause, c in policy.clauses.items()},
+            attempts=settings.attempts,
+            backoff_s=settings.retry_backoff_s,
+            max_backoff_s=settings.retry_max_backoff_s,
+        )
+        self.consumer = NotifyConsumer(self.deps, settings.kafka_bootstrap, group_id=settings.consumer_group)
+        self.health = health.aio.HealthServicer()
+        self.server: Any = None
+        self.port = 0
+        self._health_task: asyncio.Task | None = None
+        self._metrics: Any = None
+
+    async def start(self) -> None:
+        await asyncio.to_thread(create_schema, self.store)
+        for service in ("", SERVICE_NAME):
+            await self.health.set(service, NOT_SERVING)
+        self.server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection((health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+        self.port = self.server.add_insecure_port(self.settings.grpc_address)
+        if self.port == 0:
+            raise RuntimeError(f"cannot listen on {self.settings.grpc_address}")
+        await self.server.start()
+        await asyncio.to_thread(ensure_topics, self.settings.kafka_bootstrap)
+        self.consumer.start()
+        self._start_metrics()
+        self._health_task = asyncio.create_task(self._watch_health(), name="notify-health")
+        log.info(
+            "notify running",
+            extra={"fields": {"grpc_port": self.port, "database": self.db.dialect,
+                              "kafka": self.settings.kafka_bootstrap,
+                              "channels": [c.name for c in self.channels],
+                              "email": "smtp" if self.settings.smtp_url else "mail_dir",
+                              "registry": "http" if self.settings.registry_url else "file"}},
+        )
+
+    def _start_metrics(self) -> None:
+        address = self.settings.metrics_address
+        if not address or address.lower() == "off":
+            return
+        from prometheus_client import start_http_server
+
+        host, _, port = address.rpartition(":")
+        try:
+            self._metrics = start_http_server(int(port), host or "127.0.0.1")
+        except OSError as exc:
+            log.warning("metrics endpoint not started", extra={"fields": {"address": address, "error": str(exc)}})
+
+    async def _watch_health(self) -> None:
+        """SERVING while the consumer runs and the database answers."""
+        current = None
+        while True:
+            ok = self.consumer.running and await asyncio.to_thread(self.store.ping)
+            status = SERVING if ok else NOT_SERVING
+            if status != current:
+                for service in ("", SERVICE_NAME):
+                    await self.health.set(service, status)
+                log.info("health", extra={"fields": {"status": "SERVING" if ok else "NOT_SERVING"}})
+                current = status
+            await asyncio.sleep(self.settings.health_interval_s)
+
+    async def stop(self) -> None:
+        log.info("notify shutting down", extra={"fields": {"grace_s": self.settings.grace_s}})
+        if self._health_task is not None:
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
+        await self.health.enter_graceful_shutdown()
+        await asyncio.to_thread(self.consumer.stop, max(1.0, self.settings.grace_s))
+        if self.server is not None:
+            await self.server.stop(1.0)
+        if self._metrics is not None:
+            server, _thread = self._metrics
+            server.shutdown()
+            server.server_close()
+        self.db.close()
+        log.info("notify stopped")
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop`` is set)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+    app = NotifyApp(settings)
+    await app.start()
+    try:
+        await stop.wait()
+    finally:
+        await app.stop()
+
+
+def main() -> int:
+    from subsidy import logs
+
+    settings = Settings.from_env()
+    logs.setup("notify", settings.log_level)
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    try:
+        asyncio.run(serve(settings))
+    except Exception as exc:  # noqa: BLE001 - a clear line, not a traceback
+        log.error("notify failed to start or stopped on an error", exc_info=exc)
+        return 1
+    return 0
