@@ -92,13 +92,29 @@ class ServiceProcess:
             self.process.wait(5)
 
 
-class LocalStack:
-    """Kafka (unless KAFKA_BOOTSTRAP_SERVERS names one) plus intake and eligibility."""
+SERVICES = ("intake", "eligibility", "payout", "notify")
 
-    def __init__(self, var_dir: Path | str, kafka_bootstrap: str | None = None, broker: KafkaBroker | None = None):
+
+def _available(name: str) -> bool:
+    return (project_root() / "services" / name / "__main__.py").exists()
+
+
+class LocalStack:
+    """Kafka (unless KAFKA_BOOTSTRAP_SERVERS names one) plus the services."""
+
+    def __init__(
+        self,
+        var_dir: Path | str,
+        kafka_bootstrap: str | None = None,
+        broker: KafkaBroker | None = None,
+        services: tuple[str, ...] | None = None,
+        extra_env: dict[str, dict[str, str]] | None = None,
+    ):
         self.var_dir = Path(var_dir).resolve()
         self.broker = broker
         self.kafka_bootstrap = kafka_bootstrap or os.environ.get(ENV_BOOTSTRAP)
+        self.wanted = services or tuple(s for s in SERVICES if _available(s))
+        self.extra_env = extra_env or {}
         self.services: dict[str, ServiceProcess] = {}
 
     def start(self) -> "LocalStack":
@@ -108,32 +124,11 @@ class LocalStack:
         from subsidy import topics
 
         topics.ensure_all(self.kafka_bootstrap)
-        common = {ENV_BOOTSTRAP: self.kafka_bootstrap, "PYTHONUNBUFFERED": "1"}
-        intake_address = f"127.0.0.1:{free_port()}"
-        eligibility_address = f"127.0.0.1:{free_port()}"
-        self.services["intake"] = ServiceProcess(
-            "intake",
-            intake_address,
-            {
-                **common,
-                "SUBSIDY_INTAKE_GRPC_ADDRESS": intake_address,
-                "SUBSIDY_INTAKE_DATABASE_URL": os.environ.get(
-                    "SUBSIDY_INTAKE_DATABASE_URL", f"sqlite:///{self.var_dir / 'intake.db'}"
-                ),
-            },
-            self.var_dir / "logs" / "intake.log",
-        )
-        self.services["eligibility"] = ServiceProcess(
-            "eligibility",
-            eligibility_address,
-            {
-                **common,
-                "SUBSIDY_ELIGIBILITY_GRPC_ADDRESS": eligibility_address,
-                "SUBSIDY_ELIGIBILITY_DATA_DIR": str(self.var_dir / "eligibility"),
-                "SUBSIDY_ELIGIBILITY_METRICS_PORT": str(free_port()),
-            },
-            self.var_dir / "logs" / "eligibility.log",
-        )
+        for name in self.wanted:
+            address = f"127.0.0.1:{free_port()}"
+            env = {ENV_BOOTSTRAP: self.kafka_bootstrap, "PYTHONUNBUFFERED": "1", **self._env(name, address)}
+            env.update(self.extra_env.get(name, {}))
+            self.services[name] = ServiceProcess(name, address, env, self.var_dir / "logs" / f"{name}.log")
         try:
             for service in self.services.values():
                 service.start()
@@ -143,6 +138,35 @@ class LocalStack:
             self.stop()
             raise
         return self
+
+    def _env(self, name: str, address: str) -> dict[str, str]:
+        """Each service's settings: its own port, store and data under var_dir."""
+        upper = name.upper()
+        database = os.environ.get(f"SUBSIDY_{upper}_DATABASE_URL", f"sqlite:///{self.var_dir / (name + '.db')}")
+        env = {f"SUBSIDY_{upper}_GRPC_ADDRESS": address}
+        if name == "intake":
+            env.update(SUBSIDY_INTAKE_DATABASE_URL=database, SUBSIDY_INTAKE_METRICS_ADDRESS=f"127.0.0.1:{free_port()}")
+        elif name == "eligibility":
+            env.update(
+                SUBSIDY_ELIGIBILITY_DATA_DIR=str(self.var_dir / "eligibility"),
+                SUBSIDY_ELIGIBILITY_METRICS_PORT=str(free_port()),
+            )
+        elif name == "payout":
+            env.update(SUBSIDY_PAYOUT_DATABASE_URL=database, SUBSIDY_PAYOUT_METRICS_ADDRESS=f"127.0.0.1:{free_port()}")
+        elif name == "notify":
+            env.update(
+                SUBSIDY_NOTIFY_DATABASE_URL=database,
+                SUBSIDY_NOTIFY_MAIL_DIR=str(self.mail_dir),
+                SUBSIDY_NOTIFY_METRICS_ADDRESS=f"127.0.0.1:{free_port()}",
+            )
+        return env
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.var_dir / "mail"
+
+    def address(self, name: str) -> str:
+        return self.services[name].grpc_address
 
     @property
     def intake_address(self) -> str:
@@ -173,9 +197,9 @@ def _demo(args: argparse.Namespace) -> int:
     stack = LocalStack(var_dir / "stack")
     try:
         stack.start()
-        print(f"Kafka at {stack.kafka_bootstrap}; intake gRPC at {stack.intake_address}; "
-              f"eligibility PolicyService at {stack.eligibility_address}", flush=True)
-        run_demo(stack.intake_address, Path(args.applications))
+        print(f"Kafka at {stack.kafka_bootstrap}; "
+              + "; ".join(f"{name} gRPC at {s.grpc_address}" for name, s in stack.services.items()), flush=True)
+        run_demo(stack, Path(args.applications))
         if args.exit:
             return 0
         print("\nServing until Ctrl-C. Logs: " + ", ".join(str(s.log_path) for s in stack.services.values()), flush=True)
