@@ -109,12 +109,12 @@ BODIES = {
 }
 
 SMS = {
-    model.DECISION: Template("【松江区经委】贵单位申请$application_id（第$item条）评审结果：$outcome$ceiling_short。详见邮件。"),
-    model.GRANT_RECORDED: Template("【松江区经委】贵单位申请$application_id（第$item条）核定资助$granted，分$tranche_count期拨付。"),
+    model.DECISION: Template("【松江区经委】贵单位申请$application_id$clause_short评审结果：$outcome$ceiling_short。详见邮件。"),
+    model.GRANT_RECORDED: Template("【松江区经委】贵单位申请$application_id$clause_short核定资助$granted，分$tranche_count期拨付。"),
     model.TRANCHE_SCHEDULED: Template("【松江区经委】申请$application_id第$ordinal期$amount已排期，预计$due_on拨付。"),
-    model.TRANCHE_DUE: Template("【松江区经委】资助款$amount（第$item条）已到拨付日期$due_on。"),
-    model.TRANCHE_PAID: Template("【松江区经委】资助款$amount（第$item条）已于$paid_on拨付，请查收。"),
-    model.TRANCHE_CANCELLED: Template("【松江区经委】资助款$amount（第$item条）已取消：$reason"),
+    model.TRANCHE_DUE: Template("【松江区经委】资助款$amount$clause_short已到拨付日期$due_on。"),
+    model.TRANCHE_PAID: Template("【松江区经委】资助款$amount$clause_short已于$paid_on拨付，请查收。"),
+    model.TRANCHE_CANCELLED: Template("【松江区经委】资助款$amount$clause_short已取消：$reason"),
 }
 
 
@@ -190,6 +190,7 @@ def values(event: Event, titles: Mapping[str, str], firm_name: str = "",
         "reasons": reasons_text(list(d.get("reasons", []))),
         "policy_version": d.get("policy_version", "") or "—",
     }
+    out["clause_short"] = f"（第{out['item']}条）" if clause else ""
     out["ceiling_short"] = f"，最高支持{out['ceiling']}"
     if event.kind == model.DECISION and d.get("outcome") != "ELIGIBLE":
         out["ceiling"] = "不适用"

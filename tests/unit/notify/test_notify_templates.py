@@ -1,0 +1,80 @@
+"""The Chinese texts: clause with its title, outcome, reasons, amounts in 元, dates."""
+
+from __future__ import annotations
+
+from services.notify import handlers, templates
+from services.notify.model import TrancheInfo
+
+from notify_fakes import TITLES, cancelled, decision, due, grant, paid, scheduled
+
+FIRM_NAME = "上海泗泾智造示范工厂有限公司"
+
+
+def render(message, parse=handlers.parse_payout_event, tranche=None):
+    return templates.render(parse(message.SerializeToString()), TITLES, FIRM_NAME, tranche)
+
+
+def test_an_eligible_decision_states_clause_title_outcome_ceiling_reasons_and_date():
+    r = render(decision(), handlers.parse_decision)
+    assert "评审结果：符合支持条件" in r.subject and "SJ-2025-0001" in r.subject
+    assert "第2条“鼓励培育行业性工业互联网平台”" in r.body
+    assert "最高支持金额：2,962,962.96元" in r.body
+    assert "按平台投入的30%计算" in r.body and "[AWARD_BASIS]" in r.body
+    assert "2025年2月20日" in r.body and r.body.startswith(FIRM_NAME)
+    assert "2,962,962.96元" in r.sms and "第2条" in r.sms
+
+
+def test_an_ineligible_decision_gives_its_reasons_and_no_ceiling():
+    r = render(decision("INELIGIBLE"), handlers.parse_decision)
+    assert "不符合支持条件" in r.subject
+    assert "最高支持金额：不适用" in r.body and "[KIND_NOT_ELIGIBLE]" in r.body
+    assert "最高支持" not in r.sms
+
+
+def test_a_decision_on_a_sub_clause_names_the_sub_clause_and_the_item_title():
+    r = render(decision(clause="10.cloud"), handlers.parse_decision)
+    assert "第10条“鼓励企业上云上平台”（10.cloud）" in r.body
+
+
+def test_a_grant_states_granted_and_ceiling_in_yuan_and_the_ledger_reasons():
+    r = render(grant(granted=100000050))
+    assert "资助核定：1,000,000.50元" in r.subject
+    assert "核定资助金额：1,000,000.50元（最高支持金额 2,962,962.96元）" in r.body
+    assert "[CAP_PARTIAL]" in r.body and "拨付期数：3期" in r.body
+
+
+def test_a_scheduled_tranche_states_amount_due_date_budget_year_and_its_ordinal():
+    r = render(scheduled(number=1, amount=88888889))
+    assert "第2期拨付已排期：888,888.89元" in r.subject
+    assert "预计拨付日期：2027年1月15日" in r.body and "预算年度：2027年" in r.body
+    assert "第2条“鼓励培育行业性工业互联网平台”" in r.body
+
+
+def test_a_due_tranche_states_the_clause_it_carries():
+    r = render(due())
+    assert "拨付已到期" in r.subject and "第2条“鼓励培育行业性工业互联网平台”" in r.body
+
+
+def test_a_paid_tranche_takes_its_clause_from_the_remembered_schedule():
+    info = TrancheInfo("SJ-2025-0001/tranche-0", "SJ-2025-0001", "2", 0, 2026)
+    r = render(paid(), tranche=info)
+    assert "资金已拨付：1,185,185.18元" in r.subject
+    assert "第2条“鼓励培育行业性工业互联网平台”" in r.body
+    assert "2026年1月20日" in r.body and "PAY-0001" in r.body
+
+
+def test_a_cancelled_tranche_states_the_reason_even_without_a_known_clause():
+    r = render(cancelled())
+    assert "原因：企业已迁出松江区" in r.body and "888,888.90元" in r.body
+    assert "条款：未知" in r.body and "第—条" not in r.sms
+
+
+def test_whole_yuan_amounts_have_no_fen_digits():
+    assert templates.values(handlers.parse_payout_event(scheduled(amount=500000000).SerializeToString()),
+                            TITLES)["amount"] == "5,000,000元"
+
+
+def test_dates_are_written_in_chinese_and_odd_ones_are_kept():
+    assert templates.date_zh("2026-01-05") == "2026年1月5日"
+    assert templates.date_zh("") == "未定"
+    assert templates.date_zh("soon") == "soon"
