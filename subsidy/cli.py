@@ -3,6 +3,7 @@
     subsidy evaluate FILE|-             one application -> one decision (no history)
     subsidy simulate FILE|- [--summary] JSON lines -> one result per line, with history
     subsidy policy [--dir DIR]          validate the policy data and list its clauses
+    subsidy export-tranches --year YYYY one budget year's payout tranches as CSV, for finance
 
 Bad input exits with status 2 and one line on standard error saying what is
 wrong and where; nothing is printed on standard output.
@@ -119,6 +120,37 @@ def cmd_policy(args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cmd_export_tranches(args: argparse.Namespace) -> str:
+    import io
+    import os
+
+    from services.payout.export import ExportError, tranches_of_year, write_csv
+
+    url = args.database_url or os.environ.get("SUBSIDY_PAYOUT_DATABASE_URL") or "sqlite:///var/payout.db"
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:" and not os.path.exists(url[len("sqlite:///"):]):
+        raise CommandError(f"no payout ledger at {url}")
+    try:
+        tranches = tranches_of_year(url, args.year)
+    except ExportError as exc:
+        raise CommandError(str(exc)) from None
+    buffer = io.StringIO()
+    write_csv(tranches, buffer)
+    if args.output in (None, "-"):
+        return buffer.getvalue()
+    try:
+        with open(args.output, "w", encoding="utf-8", newline="") as handle:
+            handle.write(buffer.getvalue())
+    except OSError as exc:
+        raise CommandError(f"{args.output}: cannot write: {exc.strerror}") from None
+    return ""
+
+
+def _year(text: str) -> int:
+    if len(text) != 4 or not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a year YYYY: {text!r}")
+    return int(text)
+
+
 def _policy(args: argparse.Namespace):
     try:
         return load_policy(args.policy_dir)
@@ -140,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_simulate)
     p = sub.add_parser("policy", help="validate the policy data and list clauses and parameters")
     p.set_defaults(run=cmd_policy)
+    p = sub.add_parser("export-tranches", help="one budget year's payout tranches as CSV, for the finance bureau")
+    p.add_argument("--year", type=_year, required=True, help="budget year YYYY")
+    p.add_argument("--database-url", help="payout ledger (default: $SUBSIDY_PAYOUT_DATABASE_URL or sqlite:///var/payout.db)")
+    p.add_argument("--output", metavar="FILE|-", default="-", help="where to write the CSV (default: standard output)")
+    p.set_defaults(run=cmd_export_tranches)
     return parser
 
 

@@ -36,7 +36,7 @@ DECISIONS_DLQ = TopicSpec("subsidy.decisions.v1.dlq", 1, _DLQ, "DeadLetter: deci
 
 PAYOUTS = TopicSpec(
     "subsidy.payouts.v1", 6, _RECORD,
-    "PayoutEvent (protobuf: GrantRecorded, TrancheScheduled, TrancheDue, TrancheCancelled), key credit code, from payout, for finance",
+    "PayoutEvent (protobuf: GrantRecorded, TrancheScheduled, TrancheDue, TrancheCancelled, TranchePaid), key credit code, from payout, for finance",
 )
 PAYMENTS = TopicSpec("subsidy.payments.v1", 6, _RECORD, "PaymentConfirmed (protobuf), key credit code, from finance")
 PAYOUTS_DLQ = TopicSpec("subsidy.payouts.v1.dlq", 1, _DLQ, "DeadLetter: payout events a consumer could not process")

@@ -1,0 +1,206 @@
+"""No tests here: helpers for the payout integration tests — run the service
+in-process (its own event loop in a thread), a database per test module
+(SQLite file or a fresh PostgreSQL schema), produce decisions and payments,
+read payout events and dead letters back from Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import grpc
+import psycopg
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from subsidy import cloudevents, codec, credit_code, topics
+from subsidy.domain import Decision, Entitlement, LimitKind, Reason
+from subsidy.v1 import events_pb2, payout_pb2, payout_pb2_grpc
+from services.payout.bootstrap import PayoutApp
+from services.payout.config import Settings
+from services.payout.model import Clock
+
+ROOT = Path(__file__).resolve().parents[2]
+RENT_CAP = 500_000_000  # 500万元 in fen
+
+
+def new_id(prefix: str = "PT") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def new_firm() -> str:
+    return credit_code.complete("91310117" + uuid.uuid4().hex[:8].upper())
+
+
+def database_url(kind: str, tmp_path: Path, postgres_url: str | None) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'payout.db'}"
+    schema = f"payout_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in postgres_url else "?"
+    return f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
+
+
+def settings(bootstrap: str, db_url: str, **overrides: Any) -> Settings:
+    base = dict(
+        kafka_bootstrap=bootstrap,
+        grpc_address="127.0.0.1:0",
+        database_url=db_url,
+        metrics_address="",
+        decisions_group=f"it-payout-{uuid.uuid4().hex[:8]}",
+        payments_group=f"it-payout-payments-{uuid.uuid4().hex[:8]}",
+        scheduler_interval_s=0.3,
+        grace_s=1.0,
+        health_interval_s=0.2,
+    )
+    base.update(overrides)
+    return Settings(**base)
+
+
+class RunningPayout:
+    """``with RunningPayout(settings, clock) as svc: svc.stub.GetLedger(...)``"""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None):
+        self.settings = settings
+        self.clock = clock
+        self.app: PayoutApp | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self.app = PayoutApp(self.settings, self.clock)
+            await self.app.start()
+            self._ready.set()
+            try:
+                await self._stop.wait()
+            finally:
+                await self.app.stop()
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # noqa: BLE001
+            self._error = exc
+            self._ready.set()
+
+    def __enter__(self) -> "RunningPayout":
+        self._thread.start()
+        self._ready.wait(60)
+        if self._error is not None:
+            raise self._error
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.app.port}")
+        self.stub = payout_pb2_grpc.PayoutServiceStub(self.channel)
+        wait_for(lambda: self.app.serving(), timeout=60)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.channel.close()
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def rent_decision(application_id: str, firm: str, amount_fen: int = 240_000_000, *, submitted_on: str = "2025-02-20",
+                  shares: Iterable[int] = (40, 30, 30), outcome: str = "ELIGIBLE",
+                  policy_version: str = "it+payout") -> Decision:
+    eligible = outcome == "ELIGIBLE"
+    submitted = dt.date.fromisoformat(submitted_on)
+    return Decision(
+        decision_id=f"{application_id}@{policy_version}", application_id=application_id, credit_code=firm,
+        clause="1.rent", outcome=outcome, max_award_fen=amount_fen if eligible else 0,
+        reasons=(Reason("AWARD_BASIS", "1", "依据第1条"),), policy_version=policy_version,
+        decision_year=submitted.year, submitted_on=submitted,
+        entitlements=(Entitlement("1.rent", LimitKind.CUMULATIVE_CAP, amount_fen, RENT_CAP),) if eligible else (),
+        tranche_shares_percent=tuple(shares) if eligible else (),
+    )
+
+
+class Producer:
+    def __init__(self, bootstrap: str):
+        self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+
+    def decision(self, decision: Decision, trace_id: str | None = None, key: bytes | None = None,
+                 wait: bool = True) -> str:
+        trace_id = trace_id or cloudevents.new_trace_id()
+        headers = cloudevents.headers(decision.decision_id, cloudevents.TYPE_DECISION_MADE,
+                                      "/songjiang/subsidy/eligibility", trace_id)
+        future = self.producer.send(topics.DECISIONS.name, key=key or decision.credit_code.encode(),
+                                    value=codec.decision_to_proto(decision).SerializeToString(), headers=headers)
+        if wait:
+            future.get(30)
+        return trace_id
+
+    def flush(self) -> None:
+        self.producer.flush(30)
+
+    def raw(self, topic: str, key: bytes, value: bytes) -> None:
+        self.producer.send(topic, key=key, value=value, headers=[]).get(30)
+
+    def payment(self, payment_id: str, tranche_id: str, firm: str, amount_fen: int, paid_on: str = "2025-03-01") -> None:
+        value = payout_pb2.PaymentConfirmed(payment_id=payment_id, tranche_id=tranche_id, credit_code=firm,
+                                            amount_fen=amount_fen, paid_on=paid_on).SerializeToString()
+        self.producer.send(topics.PAYMENTS.name, key=firm.encode(), value=value,
+                           headers=cloudevents.headers(payment_id, "cn.gov.songjiang.finance.payment.confirmed.v1",
+                                                       "/songjiang/finance", cloudevents.new_trace_id())).get(30)
+
+    def close(self) -> None:
+        self.producer.close()
+
+
+def read_topic(bootstrap: str, topic: str, keep: Callable[[Any], bool], until: Callable[[list], bool],
+               timeout: float = 30.0, settle: float = 0.0) -> list:
+    """Records of ``topic`` (from the beginning) that ``keep`` accepts, read
+    until ``until(found)`` holds, then ``settle`` seconds more."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    try:
+        parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        found: list = []
+        deadline = time.monotonic() + timeout
+        settle_until = None
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                found += [r for r in batch if keep(r)]
+            if until(found):
+                settle_until = settle_until or time.monotonic() + settle
+                if time.monotonic() >= settle_until:
+                    break
+        return found
+    finally:
+        consumer.close()
+
+
+def payout_events(bootstrap: str, firm: str, expect_ids: Iterable[str] = (), timeout: float = 30.0,
+                  settle: float = 0.0) -> list:
+    """(ce_id, headers, PayoutEvent) on subsidy.payouts.v1 for one firm."""
+    expected = set(expect_ids)
+    records = read_topic(bootstrap, topics.PAYOUTS.name, lambda r: r.key == firm.encode(),
+                         lambda found: expected <= {cloudevents.as_dict(r.headers).get("ce_id") for r in found},
+                         timeout, settle)
+    return [(cloudevents.as_dict(r.headers)["ce_id"], cloudevents.as_dict(r.headers),
+             payout_pb2.PayoutEvent.FromString(r.value)) for r in records]
+
+
+def dead_letters(bootstrap: str, topic: str, key: bytes, expect: int = 1, timeout: float = 30.0) -> list:
+    records = read_topic(bootstrap, topic, lambda r: r.key == key, lambda found: len(found) >= expect, timeout)
+    return [events_pb2.DeadLetter.FromString(r.value) for r in records]

@@ -1,0 +1,37 @@
+"""No tests here: decisions and payments to feed the payout core in unit tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from subsidy import codec, credit_code
+from subsidy.domain import Decision, Entitlement, LimitKind, Reason
+
+FIRM = credit_code.complete("91310117MA1K7D2E")
+OTHER_FIRM = credit_code.complete("91310117MA1K8Q3P")
+RENT_CAP = 500_000_000  # 500万元
+
+
+def rent_decision(application_id: str, amount_fen: int = 240_000_000, *, firm: str = FIRM,
+                  submitted_on: str = "2025-02-20", year: int | None = None, shares=(100,),
+                  outcome: str = "ELIGIBLE", policy_version: str = "v1+test") -> Decision:
+    submitted = dt.date.fromisoformat(submitted_on)
+    eligible = outcome == "ELIGIBLE"
+    return Decision(
+        decision_id=f"{application_id}@{policy_version}",
+        application_id=application_id,
+        credit_code=firm,
+        clause="1.rent",
+        outcome=outcome,
+        max_award_fen=amount_fen if eligible else 0,
+        reasons=(Reason("AWARD_BASIS", "1", "依据第1条"),) if eligible else (Reason("REVIEW_REQUIRED", "1", "需复核"),),
+        policy_version=policy_version,
+        decision_year=year or submitted.year,
+        submitted_on=submitted,
+        entitlements=(Entitlement("1.rent", LimitKind.CUMULATIVE_CAP, amount_fen, RENT_CAP),) if eligible else (),
+        tranche_shares_percent=tuple(shares) if eligible else (),
+    )
+
+
+def decision_bytes(decision: Decision) -> bytes:
+    return codec.decision_to_proto(decision).SerializeToString()

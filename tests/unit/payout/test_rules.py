@@ -1,0 +1,190 @@
+"""The payout service's pure rules: due dates, event ids, money as text, the
+clock, parsing what arrives on Kafka, payment checks, page tokens."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from subsidy.v1 import payout_pb2
+from services.payout import handlers
+from services.payout.ledger import InMemoryLedger
+from services.payout.model import (
+    CANCELLED,
+    DUE,
+    PAID,
+    SCHEDULED,
+    FixedClock,
+    InvalidArgument,
+    Rejected,
+    SystemClock,
+    TrancheRow,
+    clock_from_setting,
+    due_on,
+    grant_event_id,
+    tranche_event_id,
+    yuan_text,
+)
+
+from .support import FIRM, OTHER_FIRM, decision_bytes, rent_decision
+
+
+def test_a_tranche_is_due_on_the_submission_day_of_its_budget_year():
+    assert due_on(dt.date(2025, 2, 20), 2027) == dt.date(2027, 2, 20)
+
+
+def test_the_29th_of_february_becomes_the_1st_of_march_in_a_common_year():
+    assert due_on(dt.date(2024, 2, 29), 2025) == dt.date(2025, 3, 1)
+    assert due_on(dt.date(2024, 2, 29), 2028) == dt.date(2028, 2, 29)
+
+
+def test_event_ids_are_derived_from_application_and_tranche_ids():
+    assert grant_event_id("SJ-1") == "grant:SJ-1"
+    assert tranche_event_id("tranche_scheduled", "SJ-1/tranche-0") == "scheduled:SJ-1/tranche-0"
+    assert tranche_event_id("tranche_due", "SJ-1/tranche-0") == "due:SJ-1/tranche-0"
+    assert tranche_event_id("tranche_cancelled", "SJ-1/tranche-0") == "cancelled:SJ-1/tranche-0"
+    assert tranche_event_id("tranche_paid", "SJ-1/tranche-0") == "paid:SJ-1/tranche-0"
+
+
+@pytest.mark.parametrize("fen, text", [(0, "0.00"), (1, "0.01"), (99, "0.99"), (100, "1.00"),
+                                       (123456789, "1234567.89"), (10_000_000_000, "100000000.00")])
+def test_yuan_are_exact_with_two_decimals(fen, text):
+    assert yuan_text(fen) == text
+
+
+def test_the_clock_is_fixed_by_the_setting_or_else_the_day_in_songjiang():
+    assert clock_from_setting("2026-03-01").today() == dt.date(2026, 3, 1)
+    assert isinstance(clock_from_setting(""), SystemClock)
+    with pytest.raises(ValueError, match="SUBSIDY_PAYOUT_TODAY"):
+        clock_from_setting("tomorrow")
+    clock = FixedClock(dt.date(2025, 1, 1))
+    clock.set(dt.date(2026, 1, 1))
+    assert clock.today() == dt.date(2026, 1, 1)
+
+
+def test_a_valid_decision_parses_and_garbage_is_rejected_with_a_reason():
+    decision = rent_decision("SJ-1")
+    assert handlers.parse_decision(decision_bytes(decision)) == decision
+    with pytest.raises(Rejected, match="not a subsidy.v1.Decision"):
+        handlers.parse_decision(b"\xff\xff\xff")
+    with pytest.raises(Rejected, match="empty"):
+        handlers.parse_decision(None)
+    with pytest.raises(Rejected, match="decision_id"):
+        handlers.parse_decision(b"")
+
+
+def test_a_decision_whose_shares_do_not_add_up_to_100_is_rejected():
+    with pytest.raises(Rejected, match="tranche_shares_percent"):
+        handlers.parse_decision(decision_bytes(rent_decision("SJ-1", shares=(40, 30))))
+
+
+def _payment(**kw):
+    base = dict(payment_id="PAY-1", tranche_id="SJ-1/tranche-0", credit_code=FIRM, amount_fen=100, paid_on="2025-03-01")
+    base.update(kw)
+    return payout_pb2.PaymentConfirmed(**base).SerializeToString()
+
+
+def test_a_payment_needs_an_id_a_tranche_a_positive_amount_and_a_real_date():
+    assert handlers.parse_payment(_payment()).payment_id == "PAY-1"
+    for bad, match in ((dict(payment_id=""), "payment_id"), (dict(amount_fen=0), "amount_fen"),
+                       (dict(paid_on="2025-02-30"), "paid_on"), (dict(tranche_id=""), "tranche_id")):
+        with pytest.raises(Rejected, match=match):
+            handlers.parse_payment(_payment(**bad))
+    with pytest.raises(Rejected, match="PaymentConfirmed"):
+        handlers.parse_payment(b"\xff\x00")
+
+
+def _tranche(status=SCHEDULED, **kw):
+    base = dict(tranche_id="SJ-1/tranche-0", application_id="SJ-1", credit_code=FIRM, clause="1.rent", number=0,
+                amount_fen=100, due_on="2025-02-20", budget_year=2025, status=status)
+    base.update(kw)
+    return TrancheRow(**base)
+
+
+def test_a_payment_that_matches_an_open_tranche_may_be_applied():
+    payment = handlers.parse_payment(_payment())
+    handlers.check_payment(payment, _tranche(SCHEDULED))
+    handlers.check_payment(payment, _tranche(DUE))
+
+
+@pytest.mark.parametrize("tranche, reason", [
+    (None, "unknown tranche"),
+    (_tranche(amount_fen=101), "amount mismatch"),
+    (_tranche(credit_code=OTHER_FIRM), "credit code mismatch"),
+    (_tranche(CANCELLED), "cancelled"),
+    (_tranche(PAID, payment_id="PAY-0", paid_on="2025-02-01"), "already paid by payment PAY-0"),
+])
+def test_a_payment_that_does_not_match_its_tranche_is_rejected_with_the_reason(tranche, reason):
+    with pytest.raises(Rejected, match=reason):
+        handlers.check_payment(handlers.parse_payment(_payment()), tranche)
+
+
+def test_a_plan_becomes_a_grant_and_tranches_due_in_successive_budget_years():
+    decision = rent_decision("SJ-1", 100_000_001, submitted_on="2024-02-29", shares=(40, 30, 30))
+    plan = InMemoryLedger().apply(decision)
+    grant, tranches = handlers.plan_rows(decision, plan, "ab" * 16)
+    assert grant.granted_fen == 100_000_001
+    assert [(t.tranche_id, t.due_on, t.budget_year, t.status) for t in tranches] == [
+        ("SJ-1/tranche-0", "2024-02-29", 2024, SCHEDULED),
+        ("SJ-1/tranche-1", "2025-03-01", 2025, SCHEDULED),
+        ("SJ-1/tranche-2", "2026-03-01", 2026, SCHEDULED),
+    ]
+    assert sum(t.amount_fen for t in tranches) == 100_000_001
+
+
+def test_the_events_of_a_plan_are_a_grant_then_one_scheduled_event_per_tranche():
+    decision = rent_decision("SJ-1", 1000, shares=(40, 30, 30))
+    plan = InMemoryLedger().apply(decision)
+    messages = handlers.plan_events(decision, plan, "ab" * 16)
+    assert [m.event_id for m in messages] == [
+        "grant:SJ-1", "scheduled:SJ-1/tranche-0", "scheduled:SJ-1/tranche-1", "scheduled:SJ-1/tranche-2"]
+    first = payout_pb2.PayoutEvent.FromString(messages[0].value)
+    assert first.WhichOneof("event") == "grant_recorded" and first.grant_recorded.tranche_count == 3
+    headers = dict(messages[1].headers)
+    assert headers["ce_id"] == b"scheduled:SJ-1/tranche-0"
+    assert headers["ce_type"] == b"cn.gov.songjiang.subsidy.payout.tranche_scheduled.v1"
+    assert headers["ce_source"] == b"/songjiang/subsidy/payout"
+    assert headers["ce_traceparent"].startswith(b"00-" + b"ab" * 16)
+    assert all(m.key == FIRM.encode() and m.topic == "subsidy.payouts.v1" for m in messages)
+
+
+def test_a_second_decision_for_an_applied_application_records_a_duplicate_grant_of_0_under_its_own_id():
+    ledger = InMemoryLedger()
+    ledger.apply(rent_decision("SJ-1"))
+    again = rent_decision("SJ-1", policy_version="v2+test")
+    plan = ledger.apply(again)
+    [message] = handlers.plan_events(again, plan, "ab" * 16)
+    event = payout_pb2.PayoutEvent.FromString(message.value)
+    assert message.event_id == "grant:SJ-1@v2+test"
+    assert event.grant_recorded.granted_fen == 0
+    assert [r.code for r in event.grant_recorded.reasons] == ["DUPLICATE_APPLICATION"]
+
+
+def test_an_ineligible_decision_records_a_grant_of_0_without_tranches():
+    decision = rent_decision("SJ-1", outcome="NEEDS_REVIEW")
+    plan = InMemoryLedger().apply(decision)
+    messages = handlers.plan_events(decision, plan, "ab" * 16)
+    assert [m.event_id for m in messages] == ["grant:SJ-1"]
+    assert handlers.scope_additions(decision, plan) == []
+
+
+def test_page_size_defaults_to_100_is_capped_at_500_and_refuses_negatives():
+    assert handlers.page_size(0) == 100
+    assert handlers.page_size(7) == 7
+    assert handlers.page_size(10_000) == 500
+    with pytest.raises(InvalidArgument):
+        handlers.page_size(-1)
+
+
+def test_a_page_token_carries_the_position_and_belongs_to_its_filters():
+    query = handlers.tranche_query("2025-01-01", "", [DUE], 10, "")
+    token = handlers.next_token(query, _tranche(DUE))
+    again = handlers.tranche_query("2025-01-01", "", [DUE], 10, token)
+    assert again.after == ("2025-02-20", "SJ-1/tranche-0")
+    with pytest.raises(InvalidArgument, match="other filters"):
+        handlers.tranche_query("2025-01-02", "", [DUE], 10, token)
+    with pytest.raises(InvalidArgument, match="page_token"):
+        handlers.tranche_query("", "", [], 10, "garbage!")
+    with pytest.raises(InvalidArgument, match="due_to"):
+        handlers.tranche_query("", "2025-13-01", [], 10, "")
