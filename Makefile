@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 PROTOS := $(shell find proto -name '*.proto')
 GENERATED := subsidy/v1/.generated
 
-.PHONY: run calculate test unit proto venv bench clean help
+.PHONY: run calculate test unit proto proto-release venv bench clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -43,6 +43,9 @@ unit: $(GENERATED)
 
 bench: $(GENERATED)
 	$(PY) bench/calculator.py
+
+proto-release: $(INSTALLED)
+	cd proto && ../$(VENV)/bin/buf build -o ../contracts/subsidy-v1-release.binpb
 
 clean:
 	rm -rf $(VENV) subsidy/v1 .pytest_cache .hypothesis var

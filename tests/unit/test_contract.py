@@ -69,3 +69,29 @@ def test_money_is_int64_fen_everywhere():
 
     walk(application_pb2.Application.DESCRIPTOR)
     walk(decision_pb2.Decision.DESCRIPTOR)
+
+
+def _buf() -> str:
+    buf = shutil.which("buf", path=str(REPO / ".venv" / "bin")) or shutil.which("buf")
+    assert buf, "buf (PyPI buf-bin) is a test dependency"
+    return buf
+
+
+RELEASED = REPO / "contracts" / "subsidy-v1-release.binpb"
+
+
+def test_proto_is_not_breaking_against_the_released_contract():
+    result = subprocess.run(
+        [_buf(), "breaking", "--against", str(RELEASED)], cwd=REPO / "proto", capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, "breaking change against contracts/:\n" + result.stdout + result.stderr
+
+
+def test_a_breaking_change_would_be_caught(tmp_path):
+    shutil.copytree(REPO / "proto", tmp_path / "proto")
+    decision = tmp_path / "proto" / "subsidy" / "v1" / "decision.proto"
+    decision.write_text(decision.read_text().replace("int64 max_award_fen = 6;", "int32 max_award_fen = 6;"))
+    result = subprocess.run(
+        [_buf(), "breaking", "--against", str(RELEASED)], cwd=tmp_path / "proto", capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0 and "max_award_fen" in result.stdout + result.stderr
