@@ -19,13 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from prometheus_client import Histogram
-
-TRANSACTION_SECONDS = Histogram(
-    "subsidy_db_transaction_duration_seconds",
-    "Time spent in one database transaction, commit included.",
-    ["store", "outcome"],
-)
+from subsidy.metrics import DB_TRANSACTION_SECONDS as TRANSACTION_SECONDS
 
 
 class DatabaseUnavailable(RuntimeError):

@@ -21,7 +21,7 @@ log = logging.getLogger("subsidy.eligibility")
 
 
 def main() -> int:
-    from prometheus_client import start_http_server
+    from prometheus_client import disable_created_metrics, start_http_server
 
     from services.eligibility.app import create_app
     from services.eligibility.config import ConfigError, Settings
@@ -49,6 +49,7 @@ def main() -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     service = create_app(settings, policy=policy)
     if settings.metrics_port:
+        disable_created_metrics()
         start_http_server(settings.metrics_port, addr=settings.metrics_address, registry=service.metrics.registry)
         log.info("metrics on http://%s:%d/metrics", settings.metrics_address, settings.metrics_port)
     worker = service.worker()

@@ -26,6 +26,8 @@ processing guarantee is deliberately not used.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
@@ -36,7 +38,8 @@ from prometheus_client import CollectorRegistry
 from services.eligibility import processor
 from services.eligibility.config import Settings
 from services.eligibility.grpc_api import GrpcServer
-from services.eligibility.metrics import Metrics
+from services.eligibility.metrics import CONSUMER, PRODUCER, Metrics
+from subsidy import metrics as shared_metrics
 from services.eligibility.processor import Decided, DeadLettered, Origin, Outcome
 from subsidy import logs, topics
 from subsidy.policy import Policy, load_policy
@@ -94,13 +97,17 @@ class Eligibility:
     dead_letters: Any = None
     agent: Any = None
     sink: Sink | None = None
+    progress: Any = None  # subsidy.metrics.ConsumerProgress
     _stopping: bool = field(default=False, repr=False)
+    _last_probe: float = field(default=float("-inf"), repr=False)
+    _lag_keys: set = field(default_factory=set, repr=False)
 
     # -------------------------------------------------------------- flow
     async def handle(self, message: Any) -> Outcome:
         """One consumed record (a faust Message): decide or dead-letter it,
         produce the result, wait for the broker, then count and log it."""
         self.metrics.consumed.labels(message.topic).inc()
+        self.metrics.kafka_consumed.labels(message.topic, CONSUMER).inc()
         outcome = processor.process(
             message.key,
             message.value,
@@ -111,6 +118,8 @@ class Eligibility:
         with logs.trace(outcome.trace_id):
             await self._produce(outcome)
             self._record(outcome)
+        if self.progress is not None:
+            self.progress.advanced()
         return outcome
 
     async def _produce(self, outcome: Outcome) -> None:
@@ -124,6 +133,7 @@ class Eligibility:
             await self.app.crash(exc)
             raise
         self.metrics.produced.labels(outcome.topic).inc()
+        self.metrics.kafka_produced.labels(outcome.topic, PRODUCER).inc()
 
     async def _kafka_sink(self, topic: str, key: bytes | None, value: bytes, headers: list) -> None:
         channel = self.decisions if topic == self.decisions.get_topic_name() else self.dead_letters
@@ -163,8 +173,65 @@ class Eligibility:
         consumer = app.consumer
         return consumer.started and not consumer.should_stop
 
+    def not_ready_reason(self) -> str | None:
+        if self.policy is None:
+            return "no policy loaded"
+        if not self.consumer_running():
+            return "faust consumer not running"
+        if self.progress is not None:
+            return self.progress.stall_reason()
+        return None
+
     def ready(self) -> bool:
-        return self.policy is not None and self.consumer_running()
+        return self.not_ready_reason() is None
+
+    async def probe(self) -> None:
+        """Every few seconds (from the gRPC server's readiness task): the
+        broker's end offsets of the assigned partitions, minus the committed
+        offsets, as ``subsidy_kafka_consumer_lag``; an answer counts as the
+        consumer having polled and reached the broker."""
+        if self.progress is None or not self.consumer_running():
+            return
+        now = self.progress.clock()
+        if now - self._last_probe < self.progress.stall_s / 3 and now - self._last_probe < 5.0:
+            return
+        self._last_probe = now
+        consumer = self.app.consumer
+        try:
+            assigned = set(consumer.assignment())
+        except Exception:  # noqa: BLE001 - not yet subscribed
+            assigned = set()
+        if not assigned:
+            # A group member waiting for partitions: running is all we can tell.
+            self.progress.polled()
+            self.progress.broker_answered(0)
+            return
+        try:
+            ends = await asyncio.wait_for(consumer.highwaters(*assigned), timeout=5.0)
+        except Exception as exc:  # noqa: BLE001 - the broker does not answer: health shows it
+            log.debug("lag probe failed: %s", exc)
+            return
+        total = 0
+        current = set()
+        for tp in assigned:
+            end = ends.get(tp)
+            done = consumer._committed_offset.get(tp)  # noqa: SLF001 - faust keeps no public accessor
+            if done is None:
+                read = consumer._read_offset.get(tp)  # noqa: SLF001
+                done = read + 1 if read is not None else None
+            if end is None or done is None:
+                continue
+            lag = max(0, int(end) - int(done))
+            total += lag
+            key = (tp.topic, str(tp.partition), self.settings.app_id)
+            shared_metrics.KAFKA_LAG.labels(*key).set(lag)
+            current.add(key)
+        for key in self._lag_keys - current:
+            with contextlib.suppress(KeyError):
+                shared_metrics.KAFKA_LAG.remove(*key)
+        self._lag_keys = current
+        self.progress.polled(0 if total == 0 else 1)
+        self.progress.broker_answered(total)
 
     # ------------------------------------------------------------ worker
     def worker(self, loglevel: str | None = None, **kwargs: Any) -> faust.Worker:
@@ -201,7 +268,7 @@ def create_app(
                          key_serializer="raw", value_serializer="raw", **extra)
 
     service = Eligibility(settings=settings, policy=policy, metrics=metrics, app=app, grpc=None,  # type: ignore[arg-type]
-                          sink=sink)
+                          sink=sink, progress=shared_metrics.ConsumerProgress(CONSUMER, settings.stall_seconds))
     # allow_empty: a tombstone reaches the agent (and the DLQ) instead of being skipped.
     service.applications = raw_topic(topics.APPLICATIONS, allow_empty=True)
     service.decisions = raw_topic(topics.DECISIONS)
@@ -215,5 +282,6 @@ def create_app(
     service.agent = app.agent(service.applications, name="decide", concurrency=1)(decide)
     service.grpc = GrpcServer(
         settings.grpc_address, policy, ready=service.ready, grace_seconds=settings.grpc_grace_seconds,
+        probe=service.probe,
     )
     return service

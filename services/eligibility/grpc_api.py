@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from mode import Service
 
+from subsidy.metrics import GrpcMetricsInterceptor
 from services.eligibility import rules
 from subsidy import cloudevents, codec, domain, logs
 from subsidy.codec import BadInput
@@ -138,12 +139,14 @@ class GrpcServer(Service):
         ready: Callable[[], bool],
         grace_seconds: float = 5.0,
         poll_seconds: float = 0.5,
+        probe: Callable[[], Any] | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.address = address
         self.policy = policy
         self.ready = ready
+        self.probe = probe  # async: refreshes lag and broker contact before readiness is read
         self.grace_seconds = grace_seconds
         self.poll_seconds = poll_seconds
         self.server: grpc.aio.Server | None = None
@@ -152,7 +155,7 @@ class GrpcServer(Service):
         self.serving = False
 
     async def on_start(self) -> None:
-        server = grpc.aio.server()
+        server = grpc.aio.server(interceptors=[GrpcMetricsInterceptor()])
         policy_service_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(self.policy), server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -178,6 +181,11 @@ class GrpcServer(Service):
         self.serving = serving
 
     async def update_health(self) -> None:
+        if self.probe is not None:
+            try:
+                await self.probe()
+            except Exception:  # noqa: BLE001 - a probe must not kill the server
+                log.warning("readiness probe failed", exc_info=True)
         try:
             serving = bool(self.ready())
         except Exception:  # noqa: BLE001 - a readiness probe must not kill the server

@@ -14,6 +14,7 @@ from typing import Any
 
 from grpc_health.v1 import health
 
+from subsidy import metrics as shared
 from subsidy.db import Database
 from services.intake import handlers
 from services.intake.config import Settings
@@ -64,8 +65,9 @@ class IntakeApp:
             directory=FileDirectory(settings.directory_dir),
         )
         self.relay = OutboxRelay(self.store, settings.kafka_bootstrap)
-        self.projection = DecisionProjection(self.deps, settings.kafka_bootstrap, group_id=settings.projection_group)
-        self.payout_projection = PayoutProjection(self.deps, settings.kafka_bootstrap)
+        self.projection = DecisionProjection(self.deps, settings.kafka_bootstrap, group_id=settings.projection_group,
+                                             stall_s=settings.stall_s)
+        self.payout_projection = PayoutProjection(self.deps, settings.kafka_bootstrap, stall_s=settings.stall_s)
         self.health = health.aio.HealthServicer()
         self.servicer = IntakeServicer(self.deps, on_accepted=self.relay.wake)
         self.server: Any = None
@@ -93,27 +95,50 @@ class IntakeApp:
 
     def _start_metrics(self) -> None:
         address = self.settings.metrics_address
-        if not address or address.lower() == "off":
-            return
-        from prometheus_client import start_http_server
-
-        host, _, port = address.rpartition(":")
         try:
-            self._metrics = start_http_server(int(port), host or "127.0.0.1")
+            self._metrics = shared.serve_http(address)
         except OSError as exc:
             log.warning("metrics endpoint not started", extra={"fields": {"address": address, "error": str(exc)}})
 
+    def not_ready_reason(self) -> str | None:
+        """Why intake is not ready, or None: the database answers, the relay's
+        Kafka producer runs and is not failing, and both projections make
+        progress (subsidy.metrics.stall_reason). Blocking: run in a thread."""
+        if not self.store.ping():
+            return "database unreachable"
+        if not self.relay.healthy(self.settings.stall_s):
+            return "outbox relay: Kafka producer not running or publishing failing"
+        for consumer in (self.projection, self.payout_projection):
+            reason = consumer.progress.stall_reason()
+            if reason:
+                return f"{consumer.consumer}: {reason}"
+        return None
+
+    def refresh_gauges(self) -> None:
+        count, oldest = self.store.outbox_stats()
+        shared.OUTBOX_DEPTH.labels("intake").set(count)
+        shared.OUTBOX_OLDEST_AGE.labels("intake").set(shared.age_seconds(oldest))
+
     async def _watch_health(self) -> None:
-        """SERVING while the store answers and the relay's producer runs."""
+        """SERVING while ``not_ready_reason`` finds nothing; the outbox gauges
+        are refreshed on the way."""
         current = None
+        last_refresh = float("-inf")
         while True:
-            ok = self.relay.running and await asyncio.to_thread(self.store.ping)
-            status = SERVING if ok else NOT_SERVING
+            reason = await asyncio.to_thread(self.not_ready_reason)
+            status = SERVING if reason is None else NOT_SERVING
             if status != current:
                 for service in ("", SERVICE_NAME):
                     await self.health.set(service, status)
-                log.info("health", extra={"fields": {"status": "SERVING" if ok else "NOT_SERVING"}})
+                log.info("health", extra={"fields": {"status": "SERVING" if reason is None else "NOT_SERVING",
+                                                     "reason": reason}})
                 current = status
+            if time.monotonic() - last_refresh >= self.settings.metrics_refresh_s:
+                last_refresh = time.monotonic()
+                try:
+                    await asyncio.to_thread(self.refresh_gauges)
+                except Exception as exc:  # noqa: BLE001 - the database is down: health says so
+                    log.debug("metrics refresh failed", extra={"fields": {"error": str(exc)[:200]}})
             await asyncio.sleep(self.settings.health_interval_s)
 
     async def stop(self) -> None:

@@ -21,6 +21,10 @@ class Settings:
     projection_group: str = "subsidy-intake-projection"
     grace_s: float = 5.0
     health_interval_s: float = 1.0
+    # Health: a consumer that has not polled (or, with lag, not advanced) for
+    # this long, or a relay failing this long, turns health NOT_SERVING.
+    stall_s: float = 60.0
+    metrics_refresh_s: float = 5.0  # outbox gauges from the database
     log_level: str = "INFO"
 
     @classmethod
@@ -44,5 +48,8 @@ class Settings:
             metrics_address=env.get("SUBSIDY_INTAKE_METRICS_ADDRESS", d.metrics_address).strip(),
             projection_group=get("SUBSIDY_INTAKE_PROJECTION_GROUP", d.projection_group),
             grace_s=float(get("SUBSIDY_INTAKE_GRACE_SECONDS", str(d.grace_s))),
+            health_interval_s=float(get("SUBSIDY_INTAKE_HEALTH_INTERVAL_SECONDS", str(d.health_interval_s))),
+            stall_s=float(get("SUBSIDY_INTAKE_STALL_SECONDS", str(d.stall_s))),
+            metrics_refresh_s=float(get("SUBSIDY_INTAKE_METRICS_REFRESH_SECONDS", str(d.metrics_refresh_s))),
             log_level=get("SUBSIDY_LOG_LEVEL", d.log_level).upper(),
         )

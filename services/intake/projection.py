@@ -22,6 +22,7 @@ from typing import Any, Callable
 from google.protobuf.message import DecodeError
 
 from subsidy import cloudevents, codec, logs, topics
+from subsidy import metrics as shared
 from subsidy.codec import BadInput
 from services.intake import handlers, metrics, payouts
 from services.intake.model import rfc3339
@@ -59,6 +60,7 @@ def parse_decision(value: bytes | None) -> Any:
 
 class DecisionProjection:
     name = "decision projection"
+    consumer = CONSUMER  # label of subsidy_kafka_messages_consumed_total and the progress gauge
 
     def __init__(
         self,
@@ -69,9 +71,17 @@ class DecisionProjection:
         topic: str = topics.DECISIONS.name,
         dlq_topic: str = topics.DECISIONS_DLQ.name,
         max_backoff: float = 10.0,
+        stall_s: float = 60.0,
         consumer_factory: Callable[[], Any] | None = None,
         producer_factory: Callable[[], Any] | None = None,
     ):
+        # Health: when it last polled, advanced, reached the broker (subsidy/metrics.py).
+        self.progress = shared.ConsumerProgress(self.consumer, stall_s)
+        self.lag_interval_s = min(5.0, stall_s / 3)
+        self._last_lag_refresh = float("-inf")
+        self._lag_keys: set = set()
+        #: Test hook: hold() stops the loop polling, as if it hung.
+        self.hold = shared.Hold()
         self.deps = deps
         self.bootstrap = bootstrap
         self.group_id = group_id
@@ -137,7 +147,9 @@ class DecisionProjection:
                     self._consumer = self._consumer_factory()
                     self.consuming.set()
                     log.info(f"{self.name} consuming", extra=logs.fields(topic=self.topic, group=self.group_id))
+                self.hold.wait_while_held(self._stop)
                 batches = self._consumer.poll(timeout_ms=300, max_records=100)
+                self.progress.polled(sum(len(r) for r in batches.values()))
                 # Where each partition's unprocessed records start: on a failure
                 # (db or DLQ down) every partition is rewound there, so nothing
                 # polled but not applied is skipped.
@@ -145,8 +157,10 @@ class DecisionProjection:
                 try:
                     for tp, records in batches.items():
                         for record in records:
+                            shared.KAFKA_CONSUMED.labels(record.topic, self.consumer).inc()
                             self.handle(record)
                             self._consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "", -1)})
+                            self.progress.advanced()
                             unprocessed[tp] = record.offset + 1
                         unprocessed.pop(tp, None)
                 except Exception:
@@ -154,20 +168,35 @@ class DecisionProjection:
                         self._consumer.seek(tp, offset)
                     raise
                 backoff = 0.0
+                self._refresh_lag()
             except Exception as exc:  # noqa: BLE001 - retry, never crash the service
                 backoff = min(self.max_backoff, backoff * 2 if backoff else 0.25)
                 log.warning(
                     f"{self.name} failed, retrying",
                     extra=logs.fields(error=f"{type(exc).__name__}: {exc}"[:300], retry_in_s=backoff),
                 )
+                if self._consumer is not None:
+                    self._refresh_lag()
                 self._stop.wait(backoff)
         self.consuming.clear()
+        shared.clear_lag(self._lag_keys)
         for client, close in ((self._consumer, lambda c: c.close(autocommit=False)), (self._producer, lambda p: p.close(timeout=2))):
             if client is not None:
                 try:
                     close(client)
                 except Exception:  # noqa: BLE001
                     log.warning("%s: closing a Kafka client failed", self.name, exc_info=True)
+
+    def _refresh_lag(self) -> None:
+        """Every few seconds: lag per assigned partition, and proof the broker answers."""
+        now = self.progress.clock()
+        if now - self._last_lag_refresh < self.lag_interval_s:
+            return
+        self._last_lag_refresh = now
+        try:
+            shared.refresh_kafka_lag(self._consumer, self.group_id, self.progress, [self.topic], self._lag_keys)
+        except Exception as exc:  # noqa: BLE001 - the broker is down: health shows it
+            log.debug("lag refresh failed", extra=logs.fields(consumer=self.consumer, error=str(exc)[:200]))
 
     def handle(self, record: Any) -> str:
         """Apply one consumed record; return what happened."""
@@ -222,6 +251,7 @@ class DecisionProjection:
         self._producer.send(self.dlq_topic, key=record.key or b"", value=letter.SerializeToString(), headers=headers).get(
             timeout=30
         )
+        shared.KAFKA_PRODUCED.labels(self.dlq_topic, f"{self.consumer}-dlq").inc()
         metrics.DEAD_LETTERS.labels(record.topic, CONSUMER).inc()
         log.warning(
             f"{self.name}: undecodable message sent to the dead-letter topic",
@@ -260,6 +290,7 @@ class PayoutProjection(DecisionProjection):
     an undecodable event goes to ``subsidy.payouts.v1.dlq``."""
 
     name = "payout projection"
+    consumer = "intake-payout-projection"
 
     def __init__(self, deps: handlers.Deps, bootstrap: str, **kwargs: Any):
         kwargs.setdefault("group_id", PAYOUT_GROUP_ID)

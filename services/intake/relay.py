@@ -14,8 +14,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from typing import Any, Callable
 
+from subsidy import metrics as shared
 from subsidy import topics
 from services.intake import metrics
 from services.intake.model import rfc3339
@@ -55,6 +57,8 @@ class OutboxRelay:
         self._thread: threading.Thread | None = None
         self.topics_ready = threading.Event()
         self.producer_ready = threading.Event()
+        #: monotonic time publishing started failing (None: the last attempt worked).
+        self.failing_since: float | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -77,6 +81,11 @@ class OutboxRelay:
     @property
     def running(self) -> bool:
         return self.producer_ready.is_set() and not self._stop.is_set()
+
+    def healthy(self, stall_s: float, now: float | None = None) -> bool:
+        """The producer runs and publishing has not been failing for ``stall_s``."""
+        now = time.monotonic() if now is None else now
+        return self.running and (self.failing_since is None or now - self.failing_since < stall_s)
 
     # -- the loop ------------------------------------------------------------
 
@@ -111,11 +120,14 @@ class OutboxRelay:
                     log.info("outbox relay producer running", extra={"fields": {"bootstrap": self.bootstrap}})
                 published = self.publish_once()
                 backoff = 0.0
+                self.failing_since = None
                 if published == 0:
                     self._wake.wait(self.poll_interval)
                     self._wake.clear()
             except Exception as exc:  # noqa: BLE001 - Kafka or the db is down: retry, never crash
                 metrics.OUTBOX_FAILURES.inc()
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
                 backoff = min(self.max_backoff, backoff * 2 if backoff else 0.25)
                 pending = None
                 try:
@@ -169,8 +181,14 @@ class OutboxRelay:
                 acked.append(row_id)
             elif outcome is not False and error is None:
                 error = outcome
-        self.store.mark_published(acked, rfc3339(_now()))
+        now = _now()
+        self.store.mark_published(acked, rfc3339(now))
         metrics.OUTBOX_PUBLISHED.inc(len(acked))
+        by_id = {row.id: row for row in rows}
+        for row_id in acked:
+            row = by_id[row_id]
+            shared.KAFKA_PRODUCED.labels(row.topic, "intake-relay").inc()
+            shared.OUTBOX_PUBLISH_DELAY.labels("intake").observe(shared.age_seconds(row.created_at, now))
         if acked:
             log.info("outbox published", extra={"fields": {"events": len(acked), "last_outbox_id": acked[-1]}})
         if error is not None:

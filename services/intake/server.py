@@ -23,6 +23,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from subsidy.metrics import GrpcMetricsInterceptor
 from subsidy import cloudevents, logs
 from subsidy.db import DatabaseUnavailable
 from subsidy.v1 import application_pb2, decision_pb2, intake_pb2, intake_pb2_grpc
@@ -179,6 +180,7 @@ def build_server(
 ) -> tuple[grpc.aio.Server, int]:
     """The server with IntakeService, health checking and reflection; returns (server, bound port)."""
     server = grpc.aio.server(
+        interceptors=[GrpcMetricsInterceptor()],
         options=[
             ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
             ("grpc.max_send_message_length", MAX_SEND_BYTES),

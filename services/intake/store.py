@@ -241,3 +241,9 @@ class SqlStore:
     def pending_count(self) -> int:
         with self.db.transaction() as tx:
             return int(tx.one("SELECT COUNT(*) FROM intake_outbox WHERE published_at IS NULL")[0])
+
+    def outbox_stats(self) -> tuple[int, str | None]:
+        """(unpublished rows, created_at of the oldest of them or None) — for the metrics."""
+        with self.db.transaction() as tx:
+            count, oldest = tx.one("SELECT COUNT(*), MIN(created_at) FROM intake_outbox WHERE published_at IS NULL")
+        return int(count), oldest

@@ -15,7 +15,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from subsidy.metrics import GrpcMetricsInterceptor
 from subsidy import topics
+from subsidy import metrics as shared
 from subsidy.db import Database
 from subsidy.policy import load_policy
 from services.notify import handlers
@@ -85,7 +87,8 @@ class NotifyApp:
             backoff_s=settings.retry_backoff_s,
             max_backoff_s=settings.retry_max_backoff_s,
         )
-        self.consumer = NotifyConsumer(self.deps, settings.kafka_bootstrap, group_id=settings.consumer_group)
+        self.consumer = NotifyConsumer(self.deps, settings.kafka_bootstrap, group_id=settings.consumer_group,
+                                       stall_s=settings.stall_s)
         self.health = health.aio.HealthServicer()
         self.server: Any = None
         self.port = 0
@@ -96,7 +99,7 @@ class NotifyApp:
         await asyncio.to_thread(create_schema, self.store)
         for service in ("", SERVICE_NAME):
             await self.health.set(service, NOT_SERVING)
-        self.server = grpc.aio.server()
+        self.server = grpc.aio.server(interceptors=[GrpcMetricsInterceptor()])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection((health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
         self.port = self.server.add_insecure_port(self.settings.grpc_address)
@@ -118,26 +121,31 @@ class NotifyApp:
 
     def _start_metrics(self) -> None:
         address = self.settings.metrics_address
-        if not address or address.lower() == "off":
-            return
-        from prometheus_client import start_http_server
-
-        host, _, port = address.rpartition(":")
         try:
-            self._metrics = start_http_server(int(port), host or "127.0.0.1")
+            self._metrics = shared.serve_http(address)
         except OSError as exc:
             log.warning("metrics endpoint not started", extra={"fields": {"address": address, "error": str(exc)}})
 
+    def not_ready_reason(self) -> str | None:
+        """Why notify is not ready, or None: the consumer runs and makes
+        progress, the database answers. Blocking: run in a thread."""
+        if not self.consumer.running:
+            return "consumer not running"
+        if not self.store.ping():
+            return "database unreachable"
+        return self.consumer.progress.stall_reason()
+
     async def _watch_health(self) -> None:
-        """SERVING while the consumer runs and the database answers."""
+        """SERVING while ``not_ready_reason`` finds nothing."""
         current = None
         while True:
-            ok = self.consumer.running and await asyncio.to_thread(self.store.ping)
-            status = SERVING if ok else NOT_SERVING
+            reason = await asyncio.to_thread(self.not_ready_reason)
+            status = SERVING if reason is None else NOT_SERVING
             if status != current:
                 for service in ("", SERVICE_NAME):
                     await self.health.set(service, status)
-                log.info("health", extra={"fields": {"status": "SERVING" if ok else "NOT_SERVING"}})
+                log.info("health", extra={"fields": {"status": "SERVING" if reason is None else "NOT_SERVING",
+                                                     "reason": reason}})
                 current = status
             await asyncio.sleep(self.settings.health_interval_s)
 

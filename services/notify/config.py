@@ -36,6 +36,10 @@ class Settings:
     metrics_address: str = "127.0.0.1:9467"  # empty or "off": no metrics endpoint
     grace_s: float = 5.0
     health_interval_s: float = 1.0
+    # Health: the consumer not polling (or, with lag, not advancing) for this
+    # long turns health NOT_SERVING. Longer than elsewhere: one record may
+    # legitimately wait out its delivery retries on every channel.
+    stall_s: float = 180.0
     log_level: str = "INFO"
 
     @classmethod
@@ -70,5 +74,6 @@ class Settings:
             metrics_address=env.get("SUBSIDY_NOTIFY_METRICS_ADDRESS", d.metrics_address).strip(),
             grace_s=float(get("SUBSIDY_NOTIFY_GRACE_SECONDS", str(d.grace_s))),
             health_interval_s=float(get("SUBSIDY_NOTIFY_HEALTH_INTERVAL_SECONDS", str(d.health_interval_s))),
+            stall_s=float(get("SUBSIDY_NOTIFY_STALL_SECONDS", str(d.stall_s))),
             log_level=get("SUBSIDY_LOG_LEVEL", d.log_level).upper(),
         )

@@ -18,6 +18,7 @@ import threading
 from typing import Any, Callable
 
 from subsidy import cloudevents, logs, topics
+from subsidy import metrics as shared
 from services.notify import handlers, metrics
 from services.notify.model import DeliveryFailed, Interrupted, InvalidEvent
 
@@ -37,9 +38,17 @@ class NotifyConsumer:
         topics_: tuple[str, ...] = (topics.DECISIONS.name, topics.PAYOUTS.name),
         dlq_topic: str = topics.NOTIFICATIONS_DLQ.name,
         max_backoff: float = 10.0,
+        stall_s: float = 60.0,
         consumer_factory: Callable[[], Any] | None = None,
         producer_factory: Callable[[], Any] | None = None,
     ):
+        # Health: when it last polled, advanced, reached the broker (subsidy/metrics.py).
+        self.progress = shared.ConsumerProgress(CONSUMER, stall_s)
+        self.lag_interval_s = min(5.0, stall_s / 3)
+        self._last_lag_refresh = float("-inf")
+        self._lag_keys: set = set()
+        #: Test hook: hold() stops the loop polling, as if it hung.
+        self.hold = shared.Hold()
         self.deps = deps
         self.bootstrap = bootstrap
         self.group_id = group_id
@@ -118,15 +127,19 @@ class NotifyConsumer:
                     self._consumer = self._consumer_factory()
                     self.consuming.set()
                     log.info("notify consuming", extra=logs.fields(topics=list(self.topics), group=self.group_id))
+                self.hold.wait_while_held(self._stop)
                 batches = self._consumer.poll(timeout_ms=300, max_records=50)
+                self.progress.polled(sum(len(r) for r in batches.values()))
                 unprocessed = {tp: records[0].offset for tp, records in batches.items() if records}
                 try:
                     for tp, records in batches.items():
                         for record in records:
                             if self._stop.is_set():
                                 raise Interrupted("the service is stopping")
+                            shared.KAFKA_CONSUMED.labels(record.topic, CONSUMER).inc()
                             self.handle(record)
                             self._consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "", -1)})
+                            self.progress.advanced()
                             unprocessed[tp] = record.offset + 1
                         unprocessed.pop(tp, None)
                 except BaseException:
@@ -134,6 +147,7 @@ class NotifyConsumer:
                         self._consumer.seek(tp, offset)
                     raise
                 backoff = 0.0
+                self._refresh_lag()
             except Interrupted:
                 break
             except Exception as exc:  # noqa: BLE001 - retry, never crash the service
@@ -142,8 +156,11 @@ class NotifyConsumer:
                     "notify consumer failed, retrying",
                     extra=logs.fields(error=f"{type(exc).__name__}: {exc}"[:300], retry_in_s=backoff),
                 )
+                if self._consumer is not None:
+                    self._refresh_lag()
                 self._stop.wait(backoff)
         self.consuming.clear()
+        shared.clear_lag(self._lag_keys)
         for client, close in ((self._consumer, lambda c: c.close(autocommit=False)),
                               (self._producer, lambda p: p.close(timeout=2))):
             if client is not None:
@@ -151,6 +168,17 @@ class NotifyConsumer:
                     close(client)
                 except Exception:  # noqa: BLE001
                     log.warning("notify: closing a Kafka client failed", exc_info=True)
+
+    def _refresh_lag(self) -> None:
+        """Every few seconds: lag per assigned partition, and proof the broker answers."""
+        now = self.progress.clock()
+        if now - self._last_lag_refresh < self.lag_interval_s:
+            return
+        self._last_lag_refresh = now
+        try:
+            shared.refresh_kafka_lag(self._consumer, self.group_id, self.progress, self.topics, self._lag_keys)
+        except Exception as exc:  # noqa: BLE001 - the broker is down: health shows it
+            log.debug("lag refresh failed", extra=logs.fields(consumer=CONSUMER, error=str(exc)[:200]))
 
     def handle(self, record: Any) -> str:
         """Process one consumed record; return what happened."""
@@ -201,6 +229,7 @@ class NotifyConsumer:
         )
         self._producer.send(self.dlq_topic, key=record.key or b"", value=letter.SerializeToString(),
                             headers=headers).get(timeout=30)
+        shared.KAFKA_PRODUCED.labels(self.dlq_topic, "notify-dlq").inc()
         metrics.DEAD_LETTERS.labels(record.topic, CONSUMER).inc()
         log.warning(
             "event sent to the dead-letter topic",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, Counter
+from prometheus_client import REGISTRY, Counter, Gauge
+
+from subsidy import metrics as shared
 
 
 def _counter(name: str, documentation: str, labels: tuple[str, ...] = ()) -> Counter:
@@ -31,9 +33,5 @@ SKIPPED = _counter(
     "Notifications not sent, by channel and reason (replayed: already in the log; no_contact; unknown_firm).",
     ("channel", "reason"),
 )
-# Shared name across services: every consumer counts what it dead-letters.
-DEAD_LETTERS = _counter(
-    "subsidy_dead_letters",
-    "Messages a consumer could not process, sent to the dead-letter topic.",
-    ("topic", "consumer"),
-)
+# Shared across services (subsidy/metrics.py): every consumer counts what it dead-letters.
+DEAD_LETTERS = shared.DEAD_LETTERS

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import signal
 import time
@@ -13,16 +14,20 @@ from typing import Any
 
 from grpc_health.v1 import health
 
+from subsidy import metrics as shared
 from subsidy.db import Database
-from services.payout import consumers
+from services.payout import consumers, metrics
 from services.payout.config import Settings
-from services.payout.model import Clock, clock_from_setting
+from services.payout.model import STATUSES, Clock, clock_from_setting
 from services.payout.relay import OutboxRelay
 from services.payout.scheduler import Scheduler
 from services.payout.server import NOT_SERVING, SERVICE_NAME, SERVING, PayoutServicer, build_server
 from services.payout.store import SqlStore
 
 log = logging.getLogger("services.payout")
+
+#: A DUE tranche unpaid this many days after its due date counts as overdue.
+OVERDUE_DAYS = 30
 
 
 def create_schema(store: SqlStore, wait_s: float = 30.0) -> None:
@@ -54,10 +59,10 @@ class PayoutApp:
         self.relay = OutboxRelay(self.store, settings.kafka_bootstrap)
         self.decisions = consumers.decisions_consumer(
             self.store, settings.kafka_bootstrap, settings.decisions_group, self.relay.wake,
-            session_timeout_ms=settings.session_timeout_ms)
+            session_timeout_ms=settings.session_timeout_ms, stall_s=settings.stall_s)
         self.payments = consumers.payments_consumer(
             self.store, settings.kafka_bootstrap, settings.payments_group, self.relay.wake,
-            session_timeout_ms=settings.session_timeout_ms)
+            session_timeout_ms=settings.session_timeout_ms, stall_s=settings.stall_s)
         self.scheduler = Scheduler(self.store, self.clock, settings.scheduler_interval_s, self.relay.wake)
         self.health = health.aio.HealthServicer()
         self.servicer = PayoutServicer(self.store, self.clock, on_written=self.relay.wake)
@@ -85,30 +90,63 @@ class PayoutApp:
 
     def _start_metrics(self) -> None:
         address = self.settings.metrics_address
-        if not address or address.lower() == "off":
-            return
-        from prometheus_client import start_http_server
-
-        host, _, port = address.rpartition(":")
         try:
-            self._metrics = start_http_server(int(port), host or "127.0.0.1")
+            self._metrics = shared.serve_http(address)
         except OSError as exc:
             log.warning("metrics endpoint not started", extra={"fields": {"address": address, "error": str(exc)}})
 
+    def not_ready_reason(self) -> str | None:
+        """Why payout is not ready, or None: the database answers, both
+        consumers run and make progress (subsidy.metrics.stall_reason), the
+        relay's Kafka producer runs and is not failing. Blocking: run in a thread."""
+        for consumer in (self.decisions, self.payments):
+            if not consumer.running:
+                return f"{consumer.name}: not running"
+        if not self.store.ping():
+            return "database unreachable"
+        if not self.relay.healthy(self.settings.stall_s):
+            return "outbox relay: Kafka producer not running or publishing failing"
+        for consumer in (self.decisions, self.payments):
+            reason = consumer.progress.stall_reason()
+            if reason:
+                return f"{consumer.name}: {reason}"
+        return None
+
     def serving(self) -> bool:
-        return self.decisions.running and self.payments.running and self.store.ping()
+        return self.not_ready_reason() is None
+
+    def refresh_gauges(self) -> None:
+        """Outbox depth and age; tranches by status and overdue (DUE for more
+        than 30 days by the service's clock), from the database."""
+        count, oldest = self.store.outbox_stats()
+        shared.OUTBOX_DEPTH.labels("payout").set(count)
+        shared.OUTBOX_OLDEST_AGE.labels("payout").set(shared.age_seconds(oldest))
+        overdue_before = (self.clock.today() - dt.timedelta(days=OVERDUE_DAYS)).isoformat()
+        by_status, overdue = self.store.tranche_stats(overdue_before)
+        for status in STATUSES:
+            metrics.TRANCHES.labels(status).set(by_status.get(status, 0))
+        metrics.TRANCHES_OVERDUE.set(overdue)
 
     async def _watch_health(self) -> None:
-        """SERVING while the database answers and both consumers run."""
+        """SERVING while ``not_ready_reason`` finds nothing; the gauges are
+        refreshed from the database on the way."""
         current = None
+        last_refresh = float("-inf")
         while True:
-            ok = await asyncio.to_thread(self.serving)
-            status = SERVING if ok else NOT_SERVING
+            reason = await asyncio.to_thread(self.not_ready_reason)
+            status = SERVING if reason is None else NOT_SERVING
             if status != current:
                 for service in ("", SERVICE_NAME):
                     await self.health.set(service, status)
-                log.info("health", extra={"fields": {"status": "SERVING" if ok else "NOT_SERVING"}})
+                log.info("health", extra={"fields": {"status": "SERVING" if reason is None else "NOT_SERVING",
+                                                     "reason": reason}})
                 current = status
+            if time.monotonic() - last_refresh >= self.settings.metrics_refresh_s:
+                last_refresh = time.monotonic()
+                try:
+                    await asyncio.to_thread(self.refresh_gauges)
+                except Exception as exc:  # noqa: BLE001 - the database is down: health says so
+                    log.debug("metrics refresh failed", extra={"fields": {"error": str(exc)[:200]}})
             await asyncio.sleep(self.settings.health_interval_s)
 
     async def stop(self) -> None:

@@ -22,6 +22,10 @@ class Settings:
     session_timeout_ms: int = 10000
     grace_s: float = 5.0
     health_interval_s: float = 1.0
+    # Health: a consumer that has not polled (or, with lag, not advanced) for
+    # this long, or a relay failing this long, turns health NOT_SERVING.
+    stall_s: float = 60.0
+    metrics_refresh_s: float = 5.0  # outbox and tranche gauges from the database
     log_level: str = "INFO"
 
     @classmethod
@@ -44,5 +48,8 @@ class Settings:
             scheduler_interval_s=float(get("SUBSIDY_PAYOUT_SCHEDULER_INTERVAL_SECONDS", str(d.scheduler_interval_s))),
             session_timeout_ms=int(get("SUBSIDY_PAYOUT_KAFKA_SESSION_TIMEOUT_MS", str(d.session_timeout_ms))),
             grace_s=float(get("SUBSIDY_PAYOUT_GRACE_SECONDS", str(d.grace_s))),
+            health_interval_s=float(get("SUBSIDY_PAYOUT_HEALTH_INTERVAL_SECONDS", str(d.health_interval_s))),
+            stall_s=float(get("SUBSIDY_PAYOUT_STALL_SECONDS", str(d.stall_s))),
+            metrics_refresh_s=float(get("SUBSIDY_PAYOUT_METRICS_REFRESH_SECONDS", str(d.metrics_refresh_s))),
             log_level=get("SUBSIDY_LOG_LEVEL", d.log_level).upper(),
         )

@@ -23,11 +23,15 @@ import threading
 from typing import Any, Callable
 
 from subsidy import cloudevents, logs, topics
+from subsidy import metrics as shared
 from services.payout import handlers, metrics
 from services.payout.model import SOURCE, Rejected, rfc3339
 from services.payout.store import SqlStore
 
 log = logging.getLogger("services.payout.consumers")
+
+#: Ledger reasons that mean the firm's history limited a grant (subsidy_payout_cap_hits_total).
+CAP_REASONS = frozenset({"CAP_PARTIAL", "CAP_EXHAUSTED", "ALREADY_AWARDED"})
 
 
 class RecordConsumer:
@@ -44,10 +48,18 @@ class RecordConsumer:
         group_id: str,
         max_backoff: float = 10.0,
         session_timeout_ms: int = 10000,
+        stall_s: float = 60.0,
         consumer_factory: Callable[[], Any] | None = None,
         producer_factory: Callable[[], Any] | None = None,
     ):
         self.name = name
+        # Health: when it last polled, advanced, reached the broker (subsidy/metrics.py).
+        self.progress = shared.ConsumerProgress(name, stall_s)
+        self.lag_interval_s = min(5.0, stall_s / 3)
+        self._last_lag_refresh = float("-inf")
+        self._lag_keys: set = set()
+        #: Test hook: hold() stops the loop polling, as if it hung.
+        self.hold = shared.Hold()
         self.apply = apply
         self.bootstrap = bootstrap
         self.topic = topic
@@ -122,29 +134,37 @@ class RecordConsumer:
                     self._consumer = self._consumer_factory()
                     self.consuming.set()
                     log.info("consuming", extra=logs.fields(consumer=self.name, topic=self.topic, group=self.group_id))
+                self.hold.wait_while_held(self._stop)
                 batches = self._consumer.poll(timeout_ms=300)
+                self.progress.polled(sum(len(r) for r in batches.values()))
                 unprocessed = {tp: records[0].offset for tp, records in batches.items() if records}
                 try:
                     for tp, records in batches.items():
                         for record in records:
                             if self._stop.is_set():
                                 raise _Stopping()
+                            shared.KAFKA_CONSUMED.labels(record.topic, self.name).inc()
                             self.handle(record)
                             self._consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "", -1)})
+                            self.progress.advanced()
                             unprocessed[tp] = record.offset + 1
                         unprocessed.pop(tp, None)
                 except BaseException:
                     self._rewind(unprocessed)
                     raise
                 backoff = 0.0
+                self._refresh_lag()
             except _Stopping:
                 break
             except Exception as exc:  # noqa: BLE001 - db, DLQ or a rebalance: retry, never crash
                 backoff = min(self.max_backoff, backoff * 2 if backoff else 0.25)
                 log.warning("consumer failed, retrying", extra=logs.fields(
                     consumer=self.name, error=f"{type(exc).__name__}: {exc}"[:300], retry_in_s=backoff))
+                if self._consumer is not None:
+                    self._refresh_lag()
                 self._stop.wait(backoff)
         self.consuming.clear()
+        shared.clear_lag(self._lag_keys)
         for client, close in ((self._consumer, lambda c: c.close(autocommit=False)),
                               (self._producer, lambda p: p.close(timeout=2))):
             if client is not None:
@@ -152,6 +172,17 @@ class RecordConsumer:
                     close(client)
                 except Exception:  # noqa: BLE001
                     log.warning("closing a Kafka client failed", exc_info=True)
+
+    def _refresh_lag(self) -> None:
+        """Every few seconds: lag per assigned partition, and proof the broker answers."""
+        now = self.progress.clock()
+        if now - self._last_lag_refresh < self.lag_interval_s:
+            return
+        self._last_lag_refresh = now
+        try:
+            shared.refresh_kafka_lag(self._consumer, self.group_id, self.progress, [self.topic], self._lag_keys)
+        except Exception as exc:  # noqa: BLE001 - the broker is down: health shows it
+            log.debug("lag refresh failed", extra=logs.fields(consumer=self.name, error=str(exc)[:200]))
 
     def _rewind(self, unprocessed: dict) -> None:
         """Seek every partition still ours back to its first unapplied record
@@ -202,6 +233,7 @@ class RecordConsumer:
         )
         self._producer.send(self.dlq_topic, key=record.key or b"", value=letter.SerializeToString(),
                             headers=headers).get(timeout=30)
+        shared.KAFKA_PRODUCED.labels(self.dlq_topic, f"{self.name}-dlq").inc()
         metrics.DEAD_LETTERS.labels(record.topic, self.name).inc()
         log.warning("message sent to the dead-letter topic", extra=logs.fields(
             topic=record.topic, partition=record.partition, offset=record.offset, dlq=self.dlq_topic,
@@ -240,9 +272,13 @@ class DecisionApplier:
             if applied.result == "applied":
                 metrics.GRANTS.labels(plan.clause, plan.outcome).inc()
                 metrics.GRANTED_FEN.labels(plan.clause).inc(plan.granted_fen)
-                metrics.TRANCHES.labels("SCHEDULED").inc(len(plan.tranches))
+                metrics.TRANSITIONS.labels("SCHEDULED").inc(len(plan.tranches))
+                for tranche in plan.tranches:
+                    metrics.SCHEDULED_FEN.labels(plan.clause, str(tranche.year)).inc(tranche.amount_fen)
+                if any(r.code in CAP_REASONS for r in plan.reasons):
+                    metrics.CAP_HITS.labels(plan.clause).inc()
                 for reason in plan.reasons:
-                    metrics.CAP_HITS.labels(plan.clause, reason.code).inc()
+                    metrics.LEDGER_LIMITS.labels(plan.clause, reason.code).inc()
             log.info(f"decision {applied.result}", extra=logs.fields(
                 **where, granted_fen=plan.granted_fen, max_award_fen=plan.max_award_fen,
                 tranches=len(plan.tranches), ledger_reasons=[r.code for r in plan.reasons]))
@@ -271,7 +307,8 @@ class PaymentApplier:
                             credit_code=payment.credit_code, amount_fen=payment.amount_fen,
                             partition=record.partition, offset=record.offset)
         if result == "applied":
-            metrics.TRANCHES.labels("PAID").inc()
+            metrics.TRANSITIONS.labels("PAID").inc()
+            metrics.TRANCHES_PAID.inc()
             log.info("payment applied: tranche paid", extra=where)
             self.on_written()
         else:

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, Callable
 
 from subsidy import logs, topics
+from subsidy import metrics as shared
 from services.payout import metrics
 from services.payout.store import OutboxRow, SqlStore
 
@@ -51,6 +53,8 @@ class OutboxRelay:
         self._thread: threading.Thread | None = None
         self.topics_ready = threading.Event()
         self.producer_ready = threading.Event()
+        #: monotonic time publishing started failing (None: the last attempt worked).
+        self.failing_since: float | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="payout-outbox-relay", daemon=True)
@@ -71,6 +75,11 @@ class OutboxRelay:
     @property
     def running(self) -> bool:
         return self.producer_ready.is_set() and not self._stop.is_set()
+
+    def healthy(self, stall_s: float, now: float | None = None) -> bool:
+        """The producer runs and publishing has not been failing for ``stall_s``."""
+        now = time.monotonic() if now is None else now
+        return self.running and (self.failing_since is None or now - self.failing_since < stall_s)
 
     def _new_producer(self) -> Any:
         from kafka import KafkaProducer
@@ -102,11 +111,14 @@ class OutboxRelay:
                     log.info("outbox relay producer running", extra=logs.fields(bootstrap=self.bootstrap))
                 published = self.publish_once()
                 backoff = 0.0
+                self.failing_since = None
                 if not published:
                     self._wake.wait(self.poll_interval)
                     self._wake.clear()
             except Exception as exc:  # noqa: BLE001 - Kafka or the db is down: retry, never crash
                 metrics.OUTBOX_FAILURES.inc()
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
                 backoff = min(self.max_backoff, backoff * 2 if backoff else 0.25)
                 log.warning("outbox relay: publishing failed, retrying", extra=logs.fields(
                     error=f"{type(exc).__name__}: {exc}"[:300], retry_in_s=backoff))
@@ -132,6 +144,7 @@ class OutboxRelay:
     def _publish(self, rows: list[OutboxRow]) -> tuple[list[int], BaseException | None]:
         sent: list[tuple[int, Any]] = []
         error: BaseException | None = None
+        by_id = {row.id: row for row in rows}
         for row in rows:
             try:
                 future = self._producer.send(row.topic, key=row.key, value=row.value, headers=row.headers)
@@ -147,6 +160,9 @@ class OutboxRelay:
                 # order of the outbox is the order on Kafka.
                 if error is None:
                     acked.append(row_id)
+                    row = by_id[row_id]
+                    shared.KAFKA_PRODUCED.labels(row.topic, "payout-relay").inc()
+                    shared.OUTBOX_PUBLISH_DELAY.labels("payout").observe(shared.age_seconds(row.created_at))
             elif error is None:
                 error = outcome if outcome is not False else RuntimeError("stopping")
         return acked, error

@@ -46,7 +46,7 @@ class Scheduler:
         today = self.clock.today()
         marked = self.store.mark_due(today)
         if marked:
-            metrics.TRANCHES.labels("DUE").inc(len(marked))
+            metrics.TRANSITIONS.labels("DUE").inc(len(marked))
             log.info("tranches due", extra=logs.fields(today=today.isoformat(), tranches=len(marked),
                                                        tranche_ids=[t.tranche_id for t in marked[:20]]))
             self.on_written()

@@ -19,6 +19,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from subsidy.metrics import GrpcMetricsInterceptor
 from subsidy import credit_code, logs
 from subsidy.db import DatabaseUnavailable
 from subsidy.v1 import decision_pb2, payout_pb2, payout_pb2_grpc
@@ -122,7 +123,7 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):
             await self._fail(context, "CancelTranche", exc)
             raise
         if changed:
-            metrics.TRANCHES.labels("CANCELLED").inc()
+            metrics.TRANSITIONS.labels("CANCELLED").inc()
             self.on_written()
         log.info("tranche cancelled" if changed else "tranche was already cancelled",
                  extra=logs.fields(tranche_id=tranche.tranche_id, credit_code=tranche.credit_code,
@@ -132,7 +133,7 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):
 
 def build_server(servicer: PayoutServicer, health_servicer: health.aio.HealthServicer,
                  address: str) -> tuple[grpc.aio.Server, int]:
-    server = grpc.aio.server(options=[
+    server = grpc.aio.server(interceptors=[GrpcMetricsInterceptor()], options=[
         ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
         ("grpc.max_send_message_length", MAX_SEND_BYTES),
     ])

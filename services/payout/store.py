@@ -159,6 +159,7 @@ class OutboxRow:
     key: bytes
     value: bytes
     headers: list
+    created_at: str = ""
 
 
 @dataclass(frozen=True)
@@ -470,9 +471,9 @@ class SqlStore:
     @staticmethod
     def _pending(tx: Transaction, limit: int) -> list[OutboxRow]:
         return [
-            OutboxRow(int(r[0]), r[1], r[2], bytes(r[3]), bytes(r[4]), decode_headers(r[5]))
+            OutboxRow(int(r[0]), r[1], r[2], bytes(r[3]), bytes(r[4]), decode_headers(r[5]), r[6])
             for r in tx.all(
-                "SELECT id, event_id, topic, key, value, headers FROM payout_outbox "
+                "SELECT id, event_id, topic, key, value, headers, created_at FROM payout_outbox "
                 "WHERE published_at IS NULL ORDER BY id LIMIT ?", (limit,))
         ]
 
@@ -486,3 +487,20 @@ class SqlStore:
     def pending_count(self) -> int:
         with self.db.transaction() as tx:
             return int(tx.one("SELECT COUNT(*) FROM payout_outbox WHERE published_at IS NULL")[0])
+
+    # -- operations (metrics) ---------------------------------------------------------------------------
+
+    def outbox_stats(self) -> tuple[int, str | None]:
+        """(unpublished rows, created_at of the oldest of them or None)."""
+        with self.db.transaction() as tx:
+            count, oldest = tx.one("SELECT COUNT(*), MIN(created_at) FROM payout_outbox WHERE published_at IS NULL")
+        return int(count), oldest
+
+    def tranche_stats(self, overdue_before: str) -> tuple[dict[str, int], int]:
+        """(tranches per status, DUE tranches due before ``overdue_before`` (YYYY-MM-DD))."""
+        with self.db.transaction() as tx:
+            by_status = {str(s): int(n) for s, n in tx.all(
+                "SELECT status, COUNT(*) FROM payout_tranches GROUP BY status")}
+            overdue = int(tx.one("SELECT COUNT(*) FROM payout_tranches WHERE status = 'DUE' AND due_on < ?",
+                                 (overdue_before,))[0])
+        return by_status, overdue

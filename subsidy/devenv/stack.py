@@ -150,6 +150,7 @@ class LocalStack:
             env.update(
                 SUBSIDY_ELIGIBILITY_DATA_DIR=str(self.var_dir / "eligibility"),
                 SUBSIDY_ELIGIBILITY_METRICS_PORT=str(free_port()),
+                SUBSIDY_ELIGIBILITY_METRICS_ADDRESS="127.0.0.1",
             )
         elif name == "payout":
             env.update(SUBSIDY_PAYOUT_DATABASE_URL=database, SUBSIDY_PAYOUT_METRICS_ADDRESS=f"127.0.0.1:{free_port()}")

@@ -1,0 +1,28 @@
+# Operations: render the Kubernetes manifests, check them and the alerts.
+# Included by the Makefile (VENV, PY). See docs/operations.md.
+#
+#   make k8s-render OVERLAY=prod   print the manifests (kustomize build)
+#   make k8s-test                  render and validate every overlay offline
+#   make alerts-test               promtool check rules + test rules
+#   make ops-test                  both
+#   make image                     docker build (needs a Docker engine)
+
+OVERLAY ?= dev
+IMAGE ?= songjiang-subsidy:dev
+
+.PHONY: k8s-render k8s-test alerts-test ops-test image
+
+k8s-render: $(INSTALLED)
+	@"$$($(PY) -m subsidy.devenv.tools kustomize)" build --load-restrictor LoadRestrictionsNone deploy/k8s/overlays/$(OVERLAY)
+
+k8s-test: $(GENERATED)
+	$(PY) -m pytest tests/ops/test_k8s.py -q
+
+alerts-test: $(INSTALLED)
+	$(PY) -m pytest tests/ops/test_alerts.py -q
+
+ops-test: $(GENERATED)
+	$(PY) -m pytest tests/ops/test_k8s.py tests/ops/test_alerts.py -q
+
+image:
+	docker build -f deploy/Dockerfile -t $(IMAGE) .

@@ -1,0 +1,157 @@
+"""The alerts: deploy/k8s/base/monitoring/prometheus-rules.yaml (a PrometheusRule,
+the only copy of the rules) checked and unit-tested with promtool.
+
+spec.groups is extracted into a plain rules file next to a copy of
+deploy/prometheus/alerts-tests.yaml, then `promtool check rules` and
+`promtool test rules` run on them. promtool comes from
+subsidy.devenv.tools (Debian's prometheus package on first use).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+import subprocess
+import unicodedata
+from pathlib import Path
+
+import pytest
+import yaml
+
+from subsidy.devenv import tools
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "deploy" / "k8s" / "base" / "monitoring" / "prometheus-rules.yaml"
+RULE_TESTS = ROOT / "deploy" / "prometheus" / "alerts-tests.yaml"
+RULES_FILE_NAME = "subsidy-alerts.rules.yaml"  # what alerts-tests.yaml's rule_files names
+OPERATIONS = ROOT / "docs" / "operations.md"
+
+# The metrics the services export (the names are a contract with the
+# services' code and the dashboard).
+METRICS = {
+    "subsidy_grpc_server_handled_total",
+    "subsidy_grpc_server_handling_seconds",
+    "subsidy_kafka_messages_consumed_total",
+    "subsidy_kafka_messages_produced_total",
+    "subsidy_kafka_consumer_lag",
+    "subsidy_dead_letters_total",
+    "subsidy_outbox_depth",
+    "subsidy_outbox_oldest_pending_age_seconds",
+    "subsidy_outbox_publish_delay_seconds",
+    "subsidy_db_transaction_duration_seconds",
+    "subsidy_intake_submissions_total",
+    "subsidy_decisions_total",
+    "subsidy_payout_granted_fen_total",
+    "subsidy_payout_scheduled_fen_total",
+    "subsidy_payout_cap_hits_total",
+    "subsidy_payout_tranches",
+    "subsidy_payout_tranches_overdue",
+    "subsidy_notifications_sent_total",
+    "subsidy_notifications_failed_total",
+    "subsidy_consumer_last_progress_timestamp_seconds",
+}
+CLIENT_ERROR_CODES = ("INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "FAILED_PRECONDITION")
+SEVERITIES = {"critical", "warning"}
+
+
+def rule_groups() -> list[dict]:
+    doc = yaml.safe_load(RULES.read_text())
+    assert doc["apiVersion"] == "monitoring.coreos.com/v1" and doc["kind"] == "PrometheusRule"
+    return doc["spec"]["groups"]
+
+
+def alerts() -> list[dict]:
+    return [rule for group in rule_groups() for rule in group["rules"] if "alert" in rule]
+
+
+@functools.cache
+def promtool_binary() -> str:
+    try:
+        return str(tools.promtool())
+    except tools.ToolUnavailable as exc:
+        pytest.fail(f"promtool is not available: {exc}")
+
+
+@pytest.fixture
+def rules_dir(tmp_path: Path) -> Path:
+    (tmp_path / RULES_FILE_NAME).write_text(
+        yaml.safe_dump({"groups": rule_groups()}, sort_keys=False, allow_unicode=True, width=1000)
+    )
+    shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
+    return tmp_path
+
+
+def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([promtool_binary(), *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_promtool_check_rules(rules_dir):
+    result = promtool("check", "rules", RULES_FILE_NAME, cwd=rules_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(alerts())} rules found" in result.stdout
+
+
+def test_promtool_test_rules(rules_dir):
+    assert yaml.safe_load(RULE_TESTS.read_text())["rule_files"] == [RULES_FILE_NAME]
+    result = promtool("test", "rules", RULE_TESTS.name, cwd=rules_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_has_a_firing_and_a_quiet_case():
+    cases: dict[str, set[bool]] = {}
+    for test in yaml.safe_load(RULE_TESTS.read_text())["tests"]:
+        for check in test.get("alert_rule_test", []):
+            cases.setdefault(check["alertname"], set()).add(bool(check.get("exp_alerts")))
+    for alert in alerts():
+        assert cases.get(alert["alert"]) == {True, False}, f"{alert['alert']}: needs a firing and a quiet case"
+    assert set(cases) <= {a["alert"] for a in alerts()}, "a test names an alert that does not exist"
+
+
+def test_the_alerts_the_operations_issue_asks_for_exist():
+    names = {a["alert"] for a in alerts()}
+    assert names >= {
+        "SubsidyKafkaConsumerLagHigh",
+        "SubsidyDeadLetters",
+        "SubsidyOutboxBacklog",
+        "SubsidyTranchesOverdue",
+        "SubsidyGrpcErrorRatioHigh",
+        "SubsidyServiceDown",
+    }
+    assert len(names) == len(alerts()), "alert names must be unique"
+
+
+def test_grpc_error_ratio_leaves_out_client_errors():
+    (rule,) = [a for a in alerts() if a["alert"] == "SubsidyGrpcErrorRatioHigh"]
+    excluded = re.search(r'grpc_code!~"([^"]+)"', rule["expr"]).group(1).split("|")
+    assert set(excluded) == {"OK", *CLIENT_ERROR_CODES}
+
+
+def test_alerts_use_only_the_services_metric_names():
+    for alert in alerts():
+        used = set(re.findall(r"\bsubsidy_[a-z_]+\b", alert["expr"]))
+        assert used <= METRICS, f"{alert['alert']}: unknown metric(s) {sorted(used - METRICS)}"
+
+
+def github_anchor(heading: str) -> str:
+    """The fragment GitHub/GitLab give a Markdown heading."""
+    text = unicodedata.normalize("NFKC", heading.strip().lower())
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def test_every_alert_is_labelled_annotated_and_has_a_runbook():
+    assert OPERATIONS.exists(), "docs/operations.md holds the runbooks"
+    anchors = {
+        github_anchor(m.group(1)) for m in re.finditer(r"^#{1,6}\s+(.+?)\s*$", OPERATIONS.read_text(), re.MULTILINE)
+    }
+    for alert in alerts():
+        name = alert["alert"]
+        assert alert.get("labels", {}).get("severity") in SEVERITIES, name
+        annotations = alert.get("annotations", {})
+        assert annotations.get("summary") and annotations.get("description"), name
+        url = annotations.get("runbook_url", "")
+        assert url.split("#")[0].endswith("/docs/operations.md"), f"{name}: {url}"
+        fragment = url.partition("#")[2]
+        assert fragment == name.lower(), f"{name}: runbook anchor should be #{name.lower()}"
+        assert fragment in anchors, f"{name}: docs/operations.md has no heading for #{fragment}"

@@ -1,0 +1,536 @@
+"""deploy/k8s: render every overlay with kustomize and check the result offline.
+
+- core kinds against the Kubernetes OpenAPI schemas shipped by
+  kubernetes-validate, in strict mode (unknown fields fail), for the oldest
+  and the newest Kubernetes version we support;
+- custom resources (Strimzi, CloudNativePG, Prometheus Operator) against the
+  vendored CRD schema subsets in deploy/k8s/crd-schemas/, strictly;
+- the conventions: non-root, read-only root filesystem, no capabilities,
+  requests and limits, gRPC probes on the health names the code registers,
+  topics as subsidy/topics.py declares them, the policy files all shipped,
+  every environment variable one the code reads, no secret in the base,
+  a deterministic render.
+
+kustomize comes from subsidy.devenv.tools (built with `go install` on first
+use, then cached); kubernetes-validate and jsonschema are test extras.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import re
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from subsidy import topics
+from subsidy.devenv import tools
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+CRD_SCHEMAS = K8S / "crd-schemas"
+OVERLAYS = ("dev", "prod")
+# The oldest Kubernetes we support (lifecycle.preStop.sleep is on by default
+# from 1.30) and the newest schemas kubernetes-validate ships.
+KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
+CORE_GROUPS = {"v1", "apps/v1", "policy/v1", "autoscaling/v2", "networking.k8s.io/v1"}
+
+SERVICES = ("intake", "eligibility", "payout", "notify")
+GRPC_PORT = {"intake": 50051, "eligibility": 50052, "payout": 50053, "notify": 50054}
+METRICS_PORT = {"intake": 9464, "eligibility": 9102, "payout": 9465, "notify": 9467}
+USES_DATABASE = {"intake", "payout", "notify"}
+# Consumers of 6-partition topics: more replicas than partitions stay idle.
+PARTITION_BOUND = {
+    "eligibility": topics.APPLICATIONS.partitions,
+    "payout": max(topics.DECISIONS.partitions, topics.PAYMENTS.partitions),
+}
+
+
+def health_names() -> dict[str, str]:
+    """The service names each bootstrap sets SERVING (besides "")."""
+    from services.eligibility.grpc_api import SERVICE_NAME as eligibility
+    from services.intake.server import SERVICE_NAME as intake
+    from services.notify.bootstrap import SERVICE_NAME as notify
+    from services.payout.server import SERVICE_NAME as payout
+
+    return {"intake": intake, "eligibility": eligibility, "payout": payout, "notify": notify}
+
+
+# ------------------------------------------------------------------ rendering
+
+
+@functools.cache
+def kustomize_binary() -> str:
+    try:
+        return str(tools.kustomize())
+    except tools.ToolUnavailable as exc:  # a fresh machine without Go: say what is missing
+        pytest.fail(f"kustomize is not available: {exc}")
+
+
+def build(path: Path) -> str:
+    result = subprocess.run(
+        [kustomize_binary(), "build", "--load-restrictor", "LoadRestrictionsNone", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"kustomize build {path.relative_to(ROOT)} failed:\n{result.stderr}"
+    return result.stdout
+
+
+@functools.cache
+def rendered_text(target: str) -> str:
+    return build(K8S / target)
+
+
+@functools.cache
+def _rendered(target: str) -> tuple[dict, ...]:
+    return tuple(d for d in yaml.safe_load_all(rendered_text(target)) if d)
+
+
+def rendered(target: str) -> list[dict]:
+    return copy.deepcopy(list(_rendered(target)))
+
+
+def of_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def named(docs: list[dict], kind: str, name: str) -> dict:
+    found = [d for d in of_kind(docs, kind) if d["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
+    return found[0]
+
+
+def generated(docs: list[dict], kind: str, name: str) -> dict:
+    """A ConfigMap/Secret from a generator: its name carries a hash suffix."""
+    found = [d for d in of_kind(docs, kind) if re.fullmatch(rf"{re.escape(name)}-[a-z0-9]{{10}}", d["metadata"]["name"])]
+    assert len(found) == 1, f"expected one generated {kind} {name}-<hash>, found {len(found)}"
+    return found[0]
+
+
+def deployment(docs: list[dict], service: str) -> dict:
+    return named(docs, "Deployment", f"subsidy-{service}")
+
+
+def container_env(docs: list[dict], dep: dict) -> dict[str, str]:
+    """The environment the container gets from its ConfigMaps (envFrom) and env values."""
+    by_name = {d["metadata"]["name"]: d for d in docs if d["kind"] in ("ConfigMap", "Secret")}
+    env: dict[str, str] = {}
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    for source in container.get("envFrom", []):
+        ref = source.get("configMapRef") or source.get("secretRef")
+        obj = by_name.get(ref["name"])
+        if obj is None:  # a Secret created out of band (prod)
+            continue
+        env.update(obj.get("data") or {})
+    for item in container.get("env", []):
+        env[item["name"]] = item.get("value", "<from " + next(iter(item.get("valueFrom", {"?": 0}))) + ">")
+    return env
+
+
+# ------------------------------------------------------------------ schemas
+
+
+def strict(schema):
+    """Reject unknown fields as the API server's strict field validation does:
+    every object schema with properties gets additionalProperties: false,
+    unless it preserves unknown fields."""
+    if isinstance(schema, list):
+        return [strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: strict(v) for k, v in schema.items()}
+    if (
+        "properties" in out
+        and isinstance(out["properties"], dict)
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+        and "additionalProperties" not in out
+    ):
+        out["additionalProperties"] = False
+    return out
+
+
+@functools.cache
+def crd_validator(api_version: str, kind: str) -> jsonschema.Draft7Validator:
+    group, _, version = api_version.rpartition("/")
+    path = CRD_SCHEMAS / f"{group}_{version}_{kind.lower()}.yaml"
+    assert path.exists(), f"no vendored CRD schema for {api_version} {kind}: add {path.relative_to(ROOT)}"
+    schema = strict(yaml.safe_load(path.read_text()))
+    # The schema must be a schema (no format checker: Kubernetes patterns are
+    # Go/RE2 regexes such as "^(?i)...", not ECMA-262 ones).
+    jsonschema.Draft7Validator(jsonschema.Draft7Validator.META_SCHEMA).validate(schema)
+    return jsonschema.Draft7Validator(schema)
+
+
+def crd_errors(doc: dict) -> list[str]:
+    validator = crd_validator(doc["apiVersion"], doc["kind"])
+    return [
+        f"{doc['kind']} {doc['metadata']['name']}: {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+        for e in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
+    ]
+
+
+def core_errors(doc: dict, version: str) -> list[str]:
+    try:
+        kubernetes_validate.validate(doc, version, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        path = "/".join(map(str, exc.path)) or "(root)"
+        return [f"{doc['kind']} {doc['metadata']['name']} (Kubernetes {version}): {path}: {exc.message}"]
+    return []
+
+
+# ------------------------------------------------------------------ render and validate
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_render_is_deterministic(overlay):
+    first = rendered_text(f"overlays/{overlay}")
+    again = build(K8S / "overlays" / overlay)
+    assert first == again
+    assert first.strip(), "empty render"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_core_resources_are_valid_strictly(overlay, version):
+    docs = [d for d in rendered(f"overlays/{overlay}") if d["apiVersion"] in CORE_GROUPS]
+    assert {d["kind"] for d in docs} >= {
+        "Namespace", "ConfigMap", "Deployment", "Service", "ServiceAccount",
+        "PodDisruptionBudget", "HorizontalPodAutoscaler", "NetworkPolicy",
+    }
+    errors = [e for d in docs for e in core_errors(d, version)]
+    assert not errors, "\n".join(errors)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_custom_resources_match_their_crd_schemas(overlay):
+    docs = [d for d in rendered(f"overlays/{overlay}") if d["apiVersion"] not in CORE_GROUPS]
+    assert {d["kind"] for d in docs} == {"Kafka", "KafkaNodePool", "KafkaTopic", "Cluster", "ServiceMonitor", "PrometheusRule"}
+    errors = [e for d in docs for e in crd_errors(d)]
+    assert not errors, "\n".join(errors)
+
+
+def test_the_validators_do_reject_unknown_and_wrong_fields():
+    """Guard against validation that passes everything."""
+    docs = rendered("overlays/prod")
+    dep = deployment(docs, "intake")
+    dep["spec"]["template"]["spec"]["containers"][0]["readOnlyRootFileSystem"] = True  # misspelt
+    assert core_errors(dep, KUBERNETES_VERSIONS[-1])
+    topic = of_kind(docs, "KafkaTopic")[0]
+    topic["spec"]["partition"] = 6  # misspelt
+    assert crd_errors(topic)
+    pool = named(docs, "KafkaNodePool", "dual-role")
+    pool["spec"]["roles"] = ["zookeeper"]
+    assert crd_errors(pool)
+    rules = of_kind(docs, "PrometheusRule")[0]
+    rules["spec"]["groups"][0]["rules"][0]["for"] = "five minutes"
+    assert crd_errors(rules)
+
+
+def test_every_name_is_a_dns_subdomain():
+    pattern = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    for overlay in OVERLAYS:
+        for d in rendered(f"overlays/{overlay}"):
+            name = d["metadata"]["name"]
+            assert pattern.match(name) and len(name) <= 253, f"{d['kind']} {name}"
+
+
+# ------------------------------------------------------------------ workloads
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_is_locked_down(overlay):
+    docs = rendered(f"overlays/{overlay}")
+    deployments = of_kind(docs, "Deployment")
+    assert {d["metadata"]["name"] for d in deployments} == {f"subsidy-{s}" for s in SERVICES}
+    for dep in deployments:
+        name = dep["metadata"]["name"]
+        pod = dep["spec"]["template"]["spec"]
+        pod_sc = pod.get("securityContext", {})
+        assert pod.get("automountServiceAccountToken") is False, name
+        assert pod_sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", name
+        assert pod_sc.get("runAsUser", 0) != 0 and pod_sc.get("runAsGroup", 0) != 0, name
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            where = f"{name}/{c['name']}"
+            sc = c.get("securityContext", {})
+            assert sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True, where
+            assert sc.get("runAsUser", pod_sc.get("runAsUser", 0)) != 0, where
+            assert sc.get("readOnlyRootFilesystem") is True, where
+            assert sc.get("allowPrivilegeEscalation") is False, where
+            assert sc.get("privileged", False) is False, where
+            assert "ALL" in sc.get("capabilities", {}).get("drop", []), where
+            assert not sc.get("capabilities", {}).get("add"), where
+            for bound in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(c.get("resources", {}).get(bound, {})), f"{where}: {bound}"
+            mounts = {m["mountPath"] for m in c.get("volumeMounts", [])}
+            assert "/tmp" in mounts, f"{where}: no writable /tmp"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_grpc_probes_use_the_health_names_the_code_registers(overlay):
+    docs = rendered(f"overlays/{overlay}")
+    names = health_names()
+    for service in SERVICES:
+        dep = deployment(docs, service)
+        container = dep["spec"]["template"]["spec"]["containers"][0]
+        assert container["command"] == ["python", "-m", f"services.{service}"]
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            grpc = container.get(probe, {}).get("grpc")
+            assert grpc, f"{service}: {probe} is not a gRPC probe"
+            assert grpc == {"port": GRPC_PORT[service], "service": names[service]}, f"{service}: {probe}"
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports == {"grpc": GRPC_PORT[service], "metrics": METRICS_PORT[service]}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_addresses_bind_all_interfaces_on_the_declared_ports(overlay):
+    docs = rendered(f"overlays/{overlay}")
+    for service in SERVICES:
+        env = container_env(docs, deployment(docs, service))
+        prefix = f"SUBSIDY_{service.upper()}"
+        assert env[f"{prefix}_GRPC_ADDRESS"] == f"0.0.0.0:{GRPC_PORT[service]}"
+        if service == "eligibility":
+            assert env[f"{prefix}_METRICS_ADDRESS"] == "0.0.0.0"
+            assert env[f"{prefix}_METRICS_PORT"] == str(METRICS_PORT[service])
+        else:
+            assert env[f"{prefix}_METRICS_ADDRESS"] == f"0.0.0.0:{METRICS_PORT[service]}"
+        assert env["KAFKA_BOOTSTRAP_SERVERS"] == "subsidy-kafka-kafka-bootstrap:9092"
+        if service in USES_DATABASE:
+            item = next(e for e in dep_env_items(docs, service) if e["name"] == f"{prefix}_DATABASE_URL")
+            assert item["valueFrom"]["secretKeyRef"] == {"name": "subsidy-pg-app", "key": "uri"}
+        else:
+            assert f"{prefix}_DATABASE_URL" not in env
+
+
+def dep_env_items(docs, service):
+    return deployment(docs, service)["spec"]["template"]["spec"]["containers"][0].get("env", [])
+
+
+def env_vars_read_by(service: str) -> set[str]:
+    sources = [ROOT / "services" / service / "config.py"]
+    if service in ("eligibility", "notify"):
+        sources.append(ROOT / "subsidy" / "policy.py")  # SUBSIDY_POLICY_DIR
+    names: set[str] = set()
+    for path in sources:
+        names |= set(re.findall(r"\"((?:KAFKA|SUBSIDY)_[A-Z0-9_]+)\"", path.read_text()))
+    return names
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_variable_set_is_one_the_service_reads(overlay):
+    docs = rendered(f"overlays/{overlay}")
+    for service in SERVICES:
+        env = set(container_env(docs, deployment(docs, service)))
+        unknown = env - env_vars_read_by(service)
+        assert not unknown, f"{service} does not read {sorted(unknown)}"
+        assert "SUBSIDY_PAYOUT_TODAY" not in env, "a fixed date is for demos and tests"
+
+
+def test_secret_settings_are_not_in_configmaps():
+    for overlay in OVERLAYS:
+        for cm in of_kind(rendered(f"overlays/{overlay}"), "ConfigMap"):
+            for key in cm.get("data") or {}:
+                assert not re.search(r"DATABASE_URL|SECRET|SMTP_URL|PASSWORD|SMS_GATEWAY_URL", key), (
+                    f"{cm['metadata']['name']}: {key} belongs in a Secret"
+                )
+
+
+def test_policy_files_are_all_shipped_and_mounted():
+    docs = rendered("overlays/prod")
+    policy = generated(docs, "ConfigMap", "subsidy-policy")
+    clauses = generated(docs, "ConfigMap", "subsidy-policy-clauses")
+    directory = generated(docs, "ConfigMap", "subsidy-policy-directory")
+    assert policy["data"] == {"policy.yaml": (ROOT / "policy" / "policy.yaml").read_text()}
+    assert clauses["data"] == {p.name: p.read_text() for p in (ROOT / "policy" / "clauses").glob("*.yaml")}
+    assert directory["data"] == {p.name: p.read_text() for p in (ROOT / "policy" / "directory").glob("*.yaml")}
+    for service in ("eligibility", "notify"):  # the services that load_policy()
+        dep = deployment(docs, service)
+        volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+        mounts = {m["name"]: m for m in dep["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+        assert mounts["policy"]["mountPath"] == container_env(docs, dep)["SUBSIDY_POLICY_DIR"]
+        sources = volumes["policy"]["projected"]["sources"]
+        assert sources[0]["configMap"]["name"] == policy["metadata"]["name"]
+        projected = sources[1]["configMap"]
+        assert projected["name"] == clauses["metadata"]["name"]
+        assert {(i["key"], i["path"]) for i in projected["items"]} == {(k, f"clauses/{k}") for k in clauses["data"]}
+    intake = deployment(docs, "intake")
+    volumes = {v["name"]: v for v in intake["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["directory"]["configMap"]["name"] == directory["metadata"]["name"]
+    mounts = {m["name"]: m["mountPath"] for m in intake["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["directory"] == container_env(docs, intake)["SUBSIDY_DIRECTORY_DIR"]
+
+
+def test_writable_directories_are_empty_dirs():
+    docs = rendered("overlays/prod")
+    for service, variable in (("eligibility", "SUBSIDY_ELIGIBILITY_DATA_DIR"), ("notify", "SUBSIDY_NOTIFY_MAIL_DIR")):
+        dep = deployment(docs, service)
+        path = container_env(docs, dep)[variable]
+        mounts = {m["mountPath"]: m["name"] for m in dep["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+        volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+        assert "emptyDir" in volumes[mounts[path]], f"{service}: {path}"
+
+
+def test_dev_registry_file_is_mounted_where_the_services_look():
+    docs = rendered("overlays/dev")
+    for service in ("intake", "notify"):
+        dep = deployment(docs, service)
+        path = Path(container_env(docs, dep)["SUBSIDY_REGISTRY_FILE"])
+        mounts = {m["mountPath"]: m["name"] for m in dep["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+        volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+        cm_name = volumes[mounts[str(path.parent)]]["configMap"]["name"]
+        cm = named(docs, "ConfigMap", cm_name)
+        assert cm["data"][path.name] == (ROOT / "demo" / "registry.json").read_text()
+
+
+def test_prod_asks_the_government_data_platform():
+    docs = rendered("overlays/prod")
+    for service in ("intake", "notify"):
+        assert container_env(docs, deployment(docs, service))["SUBSIDY_REGISTRY_URL"].startswith("https://")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_service_accounts_services_pdbs(overlay):
+    docs = rendered(f"overlays/{overlay}")
+    for service in SERVICES:
+        name = f"subsidy-{service}"
+        sa = named(docs, "ServiceAccount", name)
+        assert sa.get("automountServiceAccountToken") is False
+        assert deployment(docs, service)["spec"]["template"]["spec"]["serviceAccountName"] == name
+        svc = named(docs, "Service", name)
+        assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {
+            "grpc": GRPC_PORT[service], "metrics": METRICS_PORT[service]}
+        labels = deployment(docs, service)["spec"]["template"]["metadata"]["labels"]
+        assert svc["spec"]["selector"].items() <= labels.items()
+        pdb = named(docs, "PodDisruptionBudget", name)
+        assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_autoscaling_never_exceeds_the_partitions():
+    for overlay in OVERLAYS:
+        docs = rendered(f"overlays/{overlay}")
+        hpas = {h["metadata"]["name"]: h for h in of_kind(docs, "HorizontalPodAutoscaler")}
+        assert set(hpas) == {"subsidy-intake", "subsidy-eligibility", "subsidy-payout"}
+        for service, bound in PARTITION_BOUND.items():
+            assert hpas[f"subsidy-{service}"]["spec"]["maxReplicas"] <= bound
+        for name, hpa in hpas.items():
+            assert hpa["spec"]["scaleTargetRef"]["name"] == name
+            assert "replicas" not in named(docs, "Deployment", name)["spec"], f"{name}: the HPA owns replicas"
+            assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    prod = rendered("overlays/prod")
+    assert all(h["spec"]["minReplicas"] >= 3 for h in of_kind(prod, "HorizontalPodAutoscaler"))
+
+
+# ------------------------------------------------------------------ network
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policies_default_deny_then_allow(overlay):
+    docs = rendered(f"overlays/{overlay}")
+    deny = named(docs, "NetworkPolicy", "subsidy-default-deny")
+    assert deny["spec"]["podSelector"] == {"matchLabels": {"app.kubernetes.io/part-of": "subsidy"}}
+    assert set(deny["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    assert not deny["spec"].get("ingress") and not deny["spec"].get("egress")
+    for service in SERVICES:
+        policy = named(docs, "NetworkPolicy", f"subsidy-{service}")
+        labels = deployment(docs, service)["spec"]["template"]["metadata"]["labels"]
+        assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+        ingress_ports = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+        assert ingress_ports == {"grpc", "metrics"}
+        metrics_rule = next(r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == "metrics")
+        assert metrics_rule["from"] == [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+        egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
+        assert {53, 9092} <= egress_ports
+        assert (5432 in egress_ports) == (service in USES_DATABASE)
+        if service == "notify":
+            assert {25, 465, 587, 443} <= egress_ports
+
+
+# ------------------------------------------------------------------ Kafka and PostgreSQL
+
+
+def topic_config(topic: dict) -> dict[str, str]:
+    return {k: str(v) for k, v in topic["spec"]["config"].items()}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kafka_topics_match_subsidy_topics(overlay):
+    docs = rendered(f"overlays/{overlay}")
+    pool = named(docs, "KafkaNodePool", "dual-role")
+    kafka = named(docs, "Kafka", "subsidy-kafka")
+    nodes = pool["spec"]["replicas"]
+    kt = {t["spec"]["topicName"]: t for t in of_kind(docs, "KafkaTopic")}
+    assert set(kt) == {spec.name for spec in topics.ALL}
+    for spec in topics.ALL:
+        topic = kt[spec.name]
+        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+        assert topic["spec"]["partitions"] == spec.partitions, spec.name
+        config = topic_config(topic)
+        for key, value in spec.config.items():
+            assert config[key] == value, f"{spec.name}: {key}"
+        assert topic["spec"]["replicas"] <= nodes
+        assert int(config["min.insync.replicas"]) < topic["spec"]["replicas"] or nodes == 1
+    broker = {k: str(v) for k, v in kafka["spec"]["kafka"]["config"].items()}
+    assert broker["auto.create.topics.enable"].lower() == "false"
+    assert {"controller", "broker"} <= set(pool["spec"]["roles"])
+
+
+def test_prod_kafka_replicates_three_ways_with_two_in_sync():
+    docs = rendered("overlays/prod")
+    assert named(docs, "KafkaNodePool", "dual-role")["spec"]["replicas"] == 3
+    broker = {k: str(v) for k, v in named(docs, "Kafka", "subsidy-kafka")["spec"]["kafka"]["config"].items()}
+    assert broker["default.replication.factor"] == "3"
+    assert broker["min.insync.replicas"] == "2"
+    assert broker["offsets.topic.replication.factor"] == "3"
+    for topic in of_kind(docs, "KafkaTopic"):
+        assert topic["spec"]["replicas"] == 3
+        assert topic_config(topic)["min.insync.replicas"] == "2"
+    eligibility = container_env(docs, deployment(docs, "eligibility"))
+    assert eligibility["SUBSIDY_ELIGIBILITY_TOPIC_REPLICATION_FACTOR"] == "3"
+
+
+def test_postgres_instances_per_overlay():
+    assert named(rendered("overlays/prod"), "Cluster", "subsidy-pg")["spec"]["instances"] == 3
+    assert named(rendered("overlays/dev"), "Cluster", "subsidy-pg")["spec"]["instances"] == 1
+    cluster = named(rendered("overlays/prod"), "Cluster", "subsidy-pg")
+    assert cluster["spec"]["bootstrap"]["initdb"] == {"database": "subsidy", "owner": "subsidy", "encoding": "UTF8"}
+
+
+# ------------------------------------------------------------------ secrets and monitoring
+
+
+def test_no_secret_in_base_or_prod_carries_data():
+    for target in ("base", "overlays/prod"):
+        for secret in of_kind(rendered(target), "Secret"):
+            assert not secret.get("data") and not secret.get("stringData"), f"{target}: {secret['metadata']['name']}"
+    assert not of_kind(rendered("overlays/prod"), "Secret"), "prod Secrets are created out of band"
+
+
+def test_dev_secret_values_are_obviously_fake():
+    import base64
+
+    secrets = of_kind(rendered("overlays/dev"), "Secret")
+    assert [s["metadata"]["name"].rsplit("-", 1)[0] for s in secrets] == ["subsidy-notify-secrets"]
+    for key, value in secrets[0]["data"].items():
+        text = base64.b64decode(value).decode()
+        assert text == "" or "fake" in text, f"{key} does not look fake"
+    notify = deployment(rendered("overlays/dev"), "notify")
+    refs = [s["secretRef"]["name"] for s in notify["spec"]["template"]["spec"]["containers"][0]["envFrom"] if "secretRef" in s]
+    assert refs == [secrets[0]["metadata"]["name"]]
+
+
+def test_every_service_is_scraped():
+    for overlay in OVERLAYS:
+        docs = rendered(f"overlays/{overlay}")
+        monitors = {m["metadata"]["name"]: m for m in of_kind(docs, "ServiceMonitor")}
+        assert set(monitors) == {f"subsidy-{s}" for s in SERVICES}
+        for name, monitor in monitors.items():
+            svc = named(docs, "Service", name)
+            assert monitor["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+            assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
