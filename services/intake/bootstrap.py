@@ -120,18 +120,26 @@ class IntakeApp:
         shared.OUTBOX_OLDEST_AGE.labels("intake").set(shared.age_seconds(oldest))
 
     async def _watch_health(self) -> None:
-        """SERVING while ``not_ready_reason`` finds nothing; the outbox gauges
-        are refreshed on the way."""
-        current = None
+        """Two answers, refreshed every interval (the outbox gauges on the way):
+
+        - ``""`` (the whole service): SERVING while ``not_ready_reason`` finds
+          nothing — database, Kafka producer and both projections;
+        - ``subsidy.v1.IntakeService`` (what the readiness probe asks): SERVING
+          while submissions can be accepted, i.e. the database answers. The
+          outbox exists so that intake keeps accepting while Kafka is down;
+          taking intake out of service then would defeat it. Kafka trouble
+          shows in the overall status, the outbox-backlog alert and the lag."""
+        current: tuple | None = None
         last_refresh = float("-inf")
         while True:
             reason = await asyncio.to_thread(self.not_ready_reason)
-            status = SERVING if reason is None else NOT_SERVING
+            accepting = reason is None or (reason != "database unreachable" and await asyncio.to_thread(self.store.ping))
+            status = (SERVING if reason is None else NOT_SERVING, SERVING if accepting else NOT_SERVING)
             if status != current:
-                for service in ("", SERVICE_NAME):
-                    await self.health.set(service, status)
+                await self.health.set("", status[0])
+                await self.health.set(SERVICE_NAME, status[1])
                 log.info("health", extra={"fields": {"status": "SERVING" if reason is None else "NOT_SERVING",
-                                                     "reason": reason}})
+                                                     "accepting_submissions": accepting, "reason": reason}})
                 current = status
             if time.monotonic() - last_refresh >= self.settings.metrics_refresh_s:
                 last_refresh = time.monotonic()

@@ -185,3 +185,27 @@ def test_eligibility_is_not_ready_when_its_consumer_has_lag_and_does_not_advance
     assert service.ready()
     service.policy = None
     assert service.not_ready_reason() == "no policy loaded"
+
+
+def test_intake_keeps_accepting_while_its_consumers_stall_and_says_so_overall(kafka_bootstrap, tmp_path):
+    """The readiness name follows the database only; the overall name follows Kafka too."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from services.intake.server import SERVICE_NAME
+
+    from integration.test_intake_support import RunningIntake, settings as intake_settings, wait_for
+
+    with RunningIntake(intake_settings(kafka_bootstrap, f"sqlite:///{tmp_path / 'intake.db'}",
+                                       stall_s=1.0, health_interval_s=0.2)) as svc:
+        stub = health_pb2_grpc.HealthStub(svc.channel)
+
+        def status(name):
+            return stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=3).status
+
+        wait_for(lambda: status("") == health_pb2.HealthCheckResponse.SERVING, timeout=45)
+        svc.app.projection.hold.hold()
+        try:
+            wait_for(lambda: status("") == health_pb2.HealthCheckResponse.NOT_SERVING, timeout=45)
+            assert status(SERVICE_NAME) == health_pb2.HealthCheckResponse.SERVING
+        finally:
+            svc.app.projection.hold.release()
+        wait_for(lambda: status("") == health_pb2.HealthCheckResponse.SERVING, timeout=45)
