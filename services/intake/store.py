@@ -180,11 +180,12 @@ class SqlStore:
             if raw[0] == decision_id:
                 return "replayed"
             # The payout events travel on another topic and may be folded in
-            # first: a recorded grant stays RECORDED.
+            # first: with the grant already here, the application is RECORDED.
+            has_grant = tx.one("SELECT 1 FROM intake_grants WHERE application_id = ?", (application_id,))
             tx.execute(
-                "UPDATE intake_applications SET state = CASE WHEN state = ? THEN state ELSE ? END, "
+                "UPDATE intake_applications SET state = ?, "
                 "decision = ?, decision_id = ?, decided_at = ?, updated_at = ? WHERE application_id = ?",
-                (RECORDED, DECIDED, decision, decision_id, at, at, application_id),
+                (RECORDED if has_grant else DECIDED, decision, decision_id, at, at, application_id),
             )
             return "applied"
 
@@ -210,8 +211,11 @@ class SqlStore:
                     "INSERT INTO intake_grants (application_id, grant_proto, grant_updated_at) VALUES (?, ?, ?)",
                     (application_id, folded, at),
                 )
+            # RECORDED means decided and recorded: until the decision itself
+            # arrives (on its own topic), the state stays as it is.
             tx.execute(
-                "UPDATE intake_applications SET state = ?, updated_at = ? WHERE application_id = ?",
+                "UPDATE intake_applications SET state = CASE WHEN decision_id IS NULL THEN state ELSE ? END, "
+                "updated_at = ? WHERE application_id = ?",
                 (RECORDED, at, application_id),
             )
             tx.execute("INSERT INTO intake_payout_events (event_id, applied_at) VALUES (?, ?)", (event_id, at))
@@ -234,7 +238,7 @@ class SqlStore:
         with self.db.transaction() as tx:
             marks = ", ".join("?" for _ in ids)
             tx.execute(
-                f"UPDATE intake_outbox SET published_at = ? WHERE published_at IS NULL AND id IN ({marks})",
+                f"UPDATE intake_outbox SET published_at = ? WHERE published_at IS NULL AND id IN ({marks})",  # nosec B608
                 [at, *ids],
             )
 

@@ -292,7 +292,23 @@ def test_payout_events_show_the_grant_and_its_tranches_in_get_application_once_e
         return s if s.grant.tranches and s.grant.tranches[0].status == payout_pb2.TRANCHE_STATUS_PAID else None
 
     status = wait_for(paid, timeout=30, interval=0.2)
-    assert status.state == intake_pb2.APPLICATION_STATE_RECORDED
+    assert status.state == intake_pb2.APPLICATION_STATE_RECEIVED, "RECORDED waits for the decision itself"
+    decision = decision_pb2.Decision(
+        decision_id=f"{app_id}@t", application_id=app_id, credit_code=FIRM, clause="1.rent", outcome="ELIGIBLE",
+        max_award_fen=200000000, policy_version="t", decision_year=2025, submitted_on="2025-02-20",
+    )
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    try:
+        producer.send(topics.DECISIONS.name, key=FIRM.encode(), value=decision.SerializeToString()).get(30)
+    finally:
+        producer.close()
+    status = wait_for(
+        lambda: (lambda s: s if s.state == intake_pb2.APPLICATION_STATE_RECORDED else None)(
+            intake.stub.GetApplication(intake_pb2.GetApplicationRequest(application_id=app_id), timeout=5).application
+        ),
+        timeout=30, interval=0.2,
+    )
+    assert status.decision == decision
     assert status.grant.granted_fen == 150000000 and len(status.grant.tranches) == 1
     tranche = status.grant.tranches[0]
     assert (tranche.tranche_id, tranche.amount_fen, tranche.budget_year, tranche.payment_id) == (tranche_id, 150000000, 2025, "PAY-1")
