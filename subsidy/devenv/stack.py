@@ -75,7 +75,7 @@ class ServiceProcess:
             time.sleep(0.3)
         raise StackError(f"{self.name} not SERVING after {timeout:.0f}s; last log lines:\n{tail(self.log_path)}")
 
-    def stop(self, timeout: float = 20.0) -> int | None:
+    def stop(self, timeout: float = 45.0) -> int | None:
         """SIGTERM, then SIGKILL if it does not exit in time; returns the exit status."""
         if self.process is None or self.process.poll() is not None:
             return self.process.returncode if self.process else None
