@@ -48,6 +48,15 @@ class Transaction:
 
 
 class Database:
+    """PostgreSQL over TLS is configured in the URL (libpq parameters):
+    ``postgresql://user@db:5432/subsidy?sslmode=verify-full&sslrootcert=/etc/subsidy/pg/ca.crt``,
+    the password from ``*_DATABASE_URL_FILE`` or PGPASSFILE. The URL is never logged (``__repr__`` redacts it)."""
+
+    def __repr__(self) -> str:
+        from subsidy.security.secrets import redact_url
+
+        return f"Database({redact_url(self.url)!r}, store={self.store!r})"
+
     def __init__(self, url: str, store: str = "store", pool_size: int = 4):
         self.url = url
         self.store = store
@@ -70,7 +79,9 @@ class Database:
             self._opened = 0
             self._pool_lock = threading.Lock()
         else:
-            raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
+            from subsidy.security.secrets import redact_url
+
+            raise ValueError(f"unsupported database URL {redact_url(url)!r}: use sqlite:///PATH or postgresql://...")
 
     # -------------------------------------------------------------- postgres
 

@@ -188,7 +188,7 @@ _DatesAsText.yaml_implicit_resolvers = {
 def _read_yaml(path: Path) -> Any:
     try:
         with path.open(encoding="utf-8") as handle:
-            return yaml.load(handle, Loader=_DatesAsText)
+            return yaml.load(handle, Loader=_DatesAsText)  # nosec B506 - _DatesAsText is a SafeLoader
     except FileNotFoundError:
         raise PolicyError(path, "", "file not found") from None
     except yaml.YAMLError as exc:

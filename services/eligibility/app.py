@@ -41,7 +41,7 @@ from services.eligibility.grpc_api import GrpcServer
 from services.eligibility.metrics import CONSUMER, PRODUCER, Metrics
 from subsidy import metrics as shared_metrics
 from services.eligibility.processor import Decided, DeadLettered, Origin, Outcome
-from subsidy import logs, topics
+from subsidy import kafka_security, logs, topics
 from subsidy.policy import Policy, load_policy
 
 log = logging.getLogger("subsidy.eligibility")
@@ -80,6 +80,8 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         # their own endpoint and the API is gRPC.
         web_enabled=False,
         autodiscover=False,
+        # TLS / SASL to the brokers, from the environment (subsidy/kafka_security.py).
+        **kafka_security.faust_config(),
     )
 
 

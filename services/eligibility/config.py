@@ -23,7 +23,9 @@ class Settings:
     #: SUBSIDY_ELIGIBILITY_METRICS_PORT: Prometheus /metrics; 0 turns it off.
     metrics_port: int = 9102
     #: SUBSIDY_ELIGIBILITY_METRICS_ADDRESS: interface the metrics endpoint binds.
-    metrics_address: str = "0.0.0.0"
+    #: nosec B104: in a pod Prometheus scrapes the pod IP; metrics carry no personal data and
+    #: `make run` binds 127.0.0.1 (subsidy/devenv/stack.py).
+    metrics_address: str = "0.0.0.0"  # nosec B104
     #: SUBSIDY_POLICY_DIR: the policy data (default: policy/ in the checkout).
     policy_dir: Path | None = None
     #: SUBSIDY_ELIGIBILITY_DATA_DIR: faust's data directory (memory store: little is written).

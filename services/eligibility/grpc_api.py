@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from mode import Service
 
 from subsidy.metrics import GrpcMetricsInterceptor
+from subsidy.security import GrpcSecurity
 from services.eligibility import rules
 from subsidy import cloudevents, codec, domain, logs
 from subsidy.codec import BadInput
@@ -32,6 +33,8 @@ from subsidy.v1 import policy_service_pb2, policy_service_pb2_grpc
 log = logging.getLogger("subsidy.eligibility.grpc")
 
 SERVICE_NAME = policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name
+MAX_RECEIVE_BYTES = 1 << 20  # an application is a few hundred bytes
+MAX_SEND_BYTES = 4 << 20  # ListClauses: the whole policy text
 
 
 def _jsonable(value: Any) -> Any:
@@ -140,9 +143,11 @@ class GrpcServer(Service):
         grace_seconds: float = 5.0,
         poll_seconds: float = 0.5,
         probe: Callable[[], Any] | None = None,
+        security: GrpcSecurity | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
+        self.security = security
         self.address = address
         self.policy = policy
         self.ready = ready
@@ -155,16 +160,20 @@ class GrpcServer(Service):
         self.serving = False
 
     async def on_start(self) -> None:
-        server = grpc.aio.server(interceptors=[GrpcMetricsInterceptor()])
+        security = self.security or GrpcSecurity.from_env("eligibility")
+        server = grpc.aio.server(interceptors=[GrpcMetricsInterceptor(), *security.interceptors()], options=[
+            ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+            ("grpc.max_send_message_length", MAX_SEND_BYTES),
+        ])
         policy_service_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(self.policy), server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        security.enable_reflection(
             server,
+            [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
         )
         await self._set(False)
-        self.port = server.add_insecure_port(self.address)
+        self.port = security.add_port(server, self.address)
         if not self.port:
             raise RuntimeError(f"gRPC: cannot listen on {self.address}")
         await server.start()

@@ -6,12 +6,14 @@ import dataclasses
 import os
 from typing import Mapping
 
+from subsidy.security.secrets import secret
+
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
     grpc_address: str = "127.0.0.1:50051"
-    database_url: str = "sqlite:///var/intake.db"
+    database_url: str = dataclasses.field(default="sqlite:///var/intake.db", repr=False)
     registry_url: str = ""  # HTTP government data platform; empty: the file registry
     registry_file: str = "demo/registry.json"
     registry_timeout_s: float = 2.0
@@ -39,8 +41,8 @@ class Settings:
         return cls(
             kafka_bootstrap=get("KAFKA_BOOTSTRAP_SERVERS", d.kafka_bootstrap),
             grpc_address=get("SUBSIDY_INTAKE_GRPC_ADDRESS", d.grpc_address),
-            database_url=get("SUBSIDY_INTAKE_DATABASE_URL", d.database_url),
-            registry_url=env.get("SUBSIDY_REGISTRY_URL", "").strip(),
+            database_url=secret("SUBSIDY_INTAKE_DATABASE_URL", env, d.database_url),
+            registry_url=secret("SUBSIDY_REGISTRY_URL", env),
             registry_file=get("SUBSIDY_REGISTRY_FILE", d.registry_file),
             registry_timeout_s=float(get("SUBSIDY_REGISTRY_TIMEOUT_SECONDS", str(d.registry_timeout_s))),
             registry_attempts=int(get("SUBSIDY_REGISTRY_ATTEMPTS", str(d.registry_attempts))),

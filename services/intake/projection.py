@@ -26,6 +26,7 @@ from subsidy import metrics as shared
 from subsidy.codec import BadInput
 from services.intake import handlers, metrics, payouts
 from services.intake.model import rfc3339
+from subsidy import kafka_security
 
 log = logging.getLogger("services.intake.projection")
 
@@ -120,7 +121,7 @@ class DecisionProjection:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             bootstrap_timeout_ms=5000,
-            reconnect_backoff_max_ms=2000,
+            reconnect_backoff_max_ms=2000, **kafka_security.client_config()
         )
 
     def _new_producer(self) -> Any:
@@ -132,7 +133,7 @@ class DecisionProjection:
             enable_idempotence=True,
             acks="all",
             max_block_ms=5000,
-            bootstrap_timeout_ms=5000,
+            bootstrap_timeout_ms=5000, **kafka_security.client_config()
         )
 
     # -- the loop --------------------------------------------------------------

@@ -92,6 +92,8 @@ class HttpRegistry:
         backoff: float = 0.2,
         sleep: Callable[[float], None] = time.sleep,
     ):
+        if urllib.parse.urlsplit(base_url).scheme not in ("http", "https"):
+            raise ValueError("SUBSIDY_REGISTRY_URL: must be an http:// or https:// URL")
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.attempts = max(1, attempts)
@@ -107,7 +109,8 @@ class HttpRegistry:
         for attempt in range(1, self.attempts + 1):
             try:
                 request = urllib.request.Request(url, headers={"Accept": "application/json"})
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                # nosec B310: the scheme is checked in __init__ (http/https only)
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:  # nosec B310
                     body = response.read()
                 try:
                     obj = json.loads(body)

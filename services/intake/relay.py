@@ -22,6 +22,7 @@ from subsidy import topics
 from services.intake import metrics
 from services.intake.model import rfc3339
 from services.intake.store import SqlStore
+from subsidy import kafka_security
 
 log = logging.getLogger("services.intake.relay")
 
@@ -103,7 +104,7 @@ class OutboxRelay:
             delivery_timeout_ms=self.delivery_timeout_ms,
             retry_backoff_ms=200,
             reconnect_backoff_max_ms=2000,
-            bootstrap_timeout_ms=5000,
+            bootstrap_timeout_ms=5000, **kafka_security.client_config()
         )
 
     def _run(self) -> None:

@@ -24,6 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from subsidy.metrics import GrpcMetricsInterceptor
+from subsidy.security import GrpcSecurity, check_firm
 from subsidy import cloudevents, logs
 from subsidy.db import DatabaseUnavailable
 from subsidy.v1 import application_pb2, decision_pb2, intake_pb2, intake_pb2_grpc
@@ -142,6 +143,8 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
         except Exception as exc:  # noqa: BLE001
             await self._fail(context, "GetApplication", exc)
             raise
+        # An enterprise sees only its own applications (access.yaml: enterprise: servicer).
+        await check_firm(context, stored.credit_code, SERVICE_NAME, "GetApplication")
         with logs.trace(stored.trace_id):
             log.info("GetApplication", extra=logs.fields(application_id=stored.application_id, state=stored.state))
         return intake_pb2.GetApplicationResponse(application=status_to_proto(stored))
@@ -176,11 +179,14 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
 
 
 def build_server(
-    servicer: IntakeServicer, health_servicer: health.aio.HealthServicer, address: str
+    servicer: IntakeServicer, health_servicer: health.aio.HealthServicer, address: str,
+    security: GrpcSecurity | None = None,
 ) -> tuple[grpc.aio.Server, int]:
-    """The server with IntakeService, health checking and reflection; returns (server, bound port)."""
+    """The server with IntakeService, health checking and reflection; returns (server, bound port).
+    TLS, authentication and reflection follow ``security`` (default: from the environment)."""
+    security = security or GrpcSecurity.from_env("intake")
     server = grpc.aio.server(
-        interceptors=[GrpcMetricsInterceptor()],
+        interceptors=[GrpcMetricsInterceptor(), *security.interceptors()],
         options=[
             ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
             ("grpc.max_send_message_length", MAX_SEND_BYTES),
@@ -188,8 +194,8 @@ def build_server(
     )
     intake_pb2_grpc.add_IntakeServiceServicer_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(address)
+    security.enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME))
+    port = security.add_port(server, address)
     if port == 0:
         raise RuntimeError(f"cannot listen on {address}")
     return server, port

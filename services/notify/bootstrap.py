@@ -16,12 +16,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from subsidy.metrics import GrpcMetricsInterceptor
+from subsidy.security import GrpcSecurity
 from subsidy import topics
 from subsidy import metrics as shared
 from subsidy.db import Database
 from subsidy.policy import load_policy
 from services.notify import handlers
-from services.notify.channels import MailDirEmail, SmsGateway, SmtpEmail, Webhook
+from services.notify.channels import MailDirEmail, SmsGateway, SmtpEmail, Webhook, parse_keys
 from services.notify.config import Settings
 from services.notify.consumer import NotifyConsumer
 from services.notify.contacts import build_registry
@@ -37,11 +38,13 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 def build_channels(settings: Settings) -> list[Any]:
     channels: list[Any] = []
     if settings.smtp_url:
-        channels.append(SmtpEmail(settings.smtp_url, settings.mail_from, settings.smtp_timeout_s))
+        channels.append(SmtpEmail(settings.smtp_url, settings.mail_from, settings.smtp_timeout_s,
+                                  cafile=settings.smtp_cafile))
     else:
         channels.append(MailDirEmail(settings.mail_dir, settings.mail_from))
-    if settings.webhook_secret:
-        channels.append(Webhook(settings.webhook_secret, settings.webhook_timeout_s))
+    if settings.webhook_secret or settings.webhook_keys:
+        channels.append(Webhook(settings.webhook_secret, settings.webhook_timeout_s,
+                                keys=parse_keys(settings.webhook_keys), active_key_id=settings.webhook_active_key_id))
     if settings.sms_gateway_url:
         channels.append(SmsGateway(settings.sms_gateway_url, settings.sms_timeout_s))
     return channels
@@ -99,10 +102,14 @@ class NotifyApp:
         await asyncio.to_thread(create_schema, self.store)
         for service in ("", SERVICE_NAME):
             await self.health.set(service, NOT_SERVING)
-        self.server = grpc.aio.server(interceptors=[GrpcMetricsInterceptor()])
+        security = GrpcSecurity.from_env("notify")
+        # Health only: tiny messages in both directions.
+        self.server = grpc.aio.server(interceptors=[GrpcMetricsInterceptor(), *security.interceptors()],
+                                      options=[("grpc.max_receive_message_length", 64 << 10),
+                                               ("grpc.max_send_message_length", 1 << 20)])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection((health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
-        self.port = self.server.add_insecure_port(self.settings.grpc_address)
+        security.enable_reflection(self.server, (health.SERVICE_NAME, reflection.SERVICE_NAME))
+        self.port = security.add_port(self.server, self.settings.grpc_address)
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {self.settings.grpc_address}")
         await self.server.start()

@@ -53,7 +53,8 @@ class SmtpEmail:
 
     name = "email"
 
-    def __init__(self, url: str, sender: str, timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None):
+    def __init__(self, url: str, sender: str, timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None,
+                 cafile: str = ""):
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ("smtp", "smtps", "smtp+starttls"):
             raise ValueError(f"unsupported SMTP URL scheme {parsed.scheme!r}: use smtp://, smtp+starttls:// or smtps://")
@@ -66,7 +67,15 @@ class SmtpEmail:
         self.password = urllib.parse.unquote(parsed.password or "")
         self.sender = sender
         self.timeout = timeout
-        self.ssl_context = ssl_context or ssl.create_default_context()
+        # Certificates are verified (hostname included); a private mail relay's
+        # CA comes from SUBSIDY_NOTIFY_SMTP_CAFILE. STARTTLS is never skipped:
+        # a server that does not offer it fails the delivery (no downgrade).
+        self.ssl_context = ssl_context or ssl.create_default_context(cafile=cafile or None)
+        if self.user and not (self.tls or self.starttls) and self.host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError("SMTP credentials over a plaintext connection: use smtp+starttls:// or smtps://")
+
+    def __repr__(self) -> str:
+        return f"SmtpEmail({self.host}:{self.port}, tls={self.tls}, starttls={self.starttls})"
 
     def address(self, contacts: Contacts) -> str:
         return contacts.email
@@ -131,10 +140,13 @@ def _os_error(exc: BaseException) -> str:
 
 
 def _post_json(url: str, body: bytes, headers: dict[str, str], timeout: float, what: str) -> None:
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        # no file:, ftp: or custom schemes from the registry's data
+        raise PermanentDeliveryError(f"{what}: the address is not an http(s) URL")
     request = urllib.request.Request(url, data=body, method="POST",
                                      headers={"Content-Type": "application/json; charset=utf-8", **headers})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # nosec B310 - scheme checked above
             response.read()
     except urllib.error.HTTPError as exc:
         error = f"{what}: HTTP {exc.code}"
@@ -162,30 +174,82 @@ def webhook_payload(notification: Notification) -> dict[str, Any]:
 
 
 def sign(secret: str, body: bytes) -> str:
+    """The legacy signature (one unnamed key): ``sha256=<hex HMAC-SHA256 of the body>``."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def sign_with_key(key_id: str, secret: str, body: bytes) -> str:
+    """``keyid=<key id>,sha256=<hex HMAC-SHA256 of the body>`` (docs/notify.md: verifying webhooks)."""
+    return f"keyid={key_id},{sign(secret, body)}"
+
+
+def parse_keys(spec: str) -> dict[str, str]:
+    """``"k1=secret1,k2=secret2"`` -> {"k1": "secret1", "k2": "secret2"} (order kept)."""
+    keys: dict[str, str] = {}
+    for entry in (e.strip() for e in spec.replace("\n", ",").split(",") if e.strip()):
+        kid, sep, value = entry.partition("=")
+        kid, value = kid.strip(), value.strip()
+        if not sep or not kid or not value or not all(c.isalnum() or c in "-_." for c in kid):
+            raise ValueError("SUBSIDY_NOTIFY_WEBHOOK_KEYS: entries are <key id>=<secret>, key ids [A-Za-z0-9._-]")
+        if kid in keys:
+            raise ValueError(f"SUBSIDY_NOTIFY_WEBHOOK_KEYS: key id {kid} given twice")
+        keys[kid] = value
+    return keys
+
+
+def verify_signature(header: str, body: bytes, keys: dict[str, str], legacy_secret: str = "") -> bool:
+    """What a receiver does (and what the tests use): accept a signature made
+    with any listed key; ``sha256=...`` alone only against the legacy secret."""
+    fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+    digest = fields.get("sha256", "")
+    if "keyid" in fields:
+        secret = keys.get(fields["keyid"])
+    else:
+        secret = legacy_secret or None
+    if not secret or not digest:
+        return False
+    return hmac.compare_digest(sign(secret, body), "sha256=" + digest)
+
+
 class Webhook:
-    """POST the event as JSON to the firm's webhook URL, signed with HMAC-SHA256."""
+    """POST the event as JSON to the firm's webhook URL, signed with HMAC-SHA256.
+
+    With rotating keys (``keys`` = {key id: secret}) the active key signs and
+    the header names it: ``X-Subsidy-Signature: keyid=<id>,sha256=<hex>``;
+    with a single legacy ``secret`` the header is ``sha256=<hex>``."""
 
     name = "webhook"
 
-    def __init__(self, secret: str, timeout: float = 5.0):
-        if not secret:
-            raise ValueError("the webhook channel needs a signing secret (SUBSIDY_NOTIFY_WEBHOOK_SECRET)")
+    def __init__(self, secret: str = "", timeout: float = 5.0, keys: dict[str, str] | None = None,
+                 active_key_id: str = ""):
+        keys = dict(keys or {})
+        if not secret and not keys:
+            raise ValueError("the webhook channel needs a signing key "
+                             "(SUBSIDY_NOTIFY_WEBHOOK_KEYS or SUBSIDY_NOTIFY_WEBHOOK_SECRET, or their _FILE)")
+        if keys:
+            active_key_id = active_key_id or next(iter(keys))
+            if active_key_id not in keys:
+                raise ValueError("SUBSIDY_NOTIFY_WEBHOOK_ACTIVE_KEY_ID names no key in SUBSIDY_NOTIFY_WEBHOOK_KEYS")
         self._secret = secret
+        self._keys = keys
+        self.active_key_id = active_key_id if keys else ""
         self.timeout = timeout
 
     def __repr__(self) -> str:
-        return "Webhook(<secret redacted>)"
+        return f"Webhook(<secrets redacted>, active_key_id={self.active_key_id!r})"
 
     def address(self, contacts: Contacts) -> str:
         return contacts.webhook_url
 
+    def signature(self, body: bytes) -> str:
+        if self._keys:
+            return sign_with_key(self.active_key_id, self._keys[self.active_key_id], body)
+        return sign(self._secret, body)
+
     def send(self, notification: Notification, address: str) -> None:
         body = json.dumps(webhook_payload(notification), ensure_ascii=False, separators=(",", ":")).encode()
         headers = {
-            "X-Subsidy-Signature": sign(self._secret, body),
+            "X-Subsidy-Signature": self.signature(body),
             "Idempotency-Key": notification.id,
             "X-Subsidy-Event-Id": notification.event_id,
         }

@@ -6,23 +6,32 @@ import dataclasses
 import os
 from typing import Mapping
 
+from subsidy.security.secrets import secret
+
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
     grpc_address: str = "127.0.0.1:50054"
-    database_url: str = "sqlite:///var/notify.db"
+    database_url: str = dataclasses.field(default="sqlite:///var/notify.db", repr=False)
     consumer_group: str = "subsidy-notify"
     # E-mail: an SMTP server (smtp://, smtp+starttls://, smtps://), or, when
     # empty, .eml files in mail_dir (the local default).
-    smtp_url: str = ""
+    smtp_url: str = dataclasses.field(default="", repr=False)
     smtp_timeout_s: float = 10.0
+    smtp_cafile: str = ""  # CA bundle for the SMTP server's certificate (default: the system's)
     mail_from: str = "subsidy-notify@songjiang.example.cn"
     mail_dir: str = "var/mail"
     # Webhook: on only with a signing secret. SMS: on only with a gateway URL.
+    # Every secret X may be given as X_FILE (a mounted file) instead.
+    # Legacy single key: X-Subsidy-Signature: sha256=<hex>.
     webhook_secret: str = dataclasses.field(default="", repr=False)
+    # Rotating keys "kid1=secret1,kid2=secret2": the active one (default: the
+    # first) signs, X-Subsidy-Signature: keyid=<kid>,sha256=<hex>.
+    webhook_keys: str = dataclasses.field(default="", repr=False)
+    webhook_active_key_id: str = ""
     webhook_timeout_s: float = 5.0
-    sms_gateway_url: str = ""
+    sms_gateway_url: str = dataclasses.field(default="", repr=False)
     sms_timeout_s: float = 5.0
     registry_url: str = ""
     registry_file: str = "demo/registry.json"
@@ -54,17 +63,20 @@ class Settings:
         return cls(
             kafka_bootstrap=get("KAFKA_BOOTSTRAP_SERVERS", d.kafka_bootstrap),
             grpc_address=get("SUBSIDY_NOTIFY_GRPC_ADDRESS", d.grpc_address),
-            database_url=get("SUBSIDY_NOTIFY_DATABASE_URL", d.database_url),
+            database_url=secret("SUBSIDY_NOTIFY_DATABASE_URL", env, d.database_url),
             consumer_group=get("SUBSIDY_NOTIFY_GROUP", d.consumer_group),
-            smtp_url=env.get("SUBSIDY_NOTIFY_SMTP_URL", "").strip(),
+            smtp_url=secret("SUBSIDY_NOTIFY_SMTP_URL", env),
+            smtp_cafile=env.get("SUBSIDY_NOTIFY_SMTP_CAFILE", "").strip(),
             smtp_timeout_s=float(get("SUBSIDY_NOTIFY_SMTP_TIMEOUT_SECONDS", str(d.smtp_timeout_s))),
             mail_from=get("SUBSIDY_NOTIFY_MAIL_FROM", d.mail_from),
             mail_dir=get("SUBSIDY_NOTIFY_MAIL_DIR", d.mail_dir),
-            webhook_secret=env.get("SUBSIDY_NOTIFY_WEBHOOK_SECRET", "").strip(),
+            webhook_secret=secret("SUBSIDY_NOTIFY_WEBHOOK_SECRET", env),
+            webhook_keys=secret("SUBSIDY_NOTIFY_WEBHOOK_KEYS", env),
+            webhook_active_key_id=env.get("SUBSIDY_NOTIFY_WEBHOOK_ACTIVE_KEY_ID", "").strip(),
             webhook_timeout_s=float(get("SUBSIDY_NOTIFY_WEBHOOK_TIMEOUT_SECONDS", str(d.webhook_timeout_s))),
-            sms_gateway_url=env.get("SUBSIDY_NOTIFY_SMS_GATEWAY_URL", "").strip(),
+            sms_gateway_url=secret("SUBSIDY_NOTIFY_SMS_GATEWAY_URL", env),
             sms_timeout_s=float(get("SUBSIDY_NOTIFY_SMS_TIMEOUT_SECONDS", str(d.sms_timeout_s))),
-            registry_url=env.get("SUBSIDY_REGISTRY_URL", "").strip(),
+            registry_url=secret("SUBSIDY_REGISTRY_URL", env),
             registry_file=get("SUBSIDY_REGISTRY_FILE", d.registry_file),
             registry_timeout_s=float(get("SUBSIDY_REGISTRY_TIMEOUT_SECONDS", str(d.registry_timeout_s))),
             registry_attempts=int(get("SUBSIDY_REGISTRY_ATTEMPTS", str(d.registry_attempts))),

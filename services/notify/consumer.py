@@ -21,6 +21,7 @@ from subsidy import cloudevents, logs, topics
 from subsidy import metrics as shared
 from services.notify import handlers, metrics
 from services.notify.model import DeliveryFailed, Interrupted, InvalidEvent
+from subsidy import kafka_security
 
 log = logging.getLogger("services.notify.consumer")
 
@@ -100,7 +101,7 @@ class NotifyConsumer:
             reconnect_backoff_max_ms=2000,
             # A record may wait out its retries (attempts x backoff) before
             # the next poll: keep the group membership meanwhile.
-            max_poll_interval_ms=600_000,
+            max_poll_interval_ms=600_000, **kafka_security.client_config()
         )
 
     def _new_producer(self) -> Any:
@@ -112,7 +113,7 @@ class NotifyConsumer:
             enable_idempotence=True,
             acks="all",
             max_block_ms=5000,
-            bootstrap_timeout_ms=5000,
+            bootstrap_timeout_ms=5000, **kafka_security.client_config()
         )
 
     # -- the loop --------------------------------------------------------------

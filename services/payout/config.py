@@ -6,12 +6,14 @@ import dataclasses
 import os
 from typing import Mapping
 
+from subsidy.security.secrets import secret
+
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
     grpc_address: str = "127.0.0.1:50053"
-    database_url: str = "sqlite:///var/payout.db"
+    database_url: str = dataclasses.field(default="sqlite:///var/payout.db", repr=False)
     metrics_address: str = "127.0.0.1:9465"  # empty or "off": no metrics endpoint
     today: str = ""  # YYYY-MM-DD: a fixed "today" for demos and tests; empty: the real date in Songjiang
     decisions_group: str = "subsidy-payout"
@@ -40,7 +42,7 @@ class Settings:
         return cls(
             kafka_bootstrap=get("KAFKA_BOOTSTRAP_SERVERS", d.kafka_bootstrap),
             grpc_address=get("SUBSIDY_PAYOUT_GRPC_ADDRESS", d.grpc_address),
-            database_url=get("SUBSIDY_PAYOUT_DATABASE_URL", d.database_url),
+            database_url=secret("SUBSIDY_PAYOUT_DATABASE_URL", env, d.database_url),
             metrics_address=env.get("SUBSIDY_PAYOUT_METRICS_ADDRESS", d.metrics_address).strip(),
             today=env.get("SUBSIDY_PAYOUT_TODAY", "").strip(),
             decisions_group=get("SUBSIDY_PAYOUT_GROUP", d.decisions_group),

@@ -27,6 +27,7 @@ from subsidy import metrics as shared
 from services.payout import handlers, metrics
 from services.payout.model import SOURCE, Rejected, rfc3339
 from services.payout.store import SqlStore
+from subsidy import kafka_security
 
 log = logging.getLogger("services.payout.consumers")
 
@@ -107,7 +108,7 @@ class RecordConsumer:
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=max(500, self.session_timeout_ms // 3),
             bootstrap_timeout_ms=5000,
-            reconnect_backoff_max_ms=2000,
+            reconnect_backoff_max_ms=2000, **kafka_security.client_config()
         )
 
     def _new_producer(self) -> Any:
@@ -119,7 +120,7 @@ class RecordConsumer:
             enable_idempotence=True,
             acks="all",
             max_block_ms=5000,
-            bootstrap_timeout_ms=5000,
+            bootstrap_timeout_ms=5000, **kafka_security.client_config()
         )
 
     # -- the loop ------------------------------------------------------------------

@@ -22,6 +22,7 @@ from subsidy import logs, topics
 from subsidy import metrics as shared
 from services.payout import metrics
 from services.payout.store import OutboxRow, SqlStore
+from subsidy import kafka_security
 
 log = logging.getLogger("services.payout.relay")
 
@@ -95,7 +96,7 @@ class OutboxRelay:
             delivery_timeout_ms=self.delivery_timeout_ms,
             retry_backoff_ms=200,
             reconnect_backoff_max_ms=2000,
-            bootstrap_timeout_ms=5000,
+            bootstrap_timeout_ms=5000, **kafka_security.client_config()
         )
 
     def _run(self) -> None:

@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from subsidy.metrics import GrpcMetricsInterceptor
+from subsidy.security import GrpcSecurity
 from subsidy import credit_code, logs
 from subsidy.db import DatabaseUnavailable
 from subsidy.v1 import decision_pb2, payout_pb2, payout_pb2_grpc
@@ -132,15 +133,17 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):
 
 
 def build_server(servicer: PayoutServicer, health_servicer: health.aio.HealthServicer,
-                 address: str) -> tuple[grpc.aio.Server, int]:
-    server = grpc.aio.server(interceptors=[GrpcMetricsInterceptor()], options=[
+                 address: str, security: GrpcSecurity | None = None) -> tuple[grpc.aio.Server, int]:
+    """TLS, authentication and reflection follow ``security`` (default: from the environment)."""
+    security = security or GrpcSecurity.from_env("payout")
+    server = grpc.aio.server(interceptors=[GrpcMetricsInterceptor(), *security.interceptors()], options=[
         ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
         ("grpc.max_send_message_length", MAX_SEND_BYTES),
     ])
     payout_pb2_grpc.add_PayoutServiceServicer_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(address)
+    security.enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME))
+    port = security.add_port(server, address)
     if port == 0:
         raise RuntimeError(f"cannot listen on {address}")
     return server, port

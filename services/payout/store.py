@@ -481,7 +481,7 @@ class SqlStore:
     def _mark(tx: Transaction, ids: list[int], at: str) -> None:
         if ids:
             marks = ", ".join("?" for _ in ids)
-            tx.execute(f"UPDATE payout_outbox SET published_at = ? WHERE published_at IS NULL AND id IN ({marks})",
+            tx.execute(f"UPDATE payout_outbox SET published_at = ? WHERE published_at IS NULL AND id IN ({marks})",  # nosec B608
                        [at, *ids])
 
     def pending_count(self) -> int:

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from subsidy.devenv import free_port, pid_alive, pid_cmdline, port_in_use, project_root, tail
+from subsidy import kafka_security
 
 log = logging.getLogger(__name__)
 
@@ -489,7 +490,7 @@ class KafkaBroker:
         from kafka import KafkaAdminClient
 
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="subsidy-devenv",
-                                 bootstrap_timeout_ms=5000, request_timeout_ms=5000)
+                                 bootstrap_timeout_ms=5000, request_timeout_ms=5000, **kafka_security.client_config())
         try:
             cluster = admin.describe_cluster()
         finally:
@@ -612,7 +613,7 @@ def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec | str | tuple | Mapp
         return {}
     timeout_ms = int(timeout * 1000)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="subsidy-ensure-topics",
-                             bootstrap_timeout_ms=timeout_ms, request_timeout_ms=timeout_ms)
+                             bootstrap_timeout_ms=timeout_ms, request_timeout_ms=timeout_ms, **kafka_security.client_config())
     try:
         request = {s.name: {"num_partitions": s.partitions,
                             "replication_factor": s.replication_factor,

@@ -1,0 +1,163 @@
+"""gRPC over TLS and mutual TLS on the real servers, with certificates
+generated for the test (tests/security/pki.py)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from security.servers import Servers, security_for
+from subsidy.v1 import payout_pb2, payout_pb2_grpc
+
+
+def _check(address: str, credentials, metadata=(), server_name: str | None = None) -> grpc.StatusCode:
+    options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+    with grpc.secure_channel(address, credentials, options=options) as channel:
+        try:
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), metadata=metadata, timeout=5)
+        except grpc.RpcError as exc:
+            return exc.code()
+    return grpc.StatusCode.OK
+
+
+def _creds(pki, client=None, root=None):
+    return grpc.ssl_channel_credentials(
+        root_certificates=root if root is not None else pki.ca.pem,
+        private_key=client.key if client else None, certificate_chain=client.cert if client else None)
+
+
+@pytest.fixture(scope="module")
+def tls_servers(loop, tmp_path_factory, pki):
+    tmp = tmp_path_factory.mktemp("tls")
+    env = {"SUBSIDY_TLS_CERT_FILE": pki.write("server.crt", pki.server.cert),
+           "SUBSIDY_TLS_KEY_FILE": pki.write("server.key", pki.server.key)}
+    servers = Servers(loop, tmp, {"intake": security_for("intake", tmp, **env),
+                                  "payout": security_for("payout", tmp, **env)}).start()
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture(scope="module")
+def mtls_servers(loop, tmp_path_factory, pki):
+    tmp = tmp_path_factory.mktemp("mtls")
+    identities = tmp / "identities.yaml"
+    identities.write_text("identities:\n"
+                          "  - {common_name: finance-gateway, role: FINANCE}\n"
+                          "  - {san: 'spiffe://songjiang/portal', role: PORTAL}\n", encoding="utf-8")
+    env = {"SUBSIDY_TLS_CERT_FILE": pki.write("m-server.crt", pki.server.cert),
+           "SUBSIDY_TLS_KEY_FILE": pki.write("m-server.key", pki.server.key),
+           "SUBSIDY_TLS_CLIENT_CA_FILE": pki.write("client-ca.crt", pki.ca.pem),
+           "SUBSIDY_AUTH_MODE": "mtls", "SUBSIDY_AUTH_MTLS_IDENTITIES_FILE": str(identities)}
+    servers = Servers(loop, tmp, {"payout": security_for("payout", tmp, **env)}).start()
+    yield servers
+    servers.stop()
+
+
+def test_tls_works_for_a_client_trusting_the_ca(tls_servers, pki):
+    for name in ("intake", "payout"):
+        assert _check(tls_servers.address(name), _creds(pki)) == grpc.StatusCode.OK
+        assert _check(tls_servers.address(name, "localhost"), _creds(pki)) == grpc.StatusCode.OK
+
+
+def test_a_client_without_the_ca_fails(tls_servers, pki):
+    assert _check(tls_servers.address("intake"), _creds(pki, root=pki.other_ca.pem)) == grpc.StatusCode.UNAVAILABLE
+    # system roots only
+    assert _check(tls_servers.address("intake"), grpc.ssl_channel_credentials()) == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_plaintext_client_fails_against_tls(tls_servers):
+    with grpc.insecure_channel(tls_servers.address("intake")) as channel:
+        with pytest.raises(grpc.RpcError) as failed:
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_reflection_is_off_under_tls_by_default(tls_servers, pki):
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    with grpc.secure_channel(tls_servers.address("intake"), _creds(pki)) as channel:
+        stream = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+        with pytest.raises(grpc.RpcError) as failed:
+            next(iter(stream))
+    assert failed.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_mtls_accepts_a_client_certificate_from_the_ca(mtls_servers, pki):
+    assert _check(mtls_servers.address("payout"), _creds(pki, pki.client)) == grpc.StatusCode.OK
+
+
+@pytest.mark.parametrize("client", [None, "client_other_ca", "client_expired"],
+                         ids=["no-certificate", "other-ca", "expired"])
+def test_mtls_refuses(mtls_servers, pki, client):
+    cert = getattr(pki, client) if client else None
+    assert _check(mtls_servers.address("payout"), _creds(pki, cert)) == grpc.StatusCode.UNAVAILABLE
+
+
+def test_mtls_identity_maps_to_a_role(mtls_servers, pki):
+    with grpc.secure_channel(mtls_servers.address("payout"), _creds(pki, pki.client)) as channel:
+        stub = payout_pb2_grpc.PayoutServiceStub(channel)
+        stub.ListTranches(payout_pb2.ListTranchesRequest(), timeout=5)  # FINANCE
+    with grpc.secure_channel(mtls_servers.address("payout"), _creds(pki, pki.client_unmapped)) as channel:
+        stub = payout_pb2_grpc.PayoutServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.ListTranches(payout_pb2.ListTranchesRequest(), timeout=5)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_renewed_server_certificate_is_served_without_restart(loop, tmp_path, pki):
+    from security.pki import CA
+
+    cert, key = tmp_path / "s.crt", tmp_path / "s.key"
+    cert.write_bytes(pki.server.cert)
+    key.write_bytes(pki.server.key)
+    servers = Servers(loop, tmp_path, {"payout": security_for(
+        "payout", tmp_path, SUBSIDY_TLS_CERT_FILE=str(cert), SUBSIDY_TLS_KEY_FILE=str(key))}).start()
+    try:
+        assert _check(servers.address("payout"), _creds(pki)) == grpc.StatusCode.OK
+        renewed_ca = CA("Renewed CA")
+        renewed = renewed_ca.issue("localhost", server=True, sans=("localhost", "127.0.0.1"))
+        key.write_bytes(renewed.key)
+        cert.write_bytes(renewed.cert)
+        later = time.time() + 5
+        os.utime(cert, (later, later))
+        os.utime(key, (later, later))
+        assert _check(servers.address("payout"), _creds(pki, root=renewed_ca.pem)) == grpc.StatusCode.OK
+    finally:
+        servers.stop()
+
+
+def test_plaintext_and_disabled_auth_are_logged_as_warnings(loop, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="subsidy.security"):
+        servers = Servers(loop, tmp_path, {"payout": security_for("payout", tmp_path)}).start()
+        servers.stop()
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("PLAINTEXT" in m for m in messages), messages
+    assert any("authentication is DISABLED" in m for m in messages), messages
+
+
+def test_jwt_plus_mtls_token_wins_certificate_otherwise(loop, tmp_path, pki, signers, jwt_env):
+    identities = tmp_path / "identities.yaml"
+    identities.write_text("identities:\n  - {common_name: finance-gateway, role: FINANCE}\n", encoding="utf-8")
+    env = {**jwt_env, "SUBSIDY_AUTH_MODE": "jwt+mtls", "SUBSIDY_AUTH_MTLS_IDENTITIES_FILE": str(identities),
+           "SUBSIDY_TLS_CERT_FILE": pki.write("j-server.crt", pki.server.cert),
+           "SUBSIDY_TLS_KEY_FILE": pki.write("j-server.key", pki.server.key),
+           "SUBSIDY_TLS_CLIENT_CA_FILE": pki.write("j-ca.crt", pki.ca.pem)}
+    servers = Servers(loop, tmp_path, {"payout": security_for("payout", tmp_path, **env)}).start()
+    try:
+        with grpc.secure_channel(servers.address("payout"), _creds(pki, pki.client)) as channel:
+            stub = payout_pb2_grpc.PayoutServiceStub(channel)
+            stub.ListTranches(payout_pb2.ListTranchesRequest(), timeout=5)  # the certificate: FINANCE
+            reviewer = (("authorization", f"Bearer {signers['rsa'].token('REVIEWER')}"),)
+            with pytest.raises(grpc.RpcError) as refused:  # the token: REVIEWER, not FINANCE
+                stub.ListTranches(payout_pb2.ListTranchesRequest(), metadata=reviewer, timeout=5)
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        # a token without a client certificate: the TLS handshake is refused first
+        assert _check(servers.address("payout"), _creds(pki), metadata=reviewer) == grpc.StatusCode.UNAVAILABLE
+    finally:
+        servers.stop()
