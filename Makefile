@@ -14,7 +14,7 @@ help:
 	@echo "             (make run ARGS=--exit stops after the demo)"
 	@echo "make calculate - the calculator alone over the demo applications (no Kafka)"
 	@echo "make test   - set up .venv, generate protobuf code, run the whole suite"
-	@echo "make bench  - calculator throughput against bare JSON parse+dump"
+	@echo "make bench  - pipeline, intake and calculator throughput, each beside its baseline (ARGS=--quick)"
 	@echo "make proto  - regenerate subsidy/v1 from proto/"
 
 venv: $(INSTALLED)
@@ -42,7 +42,7 @@ unit: $(GENERATED)
 	$(PY) -m pytest tests/unit tests/property tests/test_policy_cases.py -q
 
 bench: $(GENERATED)
-	$(PY) bench/calculator.py
+	$(PY) bench/run.py $(ARGS)
 
 proto-release: $(INSTALLED)
 	cd proto && ../$(VENV)/bin/buf build -o ../contracts/subsidy-v1-release.binpb

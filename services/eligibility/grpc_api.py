@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from mode import Service
 
+from subsidy.grpc_decode import MalformedRequests
 from subsidy.metrics import GrpcMetricsInterceptor
 from subsidy.security import GrpcSecurity
 from services.eligibility import rules
@@ -161,7 +162,7 @@ class GrpcServer(Service):
 
     async def on_start(self) -> None:
         security = self.security or GrpcSecurity.from_env("eligibility")
-        server = grpc.aio.server(interceptors=[GrpcMetricsInterceptor(), *security.interceptors()], options=[
+        server = grpc.aio.server(interceptors=[MalformedRequests(), GrpcMetricsInterceptor(), *security.interceptors()], options=[
             ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
             ("grpc.max_send_message_length", MAX_SEND_BYTES),
         ])

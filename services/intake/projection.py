@@ -237,7 +237,7 @@ class DecisionProjection:
             value=record.value or b"",
             headers=[events_pb2.KafkaHeader(key=k, value=v or b"") for k, v in (record.headers or [])],
             error=error,
-            consumer=CONSUMER,
+            consumer=self.consumer,
             failed_at=rfc3339(now),
         )
         if self._producer is None:
@@ -253,7 +253,7 @@ class DecisionProjection:
             timeout=30
         )
         shared.KAFKA_PRODUCED.labels(self.dlq_topic, f"{self.consumer}-dlq").inc()
-        metrics.DEAD_LETTERS.labels(record.topic, CONSUMER).inc()
+        metrics.DEAD_LETTERS.labels(record.topic, self.consumer).inc()
         log.warning(
             f"{self.name}: undecodable message sent to the dead-letter topic",
             extra=logs.fields(topic=record.topic, partition=record.partition, offset=record.offset,

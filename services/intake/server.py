@@ -23,6 +23,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from subsidy.grpc_decode import MalformedRequests
 from subsidy.metrics import GrpcMetricsInterceptor
 from subsidy.security import GrpcSecurity, check_firm
 from subsidy import cloudevents, logs
@@ -186,7 +187,7 @@ def build_server(
     TLS, authentication and reflection follow ``security`` (default: from the environment)."""
     security = security or GrpcSecurity.from_env("intake")
     server = grpc.aio.server(
-        interceptors=[GrpcMetricsInterceptor(), *security.interceptors()],
+        interceptors=[MalformedRequests(), GrpcMetricsInterceptor(), *security.interceptors()],
         options=[
             ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
             ("grpc.max_send_message_length", MAX_SEND_BYTES),

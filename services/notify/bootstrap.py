@@ -15,6 +15,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from subsidy.grpc_decode import MalformedRequests
 from subsidy.metrics import GrpcMetricsInterceptor
 from subsidy.security import GrpcSecurity
 from subsidy import topics
@@ -104,7 +105,7 @@ class NotifyApp:
             await self.health.set(service, NOT_SERVING)
         security = GrpcSecurity.from_env("notify")
         # Health only: tiny messages in both directions.
-        self.server = grpc.aio.server(interceptors=[GrpcMetricsInterceptor(), *security.interceptors()],
+        self.server = grpc.aio.server(interceptors=[MalformedRequests(), GrpcMetricsInterceptor(), *security.interceptors()],
                                       options=[("grpc.max_receive_message_length", 64 << 10),
                                                ("grpc.max_send_message_length", 1 << 20)])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -19,6 +19,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from subsidy.grpc_decode import MalformedRequests
 from subsidy.metrics import GrpcMetricsInterceptor
 from subsidy.security import GrpcSecurity
 from subsidy import credit_code, logs
@@ -136,7 +137,7 @@ def build_server(servicer: PayoutServicer, health_servicer: health.aio.HealthSer
                  address: str, security: GrpcSecurity | None = None) -> tuple[grpc.aio.Server, int]:
     """TLS, authentication and reflection follow ``security`` (default: from the environment)."""
     security = security or GrpcSecurity.from_env("payout")
-    server = grpc.aio.server(interceptors=[GrpcMetricsInterceptor(), *security.interceptors()], options=[
+    server = grpc.aio.server(interceptors=[MalformedRequests(), GrpcMetricsInterceptor(), *security.interceptors()], options=[
         ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
         ("grpc.max_send_message_length", MAX_SEND_BYTES),
     ])

@@ -1,0 +1,624 @@
+"""No tests here: the fault-injection harness.
+
+- ``FaultStack``: a Kafka broker and a PostgreSQL server of its own (in a temp
+  dir, so they can be restarted and killed), the four services as real
+  processes (``LocalStack``) with intake, payout and notify on that one
+  PostgreSQL database, a real SMTP server and webhook receiver, and an extra
+  payout replica on demand.
+- ``workload(seed)``: the demo applications rewritten onto firms of their own
+  per seed (distinct credit codes and application ids), so every seed has its
+  own caps and its own expected ledger from ``subsidy simulate``.
+- ``Schedule``: the seeded fault schedule (random.Random(seed)): which fault,
+  on which service, at which point of the load.
+- ``check(...)``: the promises, read from Kafka and the databases; returns the
+  list of what does not hold (empty: all hold).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import signal
+import threading
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Callable
+
+import grpc
+import psycopg
+from google.protobuf import json_format
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import OffsetSpec
+
+from subsidy import cloudevents, topics
+from subsidy.calculator import Simulation
+from subsidy.credit_code import complete
+from subsidy.devenv import free_port, tail
+from subsidy.devenv.kafka import KafkaBroker
+from subsidy.devenv.postgres import PostgresServer
+from subsidy.devenv.stack import LocalStack, ServiceProcess
+from subsidy.policy import load_policy
+from subsidy.v1 import application_pb2, decision_pb2, events_pb2, intake_pb2, intake_pb2_grpc, payout_pb2
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = [json.loads(line) for line in (ROOT / "demo" / "applications.jsonl").read_text(encoding="utf-8").splitlines()
+        if line.strip()]
+REGISTRY = json.loads((ROOT / "demo" / "registry.json").read_text(encoding="utf-8"))
+WEBHOOK_SECRET = "fault-webhook-secret"
+
+# Session timeouts the faults must outlast (SIGSTOP): eligibility and payout
+# are configurable, intake's projections and notify use kafka-python's 10 s.
+SESSION_TIMEOUT_S = {"eligibility": 6.0, "payout": 6.0, "intake": 10.0, "notify": 10.0}
+# Consumer groups per service, and the topics each group reads.
+GROUPS = {
+    "eligibility": {"subsidy-eligibility": [topics.APPLICATIONS.name]},
+    "payout": {"subsidy-payout": [topics.DECISIONS.name], "subsidy-payout-payments": [topics.PAYMENTS.name]},
+    "notify": {"subsidy-notify": [topics.DECISIONS.name, topics.PAYOUTS.name]},
+    "intake": {"subsidy-intake-projection": [topics.DECISIONS.name], "subsidy-intake-payouts": [topics.PAYOUTS.name]},
+}
+SERVICES = ("intake", "eligibility", "payout", "notify")
+TODAY = "2023-01-02"  # the payout clock: before every due date, so no TrancheDue races the checks
+
+
+def log(msg: str) -> None:
+    print(f"[faults {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.3, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"{what} not met within {timeout:.0f}s (last: {last!r})")
+
+
+# -- the workload ---------------------------------------------------------------
+
+
+def synthetic_code(seed: int, index: int) -> str:
+    """A valid credit code of firm ``index`` of ``seed`` (Songjiang division)."""
+    body = f"F{seed % 100000:05d}{index:02d}"
+    return complete("91310117" + body)
+
+
+@dataclasses.dataclass
+class Workload:
+    seed: int
+    applications: list[dict]          # in submission order (duplicates kept)
+    firms: dict[str, str]             # synthetic credit code -> original demo credit code
+    bad: list[dict]                   # applications intake must refuse (nothing stored)
+
+    @property
+    def application_ids(self) -> list[str]:
+        return list(dict.fromkeys(a["application_id"] for a in self.applications))
+
+    def expected(self) -> dict[str, dict]:
+        """`subsidy simulate` on the same applications, in the same order."""
+        simulation = Simulation(load_policy())
+        out: dict[str, dict] = {}
+        for app in self.applications:
+            out.setdefault(app["application_id"], simulation.apply(simulation.decide(app)))
+        return out
+
+
+def workload(seed: int) -> Workload:
+    originals = list(dict.fromkeys(a["firm"]["credit_code"] for a in DEMO))
+    mapping = {orig: synthetic_code(seed, i) for i, orig in enumerate(originals)}
+    apps = []
+    for app in DEMO:
+        new = json.loads(json.dumps(app))
+        new["application_id"] = f"FLT{seed}-{app['application_id']}"
+        new["firm"]["credit_code"] = mapping[app["firm"]["credit_code"]]
+        apps.append(new)
+    rng = random.Random(seed)
+    bad = []
+    for n in range(3):
+        b = json.loads(json.dumps(rng.choice(apps)))
+        b["application_id"] = f"FLT{seed}-BAD-{n}"
+        kind = rng.choice(["date", "code", "amount"])
+        if kind == "date":
+            b["submitted_on"] = "2024-02-30"
+        elif kind == "code":
+            b["firm"]["credit_code"] = b["firm"]["credit_code"][:-1] + ("0" if b["firm"]["credit_code"][-1] != "0" else "1")
+        else:
+            claim = next(k for k in b if k not in ("application_id", "submitted_on", "firm", "decided_on"))
+            fen = next((k for k, v in b[claim].items() if k.endswith("_fen") and isinstance(v, int)), None)
+            if fen is None:
+                b["submitted_on"] = "2024-13-01"
+            else:
+                b[claim][fen] = -1
+        bad.append(b)
+    return Workload(seed, apps, {v: k for k, v in mapping.items()}, bad)
+
+
+def registry_for(seeds: list[int], webhook_url: Callable[[str], str]) -> dict:
+    """demo/registry.json plus, for every seed, a copy of each demo firm under
+    its synthetic credit code, with contacts at the test's receivers."""
+    doc = json.loads(json.dumps(REGISTRY))
+    by_code = {f["credit_code"]: f for f in doc["firms"]}
+    originals = list(dict.fromkeys(a["firm"]["credit_code"] for a in DEMO))
+    for seed in seeds:
+        for i, orig in enumerate(originals):
+            firm = json.loads(json.dumps(by_code[orig]))
+            code = synthetic_code(seed, i)
+            firm["credit_code"] = code
+            firm["name"] = f"{firm['name']}（故障测试{seed}-{i}）"
+            firm["contacts"] = {"email": f"f{seed}-{i}@example.cn", "phone": f"+86-21-5555-{i:04d}",
+                                "webhook_url": webhook_url(f"/hooks/{code}")}
+            doc["firms"].append(firm)
+    return doc
+
+
+# -- the stack ------------------------------------------------------------------
+
+
+class FaultStack:
+    def __init__(self, var: Path, seeds: list[int], smtp: Any, webhook: Any):
+        self.var = var
+        self.smtp = smtp
+        self.webhook = webhook
+        self.broker = KafkaBroker(var / "kafka")
+        self.postgres = PostgresServer(var / "postgres")
+        registry = registry_for(seeds, webhook.url)
+        self.registry_path = var / "registry.json"
+        self.registry_path.write_text(json.dumps(registry, ensure_ascii=False), encoding="utf-8")
+        self.stack: LocalStack | None = None
+        self.replica: ServiceProcess | None = None
+        self.kills: Counter = Counter()
+        self.unexpected_exits: list[tuple[str, int | None]] = []
+
+    # lifecycle
+    def start(self) -> "FaultStack":
+        bootstrap = self.broker.start()
+        url = self.postgres.start()
+        common = {"SUBSIDY_REGISTRY_FILE": str(self.registry_path), "SUBSIDY_LOG_LEVEL": "INFO"}
+        extra = {
+            "intake": {**common, "SUBSIDY_INTAKE_DATABASE_URL": url},
+            "eligibility": {"SUBSIDY_ELIGIBILITY_SESSION_TIMEOUT_SECONDS": str(SESSION_TIMEOUT_S["eligibility"])},
+            "payout": {**common, "SUBSIDY_PAYOUT_DATABASE_URL": url, "SUBSIDY_PAYOUT_TODAY": TODAY,
+                       "SUBSIDY_PAYOUT_KAFKA_SESSION_TIMEOUT_MS": str(int(SESSION_TIMEOUT_S["payout"] * 1000)),
+                       "SUBSIDY_PAYOUT_SCHEDULER_INTERVAL_SECONDS": "5"},
+            "notify": {**common, "SUBSIDY_NOTIFY_DATABASE_URL": url, "SUBSIDY_NOTIFY_SMTP_URL": self.smtp.url,
+                       "SUBSIDY_NOTIFY_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                       "SUBSIDY_NOTIFY_RETRY_MAX_BACKOFF_SECONDS": "2", "SUBSIDY_NOTIFY_ATTEMPTS": "8"},
+        }
+        self.stack = LocalStack(self.var / "stack", kafka_bootstrap=bootstrap, services=SERVICES, extra_env=extra)
+        self.stack.start()
+        return self
+
+    def stop(self) -> None:
+        try:
+            if self.replica is not None:
+                self.replica.kill()
+            for service in (self.stack.services.values() if self.stack else ()):
+                if service.process is not None and service.process.poll() is None:
+                    with_cont(service)
+            if self.stack is not None:
+                self.stack.stop()
+        finally:
+            self.broker.stop()
+            self.postgres.destroy()
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.bootstrap
+
+    @property
+    def db_url(self) -> str:
+        return self.postgres.url
+
+    def service(self, name: str) -> ServiceProcess:
+        return self.stack.services[name]
+
+    def ensure_running(self) -> None:
+        """Restart any service that died (and say so: a death nobody caused is a finding)."""
+        for name, svc in self.stack.services.items():
+            with_cont(svc)
+            if svc.process is None or svc.process.poll() is not None:
+                code = svc.process.returncode if svc.process else None
+                log(f"!! {name} was found dead (exit {code}); restarting. Log tail:\n{tail(svc.log_path, 15)}")
+                self.unexpected_exits.append((name, code))
+                svc.start()
+            svc.wait_serving(120)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {n} ---\n{tail(s.log_path, 6)}" for n, s in self.stack.services.items())
+
+    # -- faults --------------------------------------------------------------
+    def kill9(self, name: str) -> None:
+        svc = self.service(name)
+        with_cont(svc)
+        svc.kill()
+        self.kills[name] += 1
+        svc.start()
+        svc.wait_serving(120)
+
+    def broker_restart(self, hard: bool) -> None:
+        if hard:
+            self.broker.kill()
+            self.broker.start()
+        else:
+            self.broker.restart()
+
+    def database_restart(self, hard: bool) -> None:
+        if hard:
+            self.postgres.kill()
+            self.postgres.start()
+        else:
+            self.postgres.restart()
+
+    def pause(self, name: str, seconds: float) -> None:
+        """SIGSTOP past the session timeout (the group rebalances without it), then SIGCONT."""
+        svc = self.service(name)
+        os.kill(svc.process.pid, signal.SIGSTOP)
+        try:
+            time.sleep(seconds)  # the fault itself: the process must stay frozen this long
+        finally:
+            os.kill(svc.process.pid, signal.SIGCONT)
+
+    def rewind(self, name: str) -> None:
+        """Stop the service, reset its groups to the earliest offsets, start it: a full replay."""
+        svc = self.service(name)
+        status = svc.stop(60)
+        if status not in (0, None):
+            log(f"!! {name} exited {status} on SIGTERM before the rewind")
+            self.unexpected_exits.append((name, status))
+        for group, group_topics in GROUPS[name].items():
+            reset_group(self.bootstrap, group, group_topics)
+        svc.start()
+        svc.wait_serving(120)
+
+    def start_replica(self) -> ServiceProcess:
+        base = self.service("payout")
+        address = f"127.0.0.1:{free_port()}"
+        env = {**base.env, "SUBSIDY_PAYOUT_GRPC_ADDRESS": address,
+               "SUBSIDY_PAYOUT_METRICS_ADDRESS": f"127.0.0.1:{free_port()}"}
+        self.replica = ServiceProcess("payout", address, env, self.var / "stack" / "logs" / "payout-replica.log")
+        self.replica.start()
+        self.replica.wait_serving(120)
+        return self.replica
+
+    def stop_replica(self, hard: bool) -> None:
+        if self.replica is None:
+            return
+        if hard:
+            self.replica.kill()
+            self.kills["payout-replica"] += 1
+        else:
+            status = self.replica.stop(60)
+            if status not in (0, None):
+                self.unexpected_exits.append(("payout-replica", status))
+        self.replica = None
+
+
+def with_cont(svc: ServiceProcess) -> None:
+    """Never leave a process stopped (a failed test must not leave SIGSTOPped children)."""
+    if svc.process is not None and svc.process.poll() is None:
+        try:
+            os.kill(svc.process.pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
+def reset_group(bootstrap: str, group: str, group_topics: list[str], timeout: float = 60.0) -> None:
+    """Commit the earliest offset of every partition of ``group_topics`` for ``group``
+    (kafka-python's KafkaAdminClient.reset_group_offsets), once the group is empty."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fault-rewind", request_timeout_ms=10000)
+    try:
+        def empty() -> bool:
+            described = admin.describe_groups([group])
+            info = described[group] if isinstance(described, dict) else described[0]
+            state = info.get("group_state") if isinstance(info, dict) else getattr(info, "state", None)
+            members = info.get("members") if isinstance(info, dict) else getattr(info, "members", [])
+            return state in ("Empty", "Dead", "") or not members
+
+        wait_until(empty, timeout, 0.5, f"group {group} empty")
+        parts = [TopicPartition(t, p) for t in group_topics for p in range(_partitions(t))]
+        result = admin.reset_group_offsets(group, {tp: OffsetSpec.EARLIEST for tp in parts})
+        errors = {}
+        for tp, outcome in (result or {}).items():
+            err = outcome.get("error") if isinstance(outcome, dict) else outcome
+            if err is not None and getattr(err, "__name__", "") != "NoError":
+                errors[tp] = err
+        if errors:
+            raise AssertionError(f"reset of {group} failed: {errors}")
+        committed = admin.list_group_offsets({group: parts})[group]
+        assert all(committed[tp].offset == 0 for tp in parts if tp in committed), committed
+    finally:
+        admin.close()
+
+
+def _partitions(topic: str) -> int:
+    return {t.name: t.partitions for t in topics.ALL}[topic]
+
+
+# -- load -------------------------------------------------------------------------
+
+
+class Submitter(threading.Thread):
+    """Submits applications one after the other (so each firm's order is the
+    submission order), retrying each until intake answers (it may be down)."""
+
+    def __init__(self, address: str, apps: list[dict], delays: list[float], bad: list[dict] = ()):
+        super().__init__(daemon=True)
+        self.address, self.apps, self.delays, self.bad = address, apps, delays, list(bad)
+        self.results: dict[str, str] = {}
+        self.refused: dict[str, str] = {}
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with grpc.insecure_channel(self.address) as channel:
+                stub = intake_pb2_grpc.IntakeServiceStub(channel)
+                for app, delay in zip(self.apps, self.delays):
+                    time.sleep(delay)  # pacing of the load (seeded), not a wait for a condition
+                    self.results[app["application_id"]] = submit(stub, app)
+                for app in self.bad:
+                    self.refused[app["application_id"]] = submit(stub, app, expect_refusal=True)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            self.error = exc
+
+
+def submit(stub: Any, app: dict, expect_refusal: bool = False, timeout: float = 180.0) -> str:
+    message = json_format.ParseDict(app, application_pb2.Application())
+    deadline = time.monotonic() + timeout
+    backoff = 0.2
+    while True:
+        try:
+            reply = stub.SubmitApplication(intake_pb2.SubmitApplicationRequest(application=message), timeout=10)
+            return "duplicate" if reply.duplicate else "accepted"
+        except grpc.RpcError as exc:
+            code = exc.code()
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.INTERNAL,
+                        grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED) and time.monotonic() < deadline:
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            if expect_refusal:
+                return code.name
+            raise AssertionError(f"{app['application_id']}: {code.name}: {exc.details()}") from exc
+
+
+def produce_payments(bootstrap: str, payments: list[payout_pb2.PaymentConfirmed]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=10)
+    try:
+        for p in payments:
+            headers = cloudevents.headers(p.payment_id, "cn.gov.songjiang.finance.payment.confirmed.v1",
+                                          "/tests/faults", cloudevents.new_trace_id())
+            producer.send(topics.PAYMENTS.name, key=p.credit_code.encode(), value=p.SerializeToString(),
+                          headers=headers).get(timeout=60)
+    finally:
+        producer.close(timeout=10)
+
+
+# -- reading ---------------------------------------------------------------------
+
+
+def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list:
+    """Every record of ``topic`` from the beginning up to its end offsets now."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=15000)
+    try:
+        parts = [TopicPartition(topic, p) for p in range(_partitions(topic))]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fault-read", request_timeout_ms=10000)
+        try:
+            end = end_offsets(admin, parts)
+        finally:
+            admin.close()
+        records = []
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(p) < end[p] for p in parts):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"could not read {topic} to its end within {timeout}s")
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(r for r in batch if r.offset < end[TopicPartition(r.topic, r.partition)])
+        return records
+    finally:
+        consumer.close()
+
+
+def end_offsets(admin: KafkaAdminClient, parts: list[TopicPartition]) -> dict[TopicPartition, int]:
+    found = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in parts})
+    return {tp: found[tp].offset for tp in parts}
+
+
+def consumer_lag(bootstrap: str) -> dict[str, int]:
+    """Per group: Σ (end offset − committed offset) over its topics' partitions
+    (kafka-python's KafkaAdminClient: list_group_offsets, list_partition_offsets)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fault-lag", request_timeout_ms=10000)
+    try:
+        lag = {}
+        for groups in GROUPS.values():
+            for group, group_topics in groups.items():
+                parts = [TopicPartition(t, p) for t in group_topics for p in range(_partitions(t))]
+                end = end_offsets(admin, parts)
+                committed = admin.list_group_offsets({group: parts}).get(group, {})
+                total = 0
+                for tp in parts:
+                    c = committed.get(tp)
+                    offset = c.offset if c is not None and c.offset is not None and c.offset >= 0 else 0
+                    total += max(0, end[tp] - offset)
+                lag[group] = total
+        return lag
+    finally:
+        admin.close()
+
+
+# -- the checker -----------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Observed:
+    problems: list[str]
+    notes: list[str]
+
+
+def check(fs: FaultStack, wl: Workload, submitted: dict[str, str], refused: dict[str, str],
+          payments: list[payout_pb2.PaymentConfirmed], allowed_resends: int) -> Observed:
+    problems: list[str] = []
+    notes: list[str] = []
+    firms = set(wl.firms)
+    accepted = [i for i in wl.application_ids if submitted.get(i) in ("accepted", "duplicate")]
+    if len(accepted) != len(wl.application_ids):
+        problems.append(f"not every application was accepted: {sorted(set(wl.application_ids) - set(accepted))}")
+    expected = wl.expected()
+
+    with psycopg.connect(fs.db_url, connect_timeout=5) as conn:
+        q = lambda sql, *p: conn.execute(sql, p).fetchall()  # noqa: E731
+        like = f"FLT{wl.seed}-%"
+        # intake: accepted → RECORDED; refused → nothing
+        states = dict(q("SELECT application_id, state FROM intake_applications WHERE application_id LIKE %s", like))
+        for app_id in accepted:
+            if states.get(app_id) != "RECORDED":
+                problems.append(f"intake: {app_id} is {states.get(app_id)}, not RECORDED")
+        for app_id in refused:
+            if app_id in states:
+                problems.append(f"intake stored refused application {app_id} ({refused[app_id]})")
+        for app_id, code in refused.items():
+            if code != "INVALID_ARGUMENT":
+                problems.append(f"intake answered {code} to invalid {app_id}, not INVALID_ARGUMENT")
+        pending = q("SELECT count(*) FROM intake_outbox WHERE published_at IS NULL")[0][0]
+        if pending:
+            problems.append(f"intake outbox: {pending} rows unpublished")
+        # payout: one grant per application, equal to `subsidy simulate`
+        grants = {r[0]: r for r in q(
+            "SELECT application_id, decision_id, granted_fen, outcome, max_award_fen FROM payout_grants "
+            "WHERE application_id LIKE %s", like)}
+        inbox = Counter(r[0] for r in q("SELECT application_id FROM payout_inbox WHERE application_id LIKE %s", like))
+        tranches = defaultdict(list)
+        tranche_rows = q("SELECT tranche_id, application_id, number, amount_fen, budget_year, status, payment_id "
+                         "FROM payout_tranches WHERE application_id LIKE %s", like)
+        for tid, app_id, number, amount, year, status, payment_id in tranche_rows:
+            tranches[app_id].append((number, year, amount, tid, status, payment_id))
+        if len({(r[1], r[2]) for r in tranche_rows}) != len(tranche_rows):
+            problems.append("payout: a (application, number) tranche twice")
+        for app_id in accepted:
+            if app_id not in grants:
+                problems.append(f"payout: no grant for {app_id}")
+                continue
+            if inbox[app_id] != 1:
+                notes.append(f"payout inbox holds {inbox[app_id]} decisions for {app_id}")
+            want = expected[app_id]
+            got = (grants[app_id][3], grants[app_id][4], grants[app_id][2],
+                   [(y, a) for _, y, a, *_ in sorted(tranches[app_id])])
+            wanted = (want["outcome"], want["max_award_fen"], want["granted_fen"],
+                      [(t["year"], t["amount_fen"]) for t in want["tranches"]])
+            if got != wanted:
+                problems.append(f"ledger disagrees with `subsidy simulate` on {app_id}: {got} != {wanted}")
+        extra = set(grants) - set(accepted)
+        if extra:
+            problems.append(f"payout: grants for applications never accepted: {sorted(extra)}")
+        # caps
+        for code, scope, kind, cap, used in q(
+                "SELECT credit_code, scope, limit_kind, cap_fen, used_fen FROM payout_usage WHERE credit_code = ANY(%s)",
+                list(firms)):
+            if kind == "cumulative_cap" and used > cap:
+                problems.append(f"cap exceeded: {code} {scope} used {used} > cap {cap}")
+        # payments: a tranche paid at most once, and by the first confirmation
+        paid = Counter(r[0] for r in q("SELECT tranche_id FROM payout_payments WHERE tranche_id LIKE %s", like))
+        if any(n > 1 for n in paid.values()):
+            problems.append(f"a tranche paid twice: {[t for t, n in paid.items() if n > 1]}")
+        first_payment = {}
+        for p in payments:
+            first_payment.setdefault(p.tranche_id, p.payment_id)
+        status_of = {r[0]: (r[5], r[6]) for r in tranche_rows}
+        for tid, pid in first_payment.items():
+            if status_of.get(tid) != ("PAID", pid):
+                problems.append(f"tranche {tid} is {status_of.get(tid)}, expected PAID by {pid}")
+        pending = q("SELECT count(*) FROM payout_outbox WHERE published_at IS NULL")[0][0]
+        if pending:
+            problems.append(f"payout outbox: {pending} rows unpublished")
+        # intake's view of each grant equals the ledger
+        for app_id, raw in q("SELECT application_id, grant_proto FROM intake_grants WHERE application_id LIKE %s", like):
+            g = payout_pb2.Grant.FromString(bytes(raw))
+            ledger = sorted((t[3], t[2]) for t in tranches.get(app_id, []))
+            seen = sorted((t.tranche_id, t.amount_fen) for t in g.tranches)
+            if app_id in grants and (g.granted_fen != grants[app_id][2] or seen != ledger):
+                problems.append(f"intake shows {app_id} as {g.granted_fen} fen {seen}, ledger {grants[app_id][2]} {ledger}")
+
+    # Kafka: decisions and payout events of this seed's firms
+    decisions = [r for r in read_topic(fs.bootstrap, topics.DECISIONS.name) if r.key and r.key.decode() in firms]
+    decision_ids: dict[str, set] = defaultdict(set)
+    for r in decisions:
+        d = decision_pb2.Decision.FromString(r.value)
+        decision_ids[d.application_id].add(d.decision_id)
+    for app_id in accepted:
+        if len(decision_ids[app_id]) != 1:
+            problems.append(f"decisions on Kafka for {app_id}: {sorted(decision_ids[app_id])} (want exactly one id)")
+    events = [r for r in read_topic(fs.bootstrap, topics.PAYOUTS.name) if r.key and r.key.decode() in firms]
+    by_id: dict[str, set] = defaultdict(set)
+    scheduled: Counter = Counter()
+    paid_events: Counter = Counter()
+    for r in events:
+        e = payout_pb2.PayoutEvent.FromString(r.value)
+        by_id[e.event_id].add(r.value)
+        kind = e.WhichOneof("event")
+        if kind == "tranche_scheduled":
+            scheduled[e.tranche_scheduled.tranche_id] += 1
+        elif kind == "tranche_paid":
+            paid_events[e.tranche_paid.tranche_id] += 1
+    changed = [i for i, values in by_id.items() if len(values) > 1]
+    if changed:
+        problems.append(f"payout events whose content differs between deliveries: {changed[:5]}")
+    # dedupe by event id (as the contract says): one TrancheScheduled per ledger tranche
+    scheduled_ids = {i.split(":", 1)[1] for i in by_id if i.startswith("scheduled:")}
+    ledger_ids = {r[0] for r in tranche_rows}
+    if scheduled_ids != ledger_ids:
+        problems.append(f"TrancheScheduled ids != ledger tranches: missing {sorted(ledger_ids - scheduled_ids)[:5]}, "
+                        f"extra {sorted(scheduled_ids - ledger_ids)[:5]}")
+    redelivered = sum(n - 1 for n in scheduled.values())
+    if redelivered:
+        notes.append(f"{redelivered} TrancheScheduled re-deliveries on Kafka (same event id, same content)")
+    grant_ids = {i for i in by_id if i.startswith("grant:")}
+    for app_id in accepted:
+        if f"grant:{app_id}" not in grant_ids:
+            problems.append(f"no GrantRecorded on Kafka for {app_id}")
+
+    # dead letters: valid traffic never lands in a DLQ (except the double payments we sent)
+    doubles = {p.payment_id for p in payments} - set(first_payment.values())
+    for dlq in (topics.APPLICATIONS_DLQ, topics.DECISIONS_DLQ, topics.PAYOUTS_DLQ, topics.PAYMENTS_DLQ,
+                topics.NOTIFICATIONS_DLQ):
+        for r in read_topic(fs.bootstrap, dlq.name):
+            if not (r.key and r.key.decode() in firms):
+                continue
+            dl = events_pb2.DeadLetter.FromString(r.value)
+            if dlq is topics.PAYMENTS_DLQ:
+                p = payout_pb2.PaymentConfirmed.FromString(dl.value)
+                if p.payment_id in doubles and "already paid" in dl.error:
+                    continue
+            problems.append(f"dead letter on {dlq.name} from {dl.consumer}: {dl.error}")
+
+    # notifications: every event told (e-mail and webhook), none twice
+    event_ids = {f"decision:{i}" for ids in decision_ids.values() for i in ids} | set(by_id)
+    # (long header values are folded on the wire: strip what unfolding leaves)
+    mails = [m for m in fs.smtp.messages() if str(m.get("X-Subsidy-Event-Id") or "").strip() in event_ids]
+    hooks = [r for r in list(fs.webhook.requests) if r["headers"].get("X-Subsidy-Event-Id") in event_ids]
+    mailed = {str(m.get("X-Subsidy-Event-Id")).strip() for m in mails}
+    hooked = {r["headers"].get("X-Subsidy-Event-Id") for r in hooks}
+    if event_ids - mailed:
+        problems.append(f"events without an e-mail: {sorted(event_ids - mailed)[:5]} ({len(event_ids - mailed)})")
+    if event_ids - hooked:
+        problems.append(f"events without a webhook: {sorted(event_ids - hooked)[:5]} ({len(event_ids - hooked)})")
+    twice = [k for k, n in Counter(str(m.get("Message-ID")).strip() for m in mails).items() if n > 1]
+    twice += [k for k, n in Counter(r["headers"].get("Idempotency-Key") for r in hooks).items() if n > 1]
+    if twice:
+        msg = f"{len(twice)} notification ids delivered more than once: {twice[:4]}"
+        # The documented at-least-once window: a SIGKILL of notify between a send
+        # and its log row re-sends that one notification (same id) on restart.
+        (notes if len(twice) <= allowed_resends else problems).append(msg)
+
+    lag = consumer_lag(fs.bootstrap)
+    if any(lag.values()):
+        problems.append(f"consumer lag: {lag}")
+    return Observed(problems, notes)

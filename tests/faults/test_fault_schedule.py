@@ -1,0 +1,211 @@
+"""Fault injection against the real thing: a Kafka broker and a PostgreSQL
+server of the test's own, the four services as real processes (intake, payout
+and notify on that PostgreSQL), a real SMTP server and webhook receiver.
+
+Per seed, random.Random(seed) draws the schedule: the seed's applications
+(the demo set on firms of the seed's own) are cut into one chunk per fault;
+while a chunk is being submitted, at a seeded point, one fault strikes:
+
+- ``kill9:<service>``   SIGKILL of intake, eligibility, payout and notify (each once), restart;
+- ``broker``            the broker restarted (SIGTERM, or SIGKILL when ``hard``);
+- ``database``          PostgreSQL restarted (fast, or ``immediate`` = crash when ``hard``);
+- ``pause:<service>``   SIGSTOP for longer than the consumer's session timeout, then SIGCONT;
+- ``rewind:<service>``  stopped, its consumer groups reset to offset 0, started: a full replay;
+- ``replicas``          a second payout process in the same group on the same database,
+                        racing the first, then stopped (SIGTERM, or SIGKILL when ``hard``).
+
+Midway, finance's payment confirmations for some tranches are produced (each
+twice, and for some tranches a second, different payment: a double payment).
+Then the checker (harness.check) is polled until every promise holds or a
+deadline passes. The failing seed is printed; ``--fault-seeds <seed>`` replays
+the same schedule (see docs/faults.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+
+import psycopg
+import pytest
+
+from integration.test_notify_support import HttpSink, SmtpSink
+from subsidy.v1 import payout_pb2
+
+from .conftest import fault_seeds
+from .harness import (
+    SERVICES,
+    SESSION_TIMEOUT_S,
+    FaultStack,
+    Observed,
+    Submitter,
+    Workload,
+    check,
+    log,
+    produce_payments,
+    wait_until,
+    workload,
+)
+
+pytestmark = pytest.mark.integration
+
+FAULT_KINDS = ("kill9:intake", "kill9:eligibility", "kill9:payout", "kill9:notify",
+               "broker", "database", "pause", "rewind", "replicas")
+CONVERGE_TIMEOUT_S = 240.0
+
+
+@dataclasses.dataclass
+class Step:
+    kind: str
+    target: str
+    hard: bool
+    at: float                 # seconds after the chunk's first submission
+    hold: float               # pause length / how long the replica races
+    apps: list[dict]
+    delays: list[float]
+    bad: list[dict]
+
+    def describe(self) -> str:
+        extra = f" hard={self.hard}" if self.kind in ("broker", "database", "replicas") else ""
+        extra += f" for {self.hold:.1f}s" if self.kind in ("pause", "replicas") else ""
+        return (f"{self.kind}{':' + self.target if self.kind in ('pause', 'rewind') else ''}{extra} "
+                f"at +{self.at:.2f}s of {len(self.apps)} submissions")
+
+
+def schedule(seed: int, wl: Workload) -> list[Step]:
+    rng = random.Random(seed)
+    kinds = list(FAULT_KINDS)
+    rng.shuffle(kinds)
+    n = len(kinds)
+    apps = wl.applications
+    cuts = sorted(rng.sample(range(1, len(apps)), n - 1))
+    chunks = [apps[a:b] for a, b in zip([0] + cuts, cuts + [len(apps)])]
+    bad_at = {i: [] for i in range(n)}
+    for b in wl.bad:
+        bad_at[rng.randrange(n)].append(b)
+    steps = []
+    for i, kind in enumerate(kinds):
+        delays = [rng.uniform(0.02, 0.25) for _ in chunks[i]]
+        target = rng.choice(SERVICES)
+        hold = SESSION_TIMEOUT_S[target] + rng.uniform(2.0, 5.0) if kind == "pause" else rng.uniform(2.0, 6.0)
+        steps.append(Step(kind, target, rng.random() < 0.5, rng.uniform(0, sum(delays)), hold,
+                          chunks[i], delays, bad_at[i]))
+    return steps
+
+
+def inject(fs: FaultStack, step: Step) -> None:
+    kind = step.kind
+    if kind.startswith("kill9:"):
+        fs.kill9(kind.split(":", 1)[1])
+    elif kind == "broker":
+        fs.broker_restart(step.hard)
+    elif kind == "database":
+        fs.database_restart(step.hard)
+    elif kind == "pause":
+        fs.pause(step.target, step.hold)
+    elif kind == "rewind":
+        fs.rewind(step.target)
+    elif kind == "replicas":
+        fs.start_replica()
+    else:  # pragma: no cover
+        raise ValueError(kind)
+
+
+def choose_payments(fs: FaultStack, wl: Workload, rng: random.Random, ready: list[str]) -> list:
+    """Confirmations for tranches of some already-submitted applications: each
+    sent twice (same payment id: ignored), some followed by a second, different
+    payment (a double payment: dead-lettered)."""
+    expected = wl.expected()
+    candidates = sorted(i for i in ready if expected[i]["granted_fen"] > 0)
+    chosen = rng.sample(candidates, min(4, len(candidates)))
+    if not chosen:
+        return []
+
+    def tranches() -> list | None:
+        with psycopg.connect(fs.db_url, connect_timeout=5) as conn:
+            rows = conn.execute(
+                "SELECT tranche_id, application_id, credit_code, amount_fen FROM payout_tranches "
+                "WHERE application_id = ANY(%s) ORDER BY tranche_id", (chosen,)).fetchall()
+        want = sum(len(expected[i]["tranches"]) for i in chosen)
+        return rows if len(rows) == want else None
+
+    rows = wait_until(tranches, 180, 0.5, "the chosen applications' tranches in the ledger")
+    payments = []
+    for n, (tranche_id, _app, code, amount) in enumerate(rows):
+        if rng.random() < 0.6:
+            p = payout_pb2.PaymentConfirmed(payment_id=f"PAY-{wl.seed}-{n}", tranche_id=tranche_id,
+                                            credit_code=code, amount_fen=amount, paid_on="2024-06-01")
+            payments += [p, p]
+            if rng.random() < 0.4:
+                payments.append(payout_pb2.PaymentConfirmed(
+                    payment_id=f"PAY-{wl.seed}-{n}-again", tranche_id=tranche_id, credit_code=code,
+                    amount_fen=amount, paid_on="2024-06-02"))
+    return payments
+
+
+@pytest.fixture(scope="module")
+def fault_stack(tmp_path_factory, request):
+    seeds = fault_seeds(request.config)
+    with SmtpSink() as smtp, HttpSink() as webhook:
+        fs = FaultStack(tmp_path_factory.mktemp("faults"), seeds, smtp, webhook)
+        try:
+            fs.start()
+            yield fs
+        finally:
+            fs.stop()
+
+
+def test_every_promise_holds_under_a_seeded_fault_schedule(fault_stack: FaultStack, fault_seed: int):
+    fs = fault_stack
+    wl = workload(fault_seed)
+    steps = schedule(fault_seed, wl)
+    rng = random.Random(fault_seed * 7919 + 1)
+    log(f"seed {fault_seed}: {len(wl.applications)} submissions, {len(wl.bad)} invalid, "
+        f"schedule: " + "; ".join(s.describe() for s in steps))
+    kills_before = fs.kills["notify"]
+    exits_before = len(fs.unexpected_exits)
+    submitted: dict[str, str] = {}
+    refused: dict[str, str] = {}
+    payments: list = []
+    started = time.monotonic()
+    for i, step in enumerate(steps):
+        t0 = time.monotonic()
+        submitter = Submitter(fs.stack.intake_address, step.apps, step.delays, step.bad)
+        submitter.start()
+        time.sleep(step.at)  # the seeded point of the load at which the fault strikes
+        inject(fs, step)
+        submitter.join(300)
+        assert not submitter.is_alive(), "submissions did not finish within 300 s"
+        if submitter.error:
+            raise submitter.error
+        if step.kind == "replicas":
+            time.sleep(step.hold)  # let the two replicas race over the decisions in flight
+            fs.stop_replica(step.hard)
+        submitted.update(submitter.results)
+        refused.update(submitter.refused)
+        fs.ensure_running()
+        if i == len(steps) // 2:
+            payments = choose_payments(fs, wl, rng, list(submitted))
+            produce_payments(fs.bootstrap, payments)
+        log(f"seed {fault_seed} step {i + 1}/{len(steps)} {step.describe()} done in {time.monotonic() - t0:.1f}s")
+
+    allowed = 2 * (fs.kills["notify"] - kills_before)
+    deadline = time.monotonic() + CONVERGE_TIMEOUT_S
+
+    def observe():
+        try:
+            return check(fs, wl, submitted, refused, payments, allowed)
+        except Exception as exc:  # noqa: BLE001 - a read that failed is retried like a promise not yet kept
+            return Observed([f"checker could not read: {exc!r}"], [])
+
+    observed = observe()
+    while observed.problems and time.monotonic() < deadline:
+        time.sleep(2)  # between polls of the whole checker
+        observed = observe()
+    log(f"seed {fault_seed}: faults done after {time.monotonic() - started:.0f}s; "
+        f"problems {len(observed.problems)}; notes: {observed.notes}")
+    assert not observed.problems, (
+        f"seed {fault_seed} (replay: pytest tests/faults --fault-seeds {fault_seed}) broke a promise:\n  "
+        + "\n  ".join(observed.problems[:40]) + "\n" + fs.logs())
+    assert len(fs.unexpected_exits) == exits_before, f"services died on their own: {fs.unexpected_exits[exits_before:]}"
