@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from typing import Any
 
 from grpc_health.v1 import health
 
 from subsidy import metrics as shared
+from subsidy import service as process
 from subsidy.db import Database
 from services.intake import handlers
 from services.intake.config import Settings
@@ -175,30 +175,9 @@ class IntakeApp:
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT (or ``stop`` is set)."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-    app = IntakeApp(settings)
-    await app.start()
-    try:
-        await stop.wait()
-    finally:
-        await app.stop()
+    await process.serve(lambda: IntakeApp(settings), stop)
 
 
 def main() -> int:
-    from subsidy import logs
-
     settings = Settings.from_env()
-    logs.setup("intake", settings.log_level)
-    # kafka-python logs every refused connection at ERROR while a broker is
-    # down; the relay and the projection log that state themselves, with backoff.
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)
-    try:
-        asyncio.run(serve(settings))
-    except Exception as exc:  # noqa: BLE001 - a clear line, not a traceback
-        log.error("intake failed to start or stopped on an error", exc_info=exc)
-        return 1
-    return 0
+    return process.main("intake", settings, lambda: IntakeApp(settings))

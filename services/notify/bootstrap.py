@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from typing import Any
 
@@ -15,6 +14,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from subsidy import service as process
 from subsidy.grpc_decode import MalformedRequests
 from subsidy.metrics import GrpcMetricsInterceptor
 from subsidy.security import GrpcSecurity
@@ -177,28 +177,9 @@ class NotifyApp:
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT (or ``stop`` is set)."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-    app = NotifyApp(settings)
-    await app.start()
-    try:
-        await stop.wait()
-    finally:
-        await app.stop()
+    await process.serve(lambda: NotifyApp(settings), stop)
 
 
 def main() -> int:
-    from subsidy import logs
-
     settings = Settings.from_env()
-    logs.setup("notify", settings.log_level)
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)
-    try:
-        asyncio.run(serve(settings))
-    except Exception as exc:  # noqa: BLE001 - a clear line, not a traceback
-        log.error("notify failed to start or stopped on an error", exc_info=exc)
-        return 1
-    return 0
+    return process.main("notify", settings, lambda: NotifyApp(settings))

@@ -8,13 +8,13 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import signal
 import time
 from typing import Any
 
 from grpc_health.v1 import health
 
 from subsidy import metrics as shared
+from subsidy import service as process
 from subsidy.db import Database
 from services.payout import consumers, metrics
 from services.payout.config import Settings
@@ -174,28 +174,10 @@ class PayoutApp:
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-    app = PayoutApp(settings)
-    await app.start()
-    try:
-        await stop.wait()
-    finally:
-        await app.stop()
+    """Run until SIGTERM/SIGINT (or ``stop`` is set)."""
+    await process.serve(lambda: PayoutApp(settings), stop)
 
 
 def main() -> int:
-    from subsidy import logs
-
     settings = Settings.from_env()
-    logs.setup("payout", settings.log_level)
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)
-    try:
-        asyncio.run(serve(settings))
-    except Exception as exc:  # noqa: BLE001 - a clear line, not a traceback
-        log.error("payout failed to start or stopped on an error", exc_info=exc)
-        return 1
-    return 0
+    return process.main("payout", settings, lambda: PayoutApp(settings))
