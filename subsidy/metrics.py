@@ -334,19 +334,14 @@ def refresh_kafka_lag(consumer: Any, group: str, progress: ConsumerProgress, top
     """Set ``subsidy_kafka_consumer_lag`` for a kafka-python consumer's
     assigned partitions (end offset minus position) and tell ``progress``
     the broker answered. Runs in the consumer's own thread (KafkaConsumer is
-    not thread-safe). The end offsets of every partition of the subscribed
-    topics are asked for even when nothing is assigned, so the call proves
-    the broker answers. Raises when the broker does not."""
-    from kafka import TopicPartition
-
+    not thread-safe). Raises when the broker does not answer — and when the
+    consumer has no partitions assigned: no offset requests are made then
+    (not while a rebalance is settling), and a member that stays without
+    partitions is not making progress, which health then reports."""
     assigned = set(consumer.assignment())
-    partitions = set(assigned)
-    for topic in topics:
-        for p in consumer.partitions_for_topic(topic) or ():
-            partitions.add(TopicPartition(topic, p))
-    if not partitions:
-        raise RuntimeError("no partition metadata yet")
-    ends = consumer.end_offsets(list(partitions), timeout_ms=timeout_ms)
+    if not assigned:
+        raise RuntimeError("no partitions assigned")
+    ends = consumer.end_offsets(list(assigned), timeout_ms=timeout_ms)
     total = 0
     current = set()
     for tp in assigned:
