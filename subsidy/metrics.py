@@ -329,7 +329,7 @@ class Hold:
             stop.wait(0.05)
 
 
-def refresh_kafka_lag(consumer: Any, group: str, progress: ConsumerProgress, topics: Iterable[str],
+def refresh_kafka_lag(consumer: Any, group: str, progress: ConsumerProgress,
                       known: set, timeout_ms: int = 2000) -> int:
     """Set ``subsidy_kafka_consumer_lag`` for a kafka-python consumer's
     assigned partitions (end offset minus position) and tell ``progress``

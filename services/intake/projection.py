@@ -195,7 +195,7 @@ class DecisionProjection:
             return
         self._last_lag_refresh = now
         try:
-            shared.refresh_kafka_lag(self._consumer, self.group_id, self.progress, [self.topic], self._lag_keys)
+            shared.refresh_kafka_lag(self._consumer, self.group_id, self.progress, self._lag_keys)
         except Exception as exc:  # noqa: BLE001 - the broker is down: health shows it
             log.debug("lag refresh failed", extra=logs.fields(consumer=self.consumer, error=str(exc)[:200]))
 
