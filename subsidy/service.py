@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import signal
 from typing import Any, Callable, Protocol
@@ -35,14 +36,25 @@ async def serve(app_factory: Callable[[], App], stop: asyncio.Event | None = Non
         await app.stop()
 
 
+def quiet_kafka_client_logs() -> None:
+    """kafka-python logs every refused connection at ERROR while a broker is
+    down; the services' relays and consumers log that state themselves, with
+    backoff. Its group coordinator's lines are kept: joins, assignments,
+    heartbeat failures and the member leaving are rare and say why a
+    consumer stopped receiving records."""
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    logging.getLogger("kafka.coordinator").setLevel(logging.INFO)
+
+
 def main(name: str, settings: Any, app_factory: Callable[[], App]) -> int:
     """The body of ``python -m services.<name>``: 0 after a clean stop, 1 on failure."""
     from subsidy import logs
 
     logs.setup(name, settings.log_level)
-    # kafka-python logs every refused connection at ERROR while a broker is
-    # down; the services' relays and consumers log that state themselves, with backoff.
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    quiet_kafka_client_logs()
+    # `kill -USR1 <pid>` writes every thread's stack to the log: the way to
+    # see where a consumer that stopped making progress is waiting.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         asyncio.run(serve(app_factory))
     except Exception as exc:  # noqa: BLE001 - a clear line, not a traceback

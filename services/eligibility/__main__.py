@@ -10,7 +10,9 @@ after a clean shutdown.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import signal
 import sys
 
 EXIT_BAD_CONFIG = 2
@@ -34,6 +36,8 @@ def main() -> int:
         print(f"eligibility: error: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     logs.setup("eligibility", settings.log_level)
+    # `kill -USR1 <pid>` writes every thread's stack to the log (see subsidy/service.py).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         policy = load_policy(settings.policy_dir)
     except PolicyError as exc:

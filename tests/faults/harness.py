@@ -234,6 +234,18 @@ class FaultStack:
     def logs(self) -> str:
         return "\n".join(f"--- {n} ---\n{tail(s.log_path, 6)}" for n, s in self.stack.services.items())
 
+    def dump_stacks(self) -> None:
+        """Ask every live service for its threads' stacks (SIGUSR1, written to
+        its log): when a promise is not kept in time, where each one waits."""
+        for name, svc in self.stack.services.items():
+            if svc.process is not None and svc.process.poll() is None:
+                try:
+                    svc.process.send_signal(signal.SIGUSR1)
+                except OSError as exc:
+                    log(f"could not ask {name} for its stacks: {exc}")
+        time.sleep(1)
+        log("services' stacks written to their logs under " + str(self.var / "stack" / "logs"))
+
     # -- faults --------------------------------------------------------------
     def kill9(self, name: str) -> None:
         svc = self.service(name)
