@@ -170,10 +170,16 @@ class SqlStore:
         with self.db.transaction() as tx:
             return [_row(r) for r in tx.all(sql, params)]
 
+    # The decision and the payout events arrive on two topics, through two
+    # consumers, in either order; each decides the state from what the other
+    # has written. Both lock the application's row first, so the second sees
+    # the first's commit: without the lock, PostgreSQL (read committed) lets
+    # each miss the other and the application stays DECIDED for good.
     def apply_decision(self, application_id: str, decision_id: str, decision: bytes, at: str) -> str:
         with self.db.transaction() as tx:
             raw = tx.one(
-                "SELECT decision_id FROM intake_applications WHERE application_id = ?", (application_id,)
+                "SELECT decision_id FROM intake_applications WHERE application_id = ?" + _for_update(tx),
+                (application_id,),
             )
             if raw is None:
                 return "unknown"
@@ -197,7 +203,8 @@ class SqlStore:
         with self.db.transaction() as tx:
             if tx.one("SELECT 1 FROM intake_payout_events WHERE event_id = ?", (event_id,)):
                 return "replayed"
-            if not tx.one("SELECT 1 FROM intake_applications WHERE application_id = ?", (application_id,)):
+            if not tx.one("SELECT 1 FROM intake_applications WHERE application_id = ?" + _for_update(tx),
+                          (application_id,)):
                 return "unknown"
             raw = tx.one("SELECT grant_proto FROM intake_grants WHERE application_id = ?", (application_id,))
             folded = fold(bytes(raw[0]) if raw else None)
@@ -251,3 +258,8 @@ class SqlStore:
         with self.db.transaction() as tx:
             count, oldest = tx.one("SELECT COUNT(*), MIN(created_at) FROM intake_outbox WHERE published_at IS NULL")
         return int(count), oldest
+
+def _for_update(tx: Any) -> str:
+    """Row lock until the transaction ends (PostgreSQL); SQLite's BEGIN
+    IMMEDIATE already serialises every writer."""
+    return " FOR UPDATE" if tx.dialect == "postgresql" else ""

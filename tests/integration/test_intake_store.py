@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import threading
 
 import pytest
 
@@ -100,3 +101,25 @@ def test_concurrent_submissions_of_the_same_application_store_it_once(store):
     assert store.pending_count() == 1
     stored = application_pb2.Application.FromString(store.get(app_id).payload)
     assert stored.firm.name == "上海泗泾智造示范工厂有限公司"
+
+
+def test_a_decision_and_its_grant_arriving_at_the_same_moment_end_recorded_whichever_commits_first(store):
+    # The two projections apply these from two topics in two threads; each
+    # must see the other's write, or the application stays DECIDED for good.
+    at = "2025-03-04T00:00:00.000000Z"
+    ids = [f"RACE-{i}" for i in range(40)]
+    for app_id in ids:
+        store.add(row(app_id), message(app_id))
+
+    def apply(app_id, which, barrier):
+        barrier.wait()
+        if which == "decision":
+            return store.apply_decision(app_id, f"{app_id}@v1", b"\x01dec", at)
+        return store.apply_payout_event(f"grant:{app_id}", app_id, lambda grant: b"\x0agrant", at)
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        for app_id in ids:
+            barrier = threading.Barrier(2)
+            results = list(pool.map(lambda which: apply(app_id, which, barrier), ["decision", "grant"]))
+            assert results == ["applied", "applied"]
+    assert {app_id: store.get(app_id).state for app_id in ids} == {app_id: "RECORDED" for app_id in ids}
