@@ -82,6 +82,11 @@ DEAD_LETTERS = metric(
     "Messages a consumer could not process, sent to the dead-letter topic, by source topic and consumer.",
     ("topic", "consumer"),
 )
+KAFKA_CONSUMER_RESTARTS = metric(
+    Counter, "subsidy_kafka_consumer_restarts",
+    "Kafka consumers closed and created anew because the member was stuck (reason: unassigned, starved).",
+    ("consumer", "reason"),
+)
 LAST_PROGRESS = metric(
     Gauge, "subsidy_consumer_last_progress_timestamp_seconds",
     "Unix time a consumer last made progress: processed a record, or polled with nothing to do.",

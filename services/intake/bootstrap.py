@@ -19,7 +19,7 @@ from subsidy.db import Database
 from services.intake import handlers
 from services.intake.config import Settings
 from services.intake.directory import FileDirectory
-from services.intake.projection import DecisionProjection, PayoutProjection
+from services.intake.projection import decision_projection, payout_projection
 from services.intake.registry import FileRegistry, HttpRegistry
 from services.intake.relay import OutboxRelay
 from services.intake.server import NOT_SERVING, SERVICE_NAME, SERVING, IntakeServicer, build_server
@@ -65,9 +65,9 @@ class IntakeApp:
             directory=FileDirectory(settings.directory_dir),
         )
         self.relay = OutboxRelay(self.store, settings.kafka_bootstrap)
-        self.projection = DecisionProjection(self.deps, settings.kafka_bootstrap, group_id=settings.projection_group,
-                                             stall_s=settings.stall_s)
-        self.payout_projection = PayoutProjection(self.deps, settings.kafka_bootstrap, stall_s=settings.stall_s)
+        self.projection = decision_projection(self.deps, settings.kafka_bootstrap, group_id=settings.projection_group,
+                                              stall_s=settings.stall_s)
+        self.payout_projection = payout_projection(self.deps, settings.kafka_bootstrap, stall_s=settings.stall_s)
         self.health = health.aio.HealthServicer()
         self.servicer = IntakeServicer(self.deps, on_accepted=self.relay.wake)
         self.server: Any = None
@@ -111,7 +111,7 @@ class IntakeApp:
         for consumer in (self.projection, self.payout_projection):
             reason = consumer.progress.stall_reason()
             if reason:
-                return f"{consumer.consumer}: {reason}"
+                return f"{consumer.name}: {reason}"
         return None
 
     def refresh_gauges(self) -> None:

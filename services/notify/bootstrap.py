@@ -25,7 +25,7 @@ from subsidy.policy import load_policy
 from services.notify import handlers
 from services.notify.channels import MailDirEmail, SmsGateway, SmtpEmail, Webhook, parse_keys
 from services.notify.config import Settings
-from services.notify.consumer import NotifyConsumer
+from services.notify.consumer import notify_consumer
 from services.notify.contacts import build_registry
 from services.notify.store import SqlNotificationLog
 
@@ -91,8 +91,8 @@ class NotifyApp:
             backoff_s=settings.retry_backoff_s,
             max_backoff_s=settings.retry_max_backoff_s,
         )
-        self.consumer = NotifyConsumer(self.deps, settings.kafka_bootstrap, group_id=settings.consumer_group,
-                                       stall_s=settings.stall_s)
+        self.consumer = notify_consumer(self.deps, settings.kafka_bootstrap, group_id=settings.consumer_group,
+                                        stall_s=settings.stall_s)
         self.health = health.aio.HealthServicer()
         self.server: Any = None
         self.port = 0

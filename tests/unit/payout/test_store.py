@@ -13,7 +13,7 @@ import pytest
 from subsidy.db import Database
 from subsidy.v1 import events_pb2, payout_pb2
 from services.payout import export, handlers
-from services.payout.consumers import DecisionApplier, PaymentApplier, RecordConsumer
+from services.payout.consumers import DecisionApplier, PaymentApplier, record_loop
 from services.payout.model import CANCELLED, DUE, PAID, SCHEDULED, FailedPrecondition, NotFound, Rejected
 from services.payout.store import SqlStore
 
@@ -174,8 +174,8 @@ def record(value, offset=0, key=FIRM.encode(), topic="subsidy.decisions.v1"):
 
 def test_an_undecodable_decision_is_dead_lettered_with_the_error_and_the_raw_bytes(store):
     producer = FakeProducer()
-    consumer = RecordConsumer("payout", DecisionApplier(store), "unused", topic="subsidy.decisions.v1",
-                              dlq_topic="subsidy.decisions.v1.dlq", group_id="g", producer_factory=lambda: producer)
+    consumer = record_loop("payout", DecisionApplier(store), "unused", topic="subsidy.decisions.v1",
+                           dlq_topic="subsidy.decisions.v1.dlq", group_id="g", producer_factory=lambda: producer)
     assert consumer.handle(record(b"\xff\xfe")) == "dead_letter"
     [(topic, key, value, headers)] = producer.sent
     letter = events_pb2.DeadLetter.FromString(value)
@@ -187,8 +187,8 @@ def test_an_undecodable_decision_is_dead_lettered_with_the_error_and_the_raw_byt
 
 def test_a_payment_for_an_unknown_tranche_is_dead_lettered_and_not_applied(store):
     producer = FakeProducer()
-    consumer = RecordConsumer("payout-payments", PaymentApplier(store), "unused", topic="subsidy.payments.v1",
-                              dlq_topic="subsidy.payments.v1.dlq", group_id="g", producer_factory=lambda: producer)
+    consumer = record_loop("payout-payments", PaymentApplier(store), "unused", topic="subsidy.payments.v1",
+                           dlq_topic="subsidy.payments.v1.dlq", group_id="g", producer_factory=lambda: producer)
     value = payout_pb2.PaymentConfirmed(payment_id="P-1", tranche_id="X/tranche-0", credit_code=FIRM, amount_fen=5,
                                         paid_on="2025-03-01").SerializeToString()
     assert consumer.handle(record(value, topic="subsidy.payments.v1")) == "dead_letter"

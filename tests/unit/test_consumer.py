@@ -1,0 +1,204 @@
+"""The shared kafka-python consumer loop (subsidy/consumer.py), driven with
+a fake consumer: batches, one commit per poll, rewinds, dead letters, and
+replacing a member that is stuck."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import namedtuple
+from types import SimpleNamespace
+
+import pytest
+from kafka import TopicPartition
+
+from subsidy import metrics
+from subsidy.consumer import KafkaRecordLoop, RecordRejected
+from subsidy.v1 import events_pb2
+
+TOPIC = "subsidy.decisions.v1"
+P0, P1 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
+
+Sent = namedtuple("Sent", "topic key value headers")
+
+
+def record(tp, offset, value=b"ok"):
+    return SimpleNamespace(topic=tp.topic, partition=tp.partition, offset=offset, key=b"k", value=value, headers=[])
+
+
+class FakeConsumer:
+    """Polls hand out scripted batches, then nothing; positions follow what was polled and sought."""
+
+    def __init__(self, batches, assigned=(P0, P1), ends=None):
+        self.batches = list(batches)
+        self.assigned = set(assigned)
+        self.ends = dict(ends or {})
+        self.commits: list[dict] = []
+        self.seeks: list[tuple] = []
+        self.positions: dict = {}
+        self.closed = False
+        self.polled = threading.Event()
+
+    def poll(self, timeout_ms=0, max_records=None):
+        if not self.batches:
+            self.polled.set()
+            time.sleep(0.005)
+            return {}
+        batch = self.batches.pop(0)
+        for tp, records in batch.items():
+            self.positions[tp] = records[-1].offset + 1
+        return batch
+
+    def commit(self, offsets, timeout_ms=None):
+        self.commits.append({tp: meta.offset for tp, meta in offsets.items()})
+
+    def seek(self, tp, offset):
+        self.seeks.append((tp, offset))
+        self.positions[tp] = offset
+
+    def assignment(self):
+        return set(self.assigned)
+
+    def end_offsets(self, tps, timeout_ms=None):
+        return {tp: self.ends.get(tp, self.positions.get(tp, 0)) for tp in tps}
+
+    def position(self, tp, timeout_ms=None):
+        return self.positions.get(tp, 0)
+
+    def close(self, autocommit=True):
+        self.closed = True
+
+
+class FakeProducer:
+    def __init__(self):
+        self.sent: list[Sent] = []
+
+    def send(self, topic, key=None, value=None, headers=None):
+        self.sent.append(Sent(topic, key, value, headers))
+        return SimpleNamespace(get=lambda timeout=None: None)
+
+    def close(self, timeout=None):
+        pass
+
+
+def new_loop(handler, consumers, producer=None, **kwargs):
+    made = iter(consumers)
+    return KafkaRecordLoop("test-consumer", handler, "unused", topics=[TOPIC], group_id="g",
+                           dlq_topic=f"{TOPIC}.dlq", source="/test", max_backoff=0.01,
+                           consumer_factory=lambda: next(made),
+                           producer_factory=lambda: producer or FakeProducer(), **kwargs)
+
+
+def run_until(loop, condition, timeout=5.0):
+    loop.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, "condition not reached"
+            time.sleep(0.005)
+    finally:
+        loop.stop()
+
+
+def test_a_polled_batch_is_committed_once_after_every_record_of_it_was_handled():
+    handled = []
+    consumer = FakeConsumer([{P0: [record(P0, 5), record(P0, 6)], P1: [record(P1, 9)]}])
+
+    def handler(rec):
+        assert consumer.commits == [], "nothing is committed before the whole batch is handled"
+        handled.append((rec.partition, rec.offset))
+        return "applied"
+
+    loop = new_loop(handler, [consumer])
+    run_until(loop, consumer.polled.is_set)
+    assert handled == [(0, 5), (0, 6), (1, 9)]
+    assert consumer.commits == [{P0: 7, P1: 10}]
+
+
+def test_a_failure_keeps_what_was_handled_and_rewinds_the_rest_so_nothing_is_skipped():
+    attempts = []
+    consumer = FakeConsumer([{P0: [record(P0, 0), record(P0, 1), record(P0, 2)], P1: [record(P1, 4)]}])
+
+    def handler(rec):
+        attempts.append((rec.partition, rec.offset))
+        if (rec.partition, rec.offset) == (0, 1) and attempts.count((0, 1)) == 1:
+            raise ConnectionError("database down")
+        return "applied"
+
+    # What the broker would hand out again after the seeks.
+    consumer.batches.append({P0: [record(P0, 1), record(P0, 2)], P1: [record(P1, 4)]})
+    loop = new_loop(handler, [consumer])
+    run_until(loop, consumer.polled.is_set)
+    assert consumer.commits[0] == {P0: 1}, "the handled record is kept"
+    assert (P0, 1) in consumer.seeks and (P1, 4) in consumer.seeks
+    assert consumer.commits[-1] == {P0: 3, P1: 5}
+    assert attempts.count((0, 0)) == 1
+
+
+def test_a_rejected_record_is_dead_lettered_with_its_reason_and_the_partition_moves_on():
+    producer = FakeProducer()
+    consumer = FakeConsumer([{P0: [record(P0, 0, b"\xff"), record(P0, 1)]}])
+
+    def handler(rec):
+        if rec.value == b"\xff":
+            raise RecordRejected("not a subsidy.v1.Decision protobuf")
+        return "applied"
+
+    before = metrics.DEAD_LETTERS.labels(TOPIC, "test-consumer")._value.get()
+    loop = new_loop(handler, [consumer], producer)
+    run_until(loop, consumer.polled.is_set)
+    [sent] = producer.sent
+    letter = events_pb2.DeadLetter.FromString(sent.value)
+    assert sent.topic == f"{TOPIC}.dlq"
+    assert (letter.source_offset, letter.value, letter.consumer) == (0, b"\xff", "test-consumer")
+    assert letter.error == "not a subsidy.v1.Decision protobuf"
+    assert consumer.commits == [{P0: 2}]
+    assert metrics.DEAD_LETTERS.labels(TOPIC, "test-consumer")._value.get() == before + 1
+
+
+def test_a_member_left_without_partitions_is_replaced_after_its_limit():
+    stuck = FakeConsumer([], assigned=())
+    fresh = FakeConsumer([{P0: [record(P0, 0)]}])
+    handled = []
+    loop = new_loop(lambda rec: handled.append(rec.offset) or "applied", [stuck, fresh], rejoin_after_s=0.05)
+    run_until(loop, lambda: handled == [0])
+    assert stuck.closed
+    assert metrics.KAFKA_CONSUMER_RESTARTS.labels("test-consumer", "unassigned")._value.get() >= 1
+
+
+def test_a_member_whose_polls_return_nothing_while_it_has_lag_is_starved():
+    loop = new_loop(lambda rec: "applied", [], stall_s=10)
+    loop._consumer = FakeConsumer([])
+    loop.progress.broker_answered(lag=3)
+    now = loop.progress.last_broker_contact
+    loop._last_records_at = now - 11
+    assert loop.stuck_reason(now).startswith("starved: lag 3")
+    loop.progress.broker_answered(lag=0)
+    assert loop.stuck_reason(now) is None
+
+
+def test_a_member_that_cannot_reach_the_broker_is_left_to_health_not_replaced():
+    loop = new_loop(lambda rec: "applied", [], stall_s=10)
+    loop._consumer = FakeConsumer([])
+    loop.progress.broker_answered(lag=3)
+    later = loop.progress.last_broker_contact + 30
+    loop._last_records_at = later - 30
+    assert loop.stuck_reason(later) is None
+
+
+def test_a_rebalance_that_settles_within_the_limit_is_not_stuck():
+    loop = new_loop(lambda rec: "applied", [], rejoin_after_s=30)
+    consumer = loop._consumer = FakeConsumer([], assigned=())
+    assert loop.stuck_reason(100.0) is None
+    assert loop.stuck_reason(120.0) is None
+    consumer.assigned = {P0}
+    assert loop.stuck_reason(140.0) is None
+    consumer.assigned = set()
+    assert loop.stuck_reason(150.0) is None
+    assert loop.stuck_reason(181.0).startswith("unassigned")
+
+
+@pytest.mark.parametrize("session_ms, stall_s, expected", [(15_000, 60, 45.0), (6_000, 60, 30.0)])
+def test_the_rejoin_limit_is_three_session_timeouts_but_not_under_half_the_stall_limit(session_ms, stall_s, expected):
+    loop = new_loop(lambda rec: "applied", [], stall_s=stall_s, consumer_config={"session_timeout_ms": session_ms})
+    assert loop.rejoin_after_s == expected
