@@ -27,6 +27,7 @@ from services.intake.model import (
     NotFound,
     OutboxMessage,
     Page,
+    RegistryUnavailable,
     StoredApplication,
     Submitted,
     UnknownFirm,
@@ -114,19 +115,31 @@ def _answer_existing(existing: StoredApplication, sha: str) -> Submitted:
     )
 
 
+def _existing_or_raise(deps: Deps, app_id: str, sha: str, error: Exception) -> Submitted:
+    """Enrichment failed: a repeat of an application already accepted is
+    still answered (with its receipt, or ALREADY_EXISTS), else ``error``."""
+    existing = deps.store.get(app_id)
+    if existing is None:
+        raise error
+    answer = _answer_existing(existing, sha)
+    log.info("duplicate submission", extra=fields(application_id=app_id, trace_id=existing.trace_id))
+    return answer
+
+
 def submit(deps: Deps, message: Any, trace_id: str | None = None) -> Submitted:
     """Validate, enrich from the registry, store with an outbox row (one
-    transaction), answer with a receipt. Idempotent on (application_id, payload)."""
+    transaction), answer with a receipt. Idempotent on (application_id, payload).
+
+    A repeat is found by the insert itself (the store reads the stored row
+    in the same transaction), not by a look-up before it: a repeat costs a
+    registry look-up, a first submission one database round trip fewer."""
     application = validate(message)
     sha = payload_sha256(application)
     app_id = application.application_id
-    existing = deps.store.get(app_id)
-    if existing is not None:
-        answer = _answer_existing(existing, sha)
-        log.info("duplicate submission", extra=fields(application_id=app_id, trace_id=existing.trace_id))
-        return answer
-
-    accepted = enrich(application, deps)
+    try:
+        accepted = enrich(application, deps)
+    except (UnknownFirm, RegistryUnavailable) as exc:
+        return _existing_or_raise(deps, app_id, sha, exc)
     trace_id = trace_id or deps.new_trace_id()
     now = deps.clock()
     payload = codec.application_to_proto(accepted).SerializeToString(deterministic=True)
@@ -154,23 +167,24 @@ def submit(deps: Deps, message: Any, trace_id: str | None = None) -> Submitted:
     )
     try:
         deps.store.add(row, outbox)
-    except DuplicateKey:
-        # A concurrent submit of the same id won the race: answer as it did.
-        existing = deps.store.get(app_id)
+    except DuplicateKey as duplicate:
+        # Submitted before (or by a concurrent call that won): answer as it was.
+        existing = duplicate.existing or deps.store.get(app_id)
         if existing is None:  # pragma: no cover - the winner's row is committed
             raise
         answer = _answer_existing(existing, sha)
-        log.info("duplicate submission (concurrent)", extra=fields(application_id=app_id, trace_id=existing.trace_id))
+        log.info("duplicate submission", extra=fields(application_id=app_id, trace_id=existing.trace_id))
         return answer
-    log.info(
-        "application accepted",
-        extra=fields(
-            application_id=app_id,
-            credit_code=row.credit_code,
-            clause=accepted.claim.CLAUSE,
-            trace_id=trace_id,
-        ),
-    )
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "application accepted",
+            extra=fields(
+                application_id=app_id,
+                credit_code=row.credit_code,
+                clause=accepted.claim.CLAUSE,
+                trace_id=trace_id,
+            ),
+        )
     return Submitted(row.receipt, duplicate=False)
 
 
