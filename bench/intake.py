@@ -105,7 +105,9 @@ def rpc(args: argparse.Namespace) -> None:
                     for n, requests in enumerate(rounds, 1):
                         # The echo server answers in a fraction of intake's time: three times the
                         # requests keep its round long enough to average out the machine's noise.
+                        echo_cpu0 = run.cpu_seconds(echo.pid)
                         e = asyncio.run(run.rpc_rate(f"127.0.0.1:{echo_port}", requests * 3, args.concurrency))
+                        echo_cpu = run.cpu_seconds(echo.pid) - echo_cpu0
                         cpu0 = run.cpu_seconds(intake_pid)
                         i = asyncio.run(run.rpc_rate(stack.intake_address, requests, args.concurrency))
                         # The relay may still be publishing: let it finish before the next echo
@@ -115,7 +117,8 @@ def rpc(args: argparse.Namespace) -> None:
                         ratio = i["rate"] / e["rate"]
                         results.append((e["rate"], i["rate"], ratio))
                         print(f"  round {n}: echo {e['rate']:7,.0f}/s  intake {i['rate']:7,.0f}/s  "
-                              f"ratio {ratio:.3f}  intake CPU {cpu * 1e6 / max(1, i['calls']):,.0f} µs/RPC  "
+                              f"ratio {ratio:.3f}  CPU µs/RPC: echo {echo_cpu * 1e6 / max(1, e['calls']):,.0f}, "
+                              f"intake {cpu * 1e6 / max(1, i['calls']):,.0f}  "
                               f"outbox drained {drain:.1f} s after  "
                               f"errors {len(e['errors'])}/{len(i['errors'])}", flush=True)
                         for err in (e["errors"] + i["errors"])[:3]:

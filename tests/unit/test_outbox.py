@@ -1,0 +1,128 @@
+"""subsidy/outbox.py: the relay sends a whole batch before waiting, marks the
+acknowledged prefix in one transaction, and stops at the first failure so
+the order of the outbox is the order on Kafka."""
+
+from __future__ import annotations
+
+import pytest
+
+from subsidy.db import Database
+from subsidy.outbox import OutboxRelay, OutboxTable, encode_headers
+
+
+class Counter:
+    def __init__(self):
+        self.value = 0
+
+    def inc(self, n=1):
+        self.value += n
+
+
+class Future:
+    def __init__(self, error=None):
+        self.is_done = False
+        self.exception = None
+        self._error = error
+
+    def resolve(self):
+        self.is_done = True
+        self.exception = self._error
+
+    def get(self, timeout=None):
+        self.resolve()
+        if self.exception:
+            raise self.exception
+
+
+class Producer:
+    """Records sends; a future resolves only when the relay waits on it."""
+
+    def __init__(self, fail_at=None, refuse_at=None):
+        self.sent: list[bytes] = []
+        self.events: list[str] = []
+        self.fail_at, self.refuse_at = fail_at, refuse_at
+
+    def send(self, topic, key, value, headers):
+        if len(self.sent) == self.refuse_at:
+            raise RuntimeError("metadata not available")
+        self.sent.append(value)
+        self.events.append(f"send {value.decode()}")
+        future = Future(RuntimeError("broker said no") if len(self.sent) - 1 == self.fail_at else None)
+        original = future.get
+
+        def get(timeout=None, _value=value.decode()):
+            self.events.append(f"wait {_value}")
+            return original(timeout)
+
+        future.get = get
+        return future
+
+
+class CountingDatabase(Database):
+    transactions = 0
+
+    def transaction(self):
+        self.transactions += 1
+        return super().transaction()
+
+
+@pytest.fixture
+def table(tmp_path):
+    db = CountingDatabase(f"sqlite:///{tmp_path / 'outbox.db'}", store="test")
+    with db.transaction() as tx:
+        tx.execute("CREATE TABLE t_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, key BLOB NOT NULL,"
+                   " value BLOB NOT NULL, headers TEXT NOT NULL, created_at TEXT NOT NULL, published_at TEXT)")
+        for n in range(5):
+            tx.execute("INSERT INTO t_outbox (topic, key, value, headers, created_at) VALUES (?, ?, ?, ?, ?)",
+                       ("t", b"k", f"r{n}".encode(), encode_headers([("ce_id", f"r{n}".encode())]),
+                        "2025-03-01T08:00:00.000000Z"))
+    yield OutboxTable(db, "t_outbox", lock_key=1)
+    db.close()
+
+
+def relay(table, producer):
+    r = OutboxRelay(table, "unused:9092", service="test", published=Counter(), failures=Counter(),
+                    producer_factory=lambda: producer)
+    r._producer = producer
+    return r
+
+
+def test_a_batch_is_sent_whole_before_any_acknowledgement_is_awaited_and_marked_in_one_transaction(table):
+    producer = Producer()
+    r = relay(table, producer)
+    table.db.transactions = 0
+    assert r.publish_once() == 5
+    assert producer.events[:5] == [f"send r{n}" for n in range(5)]
+    assert table.pending_count() == 0
+    assert table.db.transactions == 1 + 1 + 1  # read the batch, mark it, count
+    assert r._published.value == 5
+
+
+def test_only_the_prefix_before_a_failed_send_is_marked_and_the_error_is_raised(table):
+    producer = Producer(fail_at=2)
+    r = relay(table, producer)
+    with pytest.raises(RuntimeError, match="broker said no"):
+        r.publish_once()
+    assert [row.value for row in table.pending()] == [b"r2", b"r3", b"r4"]
+
+
+def test_a_send_refused_outright_ends_the_batch_after_the_rows_already_sent(table):
+    producer = Producer(refuse_at=3)
+    r = relay(table, producer)
+    with pytest.raises(RuntimeError, match="metadata"):
+        r.publish_once()
+    assert [row.value for row in table.pending()] == [b"r3", b"r4"]
+    assert producer.sent == [b"r0", b"r1", b"r2"]
+
+
+def test_nothing_pending_publishes_nothing(table):
+    producer = Producer()
+    r = relay(table, producer)
+    assert r.publish_once() == 5
+    assert r.publish_once() == 0
+    assert len(producer.sent) == 5
+
+
+def test_the_table_name_must_be_an_identifier(table):
+    with pytest.raises(ValueError):
+        OutboxTable(table.db, "t_outbox; DROP TABLE x", lock_key=1)
