@@ -179,6 +179,41 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
         )
 
 
+class InterceptOncePerMethod(grpc.aio.ServerInterceptor):
+    """Applies ``interceptors`` (outermost first) once per method and reuses
+    the handler they build for every later call of that method.
+
+    grpc.aio runs each interceptor's ``intercept_service`` on every call, and
+    ours build a fresh wrapped handler each time (closures, a method
+    handler), which the same method always gets again: the result depends
+    on the method name and the registered handler only. All per-call work —
+    decoding (MalformedRequests), counting and timing
+    (GrpcMetricsInterceptor), authentication and the access policy
+    (AuthInterceptor) — happens inside the handler they return, so it still
+    runs on every call. Only for interceptors of that kind: one that decides
+    per call in ``intercept_service`` (e.g. from the metadata) must not be
+    wrapped. Unknown methods are not remembered (a caller cannot grow the
+    cache)."""
+
+    def __init__(self, interceptors: list[grpc.aio.ServerInterceptor]):
+        self._interceptors = tuple(interceptors)
+        self._handlers: dict[str, Any] = {}
+
+    async def intercept_service(self, continuation: Callable, handler_call_details: Any) -> Any:
+        handler = self._handlers.get(handler_call_details.method)
+        if handler is None:
+            handler = await self._apply(0, continuation, handler_call_details)
+            if handler is not None:
+                self._handlers[handler_call_details.method] = handler
+        return handler
+
+    async def _apply(self, index: int, continuation: Callable, details: Any) -> Any:
+        if index == len(self._interceptors):
+            return await continuation(details)
+        return await self._interceptors[index].intercept_service(
+            lambda d: self._apply(index + 1, continuation, d), details)
+
+
 def build_server(
     servicer: IntakeServicer, health_servicer: health.aio.HealthServicer, address: str,
     security: GrpcSecurity | None = None,
@@ -187,7 +222,7 @@ def build_server(
     TLS, authentication and reflection follow ``security`` (default: from the environment)."""
     security = security or GrpcSecurity.from_env("intake")
     server = grpc.aio.server(
-        interceptors=[MalformedRequests(), GrpcMetricsInterceptor(), *security.interceptors()],
+        interceptors=[InterceptOncePerMethod([MalformedRequests(), GrpcMetricsInterceptor(), *security.interceptors()])],
         options=[
             ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
             ("grpc.max_send_message_length", MAX_SEND_BYTES),
