@@ -40,6 +40,9 @@ class Settings:
     session_timeout_seconds: float = 10.0
     #: SUBSIDY_ELIGIBILITY_COMMIT_INTERVAL_SECONDS: how often processed offsets are committed.
     commit_interval_seconds: float = 1.0
+    #: SUBSIDY_ELIGIBILITY_MAX_IN_FLIGHT: decisions and dead letters handed to the producer
+    #: and not yet acknowledged by the broker, at most; reading waits beyond that.
+    max_in_flight: int = 1000
     #: SUBSIDY_ELIGIBILITY_STALL_SECONDS: health turns NOT_SERVING when the consumer
     #: has not reached the broker, or has lag and has not advanced, for this long.
     stall_seconds: float = 60.0
@@ -88,6 +91,7 @@ class Settings:
             grpc_grace_seconds=number("SUBSIDY_ELIGIBILITY_GRPC_GRACE_SECONDS", d.grpc_grace_seconds),
             session_timeout_seconds=number("SUBSIDY_ELIGIBILITY_SESSION_TIMEOUT_SECONDS", d.session_timeout_seconds, float, 1),
             commit_interval_seconds=number("SUBSIDY_ELIGIBILITY_COMMIT_INTERVAL_SECONDS", d.commit_interval_seconds, float, 0.1),
+            max_in_flight=int(number("SUBSIDY_ELIGIBILITY_MAX_IN_FLIGHT", d.max_in_flight, int, 1)),
             stall_seconds=number("SUBSIDY_ELIGIBILITY_STALL_SECONDS", d.stall_seconds, float, 1),
             log_level=text("SUBSIDY_ELIGIBILITY_LOG_LEVEL", d.log_level).upper(),
         )

@@ -307,3 +307,88 @@ def test_after_a_crash_the_uncommitted_records_are_decided_again_under_the_same_
     assert all(kafka.decision_counts[a.application_id] >= 1 for a in apps)
     code, _ = service.terminate()
     assert code == 0, tail(service.log_path)
+
+
+def _max_message_bytes(bootstrap: str, value: str | None) -> None:
+    """Override (``value``) or restore (None) subsidy.decisions.v1's
+    max.message.bytes, and wait until the broker reports it."""
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    name, key = topics.DECISIONS.name, "max.message.bytes"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        change = value if value is not None else ("DELETE", None)
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs={key: change})], incremental=True)
+        deadline = time.monotonic() + 30
+        while True:
+            described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)], config_filter="modified")
+            current = next(iter(described.values()))[name].get(key)
+            if (current is None) if value is None else (current is not None and current["value"] == value):
+                return
+            assert time.monotonic() < deadline, f"{key} of {name} still {current} after 30s"
+            time.sleep(0.1)  # polling the broker's answer, not waiting for a guess
+    finally:
+        admin.close()
+
+
+def _committed(bootstrap: str, group: str) -> dict[int, int | None]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        name = topics.APPLICATIONS.name
+        return {p: consumer.committed(TopicPartition(name, p)) for p in consumer.partitions_for_topic(name)}
+    finally:
+        consumer.close()
+
+
+def test_a_decision_the_broker_refuses_is_never_committed_past_and_is_decided_after_the_restart(
+    run_eligibility, kafka, kafka_bootstrap
+):
+    """At least once with pipelined produces: the broker refuses the decisions
+    (the topic's max.message.bytes is made smaller than a decision), the
+    service crashes instead of moving on, the group's committed offset on each
+    partition stays at or before the first refused record's offset, and the
+    next run decides those records."""
+    tag = uuid.uuid4().hex[:8]
+    apps = demo_applications(tag)[20:30]
+    warm, refused = apps[:3], apps[3:]
+
+    service = run_eligibility("refused")
+    service.wait_serving()
+    for app in warm:
+        kafka.send_application(app, cloudevents.new_trace_id())
+    kafka.flush()
+    kafka.collect({a.application_id for a in warm})
+
+    _max_message_bytes(kafka_bootstrap, "64")
+    try:
+        first_offset: dict[int, int] = {}
+        for app in refused:
+            headers = cloudevents.headers(app.application_id, cloudevents.TYPE_APPLICATION_SUBMITTED,
+                                          "/songjiang/subsidy/intake", cloudevents.new_trace_id())
+            meta = kafka.producer.send(topics.APPLICATIONS.name, key=app.firm.credit_code.encode(),
+                                       value=codec.application_to_proto(app).SerializeToString(),
+                                       headers=headers).get(30)
+            first_offset.setdefault(meta.partition, meta.offset)
+        try:
+            code = service.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"eligibility did not stop after the broker refused a decision:\n"
+                                 f"{tail(service.log_path)}") from None
+        assert code != 0
+        log_text = service.log_path.read_text(encoding="utf-8", errors="replace")
+        assert "producing to subsidy.decisions.v1 failed; stopping" in log_text
+        committed = _committed(kafka_bootstrap, "subsidy-eligibility")
+        for partition, offset in first_offset.items():
+            assert committed[partition] is not None and committed[partition] <= offset, (
+                f"partition {partition}: committed {committed[partition]} past the refused record at {offset}")
+        assert not {a.application_id for a in refused} & set(kafka.decisions)
+    finally:
+        _max_message_bytes(kafka_bootstrap, None)
+
+    service = run_eligibility("after-refusal")
+    service.wait_serving()
+    kafka.collect({a.application_id for a in refused}, timeout=60)
+    for app in refused:
+        assert codec.decision_from_proto(kafka.decisions[app.application_id][1]) == rules.evaluate(app, POLICY)
+    code, _ = service.terminate()
+    assert code == 0, tail(service.log_path)
