@@ -15,7 +15,14 @@ id order and marks them published once the broker acknowledged them:
 - while Kafka (or the database) is down the service keeps writing (rows pile
   up) and the relay retries with exponential backoff, logging each failure;
 - delivery is at least once: a crash between the acknowledgement and the
-  mark re-publishes rows, and every consumer skips an event it has seen.
+  mark re-publishes rows, and every consumer skips an event it has seen;
+- no wait is unbounded: a send neither acknowledged nor failed within the
+  producer's delivery timeout (plus a margin) counts as failed, and after any
+  Kafka failure the producer is closed and a new one made. kafka-python's
+  idempotent producer was seen, after a hard broker restart, to leave a
+  batch's futures pending for good (fault seed 1: intake accepted
+  applications that were never published); a new producer, with a new
+  producer id, delivers them.
 
 The table access is the store's: ``relay_batch(publish, limit)``.
 ``OutboxTable`` is that access for a table of the usual shape, with the
@@ -42,6 +49,21 @@ from subsidy.db import Database, Transaction
 #: What a relay's ``publish`` answers: the acknowledged ids (a prefix of the
 #: rows, in order) and the error that stopped the batch, if any.
 Published = tuple[list[int], "BaseException | None"]
+
+
+#: Beyond the producer's delivery timeout, how long a send may stay undecided
+#: before the relay counts the producer as stuck.
+ACK_MARGIN_S = 15.0
+
+
+class ProducerStuck(RuntimeError):
+    """A send neither acknowledged nor failed long after its delivery timeout."""
+
+
+def _is_kafka_failure(exc: BaseException) -> bool:
+    from kafka.errors import KafkaError
+
+    return isinstance(exc, (KafkaError, ProducerStuck))
 
 
 class Row(Protocol):
@@ -282,21 +304,32 @@ class OutboxRelay:
                     pending = self.store.pending_count()
                 except Exception:  # noqa: BLE001 - the database may be what is down
                     pass
+                replace_producer = self._producer is not None and _is_kafka_failure(exc)
                 self.log.warning("outbox relay: publishing failed, retrying", extra=logs.fields(
-                    error=f"{type(exc).__name__}: {exc}"[:300], retry_in_s=backoff, pending=pending))
+                    error=f"{type(exc).__name__}: {exc}"[:300], retry_in_s=backoff, pending=pending,
+                    new_producer=replace_producer))
+                if replace_producer:
+                    self._close_producer()
                 self._stop.wait(backoff)
-        if self._producer is not None:
-            try:
-                self._producer.close(timeout=2)
-            except Exception:  # noqa: BLE001
-                self.log.warning("outbox relay: closing the producer failed", exc_info=True)
+        self._close_producer(timeout=2)
         self.producer_ready.clear()
 
-    def _wait(self, future: Any) -> BaseException | None | bool:
+    def _close_producer(self, timeout: float = 0) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=timeout)
+            except Exception:  # noqa: BLE001
+                self.log.warning("outbox relay: closing the producer failed", exc_info=True)
+
+    def _wait(self, future: Any, deadline: float) -> BaseException | None | bool:
         """None acknowledged, an exception failed, False still pending at stop."""
         while not future.is_done:
             if self._stop.is_set():
                 return False
+            if time.monotonic() > deadline:
+                return ProducerStuck(f"no acknowledgement and no error {self.delivery_timeout_ms / 1000 + ACK_MARGIN_S:.0f}s"
+                                     " after sending")
             try:
                 future.get(timeout=0.2)
             except Exception:  # noqa: BLE001 - a wait timeout, or the failure read below
@@ -315,8 +348,11 @@ class OutboxRelay:
                 error = exc
                 break
         acked: list[int] = []
+        # Every send was handed to the producer by now: each is acknowledged
+        # or failed within its delivery timeout, unless the producer is stuck.
+        deadline = time.monotonic() + self.delivery_timeout_ms / 1000 + ACK_MARGIN_S
         for row, future in zip(rows, futures):
-            outcome = self._wait(future)
+            outcome = self._wait(future, deadline)
             if outcome is not None:
                 error = error or (outcome if outcome is not False else RuntimeError("relay stopping"))
                 break  # only a prefix counts: the rest goes out again, in order

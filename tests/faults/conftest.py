@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 DEFAULT_SEEDS = (1, 2)
 SOAK_SEEDS = tuple(range(100, 120))
 
@@ -59,3 +61,14 @@ def pytest_generate_tests(metafunc):
     if "fault_seed" in metafunc.fixturenames:
         seeds = fault_seeds(metafunc.config)
         metafunc.parametrize("fault_seed", seeds, ids=[f"seed{s}" for s in seeds])
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """When a seed fails (a promise, or a wait on the way), ask every service
+    for its threads' stacks before the stack is torn down: where each waits."""
+    outcome = yield
+    report = outcome.get_result()
+    stack = getattr(item, "funcargs", {}).get("fault_stack")
+    if report.when == "call" and report.failed and stack is not None:
+        stack.dump_stacks()

@@ -205,8 +205,6 @@ def test_every_promise_holds_under_a_seeded_fault_schedule(fault_stack: FaultSta
         observed = observe()
     log(f"seed {fault_seed}: faults done after {time.monotonic() - started:.0f}s; "
         f"problems {len(observed.problems)}; notes: {observed.notes}")
-    if observed.problems:
-        fs.dump_stacks()
     assert not observed.problems, (
         f"seed {fault_seed} (replay: pytest tests/faults --fault-seeds {fault_seed}) broke a promise:\n  "
         + "\n  ".join(observed.problems[:40]) + "\n" + fs.logs())

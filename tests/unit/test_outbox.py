@@ -4,6 +4,8 @@ the order of the outbox is the order on Kafka."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from subsidy.db import Database
@@ -126,3 +128,49 @@ def test_nothing_pending_publishes_nothing(table):
 def test_the_table_name_must_be_an_identifier(table):
     with pytest.raises(ValueError):
         OutboxTable(table.db, "t_outbox; DROP TABLE x", lock_key=1)
+
+
+class StuckProducer(Producer):
+    """Takes sends and never settles them: what kafka-python's idempotent
+    producer was seen doing after a hard broker restart."""
+
+    closed = False
+
+    def send(self, topic, key, value, headers):
+        self.sent.append(value)
+        future = Future()
+        future.get = lambda timeout=None: None  # never done, never failed
+        return future
+
+    def close(self, timeout=None):
+        self.closed = True
+
+
+def test_a_send_that_never_settles_fails_the_batch_after_the_delivery_timeout_and_marks_nothing(table):
+    r = relay(table, StuckProducer())
+    r.delivery_timeout_ms = 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("subsidy.outbox.ACK_MARGIN_S", 0.05)
+        with pytest.raises(RuntimeError, match="no acknowledgement and no error"):
+            r.publish_once()
+    assert table.pending_count() == 5
+
+
+def test_after_a_stuck_producer_the_relay_makes_a_new_one_which_publishes_the_batch(table):
+    stuck, fresh = StuckProducer(), Producer()
+    made = iter([stuck, fresh])
+    r = OutboxRelay(table, "unused:9092", service="test", published=Counter(), failures=Counter(),
+                    producer_factory=lambda: next(made), ensure_topics=lambda bootstrap: None)
+    r.delivery_timeout_ms = 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("subsidy.outbox.ACK_MARGIN_S", 0.05)
+        r.start()
+        try:
+            deadline = time.monotonic() + 10
+            while table.pending_count() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            r.stop(2)
+    assert stuck.closed and len(stuck.sent) == 5
+    assert table.pending_count() == 0 and fresh.sent == [f"r{n}".encode() for n in range(5)]
+    assert r._failures.value == 1
