@@ -10,7 +10,9 @@ Per poll:
    the partition moves on;
 2. commit the batch's offsets in **one** commit, after every record of it was
    handled. At least once: a crash before the commit replays the batch, which
-   the handlers make harmless (inbox, event ids, the notification log);
+   the handlers make harmless (inbox, event ids, the notification log). A
+   commit that fails is retried before the next poll, and made before a
+   rebalance takes the partitions away;
 3. on any other failure (database or DLQ down, a commit refused by a
    rebalance), commit what was handled, seek every partition still ours back
    to its first unhandled record, and retry with backoff: nothing polled is
@@ -109,6 +111,8 @@ class KafkaRecordLoop:
         self._last_records_at = 0.0
         self._last_lag_refresh = float("-inf")
         self._lag_keys: set = set()
+        #: Offsets after records handled but not yet committed, per partition.
+        self._uncommitted: dict[Any, int] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.consuming = threading.Event()
@@ -183,6 +187,7 @@ class KafkaRecordLoop:
 
     def _close_consumer(self) -> None:
         consumer, self._consumer = self._consumer, None
+        self._uncommitted.clear()  # the group's next owner resumes from the committed offsets
         if consumer is not None:
             try:
                 consumer.close(autocommit=False)
@@ -215,6 +220,8 @@ class KafkaRecordLoop:
                 self._stop.wait(backoff)
         self.consuming.clear()
         shared.clear_lag(self._lag_keys)
+        if self._uncommitted and self._consumer is not None:
+            self._commit_handled(quietly=True)
         self._close_consumer()
         if self._producer is not None:
             try:
@@ -224,8 +231,8 @@ class KafkaRecordLoop:
                             extra=logs.fields(consumer=self.name))
 
     def _poll_once(self) -> None:
-        from kafka import OffsetAndMetadata
-
+        if self._uncommitted:
+            self._commit_handled()  # a commit that failed earlier: before anything new
         batches = self._consumer.poll(timeout_ms=300, max_records=self.max_poll_records)
         count = sum(len(records) for records in batches.values())
         self.progress.polled(count)
@@ -240,28 +247,45 @@ class KafkaRecordLoop:
                         raise _Stopping()
                     shared.KAFKA_CONSUMED.labels(record.topic, self.name).inc()
                     self.handle(record)
-                    handled[tp] = record.offset + 1
+                    handled[tp] = self._uncommitted[tp] = record.offset + 1
                     self.progress.advanced()
         except BaseException:
-            self._commit_quietly(handled)
+            self._commit_handled(quietly=True)
             self._rewind(batches, handled)
             raise
-        self._consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in handled.items()},
-                              timeout_ms=self.commit_timeout_ms)
+        self._commit_handled()
 
-    def _commit_quietly(self, handled: dict) -> None:
-        """After a failure: keep what was handled, so a retry does not redo it
-        (a refused commit only means it will be redone, harmlessly)."""
-        if not handled:
-            return
+    def _commit_handled(self, quietly: bool = False) -> None:
+        """Commit the offsets after the records handled so far. One that fails
+        stays pending and is retried before the next poll, so a partition's
+        committed offset catches up even when no record follows (lag returns
+        to 0). A rebalance makes it void: the partitions' next owner (perhaps
+        this member) resumes from the last committed offset and redoes the
+        rest, harmlessly."""
         from kafka import OffsetAndMetadata
+        from kafka.errors import CommitFailedError
 
+        offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in self._uncommitted.items()}
         try:
-            self._consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in handled.items()},
-                                  timeout_ms=self.commit_timeout_ms)
+            self._consumer.commit(offsets, timeout_ms=self.commit_timeout_ms)
+        except CommitFailedError:
+            self._uncommitted.clear()
+            if not quietly:
+                raise
         except Exception as exc:  # noqa: BLE001
-            log.info("commit of the handled part of a failed batch refused; it will be redone",
+            if not quietly:
+                raise
+            log.info("offset commit failed; retried before the next poll",
                      extra=logs.fields(consumer=self.name, error=str(exc)[:200]))
+        else:
+            self._uncommitted.clear()
+
+    def partitions_revoked(self, revoked: Any) -> None:
+        """Before a rebalance takes partitions away: commit what was handled on them."""
+        if any(tp in self._uncommitted for tp in revoked):
+            self._commit_handled(quietly=True)
+        for tp in revoked:
+            self._uncommitted.pop(tp, None)
 
     def _rewind(self, batches: dict, handled: dict) -> None:
         """Seek every partition still ours back to its first unhandled record
@@ -384,6 +408,7 @@ class _LoggingRebalanceListener(_rebalance_listener_base()):  # type: ignore[mis
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         log.info("partitions revoked", extra=logs.fields(consumer=self.loop.name, partitions=_partitions(revoked)))
+        self.loop.partitions_revoked(revoked)
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("partitions assigned", extra=logs.fields(consumer=self.loop.name, partitions=_partitions(assigned)))

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 from kafka import TopicPartition
+from kafka.errors import CommitFailedError, KafkaTimeoutError
 
 from subsidy import metrics
 from subsidy.consumer import KafkaRecordLoop, RecordRejected
@@ -133,6 +134,45 @@ def test_a_failure_keeps_what_was_handled_and_rewinds_the_rest_so_nothing_is_ski
     assert (P0, 1) in consumer.seeks and (P1, 4) in consumer.seeks
     assert consumer.commits[-1] == {P0: 3, P1: 5}
     assert attempts.count((0, 0)) == 1
+
+
+def test_a_commit_that_fails_is_retried_before_the_next_poll_so_lag_returns_to_zero_without_new_records():
+    consumer = FakeConsumer([{P0: [record(P0, 3)]}])
+    refusals = iter([KafkaTimeoutError("coordinator not available")])
+    commit = consumer.commit
+
+    def flaky_commit(offsets, timeout_ms=None):
+        for error in refusals:
+            raise error
+        commit(offsets, timeout_ms)
+
+    consumer.commit = flaky_commit
+    handled = []
+    loop = new_loop(lambda rec: handled.append(rec.offset) or "applied", [consumer])
+    run_until(loop, lambda: consumer.commits)
+    assert consumer.commits == [{P0: 4}]
+    assert handled == [3], "the record is not handled again"
+
+
+def test_a_commit_refused_by_a_rebalance_is_dropped_and_the_records_are_redone_by_their_next_owner():
+    consumer = FakeConsumer([{P0: [record(P0, 3)]}])
+
+    def refused(offsets, timeout_ms=None):
+        raise CommitFailedError("the group rebalanced")
+
+    consumer.commit = refused
+    loop = new_loop(lambda rec: "applied", [consumer])
+    run_until(loop, consumer.polled.is_set)
+    assert loop._uncommitted == {}
+
+
+def test_what_was_handled_on_partitions_being_revoked_is_committed_first():
+    consumer = FakeConsumer([{P0: [record(P0, 3)], P1: [record(P1, 8)]}])
+    loop = new_loop(lambda rec: "applied", [])
+    loop._consumer = consumer
+    loop._uncommitted = {P0: 4, P1: 9}
+    loop.partitions_revoked({P0, P1})
+    assert consumer.commits == [{P0: 4, P1: 9}] and loop._uncommitted == {}
 
 
 def test_a_rejected_record_is_dead_lettered_with_its_reason_and_the_partition_moves_on():
