@@ -59,6 +59,19 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
     raise RuntimeError(f"nothing listens on port {port}")
 
 
+def intake_commits(metrics_address: str) -> float:
+    """Transactions intake has committed (all of them: submissions, relay
+    reads and marks, health pings), from its /metrics endpoint."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=5) as answer:  # nosec B310 - local
+        for line in answer.read().decode().splitlines():
+            if (line.startswith("subsidy_db_transaction_duration_seconds_count{")
+                    and 'store="intake"' in line and 'outcome="commit"' in line):
+                return float(line.rsplit(" ", 1)[1])
+    return float("nan")
+
+
 def wait_outbox_empty(database: Path, timeout: float = 120.0) -> float:
     """Seconds until intake's outbox has no unpublished row (read-only look at its SQLite file)."""
     import sqlite3
@@ -99,6 +112,7 @@ def rpc(args: argparse.Namespace) -> None:
                 with LocalStack(var / "stack", kafka_bootstrap=broker.bootstrap, services=("intake",),
                                 extra_env={"intake": env}) as stack:
                     intake_pid = stack.services["intake"].process.pid
+                    metrics_address = stack.services["intake"].env["SUBSIDY_INTAKE_METRICS_ADDRESS"]
                     log(f"intake pid {intake_pid}")
                     asyncio.run(run.rpc_rate(stack.intake_address, run.to_requests(warm), args.concurrency))
                     results = []
@@ -108,18 +122,19 @@ def rpc(args: argparse.Namespace) -> None:
                         echo_cpu0 = run.cpu_seconds(echo.pid)
                         e = asyncio.run(run.rpc_rate(f"127.0.0.1:{echo_port}", requests * 3, args.concurrency))
                         echo_cpu = run.cpu_seconds(echo.pid) - echo_cpu0
-                        cpu0 = run.cpu_seconds(intake_pid)
+                        cpu0, commits0 = run.cpu_seconds(intake_pid), intake_commits(metrics_address)
                         i = asyncio.run(run.rpc_rate(stack.intake_address, requests, args.concurrency))
                         # The relay may still be publishing: let it finish before the next echo
                         # round (its CPU is part of what an accepted application costs).
                         drain = wait_outbox_empty(var / "stack" / "intake.db")
                         cpu = run.cpu_seconds(intake_pid) - cpu0
+                        commits = intake_commits(metrics_address) - commits0
                         ratio = i["rate"] / e["rate"]
                         results.append((e["rate"], i["rate"], ratio))
                         print(f"  round {n}: echo {e['rate']:7,.0f}/s  intake {i['rate']:7,.0f}/s  "
                               f"ratio {ratio:.3f}  CPU µs/RPC: echo {echo_cpu * 1e6 / max(1, e['calls']):,.0f}, "
                               f"intake {cpu * 1e6 / max(1, i['calls']):,.0f}  "
-                              f"outbox drained {drain:.1f} s after  "
+                              f"commits/RPC {commits / max(1, i['calls']):.2f}  outbox drained {drain:.1f} s after  "
                               f"errors {len(e['errors'])}/{len(i['errors'])}", flush=True)
                         for err in (e["errors"] + i["errors"])[:3]:
                             print(f"    error: {err}")
