@@ -35,6 +35,7 @@ from kafka.admin import OffsetSpec
 
 from subsidy import cloudevents, topics
 from subsidy.calculator import Simulation
+from subsidy.consumer import DEFAULT_SESSION_TIMEOUT_MS
 from subsidy.credit_code import complete
 from subsidy.devenv import free_port, tail
 from subsidy.devenv.kafka import KafkaBroker
@@ -50,8 +51,9 @@ REGISTRY = json.loads((ROOT / "demo" / "registry.json").read_text(encoding="utf-
 WEBHOOK_SECRET = "fault-webhook-secret"
 
 # Session timeouts the faults must outlast (SIGSTOP): eligibility and payout
-# are configurable, intake's projections and notify use kafka-python's 10 s.
-SESSION_TIMEOUT_S = {"eligibility": 6.0, "payout": 6.0, "intake": 10.0, "notify": 10.0}
+# are configurable, intake's projections and notify use the consumer loop's default.
+_LOOP_SESSION_S = DEFAULT_SESSION_TIMEOUT_MS / 1000
+SESSION_TIMEOUT_S = {"eligibility": 6.0, "payout": 6.0, "intake": _LOOP_SESSION_S, "notify": _LOOP_SESSION_S}
 # Consumer groups per service, and the topics each group reads.
 GROUPS = {
     "eligibility": {"subsidy-eligibility": [topics.APPLICATIONS.name]},
