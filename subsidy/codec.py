@@ -165,16 +165,17 @@ def _converter(name: str, hint: Any) -> Callable[[Any, str], Any]:
             return _converter(name, non_none[0])
     if hint is bool:
         return _bool
+    # partial, not lambda: one Python call per field instead of two.
     if hint is int:
         maximum = INT32_MAX if name in _INT32_FIELDS else INT64_MAX
-        return lambda v, p: _int(v, p, maximum)
+        return functools.partial(_int, maximum=maximum)
     if hint is str:
         limit = MAX_ID_CHARS if name in _ID_FIELDS else MAX_TEXT_CHARS
-        return lambda v, p: _text(v, p, limit)
+        return functools.partial(_text, limit=limit)
     if hint is dt.date:
         return parse_date
     if origin is Literal:
-        return lambda v, p: _enum(args, v, p)
+        return functools.partial(_enum, args)
     if origin in (collections.abc.Mapping, dict):
         return _revenue_by_year
     raise TypeError(f"no converter for field {name}: {hint!r}")
@@ -187,42 +188,45 @@ def _camel(name: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class _Spec:
-    """How to read one JSON object into a dataclass."""
+    """How to read one JSON object, found at ``path``, into a dataclass."""
 
     cls: type
-    converters: dict[str, tuple[str, Callable[[Any, str], Any]]]  # json name -> (field, conv)
+    path: str
+    # json name -> (field, the field's path in error messages, converter);
+    # the paths are spelled out once here rather than for every value read.
+    converters: dict[str, tuple[str, str, Callable[[Any, str], Any]]]
     required: tuple[str, ...]
 
     @classmethod
-    def of(cls, target: type, required: tuple[str, ...] = ()) -> "_Spec":
+    def of(cls, target: type, path: str, required: tuple[str, ...] = ()) -> "_Spec":
         hints = typing.get_type_hints(target)
         converters = {}
         for f in dataclasses.fields(target):
-            conv = _converter(f.name, hints[f.name])
-            converters[f.name] = (f.name, conv)
-            converters.setdefault(_camel(f.name), (f.name, conv))
-        return cls(target, converters, required)
+            entry = (f.name, f"{path}.{f.name}", _converter(f.name, hints[f.name]))
+            converters[f.name] = entry
+            converters.setdefault(_camel(f.name), entry)
+        return cls(target, path, converters, required)
 
-    def read(self, obj: Any, path: str) -> Any:
+    def read(self, obj: Any) -> Any:
         if not isinstance(obj, dict):
-            raise BadInput(path, f"must be an object, got {_kind(obj)}")
+            raise BadInput(self.path, f"must be an object, got {_kind(obj)}")
         values = {}
         for key, raw in obj.items():
             entry = self.converters.get(key)
             if entry is None:
-                raise BadInput(f"{path}.{key}", "unknown field")
-            name, conv = entry
+                raise BadInput(f"{self.path}.{key}", "unknown field")
+            name, field_path, conv = entry
             if name in values:
-                raise BadInput(f"{path}.{name}", "given twice (snake_case and lowerCamelCase)")
-            values[name] = conv(raw, f"{path}.{name}")
+                raise BadInput(field_path, "given twice (snake_case and lowerCamelCase)")
+            values[name] = conv(raw, field_path)
         for name in self.required:
             if values.get(name) in (None, ""):
-                raise BadInput(f"{path}.{name}", "is required")
+                raise BadInput(f"{self.path}.{name}", "is required")
         return self.cls(**values)
 
 
 _CLAIM_SPECS = {
-    key: _Spec.of(cls, REQUIRED_FIELDS.get(key, ())) for key, cls in CLAIM_BY_KEY.items()
+    key: _Spec.of(cls, key, REQUIRED_FIELDS.get(key, ())) for key, cls in CLAIM_BY_KEY.items()
 }
 _CLAIM_NAMES = {**{k: k for k in CLAIM_BY_KEY}, **{_camel(k): k for k in CLAIM_BY_KEY}}
 _APP_FIELDS = {"application_id", "submitted_on", "firm", "decided_on"}
@@ -238,14 +242,18 @@ def _kind(value: Any) -> str:
 def parse_firm(obj: Any, path: str = "firm") -> Firm:
     if not isinstance(obj, dict):
         raise BadInput(path, f"must be an object, got {_kind(obj)}")
-    given = {}
-    for key, raw in obj.items():
-        name = _FIRM_NAMES.get(key)
-        if name is None:
-            raise BadInput(f"{path}.{key}", "unknown field")
-        if name in given:
-            raise BadInput(f"{path}.{name}", "given twice (snake_case and lowerCamelCase)")
-        given[name] = raw
+    if obj.keys() <= _FIRM_FIELDS:
+        # All names snake_case and known: nothing to rename, nothing given twice.
+        given = obj
+    else:
+        given = {}
+        for key, raw in obj.items():
+            name = _FIRM_NAMES.get(key)
+            if name is None:
+                raise BadInput(f"{path}.{key}", "unknown field")
+            if name in given:
+                raise BadInput(f"{path}.{name}", "given twice (snake_case and lowerCamelCase)")
+            given[name] = raw
     code = given.get("credit_code")
     if code in (None, ""):
         raise BadInput(f"{path}.credit_code", "is required")
@@ -253,35 +261,51 @@ def parse_firm(obj: Any, path: str = "firm") -> Firm:
         credit_codes.validate(code)
     except credit_codes.InvalidCreditCode as exc:
         raise BadInput(f"{path}.credit_code", f"not a valid unified social credit code: {exc}") from None
-    kinds_raw = given.get("kinds")
-    if kinds_raw is None:
-        kinds_raw = []
-    if not isinstance(kinds_raw, list):
+    kinds = _firm_kinds(given.get("kinds"), path)
+    # Field paths are spelled out only when a value is refused; a firm that
+    # passes (nearly all of them) costs no string building.
+    name = given.get("name")
+    if type(name) is not str or len(name) > MAX_TEXT_CHARS:
+        name = _text(name, f"{path}.name", MAX_TEXT_CHARS)
+    flags = []
+    for flag in _FIRM_FLAGS:
+        value = given.get(flag)
+        if value is not True and value is not False:
+            value = _bool(value, f"{path}.{flag}")
+        flags.append(value)
+    introduced = given.get("introduced_on")
+    if introduced is not None:
+        introduced = parse_date(introduced, f"{path}.introduced_on")
+    return Firm(code, name, kinds, *flags, introduced)
+
+
+_FIRM_FLAGS = ("registered_in_district", "tax_registered_in_district", "independent_legal_person")
+_FIRM_KIND_SET = frozenset(domain.FIRM_KINDS)
+
+
+def _firm_kinds(raw: Any, path: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
         raise BadInput(f"{path}.kinds", "must be a list")
-    if len(kinds_raw) > MAX_KINDS:
+    if len(raw) > MAX_KINDS:
         raise BadInput(f"{path}.kinds", f"has more than {MAX_KINDS} entries")
-    kinds = tuple(_enum(domain.FIRM_KINDS, k, f"{path}.kinds[{i}]") for i, k in enumerate(kinds_raw))
+    kinds = tuple(raw)
+    try:
+        all_known = _FIRM_KIND_SET.issuperset(kinds)
+    except TypeError:  # an unhashable entry (a list or an object): refused below
+        all_known = False
+    if all_known:
+        return kinds
+    # Some entry is unknown or empty: check one by one, so the first fault is named.
+    kinds = tuple(_enum(domain.FIRM_KINDS, k, f"{path}.kinds[{i}]") for i, k in enumerate(raw))
     if None in kinds:
         raise BadInput(f"{path}.kinds", "has an empty entry")
-    return Firm(
-        credit_code=code,
-        name=_text(given.get("name"), f"{path}.name", MAX_TEXT_CHARS),
-        kinds=kinds,
-        registered_in_district=_bool(given.get("registered_in_district"), f"{path}.registered_in_district"),
-        tax_registered_in_district=_bool(
-            given.get("tax_registered_in_district"), f"{path}.tax_registered_in_district"
-        ),
-        independent_legal_person=_bool(
-            given.get("independent_legal_person"), f"{path}.independent_legal_person"
-        ),
-        introduced_on=parse_date(given.get("introduced_on"), f"{path}.introduced_on"),
-    )
+    return kinds
 
 
-def parse_application(obj: Any) -> Application:
-    """Validate one application in its JSON form; raise BadInput on any fault."""
-    if not isinstance(obj, dict):
-        raise BadInput("", f"an application must be a JSON object, got {_kind(obj)}")
+def _top_level(obj: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+    """The application's own fields by snake_case name, and the claims given."""
     top: dict[str, Any] = {}
     claims: list[tuple[str, Any]] = []
     for key, raw in obj.items():
@@ -296,6 +320,19 @@ def parse_application(obj: Any) -> Application:
             raise BadInput(key, "unknown field")
         if raw is not None:
             claims.append((claim_key, raw))
+    return top, claims
+
+
+def parse_application(obj: Any) -> Application:
+    """Validate one application in its JSON form; raise BadInput on any fault."""
+    if not isinstance(obj, dict):
+        raise BadInput("", f"an application must be a JSON object, got {_kind(obj)}")
+    others = obj.keys() - _APP_FIELDS
+    if len(others) == 1 and (key := others.pop()) in CLAIM_BY_KEY and obj[key] is not None:
+        # The usual form: snake_case names and one claim, nothing to rename or refuse.
+        top, claims = obj, [(key, obj[key])]
+    else:
+        top, claims = _top_level(obj)
     if len(claims) != 1:
         listed = ", ".join(CLAIM_BY_KEY)
         if not claims:
@@ -313,7 +350,7 @@ def parse_application(obj: Any) -> Application:
         raise BadInput("firm", "is required")
     firm = parse_firm(top["firm"])
     claim_key, claim_raw = claims[0]
-    claim = _CLAIM_SPECS[claim_key].read(claim_raw, claim_key)
+    claim = _CLAIM_SPECS[claim_key].read(claim_raw)
     if claim_key == "cloud_adoption" and claim.provider_credit_code:
         try:
             credit_codes.validate(claim.provider_credit_code)

@@ -9,9 +9,66 @@ stay the same.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Mapping
+from dataclasses import field
+from typing import Any, Callable, ClassVar, Literal, Mapping, TypeVar, dataclass_transform
+
+_T = TypeVar("_T")
+
+
+class _UseFactory:
+    """Default of a field whose value comes from its default_factory."""
+
+    def __repr__(self) -> str:
+        return "<factory>"  # as dataclasses shows it in a signature
+
+
+_USE_FACTORY = _UseFactory()
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
+def value(cls: type[_T]) -> type[_T]:
+    """``@dataclass(frozen=True, slots=True)`` with a quicker ``__init__``.
+
+    Why: a frozen dataclass's generated ``__init__`` stores each field with
+    ``object.__setattr__`` (plain assignment is refused), a call several times
+    slower than storing through the field's slot descriptor, which bypasses
+    the refusing ``__setattr__`` just the same. One application through the
+    calculator builds about eight of these values, some fifty fields, and
+    those stores were the largest single cost of a decision. Everything else
+    (signature, defaults, repr, eq, hash, ``dataclasses.fields``, and being
+    frozen) is the dataclass's own; tests/unit/test_domain.py checks it.
+    """
+    cls = dataclasses.dataclass(frozen=True, slots=True)(cls)
+    if hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__}: __post_init__ is not supported by @value")
+    namespace: dict[str, Any] = {"_USE_FACTORY": _USE_FACTORY}
+    params, body = [], []
+    for f in dataclasses.fields(cls):
+        if not f.init or f.kw_only:
+            raise TypeError(f"{cls.__name__}.{f.name}: init=False and kw_only are not supported by @value")
+        namespace[f"_set_{f.name}"] = getattr(cls, f.name).__set__
+        stored = f.name
+        if f.default is not dataclasses.MISSING:
+            namespace[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+        elif f.default_factory is not dataclasses.MISSING:
+            namespace[f"_factory_{f.name}"] = f.default_factory
+            params.append(f"{f.name}=_USE_FACTORY")
+            stored = f"_factory_{f.name}() if {f.name} is _USE_FACTORY else {f.name}"
+        else:
+            params.append(f.name)
+        body.append(f"    _set_{f.name}(self, {stored})\n")
+    source = f"def __init__(self, {', '.join(params)}):\n" + ("".join(body) or "    pass\n")
+    exec(compile(source, f"<@value {cls.__qualname__}>", "exec"), namespace)
+    init: Callable[..., None] = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    init.__annotations__ = {**{f.name: f.type for f in dataclasses.fields(cls)}, "return": None}
+    cls.__init__ = init  # type: ignore[misc]
+    return cls
+
 
 FIRM_KINDS = (
     "PLATFORM",
@@ -53,7 +110,7 @@ OUTCOMES = ("ELIGIBLE", "INELIGIBLE", "NEEDS_REVIEW", "REFERRED")
 ELIGIBLE, INELIGIBLE, NEEDS_REVIEW, REFERRED = OUTCOMES
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Firm:
     credit_code: str
     name: str = ""
@@ -67,7 +124,7 @@ class Firm:
 # One class per claim key. CLAUSE is the clause id of the contract.
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class RentClaim:
     KEY: ClassVar[str] = "rent"
     CLAUSE: ClassVar[str] = "1.rent"
@@ -77,7 +134,7 @@ class RentClaim:
     rent_paid_fen: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class PurchaseClaim:
     KEY: ClassVar[str] = "purchase"
     CLAUSE: ClassVar[str] = "1.purchase"
@@ -87,7 +144,7 @@ class PurchaseClaim:
     purchase_price_fen: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class IndustryPlatformClaim:
     KEY: ClassVar[str] = "industry_platform"
     CLAUSE: ClassVar[str] = "2"
@@ -97,7 +154,7 @@ class IndustryPlatformClaim:
     infrastructure_investment_fen: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class BenchmarkPlatformClaim:
     KEY: ClassVar[str] = "benchmark_platform"
     CLAUSE: ClassVar[str] = "3"
@@ -105,7 +162,7 @@ class BenchmarkPlatformClaim:
     level: Level | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class RevenueMilestoneClaim:
     KEY: ClassVar[str] = "revenue_milestone"
     CLAUSE: ClassVar[str] = "4"
@@ -113,7 +170,7 @@ class RevenueMilestoneClaim:
     revenue_by_year_fen: Mapping[int, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class JiebangProjectClaim:
     KEY: ClassVar[str] = "jiebang_project"
     CLAUSE: ClassVar[str] = "6"
@@ -122,7 +179,7 @@ class JiebangProjectClaim:
     total_investment_fen: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class BenchmarkRecognitionClaim:
     KEY: ClassVar[str] = "benchmark_recognition"
     CLAUSE: ClassVar[str] = "7"
@@ -130,7 +187,7 @@ class BenchmarkRecognitionClaim:
     recognition: Recognition | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class IntegrationCertificationClaim:
     KEY: ClassVar[str] = "integration_certification"
     CLAUSE: ClassVar[str] = "8"
@@ -139,7 +196,7 @@ class IntegrationCertificationClaim:
     grade: Grade | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class DcmmClaim:
     KEY: ClassVar[str] = "dcmm"
     CLAUSE: ClassVar[str] = "9"
@@ -147,7 +204,7 @@ class DcmmClaim:
     level: DcmmLevel | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class CloudAdoptionClaim:
     KEY: ClassVar[str] = "cloud_adoption"
     CLAUSE: ClassVar[str] = "10.cloud"
@@ -157,7 +214,7 @@ class CloudAdoptionClaim:
     spend_fen: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class BenchmarkParkClaim:
     KEY: ClassVar[str] = "benchmark_park"
     CLAUSE: ClassVar[str] = "10.park"
@@ -165,7 +222,7 @@ class BenchmarkParkClaim:
     recognized_municipal_benchmark_park: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class IdentifierNodeClaim:
     KEY: ClassVar[str] = "identifier_node"
     CLAUSE: ClassVar[str] = "11.node"
@@ -173,7 +230,7 @@ class IdentifierNodeClaim:
     connected_to_national_top_node: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class IdentifierUsageClaim:
     KEY: ClassVar[str] = "identifier_usage"
     CLAUSE: ClassVar[str] = "11.identifiers"
@@ -181,7 +238,7 @@ class IdentifierUsageClaim:
     monthly_avg_resolutions: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class InnovationCarrierClaim:
     KEY: ClassVar[str] = "innovation_carrier"
     CLAUSE: ClassVar[str] = "12"
@@ -190,7 +247,7 @@ class InnovationCarrierClaim:
     level: CarrierLevel | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class TalentTrainingClaim:
     KEY: ClassVar[str] = "talent_training"
     CLAUSE: ClassVar[str] = "13"
@@ -198,14 +255,14 @@ class TalentTrainingClaim:
     training_cost_fen: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class FinancingClaim:
     KEY: ClassVar[str] = "financing"
     CLAUSE: ClassVar[str] = "14"
     need: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class MatchmakingClaim:
     KEY: ClassVar[str] = "matchmaking"
     CLAUSE: ClassVar[str] = "15"
@@ -237,7 +294,7 @@ CLAIM_BY_KEY: dict[str, type] = {c.KEY: c for c in CLAIM_TYPES}
 CLAUSES: tuple[str, ...] = tuple(c.CLAUSE for c in CLAIM_TYPES)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Application:
     application_id: str
     submitted_on: dt.date
@@ -251,7 +308,7 @@ class Application:
         return (self.decided_on or self.submitted_on).year
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Reason:
     code: str
     clause: str
@@ -263,7 +320,7 @@ class LimitKind:
     ONCE = "once"
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Entitlement:
     """One line of an award that the ledger checks against the firm's history."""
 
@@ -273,7 +330,7 @@ class Entitlement:
     cap_fen: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Decision:
     decision_id: str
     application_id: str

@@ -352,9 +352,10 @@ def evaluate(app: Application, policy: Policy, on: dt.date | None = None) -> Dec
     reasons: list[Reason] = []
 
     firm = app.firm
-    for fact, code, detail in _SCOPE_FACTS:
-        if not getattr(firm, fact):
-            reasons.append(Reason(code, SCOPE_CLAUSE, f"不符合一、适用范围：企业{detail}（{policy.scope_text}）"))
+    if not (firm.registered_in_district and firm.tax_registered_in_district and firm.independent_legal_person):
+        for fact, code, detail in _SCOPE_FACTS:
+            if not getattr(firm, fact):
+                reasons.append(Reason(code, SCOPE_CLAUSE, f"不符合一、适用范围：企业{detail}（{policy.scope_text}）"))
 
     params = cp.parameters_on(on) if on >= policy.effective_from else None
     rule = _Rule(cp)
@@ -374,36 +375,53 @@ def evaluate(app: Application, policy: Policy, on: dt.date | None = None) -> Dec
         RULES[cp.clause](rule, app, params)
         reasons.extend(rule.against)
 
-    decision_id = f"{app.application_id}@{policy.version}"
-    common = dict(
-        decision_id=decision_id,
-        application_id=app.application_id,
-        credit_code=firm.credit_code,
-        clause=cp.clause,
-        policy_version=policy.version,
-        decision_year=app.decision_year,
-        submitted_on=app.submitted_on,
-    )
     if reasons:
-        return Decision(outcome=INELIGIBLE, max_award_fen=0, reasons=tuple(reasons), **common)
+        return _decision(app, policy, cp, INELIGIBLE, 0, tuple(reasons))
     if rule.outcome != ELIGIBLE:
         code = "REVIEW_REQUIRED" if rule.outcome == NEEDS_REVIEW else "REFERRED_TO_FUND"
         basis = Reason(code, cp.item, f"第{cp.item}条“{cp.title}”：{rule.basis}")
-        return Decision(outcome=rule.outcome, max_award_fen=0, reasons=(basis,), **common)
+        return _decision(app, policy, cp, rule.outcome, 0, (basis,))
 
-    if sum(amount for _, amount in rule.lines) == 0:
+    total = sum([amount for _, amount in rule.lines])
+    if total == 0:
         reason = Reason("ZERO_CEILING", cp.item, f"不符合第{cp.item}条“{cp.title}”：计算所得补贴为0（{rule.basis}）")
-        return Decision(outcome=INELIGIBLE, max_award_fen=0, reasons=(reason,), **common)
+        return _decision(app, policy, cp, INELIGIBLE, 0, (reason,))
     limit = cp.ledger.limit
     cap = params.get("cap_fen", 0) if limit == domain.LimitKind.CUMULATIVE_CAP else 0
-    entitlements = tuple(
-        Entitlement(_scope_key(cp, claim, extra), limit, amount, cap) for extra, amount in rule.lines
+    entitlements = tuple([Entitlement(_scope_key(cp, claim, extra), limit, amount, cap) for extra, amount in rule.lines])
+    return _decision(
+        app,
+        policy,
+        cp,
+        ELIGIBLE,
+        total,
+        (Reason("AWARD_BASIS", cp.item, f"依据第{cp.item}条“{cp.title}”：{rule.basis}"),),
+        entitlements,
+        params["tranche_shares_percent"],
     )
+
+
+def _decision(
+    app: Application,
+    policy: Policy,
+    cp: ClausePolicy,
+    outcome: str,
+    max_award_fen: int,
+    reasons: tuple[Reason, ...],
+    entitlements: tuple[Entitlement, ...] = (),
+    tranche_shares_percent: tuple[int, ...] = (),
+) -> Decision:
     return Decision(
-        outcome=ELIGIBLE,
-        max_award_fen=sum(e.amount_fen for e in entitlements),
-        reasons=(Reason("AWARD_BASIS", cp.item, f"依据第{cp.item}条“{cp.title}”：{rule.basis}"),),
+        decision_id=f"{app.application_id}@{policy.version}",
+        application_id=app.application_id,
+        credit_code=app.firm.credit_code,
+        clause=cp.clause,
+        outcome=outcome,
+        max_award_fen=max_award_fen,
+        reasons=reasons,
+        policy_version=policy.version,
+        decision_year=app.decision_year,
+        submitted_on=app.submitted_on,
         entitlements=entitlements,
-        tranche_shares_percent=params["tranche_shares_percent"],
-        **common,
+        tranche_shares_percent=tranche_shares_percent,
     )

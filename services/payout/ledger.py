@@ -18,10 +18,9 @@ Rules (policy/interpretation.md, "Per-firm caps and idempotency"):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterable, Protocol
 
-from subsidy.domain import ELIGIBLE, Decision, LimitKind, Reason
+from subsidy.domain import ELIGIBLE, Decision, LimitKind, Reason, value
 from subsidy.money import split, yuan
 
 
@@ -33,7 +32,7 @@ class LedgerView(Protocol):
         """Sum granted so far to this firm in this scope."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Tranche:
     tranche_id: str  # derived: application id + tranche number
     number: int  # 0-based
@@ -41,7 +40,7 @@ class Tranche:
     amount_fen: int
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ScopeUse:
     scope: str
     granted_fen: int
@@ -49,7 +48,7 @@ class ScopeUse:
     cap_fen: int
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class GrantPlan:
     application_id: str
     decision_id: str
@@ -70,27 +69,20 @@ def tranche_id(application_id: str, number: int) -> str:
 
 def plan_grant(decision: Decision, ledger: LedgerView) -> GrantPlan:
     """What the ledger grants for one decision, given what it already holds."""
-    common = dict(
-        application_id=decision.application_id,
-        decision_id=decision.decision_id,
-        credit_code=decision.credit_code,
-        clause=decision.clause,
-        outcome=decision.outcome,
-        max_award_fen=decision.max_award_fen,
-    )
     if ledger.is_applied(decision.application_id):
         reason = Reason(
             "DUPLICATE_APPLICATION",
             decision.clause.split(".")[0],
             f"申请编号{decision.application_id}已受理，重复申请不再给予补贴",
         )
-        return GrantPlan(duplicate=True, granted_fen=0, tranches=(), uses=(), reasons=(reason,), **common)
+        return _plan(decision, True, 0, (), (), (reason,))
     if decision.outcome != ELIGIBLE:
-        return GrantPlan(duplicate=False, granted_fen=0, tranches=(), uses=(), reasons=(), **common)
+        return _plan(decision, False, 0, (), (), ())
 
     item = decision.clause.split(".")[0]
     uses: list[ScopeUse] = []
     reasons: list[Reason] = []
+    granted_total = 0
     for line in decision.entitlements:
         used = ledger.used_fen(decision.credit_code, line.scope)
         if line.limit == LimitKind.ONCE:
@@ -116,16 +108,32 @@ def plan_grant(decision: Decision, ledger: LedgerView) -> GrantPlan:
                 )
         if granted:
             uses.append(ScopeUse(line.scope, granted, line.limit, line.cap_fen))
+            granted_total += granted
 
-    granted_total = sum(u.granted_fen for u in uses)
     tranches = schedule(decision.application_id, granted_total, decision.decision_year, decision.tranche_shares_percent)
+    return _plan(decision, False, granted_total, tranches, tuple(uses), tuple(reasons))
+
+
+def _plan(
+    decision: Decision,
+    duplicate: bool,
+    granted_fen: int,
+    tranches: tuple[Tranche, ...],
+    uses: tuple[ScopeUse, ...],
+    reasons: tuple[Reason, ...],
+) -> GrantPlan:
     return GrantPlan(
-        duplicate=False,
-        granted_fen=granted_total,
+        application_id=decision.application_id,
+        decision_id=decision.decision_id,
+        credit_code=decision.credit_code,
+        clause=decision.clause,
+        outcome=decision.outcome,
+        max_award_fen=decision.max_award_fen,
+        duplicate=duplicate,
+        granted_fen=granted_fen,
         tranches=tranches,
-        uses=tuple(uses),
-        reasons=tuple(reasons),
-        **common,
+        uses=uses,
+        reasons=reasons,
     )
 
 
@@ -136,9 +144,11 @@ def schedule(application_id: str, granted_fen: int, decision_year: int, shares_p
         return ()
     amounts = split(granted_fen, tuple(shares_percent))
     return tuple(
-        Tranche(tranche_id(application_id, k), k, decision_year + k, amount)
-        for k, amount in enumerate(amounts)
-        if amount
+        [
+            Tranche(tranche_id(application_id, k), k, decision_year + k, amount)
+            for k, amount in enumerate(amounts)
+            if amount
+        ]
     )
 
 
