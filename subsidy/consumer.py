@@ -18,6 +18,19 @@ Per poll:
    to its first unhandled record, and retry with backoff: nothing polled is
    skipped.
 
+Batch scope (optional, ``batch_scope``): step 1 runs inside one context
+manager per poll, e.g. one database transaction for the whole batch (one
+fsync instead of one per record). Its records count as handled only once the
+scope has exited without an exception; a scope that fails (an error inside,
+a commit refused) leaves none of its offsets to commit, and every partition
+still ours is rewound to the batch's first record: the whole batch is redone
+(the handlers' idempotence makes that harmless). Dead letters of records
+rejected inside the scope are sent after it exited successfully, so a batch
+that fails and is redone does not dead-letter its records twice; they are
+sent before the offsets are committed (a DLQ that is down fails the poll, and
+the batch is redone: at least once). A stop asked for in the middle of a
+batch ends it at the record being handled, and what was handled is kept.
+
 Self-healing. A kafka-python member can stop receiving records without
 raising anything: left without partitions after a rebalance, or with lag
 that polls no longer return. When either lasts past its limit the loop closes
@@ -29,10 +42,11 @@ so the history of a member is in the service's log.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, ContextManager, Iterable, Mapping
 
 from subsidy import cloudevents, kafka_security, logs
 from subsidy import metrics as shared
@@ -78,9 +92,13 @@ class KafkaRecordLoop:
         rejoin_after_s: float | None = None,
         consumer_factory: Callable[[], Any] | None = None,
         producer_factory: Callable[[], Any] | None = None,
+        batch_scope: Callable[[], ContextManager[Any]] | None = None,
     ):
         self.name = name
         self.handler = handler
+        self.batch_scope = batch_scope
+        #: Inside a batch scope: (record, error, trace id) of the records rejected, sent once it exited.
+        self._rejected: list[tuple[Any, str, str | None]] | None = None
         self.bootstrap = bootstrap
         self.topics = tuple(topics)
         self.group_id = group_id
@@ -240,19 +258,44 @@ class KafkaRecordLoop:
             return
         self._last_records_at = self.progress.clock()
         handled: dict[Any, int] = {}  # partition -> offset after its last handled record
+        scoped = self.batch_scope is not None
+        stopping = False
         try:
-            for tp, records in batches.items():
-                for record in records:
-                    if self._stop.is_set():
-                        raise _Stopping()
-                    shared.KAFKA_CONSUMED.labels(record.topic, self.name).inc()
-                    self.handle(record)
-                    handled[tp] = self._uncommitted[tp] = record.offset + 1
+            self._rejected = [] if scoped else None
+            with self.batch_scope() if scoped else contextlib.nullcontext():
+                for tp, records in batches.items():
+                    for record in records:
+                        if self._stop.is_set():
+                            stopping = True
+                            break
+                        shared.KAFKA_CONSUMED.labels(record.topic, self.name).inc()
+                        self.handle(record)
+                        handled[tp] = record.offset + 1
+                        if not scoped:
+                            self._uncommitted[tp] = handled[tp]
+                            self.progress.advanced()
+                    if stopping:
+                        break
+            if scoped:
+                rejected, self._rejected = self._rejected, None
+                for record, error, trace_id in rejected:
+                    with logs.trace(trace_id):
+                        self.dead_letter(record, error, trace_id)
+                # Only now: the scope committed, so these records count as handled.
+                self._uncommitted.update(handled)
+                if handled:
                     self.progress.advanced()
         except BaseException:
+            self._rejected = None
+            if scoped:
+                handled = {}  # nothing of a failed scope was kept: the whole batch is redone
             self._commit_handled(quietly=True)
             self._rewind(batches, handled)
             raise
+        if stopping:
+            self._commit_handled(quietly=True)
+            self._rewind(batches, handled)
+            raise _Stopping()
         self._commit_handled()
 
     def _commit_handled(self, quietly: bool = False) -> None:
@@ -354,7 +397,10 @@ class KafkaRecordLoop:
             try:
                 return self.handler(record)
             except self.rejects as exc:
-                self.dead_letter(record, str(exc), trace_id)
+                if self._rejected is not None:  # inside a batch scope: sent once it exited
+                    self._rejected.append((record, str(exc), trace_id))
+                else:
+                    self.dead_letter(record, str(exc), trace_id)
                 return "dead_letter"
 
     def dead_letter(self, record: Any, error: str, trace_id: str | None) -> None:

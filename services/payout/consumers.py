@@ -1,30 +1,47 @@
 """The two Kafka consumers of payout (subsidy.consumer.KafkaRecordLoop,
 kafka-python in a thread each):
 
-- ``subsidy.decisions.v1``, group ``subsidy-payout``: each Decision applied to
-  the ledger in one transaction (store.apply_decision);
+- ``subsidy.decisions.v1``, group ``subsidy-payout``: the Decisions of one
+  poll applied to the ledger in **one** transaction (the loop's batch scope,
+  ``DecisionApplier.batch``: store.batch), each decision a savepoint in it
+  (store.apply_decision): one commit, one fsync, per poll instead of per
+  decision. A decision's effects and its inbox row commit together, with
+  the rest of the batch or not at all;
 - ``subsidy.payments.v1``, group ``subsidy-payout-payments``: each
-  PaymentConfirmed applied in one transaction (store.apply_payment).
+  PaymentConfirmed applied in one transaction of its own
+  (store.apply_payment). Left per record on purpose: payments are few (one
+  per tranche, from finance), and a payment transaction that holds one firm
+  lock can never deadlock with the decisions batch, which holds many.
 
 Offsets are committed once per poll, after every record of it was applied
-(at least once; the inbox and the payment ids make a redelivery harmless). A
-record that must not be applied (undecodable, invalid, a payment that does
-not match its tranche: ``Rejected``) goes to the topic's dead-letter topic as
-a subsidy.v1.DeadLetter and is counted. If the database or the DLQ is down,
-every partition of the batch is rewound to its first unapplied record and
-retried with backoff.
+(at least once; the inbox and the payment ids make a redelivery harmless);
+for decisions, after the batch transaction committed — a batch that fails
+(database down, a serialization failure or deadlock on PostgreSQL) commits no
+offset and is redone whole. A record that must not be applied (undecodable,
+invalid, a payment that does not match its tranche: ``Rejected``) goes to
+the topic's dead-letter topic as a subsidy.v1.DeadLetter and is counted; for
+decisions, once the batch committed, so a redone batch does not dead-letter
+twice (a DLQ failing part-way through a batch's letters can still repeat the
+ones already sent). If the database or the DLQ is down, every partition of
+the batch is rewound to its first unapplied record (for decisions: the
+batch's first record) and retried with backoff.
+
+Decisions' metrics and INFO logs are written once the batch committed, so a
+redone batch is not counted twice; the relay is woken once per batch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from subsidy import cloudevents, logs, topics
 from subsidy.consumer import KafkaRecordLoop
+from subsidy.domain import Decision
 from services.payout import handlers, metrics
 from services.payout.model import SOURCE, Rejected
-from services.payout.store import SqlStore
+from services.payout.store import Applied, SqlStore
 
 log = logging.getLogger("services.payout.consumers")
 
@@ -53,35 +70,67 @@ class DecisionApplier:
     def __init__(self, store: SqlStore, on_written: Callable[[], None] = lambda: None):
         self.store = store
         self.on_written = on_written
+        #: Inside ``batch``: what to report once the batch committed (the consumer's thread only).
+        self._reports: list[Callable[[], bool]] | None = None
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """The loop's batch scope: one transaction for the decisions of a
+        poll, then their metrics and logs, and one wake of the relay."""
+        reports: list[Callable[[], bool]] = []
+        self._reports = reports
+        try:
+            with self.store.batch():
+                yield
+        finally:
+            self._reports = None
+        wrote = False
+        for report in reports:
+            wrote = report() or wrote
+        if wrote:
+            self.on_written()
 
     def __call__(self, record: Any) -> str:
         decision = handlers.parse_decision(record.value)
         trace_id = cloudevents.trace_id_of(record.headers) or cloudevents.new_trace_id()
         with logs.trace(trace_id):
             applied = self.store.apply_decision(decision, trace_id)
-            metrics.DECISIONS.labels(applied.result).inc()
-            where = dict(application_id=decision.application_id, decision_id=decision.decision_id,
-                         credit_code=decision.credit_code, clause=decision.clause, outcome=decision.outcome,
-                         partition=record.partition, offset=record.offset)
-            if applied.result == "replayed":
-                log.info("decision replayed: already applied, nothing written", extra=logs.fields(**where))
-                return applied.result
-            plan = applied.plan
-            if applied.result == "applied":
-                metrics.GRANTS.labels(plan.clause, plan.outcome).inc()
-                metrics.GRANTED_FEN.labels(plan.clause).inc(plan.granted_fen)
-                metrics.TRANSITIONS.labels("SCHEDULED").inc(len(plan.tranches))
-                for tranche in plan.tranches:
-                    metrics.SCHEDULED_FEN.labels(plan.clause, str(tranche.year)).inc(tranche.amount_fen)
-                if any(r.code in CAP_REASONS for r in plan.reasons):
-                    metrics.CAP_HITS.labels(plan.clause).inc()
-                for reason in plan.reasons:
-                    metrics.LEDGER_LIMITS.labels(plan.clause, reason.code).inc()
-            log.info(f"decision {applied.result}", extra=logs.fields(
-                **where, granted_fen=plan.granted_fen, max_award_fen=plan.max_award_fen,
-                tranches=len(plan.tranches), ledger_reasons=[r.code for r in plan.reasons]))
+
+        def report() -> bool:
+            with logs.trace(trace_id):
+                return self._report(decision, applied, record)
+
+        if self._reports is not None:
+            self._reports.append(report)
+        elif report():
             self.on_written()
-            return applied.result
+        return applied.result
+
+    @staticmethod
+    def _report(decision: Decision, applied: Applied, record: Any) -> bool:
+        """Metrics and the log line of one committed decision; True when it wrote something."""
+        metrics.DECISIONS.labels(applied.result).inc()
+        where = dict(application_id=decision.application_id, decision_id=decision.decision_id,
+                     credit_code=decision.credit_code, clause=decision.clause, outcome=decision.outcome,
+                     partition=record.partition, offset=record.offset)
+        if applied.result == "replayed":
+            log.info("decision replayed: already applied, nothing written", extra=logs.fields(**where))
+            return False
+        plan = applied.plan
+        if applied.result == "applied":
+            metrics.GRANTS.labels(plan.clause, plan.outcome).inc()
+            metrics.GRANTED_FEN.labels(plan.clause).inc(plan.granted_fen)
+            metrics.TRANSITIONS.labels("SCHEDULED").inc(len(plan.tranches))
+            for tranche in plan.tranches:
+                metrics.SCHEDULED_FEN.labels(plan.clause, str(tranche.year)).inc(tranche.amount_fen)
+            if any(r.code in CAP_REASONS for r in plan.reasons):
+                metrics.CAP_HITS.labels(plan.clause).inc()
+            for reason in plan.reasons:
+                metrics.LEDGER_LIMITS.labels(plan.clause, reason.code).inc()
+        log.info(f"decision {applied.result}", extra=logs.fields(
+            **where, granted_fen=plan.granted_fen, max_award_fen=plan.max_award_fen,
+            tranches=len(plan.tranches), ledger_reasons=[r.code for r in plan.reasons]))
+        return True
 
 
 class PaymentApplier:
@@ -116,9 +165,10 @@ class PaymentApplier:
 
 def decisions_consumer(store: SqlStore, bootstrap: str, group_id: str, on_written: Callable[[], None],
                        **kwargs: Any) -> KafkaRecordLoop:
-    return record_loop(DecisionApplier.consumer_name, DecisionApplier(store, on_written), bootstrap,
-                          topic=topics.DECISIONS.name, dlq_topic=topics.DECISIONS_DLQ.name, group_id=group_id,
-                          **kwargs)
+    applier = DecisionApplier(store, on_written)
+    return record_loop(DecisionApplier.consumer_name, applier, bootstrap,
+                       topic=topics.DECISIONS.name, dlq_topic=topics.DECISIONS_DLQ.name, group_id=group_id,
+                       batch_scope=applier.batch, **kwargs)
 
 
 def payments_consumer(store: SqlStore, bootstrap: str, group_id: str, on_written: Callable[[], None],

@@ -12,6 +12,16 @@ Every write that concerns a firm first locks the firm's row (PostgreSQL
 writers), so two replicas applying claims of the same firm take turns: the
 cap check and the grant it leads to are one atomic step, and one firm's outbox
 ids increase in the order its transactions commit.
+
+``batch()``: the decisions consumer applies all the decisions of a poll in
+one transaction (one commit, one fsync); each ``apply_decision`` inside is a
+savepoint of it (subsidy.db), and the firm locks it takes are held until the
+batch commits. Decisions are applied in poll order, so one firm's decisions
+(one partition, keyed by credit code) still take turns in order. On
+PostgreSQL a batch holds several firm locks taken in poll order, so it can
+deadlock with the scheduler (which locks firms in credit-code order) or with
+another replica's batch while a partition moves; PostgreSQL then aborts one
+of them, and an aborted batch is redone whole (no offset of it committed).
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager
 
 from subsidy.db import Database, Transaction
 from subsidy.domain import Decision
@@ -202,6 +212,10 @@ class SqlStore:
 
     def ping(self) -> bool:
         return self.db.ping()
+
+    def batch(self) -> ContextManager[Transaction]:
+        """One transaction for every write this thread makes inside (see the module docstring)."""
+        return self.db.batch()
 
     # -- locking and writing ------------------------------------------------------
 

@@ -242,3 +242,84 @@ def test_a_rebalance_that_settles_within_the_limit_is_not_stuck():
 def test_the_rejoin_limit_is_three_session_timeouts_but_not_under_half_the_stall_limit(session_ms, stall_s, expected):
     loop = new_loop(lambda rec: "applied", [], stall_s=stall_s, consumer_config={"session_timeout_ms": session_ms})
     assert loop.rejoin_after_s == expected
+
+
+class Scope:
+    """A batch scope (like a database transaction per poll) that fails to commit ``failures`` times."""
+
+    def __init__(self, failures=0):
+        self.failures = failures
+        self.entered = 0
+        self.committed = 0
+
+    def __call__(self):
+        import contextlib
+
+        @contextlib.contextmanager
+        def scope():
+            self.entered += 1
+            yield
+            if self.failures:
+                self.failures -= 1
+                raise ConnectionError("COMMIT failed: database down")
+            self.committed += 1
+
+        return scope()
+
+
+def test_a_batch_whose_scope_fails_to_commit_commits_no_offset_and_is_redone_whole():
+    batch = {P0: [record(P0, 0), record(P0, 1)], P1: [record(P1, 4)]}
+    consumer = FakeConsumer([batch, dict(batch)])  # the second: what the broker hands out after the seeks
+    scope = Scope(failures=1)
+    handled = []
+
+    def handler(rec):
+        handled.append((rec.partition, rec.offset))
+        return "applied"
+
+    loop = new_loop(handler, [consumer], batch_scope=scope)
+    run_until(loop, consumer.polled.is_set)
+    assert scope.entered == 2 and scope.committed == 1
+    assert all(offsets == {} for offsets in consumer.commits[:-1]), "no offset of the failed batch committed"
+    assert consumer.commits[-1] == {P0: 2, P1: 5}
+    assert (P0, 0) in consumer.seeks and (P1, 4) in consumer.seeks, "rewound to the batch's first records"
+    assert handled == [(0, 0), (0, 1), (1, 4)] * 2
+
+
+def test_a_failure_inside_a_batch_scope_rewinds_the_whole_batch_not_just_the_failed_record():
+    attempts = []
+    consumer = FakeConsumer([{P0: [record(P0, 0), record(P0, 1), record(P0, 2)]}])
+
+    def handler(rec):
+        attempts.append(rec.offset)
+        if rec.offset == 1 and attempts.count(1) == 1:
+            raise ConnectionError("database down")
+        return "applied"
+
+    consumer.batches.append({P0: [record(P0, 0), record(P0, 1), record(P0, 2)]})
+    scope = Scope()
+    loop = new_loop(handler, [consumer], batch_scope=scope)
+    run_until(loop, consumer.polled.is_set)
+    assert (P0, 0) in consumer.seeks, "record 0 was handled in the scope that failed: redone"
+    assert {P0: 1} not in consumer.commits
+    assert consumer.commits[-1] == {P0: 3}
+    assert attempts == [0, 1, 0, 1, 2]
+
+
+def test_a_record_rejected_in_a_batch_is_dead_lettered_once_after_the_scope_committed_even_when_redone():
+    producer = FakeProducer()
+    batch = {P0: [record(P0, 0, b"\xff"), record(P0, 1)]}
+    consumer = FakeConsumer([batch, dict(batch)])
+    scope = Scope(failures=1)
+
+    def handler(rec):
+        if rec.value == b"\xff":
+            assert producer.sent == [], "not sent before the scope committed"
+            raise RecordRejected("not a subsidy.v1.Decision protobuf")
+        return "applied"
+
+    loop = new_loop(handler, [consumer], producer, batch_scope=scope)
+    run_until(loop, consumer.polled.is_set)
+    [sent] = producer.sent
+    assert events_pb2.DeadLetter.FromString(sent.value).source_offset == 0
+    assert consumer.commits[-1] == {P0: 2}

@@ -1,0 +1,231 @@
+"""Payout alone: decisions applied per second from a pre-filled subsidy.decisions.v1.
+
+    .venv/bin/python bench/payout.py [--count N] [--repeat R] [--root CHECKOUT] [--database-url URL]
+
+A fresh single-node broker (subsidy.devenv.kafka) in a temporary directory;
+N Decision protobufs (clause 1.rent, ELIGIBLE, unique application ids, ~400
+firms so some reach the 500万元 cap, keyed by credit code and carrying
+eligibility's CloudEvents headers) are produced to ``subsidy.decisions.v1``
+before the service starts. Then ``python -m services.payout`` runs as a
+subprocess (the environment bench/run.py and subsidy/devenv/stack.py give it:
+a SQLite file of its own unless ``--database-url``, log level WARNING as
+bench/run.py) and a consumer here reads ``subsidy.payouts.v1``:
+
+- rate = GrantRecorded events / (last received - first received), which
+  leaves out the process start and the group join; the relay publishes what
+  the decisions consumer committed, so this is the rate decisions are
+  applied (one GrantRecorded per decision);
+- CPU = the service's user+system seconds over that window (from /proc);
+- commits = payout's committed database transactions (its
+  ``subsidy_db_transaction_duration_seconds_count{outcome="commit"}``, the
+  relay's included) per decision, read from /metrics before the stop;
+- after SIGTERM, the group's committed offsets on the decisions topic must
+  equal its end offsets (everything applied was committed).
+
+Each repeat uses a new broker, database and service process. ``--root``
+runs the service from another checkout (e.g. a copy of the tree before a
+change) with the same benchmark, to compare before and after in close
+succession. Not a timed test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+GROUP = "subsidy-payout"  # services/payout/config.py's default decisions group
+RENT_CAP = 500_000_000  # 500万元 in fen: the rent clause's cumulative cap per firm
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def decisions(count: int, prefix: str, firms: int = 400, seed: int = 20250301) -> list[tuple[bytes, bytes, list, str]]:
+    """(key, value, headers, application id) as eligibility publishes them."""
+    from subsidy import cloudevents, codec, credit_code
+    from subsidy.domain import Decision, Entitlement, LimitKind, Reason
+
+    rng = random.Random(seed)
+    codes = [credit_code.complete(f"91310117{n:08X}") for n in range(firms)]
+    out = []
+    for n in range(count):
+        firm = rng.choice(codes)
+        app_id = f"{prefix}-{n:07d}"
+        amount = rng.randrange(10_000_000, 240_000_000, 100)
+        submitted = dt.date(2025, 1, 2) + dt.timedelta(days=rng.randrange(300))
+        decision = Decision(
+            decision_id=f"{app_id}@bench", application_id=app_id, credit_code=firm, clause="1.rent",
+            outcome="ELIGIBLE", max_award_fen=amount, reasons=(Reason("AWARD_BASIS", "1", "依据第1条"),),
+            policy_version="bench", decision_year=submitted.year, submitted_on=submitted,
+            entitlements=(Entitlement("1.rent", LimitKind.CUMULATIVE_CAP, amount, RENT_CAP),),
+            tranche_shares_percent=(40, 30, 30),
+        )
+        headers = cloudevents.headers(decision.decision_id, cloudevents.TYPE_DECISION_MADE,
+                                      "/songjiang/subsidy/eligibility", cloudevents.new_trace_id())
+        out.append((firm.encode(), codec.decision_to_proto(decision).SerializeToString(), headers, app_id))
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:13]) / os.sysconf("SC_CLK_TCK")
+
+
+def prefill(bootstrap: str, items: list) -> None:
+    from kafka import KafkaProducer
+
+    from subsidy import topics
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
+    for key, value, headers, _ in items:
+        producer.send(topics.DECISIONS.name, key=key, value=value, headers=headers)
+    producer.flush(120)
+    producer.close()
+
+
+def committed_vs_end(bootstrap: str, group: str) -> tuple[int, int]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    from subsidy import topics
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    tps = [TopicPartition(topics.DECISIONS.name, p) for p in consumer.partitions_for_topic(topics.DECISIONS.name)]
+    ends = consumer.end_offsets(tps)
+    committed = sum(consumer.committed(tp) or 0 for tp in tps)
+    consumer.close()
+    return committed, sum(ends.values())
+
+
+def db_commits(metrics_address: str) -> float:
+    """Payout's committed database transactions so far, from its /metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=10) as response:  # nosec B310 - local
+        text = response.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("subsidy_db_transaction_duration_seconds_count{")
+               and 'store="payout"' in line and 'outcome="commit"' in line)
+
+
+def one_run(count: int, service_root: Path, timeout: float, database_url: str | None) -> dict:
+    from kafka import KafkaConsumer, TopicPartition
+
+    from subsidy import topics
+    from subsidy.devenv import free_port, tail
+    from subsidy.devenv.kafka import KafkaBroker
+    from subsidy.v1 import payout_pb2
+
+    items = decisions(count, f"P{os.getpid()}{int(time.time()) % 100000}")
+    wanted = {item[3] for item in items}
+    with tempfile.TemporaryDirectory(prefix="subsidy-bench-payout-") as tmp:
+        var = Path(tmp)
+        with KafkaBroker(var / "kafka") as broker:
+            bootstrap = broker.bootstrap
+            topics.ensure_all(bootstrap)
+            prefill(bootstrap, items)
+            consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                     fetch_max_wait_ms=20)
+            parts = [TopicPartition(topics.PAYOUTS.name, p)
+                     for p in consumer.partitions_for_topic(topics.PAYOUTS.name) or range(6)]
+            consumer.assign(parts)
+            consumer.seek_to_beginning()
+            metrics_address = f"127.0.0.1:{free_port()}"
+            env = {
+                **os.environ,
+                "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "SUBSIDY_PAYOUT_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+                "SUBSIDY_PAYOUT_DATABASE_URL": database_url or f"sqlite:///{var / 'payout.db'}",
+                "SUBSIDY_PAYOUT_METRICS_ADDRESS": metrics_address,
+                "SUBSIDY_LOG_LEVEL": "WARNING",  # as bench/run.py
+                "PYTHONUNBUFFERED": "1",
+            }
+            log_path = var / "payout.log"
+            with log_path.open("ab") as out:
+                proc = subprocess.Popen([sys.executable, "-m", "services.payout"], cwd=service_root, env=env,
+                                        stdout=out, stderr=subprocess.STDOUT)
+            try:
+                seen: set[str] = set()
+                events = 0
+                first = last = None
+                cpu_first = cpu_last = 0.0
+                deadline = time.perf_counter() + timeout
+                while len(seen) < len(wanted) and time.perf_counter() < deadline:
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"payout exited {proc.returncode}:\n{tail(log_path)}")
+                    batch = consumer.poll(timeout_ms=100, max_records=5000)
+                    now = time.perf_counter()
+                    for records in batch.values():
+                        for record in records:
+                            events += 1
+                            event = payout_pb2.PayoutEvent.FromString(record.value)
+                            if event.WhichOneof("event") == "grant_recorded":
+                                app_id = event.grant_recorded.application_id
+                                if app_id in wanted:
+                                    seen.add(app_id)
+                    if seen and first is None:
+                        first, cpu_first, first_count = now, cpu_seconds(proc.pid), len(seen)
+                    if seen:
+                        last = now
+                cpu_last = cpu_seconds(proc.pid)
+                if len(seen) < len(wanted):
+                    raise RuntimeError(f"{len(seen)}/{len(wanted)} granted within {timeout}s:\n{tail(log_path)}")
+                commits = db_commits(metrics_address)
+                proc.send_signal(signal.SIGTERM)
+                code = proc.wait(60)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                consumer.close()
+            committed, end = committed_vs_end(bootstrap, GROUP)
+    span = last - first
+    counted = len(seen) - first_count  # the grants received after the first poll that saw any
+    return {"decisions": len(seen), "events": events, "seconds": span,
+            "rate": counted / span if span > 0 else float("nan"),
+            "cpu": (cpu_last - cpu_first) / span if span > 0 else float("nan"), "exit": code,
+            "cpu_ms": 1000 * (cpu_last - cpu_first) / counted if counted else float("nan"),
+            "commits": commits / len(seen), "committed": committed, "end": end}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=5000, help="decisions pre-filled (default 5000)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs, each on a fresh broker (default 3)")
+    parser.add_argument("--root", type=Path, default=ROOT, help="checkout the service runs from")
+    parser.add_argument("--database-url", default=None,
+                        help="payout's database (default: a fresh SQLite file per run; on a shared one, "
+                             "application ids are new in every run)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="bound of one run's decisions (s)")
+    args = parser.parse_args()
+    rates, cpus = [], []
+    for n in range(args.repeat):
+        log(f"run {n + 1}/{args.repeat}: {args.count} decisions, service from {args.root} ...")
+        r = one_run(args.count, args.root.resolve(), args.timeout, args.database_url)
+        rates.append(r["rate"])
+        cpus.append(r["cpu_ms"])
+        print(f"  {r['decisions']} decisions ({r['events']} payout events) in {r['seconds']:.2f} s: "
+              f"{r['rate']:,.0f} decisions/s, payout CPU {r['cpu']:.0%} of a core ({r['cpu_ms']:.2f} ms per "
+              f"decision), {r['commits']:.2f} database commits per decision; exit {r['exit']}; "
+              f"committed {r['committed']} of {r['end']} offsets", flush=True)
+        if r["committed"] != r["end"]:
+            print("  WARNING: committed offsets differ from the end offsets", flush=True)
+    print(f"median {statistics.median(rates):,.0f} decisions/s over {len(rates)} runs "
+          f"(min {min(rates):,.0f}, max {max(rates):,.0f}), median CPU {statistics.median(cpus):.2f} ms per "
+          f"decision; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
