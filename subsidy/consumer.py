@@ -178,6 +178,12 @@ class KafkaRecordLoop:
         )
         config.update(self.consumer_config)
         consumer = KafkaConsumer(**config, **kafka_security.client_config())
+        # The topics' metadata before joining: a member elected group leader
+        # without it assigns no partitions ("No partition metadata for
+        # topic"), rejoins when the metadata arrives, and that second
+        # SyncGroup was seen never to complete, leaving the member idle.
+        for topic in self.topics:
+            consumer.partitions_for_topic(topic)
         consumer.subscribe(list(self.topics), listener=_LoggingRebalanceListener(self))
         return consumer
 

@@ -61,7 +61,9 @@ def value(cls: type[_T]) -> type[_T]:
             params.append(f.name)
         body.append(f"    _set_{f.name}(self, {stored})\n")
     source = f"def __init__(self, {', '.join(params)}):\n" + ("".join(body) or "    pass\n")
-    exec(compile(source, f"<@value {cls.__qualname__}>", "exec"), namespace)
+    # As dataclasses itself does: the source is made of this class's own field
+    # names (identifiers from its annotations), never of input.
+    exec(compile(source, f"<@value {cls.__qualname__}>", "exec"), namespace)  # nosec B102
     init: Callable[..., None] = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__module__ = cls.__module__
