@@ -10,8 +10,9 @@
    Kafka -> eligibility (faust) -> Kafka -> payout -> subsidy.payouts.v1,
    timed from the submit to the receipt of the first payout event
    (GrantRecorded) for the application by a consumer here. First a burst
-   finds the maximum sustained rate, then open-loop paced loads at 50% and
-   90% of it give p50/p99 latency. Each phase is bounded.
+   finds the maximum sustained rate, then open-loop paced loads at 10%, 50%
+   and 90% of it give p50/p99 latency (10%: the latency of a quiet
+   pipeline). Each phase is bounded.
 3. intake SubmitApplication RPCs/s against a bare grpc.aio echo server (a
    subprocess with a generic unary handler returning the request bytes), same
    payloads, same client concurrency. Intake runs with its real store
@@ -407,7 +408,7 @@ def main() -> None:
     engine = calc.best_rate(calc.calculator, lines, calc_repeat, load_policy())
 
     # applications for 2 and 3: unique ids, a few hundred firms
-    n_pace = int(phase_s * 600) + 10  # sliced to what the paced rates need
+    n_pace = int(phase_s * 1500) + 10  # sliced to what the paced rates need (1.5 x max rate, up to 1,000/s)
     pool = make_apps(30 + n_burst + n_pace + n_rpc + 1, f"B{run}", 20221122)
     warm_apps, pool = pool[:30], pool[30:]
     burst_apps, pool = pool[:n_burst], pool[n_burst:]
@@ -451,7 +452,7 @@ def main() -> None:
                     b["drained"] = watcher.count(b["ids"])
                     loads = []
                     offset = 0
-                    for share in (0.5, 0.9):
+                    for share in (0.1, 0.5, 0.9):
                         rate = max(1.0, b["rate"] * share)
                         need = int(rate * phase_s) + 1
                         req = to_requests(pace_apps[offset:offset + need])
