@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import calculator as calc  # noqa: E402
+from common import committed_vs_end, cpu_seconds, prefill  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -65,36 +66,6 @@ def applications(count: int, prefix: str) -> list[tuple[bytes, bytes, list, str]
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:13]) / os.sysconf("SC_CLK_TCK")
-
-
-def prefill(bootstrap: str, apps: list) -> None:
-    from kafka import KafkaProducer
-
-    from subsidy import topics
-
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
-    for key, value, headers, _ in apps:
-        producer.send(topics.APPLICATIONS.name, key=key, value=value, headers=headers)
-    producer.flush(120)
-    producer.close()
-
-
-def committed_vs_end(bootstrap: str, group: str) -> tuple[int, int]:
-    from kafka import KafkaConsumer, TopicPartition
-
-    from subsidy import topics
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    tps = [TopicPartition(topics.APPLICATIONS.name, p) for p in consumer.partitions_for_topic(topics.APPLICATIONS.name)]
-    ends = consumer.end_offsets(tps)
-    committed = sum(consumer.committed(tp) or 0 for tp in tps)
-    consumer.close()
-    return committed, sum(ends.values())
-
-
 def one_run(count: int, service_root: Path, timeout: float) -> dict:
     from kafka import KafkaConsumer, TopicPartition
 
@@ -110,7 +81,7 @@ def one_run(count: int, service_root: Path, timeout: float) -> dict:
         with KafkaBroker(var / "kafka") as broker:
             bootstrap = broker.bootstrap
             topics.ensure_all(bootstrap)
-            prefill(bootstrap, apps)
+            prefill(bootstrap, topics.APPLICATIONS.name, apps)
             consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
                                      fetch_max_wait_ms=20)
             parts = [TopicPartition(topics.DECISIONS.name, p)
@@ -160,7 +131,7 @@ def one_run(count: int, service_root: Path, timeout: float) -> dict:
                     proc.kill()
                     proc.wait()
                 consumer.close()
-            committed, end = committed_vs_end(bootstrap, "subsidy-eligibility")
+            committed, end = committed_vs_end(bootstrap, "subsidy-eligibility", topics.APPLICATIONS.name)
     span = last - first
     return {"decisions": len(seen), "seconds": span, "rate": (len(seen) - 1) / span if span > 0 else float("nan"),
             "cpu": (cpu_last - cpu_first) / span if span > 0 else float("nan"), "exit": code,

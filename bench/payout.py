@@ -44,6 +44,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import committed_vs_end, cpu_seconds, prefill  # noqa: E402
 
 GROUP = "subsidy-payout"  # services/payout/config.py's default decisions group
 RENT_CAP = 500_000_000  # 500万元 in fen: the rent clause's cumulative cap per firm
@@ -79,36 +82,6 @@ def decisions(count: int, prefix: str, firms: int = 400, seed: int = 20250301) -
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:13]) / os.sysconf("SC_CLK_TCK")
-
-
-def prefill(bootstrap: str, items: list) -> None:
-    from kafka import KafkaProducer
-
-    from subsidy import topics
-
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
-    for key, value, headers, _ in items:
-        producer.send(topics.DECISIONS.name, key=key, value=value, headers=headers)
-    producer.flush(120)
-    producer.close()
-
-
-def committed_vs_end(bootstrap: str, group: str) -> tuple[int, int]:
-    from kafka import KafkaConsumer, TopicPartition
-
-    from subsidy import topics
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    tps = [TopicPartition(topics.DECISIONS.name, p) for p in consumer.partitions_for_topic(topics.DECISIONS.name)]
-    ends = consumer.end_offsets(tps)
-    committed = sum(consumer.committed(tp) or 0 for tp in tps)
-    consumer.close()
-    return committed, sum(ends.values())
-
-
 def db_commits(metrics_address: str) -> float:
     """Payout's committed database transactions so far, from its /metrics."""
     import urllib.request
@@ -135,7 +108,7 @@ def one_run(count: int, service_root: Path, timeout: float, database_url: str | 
         with KafkaBroker(var / "kafka") as broker:
             bootstrap = broker.bootstrap
             topics.ensure_all(bootstrap)
-            prefill(bootstrap, items)
+            prefill(bootstrap, topics.DECISIONS.name, items)
             consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
                                      fetch_max_wait_ms=20)
             parts = [TopicPartition(topics.PAYOUTS.name, p)
@@ -190,7 +163,7 @@ def one_run(count: int, service_root: Path, timeout: float, database_url: str | 
                     proc.kill()
                     proc.wait()
                 consumer.close()
-            committed, end = committed_vs_end(bootstrap, GROUP)
+            committed, end = committed_vs_end(bootstrap, GROUP, topics.DECISIONS.name)
     span = last - first
     counted = len(seen) - first_count  # the grants received after the first poll that saw any
     return {"decisions": len(seen), "events": events, "seconds": span,
