@@ -25,7 +25,7 @@ log = logging.getLogger("subsidy.eligibility")
 def main() -> int:
     from prometheus_client import disable_created_metrics, start_http_server
 
-    from services.eligibility.app import create_app
+    from services.eligibility.app import CRASH_EXIT_AFTER_S, create_app
     from services.eligibility.config import ConfigError, Settings
     from subsidy import logs, topics
     from subsidy.policy import PolicyError, load_policy
@@ -52,6 +52,7 @@ def main() -> int:
     log.info("topics ready: %s", ", ".join(f"{k} ({v})" for k, v in sorted(created.items())))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     service = create_app(settings, policy=policy)
+    service.exit_after_crash_s = CRASH_EXIT_AFTER_S
     if settings.metrics_port:
         disable_created_metrics()
         start_http_server(settings.metrics_port, addr=settings.metrics_address, registry=service.metrics.registry)

@@ -37,6 +37,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
@@ -69,6 +71,18 @@ class Sent:
     outcome: Outcome
     delivery: "asyncio.Future[Any]"
     stream: Any = None  # the stream it came from (for faust's sensors)
+
+
+#: How long faust may take to stop after a crash before the process exits hard.
+CRASH_EXIT_AFTER_S = 20.0
+#: The exit status then (EX_SOFTWARE): not 0, so a supervisor restarts it.
+EXIT_CRASHED = 70
+
+
+def _exit_after_crash(after_s: float) -> None:
+    log.critical("still running %.0fs after the crash; exiting", after_s)
+    logging.shutdown()
+    os._exit(EXIT_CRASHED)
 
 
 class InFlight:
@@ -190,6 +204,10 @@ class Eligibility:
     sink: Sink | None = None
     progress: Any = None  # subsidy.metrics.ConsumerProgress
     in_flight: InFlight | None = None  # the running agent's
+    #: The process (python -m services.eligibility) exits hard this long after
+    #: a crash if faust has not stopped by then; None in tests, which run the
+    #: app inside pytest's own process.
+    exit_after_crash_s: float | None = None
     _gave_up: bool = field(default=False, repr=False)
     _crash: Any = field(default=None, repr=False)
     _producer: Any = field(default=None, repr=False)
@@ -262,6 +280,13 @@ class Eligibility:
         # acknowledged before the failure may still be committed.
         self.app.conf.stream_wait_empty = False
         self._crash = asyncio.ensure_future(self.app.crash(exc))
+        # faust's shutdown after a crash can still wait on the producer or the
+        # consumer for good (seen once in a full test run): the process must
+        # end so that it is restarted, and exiting hard commits nothing more.
+        if self.exit_after_crash_s is not None:
+            exit_timer = threading.Timer(self.exit_after_crash_s, _exit_after_crash, (self.exit_after_crash_s,))
+            exit_timer.daemon = True
+            exit_timer.start()
 
     async def _kafka_sink(self, topic: str, key: bytes | None, value: bytes, headers: list) -> Awaitable[Any]:
         # The app's producer (acks=all), directly: ``Topic.send`` would go

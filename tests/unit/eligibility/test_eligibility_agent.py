@@ -130,6 +130,26 @@ def test_a_failed_produce_crashes_the_app_rather_than_skipping_the_record(tmp_pa
     assert produced(service) == 0
 
 
+def test_a_process_whose_crash_does_not_stop_it_exits_after_its_limit(tmp_path, monkeypatch):
+    import services.eligibility.app as eligibility_app
+
+    exits = []
+    monkeypatch.setattr(eligibility_app, "_exit_after_crash", lambda after_s: exits.append(after_s))
+    sent = []
+    service = build(tmp_path, sent, fail=True)
+    service.exit_after_crash_s = 0.05
+    key, value, headers = application_record(DEMO[0])
+
+    async def main():
+        async with service.agent.test_context() as agent:
+            await agent.put(value=value, key=key, headers=headers, wait=False)
+            await until(lambda: service.app.crashed)
+            await until(lambda: exits)
+
+    asyncio.run(main())
+    assert exits == [0.05]
+
+
 def test_the_agent_hands_records_to_the_producer_without_waiting_and_acks_each_only_once_delivered(tmp_path):
     sent, deliveries, acked = [], [], []
     service = build(tmp_path, sent, deliveries=deliveries)
