@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, ContextManager
 
 from subsidy.db import Database, Transaction
+from subsidy.outbox import OutboxRow, OutboxTable, Published, encode_headers
 from subsidy.domain import Decision
 from services.payout import events, handlers
 from services.payout.ledger import GrantPlan, plan_grant
@@ -153,25 +154,6 @@ def _tranche(raw: tuple) -> TrancheRow:
     )
 
 
-def encode_headers(headers: Any) -> str:
-    return json.dumps([[k, v.decode("utf-8")] for k, v in headers], ensure_ascii=False)
-
-
-def decode_headers(text: str) -> list[tuple[str, bytes]]:
-    return [(k, v.encode("utf-8")) for k, v in json.loads(text)]
-
-
-@dataclass(frozen=True)
-class OutboxRow:
-    id: int
-    event_id: str
-    topic: str
-    key: bytes
-    value: bytes
-    headers: list
-    created_at: str = ""
-
-
 @dataclass(frozen=True)
 class Applied:
     """What applying one decision did: ``result`` is applied, replayed (decision
@@ -201,6 +183,7 @@ class DbLedgerView:
 class SqlStore:
     def __init__(self, db: Database):
         self.db = db
+        self.outbox = OutboxTable(db, "payout_outbox", RELAY_LOCK_KEY)
 
     # -- schema ---------------------------------------------------------------
 
@@ -454,49 +437,11 @@ class SqlStore:
 
     # -- the outbox (relay) --------------------------------------------------------------------------
 
-    def relay_batch(self, publish: Callable[[list[OutboxRow]], tuple[list[int], BaseException | None]],
-                    limit: int = 100) -> int | None:
+    def relay_batch(self, publish: Callable[[list[OutboxRow]], Published], limit: int = 100) -> int | None:
         """Publish one batch of pending rows in id order and mark the
-        acknowledged ones; None when another replica's relay holds the turn.
-        Raises the publish error after marking what was acknowledged."""
-        at = rfc3339(utcnow())
-        error: BaseException | None = None
-        if self.db.dialect == "postgresql":
-            with self.db.transaction() as tx:
-                if not tx.one("SELECT pg_try_advisory_xact_lock(?)", (RELAY_LOCK_KEY,))[0]:
-                    return None
-                rows = self._pending(tx, limit)
-                if not rows:
-                    return 0
-                acked, error = publish(rows)
-                self._mark(tx, acked, at)
-        else:
-            with self.db.transaction() as tx:
-                rows = self._pending(tx, limit)
-            if not rows:
-                return 0
-            acked, error = publish(rows)
-            with self.db.transaction() as tx:
-                self._mark(tx, acked, at)
-        if error is not None:
-            raise error
-        return len(acked)
-
-    @staticmethod
-    def _pending(tx: Transaction, limit: int) -> list[OutboxRow]:
-        return [
-            OutboxRow(int(r[0]), r[1], r[2], bytes(r[3]), bytes(r[4]), decode_headers(r[5]), r[6])
-            for r in tx.all(
-                "SELECT id, event_id, topic, key, value, headers, created_at FROM payout_outbox "
-                "WHERE published_at IS NULL ORDER BY id LIMIT ?", (limit,))
-        ]
-
-    @staticmethod
-    def _mark(tx: Transaction, ids: list[int], at: str) -> None:
-        if ids:
-            marks = ", ".join("?" for _ in ids)
-            tx.execute(f"UPDATE payout_outbox SET published_at = ? WHERE published_at IS NULL AND id IN ({marks})",  # nosec B608
-                       [at, *ids])
+        acknowledged ones; None when another replica's relay holds the turn
+        (subsidy/outbox.py: OutboxTable)."""
+        return self.outbox.relay_batch(publish, limit)
 
     def pending_count(self) -> int:
         with self.db.transaction() as tx:

@@ -34,7 +34,8 @@ def store():
 
 def pending_ids(store):
     out = []
-    store.relay_batch(lambda rows: (out.extend(r.event_id for r in rows), ([r.id for r in rows], None))[1])
+    store.relay_batch(lambda rows: (out.extend(dict(r.headers)["ce_id"].decode() for r in rows),
+                                    ([r.id for r in rows], None))[1])
     return out
 
 
