@@ -1,11 +1,18 @@
 """What the focused benchmarks (bench/payout.py, bench/eligibility.py) share:
-a process's CPU time, filling an input topic, and whether a group's committed
-offsets reached the end of its topic."""
+a process's CPU time, filling an input topic, starting and stopping the
+service, watching its output topic, and whether a group's committed offsets
+reached the end of its topic."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any, Callable
 
 
 def cpu_seconds(pid: int) -> float:
@@ -35,3 +42,89 @@ def committed_vs_end(bootstrap: str, group: str, topic: str) -> tuple[int, int]:
     committed = sum(consumer.committed(tp) or 0 for tp in tps)
     consumer.close()
     return committed, sum(ends.values())
+
+
+def read_from_start(bootstrap: str, topic: str) -> Any:
+    """A consumer of every partition of ``topic``, from its beginning, in no group."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                             fetch_max_wait_ms=20)
+    consumer.assign([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or range(6)])
+    consumer.seek_to_beginning()
+    return consumer
+
+
+def start_service(name: str, root: Path, env: dict, log_path: Path) -> subprocess.Popen:
+    """``python -m services.<name>`` from the checkout ``root``, its output in ``log_path``."""
+    with log_path.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=root, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+@dataclasses.dataclass
+class Watched:
+    """What a consumer here saw of a service's output: the ids completed, the
+    wall and CPU time of the first and last poll that completed any, and how
+    many ids the first of those polls had completed."""
+
+    seen: set
+    records: int
+    first: float
+    last: float
+    first_count: int
+    cpu_first: float
+    cpu_last: float
+
+    @property
+    def span(self) -> float:
+        return self.last - self.first
+
+    @property
+    def cpu_share(self) -> float:
+        return (self.cpu_last - self.cpu_first) / self.span if self.span > 0 else float("nan")
+
+
+def watch(consumer: Any, proc: subprocess.Popen, log_path: Path, wanted: set, completes: Callable[[Any], Any],
+          timeout: float, what: str) -> Watched:
+    """Poll ``consumer`` until every id in ``wanted`` is completed
+    (``completes(record)``: the id a record completes, or None) or ``timeout``
+    passes; raises, with the service's log tail, if it exits or falls short."""
+    from subsidy.devenv import tail
+
+    seen: set = set()
+    records = 0
+    first = last = None
+    first_count = 0
+    cpu_first = 0.0
+    deadline = time.perf_counter() + timeout
+    while len(seen) < len(wanted) and time.perf_counter() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the service exited {proc.returncode}:\n{tail(log_path)}")
+        batch = consumer.poll(timeout_ms=100, max_records=5000)
+        now = time.perf_counter()
+        for batch_records in batch.values():
+            for record in batch_records:
+                records += 1
+                done = completes(record)
+                if done in wanted:
+                    seen.add(done)
+        if seen and first is None:
+            first, cpu_first, first_count = now, cpu_seconds(proc.pid), len(seen)
+        if seen:
+            last = now
+    cpu_last = cpu_seconds(proc.pid)
+    if len(seen) < len(wanted):
+        raise RuntimeError(f"{len(seen)}/{len(wanted)} {what} within {timeout}s:\n{tail(log_path)}")
+    return Watched(seen, records, first, last, first_count, cpu_first, cpu_last)
+
+
+def stop_service(proc: subprocess.Popen) -> int:
+    """SIGTERM, and its exit status (killed if it does not stop within 60 s)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

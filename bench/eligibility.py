@@ -28,9 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import calculator as calc  # noqa: E402
-from common import committed_vs_end, cpu_seconds, prefill  # noqa: E402
+from common import committed_vs_end, prefill, read_from_start, start_service, stop_service, watch  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -67,10 +65,8 @@ def applications(count: int, prefix: str) -> list[tuple[bytes, bytes, list, str]
 
 
 def one_run(count: int, service_root: Path, timeout: float) -> dict:
-    from kafka import KafkaConsumer, TopicPartition
-
     from subsidy import topics
-    from subsidy.devenv import free_port, tail
+    from subsidy.devenv import free_port
     from subsidy.devenv.kafka import KafkaBroker
     from subsidy.v1 import decision_pb2
 
@@ -82,12 +78,7 @@ def one_run(count: int, service_root: Path, timeout: float) -> dict:
             bootstrap = broker.bootstrap
             topics.ensure_all(bootstrap)
             prefill(bootstrap, topics.APPLICATIONS.name, apps)
-            consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                                     fetch_max_wait_ms=20)
-            parts = [TopicPartition(topics.DECISIONS.name, p)
-                     for p in consumer.partitions_for_topic(topics.DECISIONS.name) or range(6)]
-            consumer.assign(parts)
-            consumer.seek_to_beginning()
+            consumer = read_from_start(bootstrap, topics.DECISIONS.name)
             env = {
                 **os.environ,
                 "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
@@ -99,43 +90,22 @@ def one_run(count: int, service_root: Path, timeout: float) -> dict:
                 "PYTHONUNBUFFERED": "1",
             }
             log_path = var / "eligibility.log"
-            with log_path.open("ab") as out:
-                proc = subprocess.Popen([sys.executable, "-m", "services.eligibility"], cwd=service_root, env=env,
-                                        stdout=out, stderr=subprocess.STDOUT)
+            proc = start_service("eligibility", service_root, env, log_path)
             try:
-                seen: dict[str, float] = {}
-                first = last = None
-                cpu_first = cpu_last = 0.0
-                deadline = time.perf_counter() + timeout
-                while len(seen) < len(wanted) and time.perf_counter() < deadline:
-                    if proc.poll() is not None:
-                        raise RuntimeError(f"eligibility exited {proc.returncode}:\n{tail(log_path)}")
-                    batch = consumer.poll(timeout_ms=100, max_records=5000)
-                    now = time.perf_counter()
-                    for records in batch.values():
-                        for record in records:
-                            app_id = decision_pb2.Decision.FromString(record.value).application_id
-                            if app_id in wanted and app_id not in seen:
-                                seen[app_id] = now
-                    if seen and first is None:
-                        first, cpu_first = now, cpu_seconds(proc.pid)
-                    if seen:
-                        last = now
-                cpu_last = cpu_seconds(proc.pid)
-                if len(seen) < len(wanted):
-                    raise RuntimeError(f"{len(seen)}/{len(wanted)} decided within {timeout}s:\n{tail(log_path)}")
-                proc.send_signal(signal.SIGTERM)
-                code = proc.wait(60)
+                watched = watch(consumer, proc, log_path, wanted,
+                                lambda record: decision_pb2.Decision.FromString(record.value).application_id,
+                                timeout, "decided")
+                code = stop_service(proc)
             finally:
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
                 consumer.close()
             committed, end = committed_vs_end(bootstrap, "subsidy-eligibility", topics.APPLICATIONS.name)
-    span = last - first
-    return {"decisions": len(seen), "seconds": span, "rate": (len(seen) - 1) / span if span > 0 else float("nan"),
-            "cpu": (cpu_last - cpu_first) / span if span > 0 else float("nan"), "exit": code,
-            "cpu_ms": 1000 * (cpu_last - cpu_first) / len(seen),
+    span, decided = watched.span, len(watched.seen)
+    return {"decisions": decided, "seconds": span, "rate": (decided - 1) / span if span > 0 else float("nan"),
+            "cpu": watched.cpu_share, "exit": code,
+            "cpu_ms": 1000 * (watched.cpu_last - watched.cpu_first) / decided,
             "committed": committed, "end": end}
 
 

@@ -34,19 +34,18 @@ import argparse
 import datetime as dt
 import os
 import random
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import committed_vs_end, cpu_seconds, prefill  # noqa: E402
+from common import committed_vs_end, prefill, read_from_start, start_service, stop_service, watch  # noqa: E402
 
 GROUP = "subsidy-payout"  # services/payout/config.py's default decisions group
 RENT_CAP = 500_000_000  # 500万元 in fen: the rent clause's cumulative cap per firm
@@ -94,12 +93,9 @@ def db_commits(metrics_address: str) -> float:
 
 
 def one_run(count: int, service_root: Path, timeout: float, database_url: str | None) -> dict:
-    from kafka import KafkaConsumer, TopicPartition
-
     from subsidy import topics
-    from subsidy.devenv import free_port, tail
+    from subsidy.devenv import free_port
     from subsidy.devenv.kafka import KafkaBroker
-    from subsidy.v1 import payout_pb2
 
     items = decisions(count, f"P{os.getpid()}{int(time.time()) % 100000}")
     wanted = {item[3] for item in items}
@@ -109,12 +105,7 @@ def one_run(count: int, service_root: Path, timeout: float, database_url: str | 
             bootstrap = broker.bootstrap
             topics.ensure_all(bootstrap)
             prefill(bootstrap, topics.DECISIONS.name, items)
-            consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                                     fetch_max_wait_ms=20)
-            parts = [TopicPartition(topics.PAYOUTS.name, p)
-                     for p in consumer.partitions_for_topic(topics.PAYOUTS.name) or range(6)]
-            consumer.assign(parts)
-            consumer.seek_to_beginning()
+            consumer = read_from_start(bootstrap, topics.PAYOUTS.name)
             metrics_address = f"127.0.0.1:{free_port()}"
             env = {
                 **os.environ,
@@ -126,51 +117,32 @@ def one_run(count: int, service_root: Path, timeout: float, database_url: str | 
                 "PYTHONUNBUFFERED": "1",
             }
             log_path = var / "payout.log"
-            with log_path.open("ab") as out:
-                proc = subprocess.Popen([sys.executable, "-m", "services.payout"], cwd=service_root, env=env,
-                                        stdout=out, stderr=subprocess.STDOUT)
+            proc = start_service("payout", service_root, env, log_path)
             try:
-                seen: set[str] = set()
-                events = 0
-                first = last = None
-                cpu_first = cpu_last = 0.0
-                deadline = time.perf_counter() + timeout
-                while len(seen) < len(wanted) and time.perf_counter() < deadline:
-                    if proc.poll() is not None:
-                        raise RuntimeError(f"payout exited {proc.returncode}:\n{tail(log_path)}")
-                    batch = consumer.poll(timeout_ms=100, max_records=5000)
-                    now = time.perf_counter()
-                    for records in batch.values():
-                        for record in records:
-                            events += 1
-                            event = payout_pb2.PayoutEvent.FromString(record.value)
-                            if event.WhichOneof("event") == "grant_recorded":
-                                app_id = event.grant_recorded.application_id
-                                if app_id in wanted:
-                                    seen.add(app_id)
-                    if seen and first is None:
-                        first, cpu_first, first_count = now, cpu_seconds(proc.pid), len(seen)
-                    if seen:
-                        last = now
-                cpu_last = cpu_seconds(proc.pid)
-                if len(seen) < len(wanted):
-                    raise RuntimeError(f"{len(seen)}/{len(wanted)} granted within {timeout}s:\n{tail(log_path)}")
+                watched = watch(consumer, proc, log_path, wanted, granted_application, timeout, "granted")
                 commits = db_commits(metrics_address)
-                proc.send_signal(signal.SIGTERM)
-                code = proc.wait(60)
+                code = stop_service(proc)
             finally:
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
                 consumer.close()
             committed, end = committed_vs_end(bootstrap, GROUP, topics.DECISIONS.name)
-    span = last - first
-    counted = len(seen) - first_count  # the grants received after the first poll that saw any
-    return {"decisions": len(seen), "events": events, "seconds": span,
+    span, granted = watched.span, len(watched.seen)
+    counted = granted - watched.first_count  # the grants received after the first poll that saw any
+    return {"decisions": granted, "events": watched.records, "seconds": span,
             "rate": counted / span if span > 0 else float("nan"),
-            "cpu": (cpu_last - cpu_first) / span if span > 0 else float("nan"), "exit": code,
-            "cpu_ms": 1000 * (cpu_last - cpu_first) / counted if counted else float("nan"),
-            "commits": commits / len(seen), "committed": committed, "end": end}
+            "cpu": watched.cpu_share, "exit": code,
+            "cpu_ms": 1000 * (watched.cpu_last - watched.cpu_first) / counted if counted else float("nan"),
+            "commits": commits / granted, "committed": committed, "end": end}
+
+
+def granted_application(record: Any) -> str | None:
+    """The application a GrantRecorded on subsidy.payouts.v1 is for; None for the other events."""
+    from subsidy.v1 import payout_pb2
+
+    event = payout_pb2.PayoutEvent.FromString(record.value)
+    return event.grant_recorded.application_id if event.WhichOneof("event") == "grant_recorded" else None
 
 
 def main() -> None:
