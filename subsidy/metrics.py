@@ -19,6 +19,7 @@ partitions, gRPC method names, clauses, outcomes, statuses and channels only
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
@@ -27,6 +28,8 @@ from typing import Any, Callable, Iterable
 
 import grpc
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+from subsidy.grpc_wrap import wrap_handler
 
 log = logging.getLogger("subsidy.metrics")
 
@@ -166,83 +169,17 @@ class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):
             if seconds is not None:
                 seconds.observe(time.perf_counter() - started)
 
-        if handler.unary_unary:
-            inner = handler.unary_unary
+        @contextlib.asynccontextmanager
+        async def counted(request: Any, context: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                yield
+            except BaseException as exc:
+                done(context, started, exc)
+                raise
+            done(context, started, None)
 
-            async def unary_unary(request: Any, context: Any) -> Any:
-                started = time.perf_counter()
-                try:
-                    response = await inner(request, context)
-                except BaseException as exc:
-                    done(context, started, exc)
-                    raise
-                done(context, started, None)
-                return response
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
-        if handler.unary_stream:
-            inner_us = handler.unary_stream
-
-            async def unary_stream(request: Any, context: Any) -> Any:
-                started = time.perf_counter()
-                try:
-                    async for response in _aiter(inner_us(request, context)):
-                        yield response
-                except BaseException as exc:
-                    done(context, started, exc)
-                    raise
-                done(context, started, None)
-
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
-        if handler.stream_unary:
-            inner_su = handler.stream_unary
-
-            async def stream_unary(requests: Any, context: Any) -> Any:
-                started = time.perf_counter()
-                try:
-                    response = await inner_su(requests, context)
-                except BaseException as exc:
-                    done(context, started, exc)
-                    raise
-                done(context, started, None)
-                return response
-
-            return grpc.stream_unary_rpc_method_handler(
-                stream_unary, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
-        if handler.stream_stream:
-            inner_ss = handler.stream_stream
-
-            async def stream_stream(requests: Any, context: Any) -> Any:
-                started = time.perf_counter()
-                try:
-                    async for response in _aiter(inner_ss(requests, context)):
-                        yield response
-                except BaseException as exc:
-                    done(context, started, exc)
-                    raise
-                done(context, started, None)
-
-            return grpc.stream_stream_rpc_method_handler(
-                stream_stream, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
-        return handler
-
-
-async def _aiter(result: Any) -> Any:
-    """A streaming handler is an async generator, or a coroutine that writes
-    with context.write and returns None."""
-    if hasattr(result, "__aiter__"):
-        async for item in result:
-            yield item
-    else:
-        value = await result
-        if value is not None:
-            yield value
+        return wrap_handler(handler, counted)
 
 
 # ========================================================================= consumer progress

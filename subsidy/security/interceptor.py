@@ -16,6 +16,7 @@ policy (access.yaml) for every RPC, the same pattern as
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any, Callable
 
@@ -23,6 +24,7 @@ import grpc
 from prometheus_client import Counter
 
 from subsidy import logs
+from subsidy.grpc_wrap import wrap_handler
 from subsidy.metrics import metric, split_method
 from subsidy.security.identity import CertificateMap, Principal, acting_as
 from subsidy.security.policy import AccessPolicy, Rule, field_value
@@ -126,67 +128,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 await context.abort(refused.code, refused.detail)
             return principal
 
-        if handler.unary_unary:
-            inner = handler.unary_unary
-
-            async def unary_unary(request: Any, context: Any) -> Any:
-                principal = await check(request, context)
-                with acting_as(principal):
-                    return await inner(request, context)
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
-        if handler.unary_stream:
-            inner_us = handler.unary_stream
-
-            async def unary_stream(request: Any, context: Any) -> Any:
-                principal = await check(request, context)
-                with acting_as(principal):
-                    result = inner_us(request, context)
-                    if hasattr(result, "__aiter__"):
-                        async for item in result:
-                            yield item
-                    else:
-                        value = await result
-                        if value is not None:
-                            yield value
-
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
-        # Streaming requests (reflection): the policy is checked on the call,
+        # Methods with streaming requests (reflection) are checked on the call,
         # without a request to look into (no enterprise field rules apply).
-        if handler.stream_unary:
-            inner_su = handler.stream_unary
+        @contextlib.asynccontextmanager
+        async def checked(request: Any, context: Any) -> Any:
+            principal = await check(request, context)
+            with acting_as(principal):
+                yield
 
-            async def stream_unary(requests: Any, context: Any) -> Any:
-                principal = await check(None, context)
-                with acting_as(principal):
-                    return await inner_su(requests, context)
-
-            return grpc.stream_unary_rpc_method_handler(
-                stream_unary, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
-        if handler.stream_stream:
-            inner_ss = handler.stream_stream
-
-            async def stream_stream(requests: Any, context: Any) -> Any:
-                principal = await check(None, context)
-                with acting_as(principal):
-                    result = inner_ss(requests, context)
-                    if hasattr(result, "__aiter__"):
-                        async for item in result:
-                            yield item
-                    else:
-                        value = await result
-                        if value is not None:
-                            yield value
-
-            return grpc.stream_stream_rpc_method_handler(
-                stream_stream, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
-        return handler
+        return wrap_handler(handler, checked)
 
 
 async def check_firm(context: Any, credit_code: str, service: str, method: str) -> None:
