@@ -343,3 +343,21 @@ def serve_http(address: str, registry: CollectorRegistry | None = None) -> Any:
     disable_created_metrics()
     host, _, port = address.rpartition(":")
     return start_http_server(int(port), host or "127.0.0.1", registry=registry or REGISTRY)
+
+
+def start_endpoint(address: str, log: logging.Logger) -> Any:
+    """``serve_http``, or None with a warning when the address cannot be
+    bound: a service without its /metrics still does its work."""
+    try:
+        return serve_http(address)
+    except OSError as exc:
+        log.warning("metrics endpoint not started", extra={"fields": {"address": address, "error": str(exc)}})
+        return None
+
+
+def stop_endpoint(endpoint: Any) -> None:
+    """Stop what ``start_endpoint`` started (nothing for None)."""
+    if endpoint is not None:
+        server, _thread = endpoint
+        server.shutdown()
+        server.server_close()

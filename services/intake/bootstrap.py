@@ -84,7 +84,7 @@ class IntakeApp:
         self.relay.start()
         self.projection.start()
         self.payout_projection.start()
-        self._start_metrics()
+        self._metrics = shared.start_endpoint(self.settings.metrics_address, log)
         self._health_task = asyncio.create_task(self._watch_health(), name="intake-health")
         log.info(
             "intake listening",
@@ -92,13 +92,6 @@ class IntakeApp:
                               "database": self.db.dialect, "kafka": self.settings.kafka_bootstrap,
                               "registry": "http" if self.settings.registry_url else "file"}},
         )
-
-    def _start_metrics(self) -> None:
-        address = self.settings.metrics_address
-        try:
-            self._metrics = shared.serve_http(address)
-        except OSError as exc:
-            log.warning("metrics endpoint not started", extra={"fields": {"address": address, "error": str(exc)}})
 
     def not_ready_reason(self) -> str | None:
         """Why intake is not ready, or None: the database answers, the relay's
@@ -165,17 +158,9 @@ class IntakeApp:
             asyncio.to_thread(self.projection.stop, 3.0),
             asyncio.to_thread(self.payout_projection.stop, 3.0),
         )
-        if self._metrics is not None:
-            server, thread = self._metrics
-            server.shutdown()
-            server.server_close()
+        shared.stop_endpoint(self._metrics)
         self.db.close()
         log.info("intake stopped")
-
-
-async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run until SIGTERM/SIGINT (or ``stop`` is set)."""
-    await process.serve(lambda: IntakeApp(settings), stop)
 
 
 def main() -> int:

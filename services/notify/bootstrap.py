@@ -116,7 +116,7 @@ class NotifyApp:
         await self.server.start()
         await asyncio.to_thread(ensure_topics, self.settings.kafka_bootstrap)
         self.consumer.start()
-        self._start_metrics()
+        self._metrics = shared.start_endpoint(self.settings.metrics_address, log)
         self._health_task = asyncio.create_task(self._watch_health(), name="notify-health")
         log.info(
             "notify running",
@@ -126,13 +126,6 @@ class NotifyApp:
                               "email": "smtp" if self.settings.smtp_url else "mail_dir",
                               "registry": "http" if self.settings.registry_url else "file"}},
         )
-
-    def _start_metrics(self) -> None:
-        address = self.settings.metrics_address
-        try:
-            self._metrics = shared.serve_http(address)
-        except OSError as exc:
-            log.warning("metrics endpoint not started", extra={"fields": {"address": address, "error": str(exc)}})
 
     def not_ready_reason(self) -> str | None:
         """Why notify is not ready, or None: the consumer runs and makes
@@ -167,17 +160,9 @@ class NotifyApp:
         await asyncio.to_thread(self.consumer.stop, max(1.0, self.settings.grace_s))
         if self.server is not None:
             await self.server.stop(1.0)
-        if self._metrics is not None:
-            server, _thread = self._metrics
-            server.shutdown()
-            server.server_close()
+        shared.stop_endpoint(self._metrics)
         self.db.close()
         log.info("notify stopped")
-
-
-async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run until SIGTERM/SIGINT (or ``stop`` is set)."""
-    await process.serve(lambda: NotifyApp(settings), stop)
 
 
 def main() -> int:

@@ -81,19 +81,12 @@ class PayoutApp:
         self.decisions.start()
         self.payments.start()
         self.scheduler.start()
-        self._start_metrics()
+        self._metrics = shared.start_endpoint(self.settings.metrics_address, log)
         self._health_task = asyncio.create_task(self._watch_health(), name="payout-health")
         log.info("payout listening", extra={"fields": {
             "grpc_port": self.port, "address": self.settings.grpc_address, "database": self.db.dialect,
             "kafka": self.settings.kafka_bootstrap, "group": self.settings.decisions_group,
             "today": self.clock.today().isoformat()}})
-
-    def _start_metrics(self) -> None:
-        address = self.settings.metrics_address
-        try:
-            self._metrics = shared.serve_http(address)
-        except OSError as exc:
-            log.warning("metrics endpoint not started", extra={"fields": {"address": address, "error": str(exc)}})
 
     def not_ready_reason(self) -> str | None:
         """Why payout is not ready, or None: the database answers, both
@@ -165,17 +158,9 @@ class PayoutApp:
         )
         # Last: whatever the consumers wrote before stopping still gets a chance to go out.
         await asyncio.to_thread(self.relay.stop, 3.0)
-        if self._metrics is not None:
-            server, _thread = self._metrics
-            server.shutdown()
-            server.server_close()
+        shared.stop_endpoint(self._metrics)
         self.db.close()
         log.info("payout stopped")
-
-
-async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run until SIGTERM/SIGINT (or ``stop`` is set)."""
-    await process.serve(lambda: PayoutApp(settings), stop)
 
 
 def main() -> int:
