@@ -4,12 +4,10 @@ PostgreSQL schema), and reading events back from Kafka."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import grpc
 import psycopg
@@ -19,6 +17,8 @@ from subsidy import cloudevents
 from subsidy.v1 import application_pb2, intake_pb2_grpc
 from services.intake.bootstrap import IntakeApp
 from services.intake.config import Settings
+
+from .running import RunningApp, wait_for  # noqa: F401 - the tests import wait_for from here
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRM = "91310117MA1K7D2E8N"  # 上海泗泾智造示范工厂有限公司, in demo/registry.json
@@ -55,59 +55,22 @@ def settings(bootstrap: str, db_url: str, **overrides: Any) -> Settings:
     return Settings(**base)
 
 
-class RunningIntake:
+class RunningIntake(RunningApp):
     """``with RunningIntake(settings) as svc: svc.stub.SubmitApplication(...)``"""
 
     def __init__(self, settings: Settings):
+        super().__init__(lambda: IntakeApp(settings))
         self.settings = settings
-        self.app: IntakeApp | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._stop = asyncio.Event()
-            self.app = IntakeApp(self.settings)
-            await self.app.start()
-            self._ready.set()
-            try:
-                await self._stop.wait()
-            finally:
-                await self.app.stop()
-
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # noqa: BLE001
-            self._error = exc
-            self._ready.set()
 
     def __enter__(self) -> "RunningIntake":
-        self._thread.start()
-        self._ready.wait(60)
-        if self._error is not None:
-            raise self._error
+        super().__enter__()
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.app.port}")
         self.stub = intake_pb2_grpc.IntakeServiceStub(self.channel)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.channel.close()
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
+        super().__exit__(*exc)
 
 
 def events_with_id(bootstrap: str, topic: str, event_id: str, expect: int = 1, timeout: float = 20.0,

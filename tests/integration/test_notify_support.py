@@ -9,10 +9,9 @@ import email
 import email.policy
 import json
 import threading
-import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psycopg
 from aiohttp import web
@@ -24,6 +23,8 @@ from subsidy.devenv import free_port
 from services.notify.bootstrap import NotifyApp
 from services.notify.config import Settings
 
+from .running import RunningApp, wait_for  # noqa: F401 - the tests import wait_for from here
+
 ROOT = Path(__file__).resolve().parents[2]
 FIRM = "91310117MA1K7D2E8N"  # 上海泗泾智造示范工厂有限公司, in demo/registry.json
 SECRET = "test-webhook-secret"
@@ -32,16 +33,6 @@ TYPE_PAYOUT = "cn.gov.songjiang.subsidy.payout.v1"
 
 def new_id(prefix: str = "NT") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def database_url(kind: str, tmp_path: Path, postgres_url: str | None) -> str:
@@ -156,32 +147,17 @@ def settings(bootstrap: str, db_url: str, at_end: bool = True, **overrides: Any)
     return Settings(**base)
 
 
-class RunningNotify:
+class RunningNotify(RunningApp):
     """``with RunningNotify(settings) as svc:`` the service on its own event loop in a thread."""
 
     def __init__(self, settings: Settings):
+        super().__init__(lambda: NotifyApp(settings))
         self.settings = settings
-        self.app: NotifyApp | None = None
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     def __enter__(self) -> "RunningNotify":
-        self._thread.start()
-
-        async def start() -> NotifyApp:
-            app = NotifyApp(self.settings)
-            await app.start()
-            return app
-
-        self.app = asyncio.run_coroutine_threadsafe(start(), self._loop).result(60)
+        super().__enter__()
         wait_for(lambda: self.app.consumer.running, timeout=30)
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.app is not None:
-            asyncio.run_coroutine_threadsafe(self.app.stop(), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
 
 
 class Producer:

@@ -5,9 +5,7 @@ read payout events and dead letters back from Kafka."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -23,6 +21,8 @@ from subsidy.v1 import events_pb2, payout_pb2, payout_pb2_grpc
 from services.payout.bootstrap import PayoutApp
 from services.payout.config import Settings
 from services.payout.model import Clock
+
+from .running import RunningApp, wait_for  # noqa: F401 - the tests import wait_for from here
 
 ROOT = Path(__file__).resolve().parents[2]
 RENT_CAP = 500_000_000  # 500万元 in fen
@@ -62,42 +62,16 @@ def settings(bootstrap: str, db_url: str, **overrides: Any) -> Settings:
     return Settings(**base)
 
 
-class RunningPayout:
+class RunningPayout(RunningApp):
     """``with RunningPayout(settings, clock) as svc: svc.stub.GetLedger(...)``"""
 
     def __init__(self, settings: Settings, clock: Clock | None = None):
+        super().__init__(lambda: PayoutApp(settings, clock))
         self.settings = settings
         self.clock = clock
-        self.app: PayoutApp | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._stop = asyncio.Event()
-            self.app = PayoutApp(self.settings, self.clock)
-            await self.app.start()
-            self._ready.set()
-            try:
-                await self._stop.wait()
-            finally:
-                await self.app.stop()
-
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # noqa: BLE001
-            self._error = exc
-            self._ready.set()
 
     def __enter__(self) -> "RunningPayout":
-        self._thread.start()
-        self._ready.wait(60)
-        if self._error is not None:
-            raise self._error
+        super().__enter__()
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.app.port}")
         self.stub = payout_pb2_grpc.PayoutServiceStub(self.channel)
         wait_for(lambda: self.app.serving(), timeout=60)
@@ -105,18 +79,7 @@ class RunningPayout:
 
     def __exit__(self, *exc: object) -> None:
         self.channel.close()
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
+        super().__exit__(*exc)
 
 
 def rent_decision(application_id: str, firm: str, amount_fen: int = 240_000_000, *, submitted_on: str = "2025-02-20",
