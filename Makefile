@@ -26,12 +26,12 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 proto: $(GENERATED)
-$(GENERATED): $(INSTALLED) $(PROTOS) subsidy/protogen.py
-	$(PY) -m subsidy.protogen
+$(GENERATED): $(INSTALLED) $(PROTOS) subsidy_dev/protogen.py
+	$(PY) -m subsidy_dev.protogen
 	touch $@
 
 run: $(GENERATED)
-	$(PY) -m subsidy.devenv.stack demo $(ARGS)
+	$(PY) -m subsidy_dev.stack demo $(ARGS)
 
 calculate: $(GENERATED)
 	$(VENV)/bin/subsidy simulate demo/applications.jsonl --summary --format table

@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from subsidy.calculator import Simulation  # noqa: E402
-from subsidy.credit_code import CODE_CHARS, complete  # noqa: E402
-from subsidy.policy import load_policy  # noqa: E402
+from subsidy.contracts.calculator import Simulation  # noqa: E402
+from subsidy.core.credit_code import CODE_CHARS, complete  # noqa: E402
+from subsidy.core.policy import load_policy  # noqa: E402
 
 KINDS = ["PLATFORM", "SOLUTION_PROVIDER", "INDUSTRIAL", "SOFTWARE", "SME", "PARK_OPERATOR", "INDUSTRY_ASSOCIATION"]
 

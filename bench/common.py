@@ -56,9 +56,9 @@ def read_from_start(bootstrap: str, topic: str) -> Any:
 
 
 def start_service(name: str, root: Path, env: dict, log_path: Path) -> subprocess.Popen:
-    """``python -m services.<name>`` from the checkout ``root``, its output in ``log_path``."""
+    """``python -m subsidy.services.<name>`` from the checkout ``root``, its output in ``log_path``."""
     with log_path.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=root, env=env,
+        return subprocess.Popen([sys.executable, "-m", f"subsidy.services.{name}"], cwd=root, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
 
 
@@ -90,7 +90,7 @@ def watch(consumer: Any, proc: subprocess.Popen, log_path: Path, wanted: set, co
     """Poll ``consumer`` until every id in ``wanted`` is completed
     (``completes(record)``: the id a record completes, or None) or ``timeout``
     passes; raises, with the service's log tail, if it exits or falls short."""
-    from subsidy.devenv import tail
+    from subsidy_dev import tail
 
     seen: set = set()
     records = 0

@@ -2,12 +2,12 @@
 
     .venv/bin/python bench/eligibility.py [--count N] [--repeat R] [--root CHECKOUT]
 
-A fresh single-node broker (subsidy.devenv.kafka) in a temporary directory;
+A fresh single-node broker (subsidy_dev.kafka) in a temporary directory;
 N Application protobufs (bench/calculator.make_lines through
 ``json_format``, unique ids, ~400 firms, keyed by credit code and carrying
 intake's CloudEvents headers) are produced to ``subsidy.applications.v1``
-before the service starts. Then ``python -m services.eligibility`` runs as a
-subprocess (the environment bench/run.py and subsidy/devenv/stack.py give it,
+before the service starts. Then ``python -m subsidy.services.eligibility`` runs as a
+subprocess (the environment bench/run.py and subsidy_dev/stack.py give it,
 log level INFO as there) and a consumer here reads ``subsidy.decisions.v1``:
 
 - rate = decisions / (last decision received - first decision received),
@@ -50,7 +50,7 @@ def applications(count: int, prefix: str) -> list[tuple[bytes, bytes, list, str]
     """(key, value, headers, application id) as intake's relay publishes them."""
     from google.protobuf import json_format
 
-    from subsidy import cloudevents
+    from subsidy.contracts import cloudevents
     from subsidy.v1 import application_pb2
 
     out = []
@@ -65,9 +65,10 @@ def applications(count: int, prefix: str) -> list[tuple[bytes, bytes, list, str]
 
 
 def one_run(count: int, service_root: Path, timeout: float) -> dict:
-    from subsidy import topics
-    from subsidy.devenv import free_port
-    from subsidy.devenv.kafka import KafkaBroker
+    from subsidy.contracts import topics
+    from subsidy.platform import topics as platform_topics
+    from subsidy_dev import free_port
+    from subsidy_dev.kafka import KafkaBroker
     from subsidy.v1 import decision_pb2
 
     apps = applications(count, f"E{os.getpid()}{int(time.time()) % 100000}")
@@ -76,7 +77,7 @@ def one_run(count: int, service_root: Path, timeout: float) -> dict:
         var = Path(tmp)
         with KafkaBroker(var / "kafka") as broker:
             bootstrap = broker.bootstrap
-            topics.ensure_all(bootstrap)
+            platform_topics.ensure_all(bootstrap)
             prefill(bootstrap, topics.APPLICATIONS.name, apps)
             consumer = read_from_start(bootstrap, topics.DECISIONS.name)
             env = {

@@ -6,7 +6,7 @@ and the handler without gRPC. Phase 3 of bench/run.py, runnable on its own.
     .venv/bin/python bench/intake.py handler --profile   # handlers.submit in-process, cProfile
 
 ``rpc`` starts a fresh single-node Kafka broker and intake as a real process
-(``python -m services.intake``, SQLite store, outbox relay publishing to that
+(``python -m subsidy.services.intake``, SQLite store, outbox relay publishing to that
 broker; no eligibility or payout), plus the echo server of bench/run.py (a
 subprocess answering each request with its own bytes). Then it alternates
 rounds — echo, intake, echo, intake, ... — with the same client (grpc.aio, 16
@@ -14,7 +14,7 @@ in flight), each round with fresh application ids, so that both sides see
 the same machine load. It prints each round, the median ratio, and the CPU
 seconds intake used per accepted application.
 
-``handler`` calls ``services.intake.handlers.submit`` in a loop on a real
+``handler`` calls ``subsidy.services.intake.handlers.submit`` in a loop on a real
 SQLite store (a temporary file, WAL, synchronous=FULL) with the file registry
 and the 名录: no gRPC, no relay. ``--profile`` prints the top of a cProfile.
 
@@ -89,8 +89,8 @@ def wait_outbox_empty(database: Path, timeout: float = 120.0) -> float:
 
 
 def rpc(args: argparse.Namespace) -> None:
-    from subsidy.devenv.kafka import KafkaBroker
-    from subsidy.devenv.stack import LocalStack
+    from subsidy_dev.kafka import KafkaBroker
+    from subsidy_dev.stack import LocalStack
 
     tag = uuid.uuid4().hex[:6]
     apps = run.make_apps(args.warmup + args.rounds * args.count, f"I{tag}", 20221122)
@@ -153,11 +153,11 @@ def handler(args: argparse.Namespace) -> None:
     import logging
     import pstats
 
-    from services.intake import handlers
-    from services.intake.directory import FileDirectory
-    from services.intake.registry import FileRegistry
-    from services.intake.store import SqlStore
-    from subsidy.db import Database
+    from subsidy.services.intake import handlers
+    from subsidy.services.intake.adapters.directory import FileDirectory
+    from subsidy.platform.registry import FileRegistry
+    from subsidy.services.intake.adapters.store import SqlStore
+    from subsidy.platform.db import Database
 
     logging.basicConfig(level=logging.WARNING)  # as the benchmarked service runs (SUBSIDY_LOG_LEVEL=WARNING)
     apps = run.make_apps(args.rounds * args.count, f"H{uuid.uuid4().hex[:6]}", 20221122)

@@ -2,12 +2,12 @@
 
     .venv/bin/python bench/payout.py [--count N] [--repeat R] [--root CHECKOUT] [--database-url URL]
 
-A fresh single-node broker (subsidy.devenv.kafka) in a temporary directory;
+A fresh single-node broker (subsidy_dev.kafka) in a temporary directory;
 N Decision protobufs (clause 1.rent, ELIGIBLE, unique application ids, ~400
 firms so some reach the 500万元 cap, keyed by credit code and carrying
 eligibility's CloudEvents headers) are produced to ``subsidy.decisions.v1``
-before the service starts. Then ``python -m services.payout`` runs as a
-subprocess (the environment bench/run.py and subsidy/devenv/stack.py give it:
+before the service starts. Then ``python -m subsidy.services.payout`` runs as a
+subprocess (the environment bench/run.py and subsidy_dev/stack.py give it:
 a SQLite file of its own unless ``--database-url``, log level WARNING as
 bench/run.py) and a consumer here reads ``subsidy.payouts.v1``:
 
@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from common import committed_vs_end, prefill, read_from_start, start_service, stop_service, watch  # noqa: E402
 
-GROUP = "subsidy-payout"  # services/payout/config.py's default decisions group
+GROUP = "subsidy-payout"  # subsidy/services/payout/config.py's default decisions group
 RENT_CAP = 500_000_000  # 500万元 in fen: the rent clause's cumulative cap per firm
 
 
@@ -57,8 +57,9 @@ def log(msg: str) -> None:
 
 def decisions(count: int, prefix: str, firms: int = 400, seed: int = 20250301) -> list[tuple[bytes, bytes, list, str]]:
     """(key, value, headers, application id) as eligibility publishes them."""
-    from subsidy import cloudevents, codec, credit_code
-    from subsidy.domain import Decision, Entitlement, LimitKind, Reason
+    from subsidy.contracts import cloudevents, codec
+    from subsidy.core import credit_code
+    from subsidy.core.domain import Decision, Entitlement, LimitKind, Reason
 
     rng = random.Random(seed)
     codes = [credit_code.complete(f"91310117{n:08X}") for n in range(firms)]
@@ -93,9 +94,10 @@ def db_commits(metrics_address: str) -> float:
 
 
 def one_run(count: int, service_root: Path, timeout: float, database_url: str | None) -> dict:
-    from subsidy import topics
-    from subsidy.devenv import free_port
-    from subsidy.devenv.kafka import KafkaBroker
+    from subsidy.contracts import topics
+    from subsidy.platform import topics as platform_topics
+    from subsidy_dev import free_port
+    from subsidy_dev.kafka import KafkaBroker
 
     items = decisions(count, f"P{os.getpid()}{int(time.time()) % 100000}")
     wanted = {item[3] for item in items}
@@ -103,7 +105,7 @@ def one_run(count: int, service_root: Path, timeout: float, database_url: str | 
         var = Path(tmp)
         with KafkaBroker(var / "kafka") as broker:
             bootstrap = broker.bootstrap
-            topics.ensure_all(bootstrap)
+            platform_topics.ensure_all(bootstrap)
             prefill(bootstrap, topics.DECISIONS.name, items)
             consumer = read_from_start(bootstrap, topics.PAYOUTS.name)
             metrics_address = f"127.0.0.1:{free_port()}"

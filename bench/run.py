@@ -21,7 +21,7 @@
 4. calculator applications/s against bare JSON parse+dump (bench/calculator.py).
 
 Kafka (a fresh single-node broker in a temporary directory) and the services
-are started here as real processes (subsidy.devenv). Not a timed test.
+are started here as real processes (subsidy_dev). Not a timed test.
 """
 
 from __future__ import annotations
@@ -100,7 +100,8 @@ def pct(values: list[float], q: float) -> float:
 def kafka_round_trip(bootstrap: str, count: int, size: int) -> dict:
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-    from subsidy.devenv.kafka import TopicSpec, ensure_topics
+    from subsidy.contracts.topics import TopicSpec
+    from subsidy.platform.topics import ensure_topics
 
     topic = f"bench.raw.{uuid.uuid4().hex[:8]}"
     ensure_topics(bootstrap, [TopicSpec(topic, 6)])
@@ -143,7 +144,7 @@ class PayoutWatcher(threading.Thread):
         super().__init__(daemon=True)
         from kafka import KafkaConsumer, TopicPartition
 
-        from subsidy import topics
+        from subsidy.contracts import topics
 
         self.seen: dict[str, float] = {}
         self.decided: dict[str, float] = {}  # first Decision on subsidy.decisions.v1 (eligibility's output)
@@ -401,7 +402,7 @@ def main() -> None:
 
     # 4. calculator (no Kafka; first, while the machine is quiet)
     log("[4] calculator vs bare JSON ...")
-    from subsidy.policy import load_policy
+    from subsidy.core.policy import load_policy
 
     lines = calc.make_lines(calc_lines)
     bare = calc.best_rate(calc.bare_json, lines, calc_repeat)
@@ -416,8 +417,8 @@ def main() -> None:
     burst_req, rpc_req = to_requests(burst_apps), to_requests(rpc_apps)
     app_size = round(sum(r.application.ByteSize() for r in burst_req) / len(burst_req))
 
-    from subsidy.devenv.kafka import KafkaBroker
-    from subsidy.devenv.stack import LocalStack
+    from subsidy_dev.kafka import KafkaBroker
+    from subsidy_dev.stack import LocalStack
 
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="subsidy-bench-") as tmp:

@@ -26,28 +26,28 @@ POSTGRES_PORT ?=
         infra-up infra-down infra-status
 
 kafka-fetch:
-	$(INFRA_PYTHON) -m subsidy.devenv.kafka fetch
+	$(INFRA_PYTHON) -m subsidy_dev.kafka fetch
 
 kafka-up:
-	$(INFRA_PYTHON) -m subsidy.devenv.kafka start --data-dir $(KAFKA_DATA_DIR) $(if $(KAFKA_PORT),--port $(KAFKA_PORT))
+	$(INFRA_PYTHON) -m subsidy_dev.kafka start --data-dir $(KAFKA_DATA_DIR) $(if $(KAFKA_PORT),--port $(KAFKA_PORT))
 
 kafka-down:
-	$(INFRA_PYTHON) -m subsidy.devenv.kafka stop --data-dir $(KAFKA_DATA_DIR)
+	$(INFRA_PYTHON) -m subsidy_dev.kafka stop --data-dir $(KAFKA_DATA_DIR)
 
 kafka-status:
-	@$(INFRA_PYTHON) -m subsidy.devenv.kafka status --data-dir $(KAFKA_DATA_DIR) || true
+	@$(INFRA_PYTHON) -m subsidy_dev.kafka status --data-dir $(KAFKA_DATA_DIR) || true
 
 postgres-install:
-	$(INFRA_PYTHON) -m subsidy.devenv.postgres install
+	$(INFRA_PYTHON) -m subsidy_dev.postgres install
 
 postgres-up:
-	$(INFRA_PYTHON) -m subsidy.devenv.postgres start --data-dir $(POSTGRES_DATA_DIR) $(if $(POSTGRES_PORT),--port $(POSTGRES_PORT))
+	$(INFRA_PYTHON) -m subsidy_dev.postgres start --data-dir $(POSTGRES_DATA_DIR) $(if $(POSTGRES_PORT),--port $(POSTGRES_PORT))
 
 postgres-down:
-	$(INFRA_PYTHON) -m subsidy.devenv.postgres stop --data-dir $(POSTGRES_DATA_DIR)
+	$(INFRA_PYTHON) -m subsidy_dev.postgres stop --data-dir $(POSTGRES_DATA_DIR)
 
 postgres-status:
-	@$(INFRA_PYTHON) -m subsidy.devenv.postgres status --data-dir $(POSTGRES_DATA_DIR) || true
+	@$(INFRA_PYTHON) -m subsidy_dev.postgres status --data-dir $(POSTGRES_DATA_DIR) || true
 
 infra-up: kafka-up postgres-up
 

@@ -13,7 +13,7 @@ IMAGE ?= songjiang-subsidy:dev
 .PHONY: k8s-render k8s-test alerts-test ops-test image
 
 k8s-render: $(INSTALLED)
-	@"$$($(PY) -m subsidy.devenv.tools kustomize)" build --load-restrictor LoadRestrictionsNone deploy/k8s/overlays/$(OVERLAY)
+	@"$$($(PY) -m subsidy_dev.tools kustomize)" build --load-restrictor LoadRestrictionsNone deploy/k8s/overlays/$(OVERLAY)
 
 k8s-test: $(GENERATED)
 	$(PY) -m pytest tests/ops/test_k8s.py -q

@@ -23,8 +23,8 @@ from typing import Iterator
 
 import pytest
 
-from subsidy.devenv.kafka import ENV_BOOTSTRAP, KafkaBroker
-from subsidy.devenv.postgres import ENV_DATABASE_URL, PostgresServer
+from subsidy_dev.kafka import ENV_BOOTSTRAP, KafkaBroker
+from subsidy_dev.postgres import ENV_DATABASE_URL, PostgresServer
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from subsidy.calculator import Simulation, evaluate_application
-from subsidy.codec import BadInput
-from subsidy.policy import load_policy
+from subsidy.contracts.calculator import Simulation, evaluate_application
+from subsidy.contracts.codec import BadInput
+from subsidy.core.policy import load_policy
 
 CASES_DIR = Path(__file__).parent / "policy_cases"
 POLICY = load_policy()

@@ -16,9 +16,9 @@ import grpc
 import pytest
 
 from integration.test_notify_support import HttpSink, SmtpSink
-from subsidy.demo import submit_all, wait_recorded
-from subsidy.devenv.kafka import KafkaBroker
-from subsidy.devenv.stack import LocalStack
+from subsidy_dev.demo import submit_all, wait_recorded
+from subsidy_dev.kafka import KafkaBroker
+from subsidy_dev.stack import LocalStack
 from subsidy.v1 import intake_pb2_grpc
 
 pytestmark = pytest.mark.integration

@@ -14,12 +14,12 @@ import pytest
 from google.protobuf import json_format
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from subsidy import cloudevents, topics
-from subsidy.calculator import Simulation
-from subsidy.demo import submit_all, wait_decided
-from subsidy.devenv.kafka import KafkaBroker
-from subsidy.devenv.stack import LocalStack
-from subsidy.policy import load_policy
+from subsidy.contracts import cloudevents, topics
+from subsidy.contracts.calculator import Simulation
+from subsidy_dev.demo import submit_all, wait_decided
+from subsidy_dev.kafka import KafkaBroker
+from subsidy_dev.stack import LocalStack
+from subsidy.core.policy import load_policy
 from subsidy.v1 import application_pb2, decision_pb2, events_pb2, intake_pb2, intake_pb2_grpc
 
 pytestmark = pytest.mark.integration

@@ -16,12 +16,12 @@ import grpc
 import pytest
 
 from integration.test_notify_support import HttpSink, SmtpSink
-from subsidy import topics
-from subsidy.calculator import Simulation
-from subsidy.demo import submit_all, wait_recorded
-from subsidy.devenv.kafka import KafkaBroker
-from subsidy.devenv.stack import LocalStack
-from subsidy.policy import load_policy
+from subsidy.contracts import topics
+from subsidy.contracts.calculator import Simulation
+from subsidy_dev.demo import submit_all, wait_recorded
+from subsidy_dev.kafka import KafkaBroker
+from subsidy_dev.stack import LocalStack
+from subsidy.core.policy import load_policy
 from subsidy.v1 import intake_pb2_grpc, payout_pb2, payout_pb2_grpc
 
 pytestmark = pytest.mark.integration

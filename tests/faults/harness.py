@@ -33,15 +33,15 @@ from google.protobuf import json_format
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import OffsetSpec
 
-from subsidy import cloudevents, topics
-from subsidy.calculator import Simulation
-from subsidy.consumer import DEFAULT_SESSION_TIMEOUT_MS
-from subsidy.credit_code import complete
-from subsidy.devenv import free_port, tail
-from subsidy.devenv.kafka import KafkaBroker
-from subsidy.devenv.postgres import PostgresServer
-from subsidy.devenv.stack import LocalStack, ServiceProcess
-from subsidy.policy import load_policy
+from subsidy.contracts import cloudevents, topics
+from subsidy.contracts.calculator import Simulation
+from subsidy.platform.consumer import DEFAULT_SESSION_TIMEOUT_MS
+from subsidy.core.credit_code import complete
+from subsidy_dev import free_port, tail
+from subsidy_dev.kafka import KafkaBroker
+from subsidy_dev.postgres import PostgresServer
+from subsidy_dev.stack import LocalStack, ServiceProcess
+from subsidy.core.policy import load_policy
 from subsidy.v1 import application_pb2, decision_pb2, events_pb2, intake_pb2, intake_pb2_grpc, payout_pb2
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -27,9 +27,9 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import OffsetSpec
 
 from integration.test_payout_support import rent_decision
-from subsidy import cloudevents, codec, topics
-from subsidy.devenv.kafka import KafkaBroker
-from subsidy.devenv.stack import LocalStack
+from subsidy.contracts import cloudevents, codec, topics
+from subsidy_dev.kafka import KafkaBroker
+from subsidy_dev.stack import LocalStack
 from subsidy.v1 import (
     application_pb2,
     decision_pb2,

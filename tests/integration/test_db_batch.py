@@ -1,4 +1,4 @@
-"""subsidy.db batches on SQLite and PostgreSQL: every transaction a thread
+"""subsidy.platform.db batches on SQLite and PostgreSQL: every transaction a thread
 opens inside ``db.batch()`` is a savepoint of one transaction; an inner one
 that fails undoes only its own writes, a batch that fails writes nothing.
 And the payout store on top: decisions applied in one batch commit together
@@ -10,10 +10,10 @@ import threading
 
 import pytest
 
-from subsidy.db import Database
-from services.payout import handlers
-from services.payout.model import Rejected
-from services.payout.store import SqlStore
+from subsidy.platform.db import Database
+from subsidy.services.payout import handlers
+from subsidy.services.payout.model import Rejected
+from subsidy.services.payout.adapters.store import SqlStore
 
 from .test_payout_support import database_url, new_firm, new_id, rent_decision
 

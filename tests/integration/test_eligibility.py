@@ -1,4 +1,4 @@
-"""The eligibility service as a process (``python -m services.eligibility``)
+"""The eligibility service as a process (``python -m subsidy.services.eligibility``)
 against the real broker: applications in, decisions and dead letters out."""
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from services.eligibility import rules
-from subsidy import cloudevents, codec, topics
-from subsidy.devenv import free_port, project_root, tail
-from subsidy.policy import load_policy
+from subsidy.core import eligibility as rules
+from subsidy.contracts import cloudevents, codec, topics
+from subsidy.platform import topics as platform_topics
+from subsidy_dev import free_port, project_root, tail
+from subsidy.core.policy import load_policy
 from subsidy.v1 import decision_pb2, events_pb2
 
 pytestmark = pytest.mark.integration
@@ -43,7 +44,7 @@ def demo_applications(tag: str):
 
 
 class Eligibility:
-    """One run of ``python -m services.eligibility``."""
+    """One run of ``python -m subsidy.services.eligibility``."""
 
     def __init__(self, bootstrap: str, tmp: Path, name: str = "eligibility"):
         self.grpc_port = free_port()
@@ -62,7 +63,7 @@ class Eligibility:
 
     def start(self) -> "Eligibility":
         self.log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "services.eligibility"], cwd=ROOT, env=self.env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "subsidy.services.eligibility"], cwd=ROOT, env=self.env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
         return self
 
@@ -117,7 +118,7 @@ class Topics:
     """Produce applications; read decisions and dead letters from where they ended at the start."""
 
     def __init__(self, bootstrap: str):
-        topics.ensure_all(bootstrap)
+        platform_topics.ensure_all(bootstrap)
         self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
         self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
         tps = [TopicPartition(name, p) for name in (topics.DECISIONS.name, topics.APPLICATIONS_DLQ.name)
@@ -275,7 +276,7 @@ def test_a_malformed_policy_is_refused_at_start_naming_the_file_and_field(tmp_pa
     index.write_text(index.read_text(encoding="utf-8").replace("effective_from: 2022-01-01", "effective_from: 2022-02-30"),
                      encoding="utf-8")
     env = {**os.environ, "SUBSIDY_POLICY_DIR": str(policy_dir), "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
-    result = subprocess.run([sys.executable, "-m", "services.eligibility"], cwd=ROOT, env=env,
+    result = subprocess.run([sys.executable, "-m", "subsidy.services.eligibility"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 3
     assert f"{index}: effective_from: must be a date" in result.stderr

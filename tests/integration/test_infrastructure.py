@@ -11,8 +11,10 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from subsidy.devenv.kafka import KafkaBroker, TopicSpec, ensure_topics
-from subsidy.devenv.postgres import PostgresServer
+from subsidy.contracts.topics import TopicSpec
+from subsidy.platform.topics import ensure_topics
+from subsidy_dev.kafka import KafkaBroker
+from subsidy_dev.postgres import PostgresServer
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +75,7 @@ def test_aiokafka_roundtrip(kafka_bootstrap: str) -> None:
     from aiokafka import TopicPartition as AioTopicPartition
 
     topic = unique("aio")
-    ensure_topics(kafka_bootstrap, [(topic, 3)])
+    ensure_topics(kafka_bootstrap, [TopicSpec(topic, 3)])
 
     async def roundtrip() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True,
@@ -106,7 +108,7 @@ def test_ensure_topics_is_idempotent(kafka_bootstrap: str) -> None:
 
     assert ensure_topics(kafka_bootstrap, [spec]) == {compacted: "created"}
     later = unique("later")
-    assert ensure_topics(kafka_bootstrap, [spec, {"name": later, "partitions": 1}]) == {
+    assert ensure_topics(kafka_bootstrap, [spec, TopicSpec(later, 1)]) == {
         compacted: "exists", later: "created"}
 
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)

@@ -11,9 +11,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from kafka import KafkaProducer
 
-from subsidy import cloudevents, topics
+from subsidy.contracts import cloudevents, topics
 from subsidy.v1 import application_pb2, decision_pb2, events_pb2, intake_pb2
-from services.intake import metrics, rich_status
+from subsidy.services.intake import metrics
+from subsidy.platform.grpc import status as rich_status
 
 from .test_intake_support import (
     FIRM,

@@ -1,4 +1,4 @@
-"""`python -m services.intake` as a process: it serves, reports SERVING, and
+"""`python -m subsidy.services.intake` as a process: it serves, reports SERVING, and
 exits 0 soon after SIGTERM."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from subsidy.devenv import free_port
+from subsidy_dev import free_port
 from subsidy.v1 import intake_pb2, intake_pb2_grpc
 
 from .test_intake_support import ROOT, new_id, rent_application, wait_for
@@ -34,7 +34,7 @@ def test_the_service_runs_as_a_module_and_exits_cleanly_on_sigterm(kafka_bootstr
     env.pop("SUBSIDY_REGISTRY_URL", None)
     log = tmp_path / "intake.log"
     with open(log, "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "services.intake"], cwd=ROOT, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "subsidy.services.intake"], cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=err)
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")

@@ -7,14 +7,14 @@ import time
 
 import pytest
 
-from subsidy import topics
-from subsidy.db import Database
-from subsidy.devenv.kafka import KafkaBroker
-from services.intake import handlers
-from services.intake.directory import FileDirectory
-from services.intake.registry import FileRegistry
-from services.intake.relay import OutboxRelay
-from services.intake.store import SqlStore
+from subsidy.contracts import topics
+from subsidy.platform.db import Database
+from subsidy_dev.kafka import KafkaBroker
+from subsidy.services.intake import handlers
+from subsidy.services.intake.adapters.directory import FileDirectory
+from subsidy.platform.registry import FileRegistry
+from subsidy.services.intake.adapters.relay import OutboxRelay
+from subsidy.services.intake.adapters.store import SqlStore
 
 from .test_intake_support import ROOT, events_with_id, new_id, rent_application, wait_for
 

@@ -8,13 +8,13 @@ import threading
 
 import pytest
 
-from subsidy.db import Database
+from subsidy.platform.db import Database
 from subsidy.v1 import application_pb2
-from services.intake import handlers
-from services.intake.directory import FileDirectory
-from services.intake.model import DuplicateKey, OutboxMessage, StoredApplication
-from services.intake.registry import FileRegistry
-from services.intake.store import SqlStore
+from subsidy.services.intake import handlers
+from subsidy.services.intake.adapters.directory import FileDirectory
+from subsidy.services.intake.model import DuplicateKey, OutboxMessage, StoredApplication
+from subsidy.platform.registry import FileRegistry
+from subsidy.services.intake.adapters.store import SqlStore
 
 from .test_intake_support import ROOT, database_url, new_id, rent_application
 

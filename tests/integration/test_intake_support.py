@@ -13,10 +13,10 @@ import grpc
 import psycopg
 from kafka import KafkaConsumer, TopicPartition
 
-from subsidy import cloudevents
+from subsidy.contracts import cloudevents
 from subsidy.v1 import application_pb2, intake_pb2_grpc
-from services.intake.bootstrap import IntakeApp
-from services.intake.config import Settings
+from subsidy.services.intake.bootstrap import IntakeApp
+from subsidy.services.intake.config import Settings
 
 from .running import RunningApp, wait_for  # noqa: F401 - the tests import wait_for from here
 

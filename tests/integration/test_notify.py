@@ -13,9 +13,9 @@ import time
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from subsidy import topics
+from subsidy.contracts import topics
 from subsidy.v1 import events_pb2
-from services.notify import metrics, model
+from subsidy.services.notify import metrics, model
 
 from .test_notify_support import (
     FIRM, SECRET, HttpSink, Producer, RunningNotify, SmtpSink, database_url, group_at_end, new_id, registry_file, settings, wait_for,

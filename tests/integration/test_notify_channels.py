@@ -12,11 +12,11 @@ import json
 
 import pytest
 
-from subsidy.db import Database
-from services.notify import model
-from services.notify.channels import MailDirEmail, SmsGateway, SmtpEmail, Webhook
-from services.notify.model import DeliveryError, Notification, PermanentDeliveryError, TrancheInfo
-from services.notify.store import SqlNotificationLog
+from subsidy.platform.db import Database
+from subsidy.services.notify import model
+from subsidy.services.notify.adapters.channels import MailDirEmail, SmsGateway, SmtpEmail, Webhook
+from subsidy.services.notify.model import DeliveryError, Notification, PermanentDeliveryError, TrancheInfo
+from subsidy.services.notify.adapters.store import SqlNotificationLog
 
 from .test_notify_support import SECRET, HttpSink, SmtpSink, database_url
 
@@ -46,7 +46,7 @@ def test_an_email_reaches_a_real_smtp_server_with_a_chinese_subject_and_body():
 
 
 def test_an_unreachable_smtp_server_is_a_retryable_error_without_the_address():
-    from subsidy.devenv import free_port
+    from subsidy_dev import free_port
 
     channel = SmtpEmail(f"smtp://127.0.0.1:{free_port()}", "subsidy@songjiang.example.cn", timeout=2)
     with pytest.raises(DeliveryError) as caught:

@@ -1,4 +1,4 @@
-"""`python -m services.notify` as a process: it reports SERVING over gRPC
+"""`python -m subsidy.services.notify` as a process: it reports SERVING over gRPC
 health (with reflection), notifies, logs without contact details, and exits
 0 soon after SIGTERM."""
 
@@ -16,7 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from subsidy.devenv import free_port
+from subsidy_dev import free_port
 
 from .test_notify_support import (
     ROOT, SECRET, HttpSink, Producer, SmtpSink, group_at_end, new_id, registry_file, wait_for,
@@ -48,7 +48,7 @@ def test_the_service_runs_as_a_module_logs_no_contacts_and_exits_cleanly_on_sigt
         env.pop("SUBSIDY_REGISTRY_URL", None)
         log = tmp_path / "notify.log"
         with open(log, "wb") as err:
-            proc = subprocess.Popen([sys.executable, "-m", "services.notify"], cwd=ROOT, env=env,
+            proc = subprocess.Popen([sys.executable, "-m", "subsidy.services.notify"], cwd=ROOT, env=env,
                                     stdout=subprocess.DEVNULL, stderr=err)
         producer = Producer(kafka_bootstrap)
         try:

@@ -18,10 +18,11 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from kafka import KafkaProducer
 
-from subsidy import cloudevents, topics
-from subsidy.devenv import free_port
-from services.notify.bootstrap import NotifyApp
-from services.notify.config import Settings
+from subsidy.contracts import cloudevents, topics
+from subsidy.platform import topics as platform_topics
+from subsidy_dev import free_port
+from subsidy.services.notify.bootstrap import NotifyApp
+from subsidy.services.notify.config import Settings
 
 from .running import RunningApp, wait_for  # noqa: F401 - the tests import wait_for from here
 
@@ -189,7 +190,7 @@ def group_at_end(bootstrap: str, group: str) -> str:
     service reads only what the test produces (not the session's history)."""
     from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 
-    topics.ensure_all(bootstrap)
+    platform_topics.ensure_all(bootstrap)
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     try:
         parts = [TopicPartition(t, p) for t in (topics.DECISIONS.name, topics.PAYOUTS.name)

@@ -12,9 +12,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from subsidy import topics
+from subsidy.contracts import topics
 from subsidy.v1 import payout_pb2
-from services.payout.model import FixedClock
+from subsidy.services.payout.model import FixedClock
 
 from .test_payout_support import (
     RENT_CAP,

@@ -1,4 +1,4 @@
-"""Replicas are safe: payout as real processes (``python -m services.payout``),
+"""Replicas are safe: payout as real processes (``python -m subsidy.services.payout``),
 several in ONE consumer group against ONE PostgreSQL database, while a burst
 of competing claims for one firm arrives and partitions move between them
 (a replica joins mid-burst, one is SIGKILLed mid-burst, another joins).
@@ -26,7 +26,7 @@ import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from subsidy.devenv import free_port
+from subsidy_dev import free_port
 
 from .test_payout_support import (
     RENT_CAP,
@@ -50,7 +50,7 @@ class Replica:
         self.log = log_dir / f"{name}.log"
         with open(self.log, "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "services.payout"], cwd=ROOT,
+                [sys.executable, "-m", "subsidy.services.payout"], cwd=ROOT,
                 env={**env, "SUBSIDY_PAYOUT_GRPC_ADDRESS": f"127.0.0.1:{self.port}"},
                 stdout=subprocess.DEVNULL, stderr=err)
 

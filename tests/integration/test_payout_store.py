@@ -10,8 +10,8 @@ import threading
 
 import pytest
 
-from subsidy.db import Database
-from services.payout.store import SqlStore
+from subsidy.platform.db import Database
+from subsidy.services.payout.adapters.store import SqlStore
 
 from .test_payout_support import RENT_CAP, database_url, new_firm, new_id, rent_decision
 

@@ -15,12 +15,13 @@ import grpc
 import psycopg
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from subsidy import cloudevents, codec, credit_code, topics
-from subsidy.domain import Decision, Entitlement, LimitKind, Reason
+from subsidy.contracts import cloudevents, codec, topics
+from subsidy.core import credit_code
+from subsidy.core.domain import Decision, Entitlement, LimitKind, Reason
 from subsidy.v1 import events_pb2, payout_pb2, payout_pb2_grpc
-from services.payout.bootstrap import PayoutApp
-from services.payout.config import Settings
-from services.payout.model import Clock
+from subsidy.services.payout.bootstrap import PayoutApp
+from subsidy.services.payout.config import Settings
+from subsidy.services.payout.model import Clock
 
 from .running import RunningApp, wait_for  # noqa: F401 - the tests import wait_for from here
 

@@ -4,7 +4,7 @@ the only copy of the rules) checked and unit-tested with promtool.
 spec.groups is extracted into a plain rules file next to a copy of
 deploy/prometheus/alerts-tests.yaml, then `promtool check rules` and
 `promtool test rules` run on them. promtool comes from
-subsidy.devenv.tools (Debian's prometheus package on first use).
+subsidy_dev.tools (Debian's prometheus package on first use).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from subsidy.devenv import tools
+from subsidy_dev import tools
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "k8s" / "base" / "monitoring" / "prometheus-rules.yaml"

@@ -1,6 +1,6 @@
 """Health that means something.
 
-- The decision (``subsidy.metrics.stall_reason``): a pure function of
+- The decision (``subsidy.platform.metrics.stall_reason``): a pure function of
   timestamps, tested in milliseconds.
 - intake and payout in-process against the harness's Kafka broker and a
   PostgreSQL server of this module's own: SERVING with both up; NOT_SERVING
@@ -17,8 +17,8 @@ import time
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from subsidy.devenv.postgres import PostgresServer
-from subsidy.metrics import ConsumerProgress, stall_reason
+from subsidy_dev.postgres import PostgresServer
+from subsidy.platform.metrics import ConsumerProgress, stall_reason
 
 STALL = 60.0
 
@@ -167,9 +167,9 @@ def test_not_serving_while_postgresql_is_down_and_serving_again_when_it_is_back(
 def test_eligibility_is_not_ready_when_its_consumer_has_lag_and_does_not_advance():
     from prometheus_client import CollectorRegistry
 
-    from services.eligibility.app import create_app
-    from services.eligibility.config import Settings
-    from subsidy.policy import load_policy
+    from subsidy.services.eligibility.adapters.kafka import create_app
+    from subsidy.services.eligibility.config import Settings
+    from subsidy.core.policy import load_policy
 
     service = create_app(Settings(stall_seconds=10), policy=load_policy(), registry=CollectorRegistry())
     clock = [0.0]
@@ -190,7 +190,7 @@ def test_eligibility_is_not_ready_when_its_consumer_has_lag_and_does_not_advance
 def test_intake_keeps_accepting_while_its_consumers_stall_and_says_so_overall(kafka_bootstrap, tmp_path):
     """The readiness name follows the database only; the overall name follows Kafka too."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
-    from services.intake.server import SERVICE_NAME
+    from subsidy.services.intake.adapters.grpc import SERVICE_NAME
 
     from integration.test_intake_support import RunningIntake, settings as intake_settings, wait_for
 

@@ -7,11 +7,11 @@
   vendored CRD schema subsets in deploy/k8s/crd-schemas/, strictly;
 - the conventions: non-root, read-only root filesystem, no capabilities,
   requests and limits, gRPC probes on the health names the code registers,
-  topics as subsidy/topics.py declares them, the policy files all shipped,
+  topics as subsidy/contracts/topics.py declares them, the policy files all shipped,
   every environment variable one the code reads, no secret in the base,
   a deterministic render.
 
-kustomize comes from subsidy.devenv.tools (built with `go install` on first
+kustomize comes from subsidy_dev.tools (built with `go install` on first
 use, then cached); kubernetes-validate and jsonschema are test extras.
 """
 
@@ -28,8 +28,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from subsidy import topics
-from subsidy.devenv import tools
+from subsidy.contracts import topics
+from subsidy_dev import tools
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -53,10 +53,10 @@ PARTITION_BOUND = {
 
 def health_names() -> dict[str, str]:
     """The service names each bootstrap sets SERVING (besides "")."""
-    from services.eligibility.grpc_api import SERVICE_NAME as eligibility
-    from services.intake.server import SERVICE_NAME as intake
-    from services.notify.bootstrap import SERVICE_NAME as notify
-    from services.payout.server import SERVICE_NAME as payout
+    from subsidy.services.eligibility.adapters.grpc import SERVICE_NAME as eligibility
+    from subsidy.services.intake.adapters.grpc import SERVICE_NAME as intake
+    from subsidy.services.notify.bootstrap import SERVICE_NAME as notify
+    from subsidy.services.payout.adapters.grpc import SERVICE_NAME as payout
 
     return {"intake": intake, "eligibility": eligibility, "payout": payout, "notify": notify}
 
@@ -279,7 +279,7 @@ def test_grpc_probes_use_the_health_names_the_code_registers(overlay):
     for service in SERVICES:
         dep = deployment(docs, service)
         container = dep["spec"]["template"]["spec"]["containers"][0]
-        assert container["command"] == ["python", "-m", f"services.{service}"]
+        assert container["command"] == ["python", "-m", f"subsidy.services.{service}"]
         for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
             grpc = container.get(probe, {}).get("grpc")
             assert grpc, f"{service}: {probe} is not a gRPC probe"
@@ -313,9 +313,9 @@ def dep_env_items(docs, service):
 
 
 def env_vars_read_by(service: str) -> set[str]:
-    sources = [ROOT / "services" / service / "config.py"]
+    sources = [ROOT / "subsidy" / "services" / service / "config.py"]
     if service in ("eligibility", "notify"):
-        sources.append(ROOT / "subsidy" / "policy.py")  # SUBSIDY_POLICY_DIR
+        sources.append(ROOT / "subsidy" / "core" / "policy.py")  # SUBSIDY_POLICY_DIR
     names: set[str] = set()
     for path in sources:
         names |= set(re.findall(r"\"((?:KAFKA|SUBSIDY)_[A-Z0-9_]+)\"", path.read_text()))

@@ -28,11 +28,11 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from subsidy import topics
-from subsidy.demo import submit_all, wait_recorded
-from subsidy.devenv.kafka import KafkaBroker
-from subsidy.devenv.stack import LocalStack
-from subsidy.devenv.tools import promtool
+from subsidy.contracts import topics
+from subsidy_dev.demo import submit_all, wait_recorded
+from subsidy_dev.kafka import KafkaBroker
+from subsidy_dev.stack import LocalStack
+from subsidy_dev.tools import promtool
 from subsidy.v1 import application_pb2, intake_pb2, intake_pb2_grpc
 
 pytestmark = pytest.mark.integration

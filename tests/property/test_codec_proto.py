@@ -11,7 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from strategies import DATES, applications
-from subsidy.codec import application_from_proto, application_to_json, application_to_proto, parse_application
+from subsidy.contracts.codec import (
+    application_from_proto,
+    application_to_json,
+    application_to_proto,
+    parse_application,
+)
 from subsidy.v1 import application_pb2
 
 

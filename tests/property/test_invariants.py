@@ -6,12 +6,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from google.protobuf import json_format
 
-from services.eligibility.rules import evaluate
-from services.payout.ledger import InMemoryLedger
+from subsidy.core.eligibility import evaluate
+from subsidy.core.ledger import InMemoryLedger
 from strategies import CREDIT_CODES, applications
-from subsidy.codec import application_from_proto, decision_from_proto, decision_to_proto, parse_application
-from subsidy.domain import ELIGIBLE, INELIGIBLE, OUTCOMES, LimitKind
-from subsidy.policy import load_policy
+from subsidy.contracts.codec import (
+    application_from_proto,
+    decision_from_proto,
+    decision_to_proto,
+    parse_application,
+)
+from subsidy.core.domain import ELIGIBLE, INELIGIBLE, OUTCOMES, LimitKind
+from subsidy.core.policy import load_policy
 from subsidy.v1 import application_pb2
 
 POLICY = load_policy()
@@ -23,7 +28,7 @@ _CODES = ["91310117MA1J1234" + "", "91310117AB12CD34", "91310117PQ98RT76"]
 
 
 def _complete(prefix: str) -> str:
-    from subsidy.credit_code import complete
+    from subsidy.core.credit_code import complete
 
     return complete(prefix)
 

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from grpc_health.v1 import health, health_pb2
 
-from subsidy.security import GrpcSecurity, SecurityConfig
+from subsidy.platform.security import GrpcSecurity, SecurityConfig
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,17 +47,17 @@ class Servers:
         self.payout_store: Any = None
 
     async def _start(self) -> None:
-        from services.intake import handlers
-        from services.intake.directory import FileDirectory
-        from services.intake.registry import FileRegistry
-        from services.intake.server import IntakeServicer, build_server as build_intake
-        from services.intake.store import SqlStore as IntakeStore
-        from services.payout.model import SystemClock
-        from services.payout.server import PayoutServicer, build_server as build_payout
-        from services.payout.store import SqlStore as PayoutStore
-        from services.eligibility.grpc_api import GrpcServer
-        from subsidy.db import Database
-        from subsidy.policy import load_policy
+        from subsidy.services.intake import handlers
+        from subsidy.services.intake.adapters.directory import FileDirectory
+        from subsidy.platform.registry import FileRegistry
+        from subsidy.services.intake.adapters.grpc import IntakeServicer, build_server as build_intake
+        from subsidy.services.intake.adapters.store import SqlStore as IntakeStore
+        from subsidy.services.payout.model import SystemClock
+        from subsidy.services.payout.adapters.grpc import PayoutServicer, build_server as build_payout
+        from subsidy.services.payout.adapters.store import SqlStore as PayoutStore
+        from subsidy.services.eligibility.adapters.grpc import GrpcServer
+        from subsidy.platform.db import Database
+        from subsidy.core.policy import load_policy
 
         if "intake" in self.securities:
             store = IntakeStore(Database(f"sqlite:///{self.tmp / 'intake.db'}", store="intake"))

@@ -1,6 +1,6 @@
 """Role x method: every RPC of every served gRPC service (from the proto
 descriptors, health and reflection included) against the access policy
-(subsidy/security/access.yaml), on the real servers with JWT authentication.
+(subsidy/platform/security/access.yaml), on the real servers with JWT authentication.
 A new RPC without a policy entry fails ``test_every_rpc_has_a_rule``."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
 from security.conftest import ENTERPRISE_CODE
-from subsidy.security.policy import ROLES, AccessPolicy
+from subsidy.platform.security.policy import ROLES, AccessPolicy
 from subsidy.v1 import intake_pb2, payout_pb2, policy_service_pb2
 
 POLICY = AccessPolicy.load()

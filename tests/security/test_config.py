@@ -7,9 +7,9 @@ import ssl
 
 import pytest
 
-from subsidy import kafka_security
-from subsidy.security import SecurityConfig, SecurityConfigError, redact_url, secret
-from subsidy.security.secrets import SecretError
+from subsidy.platform.security import kafka as kafka_security
+from subsidy.platform.security import SecurityConfig, SecurityConfigError, redact_url, secret
+from subsidy.platform.security.secrets import SecretError
 
 
 def test_kafka_plaintext_is_the_default_and_changes_nothing():
@@ -64,13 +64,13 @@ def test_kafka_bad_settings_are_refused(env):
 
 def test_every_kafka_client_goes_through_the_helper():
     """grep: each KafkaProducer/KafkaConsumer/KafkaAdminClient built in
-    subsidy/ and services/ passes kafka_security.client_config()."""
+    subsidy/ and subsidy_dev/ passes kafka_security.client_config()."""
     import re
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
     offenders = []
-    for path in list((root / "services").rglob("*.py")) + list((root / "subsidy").rglob("*.py")):
+    for path in list((root / "subsidy_dev").rglob("*.py")) + list((root / "subsidy").rglob("*.py")):
         text = path.read_text(encoding="utf-8")
         for match in re.finditer(r"(KafkaProducer|KafkaConsumer|KafkaAdminClient|faust\.App)\(", text):
             start = match.start()
@@ -99,9 +99,9 @@ def test_secrets_come_from_files_first(tmp_path):
 
 
 def test_service_settings_read_secrets_from_files(tmp_path):
-    from services.intake.config import Settings as IntakeSettings
-    from services.notify.config import Settings as NotifySettings
-    from services.payout.config import Settings as PayoutSettings
+    from subsidy.services.intake.config import Settings as IntakeSettings
+    from subsidy.services.notify.config import Settings as NotifySettings
+    from subsidy.services.payout.config import Settings as PayoutSettings
 
     url = tmp_path / "db-url"
     url.write_text("postgresql://subsidy:pw@db:5432/subsidy?sslmode=verify-full&sslrootcert=/ca.crt\n")
@@ -118,7 +118,7 @@ def test_service_settings_read_secrets_from_files(tmp_path):
 def test_database_urls_are_redacted():
     assert redact_url("postgresql://subsidy:pw@db:5432/x?sslmode=verify-full&password=pw2") == \
         "postgresql://subsidy:***@db:5432/x?sslmode=verify-full&password=***"
-    from subsidy.db import Database
+    from subsidy.platform.db import Database
     with pytest.raises(ValueError) as failed:
         Database("mysql://u:topsecret@h/x")
     assert "topsecret" not in str(failed.value)

@@ -9,10 +9,10 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from integration.test_notify_support import HttpSink
-from services.intake.model import Contacts
-from services.notify.channels import SmtpEmail, Webhook, parse_keys, sign, verify_signature
-from services.notify.model import DeliveryError, Notification
-from subsidy.devenv import free_port
+from subsidy.platform.registry import Contacts
+from subsidy.services.notify.adapters.channels import SmtpEmail, Webhook, parse_keys, sign, verify_signature
+from subsidy.services.notify.model import DeliveryError, Notification
+from subsidy_dev import free_port
 
 
 def _notification() -> Notification:

@@ -133,7 +133,7 @@ def test_a_renewed_server_certificate_is_served_without_restart(loop, tmp_path, 
 
 
 def test_plaintext_and_disabled_auth_are_logged_as_warnings(loop, tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="subsidy.security"):
+    with caplog.at_level(logging.WARNING, logger="subsidy.platform.security"):
         servers = Servers(loop, tmp_path, {"payout": security_for("payout", tmp_path)}).start()
         servers.stop()
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

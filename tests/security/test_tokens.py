@@ -15,8 +15,8 @@ import pytest
 
 from security.conftest import ENTERPRISE_CODE, OTHER_CODE
 from security.pki import AUDIENCE, ISSUER, Signer
-from subsidy.security import AUTH_DENIED
-from subsidy.security.tokens import InvalidToken, TokenVerifier, load_pem_keys
+from subsidy.platform.security import AUTH_DENIED
+from subsidy.platform.security.tokens import InvalidToken, TokenVerifier, load_pem_keys
 from subsidy.v1 import intake_pb2, intake_pb2_grpc, payout_pb2, payout_pb2_grpc
 
 LIST = "/subsidy.v1.IntakeService/ListDirectory"
@@ -200,7 +200,7 @@ def test_verifier_refuses_weak_or_symmetric_keys(tmp_path):
     path.write_bytes(weak.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     with pytest.raises(ValueError):
         load_pem_keys(f"weak={path}")
-    from subsidy.security.tokens import load_jwks
+    from subsidy.platform.security.tokens import load_jwks
     (tmp_path / "oct.json").write_text(json.dumps({"keys": [{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}]}))
     with pytest.raises(ValueError):
         load_jwks(str(tmp_path / "oct.json"))
@@ -209,7 +209,7 @@ def test_verifier_refuses_weak_or_symmetric_keys(tmp_path):
 
 
 def test_verifier_requires_exp(signers):
-    from subsidy.security.tokens import VerificationKey, algorithm_for
+    from subsidy.platform.security.tokens import VerificationKey, algorithm_for
     key = signers["rsa"].key.public_key()
     verifier = TokenVerifier([VerificationKey(signers["rsa"].kid, key, algorithm_for(key))],
                              audience=AUDIENCE, issuer=ISSUER)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from subsidy.codec import BadInput, application_to_json, parse_application
+from subsidy.contracts.codec import BadInput, application_to_json, parse_application
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "applications.jsonl"
 RENT = {

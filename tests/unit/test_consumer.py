@@ -1,4 +1,4 @@
-"""The shared kafka-python consumer loop (subsidy/consumer.py), driven with
+"""The shared kafka-python consumer loop (subsidy/platform/consumer.py), driven with
 a fake consumer: batches, one commit per poll, rewinds, dead letters, and
 replacing a member that is stuck."""
 
@@ -13,8 +13,8 @@ import pytest
 from kafka import TopicPartition
 from kafka.errors import CommitFailedError, KafkaTimeoutError
 
-from subsidy import metrics
-from subsidy.consumer import KafkaRecordLoop, RecordRejected
+from subsidy.platform import metrics
+from subsidy.platform.consumer import KafkaRecordLoop, RecordRejected
 from subsidy.v1 import events_pb2
 
 TOPIC = "subsidy.decisions.v1"

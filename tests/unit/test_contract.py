@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from subsidy import domain, protogen
+from subsidy.core import domain
+from subsidy_dev import protogen
 from subsidy.v1 import application_pb2, decision_pb2
 
 REPO = Path(__file__).resolve().parents[2]

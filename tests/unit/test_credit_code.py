@@ -1,7 +1,7 @@
 import pytest
 
-from subsidy import credit_code
-from subsidy.credit_code import InvalidCreditCode, complete, is_valid, validate
+from subsidy.core import credit_code
+from subsidy.core.credit_code import InvalidCreditCode, complete, is_valid, validate
 
 # From shared/policy/examples: real-format codes of Songjiang (310117).
 VALID = ["913101173AGYGLUY2P", "913101173W7WKKHD9B"]

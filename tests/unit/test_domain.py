@@ -6,9 +6,9 @@ import inspect
 
 import pytest
 
-from services.payout import ledger
-from subsidy import domain
-from subsidy.domain import value
+from subsidy.core import ledger
+from subsidy.core import domain
+from subsidy.core.domain import value
 
 VALUE_CLASSES = [
     domain.Firm,

@@ -3,9 +3,9 @@ tests/policy_cases/*.yaml; these are the rules around them."""
 
 import datetime as dt
 
-from services.eligibility.rules import _add_years, evaluate
-from subsidy.codec import parse_application
-from subsidy.policy import load_policy
+from subsidy.core.eligibility import _add_years, evaluate
+from subsidy.contracts.codec import parse_application
+from subsidy.core.policy import load_policy
 
 POLICY = load_policy()
 FIRM = {

@@ -1,4 +1,4 @@
-"""subsidy/outbox.py: the relay sends a whole batch before waiting, marks the
+"""subsidy/platform/outbox.py: the relay sends a whole batch before waiting, marks the
 acknowledged prefix in one transaction, and stops at the first failure so
 the order of the outbox is the order on Kafka."""
 
@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from subsidy.db import Database
-from subsidy.outbox import OutboxRelay, OutboxTable, encode_headers
+from subsidy.platform.db import Database
+from subsidy.platform.outbox import OutboxRelay, OutboxTable, encode_headers
 
 
 class Counter:
@@ -150,7 +150,7 @@ def test_a_send_that_never_settles_fails_the_batch_after_the_delivery_timeout_an
     r = relay(table, StuckProducer())
     r.delivery_timeout_ms = 0
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("subsidy.outbox.ACK_MARGIN_S", 0.05)
+        patch.setattr("subsidy.platform.outbox.ACK_MARGIN_S", 0.05)
         with pytest.raises(RuntimeError, match="no acknowledgement and no error"):
             r.publish_once()
     assert table.pending_count() == 5
@@ -163,7 +163,7 @@ def test_after_a_stuck_producer_the_relay_makes_a_new_one_which_publishes_the_ba
                     producer_factory=lambda: next(made), ensure_topics=lambda bootstrap: None)
     r.delivery_timeout_ms = 0
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("subsidy.outbox.ACK_MARGIN_S", 0.05)
+        patch.setattr("subsidy.platform.outbox.ACK_MARGIN_S", 0.05)
         r.start()
         try:
             deadline = time.monotonic() + 10

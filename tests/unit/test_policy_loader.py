@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from subsidy.policy import DEFAULT_POLICY_DIR, PolicyError, load_policy
+from subsidy.core.policy import DEFAULT_POLICY_DIR, PolicyError, load_policy
 
 
 @pytest.fixture

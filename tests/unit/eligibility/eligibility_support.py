@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from subsidy import cloudevents, codec
-from subsidy.policy import load_policy
+from subsidy.contracts import cloudevents, codec
+from subsidy.core.policy import load_policy
 
 DEMO = Path(__file__).resolve().parents[3] / "demo" / "applications.jsonl"
 POLICY = load_policy()

@@ -12,10 +12,11 @@ import pytest
 from eligibility_support import POLICY, application_record, demo_applications
 from prometheus_client import CollectorRegistry
 
-from services.eligibility import processor
-from services.eligibility.app import create_app, faust_settings
-from services.eligibility.config import Settings
-from subsidy import cloudevents, logs, topics
+from subsidy.services.eligibility import handlers as processor
+from subsidy.services.eligibility.adapters.kafka import create_app, faust_settings
+from subsidy.services.eligibility.config import Settings
+from subsidy.contracts import cloudevents, topics
+from subsidy.platform import logs
 from subsidy.v1 import decision_pb2, events_pb2
 
 DEMO = demo_applications()
@@ -131,7 +132,7 @@ def test_a_failed_produce_crashes_the_app_rather_than_skipping_the_record(tmp_pa
 
 
 def test_a_process_whose_crash_does_not_stop_it_exits_after_its_limit(tmp_path, monkeypatch):
-    import services.eligibility.app as eligibility_app
+    import subsidy.services.eligibility.adapters.kafka as eligibility_app
 
     exits = []
     monkeypatch.setattr(eligibility_app, "_exit_after_crash", lambda after_s: exits.append(after_s))

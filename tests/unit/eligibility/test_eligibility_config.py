@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from services.eligibility.config import ConfigError, Settings
+from subsidy.services.eligibility.config import ConfigError, Settings
 
 
 def test_without_environment_the_defaults_are_a_local_broker_and_the_documented_ports():

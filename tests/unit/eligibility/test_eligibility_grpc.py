@@ -12,9 +12,10 @@ from eligibility_support import POLICY, demo_applications
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from services.eligibility import rules
-from services.eligibility.grpc_api import SERVICE_NAME, GrpcServer, list_clauses_response
-from subsidy import codec, domain
+from subsidy.core import eligibility as rules
+from subsidy.services.eligibility.adapters.grpc import SERVICE_NAME, GrpcServer, list_clauses_response
+from subsidy.contracts import codec
+from subsidy.core import domain
 from subsidy.v1 import policy_service_pb2, policy_service_pb2_grpc
 
 DEMO = demo_applications()

@@ -9,9 +9,10 @@ from eligibility_support import POLICY, application_record, demo_applications
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.eligibility import processor, rules
-from services.eligibility.processor import Decided, DeadLettered, Origin, process
-from subsidy import cloudevents, codec, topics
+from subsidy.services.eligibility import handlers as processor
+from subsidy.core import eligibility as rules
+from subsidy.services.eligibility.handlers import Decided, DeadLettered, Origin, process
+from subsidy.contracts import cloudevents, codec, topics
 from subsidy.v1 import application_pb2, decision_pb2, events_pb2
 
 ORIGIN = Origin(topics.APPLICATIONS.name, 3, 41)

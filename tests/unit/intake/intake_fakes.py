@@ -5,19 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 
-from subsidy.domain import Firm
+from subsidy.core.domain import Firm
 from subsidy.v1 import application_pb2
-from services.intake import handlers
-from services.intake.model import (
+from subsidy.services.intake import handlers
+from subsidy.services.intake.model import (
     DECIDED,
-    Contacts,
     DirectoryEntry,
     DuplicateKey,
-    FirmRecord,
     OutboxMessage,
-    RegistryUnavailable,
     StoredApplication,
 )
+from subsidy.platform.registry import Contacts, FirmRecord, RegistryUnavailable
 
 FIRM = "91310117MA1K7D2E8N"  # 上海泗泾智造示范工厂有限公司 (demo/registry.json)
 PROVIDER = "91310117H2LTFY5G3W"  # 上海松云, listed with cloud services

@@ -1,4 +1,4 @@
-"""services.intake.store.GroupCommit: concurrent writes share one commit, each
+"""subsidy.services.intake.adapters.store.GroupCommit: concurrent writes share one commit, each
 caller returns only after its own write is committed, and a failing write
 fails alone."""
 
@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from subsidy.db import Database
-from services.intake.store import GroupCommit
+from subsidy.platform.db import Database
+from subsidy.services.intake.adapters.store import GroupCommit
 
 
 class CountingDatabase(Database):

@@ -1,4 +1,4 @@
-"""The intake core (services/intake/handlers.py) over in-memory fakes."""
+"""The intake core (subsidy/services/intake/handlers.py) over in-memory fakes."""
 
 from __future__ import annotations
 
@@ -16,17 +16,17 @@ from intake_fakes import (
     deps,
     rent_application,
 )
-from subsidy import cloudevents, topics
+from subsidy.contracts import cloudevents, topics
 from subsidy.v1 import application_pb2
-from services.intake import handlers
-from services.intake.model import (
+from subsidy.services.intake import handlers
+from subsidy.services.intake.model import (
     AlreadyExists,
     InvalidApplication,
     NotFound,
-    RegistryUnavailable,
     StoredApplication,
     UnknownFirm,
 )
+from subsidy.platform.registry import RegistryUnavailable
 
 
 def accepted(store: FakeStore, application_id: str) -> application_pb2.Application:

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from services.intake.model import RegistryUnavailable
-from services.intake.registry import HttpRegistry
+from subsidy.platform.registry import RegistryUnavailable
+from subsidy.platform.registry import HttpRegistry
 
 FIRM = {
     "credit_code": "91310117MA1K7D2E8N",

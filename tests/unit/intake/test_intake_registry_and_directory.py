@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from services.intake import rich_status
-from services.intake.config import Settings
-from services.intake.directory import DirectoryError, FileDirectory
-from services.intake.registry import FileRegistry, RegistryDataError
+from subsidy.platform.grpc import status as rich_status
+from subsidy.services.intake.config import Settings
+from subsidy.services.intake.adapters.directory import DirectoryError, FileDirectory
+from subsidy.platform.registry import FileRegistry, RegistryDataError
 
 ROOT = Path(__file__).resolve().parents[3]
 DEMO = [json.loads(line) for line in (ROOT / "demo" / "applications.jsonl").read_text().splitlines() if line.strip()]

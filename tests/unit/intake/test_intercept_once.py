@@ -1,4 +1,4 @@
-"""services.intake.server.InterceptOncePerMethod: the interceptors build a
+"""subsidy.services.intake.adapters.grpc.InterceptOncePerMethod: the interceptors build a
 method's handler once; what they wrap around it still runs on every call."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import types
 
 import grpc
 
-from services.intake.server import InterceptOncePerMethod
+from subsidy.services.intake.adapters.grpc import InterceptOncePerMethod
 
 
 class Recording(grpc.aio.ServerInterceptor):

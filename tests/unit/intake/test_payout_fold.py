@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.intake.payouts import NotAPayoutEvent, application_id_of, fold_bytes
+from subsidy.services.intake.payouts import NotAPayoutEvent, application_id_of, fold_bytes
 from subsidy.v1 import payout_pb2
 
 APP = "SJ-2025-0004"

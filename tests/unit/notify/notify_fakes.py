@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from services.intake.model import Contacts, FirmRecord
-from services.notify.model import DeliveryError, PermanentDeliveryError, TrancheInfo
-from subsidy.domain import Firm
-from subsidy.policy import load_policy
+from subsidy.platform.registry import Contacts, FirmRecord
+from subsidy.services.notify.model import DeliveryError, PermanentDeliveryError, TrancheInfo
+from subsidy.core.domain import Firm
+from subsidy.core.policy import load_policy
 from subsidy.v1 import decision_pb2, payout_pb2
 
 FIRM = "91310117MA1K7D2E8N"

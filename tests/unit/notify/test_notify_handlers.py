@@ -6,10 +6,10 @@ import logging
 
 import pytest
 
-from services.intake.model import Contacts
-from services.notify import handlers, model
-from services.notify.model import DeliveryFailed, InvalidEvent
-from subsidy import logs
+from subsidy.platform.registry import Contacts
+from subsidy.services.notify import handlers, model
+from subsidy.services.notify.model import DeliveryFailed, InvalidEvent
+from subsidy.platform import logs
 
 from notify_fakes import (
     CONTACTS, FIRM, TITLES, FakeChannel, FakeFirms, FakeLog, cancelled, decision, firm_record, grant, paid, scheduled,

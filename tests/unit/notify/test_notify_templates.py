@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.notify import handlers, templates
-from services.notify.model import TrancheInfo
+from subsidy.services.notify import handlers, templates
+from subsidy.services.notify.model import TrancheInfo
 
 from notify_fakes import TITLES, cancelled, decision, due, grant, paid, scheduled
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from subsidy import codec, credit_code
-from subsidy.domain import Decision, Entitlement, LimitKind, Reason
+from subsidy.contracts import codec
+from subsidy.core import credit_code
+from subsidy.core.domain import Decision, Entitlement, LimitKind, Reason
 
 FIRM = credit_code.complete("91310117MA1K7D2E")
 OTHER_FIRM = credit_code.complete("91310117MA1K8Q3P")

@@ -8,9 +8,9 @@ import datetime as dt
 import pytest
 
 from subsidy.v1 import payout_pb2
-from services.payout import handlers
-from services.payout.ledger import InMemoryLedger
-from services.payout.model import (
+from subsidy.services.payout import handlers
+from subsidy.core.ledger import InMemoryLedger
+from subsidy.services.payout.model import (
     CANCELLED,
     DUE,
     PAID,

@@ -10,12 +10,21 @@ from types import SimpleNamespace
 
 import pytest
 
-from subsidy.db import Database
+from subsidy.platform.db import Database
 from subsidy.v1 import events_pb2, payout_pb2
-from services.payout import export, handlers
-from services.payout.consumers import DecisionApplier, PaymentApplier, record_loop
-from services.payout.model import CANCELLED, DUE, PAID, SCHEDULED, FailedPrecondition, NotFound, Rejected
-from services.payout.store import SqlStore
+from subsidy.services.payout.adapters import export
+from subsidy.services.payout import handlers
+from subsidy.services.payout.adapters.kafka import DecisionApplier, PaymentApplier, record_loop
+from subsidy.services.payout.model import (
+    CANCELLED,
+    DUE,
+    PAID,
+    SCHEDULED,
+    FailedPrecondition,
+    NotFound,
+    Rejected,
+)
+from subsidy.services.payout.adapters.store import SqlStore
 
 from .support import FIRM, RENT_CAP, decision_bytes, rent_decision
 

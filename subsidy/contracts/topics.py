@@ -1,0 +1,60 @@
+"""Kafka topics: names, partitions and retention (the contract). Created by
+subsidy.platform.topics, idempotently.
+
+Names carry the schema version (`.v1`): a breaking change to an event gets a
+new topic beside the old one, so consumers migrate on their own schedule.
+The key of every event is the firm's credit code, so one firm's events stay
+in order on one partition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+    purpose: str = ""
+
+
+# Applications and decisions are the programme's record: kept for ten years
+# (retention is a backstop; the stores hold the audit trail too).
+_RECORD = {"cleanup.policy": "delete", "retention.ms": str(3650 * DAY_MS)}
+# Dead letters wait for a person: kept 90 days.
+_DLQ = {"cleanup.policy": "delete", "retention.ms": str(90 * DAY_MS)}
+
+APPLICATIONS = TopicSpec("subsidy.applications.v1", 6, _RECORD, "Application (protobuf), key credit code, from intake")
+DECISIONS = TopicSpec("subsidy.decisions.v1", 6, _RECORD, "Decision (protobuf), key credit code, from eligibility")
+APPLICATIONS_DLQ = TopicSpec(
+    "subsidy.applications.v1.dlq", 1, _DLQ, "DeadLetter: application messages eligibility could not process"
+)
+DECISIONS_DLQ = TopicSpec("subsidy.decisions.v1.dlq", 1, _DLQ, "DeadLetter: decision messages a consumer could not process")
+
+PAYOUTS = TopicSpec(
+    "subsidy.payouts.v1", 6, _RECORD,
+    "PayoutEvent (protobuf: GrantRecorded, TrancheScheduled, TrancheDue, TrancheCancelled, TranchePaid), key credit code, from payout, for finance",
+)
+PAYMENTS = TopicSpec("subsidy.payments.v1", 6, _RECORD, "PaymentConfirmed (protobuf), key credit code, from finance")
+PAYOUTS_DLQ = TopicSpec("subsidy.payouts.v1.dlq", 1, _DLQ, "DeadLetter: payout events a consumer could not process")
+PAYMENTS_DLQ = TopicSpec("subsidy.payments.v1.dlq", 1, _DLQ, "DeadLetter: payment confirmations payout could not apply")
+NOTIFICATIONS_DLQ = TopicSpec(
+    "subsidy.notifications.v1.dlq", 1, _DLQ, "DeadLetter: events notify could not deliver after its retries"
+)
+
+ALL = (
+    APPLICATIONS,
+    DECISIONS,
+    PAYOUTS,
+    PAYMENTS,
+    APPLICATIONS_DLQ,
+    DECISIONS_DLQ,
+    PAYOUTS_DLQ,
+    PAYMENTS_DLQ,
+    NOTIFICATIONS_DLQ,
+)
+

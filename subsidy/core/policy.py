@@ -1,0 +1,356 @@
+"""The policy as dated data: loading and validating ``policy/``.
+
+``policy/policy.yaml`` names the policy, its version and the date it applies
+from (the text leaves 2022年**月**日 blank, so it is a setting);
+``policy/clauses/<clause>.yaml`` holds one clause item each: the text it
+cites, its parameters (each value with the date it applies from and the words
+of the clause it comes from), how the ledger limits it, and its schedule.
+
+A malformed policy is refused at start-up with ``PolicyError`` naming the file
+and the field. Which parameters a clause needs, and of which unit, is declared
+by the rules that use them (``REQUIRED_PARAMETERS`` below), so data and code
+cannot drift apart silently.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from subsidy.core import domain
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_POLICY_DIR = REPO_ROOT / "policy"
+
+# unit -> description, for error messages and docs.
+UNITS = {
+    "fen": "an amount in fen (integer >= 0)",
+    "percent": "a whole percentage 0..100",
+    "percent_list": "a list of whole percentages adding up to 100",
+    "kinds": "ANY, or a list of firm kinds",
+    "count": "a whole number >= 0",
+    "years": "a whole number of years >= 1",
+    "text": "a string",
+    "text_list": "a list of strings",
+    "fen_table": "a mapping of a key to an amount in fen",
+}
+
+# What every clause's rule reads from the data, with units.
+_SCHEDULE = {"tranche_shares_percent": "percent_list"}
+REQUIRED_PARAMETERS: dict[str, dict[str, str]] = {
+    "1.rent": {"eligible_kinds": "kinds", "rate_percent": "percent", "cap_fen": "fen", "window_years": "years", **_SCHEDULE},
+    "1.purchase": {"eligible_kinds": "kinds", "rate_percent": "percent", "cap_fen": "fen", **_SCHEDULE},
+    "2": {"eligible_kinds": "kinds", "threshold_fen": "fen", "rate_percent": "percent", "cap_fen": "fen", **_SCHEDULE},
+    "3": {"eligible_kinds": "kinds", "award_by_level_fen": "fen_table", **_SCHEDULE},
+    "4": {"eligible_kinds": "kinds", "award_by_threshold_fen": "fen_table", **_SCHEDULE},
+    "6": {"eligible_kinds": "kinds", "rate_percent": "percent", "cap_fen": "fen", **_SCHEDULE},
+    "7": {"eligible_kinds": "kinds", "award_by_recognition_fen": "fen_table", **_SCHEDULE},
+    "8": {"eligible_kinds": "kinds", "versions": "text_list", "grades": "text_list", "award_fen": "fen", **_SCHEDULE},
+    "9": {"eligible_kinds": "kinds", "award_by_level_fen": "fen_table", **_SCHEDULE},
+    "10.cloud": {"eligible_kinds": "kinds", "cap_fen": "fen", **_SCHEDULE},
+    "10.park": {"eligible_kinds": "kinds", "award_fen": "fen", **_SCHEDULE},
+    "11.node": {"eligible_kinds": "kinds", "award_fen": "fen", **_SCHEDULE},
+    "11.identifiers": {
+        "eligible_kinds": "kinds",
+        "registrations_threshold": "count",
+        "monthly_resolutions_threshold": "count",
+        "award_fen": "fen",
+        **_SCHEDULE,
+    },
+    "12": {"eligible_kinds": "kinds", "levels": "text_list", "carrier_types": "text_list", "award_fen": "fen", **_SCHEDULE},
+    "13": {"eligible_kinds": "kinds"},
+    "14": {"eligible_kinds": "kinds"},
+    "15": {"eligible_kinds": "kinds"},
+}
+LEDGER_LIMITS = (domain.LimitKind.CUMULATIVE_CAP, domain.LimitKind.ONCE)
+# Scope parts a rule may name beyond the claim's own fields.
+_COMPUTED_SCOPE_PARTS = {"4": {"threshold"}}
+
+
+class PolicyError(ValueError):
+    """A malformed policy file; the message names the file and the field."""
+
+    def __init__(self, path: Path | str, where: str, problem: str):
+        super().__init__(f"{path}: {where}: {problem}" if where else f"{path}: {problem}")
+
+
+@dataclass(frozen=True, slots=True)
+class ParameterValue:
+    applies_from: dt.date
+    value: Any
+    cites: str
+
+
+@dataclass(frozen=True, slots=True)
+class Parameter:
+    name: str
+    unit: str
+    description: str
+    values: tuple[ParameterValue, ...]  # sorted by applies_from
+
+    def at(self, on: dt.date) -> ParameterValue | None:
+        index = bisect.bisect_right([v.applies_from for v in self.values], on) - 1
+        return self.values[index] if index >= 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class Ledger:
+    limit: str | None  # LimitKind, or None for clauses that pay nothing
+    scope_by: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClausePolicy:
+    clause: str
+    claim: str
+    item: str
+    title: str
+    text: str
+    parameters: Mapping[str, Parameter]
+    ledger: Ledger
+    source: str
+    _snapshots: tuple[tuple[dt.date, Mapping[str, Any]], ...] = field(repr=False, default=())
+
+    def parameters_on(self, on: dt.date) -> Mapping[str, Any] | None:
+        """Every parameter's value in force on a date; None before the first."""
+        dates = [d for d, _ in self._snapshots]
+        index = bisect.bisect_right(dates, on) - 1
+        return self._snapshots[index][1] if index >= 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    name: str
+    version: str
+    effective_from: dt.date
+    scope_text: str
+    clauses: Mapping[str, ClausePolicy]
+    directory: Path
+
+
+# ------------------------------------------------------------------ loading
+
+
+def load_policy(directory: Path | str | None = None) -> Policy:
+    """Load and validate the policy; raise PolicyError on the first fault."""
+    directory = Path(directory or os.environ.get("SUBSIDY_POLICY_DIR") or DEFAULT_POLICY_DIR)
+    index_path = directory / "policy.yaml"
+    index = _read_yaml(index_path)
+    _expect_keys(index_path, "", index, {"name", "version", "effective_from", "scope"}, set())
+    name = _text(index_path, "name", index["name"])
+    declared_version = _text(index_path, "version", index["version"])
+    effective_from = _date(index_path, "effective_from", index["effective_from"])
+    scope = index["scope"]
+    _expect_keys(index_path, "scope", scope, {"text"}, set())
+    scope_text = _text(index_path, "scope.text", scope["text"])
+
+    clause_dir = directory / "clauses"
+    files = sorted(clause_dir.glob("*.yaml"))
+    digest = hashlib.sha256(index_path.read_bytes())
+    clauses: dict[str, ClausePolicy] = {}
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        clause = _load_clause(path, effective_from)
+        if clause.clause in clauses:
+            raise PolicyError(path, "clause", f"{clause.clause} is already defined in {clauses[clause.clause].source}")
+        clauses[clause.clause] = clause
+    missing = [c for c in domain.CLAUSES if c not in clauses]
+    if missing:
+        raise PolicyError(clause_dir, "", f"no file for clause(s) {', '.join(missing)}")
+    return Policy(
+        name=name,
+        version=f"{declared_version}+{digest.hexdigest()[:8]}",
+        effective_from=effective_from,
+        scope_text=scope_text,
+        clauses=clauses,
+        directory=directory,
+    )
+
+
+class _DatesAsText(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """Leaves dates as text, so an impossible date is refused by _date naming
+    its field instead of failing inside the YAML parser."""
+
+
+_DatesAsText.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return yaml.load(handle, Loader=_DatesAsText)  # nosec B506 - _DatesAsText is a SafeLoader
+    except FileNotFoundError:
+        raise PolicyError(path, "", "file not found") from None
+    except yaml.YAMLError as exc:
+        raise PolicyError(path, "", f"not valid YAML: {exc}".replace("\n", " ")) from None
+
+
+def _expect_keys(path: Path, where: str, obj: Any, required: set[str], optional: set[str]) -> None:
+    if not isinstance(obj, dict):
+        raise PolicyError(path, where or "(top level)", "must be a mapping")
+    for key in required:
+        if key not in obj:
+            raise PolicyError(path, f"{where}.{key}".lstrip("."), "is required")
+    for key in obj:
+        if key not in required | optional:
+            raise PolicyError(path, f"{where}.{key}".lstrip("."), "unknown field")
+
+
+def _text(path: Path, where: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise PolicyError(path, where, "must be a non-empty string")
+    return value.strip()
+
+
+def _date(path: Path, where: str, value: Any) -> dt.date:
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise PolicyError(path, where, f"must be a date YYYY-MM-DD, got {value!r}")
+
+
+def _whole(path: Path, where: str, value: Any, minimum: int = 0, maximum: int | None = None) -> int:
+    if type(value) is not int or value < minimum or (maximum is not None and value > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"{minimum}..{maximum}"
+        raise PolicyError(path, where, f"must be a whole number {bounds}, got {value!r}")
+    return value
+
+
+def _check_value(path: Path, where: str, unit: str, value: Any) -> Any:
+    if unit in ("fen", "count"):
+        return _whole(path, where, value)
+    if unit == "years":
+        return _whole(path, where, value, minimum=1)
+    if unit == "percent":
+        return _whole(path, where, value, maximum=100)
+    if unit == "percent_list":
+        if not isinstance(value, list) or not value:
+            raise PolicyError(path, where, "must be a non-empty list of percentages")
+        shares = [_whole(path, f"{where}[{i}]", v, minimum=1, maximum=100) for i, v in enumerate(value)]
+        if sum(shares) != 100:
+            raise PolicyError(path, where, f"percentages must add up to 100, got {sum(shares)}")
+        return tuple(shares)
+    if unit == "kinds":
+        if value == "ANY":
+            return None
+        if not isinstance(value, list) or not value:
+            raise PolicyError(path, where, "must be ANY or a non-empty list of firm kinds")
+        for i, kind in enumerate(value):
+            if kind not in domain.FIRM_KINDS:
+                raise PolicyError(path, f"{where}[{i}]", f"unknown firm kind {kind!r}")
+        return frozenset(value)
+    if unit == "text":
+        return _text(path, where, value)
+    if unit == "text_list":
+        if not isinstance(value, list) or not value:
+            raise PolicyError(path, where, "must be a non-empty list of strings")
+        return tuple(_text(path, f"{where}[{i}]", str(v) if isinstance(v, (int, float)) else v) for i, v in enumerate(value))
+    if unit == "fen_table":
+        if not isinstance(value, dict) or not value:
+            raise PolicyError(path, where, "must be a non-empty mapping of key to fen")
+        return {str(k): _whole(path, f"{where}.{k}", v) for k, v in value.items()}
+    raise PolicyError(path, where, f"unknown unit {unit!r}")
+
+
+def _load_parameter(path: Path, name: str, raw: Any, unit_expected: str) -> Parameter:
+    where = f"parameters.{name}"
+    _expect_keys(path, where, raw, {"unit", "values"}, {"description"})
+    unit = raw["unit"]
+    if unit != unit_expected:
+        raise PolicyError(path, f"{where}.unit", f"must be {unit_expected!r} ({UNITS[unit_expected]}), got {unit!r}")
+    values_raw = raw["values"]
+    if not isinstance(values_raw, list) or not values_raw:
+        raise PolicyError(path, f"{where}.values", "must be a non-empty list of dated values")
+    values = []
+    for i, entry in enumerate(values_raw):
+        at = f"{where}.values[{i}]"
+        _expect_keys(path, at, entry, {"from", "value", "cites"}, set())
+        values.append(
+            ParameterValue(
+                applies_from=_date(path, f"{at}.from", entry["from"]),
+                value=_check_value(path, f"{at}.value", unit, entry["value"]),
+                cites=_text(path, f"{at}.cites", entry["cites"]),
+            )
+        )
+    dates = [v.applies_from for v in values]
+    if dates != sorted(dates) or len(set(dates)) != len(dates):
+        raise PolicyError(path, f"{where}.values", "dates must be strictly increasing")
+    return Parameter(name, unit, str(raw.get("description", "")), tuple(values))
+
+
+def _load_clause(path: Path, effective_from: dt.date) -> ClausePolicy:
+    raw = _read_yaml(path)
+    _expect_keys(path, "", raw, {"clause", "claim", "item", "title", "text", "parameters", "ledger"}, set())
+    clause = _text(path, "clause", str(raw["clause"]))
+    if clause not in REQUIRED_PARAMETERS:
+        raise PolicyError(path, "clause", f"unknown clause {clause!r}; expected one of {', '.join(REQUIRED_PARAMETERS)}")
+    claim_cls = domain.CLAIM_BY_KEY.get(raw["claim"])
+    if claim_cls is None or claim_cls.CLAUSE != clause:
+        expected = next(c.KEY for c in domain.CLAIM_TYPES if c.CLAUSE == clause)
+        raise PolicyError(path, "claim", f"clause {clause} is claimed as {expected!r}, got {raw['claim']!r}")
+    if path.stem != clause:
+        raise PolicyError(path, "clause", f"file must be named {clause}.yaml")
+    required = REQUIRED_PARAMETERS[clause]
+    params_raw = raw["parameters"]
+    _expect_keys(path, "parameters", params_raw, set(required), set())
+    parameters = {name: _load_parameter(path, name, params_raw[name], unit) for name, unit in required.items()}
+    ledger = _load_ledger(path, raw["ledger"], clause, claim_cls, parameters)
+
+    # One snapshot per date on which any parameter changes, from the policy's
+    # start: evaluation then looks one date up instead of one per parameter.
+    change_dates = sorted({effective_from} | {v.applies_from for p in parameters.values() for v in p.values})
+    snapshots = []
+    for day in change_dates:
+        if day < effective_from:
+            continue
+        values = {name: p.at(day) for name, p in parameters.items()}
+        if any(v is None for v in values.values()):
+            continue  # a parameter has no value yet: the clause is not in force
+        snapshots.append((day, {name: v.value for name, v in values.items()}))
+    return ClausePolicy(
+        clause=clause,
+        claim=raw["claim"],
+        item=_text(path, "item", str(raw["item"])),
+        title=_text(path, "title", raw["title"]),
+        text=_text(path, "text", raw["text"]),
+        parameters=parameters,
+        ledger=ledger,
+        source=str(path),
+        _snapshots=tuple(snapshots),
+    )
+
+
+def _load_ledger(path: Path, raw: Any, clause: str, claim_cls: type, parameters: Mapping[str, Parameter]) -> Ledger:
+    _expect_keys(path, "ledger", raw, {"limit"}, {"scope_by"})
+    limit = raw["limit"]
+    pays = "tranche_shares_percent" in REQUIRED_PARAMETERS[clause]
+    if not pays:
+        if limit is not None:
+            raise PolicyError(path, "ledger.limit", "this clause sets no amount: must be null")
+        return Ledger(None, ())
+    if limit not in LEDGER_LIMITS:
+        raise PolicyError(path, "ledger.limit", f"must be one of {', '.join(LEDGER_LIMITS)}, got {limit!r}")
+    if limit == domain.LimitKind.CUMULATIVE_CAP and "cap_fen" not in parameters:
+        raise PolicyError(path, "ledger.limit", "cumulative_cap needs a cap_fen parameter")
+    scope_by = raw.get("scope_by") or []
+    if not isinstance(scope_by, list):
+        raise PolicyError(path, "ledger.scope_by", "must be a list of claim fields")
+    allowed = set(claim_cls.__dataclass_fields__) | _COMPUTED_SCOPE_PARTS.get(clause, set())
+    for i, part in enumerate(scope_by):
+        if part not in allowed:
+            raise PolicyError(path, f"ledger.scope_by[{i}]", f"{part!r} is not a field of the {claim_cls.KEY} claim")
+    return Ledger(limit, tuple(scope_by))

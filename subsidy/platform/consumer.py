@@ -1,0 +1,468 @@
+"""The Kafka consumer loop of every kafka-python consumer in the services
+(intake's two projections, payout's decisions and payments, notify): one
+thread per consumer, one copy of the delicate parts.
+
+Per poll:
+
+1. handle each record (the service's ``handler``, inside the record's trace);
+   a handler that raises one of ``rejects`` has the record sent to the
+   dead-letter topic as a ``subsidy.v1.DeadLetter``, counted and logged, and
+   the partition moves on;
+2. commit the batch's offsets in **one** commit, after every record of it was
+   handled. At least once: a crash before the commit replays the batch, which
+   the handlers make harmless (inbox, event ids, the notification log). A
+   commit that fails is retried before the next poll, and made before a
+   rebalance takes the partitions away;
+3. on any other failure (database or DLQ down, a commit refused by a
+   rebalance), commit what was handled, seek every partition still ours back
+   to its first unhandled record, and retry with backoff: nothing polled is
+   skipped.
+
+Batch scope (optional, ``batch_scope``): step 1 runs inside one context
+manager per poll, e.g. one database transaction for the whole batch (one
+fsync instead of one per record). Its records count as handled only once the
+scope has exited without an exception; a scope that fails (an error inside,
+a commit refused) leaves none of its offsets to commit, and every partition
+still ours is rewound to the batch's first record: the whole batch is redone
+(the handlers' idempotence makes that harmless). Dead letters of records
+rejected inside the scope are sent after it exited successfully, so a batch
+that fails and is redone does not dead-letter its records twice; they are
+sent before the offsets are committed (a DLQ that is down fails the poll, and
+the batch is redone: at least once). A stop asked for in the middle of a
+batch ends it at the record being handled, and what was handled is kept.
+
+Self-healing. A kafka-python member can stop receiving records without
+raising anything: left without partitions after a rebalance, or with lag
+that polls no longer return. When either lasts past its limit the loop closes
+the consumer and creates a new one (counted in
+``subsidy_kafka_consumer_restarts_total``, logged at WARNING); the group then
+reassigns from the committed offsets. Assignments and revocations are logged,
+so the history of a member is in the service's log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import threading
+from typing import Any, Callable, ContextManager, Iterable, Mapping
+
+from subsidy.contracts import cloudevents
+from subsidy.platform.security import kafka as kafka_security
+from subsidy.platform import logs
+from subsidy.platform import metrics as shared
+
+log = logging.getLogger("subsidy.platform.consumer")
+
+
+#: Shorter than kafka-python's 45 s: after a kill -9 the group waits this long
+#: for the dead member before handing its partitions to the next one.
+DEFAULT_SESSION_TIMEOUT_MS = 15_000
+
+
+class RecordRejected(Exception):
+    """Raised by a handler: this record must not be processed (undecodable,
+    invalid, a delivery that gave up); the message says why, and goes into
+    the dead letter."""
+
+
+class _Stopping(Exception):
+    pass
+
+
+class KafkaRecordLoop:
+    """A kafka-python consumer in its own thread; see the module docstring."""
+
+    def __init__(
+        self,
+        name: str,
+        handler: Callable[[Any], str],
+        bootstrap: str,
+        *,
+        topics: Iterable[str],
+        group_id: str,
+        dlq_topic: str,
+        source: str,
+        rejects: tuple[type[BaseException], ...] = (RecordRejected,),
+        client_id: str | None = None,
+        consumer_config: Mapping[str, Any] | None = None,
+        max_poll_records: int = 100,
+        commit_timeout_ms: int = 10_000,
+        max_backoff: float = 10.0,
+        stall_s: float = 60.0,
+        rejoin_after_s: float | None = None,
+        consumer_factory: Callable[[], Any] | None = None,
+        producer_factory: Callable[[], Any] | None = None,
+        batch_scope: Callable[[], ContextManager[Any]] | None = None,
+    ):
+        self.name = name
+        self.handler = handler
+        self.batch_scope = batch_scope
+        #: Inside a batch scope: (record, error, trace id) of the records rejected, sent once it exited.
+        self._rejected: list[tuple[Any, str, str | None]] | None = None
+        self.bootstrap = bootstrap
+        self.topics = tuple(topics)
+        self.group_id = group_id
+        self.dlq_topic = dlq_topic
+        self.source = source
+        self.rejects = rejects
+        self.client_id = client_id or name
+        self.consumer_config = dict(consumer_config or {})
+        self.max_poll_records = max_poll_records
+        self.commit_timeout_ms = commit_timeout_ms
+        self.max_backoff = max_backoff
+        # Health: when it last polled, advanced, reached the broker (subsidy/platform/metrics.py).
+        self.progress = shared.ConsumerProgress(name, stall_s)
+        self.lag_interval_s = min(5.0, stall_s / 3)
+        # A rebalance normally settles within a session timeout or two; a
+        # member without partitions for longer than this is stuck, not waiting.
+        self.consumer_config.setdefault("session_timeout_ms", DEFAULT_SESSION_TIMEOUT_MS)
+        session_s = self.consumer_config["session_timeout_ms"] / 1000
+        self.rejoin_after_s = rejoin_after_s if rejoin_after_s is not None else max(stall_s / 2, 3 * session_s)
+        #: Test hook: hold() stops the loop polling, as if it hung.
+        self.hold = shared.Hold()
+        self._consumer_factory = consumer_factory or self._new_consumer
+        self._producer_factory = producer_factory or self._new_producer
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._created_at = 0.0
+        self._unassigned_since: float | None = None
+        self._last_records_at = 0.0
+        self._last_lag_refresh = float("-inf")
+        self._lag_keys: set = set()
+        #: Offsets after records handled but not yet committed, per partition.
+        self._uncommitted: dict[Any, int] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.consuming = threading.Event()
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"consumer-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("consumer did not stop in time; leaving it (daemon thread)",
+                            extra=logs.fields(consumer=self.name, timeout_s=timeout))
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep for a handler's retry; True when the service is stopping."""
+        return self._stop.wait(seconds)
+
+    @property
+    def running(self) -> bool:
+        return self.consuming.is_set() and not self._stop.is_set() and bool(self._thread and self._thread.is_alive())
+
+    # -- clients -------------------------------------------------------------------------
+
+    def _new_consumer(self) -> Any:
+        from kafka import KafkaConsumer
+
+        config = dict(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            client_id=self.client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.max_poll_records,
+            bootstrap_timeout_ms=5000,
+            reconnect_backoff_max_ms=2000,
+        )
+        config.update(self.consumer_config)
+        consumer = KafkaConsumer(**config, **kafka_security.client_config())
+        # The topics' metadata before joining: a member elected group leader
+        # without it assigns no partitions ("No partition metadata for
+        # topic"), rejoins when the metadata arrives, and that second
+        # SyncGroup was seen never to complete, leaving the member idle.
+        for topic in self.topics:
+            consumer.partitions_for_topic(topic)
+        consumer.subscribe(list(self.topics), listener=_LoggingRebalanceListener(self))
+        return consumer
+
+    def _new_producer(self) -> Any:
+        from kafka import KafkaProducer
+
+        return KafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            client_id=f"{self.client_id}-dlq",
+            enable_idempotence=True,
+            acks="all",
+            max_block_ms=5000,
+            bootstrap_timeout_ms=5000,
+            **kafka_security.client_config(),
+        )
+
+    def _open(self) -> None:
+        self._consumer = self._consumer_factory()
+        now = self.progress.clock()
+        self._created_at = now
+        self._last_records_at = now
+        self._unassigned_since = None
+        self.consuming.set()
+        log.info("consuming", extra=logs.fields(consumer=self.name, topics=list(self.topics), group=self.group_id))
+
+    def _close_consumer(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        self._uncommitted.clear()  # the group's next owner resumes from the committed offsets
+        if consumer is not None:
+            try:
+                consumer.close(autocommit=False)
+            except Exception:  # noqa: BLE001
+                log.warning("closing a Kafka consumer failed", exc_info=True, extra=logs.fields(consumer=self.name))
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = 0.0
+        while not self._stop.is_set():
+            try:
+                if self._consumer is None:
+                    self._open()
+                self.hold.wait_while_held(self._stop)
+                self._poll_once()
+                backoff = 0.0
+                self._refresh_lag()
+                self._restart_if_stuck()
+            except _Stopping:
+                break
+            except Exception as exc:  # noqa: BLE001 - db, DLQ or a rebalance: retry, never crash
+                if self._stop.is_set():
+                    break  # a handler's wait interrupted by the stop
+                backoff = min(self.max_backoff, backoff * 2 if backoff else 0.25)
+                log.warning("consumer failed, retrying", extra=logs.fields(
+                    consumer=self.name, error=f"{type(exc).__name__}: {exc}"[:300], retry_in_s=backoff))
+                if self._consumer is not None:
+                    self._refresh_lag()
+                self._stop.wait(backoff)
+        self.consuming.clear()
+        shared.clear_lag(self._lag_keys)
+        if self._uncommitted and self._consumer is not None:
+            self._commit_handled(quietly=True)
+        self._close_consumer()
+        if self._producer is not None:
+            try:
+                self._producer.close(timeout=2)
+            except Exception:  # noqa: BLE001
+                log.warning("closing the dead-letter producer failed", exc_info=True,
+                            extra=logs.fields(consumer=self.name))
+
+    def _poll_once(self) -> None:
+        if self._uncommitted:
+            self._commit_handled()  # a commit that failed earlier: before anything new
+        batches = self._consumer.poll(timeout_ms=300, max_records=self.max_poll_records)
+        count = sum(len(records) for records in batches.values())
+        self.progress.polled(count)
+        if not count:
+            return
+        self._last_records_at = self.progress.clock()
+        handled: dict[Any, int] = {}  # partition -> offset after its last handled record
+        scoped = self.batch_scope is not None
+        stopping = False
+        try:
+            self._rejected = [] if scoped else None
+            with self.batch_scope() if scoped else contextlib.nullcontext():
+                for tp, records in batches.items():
+                    for record in records:
+                        if self._stop.is_set():
+                            stopping = True
+                            break
+                        shared.KAFKA_CONSUMED.labels(record.topic, self.name).inc()
+                        self.handle(record)
+                        handled[tp] = record.offset + 1
+                        if not scoped:
+                            self._uncommitted[tp] = handled[tp]
+                            self.progress.advanced()
+                    if stopping:
+                        break
+            if scoped:
+                rejected, self._rejected = self._rejected, None
+                for record, error, trace_id in rejected:
+                    with logs.trace(trace_id):
+                        self.dead_letter(record, error, trace_id)
+                # Only now: the scope committed, so these records count as handled.
+                self._uncommitted.update(handled)
+                if handled:
+                    self.progress.advanced()
+        except BaseException:
+            self._rejected = None
+            if scoped:
+                handled = {}  # nothing of a failed scope was kept: the whole batch is redone
+            self._commit_handled(quietly=True)
+            self._rewind(batches, handled)
+            raise
+        if stopping:
+            self._commit_handled(quietly=True)
+            self._rewind(batches, handled)
+            raise _Stopping()
+        self._commit_handled()
+
+    def _commit_handled(self, quietly: bool = False) -> None:
+        """Commit the offsets after the records handled so far. One that fails
+        stays pending and is retried before the next poll, so a partition's
+        committed offset catches up even when no record follows (lag returns
+        to 0). A rebalance makes it void: the partitions' next owner (perhaps
+        this member) resumes from the last committed offset and redoes the
+        rest, harmlessly."""
+        from kafka import OffsetAndMetadata
+        from kafka.errors import CommitFailedError
+
+        offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in self._uncommitted.items()}
+        try:
+            self._consumer.commit(offsets, timeout_ms=self.commit_timeout_ms)
+        except CommitFailedError:
+            self._uncommitted.clear()
+            if not quietly:
+                raise
+        except Exception as exc:  # noqa: BLE001
+            if not quietly:
+                raise
+            log.info("offset commit failed; retried before the next poll",
+                     extra=logs.fields(consumer=self.name, error=str(exc)[:200]))
+        else:
+            self._uncommitted.clear()
+
+    def partitions_revoked(self, revoked: Any) -> None:
+        """Before a rebalance takes partitions away: commit what was handled on them."""
+        if any(tp in self._uncommitted for tp in revoked):
+            self._commit_handled(quietly=True)
+        for tp in revoked:
+            self._uncommitted.pop(tp, None)
+
+    def _rewind(self, batches: dict, handled: dict) -> None:
+        """Seek every partition still ours back to its first unhandled record
+        (a partition taken away by a rebalance is left to its new owner)."""
+        try:
+            assigned = self._consumer.assignment()
+        except Exception:  # noqa: BLE001
+            assigned = set()
+        for tp, records in batches.items():
+            if not records or tp not in assigned:
+                continue
+            first_unhandled = handled.get(tp, records[0].offset)
+            if first_unhandled > records[-1].offset:
+                continue
+            try:
+                self._consumer.seek(tp, first_unhandled)
+            except Exception:  # noqa: BLE001
+                log.warning("rewind failed", extra=logs.fields(consumer=self.name, partition=tp.partition))
+
+    def _refresh_lag(self) -> None:
+        """Every few seconds: lag per assigned partition, and proof the broker answers."""
+        now = self.progress.clock()
+        if now - self._last_lag_refresh < self.lag_interval_s:
+            return
+        self._last_lag_refresh = now
+        try:
+            shared.refresh_kafka_lag(self._consumer, self.group_id, self.progress, self._lag_keys)
+        except Exception as exc:  # noqa: BLE001 - the broker is down: health shows it
+            log.debug("lag refresh failed", extra=logs.fields(consumer=self.name, error=str(exc)[:200]))
+
+    def _restart_if_stuck(self) -> None:
+        reason = self.stuck_reason(self.progress.clock())
+        if reason is None:
+            return
+        shared.KAFKA_CONSUMER_RESTARTS.labels(self.name, reason.split(":")[0]).inc()
+        log.warning("consumer stuck; closing it and joining the group again", extra=logs.fields(
+            consumer=self.name, group=self.group_id, reason=reason))
+        shared.clear_lag(self._lag_keys)
+        self._close_consumer()
+
+    def stuck_reason(self, now: float) -> str | None:
+        """Why the member should be replaced at ``now``, or None."""
+        try:
+            assigned = bool(self._consumer.assignment())
+        except Exception:  # noqa: BLE001
+            assigned = False
+        if assigned:
+            self._unassigned_since = None
+        elif self._unassigned_since is None:
+            self._unassigned_since = now
+        elif now - self._unassigned_since > self.rejoin_after_s:
+            return "unassigned: no partitions for %.0fs" % (now - self._unassigned_since)
+        stall_s = self.progress.stall_s
+        if (self.progress.lag > 0 and now - self._last_records_at > stall_s
+                and self.progress.last_broker_contact is not None
+                and now - self.progress.last_broker_contact < stall_s):
+            return "starved: lag %d but no records polled for %.0fs" % (self.progress.lag, now - self._last_records_at)
+        return None
+
+    # -- one record ----------------------------------------------------------------------
+
+    def handle(self, record: Any) -> str:
+        """Handle one record, or dead-letter it when the handler rejects it."""
+        trace_id = cloudevents.trace_id_of(record.headers)
+        with logs.trace(trace_id):
+            try:
+                return self.handler(record)
+            except self.rejects as exc:
+                if self._rejected is not None:  # inside a batch scope: sent once it exited
+                    self._rejected.append((record, str(exc), trace_id))
+                else:
+                    self.dead_letter(record, str(exc), trace_id)
+                return "dead_letter"
+
+    def dead_letter(self, record: Any, error: str, trace_id: str | None) -> None:
+        from subsidy.v1 import events_pb2
+
+        now = dt.datetime.now(dt.timezone.utc)
+        letter = events_pb2.DeadLetter(
+            source_topic=record.topic,
+            source_partition=record.partition,
+            source_offset=record.offset,
+            key=record.key or b"",
+            value=record.value or b"",
+            headers=[events_pb2.KafkaHeader(key=k, value=v or b"") for k, v in (record.headers or [])],
+            error=error,
+            consumer=self.name,
+            failed_at=now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        )
+        if self._producer is None:
+            self._producer = self._producer_factory()
+        headers = cloudevents.headers(
+            event_id=f"{record.topic}/{record.partition}/{record.offset}",
+            event_type=cloudevents.TYPE_DEAD_LETTER,
+            source=self.source,
+            trace_id=trace_id or cloudevents.new_trace_id(),
+            time=now,
+        )
+        self._producer.send(self.dlq_topic, key=record.key or b"", value=letter.SerializeToString(),
+                            headers=headers).get(timeout=30)
+        shared.KAFKA_PRODUCED.labels(self.dlq_topic, f"{self.name}-dlq").inc()
+        shared.DEAD_LETTERS.labels(record.topic, self.name).inc()
+        log.warning("message sent to the dead-letter topic", extra=logs.fields(
+            consumer=self.name, topic=record.topic, partition=record.partition, offset=record.offset,
+            dlq=self.dlq_topic, error=error[:300]))
+
+
+def _partitions(tps: Iterable[Any]) -> list[str]:
+    return sorted(f"{tp.topic}[{tp.partition}]" for tp in tps)
+
+
+def _rebalance_listener_base() -> type:
+    from kafka import ConsumerRebalanceListener
+
+    return ConsumerRebalanceListener
+
+
+class _LoggingRebalanceListener(_rebalance_listener_base()):  # type: ignore[misc]
+    """Called in the consumer's thread, inside poll()."""
+
+    def __init__(self, loop: KafkaRecordLoop):
+        self.loop = loop
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        log.info("partitions revoked", extra=logs.fields(consumer=self.loop.name, partitions=_partitions(revoked)))
+        self.loop.partitions_revoked(revoked)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info("partitions assigned", extra=logs.fields(consumer=self.loop.name, partitions=_partitions(assigned)))

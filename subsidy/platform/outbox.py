@@ -1,0 +1,383 @@
+"""The transactional outbox's relay, shared by intake and payout.
+
+A service writes each event into its outbox table in the same transaction as
+the change it announces; ``OutboxRelay`` (its own thread, kafka-python,
+``enable_idempotence=True``, ``acks='all'``) publishes the unpublished rows in
+id order and marks them published once the broker acknowledged them:
+
+- one batch at a time: read up to ``batch_size`` rows, send them all
+  (pipelined: the producer batches them into few requests), then wait for
+  the acknowledgements together, and mark the acknowledged rows in one
+  transaction;
+- only a prefix of the batch counts: a row after a failed one is not marked
+  and goes out again with the next batch, so the order of the outbox is the
+  order on Kafka;
+- while Kafka (or the database) is down the service keeps writing (rows pile
+  up) and the relay retries with exponential backoff, logging each failure;
+- delivery is at least once: a crash between the acknowledgement and the
+  mark re-publishes rows, and every consumer skips an event it has seen;
+- no wait is unbounded: a send neither acknowledged nor failed within the
+  producer's delivery timeout (plus a margin) counts as failed, and after any
+  Kafka failure the producer is closed and a new one made. kafka-python's
+  idempotent producer was seen, after a hard broker restart, to leave a
+  batch's futures pending for good (fault seed 1: intake accepted
+  applications that were never published); a new producer, with a new
+  producer id, delivers them.
+
+The table access is the store's: ``relay_batch(publish, limit)``.
+``OutboxTable`` is that access for a table of the usual shape, with the
+PostgreSQL turn-taking of several replicas (a transaction-scoped advisory
+lock per batch, so only one relay publishes at a time and rows go out in id
+order).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime as dt
+import json
+import logging
+import threading
+import time
+from typing import Any, Callable, Iterable, Protocol, Sequence
+
+from subsidy.platform.security import kafka as kafka_security
+from subsidy.platform import logs
+from subsidy.contracts import topics
+from subsidy.platform import topics as platform_topics
+from subsidy.platform import metrics as shared
+from subsidy.platform.db import Database, Transaction
+
+#: What a relay's ``publish`` answers: the acknowledged ids (a prefix of the
+#: rows, in order) and the error that stopped the batch, if any.
+Published = tuple[list[int], "BaseException | None"]
+
+
+#: Beyond the producer's delivery timeout, how long a send may stay undecided
+#: before the relay counts the producer as stuck.
+ACK_MARGIN_S = 15.0
+
+
+class ProducerStuck(RuntimeError):
+    """A send neither acknowledged nor failed long after its delivery timeout."""
+
+
+def _is_kafka_failure(exc: BaseException) -> bool:
+    from kafka.errors import KafkaError
+
+    return isinstance(exc, (KafkaError, ProducerStuck))
+
+
+class Row(Protocol):
+    id: int
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list
+    created_at: str
+
+
+class OutboxStore(Protocol):
+    def relay_batch(self, publish: Callable[[list[Any]], Published], limit: int = 100) -> int | None:
+        """Publish one batch of pending rows in id order with ``publish`` and
+        mark the acknowledged ones; the number marked, or None when another
+        replica's relay holds the turn. Raises the publish error after marking."""
+
+    def pending_count(self) -> int: ...
+
+
+def encode_headers(headers: Iterable[tuple[str, bytes]]) -> str:
+    # CloudEvents header values are ASCII text; JSON keeps the table readable.
+    return json.dumps([[k, v.decode("utf-8")] for k, v in headers], ensure_ascii=False)
+
+
+def decode_headers(text: str) -> list[tuple[str, bytes]]:
+    return [(k, v.encode("utf-8")) for k, v in json.loads(text)]
+
+
+def rfc3339_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclasses.dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list
+    created_at: str
+
+
+class OutboxTable:
+    """The relay's access to an outbox table with the columns (id, topic, key,
+    value, headers, created_at, published_at).
+
+    ``write`` runs a unit of work in a committed transaction (default: one
+    transaction of its own; intake passes its group commit so that the marks
+    share the commits of the submissions). On PostgreSQL a batch is read,
+    published and marked in ONE transaction holding the advisory lock
+    ``lock_key``: several replicas take turns and rows go out in id order."""
+
+    def __init__(self, db: Database, table: str, lock_key: int,
+                 write: Callable[[Callable[[Transaction], Any]], Any] | None = None):
+        if not table.isidentifier():
+            raise ValueError(f"not a table name: {table!r}")
+        self.db = db
+        self.table = table
+        self.lock_key = lock_key
+        self._write = write or self._own_transaction
+
+    def _own_transaction(self, work: Callable[[Transaction], Any]) -> Any:
+        with self.db.transaction() as tx:
+            return work(tx)
+
+    def _pending(self, tx: Transaction, limit: int) -> list[OutboxRow]:
+        return [
+            OutboxRow(int(r[0]), r[1], bytes(r[2]), bytes(r[3]), decode_headers(r[4]), r[5])
+            for r in tx.all(
+                f"SELECT id, topic, key, value, headers, created_at FROM {self.table} "  # nosec B608 - identifier checked
+                "WHERE published_at IS NULL ORDER BY id LIMIT ?", (limit,))
+        ]
+
+    def _mark(self, tx: Transaction, ids: Sequence[int], at: str) -> None:
+        if ids:
+            marks = ", ".join("?" for _ in ids)
+            tx.execute(f"UPDATE {self.table} SET published_at = ? "  # nosec B608 - identifier checked
+                       f"WHERE published_at IS NULL AND id IN ({marks})", [at, *ids])
+
+    def pending(self, limit: int = 100) -> list[OutboxRow]:
+        with self.db.transaction() as tx:
+            return self._pending(tx, limit)
+
+    def mark_published(self, ids: Sequence[int], at: str) -> None:
+        if ids:
+            self._write(lambda tx: self._mark(tx, ids, at))
+
+    def relay_batch(self, publish: Callable[[list[OutboxRow]], Published], limit: int = 100) -> int | None:
+        at = rfc3339_now()
+        if self.db.dialect == "postgresql":
+            with self.db.transaction() as tx:
+                if not tx.one("SELECT pg_try_advisory_xact_lock(?)", (self.lock_key,))[0]:
+                    return None
+                rows = self._pending(tx, limit)
+                if not rows:
+                    return 0
+                acked, error = publish(rows)
+                self._mark(tx, acked, at)
+        else:
+            # SQLite: one writer at a time anyway; do not hold its lock while Kafka answers.
+            rows = self.pending(limit)
+            if not rows:
+                return 0
+            acked, error = publish(rows)
+            self.mark_published(acked, at)
+        if error is not None:
+            raise error
+        return len(acked)
+
+    def pending_count(self) -> int:
+        with self.db.transaction() as tx:
+            return int(tx.one(f"SELECT COUNT(*) FROM {self.table} WHERE published_at IS NULL")[0])  # nosec B608
+
+    def stats(self) -> tuple[int, str | None]:
+        """(unpublished rows, created_at of the oldest of them or None) — for the metrics."""
+        with self.db.transaction() as tx:
+            count, oldest = tx.one(
+                f"SELECT COUNT(*), MIN(created_at) FROM {self.table} WHERE published_at IS NULL")  # nosec B608
+        return int(count), oldest
+
+
+class OutboxRelay:
+    """Publishes ``store``'s outbox (see the module doc). ``service`` names it
+    in metrics (``<service>-relay`` producer label), the thread and the Kafka
+    client id; ``published`` and ``failures`` are the service's counters."""
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        bootstrap: str,
+        *,
+        service: str,
+        published: Any,
+        failures: Any,
+        log: logging.Logger | None = None,
+        batch_size: int = 500,
+        poll_interval: float = 0.5,
+        max_backoff: float = 10.0,
+        delivery_timeout_ms: int = 30000,
+        ensure_topics: Callable[[str], Any] = platform_topics.ensure_all,
+        producer_factory: Callable[[], Any] | None = None,
+    ):
+        self.store = store
+        self.bootstrap = bootstrap
+        self.service = service
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.max_backoff = max_backoff
+        self.delivery_timeout_ms = delivery_timeout_ms
+        self.log = log or logging.getLogger(f"subsidy.services.{service}.relay")
+        self._published = published
+        self._failures = failures
+        self._producer_label = f"{service}-relay"
+        self._ensure_topics = ensure_topics
+        self._producer_factory = producer_factory or self._new_producer
+        self._producer: Any = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.topics_ready = threading.Event()
+        self.producer_ready = threading.Event()
+        #: monotonic time publishing started failing (None: the last attempt worked).
+        self.failing_since: float | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"{self.service}-outbox-relay", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Rows were just written: publish now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                self.log.warning("outbox relay did not stop within %.0fs; leaving it (daemon thread)", timeout)
+
+    @property
+    def running(self) -> bool:
+        return self.producer_ready.is_set() and not self._stop.is_set()
+
+    def healthy(self, stall_s: float, now: float | None = None) -> bool:
+        """The producer runs and publishing has not been failing for ``stall_s``."""
+        now = time.monotonic() if now is None else now
+        return self.running and (self.failing_since is None or now - self.failing_since < stall_s)
+
+    # -- the loop ------------------------------------------------------------
+
+    def _new_producer(self) -> Any:
+        from kafka import KafkaProducer
+
+        return KafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            client_id=f"subsidy-{self.service}-relay",
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=5,
+            max_block_ms=5000,
+            request_timeout_ms=10000,
+            delivery_timeout_ms=self.delivery_timeout_ms,
+            retry_backoff_ms=200,
+            reconnect_backoff_max_ms=2000,
+            bootstrap_timeout_ms=5000,
+            **kafka_security.client_config(),
+        )
+
+    def _run(self) -> None:
+        backoff = 0.0
+        while not self._stop.is_set():
+            try:
+                if not self.topics_ready.is_set():
+                    self._ensure_topics(self.bootstrap)
+                    self.topics_ready.set()
+                    self.log.info("kafka topics ready", extra=logs.fields(bootstrap=self.bootstrap))
+                if self._producer is None:
+                    self._producer = self._producer_factory()
+                    self.producer_ready.set()
+                    self.log.info("outbox relay producer running", extra=logs.fields(bootstrap=self.bootstrap))
+                published = self.publish_once()
+                backoff = 0.0
+                self.failing_since = None
+                if not published:
+                    self._wake.wait(self.poll_interval)
+                    self._wake.clear()
+            except Exception as exc:  # noqa: BLE001 - Kafka or the db is down: retry, never crash
+                self._failures.inc()
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
+                backoff = min(self.max_backoff, backoff * 2 if backoff else 0.25)
+                pending = None
+                try:
+                    pending = self.store.pending_count()
+                except Exception:  # noqa: BLE001 - the database may be what is down
+                    pass
+                replace_producer = self._producer is not None and _is_kafka_failure(exc)
+                self.log.warning("outbox relay: publishing failed, retrying", extra=logs.fields(
+                    error=f"{type(exc).__name__}: {exc}"[:300], retry_in_s=backoff, pending=pending,
+                    new_producer=replace_producer))
+                if replace_producer:
+                    self._close_producer()
+                self._stop.wait(backoff)
+        self._close_producer(timeout=2)
+        self.producer_ready.clear()
+
+    def _close_producer(self, timeout: float = 0) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=timeout)
+            except Exception:  # noqa: BLE001
+                self.log.warning("outbox relay: closing the producer failed", exc_info=True)
+
+    def _wait(self, future: Any, deadline: float) -> BaseException | None | bool:
+        """None acknowledged, an exception failed, False still pending at stop."""
+        while not future.is_done:
+            if self._stop.is_set():
+                return False
+            if time.monotonic() > deadline:
+                return ProducerStuck(f"no acknowledgement and no error {self.delivery_timeout_ms / 1000 + ACK_MARGIN_S:.0f}s"
+                                     " after sending")
+            try:
+                future.get(timeout=0.2)
+            except Exception:  # noqa: BLE001 - a wait timeout, or the failure read below
+                pass
+        return future.exception
+
+    def publish(self, rows: list[Row]) -> Published:
+        """Send every row, then wait for the acknowledgements together: the
+        acknowledged prefix, and the error that ended it (if any)."""
+        futures: list[Any] = []
+        error: BaseException | None = None
+        for row in rows:
+            try:
+                futures.append(self._producer.send(row.topic, key=row.key, value=row.value, headers=row.headers))
+            except Exception as exc:  # noqa: BLE001 - e.g. metadata not available within max_block_ms
+                error = exc
+                break
+        acked: list[int] = []
+        # Every send was handed to the producer by now: each is acknowledged
+        # or failed within its delivery timeout, unless the producer is stuck.
+        deadline = time.monotonic() + self.delivery_timeout_ms / 1000 + ACK_MARGIN_S
+        for row, future in zip(rows, futures):
+            outcome = self._wait(future, deadline)
+            if outcome is not None:
+                error = error or (outcome if outcome is not False else RuntimeError("relay stopping"))
+                break  # only a prefix counts: the rest goes out again, in order
+            acked.append(row.id)
+        self._count(rows[: len(acked)])
+        return acked, error
+
+    def _count(self, rows: Sequence[Row]) -> None:
+        if not rows:
+            return
+        now = dt.datetime.now(dt.timezone.utc)
+        delay = shared.OUTBOX_PUBLISH_DELAY.labels(self.service)
+        for row in rows:
+            delay.observe(shared.age_seconds(row.created_at, now))
+        for topic, count in collections.Counter(row.topic for row in rows).items():
+            shared.KAFKA_PRODUCED.labels(topic, self._producer_label).inc(count)
+
+    def publish_once(self) -> int:
+        """One batch; the number acknowledged (0: nothing to do, or another
+        replica's turn). Raises when a send failed, after marking the rest."""
+        published = self.store.relay_batch(self.publish, self.batch_size)
+        if published:
+            self._published.inc(published)
+            self.log.info("outbox published", extra=logs.fields(events=published))
+        return published or 0

@@ -1,0 +1,1 @@
+"""The eligibility service's adapters: faust agent, PolicyService gRPC API."""

@@ -1,0 +1,225 @@
+"""``subsidy.v1.PolicyService`` over gRPC (grpc.aio), with health checking and
+reflection, run as a mode.Service inside the faust worker's event loop.
+
+- ``Evaluate``: the calculator as a service. The application is validated
+  exactly as on Kafka (``application_from_proto``); a contract violation is
+  ``INVALID_ARGUMENT`` with the BadInput message naming the field.
+- ``ListClauses``: the policy as data: every clause, its dated parameter
+  values as JSON text, the words they cite, the ledger limit and scope.
+- Health (``grpc.health.v1.Health``): SERVING for "" and
+  "subsidy.v1.PolicyService" only while ``ready()`` is true (the policy is
+  loaded and the faust consumer runs); NOT_SERVING from the start of shutdown.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Callable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from mode import Service
+
+from subsidy.platform.grpc.decode import MalformedRequests
+from subsidy.platform.metrics import GrpcMetricsInterceptor
+from subsidy.platform.security import GrpcSecurity
+from subsidy.core import eligibility as rules
+from subsidy.contracts import cloudevents, codec
+from subsidy.core import domain
+from subsidy.platform import logs
+from subsidy.contracts.codec import BadInput
+from subsidy.core.policy import Policy
+from subsidy.v1 import policy_service_pb2, policy_service_pb2_grpc
+
+log = logging.getLogger("subsidy.eligibility.grpc")
+
+SERVICE_NAME = policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name
+MAX_RECEIVE_BYTES = 1 << 20  # an application is a few hundred bytes
+MAX_SEND_BYTES = 4 << 20  # ListClauses: the whole policy text
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None:  # eligible_kinds: ANY
+        return "ANY"
+    if isinstance(value, (frozenset, set)):
+        return sorted(value)
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def list_clauses_response(policy: Policy) -> policy_service_pb2.ListClausesResponse:
+    """The policy as ListClausesResponse, clauses in the contract's order."""
+    pb = policy_service_pb2
+    clauses = []
+    for clause_id in domain.CLAUSES:
+        cp = policy.clauses[clause_id]
+        parameters = [
+            pb.Parameter(
+                name=p.name,
+                unit=p.unit,
+                description=p.description,
+                values=[
+                    pb.ParameterValue(
+                        applies_from=v.applies_from.isoformat(),
+                        value_json=json.dumps(_jsonable(v.value), ensure_ascii=False, sort_keys=True),
+                        cites=v.cites,
+                    )
+                    for v in p.values
+                ],
+            )
+            for p in cp.parameters.values()
+        ]
+        clauses.append(
+            pb.Clause(
+                clause=cp.clause,
+                claim=cp.claim,
+                item=cp.item,
+                title=cp.title,
+                text=cp.text,
+                parameters=parameters,
+                limit=cp.ledger.limit or "",
+                scope_by=list(cp.ledger.scope_by),
+            )
+        )
+    return pb.ListClausesResponse(
+        policy_name=policy.name,
+        policy_version=policy.version,
+        effective_from=policy.effective_from.isoformat(),
+        clauses=clauses,
+    )
+
+
+def _trace_id(context: grpc.aio.ServicerContext) -> str | None:
+    metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+    return cloudevents.trace_id_of({"ce_traceparent": metadata.get("traceparent", "")})
+
+
+class PolicyServicer(policy_service_pb2_grpc.PolicyServiceServicer):
+    def __init__(self, policy: Policy):
+        self.policy = policy
+        self._clauses = list_clauses_response(policy)
+
+    async def Evaluate(self, request, context):  # noqa: N802 - gRPC naming
+        with logs.trace(_trace_id(context)):
+            if not request.HasField("application"):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "application: is required")
+            try:
+                application = codec.application_from_proto(request.application)
+                on = codec.parse_date(request.evaluation_date, "evaluation_date")
+            except BadInput as exc:
+                problem = str(exc)
+            else:
+                problem = None
+            if problem is not None:
+                log.info("refused Evaluate: %s", problem)
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+            try:
+                decision = rules.evaluate(application, self.policy, on)
+            except Exception:  # noqa: BLE001
+                log.error("evaluating application %s failed", application.application_id, exc_info=True)
+                await context.abort(grpc.StatusCode.INTERNAL, "evaluating the application failed")
+            log.info(
+                "evaluated application %s clause %s outcome %s",
+                decision.application_id, decision.clause, decision.outcome,
+                extra=logs.fields(application_id=decision.application_id, clause=decision.clause,
+                                  outcome=decision.outcome, rpc="Evaluate"),
+            )
+            return policy_service_pb2.EvaluateResponse(decision=codec.decision_to_proto(decision))
+
+    async def ListClauses(self, request, context):  # noqa: N802 - gRPC naming
+        return self._clauses
+
+
+class GrpcServer(Service):
+    """The grpc.aio server as a mode.Service: started and stopped by the faust worker."""
+
+    def __init__(
+        self,
+        address: str,
+        policy: Policy,
+        ready: Callable[[], bool],
+        grace_seconds: float = 5.0,
+        poll_seconds: float = 0.5,
+        probe: Callable[[], Any] | None = None,
+        security: GrpcSecurity | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.security = security
+        self.address = address
+        self.policy = policy
+        self.ready = ready
+        self.probe = probe  # async: refreshes lag and broker contact before readiness is read
+        self.grace_seconds = grace_seconds
+        self.poll_seconds = poll_seconds
+        self.server: grpc.aio.Server | None = None
+        self.health = None
+        self.port: int | None = None
+        self.serving = False
+
+    async def on_start(self) -> None:
+        security = self.security or GrpcSecurity.from_env("eligibility")
+        server = grpc.aio.server(interceptors=[MalformedRequests(), GrpcMetricsInterceptor(), *security.interceptors()], options=[
+            ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+            ("grpc.max_send_message_length", MAX_SEND_BYTES),
+        ])
+        policy_service_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(self.policy), server)
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        security.enable_reflection(
+            server,
+            [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        )
+        await self._set(False)
+        self.port = security.add_port(server, self.address)
+        if not self.port:
+            raise RuntimeError(f"gRPC: cannot listen on {self.address}")
+        await server.start()
+        self.server = server
+        log.info("gRPC PolicyService listening on %s", self.address, extra=logs.fields(port=self.port))
+        await self.update_health()
+
+    async def _set(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, status)
+        if serving != self.serving:
+            log.info("health: %s", "SERVING" if serving else "NOT_SERVING")
+        self.serving = serving
+
+    async def update_health(self) -> None:
+        if self.probe is not None:
+            try:
+                await self.probe()
+            except Exception:  # noqa: BLE001 - a probe must not kill the server
+                log.warning("readiness probe failed", exc_info=True)
+        try:
+            serving = bool(self.ready())
+        except Exception:  # noqa: BLE001 - a readiness probe must not kill the server
+            log.warning("readiness check failed", exc_info=True)
+            serving = False
+        await self._set(serving and not self.should_stop)
+
+    @Service.task
+    async def _watch_readiness(self) -> None:
+        while not self.should_stop:
+            await self.update_health()
+            await self.sleep(self.poll_seconds)
+
+    async def enter_shutdown(self) -> None:
+        """NOT_SERVING from now on (load balancers stop sending new calls)."""
+        if self.health is not None:
+            await self.health.enter_graceful_shutdown()
+
+    async def on_stop(self) -> None:
+        await self.enter_shutdown()
+        if self.server is not None:
+            log.info("gRPC server stopping (grace %.1f s)", self.grace_seconds)
+            await self.server.stop(self.grace_seconds)
+            self.server = None
+

@@ -1,0 +1,46 @@
+"""Prometheus metrics of the eligibility service.
+
+The service's own counters live in a registry handed in by the composition
+root (the process default one in production, a fresh one per test), so
+building the service twice in one process does not collide. The metrics all
+services share (Kafka, gRPC, dead letters, progress) come from
+``subsidy.platform.metrics`` and are always in the default registry.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter
+
+from subsidy.platform import metrics as shared
+
+CONSUMER = "eligibility"
+PRODUCER = "eligibility"
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry if registry is not None else REGISTRY
+        self.decisions = shared.metric(
+            Counter, "subsidy_decisions", "Decisions produced to the decisions topic, by clause and outcome.",
+            ["clause", "outcome"], registry=self.registry,
+        )
+        self.dead_letters = shared.metric(
+            Counter, "subsidy_dead_letters",
+            "Messages a consumer could not process, sent to the dead-letter topic, by source topic and consumer.",
+            ["topic", "consumer"], registry=self.registry,
+        )
+        # Older names, kept for existing dashboards and tests; the contract's
+        # names are subsidy_kafka_messages_{consumed,produced}_total.
+        self.consumed = shared.metric(
+            Counter, "subsidy_messages_consumed", "Records consumed, by topic.", ["topic"], registry=self.registry,
+        )
+        self.produced = shared.metric(
+            Counter, "subsidy_messages_produced", "Records produced and acknowledged by the broker, by topic.",
+            ["topic"], registry=self.registry,
+        )
+        self.kafka_consumed = shared.KAFKA_CONSUMED
+        self.kafka_produced = shared.KAFKA_PRODUCED
+
+    def value(self, name: str, **labels: str) -> float:
+        """Current value of a counter sample, 0 if never counted (for tests and logs)."""
+        return self.registry.get_sample_value(name, labels) or 0.0

@@ -1,0 +1,243 @@
+"""The gRPC edge: subsidy.v1.IntakeService on grpc.aio.
+
+Each RPC runs its use case (handlers.py) in a worker thread (the store and
+the registry client block) and maps the core's errors to status codes:
+
+    InvalidApplication   INVALID_ARGUMENT  + google.rpc.BadRequest field violation
+    UnknownFirm          FAILED_PRECONDITION
+    RegistryUnavailable  UNAVAILABLE
+    DatabaseUnavailable  UNAVAILABLE
+    AlreadyExists        ALREADY_EXISTS
+    NotFound             NOT_FOUND
+    anything else        INTERNAL (logged with its traceback)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any, Callable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from subsidy.platform.grpc.decode import MalformedRequests
+from subsidy.platform.metrics import GrpcMetricsInterceptor
+from subsidy.platform.security import GrpcSecurity, check_firm
+from subsidy.contracts import cloudevents
+from subsidy.platform import logs
+from subsidy.platform.db import DatabaseUnavailable
+from subsidy.v1 import application_pb2, decision_pb2, intake_pb2, intake_pb2_grpc
+from subsidy.services.intake import handlers, metrics
+from subsidy.platform.grpc import status as rich_status
+from subsidy.services.intake.model import (
+    DECIDED,
+    RECORDED,
+    AlreadyExists,
+    InvalidApplication,
+    NotFound,
+    StoredApplication,
+    UnknownFirm,
+)
+from subsidy.platform.registry import RegistryUnavailable
+
+log = logging.getLogger("subsidy.services.intake.adapters.grpc")
+
+SERVICE_NAME = intake_pb2.DESCRIPTOR.services_by_name["IntakeService"].full_name
+MAX_RECEIVE_BYTES = 1 << 20  # 1 MiB: an application is a few hundred bytes
+MAX_SEND_BYTES = 4 << 20  # a page of 100 applications with their decisions
+
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}\Z")
+_STATES = {
+    "RECEIVED": intake_pb2.APPLICATION_STATE_RECEIVED,
+    DECIDED: intake_pb2.APPLICATION_STATE_DECIDED,
+    RECORDED: intake_pb2.APPLICATION_STATE_RECORDED,
+}
+
+
+def incoming_trace_id(context: Any) -> str:
+    """The caller's W3C trace id (``traceparent`` metadata) if valid, else a new one."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "traceparent" and isinstance(value, str):
+            match = _TRACEPARENT.match(value.strip())
+            if match and match.group(1) != "0" * 32:
+                return match.group(1)
+    return cloudevents.new_trace_id()
+
+
+def receipt_to_proto(stored: StoredApplication) -> Any:
+    r = stored.receipt
+    return intake_pb2.Receipt(
+        application_id=r.application_id, received_at=r.received_at, payload_sha256=r.payload_sha256, trace_id=r.trace_id
+    )
+
+
+def status_to_proto(stored: StoredApplication) -> Any:
+    status = intake_pb2.ApplicationStatus(
+        application=application_pb2.Application.FromString(stored.payload),
+        state=_STATES.get(stored.state, intake_pb2.APPLICATION_STATE_UNSPECIFIED),
+        receipt=receipt_to_proto(stored),
+    )
+    if stored.decision is not None:
+        status.decision.CopyFrom(decision_pb2.Decision.FromString(stored.decision))
+    if stored.grant is not None:
+        status.grant.ParseFromString(stored.grant)
+    return status
+
+
+class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
+    def __init__(self, deps: handlers.Deps, on_accepted: Callable[[], None] = lambda: None):
+        self.deps = deps
+        self.on_accepted = on_accepted
+
+    async def _fail(self, context: Any, rpc: str, exc: BaseException, field_prefix: str = "") -> None:
+        """Abort the RPC with the status that fits ``exc`` (never returns)."""
+        trailers: tuple = ()
+        if isinstance(exc, InvalidApplication):
+            code = grpc.StatusCode.INVALID_ARGUMENT
+            field = f"{field_prefix}{exc.field}" if exc.field else field_prefix.rstrip(".")
+            message = f"invalid {field or 'request'}: {exc.problem}"
+            trailers = (
+                (rich_status.DETAILS_KEY, rich_status.bad_request_details(code.value[0], message, [(field, exc.problem)])),
+            )
+        elif isinstance(exc, UnknownFirm):
+            code, message = grpc.StatusCode.FAILED_PRECONDITION, str(exc)
+        elif isinstance(exc, (RegistryUnavailable, DatabaseUnavailable)):
+            code, message = grpc.StatusCode.UNAVAILABLE, str(exc)
+        elif isinstance(exc, AlreadyExists):
+            code, message = grpc.StatusCode.ALREADY_EXISTS, str(exc)
+        elif isinstance(exc, NotFound):
+            code, message = grpc.StatusCode.NOT_FOUND, str(exc)
+        else:
+            log.error(f"{rpc} failed", exc_info=exc)
+            code, message = grpc.StatusCode.INTERNAL, "internal error; the trace id in the logs has the details"
+        if rpc == "SubmitApplication":
+            metrics.SUBMISSIONS.labels(code.name.lower()).inc()
+        log.info(f"{rpc} refused", extra=logs.fields(code=code.name, reason=message[:300]))
+        await context.abort(code, message, trailing_metadata=trailers)
+
+    async def SubmitApplication(self, request: Any, context: Any) -> Any:
+        trace_id = incoming_trace_id(context)
+        with logs.trace(trace_id):
+            try:
+                result = await asyncio.to_thread(handlers.submit, self.deps, request.application, trace_id)
+            except Exception as exc:  # noqa: BLE001 - mapped to a status code
+                await self._fail(context, "SubmitApplication", exc, "application.")
+                raise  # unreachable: abort raised
+            metrics.SUBMISSIONS.labels("duplicate" if result.duplicate else "accepted").inc()
+            if not result.duplicate:
+                self.on_accepted()
+            r = result.receipt
+            return intake_pb2.SubmitApplicationResponse(
+                receipt=intake_pb2.Receipt(
+                    application_id=r.application_id,
+                    received_at=r.received_at,
+                    payload_sha256=r.payload_sha256,
+                    trace_id=r.trace_id,
+                ),
+                duplicate=result.duplicate,
+            )
+
+    async def GetApplication(self, request: Any, context: Any) -> Any:
+        try:
+            stored = await asyncio.to_thread(handlers.get, self.deps, request.application_id)
+        except Exception as exc:  # noqa: BLE001
+            await self._fail(context, "GetApplication", exc)
+            raise
+        # An enterprise sees only its own applications (access.yaml: enterprise: servicer).
+        await check_firm(context, stored.credit_code, SERVICE_NAME, "GetApplication")
+        with logs.trace(stored.trace_id):
+            log.info("GetApplication", extra=logs.fields(application_id=stored.application_id, state=stored.state))
+        return intake_pb2.GetApplicationResponse(application=status_to_proto(stored))
+
+    async def ListApplications(self, request: Any, context: Any) -> Any:
+        try:
+            page = await asyncio.to_thread(
+                handlers.list_for_firm, self.deps, request.credit_code, request.page_size, request.page_token
+            )
+        except Exception as exc:  # noqa: BLE001
+            await self._fail(context, "ListApplications", exc)
+            raise
+        return intake_pb2.ListApplicationsResponse(
+            applications=[status_to_proto(s) for s in page.applications], next_page_token=page.next_page_token
+        )
+
+    async def ListDirectory(self, request: Any, context: Any) -> Any:
+        try:
+            year, entries = handlers.directory(self.deps, request.year)
+        except Exception as exc:  # noqa: BLE001
+            await self._fail(context, "ListDirectory", exc)
+            raise
+        return intake_pb2.ListDirectoryResponse(
+            year=year,
+            entries=[
+                intake_pb2.DirectoryEntry(
+                    credit_code=e.credit_code, name=e.name, category=e.category, cloud_services=e.cloud_services
+                )
+                for e in entries
+            ],
+        )
+
+
+class InterceptOncePerMethod(grpc.aio.ServerInterceptor):
+    """Applies ``interceptors`` (outermost first) once per method and reuses
+    the handler they build for every later call of that method.
+
+    grpc.aio runs each interceptor's ``intercept_service`` on every call, and
+    ours build a fresh wrapped handler each time (closures, a method
+    handler), which the same method always gets again: the result depends
+    on the method name and the registered handler only. All per-call work —
+    decoding (MalformedRequests), counting and timing
+    (GrpcMetricsInterceptor), authentication and the access policy
+    (AuthInterceptor) — happens inside the handler they return, so it still
+    runs on every call. Only for interceptors of that kind: one that decides
+    per call in ``intercept_service`` (e.g. from the metadata) must not be
+    wrapped. Unknown methods are not remembered (a caller cannot grow the
+    cache)."""
+
+    def __init__(self, interceptors: list[grpc.aio.ServerInterceptor]):
+        self._interceptors = tuple(interceptors)
+        self._handlers: dict[str, Any] = {}
+
+    async def intercept_service(self, continuation: Callable, handler_call_details: Any) -> Any:
+        handler = self._handlers.get(handler_call_details.method)
+        if handler is None:
+            handler = await self._apply(0, continuation, handler_call_details)
+            if handler is not None:
+                self._handlers[handler_call_details.method] = handler
+        return handler
+
+    async def _apply(self, index: int, continuation: Callable, details: Any) -> Any:
+        if index == len(self._interceptors):
+            return await continuation(details)
+        return await self._interceptors[index].intercept_service(
+            lambda d: self._apply(index + 1, continuation, d), details)
+
+
+def build_server(
+    servicer: IntakeServicer, health_servicer: health.aio.HealthServicer, address: str,
+    security: GrpcSecurity | None = None,
+) -> tuple[grpc.aio.Server, int]:
+    """The server with IntakeService, health checking and reflection; returns (server, bound port).
+    TLS, authentication and reflection follow ``security`` (default: from the environment)."""
+    security = security or GrpcSecurity.from_env("intake")
+    server = grpc.aio.server(
+        interceptors=[InterceptOncePerMethod([MalformedRequests(), GrpcMetricsInterceptor(), *security.interceptors()])],
+        options=[
+            ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+            ("grpc.max_send_message_length", MAX_SEND_BYTES),
+        ]
+    )
+    intake_pb2_grpc.add_IntakeServiceServicer_to_server(servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    security.enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME))
+    port = security.add_port(server, address)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {address}")
+    return server, port
+
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

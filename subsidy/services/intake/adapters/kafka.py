@@ -1,0 +1,156 @@
+"""The status projections: ``decision_projection`` consumes
+``subsidy.decisions.v1`` and records each decision on its application (state
+DECIDED, the decision, its id); ``payout_projection`` consumes
+``subsidy.payouts.v1`` and folds the grant and its tranches in (state
+RECORDED), so GetApplication tells the whole story.
+
+subsidy.platform.consumer.KafkaRecordLoop (kafka-python in a thread, like the relay):
+the work per message is one blocking database transaction; offsets are
+committed once per poll, after every record of it was applied. Idempotent:
+a replayed decision (same decision id) changes nothing. A decision for an
+application intake does not know is logged and counted. A message that is not a valid Decision goes to ``subsidy.decisions.v1.dlq`` as
+a DeadLetter (and is counted); the partition keeps moving.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from google.protobuf.message import DecodeError
+
+from subsidy.contracts import codec, topics
+from subsidy.platform import logs
+from subsidy.contracts.codec import BadInput
+from subsidy.platform.consumer import KafkaRecordLoop, RecordRejected
+from subsidy.services.intake import handlers, metrics, payouts
+from subsidy.services.intake.model import rfc3339
+
+log = logging.getLogger("subsidy.services.intake.adapters.kafka")
+
+GROUP_ID = "subsidy-intake-projection"
+CONSUMER = "intake-projection"
+
+
+class InvalidDecision(ValueError):
+    pass
+
+
+def parse_decision(value: bytes | None) -> Any:
+    """A subsidy.v1.Decision, or InvalidDecision saying what is wrong."""
+    from subsidy.v1 import decision_pb2
+
+    if value is None:
+        raise InvalidDecision("empty message (no value)")
+    try:
+        message = decision_pb2.Decision.FromString(value)
+    except DecodeError as exc:
+        raise InvalidDecision(f"not a subsidy.v1.Decision protobuf: {exc}") from None
+    if not message.application_id:
+        raise InvalidDecision("application_id: is required")
+    if not message.decision_id:
+        raise InvalidDecision("decision_id: is required")
+    try:
+        codec.decision_from_proto(message)
+    except BadInput as exc:
+        raise InvalidDecision(str(exc)) from None
+    return message
+
+
+class DecisionHandler:
+    """subsidy.decisions.v1 -> the decision recorded on its application."""
+
+    def __init__(self, deps: handlers.Deps):
+        self.deps = deps
+
+    def __call__(self, record: Any) -> str:
+        try:
+            decision = parse_decision(record.value)
+        except InvalidDecision as exc:
+            raise RecordRejected(str(exc)) from None
+        result = handlers.apply_decision(self.deps, decision.application_id, decision.decision_id, bytes(record.value))
+        metrics.DECISIONS_APPLIED.labels(result).inc()
+        where = logs.fields(
+            application_id=decision.application_id,
+            decision_id=decision.decision_id,
+            outcome=decision.outcome,
+            partition=record.partition,
+            offset=record.offset,
+        )
+        if result == "unknown":
+            log.warning("decision for an unknown application: skipped", extra=where)
+        else:
+            log.info(f"decision {result}", extra=where)
+        return result
+
+
+def decision_projection(deps: handlers.Deps, bootstrap: str, *, group_id: str = GROUP_ID,
+                        topic: str = topics.DECISIONS.name, dlq_topic: str = topics.DECISIONS_DLQ.name,
+                        **kwargs: Any) -> KafkaRecordLoop:
+    return KafkaRecordLoop(CONSUMER, DecisionHandler(deps), bootstrap, topics=[topic], group_id=group_id,
+                           dlq_topic=dlq_topic, source=handlers.SOURCE, client_id=group_id, **kwargs)
+
+
+PAYOUT_GROUP_ID = "subsidy-intake-payouts"
+PAYOUT_CONSUMER = "intake-payout-projection"
+
+
+class InvalidPayoutEvent(ValueError):
+    pass
+
+
+def parse_payout_event(value: bytes | None) -> Any:
+    from subsidy.v1 import payout_pb2
+
+    if value is None:
+        raise InvalidPayoutEvent("empty message (no value)")
+    try:
+        event = payout_pb2.PayoutEvent.FromString(value)
+    except DecodeError as exc:
+        raise InvalidPayoutEvent(f"not a subsidy.v1.PayoutEvent protobuf: {exc}") from None
+    if not event.event_id:
+        raise InvalidPayoutEvent("event_id: is required")
+    try:
+        payouts.application_id_of(event)
+    except payouts.NotAPayoutEvent as exc:
+        raise InvalidPayoutEvent(str(exc)) from None
+    return event
+
+
+class PayoutEventHandler:
+    """subsidy.payouts.v1 -> the grant and its tranches folded into the
+    application, once per event id."""
+
+    def __init__(self, deps: handlers.Deps):
+        self.deps = deps
+
+    def __call__(self, record: Any) -> str:
+        try:
+            event = parse_payout_event(record.value)
+        except InvalidPayoutEvent as exc:
+            raise RecordRejected(str(exc)) from None
+        application_id = payouts.application_id_of(event)
+        result = self.deps.store.apply_payout_event(
+            event.event_id,
+            application_id,
+            lambda grant: payouts.fold_bytes(grant, event),
+            rfc3339(self.deps.clock()),
+        )
+        metrics.PAYOUT_EVENTS_APPLIED.labels(result).inc()
+        where = logs.fields(
+            application_id=application_id, event_id=event.event_id, kind=event.WhichOneof("event"),
+            partition=record.partition, offset=record.offset,
+        )
+        if result == "unknown":
+            log.warning("payout event for an unknown application: skipped", extra=where)
+        else:
+            log.info(f"payout event {result}", extra=where)
+        return result
+
+
+def payout_projection(deps: handlers.Deps, bootstrap: str, *, group_id: str = PAYOUT_GROUP_ID,
+                      topic: str = topics.PAYOUTS.name, dlq_topic: str = topics.PAYOUTS_DLQ.name,
+                      **kwargs: Any) -> KafkaRecordLoop:
+    """An undecodable event goes to ``subsidy.payouts.v1.dlq``."""
+    return KafkaRecordLoop(PAYOUT_CONSUMER, PayoutEventHandler(deps), bootstrap, topics=[topic], group_id=group_id,
+                           dlq_topic=dlq_topic, source=handlers.SOURCE, client_id=group_id, **kwargs)

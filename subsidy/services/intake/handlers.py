@@ -1,0 +1,266 @@
+"""The intake use cases: submit, get, list, directory. Plain functions over
+the ports in ports.py; no gRPC, no SQL, no Kafka, no network.
+
+The server (server.py) calls them in a worker thread and maps the errors of
+model.py to gRPC status codes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import logging
+from typing import Any, Callable
+
+from subsidy.contracts import cloudevents, codec, topics
+from subsidy.core import credit_code
+from subsidy.contracts.codec import BadInput
+from subsidy.core.domain import Application, CloudAdoptionClaim
+from subsidy.platform.logs import fields
+from subsidy.services.intake.model import (
+    AlreadyExists,
+    DuplicateKey,
+    InvalidApplication,
+    NotFound,
+    OutboxMessage,
+    Page,
+    StoredApplication,
+    Submitted,
+    UnknownFirm,
+    rfc3339,
+)
+from subsidy.platform.registry import RegistryUnavailable
+from subsidy.platform.registry import Registry
+from subsidy.services.intake.ports import ApplicationStore, Directory
+
+log = logging.getLogger("subsidy.services.intake")
+
+SOURCE = "/songjiang/subsidy/intake"
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclasses.dataclass
+class Deps:
+    """Everything the use cases need, wired by bootstrap.py (or a test)."""
+
+    store: ApplicationStore
+    registry: Registry
+    directory: Directory
+    clock: Callable[[], dt.datetime] = _utc_now
+    new_trace_id: Callable[[], str] = cloudevents.new_trace_id
+
+
+# ------------------------------------------------------------------ submit
+
+
+def validate(message: Any) -> Application:
+    """The single validator (subsidy.contracts.codec) over a subsidy.v1.Application."""
+    try:
+        return codec.application_from_proto(message)
+    except BadInput as exc:
+        raise InvalidApplication(exc.path, exc.problem) from None
+
+
+def payload_sha256(application: Application) -> str:
+    """SHA-256 of the application as submitted, in canonical form: the
+    validated application as a protobuf message, serialized deterministically.
+    snake_case or lowerCamelCase, JSON or protobuf, unknown fields: the same
+    application always hashes the same."""
+    canonical = codec.application_to_proto(application).SerializeToString(deterministic=True)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def enrich(application: Application, deps: Deps) -> Application:
+    """Replace the firm facts with the registry's; set the cloud provider's
+    名录 listing from the directory of the claim's service year."""
+    code = application.firm.credit_code
+    record = deps.registry.firm(code)
+    if record is None:
+        raise UnknownFirm(
+            f"firm {code} is not in the district's registry (government data platform); "
+            "a firm must be registered before it applies"
+        )
+    accepted = dataclasses.replace(application, firm=record.firm)
+    claim = application.claim
+    if isinstance(claim, CloudAdoptionClaim):
+        listed = provider_listed(deps.directory, claim.service_year, claim.provider_credit_code)
+        accepted = dataclasses.replace(
+            accepted, claim=dataclasses.replace(claim, provider_listed_in_directory=listed)
+        )
+    return accepted
+
+
+def provider_listed(directory: Directory, year: int, provider_credit_code: str) -> bool:
+    """Listed that year with cloud services. A year without a 名录: not listed."""
+    if not provider_credit_code:
+        return False
+    return any(
+        e.credit_code == provider_credit_code and e.cloud_services for e in directory.entries(year)
+    )
+
+
+def _answer_existing(existing: StoredApplication, sha: str) -> Submitted:
+    if existing.payload_sha256 == sha:
+        return Submitted(existing.receipt, duplicate=True)
+    raise AlreadyExists(
+        f"application {existing.application_id} was already submitted with a different payload "
+        f"(sha256 {existing.payload_sha256[:12]}…); use a new application_id"
+    )
+
+
+def _existing_or_raise(deps: Deps, app_id: str, sha: str, error: Exception) -> Submitted:
+    """Enrichment failed: a repeat of an application already accepted is
+    still answered (with its receipt, or ALREADY_EXISTS), else ``error``."""
+    existing = deps.store.get(app_id)
+    if existing is None:
+        raise error
+    answer = _answer_existing(existing, sha)
+    log.info("duplicate submission", extra=fields(application_id=app_id, trace_id=existing.trace_id))
+    return answer
+
+
+def submit(deps: Deps, message: Any, trace_id: str | None = None) -> Submitted:
+    """Validate, enrich from the registry, store with an outbox row (one
+    transaction), answer with a receipt. Idempotent on (application_id, payload).
+
+    A repeat is found by the insert itself (the store reads the stored row
+    in the same transaction), not by a look-up before it: a repeat costs a
+    registry look-up, a first submission one database round trip fewer."""
+    application = validate(message)
+    sha = payload_sha256(application)
+    app_id = application.application_id
+    try:
+        accepted = enrich(application, deps)
+    except (UnknownFirm, RegistryUnavailable) as exc:
+        return _existing_or_raise(deps, app_id, sha, exc)
+    trace_id = trace_id or deps.new_trace_id()
+    now = deps.clock()
+    payload = codec.application_to_proto(accepted).SerializeToString(deterministic=True)
+    row = StoredApplication(
+        application_id=app_id,
+        credit_code=accepted.firm.credit_code,
+        payload_sha256=sha,
+        payload=payload,
+        received_at=rfc3339(now),
+        trace_id=trace_id,
+    )
+    outbox = OutboxMessage(
+        topic=topics.APPLICATIONS.name,
+        key=accepted.firm.credit_code.encode(),
+        value=payload,
+        headers=tuple(
+            cloudevents.headers(
+                event_id=app_id,
+                event_type=cloudevents.TYPE_APPLICATION_SUBMITTED,
+                source=SOURCE,
+                trace_id=trace_id,
+                time=now,
+            )
+        ),
+    )
+    try:
+        deps.store.add(row, outbox)
+    except DuplicateKey as duplicate:
+        # Submitted before (or by a concurrent call that won): answer as it was.
+        existing = duplicate.existing or deps.store.get(app_id)
+        if existing is None:  # pragma: no cover - the winner's row is committed
+            raise
+        answer = _answer_existing(existing, sha)
+        log.info("duplicate submission", extra=fields(application_id=app_id, trace_id=existing.trace_id))
+        return answer
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "application accepted",
+            extra=fields(
+                application_id=app_id,
+                credit_code=row.credit_code,
+                clause=accepted.claim.CLAUSE,
+                trace_id=trace_id,
+            ),
+        )
+    return Submitted(row.receipt, duplicate=False)
+
+
+# ------------------------------------------------------------------ queries
+
+
+def get(deps: Deps, application_id: str) -> StoredApplication:
+    if not application_id:
+        raise InvalidApplication("application_id", "is required")
+    found = deps.store.get(application_id)
+    if found is None:
+        raise NotFound(f"no application with id {application_id!r}")
+    return found
+
+
+def _encode_token(code: str, last: StoredApplication) -> str:
+    raw = json.dumps({"c": code, "r": last.received_at, "i": last.application_id}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_token(code: str, token: str) -> tuple[str, str]:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if data["c"] != code or not isinstance(data["r"], str) or not isinstance(data["i"], str):
+            raise ValueError
+        return data["r"], data["i"]
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise InvalidApplication("page_token", "is not a page token of this listing") from None
+
+
+def list_for_firm(deps: Deps, code: str, page_size: int = 0, page_token: str = "") -> Page:
+    """One firm's applications, newest first (by time received)."""
+    if not code:
+        raise InvalidApplication("credit_code", "is required")
+    if not credit_code.is_valid(code):
+        raise InvalidApplication("credit_code", f"not a valid unified social credit code: {code!r}")
+    if page_size < 0:
+        raise InvalidApplication("page_size", "must not be negative")
+    size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    after = _decode_token(code, page_token) if page_token else None
+    rows = deps.store.list_by_firm(code, size + 1, after)
+    more = len(rows) > size
+    rows = rows[:size]
+    return Page(rows, _encode_token(code, rows[-1]) if more else "")
+
+
+def directory(deps: Deps, year: int) -> tuple[int, list]:
+    """The 名录 of ``year``; year 0 means the latest year there is."""
+    if year < 0:
+        raise InvalidApplication("year", "must not be negative")
+    if year == 0:
+        years = deps.directory.years()
+        year = max(years) if years else 0
+    return year, deps.directory.entries(year) if year else []
+
+
+# ------------------------------------------------------------------ projection
+
+
+def apply_decision(deps: Deps, application_id: str, decision_id: str, decision: bytes) -> str:
+    """'applied', 'replayed' or 'unknown' (see ApplicationStore.apply_decision)."""
+    return deps.store.apply_decision(application_id, decision_id, decision, rfc3339(deps.clock()))
+
+
+__all__ = [
+    "Deps",
+    "apply_decision",
+    "directory",
+    "enrich",
+    "get",
+    "list_for_firm",
+    "payload_sha256",
+    "provider_listed",
+    "submit",
+    "validate",
+]

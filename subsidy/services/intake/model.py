@@ -1,0 +1,117 @@
+"""Values and errors of the intake core. No I/O here."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+
+RECEIVED = "RECEIVED"
+DECIDED = "DECIDED"
+RECORDED = "RECORDED"
+STATES = (RECEIVED, DECIDED, RECORDED)
+
+
+# ------------------------------------------------------------------ values
+
+
+@dataclasses.dataclass(frozen=True)
+class DirectoryEntry:
+    """One line of the annual 名录 (clause 5)."""
+
+    credit_code: str
+    name: str
+    category: str  # PLATFORM or SOLUTION_PROVIDER
+    cloud_services: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Receipt:
+    application_id: str
+    received_at: str  # RFC 3339 UTC
+    payload_sha256: str
+    trace_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class OutboxMessage:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredApplication:
+    """One row of the applications table."""
+
+    application_id: str
+    credit_code: str
+    payload_sha256: str
+    payload: bytes  # the accepted subsidy.v1.Application, registry facts included
+    received_at: str
+    trace_id: str
+    state: str = RECEIVED
+    decision: bytes | None = None
+    decision_id: str | None = None
+    decided_at: str | None = None
+    grant: bytes | None = None  # subsidy.v1.Grant, from the payout events
+
+    @property
+    def receipt(self) -> Receipt:
+        return Receipt(self.application_id, self.received_at, self.payload_sha256, self.trace_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class Submitted:
+    receipt: Receipt
+    duplicate: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Page:
+    applications: list[StoredApplication]
+    next_page_token: str
+
+
+def rfc3339(moment: dt.datetime) -> str:
+    """UTC, microseconds, 'Z': sorts as text in the order of time."""
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# ------------------------------------------------------------------ errors
+
+
+class IntakeError(Exception):
+    """Base of what the use cases refuse with; the server maps each to a gRPC code."""
+
+
+class InvalidApplication(IntakeError):
+    """The request breaks the contract; ``field`` names the offending field."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field}: {problem}" if field else problem)
+        self.field = field
+        self.problem = problem
+
+
+class UnknownFirm(IntakeError):
+    """The registry has no firm with this credit code."""
+
+
+class AlreadyExists(IntakeError):
+    """The application id is taken by a different payload."""
+
+
+class NotFound(IntakeError):
+    """No application with this id."""
+
+
+class DuplicateKey(Exception):
+    """Store: the application id is already stored (raised by ``ApplicationStore.add``).
+    ``existing`` is the stored row when the store read it in the same transaction."""
+
+    def __init__(self, application_id: str, existing: "StoredApplication | None" = None):
+        super().__init__(application_id)
+        self.application_id = application_id
+        self.existing = existing

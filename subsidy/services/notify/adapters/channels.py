@@ -1,0 +1,274 @@
+"""Channel adapters: e-mail over SMTP (or .eml files in a directory, the
+local default), webhook (signed JSON POST) and an SMS gateway (JSON POST).
+
+Errors raised here are DeliveryError / PermanentDeliveryError whose text
+never contains the address (e-mail, phone, webhook URL): SMTP server replies
+and HTTP bodies may echo it, so only codes and exception types are kept.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import email.utils
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import smtplib
+import socket
+import ssl
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from subsidy.platform.registry import Contacts
+from subsidy.services.notify.model import DeliveryError, Notification, PermanentDeliveryError
+
+MESSAGE_ID_DOMAIN = "subsidy.songjiang.example.cn"
+
+
+def build_email(notification: Notification, sender: str, recipient: str) -> EmailMessage:
+    message = EmailMessage(policy=email.policy.SMTP)
+    message["From"] = sender
+    message["To"] = recipient
+    message["Subject"] = notification.subject
+    message["Date"] = email.utils.formatdate(usegmt=True)
+    # Derived from the notification id: a receiving system can drop a
+    # duplicate from the at-least-once window by Message-ID.
+    message["Message-ID"] = f"<{notification.id}@{MESSAGE_ID_DOMAIN}>"
+    message["X-Subsidy-Notification-Id"] = notification.id
+    message["X-Subsidy-Event-Id"] = notification.event_id
+    message.set_content(notification.body, charset="utf-8", cte="base64")
+    return message
+
+
+class SmtpEmail:
+    """``smtp://[user:pass@]host:port`` (plain), ``smtp+starttls://…`` or
+    ``smtp://…?starttls=true`` (STARTTLS), ``smtps://…`` (TLS from the start)."""
+
+    name = "email"
+
+    def __init__(self, url: str, sender: str, timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None,
+                 cafile: str = ""):
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("smtp", "smtps", "smtp+starttls"):
+            raise ValueError(f"unsupported SMTP URL scheme {parsed.scheme!r}: use smtp://, smtp+starttls:// or smtps://")
+        query = urllib.parse.parse_qs(parsed.query)
+        self.tls = parsed.scheme == "smtps"
+        self.starttls = parsed.scheme == "smtp+starttls" or query.get("starttls", ["false"])[0].lower() in ("1", "true", "yes")
+        self.host = parsed.hostname or "127.0.0.1"
+        self.port = parsed.port or (465 if self.tls else 587 if self.starttls else 25)
+        self.user = urllib.parse.unquote(parsed.username or "")
+        self.password = urllib.parse.unquote(parsed.password or "")
+        self.sender = sender
+        self.timeout = timeout
+        # Certificates are verified (hostname included); a private mail relay's
+        # CA comes from SUBSIDY_NOTIFY_SMTP_CAFILE. STARTTLS is never skipped:
+        # a server that does not offer it fails the delivery (no downgrade).
+        self.ssl_context = ssl_context or ssl.create_default_context(cafile=cafile or None)
+        if self.user and not (self.tls or self.starttls) and self.host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError("SMTP credentials over a plaintext connection: use smtp+starttls:// or smtps://")
+
+    def __repr__(self) -> str:
+        return f"SmtpEmail({self.host}:{self.port}, tls={self.tls}, starttls={self.starttls})"
+
+    def address(self, contacts: Contacts) -> str:
+        return contacts.email
+
+    def send(self, notification: Notification, address: str) -> None:
+        message = build_email(notification, self.sender, address)
+        try:
+            if self.tls:
+                client: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self.ssl_context)
+            else:
+                client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            with client:
+                if self.starttls:
+                    client.starttls(context=self.ssl_context)
+                if self.user:
+                    client.login(self.user, self.password)
+                client.send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = sorted({code for code, _ in exc.recipients.values()})
+            error = f"SMTP recipient refused ({', '.join(map(str, codes))})"
+            raise (PermanentDeliveryError if all(500 <= c < 600 for c in codes) else DeliveryError)(error) from None
+        except smtplib.SMTPResponseException as exc:
+            # The server's text may quote the address: keep the code only.
+            error = f"SMTP {type(exc).__name__} {exc.smtp_code}"
+            raise (PermanentDeliveryError if 500 <= exc.smtp_code < 600 and exc.smtp_code != 554 else DeliveryError)(error) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise DeliveryError(f"SMTP {type(exc).__name__}: {_os_error(exc)}") from None
+
+
+class MailDirEmail:
+    """The local default: each e-mail as ``<notification id>.eml`` in a directory."""
+
+    name = "email"
+
+    def __init__(self, directory: str | Path, sender: str):
+        self.directory = Path(directory)
+        self.sender = sender
+
+    def address(self, contacts: Contacts) -> str:
+        return contacts.email
+
+    def send(self, notification: Notification, address: str) -> None:
+        message = build_email(notification, self.sender, address)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".eml")
+            with os.fdopen(fd, "wb") as f:
+                f.write(message.as_bytes())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.directory / f"{notification.id}.eml")
+        except OSError as exc:
+            raise DeliveryError(f"mail directory: {type(exc).__name__}: {exc.strerror}") from None
+
+
+def _os_error(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return "timed out"
+    return type(exc).__name__
+
+
+def _post_json(url: str, body: bytes, headers: dict[str, str], timeout: float, what: str) -> None:
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        # no file:, ftp: or custom schemes from the registry's data
+        raise PermanentDeliveryError(f"{what}: the address is not an http(s) URL")
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json; charset=utf-8", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # nosec B310 - scheme checked above
+            response.read()
+    except urllib.error.HTTPError as exc:
+        error = f"{what}: HTTP {exc.code}"
+        if 400 <= exc.code < 500 and exc.code not in (408, 409, 425, 429):
+            raise PermanentDeliveryError(error) from None
+        raise DeliveryError(error) from None
+    except urllib.error.URLError as exc:
+        raise DeliveryError(f"{what}: {_os_error(exc.reason) if isinstance(exc.reason, BaseException) else 'unreachable'}") from None
+    except (http.client.HTTPException, OSError) as exc:
+        raise DeliveryError(f"{what}: {type(exc).__name__}: {_os_error(exc)}") from None
+    except ValueError:  # a malformed URL in the registry
+        raise PermanentDeliveryError(f"{what}: the address is not a valid URL") from None
+
+
+def webhook_payload(notification: Notification) -> dict[str, Any]:
+    return {
+        "notification_id": notification.id,
+        "event_id": notification.event_id,
+        "type": notification.kind,
+        "credit_code": notification.credit_code,
+        "subject": notification.subject,
+        "text": notification.body,
+        "data": notification.data,
+    }
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The legacy signature (one unnamed key): ``sha256=<hex HMAC-SHA256 of the body>``."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def sign_with_key(key_id: str, secret: str, body: bytes) -> str:
+    """``keyid=<key id>,sha256=<hex HMAC-SHA256 of the body>`` (docs/notify.md: verifying webhooks)."""
+    return f"keyid={key_id},{sign(secret, body)}"
+
+
+def parse_keys(spec: str) -> dict[str, str]:
+    """``"k1=secret1,k2=secret2"`` -> {"k1": "secret1", "k2": "secret2"} (order kept)."""
+    keys: dict[str, str] = {}
+    for entry in (e.strip() for e in spec.replace("\n", ",").split(",") if e.strip()):
+        kid, sep, value = entry.partition("=")
+        kid, value = kid.strip(), value.strip()
+        if not sep or not kid or not value or not all(c.isalnum() or c in "-_." for c in kid):
+            raise ValueError("SUBSIDY_NOTIFY_WEBHOOK_KEYS: entries are <key id>=<secret>, key ids [A-Za-z0-9._-]")
+        if kid in keys:
+            raise ValueError(f"SUBSIDY_NOTIFY_WEBHOOK_KEYS: key id {kid} given twice")
+        keys[kid] = value
+    return keys
+
+
+def verify_signature(header: str, body: bytes, keys: dict[str, str], legacy_secret: str = "") -> bool:
+    """What a receiver does (and what the tests use): accept a signature made
+    with any listed key; ``sha256=...`` alone only against the legacy secret."""
+    fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+    digest = fields.get("sha256", "")
+    if "keyid" in fields:
+        secret = keys.get(fields["keyid"])
+    else:
+        secret = legacy_secret or None
+    if not secret or not digest:
+        return False
+    return hmac.compare_digest(sign(secret, body), "sha256=" + digest)
+
+
+class Webhook:
+    """POST the event as JSON to the firm's webhook URL, signed with HMAC-SHA256.
+
+    With rotating keys (``keys`` = {key id: secret}) the active key signs and
+    the header names it: ``X-Subsidy-Signature: keyid=<id>,sha256=<hex>``;
+    with a single legacy ``secret`` the header is ``sha256=<hex>``."""
+
+    name = "webhook"
+
+    def __init__(self, secret: str = "", timeout: float = 5.0, keys: dict[str, str] | None = None,
+                 active_key_id: str = ""):
+        keys = dict(keys or {})
+        if not secret and not keys:
+            raise ValueError("the webhook channel needs a signing key "
+                             "(SUBSIDY_NOTIFY_WEBHOOK_KEYS or SUBSIDY_NOTIFY_WEBHOOK_SECRET, or their _FILE)")
+        if keys:
+            active_key_id = active_key_id or next(iter(keys))
+            if active_key_id not in keys:
+                raise ValueError("SUBSIDY_NOTIFY_WEBHOOK_ACTIVE_KEY_ID names no key in SUBSIDY_NOTIFY_WEBHOOK_KEYS")
+        self._secret = secret
+        self._keys = keys
+        self.active_key_id = active_key_id if keys else ""
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"Webhook(<secrets redacted>, active_key_id={self.active_key_id!r})"
+
+    def address(self, contacts: Contacts) -> str:
+        return contacts.webhook_url
+
+    def signature(self, body: bytes) -> str:
+        if self._keys:
+            return sign_with_key(self.active_key_id, self._keys[self.active_key_id], body)
+        return sign(self._secret, body)
+
+    def send(self, notification: Notification, address: str) -> None:
+        body = json.dumps(webhook_payload(notification), ensure_ascii=False, separators=(",", ":")).encode()
+        headers = {
+            "X-Subsidy-Signature": self.signature(body),
+            "Idempotency-Key": notification.id,
+            "X-Subsidy-Event-Id": notification.event_id,
+        }
+        _post_json(address, body, headers, self.timeout, "webhook")
+
+
+class SmsGateway:
+    """POST ``{"id", "to", "text"}`` as JSON to the SMS gateway."""
+
+    name = "sms"
+
+    def __init__(self, url: str, timeout: float = 5.0):
+        self.url = url
+        self.timeout = timeout
+
+    def address(self, contacts: Contacts) -> str:
+        return contacts.phone
+
+    def send(self, notification: Notification, address: str) -> None:
+        body = json.dumps({"id": notification.id, "to": address, "text": notification.sms},
+                          ensure_ascii=False).encode()
+        _post_json(self.url, body, {"Idempotency-Key": notification.id}, self.timeout, "sms gateway")

@@ -1,0 +1,74 @@
+"""The notify consumer: ``subsidy.decisions.v1`` and ``subsidy.payouts.v1``
+-> notifications, group ``subsidy-notify`` (subsidy.platform.consumer.KafkaRecordLoop,
+kafka-python in a thread).
+
+Per record: parse (undecodable -> dead letter), notify every channel (the
+log is written after each successful send); offsets are committed once per
+poll. A channel that gives up after its retries sends the event to
+``subsidy.notifications.v1.dlq``; the partition moves on. When the database,
+the registry or the DLQ producer fails, every partition of the batch is
+rewound to its first unfinished record and retried with backoff (a replay is
+harmless: the log skips what was sent).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from subsidy.contracts import cloudevents, topics
+from subsidy.platform import logs
+from subsidy.platform.consumer import KafkaRecordLoop, RecordRejected
+from subsidy.services.notify import handlers
+from subsidy.services.notify.model import DeliveryFailed, Interrupted, InvalidEvent
+
+log = logging.getLogger("subsidy.services.notify.adapters.kafka")
+
+GROUP_ID = "subsidy-notify"
+CONSUMER = "notify"
+
+
+class NotifyHandler:
+    """One consumed record -> its notifications."""
+
+    def __init__(self, deps: handlers.Deps):
+        self.deps = deps
+
+    def __call__(self, record: Any) -> str:
+        trace_id = cloudevents.trace_id_of(record.headers)
+        parse = handlers.parse_decision if record.topic == topics.DECISIONS.name else handlers.parse_payout_event
+        try:
+            event = parse(record.value, trace_id)
+        except InvalidEvent as exc:
+            raise RecordRejected(str(exc)) from None
+        try:
+            outcome = handlers.notify(self.deps, event)
+        except DeliveryFailed as exc:
+            raise RecordRejected(f"{event.event_id}: {exc}") from None
+        log.info(
+            "event handled",
+            extra=logs.fields(event_id=event.event_id, kind=event.kind, credit_code=event.credit_code,
+                              sent=outcome.sent, replayed=outcome.replayed, partition=record.partition,
+                              offset=record.offset),
+        )
+        return "unknown_firm" if outcome.unknown_firm else "handled"
+
+
+def notify_consumer(deps: handlers.Deps, bootstrap: str, *, group_id: str = GROUP_ID,
+                    topics_: tuple[str, ...] = (topics.DECISIONS.name, topics.PAYOUTS.name),
+                    dlq_topic: str = topics.NOTIFICATIONS_DLQ.name, **kwargs: Any) -> KafkaRecordLoop:
+    loop = KafkaRecordLoop(
+        CONSUMER, NotifyHandler(deps), bootstrap, topics=topics_, group_id=group_id, dlq_topic=dlq_topic,
+        source=handlers.SOURCE, client_id="subsidy-notify", max_poll_records=50,
+        # A record may wait out its retries (attempts x backoff) before the
+        # next poll: keep the group membership meanwhile.
+        consumer_config={"max_poll_interval_ms": 600_000},
+        **kwargs,
+    )
+
+    def sleep_unless_stopping(seconds: float) -> None:
+        if loop.wait(seconds):
+            raise Interrupted("the service is stopping")
+
+    deps.sleep = sleep_unless_stopping
+    return loop

@@ -1,0 +1,75 @@
+"""The notification log on subsidy.platform.db.Database (SQLite or PostgreSQL): one
+row per notification delivered, keyed by the derived notification id, and
+the tranches seen scheduled (their clause and application, which the later
+tranche events do not carry). The same SQL on both databases."""
+
+from __future__ import annotations
+
+from subsidy.platform.db import Database
+from subsidy.services.notify.model import Notification, TrancheInfo
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS notify_log (
+        notification_id TEXT PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        credit_code TEXT NOT NULL,
+        trace_id TEXT,
+        sent_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS notify_log_event ON notify_log (event_id)",
+    """CREATE TABLE IF NOT EXISTS notify_tranches (
+        tranche_id TEXT PRIMARY KEY,
+        application_id TEXT NOT NULL,
+        clause TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        budget_year INTEGER NOT NULL
+    )""",
+)
+
+
+class SqlNotificationLog:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def create_schema(self) -> None:
+        with self.db.transaction() as tx:
+            for statement in SCHEMA:
+                tx.execute(statement)
+
+    def ping(self) -> bool:
+        return self.db.ping()
+
+    def was_sent(self, notification_id: str) -> bool:
+        with self.db.transaction() as tx:
+            return tx.one("SELECT 1 FROM notify_log WHERE notification_id = ?", (notification_id,)) is not None
+
+    def record_sent(self, notification: Notification, trace_id: str | None, at: str) -> None:
+        with self.db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO notify_log (notification_id, event_id, channel, kind, credit_code, trace_id, sent_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (notification_id) DO NOTHING",
+                (notification.id, notification.event_id, notification.channel, notification.kind,
+                 notification.credit_code, trace_id, at),
+            )
+
+    def remember_tranche(self, tranche: TrancheInfo) -> None:
+        with self.db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO notify_tranches (tranche_id, application_id, clause, number, budget_year)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (tranche_id) DO NOTHING",
+                (tranche.tranche_id, tranche.application_id, tranche.clause, tranche.number, tranche.budget_year),
+            )
+
+    def tranche(self, tranche_id: str) -> TrancheInfo | None:
+        with self.db.transaction() as tx:
+            row = tx.one("SELECT tranche_id, application_id, clause, number, budget_year FROM notify_tranches"
+                         " WHERE tranche_id = ?", (tranche_id,))
+        return TrancheInfo(row[0], row[1], row[2], int(row[3]), int(row[4])) if row else None
+
+    def sent_for_event(self, event_id: str) -> list[tuple[str, str]]:
+        """(channel, notification id) rows of one event, for operators and tests."""
+        with self.db.transaction() as tx:
+            return [(r[0], r[1]) for r in tx.all(
+                "SELECT channel, notification_id FROM notify_log WHERE event_id = ? ORDER BY channel", (event_id,))]

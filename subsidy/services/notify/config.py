@@ -1,0 +1,91 @@
+"""Configuration from environment variables (read by bootstrap.py only)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Mapping
+
+from subsidy.platform.security.secrets import secret
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    grpc_address: str = "127.0.0.1:50054"
+    database_url: str = dataclasses.field(default="sqlite:///var/notify.db", repr=False)
+    consumer_group: str = "subsidy-notify"
+    # E-mail: an SMTP server (smtp://, smtp+starttls://, smtps://), or, when
+    # empty, .eml files in mail_dir (the local default).
+    smtp_url: str = dataclasses.field(default="", repr=False)
+    smtp_timeout_s: float = 10.0
+    smtp_cafile: str = ""  # CA bundle for the SMTP server's certificate (default: the system's)
+    mail_from: str = "subsidy-notify@songjiang.example.cn"
+    mail_dir: str = "var/mail"
+    # Webhook: on only with a signing secret. SMS: on only with a gateway URL.
+    # Every secret X may be given as X_FILE (a mounted file) instead.
+    # Legacy single key: X-Subsidy-Signature: sha256=<hex>.
+    webhook_secret: str = dataclasses.field(default="", repr=False)
+    # Rotating keys "kid1=secret1,kid2=secret2": the active one (default: the
+    # first) signs, X-Subsidy-Signature: keyid=<kid>,sha256=<hex>.
+    webhook_keys: str = dataclasses.field(default="", repr=False)
+    webhook_active_key_id: str = ""
+    webhook_timeout_s: float = 5.0
+    sms_gateway_url: str = dataclasses.field(default="", repr=False)
+    sms_timeout_s: float = 5.0
+    registry_url: str = ""
+    registry_file: str = "demo/registry.json"
+    registry_timeout_s: float = 2.0
+    registry_attempts: int = 3
+    # Delivery retries per channel: attempts in all, backoff doubling from
+    # retry_backoff_s up to retry_max_backoff_s.
+    attempts: int = 5
+    retry_backoff_s: float = 0.5
+    retry_max_backoff_s: float = 30.0
+    metrics_address: str = "127.0.0.1:9467"  # empty or "off": no metrics endpoint
+    grace_s: float = 5.0
+    health_interval_s: float = 1.0
+    # Health: the consumer not polling (or, with lag, not advancing) for this
+    # long turns health NOT_SERVING. Longer than elsewhere: one record may
+    # legitimately wait out its delivery retries on every channel.
+    stall_s: float = 180.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        d = cls()
+
+        def get(name: str, default: str) -> str:
+            value = env.get(name)
+            return default if value is None or value.strip() == "" else value.strip()
+
+        return cls(
+            kafka_bootstrap=get("KAFKA_BOOTSTRAP_SERVERS", d.kafka_bootstrap),
+            grpc_address=get("SUBSIDY_NOTIFY_GRPC_ADDRESS", d.grpc_address),
+            database_url=secret("SUBSIDY_NOTIFY_DATABASE_URL", env, d.database_url),
+            consumer_group=get("SUBSIDY_NOTIFY_GROUP", d.consumer_group),
+            smtp_url=secret("SUBSIDY_NOTIFY_SMTP_URL", env),
+            smtp_cafile=env.get("SUBSIDY_NOTIFY_SMTP_CAFILE", "").strip(),
+            smtp_timeout_s=float(get("SUBSIDY_NOTIFY_SMTP_TIMEOUT_SECONDS", str(d.smtp_timeout_s))),
+            mail_from=get("SUBSIDY_NOTIFY_MAIL_FROM", d.mail_from),
+            mail_dir=get("SUBSIDY_NOTIFY_MAIL_DIR", d.mail_dir),
+            webhook_secret=secret("SUBSIDY_NOTIFY_WEBHOOK_SECRET", env),
+            webhook_keys=secret("SUBSIDY_NOTIFY_WEBHOOK_KEYS", env),
+            webhook_active_key_id=env.get("SUBSIDY_NOTIFY_WEBHOOK_ACTIVE_KEY_ID", "").strip(),
+            webhook_timeout_s=float(get("SUBSIDY_NOTIFY_WEBHOOK_TIMEOUT_SECONDS", str(d.webhook_timeout_s))),
+            sms_gateway_url=secret("SUBSIDY_NOTIFY_SMS_GATEWAY_URL", env),
+            sms_timeout_s=float(get("SUBSIDY_NOTIFY_SMS_TIMEOUT_SECONDS", str(d.sms_timeout_s))),
+            registry_url=secret("SUBSIDY_REGISTRY_URL", env),
+            registry_file=get("SUBSIDY_REGISTRY_FILE", d.registry_file),
+            registry_timeout_s=float(get("SUBSIDY_REGISTRY_TIMEOUT_SECONDS", str(d.registry_timeout_s))),
+            registry_attempts=int(get("SUBSIDY_REGISTRY_ATTEMPTS", str(d.registry_attempts))),
+            attempts=max(1, int(get("SUBSIDY_NOTIFY_ATTEMPTS", str(d.attempts)))),
+            retry_backoff_s=float(get("SUBSIDY_NOTIFY_RETRY_BACKOFF_SECONDS", str(d.retry_backoff_s))),
+            retry_max_backoff_s=float(get("SUBSIDY_NOTIFY_RETRY_MAX_BACKOFF_SECONDS", str(d.retry_max_backoff_s))),
+            metrics_address=env.get("SUBSIDY_NOTIFY_METRICS_ADDRESS", d.metrics_address).strip(),
+            grace_s=float(get("SUBSIDY_NOTIFY_GRACE_SECONDS", str(d.grace_s))),
+            health_interval_s=float(get("SUBSIDY_NOTIFY_HEALTH_INTERVAL_SECONDS", str(d.health_interval_s))),
+            stall_s=float(get("SUBSIDY_NOTIFY_STALL_SECONDS", str(d.stall_s))),
+            log_level=get("SUBSIDY_LOG_LEVEL", d.log_level).upper(),
+        )

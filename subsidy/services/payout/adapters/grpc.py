@@ -1,0 +1,151 @@
+"""The gRPC edge: subsidy.v1.PayoutService on grpc.aio, with health checking
+and reflection. Each RPC runs its store call in a worker thread (the store
+blocks) and maps errors to status codes:
+
+    InvalidArgument      INVALID_ARGUMENT
+    NotFound             NOT_FOUND
+    FailedPrecondition   FAILED_PRECONDITION
+    DatabaseUnavailable  UNAVAILABLE
+    anything else        INTERNAL (logged with its traceback)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Callable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from subsidy.platform.grpc.decode import MalformedRequests
+from subsidy.platform.metrics import GrpcMetricsInterceptor
+from subsidy.platform.security import GrpcSecurity
+from subsidy.core import credit_code
+from subsidy.platform import logs
+from subsidy.platform.db import DatabaseUnavailable
+from subsidy.v1 import decision_pb2, payout_pb2, payout_pb2_grpc
+from subsidy.services.payout import handlers, metrics
+from subsidy.services.payout.model import (
+    Clock,
+    FailedPrecondition,
+    GrantRow,
+    InvalidArgument,
+    NotFound,
+    TrancheRow,
+)
+from subsidy.services.payout.adapters.store import SqlStore
+
+log = logging.getLogger("subsidy.services.payout.adapters.grpc")
+
+SERVICE_NAME = payout_pb2.DESCRIPTOR.services_by_name["PayoutService"].full_name
+MAX_RECEIVE_BYTES = 1 << 20
+MAX_SEND_BYTES = 16 << 20  # a page of 500 tranches, or a firm with many grants
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def tranche_to_proto(t: TrancheRow) -> Any:
+    return payout_pb2.Tranche(
+        tranche_id=t.tranche_id, application_id=t.application_id, credit_code=t.credit_code, clause=t.clause,
+        number=t.number, amount_fen=t.amount_fen, due_on=t.due_on, budget_year=t.budget_year,
+        status=handlers.as_proto_status(t.status), paid_on=t.paid_on, payment_id=t.payment_id,
+    )
+
+
+def grant_to_proto(g: GrantRow) -> Any:
+    return payout_pb2.Grant(
+        application_id=g.application_id, decision_id=g.decision_id, clause=g.clause, outcome=g.outcome,
+        max_award_fen=g.max_award_fen, granted_fen=g.granted_fen, decision_year=g.decision_year,
+        reasons=[decision_pb2.Reason(code=r.code, clause=r.clause, message=r.message) for r in g.reasons],
+        tranches=[tranche_to_proto(t) for t in g.tranches],
+    )
+
+
+class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):
+    def __init__(self, store: SqlStore, clock: Clock, on_written: Callable[[], None] = lambda: None):
+        self.store = store
+        self.clock = clock
+        self.on_written = on_written
+
+    async def _fail(self, context: Any, rpc: str, exc: BaseException) -> None:
+        if isinstance(exc, InvalidArgument):
+            code = grpc.StatusCode.INVALID_ARGUMENT
+        elif isinstance(exc, NotFound):
+            code = grpc.StatusCode.NOT_FOUND
+        elif isinstance(exc, FailedPrecondition):
+            code = grpc.StatusCode.FAILED_PRECONDITION
+        elif isinstance(exc, DatabaseUnavailable):
+            code = grpc.StatusCode.UNAVAILABLE
+        else:
+            log.error(f"{rpc} failed", exc_info=exc)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the payout logs")
+            return
+        log.info(f"{rpc} refused", extra=logs.fields(code=code.name, reason=str(exc)[:300]))
+        await context.abort(code, str(exc))
+
+    async def GetLedger(self, request: Any, context: Any) -> Any:
+        try:
+            if not credit_code.is_valid(request.credit_code):
+                raise InvalidArgument(f"credit_code: not a valid unified social credit code: {request.credit_code!r}")
+            ledger = await asyncio.to_thread(self.store.ledger, request.credit_code)
+        except Exception as exc:  # noqa: BLE001 - mapped to a status code
+            await self._fail(context, "GetLedger", exc)
+            raise
+        return payout_pb2.GetLedgerResponse(
+            credit_code=ledger.credit_code,
+            grants=[grant_to_proto(g) for g in ledger.grants],
+            scopes=[
+                payout_pb2.ScopeUsage(scope=u.scope, limit=u.limit, used_fen=u.used_fen,
+                                      remaining_fen=u.remaining_fen, cap_fen=u.cap_fen)
+                for u in ledger.scopes
+            ],
+        )
+
+    async def ListTranches(self, request: Any, context: Any) -> Any:
+        try:
+            statuses = [handlers.from_proto_status(s) for s in request.statuses]
+            query = handlers.tranche_query(request.due_from, request.due_to, statuses, request.page_size,
+                                           request.page_token)
+            rows, token = await asyncio.to_thread(self.store.list_tranches, query)
+        except Exception as exc:  # noqa: BLE001
+            await self._fail(context, "ListTranches", exc)
+            raise
+        return payout_pb2.ListTranchesResponse(tranches=[tranche_to_proto(t) for t in rows], next_page_token=token)
+
+    async def CancelTranche(self, request: Any, context: Any) -> Any:
+        try:
+            if not request.tranche_id:
+                raise InvalidArgument("tranche_id: is required")
+            reason = request.reason.strip() or "cancelled (no reason given)"
+            tranche, changed = await asyncio.to_thread(self.store.cancel, request.tranche_id, reason,
+                                                       self.clock.today())
+        except Exception as exc:  # noqa: BLE001
+            await self._fail(context, "CancelTranche", exc)
+            raise
+        if changed:
+            metrics.TRANSITIONS.labels("CANCELLED").inc()
+            self.on_written()
+        log.info("tranche cancelled" if changed else "tranche was already cancelled",
+                 extra=logs.fields(tranche_id=tranche.tranche_id, credit_code=tranche.credit_code,
+                                   amount_fen=tranche.amount_fen, reason=reason[:200]))
+        return payout_pb2.CancelTrancheResponse(tranche=tranche_to_proto(tranche))
+
+
+def build_server(servicer: PayoutServicer, health_servicer: health.aio.HealthServicer,
+                 address: str, security: GrpcSecurity | None = None) -> tuple[grpc.aio.Server, int]:
+    """TLS, authentication and reflection follow ``security`` (default: from the environment)."""
+    security = security or GrpcSecurity.from_env("payout")
+    server = grpc.aio.server(interceptors=[MalformedRequests(), GrpcMetricsInterceptor(), *security.interceptors()], options=[
+        ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+        ("grpc.max_send_message_length", MAX_SEND_BYTES),
+    ])
+    payout_pb2_grpc.add_PayoutServiceServicer_to_server(servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    security.enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME))
+    port = security.add_port(server, address)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {address}")
+    return server, port

@@ -1,0 +1,179 @@
+"""The two Kafka consumers of payout (subsidy.platform.consumer.KafkaRecordLoop,
+kafka-python in a thread each):
+
+- ``subsidy.decisions.v1``, group ``subsidy-payout``: the Decisions of one
+  poll applied to the ledger in **one** transaction (the loop's batch scope,
+  ``DecisionApplier.batch``: store.batch), each decision a savepoint in it
+  (store.apply_decision): one commit, one fsync, per poll instead of per
+  decision. A decision's effects and its inbox row commit together, with
+  the rest of the batch or not at all;
+- ``subsidy.payments.v1``, group ``subsidy-payout-payments``: each
+  PaymentConfirmed applied in one transaction of its own
+  (store.apply_payment). Left per record on purpose: payments are few (one
+  per tranche, from finance), and a payment transaction that holds one firm
+  lock can never deadlock with the decisions batch, which holds many.
+
+Offsets are committed once per poll, after every record of it was applied
+(at least once; the inbox and the payment ids make a redelivery harmless);
+for decisions, after the batch transaction committed — a batch that fails
+(database down, a serialization failure or deadlock on PostgreSQL) commits no
+offset and is redone whole. A record that must not be applied (undecodable,
+invalid, a payment that does not match its tranche: ``Rejected``) goes to
+the topic's dead-letter topic as a subsidy.v1.DeadLetter and is counted; for
+decisions, once the batch committed, so a redone batch does not dead-letter
+twice (a DLQ failing part-way through a batch's letters can still repeat the
+ones already sent). If the database or the DLQ is down, every partition of
+the batch is rewound to its first unapplied record (for decisions: the
+batch's first record) and retried with backoff.
+
+Decisions' metrics and INFO logs are written once the batch committed, so a
+redone batch is not counted twice; the relay is woken once per batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any, Callable, Iterator
+
+from subsidy.contracts import cloudevents, topics
+from subsidy.platform import logs
+from subsidy.platform.consumer import KafkaRecordLoop
+from subsidy.core.domain import Decision
+from subsidy.services.payout import handlers, metrics
+from subsidy.services.payout.model import SOURCE, Rejected
+from subsidy.services.payout.adapters.store import Applied, SqlStore
+
+log = logging.getLogger("subsidy.services.payout.adapters.kafka")
+
+#: Ledger reasons that mean the firm's history limited a grant (subsidy_payout_cap_hits_total).
+CAP_REASONS = frozenset({"CAP_PARTIAL", "CAP_EXHAUSTED", "ALREADY_AWARDED"})
+
+
+def record_loop(name: str, apply: Callable[[Any], str], bootstrap: str, *, topic: str, dlq_topic: str,
+                group_id: str, session_timeout_ms: int | None = None, **kwargs: Any) -> KafkaRecordLoop:
+    config = {}
+    if session_timeout_ms is not None:
+        config = {"session_timeout_ms": session_timeout_ms,
+                  "heartbeat_interval_ms": max(500, session_timeout_ms // 3)}
+    return KafkaRecordLoop(name, apply, bootstrap, topics=[topic], group_id=group_id, dlq_topic=dlq_topic,
+                           source=SOURCE, rejects=(Rejected,), consumer_config=config, **kwargs)
+
+
+# -- what each consumer does with a record ------------------------------------------------
+
+
+class DecisionApplier:
+    """subsidy.decisions.v1 → the ledger."""
+
+    consumer_name = "payout"
+
+    def __init__(self, store: SqlStore, on_written: Callable[[], None] = lambda: None):
+        self.store = store
+        self.on_written = on_written
+        #: Inside ``batch``: what to report once the batch committed (the consumer's thread only).
+        self._reports: list[Callable[[], bool]] | None = None
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """The loop's batch scope: one transaction for the decisions of a
+        poll, then their metrics and logs, and one wake of the relay."""
+        reports: list[Callable[[], bool]] = []
+        self._reports = reports
+        try:
+            with self.store.batch():
+                yield
+        finally:
+            self._reports = None
+        wrote = False
+        for report in reports:
+            wrote = report() or wrote
+        if wrote:
+            self.on_written()
+
+    def __call__(self, record: Any) -> str:
+        decision = handlers.parse_decision(record.value)
+        trace_id = cloudevents.trace_id_of(record.headers) or cloudevents.new_trace_id()
+        with logs.trace(trace_id):
+            applied = self.store.apply_decision(decision, trace_id)
+
+        def report() -> bool:
+            with logs.trace(trace_id):
+                return self._report(decision, applied, record)
+
+        if self._reports is not None:
+            self._reports.append(report)
+        elif report():
+            self.on_written()
+        return applied.result
+
+    @staticmethod
+    def _report(decision: Decision, applied: Applied, record: Any) -> bool:
+        """Metrics and the log line of one committed decision; True when it wrote something."""
+        metrics.DECISIONS.labels(applied.result).inc()
+        where = dict(application_id=decision.application_id, decision_id=decision.decision_id,
+                     credit_code=decision.credit_code, clause=decision.clause, outcome=decision.outcome,
+                     partition=record.partition, offset=record.offset)
+        if applied.result == "replayed":
+            log.info("decision replayed: already applied, nothing written", extra=logs.fields(**where))
+            return False
+        plan = applied.plan
+        if applied.result == "applied":
+            metrics.GRANTS.labels(plan.clause, plan.outcome).inc()
+            metrics.GRANTED_FEN.labels(plan.clause).inc(plan.granted_fen)
+            metrics.TRANSITIONS.labels("SCHEDULED").inc(len(plan.tranches))
+            for tranche in plan.tranches:
+                metrics.SCHEDULED_FEN.labels(plan.clause, str(tranche.year)).inc(tranche.amount_fen)
+            if any(r.code in CAP_REASONS for r in plan.reasons):
+                metrics.CAP_HITS.labels(plan.clause).inc()
+            for reason in plan.reasons:
+                metrics.LEDGER_LIMITS.labels(plan.clause, reason.code).inc()
+        log.info(f"decision {applied.result}", extra=logs.fields(
+            **where, granted_fen=plan.granted_fen, max_award_fen=plan.max_award_fen,
+            tranches=len(plan.tranches), ledger_reasons=[r.code for r in plan.reasons]))
+        return True
+
+
+class PaymentApplier:
+    """subsidy.payments.v1 → tranche PAID."""
+
+    consumer_name = "payout-payments"
+
+    def __init__(self, store: SqlStore, on_written: Callable[[], None] = lambda: None):
+        self.store = store
+        self.on_written = on_written
+
+    def __call__(self, record: Any) -> str:
+        try:
+            payment = handlers.parse_payment(record.value)
+            result, tranche = self.store.apply_payment(payment)
+        except Rejected:
+            metrics.PAYMENTS.labels("dead_letter").inc()
+            raise
+        metrics.PAYMENTS.labels(result).inc()
+        where = logs.fields(payment_id=payment.payment_id, tranche_id=payment.tranche_id,
+                            credit_code=payment.credit_code, amount_fen=payment.amount_fen,
+                            partition=record.partition, offset=record.offset)
+        if result == "applied":
+            metrics.TRANSITIONS.labels("PAID").inc()
+            metrics.TRANCHES_PAID.inc()
+            log.info("payment applied: tranche paid", extra=where)
+            self.on_written()
+        else:
+            log.info("payment repeated: already applied, ignored", extra=where)
+        return result
+
+
+def decisions_consumer(store: SqlStore, bootstrap: str, group_id: str, on_written: Callable[[], None],
+                       **kwargs: Any) -> KafkaRecordLoop:
+    applier = DecisionApplier(store, on_written)
+    return record_loop(DecisionApplier.consumer_name, applier, bootstrap,
+                       topic=topics.DECISIONS.name, dlq_topic=topics.DECISIONS_DLQ.name, group_id=group_id,
+                       batch_scope=applier.batch, **kwargs)
+
+
+def payments_consumer(store: SqlStore, bootstrap: str, group_id: str, on_written: Callable[[], None],
+                      **kwargs: Any) -> KafkaRecordLoop:
+    return record_loop(PaymentApplier.consumer_name, PaymentApplier(store, on_written), bootstrap,
+                          topic=topics.PAYMENTS.name, dlq_topic=topics.PAYMENTS_DLQ.name, group_id=group_id,
+                          **kwargs)

@@ -1,0 +1,62 @@
+"""The scheduler: a periodic thread that marks SCHEDULED tranches whose due
+date has arrived (by the injected Clock) as DUE, with TrancheDue events, in
+one transaction (store.mark_due). Idempotent: a tranche already DUE is not
+marked again, so replicas may all run it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable
+
+from subsidy.platform import logs
+from subsidy.services.payout import metrics
+from subsidy.services.payout.model import Clock
+from subsidy.services.payout.adapters.store import SqlStore
+
+log = logging.getLogger("subsidy.services.payout.adapters.scheduler")
+
+
+class Scheduler:
+    def __init__(self, store: SqlStore, clock: Clock, interval_s: float = 60.0,
+                 on_written: Callable[[], None] = lambda: None):
+        self.store = store
+        self.clock = clock
+        self.interval_s = interval_s
+        self.on_written = on_written
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="payout-scheduler", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Run now (e.g. the clock was moved) rather than at the next tick."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run_once(self) -> int:
+        today = self.clock.today()
+        marked = self.store.mark_due(today)
+        if marked:
+            metrics.TRANSITIONS.labels("DUE").inc(len(marked))
+            log.info("tranches due", extra=logs.fields(today=today.isoformat(), tranches=len(marked),
+                                                       tranche_ids=[t.tranche_id for t in marked[:20]]))
+            self.on_written()
+        return len(marked)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception as exc:  # noqa: BLE001 - the db is down: try again next tick
+                log.warning("scheduler run failed", extra=logs.fields(error=f"{type(exc).__name__}: {exc}"[:300]))
+            self._wake.wait(self.interval_s)
+            self._wake.clear()

@@ -1,0 +1,57 @@
+"""Configuration from environment variables (read by bootstrap.py only)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Mapping
+
+from subsidy.platform.security.secrets import secret
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    grpc_address: str = "127.0.0.1:50053"
+    database_url: str = dataclasses.field(default="sqlite:///var/payout.db", repr=False)
+    metrics_address: str = "127.0.0.1:9465"  # empty or "off": no metrics endpoint
+    today: str = ""  # YYYY-MM-DD: a fixed "today" for demos and tests; empty: the real date in Songjiang
+    decisions_group: str = "subsidy-payout"
+    payments_group: str = "subsidy-payout-payments"
+    scheduler_interval_s: float = 60.0
+    # How soon a replica that died without leaving the group loses its
+    # partitions to the others (kafka-python's own default is 45 s).
+    session_timeout_ms: int = 10000
+    grace_s: float = 5.0
+    health_interval_s: float = 1.0
+    # Health: a consumer that has not polled (or, with lag, not advanced) for
+    # this long, or a relay failing this long, turns health NOT_SERVING.
+    stall_s: float = 60.0
+    metrics_refresh_s: float = 5.0  # outbox and tranche gauges from the database
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        d = cls()
+
+        def get(name: str, default: str) -> str:
+            value = env.get(name)
+            return default if value is None or value.strip() == "" else value.strip()
+
+        return cls(
+            kafka_bootstrap=get("KAFKA_BOOTSTRAP_SERVERS", d.kafka_bootstrap),
+            grpc_address=get("SUBSIDY_PAYOUT_GRPC_ADDRESS", d.grpc_address),
+            database_url=secret("SUBSIDY_PAYOUT_DATABASE_URL", env, d.database_url),
+            metrics_address=env.get("SUBSIDY_PAYOUT_METRICS_ADDRESS", d.metrics_address).strip(),
+            today=env.get("SUBSIDY_PAYOUT_TODAY", "").strip(),
+            decisions_group=get("SUBSIDY_PAYOUT_GROUP", d.decisions_group),
+            payments_group=get("SUBSIDY_PAYOUT_PAYMENTS_GROUP", d.payments_group),
+            scheduler_interval_s=float(get("SUBSIDY_PAYOUT_SCHEDULER_INTERVAL_SECONDS", str(d.scheduler_interval_s))),
+            session_timeout_ms=int(get("SUBSIDY_PAYOUT_KAFKA_SESSION_TIMEOUT_MS", str(d.session_timeout_ms))),
+            grace_s=float(get("SUBSIDY_PAYOUT_GRACE_SECONDS", str(d.grace_s))),
+            health_interval_s=float(get("SUBSIDY_PAYOUT_HEALTH_INTERVAL_SECONDS", str(d.health_interval_s))),
+            stall_s=float(get("SUBSIDY_PAYOUT_STALL_SECONDS", str(d.stall_s))),
+            metrics_refresh_s=float(get("SUBSIDY_PAYOUT_METRICS_REFRESH_SECONDS", str(d.metrics_refresh_s))),
+            log_level=get("SUBSIDY_LOG_LEVEL", d.log_level).upper(),
+        )

@@ -1,0 +1,124 @@
+"""The payout events (subsidy.v1.PayoutEvent) and their CloudEvents headers,
+built from the ledger's rows: pure functions, no I/O.
+
+Every event id is derived (``grant:<application id>``, ``scheduled:<tranche
+id>``, ``due:…``, ``cancelled:…``, ``paid:…``), so a replay lands on the same
+id and a consumer dedupes by it. The Kafka key is the firm's credit code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from subsidy.contracts import cloudevents, topics
+from subsidy.core.domain import Reason
+from subsidy.services.payout.model import (
+    EVENT_TYPES,
+    SOURCE,
+    GrantRow,
+    OutboxMessage,
+    TrancheRow,
+    duplicate_grant_event_id,
+    grant_event_id,
+    tranche_event_id,
+)
+
+
+def _pb() -> Any:
+    from subsidy.v1 import decision_pb2, payout_pb2
+
+    return decision_pb2, payout_pb2
+
+
+def _message(kind: str, event_id: str, credit_code: str, payload: Any, trace_id: str,
+             at: dt.datetime | None) -> OutboxMessage:
+    _, payout_pb2 = _pb()
+    event = payout_pb2.PayoutEvent(event_id=event_id)
+    getattr(event, kind).CopyFrom(payload)
+    headers = cloudevents.headers(event_id, EVENT_TYPES[kind], SOURCE, trace_id, at)
+    return OutboxMessage(
+        event_id=event_id,
+        topic=topics.PAYOUTS.name,
+        key=credit_code.encode(),
+        value=event.SerializeToString(),
+        headers=tuple(headers),
+    )
+
+
+def grant_recorded(grant: GrantRow, tranche_count: int, *, duplicate: bool = False,
+                   at: dt.datetime | None = None) -> OutboxMessage:
+    decision_pb2, payout_pb2 = _pb()
+    payload = payout_pb2.GrantRecorded(
+        application_id=grant.application_id,
+        decision_id=grant.decision_id,
+        credit_code=grant.credit_code,
+        clause=grant.clause,
+        policy_version=grant.policy_version,
+        max_award_fen=grant.max_award_fen,
+        granted_fen=grant.granted_fen,
+        decision_year=grant.decision_year,
+        reasons=[decision_pb2.Reason(code=r.code, clause=r.clause, message=r.message) for r in grant.reasons],
+        tranche_count=tranche_count,
+    )
+    event_id = duplicate_grant_event_id(grant.decision_id) if duplicate else grant_event_id(grant.application_id)
+    return _message("grant_recorded", event_id, grant.credit_code, payload, grant.trace_id, at)
+
+
+def tranche_scheduled(t: TrancheRow, decision_id: str, policy_version: str, trace_id: str,
+                      at: dt.datetime | None = None) -> OutboxMessage:
+    _, payout_pb2 = _pb()
+    payload = payout_pb2.TrancheScheduled(
+        tranche_id=t.tranche_id,
+        application_id=t.application_id,
+        decision_id=decision_id,
+        credit_code=t.credit_code,
+        clause=t.clause,
+        policy_version=policy_version,
+        number=t.number,
+        amount_fen=t.amount_fen,
+        due_on=t.due_on,
+        budget_year=t.budget_year,
+    )
+    return _message("tranche_scheduled", tranche_event_id("tranche_scheduled", t.tranche_id), t.credit_code,
+                    payload, trace_id, at)
+
+
+def tranche_due(t: TrancheRow, trace_id: str, at: dt.datetime | None = None) -> OutboxMessage:
+    _, payout_pb2 = _pb()
+    payload = payout_pb2.TrancheDue(
+        tranche_id=t.tranche_id, credit_code=t.credit_code, amount_fen=t.amount_fen, due_on=t.due_on,
+        budget_year=t.budget_year, clause=t.clause,
+    )
+    return _message("tranche_due", tranche_event_id("tranche_due", t.tranche_id), t.credit_code, payload,
+                    trace_id, at)
+
+
+def tranche_cancelled(t: TrancheRow, reason: str, cancelled_on: str, trace_id: str,
+                      at: dt.datetime | None = None) -> OutboxMessage:
+    _, payout_pb2 = _pb()
+    payload = payout_pb2.TrancheCancelled(
+        tranche_id=t.tranche_id, credit_code=t.credit_code, amount_fen=t.amount_fen, reason=reason,
+        cancelled_on=cancelled_on,
+    )
+    return _message("tranche_cancelled", tranche_event_id("tranche_cancelled", t.tranche_id), t.credit_code,
+                    payload, trace_id, at)
+
+
+def tranche_paid(t: TrancheRow, paid_on: str, payment_id: str, trace_id: str,
+                 at: dt.datetime | None = None) -> OutboxMessage:
+    _, payout_pb2 = _pb()
+    payload = payout_pb2.TranchePaid(
+        tranche_id=t.tranche_id, credit_code=t.credit_code, amount_fen=t.amount_fen, paid_on=paid_on,
+        payment_id=payment_id,
+    )
+    return _message("tranche_paid", tranche_event_id("tranche_paid", t.tranche_id), t.credit_code, payload,
+                    trace_id, at)
+
+
+def reasons_from_plain(items: list) -> tuple[Reason, ...]:
+    return tuple(Reason(code, clause, message) for code, clause, message in items)
+
+
+def reasons_to_plain(reasons: tuple[Reason, ...]) -> list:
+    return [[r.code, r.clause, r.message] for r in reasons]

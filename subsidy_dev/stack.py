@@ -1,0 +1,234 @@
+"""The whole system on one machine: Kafka and the services as real processes.
+
+    python -m subsidy_dev.stack demo [--exit]    # what `make run` does
+
+`LocalStack` is also what the end-to-end tests start. Each service runs as
+`python -m subsidy.services.<name>` with its configuration in environment variables,
+its log (JSON lines) in `<var>/logs/<name>.log`, and is ready when its gRPC
+health check answers SERVING.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from subsidy_dev import free_port, project_root, tail
+from subsidy_dev.kafka import ENV_BOOTSTRAP, KafkaBroker
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    grpc_address: str
+    env: dict[str, str]
+    log_path: Path
+    health_service: str = ""
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", f"subsidy.services.{self.name}"],
+            cwd=project_root(),
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+
+    def serving(self) -> bool:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        try:
+            with grpc.insecure_channel(self.grpc_address) as channel:
+                stub = health_pb2_grpc.HealthStub(channel)
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=self.health_service), timeout=1)
+                return reply.status == health_pb2.HealthCheckResponse.SERVING
+        except grpc.RpcError:
+            return False
+
+    def wait_serving(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise StackError(
+                    f"{self.name} exited with status {self.process.returncode}; last log lines:\n{tail(self.log_path)}"
+                )
+            if self.serving():
+                return
+            time.sleep(0.3)
+        raise StackError(f"{self.name} not SERVING after {timeout:.0f}s; last log lines:\n{tail(self.log_path)}")
+
+    def stop(self, timeout: float = 45.0) -> int | None:
+        """SIGTERM, then SIGKILL if it does not exit in time; returns the exit status."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(5)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+
+SERVICES = ("intake", "eligibility", "payout", "notify")
+
+
+def _available(name: str) -> bool:
+    return (project_root() / "services" / name / "__main__.py").exists()
+
+
+class LocalStack:
+    """Kafka (unless KAFKA_BOOTSTRAP_SERVERS names one) plus the services."""
+
+    def __init__(
+        self,
+        var_dir: Path | str,
+        kafka_bootstrap: str | None = None,
+        broker: KafkaBroker | None = None,
+        services: tuple[str, ...] | None = None,
+        extra_env: dict[str, dict[str, str]] | None = None,
+    ):
+        self.var_dir = Path(var_dir).resolve()
+        self.broker = broker
+        self.kafka_bootstrap = kafka_bootstrap or os.environ.get(ENV_BOOTSTRAP)
+        self.wanted = services or tuple(s for s in SERVICES if _available(s))
+        self.extra_env = extra_env or {}
+        self.services: dict[str, ServiceProcess] = {}
+
+    def start(self) -> "LocalStack":
+        if self.kafka_bootstrap is None:
+            self.broker = self.broker or KafkaBroker(self.var_dir / "kafka")
+            self.kafka_bootstrap = self.broker.start()
+        from subsidy.contracts import topics
+        from subsidy.platform import topics as platform_topics
+
+        platform_topics.ensure_all(self.kafka_bootstrap)
+        for name in self.wanted:
+            address = f"127.0.0.1:{free_port()}"
+            env = {ENV_BOOTSTRAP: self.kafka_bootstrap, "PYTHONUNBUFFERED": "1", **self._env(name, address)}
+            env.update(self.extra_env.get(name, {}))
+            self.services[name] = ServiceProcess(name, address, env, self.var_dir / "logs" / f"{name}.log")
+        try:
+            for service in self.services.values():
+                service.start()
+            for service in self.services.values():
+                service.wait_serving()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _env(self, name: str, address: str) -> dict[str, str]:
+        """Each service's settings: its own port, store and data under var_dir."""
+        upper = name.upper()
+        database = os.environ.get(f"SUBSIDY_{upper}_DATABASE_URL", f"sqlite:///{self.var_dir / (name + '.db')}")
+        env = {f"SUBSIDY_{upper}_GRPC_ADDRESS": address}
+        if name == "intake":
+            env.update(SUBSIDY_INTAKE_DATABASE_URL=database, SUBSIDY_INTAKE_METRICS_ADDRESS=f"127.0.0.1:{free_port()}")
+        elif name == "eligibility":
+            env.update(
+                SUBSIDY_ELIGIBILITY_DATA_DIR=str(self.var_dir / "eligibility"),
+                SUBSIDY_ELIGIBILITY_METRICS_PORT=str(free_port()),
+                SUBSIDY_ELIGIBILITY_METRICS_ADDRESS="127.0.0.1",
+            )
+        elif name == "payout":
+            env.update(SUBSIDY_PAYOUT_DATABASE_URL=database, SUBSIDY_PAYOUT_METRICS_ADDRESS=f"127.0.0.1:{free_port()}")
+        elif name == "notify":
+            env.update(
+                SUBSIDY_NOTIFY_DATABASE_URL=database,
+                SUBSIDY_NOTIFY_MAIL_DIR=str(self.mail_dir),
+                SUBSIDY_NOTIFY_METRICS_ADDRESS=f"127.0.0.1:{free_port()}",
+            )
+        return env
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.var_dir / "mail"
+
+    def address(self, name: str) -> str:
+        return self.services[name].grpc_address
+
+    @property
+    def intake_address(self) -> str:
+        return self.services["intake"].grpc_address
+
+    @property
+    def eligibility_address(self) -> str:
+        return self.services["eligibility"].grpc_address
+
+    def stop(self) -> dict[str, int | None]:
+        statuses = {name: service.stop() for name, service in reversed(list(self.services.items()))}
+        if self.broker is not None and self.broker.is_running():
+            self.broker.stop()
+        return statuses
+
+    def __enter__(self) -> "LocalStack":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from subsidy_dev.demo import run_demo
+
+    var_dir = Path(args.var_dir)
+    print(f"Starting Kafka and the services (data and logs in {var_dir}/) ...", flush=True)
+    stack = LocalStack(var_dir / "stack")
+    try:
+        stack.start()
+        print(f"Kafka at {stack.kafka_bootstrap}; "
+              + "; ".join(f"{name} gRPC at {s.grpc_address}" for name, s in stack.services.items()), flush=True)
+        run_demo(stack, Path(args.applications))
+        if args.exit:
+            return 0
+        print("\nServing until Ctrl-C. Logs: " + ", ".join(str(s.log_path) for s in stack.services.values()), flush=True)
+        stopping = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stopping.set())
+        while not stopping.wait(1):
+            pass
+        return 0
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        print("Stopping ...", flush=True)
+        stack.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m subsidy_dev.stack", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="start everything, submit the demo applications, show the decisions")
+    demo.add_argument("--applications", default=str(project_root() / "demo" / "applications.jsonl"))
+    demo.add_argument("--var-dir", default=str(project_root() / "var"))
+    demo.add_argument("--exit", action="store_true", help="stop after the demo instead of serving until Ctrl-C")
+    args = parser.parse_args(argv)
+    return _demo(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
