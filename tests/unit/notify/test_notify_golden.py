@@ -1,0 +1,110 @@
+"""Golden texts: every event kind, rendered as the firm receives it, byte for
+byte against tests/unit/notify/golden_notifications.json.
+
+The records go through the consumer's record handler (parse, render, send) as
+Kafka delivers them, so the file pins what a person reads whatever the
+internals look like. The file was written from the renderer before it moved
+from MessageToDict dicts to notify's domain values; the two must agree on
+every line. Regenerate it only for a deliberate change of wording:
+``.venv/bin/python tests/unit/notify/test_notify_golden.py --write`` and
+review the diff.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+from subsidy.contracts import topics
+from subsidy.platform.registry import FirmRecord
+from subsidy.services.notify import handlers
+from subsidy.services.notify.adapters.kafka import NotifyHandler
+from subsidy.v1 import decision_pb2
+
+sys.path.insert(0, str(Path(__file__).parent))
+from notify_fakes import (  # noqa: E402
+    CONTACTS, TITLES, FakeChannel, FakeFirms, FakeLog, cancelled, decision, due, firm_record, grant, paid, scheduled,
+)
+
+GOLDEN = Path(__file__).with_name("golden_notifications.json")
+NAMELESS = "91310117MA1K7D2E9X"
+
+
+def _records() -> list:
+    """Every event kind and the branches of their texts, in topic order."""
+    referred = decision("REFERRED", app="SJ-2025-0003")
+    review = decision("NEEDS_REVIEW", app="SJ-2025-0004")
+    scope = decision(app="SJ-2025-0005", clause="一", reasons=[
+        decision_pb2.Reason(code="OUT_OF_SCOPE", clause="一", message="企业不在本区登记"),
+        decision_pb2.Reason(code="NO_MESSAGE", clause="", message=""),
+    ])
+    nameless = decision(app="SJ-2025-0006", credit_code=NAMELESS)
+    nothing = grant(app="SJ-2025-0007", granted=0)
+    del nothing.grant_recorded.reasons[:]
+    nothing.grant_recorded.tranche_count = 0
+    unpaid = paid(app="SJ-2025-0009", number=1, amount=100)
+    unpaid.tranche_paid.payment_id = ""
+    unexplained = cancelled(app="SJ-2025-0009", number=0, amount=50000)
+    unexplained.tranche_cancelled.reason = ""
+    messages = [
+        (topics.DECISIONS, decision()),
+        (topics.DECISIONS, decision("INELIGIBLE", app="SJ-2025-0002")),
+        (topics.DECISIONS, referred),
+        (topics.DECISIONS, review),
+        (topics.DECISIONS, decision(app="SJ-2025-0008", clause="10.cloud")),
+        (topics.DECISIONS, scope),
+        (topics.DECISIONS, nameless),
+        (topics.PAYOUTS, grant()),
+        (topics.PAYOUTS, grant(app="SJ-2025-0010", granted=100000050)),
+        (topics.PAYOUTS, nothing),
+        (topics.PAYOUTS, scheduled(number=0)),
+        (topics.PAYOUTS, scheduled(number=1, amount=500000000)),
+        (topics.PAYOUTS, scheduled(number=2, amount=88888890)),
+        (topics.PAYOUTS, due(number=0)),
+        (topics.PAYOUTS, paid(number=0)),
+        (topics.PAYOUTS, due(number=1, amount=500000000)),
+        (topics.PAYOUTS, cancelled(number=2)),
+        # A tranche notify never saw scheduled: no clause to name.
+        (topics.PAYOUTS, unpaid),
+        (topics.PAYOUTS, unexplained),
+    ]
+    return [SimpleNamespace(topic=topic.name, value=m.SerializeToString(), key=b"", partition=0, offset=i,
+                            headers=[]) for i, (topic, m) in enumerate(messages)]
+
+
+def rendered() -> list[dict[str, str]]:
+    channel = FakeChannel("email", "email")
+    nameless = FirmRecord(dataclasses.replace(firm_record(NAMELESS).firm, name=""), CONTACTS)
+    deps = handlers.Deps(firms=FakeFirms(firm_record(), nameless), log=FakeLog(), channels=[channel],
+                         titles=TITLES, attempts=1, sleep=lambda s: None)
+    handle = NotifyHandler(deps)
+    records = _records()
+    for record in records:
+        handle(record)
+    assert len(channel.delivered) == len(records), "every record is a distinct event: one e-mail each"
+    return [{"event_id": n.event_id, "subject": n.subject, "body": n.body, "sms": n.sms}
+            for n, _ in channel.delivered]
+
+
+def test_every_event_kind_renders_exactly_the_golden_text():
+    golden = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    now = rendered()
+    assert [g["event_id"] for g in golden] == [n["event_id"] for n in now]
+    for expected, actual in zip(golden, now):
+        assert actual == expected, expected["event_id"]
+
+
+def test_the_golden_file_covers_every_event_kind_and_every_outcome():
+    golden = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    prefixes = {g["event_id"].split(":", 1)[0] for g in golden}
+    assert prefixes == {"decision", "grant", "scheduled", "due", "paid", "cancelled"}
+    subjects = "".join(g["subject"] for g in golden)
+    for outcome in ("符合支持条件", "不符合支持条件", "需人工复核", "已转至相关基金办理"):
+        assert f"评审结果：{outcome}" in subjects
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
+    GOLDEN.write_text(json.dumps(rendered(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
