@@ -72,7 +72,7 @@ def test_every_event_notifies_each_channel_once_and_a_replay_sends_nothing_more(
             body = decided.get_content()
             assert "第2条“鼓励培育行业性工业互联网平台”" in body and "2,962,962.96元" in body
             assert "原因：企业已迁出松江区" in mails[ids[-1]].get_content()
-            assert "第2条" in mails[ids[-1]].get_content()  # clause remembered from the schedule
+            assert "第2条" in mails[ids[-1]].get_content()  # the clause the cancellation carries
             for r in hook.requests:
                 expected = "sha256=" + hmac.new(SECRET.encode(), r["body"], hashlib.sha256).hexdigest()
                 assert hmac.compare_digest(r["headers"]["X-Subsidy-Signature"], expected)

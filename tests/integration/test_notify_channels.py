@@ -15,7 +15,7 @@ import pytest
 from subsidy.platform.db import Database
 from subsidy.services.notify import model
 from subsidy.services.notify.adapters.channels import MailDirEmail, SmsGateway, SmtpEmail, Webhook
-from subsidy.services.notify.model import DeliveryError, Notification, PermanentDeliveryError, TrancheInfo
+from subsidy.services.notify.model import DeliveryError, Notification, PermanentDeliveryError
 from subsidy.services.notify.adapters.store import SqlNotificationLog
 
 from .test_notify_support import SECRET, HttpSink, SmtpSink, database_url
@@ -107,7 +107,7 @@ def test_the_sms_gateway_receives_the_phone_and_the_short_text():
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_the_notification_log_records_once_and_remembers_tranches(kind, tmp_path, request):
+def test_the_notification_log_records_once(kind, tmp_path, request):
     url = database_url(kind, tmp_path, request.getfixturevalue("postgres_url") if kind == "postgresql" else None)
     db = Database(url, store="notify")
     try:
@@ -119,9 +119,5 @@ def test_the_notification_log_records_once_and_remembers_tranches(kind, tmp_path
         store.record_sent(n, "ab" * 16, "2026-01-01T00:00:00.000+00:00")
         store.record_sent(n, "ab" * 16, "2026-01-01T00:00:01.000+00:00")  # a second record is a no-op
         assert store.was_sent(n.id) and store.sent_for_event(n.event_id) == [("email", n.id)]
-        info = TrancheInfo("SJ-1/tranche-0", "SJ-1", "10.cloud", 0, 2026)
-        store.remember_tranche(info)
-        store.remember_tranche(info)
-        assert store.tranche("SJ-1/tranche-0") == info and store.tranche("nope") is None
     finally:
         db.close()

@@ -9,7 +9,7 @@ import pytest
 
 from subsidy.core import domain
 from subsidy_dev import protogen
-from subsidy.v1 import application_pb2, decision_pb2
+from subsidy.v1 import application_pb2, decision_pb2, payout_pb2
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,6 +70,17 @@ def test_money_is_int64_fen_everywhere():
 
     walk(application_pb2.Application.DESCRIPTOR)
     walk(decision_pb2.Decision.DESCRIPTOR)
+
+
+def test_every_tranche_event_says_which_application_and_clause_it_is_about():
+    """docs/finance-events.md: consumers read these instead of parsing the tranche id."""
+    oneof = payout_pb2.PayoutEvent.DESCRIPTOR.oneofs_by_name["event"]
+    tranche_events = [f.message_type for f in oneof.fields if f.message_type.name.startswith("Tranche")]
+    assert [m.name for m in tranche_events] == ["TrancheScheduled", "TrancheDue", "TrancheCancelled", "TranchePaid"]
+    for message in tranche_events:
+        for name in ("tranche_id", "application_id", "clause"):
+            field = message.fields_by_name.get(name)
+            assert field is not None and field.type == field.TYPE_STRING, f"{message.name}.{name}"
 
 
 def _buf() -> str:

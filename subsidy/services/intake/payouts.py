@@ -3,32 +3,17 @@
 Pure: ``fold(grant, event)`` returns the grant after one subsidy.v1.PayoutEvent.
 Events of one firm arrive in order (one key, one partition), so a tranche's
 TrancheScheduled precedes its TrancheDue, TranchePaid or TrancheCancelled.
+Which application an event belongs to is ``subsidy.contracts.events.application_id_of``:
+the event says so (events from before it did are read there, once).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-TRANCHE_SUFFIX = "/tranche-"
-
 
 class NotAPayoutEvent(ValueError):
     pass
-
-
-def application_id_of(event: Any) -> str:
-    """The application an event belongs to (tranche ids derive from it)."""
-    kind = event.WhichOneof("event")
-    if kind is None:
-        raise NotAPayoutEvent("no event set in the PayoutEvent")
-    body = getattr(event, kind)
-    if kind in ("grant_recorded", "tranche_scheduled"):
-        application_id = body.application_id
-    else:
-        application_id = body.tranche_id.rpartition(TRANCHE_SUFFIX)[0]
-    if not application_id:
-        raise NotAPayoutEvent(f"{kind}: no application id or tranche id")
-    return application_id
 
 
 def fold(grant: Any, event: Any) -> Any:

@@ -1,8 +1,9 @@
 """The use cases of notify, as plain functions over the ports: no Kafka,
 SQL, SMTP or HTTP here.
 
-- ``parse_decision`` / ``parse_payout_event``: a consumed value -> ``Event``
-  (or ``InvalidEvent``: the consumer dead-letters it).
+- ``parse_decision`` / ``parse_payout_event``: a consumed value -> ``Event``,
+  its fact decoded into notify's own values (or ``InvalidEvent``: the
+  consumer dead-letters it).
 - ``notify``: one event -> one notification per channel the firm can be
   reached on, each sent at most once per notification id (the log is checked
   before sending and written after a successful send), with bounded
@@ -19,35 +20,33 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 from google.protobuf.json_format import MessageToDict
-from google.protobuf.message import DecodeError
 
-from subsidy.contracts import codec
+from subsidy.contracts import codec, events
 from subsidy.platform import logs
 from subsidy.contracts.codec import BadInput
 from subsidy.platform.registry import Contacts
 from subsidy.services.notify import metrics, model, templates
 from subsidy.services.notify.model import (
+    DecisionMade,
     DeliveryError,
     DeliveryFailed,
     Event,
+    Fact,
+    GrantRecorded,
     InvalidEvent,
     Notification,
     PermanentDeliveryError,
-    TrancheInfo,
+    TrancheCancelled,
+    TrancheDue,
+    TranchePaid,
+    TrancheScheduled,
 )
+from subsidy.core.domain import Reason
 from subsidy.services.notify.ports import Channel, Firms, NotificationLog
 
 log = logging.getLogger("subsidy.services.notify.handlers")
 
 SOURCE = "/songjiang/subsidy/notify"
-
-_PAYOUT_KINDS = {
-    "grant_recorded": model.GRANT_RECORDED,
-    "tranche_scheduled": model.TRANCHE_SCHEDULED,
-    "tranche_due": model.TRANCHE_DUE,
-    "tranche_paid": model.TRANCHE_PAID,
-    "tranche_cancelled": model.TRANCHE_CANCELLED,
-}
 
 
 @dataclasses.dataclass
@@ -63,62 +62,99 @@ class Deps:
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
 
 
-def _as_dict(message: Any) -> dict[str, Any]:
-    return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-
-
 # ------------------------------------------------------------------ parsing
 
 
-def parse_decision(value: bytes | None, trace_id: str | None = None) -> Event:
-    from subsidy.v1 import decision_pb2
+def _webhook_data(message: Any, money: tuple[str, ...]) -> dict[str, Any]:
+    """The event's fields as the webhook's ``data`` has always shown them:
+    the protobuf JSON mapping, names preserved, every field printed, the
+    top-level fen amounts as numbers (nested 64-bit values stay strings)."""
+    data = MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    for key in money:
+        if key in data:
+            data[key] = int(data[key])
+    return data
 
-    if not value:
-        raise InvalidEvent("empty message (no value)")
+
+def _day(text: str, path: str) -> dt.date | None:
+    """An ISO date of a payout event; "" is "not given" (the texts say 未定)."""
+    if not text:
+        return None
     try:
-        message = decision_pb2.Decision.FromString(value)
-    except DecodeError as exc:
-        raise InvalidEvent(f"not a subsidy.v1.Decision protobuf: {exc}") from None
-    for name in ("decision_id", "application_id", "credit_code", "clause"):
-        if not getattr(message, name):
-            raise InvalidEvent(f"{name}: is required")
+        if len(text) == 10:
+            return dt.date.fromisoformat(text)
+    except ValueError:
+        pass
+    raise InvalidEvent(f"{path}: not a real date YYYY-MM-DD: {text!r}")
+
+
+def _reasons(reasons: Any) -> tuple[Reason, ...]:
+    return tuple(Reason(r.code, r.clause, r.message) for r in reasons)
+
+
+def parse_decision(value: bytes | None, trace_id: str | None = None) -> Event:
     try:
-        codec.decision_from_proto(message)
-    except BadInput as exc:
+        message = events.decision(value)
+        decision = codec.decision_from_proto(message)
+    except (events.MalformedEvent, BadInput) as exc:
         raise InvalidEvent(str(exc)) from None
-    data = _as_dict(message)
-    for key in ("max_award_fen",):
-        data[key] = int(data.get(key, 0))
-    return Event(f"decision:{message.decision_id}", model.DECISION, message.credit_code, data, trace_id)
+    fact = DecisionMade(
+        decision_id=decision.decision_id, application_id=decision.application_id, clause=decision.clause,
+        outcome=decision.outcome, max_award_fen=decision.max_award_fen, decision_year=decision.decision_year,
+        submitted_on=decision.submitted_on, reasons=decision.reasons, policy_version=decision.policy_version,
+    )
+    return Event(f"decision:{decision.decision_id}", decision.credit_code, fact,
+                 _webhook_data(message, ("max_award_fen",)), trace_id)
+
+
+def _payout_fact(event: Any, kind: str, body: Any) -> Fact:
+    """The payout event's fact. A tranche event published before it carried
+    its application takes it from ``events.application_id_of``; its clause,
+    if it had none, stays "" (the texts then say the clause is unknown)."""
+    for key in ("max_award_fen", "granted_fen", "amount_fen"):
+        if getattr(body, key, 0) < 0:
+            raise InvalidEvent(f"{kind}.{key}: must not be negative")
+    if kind == "grant_recorded":
+        return GrantRecorded(
+            application_id=body.application_id, clause=body.clause, max_award_fen=body.max_award_fen,
+            granted_fen=body.granted_fen, tranche_count=body.tranche_count, decision_year=body.decision_year,
+            reasons=_reasons(body.reasons), policy_version=body.policy_version,
+        )
+    application_id = events.application_id_of(event)
+    if kind == "tranche_scheduled":
+        return TrancheScheduled(
+            tranche_id=body.tranche_id, application_id=application_id, clause=body.clause, number=body.number,
+            amount_fen=body.amount_fen, due_on=_day(body.due_on, f"{kind}.due_on"), budget_year=body.budget_year,
+        )
+    if kind == "tranche_due":
+        return TrancheDue(
+            tranche_id=body.tranche_id, application_id=application_id, clause=body.clause,
+            amount_fen=body.amount_fen, due_on=_day(body.due_on, f"{kind}.due_on"), budget_year=body.budget_year,
+        )
+    if kind == "tranche_paid":
+        return TranchePaid(
+            tranche_id=body.tranche_id, application_id=application_id, clause=body.clause,
+            amount_fen=body.amount_fen, paid_on=_day(body.paid_on, f"{kind}.paid_on"), payment_id=body.payment_id,
+        )
+    if kind == "tranche_cancelled":
+        return TrancheCancelled(
+            tranche_id=body.tranche_id, application_id=application_id, clause=body.clause,
+            amount_fen=body.amount_fen, cancelled_on=_day(body.cancelled_on, f"{kind}.cancelled_on"),
+            reason=body.reason,
+        )
+    raise InvalidEvent(f"event: unknown kind {kind!r}")  # pragma: no cover - the decoder knows the oneof
 
 
 def parse_payout_event(value: bytes | None, trace_id: str | None = None) -> Event:
-    from subsidy.v1 import payout_pb2
-
-    if not value:
-        raise InvalidEvent("empty message (no value)")
     try:
-        message = payout_pb2.PayoutEvent.FromString(value)
-    except DecodeError as exc:
-        raise InvalidEvent(f"not a subsidy.v1.PayoutEvent protobuf: {exc}") from None
-    if not message.event_id:
-        raise InvalidEvent("event_id: is required")
-    which = message.WhichOneof("event")
-    if which is None:
-        raise InvalidEvent("event: none of grant_recorded, tranche_scheduled, tranche_due, tranche_paid, "
-                           "tranche_cancelled is set")
-    inner = getattr(message, which)
-    if not inner.credit_code:
-        raise InvalidEvent(f"{which}.credit_code: is required")
-    data = _as_dict(inner)
-    for key in ("max_award_fen", "granted_fen", "amount_fen"):
-        if key in data:
-            data[key] = int(data[key])
-            if data[key] < 0:
-                raise InvalidEvent(f"{which}.{key}: must not be negative")
-    if which != "grant_recorded" and not inner.tranche_id:
-        raise InvalidEvent(f"{which}.tranche_id: is required")
-    return Event(message.event_id, _PAYOUT_KINDS[which], inner.credit_code, data, trace_id)
+        message = events.payout_event(value)
+    except events.MalformedEvent as exc:
+        raise InvalidEvent(str(exc)) from None
+    kind = message.WhichOneof("event")
+    body = getattr(message, kind)
+    fact = _payout_fact(message, kind, body)
+    data = _webhook_data(body, ("max_award_fen", "granted_fen", "amount_fen"))
+    return Event(message.event_id, body.credit_code, fact, data, trace_id)
 
 
 # ------------------------------------------------------------------ notifying
@@ -140,21 +176,8 @@ def _redact(text: str, contacts: Contacts) -> str:
     return text
 
 
-def _tranche_info(deps: Deps, event: Event) -> TrancheInfo | None:
-    d = event.data
-    if event.kind == model.TRANCHE_SCHEDULED:
-        info = TrancheInfo(d["tranche_id"], d.get("application_id", ""), d.get("clause", ""),
-                           int(d.get("number", 0)), int(d.get("budget_year", 0)))
-        deps.log.remember_tranche(info)
-        return info
-    if event.kind in (model.TRANCHE_DUE, model.TRANCHE_PAID, model.TRANCHE_CANCELLED):
-        return deps.log.tranche(d["tranche_id"])
-    return None
-
-
 def notify(deps: Deps, event: Event) -> Outcome:
     outcome = Outcome()
-    tranche = _tranche_info(deps, event)
     record = deps.firms.firm(event.credit_code)  # may raise RegistryUnavailable: the consumer retries
     base = logs.fields(event_id=event.event_id, kind=event.kind, credit_code=event.credit_code)
     if record is None:
@@ -163,7 +186,7 @@ def notify(deps: Deps, event: Event) -> Outcome:
             metrics.SKIPPED.labels(channel.name, "unknown_firm").inc()
         log.warning("firm unknown to the registry: nothing sent", extra=base)
         return outcome
-    rendered = templates.render(event, deps.titles, record.firm.name, tranche)
+    rendered = templates.render(event, deps.titles, record.firm.name)
     failures: list[tuple[str, str]] = []
     for channel in deps.channels:
         address = channel.address(record.contacts)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from subsidy.platform.registry import Contacts, FirmRecord
-from subsidy.services.notify.model import Notification, TrancheInfo
+from subsidy.services.notify.model import Notification
 
 
 class Firms(Protocol):
@@ -34,7 +34,3 @@ class NotificationLog(Protocol):
 
     def record_sent(self, notification: Notification, trace_id: str | None, at: str) -> None:
         """Record a delivered notification (idempotent: a second record is a no-op)."""
-
-    def remember_tranche(self, tranche: TrancheInfo) -> None: ...
-
-    def tranche(self, tranche_id: str) -> TrancheInfo | None: ...

@@ -1,21 +1,31 @@
 """The Chinese texts of the notifications: one ``string.Template`` per event
 kind for the subject, the e-mail/webhook body and the short SMS text.
 
-``render(event, titles, ...)`` turns an event's data into the template
-values: amounts from integer fen to 元 (``2,962,962.96元``), ISO dates to
-``2026年1月15日``, the clause with its title from the policy, the outcome in
-words and the reasons one per line.
+``render(event, titles, ...)`` turns an event's fact (notify's own values,
+model.py) into the template values: amounts from integer fen to 元
+(``2,962,962.96元``), dates to ``2026年1月15日``, the clause with its title
+from the policy, the outcome in words and the reasons one per line.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from string import Template
-from typing import Any, Mapping
+from typing import Mapping
 
+from subsidy.core.domain import Reason
 from subsidy.core.money import yuan
 from subsidy.services.notify import model
-from subsidy.services.notify.model import Event, Rendered, TrancheInfo
+from subsidy.services.notify.model import (
+    DecisionMade,
+    Event,
+    GrantRecorded,
+    Rendered,
+    TrancheCancelled,
+    TrancheDue,
+    TranchePaid,
+    TrancheScheduled,
+)
 
 PROGRAMME = "松江区工业互联网专项资金"
 
@@ -118,15 +128,11 @@ SMS = {
 }
 
 
-def date_zh(iso: str) -> str:
-    """'2026-01-15' -> '2026年1月15日'; anything else as it is ('' -> '未定')."""
-    if not iso:
+def date_zh(day: dt.date | None) -> str:
+    """2026-01-15 -> '2026年1月15日'; no date -> '未定'."""
+    if day is None:
         return "未定"
-    try:
-        d = dt.date.fromisoformat(iso)
-    except ValueError:
-        return iso
-    return f"{d.year}年{d.month}月{d.day}日"
+    return f"{day.year}年{day.month}月{day.day}日"
 
 
 def clause_item(clause: str) -> str:
@@ -145,62 +151,83 @@ def clause_text(clause: str, titles: Mapping[str, str]) -> str:
     return f"{head}（{clause}）" if "." in clause or not title else head
 
 
-def reasons_text(reasons: list[Mapping[str, Any]]) -> str:
+def reasons_text(reasons: tuple[Reason, ...]) -> str:
     if not reasons:
         return "（无）"
     lines = []
     for r in reasons:
-        cited = r.get("clause", "")
-        where = "（一、适用范围）" if cited == "一" else (f"（第{cited}条）" if cited else "")
-        lines.append(f"- {r.get('message') or r.get('code', '')}{where} [{r.get('code', '')}]")
+        where = "（一、适用范围）" if r.clause == "一" else (f"（第{r.clause}条）" if r.clause else "")
+        lines.append(f"- {r.message or r.code}{where} [{r.code}]")
     return "\n".join(lines)
 
 
-def values(event: Event, titles: Mapping[str, str], firm_name: str = "",
-           tranche: TrancheInfo | None = None) -> dict[str, str]:
-    d = event.data
-    clause = d.get("clause") or (tranche.clause if tranche else "")
-    application_id = d.get("application_id") or (tranche.application_id if tranche else "")
-    number = d.get("number", tranche.number if tranche else None)
-    out = {
+def _clause(clause: str, titles: Mapping[str, str]) -> dict[str, str]:
+    return {
+        "clause": clause or "—",
+        "item": clause_item(clause),
+        "clause_text": clause_text(clause, titles),
+        "clause_short": f"（第{clause_item(clause)}条）" if clause else "",
+    }
+
+
+def _fact_values(fact: model.Fact, titles: Mapping[str, str]) -> dict[str, str]:
+    """What each kind's templates say, from its fact."""
+    if isinstance(fact, DecisionMade):
+        eligible = fact.outcome == "ELIGIBLE"
+        ceiling = yuan(fact.max_award_fen)
+        return {
+            "application_id": fact.application_id or "—",
+            **_clause(fact.clause, titles),
+            "outcome": OUTCOMES.get(fact.outcome, fact.outcome),
+            "ceiling": ceiling if eligible else "不适用",
+            "ceiling_short": f"，最高支持{ceiling}" if eligible else "",
+            "decision_year": str(fact.decision_year),
+            "submitted_on": date_zh(fact.submitted_on),
+            "reasons": reasons_text(fact.reasons),
+            "policy_version": fact.policy_version or "—",
+        }
+    values = {"outcome": STEPS[fact.KIND], **_clause(fact.clause, titles)}
+    if isinstance(fact, GrantRecorded):
+        return {
+            **values,
+            "application_id": fact.application_id or "—",
+            "granted": yuan(fact.granted_fen),
+            "ceiling": yuan(fact.max_award_fen),
+            "tranche_count": str(fact.tranche_count),
+            "decision_year": str(fact.decision_year),
+            "reasons": reasons_text(fact.reasons),
+            "policy_version": fact.policy_version or "—",
+        }
+    values.update(tranche_id=fact.tranche_id, amount=yuan(fact.amount_fen))
+    if isinstance(fact, TrancheScheduled):
+        return {
+            **values,
+            "application_id": fact.application_id or "—",
+            "ordinal": str(fact.number + 1),
+            "due_on": date_zh(fact.due_on),
+            "budget_year": str(fact.budget_year),
+        }
+    if isinstance(fact, TrancheDue):
+        return {**values, "due_on": date_zh(fact.due_on), "budget_year": str(fact.budget_year or "")}
+    if isinstance(fact, TranchePaid):
+        return {**values, "paid_on": date_zh(fact.paid_on), "payment_id": fact.payment_id or "—"}
+    if isinstance(fact, TrancheCancelled):
+        return {**values, "cancelled_on": date_zh(fact.cancelled_on), "reason": fact.reason or "未说明"}
+    raise TypeError(f"no texts for {type(fact).__name__}")  # pragma: no cover - Fact is closed
+
+
+def values(event: Event, titles: Mapping[str, str], firm_name: str = "") -> dict[str, str]:
+    return {
         "programme": PROGRAMME,
         "firm": firm_name or f"统一社会信用代码为 {event.credit_code} 的单位",
         "event_id": event.event_id,
         "credit_code": event.credit_code,
-        "application_id": application_id or "—",
-        "clause": clause or "—",
-        "item": clause_item(clause),
-        "clause_text": clause_text(clause, titles),
-        "outcome": OUTCOMES.get(d.get("outcome", ""), d.get("outcome", ""))
-        if event.kind == model.DECISION else STEPS[event.kind],
-        "ceiling": yuan(int(d.get("max_award_fen", 0))),
-        "granted": yuan(int(d.get("granted_fen", 0))),
-        "amount": yuan(int(d.get("amount_fen", 0))),
-        "decision_year": str(d.get("decision_year", "")),
-        "budget_year": str(d.get("budget_year") or (tranche.budget_year if tranche else "")),
-        "tranche_count": str(d.get("tranche_count", 0)),
-        "tranche_id": d.get("tranche_id", ""),
-        "ordinal": str(int(number) + 1) if number is not None else "—",
-        "submitted_on": date_zh(d.get("submitted_on", "")),
-        "due_on": date_zh(d.get("due_on", "")),
-        "paid_on": date_zh(d.get("paid_on", "")),
-        "cancelled_on": date_zh(d.get("cancelled_on", "")),
-        "payment_id": d.get("payment_id", "") or "—",
-        "reason": d.get("reason", "") or "未说明",
-        "reasons": reasons_text(list(d.get("reasons", []))),
-        "policy_version": d.get("policy_version", "") or "—",
+        **_fact_values(event.fact, titles),
     }
-    out["clause_short"] = f"（第{out['item']}条）" if clause else ""
-    out["ceiling_short"] = f"，最高支持{out['ceiling']}"
-    if event.kind == model.DECISION and d.get("outcome") != "ELIGIBLE":
-        out["ceiling"] = "不适用"
-        out["ceiling_short"] = ""
-    return out
 
 
-def render(event: Event, titles: Mapping[str, str], firm_name: str = "",
-           tranche: TrancheInfo | None = None) -> Rendered:
-    v = values(event, titles, firm_name, tranche)
+def render(event: Event, titles: Mapping[str, str], firm_name: str = "") -> Rendered:
+    v = values(event, titles, firm_name)
     return Rendered(
         subject=SUBJECTS[event.kind].substitute(v),
         body=BODIES[event.kind].substitute(v),

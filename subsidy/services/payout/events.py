@@ -4,6 +4,10 @@ built from the ledger's rows: pure functions, no I/O.
 Every event id is derived (``grant:<application id>``, ``scheduled:<tranche
 id>``, ``due:…``, ``cancelled:…``, ``paid:…``), so a replay lands on the same
 id and a consumer dedupes by it. The Kafka key is the firm's credit code.
+
+Every tranche event carries the tranche row's ``application_id`` and
+``clause``, so no consumer has to parse the tranche id or remember an
+earlier event to know what a tranche is about.
 """
 
 from __future__ import annotations
@@ -88,7 +92,7 @@ def tranche_due(t: TrancheRow, trace_id: str, at: dt.datetime | None = None) -> 
     _, payout_pb2 = _pb()
     payload = payout_pb2.TrancheDue(
         tranche_id=t.tranche_id, credit_code=t.credit_code, amount_fen=t.amount_fen, due_on=t.due_on,
-        budget_year=t.budget_year, clause=t.clause,
+        budget_year=t.budget_year, clause=t.clause, application_id=t.application_id,
     )
     return _message("tranche_due", tranche_event_id("tranche_due", t.tranche_id), t.credit_code, payload,
                     trace_id, at)
@@ -99,7 +103,7 @@ def tranche_cancelled(t: TrancheRow, reason: str, cancelled_on: str, trace_id: s
     _, payout_pb2 = _pb()
     payload = payout_pb2.TrancheCancelled(
         tranche_id=t.tranche_id, credit_code=t.credit_code, amount_fen=t.amount_fen, reason=reason,
-        cancelled_on=cancelled_on,
+        cancelled_on=cancelled_on, application_id=t.application_id, clause=t.clause,
     )
     return _message("tranche_cancelled", tranche_event_id("tranche_cancelled", t.tranche_id), t.credit_code,
                     payload, trace_id, at)
@@ -110,7 +114,7 @@ def tranche_paid(t: TrancheRow, paid_on: str, payment_id: str, trace_id: str,
     _, payout_pb2 = _pb()
     payload = payout_pb2.TranchePaid(
         tranche_id=t.tranche_id, credit_code=t.credit_code, amount_fen=t.amount_fen, paid_on=paid_on,
-        payment_id=payment_id,
+        payment_id=payment_id, application_id=t.application_id, clause=t.clause,
     )
     return _message("tranche_paid", tranche_event_id("tranche_paid", t.tranche_id), t.credit_code, payload,
                     trace_id, at)

@@ -1,8 +1,14 @@
-"""How payout events change the grant intake shows (pure)."""
+"""How payout events change the grant intake shows (pure), and which
+application the projection files each event under."""
+
+import datetime as dt
+from types import SimpleNamespace
 
 import pytest
 
-from subsidy.services.intake.payouts import NotAPayoutEvent, application_id_of, fold_bytes
+from subsidy.platform.consumer import RecordRejected
+from subsidy.services.intake.adapters.kafka import PayoutEventHandler
+from subsidy.services.intake.payouts import fold_bytes
 from subsidy.v1 import payout_pb2
 
 APP = "SJ-2025-0004"
@@ -65,9 +71,48 @@ def test_the_grant_event_keeps_tranches_that_arrived_first():
     assert grant.granted_fen == 137037037 and len(grant.tranches) == 1
 
 
-def test_events_name_their_application_directly_or_through_the_tranche_id():
-    assert application_id_of(grant_recorded()) == APP
-    due = payout_pb2.PayoutEvent(event_id="d", tranche_due=payout_pb2.TrancheDue(tranche_id=f"{APP}/tranche-2"))
-    assert application_id_of(due) == APP
-    with pytest.raises(NotAPayoutEvent):
-        application_id_of(payout_pb2.PayoutEvent(event_id="x"))
+class _Store:
+    """The one store call the payout projection makes, recorded."""
+
+    def __init__(self):
+        self.applied: list[tuple[str, str]] = []
+
+    def apply_payout_event(self, event_id, application_id, fold, at):
+        self.applied.append((event_id, application_id))
+        return "applied"
+
+
+def _project(*events):
+    store = _Store()
+    handle = PayoutEventHandler(SimpleNamespace(store=store, clock=lambda: dt.datetime(2025, 1, 1)))
+    for i, event in enumerate(events):
+        handle(SimpleNamespace(value=event.SerializeToString(), partition=0, offset=i))
+    return store.applied
+
+
+def test_the_projection_files_each_event_under_the_application_it_names():
+    t2 = f"{APP}/tranche-2"
+    paid = payout_pb2.PayoutEvent(event_id=f"paid:{t2}", tranche_paid=payout_pb2.TranchePaid(
+        tranche_id=t2, credit_code="C", application_id="SJ-OTHER", clause="1.purchase"))
+    # The event's application_id is believed, not the tranche id's prefix.
+    assert _project(grant_recorded_with_payee(), paid) == [(f"grant:{APP}", APP), (f"paid:{t2}", "SJ-OTHER")]
+
+
+def test_a_tranche_event_published_before_it_named_its_application_is_filed_by_its_tranche_id():
+    t2 = f"{APP}/tranche-2"
+    due = payout_pb2.PayoutEvent(event_id=f"due:{t2}", tranche_due=payout_pb2.TrancheDue(tranche_id=t2, credit_code="C"))
+    assert _project(due) == [(f"due:{t2}", APP)]
+
+
+def test_a_payout_event_that_names_no_application_is_dead_lettered():
+    for event in (payout_pb2.PayoutEvent(event_id="x"),
+                  payout_pb2.PayoutEvent(event_id="due:T-9", tranche_due=payout_pb2.TrancheDue(
+                      tranche_id="T-9", credit_code="C"))):
+        with pytest.raises(RecordRejected):
+            _project(event)
+
+
+def grant_recorded_with_payee():
+    event = grant_recorded()
+    event.grant_recorded.credit_code = "C"
+    return event

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from subsidy.platform.registry import Contacts, FirmRecord
-from subsidy.services.notify.model import DeliveryError, PermanentDeliveryError, TrancheInfo
+from subsidy.services.notify.model import DeliveryError, PermanentDeliveryError
 from subsidy.core.domain import Firm
 from subsidy.core.policy import load_policy
 from subsidy.v1 import decision_pb2, payout_pb2
@@ -31,19 +31,12 @@ class FakeFirms:
 class FakeLog:
     def __init__(self):
         self.sent: dict[str, tuple] = {}
-        self.tranches: dict[str, TrancheInfo] = {}
 
     def was_sent(self, nid):
         return nid in self.sent
 
     def record_sent(self, notification, trace_id, at):
         self.sent.setdefault(notification.id, (notification, trace_id, at))
-
-    def remember_tranche(self, tranche):
-        self.tranches.setdefault(tranche.tranche_id, tranche)
-
-    def tranche(self, tranche_id):
-        return self.tranches.get(tranche_id)
 
 
 class FakeChannel:
@@ -99,19 +92,35 @@ def scheduled(app="SJ-2025-0001", number=0, amount=118518518):
         budget_year=2026 + number))
 
 
-def due(app="SJ-2025-0001", number=0, amount=118518518):
+def _legacy(event, kind):
+    """As payout published it before tranche events carried their application
+    and clause (TrancheDue always had its clause)."""
+    body = getattr(event, kind)
+    body.ClearField("application_id")
+    if kind != "tranche_due":
+        body.ClearField("clause")
+    return event
+
+
+def due(app="SJ-2025-0001", number=0, amount=118518518, legacy=False):
     tid = f"{app}/tranche-{number}"
-    return payout_pb2.PayoutEvent(event_id=f"due:{tid}", tranche_due=payout_pb2.TrancheDue(
-        tranche_id=tid, credit_code=FIRM, amount_fen=amount, due_on="2026-01-15", budget_year=2026, clause="2"))
+    event = payout_pb2.PayoutEvent(event_id=f"due:{tid}", tranche_due=payout_pb2.TrancheDue(
+        tranche_id=tid, credit_code=FIRM, amount_fen=amount, due_on="2026-01-15", budget_year=2026, clause="2",
+        application_id=app))
+    return _legacy(event, "tranche_due") if legacy else event
 
 
-def paid(app="SJ-2025-0001", number=0, amount=118518518):
+def paid(app="SJ-2025-0001", number=0, amount=118518518, legacy=False):
     tid = f"{app}/tranche-{number}"
-    return payout_pb2.PayoutEvent(event_id=f"paid:{tid}", tranche_paid=payout_pb2.TranchePaid(
-        tranche_id=tid, credit_code=FIRM, amount_fen=amount, paid_on="2026-01-20", payment_id="PAY-0001"))
+    event = payout_pb2.PayoutEvent(event_id=f"paid:{tid}", tranche_paid=payout_pb2.TranchePaid(
+        tranche_id=tid, credit_code=FIRM, amount_fen=amount, paid_on="2026-01-20", payment_id="PAY-0001",
+        application_id=app, clause="2"))
+    return _legacy(event, "tranche_paid") if legacy else event
 
 
-def cancelled(app="SJ-2025-0001", number=2, amount=88888890):
+def cancelled(app="SJ-2025-0001", number=2, amount=88888890, legacy=False):
     tid = f"{app}/tranche-{number}"
-    return payout_pb2.PayoutEvent(event_id=f"cancelled:{tid}", tranche_cancelled=payout_pb2.TrancheCancelled(
-        tranche_id=tid, credit_code=FIRM, amount_fen=amount, reason="企业已迁出松江区", cancelled_on="2027-03-01"))
+    event = payout_pb2.PayoutEvent(event_id=f"cancelled:{tid}", tranche_cancelled=payout_pb2.TrancheCancelled(
+        tranche_id=tid, credit_code=FIRM, amount_fen=amount, reason="企业已迁出松江区", cancelled_on="2027-03-01",
+        application_id=app, clause="2"))
+    return _legacy(event, "tranche_cancelled") if legacy else event

@@ -4,8 +4,10 @@ byte against tests/unit/notify/golden_notifications.json.
 The records go through the consumer's record handler (parse, render, send) as
 Kafka delivers them, so the file pins what a person reads whatever the
 internals look like. The file was written from the renderer before it moved
-from MessageToDict dicts to notify's domain values; the two must agree on
-every line. Regenerate it only for a deliberate change of wording:
+from MessageToDict dicts to notify's domain values, when TranchePaid and
+TrancheCancelled took their clause from a remembered TrancheScheduled; the
+events now carry it, and the texts agree on every line. The last two
+records are as payout published them before that (no clause: 条款：未知). Regenerate it only for a deliberate change of wording:
 ``.venv/bin/python tests/unit/notify/test_notify_golden.py --write`` and
 review the diff.
 """
@@ -45,9 +47,9 @@ def _records() -> list:
     nothing = grant(app="SJ-2025-0007", granted=0)
     del nothing.grant_recorded.reasons[:]
     nothing.grant_recorded.tranche_count = 0
-    unpaid = paid(app="SJ-2025-0009", number=1, amount=100)
+    unpaid = paid(app="SJ-2025-0009", number=1, amount=100, legacy=True)
     unpaid.tranche_paid.payment_id = ""
-    unexplained = cancelled(app="SJ-2025-0009", number=0, amount=50000)
+    unexplained = cancelled(app="SJ-2025-0009", number=0, amount=50000, legacy=True)
     unexplained.tranche_cancelled.reason = ""
     messages = [
         (topics.DECISIONS, decision()),
@@ -67,7 +69,7 @@ def _records() -> list:
         (topics.PAYOUTS, paid(number=0)),
         (topics.PAYOUTS, due(number=1, amount=500000000)),
         (topics.PAYOUTS, cancelled(number=2)),
-        # A tranche notify never saw scheduled: no clause to name.
+        # Published before tranche events carried their clause: none to name.
         (topics.PAYOUTS, unpaid),
         (topics.PAYOUTS, unexplained),
     ]

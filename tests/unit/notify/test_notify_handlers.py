@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 import pytest
@@ -12,7 +13,8 @@ from subsidy.services.notify.model import DeliveryFailed, InvalidEvent
 from subsidy.platform import logs
 
 from notify_fakes import (
-    CONTACTS, FIRM, TITLES, FakeChannel, FakeFirms, FakeLog, cancelled, decision, firm_record, grant, paid, scheduled,
+    CONTACTS, FIRM, TITLES, FakeChannel, FakeFirms, FakeLog, cancelled, decision, due, firm_record, grant, paid,
+    scheduled,
 )
 
 
@@ -123,14 +125,65 @@ def test_an_error_that_quotes_a_contact_is_redacted():
     assert CONTACTS.webhook_url not in str(caught.value) and "<redacted>" in str(caught.value)
 
 
-def test_a_scheduled_tranche_is_remembered_so_paid_and_cancelled_can_name_the_clause():
+def test_paid_and_cancelled_name_their_clause_with_no_schedule_seen_and_nothing_remembered():
     channel = email()
     deps, _ = make(channel)
-    handlers.notify(deps, event(scheduled(number=2)))
     handlers.notify(deps, event(cancelled(number=2)))
     handlers.notify(deps, event(paid(number=2)))
     bodies = [n.body for n, _ in channel.delivered]
-    assert all("第2条“鼓励培育行业性工业互联网平台”" in b for b in bodies)
+    assert len(bodies) == 2 and all("第2条“鼓励培育行业性工业互联网平台”" in b for b in bodies)
+    assert list(vars(deps.log)) == ["sent"]  # the log holds sent notifications, no tranches
+
+
+def test_a_tranche_event_from_before_application_and_clause_were_carried_is_still_told():
+    channel = email()
+    deps, _ = make(channel)
+    old = event(cancelled(number=2, legacy=True))
+    assert old.fact.application_id == "SJ-2025-0001" and old.fact.clause == ""
+    assert handlers.notify(deps, old).sent == ["email"]
+    [(sent, _)] = channel.delivered
+    assert "条款：未知" in sent.body and "原因：企业已迁出松江区" in sent.body
+
+
+def test_events_decode_into_notify_values_with_money_in_fen_and_real_dates():
+    d = event().fact
+    assert isinstance(d, model.DecisionMade) and d.max_award_fen == 296296296
+    assert d.submitted_on == dt.date(2025, 2, 20) and d.reasons[0].code == "AWARD_BASIS"
+    g = event(grant()).fact
+    assert isinstance(g, model.GrantRecorded) and (g.granted_fen, g.tranche_count) == (296296296, 3)
+    s = event(scheduled(number=1, amount=88888889)).fact
+    assert (s.number, s.amount_fen, s.due_on, s.budget_year) == (1, 88888889, dt.date(2027, 1, 15), 2027)
+    p = event(paid()).fact
+    assert (p.application_id, p.clause, p.paid_on, p.payment_id) == ("SJ-2025-0001", "2", dt.date(2026, 1, 20),
+                                                                      "PAY-0001")
+    c = event(cancelled()).fact
+    assert (c.clause, c.cancelled_on, c.reason) == ("2", dt.date(2027, 3, 1), "企业已迁出松江区")
+    assert event(due()).fact.due_on == dt.date(2026, 1, 15)
+
+
+def test_the_webhook_data_is_the_event_in_its_json_mapping_with_fen_amounts_as_numbers():
+    hook = webhook()
+    deps, _ = make(hook)
+    handlers.notify(deps, event(paid()))
+    handlers.notify(deps, event())
+    paid_data, decision_data = (n.data for n, _ in hook.delivered)
+    assert paid_data == {"tranche_id": "SJ-2025-0001/tranche-0", "credit_code": FIRM, "amount_fen": 118518518,
+                         "paid_on": "2026-01-20", "payment_id": "PAY-0001", "application_id": "SJ-2025-0001",
+                         "clause": "2"}
+    assert decision_data["max_award_fen"] == 296296296 and decision_data["outcome"] == "ELIGIBLE"
+    assert decision_data["entitlements"][0]["amount_fen"] == "296296296"  # nested: as it always was
+
+
+@pytest.mark.parametrize("mangle, match", [
+    (lambda e: setattr(e.tranche_paid, "paid_on", "2026-02-30"), "tranche_paid.paid_on"),
+    (lambda e: setattr(e.tranche_paid, "amount_fen", -1), "tranche_paid.amount_fen: must not be negative"),
+    (lambda e: e.tranche_paid.ClearField("tranche_id"), "tranche_paid.tranche_id: is required"),
+])
+def test_a_payout_event_notify_cannot_tell_truthfully_is_invalid(mangle, match):
+    bad = paid()
+    mangle(bad)
+    with pytest.raises(InvalidEvent, match=match):
+        handlers.parse_payout_event(bad.SerializeToString())
 
 
 def test_logs_carry_ids_and_trace_but_never_contact_details_or_peoples_names(caplog):
@@ -152,6 +205,8 @@ def test_an_undecodable_value_is_an_invalid_event():
         handlers.parse_decision(b"\xff\xff\xff")
     with pytest.raises(InvalidEvent, match="empty"):
         handlers.parse_payout_event(b"")
+    with pytest.raises(InvalidEvent, match="tombstone"):
+        handlers.parse_payout_event(None)
 
 
 def test_a_payout_event_without_its_oneof_or_credit_code_is_invalid():

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+from subsidy.core.domain import Reason
 from subsidy.services.notify import handlers, templates
-from subsidy.services.notify.model import TrancheInfo
 
 from notify_fakes import TITLES, cancelled, decision, due, grant, paid, scheduled
 
 FIRM_NAME = "上海泗泾智造示范工厂有限公司"
 
 
-def render(message, parse=handlers.parse_payout_event, tranche=None):
-    return templates.render(parse(message.SerializeToString()), TITLES, FIRM_NAME, tranche)
+def render(message, parse=handlers.parse_payout_event):
+    return templates.render(parse(message.SerializeToString()), TITLES, FIRM_NAME)
 
 
 def test_an_eligible_decision_states_clause_title_outcome_ceiling_reasons_and_date():
@@ -55,18 +57,24 @@ def test_a_due_tranche_states_the_clause_it_carries():
     assert "拨付已到期" in r.subject and "第2条“鼓励培育行业性工业互联网平台”" in r.body
 
 
-def test_a_paid_tranche_takes_its_clause_from_the_remembered_schedule():
-    info = TrancheInfo("SJ-2025-0001/tranche-0", "SJ-2025-0001", "2", 0, 2026)
-    r = render(paid(), tranche=info)
+def test_a_paid_tranche_names_the_clause_it_carries():
+    r = render(paid())
     assert "资金已拨付：1,185,185.18元" in r.subject
-    assert "第2条“鼓励培育行业性工业互联网平台”" in r.body
+    assert "第2条“鼓励培育行业性工业互联网平台”" in r.body and "（第2条）" in r.sms
     assert "2026年1月20日" in r.body and "PAY-0001" in r.body
 
 
-def test_a_cancelled_tranche_states_the_reason_even_without_a_known_clause():
+def test_a_cancelled_tranche_names_the_clause_it_carries_and_the_reason():
     r = render(cancelled())
     assert "原因：企业已迁出松江区" in r.body and "888,888.90元" in r.body
-    assert "条款：未知" in r.body and "第—条" not in r.sms
+    assert "第2条“鼓励培育行业性工业互联网平台”" in r.body
+
+
+def test_a_tranche_event_from_before_the_clause_was_carried_says_the_clause_is_unknown():
+    for message in (cancelled(legacy=True), paid(legacy=True)):
+        r = render(message)
+        assert "条款：未知" in r.body and "第—条" not in r.sms and "（第" not in r.sms
+    assert "原因：企业已迁出松江区" in render(cancelled(legacy=True)).body
 
 
 def test_whole_yuan_amounts_have_no_fen_digits():
@@ -74,7 +82,15 @@ def test_whole_yuan_amounts_have_no_fen_digits():
                             TITLES)["amount"] == "5,000,000元"
 
 
-def test_dates_are_written_in_chinese_and_odd_ones_are_kept():
-    assert templates.date_zh("2026-01-05") == "2026年1月5日"
-    assert templates.date_zh("") == "未定"
-    assert templates.date_zh("soon") == "soon"
+def test_dates_are_written_in_chinese_and_a_missing_one_is_undetermined():
+    assert templates.date_zh(dt.date(2026, 1, 5)) == "2026年1月5日"
+    assert templates.date_zh(None) == "未定"
+    undated = scheduled()
+    undated.tranche_scheduled.due_on = ""
+    assert "预计拨付日期：未定" in render(undated).body
+
+
+def test_a_reason_without_a_message_shows_its_code_and_one_citing_the_scope_says_so():
+    assert templates.reasons_text((Reason("NO_TEXT", "", ""), Reason("OUT_OF_SCOPE", "一", "不在本区"))) == (
+        "- NO_TEXT [NO_TEXT]\n- 不在本区（一、适用范围） [OUT_OF_SCOPE]")
+    assert templates.reasons_text(()) == "（无）"

@@ -17,9 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from google.protobuf.message import DecodeError
-
-from subsidy.contracts import codec, topics
+from subsidy.contracts import codec, events, topics
 from subsidy.platform import logs
 from subsidy.contracts.codec import BadInput
 from subsidy.platform.consumer import KafkaRecordLoop, RecordRejected
@@ -32,28 +30,13 @@ GROUP_ID = "subsidy-intake-projection"
 CONSUMER = "intake-projection"
 
 
-class InvalidDecision(ValueError):
-    pass
-
-
 def parse_decision(value: bytes | None) -> Any:
-    """A subsidy.v1.Decision, or InvalidDecision saying what is wrong."""
-    from subsidy.v1 import decision_pb2
-
-    if value is None:
-        raise InvalidDecision("empty message (no value)")
+    """A valid subsidy.v1.Decision, or RecordRejected saying what is wrong."""
     try:
-        message = decision_pb2.Decision.FromString(value)
-    except DecodeError as exc:
-        raise InvalidDecision(f"not a subsidy.v1.Decision protobuf: {exc}") from None
-    if not message.application_id:
-        raise InvalidDecision("application_id: is required")
-    if not message.decision_id:
-        raise InvalidDecision("decision_id: is required")
-    try:
+        message = events.decision(value)
         codec.decision_from_proto(message)
-    except BadInput as exc:
-        raise InvalidDecision(str(exc)) from None
+    except (events.MalformedEvent, BadInput) as exc:
+        raise RecordRejected(str(exc)) from None
     return message
 
 
@@ -64,10 +47,7 @@ class DecisionHandler:
         self.deps = deps
 
     def __call__(self, record: Any) -> str:
-        try:
-            decision = parse_decision(record.value)
-        except InvalidDecision as exc:
-            raise RecordRejected(str(exc)) from None
+        decision = parse_decision(record.value)
         result = handlers.apply_decision(self.deps, decision.application_id, decision.decision_id, bytes(record.value))
         metrics.DECISIONS_APPLIED.labels(result).inc()
         where = logs.fields(
@@ -95,26 +75,12 @@ PAYOUT_GROUP_ID = "subsidy-intake-payouts"
 PAYOUT_CONSUMER = "intake-payout-projection"
 
 
-class InvalidPayoutEvent(ValueError):
-    pass
-
-
 def parse_payout_event(value: bytes | None) -> Any:
-    from subsidy.v1 import payout_pb2
-
-    if value is None:
-        raise InvalidPayoutEvent("empty message (no value)")
+    """A subsidy.v1.PayoutEvent naming its application, or RecordRejected."""
     try:
-        event = payout_pb2.PayoutEvent.FromString(value)
-    except DecodeError as exc:
-        raise InvalidPayoutEvent(f"not a subsidy.v1.PayoutEvent protobuf: {exc}") from None
-    if not event.event_id:
-        raise InvalidPayoutEvent("event_id: is required")
-    try:
-        payouts.application_id_of(event)
-    except payouts.NotAPayoutEvent as exc:
-        raise InvalidPayoutEvent(str(exc)) from None
-    return event
+        return events.payout_event(value)
+    except events.MalformedEvent as exc:
+        raise RecordRejected(str(exc)) from None
 
 
 class PayoutEventHandler:
@@ -125,11 +91,10 @@ class PayoutEventHandler:
         self.deps = deps
 
     def __call__(self, record: Any) -> str:
-        try:
-            event = parse_payout_event(record.value)
-        except InvalidPayoutEvent as exc:
-            raise RecordRejected(str(exc)) from None
-        application_id = payouts.application_id_of(event)
+        event = parse_payout_event(record.value)
+        # The event's own application_id; for a tranche event published
+        # before it carried one, read from its tranche id (docs/finance-events.md).
+        application_id = events.application_id_of(event)
         result = self.deps.store.apply_payout_event(
             event.event_id,
             application_id,

@@ -1,12 +1,11 @@
 """The notification log on subsidy.platform.db.Database (SQLite or PostgreSQL): one
-row per notification delivered, keyed by the derived notification id, and
-the tranches seen scheduled (their clause and application, which the later
-tranche events do not carry). The same SQL on both databases."""
+row per notification delivered, keyed by the derived notification id. The
+same SQL on both databases."""
 
 from __future__ import annotations
 
 from subsidy.platform.db import Database
-from subsidy.services.notify.model import Notification, TrancheInfo
+from subsidy.services.notify.model import Notification
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS notify_log (
@@ -53,20 +52,6 @@ class SqlNotificationLog:
                 (notification.id, notification.event_id, notification.channel, notification.kind,
                  notification.credit_code, trace_id, at),
             )
-
-    def remember_tranche(self, tranche: TrancheInfo) -> None:
-        with self.db.transaction() as tx:
-            tx.execute(
-                "INSERT INTO notify_tranches (tranche_id, application_id, clause, number, budget_year)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (tranche_id) DO NOTHING",
-                (tranche.tranche_id, tranche.application_id, tranche.clause, tranche.number, tranche.budget_year),
-            )
-
-    def tranche(self, tranche_id: str) -> TrancheInfo | None:
-        with self.db.transaction() as tx:
-            row = tx.one("SELECT tranche_id, application_id, clause, number, budget_year FROM notify_tranches"
-                         " WHERE tranche_id = ?", (tranche_id,))
-        return TrancheInfo(row[0], row[1], row[2], int(row[3]), int(row[4])) if row else None
 
     def sent_for_event(self, event_id: str) -> list[tuple[str, str]]:
         """(channel, notification id) rows of one event, for operators and tests."""

@@ -1,0 +1,134 @@
+"""The one decoder of each event type consumed from Kafka: raw record value
+in, the subsidy.v1 protobuf message out, or ``MalformedEvent`` saying, for a
+person reading the dead letter, what is wrong.
+
+    application(value)        subsidy.applications.v1   subsidy.v1.Application
+    decision(value)           subsidy.decisions.v1      subsidy.v1.Decision
+    payout_event(value)       subsidy.payouts.v1        subsidy.v1.PayoutEvent
+    payment_confirmed(value)  subsidy.payments.v1       subsidy.v1.PaymentConfirmed
+
+A decoder refuses what no consumer can use: no value (a tombstone), an empty
+value, bytes that are not the type's protobuf, and a message without the ids
+that say what the event is and what it is about (an application's content is
+checked by ``codec.application_from_proto``, which names the field). What
+each consumer then requires of the content (a known outcome, a positive
+amount, a real date, …) stays with that consumer, which knows why.
+
+Tranche events published before TrancheDue, TrancheCancelled and TranchePaid
+carried ``application_id`` may still be on ``subsidy.payouts.v1`` (kept ten
+years). ``application_id_of`` is the one place that reads such an event's
+application from its tranche id (``<application_id>/tranche-<k>``, the form
+payout has always given it); a new event's own ``application_id`` is used
+as it is. docs/finance-events.md says why and for how long.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.message import DecodeError
+
+#: The form of a tranche id (subsidy.core.ledger.tranche_id), read only for
+#: events that predate the application_id field.
+_LEGACY_TRANCHE_SEPARATOR = "/tranche-"
+
+#: PayoutEvent kinds that are about one tranche.
+TRANCHE_KINDS = ("tranche_scheduled", "tranche_due", "tranche_cancelled", "tranche_paid")
+PAYOUT_KINDS = ("grant_recorded", *TRANCHE_KINDS)
+#: The kinds whose application_id came after the first release (GrantRecorded
+#: and TrancheScheduled always had it: without it they are malformed).
+LEGACY_KINDS = ("tranche_due", "tranche_cancelled", "tranche_paid")
+
+
+class MalformedEvent(ValueError):
+    """A record value that is not a usable event of its topic: the consumer
+    dead-letters it with this message."""
+
+
+def _parse(message_type: Any, value: bytes | bytearray | memoryview | None) -> Any:
+    name = message_type.DESCRIPTOR.full_name
+    if value is None:
+        raise MalformedEvent(f"no value (a tombstone): expected a {name}")
+    try:
+        raw = bytes(value)
+    except TypeError:
+        raise MalformedEvent(f"not bytes ({type(value).__name__}): expected a {name}") from None
+    if not raw:
+        # Every field at its default: no event of any topic is that.
+        raise MalformedEvent(f"empty value: expected a {name}")
+    try:
+        return message_type.FromString(raw)
+    except (DecodeError, ValueError) as exc:
+        raise MalformedEvent(f"not a {name} protobuf: {exc}") from None
+
+
+def _require(message: Any, names: tuple[str, ...], where: str = "") -> None:
+    for name in names:
+        if not getattr(message, name):
+            raise MalformedEvent(f"{where}{name}: is required")
+
+
+def application(value: bytes | None) -> Any:
+    """A subsidy.v1.Application (its content: ``codec.application_from_proto``)."""
+    from subsidy.v1 import application_pb2
+
+    return _parse(application_pb2.Application, value)
+
+
+def decision(value: bytes | None) -> Any:
+    """A subsidy.v1.Decision naming itself, its application, the firm and the clause."""
+    from subsidy.v1 import decision_pb2
+
+    message = _parse(decision_pb2.Decision, value)
+    _require(message, ("decision_id", "application_id", "credit_code", "clause"))
+    return message
+
+
+def payout_event(value: bytes | None) -> Any:
+    """A subsidy.v1.PayoutEvent with its event id, one event of the oneof, the
+    payee, and (for a tranche event) the tranche and its application."""
+    from subsidy.v1 import payout_pb2
+
+    message = _parse(payout_pb2.PayoutEvent, value)
+    _require(message, ("event_id",))
+    kind = message.WhichOneof("event")
+    if kind is None:
+        raise MalformedEvent(f"event: none of {', '.join(PAYOUT_KINDS)} is set")
+    body = getattr(message, kind)
+    _require(body, ("credit_code",), f"{kind}.")
+    if kind in TRANCHE_KINDS:
+        _require(body, ("tranche_id",), f"{kind}.")
+    if not application_id_of(message):
+        raise MalformedEvent(f"{kind}.application_id: is required")
+    return message
+
+
+def payment_confirmed(value: bytes | None) -> Any:
+    """A subsidy.v1.PaymentConfirmed naming the payment, its tranche and the payee."""
+    from subsidy.v1 import payout_pb2
+
+    message = _parse(payout_pb2.PaymentConfirmed, value)
+    _require(message, ("payment_id", "tranche_id", "credit_code"))
+    return message
+
+
+def is_legacy(event: Any) -> bool:
+    """A tranche event published before its type carried ``application_id``."""
+    kind = event.WhichOneof("event")
+    return kind in LEGACY_KINDS and not getattr(event, kind).application_id
+
+
+def application_id_of(event: Any) -> str:
+    """The application a PayoutEvent is about: its ``application_id``; for a
+    legacy tranche event (``is_legacy``), the tranche id's prefix; "" when
+    neither says (``payout_event`` refuses such an event)."""
+    kind = event.WhichOneof("event")
+    if kind is None:
+        return ""
+    body = getattr(event, kind)
+    if body.application_id:
+        return body.application_id
+    if kind not in LEGACY_KINDS:
+        return ""
+    application_id, separator, number = body.tranche_id.rpartition(_LEGACY_TRANCHE_SEPARATOR)
+    return application_id if separator and number.isdigit() else ""
