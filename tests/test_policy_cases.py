@@ -12,6 +12,8 @@ import yaml
 
 from subsidy.contracts.calculator import Simulation, evaluate_application
 from subsidy.contracts.codec import BadInput
+from subsidy.core import clauses
+from subsidy.core.clauses import ClauseError
 from subsidy.core.policy import load_policy
 
 CASES_DIR = Path(__file__).parent / "policy_cases"
@@ -38,14 +40,47 @@ def _dates_as_text(value: Any) -> Any:
     return value
 
 
-def _load_cases():
-    params = []
-    for path in sorted(CASES_DIR.glob("*.yaml")):
+def _read_cases(cases_dir: Path) -> list[tuple[Path, dict[str, Any], dict[str, Any]]]:
+    """(file, case, the file's firms) for every case."""
+    found = []
+    for path in sorted(cases_dir.glob("*.yaml")):
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         firms = data.get("firms") or {}
-        for case in data["cases"]:
-            params.append(pytest.param(case, firms, id=f"{path.stem}: {case['name']}"))
-    return params
+        found.extend((path, case, firms) for case in data["cases"])
+    return found
+
+
+def _claims_decided(case: dict[str, Any]) -> set[str]:
+    """The claim keys of the applications a case expects a decision for
+    (a bad-input case decides nothing)."""
+    if "evaluate" in case:
+        spec = case["evaluate"]
+        applications = [spec["application"]] if "expected" in spec else []
+    else:
+        applications = case.get("simulate", {}).get("applications", [])
+    return {key for application in applications for key in application if key in clauses.BY_KEY}
+
+
+def check_every_clause_has_cases(cases_dir: Path) -> None:
+    """A clause module without a case that decides one of its claims is a
+    clause with a part missing: refuse to run, naming it."""
+    covered = set().union(*(_claims_decided(case) for _, case, _ in _read_cases(cases_dir)))
+    missing = [c for c in clauses.ALL if c.key not in covered]
+    if missing:
+        raise ClauseError(
+            "; ".join(
+                f"{clauses.where(c)}: no policy cases: add {cases_dir.name}/clause_<number>_<name>.yaml with a case "
+                f"that decides a `{c.key}` claim (see {cases_dir.name}/README.md)"
+                for c in missing
+            )
+        )
+
+
+def _load_cases():
+    check_every_clause_has_cases(CASES_DIR)
+    return [
+        pytest.param(case, firms, id=f"{path.stem}: {case['name']}") for path, case, firms in _read_cases(CASES_DIR)
+    ]
 
 
 def _assert_subset(expected: dict[str, Any], actual: dict[str, Any], where: str) -> None:
@@ -90,3 +125,23 @@ def test_policy_case(case: dict[str, Any], firms: dict[str, Any]) -> None:
             _assert_subset(spec["summary"], simulation.summary()["summary"], "summary")
     else:
         pytest.fail("a case has `evaluate` or `simulate`")
+
+
+@pytest.mark.parametrize(
+    "left_out,named,key",
+    [
+        ("clause_10_park.yaml", "clause 10.park (subsidy.core.clauses.benchmark_park)", "benchmark_park"),
+        # bad_input.yaml still has industry_platform applications, but refused ones decide nothing.
+        ("clause_02_industry_platform.yaml", "clause 2 (subsidy.core.clauses.industry_platform)", "industry_platform"),
+    ],
+)
+def test_a_clause_without_cases_stops_the_run_naming_it(tmp_path, left_out, named, key):
+    check_every_clause_has_cases(CASES_DIR)  # the shipped cases cover every clause
+    for path in sorted(CASES_DIR.glob("*.yaml")):
+        if path.name != left_out:
+            (tmp_path / path.name).write_bytes(path.read_bytes())
+    with pytest.raises(ClauseError) as refused:
+        check_every_clause_has_cases(tmp_path)
+    message = str(refused.value)
+    assert message.startswith(f"{named}: no policy cases: add ") and f"a case that decides a `{key}` claim" in message
+    assert message.count("no policy cases") == 1

@@ -8,6 +8,13 @@ or strings, null as absent) and adds what the contract requires on top: real
 dates, valid credit codes, enumerated values from their lists, amounts >= 0,
 exactly one claim, bounded sizes. Any violation raises ``BadInput`` naming
 the field, and nothing is built.
+
+Which claims exist, and what is particular about each claim's fields (which
+are required, which are identifiers or int32, which are credit codes), comes
+from the clause modules (``subsidy.core.clauses``); this module checks, when
+it is imported, that each declared claim is in the ``Application.claim``
+oneof of the generated protobuf code with the declared number and the same
+fields, and stops with ``ClauseError`` naming the clause if not.
 """
 
 from __future__ import annotations
@@ -21,9 +28,11 @@ import types
 import typing
 from typing import Any, Callable, Literal, Mapping
 
+from subsidy.core import clauses
 from subsidy.core import credit_code as credit_codes
 from subsidy.core import domain
-from subsidy.core.domain import CLAIM_BY_KEY, Application, Decision, Entitlement, Firm, Reason
+from subsidy.core.clauses import CLAIM_BY_KEY, ClauseError
+from subsidy.core.domain import Application, Decision, Entitlement, Firm, Reason
 
 MAX_ID_CHARS = 64
 MAX_TEXT_CHARS = 256
@@ -32,29 +41,9 @@ MAX_REVENUE_YEARS = 50
 INT64_MAX = 2**63 - 1
 INT32_MAX = 2**31 - 1
 
-# Claim fields that must be given (a protobuf default would be meaningless).
-REQUIRED_FIELDS = {
-    "rent": ("lease_start", "lease_end"),
-    "benchmark_platform": ("level",),
-    "benchmark_recognition": ("recognition",),
-    "integration_certification": ("grade",),
-    "dcmm": ("level",),
-    "innovation_carrier": ("carrier_type", "level"),
-}
-# Fields that are identifiers of a scope the ledger caps by: short strings.
-_ID_FIELDS = {
-    "application_id",
-    "platform_id",
-    "project_id",
-    "recognition_id",
-    "certificate_id",
-    "park_id",
-    "node_id",
-    "carrier_id",
-    "program_id",
-    "event_id",
-}
-_INT32_FIELDS = {"year", "service_year", "level"}
+# Claim fields that must be given (a protobuf default would be meaningless),
+# by claim key, as each clause module declares them (ClaimFields.required).
+REQUIRED_FIELDS = {c.key: c.fields.required for c in clauses.ALL if c.fields.required}
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 _INT_RE = re.compile(r"-?\d+\Z")
 
@@ -155,22 +144,23 @@ def _revenue_by_year(value: Any, path: str) -> dict[int, int]:
     return revenue
 
 
-def _converter(name: str, hint: Any) -> Callable[[Any, str], Any]:
-    """The converter for one dataclass field, from its type hint."""
+def _converter(name: str, hint: Any, declared: clauses.ClaimFields) -> Callable[[Any, str], Any]:
+    """The converter for one claim field, from its type hint and what its
+    clause declares about it."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         non_none = [a for a in args if a is not type(None)]
         if len(non_none) == 1:
-            return _converter(name, non_none[0])
+            return _converter(name, non_none[0], declared)
     if hint is bool:
         return _bool
     # partial, not lambda: one Python call per field instead of two.
     if hint is int:
-        maximum = INT32_MAX if name in _INT32_FIELDS else INT64_MAX
+        maximum = INT32_MAX if name in declared.int32 else INT64_MAX
         return functools.partial(_int, maximum=maximum)
     if hint is str:
-        limit = MAX_ID_CHARS if name in _ID_FIELDS else MAX_TEXT_CHARS
+        limit = MAX_ID_CHARS if name in declared.identifiers else MAX_TEXT_CHARS
         return functools.partial(_text, limit=limit)
     if hint is dt.date:
         return parse_date
@@ -196,16 +186,18 @@ class _Spec:
     # the paths are spelled out once here rather than for every value read.
     converters: dict[str, tuple[str, str, Callable[[Any, str], Any]]]
     required: tuple[str, ...]
+    credit_codes: tuple[str, ...]
 
     @classmethod
-    def of(cls, target: type, path: str, required: tuple[str, ...] = ()) -> "_Spec":
+    def of(cls, clause: clauses.Clause) -> "_Spec":
+        target, path, declared = clause.claim, clause.key, clause.fields
         hints = typing.get_type_hints(target)
         converters = {}
         for f in dataclasses.fields(target):
-            entry = (f.name, f"{path}.{f.name}", _converter(f.name, hints[f.name]))
+            entry = (f.name, f"{path}.{f.name}", _converter(f.name, hints[f.name], declared))
             converters[f.name] = entry
             converters.setdefault(_camel(f.name), entry)
-        return cls(target, path, converters, required)
+        return cls(target, path, converters, declared.required, declared.credit_codes)
 
     def read(self, obj: Any) -> Any:
         if not isinstance(obj, dict):
@@ -222,12 +214,17 @@ class _Spec:
         for name in self.required:
             if values.get(name) in (None, ""):
                 raise BadInput(f"{self.path}.{name}", "is required")
+        for name in self.credit_codes:
+            code = values.get(name)
+            if code:
+                try:
+                    credit_codes.validate(code)
+                except credit_codes.InvalidCreditCode as exc:
+                    raise BadInput(f"{self.path}.{name}", f"not a valid unified social credit code: {exc}") from None
         return self.cls(**values)
 
 
-_CLAIM_SPECS = {
-    key: _Spec.of(cls, key, REQUIRED_FIELDS.get(key, ())) for key, cls in CLAIM_BY_KEY.items()
-}
+_CLAIM_SPECS = {clause.key: _Spec.of(clause) for clause in clauses.ALL}
 _CLAIM_NAMES = {**{k: k for k in CLAIM_BY_KEY}, **{_camel(k): k for k in CLAIM_BY_KEY}}
 _APP_FIELDS = {"application_id", "submitted_on", "firm", "decided_on"}
 _APP_NAMES = {**{k: k for k in _APP_FIELDS}, **{_camel(k): k for k in _APP_FIELDS}}
@@ -351,13 +348,6 @@ def parse_application(obj: Any) -> Application:
     firm = parse_firm(top["firm"])
     claim_key, claim_raw = claims[0]
     claim = _CLAIM_SPECS[claim_key].read(claim_raw)
-    if claim_key == "cloud_adoption" and claim.provider_credit_code:
-        try:
-            credit_codes.validate(claim.provider_credit_code)
-        except credit_codes.InvalidCreditCode as exc:
-            raise BadInput(
-                "cloud_adoption.provider_credit_code", f"not a valid unified social credit code: {exc}"
-            ) from None
     return Application(
         application_id=application_id,
         submitted_on=submitted_on,
@@ -410,14 +400,82 @@ def reason_to_json(reason: Reason) -> dict[str, str]:
 # ------------------------------------------------------------------- protobuf
 
 
+@functools.cache
 def _pb():
-    # Imported lazily: the pure cores and the calculator's fast path do not
-    # need the generated code, and a missing `make proto` should say so here.
+    # Not imported at the top: without `make proto` the JSON side still works,
+    # and the first use of a message says what is missing.
     try:
         from subsidy.v1 import application_pb2, decision_pb2
     except ImportError as exc:  # pragma: no cover - exercised by a fresh checkout
         raise RuntimeError("generated protobuf code is missing: run `make proto`") from exc
+    check_claims_in_proto(application_pb2.Application.DESCRIPTOR)
     return application_pb2, decision_pb2
+
+
+_PROTO_FILE = "proto/subsidy/v1/application.proto"
+# A claim field's kind (subsidy.core.clauses.claim_field_kinds) -> the proto
+# scalar types that carry it as the contract says (docs/contract.md).
+_PROTO_TYPES = {
+    "bool": {"bool"},
+    "int": {"int64", "int32"},
+    "str": {"string"},
+    "date": {"string"},  # ISO text, validated here
+    "enum": {"string", "int32"},  # spelled as in the contract
+    "map": {"map"},
+}
+_TYPE_NAMES = {
+    1: "double", 2: "float", 3: "int64", 4: "uint64", 5: "int32", 8: "bool", 9: "string",
+    11: "message", 12: "bytes", 13: "uint32", 14: "enum", 17: "sint32", 18: "sint64",
+}
+
+
+def check_claims_in_proto(application: Any) -> None:
+    """Each clause's claim is a field of the ``Application.claim`` oneof (the
+    descriptor given) with its declared number, its message has the claim's
+    fields in the same order and of fitting types, and the oneof holds no
+    other claim; otherwise raise ClauseError naming the clause and the part."""
+    oneof = application.oneofs_by_name["claim"].fields
+    by_name = {fd.name: fd for fd in oneof}
+    for clause in clauses.ALL:
+        where = f"{clauses.where(clause)}: claim not in proto"
+        fd = by_name.get(clause.key)
+        declaration = f"`{clause.claim.__name__} {clause.key} = {clause.proto_field_number};`"
+        if fd is None or fd.message_type is None:
+            raise ClauseError(
+                f"{where}: the Application.claim oneof in {_PROTO_FILE} has no message field {clause.key!r}; "
+                f"add {declaration} and a message {clause.claim.__name__} with the claim's fields, then `make proto`"
+            )
+        if fd.number != clause.proto_field_number:
+            raise ClauseError(
+                f"{where}: {clause.key} is field {fd.number} of the oneof, the module declares "
+                f"proto_field_number={clause.proto_field_number}"
+            )
+        kinds = clauses.claim_field_kinds(clause.claim)
+        proto_fields = [f.name for f in fd.message_type.fields]
+        if proto_fields != list(kinds):
+            raise ClauseError(
+                f"{where}: message {fd.message_type.name} has fields {proto_fields}, "
+                f"the claim {clause.claim.__name__} has {list(kinds)} (same names, same order)"
+            )
+        for f in fd.message_type.fields:
+            is_map = f.message_type is not None and f.message_type.GetOptions().map_entry
+            proto_type = "map" if is_map else _TYPE_NAMES.get(f.type, str(f.type))
+            if proto_type not in _PROTO_TYPES[kinds[f.name]] or (proto_type != "map" and f.is_repeated):
+                raise ClauseError(
+                    f"{where}: {fd.message_type.name}.{f.name} is {'repeated ' if f.is_repeated else ''}{proto_type} "
+                    f"in proto, the claim field holds {kinds[f.name]}"
+                )
+            if proto_type == "int32" and kinds[f.name] == "int" and f.name not in clause.fields.int32:
+                raise ClauseError(
+                    f"{where}: {fd.message_type.name}.{f.name} is int32 in proto: "
+                    f"list it in ClaimFields(int32=...) so larger values are refused at the edge"
+                )
+    unknown = [name for name in by_name if name not in clauses.BY_KEY]
+    if unknown:
+        raise ClauseError(
+            f"{_PROTO_FILE}: Application.claim field(s) {', '.join(unknown)} have no clause module "
+            f"under subsidy/core/clauses/ (a module named <claim key>.py declaring CLAUSE)"
+        )
 
 
 def _message_to_plain(message: Any) -> dict[str, Any]:
@@ -616,3 +674,14 @@ def _int64_as_numbers(descriptor: Any, obj: dict[str, Any]) -> dict[str, Any]:
 def decision_to_json(decision: Decision) -> dict[str, Any]:
     """The decision exactly as its protobuf JSON mapping prints it."""
     return message_to_json(decision_to_proto(decision))
+
+
+# Checked now, not at the first message: a clause missing from the proto
+# stops every process that imports the codec at start-up. Without generated
+# code (before `make proto`) the JSON side still works and _pb() says so later.
+try:
+    import subsidy.v1.application_pb2  # noqa: F401
+except ImportError:  # pragma: no cover - a fresh checkout
+    pass
+else:
+    _pb()

@@ -1,10 +1,11 @@
 """The application and the decision as plain values.
 
-The pure cores (subsidy/services/eligibility, subsidy/services/payout) work on these; the
-codec (subsidy/contracts/codec.py) builds them from the JSON contract and converts them
-to and from the protobuf messages in proto/subsidy/v1. Field names here are
-the contract's and the proto's; tests/unit/test_contract.py checks that they
-stay the same.
+The pure cores (subsidy/core/eligibility.py, subsidy/core/ledger.py) work on
+these; the codec (subsidy/contracts/codec.py) builds them from the JSON
+contract and converts them to and from the protobuf messages in
+proto/subsidy/v1. Field names here are the contract's and the proto's;
+tests/unit/test_contract.py checks that they stay the same. Each claim class
+is declared with its clause, in subsidy/core/clauses/.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from dataclasses import field
-from typing import Any, Callable, ClassVar, Literal, Mapping, TypeVar, dataclass_transform
+from typing import Any, Callable, ClassVar, Literal, Protocol, TypeVar, dataclass_transform
 
 _T = TypeVar("_T")
 
@@ -96,18 +97,6 @@ FirmKind = Literal[
     "INDUSTRY_ASSOCIATION",
     "TRAINING_INSTITUTION",
 ]
-Level = Literal["national", "municipal"]
-CarrierLevel = Literal["national", "municipal", "district"]
-Recognition = Literal[
-    "national_excellent_scenario",
-    "municipal_benchmark_enterprise",
-    "municipal_demo_scenario",
-    "municipal_smart_workshop",
-]
-CarrierType = Literal["innovation_center", "training_base", "key_lab", "joint_lab"]
-Grade = Literal["A", "AA", "AAA", "AAAA", "AAAAA"]
-DcmmLevel = Literal[1, 2, 3, 4, 5]
-
 OUTCOMES = ("ELIGIBLE", "INELIGIBLE", "NEEDS_REVIEW", "REFERRED")
 ELIGIBLE, INELIGIBLE, NEEDS_REVIEW, REFERRED = OUTCOMES
 
@@ -123,177 +112,26 @@ class Firm:
     introduced_on: dt.date | None = None
 
 
-# One class per claim key. CLAUSE is the clause id of the contract.
+class Claim(Protocol):
+    """A clause's claim: a @value dataclass in the clause's module under
+    subsidy/core/clauses/, where the registry lists them all."""
+
+    KEY: ClassVar[str]  # its name in the JSON contract and the proto oneof
+    CLAUSE: ClassVar[str]  # the clause id, e.g. "1.rent"
 
 
-@value
-class RentClaim:
-    KEY: ClassVar[str] = "rent"
-    CLAUSE: ClassVar[str] = "1.rent"
-    recognized_key_platform: bool = False
-    lease_start: dt.date | None = None
-    lease_end: dt.date | None = None
-    rent_paid_fen: int = 0
+# The claim classes live with their clauses; these names are the registry's,
+# kept here for code that only needs the vocabulary. Looked up on first use
+# because the clause modules themselves import this module.
+_FROM_REGISTRY = {"CLAIM_TYPES": "CLAIM_TYPES", "CLAIM_BY_KEY": "CLAIM_BY_KEY", "CLAUSES": "IDS"}
 
 
-@value
-class PurchaseClaim:
-    KEY: ClassVar[str] = "purchase"
-    CLAUSE: ClassVar[str] = "1.purchase"
-    recognized_key_platform: bool = False
-    for_own_use: bool = False
-    purchase_date: dt.date | None = None
-    purchase_price_fen: int = 0
+def __getattr__(name: str) -> Any:
+    if name in _FROM_REGISTRY:
+        from subsidy.core import clauses
 
-
-@value
-class IndustryPlatformClaim:
-    KEY: ClassVar[str] = "industry_platform"
-    CLAUSE: ClassVar[str] = "2"
-    platform_id: str = ""
-    sector: str = ""
-    investment_fen: int = 0
-    infrastructure_investment_fen: int = 0
-
-
-@value
-class BenchmarkPlatformClaim:
-    KEY: ClassVar[str] = "benchmark_platform"
-    CLAUSE: ClassVar[str] = "3"
-    platform_id: str = ""
-    level: Level | None = None
-
-
-@value
-class RevenueMilestoneClaim:
-    KEY: ClassVar[str] = "revenue_milestone"
-    CLAUSE: ClassVar[str] = "4"
-    year: int = 0
-    revenue_by_year_fen: Mapping[int, int] = field(default_factory=dict)
-
-
-@value
-class JiebangProjectClaim:
-    KEY: ClassVar[str] = "jiebang_project"
-    CLAUSE: ClassVar[str] = "6"
-    project_id: str = ""
-    jiebang_selected: bool = False
-    total_investment_fen: int = 0
-
-
-@value
-class BenchmarkRecognitionClaim:
-    KEY: ClassVar[str] = "benchmark_recognition"
-    CLAUSE: ClassVar[str] = "7"
-    recognition_id: str = ""
-    recognition: Recognition | None = None
-
-
-@value
-class IntegrationCertificationClaim:
-    KEY: ClassVar[str] = "integration_certification"
-    CLAUSE: ClassVar[str] = "8"
-    certificate_id: str = ""
-    version: str = ""
-    grade: Grade | None = None
-
-
-@value
-class DcmmClaim:
-    KEY: ClassVar[str] = "dcmm"
-    CLAUSE: ClassVar[str] = "9"
-    certificate_id: str = ""
-    level: DcmmLevel | None = None
-
-
-@value
-class CloudAdoptionClaim:
-    KEY: ClassVar[str] = "cloud_adoption"
-    CLAUSE: ClassVar[str] = "10.cloud"
-    provider_credit_code: str = ""
-    provider_listed_in_directory: bool = False
-    service_year: int = 0
-    spend_fen: int = 0
-
-
-@value
-class BenchmarkParkClaim:
-    KEY: ClassVar[str] = "benchmark_park"
-    CLAUSE: ClassVar[str] = "10.park"
-    park_id: str = ""
-    recognized_municipal_benchmark_park: bool = False
-
-
-@value
-class IdentifierNodeClaim:
-    KEY: ClassVar[str] = "identifier_node"
-    CLAUSE: ClassVar[str] = "11.node"
-    node_id: str = ""
-    connected_to_national_top_node: bool = False
-
-
-@value
-class IdentifierUsageClaim:
-    KEY: ClassVar[str] = "identifier_usage"
-    CLAUSE: ClassVar[str] = "11.identifiers"
-    identifier_registrations: int = 0
-    monthly_avg_resolutions: int = 0
-
-
-@value
-class InnovationCarrierClaim:
-    KEY: ClassVar[str] = "innovation_carrier"
-    CLAUSE: ClassVar[str] = "12"
-    carrier_id: str = ""
-    carrier_type: CarrierType | None = None
-    level: CarrierLevel | None = None
-
-
-@value
-class TalentTrainingClaim:
-    KEY: ClassVar[str] = "talent_training"
-    CLAUSE: ClassVar[str] = "13"
-    program_id: str = ""
-    training_cost_fen: int = 0
-
-
-@value
-class FinancingClaim:
-    KEY: ClassVar[str] = "financing"
-    CLAUSE: ClassVar[str] = "14"
-    need: str = ""
-
-
-@value
-class MatchmakingClaim:
-    KEY: ClassVar[str] = "matchmaking"
-    CLAUSE: ClassVar[str] = "15"
-    event_id: str = ""
-    cost_fen: int = 0
-
-
-Claim = (
-    RentClaim
-    | PurchaseClaim
-    | IndustryPlatformClaim
-    | BenchmarkPlatformClaim
-    | RevenueMilestoneClaim
-    | JiebangProjectClaim
-    | BenchmarkRecognitionClaim
-    | IntegrationCertificationClaim
-    | DcmmClaim
-    | CloudAdoptionClaim
-    | BenchmarkParkClaim
-    | IdentifierNodeClaim
-    | IdentifierUsageClaim
-    | InnovationCarrierClaim
-    | TalentTrainingClaim
-    | FinancingClaim
-    | MatchmakingClaim
-)
-CLAIM_TYPES: tuple[type, ...] = Claim.__args__  # type: ignore[attr-defined]
-CLAIM_BY_KEY: dict[str, type] = {c.KEY: c for c in CLAIM_TYPES}
-CLAUSES: tuple[str, ...] = tuple(c.CLAUSE for c in CLAIM_TYPES)
+        return getattr(clauses, _FROM_REGISTRY[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @value

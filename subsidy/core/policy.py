@@ -7,9 +7,11 @@ cites, its parameters (each value with the date it applies from and the words
 of the clause it comes from), how the ledger limits it, and its schedule.
 
 A malformed policy is refused at start-up with ``PolicyError`` naming the file
-and the field. Which parameters a clause needs, and of which unit, is declared
-by the rules that use them (``REQUIRED_PARAMETERS`` below), so data and code
-cannot drift apart silently.
+and the field. Which clauses exist, and which parameters each needs in which
+unit, is declared by the clause modules beside their rules
+(``subsidy/core/clauses/``, ``Clause.parameters``), so data and code cannot
+drift apart silently: a clause module without its file, or a file without
+its module, is refused too.
 """
 
 from __future__ import annotations
@@ -24,54 +26,13 @@ from typing import Any, Mapping
 
 import yaml
 
-from subsidy.core import domain
+from subsidy.core import clauses, domain
+from subsidy.core.clauses import UNITS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_POLICY_DIR = REPO_ROOT / "policy"
 
-# unit -> description, for error messages and docs.
-UNITS = {
-    "fen": "an amount in fen (integer >= 0)",
-    "percent": "a whole percentage 0..100",
-    "percent_list": "a list of whole percentages adding up to 100",
-    "kinds": "ANY, or a list of firm kinds",
-    "count": "a whole number >= 0",
-    "years": "a whole number of years >= 1",
-    "text": "a string",
-    "text_list": "a list of strings",
-    "fen_table": "a mapping of a key to an amount in fen",
-}
-
-# What every clause's rule reads from the data, with units.
-_SCHEDULE = {"tranche_shares_percent": "percent_list"}
-REQUIRED_PARAMETERS: dict[str, dict[str, str]] = {
-    "1.rent": {"eligible_kinds": "kinds", "rate_percent": "percent", "cap_fen": "fen", "window_years": "years", **_SCHEDULE},
-    "1.purchase": {"eligible_kinds": "kinds", "rate_percent": "percent", "cap_fen": "fen", **_SCHEDULE},
-    "2": {"eligible_kinds": "kinds", "threshold_fen": "fen", "rate_percent": "percent", "cap_fen": "fen", **_SCHEDULE},
-    "3": {"eligible_kinds": "kinds", "award_by_level_fen": "fen_table", **_SCHEDULE},
-    "4": {"eligible_kinds": "kinds", "award_by_threshold_fen": "fen_table", **_SCHEDULE},
-    "6": {"eligible_kinds": "kinds", "rate_percent": "percent", "cap_fen": "fen", **_SCHEDULE},
-    "7": {"eligible_kinds": "kinds", "award_by_recognition_fen": "fen_table", **_SCHEDULE},
-    "8": {"eligible_kinds": "kinds", "versions": "text_list", "grades": "text_list", "award_fen": "fen", **_SCHEDULE},
-    "9": {"eligible_kinds": "kinds", "award_by_level_fen": "fen_table", **_SCHEDULE},
-    "10.cloud": {"eligible_kinds": "kinds", "cap_fen": "fen", **_SCHEDULE},
-    "10.park": {"eligible_kinds": "kinds", "award_fen": "fen", **_SCHEDULE},
-    "11.node": {"eligible_kinds": "kinds", "award_fen": "fen", **_SCHEDULE},
-    "11.identifiers": {
-        "eligible_kinds": "kinds",
-        "registrations_threshold": "count",
-        "monthly_resolutions_threshold": "count",
-        "award_fen": "fen",
-        **_SCHEDULE,
-    },
-    "12": {"eligible_kinds": "kinds", "levels": "text_list", "carrier_types": "text_list", "award_fen": "fen", **_SCHEDULE},
-    "13": {"eligible_kinds": "kinds"},
-    "14": {"eligible_kinds": "kinds"},
-    "15": {"eligible_kinds": "kinds"},
-}
 LEDGER_LIMITS = (domain.LimitKind.CUMULATIVE_CAP, domain.LimitKind.ONCE)
-# Scope parts a rule may name beyond the claim's own fields.
-_COMPUTED_SCOPE_PARTS = {"4": {"threshold"}}
 
 
 class PolicyError(ValueError):
@@ -154,22 +115,23 @@ def load_policy(directory: Path | str | None = None) -> Policy:
     clause_dir = directory / "clauses"
     files = sorted(clause_dir.glob("*.yaml"))
     digest = hashlib.sha256(index_path.read_bytes())
-    clauses: dict[str, ClausePolicy] = {}
+    loaded: dict[str, ClausePolicy] = {}
     for path in files:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
         clause = _load_clause(path, effective_from)
-        if clause.clause in clauses:
-            raise PolicyError(path, "clause", f"{clause.clause} is already defined in {clauses[clause.clause].source}")
-        clauses[clause.clause] = clause
-    missing = [c for c in domain.CLAUSES if c not in clauses]
+        if clause.clause in loaded:
+            raise PolicyError(path, "clause", f"{clause.clause} is already defined in {loaded[clause.clause].source}")
+        loaded[clause.clause] = clause
+    missing = [c for c in clauses.ALL if c.id not in loaded]
     if missing:
-        raise PolicyError(clause_dir, "", f"no file for clause(s) {', '.join(missing)}")
+        listed = "; ".join(f"clause {c.id} (declared in {c.module}) needs {c.id}.yaml" for c in missing)
+        raise PolicyError(clause_dir, "", f"no file for clause(s) {', '.join(c.id for c in missing)}: {listed}")
     return Policy(
         name=name,
         version=f"{declared_version}+{digest.hexdigest()[:8]}",
         effective_from=effective_from,
         scope_text=scope_text,
-        clauses=clauses,
+        clauses=loaded,
         directory=directory,
     )
 
@@ -296,19 +258,23 @@ def _load_clause(path: Path, effective_from: dt.date) -> ClausePolicy:
     raw = _read_yaml(path)
     _expect_keys(path, "", raw, {"clause", "claim", "item", "title", "text", "parameters", "ledger"}, set())
     clause = _text(path, "clause", str(raw["clause"]))
-    if clause not in REQUIRED_PARAMETERS:
-        raise PolicyError(path, "clause", f"unknown clause {clause!r}; expected one of {', '.join(REQUIRED_PARAMETERS)}")
-    claim_cls = domain.CLAIM_BY_KEY.get(raw["claim"])
-    if claim_cls is None or claim_cls.CLAUSE != clause:
-        expected = next(c.KEY for c in domain.CLAIM_TYPES if c.CLAUSE == clause)
-        raise PolicyError(path, "claim", f"clause {clause} is claimed as {expected!r}, got {raw['claim']!r}")
+    declared = clauses.BY_ID.get(clause)
+    if declared is None:
+        raise PolicyError(
+            path,
+            "clause",
+            f"unknown clause {clause!r}: no module under subsidy/core/clauses/ declares it "
+            f"(declared: {', '.join(clauses.IDS)})",
+        )
+    if raw["claim"] != declared.key:
+        raise PolicyError(path, "claim", f"clause {clause} is claimed as {declared.key!r} ({declared.module}), got {raw['claim']!r}")
     if path.stem != clause:
         raise PolicyError(path, "clause", f"file must be named {clause}.yaml")
-    required = REQUIRED_PARAMETERS[clause]
+    required = declared.parameters
     params_raw = raw["parameters"]
     _expect_keys(path, "parameters", params_raw, set(required), set())
     parameters = {name: _load_parameter(path, name, params_raw[name], unit) for name, unit in required.items()}
-    ledger = _load_ledger(path, raw["ledger"], clause, claim_cls, parameters)
+    ledger = _load_ledger(path, raw["ledger"], declared, parameters)
 
     # One snapshot per date on which any parameter changes, from the policy's
     # start: evaluation then looks one date up instead of one per parameter.
@@ -334,11 +300,10 @@ def _load_clause(path: Path, effective_from: dt.date) -> ClausePolicy:
     )
 
 
-def _load_ledger(path: Path, raw: Any, clause: str, claim_cls: type, parameters: Mapping[str, Parameter]) -> Ledger:
+def _load_ledger(path: Path, raw: Any, declared: clauses.Clause, parameters: Mapping[str, Parameter]) -> Ledger:
     _expect_keys(path, "ledger", raw, {"limit"}, {"scope_by"})
     limit = raw["limit"]
-    pays = "tranche_shares_percent" in REQUIRED_PARAMETERS[clause]
-    if not pays:
+    if not declared.pays:
         if limit is not None:
             raise PolicyError(path, "ledger.limit", "this clause sets no amount: must be null")
         return Ledger(None, ())
@@ -349,8 +314,8 @@ def _load_ledger(path: Path, raw: Any, clause: str, claim_cls: type, parameters:
     scope_by = raw.get("scope_by") or []
     if not isinstance(scope_by, list):
         raise PolicyError(path, "ledger.scope_by", "must be a list of claim fields")
-    allowed = set(claim_cls.__dataclass_fields__) | _COMPUTED_SCOPE_PARTS.get(clause, set())
+    allowed = set(declared.claim.__dataclass_fields__) | set(declared.scope_parts)
     for i, part in enumerate(scope_by):
         if part not in allowed:
-            raise PolicyError(path, f"ledger.scope_by[{i}]", f"{part!r} is not a field of the {claim_cls.KEY} claim")
+            raise PolicyError(path, f"ledger.scope_by[{i}]", f"{part!r} is not a field of the {declared.key} claim")
     return Ledger(limit, tuple(scope_by))

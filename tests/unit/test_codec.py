@@ -1,10 +1,18 @@
 import copy
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
-from subsidy.contracts.codec import BadInput, application_to_json, parse_application
+from subsidy.contracts.codec import (
+    REQUIRED_FIELDS,
+    BadInput,
+    application_to_json,
+    check_claims_in_proto,
+    parse_application,
+)
+from subsidy.core.clauses import ClauseError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "applications.jsonl"
 RENT = {
@@ -126,3 +134,92 @@ def test_enumerated_values_are_checked_against_their_lists(claim, problem):
 def test_every_worked_example_parses():
     for line in EXAMPLES.read_text(encoding="utf-8").splitlines():
         parse_application(json.loads(line))
+
+
+# ------------------------------------------------ clauses against the proto
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _application_descriptor(tmp_path: Path, old: str = "", new: str = ""):
+    """The Application descriptor of proto/ with one edit, compiled by protoc."""
+    from google.protobuf import descriptor_pb2, descriptor_pool
+    from grpc_tools import protoc
+
+    proto = tmp_path / "proto"
+    shutil.copytree(REPO / "proto", proto)
+    path = proto / "subsidy" / "v1" / "application.proto"
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in application.proto"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    out = tmp_path / "application.binpb"
+    assert protoc.main(["protoc", f"-I{proto}", f"--descriptor_set_out={out}", "subsidy/v1/application.proto"]) == 0
+    files = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
+    pool = descriptor_pool.DescriptorPool()
+    for file in files.file:
+        pool.AddSerializedFile(file.SerializeToString())
+    return pool.FindMessageTypeByName("subsidy.v1.Application")
+
+
+def test_the_shipped_proto_holds_every_clause(tmp_path):
+    check_claims_in_proto(_application_descriptor(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "old,new,message",
+    [
+        (
+            "    IdentifierNodeClaim identifier_node = 21;\n",
+            "",
+            "clause 11.node (subsidy.core.clauses.identifier_node): claim not in proto: the Application.claim oneof in "
+            "proto/subsidy/v1/application.proto has no message field 'identifier_node'; "
+            "add `IdentifierNodeClaim identifier_node = 21;`",
+        ),
+        (
+            "IdentifierNodeClaim identifier_node = 21;",
+            "IdentifierNodeClaim identifier_node = 29;",
+            "clause 11.node (subsidy.core.clauses.identifier_node): claim not in proto: identifier_node is field 29 of the oneof, "
+            "the module declares proto_field_number=21",
+        ),
+        (
+            "  string node_id = 1;\n  bool connected_to_national_top_node = 2;",
+            "  bool connected_to_national_top_node = 2;\n  string node_id = 1;",
+            "clause 11.node (subsidy.core.clauses.identifier_node): claim not in proto: message IdentifierNodeClaim has fields "
+            "['connected_to_national_top_node', 'node_id'], the claim IdentifierNodeClaim has ['node_id', 'connected_to_national_top_node']",
+        ),
+        (
+            "  string node_id = 1;\n  bool connected_to_national_top_node = 2;",
+            "  string node_id = 1;\n  string connected_to_national_top_node = 2;",
+            "clause 11.node (subsidy.core.clauses.identifier_node): claim not in proto: "
+            "IdentifierNodeClaim.connected_to_national_top_node is string in proto, the claim field holds bool",
+        ),
+        (
+            "int64 spend_fen = 4;",
+            "int32 spend_fen = 4;",
+            "clause 10.cloud (subsidy.core.clauses.cloud_adoption): claim not in proto: CloudAdoptionClaim.spend_fen is int32 in proto: "
+            "list it in ClaimFields(int32=...)",
+        ),
+        (
+            "    MatchmakingClaim matchmaking = 26;\n",
+            "    MatchmakingClaim matchmaking = 26;\n    FinancingClaim loan = 27;\n",
+            "Application.claim field(s) loan have no clause module under subsidy/core/clauses/",
+        ),
+    ],
+)
+def test_a_clause_the_proto_does_not_carry_as_declared_is_refused_naming_it(tmp_path, old, new, message):
+    with pytest.raises(ClauseError) as refused:
+        check_claims_in_proto(_application_descriptor(tmp_path, old, new))
+    assert message in str(refused.value)
+
+
+def test_what_a_clause_declares_about_its_fields_is_what_the_codec_checks():
+    # Declared per clause (ClaimFields), not in lists of the codec's own.
+    too_long = {k: v for k, v in RENT.items() if k != "rent"} | {"identifier_node": {"node_id": "N" * 65}}
+    with pytest.raises(BadInput, match="identifier_node.node_id: is longer than 64"):
+        parse_application(too_long)
+    need = {k: v for k, v in RENT.items() if k != "rent"} | {"financing": {"need": "N" * 65}}
+    assert parse_application(need).claim.need == "N" * 65
+    year = {k: v for k, v in RENT.items() if k != "rent"} | {"cloud_adoption": {"service_year": 2**31}}
+    with pytest.raises(BadInput, match="cloud_adoption.service_year: is too large"):
+        parse_application(year)
+    assert REQUIRED_FIELDS["rent"] == ("lease_start", "lease_end") and "financing" not in REQUIRED_FIELDS

@@ -3,7 +3,8 @@ tests/policy_cases/*.yaml; these are the rules around them."""
 
 import datetime as dt
 
-from subsidy.core.eligibility import _add_years, evaluate
+from subsidy.core.clauses._base import add_years
+from subsidy.core.eligibility import evaluate
 from subsidy.contracts.codec import parse_application
 from subsidy.core.policy import load_policy
 
@@ -25,7 +26,7 @@ def decide(claim_key, claim, submitted_on="2023-06-01", **firm):
 
 
 def test_the_window_of_a_firm_introduced_on_29_february_ends_before_1_march_three_years_on():
-    assert _add_years(dt.date(2020, 2, 29), 3) == dt.date(2023, 3, 1)
+    assert add_years(dt.date(2020, 2, 29), 3) == dt.date(2023, 3, 1)
     # Lease 2023-02-27 .. 2023-03-02: 4 days, 2 of them (27th, 28th) inside the window.
     decision = decide("rent", {"recognized_key_platform": True, "lease_start": "2023-02-27", "lease_end": "2023-03-02", "rent_paid_fen": 400})
     assert decision.outcome == "ELIGIBLE" and decision.max_award_fen == 100  # floor(400*2/4)=200, 50%

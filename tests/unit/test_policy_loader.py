@@ -59,10 +59,43 @@ def test_a_malformed_file_is_refused_naming_file_and_field(policy_dir, file, old
     assert message in str(refused.value)
 
 
-def test_a_missing_clause_file_is_refused(policy_dir):
+def test_a_missing_clause_file_is_refused_naming_the_clause_module(policy_dir):
     (policy_dir / "clauses" / "10.park.yaml").unlink()
-    with pytest.raises(PolicyError, match="no file for clause.*10.park"):
+    with pytest.raises(PolicyError) as refused:
         load_policy(policy_dir)
+    assert "no file for clause(s) 10.park" in str(refused.value)
+    assert "clause 10.park (declared in subsidy.core.clauses.benchmark_park) needs 10.park.yaml" in str(refused.value)
+
+
+def test_a_clause_file_without_a_clause_module_is_refused(policy_dir):
+    text = (policy_dir / "clauses" / "13.yaml").read_text(encoding="utf-8")
+    (policy_dir / "clauses" / "16.yaml").write_text(text.replace('clause: "13"', 'clause: "16"'), encoding="utf-8")
+    with pytest.raises(PolicyError) as refused:
+        load_policy(policy_dir)
+    assert "16.yaml: clause: unknown clause '16': no module under subsidy/core/clauses/ declares it" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "file,old,new,message",
+    [
+        # The parameters a module declares and the ones its file gives must be the same.
+        ("clauses/10.park.yaml", "  award_fen:", "  award_yuan:", "10.park.yaml: parameters.award_fen: is required"),
+        (
+            "clauses/13.yaml",
+            "ledger:",
+            "  award_fen:\n    unit: fen\n    values:\n      - {from: 2022-01-01, value: 1, cites: x}\nledger:",
+            "13.yaml: parameters.award_fen: unknown field",
+        ),
+        ("clauses/11.node.yaml", "claim: identifier_node", "claim: identifier_usage", "11.node.yaml: claim: clause 11.node is claimed as 'identifier_node' (subsidy.core.clauses.identifier_node)"),
+        ("clauses/13.yaml", "limit: null", "limit: once", "13.yaml: ledger.limit: this clause sets no amount"),
+        ("clauses/4.yaml", "scope_by: [threshold]", "scope_by: [level]", "4.yaml: ledger.scope_by[0]: 'level' is not a field of the revenue_milestone claim"),
+    ],
+)
+def test_a_file_that_does_not_match_its_clause_module_is_refused(policy_dir, file, old, new, message):
+    _edit(policy_dir / file, old, new)
+    with pytest.raises(PolicyError) as refused:
+        load_policy(policy_dir)
+    assert message in str(refused.value)
 
 
 def test_a_new_dated_value_applies_from_its_date_and_changes_the_version(policy_dir):

@@ -19,7 +19,8 @@ from typing import Any, Callable
 from subsidy.contracts import cloudevents, codec, topics
 from subsidy.core import credit_code
 from subsidy.contracts.codec import BadInput
-from subsidy.core.domain import Application, CloudAdoptionClaim
+from subsidy.core.clauses.cloud_adoption import CloudAdoptionClaim
+from subsidy.core.domain import Application
 from subsidy.platform.logs import fields
 from subsidy.services.intake.model import (
     AlreadyExists,
