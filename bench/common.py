@@ -55,8 +55,25 @@ def read_from_start(bootstrap: str, topic: str) -> Any:
     return consumer
 
 
+#: The services with a database, which ``subsidy migrate`` prepares before they start.
+MIGRATED = ("intake", "payout", "notify")
+
+
 def start_service(name: str, root: Path, env: dict, log_path: Path) -> subprocess.Popen:
-    """``python -m subsidy.services.<name>`` from the checkout ``root``, its output in ``log_path``."""
+    """``python -m subsidy.services.<name>`` from the checkout ``root``, its output in ``log_path``.
+
+    A service with a database gets it migrated first (``subsidy migrate``, as
+    production's Job before a rollout): it only checks the schema version.
+    A checkout from before versioned migrations (``--root`` of an older
+    baseline) has no such command; its service creates its tables itself."""
+    if name in MIGRATED and (root / "subsidy" / "platform" / "migrations").is_dir():
+        from subsidy_dev import tail
+
+        with log_path.open("ab") as out:
+            status = subprocess.run([sys.executable, "-m", "subsidy.cli", "migrate", "--service", name], cwd=root,
+                                    env=env, stdout=out, stderr=subprocess.STDOUT, timeout=300).returncode
+        if status != 0:
+            raise RuntimeError(f"`subsidy migrate --service {name}` exited {status}:\n{tail(log_path)}")
     with log_path.open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", f"subsidy.services.{name}"], cwd=root, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)

@@ -93,10 +93,25 @@ class ServiceProcess:
 
 
 SERVICES = ("intake", "eligibility", "payout", "notify")
+#: The services with a database: the harness migrates it before starting them.
+MIGRATED = ("intake", "payout", "notify")
 
 
 def _available(name: str) -> bool:
-    return (project_root() / "services" / name / "__main__.py").exists()
+    return (project_root() / "subsidy" / "services" / name / "__main__.py").exists()
+
+
+def migrate(name: str, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """``python -m subsidy.cli migrate --service <name>`` with the service's own
+    environment (so its SUBSIDY_<NAME>_DATABASE_URL), as production's migration
+    Job runs it before a rollout: the services only check the schema version."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "subsidy.cli", "migrate", "--service", name, "--wait", "60"],
+            cwd=project_root(), env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 class LocalStack:
@@ -116,6 +131,8 @@ class LocalStack:
         self.wanted = services or tuple(s for s in SERVICES if _available(s))
         self.extra_env = extra_env or {}
         self.services: dict[str, ServiceProcess] = {}
+        #: What each service's ``subsidy migrate`` printed (the last start).
+        self.migrations: dict[str, str] = {}
 
     def start(self) -> "LocalStack":
         if self.kafka_bootstrap is None:
@@ -131,6 +148,7 @@ class LocalStack:
             env.update(self.extra_env.get(name, {}))
             self.services[name] = ServiceProcess(name, address, env, self.var_dir / "logs" / f"{name}.log")
         try:
+            self.migrate()
             for service in self.services.values():
                 service.start()
             for service in self.services.values():
@@ -139,6 +157,26 @@ class LocalStack:
             self.stop()
             raise
         return self
+
+    def migrate(self) -> None:
+        """Migrate every started service's database, all at once (each has its
+        own history and lock, so sharing one PostgreSQL database is fine)."""
+        running = {}
+        for name, service in self.services.items():
+            if name in MIGRATED:
+                log_path = self.var_dir / "logs" / f"{name}-migrate.log"
+                log_path.unlink(missing_ok=True)
+                running[name] = (migrate(name, service.env, log_path), log_path)
+        for name, (process, log_path) in running.items():
+            try:
+                status = process.wait(180)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                status = process.wait(5)
+            output = log_path.read_text(encoding="utf-8", errors="replace")
+            if status != 0:
+                raise StackError(f"`subsidy migrate --service {name}` exited with status {status}:\n{output}")
+            self.migrations[name] = output
 
     def _env(self, name: str, address: str) -> dict[str, str]:
         """Each service's settings: its own port, store and data under var_dir."""
@@ -199,6 +237,9 @@ def _demo(args: argparse.Namespace) -> int:
     stack = LocalStack(var_dir / "stack")
     try:
         stack.start()
+        for output in stack.migrations.values():  # what was applied (or adopted), and the version
+            for line in output.strip().splitlines()[1:]:
+                print("  " + line, flush=True)
         print(f"Kafka at {stack.kafka_bootstrap}; "
               + "; ".join(f"{name} gRPC at {s.grpc_address}" for name, s in stack.services.items()), flush=True)
         run_demo(stack, Path(args.applications))

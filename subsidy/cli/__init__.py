@@ -4,6 +4,7 @@
     subsidy simulate FILE|- [--summary] JSON lines -> one result per line, with history
     subsidy policy [--dir DIR]          validate the policy data and list its clauses
     subsidy export-tranches --year YYYY one budget year's payout tranches as CSV, for finance
+    subsidy migrate --service NAME      bring a service's database to its newest schema
 
 Bad input exits with status 2 and one line on standard error saying what is
 wrong and where; nothing is printed on standard output.
@@ -21,6 +22,7 @@ from subsidy.core.policy import PolicyError, load_policy
 
 EXIT_BAD_INPUT = 2
 EXIT_BAD_POLICY = 3
+EXIT_MIGRATION_FAILED = 1
 
 
 class CommandError(Exception):
@@ -145,6 +147,70 @@ def cmd_export_tranches(args: argparse.Namespace) -> str:
     return ""
 
 
+def _migration_histories() -> dict:
+    """The services that keep a store, each with its own migration history."""
+    from subsidy.services.intake.adapters.migrations import HISTORY as intake
+    from subsidy.services.notify.adapters.migrations import HISTORY as notify
+    from subsidy.services.payout.adapters.migrations import HISTORY as payout
+
+    return {"intake": intake, "payout": payout, "notify": notify}
+
+
+def _service_database_url(service: str) -> str:
+    """The URL the service itself would use (its SUBSIDY_<NAME>_DATABASE_URL or
+    ..._FILE, else its default): the migration Job shares the service's
+    Secret and never carries the password on its command line."""
+    from subsidy.services.intake.config import Settings as IntakeSettings
+    from subsidy.services.notify.config import Settings as NotifySettings
+    from subsidy.services.payout.config import Settings as PayoutSettings
+
+    settings = {"intake": IntakeSettings, "payout": PayoutSettings, "notify": NotifySettings}[service]
+    return settings.from_env().database_url
+
+
+def cmd_migrate(args: argparse.Namespace) -> str:
+    """Print as it goes (a production Job's log shows each step, and a wait
+    for another migration's lock, when it happens); nothing left to return."""
+    from subsidy.platform import migrations
+    from subsidy.platform.db import Database
+    from subsidy.platform.security.secrets import SecretError, redact_url
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    service = args.service
+    history = _migration_histories()[service]
+    try:
+        url = args.database_url or _service_database_url(service)
+    except SecretError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        db = Database(url, store=f"{service}-migrate")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    shown = url if url.startswith("sqlite:") else redact_url(url)  # a path has no password to hide
+    say(f"{service}: migrating {shown} to schema version {history.head()}")
+    try:
+        outcome = migrations.upgrade(db, history, wait_s=args.wait, lock_wait_s=args.lock_timeout, say=say)
+    except migrations.MigrationError as exc:
+        raise CommandError(str(exc), EXIT_MIGRATION_FAILED) from None
+    finally:
+        db.close()
+    for line in outcome.lines():
+        say(line)
+    return ""
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+    return value
+
+
 def _year(text: str) -> int:
     if len(text) != 4 or not text.isdigit():
         raise argparse.ArgumentTypeError(f"not a year YYYY: {text!r}")
@@ -177,6 +243,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--database-url", help="payout ledger (default: $SUBSIDY_PAYOUT_DATABASE_URL or sqlite:///var/payout.db)")
     p.add_argument("--output", metavar="FILE|-", default="-", help="where to write the CSV (default: standard output)")
     p.set_defaults(run=cmd_export_tranches)
+    p = sub.add_parser(
+        "migrate", help="bring a service's database to its newest schema (production runs it before a rollout)",
+        description="Apply the service's pending schema migrations in one transaction and print each one "
+                    "(docs/operations.md#schema-migrations). Safe to run twice or twice at once: a second run "
+                    "waits for the first and finds nothing to do. Exit status 1 when a migration fails "
+                    "(nothing is changed then), 2 on bad arguments.")
+    p.add_argument("--service", required=True, choices=("intake", "payout", "notify"),
+                   help="whose database and migration history")
+    p.add_argument("--database-url", help="the service's database (default: what the service itself reads, "
+                                          "SUBSIDY_<SERVICE>_DATABASE_URL or ..._FILE)")
+    p.add_argument("--wait", type=_seconds, default=60.0, metavar="SECONDS",
+                   help="keep trying this long while the database cannot be reached (default 60)")
+    p.add_argument("--lock-timeout", type=_seconds, default=600.0, metavar="SECONDS",
+                   help="wait this long for another migration of the same service to finish (default 600)")
+    p.set_defaults(run=cmd_migrate)
     return parser
 
 

@@ -226,6 +226,29 @@ class Database:
         finally:
             TRANSACTION_SECONDS.labels(self.store, outcome).observe(time.perf_counter() - started)
 
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Any]:
+        """A DB-API connection for a tool that runs its own transactions (the
+        schema migrations, subsidy.platform.migrations), for the duration of
+        the ``with``; nobody else uses it meanwhile.
+
+        SQLite: the store's own connection (autocommit mode, ``isolation_level
+        None``), held under the store's lock: an in-memory database exists only
+        on that connection, and one writer at a time is SQLite's rule anyway.
+        PostgreSQL: a connection of its own, outside the pool, closed at the
+        end: session state a tool leaves behind (advisory locks, type
+        adapters) must not reach the connections the store's transactions use."""
+        if self.dialect == "sqlite":
+            with self._lock:
+                yield self._sqlite
+            return
+        connection = self._pg_connect()
+        try:
+            yield connection
+        finally:
+            with contextlib.suppress(Exception):
+                connection.close()
+
     def ping(self) -> bool:
         try:
             with self.transaction() as tx:

@@ -24,7 +24,9 @@ id order and marks them published once the broker acknowledged them:
   applications that were never published); a new producer, with a new
   producer id, delivers them.
 
-The table access is the store's: ``relay_batch(publish, limit)``.
+The table access is the store's: ``relay_batch(publish, limit)``. The table
+itself is the service's too, created by its migrations (the outbox is in the
+baseline revision of intake and of payout: subsidy.platform.migrations).
 ``OutboxTable`` is that access for a table of the usual shape, with the
 PostgreSQL turn-taking of several replicas (a transaction-scoped advisory
 lock per batch, so only one relay publishes at a time and rows go out in id

@@ -1,6 +1,7 @@
 """What the in-process service runners of the integration tests share: a
 service app (async ``start()``/``stop()``) on an event loop of its own in a
-thread, and a bounded wait for a condition."""
+thread, the schema migration that production runs before a rollout, and a
+bounded wait for a condition."""
 
 from __future__ import annotations
 
@@ -18,6 +19,22 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: floa
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+def migrate(service: str, database_url: str) -> None:
+    """What ``subsidy migrate --service <service>`` does before a rollout, in
+    process: the services only check the schema version at start."""
+    from subsidy.platform import migrations
+    from subsidy.platform.db import Database
+    from subsidy.services.intake.adapters.migrations import HISTORY as intake
+    from subsidy.services.notify.adapters.migrations import HISTORY as notify
+    from subsidy.services.payout.adapters.migrations import HISTORY as payout
+
+    db = Database(database_url, store=f"{service}-migrate")
+    try:
+        migrations.upgrade(db, {"intake": intake, "payout": payout, "notify": notify}[service])
+    finally:
+        db.close()
 
 
 class RunningApp:

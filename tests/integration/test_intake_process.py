@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from subsidy_dev import free_port
 from subsidy.v1 import intake_pb2, intake_pb2_grpc
 
-from .test_intake_support import ROOT, new_id, rent_application, wait_for
+from .test_intake_support import ROOT, migrate, new_id, rent_application, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -33,6 +33,7 @@ def test_the_service_runs_as_a_module_and_exits_cleanly_on_sigterm(kafka_bootstr
     }
     env.pop("SUBSIDY_REGISTRY_URL", None)
     log = tmp_path / "intake.log"
+    migrate("intake", env["SUBSIDY_INTAKE_DATABASE_URL"])  # the services only check the schema: migrate first
     with open(log, "wb") as err:
         proc = subprocess.Popen([sys.executable, "-m", "subsidy.services.intake"], cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=err)

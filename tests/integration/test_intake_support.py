@@ -18,7 +18,7 @@ from subsidy.v1 import application_pb2, intake_pb2_grpc
 from subsidy.services.intake.bootstrap import IntakeApp
 from subsidy.services.intake.config import Settings
 
-from .running import RunningApp, wait_for  # noqa: F401 - the tests import wait_for from here
+from .running import RunningApp, migrate, wait_for  # noqa: F401 - the tests import wait_for from here
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRM = "91310117MA1K7D2E8N"  # 上海泗泾智造示范工厂有限公司, in demo/registry.json
@@ -63,6 +63,7 @@ class RunningIntake(RunningApp):
         self.settings = settings
 
     def __enter__(self) -> "RunningIntake":
+        migrate("intake", self.settings.database_url)  # as the migration Job does before a rollout
         super().__enter__()
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.app.port}")
         self.stub = intake_pb2_grpc.IntakeServiceStub(self.channel)

@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from subsidy_dev import free_port
 
 from .test_notify_support import (
-    ROOT, SECRET, HttpSink, Producer, SmtpSink, group_at_end, new_id, registry_file, wait_for,
+    ROOT, SECRET, HttpSink, Producer, SmtpSink, group_at_end, migrate, new_id, registry_file, wait_for,
 )
 from unit.notify.notify_fakes import decision
 
@@ -47,6 +47,7 @@ def test_the_service_runs_as_a_module_logs_no_contacts_and_exits_cleanly_on_sigt
         }
         env.pop("SUBSIDY_REGISTRY_URL", None)
         log = tmp_path / "notify.log"
+        migrate("notify", env["SUBSIDY_NOTIFY_DATABASE_URL"])  # the services only check the schema: migrate first
         with open(log, "wb") as err:
             proc = subprocess.Popen([sys.executable, "-m", "subsidy.services.notify"], cwd=ROOT, env=env,
                                     stdout=subprocess.DEVNULL, stderr=err)

@@ -24,7 +24,7 @@ from subsidy_dev import free_port
 from subsidy.services.notify.bootstrap import NotifyApp
 from subsidy.services.notify.config import Settings
 
-from .running import RunningApp, wait_for  # noqa: F401 - the tests import wait_for from here
+from .running import RunningApp, migrate, wait_for  # noqa: F401 - the tests import wait_for from here
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRM = "91310117MA1K7D2E8N"  # 上海泗泾智造示范工厂有限公司, in demo/registry.json
@@ -156,6 +156,7 @@ class RunningNotify(RunningApp):
         self.settings = settings
 
     def __enter__(self) -> "RunningNotify":
+        migrate("notify", self.settings.database_url)  # as the migration Job does before a rollout
         super().__enter__()
         wait_for(lambda: self.app.consumer.running, timeout=30)
         return self

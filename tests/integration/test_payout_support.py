@@ -23,7 +23,7 @@ from subsidy.services.payout.bootstrap import PayoutApp
 from subsidy.services.payout.config import Settings
 from subsidy.services.payout.model import Clock
 
-from .running import RunningApp, wait_for  # noqa: F401 - the tests import wait_for from here
+from .running import RunningApp, migrate, wait_for  # noqa: F401 - the tests import wait_for from here
 
 ROOT = Path(__file__).resolve().parents[2]
 RENT_CAP = 500_000_000  # 500万元 in fen
@@ -72,6 +72,7 @@ class RunningPayout(RunningApp):
         self.clock = clock
 
     def __enter__(self) -> "RunningPayout":
+        migrate("payout", self.settings.database_url)  # as the migration Job does before a rollout
         super().__enter__()
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.app.port}")
         self.stub = payout_pb2_grpc.PayoutServiceStub(self.channel)

@@ -15,6 +15,7 @@ from grpc_health.v1 import health
 
 from subsidy.platform import metrics as shared
 from subsidy.platform import process as process
+from subsidy.platform import migrations
 from subsidy.platform.db import Database
 from subsidy.services.intake import handlers
 from subsidy.services.intake.config import Settings
@@ -29,6 +30,7 @@ from subsidy.services.intake.adapters.grpc import (
     IntakeServicer,
     build_server,
 )
+from subsidy.services.intake.adapters.migrations import HISTORY
 from subsidy.services.intake.adapters.store import SqlStore
 
 log = logging.getLogger("subsidy.services.intake")
@@ -40,22 +42,6 @@ def build_registry(settings: Settings) -> Any:
             settings.registry_url, timeout=settings.registry_timeout_s, attempts=settings.registry_attempts
         )
     return FileRegistry(settings.registry_file)
-
-
-def create_schema(store: SqlStore, wait_s: float = 30.0) -> None:
-    """Create the tables, waiting up to ``wait_s`` for the database to answer."""
-    deadline = time.monotonic() + wait_s
-    delay = 0.25
-    while True:
-        try:
-            store.create_schema()
-            return
-        except Exception as exc:  # noqa: BLE001
-            if time.monotonic() >= deadline:
-                raise
-            log.warning("database not ready, retrying", extra={"fields": {"error": str(exc)[:300]}})
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
 
 class IntakeApp:
@@ -82,7 +68,9 @@ class IntakeApp:
         self._metrics: Any = None
 
     async def start(self) -> None:
-        await asyncio.to_thread(create_schema, self.store)
+        # The tables are the migrations' (`subsidy migrate`, run before a rollout):
+        # refuse a schema older than this code needs, before anything else starts.
+        await asyncio.to_thread(migrations.require, self.db, HISTORY, log)
         for service in ("", SERVICE_NAME):
             await self.health.set(service, NOT_SERVING)
         self.server, self.port = build_server(self.servicer, self.health, self.settings.grpc_address)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import Any
 
 import grpc
@@ -21,6 +20,7 @@ from subsidy.platform.security import GrpcSecurity
 from subsidy.contracts import topics
 from subsidy.platform import topics as platform_topics
 from subsidy.platform import metrics as shared
+from subsidy.platform import migrations
 from subsidy.platform.db import Database
 from subsidy.core.policy import load_policy
 from subsidy.services.notify import handlers
@@ -28,6 +28,7 @@ from subsidy.services.notify.adapters.channels import MailDirEmail, SmsGateway, 
 from subsidy.services.notify.config import Settings
 from subsidy.services.notify.adapters.kafka import notify_consumer
 from subsidy.services.notify.adapters.contacts import build_registry
+from subsidy.services.notify.adapters.migrations import HISTORY
 from subsidy.services.notify.adapters.store import SqlNotificationLog
 
 log = logging.getLogger("subsidy.services.notify")
@@ -50,21 +51,6 @@ def build_channels(settings: Settings) -> list[Any]:
     if settings.sms_gateway_url:
         channels.append(SmsGateway(settings.sms_gateway_url, settings.sms_timeout_s))
     return channels
-
-
-def create_schema(store: SqlNotificationLog, wait_s: float = 30.0) -> None:
-    deadline = time.monotonic() + wait_s
-    delay = 0.25
-    while True:
-        try:
-            store.create_schema()
-            return
-        except Exception as exc:  # noqa: BLE001
-            if time.monotonic() >= deadline:
-                raise
-            log.warning("database not ready, retrying", extra={"fields": {"error": str(exc)[:300]}})
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
 
 def ensure_topics(bootstrap: str, stop: asyncio.Event | None = None) -> None:
@@ -101,7 +87,9 @@ class NotifyApp:
         self._metrics: Any = None
 
     async def start(self) -> None:
-        await asyncio.to_thread(create_schema, self.store)
+        # The tables are the migrations' (`subsidy migrate`, run before a rollout):
+        # refuse a schema older than this code needs, before anything else starts.
+        await asyncio.to_thread(migrations.require, self.db, HISTORY, log)
         for service in ("", SERVICE_NAME):
             await self.health.set(service, NOT_SERVING)
         security = GrpcSecurity.from_env("notify")

@@ -15,6 +15,7 @@ from grpc_health.v1 import health
 
 from subsidy.platform import metrics as shared
 from subsidy.platform import process as process
+from subsidy.platform import migrations
 from subsidy.platform.db import Database
 from subsidy.services.payout.adapters import kafka as consumers
 from subsidy.services.payout import metrics
@@ -29,30 +30,13 @@ from subsidy.services.payout.adapters.grpc import (
     PayoutServicer,
     build_server,
 )
+from subsidy.services.payout.adapters.migrations import HISTORY
 from subsidy.services.payout.adapters.store import SqlStore
 
 log = logging.getLogger("subsidy.services.payout")
 
 #: A DUE tranche unpaid this many days after its due date counts as overdue.
 OVERDUE_DAYS = 30
-
-
-def create_schema(store: SqlStore, wait_s: float = 30.0) -> None:
-    """Create the tables, waiting up to ``wait_s`` for the database to answer.
-    Two replicas starting together may race on CREATE … IF NOT EXISTS in
-    PostgreSQL (a unique violation in the catalogue): that is retried too."""
-    deadline = time.monotonic() + wait_s
-    delay = 0.25
-    while True:
-        try:
-            store.create_schema()
-            return
-        except Exception as exc:  # noqa: BLE001
-            if time.monotonic() >= deadline:
-                raise
-            log.warning("database not ready, retrying", extra={"fields": {"error": str(exc)[:300]}})
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
 
 class PayoutApp:
@@ -79,7 +63,9 @@ class PayoutApp:
         self._metrics: Any = None
 
     async def start(self) -> None:
-        await asyncio.to_thread(create_schema, self.store)
+        # The tables are the migrations' (`subsidy migrate`, run before a rollout):
+        # refuse a schema older than this code needs, before anything else starts.
+        await asyncio.to_thread(migrations.require, self.db, HISTORY, log)
         for service in ("", SERVICE_NAME):
             await self.health.set(service, NOT_SERVING)
         self.server, self.port = build_server(self.servicer, self.health, self.settings.grpc_address)

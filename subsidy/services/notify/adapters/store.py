@@ -4,28 +4,10 @@ same SQL on both databases."""
 
 from __future__ import annotations
 
+from subsidy.platform import migrations
 from subsidy.platform.db import Database
+from subsidy.services.notify.adapters.migrations import HISTORY
 from subsidy.services.notify.model import Notification
-
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS notify_log (
-        notification_id TEXT PRIMARY KEY,
-        event_id TEXT NOT NULL,
-        channel TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        credit_code TEXT NOT NULL,
-        trace_id TEXT,
-        sent_at TEXT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS notify_log_event ON notify_log (event_id)",
-    """CREATE TABLE IF NOT EXISTS notify_tranches (
-        tranche_id TEXT PRIMARY KEY,
-        application_id TEXT NOT NULL,
-        clause TEXT NOT NULL,
-        number INTEGER NOT NULL,
-        budget_year INTEGER NOT NULL
-    )""",
-)
 
 
 class SqlNotificationLog:
@@ -33,9 +15,11 @@ class SqlNotificationLog:
         self.db = db
 
     def create_schema(self) -> None:
-        with self.db.transaction() as tx:
-            for statement in SCHEMA:
-                tx.execute(statement)
+        """Bring this database to notify's newest schema through its migrations
+        (adapters/migrations/), as ``subsidy migrate --service notify`` does: for
+        tests and tools that make a store of their own. The service never calls
+        it: at start it only checks the version (bootstrap.py)."""
+        migrations.upgrade(self.db, HISTORY)
 
     def ping(self) -> bool:
         return self.db.ping()

@@ -1,0 +1,252 @@
+"""Schema migrations against a real PostgreSQL (the harness's) and SQLite, through
+the real command (``python -m subsidy.cli migrate``, what the Kubernetes Job runs):
+
+- an old database WITH DATA, as the code before migrations created and filled
+  it, is migrated forward: adopted at the baseline, every row intact, the
+  version current, the outbox ids going on where they were;
+- on PostgreSQL the baseline is the old schema exactly (columns, types,
+  defaults, identity, indexes, constraints, from the catalogue);
+- two ``migrate`` runs at once take turns on the advisory lock: one waits
+  while another holds it, and two started together both succeed, one applying;
+- the three services migrate side by side into one database, as in deploy/k8s;
+- a service process refuses to start on a database without its schema, saying
+  what to run.
+
+No Kafka: nothing here gets that far.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import legacy_schema
+from subsidy.platform import migrations
+from subsidy.platform.db import Database
+from subsidy.services.intake.adapters.migrations import HISTORY as INTAKE
+from subsidy.services.notify.adapters.migrations import HISTORY as NOTIFY
+from subsidy.services.payout.adapters.migrations import HISTORY as PAYOUT
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+HISTORIES = {"intake": INTAKE, "payout": PAYOUT, "notify": NOTIFY}
+OUTBOX = {"intake": "intake_outbox", "payout": "payout_outbox"}
+
+
+def pg_schema(postgres_url: str) -> tuple[str, str]:
+    """A fresh schema of the test database, and a URL whose search_path is it."""
+    schema = f"mig_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in postgres_url else "?"
+    return schema, f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
+
+
+def database_url(kind: str, tmp_path: Path, postgres_url: str) -> str:
+    return f"sqlite:///{tmp_path / 'store.db'}" if kind == "sqlite" else pg_schema(postgres_url)[1]
+
+
+def migrate(service: str, url: str, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "subsidy.cli", "migrate", "--service", service,
+                           "--database-url", url, *extra],
+                          cwd=ROOT, capture_output=True, text=True, timeout=180)
+
+
+def start_migrate(service: str, url: str) -> tuple[subprocess.Popen, "queue.Queue[str | None]"]:
+    """``migrate`` in the background; its output lines arrive on the queue (None at the end)."""
+    process = subprocess.Popen([sys.executable, "-m", "subsidy.cli", "migrate", "--service", service,
+                                "--database-url", url], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        for line in process.stdout:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    return process, lines
+
+
+def next_line(lines: "queue.Queue[str | None]", timeout: float = 60.0) -> str | None:
+    return lines.get(timeout=timeout)
+
+
+# ----------------------------------------------------------------------------- old data forward
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("service", sorted(HISTORIES))
+def test_an_old_database_with_data_is_migrated_forward(kind, service, tmp_path, postgres_url):
+    url = database_url(kind, tmp_path, postgres_url)
+    history = HISTORIES[service]
+    db = Database(url, store="legacy")
+    try:
+        with db.transaction() as tx:  # what the code before migrations created and wrote
+            legacy_schema.create(tx, service)
+            legacy_schema.fill(tx, service)
+            before = legacy_schema.dump(tx, service)
+        assert migrations.current_version(db, history) is None
+
+        result = migrate(service, url)
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert lines[1] == (f"{service}: adopted a database created before versioned migrations (its tables match "
+                            "the baseline): marked at 0001 without changing it")
+        assert lines[-1].startswith(f"{service}: schema at {history.head()}")
+
+        with db.transaction() as tx:
+            assert legacy_schema.dump(tx, service) == before
+        assert migrations.check(db, history) == history.head()
+        if service in OUTBOX:  # the id sequence was kept, not restarted: the next row follows the old ones
+            with db.transaction() as tx:
+                columns = "event_id, " if service == "payout" else ""
+                values = "'after-migration', " if service == "payout" else ""
+                tx.execute(f"INSERT INTO {OUTBOX[service]} ({columns}topic, key, value, headers, created_at) "
+                           f"VALUES ({values}'t', ?, ?, '[]', 'now')", (b"k", b"v"))
+                ids = [r[0] for r in tx.all(f"SELECT id FROM {OUTBOX[service]} ORDER BY id")]
+            assert ids == [1, 2, 3]
+
+        again = migrate(service, url)
+        assert again.returncode == 0 and again.stdout.splitlines()[-1] == (
+            f"{service}: schema at {history.head()}, nothing to apply")
+    finally:
+        db.close()
+
+
+# ----------------------------------------------------------------------------- the baseline is the old schema
+
+
+def catalogue(postgres_url: str, schema: str) -> dict[str, list[tuple]]:
+    """Columns, indexes and constraints of a schema, with its name taken out."""
+    with psycopg.connect(postgres_url) as conn:
+        columns = conn.execute(
+            "SELECT table_name, ordinal_position, column_name, data_type, is_nullable, column_default, is_identity, "
+            "identity_generation FROM information_schema.columns WHERE table_schema = %s "
+            "AND table_name NOT LIKE '%%schema_version' ORDER BY 1, 2", (schema,)).fetchall()
+        indexes = conn.execute("SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = %s "
+                               "AND tablename NOT LIKE '%%schema_version' ORDER BY 1, 2", (schema,)).fetchall()
+        constraints = conn.execute(
+            "SELECT t.relname, c.conname, c.contype, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+            "JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
+            "WHERE n.nspname = %s AND t.relname NOT LIKE '%%schema_version' ORDER BY 1, 2", (schema,)).fetchall()
+    strip = lambda row: tuple(v.replace(f"{schema}.", "") if isinstance(v, str) else v for v in row)  # noqa: E731
+    return {"columns": [strip(r) for r in columns], "indexes": [strip(r) for r in indexes],
+            "constraints": [strip(r) for r in constraints]}
+
+
+@pytest.mark.parametrize("service", sorted(HISTORIES))
+def test_on_postgresql_the_baseline_is_the_old_schema_exactly(service, postgres_url):
+    old_schema, old_url = pg_schema(postgres_url)
+    new_schema, new_url = pg_schema(postgres_url)
+    db = Database(old_url, store="legacy")
+    with db.transaction() as tx:
+        legacy_schema.create(tx, service)
+    db.close()
+    assert migrate(service, new_url).returncode == 0
+    old, new = catalogue(postgres_url, old_schema), catalogue(postgres_url, new_schema)
+    assert old["columns"] and old["indexes"] and old["constraints"]
+    assert new == old
+
+
+# ----------------------------------------------------------------------------- two at once
+
+
+def test_a_migrate_waits_while_another_holds_the_services_lock(postgres_url):
+    schema, url = pg_schema(postgres_url)
+    with psycopg.connect(postgres_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (PAYOUT.lock_key,))
+        holder_pid = holder.execute("SELECT pg_backend_pid()").fetchone()[0]
+        process, lines = start_migrate("payout", url)
+        try:
+            assert next_line(lines).startswith("payout: migrating ")
+            assert next_line(lines) == ("payout: waiting for the migration lock: another `subsidy migrate --service "
+                                        f"payout` is running (PostgreSQL backend pid {holder_pid})")
+            time.sleep(1.5)
+            assert process.poll() is None, "it went on without the lock"
+            with psycopg.connect(url) as peek:
+                assert peek.execute("SELECT to_regclass('payout_grants')").fetchone()[0] is None
+            holder.execute("SELECT pg_advisory_unlock(%s)", (PAYOUT.lock_key,))
+            assert process.wait(60) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    rest = []
+    while (line := next_line(lines)) is not None:
+        rest.append(line)
+    assert rest[0].startswith("payout: applied 0001 (") and rest[-1] == "payout: schema at 0001 (was empty)"
+    db = Database(url, store="check")
+    assert migrations.check(db, PAYOUT) == "0001"
+    db.close()
+
+
+def test_two_migrates_started_together_both_succeed_and_one_applies(postgres_url):
+    schema, url = pg_schema(postgres_url)
+    runs = [start_migrate("payout", url) for _ in range(2)]
+    outputs = []
+    for process, lines in runs:
+        assert process.wait(120) == 0
+        output = []
+        while (line := next_line(lines)) is not None:
+            output.append(line)
+        outputs.append(output)
+    applied = [o for o in outputs if any(line.startswith("payout: applied 0001") for line in o)]
+    assert len(applied) == 1, outputs
+    other = next(o for o in outputs if o is not applied[0])
+    assert other[-1] == "payout: schema at 0001, nothing to apply", outputs
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT version_num FROM payout_schema_version").fetchall() == [("0001",)]
+
+
+# ----------------------------------------------------------------------------- one database, three histories
+
+
+def test_the_three_services_migrate_side_by_side_in_one_database(postgres_url):
+    schema, url = pg_schema(postgres_url)
+    for service in HISTORIES:
+        result = migrate(service, url)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[-1] == f"{service}: schema at 0001 (was empty)"
+    db = Database(url, store="check")
+    try:
+        for service, history in HISTORIES.items():
+            assert migrations.check(db, history) == "0001"
+            with db.transaction() as tx:
+                for table in legacy_schema.TABLES[service]:
+                    assert tx.one(f"SELECT COUNT(*) FROM {table}")[0] == 0
+    finally:
+        db.close()
+    for service in HISTORIES:
+        assert migrate(service, url).stdout.splitlines()[-1] == f"{service}: schema at 0001, nothing to apply"
+
+
+# ----------------------------------------------------------------------------- a service on an old schema
+
+
+def test_a_service_process_refuses_to_start_on_a_database_from_before_migrations(postgres_url, tmp_path):
+    schema, url = pg_schema(postgres_url)
+    db = Database(url, store="legacy")
+    with db.transaction() as tx:
+        legacy_schema.create(tx, "payout")
+        legacy_schema.fill(tx, "payout")
+    db.close()
+    env = {**os.environ, "SUBSIDY_PAYOUT_DATABASE_URL": url, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+           "SUBSIDY_PAYOUT_GRPC_ADDRESS": "127.0.0.1:0", "SUBSIDY_PAYOUT_METRICS_ADDRESS": ""}
+    result = subprocess.run([sys.executable, "-m", "subsidy.services.payout"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert ("payout cannot start: the database has no payout schema version (no table payout_schema_version), "
+            "payout needs schema version 0001") in result.stderr
+    assert "Run `subsidy migrate --service payout`" in result.stderr
+    assert migrate("payout", url).returncode == 0  # what the message says to do, and then it would start
