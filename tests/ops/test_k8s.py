@@ -7,6 +7,8 @@
   vendored CRD schema subsets in deploy/k8s/crd-schemas/, strictly;
 - the conventions: non-root, read-only root filesystem, no capabilities,
   requests and limits, gRPC probes on the health names the code registers,
+  a schema-migration Job per service with a database, ordered before the
+  Deployments (Argo CD waves),
   topics as subsidy/contracts/topics.py declares them, the policy files all shipped,
   every environment variable one the code reads, no secret in the base,
   a deterministic render.
@@ -38,7 +40,7 @@ OVERLAYS = ("dev", "prod")
 # The oldest Kubernetes we support (lifecycle.preStop.sleep is on by default
 # from 1.30) and the newest schemas kubernetes-validate ships.
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
-CORE_GROUPS = {"v1", "apps/v1", "policy/v1", "autoscaling/v2", "networking.k8s.io/v1"}
+CORE_GROUPS = {"v1", "apps/v1", "batch/v1", "policy/v1", "autoscaling/v2", "networking.k8s.io/v1"}
 
 SERVICES = ("intake", "eligibility", "payout", "notify")
 GRPC_PORT = {"intake": 50051, "eligibility": 50052, "payout": 50053, "notify": 50054}
@@ -201,7 +203,7 @@ def test_render_is_deterministic(overlay):
 def test_core_resources_are_valid_strictly(overlay, version):
     docs = [d for d in rendered(f"overlays/{overlay}") if d["apiVersion"] in CORE_GROUPS]
     assert {d["kind"] for d in docs} >= {
-        "Namespace", "ConfigMap", "Deployment", "Service", "ServiceAccount",
+        "Namespace", "ConfigMap", "Deployment", "Job", "Service", "ServiceAccount",
         "PodDisruptionBudget", "HorizontalPodAutoscaler", "NetworkPolicy",
     }
     errors = [e for d in docs for e in core_errors(d, version)]
@@ -249,7 +251,7 @@ def test_every_container_is_locked_down(overlay):
     docs = rendered(f"overlays/{overlay}")
     deployments = of_kind(docs, "Deployment")
     assert {d["metadata"]["name"] for d in deployments} == {f"subsidy-{s}" for s in SERVICES}
-    for dep in deployments:
+    for dep in deployments + of_kind(docs, "Job"):
         name = dep["metadata"]["name"]
         pod = dep["spec"]["template"]["spec"]
         pod_sc = pod.get("securityContext", {})
@@ -424,6 +426,74 @@ def test_autoscaling_never_exceeds_the_partitions():
             assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
     prod = rendered("overlays/prod")
     assert all(h["spec"]["minReplicas"] >= 3 for h in of_kind(prod, "HorizontalPodAutoscaler"))
+
+
+# ------------------------------------------------------------------ schema migrations
+
+
+def wave(doc: dict) -> int:
+    """The Argo CD sync wave of a resource (0 when not annotated)."""
+    return int((doc["metadata"].get("annotations") or {}).get("argocd.argoproj.io/sync-wave", "0"))
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    """Whether a label selector (matchLabels, matchExpressions with In) picks ``labels``."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", expression
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_a_migration_job_per_service_with_a_database_runs_subsidy_migrate_before_the_deployments(overlay):
+    from subsidy.cli import build_parser
+
+    docs = rendered(f"overlays/{overlay}")
+    jobs = {j["metadata"]["name"]: j for j in of_kind(docs, "Job")}
+    assert set(jobs) == {f"subsidy-{s}-migrate" for s in USES_DATABASE}
+    for service in sorted(USES_DATABASE):
+        job = jobs[f"subsidy-{service}-migrate"]
+        pod = job["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        served = deployment(docs, service)["spec"]["template"]["spec"]["containers"][0]
+        # The same image as the service, the command the CLI really has, for this service.
+        assert container["image"] == served["image"]
+        assert container["command"][:3] == ["python", "-m", "subsidy.cli"]
+        args = build_parser().parse_args(container["command"][3:])
+        assert (args.command, args.service) == ("migrate", service)
+        assert args.database_url is None, "the URL carries the password: it comes from the Secret"
+        # The service's own database setting, from the same Secret as the Deployment.
+        url = f"SUBSIDY_{service.upper()}_DATABASE_URL"
+        assert [e for e in container["env"] if e["name"] == url] == [e for e in served["env"] if e["name"] == url]
+        assert pod["restartPolicy"] == "Never"
+        assert job["spec"]["backoffLimit"] >= 1 and job["spec"]["activeDeadlineSeconds"] > 0
+        # Argo CD: a Sync hook replaced on every sync, before the Deployments' wave...
+        annotations = job["metadata"]["annotations"]
+        assert annotations["argocd.argoproj.io/hook"] == "Sync"
+        assert annotations["argocd.argoproj.io/hook-delete-policy"] == "BeforeHookCreation"
+        assert wave(job) < min(wave(d) for d in of_kind(docs, "Deployment"))
+        # ... after what it needs: its account, the database, the way to it.
+        labels = job["spec"]["template"]["metadata"]["labels"]
+        needs = [named(docs, "ServiceAccount", pod["serviceAccountName"]), named(docs, "Cluster", "subsidy-pg")]
+        allowing = [p for p in of_kind(docs, "NetworkPolicy") if p["metadata"]["name"] != "subsidy-default-deny"
+                    and selects(p["spec"]["podSelector"], labels)]
+        assert allowing, "no NetworkPolicy lets the Job out"
+        egress = {p["port"] for policy in allowing for rule in policy["spec"].get("egress", []) for p in rule["ports"]}
+        assert {53, 5432} <= egress
+        pg = named(docs, "NetworkPolicy", "subsidy-pg")
+        assert any(selects(peer["podSelector"], labels) for rule in pg["spec"]["ingress"]
+                   for peer in rule["from"] if "podSelector" in peer and 5432 in {p["port"] for p in rule["ports"]})
+        for needed in needs + allowing + [pg]:
+            assert wave(needed) < wave(job), f"{needed['kind']} {needed['metadata']['name']} is not before the Job"
+        # Not a pod of the service: no Service sends it traffic, no PDB or policy of the service counts it.
+        for kind in ("Service", "PodDisruptionBudget"):
+            for obj in of_kind(docs, kind):
+                selector = obj["spec"]["selector"]
+                assert not selects(selector if kind == "PodDisruptionBudget" else {"matchLabels": selector}, labels), (
+                    f"{kind} {obj['metadata']['name']} selects the migration Job's pods")
 
 
 # ------------------------------------------------------------------ network
