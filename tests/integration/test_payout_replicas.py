@@ -33,6 +33,7 @@ from .test_payout_support import (
     ROOT,
     Producer,
     database_url,
+    migrate,
     new_firm,
     new_id,
     payout_events,
@@ -91,6 +92,7 @@ def db_state(url: str, firm: str) -> dict:
 def test_replicas_in_one_group_never_grant_a_firm_more_than_its_cap_while_partitions_move(
         kafka_bootstrap, postgres_url, tmp_path):
     url = database_url("postgresql", tmp_path, postgres_url)
+    migrate("payout", url)  # as the migration Job does before the replicas start
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
