@@ -1,5 +1,5 @@
 """Songjiang District's industrial-internet subsidy system, in layers
-(docs/architecture.md; import-linter keeps the walls, see .importlinter):
+(docs/architecture.md; import-linter keeps the walls: pyproject.toml [tool.importlinter]):
 
     subsidy.cli         the ``subsidy`` command line
     subsidy.services    intake, eligibility, payout, notify: never import each other

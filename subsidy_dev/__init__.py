@@ -1,12 +1,12 @@
 """Real infrastructure for local runs and integration tests, without Docker.
 
 - :mod:`subsidy_dev.kafka`: a single-node KRaft Apache Kafka broker whose
-  jars Maven resolves from Maven Central (``deploy/kafka/pom.xml``), plus
-  :func:`~subsidy_dev.kafka.ensure_topics`.
+  jars Maven resolves from Maven Central (``deploy/kafka/pom.xml``); topics
+  are created as in production, by :mod:`subsidy.platform.topics`.
 - :mod:`subsidy_dev.postgres`: a throw-away PostgreSQL cluster on loopback,
   run from the Debian ``postgresql`` package's binaries.
 
-Both offer a library API (used by ``tests/integration/conftest.py``) and a CLI::
+Both offer a library API (used by ``tests/infrastructure.py``) and a CLI::
 
     python -m subsidy_dev.kafka {fetch,start,stop,status}
     python -m subsidy_dev.postgres {install,start,stop,status}

@@ -17,8 +17,10 @@ import json
 import sys
 from typing import Any, TextIO
 
-from subsidy.contracts.codec import BadInput
-from subsidy.core.policy import PolicyError, load_policy
+# The clause registry checks every clause when it is first imported, so the
+# codec and the policy loader are imported inside the commands: a broken
+# clause then reaches main() as ClauseError, not as a traceback at import.
+from subsidy.core.domain import ClauseError
 
 EXIT_BAD_INPUT = 2
 EXIT_BAD_POLICY = 3
@@ -66,6 +68,7 @@ def _dump(obj: Any) -> str:
 
 def cmd_evaluate(args: argparse.Namespace) -> str:
     from subsidy.contracts.calculator import evaluate_application
+    from subsidy.contracts.codec import BadInput
 
     policy = _policy(args)
     name = "<stdin>" if args.file == "-" else args.file
@@ -78,6 +81,7 @@ def cmd_evaluate(args: argparse.Namespace) -> str:
 
 def cmd_simulate(args: argparse.Namespace) -> str:
     from subsidy.contracts.calculator import Simulation
+    from subsidy.contracts.codec import BadInput
 
     policy = _policy(args)
     name = "<stdin>" if args.file == "-" else args.file
@@ -218,6 +222,8 @@ def _year(text: str) -> int:
 
 
 def _policy(args: argparse.Namespace):
+    from subsidy.core.policy import PolicyError, load_policy
+
     try:
         return load_policy(args.policy_dir)
     except PolicyError as exc:
@@ -268,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as exc:
         print(f"subsidy {args.command}: error: {exc}", file=sys.stderr)
         return exc.status
+    except ClauseError as exc:
+        print(f"subsidy {args.command}: error: clause data refused: {exc}", file=sys.stderr)
+        return EXIT_BAD_POLICY
     sys.stdout.write(output)
     sys.stdout.flush()
     return 0

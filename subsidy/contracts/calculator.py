@@ -1,7 +1,7 @@
 """The calculator's use cases, without Kafka: evaluate one application, or
 simulate a sequence through eligibility and the payout ledger exactly as the
 running services do. Inputs are the contract's JSON objects; outputs are the
-contract's JSON objects (policy/contract.md)."""
+contract's JSON objects (docs/contract.md)."""
 
 from __future__ import annotations
 

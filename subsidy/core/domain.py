@@ -18,6 +18,14 @@ from typing import Any, Callable, ClassVar, Literal, Protocol, TypeVar, dataclas
 _T = TypeVar("_T")
 
 
+class ClauseError(Exception):
+    """A clause whose parts do not add up; the message names the clause, the
+    module that declares it and the part. Defined here, not in the clause
+    registry (subsidy.core.clauses), so that a process can still catch it
+    when the registry itself fails to import: the command line turns it into
+    one line on standard error."""
+
+
 class _UseFactory:
     """Default of a field whose value comes from its default_factory."""
 

@@ -6,7 +6,8 @@ writes of its plan inside one database transaction, holding the firm's rows
 locked; ``InMemoryLedger`` is the same contract in memory, for the calculator
 and the tests.
 
-Rules (policy/interpretation.md, "Per-firm caps and idempotency"):
+Rules (the policy team's interpretation.md, "Per-firm caps and idempotency";
+docs/policy-data.md):
 - an application id already applied is a duplicate: nothing more is granted;
 - a cumulative cap limits the sum of grants in its scope, across
   applications and years; a claim beyond what is left gets what is left;

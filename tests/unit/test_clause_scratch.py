@@ -268,3 +268,8 @@ def test_leaving_out_a_part_fails_at_load_naming_the_clause_and_the_part(scratch
     assert result.returncode != 0
     assert message in result.stdout + result.stderr, result.stdout + result.stderr
     assert "ELIGIBLE" not in result.stdout
+    if command == EVALUATE:
+        # The command line says it in one line, as it does for a bad policy file.
+        assert result.returncode == 3, result.stderr
+        assert "Traceback" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr

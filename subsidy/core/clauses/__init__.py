@@ -39,6 +39,7 @@ from subsidy.core.clauses._base import (
     UNITS,
     Clause,
     ClaimFields,
+    ClauseError,
     Finding,
     Inputs,
     Rule,
@@ -62,11 +63,6 @@ __all__ = [
     "Inputs",
     "Rule",
 ]
-
-
-class ClauseError(Exception):
-    """A clause whose parts do not add up; the message names the clause, the
-    module that declares it and the part."""
 
 
 def where(clause: Clause) -> str:

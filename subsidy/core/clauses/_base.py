@@ -19,7 +19,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from subsidy.core.domain import ELIGIBLE, NEEDS_REVIEW, Application, Reason
+from subsidy.core.domain import ELIGIBLE, NEEDS_REVIEW, Application, ClauseError, Reason
 from subsidy.core.money import floor_percent, yuan
 
 if TYPE_CHECKING:  # only for annotations: the policy module imports this one
