@@ -44,6 +44,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
+from subsidy.core.dates import rfc3339
 from subsidy.platform.security import kafka as kafka_security
 from subsidy.platform import logs
 from subsidy.contracts import topics
@@ -99,7 +100,7 @@ def decode_headers(text: str) -> list[tuple[str, bytes]]:
 
 
 def rfc3339_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return rfc3339(dt.datetime.now(dt.timezone.utc))
 
 
 @dataclasses.dataclass(frozen=True)

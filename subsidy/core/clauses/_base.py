@@ -15,11 +15,11 @@ protobuf, so the wire is described by names and numbers that the codec
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from subsidy.core.domain import ELIGIBLE, NEEDS_REVIEW, Application, ClauseError, Reason
+from subsidy.core.dates import add_years  # noqa: F401 - the clause rules' helper, shared with the ledger
 from subsidy.core.money import floor_percent, yuan
 
 if TYPE_CHECKING:  # only for annotations: the policy module imports this one
@@ -168,14 +168,6 @@ class Finding:
 
 
 LEVEL_NAMES = {"national": "国家级", "municipal": "市级", "district": "区级"}
-
-
-def add_years(day: dt.date, years: int) -> dt.date:
-    """The same calendar date `years` later; 29 February maps to 1 March."""
-    try:
-        return day.replace(year=day.year + years)
-    except ValueError:
-        return dt.date(day.year + years, 3, 1)
 
 
 def capped(finding: Finding, base: int, params: Mapping[str, Any], what: str) -> None:

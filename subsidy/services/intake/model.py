@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 
+from subsidy.core.dates import rfc3339  # noqa: F401 - the one format of a moment, as intake writes it
 
 RECEIVED = "RECEIVED"
 DECIDED = "DECIDED"
@@ -72,11 +72,6 @@ class Submitted:
 class Page:
     applications: list[StoredApplication]
     next_page_token: str
-
-
-def rfc3339(moment: dt.datetime) -> str:
-    """UTC, microseconds, 'Z': sorts as text in the order of time."""
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # ------------------------------------------------------------------ errors

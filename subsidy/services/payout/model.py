@@ -10,6 +10,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from subsidy.core.dates import add_years, rfc3339  # noqa: F401 - rfc3339: the one format of a moment
+
 SCHEDULED, DUE, PAID, CANCELLED = "SCHEDULED", "DUE", "PAID", "CANCELLED"
 STATUSES = (SCHEDULED, DUE, PAID, CANCELLED)
 # Statuses from which a tranche may still be cancelled or paid.
@@ -99,11 +101,9 @@ def clock_from_setting(today: str) -> Clock:
 
 def due_on(submitted_on: dt.date, budget_year: int) -> dt.date:
     """Tranche k is due on ``submitted_on`` with its year replaced by decision
-    year + k (``budget_year``); 29 February becomes 1 March in a common year."""
-    try:
-        return submitted_on.replace(year=budget_year)
-    except ValueError:  # 29 February in a common year
-        return dt.date(budget_year, 3, 1)
+    year + k (``budget_year``); 29 February becomes 1 March in a common year
+    (the core's one rule for it)."""
+    return add_years(submitted_on, budget_year - submitted_on.year)
 
 
 def grant_event_id(application_id: str) -> str:
@@ -135,10 +135,6 @@ def parse_iso_date(text: str, what: str) -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError:
         raise InvalidArgument(f"{what}: not a date YYYY-MM-DD: {text!r}") from None
-
-
-def rfc3339(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def utcnow() -> dt.datetime:
