@@ -5,11 +5,14 @@ from __future__ import annotations
 import unicodedata
 from typing import Any, Iterable
 
+from subsidy.core.money import yuan
+
 OUTCOME_NAMES = {"ELIGIBLE": "符合", "INELIGIBLE": "不符合", "NEEDS_REVIEW": "待审核", "REFERRED": "转介"}
 
 
 def yuan_column(fen: int) -> str:
-    return f"{fen / 100:,.2f}" if fen % 100 else f"{fen // 100:,}"
+    """An amount in a column headed 元: the people's form without the unit."""
+    return yuan(fen, unit="")
 
 
 def _width(text: str) -> int:

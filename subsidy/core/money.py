@@ -25,7 +25,20 @@ def split(total_fen: int, shares_percent: tuple[int, ...]) -> list[int]:
     return parts
 
 
-def yuan(fen: int) -> str:
-    """Human-readable amount for messages, e.g. 2750000.5 元 -> '2,750,000.50元'."""
-    whole, cents = divmod(fen, FEN_PER_YUAN)
-    return f"{whole:,}.{cents:02d}元" if cents else f"{whole:,}元"
+def yuan(fen: int, unit: str = "元", *, fixed: bool = False) -> str:
+    """An amount of integer fen in yuan, in integer arithmetic (no float can
+    round a fen away). Two forms, on purpose:
+
+    - for people (the default): thousands grouped, the fen only when there
+      are some, then ``unit``: 275000050 -> '2,750,000.50元', 20000000 ->
+      '200,000元' (the reasons' texts, the e-mails); ``unit=""`` for a table
+      column whose header names the unit (``subsidy simulate --format table``);
+    - ``fixed=True`` for machines (finance's CSV): no grouping, always two
+      decimals, no unit: 123456 -> '1234.56', 20000000 -> '200000.00', so a
+      spreadsheet or the treasury's import reads every row alike.
+    """
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(int(fen)), FEN_PER_YUAN)
+    if fixed:
+        return f"{sign}{whole}.{cents:02d}"
+    return f"{sign}{whole:,}.{cents:02d}{unit}" if cents else f"{sign}{whole:,}{unit}"

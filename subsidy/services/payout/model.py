@@ -1,5 +1,5 @@
 """Values, errors and the small pure rules of the payout service: tranche due
-dates, derived event ids, tranche statuses, the clock, money as text.
+dates, derived event ids, tranche statuses, the clock.
 
 Nothing here touches SQL, Kafka or gRPC.
 """
@@ -119,13 +119,6 @@ def duplicate_grant_event_id(decision_id: str) -> str:
 
 def tranche_event_id(kind: str, tranche_id: str) -> str:
     return f"{_EVENT_ID_PREFIX[kind]}:{tranche_id}"
-
-
-def yuan_text(fen: int) -> str:
-    """Exact yuan with two decimals from integer fen: 123456 -> '1234.56'."""
-    sign = "-" if fen < 0 else ""
-    whole, cents = divmod(abs(int(fen)), 100)
-    return f"{sign}{whole}.{cents:02d}"
 
 
 def parse_iso_date(text: str, what: str) -> dt.date:

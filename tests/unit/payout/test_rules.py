@@ -1,5 +1,6 @@
-"""The payout service's pure rules: due dates, event ids, money as text, the
-clock, parsing what arrives on Kafka, payment checks, page tokens."""
+"""The payout service's pure rules: due dates, event ids, the clock, parsing
+what arrives on Kafka, payment checks, page tokens. (The CSV's yuan:
+tests/unit/test_money.py.)"""
 
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ from subsidy.services.payout.model import (
     due_on,
     grant_event_id,
     tranche_event_id,
-    yuan_text,
 )
 
 from .support import FIRM, OTHER_FIRM, decision_bytes, rent_decision
@@ -45,12 +45,6 @@ def test_event_ids_are_derived_from_application_and_tranche_ids():
     assert tranche_event_id("tranche_due", "SJ-1/tranche-0") == "due:SJ-1/tranche-0"
     assert tranche_event_id("tranche_cancelled", "SJ-1/tranche-0") == "cancelled:SJ-1/tranche-0"
     assert tranche_event_id("tranche_paid", "SJ-1/tranche-0") == "paid:SJ-1/tranche-0"
-
-
-@pytest.mark.parametrize("fen, text", [(0, "0.00"), (1, "0.01"), (99, "0.99"), (100, "1.00"),
-                                       (123456789, "1234567.89"), (10_000_000_000, "100000000.00")])
-def test_yuan_are_exact_with_two_decimals(fen, text):
-    assert yuan_text(fen) == text
 
 
 def test_the_clock_is_fixed_by_the_setting_or_else_the_day_in_songjiang():

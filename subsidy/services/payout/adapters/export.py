@@ -8,8 +8,9 @@ from __future__ import annotations
 import csv
 from typing import Iterable, TextIO
 
+from subsidy.core.money import yuan
 from subsidy.platform.db import Database
-from subsidy.services.payout.model import TrancheRow, yuan_text
+from subsidy.services.payout.model import TrancheRow
 from subsidy.services.payout.adapters.store import SqlStore
 
 COLUMNS = ("tranche_id", "application_id", "credit_code", "clause", "number", "amount_fen", "amount_yuan",
@@ -24,7 +25,7 @@ def csv_rows(tranches: Iterable[TrancheRow]) -> Iterable[list[str]]:
     yield list(COLUMNS)
     for t in tranches:
         yield [t.tranche_id, t.application_id, t.credit_code, t.clause, str(t.number), str(t.amount_fen),
-               yuan_text(t.amount_fen), t.due_on, str(t.budget_year), t.status, t.paid_on, t.payment_id]
+               yuan(t.amount_fen, fixed=True), t.due_on, str(t.budget_year), t.status, t.paid_on, t.payment_id]
 
 
 def write_csv(tranches: Iterable[TrancheRow], out: TextIO) -> int:
