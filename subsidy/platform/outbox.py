@@ -47,7 +47,6 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 from subsidy.core.dates import rfc3339
 from subsidy.platform.security import kafka as kafka_security
 from subsidy.platform import logs
-from subsidy.contracts import topics
 from subsidy.platform import topics as platform_topics
 from subsidy.platform import metrics as shared
 from subsidy.platform.db import Database, Transaction
@@ -101,6 +100,21 @@ def decode_headers(text: str) -> list[tuple[str, bytes]]:
 
 def rfc3339_now() -> str:
     return rfc3339(dt.datetime.now(dt.timezone.utc))
+
+
+@dataclasses.dataclass(frozen=True)
+class OutboxMessage:
+    """An event as a service writes it into its outbox table, in the
+    transaction of the change it announces; the relay publishes it."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+    #: The derived id the table is unique on (payout's ``payout_outbox.event_id``:
+    #: a repeated write enqueues nothing). Intake's outbox has no such column:
+    #: the application row written with it is what is unique there.
+    event_id: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,8 @@ from subsidy.platform.db import Database
 from subsidy.v1 import application_pb2
 from subsidy.services.intake import handlers
 from subsidy.services.intake.adapters.directory import FileDirectory
-from subsidy.services.intake.model import DuplicateKey, OutboxMessage, StoredApplication
+from subsidy.platform.outbox import OutboxMessage
+from subsidy.services.intake.model import DuplicateKey, StoredApplication
 from subsidy.platform.registry import FileRegistry
 from subsidy.services.intake.adapters.store import SqlStore
 

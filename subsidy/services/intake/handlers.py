@@ -22,12 +22,12 @@ from subsidy.contracts.codec import BadInput
 from subsidy.core.clauses.cloud_adoption import CloudAdoptionClaim
 from subsidy.core.domain import Application
 from subsidy.platform.logs import fields
+from subsidy.platform.outbox import OutboxMessage
 from subsidy.services.intake.model import (
     AlreadyExists,
     DuplicateKey,
     InvalidApplication,
     NotFound,
-    OutboxMessage,
     Page,
     StoredApplication,
     Submitted,

@@ -34,14 +34,6 @@ class Receipt:
 
 
 @dataclasses.dataclass(frozen=True)
-class OutboxMessage:
-    topic: str
-    key: bytes
-    value: bytes
-    headers: tuple[tuple[str, bytes], ...]
-
-
-@dataclasses.dataclass(frozen=True)
 class StoredApplication:
     """One row of the applications table."""
 

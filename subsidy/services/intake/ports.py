@@ -7,7 +7,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Protocol
 
-from subsidy.services.intake.model import DirectoryEntry, OutboxMessage, StoredApplication
+from subsidy.platform.outbox import OutboxMessage
+from subsidy.services.intake.model import DirectoryEntry, StoredApplication
 
 
 class Directory(Protocol):

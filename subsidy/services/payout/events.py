@@ -17,11 +17,11 @@ from typing import Any
 
 from subsidy.contracts import cloudevents, topics
 from subsidy.core.domain import Reason
+from subsidy.platform.outbox import OutboxMessage
 from subsidy.services.payout.model import (
     EVENT_TYPES,
     SOURCE,
     GrantRow,
-    OutboxMessage,
     TrancheRow,
     duplicate_grant_event_id,
     grant_event_id,

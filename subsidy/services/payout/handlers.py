@@ -20,6 +20,7 @@ from subsidy.contracts.codec import BadInput
 from subsidy.core.domain import Decision
 from subsidy.services.payout import events
 from subsidy.core.ledger import GrantPlan
+from subsidy.platform.outbox import OutboxMessage
 from subsidy.services.payout.model import (
     CANCELLED,
     OPEN,
@@ -28,7 +29,6 @@ from subsidy.services.payout.model import (
     STATUSES,
     GrantRow,
     InvalidArgument,
-    OutboxMessage,
     Rejected,
     TrancheRow,
     due_on,

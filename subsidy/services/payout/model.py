@@ -7,7 +7,7 @@ Nothing here touches SQL, Kafka or gRPC.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from subsidy.core.dates import add_years, rfc3339  # noqa: F401 - rfc3339: the one format of a moment
@@ -188,11 +188,3 @@ class Ledger:
     grants: tuple[GrantRow, ...]
     scopes: tuple[UsageRow, ...]
 
-
-@dataclass(frozen=True)
-class OutboxMessage:
-    event_id: str
-    topic: str
-    key: bytes
-    value: bytes
-    headers: tuple[tuple[str, bytes], ...] = field(default=())

@@ -12,9 +12,9 @@ from subsidy.services.intake.model import (
     DECIDED,
     DirectoryEntry,
     DuplicateKey,
-    OutboxMessage,
     StoredApplication,
 )
+from subsidy.platform.outbox import OutboxMessage
 from subsidy.platform.registry import Contacts, FirmRecord, RegistryUnavailable
 
 FIRM = "91310117MA1K7D2E8N"  # 上海泗泾智造示范工厂有限公司 (demo/registry.json)

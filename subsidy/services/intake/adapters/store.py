@@ -27,9 +27,9 @@ from typing import Any, Callable, TypeVar
 
 from subsidy.platform import migrations
 from subsidy.platform.db import Database, DatabaseUnavailable, Transaction
-from subsidy.platform.outbox import OutboxRow, OutboxTable, Published, encode_headers
+from subsidy.platform.outbox import OutboxMessage, OutboxRow, OutboxTable, Published, encode_headers
 from subsidy.services.intake.adapters.migrations import HISTORY
-from subsidy.services.intake.model import DECIDED, RECORDED, DuplicateKey, OutboxMessage, StoredApplication
+from subsidy.services.intake.model import DECIDED, RECORDED, DuplicateKey, StoredApplication
 
 # With several replicas on one PostgreSQL database, one relay at a time
 # publishes: advisory lock key, taken per batch (subsidy.platform.outbox.OutboxTable).

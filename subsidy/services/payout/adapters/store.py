@@ -34,7 +34,7 @@ from typing import Any, Callable, ContextManager
 
 from subsidy.platform import migrations
 from subsidy.platform.db import Database, Transaction
-from subsidy.platform.outbox import OutboxRow, OutboxTable, Published, encode_headers
+from subsidy.platform.outbox import OutboxMessage, OutboxRow, OutboxTable, Published, encode_headers
 from subsidy.core.domain import Decision
 from subsidy.services.payout import events, handlers
 from subsidy.services.payout.adapters.migrations import HISTORY
@@ -49,7 +49,6 @@ from subsidy.services.payout.model import (
     GrantRow,
     Ledger,
     NotFound,
-    OutboxMessage,
     TrancheRow,
     UsageRow,
     rfc3339,
