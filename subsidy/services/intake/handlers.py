@@ -7,12 +7,9 @@ model.py to gRPC status codes.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import datetime as dt
 import hashlib
-import json
 import logging
 from typing import Any, Callable
 
@@ -21,6 +18,7 @@ from subsidy.core import credit_code
 from subsidy.contracts.codec import BadInput
 from subsidy.core.clauses.cloud_adoption import CloudAdoptionClaim
 from subsidy.core.domain import Application
+from subsidy.platform import paging
 from subsidy.platform.logs import fields
 from subsidy.platform.outbox import OutboxMessage
 from subsidy.services.intake.model import (
@@ -204,18 +202,16 @@ def get(deps: Deps, application_id: str) -> StoredApplication:
 
 
 def _encode_token(code: str, last: StoredApplication) -> str:
-    raw = json.dumps({"c": code, "r": last.received_at, "i": last.application_id}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return paging.encode({"c": code, "r": last.received_at, "i": last.application_id})
 
 
 def _decode_token(code: str, token: str) -> tuple[str, str]:
     try:
-        padded = token + "=" * (-len(token) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        data = paging.decode(token)
         if data["c"] != code or not isinstance(data["r"], str) or not isinstance(data["i"], str):
             raise ValueError
         return data["r"], data["i"]
-    except (ValueError, KeyError, TypeError, binascii.Error):
+    except (ValueError, KeyError):  # BadPageToken is a ValueError
         raise InvalidApplication("page_token", "is not a page token of this listing") from None
 
 

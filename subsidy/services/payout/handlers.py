@@ -6,7 +6,6 @@ gRPC: the store runs these inside its transactions.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import json
@@ -20,6 +19,7 @@ from subsidy.contracts.codec import BadInput
 from subsidy.core.domain import Decision
 from subsidy.services.payout import events
 from subsidy.core.ledger import GrantPlan
+from subsidy.platform import paging
 from subsidy.platform.outbox import OutboxMessage
 from subsidy.services.payout.model import (
     CANCELLED,
@@ -226,11 +226,11 @@ def tranche_query(due_from: str, due_to: str, statuses: Iterable[str], requested
     if not token:
         return query
     try:
-        data = json.loads(base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)))
+        data = paging.decode(token)
         fingerprint, due, tranche = data["q"], data["d"], data["t"]
         if not (isinstance(due, str) and isinstance(tranche, str)):
             raise ValueError
-    except Exception:  # noqa: BLE001 - any garbage is a bad token
+    except (ValueError, KeyError):  # BadPageToken is a ValueError
         raise InvalidArgument("page_token: not a token this service issued") from None
     if fingerprint != query.fingerprint():
         raise InvalidArgument("page_token: belongs to a listing with other filters")
@@ -238,8 +238,7 @@ def tranche_query(due_from: str, due_to: str, statuses: Iterable[str], requested
 
 
 def next_token(query: TrancheQuery, last: TrancheRow) -> str:
-    text = json.dumps({"q": query.fingerprint(), "d": last.due_on, "t": last.tranche_id}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+    return paging.encode({"q": query.fingerprint(), "d": last.due_on, "t": last.tranche_id})
 
 
 def as_proto_status(status: str) -> Any:

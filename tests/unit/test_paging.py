@@ -1,0 +1,30 @@
+"""subsidy.platform.paging: the one page-token encoding of intake's and
+payout's listings."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from subsidy.platform import paging
+
+
+def test_a_token_is_the_position_as_compact_json_in_unpadded_url_safe_base64():
+    """The form both services issued before, so tokens held across a deploy still work."""
+    position = {"c": "91310117MA1K7D2E8N", "r": "2025-03-01T00:00:00.000000Z", "i": "SJ-1"}
+    token = paging.encode(position)
+    assert token == base64.urlsafe_b64encode(json.dumps(position, separators=(",", ":")).encode()).decode().rstrip("=")
+    assert "=" not in token and paging.decode(token) == position
+
+
+@pytest.mark.parametrize("token", ["garbage!", "", "WzEsMl0", "bnVsbA", "%%%", "页", "eyJ"])
+def test_anything_else_is_a_bad_token(token):
+    """Not base64, not JSON, or JSON that is not an object ([1,2], null)."""
+    with pytest.raises(paging.BadPageToken):
+        paging.decode(token)
+
+
+def test_an_object_without_the_keys_is_left_to_the_service_to_refuse():
+    assert paging.decode("e30") == {}  # {}
