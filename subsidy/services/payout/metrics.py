@@ -2,47 +2,40 @@
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client import Counter, Gauge
 
 from subsidy.platform import metrics as shared
 
-
-def _counter(name: str, documentation: str, labels: tuple[str, ...] = ()) -> Counter:
-    # Another service's module in the same process (an end-to-end test) may
-    # have registered a shared name already: use that one.
-    try:
-        return Counter(name, documentation, labels)
-    except ValueError:
-        existing = REGISTRY._names_to_collectors.get(name) or REGISTRY._names_to_collectors.get(f"{name}_total")
-        if existing is None:
-            raise
-        return existing  # type: ignore[return-value]
-
-
-DECISIONS = _counter(
-    "subsidy_payout_decisions", "Decisions consumed, by result (applied, replayed, duplicate).", ("result",)
+# Every metric through shared.metric: a name another service's module
+# registered first in the same process (an end-to-end test) is reused.
+DECISIONS = shared.metric(
+    Counter, "subsidy_payout_decisions", "Decisions consumed, by result (applied, replayed, duplicate).", ("result",)
 )
-GRANTS = _counter("subsidy_payout_grants", "Grants recorded, by clause and outcome.", ("clause", "outcome"))
-GRANTED_FEN = _counter("subsidy_payout_granted_fen", "Amount granted in fen, by clause.", ("clause",))
-CAP_HITS = _counter(
-    "subsidy_payout_cap_hits",
+GRANTS = shared.metric(
+    Counter, "subsidy_payout_grants", "Grants recorded, by clause and outcome.", ("clause", "outcome")
+)
+GRANTED_FEN = shared.metric(Counter, "subsidy_payout_granted_fen", "Amount granted in fen, by clause.", ("clause",))
+CAP_HITS = shared.metric(
+    Counter, "subsidy_payout_cap_hits",
     "Grants limited by the firm's history (a cap partly or wholly used, a one-time award already given), by clause.",
     ("clause",),
 )
-LEDGER_LIMITS = _counter(
-    "subsidy_payout_ledger_limits",
+LEDGER_LIMITS = shared.metric(
+    Counter, "subsidy_payout_ledger_limits",
     "Ledger reasons that limited a grant, by clause and reason (CAP_PARTIAL, CAP_EXHAUSTED, ALREADY_AWARDED).",
     ("clause", "reason"),
 )
-SCHEDULED_FEN = _counter(
-    "subsidy_payout_scheduled_fen", "Amount scheduled in tranches in fen, by clause and budget year.",
+SCHEDULED_FEN = shared.metric(
+    Counter, "subsidy_payout_scheduled_fen", "Amount scheduled in tranches in fen, by clause and budget year.",
     ("clause", "budget_year"),
 )
-TRANSITIONS = _counter(
-    "subsidy_payout_tranche_transitions",
+TRANSITIONS = shared.metric(
+    Counter, "subsidy_payout_tranche_transitions",
     "Tranches entering a status (SCHEDULED, DUE, PAID, CANCELLED).", ("status",),
 )
-TRANCHES_PAID = _counter("subsidy_payout_tranches_paid", "Tranches marked PAID by a payment confirmation.")
+TRANCHES_PAID = shared.metric(
+    Counter, "subsidy_payout_tranches_paid", "Tranches marked PAID by a payment confirmation."
+)
 TRANCHES = shared.metric(
     Gauge, "subsidy_payout_tranches",
     "Tranches in the ledger by status (SCHEDULED, DUE, PAID, CANCELLED), refreshed from the database.", ("status",),
@@ -51,11 +44,13 @@ TRANCHES_OVERDUE = shared.metric(
     Gauge, "subsidy_payout_tranches_overdue",
     "DUE tranches whose due date is more than 30 days before today (by the service's clock).",
 )
-PAYMENTS = _counter(
-    "subsidy_payout_payments", "Payment confirmations consumed, by result (applied, repeat, dead_letter).",
+PAYMENTS = shared.metric(
+    Counter, "subsidy_payout_payments", "Payment confirmations consumed, by result (applied, repeat, dead_letter).",
     ("result",),
 )
-OUTBOX_PUBLISHED = _counter("subsidy_payout_outbox_published", "Outbox events acknowledged by Kafka.")
-OUTBOX_FAILURES = _counter("subsidy_payout_outbox_publish_failures", "Outbox publish attempts that failed.")
+OUTBOX_PUBLISHED = shared.metric(Counter, "subsidy_payout_outbox_published", "Outbox events acknowledged by Kafka.")
+OUTBOX_FAILURES = shared.metric(
+    Counter, "subsidy_payout_outbox_publish_failures", "Outbox publish attempts that failed."
+)
 # Shared across services (subsidy/platform/metrics.py): every consumer counts what it dead-letters.
 DEAD_LETTERS = shared.DEAD_LETTERS
