@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Mapping
 
-from subsidy.platform.security.secrets import secret
+from subsidy.platform.config import Env
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,27 +30,13 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
-        env = os.environ if env is None else env
-        d = cls()
-
-        def get(name: str, default: str) -> str:
-            value = env.get(name)
-            return default if value is None or value.strip() == "" and default else value.strip()
-
+        e, d = Env(env), cls()
         return cls(
-            kafka_bootstrap=get("KAFKA_BOOTSTRAP_SERVERS", d.kafka_bootstrap),
-            grpc_address=get("SUBSIDY_INTAKE_GRPC_ADDRESS", d.grpc_address),
-            database_url=secret("SUBSIDY_INTAKE_DATABASE_URL", env, d.database_url),
-            registry_url=secret("SUBSIDY_REGISTRY_URL", env),
-            registry_file=get("SUBSIDY_REGISTRY_FILE", d.registry_file),
-            registry_timeout_s=float(get("SUBSIDY_REGISTRY_TIMEOUT_SECONDS", str(d.registry_timeout_s))),
-            registry_attempts=int(get("SUBSIDY_REGISTRY_ATTEMPTS", str(d.registry_attempts))),
-            directory_dir=get("SUBSIDY_DIRECTORY_DIR", d.directory_dir),
-            metrics_address=env.get("SUBSIDY_INTAKE_METRICS_ADDRESS", d.metrics_address).strip(),
-            projection_group=get("SUBSIDY_INTAKE_PROJECTION_GROUP", d.projection_group),
-            grace_s=float(get("SUBSIDY_INTAKE_GRACE_SECONDS", str(d.grace_s))),
-            health_interval_s=float(get("SUBSIDY_INTAKE_HEALTH_INTERVAL_SECONDS", str(d.health_interval_s))),
-            stall_s=float(get("SUBSIDY_INTAKE_STALL_SECONDS", str(d.stall_s))),
-            metrics_refresh_s=float(get("SUBSIDY_INTAKE_METRICS_REFRESH_SECONDS", str(d.metrics_refresh_s))),
-            log_level=get("SUBSIDY_LOG_LEVEL", d.log_level).upper(),
+            **e.service("intake", d, metrics_refresh=True),
+            registry_url=e.secret("SUBSIDY_REGISTRY_URL"),
+            registry_file=e.text("SUBSIDY_REGISTRY_FILE", d.registry_file),
+            registry_timeout_s=e.number("SUBSIDY_REGISTRY_TIMEOUT_SECONDS", d.registry_timeout_s),
+            registry_attempts=e.whole("SUBSIDY_REGISTRY_ATTEMPTS", d.registry_attempts),
+            directory_dir=e.text("SUBSIDY_DIRECTORY_DIR", d.directory_dir),
+            projection_group=e.text("SUBSIDY_INTAKE_PROJECTION_GROUP", d.projection_group),
         )

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Mapping
 
-from subsidy.platform.security.secrets import secret
+from subsidy.platform.config import Env
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,39 +52,26 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
-        env = os.environ if env is None else env
-        d = cls()
-
-        def get(name: str, default: str) -> str:
-            value = env.get(name)
-            return default if value is None or value.strip() == "" else value.strip()
-
+        e, d = Env(env), cls()
         return cls(
-            kafka_bootstrap=get("KAFKA_BOOTSTRAP_SERVERS", d.kafka_bootstrap),
-            grpc_address=get("SUBSIDY_NOTIFY_GRPC_ADDRESS", d.grpc_address),
-            database_url=secret("SUBSIDY_NOTIFY_DATABASE_URL", env, d.database_url),
-            consumer_group=get("SUBSIDY_NOTIFY_GROUP", d.consumer_group),
-            smtp_url=secret("SUBSIDY_NOTIFY_SMTP_URL", env),
-            smtp_cafile=env.get("SUBSIDY_NOTIFY_SMTP_CAFILE", "").strip(),
-            smtp_timeout_s=float(get("SUBSIDY_NOTIFY_SMTP_TIMEOUT_SECONDS", str(d.smtp_timeout_s))),
-            mail_from=get("SUBSIDY_NOTIFY_MAIL_FROM", d.mail_from),
-            mail_dir=get("SUBSIDY_NOTIFY_MAIL_DIR", d.mail_dir),
-            webhook_secret=secret("SUBSIDY_NOTIFY_WEBHOOK_SECRET", env),
-            webhook_keys=secret("SUBSIDY_NOTIFY_WEBHOOK_KEYS", env),
-            webhook_active_key_id=env.get("SUBSIDY_NOTIFY_WEBHOOK_ACTIVE_KEY_ID", "").strip(),
-            webhook_timeout_s=float(get("SUBSIDY_NOTIFY_WEBHOOK_TIMEOUT_SECONDS", str(d.webhook_timeout_s))),
-            sms_gateway_url=secret("SUBSIDY_NOTIFY_SMS_GATEWAY_URL", env),
-            sms_timeout_s=float(get("SUBSIDY_NOTIFY_SMS_TIMEOUT_SECONDS", str(d.sms_timeout_s))),
-            registry_url=secret("SUBSIDY_REGISTRY_URL", env),
-            registry_file=get("SUBSIDY_REGISTRY_FILE", d.registry_file),
-            registry_timeout_s=float(get("SUBSIDY_REGISTRY_TIMEOUT_SECONDS", str(d.registry_timeout_s))),
-            registry_attempts=int(get("SUBSIDY_REGISTRY_ATTEMPTS", str(d.registry_attempts))),
-            attempts=max(1, int(get("SUBSIDY_NOTIFY_ATTEMPTS", str(d.attempts)))),
-            retry_backoff_s=float(get("SUBSIDY_NOTIFY_RETRY_BACKOFF_SECONDS", str(d.retry_backoff_s))),
-            retry_max_backoff_s=float(get("SUBSIDY_NOTIFY_RETRY_MAX_BACKOFF_SECONDS", str(d.retry_max_backoff_s))),
-            metrics_address=env.get("SUBSIDY_NOTIFY_METRICS_ADDRESS", d.metrics_address).strip(),
-            grace_s=float(get("SUBSIDY_NOTIFY_GRACE_SECONDS", str(d.grace_s))),
-            health_interval_s=float(get("SUBSIDY_NOTIFY_HEALTH_INTERVAL_SECONDS", str(d.health_interval_s))),
-            stall_s=float(get("SUBSIDY_NOTIFY_STALL_SECONDS", str(d.stall_s))),
-            log_level=get("SUBSIDY_LOG_LEVEL", d.log_level).upper(),
+            **e.service("notify", d),
+            consumer_group=e.text("SUBSIDY_NOTIFY_GROUP", d.consumer_group),
+            smtp_url=e.secret("SUBSIDY_NOTIFY_SMTP_URL"),
+            smtp_cafile=e.raw("SUBSIDY_NOTIFY_SMTP_CAFILE"),
+            smtp_timeout_s=e.number("SUBSIDY_NOTIFY_SMTP_TIMEOUT_SECONDS", d.smtp_timeout_s),
+            mail_from=e.text("SUBSIDY_NOTIFY_MAIL_FROM", d.mail_from),
+            mail_dir=e.text("SUBSIDY_NOTIFY_MAIL_DIR", d.mail_dir),
+            webhook_secret=e.secret("SUBSIDY_NOTIFY_WEBHOOK_SECRET"),
+            webhook_keys=e.secret("SUBSIDY_NOTIFY_WEBHOOK_KEYS"),
+            webhook_active_key_id=e.raw("SUBSIDY_NOTIFY_WEBHOOK_ACTIVE_KEY_ID"),
+            webhook_timeout_s=e.number("SUBSIDY_NOTIFY_WEBHOOK_TIMEOUT_SECONDS", d.webhook_timeout_s),
+            sms_gateway_url=e.secret("SUBSIDY_NOTIFY_SMS_GATEWAY_URL"),
+            sms_timeout_s=e.number("SUBSIDY_NOTIFY_SMS_TIMEOUT_SECONDS", d.sms_timeout_s),
+            registry_url=e.secret("SUBSIDY_REGISTRY_URL"),
+            registry_file=e.text("SUBSIDY_REGISTRY_FILE", d.registry_file),
+            registry_timeout_s=e.number("SUBSIDY_REGISTRY_TIMEOUT_SECONDS", d.registry_timeout_s),
+            registry_attempts=e.whole("SUBSIDY_REGISTRY_ATTEMPTS", d.registry_attempts),
+            attempts=max(1, e.whole("SUBSIDY_NOTIFY_ATTEMPTS", d.attempts)),
+            retry_backoff_s=e.number("SUBSIDY_NOTIFY_RETRY_BACKOFF_SECONDS", d.retry_backoff_s),
+            retry_max_backoff_s=e.number("SUBSIDY_NOTIFY_RETRY_MAX_BACKOFF_SECONDS", d.retry_max_backoff_s),
         )

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Mapping
 
-from subsidy.platform.security.secrets import secret
+from subsidy.platform.config import Env
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,26 +31,12 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
-        env = os.environ if env is None else env
-        d = cls()
-
-        def get(name: str, default: str) -> str:
-            value = env.get(name)
-            return default if value is None or value.strip() == "" else value.strip()
-
+        e, d = Env(env), cls()
         return cls(
-            kafka_bootstrap=get("KAFKA_BOOTSTRAP_SERVERS", d.kafka_bootstrap),
-            grpc_address=get("SUBSIDY_PAYOUT_GRPC_ADDRESS", d.grpc_address),
-            database_url=secret("SUBSIDY_PAYOUT_DATABASE_URL", env, d.database_url),
-            metrics_address=env.get("SUBSIDY_PAYOUT_METRICS_ADDRESS", d.metrics_address).strip(),
-            today=env.get("SUBSIDY_PAYOUT_TODAY", "").strip(),
-            decisions_group=get("SUBSIDY_PAYOUT_GROUP", d.decisions_group),
-            payments_group=get("SUBSIDY_PAYOUT_PAYMENTS_GROUP", d.payments_group),
-            scheduler_interval_s=float(get("SUBSIDY_PAYOUT_SCHEDULER_INTERVAL_SECONDS", str(d.scheduler_interval_s))),
-            session_timeout_ms=int(get("SUBSIDY_PAYOUT_KAFKA_SESSION_TIMEOUT_MS", str(d.session_timeout_ms))),
-            grace_s=float(get("SUBSIDY_PAYOUT_GRACE_SECONDS", str(d.grace_s))),
-            health_interval_s=float(get("SUBSIDY_PAYOUT_HEALTH_INTERVAL_SECONDS", str(d.health_interval_s))),
-            stall_s=float(get("SUBSIDY_PAYOUT_STALL_SECONDS", str(d.stall_s))),
-            metrics_refresh_s=float(get("SUBSIDY_PAYOUT_METRICS_REFRESH_SECONDS", str(d.metrics_refresh_s))),
-            log_level=get("SUBSIDY_LOG_LEVEL", d.log_level).upper(),
+            **e.service("payout", d, metrics_refresh=True),
+            today=e.raw("SUBSIDY_PAYOUT_TODAY"),
+            decisions_group=e.text("SUBSIDY_PAYOUT_GROUP", d.decisions_group),
+            payments_group=e.text("SUBSIDY_PAYOUT_PAYMENTS_GROUP", d.payments_group),
+            scheduler_interval_s=e.number("SUBSIDY_PAYOUT_SCHEDULER_INTERVAL_SECONDS", d.scheduler_interval_s),
+            session_timeout_ms=e.whole("SUBSIDY_PAYOUT_KAFKA_SESSION_TIMEOUT_MS", d.session_timeout_ms),
         )
