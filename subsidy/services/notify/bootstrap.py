@@ -9,15 +9,11 @@ import contextlib
 import logging
 from typing import Any
 
-import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health
 
 from subsidy.platform import process as process
-from subsidy.platform.grpc.decode import MalformedRequests
-from subsidy.platform.metrics import GrpcMetricsInterceptor
-from subsidy.platform.security import GrpcSecurity
-from subsidy.contracts import topics
+from subsidy.platform.grpc import server as grpc_server
+from subsidy.platform.grpc.server import NOT_SERVING, SERVING
 from subsidy.platform import topics as platform_topics
 from subsidy.platform import metrics as shared
 from subsidy.platform import migrations
@@ -34,8 +30,6 @@ from subsidy.services.notify.adapters.store import SqlNotificationLog
 log = logging.getLogger("subsidy.services.notify")
 
 SERVICE_NAME = "subsidy.notify"  # health-checked name (notify has no RPC service of its own)
-SERVING = health_pb2.HealthCheckResponse.SERVING
-NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def build_channels(settings: Settings) -> list[Any]:
@@ -92,16 +86,9 @@ class NotifyApp:
         await asyncio.to_thread(migrations.require, self.db, HISTORY, log)
         for service in ("", SERVICE_NAME):
             await self.health.set(service, NOT_SERVING)
-        security = GrpcSecurity.from_env("notify")
         # Health only: tiny messages in both directions.
-        self.server = grpc.aio.server(interceptors=[MalformedRequests(), GrpcMetricsInterceptor(), *security.interceptors()],
-                                      options=[("grpc.max_receive_message_length", 64 << 10),
-                                               ("grpc.max_send_message_length", 1 << 20)])
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        security.enable_reflection(self.server, (health.SERVICE_NAME, reflection.SERVICE_NAME))
-        self.port = security.add_port(self.server, self.settings.grpc_address)
-        if self.port == 0:
-            raise RuntimeError(f"cannot listen on {self.settings.grpc_address}")
+        self.server, self.port = grpc_server.build_server(
+            "notify", self.settings.grpc_address, self.health, max_receive_bytes=64 << 10, max_send_bytes=1 << 20)
         await self.server.start()
         await asyncio.to_thread(ensure_topics, self.settings.kafka_bootstrap)
         self.consumer.start()

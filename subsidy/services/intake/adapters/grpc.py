@@ -20,11 +20,10 @@ import re
 from typing import Any, Callable
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health
 
-from subsidy.platform.grpc.decode import MalformedRequests
-from subsidy.platform.metrics import GrpcMetricsInterceptor
+from subsidy.platform.grpc import server as grpc_server
+from subsidy.platform.grpc.server import NOT_SERVING, SERVING  # noqa: F401 - the bootstrap's health answers
 from subsidy.platform.security import GrpcSecurity, check_firm
 from subsidy.contracts import cloudevents
 from subsidy.platform import logs
@@ -181,63 +180,13 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
         )
 
 
-class InterceptOncePerMethod(grpc.aio.ServerInterceptor):
-    """Applies ``interceptors`` (outermost first) once per method and reuses
-    the handler they build for every later call of that method.
-
-    grpc.aio runs each interceptor's ``intercept_service`` on every call, and
-    ours build a fresh wrapped handler each time (closures, a method
-    handler), which the same method always gets again: the result depends
-    on the method name and the registered handler only. All per-call work —
-    decoding (MalformedRequests), counting and timing
-    (GrpcMetricsInterceptor), authentication and the access policy
-    (AuthInterceptor) — happens inside the handler they return, so it still
-    runs on every call. Only for interceptors of that kind: one that decides
-    per call in ``intercept_service`` (e.g. from the metadata) must not be
-    wrapped. Unknown methods are not remembered (a caller cannot grow the
-    cache)."""
-
-    def __init__(self, interceptors: list[grpc.aio.ServerInterceptor]):
-        self._interceptors = tuple(interceptors)
-        self._handlers: dict[str, Any] = {}
-
-    async def intercept_service(self, continuation: Callable, handler_call_details: Any) -> Any:
-        handler = self._handlers.get(handler_call_details.method)
-        if handler is None:
-            handler = await self._apply(0, continuation, handler_call_details)
-            if handler is not None:
-                self._handlers[handler_call_details.method] = handler
-        return handler
-
-    async def _apply(self, index: int, continuation: Callable, details: Any) -> Any:
-        if index == len(self._interceptors):
-            return await continuation(details)
-        return await self._interceptors[index].intercept_service(
-            lambda d: self._apply(index + 1, continuation, d), details)
-
-
 def build_server(
     servicer: IntakeServicer, health_servicer: health.aio.HealthServicer, address: str,
     security: GrpcSecurity | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """The server with IntakeService, health checking and reflection; returns (server, bound port).
     TLS, authentication and reflection follow ``security`` (default: from the environment)."""
-    security = security or GrpcSecurity.from_env("intake")
-    server = grpc.aio.server(
-        interceptors=[InterceptOncePerMethod([MalformedRequests(), GrpcMetricsInterceptor(), *security.interceptors()])],
-        options=[
-            ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
-            ("grpc.max_send_message_length", MAX_SEND_BYTES),
-        ]
-    )
-    intake_pb2_grpc.add_IntakeServiceServicer_to_server(servicer, server)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    security.enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME))
-    port = security.add_port(server, address)
-    if port == 0:
-        raise RuntimeError(f"cannot listen on {address}")
-    return server, port
-
-
-SERVING = health_pb2.HealthCheckResponse.SERVING
-NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+    return grpc_server.build_server(
+        "intake", address, health_servicer,
+        servicers=[(intake_pb2_grpc.add_IntakeServiceServicer_to_server, servicer)], service_names=[SERVICE_NAME],
+        max_receive_bytes=MAX_RECEIVE_BYTES, max_send_bytes=MAX_SEND_BYTES, security=security)

@@ -1,5 +1,5 @@
-"""The gRPC edge: subsidy.v1.PayoutService on grpc.aio, with health checking
-and reflection. Each RPC runs its store call in a worker thread (the store
+"""The gRPC edge: subsidy.v1.PayoutService on grpc.aio, built with every
+interceptor, health checking and reflection by subsidy/platform/grpc/server.py. Each RPC runs its store call in a worker thread (the store
 blocks) and maps errors to status codes:
 
     InvalidArgument      INVALID_ARGUMENT
@@ -16,11 +16,10 @@ import logging
 from typing import Any, Callable
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health
 
-from subsidy.platform.grpc.decode import MalformedRequests
-from subsidy.platform.metrics import GrpcMetricsInterceptor
+from subsidy.platform.grpc import server as grpc_server
+from subsidy.platform.grpc.server import NOT_SERVING, SERVING  # noqa: F401 - the bootstrap's health answers
 from subsidy.platform.security import GrpcSecurity
 from subsidy.core import credit_code
 from subsidy.platform import logs
@@ -42,9 +41,6 @@ log = logging.getLogger("subsidy.services.payout.adapters.grpc")
 SERVICE_NAME = payout_pb2.DESCRIPTOR.services_by_name["PayoutService"].full_name
 MAX_RECEIVE_BYTES = 1 << 20
 MAX_SEND_BYTES = 16 << 20  # a page of 500 tranches, or a firm with many grants
-
-SERVING = health_pb2.HealthCheckResponse.SERVING
-NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def tranche_to_proto(t: TrancheRow) -> Any:
@@ -137,15 +133,7 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):
 def build_server(servicer: PayoutServicer, health_servicer: health.aio.HealthServicer,
                  address: str, security: GrpcSecurity | None = None) -> tuple[grpc.aio.Server, int]:
     """TLS, authentication and reflection follow ``security`` (default: from the environment)."""
-    security = security or GrpcSecurity.from_env("payout")
-    server = grpc.aio.server(interceptors=[MalformedRequests(), GrpcMetricsInterceptor(), *security.interceptors()], options=[
-        ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
-        ("grpc.max_send_message_length", MAX_SEND_BYTES),
-    ])
-    payout_pb2_grpc.add_PayoutServiceServicer_to_server(servicer, server)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    security.enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME))
-    port = security.add_port(server, address)
-    if port == 0:
-        raise RuntimeError(f"cannot listen on {address}")
-    return server, port
+    return grpc_server.build_server(
+        "payout", address, health_servicer,
+        servicers=[(payout_pb2_grpc.add_PayoutServiceServicer_to_server, servicer)], service_names=[SERVICE_NAME],
+        max_receive_bytes=MAX_RECEIVE_BYTES, max_send_bytes=MAX_SEND_BYTES, security=security)
