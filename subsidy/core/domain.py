@@ -12,8 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import types
 from dataclasses import field
-from typing import Any, Callable, ClassVar, Literal, Protocol, TypeVar, dataclass_transform
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar, dataclass_transform
+
+if TYPE_CHECKING:  # for mypy; at run time __getattr__ below looks them up on first use
+    from subsidy.core.clauses import CLAIM_BY_KEY as CLAIM_BY_KEY
+    from subsidy.core.clauses import CLAIM_TYPES as CLAIM_TYPES
+    from subsidy.core.clauses import IDS
+
+    CLAUSES = IDS
 
 _T = TypeVar("_T")
 
@@ -50,9 +58,11 @@ def value(cls: type[_T]) -> type[_T]:
     frozen) is the dataclass's own; tests/unit/test_domain.py checks it.
     """
     cls = dataclasses.dataclass(frozen=True, slots=True)(cls)
+    if not dataclasses.is_dataclass(cls):  # never: it was just made one (this tells mypy)
+        raise TypeError(f"{cls.__name__}: not a dataclass")
     if hasattr(cls, "__post_init__"):
         raise TypeError(f"{cls.__name__}: __post_init__ is not supported by @value")
-    namespace: dict[str, Any] = {"_USE_FACTORY": _USE_FACTORY}
+    namespace: dict[str, object] = {"_USE_FACTORY": _USE_FACTORY}
     params, body = [], []
     for f in dataclasses.fields(cls):
         if not f.init or f.kw_only:
@@ -73,11 +83,15 @@ def value(cls: type[_T]) -> type[_T]:
     # As dataclasses itself does: the source is made of this class's own field
     # names (identifiers from its annotations), never of input.
     exec(compile(source, f"<@value {cls.__qualname__}>", "exec"), namespace)  # nosec B102
-    init: Callable[..., None] = namespace["__init__"]
+    init = namespace["__init__"]
+    if not isinstance(init, types.FunctionType):  # never: the source above defines it
+        raise TypeError(f"{cls.__name__}: __init__ was not made")
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__module__ = cls.__module__
     init.__annotations__ = {**{f.name: f.type for f in dataclasses.fields(cls)}, "return": None}
-    cls.__init__ = init  # type: ignore[misc]
+    # Replacing the generated __init__ is what this decorator is for; mypy
+    # refuses every assignment to a method, so it cannot be typed.
+    cls.__init__ = init  # type: ignore[method-assign]
     return cls
 
 
@@ -126,6 +140,9 @@ class Claim(Protocol):
 
     KEY: ClassVar[str]  # its name in the JSON contract and the proto oneof
     CLAUSE: ClassVar[str]  # the clause id, e.g. "1.rent"
+    # What makes it a dataclass (as typeshed's DataclassInstance says it), so
+    # that dataclasses.fields() takes a claim class.
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
 
 # The claim classes live with their clauses; these names are the registry's,
@@ -134,7 +151,7 @@ class Claim(Protocol):
 _FROM_REGISTRY = {"CLAIM_TYPES": "CLAIM_TYPES", "CLAIM_BY_KEY": "CLAIM_BY_KEY", "CLAUSES": "IDS"}
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in _FROM_REGISTRY:
         from subsidy.core import clauses
 

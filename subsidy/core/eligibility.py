@@ -16,15 +16,17 @@ here: the decision lists entitlements that the payout ledger checks.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Mapping
+from typing import Mapping
 
 from subsidy.core import clauses, domain
-from subsidy.core.clauses import Finding, Rule
+from subsidy.core.clauses import Finding, Rule, given
 from subsidy.core.domain import (
     ELIGIBLE,
     INELIGIBLE,
     NEEDS_REVIEW,
     Application,
+    Claim,
+    ClauseError,
     Decision,
     Entitlement,
     Reason,
@@ -47,7 +49,7 @@ KIND_NAMES = {
 }
 
 # The rule of each clause, from its module (subsidy/core/clauses/<claim key>.py).
-RULES: dict[str, Rule] = {clause.id: clause.rule for clause in clauses.ALL}  # type: ignore[misc]
+RULES: dict[str, Rule] = {clause.id: given(clause.rule, clause, "rule") for clause in clauses.ALL}
 
 # ---------------------------------------------------------------- decision
 
@@ -58,7 +60,7 @@ _SCOPE_FACTS = (
 )
 
 
-def _scope_key(cp: ClausePolicy, claim: Any, extra: Mapping[str, Any]) -> str:
+def _scope_key(cp: ClausePolicy, claim: Claim, extra: Mapping[str, object]) -> str:
     parts = [cp.clause]
     for name in cp.ledger.scope_by:
         value = extra[name] if name in extra else getattr(claim, name)
@@ -81,7 +83,6 @@ def evaluate(app: Application, policy: Policy, on: dt.date | None = None) -> Dec
                 reasons.append(Reason(code, SCOPE_CLAUSE, f"不符合一、适用范围：企业{detail}（{policy.scope_text}）"))
 
     params = cp.parameters_on(on) if on >= policy.effective_from else None
-    finding = Finding(cp)
     if params is None:
         reasons.append(
             Reason(
@@ -90,13 +91,15 @@ def evaluate(app: Application, policy: Policy, on: dt.date | None = None) -> Dec
                 f"第{cp.item}条“{cp.title}”自{policy.effective_from.isoformat()}起执行，{on.isoformat()}时尚未施行",
             )
         )
-    else:
-        kinds = params["eligible_kinds"]
-        if kinds is not None and kinds.isdisjoint(firm.kinds):
-            wanted = "或".join(KIND_NAMES[k] for k in sorted(kinds))
-            finding.refuse("KIND_NOT_ELIGIBLE", f"申报主体须为{wanted}")
-        RULES[cp.clause](finding, app, params)
-        reasons.extend(finding.against)
+        return _decision(app, policy, cp, INELIGIBLE, 0, tuple(reasons))
+
+    finding = Finding(cp)
+    kinds: frozenset[str] | None = params["eligible_kinds"]  # None: ANY
+    if kinds is not None and kinds.isdisjoint(firm.kinds):
+        wanted = "或".join(KIND_NAMES[k] for k in sorted(kinds))
+        finding.refuse("KIND_NOT_ELIGIBLE", f"申报主体须为{wanted}")
+    RULES[cp.clause](finding, app, params)
+    reasons.extend(finding.against)
 
     if reasons:
         return _decision(app, policy, cp, INELIGIBLE, 0, tuple(reasons))
@@ -110,6 +113,8 @@ def evaluate(app: Application, policy: Policy, on: dt.date | None = None) -> Dec
         reason = Reason("ZERO_CEILING", cp.item, f"不符合第{cp.item}条“{cp.title}”：计算所得补贴为0（{finding.basis}）")
         return _decision(app, policy, cp, INELIGIBLE, 0, (reason,))
     limit = cp.ledger.limit
+    if limit is None:  # never: the policy loader gives every clause that pays a ledger limit
+        raise ClauseError(f"clause {cp.clause}: its rule awarded {total} fen but the clause pays nothing")
     cap = params.get("cap_fen", 0) if limit == domain.LimitKind.CUMULATIVE_CAP else 0
     entitlements = tuple([Entitlement(_scope_key(cp, claim, extra), limit, amount, cap) for extra, amount in finding.lines])
     return _decision(

@@ -42,10 +42,17 @@ class PolicyError(ValueError):
         super().__init__(f"{path}: {where}: {problem}" if where else f"{path}: {problem}")
 
 
+# A parameter's value, of the type its unit gives (_check_value): int (fen,
+# count, years, percent), tuple[int, ...] (percent_list), frozenset[str] or
+# None for ANY (kinds), str (text), tuple[str, ...] (text_list),
+# dict[str, int] (fen_table).
+UnitValue = int | str | tuple[int, ...] | tuple[str, ...] | frozenset[str] | dict[str, int] | None
+
+
 @dataclass(frozen=True, slots=True)
 class ParameterValue:
     applies_from: dt.date
-    value: Any
+    value: UnitValue
     cites: str
 
 
@@ -80,7 +87,9 @@ class ClausePolicy:
     _snapshots: tuple[tuple[dt.date, Mapping[str, Any]], ...] = field(repr=False, default=())
 
     def parameters_on(self, on: dt.date) -> Mapping[str, Any] | None:
-        """Every parameter's value in force on a date; None before the first."""
+        """Every parameter's value in force on a date; None before the first.
+        Typed as the rules read it (subsidy.core.clauses.Rule): each value is
+        the UnitValue its declared unit gives."""
         dates = [d for d, _ in self._snapshots]
         index = bisect.bisect_right(dates, on) - 1
         return self._snapshots[index][1] if index >= 0 else None
@@ -103,13 +112,11 @@ def load_policy(directory: Path | str | None = None) -> Policy:
     """Load and validate the policy; raise PolicyError on the first fault."""
     directory = Path(directory or os.environ.get("SUBSIDY_POLICY_DIR") or DEFAULT_POLICY_DIR)
     index_path = directory / "policy.yaml"
-    index = _read_yaml(index_path)
-    _expect_keys(index_path, "", index, {"name", "version", "effective_from", "scope"}, set())
+    index = _expect_keys(index_path, "", _read_yaml(index_path), {"name", "version", "effective_from", "scope"}, set())
     name = _text(index_path, "name", index["name"])
     declared_version = _text(index_path, "version", index["version"])
     effective_from = _date(index_path, "effective_from", index["effective_from"])
-    scope = index["scope"]
-    _expect_keys(index_path, "scope", scope, {"text"}, set())
+    scope = _expect_keys(index_path, "scope", index["scope"], {"text"}, set())
     scope_text = _text(index_path, "scope.text", scope["text"])
 
     clause_dir = directory / "clauses"
@@ -136,6 +143,9 @@ def load_policy(directory: Path | str | None = None) -> Policy:
     )
 
 
+# The base is chosen at run time: libyaml's CSafeLoader when PyYAML was built
+# with it, else the pure-Python SafeLoader. mypy cannot type a base class
+# chosen at run time ("Unsupported dynamic base class").
 class _DatesAsText(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """Leaves dates as text, so an impossible date is refused by _date naming
     its field instead of failing inside the YAML parser."""
@@ -147,7 +157,7 @@ _DatesAsText.yaml_implicit_resolvers = {
 }
 
 
-def _read_yaml(path: Path) -> Any:
+def _read_yaml(path: Path) -> object:
     try:
         with path.open(encoding="utf-8") as handle:
             return yaml.load(handle, Loader=_DatesAsText)  # nosec B506 - _DatesAsText is a SafeLoader
@@ -157,7 +167,9 @@ def _read_yaml(path: Path) -> Any:
         raise PolicyError(path, "", f"not valid YAML: {exc}".replace("\n", " ")) from None
 
 
-def _expect_keys(path: Path, where: str, obj: Any, required: set[str], optional: set[str]) -> None:
+def _expect_keys(path: Path, where: str, obj: object, required: set[str], optional: set[str]) -> Mapping[str, object]:
+    """The mapping ``obj`` is, once it has every required key and no other
+    than the optional ones (so every key is one of these strings)."""
     if not isinstance(obj, dict):
         raise PolicyError(path, where or "(top level)", "must be a mapping")
     for key in required:
@@ -166,15 +178,16 @@ def _expect_keys(path: Path, where: str, obj: Any, required: set[str], optional:
     for key in obj:
         if key not in required | optional:
             raise PolicyError(path, f"{where}.{key}".lstrip("."), "unknown field")
+    return obj
 
 
-def _text(path: Path, where: str, value: Any) -> str:
+def _text(path: Path, where: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise PolicyError(path, where, "must be a non-empty string")
     return value.strip()
 
 
-def _date(path: Path, where: str, value: Any) -> dt.date:
+def _date(path: Path, where: str, value: object) -> dt.date:
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         return value
     if isinstance(value, str):
@@ -185,14 +198,14 @@ def _date(path: Path, where: str, value: Any) -> dt.date:
     raise PolicyError(path, where, f"must be a date YYYY-MM-DD, got {value!r}")
 
 
-def _whole(path: Path, where: str, value: Any, minimum: int = 0, maximum: int | None = None) -> int:
+def _whole(path: Path, where: str, value: object, minimum: int = 0, maximum: int | None = None) -> int:
     if type(value) is not int or value < minimum or (maximum is not None and value > maximum):
         bounds = f">= {minimum}" if maximum is None else f"{minimum}..{maximum}"
         raise PolicyError(path, where, f"must be a whole number {bounds}, got {value!r}")
     return value
 
 
-def _check_value(path: Path, where: str, unit: str, value: Any) -> Any:
+def _check_value(path: Path, where: str, unit: str, value: object) -> UnitValue:
     if unit in ("fen", "count"):
         return _whole(path, where, value)
     if unit == "years":
@@ -228,19 +241,18 @@ def _check_value(path: Path, where: str, unit: str, value: Any) -> Any:
     raise PolicyError(path, where, f"unknown unit {unit!r}")
 
 
-def _load_parameter(path: Path, name: str, raw: Any, unit_expected: str) -> Parameter:
+def _load_parameter(path: Path, name: str, raw: object, unit: str) -> Parameter:
     where = f"parameters.{name}"
-    _expect_keys(path, where, raw, {"unit", "values"}, {"description"})
-    unit = raw["unit"]
-    if unit != unit_expected:
-        raise PolicyError(path, f"{where}.unit", f"must be {unit_expected!r} ({UNITS[unit_expected]}), got {unit!r}")
-    values_raw = raw["values"]
+    spec = _expect_keys(path, where, raw, {"unit", "values"}, {"description"})
+    if spec["unit"] != unit:
+        raise PolicyError(path, f"{where}.unit", f"must be {unit!r} ({UNITS[unit]}), got {spec['unit']!r}")
+    values_raw = spec["values"]
     if not isinstance(values_raw, list) or not values_raw:
         raise PolicyError(path, f"{where}.values", "must be a non-empty list of dated values")
     values = []
-    for i, entry in enumerate(values_raw):
+    for i, entry_raw in enumerate(values_raw):
         at = f"{where}.values[{i}]"
-        _expect_keys(path, at, entry, {"from", "value", "cites"}, set())
+        entry = _expect_keys(path, at, entry_raw, {"from", "value", "cites"}, set())
         values.append(
             ParameterValue(
                 applies_from=_date(path, f"{at}.from", entry["from"]),
@@ -251,12 +263,11 @@ def _load_parameter(path: Path, name: str, raw: Any, unit_expected: str) -> Para
     dates = [v.applies_from for v in values]
     if dates != sorted(dates) or len(set(dates)) != len(dates):
         raise PolicyError(path, f"{where}.values", "dates must be strictly increasing")
-    return Parameter(name, unit, str(raw.get("description", "")), tuple(values))
+    return Parameter(name, unit, str(spec.get("description", "")), tuple(values))
 
 
 def _load_clause(path: Path, effective_from: dt.date) -> ClausePolicy:
-    raw = _read_yaml(path)
-    _expect_keys(path, "", raw, {"clause", "claim", "item", "title", "text", "parameters", "ledger"}, set())
+    raw = _expect_keys(path, "", _read_yaml(path), {"clause", "claim", "item", "title", "text", "parameters", "ledger"}, set())
     clause = _text(path, "clause", str(raw["clause"]))
     declared = clauses.BY_ID.get(clause)
     if declared is None:
@@ -270,9 +281,8 @@ def _load_clause(path: Path, effective_from: dt.date) -> ClausePolicy:
         raise PolicyError(path, "claim", f"clause {clause} is claimed as {declared.key!r} ({declared.module}), got {raw['claim']!r}")
     if path.stem != clause:
         raise PolicyError(path, "clause", f"file must be named {clause}.yaml")
-    required = declared.parameters
-    params_raw = raw["parameters"]
-    _expect_keys(path, "parameters", params_raw, set(required), set())
+    required = clauses.given(declared.parameters, declared, "parameters")
+    params_raw = _expect_keys(path, "parameters", raw["parameters"], set(required), set())
     parameters = {name: _load_parameter(path, name, params_raw[name], unit) for name, unit in required.items()}
     ledger = _load_ledger(path, raw["ledger"], declared, parameters)
 
@@ -283,13 +293,14 @@ def _load_clause(path: Path, effective_from: dt.date) -> ClausePolicy:
     for day in change_dates:
         if day < effective_from:
             continue
-        values = {name: p.at(day) for name, p in parameters.items()}
-        if any(v is None for v in values.values()):
+        in_force = [(name, p.at(day)) for name, p in parameters.items()]
+        values = {name: v.value for name, v in in_force if v is not None}
+        if len(values) < len(in_force):
             continue  # a parameter has no value yet: the clause is not in force
-        snapshots.append((day, {name: v.value for name, v in values.items()}))
+        snapshots.append((day, values))
     return ClausePolicy(
         clause=clause,
-        claim=raw["claim"],
+        claim=declared.key,  # the file's claim, which is this (checked above)
         item=_text(path, "item", str(raw["item"])),
         title=_text(path, "title", raw["title"]),
         text=_text(path, "text", raw["text"]),
@@ -300,21 +311,21 @@ def _load_clause(path: Path, effective_from: dt.date) -> ClausePolicy:
     )
 
 
-def _load_ledger(path: Path, raw: Any, declared: clauses.Clause, parameters: Mapping[str, Parameter]) -> Ledger:
-    _expect_keys(path, "ledger", raw, {"limit"}, {"scope_by"})
-    limit = raw["limit"]
+def _load_ledger(path: Path, raw: object, declared: clauses.Clause, parameters: Mapping[str, Parameter]) -> Ledger:
+    spec = _expect_keys(path, "ledger", raw, {"limit"}, {"scope_by"})
+    limit = spec["limit"]
     if not declared.pays:
         if limit is not None:
             raise PolicyError(path, "ledger.limit", "this clause sets no amount: must be null")
         return Ledger(None, ())
-    if limit not in LEDGER_LIMITS:
+    if not isinstance(limit, str) or limit not in LEDGER_LIMITS:
         raise PolicyError(path, "ledger.limit", f"must be one of {', '.join(LEDGER_LIMITS)}, got {limit!r}")
     if limit == domain.LimitKind.CUMULATIVE_CAP and "cap_fen" not in parameters:
         raise PolicyError(path, "ledger.limit", "cumulative_cap needs a cap_fen parameter")
-    scope_by = raw.get("scope_by") or []
+    scope_by = spec.get("scope_by") or []
     if not isinstance(scope_by, list):
         raise PolicyError(path, "ledger.scope_by", "must be a list of claim fields")
-    allowed = set(declared.claim.__dataclass_fields__) | set(declared.scope_parts)
+    allowed = set(clauses.given(declared.claim, declared, "claim").__dataclass_fields__) | set(declared.scope_parts)
     for i, part in enumerate(scope_by):
         if part not in allowed:
             raise PolicyError(path, f"ledger.scope_by[{i}]", f"{part!r} is not a field of the {declared.key} claim")

@@ -28,7 +28,6 @@ import importlib
 import pkgutil
 import types
 import typing
-from typing import Any
 
 from subsidy.core.clauses._base import (
     AWARD_COMPUTED,
@@ -39,11 +38,12 @@ from subsidy.core.clauses._base import (
     UNITS,
     Clause,
     ClaimFields,
-    ClauseError,
     Finding,
     Inputs,
     Rule,
+    given,
 )
+from subsidy.core.domain import Claim, ClauseError
 
 __all__ = [
     "ALL",
@@ -62,6 +62,7 @@ __all__ = [
     "Finding",
     "Inputs",
     "Rule",
+    "given",
 ]
 
 
@@ -74,7 +75,7 @@ def _fail(name: str, part: str, problem: str) -> ClauseError:
     return ClauseError(f"{name}: {part}: {problem}")
 
 
-def _hint_kind(hint: Any) -> str:
+def _hint_kind(hint: object) -> str:
     """bool, int, str, date, enum or map: what a claim field holds."""
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
@@ -83,10 +84,11 @@ def _hint_kind(hint: Any) -> str:
         return "enum"
     if typing.get_origin(hint) in (collections.abc.Mapping, dict):
         return "map"
-    return {bool: "bool", int: "int", str: "str", dt.date: "date"}.get(hint, repr(hint))
+    kinds: dict[object, str] = {bool: "bool", int: "int", str: "str", dt.date: "date"}
+    return kinds.get(hint, repr(hint))
 
 
-def claim_field_kinds(claim: type) -> dict[str, str]:
+def claim_field_kinds(claim: type[Claim]) -> dict[str, str]:
     """Each field of a claim dataclass -> bool, int, str, date, enum or map."""
     hints = typing.get_type_hints(claim)
     return {f.name: _hint_kind(hints[f.name]) for f in dataclasses.fields(claim)}
@@ -119,8 +121,8 @@ def check(clause: Clause, module: str) -> None:
         raise _fail(name, "rule", "missing: give Clause(rule=<function (finding, application, parameters) -> None>)")
     _check_parameters(clause, name)
     kinds = claim_field_kinds(claim)
-    _check_fields(clause, name, kinds)
-    _check_inputs(clause, name, kinds)
+    _check_fields(clause, claim, name, kinds)
+    _check_inputs(clause, claim, name, kinds)
     for part in clause.scope_parts:
         if part in kinds:
             raise _fail(name, "scope_parts", f"{part!r} is a claim field already; list only parts the rule computes")
@@ -148,7 +150,7 @@ def _check_parameters(clause: Clause, name: str) -> None:
         )
 
 
-def _check_fields(clause: Clause, name: str, kinds: dict[str, str]) -> None:
+def _check_fields(clause: Clause, claim: type[Claim], name: str, kinds: dict[str, str]) -> None:
     fields = clause.fields
     if not isinstance(fields, ClaimFields):
         raise _fail(name, "fields", "must be ClaimFields(...)")
@@ -156,21 +158,21 @@ def _check_fields(clause: Clause, name: str, kinds: dict[str, str]) -> None:
     for group, kind in wanted.items():
         for field_name in getattr(fields, group):
             if field_name not in kinds:
-                raise _fail(name, f"fields.{group}", f"{field_name!r} is not a field of {clause.claim.__name__}")
+                raise _fail(name, f"fields.{group}", f"{field_name!r} is not a field of {claim.__name__}")
             if kind is not None and kinds[field_name] != kind:
                 raise _fail(name, f"fields.{group}", f"{field_name!r} holds {kinds[field_name]}, not {kind}")
 
 
-def _check_inputs(clause: Clause, name: str, kinds: dict[str, str]) -> None:
+def _check_inputs(clause: Clause, claim: type[Claim], name: str, kinds: dict[str, str]) -> None:
     inputs = clause.inputs
     if not isinstance(inputs, Inputs):
         raise _fail(name, "inputs", "must be Inputs(...)")
     for field_name in inputs.data_platform:
         if field_name not in kinds:
-            raise _fail(name, "inputs.data_platform", f"{field_name!r} is not a field of {clause.claim.__name__}")
+            raise _fail(name, "inputs.data_platform", f"{field_name!r} is not a field of {claim.__name__}")
     for field_name in inputs.reviewer_amounts:
         if kinds.get(field_name) != "int" or not field_name.endswith("_fen"):
-            raise _fail(name, "inputs.reviewer_amounts", f"{field_name!r} is not an amount in fen of {clause.claim.__name__}")
+            raise _fail(name, "inputs.reviewer_amounts", f"{field_name!r} is not an amount in fen of {claim.__name__}")
 
 
 def discover(path: list[str], package: str) -> tuple[Clause, ...]:
@@ -197,12 +199,12 @@ def discover(path: list[str], package: str) -> tuple[Clause, ...]:
                 if getattr(other, what) == getattr(clause, what):
                     raise _fail(where(clause), what, f"{getattr(clause, what)!r} is also {where(other)}'s")
         found.append(clause)
-    return tuple(sorted(found, key=lambda c: c.proto_field_number))
+    return tuple(sorted(found, key=lambda c: given(c.proto_field_number, c, "proto_field_number")))
 
 
 ALL: tuple[Clause, ...] = discover(__path__, __name__)
 IDS: tuple[str, ...] = tuple(c.id for c in ALL)
 BY_ID: dict[str, Clause] = {c.id: c for c in ALL}
 BY_KEY: dict[str, Clause] = {c.key: c for c in ALL}
-CLAIM_TYPES: tuple[type, ...] = tuple(c.claim for c in ALL)
-CLAIM_BY_KEY: dict[str, type] = {c.key: c.claim for c in ALL}
+CLAIM_TYPES: tuple[type[Claim], ...] = tuple(given(c.claim, c, "claim") for c in ALL)
+CLAIM_BY_KEY: dict[str, type[Claim]] = {c.key: given(c.claim, c, "claim") for c in ALL}

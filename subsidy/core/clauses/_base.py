@@ -15,11 +15,12 @@ protobuf, so the wire is described by names and numbers that the codec
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
-from subsidy.core.domain import ELIGIBLE, NEEDS_REVIEW, Application, ClauseError, Reason
-from subsidy.core.dates import add_years  # noqa: F401 - the clause rules' helper, shared with the ledger
+from subsidy.core.dates import add_years as add_years  # re-exported: the clause rules' helper, shared with the ledger
+from subsidy.core.domain import ELIGIBLE, NEEDS_REVIEW, Application, Claim, ClauseError, Reason
 from subsidy.core.money import floor_percent, yuan
 
 if TYPE_CHECKING:  # only for annotations: the policy module imports this one
@@ -93,7 +94,14 @@ class Inputs:
     reviewer_amounts: tuple[str, ...] = ()
 
 
+# The parameters in force: name -> value, each value of the type its unit
+# gives (int for fen, tuple[int, ...] for percent_list, ...; see
+# subsidy.core.policy.ParameterValue). Which type depends on the unit the
+# clause declares for the name, which a type checker cannot follow: Any.
 Rule = Callable[["Finding", Application, Mapping[str, Any]], None]
+
+_T = TypeVar("_T")
+_C = TypeVar("_C")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,7 +128,7 @@ class Clause:
     says which one is missing.
     """
 
-    claim: type | None = None
+    claim: type[Claim] | None = None
     proto_field_number: int | None = None
     parameters: Mapping[str, str] | None = None
     rule: Rule | None = None
@@ -131,16 +139,25 @@ class Clause:
 
     @property
     def id(self) -> str:
-        return self.claim.CLAUSE  # type: ignore[union-attr]
+        return given(self.claim, self, "claim").CLAUSE
 
     @property
     def key(self) -> str:
-        return self.claim.KEY  # type: ignore[union-attr]
+        return given(self.claim, self, "claim").KEY
 
     @property
     def pays(self) -> bool:
         """Whether a decision under it can carry an amount (it has a schedule)."""
         return "tranche_shares_percent" in (self.parameters or {})
+
+
+def given(part: _T | None, clause: Clause, name: str) -> _T:
+    """A part of a declaration that the registry has checked is there (it
+    refuses a clause with one missing), without the None that lets a
+    declaration leave it out until then."""
+    if part is None:
+        raise ClauseError(f"clause ? ({clause.module or 'not registered'}): {name}: missing")
+    return part
 
 
 # ------------------------------------------------------------ for the rules
@@ -151,10 +168,10 @@ class Finding:
 
     __slots__ = ("cp", "against", "lines", "basis", "outcome")
 
-    def __init__(self, cp: ClausePolicy):
+    def __init__(self, cp: ClausePolicy) -> None:
         self.cp = cp
         self.against: list[Reason] = []
-        self.lines: list[tuple[dict[str, Any], int]] = []  # (computed scope parts, amount)
+        self.lines: list[tuple[dict[str, object], int]] = []  # (computed scope parts, amount)
         self.basis = ""
         self.outcome = ELIGIBLE
 
@@ -162,12 +179,24 @@ class Finding:
         cp = self.cp
         self.against.append(Reason(code, cp.item, f"不符合第{cp.item}条“{cp.title}”：{detail}"))
 
-    def award(self, amount: int, basis: str, **scope_parts: Any) -> None:
+    def award(self, amount: int, basis: str, **scope_parts: object) -> None:
         self.lines.append((scope_parts, amount))
         self.basis = basis
 
 
-LEVEL_NAMES = {"national": "国家级", "municipal": "市级", "district": "区级"}
+# Keyed by a claim's level, which may be unset: .get(level, level) shows it as is.
+LEVEL_NAMES: dict[str | None, str] = {"national": "国家级", "municipal": "市级", "district": "区级"}
+
+
+def claim_of(app: Application, claim_type: type[_C]) -> _C:
+    """The application's claim as its clause's claim class. The core hands a
+    rule only the claims of its own clause (by the claim's CLAUSE), so this
+    never raises there; a rule called with another clause's claim fails here,
+    naming both, instead of on the first field the claim lacks."""
+    claim = app.claim
+    if not isinstance(claim, claim_type):
+        raise TypeError(f"a {claim_type.__name__} rule was given a {type(claim).__name__}")
+    return claim
 
 
 def capped(finding: Finding, base: int, params: Mapping[str, Any], what: str) -> None:
@@ -180,12 +209,12 @@ def capped(finding: Finding, base: int, params: Mapping[str, Any], what: str) ->
         finding.award(amount, f"{what}{yuan(base)}×{rate}%={yuan(amount)}（上限{yuan(cap)}）")
 
 
-def newly_introduced(finding: Finding, app: Application) -> bool:
-    """Clause 1's 新引进: the registry gives the firm an introduced_on date."""
+def newly_introduced(finding: Finding, app: Application) -> dt.date | None:
+    """Clause 1's 新引进: the registry gives the firm an introduced_on date.
+    That date, or None once refused for want of it."""
     if app.firm.introduced_on is None:
         finding.refuse("NOT_NEWLY_INTRODUCED", "登记信息中无引进日期，不属于新引进的平台或服务商")
-        return False
-    return True
+    return app.firm.introduced_on
 
 
 def flagged_award(flag: str, code: str, detail: str, basis: str) -> Rule:

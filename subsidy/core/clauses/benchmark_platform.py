@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal, Mapping
 
-from subsidy.core.clauses._base import ELIGIBLE_KINDS, LEVEL_NAMES, SCHEDULE, ClaimFields, Clause, Finding, Inputs
+from subsidy.core.clauses._base import ELIGIBLE_KINDS, LEVEL_NAMES, SCHEDULE, ClaimFields, Clause, Finding, Inputs, claim_of
 from subsidy.core.domain import Application, value
 from subsidy.core.money import yuan
 
@@ -21,7 +21,7 @@ class BenchmarkPlatformClaim:
 
 
 def rule(finding: Finding, app: Application, params: Mapping[str, Any]) -> None:
-    claim: BenchmarkPlatformClaim = app.claim  # type: ignore[assignment]
+    claim = claim_of(app, BenchmarkPlatformClaim)
     amount = params["award_by_level_fen"].get(claim.level)
     if amount is None:
         finding.refuse("LEVEL_NOT_ELIGIBLE", f"{LEVEL_NAMES.get(claim.level, claim.level)}优秀平台不在奖励范围内")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal, Mapping
 
-from subsidy.core.clauses._base import ELIGIBLE_KINDS, SCHEDULE, ClaimFields, Clause, Finding, Inputs
+from subsidy.core.clauses._base import ELIGIBLE_KINDS, SCHEDULE, ClaimFields, Clause, Finding, Inputs, claim_of
 from subsidy.core.domain import Application, value
 from subsidy.core.money import yuan
 
@@ -15,7 +15,8 @@ Recognition = Literal[
     "municipal_demo_scenario",
     "municipal_smart_workshop",
 ]
-RECOGNITION_NAMES = {
+# Keyed by the claim's recognition, which may be unset (as LEVEL_NAMES).
+RECOGNITION_NAMES: dict[str | None, str] = {
     "national_excellent_scenario": "国家级优秀场景",
     "municipal_benchmark_enterprise": "市级工业互联网标杆企业",
     "municipal_demo_scenario": "市级工业互联网示范应用场景",
@@ -32,7 +33,7 @@ class BenchmarkRecognitionClaim:
 
 
 def rule(finding: Finding, app: Application, params: Mapping[str, Any]) -> None:
-    claim: BenchmarkRecognitionClaim = app.claim  # type: ignore[assignment]
+    claim = claim_of(app, BenchmarkRecognitionClaim)
     amount = params["award_by_recognition_fen"].get(claim.recognition)
     name = RECOGNITION_NAMES.get(claim.recognition, claim.recognition)
     if amount is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Mapping
 
-from subsidy.core.clauses._base import ELIGIBLE_KINDS, SCHEDULE, ClaimFields, Clause, Finding, Inputs
+from subsidy.core.clauses._base import ELIGIBLE_KINDS, SCHEDULE, ClaimFields, Clause, Finding, Inputs, claim_of
 from subsidy.core.domain import Application, value
 from subsidy.core.money import yuan
 
@@ -21,7 +21,7 @@ class CloudAdoptionClaim:
 
 
 def rule(finding: Finding, app: Application, params: Mapping[str, Any]) -> None:
-    claim: CloudAdoptionClaim = app.claim  # type: ignore[assignment]
+    claim = claim_of(app, CloudAdoptionClaim)
     if not claim.provider_listed_in_directory:
         finding.refuse("PROVIDER_NOT_IN_DIRECTORY", f"服务商未列入{claim.service_year or ''}年度《名录》")
     if claim.spend_fen == 0:

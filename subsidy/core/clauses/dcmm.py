@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal, Mapping
 
-from subsidy.core.clauses._base import ELIGIBLE_KINDS, SCHEDULE, ClaimFields, Clause, Finding, Inputs
+from subsidy.core.clauses._base import ELIGIBLE_KINDS, SCHEDULE, ClaimFields, Clause, Finding, Inputs, claim_of
 from subsidy.core.domain import Application, value
 from subsidy.core.money import yuan
 
@@ -21,7 +21,7 @@ class DcmmClaim:
 
 
 def rule(finding: Finding, app: Application, params: Mapping[str, Any]) -> None:
-    claim: DcmmClaim = app.claim  # type: ignore[assignment]
+    claim = claim_of(app, DcmmClaim)
     amount = params["award_by_level_fen"].get(str(claim.level))
     if amount is None:
         listed = "、".join(f"{k}级" for k in params["award_by_level_fen"])

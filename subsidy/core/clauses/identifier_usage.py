@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Mapping
 
-from subsidy.core.clauses._base import ELIGIBLE_KINDS, SCHEDULE, Clause, Finding, Inputs
+from subsidy.core.clauses._base import ELIGIBLE_KINDS, SCHEDULE, Clause, Finding, Inputs, claim_of
 from subsidy.core.domain import Application, value
 from subsidy.core.money import yuan
 
@@ -19,7 +19,7 @@ class IdentifierUsageClaim:
 
 
 def rule(finding: Finding, app: Application, params: Mapping[str, Any]) -> None:
-    claim: IdentifierUsageClaim = app.claim  # type: ignore[assignment]
+    claim = claim_of(app, IdentifierUsageClaim)
     registrations, resolutions = params["registrations_threshold"], params["monthly_resolutions_threshold"]
     if claim.identifier_registrations <= registrations:
         finding.refuse("BELOW_THRESHOLD", f"标识注册量{claim.identifier_registrations}条未超过{registrations}条")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Mapping
 
-from subsidy.core.clauses._base import ELIGIBLE_KINDS, SCHEDULE, ClaimFields, Clause, Finding, capped
+from subsidy.core.clauses._base import ELIGIBLE_KINDS, SCHEDULE, ClaimFields, Clause, Finding, capped, claim_of
 from subsidy.core.domain import Application, value
 from subsidy.core.money import yuan
 
@@ -22,7 +22,7 @@ class IndustryPlatformClaim:
 
 
 def rule(finding: Finding, app: Application, params: Mapping[str, Any]) -> None:
-    claim: IndustryPlatformClaim = app.claim  # type: ignore[assignment]
+    claim = claim_of(app, IndustryPlatformClaim)
     base = max(0, claim.investment_fen - claim.infrastructure_investment_fen)
     threshold = params["threshold_fen"]
     if base <= threshold:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal, Mapping
 
-from subsidy.core.clauses._base import ELIGIBLE_KINDS, SCHEDULE, ClaimFields, Clause, Finding, Inputs
+from subsidy.core.clauses._base import ELIGIBLE_KINDS, SCHEDULE, ClaimFields, Clause, Finding, Inputs, claim_of
 from subsidy.core.domain import Application, value
 from subsidy.core.money import yuan
 
@@ -22,7 +22,7 @@ class IntegrationCertificationClaim:
 
 
 def rule(finding: Finding, app: Application, params: Mapping[str, Any]) -> None:
-    claim: IntegrationCertificationClaim = app.claim  # type: ignore[assignment]
+    claim = claim_of(app, IntegrationCertificationClaim)
     if claim.version not in params["versions"]:
         finding.refuse("CERTIFICATION_VERSION", f"两化融合管理体系认证版本为“{claim.version}”，须为{'、'.join(params['versions'])}")
     if claim.grade not in params["grades"]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Mapping
 
-from subsidy.core.clauses._base import ELIGIBLE_KINDS, SCHEDULE, ClaimFields, Clause, Finding, Inputs, capped
+from subsidy.core.clauses._base import ELIGIBLE_KINDS, SCHEDULE, ClaimFields, Clause, Finding, Inputs, capped, claim_of
 from subsidy.core.domain import Application, value
 
 
@@ -19,7 +19,7 @@ class JiebangProjectClaim:
 
 
 def rule(finding: Finding, app: Application, params: Mapping[str, Any]) -> None:
-    claim: JiebangProjectClaim = app.claim  # type: ignore[assignment]
+    claim = claim_of(app, JiebangProjectClaim)
     if not claim.jiebang_selected:
         finding.refuse("NOT_JIEBANG_SELECTED", "项目未入选“揭榜挂帅”")
     if claim.total_investment_fen == 0:

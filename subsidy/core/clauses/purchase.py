@@ -14,6 +14,7 @@ from subsidy.core.clauses._base import (
     Finding,
     Inputs,
     capped,
+    claim_of,
     newly_introduced,
 )
 from subsidy.core.domain import Application, value
@@ -30,7 +31,7 @@ class PurchaseClaim:
 
 
 def rule(finding: Finding, app: Application, params: Mapping[str, Any]) -> None:
-    claim: PurchaseClaim = app.claim  # type: ignore[assignment]
+    claim = claim_of(app, PurchaseClaim)
     if not claim.recognized_key_platform:
         finding.refuse("NOT_RECOGNIZED_KEY_PLATFORM", "未经认定为符合工业互联网产业导向的重点平台或服务商")
     newly_introduced(finding, app)

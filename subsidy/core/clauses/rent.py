@@ -16,6 +16,7 @@ from subsidy.core.clauses._base import (
     Inputs,
     add_years,
     capped,
+    claim_of,
     newly_introduced,
 )
 from subsidy.core.domain import Application, value
@@ -33,16 +34,18 @@ class RentClaim:
 
 
 def rule(finding: Finding, app: Application, params: Mapping[str, Any]) -> None:
-    claim: RentClaim = app.claim  # type: ignore[assignment]
+    claim = claim_of(app, RentClaim)
     if not claim.recognized_key_platform:
         finding.refuse("NOT_RECOGNIZED_KEY_PLATFORM", "未经认定为符合工业互联网产业导向的重点平台或服务商")
-    if not newly_introduced(finding, app):
+    introduced = newly_introduced(finding, app)
+    if introduced is None:
         return
     start, end = claim.lease_start, claim.lease_end
+    if start is None or end is None:  # never: the codec requires both (fields.required below)
+        raise TypeError(f"a rent claim needs lease_start and lease_end, got {start!r} and {end!r}")
     if end < start:
         finding.refuse("LEASE_PERIOD_INVALID", f"租期结束日{end}早于开始日{start}")
         return
-    introduced = app.firm.introduced_on
     years = params["window_years"]
     window_end = add_years(introduced, years)  # first day no longer counted
     counted_from = max(start, introduced)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import field
 from typing import Any, ClassVar, Mapping
 
-from subsidy.core.clauses._base import ELIGIBLE_KINDS, SCHEDULE, ClaimFields, Clause, Finding, Inputs
+from subsidy.core.clauses._base import ELIGIBLE_KINDS, SCHEDULE, ClaimFields, Clause, Finding, Inputs, claim_of
 from subsidy.core.domain import Application, value
 from subsidy.core.money import yuan
 
@@ -20,7 +20,7 @@ class RevenueMilestoneClaim:
 
 
 def rule(finding: Finding, app: Application, params: Mapping[str, Any]) -> None:
-    claim: RevenueMilestoneClaim = app.claim  # type: ignore[assignment]
+    claim = claim_of(app, RevenueMilestoneClaim)
     revenue = claim.revenue_by_year_fen.get(claim.year, 0)
     earlier_best = max((v for y, v in claim.revenue_by_year_fen.items() if y < claim.year), default=0)
     crossed = []
