@@ -1,21 +1,17 @@
 """The composition root: builds the adapters from Settings, wires them into
-the core, runs the gRPC server, the outbox relay and the status projection,
-and shuts everything down in order. Nothing happens at import time.
+the core, runs the gRPC server, the outbox relay and the status projections
+on the shared service skeleton (subsidy/platform/process.py: ServiceApp), and
+shuts everything down in order. Nothing happens at import time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from typing import Any
-
-from grpc_health.v1 import health
 
 from subsidy.platform import metrics as shared
 from subsidy.platform import process as process
-from subsidy.platform import migrations
 from subsidy.platform.db import Database
 from subsidy.services.intake import handlers
 from subsidy.services.intake.config import Settings
@@ -23,13 +19,7 @@ from subsidy.services.intake.adapters.directory import FileDirectory
 from subsidy.services.intake.adapters.kafka import decision_projection, payout_projection
 from subsidy.platform.registry import FileRegistry, HttpRegistry
 from subsidy.services.intake.adapters.relay import OutboxRelay
-from subsidy.services.intake.adapters.grpc import (
-    NOT_SERVING,
-    SERVICE_NAME,
-    SERVING,
-    IntakeServicer,
-    build_server,
-)
+from subsidy.services.intake.adapters.grpc import SERVICE_NAME, IntakeServicer, build_server
 from subsidy.services.intake.adapters.migrations import HISTORY
 from subsidy.services.intake.adapters.store import SqlStore
 
@@ -44,12 +34,15 @@ def build_registry(settings: Settings) -> Any:
     return FileRegistry(settings.registry_file)
 
 
-class IntakeApp:
+class IntakeApp(process.ServiceApp):
     """One running intake service. ``await app.start()`` … ``await app.stop()``."""
 
+    name = "intake"
+    health_names = ("", SERVICE_NAME)
+
     def __init__(self, settings: Settings):
-        self.settings = settings
-        self.db = Database(settings.database_url, store="intake")
+        db = Database(settings.database_url, store="intake")
+        super().__init__(settings, db, HISTORY, log, gauges=self.refresh_gauges, refresh_s=settings.metrics_refresh_s)
         self.store = SqlStore(self.db)
         self.deps = handlers.Deps(
             store=self.store,
@@ -60,32 +53,19 @@ class IntakeApp:
         self.projection = decision_projection(self.deps, settings.kafka_bootstrap, group_id=settings.projection_group,
                                               stall_s=settings.stall_s)
         self.payout_projection = payout_projection(self.deps, settings.kafka_bootstrap, stall_s=settings.stall_s)
-        self.health = health.aio.HealthServicer()
         self.servicer = IntakeServicer(self.deps, on_accepted=self.relay.wake)
-        self.server: Any = None
-        self.port = 0
-        self._health_task: asyncio.Task | None = None
-        self._metrics: Any = None
 
-    async def start(self) -> None:
-        # The tables are the migrations' (`subsidy migrate`, run before a rollout):
-        # refuse a schema older than this code needs, before anything else starts.
-        await asyncio.to_thread(migrations.require, self.db, HISTORY, log)
-        for service in ("", SERVICE_NAME):
-            await self.health.set(service, NOT_SERVING)
-        self.server, self.port = build_server(self.servicer, self.health, self.settings.grpc_address)
-        await self.server.start()
+    def build_server(self) -> tuple[Any, int]:
+        return build_server(self.servicer, self.health, self.settings.grpc_address)
+
+    async def start_work(self) -> None:
         self.relay.start()
         self.projection.start()
         self.payout_projection.start()
-        self._metrics = shared.start_endpoint(self.settings.metrics_address, log)
-        self._health_task = asyncio.create_task(self._watch_health(), name="intake-health")
-        log.info(
-            "intake listening",
-            extra={"fields": {"grpc_port": self.port, "address": self.settings.grpc_address,
-                              "database": self.db.dialect, "kafka": self.settings.kafka_bootstrap,
-                              "registry": "http" if self.settings.registry_url else "file"}},
-        )
+
+    def started_fields(self) -> dict[str, Any]:
+        return {"grpc_port": self.port, "address": self.settings.grpc_address, "database": self.db.dialect,
+                "kafka": self.settings.kafka_bootstrap, "registry": "http" if self.settings.registry_url else "file"}
 
     def not_ready_reason(self) -> str | None:
         """Why intake is not ready, or None: the database answers, the relay's
@@ -101,13 +81,8 @@ class IntakeApp:
                 return f"{consumer.name}: {reason}"
         return None
 
-    def refresh_gauges(self) -> None:
-        count, oldest = self.store.outbox_stats()
-        shared.OUTBOX_DEPTH.labels("intake").set(count)
-        shared.OUTBOX_OLDEST_AGE.labels("intake").set(shared.age_seconds(oldest))
-
-    async def _watch_health(self) -> None:
-        """Two answers, refreshed every interval (the outbox gauges on the way):
+    def readiness(self) -> process.Readiness:
+        """Two answers:
 
         - ``""`` (the whole service): SERVING while ``not_ready_reason`` finds
           nothing — database, Kafka producer and both projections;
@@ -116,45 +91,25 @@ class IntakeApp:
           outbox exists so that intake keeps accepting while Kafka is down;
           taking intake out of service then would defeat it. Kafka trouble
           shows in the overall status, the outbox-backlog alert and the lag."""
-        current: tuple | None = None
-        last_refresh = float("-inf")
-        while True:
-            reason = await asyncio.to_thread(self.not_ready_reason)
-            accepting = reason is None or (reason != "database unreachable" and await asyncio.to_thread(self.store.ping))
-            status = (SERVING if reason is None else NOT_SERVING, SERVING if accepting else NOT_SERVING)
-            if status != current:
-                await self.health.set("", status[0])
-                await self.health.set(SERVICE_NAME, status[1])
-                log.info("health", extra={"fields": {"status": "SERVING" if reason is None else "NOT_SERVING",
-                                                     "accepting_submissions": accepting, "reason": reason}})
-                current = status
-            if time.monotonic() - last_refresh >= self.settings.metrics_refresh_s:
-                last_refresh = time.monotonic()
-                try:
-                    await asyncio.to_thread(self.refresh_gauges)
-                except Exception as exc:  # noqa: BLE001 - the database is down: health says so
-                    log.debug("metrics refresh failed", extra={"fields": {"error": str(exc)[:200]}})
-            await asyncio.sleep(self.settings.health_interval_s)
+        reason = self.not_ready_reason()
+        accepting = reason is None or (reason != "database unreachable" and self.store.ping())
+        return process.Readiness(reason, {"": reason is None, SERVICE_NAME: accepting},
+                                 {"accepting_submissions": accepting})
 
-    async def stop(self) -> None:
+    def refresh_gauges(self) -> None:
+        count, oldest = self.store.outbox_stats()
+        shared.OUTBOX_DEPTH.labels("intake").set(count)
+        shared.OUTBOX_OLDEST_AGE.labels("intake").set(shared.age_seconds(oldest))
+
+    async def stop_work(self) -> None:
         """Stop accepting, let in-flight RPCs finish within the grace period,
-        then stop the relay and the projection and close the database."""
-        log.info("intake shutting down", extra={"fields": {"grace_s": self.settings.grace_s}})
-        if self._health_task is not None:
-            self._health_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._health_task
-        await self.health.enter_graceful_shutdown()
-        if self.server is not None:
-            await self.server.stop(self.settings.grace_s)
+        then stop the relay and the projections."""
+        await self.stop_server(self.settings.grace_s)
         await asyncio.gather(
             asyncio.to_thread(self.relay.stop, 3.0),
             asyncio.to_thread(self.projection.stop, 3.0),
             asyncio.to_thread(self.payout_projection.stop, 3.0),
         )
-        shared.stop_endpoint(self._metrics)
-        self.db.close()
-        log.info("intake stopped")
 
 
 def main() -> int:
