@@ -1,23 +1,28 @@
 """subsidy.platform.db batches on SQLite and PostgreSQL: every transaction a thread
 opens inside ``db.batch()`` is a savepoint of one transaction; an inner one
 that fails undoes only its own writes, a batch that fails writes nothing.
-And the payout store on top: decisions applied in one batch commit together
-or not at all, and a rejected payment inside a batch leaves nothing behind."""
+And payout's use cases on top, over the SQL unit of work: decisions applied
+in one batch commit together or not at all, and a rejected payment inside a
+batch leaves nothing behind."""
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 
 import pytest
 
 from subsidy.platform.db import Database
 from subsidy.services.payout import handlers
-from subsidy.services.payout.model import Rejected
+from subsidy.services.payout.model import Payment, Rejected
 from subsidy.services.payout.adapters.store import SqlStore
 
 from .test_payout_support import database_url, new_firm, new_id, rent_decision
 
 pytestmark = pytest.mark.integration
+
+AT = dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc)
+TRACE = "ab" * 16
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -97,7 +102,7 @@ def test_transactions_of_other_threads_during_a_batch_are_their_own(db):
     assert rows(db) == {"other": 1}, "the other thread's transaction committed on its own"
 
 
-# -- the payout store --------------------------------------------------------------------------
+# -- payout's units of work inside a batch ------------------------------------------------------
 
 
 @pytest.fixture
@@ -113,34 +118,34 @@ def test_decisions_applied_in_a_failed_batch_leave_no_grant_no_inbox_row_no_outb
     with pytest.raises(ConnectionError):
         with store.batch():
             for d in decisions:
-                assert store.apply_decision(d, "ab" * 16).result == "applied"
+                assert handlers.apply_decision(store, d, TRACE, AT).result == "applied"
             raise ConnectionError("COMMIT failed")
-    assert store.ledger(firm).grants == () and store.pending_count() == 0
+    assert handlers.ledger(store, firm).grants == () and store.pending_count() == 0
     # Redone: applied once each, the cap counted once.
     with store.batch():
-        results = [store.apply_decision(d, "ab" * 16).result for d in decisions + decisions[:1]]
+        results = [handlers.apply_decision(store, d, TRACE, AT).result for d in decisions + decisions[:1]]
     assert results == ["applied"] * 3 + ["replayed"]
-    ledger = store.ledger(firm)
+    ledger = handlers.ledger(store, firm)
     assert len(ledger.grants) == 3 and ledger.scopes[0].used_fen == 300_000_000
 
 
 def test_a_rejected_payment_inside_a_batch_writes_nothing_and_the_rest_of_the_batch_commits(store):
     firm = new_firm()
     decision = rent_decision(new_id("B"), firm, 100_000_000, shares=(100,))
-    store.apply_decision(decision, "ab" * 16)
-    [tranche] = store.ledger(firm).grants[0].tranches
-    wrong = handlers.Payment(payment_id=new_id("PAY"), tranche_id=tranche.tranche_id, credit_code=firm,
-                             amount_fen=tranche.amount_fen + 1, paid_on="2025-03-01")
-    right = handlers.Payment(payment_id=new_id("PAY"), tranche_id=tranche.tranche_id, credit_code=firm,
-                             amount_fen=tranche.amount_fen, paid_on="2025-03-01")
+    handlers.apply_decision(store, decision, TRACE, AT)
+    [tranche] = handlers.ledger(store, firm).grants[0].tranches
+    wrong = Payment(payment_id=new_id("PAY"), tranche_id=tranche.tranche_id, credit_code=firm,
+                    amount_fen=tranche.amount_fen + 1, paid_on="2025-03-01")
+    right = Payment(payment_id=new_id("PAY"), tranche_id=tranche.tranche_id, credit_code=firm,
+                    amount_fen=tranche.amount_fen, paid_on="2025-03-01")
     other = rent_decision(new_id("B"), firm, 50_000_000)
     pending = store.pending_count()
     with store.batch():
         with pytest.raises(Rejected):
-            store.apply_payment(wrong)
-        assert store.apply_payment(right)[0] == "applied"
-        assert store.apply_decision(other, "ab" * 16).result == "applied"
-    ledger = store.ledger(firm)
+            handlers.apply_payment(store, wrong, AT)
+        assert handlers.apply_payment(store, right, AT)[0] == "applied"
+        assert handlers.apply_decision(store, other, TRACE, AT).result == "applied"
+    ledger = handlers.ledger(store, firm)
     [paid] = [t for g in ledger.grants for t in g.tranches if t.tranche_id == tranche.tranche_id]
     assert (paid.status, paid.payment_id) == ("PAID", right.payment_id)
     assert len(ledger.grants) == 2

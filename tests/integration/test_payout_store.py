@@ -1,6 +1,7 @@
-"""The ledger store under concurrency, on SQLite and PostgreSQL: many threads
+"""The ledger under concurrency, on SQLite and PostgreSQL: many threads
 (each its own connection on PostgreSQL, like replicas) applying competing
-claims of one firm at once never grant more than the cap, and each
+claims of one firm at once through the use case (handlers.apply_decision)
+over the SQL unit of work never grant more than the cap, and each
 application once."""
 
 from __future__ import annotations
@@ -10,12 +11,17 @@ import threading
 
 import pytest
 
+import datetime as dt
+
 from subsidy.platform.db import Database
+from subsidy.services.payout import handlers
 from subsidy.services.payout.adapters.store import SqlStore
 
 from .test_payout_support import RENT_CAP, database_url, new_firm, new_id, rent_decision
 
 pytestmark = pytest.mark.integration
+
+AT = dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -40,12 +46,12 @@ def test_competing_claims_of_one_firm_applied_at_once_never_exceed_the_cap(store
         store = stores[k % len(stores)]
         # Each worker applies its share and replays someone else's.
         mine = decisions[k::16] + decisions[(k + 1) % 16::16]
-        return [store.apply_decision(d, "ab" * 16).result for d in mine]
+        return [handlers.apply_decision(store, d, "ab" * 16, AT).result for d in mine]
 
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         results = [r for rs in pool.map(work, range(16)) for r in rs]
     assert results.count("applied") == 48 and results.count("replayed") == 48
-    ledger = stores[0].ledger(firm)
+    ledger = handlers.ledger(stores[0], firm)
     assert len({g.application_id for g in ledger.grants}) == len(ledger.grants) == 48
     assert sum(g.granted_fen for g in ledger.grants) == RENT_CAP
     tranche_ids = [t.tranche_id for g in ledger.grants for t in g.tranches]

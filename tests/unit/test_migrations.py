@@ -190,7 +190,7 @@ def test_the_adopted_stores_work_on_their_old_rows(tmp_path):
     assert stored.payload == legacy_schema.PAYLOAD and stored.grant == b"\x10\x80\xa4\xe8\x03\x00grant"
     assert [row.id for row in intake.outbox.pending()] == [2]
     payout = PayoutStore(sqlite(tmp_path / "payout.db"))
-    assert [row.id for row in payout.outbox.pending()] == [2]
+    assert [row.id for row in payout.outbox_table.pending()] == [2]
     with payout.db.transaction() as tx:
         tx.execute("INSERT INTO payout_outbox (event_id, topic, key, value, headers, created_at) "
                    "VALUES ('new', 't', x'00', x'00', '[]', 'now')")

@@ -1,42 +1,249 @@
-"""The payout use cases' pure parts: parsing and checking what arrives (a
-Decision, a PaymentConfirmed, an API request), turning a ``GrantPlan`` into
-ledger rows and outbox events, and the rules of a payment. No SQL, Kafka or
-gRPC: the store runs these inside its transactions.
+"""Payout's use cases, over the ports (ports.py): no SQL, Kafka or gRPC
+here, so the unit tests run them over an in-memory unit of work
+(tests/unit/payout/fakes.py) and the service over SQL (adapters/store.py).
+
+- ``apply_decision``: a Decision checked against the firm's history
+  (``subsidy.core.ledger.plan_grant``) and recorded — grant, tranches by
+  budget year, cap usage, inbox row, GrantRecorded and TrancheScheduled;
+- ``apply_payment``: a PaymentConfirmed makes its tranche PAID (TranchePaid);
+- ``raise_tranches_due``: the SCHEDULED tranches whose day has come become
+  DUE (TrancheDue);
+- ``cancel_tranche``: an open tranche becomes CANCELLED (TrancheCancelled);
+- ``ledger``, ``list_tranches``, ``tranches_of_budget_year``: reading.
+
+Each is one unit of work, committed once: its writes and the outbox rows
+announcing them are kept together or not at all. Inside the decisions
+consumer's batch (one transaction per poll, ADR 0004) the store makes each
+unit of work a savepoint of the batch; the use case does not know.
+
+Idempotency is by derived ids (ADR 0005): a decision id already in the
+inbox, a payment id already applied, an application already granted (a
+later decision records a grant of 0 under ``grant:<decision id>``), a tranche
+no longer SCHEDULED, an outbox event id already written — each replays as
+nothing new. Every write concerning a firm first takes the firm's lock, so
+replicas take turns on a firm and the cap holds.
+
+The time of a write (``at``) is the caller's: the adapters pass their
+injected clock's reading.
+
+Also here, the pure parts: parsing and checking what arrives (a Decision, a
+PaymentConfirmed, an API request), turning a ``GrantPlan`` into ledger rows
+and outbox events, the rules of a payment.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
 from google.protobuf.message import DecodeError
 
-from subsidy.contracts import codec
+from subsidy.contracts import cloudevents, codec
 from subsidy.contracts.codec import BadInput
+from subsidy.core.dates import rfc3339
 from subsidy.core.domain import Decision
-from subsidy.services.payout import events
-from subsidy.core.ledger import GrantPlan
+from subsidy.core.ledger import GrantPlan, plan_grant
 from subsidy.platform import paging
 from subsidy.platform.outbox import OutboxMessage
+from subsidy.services.payout import events
 from subsidy.services.payout.model import (
     CANCELLED,
     OPEN,
     PAID,
     SCHEDULED,
     STATUSES,
+    FailedPrecondition,
     GrantRow,
     InvalidArgument,
+    Ledger,
+    NotFound,
+    Payment,
     Rejected,
+    TrancheQuery,
     TrancheRow,
     due_on,
     parse_iso_date,
 )
+from subsidy.services.payout.ports import UnitOfWork
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 500
+
+
+# -- the use cases ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What applying one decision did: ``result`` is applied, replayed (decision
+    id already in the inbox: nothing written) or duplicate (application id
+    already granted under another decision id: a GrantRecorded of 0)."""
+
+    result: str
+    plan: GrantPlan | None = None
+
+
+class _History:
+    """subsidy.core.ledger.LedgerView over a unit of work: the firm's history
+    as it is inside the transaction that holds the firm's lock."""
+
+    def __init__(self, uow: UnitOfWork):
+        self.uow = uow
+
+    def is_applied(self, application_id: str) -> bool:
+        return self.uow.grants.is_applied(application_id)
+
+    def used_fen(self, credit_code: str, scope: str) -> int:
+        return self.uow.usage.used_fen(credit_code, scope)
+
+
+def _trace_of(uow: UnitOfWork, application_id: str) -> str:
+    """The trace the application's grant was recorded under, so a tranche's
+    later events join the application's trace; a new one when none is known."""
+    return uow.grants.trace_id(application_id) or cloudevents.new_trace_id()
+
+
+# A replay, a repeat and a read commit too: they succeeded (the firm's row a
+# lock may have made is kept), and a rollback is what the dashboard counts as
+# a failed transaction (subsidy_db_transaction_duration_seconds{outcome}).
+
+
+def apply_decision(uow: UnitOfWork, decision: Decision, trace_id: str, at: dt.datetime) -> Applied:
+    """The firm locked, the inbox checked, the plan made over the ledger as it
+    is now, then the grant, tranches, usage, inbox row and outbox rows."""
+    now = rfc3339(at)
+    with uow:
+        uow.firms.lock(decision.credit_code, now)
+        if uow.inbox.has(decision.decision_id):
+            uow.commit()
+            return Applied("replayed")
+        plan = plan_grant(decision, _History(uow))
+        result = "duplicate" if plan.duplicate else "applied"
+        uow.inbox.add(decision, result, now)
+        if not plan.duplicate:
+            grant, tranches = plan_rows(decision, plan, trace_id)
+            uow.grants.add(grant, decision.submitted_on, now)
+            for tranche in tranches:
+                uow.tranches.add(tranche, now)
+            if plan.outcome == "ELIGIBLE":
+                for scope, limit, cap_fen, granted_fen in scope_additions(decision, plan):
+                    uow.usage.add(decision.credit_code, scope, limit, cap_fen, granted_fen)
+        uow.outbox.add(plan_events(decision, plan, trace_id, at), now)
+        uow.commit()
+    return Applied(result, plan)
+
+
+def raise_tranches_due(uow: UnitOfWork, today: dt.date, at: dt.datetime) -> list[TrancheRow]:
+    """Every SCHEDULED tranche due on or before ``today`` becomes DUE, with a
+    TrancheDue event. Idempotent: a second run (or another replica's) finds
+    nothing SCHEDULED left to mark."""
+    now = rfc3339(at)
+    day = today.isoformat()
+    marked: list[TrancheRow] = []
+    with uow:
+        for firm in uow.tranches.firms_due(day):  # in credit-code order: two schedulers cannot deadlock
+            uow.firms.lock(firm, now)
+            rows = sorted(uow.tranches.mark_due(firm, day, now), key=lambda t: (t.due_on, t.tranche_id))
+            uow.outbox.add([events.tranche_due(t, _trace_of(uow, t.application_id), at) for t in rows], now)
+            marked += rows
+        uow.commit()
+    return marked
+
+
+def apply_payment(uow: UnitOfWork, payment: Payment, at: dt.datetime) -> tuple[str, TrancheRow | None]:
+    """("applied", the tranche now PAID) or ("repeat", None) for a payment id
+    already applied; raises Rejected (nothing written) when it must not be applied."""
+    now = rfc3339(at)
+    with uow:
+        if uow.payments.has(payment.payment_id):
+            uow.commit()
+            return "repeat", None
+        tranche = uow.tranches.get(payment.tranche_id)
+        if tranche is not None:
+            uow.firms.lock(tranche.credit_code, now)
+            # Looked at again under the lock: another replica may have applied
+            # this payment, or changed the tranche, while this one waited.
+            if uow.payments.has(payment.payment_id):
+                uow.commit()
+                return "repeat", None
+            tranche = uow.tranches.get(payment.tranche_id)
+        check_payment(payment, tranche)
+        assert tranche is not None
+        uow.tranches.mark_paid(tranche.tranche_id, payment.paid_on, payment.payment_id, now)
+        uow.payments.add(payment, now)
+        paid = uow.tranches.get(tranche.tranche_id)
+        assert paid is not None
+        uow.outbox.add([events.tranche_paid(paid, payment.paid_on, payment.payment_id,
+                                            _trace_of(uow, paid.application_id), at)], now)
+        uow.commit()
+    return "applied", paid
+
+
+def cancel_tranche(uow: UnitOfWork, tranche_id: str, reason: str, today: dt.date,
+                   at: dt.datetime) -> tuple[TrancheRow, bool]:
+    """(tranche, changed). SCHEDULED or DUE → CANCELLED with a
+    TrancheCancelled event; already CANCELLED → unchanged; PAID →
+    FailedPrecondition; unknown → NotFound."""
+    now = rfc3339(at)
+    with uow:
+        tranche = uow.tranches.get(tranche_id)
+        if tranche is None:
+            raise NotFound(f"no tranche {tranche_id!r}")
+        uow.firms.lock(tranche.credit_code, now)
+        tranche = uow.tranches.get(tranche_id)
+        assert tranche is not None  # tranches are never deleted
+        if tranche.status == CANCELLED:
+            uow.commit()
+            return tranche, False
+        if tranche.status == PAID:
+            raise FailedPrecondition(
+                f"tranche {tranche_id} was paid on {tranche.paid_on} (payment {tranche.payment_id}): "
+                "a paid tranche cannot be cancelled")
+        assert tranche.status in OPEN
+        uow.tranches.mark_cancelled(tranche_id, today.isoformat(), reason, now)
+        cancelled = uow.tranches.get(tranche_id)
+        assert cancelled is not None
+        uow.outbox.add([events.tranche_cancelled(cancelled, reason, today.isoformat(),
+                                                 _trace_of(uow, cancelled.application_id), at)], now)
+        uow.commit()
+    return cancelled, True
+
+
+def ledger(uow: UnitOfWork, credit_code: str) -> Ledger:
+    """The firm's grants with their tranches, and its usage per scope."""
+    with uow:
+        grants = uow.grants.of_firm(credit_code)
+        tranches = uow.tranches.of_firm(credit_code)
+        scopes = uow.usage.of_firm(credit_code)
+        uow.commit()
+    by_application: dict[str, list[TrancheRow]] = {}
+    for t in tranches:
+        by_application.setdefault(t.application_id, []).append(t)
+    return Ledger(credit_code,
+                  tuple(dataclasses.replace(g, tranches=tuple(by_application.get(g.application_id, ())))
+                        for g in grants),
+                  tuple(scopes))
+
+
+def list_tranches(uow: UnitOfWork, query: TrancheQuery) -> tuple[list[TrancheRow], str]:
+    """One page and the token of the next ("" on the last page)."""
+    with uow:
+        rows = uow.tranches.page(query, query.page_size + 1)  # one more: is there a next page?
+        uow.commit()
+    if len(rows) > query.page_size:
+        rows = rows[: query.page_size]
+        return rows, next_token(query, rows[-1])
+    return rows, ""
+
+
+def tranches_of_budget_year(uow: UnitOfWork, year: int) -> list[TrancheRow]:
+    """Finance's CSV (adapters/export.py): a budget year's tranches by due date."""
+    with uow:
+        rows = uow.tranches.of_budget_year(year)
+        uow.commit()
+    return rows
 
 
 # -- what arrives on Kafka ------------------------------------------------------------
@@ -70,15 +277,6 @@ def parse_decision(value: bytes | None) -> Decision:
     if decision.entitlements and (not shares or any(s < 0 for s in shares) or sum(shares) != 100):
         raise Rejected(f"tranche_shares_percent: must be non-negative and add up to 100, got {list(shares)}")
     return decision
-
-
-@dataclass(frozen=True)
-class Payment:
-    payment_id: str
-    tranche_id: str
-    credit_code: str
-    amount_fen: int
-    paid_on: str
 
 
 def parse_payment(value: bytes | None) -> Payment:
@@ -190,19 +388,6 @@ def scope_additions(decision: Decision, plan: GrantPlan) -> list[tuple[str, str,
 
 
 # -- ListTranches --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrancheQuery:
-    due_from: str
-    due_to: str
-    statuses: tuple[str, ...]
-    page_size: int
-    after: tuple[str, str] | None
-
-    def fingerprint(self) -> str:
-        text = json.dumps([self.due_from, self.due_to, sorted(self.statuses)])
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def page_size(requested: int) -> int:

@@ -7,10 +7,12 @@ Nothing here touches SQL, Kafka or gRPC.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Protocol
 
-from subsidy.core.dates import add_years, rfc3339  # noqa: F401 - rfc3339: the one format of a moment
+from subsidy.core.dates import add_years
 
 SCHEDULED, DUE, PAID, CANCELLED = "SCHEDULED", "DUE", "PAID", "CANCELLED"
 STATUSES = (SCHEDULED, DUE, PAID, CANCELLED)
@@ -187,4 +189,35 @@ class Ledger:
     credit_code: str
     grants: tuple[GrantRow, ...]
     scopes: tuple[UsageRow, ...]
+
+
+# -- what the use cases are asked ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Payment:
+    """A payment confirmation from finance (subsidy.v1.PaymentConfirmed), checked."""
+
+    payment_id: str
+    tranche_id: str
+    credit_code: str
+    amount_fen: int
+    paid_on: str
+
+
+@dataclass(frozen=True)
+class TrancheQuery:
+    """One page of ListTranches: the filters, the page size, and where the
+    previous page ended ((due_on, tranche_id) of its last tranche)."""
+
+    due_from: str
+    due_to: str
+    statuses: tuple[str, ...]
+    page_size: int
+    after: tuple[str, str] | None
+
+    def fingerprint(self) -> str:
+        """The filters in a page token: a token is refused for other filters."""
+        text = json.dumps([self.due_from, self.due_to, sorted(self.statuses)])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 

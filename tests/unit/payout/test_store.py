@@ -1,6 +1,8 @@
-"""The ledger store on an in-memory SQLite database (the same code runs on
-PostgreSQL in tests/integration/test_payout_store.py), the CSV export, and
-the consumer loop over fake Kafka clients."""
+"""The use cases over the SQL unit of work (adapters/store.py) on an
+in-memory SQLite database (the same code runs on PostgreSQL in
+tests/integration/test_payout_store.py), the CSV export, and the consumer
+loop over fake Kafka clients. The same use cases over the in-memory fake:
+test_handlers.py."""
 
 from __future__ import annotations
 
@@ -29,6 +31,27 @@ from subsidy.services.payout.adapters.store import SqlStore
 from .support import FIRM, RENT_CAP, decision_bytes, rent_decision
 
 TRACE = "ab" * 16
+AT = dt.datetime(2025, 3, 1, 8, 0, tzinfo=dt.timezone.utc)
+
+
+def apply(store, decision):
+    return handlers.apply_decision(store, decision, TRACE, AT)
+
+
+def mark_due(store, today):
+    return handlers.raise_tranches_due(store, today, AT)
+
+
+def pay(store, payment):
+    return handlers.apply_payment(store, payment, AT)
+
+
+def cancel(store, tranche_id, reason, today):
+    return handlers.cancel_tranche(store, tranche_id, reason, today, AT)
+
+
+def status_of(store, tranche_id):
+    return {t.tranche_id: t.status for g in handlers.ledger(store, FIRM).grants for t in g.tranches}[tranche_id]
 
 
 @pytest.fixture
@@ -49,9 +72,9 @@ def pending_ids(store):
 
 
 def test_a_decision_writes_grant_tranches_usage_and_events_in_one_go(store):
-    applied = store.apply_decision(rent_decision("A-1", 240_000_000, shares=(40, 30, 30)), TRACE)
+    applied = apply(store, rent_decision("A-1", 240_000_000, shares=(40, 30, 30)))
     assert applied.result == "applied" and applied.plan.granted_fen == 240_000_000
-    ledger = store.ledger(FIRM)
+    ledger = handlers.ledger(store, FIRM)
     [grant] = ledger.grants
     assert [t.amount_fen for t in grant.tranches] == [96_000_000, 72_000_000, 72_000_000]
     assert [(s.scope, s.limit, s.used_fen, s.cap_fen, s.remaining_fen) for s in ledger.scopes] == [
@@ -62,37 +85,37 @@ def test_a_decision_writes_grant_tranches_usage_and_events_in_one_go(store):
 
 
 def test_a_replayed_decision_writes_nothing(store):
-    store.apply_decision(rent_decision("A-1"), TRACE)
+    apply(store, rent_decision("A-1"))
     pending_ids(store)
-    assert store.apply_decision(rent_decision("A-1"), TRACE).result == "replayed"
+    assert apply(store, rent_decision("A-1")).result == "replayed"
     assert pending_ids(store) == []
-    assert len(store.ledger(FIRM).grants) == 1
+    assert len(handlers.ledger(store, FIRM).grants) == 1
 
 
 def test_the_cap_holds_across_applications(store):
     for i in range(3):
-        store.apply_decision(rent_decision(f"A-{i}", 240_000_000), TRACE)
-    ledger = store.ledger(FIRM)
+        apply(store, rent_decision(f"A-{i}", 240_000_000))
+    ledger = handlers.ledger(store, FIRM)
     assert [g.granted_fen for g in ledger.grants] == [240_000_000, 240_000_000, 20_000_000]
     assert [r.code for r in ledger.grants[2].reasons] == ["CAP_PARTIAL"]
     assert ledger.scopes[0].used_fen == RENT_CAP and ledger.scopes[0].remaining_fen == 0
-    store.apply_decision(rent_decision("A-9", 1), TRACE)
-    assert store.ledger(FIRM).grants[-1].granted_fen == 0
+    apply(store, rent_decision("A-9", 1))
+    assert handlers.ledger(store, FIRM).grants[-1].granted_fen == 0
 
 
 def test_an_ineligible_decision_counts_as_applied_with_a_grant_of_0(store):
-    store.apply_decision(rent_decision("A-1", outcome="REFERRED"), TRACE)
-    [grant] = store.ledger(FIRM).grants
+    apply(store, rent_decision("A-1", outcome="REFERRED"))
+    [grant] = handlers.ledger(store, FIRM).grants
     assert (grant.outcome, grant.granted_fen, grant.tranches) == ("REFERRED", 0, ())
     assert pending_ids(store) == ["grant:A-1"]
 
 
 def test_tranches_become_due_when_their_day_comes_and_only_once(store):
-    store.apply_decision(rent_decision("A-1", 1000, shares=(50, 50)), TRACE)
-    assert store.mark_due(dt.date(2025, 2, 19)) == []
-    assert [t.tranche_id for t in store.mark_due(dt.date(2025, 2, 20))] == ["A-1/tranche-0"]
-    assert store.mark_due(dt.date(2025, 12, 31)) == []
-    assert [t.tranche_id for t in store.mark_due(dt.date(2026, 2, 20))] == ["A-1/tranche-1"]
+    apply(store, rent_decision("A-1", 1000, shares=(50, 50)))
+    assert mark_due(store, dt.date(2025, 2, 19)) == []
+    assert [t.tranche_id for t in mark_due(store, dt.date(2025, 2, 20))] == ["A-1/tranche-0"]
+    assert mark_due(store, dt.date(2025, 12, 31)) == []
+    assert [t.tranche_id for t in mark_due(store, dt.date(2026, 2, 20))] == ["A-1/tranche-1"]
     assert [e for e in pending_ids(store) if e.startswith("due:")] == ["due:A-1/tranche-0", "due:A-1/tranche-1"]
 
 
@@ -101,57 +124,57 @@ def _payment(payment_id="P-1", tranche_id="A-1/tranche-0", amount=500, code=FIRM
 
 
 def test_a_payment_pays_its_tranche_once_and_a_repeat_is_ignored(store):
-    store.apply_decision(rent_decision("A-1", 1000, shares=(50, 50)), TRACE)
-    result, tranche = store.apply_payment(_payment())
+    apply(store, rent_decision("A-1", 1000, shares=(50, 50)))
+    result, tranche = pay(store, _payment())
     assert result == "applied" and (tranche.status, tranche.payment_id, tranche.paid_on) == (PAID, "P-1", "2025-03-01")
-    assert store.apply_payment(_payment()) == ("repeat", None)
+    assert pay(store, _payment()) == ("repeat", None)
     with pytest.raises(Rejected, match="already paid"):
-        store.apply_payment(_payment("P-2"))
+        pay(store, _payment("P-2"))
     with pytest.raises(Rejected, match="unknown tranche"):
-        store.apply_payment(_payment("P-3", tranche_id="nope"))
+        pay(store, _payment("P-3", tranche_id="nope"))
     with pytest.raises(Rejected, match="amount mismatch"):
-        store.apply_payment(_payment("P-4", tranche_id="A-1/tranche-1", amount=499))
-    assert store.get_tranche("A-1/tranche-1").status == SCHEDULED
+        pay(store, _payment("P-4", tranche_id="A-1/tranche-1", amount=499))
+    assert status_of(store, "A-1/tranche-1") == SCHEDULED
     assert [e for e in pending_ids(store) if e.startswith("paid:")] == ["paid:A-1/tranche-0"]
 
 
 def test_cancelling_stops_an_open_tranche_but_not_a_paid_one(store):
-    store.apply_decision(rent_decision("A-1", 1000, shares=(50, 50)), TRACE)
-    store.mark_due(dt.date(2025, 6, 1))
-    tranche, changed = store.cancel("A-1/tranche-0", "left the district", dt.date(2025, 6, 2))
+    apply(store, rent_decision("A-1", 1000, shares=(50, 50)))
+    mark_due(store, dt.date(2025, 6, 1))
+    tranche, changed = cancel(store, "A-1/tranche-0", "left the district", dt.date(2025, 6, 2))
     assert changed and tranche.status == CANCELLED
-    assert store.cancel("A-1/tranche-0", "again", dt.date(2025, 6, 3)) == (tranche, False)
+    assert cancel(store, "A-1/tranche-0", "again", dt.date(2025, 6, 3)) == (tranche, False)
     with pytest.raises(Rejected, match="cancelled"):
-        store.apply_payment(_payment())
-    store.apply_payment(_payment("P-1", "A-1/tranche-1"))
+        pay(store, _payment())
+    pay(store, _payment("P-1", "A-1/tranche-1"))
     with pytest.raises(FailedPrecondition):
-        store.cancel("A-1/tranche-1", "too late", dt.date(2025, 6, 3))
+        cancel(store, "A-1/tranche-1", "too late", dt.date(2025, 6, 3))
     with pytest.raises(NotFound):
-        store.cancel("nope", "", dt.date(2025, 6, 3))
-    assert store.get_tranche("A-1/tranche-1").status == PAID
+        cancel(store, "nope", "", dt.date(2025, 6, 3))
+    assert status_of(store, "A-1/tranche-1") == PAID
 
 
 def test_listing_tranches_pages_through_by_due_date_with_filters(store):
     for i in range(5):
-        store.apply_decision(rent_decision(f"A-{i}", 1000, submitted_on=f"2025-0{i + 1}-10", shares=(50, 50)), TRACE)
-    store.mark_due(dt.date(2025, 3, 31))
+        apply(store, rent_decision(f"A-{i}", 1000, submitted_on=f"2025-0{i + 1}-10", shares=(50, 50)))
+    mark_due(store, dt.date(2025, 3, 31))
     seen, token = [], ""
     while True:
         query = handlers.tranche_query("2025-01-01", "2026-12-31", [], 3, token)
-        rows, token = store.list_tranches(query)
+        rows, token = handlers.list_tranches(store, query)
         seen += [t.tranche_id for t in rows]
         if not token:
             break
     assert len(seen) == 10 and seen[0] == "A-0/tranche-0" and seen[-1] == "A-4/tranche-1"
-    due, _ = store.list_tranches(handlers.tranche_query("", "", [DUE], 100, ""))
+    due, _ = handlers.list_tranches(store, handlers.tranche_query("", "", [DUE], 100, ""))
     assert [t.tranche_id for t in due] == ["A-0/tranche-0", "A-1/tranche-0", "A-2/tranche-0"]
 
 
 def test_the_csv_export_lists_a_budget_year_by_due_date_with_exact_yuan(store):
-    store.apply_decision(rent_decision("B-1", 100_000_001, submitted_on="2025-05-01", shares=(40, 60)), TRACE)
-    store.apply_decision(rent_decision("A-1", 12_345, submitted_on="2025-03-01"), TRACE)
+    apply(store, rent_decision("B-1", 100_000_001, submitted_on="2025-05-01", shares=(40, 60)))
+    apply(store, rent_decision("A-1", 12_345, submitted_on="2025-03-01"))
     out = io.StringIO()
-    assert export.write_csv(store.tranches_for_budget_year(2025), out) == 2
+    assert export.write_csv(handlers.tranches_of_budget_year(store, 2025), out) == 2
     lines = out.getvalue().splitlines()
     assert lines[0] == ",".join(export.COLUMNS)
     assert lines[1] == f"A-1/tranche-0,A-1,{FIRM},1.rent,0,12345,123.45,2025-03-01,2025,SCHEDULED,,"

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from subsidy.services.payout import events
-from subsidy.services.payout.handlers import Payment
+from subsidy.services.payout import events, handlers
+from subsidy.services.payout.model import Payment
 from subsidy.services.payout.model import DUE, TrancheRow
 from subsidy.v1 import payout_pb2
 
 from .support import FIRM, rent_decision
-from .test_store import TRACE, store  # noqa: F401 - the ledger on in-memory SQLite, as test_store has it
+from .test_store import AT, TRACE, store  # noqa: F401 - the ledger on in-memory SQLite, as test_store has it
 
 ROW = TrancheRow(tranche_id="SJ-7/tranche-1", application_id="SJ-7", credit_code=FIRM, clause="10.cloud",
                  number=1, amount_fen=500, due_on="2026-03-01", budget_year=2026, status=DUE)
@@ -44,10 +44,10 @@ def _published(store, prefix):  # noqa: F811 - the fixture's name
 
 
 def test_the_ledger_publishes_due_paid_and_cancelled_with_application_and_clause(store):  # noqa: F811
-    store.apply_decision(rent_decision("A-1", 1000, shares=(50, 50)), TRACE)
-    store.mark_due(dt.date(2025, 3, 1))
-    store.cancel("A-1/tranche-1", "企业已迁出松江区", dt.date(2025, 3, 2))
-    store.apply_payment(Payment("P-1", "A-1/tranche-0", FIRM, 500, "2025-03-03"))
+    handlers.apply_decision(store, rent_decision("A-1", 1000, shares=(50, 50)), TRACE, AT)
+    handlers.raise_tranches_due(store, dt.date(2025, 3, 1), AT)
+    handlers.cancel_tranche(store, "A-1/tranche-1", "企业已迁出松江区", dt.date(2025, 3, 2), AT)
+    handlers.apply_payment(store, Payment("P-1", "A-1/tranche-0", FIRM, 500, "2025-03-03"), AT)
     told = _published(store, "tranche_")
     assert sorted(kind for kind, _ in told) == ["tranche_cancelled", "tranche_due", "tranche_paid",
                                                 "tranche_scheduled", "tranche_scheduled"]

@@ -10,6 +10,7 @@ from typing import Iterable, TextIO
 
 from subsidy.core.money import yuan
 from subsidy.platform.db import Database
+from subsidy.services.payout import handlers
 from subsidy.services.payout.model import TrancheRow
 from subsidy.services.payout.adapters.store import SqlStore
 
@@ -43,7 +44,7 @@ def tranches_of_year(database_url: str, year: int) -> list[TrancheRow]:
     except ValueError as exc:
         raise ExportError(str(exc)) from None
     try:
-        return SqlStore(db).tranches_for_budget_year(year)
+        return handlers.tranches_of_budget_year(SqlStore(db), year)
     except Exception as exc:  # noqa: BLE001 - no ledger there, or the database is down
         raise ExportError(f"cannot read the payout ledger at {redact(database_url)}: "
                           f"{type(exc).__name__}: {exc}".splitlines()[0]) from None

@@ -1,6 +1,7 @@
 """The gRPC edge: subsidy.v1.PayoutService on grpc.aio, built with every
-interceptor, health checking and reflection by subsidy/platform/grpc/server.py. Each RPC runs its store call in a worker thread (the store
-blocks) and maps errors to status codes:
+interceptor, health checking and reflection by subsidy/platform/grpc/server.py.
+Each RPC runs its use case (handlers.py) over the unit of work in a worker
+thread (the database blocks) and maps errors to status codes:
 
     InvalidArgument      INVALID_ARGUMENT
     NotFound             NOT_FOUND
@@ -12,6 +13,7 @@ blocks) and maps errors to status codes:
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from typing import Any, Callable
 
@@ -33,8 +35,9 @@ from subsidy.services.payout.model import (
     InvalidArgument,
     NotFound,
     TrancheRow,
+    utcnow,
 )
-from subsidy.services.payout.adapters.store import SqlStore
+from subsidy.services.payout.ports import UnitOfWork
 
 log = logging.getLogger("subsidy.services.payout.adapters.grpc")
 
@@ -61,10 +64,12 @@ def grant_to_proto(g: GrantRow) -> Any:
 
 
 class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):
-    def __init__(self, store: SqlStore, clock: Clock, on_written: Callable[[], None] = lambda: None):
-        self.store = store
+    def __init__(self, uow: UnitOfWork, clock: Clock, on_written: Callable[[], None] = lambda: None,
+                 now: Callable[[], dt.datetime] = utcnow):
+        self.uow = uow
         self.clock = clock
         self.on_written = on_written
+        self.now = now
 
     async def _fail(self, context: Any, rpc: str, exc: BaseException) -> None:
         if isinstance(exc, InvalidArgument):
@@ -86,7 +91,7 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):
         try:
             if not credit_code.is_valid(request.credit_code):
                 raise InvalidArgument(f"credit_code: not a valid unified social credit code: {request.credit_code!r}")
-            ledger = await asyncio.to_thread(self.store.ledger, request.credit_code)
+            ledger = await asyncio.to_thread(handlers.ledger, self.uow, request.credit_code)
         except Exception as exc:  # noqa: BLE001 - mapped to a status code
             await self._fail(context, "GetLedger", exc)
             raise
@@ -105,7 +110,7 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):
             statuses = [handlers.from_proto_status(s) for s in request.statuses]
             query = handlers.tranche_query(request.due_from, request.due_to, statuses, request.page_size,
                                            request.page_token)
-            rows, token = await asyncio.to_thread(self.store.list_tranches, query)
+            rows, token = await asyncio.to_thread(handlers.list_tranches, self.uow, query)
         except Exception as exc:  # noqa: BLE001
             await self._fail(context, "ListTranches", exc)
             raise
@@ -116,8 +121,8 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):
             if not request.tranche_id:
                 raise InvalidArgument("tranche_id: is required")
             reason = request.reason.strip() or "cancelled (no reason given)"
-            tranche, changed = await asyncio.to_thread(self.store.cancel, request.tranche_id, reason,
-                                                       self.clock.today())
+            tranche, changed = await asyncio.to_thread(handlers.cancel_tranche, self.uow, request.tranche_id,
+                                                       reason, self.clock.today(), self.now())
         except Exception as exc:  # noqa: BLE001
             await self._fail(context, "CancelTranche", exc)
             raise

@@ -4,12 +4,12 @@ kafka-python in a thread each):
 - ``subsidy.decisions.v1``, group ``subsidy-payout``: the Decisions of one
   poll applied to the ledger in **one** transaction (the loop's batch scope,
   ``DecisionApplier.batch``: store.batch), each decision a savepoint in it
-  (store.apply_decision): one commit, one fsync, per poll instead of per
-  decision. A decision's effects and its inbox row commit together, with
-  the rest of the batch or not at all;
+  (handlers.apply_decision's unit of work): one commit, one fsync, per poll
+  instead of per decision. A decision's effects and its inbox row commit
+  together, with the rest of the batch or not at all;
 - ``subsidy.payments.v1``, group ``subsidy-payout-payments``: each
   PaymentConfirmed applied in one transaction of its own
-  (store.apply_payment). Left per record on purpose: payments are few (one
+  (handlers.apply_payment). Left per record on purpose: payments are few (one
   per tranche, from finance), and a payment transaction that holds one firm
   lock can never deadlock with the decisions batch, which holds many.
 
@@ -33,6 +33,7 @@ redone batch is not counted twice; the relay is woken once per batch.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 from typing import Any, Callable, Iterator
 
@@ -41,8 +42,9 @@ from subsidy.platform import logs
 from subsidy.platform.consumer import KafkaRecordLoop
 from subsidy.core.domain import Decision
 from subsidy.services.payout import handlers, metrics
-from subsidy.services.payout.model import SOURCE, Rejected
-from subsidy.services.payout.adapters.store import Applied, SqlStore
+from subsidy.services.payout.handlers import Applied
+from subsidy.services.payout.model import SOURCE, Rejected, utcnow
+from subsidy.services.payout.adapters.store import SqlStore
 
 log = logging.getLogger("subsidy.services.payout.adapters.kafka")
 
@@ -68,9 +70,11 @@ class DecisionApplier:
 
     consumer_name = "payout"
 
-    def __init__(self, store: SqlStore, on_written: Callable[[], None] = lambda: None):
+    def __init__(self, store: SqlStore, on_written: Callable[[], None] = lambda: None,
+                 now: Callable[[], dt.datetime] = utcnow):
         self.store = store
         self.on_written = on_written
+        self.now = now
         #: Inside ``batch``: what to report once the batch committed (the consumer's thread only).
         self._reports: list[Callable[[], bool]] | None = None
 
@@ -95,7 +99,7 @@ class DecisionApplier:
         decision = handlers.parse_decision(record.value)
         trace_id = cloudevents.trace_id_of(record.headers) or cloudevents.new_trace_id()
         with logs.trace(trace_id):
-            applied = self.store.apply_decision(decision, trace_id)
+            applied = handlers.apply_decision(self.store, decision, trace_id, self.now())
 
         def report() -> bool:
             with logs.trace(trace_id):
@@ -139,14 +143,16 @@ class PaymentApplier:
 
     consumer_name = "payout-payments"
 
-    def __init__(self, store: SqlStore, on_written: Callable[[], None] = lambda: None):
+    def __init__(self, store: SqlStore, on_written: Callable[[], None] = lambda: None,
+                 now: Callable[[], dt.datetime] = utcnow):
         self.store = store
         self.on_written = on_written
+        self.now = now
 
     def __call__(self, record: Any) -> str:
         try:
             payment = handlers.parse_payment(record.value)
-            result, tranche = self.store.apply_payment(payment)
+            result, tranche = handlers.apply_payment(self.store, payment, self.now())
         except Rejected:
             metrics.PAYMENTS.labels("dead_letter").inc()
             raise

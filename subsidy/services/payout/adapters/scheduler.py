@@ -1,17 +1,18 @@
 """The scheduler: a periodic thread that marks SCHEDULED tranches whose due
 date has arrived (by the injected Clock) as DUE, with TrancheDue events, in
-one transaction (store.mark_due). Idempotent: a tranche already DUE is not
-marked again, so replicas may all run it."""
+one transaction (handlers.raise_tranches_due). Idempotent: a tranche already
+DUE is not marked again, so replicas may all run it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from typing import Callable
 
 from subsidy.platform import logs
-from subsidy.services.payout import metrics
-from subsidy.services.payout.model import Clock
+from subsidy.services.payout import handlers, metrics
+from subsidy.services.payout.model import Clock, utcnow
 from subsidy.services.payout.adapters.store import SqlStore
 
 log = logging.getLogger("subsidy.services.payout.adapters.scheduler")
@@ -19,9 +20,10 @@ log = logging.getLogger("subsidy.services.payout.adapters.scheduler")
 
 class Scheduler:
     def __init__(self, store: SqlStore, clock: Clock, interval_s: float = 60.0,
-                 on_written: Callable[[], None] = lambda: None):
+                 on_written: Callable[[], None] = lambda: None, now: Callable[[], dt.datetime] = utcnow):
         self.store = store
         self.clock = clock
+        self.now = now
         self.interval_s = interval_s
         self.on_written = on_written
         self._stop = threading.Event()
@@ -44,7 +46,7 @@ class Scheduler:
 
     def run_once(self) -> int:
         today = self.clock.today()
-        marked = self.store.mark_due(today)
+        marked = handlers.raise_tranches_due(self.store, today, self.now())
         if marked:
             metrics.TRANSITIONS.labels("DUE").inc(len(marked))
             log.info("tranches due", extra=logs.fields(today=today.isoformat(), tranches=len(marked),

@@ -1,0 +1,138 @@
+"""What payout's use cases (handlers.py) need from outside: the ledger's
+tables, inside one unit of work. Adapter: adapters/store.py (``SqlStore``,
+SQLite or PostgreSQL); the unit tests use tests/unit/payout/fakes.py (in
+memory).
+
+A use case opens the unit of work (``with uow:``), reads and writes through
+its tables, and calls ``uow.commit()`` once; leaving the ``with`` without
+that commit (an exception, a refusal) keeps nothing it wrote. So a grant,
+its tranches, the cap usage, the inbox row and the outbox rows announcing
+them are one commit or nothing (ADR 0003, the outbox: the events go out
+only if the change they announce was made).
+
+Times are the RFC 3339 UTC text the tables keep (``subsidy.core.dates.rfc3339``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Iterable, Protocol
+
+from subsidy.core.domain import Decision
+from subsidy.platform.outbox import OutboxMessage
+from subsidy.services.payout.model import GrantRow, Payment, TrancheQuery, TrancheRow, UsageRow
+
+
+class Firms(Protocol):
+    def lock(self, credit_code: str, at: str) -> None:
+        """Hold the firm until the unit of work ends (making its row if it has
+        none). Every write that concerns a firm takes it first, so replicas
+        applying claims of one firm take turns: the cap check and the grant it
+        leads to are one atomic step, and one firm's outbox rows are in the
+        order its units of work commit."""
+
+
+class Inbox(Protocol):
+    """The decision ids applied: a redelivered decision changes nothing."""
+
+    def has(self, decision_id: str) -> bool: ...
+
+    def add(self, decision: Decision, result: str, at: str) -> None: ...
+
+
+class Grants(Protocol):
+    def is_applied(self, application_id: str) -> bool:
+        """Has this application a grant (whatever its amount)?"""
+
+    def trace_id(self, application_id: str) -> str:
+        """The trace id the application's grant was recorded under; "" when none is known."""
+
+    def add(self, grant: GrantRow, submitted_on: dt.date, at: str) -> None: ...
+
+    def of_firm(self, credit_code: str) -> list[GrantRow]:
+        """The firm's grants, by decision year then application id (their ``tranches`` left empty)."""
+
+
+class Tranches(Protocol):
+    def get(self, tranche_id: str) -> TrancheRow | None: ...
+
+    def add(self, tranche: TrancheRow, at: str) -> None: ...
+
+    def firms_due(self, day: str) -> list[str]:
+        """The credit codes with a SCHEDULED tranche due on or before ``day``, ascending."""
+
+    def mark_due(self, credit_code: str, day: str, at: str) -> list[TrancheRow]:
+        """The firm's SCHEDULED tranches due on or before ``day`` become DUE; returns them as they are now."""
+
+    def mark_paid(self, tranche_id: str, paid_on: str, payment_id: str, at: str) -> None: ...
+
+    def mark_cancelled(self, tranche_id: str, cancelled_on: str, reason: str, at: str) -> None: ...
+
+    def of_firm(self, credit_code: str) -> list[TrancheRow]:
+        """The firm's tranches, by application id then number."""
+
+    def page(self, query: TrancheQuery, limit: int) -> list[TrancheRow]:
+        """Up to ``limit`` tranches matching ``query``'s filters, by due date then
+        tranche id, after ``query.after`` (the last one of the previous page)."""
+
+    def of_budget_year(self, year: int) -> list[TrancheRow]:
+        """The tranches of a budget year, by due date then tranche id."""
+
+
+class Usage(Protocol):
+    """What each firm has been granted per scope, and the scope's cap and limit."""
+
+    def used_fen(self, credit_code: str, scope: str) -> int: ...
+
+    def add(self, credit_code: str, scope: str, limit: str, cap_fen: int, granted_fen: int) -> None:
+        """``granted_fen`` more used in the scope; the scope's cap and limit as the decision says."""
+
+    def of_firm(self, credit_code: str) -> list[UsageRow]:
+        """The firm's scopes, by scope."""
+
+
+class Payments(Protocol):
+    """The payment ids applied: a redelivered confirmation changes nothing."""
+
+    def has(self, payment_id: str) -> bool: ...
+
+    def add(self, payment: Payment, at: str) -> None: ...
+
+
+class Outbox(Protocol):
+    def add(self, messages: Iterable[OutboxMessage], at: str) -> None:
+        """Enqueue the events for the relay, each once per event id (a
+        repeated write enqueues nothing)."""
+
+
+class UnitOfWork(Protocol):
+    """The ledger's tables in one transaction (see the module doc)."""
+
+    @property
+    def firms(self) -> Firms: ...
+
+    @property
+    def inbox(self) -> Inbox: ...
+
+    @property
+    def grants(self) -> Grants: ...
+
+    @property
+    def tranches(self) -> Tranches: ...
+
+    @property
+    def usage(self) -> Usage: ...
+
+    @property
+    def payments(self) -> Payments: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+    def __enter__(self) -> "UnitOfWork": ...
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Undo whatever was not committed."""
+
+    def commit(self) -> None:
+        """Make the unit of work's writes durable (and end it)."""

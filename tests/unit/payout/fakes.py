@@ -1,0 +1,178 @@
+"""No tests here: payout's unit of work in memory (ports.py), for the use
+cases' tests (test_handlers.py), in the manner of cosmicpython's
+FakeUnitOfWork: the same tables as dicts and lists, ``commits`` counted.
+
+It keeps the promise the SQL store keeps (adapters/store.py): what a unit of
+work wrote is kept only when it commits. ``__enter__`` takes a copy of the
+tables, and leaving without ``commit()`` puts the copy back, as a ROLLBACK
+would; so a test of a refusal sees that nothing was written."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+from subsidy.services.payout.model import CANCELLED, DUE, PAID, SCHEDULED, UsageRow
+
+
+class FakeFirms:
+    def __init__(self):
+        self.rows: set[str] = set()
+        #: Every lock taken, in order (a firm locked twice in one unit of work appears twice).
+        self.locked: list[str] = []
+
+    def lock(self, credit_code, at):
+        self.rows.add(credit_code)
+        self.locked.append(credit_code)
+
+
+class FakeInbox:
+    def __init__(self):
+        self.rows: dict[str, tuple[str, str]] = {}  # decision id -> (application id, result)
+
+    def has(self, decision_id):
+        return decision_id in self.rows
+
+    def add(self, decision, result, at):
+        assert decision.decision_id not in self.rows, "the inbox's primary key"
+        self.rows[decision.decision_id] = (decision.application_id, result)
+
+
+class FakeGrants:
+    def __init__(self):
+        self.rows: dict[str, object] = {}  # application id -> GrantRow (as written: no tranches)
+
+    def is_applied(self, application_id):
+        return application_id in self.rows
+
+    def trace_id(self, application_id):
+        grant = self.rows.get(application_id)
+        return grant.trace_id if grant is not None else ""
+
+    def add(self, grant, submitted_on, at):
+        assert grant.application_id not in self.rows, "the grants' primary key"
+        self.rows[grant.application_id] = dataclasses.replace(grant, tranches=())
+
+    def of_firm(self, credit_code):
+        return sorted((g for g in self.rows.values() if g.credit_code == credit_code),
+                      key=lambda g: (g.decision_year, g.application_id))
+
+
+class FakeTranches:
+    def __init__(self):
+        self.rows: dict[str, object] = {}  # tranche id -> TrancheRow
+
+    def get(self, tranche_id):
+        return self.rows.get(tranche_id)
+
+    def add(self, tranche, at):
+        assert tranche.tranche_id not in self.rows, "the tranches' primary key"
+        self.rows[tranche.tranche_id] = tranche
+
+    def _set(self, tranche_id, **changes):
+        self.rows[tranche_id] = dataclasses.replace(self.rows[tranche_id], **changes)
+        return self.rows[tranche_id]
+
+    def firms_due(self, day):
+        return sorted({t.credit_code for t in self.rows.values() if t.status == SCHEDULED and t.due_on <= day})
+
+    def mark_due(self, credit_code, day, at):
+        due = [t.tranche_id for t in self.rows.values()
+               if t.credit_code == credit_code and t.status == SCHEDULED and t.due_on <= day]
+        return [self._set(tranche_id, status=DUE) for tranche_id in due]
+
+    def mark_paid(self, tranche_id, paid_on, payment_id, at):
+        self._set(tranche_id, status=PAID, paid_on=paid_on, payment_id=payment_id)
+
+    def mark_cancelled(self, tranche_id, cancelled_on, reason, at):
+        self._set(tranche_id, status=CANCELLED)
+
+    def of_firm(self, credit_code):
+        return sorted((t for t in self.rows.values() if t.credit_code == credit_code),
+                      key=lambda t: (t.application_id, t.number))
+
+    def page(self, query, limit):
+        rows = [t for t in self.rows.values()
+                if (not query.due_from or t.due_on >= query.due_from)
+                and (not query.due_to or t.due_on <= query.due_to)
+                and (not query.statuses or t.status in query.statuses)
+                and (query.after is None or (t.due_on, t.tranche_id) > query.after)]
+        return sorted(rows, key=lambda t: (t.due_on, t.tranche_id))[:limit]
+
+    def of_budget_year(self, year):
+        return sorted((t for t in self.rows.values() if t.budget_year == year), key=lambda t: (t.due_on, t.tranche_id))
+
+
+class FakeUsage:
+    def __init__(self):
+        self.rows: dict[tuple[str, str], UsageRow] = {}  # (credit code, scope) -> row
+
+    def used_fen(self, credit_code, scope):
+        row = self.rows.get((credit_code, scope))
+        return row.used_fen if row else 0
+
+    def add(self, credit_code, scope, limit, cap_fen, granted_fen):
+        self.rows[(credit_code, scope)] = UsageRow(scope, limit, self.used_fen(credit_code, scope) + granted_fen, cap_fen)
+
+    def of_firm(self, credit_code):
+        return [row for (code, scope), row in sorted(self.rows.items()) if code == credit_code]
+
+
+class FakePayments:
+    def __init__(self):
+        self.rows: dict[str, object] = {}  # payment id -> Payment
+
+    def has(self, payment_id):
+        return payment_id in self.rows
+
+    def add(self, payment, at):
+        assert payment.payment_id not in self.rows, "the payments' primary key"
+        self.rows[payment.payment_id] = payment
+
+
+class FakeOutbox:
+    def __init__(self):
+        self.messages: list = []  # in the order written, once per event id
+
+    def add(self, messages, at):
+        seen = {m.event_id for m in self.messages}
+        for m in messages:
+            if m.event_id not in seen:
+                self.messages.append(m)
+                seen.add(m.event_id)
+
+    @property
+    def event_ids(self):
+        return [m.event_id for m in self.messages]
+
+
+_TABLES = ("firms", "inbox", "grants", "tranches", "usage", "payments", "outbox")
+
+
+class FakeUnitOfWork:
+    def __init__(self):
+        self.firms = FakeFirms()
+        self.inbox = FakeInbox()
+        self.grants = FakeGrants()
+        self.tranches = FakeTranches()
+        self.usage = FakeUsage()
+        self.payments = FakePayments()
+        self.outbox = FakeOutbox()
+        self.commits = 0
+        self._before: dict | None = None
+
+    def __enter__(self):
+        assert self._before is None, "a unit of work inside a unit of work"
+        self._before = copy.deepcopy({name: getattr(self, name) for name in _TABLES})
+        return self
+
+    def commit(self):
+        assert self._before is not None, "commit outside a unit of work"
+        self._before = None
+        self.commits += 1
+
+    def __exit__(self, *exc_info):
+        if self._before is not None:  # not committed: as a rollback, nothing of it stays
+            for name, table in self._before.items():
+                setattr(self, name, table)
+            self._before = None

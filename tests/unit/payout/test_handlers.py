@@ -1,0 +1,248 @@
+"""Payout's use cases (handlers.py) over the in-memory unit of work
+(fakes.py): what each writes, what it announces, that it commits once, and
+that a refusal or a failure keeps nothing. The same use cases over SQL:
+test_store.py (SQLite) and tests/integration/test_payout_store.py,
+test_db_batch.py (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from subsidy.contracts import cloudevents
+from subsidy.services.payout import handlers
+from subsidy.services.payout.model import (
+    CANCELLED,
+    DUE,
+    PAID,
+    SCHEDULED,
+    FailedPrecondition,
+    NotFound,
+    Payment,
+    Rejected,
+)
+from subsidy.v1 import payout_pb2
+
+from .fakes import FakeUnitOfWork
+from .support import FIRM, OTHER_FIRM, RENT_CAP, rent_decision
+
+TRACE = "ab" * 16
+OTHER_TRACE = "cd" * 16
+AT = dt.datetime(2025, 3, 1, 0, 0, tzinfo=dt.timezone.utc)
+
+
+def event(message):
+    body = payout_pb2.PayoutEvent.FromString(message.value)
+    return body.WhichOneof("event"), getattr(body, body.WhichOneof("event"))
+
+
+def tables(uow):
+    """Everything a unit of work can write, to compare before and after."""
+    return (dict(uow.inbox.rows), dict(uow.grants.rows), dict(uow.tranches.rows), dict(uow.usage.rows),
+            dict(uow.payments.rows), list(uow.outbox.event_ids))
+
+
+class TestApplyDecision:
+    def test_an_eligible_decision_records_grant_tranches_usage_inbox_and_events_in_one_commit(self):
+        uow = FakeUnitOfWork()
+        applied = handlers.apply_decision(uow, rent_decision("A-1", 240_000_000, shares=(40, 30, 30)), TRACE, AT)
+        assert (applied.result, applied.plan.granted_fen) == ("applied", 240_000_000)
+        assert uow.commits == 1
+        assert uow.inbox.rows == {"A-1@v1+test": ("A-1", "applied")}
+        assert uow.grants.rows["A-1"].granted_fen == 240_000_000 and uow.grants.rows["A-1"].trace_id == TRACE
+        assert [(t.tranche_id, t.amount_fen, t.due_on, t.status) for t in uow.tranches.of_firm(FIRM)] == [
+            ("A-1/tranche-0", 96_000_000, "2025-02-20", SCHEDULED),
+            ("A-1/tranche-1", 72_000_000, "2026-02-20", SCHEDULED),
+            ("A-1/tranche-2", 72_000_000, "2027-02-20", SCHEDULED)]
+        assert uow.usage.used_fen(FIRM, "1.rent") == 240_000_000
+        assert uow.outbox.event_ids == ["grant:A-1", "scheduled:A-1/tranche-0", "scheduled:A-1/tranche-1",
+                                        "scheduled:A-1/tranche-2"]
+
+    def test_the_events_carry_the_decisions_trace_and_the_time_of_the_write(self):
+        uow = FakeUnitOfWork()
+        handlers.apply_decision(uow, rent_decision("A-1"), TRACE, AT)
+        for message in uow.outbox.messages:
+            headers = cloudevents.as_dict(message.headers)
+            assert cloudevents.trace_id_of(headers) == TRACE and headers["ce_time"] == "2025-03-01T00:00:00.000Z"
+
+    def test_the_firm_is_locked_before_the_inbox_is_read(self):
+        uow = FakeUnitOfWork()
+        seen = []
+        has = uow.inbox.has
+        uow.inbox.has = lambda decision_id: (seen.append(list(uow.firms.locked)), has(decision_id))[1]
+        handlers.apply_decision(uow, rent_decision("A-1"), TRACE, AT)
+        assert seen == [[FIRM]]
+
+    def test_a_replayed_decision_writes_nothing_new(self):
+        uow = FakeUnitOfWork()
+        handlers.apply_decision(uow, rent_decision("A-1"), TRACE, AT)
+        before = tables(uow)
+        assert handlers.apply_decision(uow, rent_decision("A-1"), OTHER_TRACE, AT).result == "replayed"
+        assert tables(uow) == before
+
+    def test_a_later_decision_for_a_granted_application_records_a_grant_of_0_under_its_own_id(self):
+        uow = FakeUnitOfWork()
+        handlers.apply_decision(uow, rent_decision("A-1"), TRACE, AT)
+        applied = handlers.apply_decision(uow, rent_decision("A-1", policy_version="v2+test"), TRACE, AT)
+        assert applied.result == "duplicate" and applied.plan.granted_fen == 0
+        assert uow.inbox.rows["A-1@v2+test"] == ("A-1", "duplicate")
+        assert len(uow.grants.rows) == 1 and uow.usage.used_fen(FIRM, "1.rent") == 240_000_000
+        kind, body = event(uow.outbox.messages[-1])
+        assert uow.outbox.event_ids[-1] == "grant:A-1@v2+test"
+        assert (kind, body.granted_fen, [r.code for r in body.reasons]) == ("grant_recorded", 0,
+                                                                           ["DUPLICATE_APPLICATION"])
+
+    def test_the_cap_holds_across_applications_and_the_firms_usage_is_kept_per_firm(self):
+        uow = FakeUnitOfWork()
+        granted = [handlers.apply_decision(uow, rent_decision(f"A-{i}", 240_000_000), TRACE, AT).plan.granted_fen
+                   for i in range(3)]
+        assert granted == [240_000_000, 240_000_000, 20_000_000]
+        assert [r.code for r in uow.grants.rows["A-2"].reasons] == ["CAP_PARTIAL"]
+        assert uow.usage.used_fen(FIRM, "1.rent") == RENT_CAP
+        other = handlers.apply_decision(uow, rent_decision("B-1", 240_000_000, firm=OTHER_FIRM), TRACE, AT)
+        assert other.plan.granted_fen == 240_000_000
+
+    def test_an_ineligible_decision_is_recorded_as_a_grant_of_0_without_tranches_or_usage(self):
+        uow = FakeUnitOfWork()
+        handlers.apply_decision(uow, rent_decision("A-1", outcome="REFERRED"), TRACE, AT)
+        assert (uow.grants.rows["A-1"].outcome, uow.grants.rows["A-1"].granted_fen) == ("REFERRED", 0)
+        assert uow.tranches.rows == {} and uow.usage.rows == {} and uow.outbox.event_ids == ["grant:A-1"]
+
+    def test_a_failure_before_the_commit_keeps_nothing_of_the_decision(self):
+        uow = FakeUnitOfWork()
+        handlers.apply_decision(uow, rent_decision("A-0"), TRACE, AT)
+        before = tables(uow)
+
+        def broken(messages, at):
+            raise ConnectionError("the database went away")
+
+        uow.outbox.add = broken
+        with pytest.raises(ConnectionError):
+            handlers.apply_decision(uow, rent_decision("A-1"), TRACE, AT)
+        assert tables(uow) == before and uow.commits == 1
+
+
+def granted(uow, *decisions):
+    for decision in decisions:
+        handlers.apply_decision(uow, decision, TRACE, AT)
+    return uow
+
+
+class TestRaiseTranchesDue:
+    def test_tranches_become_due_on_their_day_once_each_with_an_event_in_the_grants_trace(self):
+        uow = granted(FakeUnitOfWork(), rent_decision("A-1", 1000, shares=(50, 50)))
+        assert handlers.raise_tranches_due(uow, dt.date(2025, 2, 19), AT) == []
+        assert [t.tranche_id for t in handlers.raise_tranches_due(uow, dt.date(2025, 2, 20), AT)] == ["A-1/tranche-0"]
+        assert handlers.raise_tranches_due(uow, dt.date(2025, 12, 31), AT) == []
+        assert uow.tranches.get("A-1/tranche-0").status == DUE and uow.tranches.get("A-1/tranche-1").status == SCHEDULED
+        [due] = [m for m in uow.outbox.messages if m.event_id.startswith("due:")]
+        assert due.event_id == "due:A-1/tranche-0"
+        assert cloudevents.trace_id_of(cloudevents.as_dict(due.headers)) == TRACE
+
+    def test_firms_are_locked_in_credit_code_order_and_their_tranches_announced_by_due_date(self):
+        uow = granted(FakeUnitOfWork(), rent_decision("B-1", 1000, firm=OTHER_FIRM, submitted_on="2025-01-05"),
+                      rent_decision("A-2", 1000, submitted_on="2025-02-01"),
+                      rent_decision("A-1", 1000, submitted_on="2025-01-10"))
+        uow.firms.locked.clear()
+        marked = handlers.raise_tranches_due(uow, dt.date(2025, 3, 1), AT)
+        assert uow.firms.locked == sorted({FIRM, OTHER_FIRM})
+        by_firm = {code: [t.tranche_id for t in marked if t.credit_code == code] for code in (FIRM, OTHER_FIRM)}
+        assert by_firm == {FIRM: ["A-1/tranche-0", "A-2/tranche-0"], OTHER_FIRM: ["B-1/tranche-0"]}
+
+
+def payment(payment_id="P-1", tranche_id="A-1/tranche-0", amount_fen=500, code=FIRM):
+    return Payment(payment_id, tranche_id, code, amount_fen, "2025-03-03")
+
+
+class TestApplyPayment:
+    def test_a_payment_pays_its_tranche_once_and_a_repeat_is_ignored(self):
+        uow = granted(FakeUnitOfWork(), rent_decision("A-1", 1000, shares=(50, 50)))
+        result, tranche = handlers.apply_payment(uow, payment(), AT)
+        assert result == "applied" and (tranche.status, tranche.payment_id, tranche.paid_on) == (PAID, "P-1",
+                                                                                               "2025-03-03")
+        assert uow.payments.has("P-1") and uow.outbox.event_ids[-1] == "paid:A-1/tranche-0"
+        kind, body = event(uow.outbox.messages[-1])
+        assert (kind, body.payment_id, body.application_id) == ("tranche_paid", "P-1", "A-1")
+        before = tables(uow)
+        assert handlers.apply_payment(uow, payment(), AT) == ("repeat", None)
+        assert tables(uow) == before
+
+    @pytest.mark.parametrize("bad, reason", [
+        (payment("P-2", tranche_id="nope"), "unknown tranche: nope"),
+        (payment("P-2", amount_fen=499), "amount mismatch"),
+        (payment("P-2", code=OTHER_FIRM), "credit code mismatch"),
+    ])
+    def test_a_payment_that_does_not_match_its_tranche_is_refused_and_writes_nothing(self, bad, reason):
+        uow = granted(FakeUnitOfWork(), rent_decision("A-1", 1000, shares=(50, 50)))
+        before, commits = tables(uow), uow.commits
+        with pytest.raises(Rejected, match=reason):
+            handlers.apply_payment(uow, bad, AT)
+        assert tables(uow) == before and uow.commits == commits
+
+    def test_a_paid_or_cancelled_tranche_is_not_paid_again(self):
+        uow = granted(FakeUnitOfWork(), rent_decision("A-1", 1000, shares=(50, 50)))
+        handlers.apply_payment(uow, payment(), AT)
+        handlers.cancel_tranche(uow, "A-1/tranche-1", "迁出", dt.date(2025, 3, 2), AT)
+        before = tables(uow)
+        with pytest.raises(Rejected, match="already paid by payment P-1"):
+            handlers.apply_payment(uow, payment("P-2"), AT)
+        with pytest.raises(Rejected, match="cancelled"):
+            handlers.apply_payment(uow, payment("P-3", tranche_id="A-1/tranche-1"), AT)
+        assert tables(uow) == before
+
+    def test_the_tranches_firm_is_locked_before_it_is_paid(self):
+        uow = granted(FakeUnitOfWork(), rent_decision("A-1", 1000, shares=(50, 50)))
+        uow.firms.locked.clear()
+        handlers.apply_payment(uow, payment(), AT)
+        assert uow.firms.locked == [FIRM]
+
+
+class TestCancelTranche:
+    def test_an_open_tranche_is_cancelled_once_with_an_event(self):
+        uow = granted(FakeUnitOfWork(), rent_decision("A-1", 1000, shares=(50, 50)))
+        handlers.raise_tranches_due(uow, dt.date(2025, 6, 1), AT)
+        tranche, changed = handlers.cancel_tranche(uow, "A-1/tranche-0", "left the district", dt.date(2025, 6, 2), AT)
+        assert changed and tranche.status == CANCELLED
+        kind, body = event(uow.outbox.messages[-1])
+        assert (kind, body.reason, body.cancelled_on) == ("tranche_cancelled", "left the district", "2025-06-02")
+        before = tables(uow)
+        assert handlers.cancel_tranche(uow, "A-1/tranche-0", "again", dt.date(2025, 6, 3), AT) == (tranche, False)
+        assert tables(uow) == before
+
+    def test_a_paid_or_unknown_tranche_cannot_be_cancelled_and_nothing_is_written(self):
+        uow = granted(FakeUnitOfWork(), rent_decision("A-1", 1000, shares=(50, 50)))
+        handlers.apply_payment(uow, payment(), AT)
+        before = tables(uow)
+        with pytest.raises(FailedPrecondition, match="paid on 2025-03-03"):
+            handlers.cancel_tranche(uow, "A-1/tranche-0", "too late", dt.date(2025, 6, 3), AT)
+        with pytest.raises(NotFound):
+            handlers.cancel_tranche(uow, "nope", "", dt.date(2025, 6, 3), AT)
+        assert tables(uow) == before
+
+
+class TestReading:
+    def test_the_ledger_is_the_firms_grants_with_their_tranches_and_its_usage(self):
+        uow = granted(FakeUnitOfWork(), rent_decision("A-2", 1000, shares=(50, 50), year=2026),
+                      rent_decision("A-1", 300_000_000), rent_decision("B-1", 5, firm=OTHER_FIRM))
+        ledger = handlers.ledger(uow, FIRM)
+        assert [(g.application_id, [t.tranche_id for t in g.tranches]) for g in ledger.grants] == [
+            ("A-1", ["A-1/tranche-0"]), ("A-2", ["A-2/tranche-0", "A-2/tranche-1"])]
+        [scope] = ledger.scopes
+        assert (scope.used_fen, scope.remaining_fen) == (300_001_000, RENT_CAP - 300_001_000)
+
+    def test_tranches_are_listed_page_by_page_by_due_date(self):
+        uow = granted(FakeUnitOfWork(), *[rent_decision(f"A-{i}", 1000, submitted_on=f"2025-0{i + 1}-10",
+                                                       shares=(50, 50)) for i in range(5)])
+        seen, token = [], ""
+        while True:
+            rows, token = handlers.list_tranches(uow, handlers.tranche_query("2025-01-01", "2026-12-31", [], 3, token))
+            seen += [t.tranche_id for t in rows]
+            if not token:
+                break
+        assert len(seen) == 10 and seen[:2] == ["A-0/tranche-0", "A-1/tranche-0"] and seen[-1] == "A-4/tranche-1"
+
+    def test_a_budget_years_tranches_come_by_due_date(self):
+        uow = granted(FakeUnitOfWork(), rent_decision("B-1", 1000, submitted_on="2025-05-01", shares=(50, 50)),
+                      rent_decision("A-1", 1000, submitted_on="2025-03-01"))
+        assert [t.tranche_id for t in handlers.tranches_of_budget_year(uow, 2025)] == ["A-1/tranche-0", "B-1/tranche-0"]
