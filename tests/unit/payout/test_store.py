@@ -28,7 +28,7 @@ from subsidy.services.payout.model import (
 )
 from subsidy.services.payout.adapters.store import SqlStore
 
-from .support import FIRM, RENT_CAP, decision_bytes, rent_decision
+from .support import FIRM, OTHER_FIRM, RENT_CAP, decision_bytes, rent_decision
 
 TRACE = "ab" * 16
 AT = dt.datetime(2025, 3, 1, 8, 0, tzinfo=dt.timezone.utc)
@@ -179,6 +179,45 @@ def test_the_csv_export_lists_a_budget_year_by_due_date_with_exact_yuan(store):
     assert lines[0] == ",".join(export.COLUMNS)
     assert lines[1] == f"A-1/tranche-0,A-1,{FIRM},1.rent,0,12345,123.45,2025-03-01,2025,SCHEDULED,,"
     assert lines[2] == f"B-1/tranche-0,B-1,{FIRM},1.rent,0,40000000,400000.00,2025-05-01,2025,SCHEDULED,,"
+
+
+# -- the unit of work itself ----------------------------------------------------------------
+
+
+def test_a_unit_of_work_keeps_what_it_wrote_only_when_it_commits(store):
+    with store:
+        store.firms.lock(FIRM, "2025-03-01T00:00:00.000000Z")
+        store.commit()
+    with store:
+        store.firms.lock(OTHER_FIRM, "2025-03-01T00:00:00.000000Z")  # not committed
+    with pytest.raises(ValueError):
+        with store:
+            store.firms.lock("THIRD-FIRM", "2025-03-01T00:00:00.000000Z")
+            raise ValueError("refused")
+    with store.db.transaction() as tx:
+        assert [r[0] for r in tx.all("SELECT credit_code FROM payout_firms")] == [FIRM]
+
+
+def test_the_tables_are_only_reached_inside_a_unit_of_work_and_one_at_a_time_per_thread(store):
+    with pytest.raises(RuntimeError, match="inside a unit of work"):
+        store.grants.is_applied("A-1")
+    with store:
+        with pytest.raises(RuntimeError, match="already open"):
+            store.__enter__()
+        store.commit()
+        with pytest.raises(RuntimeError, match="inside a unit of work"):
+            store.tranches.get("A-1/tranche-0")
+
+
+def test_inside_a_batch_a_unit_of_work_left_without_commit_undoes_only_itself(store):
+    with store.batch():
+        apply(store, rent_decision("A-1"))
+        with store:
+            store.firms.lock(OTHER_FIRM, "2025-03-01T00:00:00.000000Z")
+        apply(store, rent_decision("A-2", 1))
+    with store.db.transaction() as tx:
+        assert [r[0] for r in tx.all("SELECT credit_code FROM payout_firms")] == [FIRM]
+    assert [g.application_id for g in handlers.ledger(store, FIRM).grants] == ["A-1", "A-2"]
 
 
 # -- the consumer loop over fakes --------------------------------------------------------
