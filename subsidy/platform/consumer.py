@@ -6,8 +6,9 @@ Per poll:
 
 1. handle each record (the service's ``handler``, inside the record's trace);
    a handler that raises one of ``rejects`` has the record sent to the
-   dead-letter topic as a ``subsidy.v1.DeadLetter``, counted and logged, and
-   the partition moves on;
+   dead-letter topic as a ``subsidy.v1.DeadLetter`` (built by
+   subsidy/platform/dead_letters.py, the one encoding eligibility's faust
+   agent uses too), counted and logged, and the partition moves on;
 2. commit the batch's offsets in **one** commit, after every record of it was
    handled. At least once: a crash before the commit replays the batch, which
    the handlers make harmless (inbox, event ids, the notification log). A
@@ -49,6 +50,9 @@ import threading
 from typing import Any, Callable, ContextManager, Iterable, Mapping
 
 from subsidy.contracts import cloudevents
+from subsidy.platform import dead_letters
+# Handlers raise it from here; it lives with the shared dead-letter encoding.
+from subsidy.platform.dead_letters import RecordRejected  # noqa: F401 - re-exported
 from subsidy.platform.security import kafka as kafka_security
 from subsidy.platform import logs
 from subsidy.platform import metrics as shared
@@ -59,12 +63,6 @@ log = logging.getLogger("subsidy.platform.consumer")
 #: Shorter than kafka-python's 45 s: after a kill -9 the group waits this long
 #: for the dead member before handing its partitions to the next one.
 DEFAULT_SESSION_TIMEOUT_MS = 15_000
-
-
-class RecordRejected(Exception):
-    """Raised by a handler: this record must not be processed (undecodable,
-    invalid, a delivery that gave up); the message says why, and goes into
-    the dead letter."""
 
 
 class _Stopping(Exception):
@@ -95,8 +93,11 @@ class KafkaRecordLoop:
         consumer_factory: Callable[[], Any] | None = None,
         producer_factory: Callable[[], Any] | None = None,
         batch_scope: Callable[[], ContextManager[Any]] | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
     ):
         self.name = name
+        #: The dead letters' ``failed_at`` and ``ce_time`` (injected, so tests can pin them).
+        self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self.handler = handler
         self.batch_scope = batch_scope
         #: Inside a batch scope: (record, error, trace id) of the records rejected, sent once it exited.
@@ -412,31 +413,12 @@ class KafkaRecordLoop:
                 return "dead_letter"
 
     def dead_letter(self, record: Any, error: str, trace_id: str | None) -> None:
-        from subsidy.v1 import events_pb2
-
-        now = dt.datetime.now(dt.timezone.utc)
-        letter = events_pb2.DeadLetter(
-            source_topic=record.topic,
-            source_partition=record.partition,
-            source_offset=record.offset,
-            key=record.key or b"",
-            value=record.value or b"",
-            headers=[events_pb2.KafkaHeader(key=k, value=v or b"") for k, v in (record.headers or [])],
-            error=error,
-            consumer=self.name,
-            failed_at=now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        )
+        letter = dead_letters.encode(record, error, dlq_topic=self.dlq_topic, consumer=self.name,
+                                     source=self.source, trace_id=trace_id, now=self.clock())
         if self._producer is None:
             self._producer = self._producer_factory()
-        headers = cloudevents.headers(
-            event_id=f"{record.topic}/{record.partition}/{record.offset}",
-            event_type=cloudevents.TYPE_DEAD_LETTER,
-            source=self.source,
-            trace_id=trace_id or cloudevents.new_trace_id(),
-            time=now,
-        )
-        self._producer.send(self.dlq_topic, key=record.key or b"", value=letter.SerializeToString(),
-                            headers=headers).get(timeout=30)
+        self._producer.send(letter.topic, key=letter.key, value=letter.value,
+                            headers=letter.headers).get(timeout=30)
         shared.KAFKA_PRODUCED.labels(self.dlq_topic, f"{self.name}-dlq").inc()
         shared.DEAD_LETTERS.labels(record.topic, self.name).inc()
         log.warning("message sent to the dead-letter topic", extra=logs.fields(

@@ -4,6 +4,7 @@ replacing a member that is stuck."""
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections import namedtuple
@@ -13,12 +14,14 @@ import pytest
 from kafka import TopicPartition
 from kafka.errors import CommitFailedError, KafkaTimeoutError
 
+from subsidy.contracts import cloudevents
 from subsidy.platform import metrics
 from subsidy.platform.consumer import KafkaRecordLoop, RecordRejected
 from subsidy.v1 import events_pb2
 
 TOPIC = "subsidy.decisions.v1"
 P0, P1 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
+NOW = dt.datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=dt.timezone.utc)
 
 Sent = namedtuple("Sent", "topic key value headers")
 
@@ -185,15 +188,40 @@ def test_a_rejected_record_is_dead_lettered_with_its_reason_and_the_partition_mo
         return "applied"
 
     before = metrics.DEAD_LETTERS.labels(TOPIC, "test-consumer")._value.get()
-    loop = new_loop(handler, [consumer], producer)
+    loop = new_loop(handler, [consumer], producer, clock=lambda: NOW)
     run_until(loop, consumer.polled.is_set)
     [sent] = producer.sent
     letter = events_pb2.DeadLetter.FromString(sent.value)
-    assert sent.topic == f"{TOPIC}.dlq"
+    assert sent.topic == f"{TOPIC}.dlq" and sent.key == b"k"
     assert (letter.source_offset, letter.value, letter.consumer) == (0, b"\xff", "test-consumer")
     assert letter.error == "not a subsidy.v1.Decision protobuf"
     assert consumer.commits == [{P0: 2}]
     assert metrics.DEAD_LETTERS.labels(TOPIC, "test-consumer")._value.get() == before + 1
+
+
+def test_a_dead_letter_is_the_shared_encoding_with_the_injected_time_and_an_id_naming_the_consumer():
+    """Two consumers of one topic share its DLQ (intake's decision projection
+    and payout on subsidy.decisions.v1.dlq): their letters about one record
+    must not carry the same id."""
+    producer = FakeProducer()
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    headers = [("ce_traceparent", f"00-{trace}-00f067aa0ba902b7-01".encode())]
+    bad = SimpleNamespace(topic=TOPIC, partition=1, offset=7, key=b"k", value=b"\xff", headers=headers)
+    consumer = FakeConsumer([{P1: [bad]}])
+
+    def handler(rec):
+        raise RecordRejected("not a subsidy.v1.Decision protobuf")
+
+    loop = new_loop(handler, [consumer], producer, clock=lambda: NOW)
+    run_until(loop, consumer.polled.is_set)
+    [sent] = producer.sent
+    letter = events_pb2.DeadLetter.FromString(sent.value)
+    assert letter.failed_at == "2024-05-06T07:08:09.123Z"
+    assert [(h.key, h.value) for h in letter.headers] == headers
+    ce = cloudevents.as_dict(sent.headers)
+    assert ce["ce_id"] == f"test-consumer:{TOPIC}/1/7"
+    assert ce["ce_time"] == "2024-05-06T07:08:09.123Z" and ce["ce_source"] == "/test"
+    assert cloudevents.trace_id_of(sent.headers) == trace
 
 
 def test_a_member_left_without_partitions_is_replaced_after_its_limit():

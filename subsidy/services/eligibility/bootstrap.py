@@ -1,19 +1,44 @@
-"""The eligibility service's composition root: ``main()`` runs it.
+"""The eligibility service's composition root.
 
-Reads its settings from the environment (subsidy/services/eligibility/config.py),
-refuses to start on a malformed policy (exit status 3, naming file and
-field) or a bad setting (exit status 2), creates the Kafka topics if they
-are missing, serves Prometheus metrics, then runs the faust worker (the
-agent and the gRPC PolicyService) until SIGTERM or SIGINT, and exits 0
-after a clean shutdown.
+``create_app(settings, policy=..., registry=..., sink=..., clock=...)``
+builds, without starting or connecting anything, the running parts:
+
+- the record handler (subsidy/services/eligibility/handlers.py: one
+  application record in, its decision out, or ``RecordRejected``) over the
+  policy and the clock;
+- the faust-streaming app and its one agent over ``subsidy.applications.v1``
+  (subsidy/services/eligibility/adapters/kafka.py: submitting, the in-flight
+  window, acknowledging to faust, dead letters);
+- the gRPC PolicyService (subsidy/services/eligibility/adapters/grpc.py);
+- the Prometheus counters (subsidy/services/eligibility/metrics.py).
+
+``main()`` reads its settings from the environment
+(subsidy/services/eligibility/config.py), refuses to start on a malformed
+policy (exit status 3, naming file and field) or a bad setting (exit status
+2), creates the Kafka topics if they are missing, serves Prometheus metrics,
+then runs the faust worker (the agent and the gRPC PolicyService) until
+SIGTERM or SIGINT, and exits 0 after a clean shutdown.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import faulthandler
 import logging
 import signal
 import sys
+from typing import Callable
+
+from prometheus_client import CollectorRegistry
+
+from subsidy.contracts import topics
+from subsidy.core.policy import Policy, load_policy
+from subsidy.platform import metrics as shared_metrics
+from subsidy.services.eligibility.adapters import kafka
+from subsidy.services.eligibility.adapters.grpc import GrpcServer
+from subsidy.services.eligibility.config import Settings
+from subsidy.services.eligibility.handlers import CONSUMER, Handler, utc_now
+from subsidy.services.eligibility.metrics import Metrics
 
 EXIT_BAD_CONFIG = 2
 EXIT_BAD_POLICY = 3
@@ -22,15 +47,40 @@ EXIT_NO_KAFKA = 4
 log = logging.getLogger("subsidy.eligibility")
 
 
+def create_app(
+    settings: Settings | None = None,
+    *,
+    policy: Policy | None = None,
+    registry: CollectorRegistry | None = None,
+    sink: kafka.Sink | None = None,
+    clock: Callable[[], dt.datetime] = utc_now,
+) -> kafka.Eligibility:
+    """Build the service. Raises PolicyError (naming file and field) when the
+    policy is malformed; nothing is started and nothing is connected here."""
+    settings = settings or Settings.from_env()
+    policy = policy if policy is not None else load_policy(settings.policy_dir)
+    service = kafka.Eligibility(
+        settings=settings, policy=policy, metrics=Metrics(registry), app=kafka.faust_app(settings),
+        handler=Handler(policy, clock), clock=clock, sink=sink,
+        progress=shared_metrics.ConsumerProgress(CONSUMER, settings.stall_seconds),
+    )
+    # allow_empty: a tombstone reaches the agent (and the DLQ) instead of being skipped.
+    service.applications = kafka.raw_topic(service.app, topics.APPLICATIONS, allow_empty=True)
+    service.install_agent()
+    service.grpc = GrpcServer(
+        settings.grpc_address, policy, ready=service.ready, grace_seconds=settings.grpc_grace_seconds,
+        probe=service.probe,
+    )
+    return service
+
+
 def main() -> int:
     from prometheus_client import disable_created_metrics, start_http_server
 
-    from subsidy.services.eligibility.adapters.kafka import CRASH_EXIT_AFTER_S, create_app
-    from subsidy.services.eligibility.config import ConfigError, Settings
+    from subsidy.core.policy import PolicyError
     from subsidy.platform import logs
-    from subsidy.contracts import topics
     from subsidy.platform import topics as platform_topics
-    from subsidy.core.policy import PolicyError, load_policy
+    from subsidy.services.eligibility.config import ConfigError
 
     try:
         settings = Settings.from_env()
@@ -54,7 +104,7 @@ def main() -> int:
     log.info("topics ready: %s", ", ".join(f"{k} ({v})" for k, v in sorted(created.items())))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     service = create_app(settings, policy=policy)
-    service.exit_after_crash_s = CRASH_EXIT_AFTER_S
+    service.exit_after_crash_s = kafka.CRASH_EXIT_AFTER_S
     if settings.metrics_port:
         disable_created_metrics()
         start_http_server(settings.metrics_port, addr=settings.metrics_address, registry=service.metrics.registry)
@@ -70,4 +120,3 @@ def main() -> int:
         log.info("stopped", extra=logs.fields(exit_code=code))
         return code
     return 0
-

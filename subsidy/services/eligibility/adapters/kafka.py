@@ -1,41 +1,51 @@
-"""The eligibility service, wired: the one composition root.
+"""Eligibility on Kafka: the faust-streaming app, its one agent, and how the
+agent acknowledges records to faust.
 
-``create_app(settings, policy=..., registry=...)`` builds, without starting
-anything,
+The agent reads ``subsidy.applications.v1`` as a raw stream (bytes keys and
+values: decoding is the handler's, so a record that does not decode becomes
+a dead letter instead of something faust skips), concurrency 1, with
+faust's automatic acknowledgement off (``stream.noack()``). For each event:
 
-- a faust-streaming app (id ``subsidy-eligibility``) whose one agent reads
-  ``subsidy.applications.v1`` as raw bytes, concurrency 1, and hands each
-  record to ``Eligibility.submit``: ``processor.process`` (pure) says what to
-  produce and ``submit`` hands it to the producer without waiting for the
-  broker; ``InFlight`` keeps what was handed over, in the order it was read,
-  and as the broker acknowledges it, counts, logs and acknowledges the source
-  record to faust (``Eligibility.delivered``);
-- the gRPC server (``grpc_api.GrpcServer``), started and stopped with the
-  faust worker in the same event loop;
-- the Prometheus counters (``metrics.Metrics``).
+1. ``Eligibility.submit`` hands the message to the handler
+   (``handlers.Handler``: record in, ``Decided`` out, or ``RecordRejected``
+   raised -- the shape of every kafka-python consumer's handler), turns a
+   rejection into a dead letter with the shared encoding
+   (``subsidy.platform.dead_letters.encode``), and gives the output to the
+   producer without waiting for the broker;
+2. ``InFlight.add`` keeps it, in the order the records were read, and makes
+   reading wait while ``max_in_flight`` outputs are unacknowledged;
+3. ``InFlight.acknowledge`` (a task beside the reading loop) takes them in
+   that order as the broker acknowledges them, and for each
+   ``Eligibility.delivered`` counts and logs it and acknowledges its record
+   to faust with faust's own ``Stream.ack``.
 
-``Eligibility.worker()`` returns the faust Worker that runs both;
-``subsidy/services/eligibility/__main__.py`` loads settings and policy, creates the
-topics and runs it.
+Delivery: **at least once**. A record is acknowledged to faust only once the
+broker has acknowledged its output *and the output of every record read
+before it*, so faust, which commits the offsets of acknowledged records
+(every ``commit_interval_seconds`` and at shutdown), never commits past a
+record whose decision or dead letter the broker does not have. Outputs are
+**pipelined**: up to ``max_in_flight`` are with the producer at once,
+instead of one broker round trip per record. The first output the producer
+gives up on stops the flow (nothing after it is acknowledged) and crashes
+the app; so does any unexpected error in the reading loop, rather than let
+faust's supervisor restart the agent with records still in flight. After a
+crash the uncommitted tail is processed again and lands on the same
+**derived ids** (decision id = application id @ policy version, dead letter
+id = eligibility:topic/partition/offset). faust's ``exactly_once``
+processing guarantee is deliberately not used; which faust features are
+unsafe here and the settings that keep them off:
+docs/adr/0011-faust-in-eligibility.md.
 
-Delivery: at least once. The agent reads with acks disabled
-(``stream.noack()``) and acknowledges a record to faust only once the broker
-has acknowledged its output *and the output of every record read before it*,
-so faust, which commits (every ``commit_interval_seconds``) the offsets of
-acknowledged records, never commits past a record whose decision or dead
-letter the broker does not have. Up to ``max_in_flight`` outputs are with the
-producer at once (pipelined, instead of one broker round trip per record);
-the first one the producer gives up on stops the flow and crashes the app.
-After a crash the uncommitted tail is processed again and lands on the same
-derived ids (decision id = application id @ policy version, dead letter id =
-consumer:topic/partition/offset). faust's ``exactly_once`` processing
-guarantee is deliberately not used.
+``Eligibility.worker()`` is the faust Worker running the app and the gRPC
+server; subsidy/services/eligibility/bootstrap.py composes and runs it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import functools
 import logging
 import os
 import threading
@@ -44,25 +54,51 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 import faust
-from prometheus_client import CollectorRegistry
 
-from subsidy.services.eligibility import handlers as processor
-from subsidy.services.eligibility.config import Settings
-from subsidy.services.eligibility.adapters.grpc import GrpcServer
-from subsidy.services.eligibility.metrics import CONSUMER, PRODUCER, Metrics
+from subsidy.contracts import cloudevents, topics
+from subsidy.core.policy import Policy
+from subsidy.platform import dead_letters, logs
 from subsidy.platform import metrics as shared_metrics
-from subsidy.services.eligibility.handlers import Decided, DeadLettered, Origin, Outcome
 from subsidy.platform.security import kafka as kafka_security
-from subsidy.platform import logs
-from subsidy.contracts import topics
-from subsidy.core.policy import Policy, load_policy
+from subsidy.services.eligibility import handlers
+from subsidy.services.eligibility.adapters.grpc import GrpcServer
+from subsidy.services.eligibility.config import Settings
+from subsidy.services.eligibility.handlers import Decided, Rejected
+from subsidy.services.eligibility.metrics import CONSUMER, PRODUCER, Metrics
 
 log = logging.getLogger("subsidy.eligibility")
+
+#: One actor: faust's ``concurrency=n`` makes n actors take turns on one
+#: shared queue, so two records of one partition (one firm) would be decided
+#: and produced concurrently, out of order -- and the payout ledger applies
+#: caps in order.
+AGENT_CONCURRENCY = 1
 
 #: (topic, key, value, headers) -> once the producer has taken the record: an
 #: awaitable that completes when the broker has acknowledged it, or raises if
 #: it never will.
 Sink = Callable[[str, "bytes | None", bytes, list], Awaitable[Awaitable[Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLettered:
+    """A record given up on: its dead letter, and what the log line needs.
+    ``unexpected`` when the record was fine by the contract but handling it
+    failed (a bug), with the ``exception``."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    trace_id: str
+    source: tuple[str, int, int]  # topic, partition, offset it was read at
+    error: str
+    unexpected: bool = False
+    application_id: str | None = None
+    exception: BaseException | None = field(default=None, compare=False)
+
+
+Outcome = Decided | DeadLettered
 
 
 @dataclass(slots=True, eq=False)
@@ -72,7 +108,6 @@ class Sent:
     event: Any  # the faust Event it was read as (acknowledged once delivered)
     outcome: Outcome
     delivery: "asyncio.Future[Any]"
-    stream: Any = None  # the stream it came from (for faust's sensors)
 
 
 #: How long faust may take to stop after a crash before the process exits hard.
@@ -91,41 +126,51 @@ class InFlight:
     """Outputs handed to the producer and not yet acknowledged by the broker,
     in the order their source records were read.
 
-    ``delivered(sent)`` is called for each in that order, and only once the
-    broker has acknowledged it and everything before it: acknowledging the
-    source record there means an offset is never acknowledged to faust (and so
-    never committed) while an earlier record of its partition still waits.
-    The first delivery that fails calls ``failed(sent, exc)`` and stops the
-    flow for good: nothing after it is delivered (acknowledged) any more, and
+    ``acknowledge(delivered, failed)`` runs beside the reading loop and calls
+    ``delivered(sent)`` for each in that order, and only once the broker has
+    acknowledged it and everything before it: acknowledging the source record
+    there means an offset is never acknowledged to faust (and so never
+    committed) while an earlier record of its partition still waits. The
+    first delivery that fails calls ``failed(sent, exc)`` and stops the flow
+    for good: nothing after it is delivered (acknowledged) any more, and
     ``add`` and ``drained`` raise the error.
 
-    ``add`` waits while ``limit`` outputs are in flight (back-pressure)."""
+    ``add`` waits while ``limit`` outputs are in flight (back-pressure).
+    ``close`` says nothing more will be added: ``acknowledge`` returns once
+    what is in flight is delivered. (It is not cancelled with the reading
+    loop: records handed over must still be acknowledged, or faust's wait for
+    every stream to acknowledge what it took, at a rebalance or at stop,
+    would never end.)"""
 
-    def __init__(self, limit: int, delivered: Callable[[Sent], None],
-                 failed: Callable[[Sent, BaseException], None]):
+    def __init__(self, limit: int):
         if limit < 1:
             raise ValueError("limit must be at least 1")
         self.limit = limit
-        self._delivered = delivered
-        self._failed = failed
         self._queue: deque[Sent] = deque()
-        self._changed = asyncio.Event()
+        self._pending = asyncio.Event()  # something to acknowledge, or closed: wakes `acknowledge`
+        self._changed = asyncio.Event()  # room, empty or failed: wakes `add` and `drained`
+        self._closed = False
         self.failure: BaseException | None = None
 
     def __len__(self) -> int:
         return len(self._queue)
 
-    async def add(self, event: Any, outcome: Outcome, delivery: Awaitable[Any], stream: Any = None) -> None:
+    async def add(self, event: Any, outcome: Outcome, delivery: Awaitable[Any]) -> None:
         if self.failure is not None:
             raise self.failure
-        sent = Sent(event, outcome, asyncio.ensure_future(delivery), stream)
-        self._queue.append(sent)
-        sent.delivery.add_done_callback(self._on_done)
-        while len(self._queue) >= self.limit and self.failure is None:
+        queue = self._queue
+        queue.append(Sent(event, outcome, asyncio.ensure_future(delivery)))
+        if len(queue) == 1:
+            self._pending.set()
+        while len(queue) >= self.limit and self.failure is None:
             self._changed.clear()
             await self._changed.wait()
         if self.failure is not None:
             raise self.failure
+
+    def close(self) -> None:
+        self._closed = True
+        self._pending.set()
 
     async def drained(self) -> None:
         """Until every output handed over is delivered; raises if one failed."""
@@ -135,40 +180,66 @@ class InFlight:
         if self.failure is not None:
             raise self.failure
 
-    def _on_done(self, future: "asyncio.Future[Any]") -> None:
+    async def acknowledge(self, delivered: Callable[[Sent], Awaitable[None]],
+                          failed: Callable[[Sent, BaseException], None]) -> None:
         queue = self._queue
-        while queue and self.failure is None and queue[0].delivery.done():
-            sent = queue[0]
-            error = (asyncio.CancelledError("delivery cancelled") if sent.delivery.cancelled()
-                     else sent.delivery.exception())
-            if error is None:
-                queue.popleft()
-                try:
-                    self._delivered(sent)
-                except Exception as exc:  # noqa: BLE001 - a bug in counting/acking: stop, do not skip
-                    error = exc
-            if error is not None:
-                self.failure = error
-                self._failed(sent, error)
-        if self.failure is not None and future.done() and not future.cancelled():
-            future.exception()  # retrieved: the failure is reported once, by `failed`
-        self._changed.set()
+        while True:
+            if not queue:
+                if self._closed:
+                    return
+                self._pending.clear()
+                await self._pending.wait()
+                continue
+            head = queue[0].delivery
+            if not head.done():
+                # asyncio.wait, not `await head`: cancelling this task must
+                # not cancel the producer's future.
+                await asyncio.wait((head,))
+            # The broker acknowledges a batch at once: every future done in
+            # order from the head is delivered in this one turn.
+            while queue and queue[0].delivery.done():
+                sent = queue[0]
+                error = (asyncio.CancelledError("delivery cancelled") if sent.delivery.cancelled()
+                         else sent.delivery.exception())
+                if error is None:
+                    queue.popleft()
+                    try:
+                        await delivered(sent)
+                    except Exception as exc:  # noqa: BLE001 - a bug in counting/acking: stop, do not skip
+                        error = exc
+                if error is not None:
+                    self.failure = error
+                    self._changed.set()
+                    # Later outputs may fail too: their errors are this one's
+                    # consequence, reported once, by `failed`.
+                    for later in queue:
+                        later.delivery.add_done_callback(_retrieve)
+                    failed(sent, error)
+                    return
+            self._changed.set()
+
+
+def _retrieve(future: "asyncio.Future[Any]") -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def faust_settings(settings: Settings) -> dict[str, Any]:
-    """faust App configuration for our broker and our guarantees."""
+    """faust App configuration for our broker and our guarantees (each unsafe
+    feature and why it is off: docs/adr/0011-faust-in-eligibility.md)."""
     return dict(
         broker=settings.broker_urls,
-        # No tables; the memory store keeps faust away from RocksDB.
+        # No tables, so no changelog and no table recovery; the memory store
+        # keeps faust away from RocksDB.
         store="memory://",
         datadir=str(settings.data_dir),
         key_serializer="raw",
         value_serializer="raw",
-        # At least once, with derived ids; exactly_once is not used (see docs/eligibility.md).
+        # At least once, with derived ids; not exactly_once (ADR 0003 and 0011).
         processing_guarantee="at_least_once",
         # Messages we send are produced now, not held until the source offset commits.
         stream_publish_on_commit=False,
-        # Drain in-flight records and commit on shutdown.
+        # Drain in-flight records and commit on shutdown and at a rebalance.
         stream_wait_empty=True,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=settings.commit_interval_seconds,
@@ -190,6 +261,38 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
     )
 
 
+class App(faust.App):
+    """faust's App, but a rebalance that reaches a stopping app leaves the
+    consumer to its own shutdown.
+
+    faust's ``App._on_rebalance_when_stopped`` calls ``consumer.close()``,
+    which for aiokafka schedules the consumer's ``client.close()`` and
+    ``coordinator.close()`` on the app's event loop -- they belong to the
+    consumer thread's loop. Seen when SIGTERM came while the worker was
+    still starting: the consumer subscribed and joined the group during the
+    stop, the assignment arrived, and after that close either the LeaveGroup
+    failed ("Connection ... closed") or the consumer thread never finished
+    stopping, so the process hung until it was killed (the e2e SIGTERM test;
+    4 of 160 stops in the reproduction, none of 80 with this override:
+    docs/adr/0011-faust-in-eligibility.md).
+    Doing nothing here is safe: the stop that is under way stops the
+    consumer thread, whose ``AIOKafkaConsumer.stop()`` closes the coordinator
+    (leaving the group) and the client on their own loop."""
+
+    def _on_rebalance_when_stopped(self) -> None:
+        log.info("a rebalance reached the consumer while stopping; its own stop closes it")
+
+
+def faust_app(settings: Settings) -> App:
+    return App(settings.app_id, **faust_settings(settings))
+
+
+def raw_topic(app: faust.App, spec: topics.TopicSpec, **extra: Any) -> Any:
+    """A topic of bytes keys and values: faust does not decode anything."""
+    return app.topic(spec.name, key_type=bytes, value_type=bytes,
+                     key_serializer="raw", value_serializer="raw", **extra)
+
+
 @dataclass
 class Eligibility:
     """The running parts of the service and how records flow through them."""
@@ -198,10 +301,10 @@ class Eligibility:
     policy: Policy
     metrics: Metrics
     app: faust.App
-    grpc: GrpcServer
-    applications: Any = None  # faust topics
-    decisions: Any = None
-    dead_letters: Any = None
+    handler: Callable[[Any], Decided]  # handlers.Handler
+    clock: Callable[[], dt.datetime] = handlers.utc_now
+    grpc: GrpcServer | None = None
+    applications: Any = None  # the faust topic the agent reads
     agent: Any = None
     sink: Sink | None = None
     progress: Any = None  # subsidy.platform.metrics.ConsumerProgress
@@ -212,11 +315,50 @@ class Eligibility:
     exit_after_crash_s: float | None = None
     _gave_up: bool = field(default=False, repr=False)
     _crash: Any = field(default=None, repr=False)
+    _acknowledging: Any = field(default=None, repr=False)
     _producer: Any = field(default=None, repr=False)
     _last_probe: float = field(default=float("-inf"), repr=False)
+    #: faust finished its first rebalance: the consumer has joined the group
+    #: and has its partitions (see ``consumer_running``).
+    _joined: bool = field(default=False, repr=False)
     _lag_keys: set = field(default_factory=set, repr=False)
 
     # -------------------------------------------------------------- flow
+    def install_agent(self) -> Any:
+        """The agent, over ``self.applications``, registered with the app,
+        and the receiver of the app's first ``on_rebalance_complete``."""
+        self.agent = self.app.agent(self.applications, name="decide", concurrency=AGENT_CONCURRENCY)(self.decide)
+        self.app.on_rebalance_complete.connect(self._rebalance_completed)
+        return self.agent
+
+    async def _rebalance_completed(self, sender: Any, **kwargs: Any) -> None:
+        self._joined = True
+
+    async def decide(self, stream: faust.StreamT) -> None:
+        """The agent: reads, hands over, and leaves acknowledging to
+        ``InFlight.acknowledge`` (see the module docstring)."""
+        events = stream.noack()
+        in_flight = self.in_flight = InFlight(self.settings.max_in_flight)
+        # Not awaited here: it ends by itself once `close` was called and
+        # everything handed over is acknowledged, or at the first failure.
+        # Held, because the event loop keeps only a weak reference to a task.
+        self._acknowledging = asyncio.ensure_future(
+            in_flight.acknowledge(functools.partial(self.delivered, events), self.failed))
+        try:
+            async for event in events.events():
+                outcome, delivery = await self.submit(event.message)
+                await in_flight.add(event, outcome, delivery)
+        except Exception as exc:
+            # A produce given up on was reported by `failed`; anything else is
+            # a bug here. Either way the app stops: faust's supervisor would
+            # restart the agent, and records read after the unacknowledged
+            # ones could then be acknowledged and committed past them.
+            self._give_up("the agent failed", exc)
+            await self._crash
+            raise
+        finally:
+            in_flight.close()
+
     async def submit(self, message: Any) -> tuple[Outcome, Awaitable[Any]]:
         """One consumed record (a faust Message): decide or dead-letter it and
         hand the result to the producer. Returns the outcome and the awaitable
@@ -224,27 +366,45 @@ class Eligibility:
         the record wait for that (``delivered``)."""
         self.metrics.consumed.labels(message.topic).inc()
         self.metrics.kafka_consumed.labels(message.topic, CONSUMER).inc()
-        outcome = processor.process(
-            message.key,
-            message.value,
-            message.headers,
-            policy=self.policy,
-            origin=Origin(message.topic, message.partition, message.offset),
-        )
+        try:
+            outcome: Outcome = self.handler(message)
+        except Exception as exc:  # noqa: BLE001 - the handler is pure: what failed once fails again, so never retry
+            outcome = self.dead_letter(message, exc)
         sink = self.sink or self._kafka_sink
         try:
             delivery = await sink(outcome.topic, outcome.key, outcome.value, outcome.headers)
         except Exception as exc:
             with logs.trace(outcome.trace_id):
-                self._give_up(outcome, exc)
+                self._give_up(f"producing to {outcome.topic} failed", exc)
             await self._crash
             raise
         return outcome, delivery
 
-    def delivered(self, sent: Sent) -> None:
+    def dead_letter(self, message: Any, exc: Exception) -> DeadLettered:
+        """The dead letter of a record the handler rejected (or failed on)."""
+        if isinstance(exc, Rejected):
+            error, unexpected, application_id = exc.error, exc.unexpected, exc.application_id
+            cause = exc.__cause__ if unexpected else None
+        elif isinstance(exc, dead_letters.RecordRejected):
+            error, unexpected, application_id, cause = str(exc), False, None, None
+        else:
+            error = f"handling failed unexpectedly: {type(exc).__name__}: {exc}"
+            unexpected, application_id, cause = True, None, exc
+        trace_id = (cloudevents.trace_id_of(dead_letters.header_list(message.headers))
+                    or cloudevents.new_trace_id())
+        letter = dead_letters.encode(message, error, dlq_topic=topics.APPLICATIONS_DLQ.name, consumer=CONSUMER,
+                                     source=handlers.SOURCE, trace_id=trace_id, now=self.clock())
+        return DeadLettered(
+            topic=letter.topic, key=letter.key, value=letter.value, headers=letter.headers, trace_id=trace_id,
+            source=(message.topic, message.partition, message.offset), error=error, unexpected=unexpected,
+            application_id=application_id, exception=cause,
+        )
+
+    async def delivered(self, stream: Any, sent: Sent) -> None:
         """The broker has the output of ``sent`` and of everything read before
-        it: count and log it, and acknowledge its record to faust, which may
-        now commit its offset."""
+        it: count and log it, and acknowledge its record to faust
+        (``Stream.ack``: the event's reference count drops, its offset
+        becomes committable, faust's sensors are told)."""
         outcome = sent.outcome
         with logs.trace(outcome.trace_id):
             self.metrics.produced.labels(outcome.topic).inc()
@@ -252,30 +412,20 @@ class Eligibility:
             self._record(outcome)
         if self.progress is not None:
             self.progress.advanced()
-        event = sent.event
-        if event is not None:
-            # What Stream.ack does (it is a coroutine; this runs in a future's callback).
-            message = event.message
-            last = event.ack()
-            sensors = self.app.sensors
-            if sent.stream is not None:
-                sensors.on_stream_event_out(message.tp, message.offset, sent.stream, event)
-            if last:
-                sensors.on_message_out(message.tp, message.offset, message)
+        await stream.ack(sent.event)
 
     def failed(self, sent: Sent, exc: BaseException) -> None:
         """The producer gave up on the output of ``sent``: crash rather than
         move past it, so its offset is never committed and it is processed
         again after the restart."""
         with logs.trace(sent.outcome.trace_id):
-            self._give_up(sent.outcome, exc)
+            self._give_up(f"producing to {sent.outcome.topic} failed", exc)
 
-    def _give_up(self, outcome: Outcome, exc: BaseException) -> None:
+    def _give_up(self, what: str, exc: BaseException) -> None:
         if self._gave_up:
             return
         self._gave_up = True
-        log.critical("producing to %s failed; stopping", outcome.topic,
-                     exc_info=(type(exc), exc, exc.__traceback__))
+        log.critical("%s; stopping", what, exc_info=(type(exc), exc, exc.__traceback__))
         # The failed record and those after it are never acknowledged, so
         # faust's wait for every stream to acknowledge what it took (at stop
         # and rebalance) would never end: stop without it. What was
@@ -314,12 +464,11 @@ class Eligibility:
                                   max_award_fen=d.max_award_fen)),
             )
             return
-        assert isinstance(outcome, DeadLettered)
-        origin = outcome.origin
-        self.metrics.dead_letters.labels(origin.topic, processor.CONSUMER).inc()
-        where = f"{origin.topic}/{origin.partition}@{origin.offset}"
-        fields = dict(trace_id=outcome.trace_id, **logs.fields(source_topic=origin.topic, source_partition=origin.partition,
-                             source_offset=origin.offset, dead_letter_topic=outcome.topic,
+        source_topic, partition, offset = outcome.source
+        self.metrics.dead_letters.labels(source_topic, CONSUMER).inc()
+        where = f"{source_topic}/{partition}@{offset}"
+        fields = dict(trace_id=outcome.trace_id, **logs.fields(source_topic=source_topic, source_partition=partition,
+                             source_offset=offset, dead_letter_topic=outcome.topic,
                              application_id=outcome.application_id, error=outcome.error))
         if outcome.unexpected:
             exc = outcome.exception
@@ -330,8 +479,13 @@ class Eligibility:
 
     # ------------------------------------------------------------ health
     def consumer_running(self) -> bool:
+        """Started, not stopping, and in the group. faust's services say
+        "started" as soon as they begin starting, seconds before the
+        consumer has subscribed and joined; SERVING then would invite a stop
+        into the middle of the start (the join then runs during the
+        shutdown, and the rebalance reaches a stopping app)."""
         app = self.app
-        if not app.started or app.should_stop:
+        if not self._joined or not app.started or app.should_stop:
             return False
         consumer = app.consumer
         return consumer.started and not consumer.should_stop
@@ -340,7 +494,7 @@ class Eligibility:
         if self.policy is None:
             return "no policy loaded"
         if not self.consumer_running():
-            return "faust consumer not running"
+            return "faust consumer not running" if self._joined else "faust consumer has not joined the group yet"
         if self.progress is not None:
             return self.progress.stall_reason()
         return None
@@ -412,45 +566,11 @@ class Eligibility:
         )
 
 
-def create_app(
-    settings: Settings | None = None,
-    *,
-    policy: Policy | None = None,
-    registry: CollectorRegistry | None = None,
-    sink: Sink | None = None,
-) -> Eligibility:
-    """Build the service. Raises PolicyError (naming file and field) when the
-    policy is malformed; nothing is started and nothing is connected here."""
-    settings = settings or Settings.from_env()
-    policy = policy if policy is not None else load_policy(settings.policy_dir)
-    metrics = Metrics(registry)
-    app = faust.App(settings.app_id, **faust_settings(settings))
+def __getattr__(name: str) -> Any:
+    # tests/ops/test_health.py imports create_app from here, where it lived
+    # before bootstrap.py became the composition root.
+    if name == "create_app":
+        from subsidy.services.eligibility.bootstrap import create_app
 
-    def raw_topic(spec: topics.TopicSpec, **extra: Any) -> Any:
-        return app.topic(spec.name, key_type=bytes, value_type=bytes,
-                         key_serializer="raw", value_serializer="raw", **extra)
-
-    service = Eligibility(settings=settings, policy=policy, metrics=metrics, app=app, grpc=None,  # type: ignore[arg-type]
-                          sink=sink, progress=shared_metrics.ConsumerProgress(CONSUMER, settings.stall_seconds))
-    # allow_empty: a tombstone reaches the agent (and the DLQ) instead of being skipped.
-    service.applications = raw_topic(topics.APPLICATIONS, allow_empty=True)
-    service.decisions = raw_topic(topics.DECISIONS)
-    service.dead_letters = raw_topic(topics.APPLICATIONS_DLQ)
-
-    async def decide(stream: faust.StreamT) -> None:
-        # Only moves bytes: everything else is Eligibility.submit / delivered /
-        # processor.process. Acks are manual: a record is acknowledged (and its
-        # offset may be committed) only when InFlight says the broker has its
-        # output and that of every record read before it.
-        manual = stream.noack()
-        in_flight = service.in_flight = InFlight(settings.max_in_flight, service.delivered, service.failed)
-        async for event in manual.events():
-            outcome, delivery = await service.submit(event.message)
-            await in_flight.add(event, outcome, delivery, manual)
-
-    service.agent = app.agent(service.applications, name="decide", concurrency=1)(decide)
-    service.grpc = GrpcServer(
-        settings.grpc_address, policy, ready=service.ready, grace_seconds=settings.grpc_grace_seconds,
-        probe=service.probe,
-    )
-    return service
+        return create_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
