@@ -167,7 +167,7 @@ def test_not_serving_while_postgresql_is_down_and_serving_again_when_it_is_back(
 def test_eligibility_is_not_ready_when_its_consumer_has_lag_and_does_not_advance():
     from prometheus_client import CollectorRegistry
 
-    from subsidy.services.eligibility.adapters.kafka import create_app
+    from subsidy.services.eligibility.bootstrap import create_app
     from subsidy.services.eligibility.config import Settings
     from subsidy.core.policy import load_policy
 

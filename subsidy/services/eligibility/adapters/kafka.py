@@ -564,13 +564,3 @@ class Eligibility:
             override_logging=False,  # subsidy.platform.logs JSON lines stay in place
             **kwargs,
         )
-
-
-def __getattr__(name: str) -> Any:
-    # tests/ops/test_health.py imports create_app from here, where it lived
-    # before bootstrap.py became the composition root.
-    if name == "create_app":
-        from subsidy.services.eligibility.bootstrap import create_app
-
-        return create_app
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
