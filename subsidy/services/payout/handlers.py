@@ -38,9 +38,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from google.protobuf.message import DecodeError
-
 from subsidy.contracts import cloudevents, codec
+from subsidy.contracts import events as events_contract
 from subsidy.contracts.codec import BadInput
 from subsidy.core.dates import rfc3339
 from subsidy.core.domain import Decision
@@ -250,21 +249,12 @@ def tranches_of_budget_year(uow: UnitOfWork, year: int) -> list[TrancheRow]:
 
 
 def parse_decision(value: bytes | None) -> Decision:
-    """A valid subsidy.v1.Decision as a domain value, or Rejected saying why."""
-    from subsidy.v1 import decision_pb2
-
-    if value is None:
-        raise Rejected("empty message (no value)")
+    """A valid subsidy.v1.Decision as a domain value, or Rejected saying why.
+    Decoded once, by the contract's decoder of the type (subsidy.contracts.events);
+    what payout itself needs of the content is checked here."""
     try:
-        message = decision_pb2.Decision.FromString(value)
-    except DecodeError as exc:
-        raise Rejected(f"not a subsidy.v1.Decision protobuf: {exc}") from None
-    for name in ("decision_id", "application_id", "credit_code", "clause"):
-        if not getattr(message, name):
-            raise Rejected(f"{name}: is required")
-    try:
-        decision = codec.decision_from_proto(message)
-    except BadInput as exc:
+        decision = codec.decision_from_proto(events_contract.decision(value))
+    except (events_contract.MalformedEvent, BadInput) as exc:
         raise Rejected(str(exc)) from None
     if decision.decision_year < 1900 or decision.decision_year > 9000:
         raise Rejected(f"decision_year: out of range: {decision.decision_year}")
@@ -280,18 +270,14 @@ def parse_decision(value: bytes | None) -> Decision:
 
 
 def parse_payment(value: bytes | None) -> Payment:
-    """A well-formed subsidy.v1.PaymentConfirmed, or Rejected saying why."""
-    from subsidy.v1 import payout_pb2
-
-    if value is None:
-        raise Rejected("empty message (no value)")
+    """A well-formed subsidy.v1.PaymentConfirmed, or Rejected saying why (the
+    contract's decoder, then what payout needs: a positive amount, a real date)."""
     try:
-        m = payout_pb2.PaymentConfirmed.FromString(value)
-    except DecodeError as exc:
-        raise Rejected(f"not a subsidy.v1.PaymentConfirmed protobuf: {exc}") from None
-    for name in ("payment_id", "tranche_id", "credit_code", "paid_on"):
-        if not getattr(m, name):
-            raise Rejected(f"{name}: is required")
+        m = events_contract.payment_confirmed(value)
+    except events_contract.MalformedEvent as exc:
+        raise Rejected(str(exc)) from None
+    if not m.paid_on:
+        raise Rejected("paid_on: is required")
     if m.amount_fen <= 0:
         raise Rejected(f"amount_fen: must be positive, got {m.amount_fen}")
     try:

@@ -8,7 +8,7 @@ import datetime as dt
 
 import pytest
 
-from subsidy.v1 import payout_pb2
+from subsidy.v1 import decision_pb2, payout_pb2
 from subsidy.services.payout import handlers
 from subsidy.core.ledger import InMemoryLedger
 from subsidy.services.payout.model import (
@@ -62,10 +62,25 @@ def test_a_valid_decision_parses_and_garbage_is_rejected_with_a_reason():
     assert handlers.parse_decision(decision_bytes(decision)) == decision
     with pytest.raises(Rejected, match="not a subsidy.v1.Decision"):
         handlers.parse_decision(b"\xff\xff\xff")
-    with pytest.raises(Rejected, match="empty"):
+    with pytest.raises(Rejected, match=r"^no value \(a tombstone\): expected a subsidy.v1.Decision$"):
         handlers.parse_decision(None)
-    with pytest.raises(Rejected, match="decision_id"):
+    with pytest.raises(Rejected, match="^empty value: expected a subsidy.v1.Decision$"):
         handlers.parse_decision(b"")
+    with pytest.raises(Rejected, match="^decision_id: is required$"):
+        handlers.parse_decision(decision_pb2.Decision(application_id="SJ-1").SerializeToString())
+
+
+def test_a_record_is_decoded_once(monkeypatch):
+    """The contract's decoder (subsidy.contracts.events) reads the bytes; the
+    domain value is made from its message, not from the bytes again."""
+    decoded = []
+    for message_type in (decision_pb2.Decision, payout_pb2.PaymentConfirmed):
+        original = message_type.FromString
+        monkeypatch.setattr(message_type, "FromString",
+                            staticmethod(lambda raw, original=original: (decoded.append(raw), original(raw))[1]))
+    handlers.parse_decision(decision_bytes(rent_decision("SJ-1")))
+    handlers.parse_payment(_payment())
+    assert decoded == [decision_bytes(rent_decision("SJ-1")), _payment()]
 
 
 def test_a_decision_whose_shares_do_not_add_up_to_100_is_rejected():
@@ -82,11 +97,16 @@ def _payment(**kw):
 def test_a_payment_needs_an_id_a_tranche_a_positive_amount_and_a_real_date():
     assert handlers.parse_payment(_payment()).payment_id == "PAY-1"
     for bad, match in ((dict(payment_id=""), "payment_id"), (dict(amount_fen=0), "amount_fen"),
-                       (dict(paid_on="2025-02-30"), "paid_on"), (dict(tranche_id=""), "tranche_id")):
+                       (dict(paid_on="2025-02-30"), "paid_on"), (dict(tranche_id=""), "tranche_id"),
+                       (dict(paid_on=""), "paid_on: is required"), (dict(credit_code=""), "credit_code")):
         with pytest.raises(Rejected, match=match):
             handlers.parse_payment(_payment(**bad))
-    with pytest.raises(Rejected, match="PaymentConfirmed"):
+    with pytest.raises(Rejected, match="not a subsidy.v1.PaymentConfirmed"):
         handlers.parse_payment(b"\xff\x00")
+    with pytest.raises(Rejected, match="^empty value: expected a subsidy.v1.PaymentConfirmed$"):
+        handlers.parse_payment(b"")
+    with pytest.raises(Rejected, match=r"^no value \(a tombstone\): expected a subsidy.v1.PaymentConfirmed$"):
+        handlers.parse_payment(None)
 
 
 def _tranche(status=SCHEDULED, **kw):
