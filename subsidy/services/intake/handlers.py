@@ -17,6 +17,7 @@ from subsidy.contracts import cloudevents, codec, topics
 from subsidy.core import credit_code
 from subsidy.contracts.codec import BadInput
 from subsidy.core.clauses.cloud_adoption import CloudAdoptionClaim
+from subsidy.core.dates import rfc3339
 from subsidy.core.domain import Application
 from subsidy.platform import paging
 from subsidy.platform.logs import fields
@@ -30,7 +31,6 @@ from subsidy.services.intake.model import (
     StoredApplication,
     Submitted,
     UnknownFirm,
-    rfc3339,
 )
 from subsidy.platform.registry import RegistryUnavailable
 from subsidy.platform.registry import Registry

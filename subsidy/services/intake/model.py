@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from subsidy.core.dates import rfc3339  # noqa: F401 - the one format of a moment, as intake writes it
-
 RECEIVED = "RECEIVED"
 DECIDED = "DECIDED"
 RECORDED = "RECORDED"

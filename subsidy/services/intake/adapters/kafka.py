@@ -20,9 +20,9 @@ from typing import Any
 from subsidy.contracts import codec, events, topics
 from subsidy.platform import logs
 from subsidy.contracts.codec import BadInput
+from subsidy.core.dates import rfc3339
 from subsidy.platform.consumer import KafkaRecordLoop, RecordRejected
 from subsidy.services.intake import handlers, metrics, payouts
-from subsidy.services.intake.model import rfc3339
 
 log = logging.getLogger("subsidy.services.intake.adapters.kafka")
 
