@@ -50,6 +50,7 @@ from subsidy.platform import logs
 from subsidy.platform import topics as platform_topics
 from subsidy.platform import metrics as shared
 from subsidy.platform.db import Database, Transaction
+from subsidy.platform.worker import WorkerThread
 
 #: What a relay's ``publish`` answers: the acknowledged ids (a prefix of the
 #: rows, in order) and the error that stopped the batch, if any.
@@ -69,15 +70,6 @@ def _is_kafka_failure(exc: BaseException) -> bool:
     from kafka.errors import KafkaError
 
     return isinstance(exc, (KafkaError, ProducerStuck))
-
-
-class Row(Protocol):
-    id: int
-    topic: str
-    key: bytes
-    value: bytes
-    headers: list
-    created_at: str
 
 
 class OutboxStore(Protocol):
@@ -206,8 +198,8 @@ class OutboxTable:
         return int(count), oldest
 
 
-class OutboxRelay:
-    """Publishes ``store``'s outbox (see the module doc). ``service`` names it
+class OutboxRelay(WorkerThread):
+    """Publishes ``store``'s outbox (see the module doc), on its own thread. ``service`` names it
     in metrics (``<service>-relay`` producer label), the thread and the Kafka
     client id; ``published`` and ``failures`` are the service's counters."""
 
@@ -234,38 +226,19 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.max_backoff = max_backoff
         self.delivery_timeout_ms = delivery_timeout_ms
-        self.log = log or logging.getLogger(f"subsidy.services.{service}.relay")
+        super().__init__(f"{service}-outbox-relay", log or logging.getLogger(f"subsidy.services.{service}.relay"))
         self._published = published
         self._failures = failures
         self._producer_label = f"{service}-relay"
         self._ensure_topics = ensure_topics
         self._producer_factory = producer_factory or self._new_producer
         self._producer: Any = None
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
         self.topics_ready = threading.Event()
         self.producer_ready = threading.Event()
         #: monotonic time publishing started failing (None: the last attempt worked).
         self.failing_since: float | None = None
 
-    # -- lifecycle ---------------------------------------------------------
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"{self.service}-outbox-relay", daemon=True)
-        self._thread.start()
-
-    def wake(self) -> None:
-        """Rows were just written: publish now rather than at the next poll."""
-        self._wake.set()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                self.log.warning("outbox relay did not stop within %.0fs; leaving it (daemon thread)", timeout)
+    # -- lifecycle (start, wake: rows were just written, stop: WorkerThread) ---
 
     @property
     def running(self) -> bool:
@@ -275,6 +248,12 @@ class OutboxRelay:
         """The producer runs and publishing has not been failing for ``stall_s``."""
         now = time.monotonic() if now is None else now
         return self.running and (self.failing_since is None or now - self.failing_since < stall_s)
+
+    def not_ready_reason(self, stall_s: float) -> str | None:
+        """What a service's health says of its relay when it is not ``healthy``."""
+        if self.healthy(stall_s):
+            return None
+        return "outbox relay: Kafka producer not running or publishing failing"
 
     # -- the loop ------------------------------------------------------------
 
@@ -356,7 +335,7 @@ class OutboxRelay:
                 pass
         return future.exception
 
-    def publish(self, rows: list[Row]) -> Published:
+    def publish(self, rows: list[OutboxRow]) -> Published:
         """Send every row, then wait for the acknowledgements together: the
         acknowledged prefix, and the error that ended it (if any)."""
         futures: list[Any] = []
@@ -380,7 +359,7 @@ class OutboxRelay:
         self._count(rows[: len(acked)])
         return acked, error
 
-    def _count(self, rows: Sequence[Row]) -> None:
+    def _count(self, rows: Sequence[OutboxRow]) -> None:
         if not rows:
             return
         now = dt.datetime.now(dt.timezone.utc)

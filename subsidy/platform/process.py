@@ -84,6 +84,17 @@ async def watch_health(health_servicer: health.aio.HealthServicer, readiness: Ca
         await asyncio.sleep(interval_s)
 
 
+def stalled(*consumers: Any) -> str | None:
+    """The first of a service's Kafka consumer loops (subsidy/platform/consumer.py)
+    that counts as stalled (subsidy.platform.metrics.stall_reason), as
+    "<consumer>: <why>"; None when every one makes progress."""
+    for consumer in consumers:
+        reason = consumer.progress.stall_reason()
+        if reason:
+            return f"{consumer.name}: {reason}"
+    return None
+
+
 class ServiceApp(abc.ABC):
     """One running service (see the module doc). ``await app.start()`` …
     ``await app.stop()``. A service gives its name, its health-checked names

@@ -174,3 +174,12 @@ def test_after_a_stuck_producer_the_relay_makes_a_new_one_which_publishes_the_ba
     assert stuck.closed and len(stuck.sent) == 5
     assert table.pending_count() == 0 and fresh.sent == [f"r{n}".encode() for n in range(5)]
     assert r._failures.value == 1
+
+
+def test_health_names_a_relay_that_is_not_running_or_keeps_failing(table):
+    r = relay(table, Producer())
+    assert r.not_ready_reason(60) == "outbox relay: Kafka producer not running or publishing failing"
+    r.producer_ready.set()
+    assert r.not_ready_reason(60) is None
+    r.failing_since = time.monotonic() - 61
+    assert r.not_ready_reason(60) == "outbox relay: Kafka producer not running or publishing failing"

@@ -12,7 +12,7 @@ import pytest
 from subsidy.platform import migrations
 from subsidy.platform.db import Database
 from subsidy.platform.grpc.server import NOT_SERVING, SERVING
-from subsidy.platform.process import Readiness, ServiceApp, watch_health
+from subsidy.platform.process import Readiness, ServiceApp, stalled, watch_health
 from subsidy.services.notify.adapters.migrations import HISTORY
 
 LOG = logging.getLogger("test.process")
@@ -153,3 +153,20 @@ def test_a_service_starts_and_stops_its_parts_in_order(caplog):
     messages = [r.getMessage() for r in caplog.records if r.name == "test.process"]
     assert messages == ["database schema is current", "toy listening", "health", "toy shutting down", "toy stopped"]
     assert [r.fields for r in caplog.records if r.getMessage() == "toy listening"] == [{"grpc_port": 4242}]
+
+
+def test_the_first_stalled_consumer_is_named_with_its_reason():
+    class Progress:
+        def __init__(self, reason):
+            self.reason = reason
+
+        def stall_reason(self):
+            return self.reason
+
+    class Consumer:
+        def __init__(self, name, reason):
+            self.name, self.progress = name, Progress(reason)
+
+    assert stalled(Consumer("a", None), Consumer("b", None)) is None
+    assert stalled(Consumer("a", None), Consumer("b", "not polled within 60s"), Consumer("c", "x")) == \
+        "b: not polled within 60s"

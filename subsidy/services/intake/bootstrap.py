@@ -73,13 +73,8 @@ class IntakeApp(process.ServiceApp):
         progress (subsidy.platform.metrics.stall_reason). Blocking: run in a thread."""
         if not self.store.ping():
             return "database unreachable"
-        if not self.relay.healthy(self.settings.stall_s):
-            return "outbox relay: Kafka producer not running or publishing failing"
-        for consumer in (self.projection, self.payout_projection):
-            reason = consumer.progress.stall_reason()
-            if reason:
-                return f"{consumer.name}: {reason}"
-        return None
+        return (self.relay.not_ready_reason(self.settings.stall_s)
+                or process.stalled(self.projection, self.payout_projection))
 
     def readiness(self) -> process.Readiness:
         """Two answers:

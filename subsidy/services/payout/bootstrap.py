@@ -73,13 +73,7 @@ class PayoutApp(process.ServiceApp):
                 return f"{consumer.name}: not running"
         if not self.store.ping():
             return "database unreachable"
-        if not self.relay.healthy(self.settings.stall_s):
-            return "outbox relay: Kafka producer not running or publishing failing"
-        for consumer in (self.decisions, self.payments):
-            reason = consumer.progress.stall_reason()
-            if reason:
-                return f"{consumer.name}: {reason}"
-        return None
+        return self.relay.not_ready_reason(self.settings.stall_s) or process.stalled(self.decisions, self.payments)
 
     def serving(self) -> bool:
         return self.not_ready_reason() is None

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 from typing import Callable
 
 from subsidy.platform import logs
+from subsidy.platform.worker import WorkerThread
 from subsidy.services.payout import handlers, metrics
 from subsidy.services.payout.model import Clock, utcnow
 from subsidy.services.payout.adapters.store import SqlStore
@@ -18,31 +18,18 @@ from subsidy.services.payout.adapters.store import SqlStore
 log = logging.getLogger("subsidy.services.payout.adapters.scheduler")
 
 
-class Scheduler:
+class Scheduler(WorkerThread):
+    """start, wake (e.g. the clock was moved: run now rather than at the next
+    tick) and stop: subsidy/platform/worker.py."""
+
     def __init__(self, store: SqlStore, clock: Clock, interval_s: float = 60.0,
                  on_written: Callable[[], None] = lambda: None, now: Callable[[], dt.datetime] = utcnow):
+        super().__init__("payout-scheduler", log)
         self.store = store
         self.clock = clock
         self.now = now
         self.interval_s = interval_s
         self.on_written = on_written
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="payout-scheduler", daemon=True)
-        self._thread.start()
-
-    def wake(self) -> None:
-        """Run now (e.g. the clock was moved) rather than at the next tick."""
-        self._wake.set()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     def run_once(self) -> int:
         today = self.clock.today()
