@@ -103,6 +103,27 @@ class History:
         return revisions[-1]
 
 
+class OwnedSchema:
+    """What the store of a service with a history (intake, payout, notify)
+    has beside its tables: ``history``, the database ``db``, and
+
+    - ``create_schema()``: bring the database to the newest revision, as
+      ``subsidy migrate --service NAME`` does — for tests and tools that make
+      a store of their own. The service never calls it: at start it only
+      checks the version (``require``, subsidy/platform/process.py);
+    - ``ping()``: does the database answer (the services' health)?
+    """
+
+    history: History
+    db: Database
+
+    def create_schema(self) -> None:
+        upgrade(self.db, self.history)
+
+    def ping(self) -> bool:
+        return self.db.ping()
+
+
 @dataclasses.dataclass(frozen=True)
 class Outcome:
     """What ``upgrade`` did: the version before (None: no schema; the

@@ -149,24 +149,17 @@ class GroupCommit:
             unit.done.set()
 
 
-class SqlStore:
-    """ApplicationStore (ports.py) plus the outbox queries the relay needs."""
+class SqlStore(migrations.OwnedSchema):
+    """ApplicationStore (ports.py) plus the outbox queries the relay needs
+    (create_schema and ping: migrations.OwnedSchema)."""
+
+    history = HISTORY
 
     def __init__(self, db: Database):
         self.db = db
         self.writes = GroupCommit(db)
         # The relay's marks join the submissions' commits (one fsync for both).
         self.outbox = OutboxTable(db, "intake_outbox", RELAY_LOCK_KEY, write=self.writes.run)
-
-    def create_schema(self) -> None:
-        """Bring this database to intake's newest schema through its migrations
-        (adapters/migrations/), as ``subsidy migrate --service intake`` does: for
-        tests and tools that make a store of their own. The service never calls
-        it: at start it only checks the version (bootstrap.py)."""
-        migrations.upgrade(self.db, HISTORY)
-
-    def ping(self) -> bool:
-        return self.db.ping()
 
     # -- ApplicationStore -------------------------------------------------
 

@@ -10,19 +10,13 @@ from subsidy.services.notify.adapters.migrations import HISTORY
 from subsidy.services.notify.model import Notification
 
 
-class SqlNotificationLog:
+class SqlNotificationLog(migrations.OwnedSchema):
+    """NotificationLog (ports.py); create_schema and ping: migrations.OwnedSchema."""
+
+    history = HISTORY
+
     def __init__(self, db: Database):
         self.db = db
-
-    def create_schema(self) -> None:
-        """Bring this database to notify's newest schema through its migrations
-        (adapters/migrations/), as ``subsidy migrate --service notify`` does: for
-        tests and tools that make a store of their own. The service never calls
-        it: at start it only checks the version (bootstrap.py)."""
-        migrations.upgrade(self.db, HISTORY)
-
-    def ping(self) -> bool:
-        return self.db.ping()
 
     def was_sent(self, notification_id: str) -> bool:
         with self.db.transaction() as tx:

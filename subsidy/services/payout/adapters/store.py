@@ -289,27 +289,18 @@ class _NotCommitted(Exception):
     """Thrown into the transaction of a unit of work left without commit(): it rolls back."""
 
 
-class SqlStore:
+class SqlStore(migrations.OwnedSchema):
     """ports.UnitOfWork over the database (see the module doc), and the
-    outbox, health and metrics queries the relay and bootstrap.py need."""
+    outbox and metrics queries the relay and bootstrap.py need (create_schema
+    and ping: migrations.OwnedSchema)."""
+
+    history = HISTORY
 
     def __init__(self, db: Database):
         self.db = db
         #: The relay's side of ``payout_outbox`` (subsidy/platform/outbox.py).
         self.outbox_table = OutboxTable(db, "payout_outbox", RELAY_LOCK_KEY)
         self._local = threading.local()  # .open: the _Open of this thread, if any
-
-    # -- schema and health ------------------------------------------------------------------
-
-    def create_schema(self) -> None:
-        """Bring this database to payout's newest schema through its migrations
-        (adapters/migrations/), as ``subsidy migrate --service payout`` does: for
-        tests and tools that make a store of their own. The service never calls
-        it: at start it only checks the version (bootstrap.py)."""
-        migrations.upgrade(self.db, HISTORY)
-
-    def ping(self) -> bool:
-        return self.db.ping()
 
     # -- the unit of work --------------------------------------------------------------------
 
