@@ -10,7 +10,9 @@ and defaults it has; this says how a value is read).
 - ``secret``: from ``NAME`` or the file named by ``NAME_FILE``
   (subsidy/platform/security/secrets.py);
 - ``service``: the settings every service with a database and a gRPC port
-  has, under ``SUBSIDY_<SERVICE>_…``, named as the services' Settings name them.
+  has, under ``SUBSIDY_<SERVICE>_…``, named as the services' Settings name them;
+- ``registry``: the government data platform's settings (``SUBSIDY_REGISTRY_…``),
+  which intake and notify read alike (subsidy/platform/registry.py).
 """
 
 from __future__ import annotations
@@ -60,3 +62,13 @@ class Env:
         if metrics_refresh:
             common["metrics_refresh_s"] = self.number(prefix + "METRICS_REFRESH_SECONDS", defaults.metrics_refresh_s)
         return common
+
+    def registry(self, defaults: Any) -> dict[str, Any]:
+        """registry_url (a secret: it may carry credentials), registry_file,
+        registry_timeout_s and registry_attempts, read over ``defaults``."""
+        return dict(
+            registry_url=self.secret("SUBSIDY_REGISTRY_URL"),
+            registry_file=self.text("SUBSIDY_REGISTRY_FILE", defaults.registry_file),
+            registry_timeout_s=self.number("SUBSIDY_REGISTRY_TIMEOUT_SECONDS", defaults.registry_timeout_s),
+            registry_attempts=self.whole("SUBSIDY_REGISTRY_ATTEMPTS", defaults.registry_attempts),
+        )

@@ -33,10 +33,7 @@ class Settings:
         e, d = Env(env), cls()
         return cls(
             **e.service("intake", d, metrics_refresh=True),
-            registry_url=e.secret("SUBSIDY_REGISTRY_URL"),
-            registry_file=e.text("SUBSIDY_REGISTRY_FILE", d.registry_file),
-            registry_timeout_s=e.number("SUBSIDY_REGISTRY_TIMEOUT_SECONDS", d.registry_timeout_s),
-            registry_attempts=e.whole("SUBSIDY_REGISTRY_ATTEMPTS", d.registry_attempts),
+            **e.registry(d),
             directory_dir=e.text("SUBSIDY_DIRECTORY_DIR", d.directory_dir),
             projection_group=e.text("SUBSIDY_INTAKE_PROJECTION_GROUP", d.projection_group),
         )
