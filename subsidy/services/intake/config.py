@@ -32,8 +32,19 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         e, d = Env(env), cls()
         return cls(
-            **e.service("intake", d, metrics_refresh=True),
-            **e.registry(d),
+            kafka_bootstrap=e.text("KAFKA_BOOTSTRAP_SERVERS", d.kafka_bootstrap),
+            grpc_address=e.text("SUBSIDY_INTAKE_GRPC_ADDRESS", d.grpc_address),
+            database_url=e.secret("SUBSIDY_INTAKE_DATABASE_URL", d.database_url),
+            registry_url=e.secret("SUBSIDY_REGISTRY_URL"),
+            registry_file=e.text("SUBSIDY_REGISTRY_FILE", d.registry_file),
+            registry_timeout_s=e.number("SUBSIDY_REGISTRY_TIMEOUT_SECONDS", d.registry_timeout_s),
+            registry_attempts=e.whole("SUBSIDY_REGISTRY_ATTEMPTS", d.registry_attempts),
             directory_dir=e.text("SUBSIDY_DIRECTORY_DIR", d.directory_dir),
+            metrics_address=e.raw("SUBSIDY_INTAKE_METRICS_ADDRESS", d.metrics_address),
             projection_group=e.text("SUBSIDY_INTAKE_PROJECTION_GROUP", d.projection_group),
+            grace_s=e.number("SUBSIDY_INTAKE_GRACE_SECONDS", d.grace_s),
+            health_interval_s=e.number("SUBSIDY_INTAKE_HEALTH_INTERVAL_SECONDS", d.health_interval_s),
+            stall_s=e.number("SUBSIDY_INTAKE_STALL_SECONDS", d.stall_s),
+            metrics_refresh_s=e.number("SUBSIDY_INTAKE_METRICS_REFRESH_SECONDS", d.metrics_refresh_s),
+            log_level=e.text("SUBSIDY_LOG_LEVEL", d.log_level).upper(),
         )

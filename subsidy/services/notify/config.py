@@ -54,7 +54,9 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         e, d = Env(env), cls()
         return cls(
-            **e.service("notify", d),
+            kafka_bootstrap=e.text("KAFKA_BOOTSTRAP_SERVERS", d.kafka_bootstrap),
+            grpc_address=e.text("SUBSIDY_NOTIFY_GRPC_ADDRESS", d.grpc_address),
+            database_url=e.secret("SUBSIDY_NOTIFY_DATABASE_URL", d.database_url),
             consumer_group=e.text("SUBSIDY_NOTIFY_GROUP", d.consumer_group),
             smtp_url=e.secret("SUBSIDY_NOTIFY_SMTP_URL"),
             smtp_cafile=e.raw("SUBSIDY_NOTIFY_SMTP_CAFILE"),
@@ -67,8 +69,16 @@ class Settings:
             webhook_timeout_s=e.number("SUBSIDY_NOTIFY_WEBHOOK_TIMEOUT_SECONDS", d.webhook_timeout_s),
             sms_gateway_url=e.secret("SUBSIDY_NOTIFY_SMS_GATEWAY_URL"),
             sms_timeout_s=e.number("SUBSIDY_NOTIFY_SMS_TIMEOUT_SECONDS", d.sms_timeout_s),
-            **e.registry(d),
+            registry_url=e.secret("SUBSIDY_REGISTRY_URL"),
+            registry_file=e.text("SUBSIDY_REGISTRY_FILE", d.registry_file),
+            registry_timeout_s=e.number("SUBSIDY_REGISTRY_TIMEOUT_SECONDS", d.registry_timeout_s),
+            registry_attempts=e.whole("SUBSIDY_REGISTRY_ATTEMPTS", d.registry_attempts),
             attempts=max(1, e.whole("SUBSIDY_NOTIFY_ATTEMPTS", d.attempts)),
             retry_backoff_s=e.number("SUBSIDY_NOTIFY_RETRY_BACKOFF_SECONDS", d.retry_backoff_s),
             retry_max_backoff_s=e.number("SUBSIDY_NOTIFY_RETRY_MAX_BACKOFF_SECONDS", d.retry_max_backoff_s),
+            metrics_address=e.raw("SUBSIDY_NOTIFY_METRICS_ADDRESS", d.metrics_address),
+            grace_s=e.number("SUBSIDY_NOTIFY_GRACE_SECONDS", d.grace_s),
+            health_interval_s=e.number("SUBSIDY_NOTIFY_HEALTH_INTERVAL_SECONDS", d.health_interval_s),
+            stall_s=e.number("SUBSIDY_NOTIFY_STALL_SECONDS", d.stall_s),
+            log_level=e.text("SUBSIDY_LOG_LEVEL", d.log_level).upper(),
         )

@@ -33,10 +33,18 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         e, d = Env(env), cls()
         return cls(
-            **e.service("payout", d, metrics_refresh=True),
+            kafka_bootstrap=e.text("KAFKA_BOOTSTRAP_SERVERS", d.kafka_bootstrap),
+            grpc_address=e.text("SUBSIDY_PAYOUT_GRPC_ADDRESS", d.grpc_address),
+            database_url=e.secret("SUBSIDY_PAYOUT_DATABASE_URL", d.database_url),
+            metrics_address=e.raw("SUBSIDY_PAYOUT_METRICS_ADDRESS", d.metrics_address),
             today=e.raw("SUBSIDY_PAYOUT_TODAY"),
             decisions_group=e.text("SUBSIDY_PAYOUT_GROUP", d.decisions_group),
             payments_group=e.text("SUBSIDY_PAYOUT_PAYMENTS_GROUP", d.payments_group),
             scheduler_interval_s=e.number("SUBSIDY_PAYOUT_SCHEDULER_INTERVAL_SECONDS", d.scheduler_interval_s),
             session_timeout_ms=e.whole("SUBSIDY_PAYOUT_KAFKA_SESSION_TIMEOUT_MS", d.session_timeout_ms),
+            grace_s=e.number("SUBSIDY_PAYOUT_GRACE_SECONDS", d.grace_s),
+            health_interval_s=e.number("SUBSIDY_PAYOUT_HEALTH_INTERVAL_SECONDS", d.health_interval_s),
+            stall_s=e.number("SUBSIDY_PAYOUT_STALL_SECONDS", d.stall_s),
+            metrics_refresh_s=e.number("SUBSIDY_PAYOUT_METRICS_REFRESH_SECONDS", d.metrics_refresh_s),
+            log_level=e.text("SUBSIDY_LOG_LEVEL", d.log_level).upper(),
         )
