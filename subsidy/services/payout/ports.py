@@ -16,7 +16,7 @@ Times are the RFC 3339 UTC text the tables keep (``subsidy.core.dates.rfc3339``)
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterable, Protocol
+from typing import Any, Iterable, Protocol
 
 from subsidy.core.domain import Decision
 from subsidy.platform.outbox import OutboxMessage
@@ -131,7 +131,7 @@ class UnitOfWork(Protocol):
 
     def __enter__(self) -> "UnitOfWork": ...
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         """Undo whatever was not committed."""
 
     def commit(self) -> None:

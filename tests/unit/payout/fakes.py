@@ -171,7 +171,7 @@ class FakeUnitOfWork:
         self._before = None
         self.commits += 1
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, exc_type, exc, tb):
         if self._before is not None:  # not committed: as a rollback, nothing of it stays
             for name, table in self._before.items():
                 setattr(self, name, table)

@@ -122,6 +122,7 @@ class DecisionApplier:
             log.info("decision replayed: already applied, nothing written", extra=logs.fields(**where))
             return False
         plan = applied.plan
+        assert plan is not None  # only a replay has none
         if applied.result == "applied":
             metrics.GRANTS.labels(plan.clause, plan.outcome).inc()
             metrics.GRANTED_FEN.labels(plan.clause).inc(plan.granted_fen)
