@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 PROTOS := $(shell find proto -name '*.proto')
 GENERATED := subsidy/v1/.generated
 
-.PHONY: run calculate test test-faults unit proto proto-release venv bench clean help
+.PHONY: run calculate test test-faults unit lint proto proto-release venv bench clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -14,6 +14,7 @@ help:
 	@echo "             (make run ARGS=--exit stops after the demo)"
 	@echo "make calculate - the calculator alone over the demo applications (no Kafka)"
 	@echo "make test   - set up .venv, generate protobuf code, run the whole suite (fault injection included)"
+	@echo "make lint   - ruff (lint and format), mypy (strict on subsidy/core), import-linter's layer contracts"
 	@echo "make test-faults - the fault-injection suite alone (ARGS='--fault-seeds 1-20' or --soak)"
 	@echo "make bench  - pipeline, intake and calculator throughput, each beside its baseline (ARGS=--quick)"
 	@echo "make proto  - regenerate subsidy/v1 from proto/"
@@ -37,8 +38,15 @@ calculate: $(GENERATED)
 	$(VENV)/bin/subsidy simulate demo/applications.jsonl --summary --format table
 
 # Everything, the seeded fault injection (default seeds) included.
-test: $(GENERATED)
+test: lint
 	$(PY) -m pytest
+
+LINTED := subsidy subsidy_dev tests bench
+lint: $(GENERATED)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy subsidy/core
+	$(VENV)/bin/lint-imports --no-logo
 
 test-faults: $(GENERATED)
 	$(PY) -m pytest tests/faults $(ARGS)

@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from subsidy.contracts.calculator import Simulation  # noqa: E402
-from subsidy.core.credit_code import CODE_CHARS, complete  # noqa: E402
-from subsidy.core.policy import load_policy  # noqa: E402
+from subsidy.contracts.calculator import Simulation
+from subsidy.core.credit_code import CODE_CHARS, complete
+from subsidy.core.policy import load_policy
 
 KINDS = ["PLATFORM", "SOLUTION_PROVIDER", "INDUSTRIAL", "SOFTWARE", "SME", "PARK_OPERATOR", "INDUSTRY_ASSOCIATION"]
 
@@ -30,27 +30,72 @@ KINDS = ["PLATFORM", "SOLUTION_PROVIDER", "INDUSTRIAL", "SOFTWARE", "SME", "PARK
 def _claim(rng: random.Random, n: int) -> tuple[str, dict]:
     pick = rng.randrange(12)
     if pick == 0:
-        return "rent", {"recognized_key_platform": True, "lease_start": "2023-01-01", "lease_end": "2023-12-31", "rent_paid_fen": rng.randrange(10**9)}
+        return "rent", {
+            "recognized_key_platform": True,
+            "lease_start": "2023-01-01",
+            "lease_end": "2023-12-31",
+            "rent_paid_fen": rng.randrange(10**9),
+        }
     if pick == 1:
-        return "purchase", {"recognized_key_platform": True, "for_own_use": True, "purchase_date": "2023-05-01", "purchase_price_fen": rng.randrange(10**10)}
+        return "purchase", {
+            "recognized_key_platform": True,
+            "for_own_use": True,
+            "purchase_date": "2023-05-01",
+            "purchase_price_fen": rng.randrange(10**10),
+        }
     if pick == 2:
-        return "industry_platform", {"platform_id": f"P-{n % 50}", "sector": "集成电路", "investment_fen": rng.randrange(2 * 10**9), "infrastructure_investment_fen": rng.randrange(10**8)}
+        return "industry_platform", {
+            "platform_id": f"P-{n % 50}",
+            "sector": "集成电路",
+            "investment_fen": rng.randrange(2 * 10**9),
+            "infrastructure_investment_fen": rng.randrange(10**8),
+        }
     if pick == 3:
-        return "revenue_milestone", {"year": 2024, "revenue_by_year_fen": {"2022": rng.randrange(6 * 10**10), "2023": rng.randrange(10**11), "2024": rng.randrange(3 * 10**11)}}
+        return "revenue_milestone", {
+            "year": 2024,
+            "revenue_by_year_fen": {
+                "2022": rng.randrange(6 * 10**10),
+                "2023": rng.randrange(10**11),
+                "2024": rng.randrange(3 * 10**11),
+            },
+        }
     if pick == 4:
         return "dcmm", {"certificate_id": f"D-{n}", "level": rng.randrange(1, 6)}
     if pick == 5:
-        return "cloud_adoption", {"provider_credit_code": "913101173AGYGLUY2P", "provider_listed_in_directory": True, "service_year": 2024, "spend_fen": rng.randrange(10**7)}
+        return "cloud_adoption", {
+            "provider_credit_code": "913101173AGYGLUY2P",
+            "provider_listed_in_directory": True,
+            "service_year": 2024,
+            "spend_fen": rng.randrange(10**7),
+        }
     if pick == 6:
-        return "benchmark_recognition", {"recognition_id": f"R-{n % 200}", "recognition": rng.choice(["national_excellent_scenario", "municipal_demo_scenario"])}
+        return "benchmark_recognition", {
+            "recognition_id": f"R-{n % 200}",
+            "recognition": rng.choice(["national_excellent_scenario", "municipal_demo_scenario"]),
+        }
     if pick == 7:
-        return "identifier_usage", {"identifier_registrations": rng.randrange(2 * 10**6), "monthly_avg_resolutions": rng.randrange(2 * 10**5)}
+        return "identifier_usage", {
+            "identifier_registrations": rng.randrange(2 * 10**6),
+            "monthly_avg_resolutions": rng.randrange(2 * 10**5),
+        }
     if pick == 8:
-        return "innovation_carrier", {"carrier_id": f"C-{n % 100}", "carrier_type": "key_lab", "level": rng.choice(["national", "municipal", "district"])}
+        return "innovation_carrier", {
+            "carrier_id": f"C-{n % 100}",
+            "carrier_type": "key_lab",
+            "level": rng.choice(["national", "municipal", "district"]),
+        }
     if pick == 9:
-        return "jiebang_project", {"project_id": f"J-{n % 80}", "jiebang_selected": True, "total_investment_fen": rng.randrange(2 * 10**9)}
+        return "jiebang_project", {
+            "project_id": f"J-{n % 80}",
+            "jiebang_selected": True,
+            "total_investment_fen": rng.randrange(2 * 10**9),
+        }
     if pick == 10:
-        return "integration_certification", {"certificate_id": f"I-{n}", "version": "2.0", "grade": rng.choice(["A", "AA", "AAA"])}
+        return "integration_certification", {
+            "certificate_id": f"I-{n}",
+            "version": "2.0",
+            "grade": rng.choice(["A", "AA", "AAA"]),
+        }
     return "talent_training", {"program_id": f"T-{n}", "training_cost_fen": rng.randrange(10**7)}
 
 

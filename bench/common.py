@@ -11,8 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 def cpu_seconds(pid: int) -> float:
@@ -48,8 +49,7 @@ def read_from_start(bootstrap: str, topic: str) -> Any:
     """A consumer of every partition of ``topic``, from its beginning, in no group."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                             fetch_max_wait_ms=20)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, fetch_max_wait_ms=20)
     consumer.assign([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or range(6)])
     consumer.seek_to_beginning()
     return consumer
@@ -70,13 +70,20 @@ def start_service(name: str, root: Path, env: dict, log_path: Path) -> subproces
         from subsidy_dev import tail
 
         with log_path.open("ab") as out:
-            status = subprocess.run([sys.executable, "-m", "subsidy.cli", "migrate", "--service", name], cwd=root,
-                                    env=env, stdout=out, stderr=subprocess.STDOUT, timeout=300).returncode
+            status = subprocess.run(
+                [sys.executable, "-m", "subsidy.cli", "migrate", "--service", name],
+                cwd=root,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=300,
+            ).returncode
         if status != 0:
             raise RuntimeError(f"`subsidy migrate --service {name}` exited {status}:\n{tail(log_path)}")
     with log_path.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", f"subsidy.services.{name}"], cwd=root, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", f"subsidy.services.{name}"], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 @dataclasses.dataclass
@@ -102,8 +109,15 @@ class Watched:
         return (self.cpu_last - self.cpu_first) / self.span if self.span > 0 else float("nan")
 
 
-def watch(consumer: Any, proc: subprocess.Popen, log_path: Path, wanted: set, completes: Callable[[Any], Any],
-          timeout: float, what: str) -> Watched:
+def watch(
+    consumer: Any,
+    proc: subprocess.Popen,
+    log_path: Path,
+    wanted: set,
+    completes: Callable[[Any], Any],
+    timeout: float,
+    what: str,
+) -> Watched:
     """Poll ``consumer`` until every id in ``wanted`` is completed
     (``completes(record)``: the id a record completes, or None) or ``timeout``
     passes; raises, with the service's log tail, if it exits or falls short."""

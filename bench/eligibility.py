@@ -58,8 +58,12 @@ def applications(count: int, prefix: str) -> list[tuple[bytes, bytes, list, str]
         obj = json.loads(line)
         obj["application_id"] = f"{prefix}-{n:07d}"
         message = json_format.ParseDict(obj, application_pb2.Application())
-        headers = cloudevents.headers(obj["application_id"], cloudevents.TYPE_APPLICATION_SUBMITTED,
-                                      "/songjiang/subsidy/intake", cloudevents.new_trace_id())
+        headers = cloudevents.headers(
+            obj["application_id"],
+            cloudevents.TYPE_APPLICATION_SUBMITTED,
+            "/songjiang/subsidy/intake",
+            cloudevents.new_trace_id(),
+        )
         out.append((obj["firm"]["credit_code"].encode(), message.SerializeToString(), headers, obj["application_id"]))
     return out
 
@@ -67,9 +71,9 @@ def applications(count: int, prefix: str) -> list[tuple[bytes, bytes, list, str]
 def one_run(count: int, service_root: Path, timeout: float) -> dict:
     from subsidy.contracts import topics
     from subsidy.platform import topics as platform_topics
+    from subsidy.v1 import decision_pb2
     from subsidy_dev import free_port
     from subsidy_dev.kafka import KafkaBroker
-    from subsidy.v1 import decision_pb2
 
     apps = applications(count, f"E{os.getpid()}{int(time.time()) % 100000}")
     wanted = {a[3] for a in apps}
@@ -93,9 +97,15 @@ def one_run(count: int, service_root: Path, timeout: float) -> dict:
             log_path = var / "eligibility.log"
             proc = start_service("eligibility", service_root, env, log_path)
             try:
-                watched = watch(consumer, proc, log_path, wanted,
-                                lambda record: decision_pb2.Decision.FromString(record.value).application_id,
-                                timeout, "decided")
+                watched = watch(
+                    consumer,
+                    proc,
+                    log_path,
+                    wanted,
+                    lambda record: decision_pb2.Decision.FromString(record.value).application_id,
+                    timeout,
+                    "decided",
+                )
                 code = stop_service(proc)
             finally:
                 if proc.poll() is None:
@@ -104,10 +114,16 @@ def one_run(count: int, service_root: Path, timeout: float) -> dict:
                 consumer.close()
             committed, end = committed_vs_end(bootstrap, "subsidy-eligibility", topics.APPLICATIONS.name)
     span, decided = watched.span, len(watched.seen)
-    return {"decisions": decided, "seconds": span, "rate": (decided - 1) / span if span > 0 else float("nan"),
-            "cpu": watched.cpu_share, "exit": code,
-            "cpu_ms": 1000 * (watched.cpu_last - watched.cpu_first) / decided,
-            "committed": committed, "end": end}
+    return {
+        "decisions": decided,
+        "seconds": span,
+        "rate": (decided - 1) / span if span > 0 else float("nan"),
+        "cpu": watched.cpu_share,
+        "exit": code,
+        "cpu_ms": 1000 * (watched.cpu_last - watched.cpu_first) / decided,
+        "committed": committed,
+        "end": end,
+    }
 
 
 def main() -> None:
@@ -122,13 +138,18 @@ def main() -> None:
         log(f"run {n + 1}/{args.repeat}: {args.count} applications, service from {args.root} ...")
         r = one_run(args.count, args.root.resolve(), args.timeout)
         rates.append(r["rate"])
-        print(f"  {r['decisions']} decisions in {r['seconds']:.2f} s: {r['rate']:,.0f} decisions/s, "
-              f"eligibility CPU {r['cpu']:.0%} of a core ({r['cpu_ms']:.2f} ms per decision); exit {r['exit']}; "
-              f"committed {r['committed']} of {r['end']} offsets", flush=True)
+        print(
+            f"  {r['decisions']} decisions in {r['seconds']:.2f} s: {r['rate']:,.0f} decisions/s, "
+            f"eligibility CPU {r['cpu']:.0%} of a core ({r['cpu_ms']:.2f} ms per decision); exit {r['exit']}; "
+            f"committed {r['committed']} of {r['end']} offsets",
+            flush=True,
+        )
         if r["committed"] != r["end"]:
             print("  WARNING: committed offsets differ from the end offsets", flush=True)
-    print(f"median {statistics.median(rates):,.0f} decisions/s over {len(rates)} runs "
-          f"(min {min(rates):,.0f}, max {max(rates):,.0f}); load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"median {statistics.median(rates):,.0f} decisions/s over {len(rates)} runs "
+        f"(min {min(rates):,.0f}, max {max(rates):,.0f}); load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
 
 
 if __name__ == "__main__":

@@ -66,8 +66,11 @@ def intake_commits(metrics_address: str) -> float:
 
     with urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=5) as answer:  # nosec B310 - local
         for line in answer.read().decode().splitlines():
-            if (line.startswith("subsidy_db_transaction_duration_seconds_count{")
-                    and 'store="intake"' in line and 'outcome="commit"' in line):
+            if (
+                line.startswith("subsidy_db_transaction_duration_seconds_count{")
+                and 'store="intake"' in line
+                and 'outcome="commit"' in line
+            ):
                 return float(line.rsplit(" ", 1)[1])
     return float("nan")
 
@@ -103,14 +106,16 @@ def rpc(args: argparse.Namespace) -> None:
         registry = var / "registry.json"
         run.write_registry(registry, apps)
         echo_port = run.free_port()
-        echo = subprocess.Popen([sys.executable, str(ROOT / "bench" / "run.py"), "--echo-server", str(echo_port)],
-                                cwd=ROOT)
+        echo = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "run.py"), "--echo-server", str(echo_port)], cwd=ROOT
+        )
         try:
             wait_port(echo_port)
             with KafkaBroker(var / "kafka") as broker:
                 env = {"SUBSIDY_REGISTRY_FILE": str(registry), "SUBSIDY_LOG_LEVEL": "WARNING"}
-                with LocalStack(var / "stack", kafka_bootstrap=broker.bootstrap, services=("intake",),
-                                extra_env={"intake": env}) as stack:
+                with LocalStack(
+                    var / "stack", kafka_bootstrap=broker.bootstrap, services=("intake",), extra_env={"intake": env}
+                ) as stack:
                     intake_pid = stack.services["intake"].process.pid
                     metrics_address = stack.services["intake"].env["SUBSIDY_INTAKE_METRICS_ADDRESS"]
                     log(f"intake pid {intake_pid}")
@@ -131,11 +136,14 @@ def rpc(args: argparse.Namespace) -> None:
                         commits = intake_commits(metrics_address) - commits0
                         ratio = i["rate"] / e["rate"]
                         results.append((e["rate"], i["rate"], ratio))
-                        print(f"  round {n}: echo {e['rate']:7,.0f}/s  intake {i['rate']:7,.0f}/s  "
-                              f"ratio {ratio:.3f}  CPU µs/RPC: echo {echo_cpu * 1e6 / max(1, e['calls']):,.0f}, "
-                              f"intake {cpu * 1e6 / max(1, i['calls']):,.0f}  "
-                              f"commits/RPC {commits / max(1, i['calls']):.2f}  outbox drained {drain:.1f} s after  "
-                              f"errors {len(e['errors'])}/{len(i['errors'])}", flush=True)
+                        print(
+                            f"  round {n}: echo {e['rate']:7,.0f}/s  intake {i['rate']:7,.0f}/s  "
+                            f"ratio {ratio:.3f}  CPU µs/RPC: echo {echo_cpu * 1e6 / max(1, e['calls']):,.0f}, "
+                            f"intake {cpu * 1e6 / max(1, i['calls']):,.0f}  "
+                            f"commits/RPC {commits / max(1, i['calls']):.2f}  outbox drained {drain:.1f} s after  "
+                            f"errors {len(e['errors'])}/{len(i['errors'])}",
+                            flush=True,
+                        )
                         for err in (e["errors"] + i["errors"])[:3]:
                             print(f"    error: {err}")
         finally:
@@ -143,8 +151,10 @@ def rpc(args: argparse.Namespace) -> None:
             echo.wait(10)
     echo_med = statistics.median(r[0] for r in results)
     intake_med = statistics.median(r[1] for r in results)
-    print(f"median: echo {echo_med:,.0f}/s, intake {intake_med:,.0f}/s, "
-          f"ratio {statistics.median(r[2] for r in results):.3f} (goal >= 0.7)")
+    print(
+        f"median: echo {echo_med:,.0f}/s, intake {intake_med:,.0f}/s, "
+        f"ratio {statistics.median(r[2] for r in results):.3f} (goal >= 0.7)"
+    )
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
@@ -153,11 +163,11 @@ def handler(args: argparse.Namespace) -> None:
     import logging
     import pstats
 
+    from subsidy.platform.db import Database
+    from subsidy.platform.registry import FileRegistry
     from subsidy.services.intake import handlers
     from subsidy.services.intake.adapters.directory import FileDirectory
-    from subsidy.platform.registry import FileRegistry
     from subsidy.services.intake.adapters.store import SqlStore
-    from subsidy.platform.db import Database
 
     logging.basicConfig(level=logging.WARNING)  # as the benchmarked service runs (SUBSIDY_LOG_LEVEL=WARNING)
     apps = run.make_apps(args.rounds * args.count, f"H{uuid.uuid4().hex[:6]}", 20221122)
@@ -168,8 +178,9 @@ def handler(args: argparse.Namespace) -> None:
         db = Database(f"sqlite:///{Path(tmp) / 'intake.db'}", store="intake")
         store = SqlStore(db)
         store.create_schema()
-        deps = handlers.Deps(store=store, registry=FileRegistry(registry),
-                             directory=FileDirectory(ROOT / "policy" / "directory"))
+        deps = handlers.Deps(
+            store=store, registry=FileRegistry(registry), directory=FileDirectory(ROOT / "policy" / "directory")
+        )
         rates, cpu = [], []
         profile = cProfile.Profile() if args.profile else None
         for n in range(args.rounds):
@@ -186,9 +197,11 @@ def handler(args: argparse.Namespace) -> None:
         db.close()
     # The rate is bounded by the disk (one commit, one fsync, per call: no
     # concurrency here); the CPU per call is what the handler itself costs.
-    print(f"handlers.submit on SQLite: {', '.join(f'{r:,.0f}' for r in rates)} /s, "
-          f"CPU {', '.join(f'{c * 1e6:,.0f}' for c in cpu)} µs per call"
-          f"{' (last round under cProfile)' if profile else ''}")
+    print(
+        f"handlers.submit on SQLite: {', '.join(f'{r:,.0f}' for r in rates)} /s, "
+        f"CPU {', '.join(f'{c * 1e6:,.0f}' for c in cpu)} µs per call"
+        f"{' (last round under cProfile)' if profile else ''}"
+    )
     if profile is not None:
         stats = pstats.Stats(profile)
         stats.sort_stats("cumulative").print_stats(args.top)

@@ -70,14 +70,25 @@ def decisions(count: int, prefix: str, firms: int = 400, seed: int = 20250301) -
         amount = rng.randrange(10_000_000, 240_000_000, 100)
         submitted = dt.date(2025, 1, 2) + dt.timedelta(days=rng.randrange(300))
         decision = Decision(
-            decision_id=f"{app_id}@bench", application_id=app_id, credit_code=firm, clause="1.rent",
-            outcome="ELIGIBLE", max_award_fen=amount, reasons=(Reason("AWARD_BASIS", "1", "依据第1条"),),
-            policy_version="bench", decision_year=submitted.year, submitted_on=submitted,
+            decision_id=f"{app_id}@bench",
+            application_id=app_id,
+            credit_code=firm,
+            clause="1.rent",
+            outcome="ELIGIBLE",
+            max_award_fen=amount,
+            reasons=(Reason("AWARD_BASIS", "1", "依据第1条"),),
+            policy_version="bench",
+            decision_year=submitted.year,
+            submitted_on=submitted,
             entitlements=(Entitlement("1.rent", LimitKind.CUMULATIVE_CAP, amount, RENT_CAP),),
             tranche_shares_percent=(40, 30, 30),
         )
-        headers = cloudevents.headers(decision.decision_id, cloudevents.TYPE_DECISION_MADE,
-                                      "/songjiang/subsidy/eligibility", cloudevents.new_trace_id())
+        headers = cloudevents.headers(
+            decision.decision_id,
+            cloudevents.TYPE_DECISION_MADE,
+            "/songjiang/subsidy/eligibility",
+            cloudevents.new_trace_id(),
+        )
         out.append((firm.encode(), codec.decision_to_proto(decision).SerializeToString(), headers, app_id))
     return out
 
@@ -88,9 +99,13 @@ def db_commits(metrics_address: str) -> float:
 
     with urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=10) as response:  # nosec B310 - local
         text = response.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("subsidy_db_transaction_duration_seconds_count{")
-               and 'store="payout"' in line and 'outcome="commit"' in line)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("subsidy_db_transaction_duration_seconds_count{")
+        and 'store="payout"' in line
+        and 'outcome="commit"' in line
+    )
 
 
 def one_run(count: int, service_root: Path, timeout: float, database_url: str | None) -> dict:
@@ -132,11 +147,18 @@ def one_run(count: int, service_root: Path, timeout: float, database_url: str | 
             committed, end = committed_vs_end(bootstrap, GROUP, topics.DECISIONS.name)
     span, granted = watched.span, len(watched.seen)
     counted = granted - watched.first_count  # the grants received after the first poll that saw any
-    return {"decisions": granted, "events": watched.records, "seconds": span,
-            "rate": counted / span if span > 0 else float("nan"),
-            "cpu": watched.cpu_share, "exit": code,
-            "cpu_ms": 1000 * (watched.cpu_last - watched.cpu_first) / counted if counted else float("nan"),
-            "commits": commits / granted, "committed": committed, "end": end}
+    return {
+        "decisions": granted,
+        "events": watched.records,
+        "seconds": span,
+        "rate": counted / span if span > 0 else float("nan"),
+        "cpu": watched.cpu_share,
+        "exit": code,
+        "cpu_ms": 1000 * (watched.cpu_last - watched.cpu_first) / counted if counted else float("nan"),
+        "commits": commits / granted,
+        "committed": committed,
+        "end": end,
+    }
 
 
 def granted_application(record: Any) -> str | None:
@@ -152,9 +174,12 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=5000, help="decisions pre-filled (default 5000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs, each on a fresh broker (default 3)")
     parser.add_argument("--root", type=Path, default=ROOT, help="checkout the service runs from")
-    parser.add_argument("--database-url", default=None,
-                        help="payout's database (default: a fresh SQLite file per run; on a shared one, "
-                             "application ids are new in every run)")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="payout's database (default: a fresh SQLite file per run; on a shared one, "
+        "application ids are new in every run)",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="bound of one run's decisions (s)")
     args = parser.parse_args()
     rates, cpus = [], []
@@ -163,15 +188,20 @@ def main() -> None:
         r = one_run(args.count, args.root.resolve(), args.timeout, args.database_url)
         rates.append(r["rate"])
         cpus.append(r["cpu_ms"])
-        print(f"  {r['decisions']} decisions ({r['events']} payout events) in {r['seconds']:.2f} s: "
-              f"{r['rate']:,.0f} decisions/s, payout CPU {r['cpu']:.0%} of a core ({r['cpu_ms']:.2f} ms per "
-              f"decision), {r['commits']:.2f} database commits per decision; exit {r['exit']}; "
-              f"committed {r['committed']} of {r['end']} offsets", flush=True)
+        print(
+            f"  {r['decisions']} decisions ({r['events']} payout events) in {r['seconds']:.2f} s: "
+            f"{r['rate']:,.0f} decisions/s, payout CPU {r['cpu']:.0%} of a core ({r['cpu_ms']:.2f} ms per "
+            f"decision), {r['commits']:.2f} database commits per decision; exit {r['exit']}; "
+            f"committed {r['committed']} of {r['end']} offsets",
+            flush=True,
+        )
         if r["committed"] != r["end"]:
             print("  WARNING: committed offsets differ from the end offsets", flush=True)
-    print(f"median {statistics.median(rates):,.0f} decisions/s over {len(rates)} runs "
-          f"(min {min(rates):,.0f}, max {max(rates):,.0f}), median CPU {statistics.median(cpus):.2f} ms per "
-          f"decision; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"median {statistics.median(rates):,.0f} decisions/s over {len(rates)} runs "
+        f"(min {min(rates):,.0f}, max {max(rates):,.0f}), median CPU {statistics.median(cpus):.2f} ms per "
+        f"decision; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
 
 
 if __name__ == "__main__":

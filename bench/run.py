@@ -73,8 +73,10 @@ def to_requests(apps: list[dict]) -> list:
 
     from subsidy.v1 import application_pb2, intake_pb2
 
-    return [intake_pb2.SubmitApplicationRequest(application=json_format.ParseDict(a, application_pb2.Application()))
-            for a in apps]
+    return [
+        intake_pb2.SubmitApplicationRequest(application=json_format.ParseDict(a, application_pb2.Application()))
+        for a in apps
+    ]
 
 
 def write_registry(path: Path, apps: list[dict]) -> int:
@@ -127,9 +129,15 @@ def kafka_round_trip(bootstrap: str, count: int, size: int) -> dict:
             got += len(records)
     end = time.perf_counter()
     consumer.close()
-    return {"messages": count, "size": size, "produce_s": produced - start, "consume_s": end - c_start,
-            "received": got - 1, "rate": count / ((produced - start) + (end - c_start)),
-            "produce_rate": count / (produced - start)}
+    return {
+        "messages": count,
+        "size": size,
+        "produce_s": produced - start,
+        "consume_s": end - c_start,
+        "received": got - 1,
+        "rate": count / ((produced - start) + (end - c_start)),
+        "produce_rate": count / (produced - start),
+    }
 
 
 # --------------------------------------------------------------------------
@@ -150,11 +158,15 @@ class PayoutWatcher(threading.Thread):
         self.decided: dict[str, float] = {}  # first Decision on subsidy.decisions.v1 (eligibility's output)
         self.lock = threading.Lock()
         self.stopping = threading.Event()
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                                      fetch_max_wait_ms=20)
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, fetch_max_wait_ms=20
+        )
         self.decisions_topic = topics.DECISIONS.name
-        parts = [TopicPartition(name, p) for name in (topics.PAYOUTS.name, self.decisions_topic)
-                 for p in (self.consumer.partitions_for_topic(name) or range(6))]
+        parts = [
+            TopicPartition(name, p)
+            for name in (topics.PAYOUTS.name, self.decisions_topic)
+            for p in (self.consumer.partitions_for_topic(name) or range(6))
+        ]
         self.consumer.assign(parts)
         self.consumer.seek_to_end()
         for tp in parts:
@@ -207,8 +219,11 @@ async def _submit(stub, request, sent: dict, errors: list) -> None:
 def _stub(channel):
     from subsidy.v1 import intake_pb2
 
-    return channel.unary_unary(SUBMIT, request_serializer=intake_pb2.SubmitApplicationRequest.SerializeToString,
-                               response_deserializer=lambda b: b)
+    return channel.unary_unary(
+        SUBMIT,
+        request_serializer=intake_pb2.SubmitApplicationRequest.SerializeToString,
+        response_deserializer=lambda b: b,
+    )
 
 
 async def burst(address: str, requests: list, watcher: PayoutWatcher, concurrency: int, bound_s: float) -> dict:
@@ -237,9 +252,19 @@ async def burst(address: str, requests: list, watcher: PayoutWatcher, concurrenc
         decided = [watcher.decided[i] for i in ids if i in watcher.decided]
     end = max(done) if done else time.perf_counter()
     d_end = max(decided) if decided else time.perf_counter()
-    return {"ids": ids, "submitted": len(ids), "submit_s": submitted - start, "submit_rate": len(ids) / (submitted - start),
-            "events": len(done), "rate": len(done) / (end - start), "seconds": end - start, "errors": errors,
-            "decided": len(decided), "decided_rate": len(decided) / (d_end - start), "decided_s": d_end - start}
+    return {
+        "ids": ids,
+        "submitted": len(ids),
+        "submit_s": submitted - start,
+        "submit_rate": len(ids) / (submitted - start),
+        "events": len(done),
+        "rate": len(done) / (end - start),
+        "seconds": end - start,
+        "errors": errors,
+        "decided": len(decided),
+        "decided_rate": len(decided) / (d_end - start),
+        "decided_s": d_end - start,
+    }
 
 
 async def paced(address: str, requests: list, watcher: PayoutWatcher, rate: float, seconds: float) -> dict:
@@ -266,9 +291,16 @@ async def paced(address: str, requests: list, watcher: PayoutWatcher, rate: floa
     await asyncio.to_thread(watcher.wait, ids, 20.0)
     with watcher.lock:
         lat = [watcher.seen[i] - sent[i] for i in ids if i in watcher.seen]
-    return {"target": rate, "offered": count / (submitted - start), "submitted": len(ids), "events": len(lat),
-            "p50": pct(lat, 0.50), "p99": pct(lat, 0.99), "max": max(lat) if lat else float("nan"),
-            "errors": errors}
+    return {
+        "target": rate,
+        "offered": count / (submitted - start),
+        "submitted": len(ids),
+        "events": len(lat),
+        "p50": pct(lat, 0.50),
+        "p99": pct(lat, 0.99),
+        "max": max(lat) if lat else float("nan"),
+        "errors": errors,
+    }
 
 
 # --------------------------------------------------------------------------
@@ -368,8 +400,10 @@ def machine() -> str:
     except OSError:
         pass
     load = os.getloadavg()
-    return (f"{os.cpu_count()} CPUs, {model}, Python {platform.python_version()}, "
-            f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    return (
+        f"{os.cpu_count()} CPUs, {model}, Python {platform.python_version()}, "
+        f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
 
 
 def row(name: str, value: float, unit: str, baseline: float, goal: float | None) -> str:
@@ -397,8 +431,10 @@ def main() -> None:
     calc_lines, calc_repeat = (5000, 3) if quick else (20000, 5)
     run = uuid.uuid4().hex[:6]
     print(f"machine: {machine()}")
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}  mode: {'--quick' if quick else 'full'}  "
-          f"client concurrency {args.concurrency}")
+    print(
+        f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}  mode: {'--quick' if quick else 'full'}  "
+        f"client concurrency {args.concurrency}"
+    )
 
     # 4. calculator (no Kafka; first, while the machine is quiet)
     log("[4] calculator vs bare JSON ...")
@@ -431,8 +467,12 @@ def main() -> None:
             log(f"[1] raw Kafka round trip, {n_kafka} x {app_size} bytes ...")
             results["kafka"] = kafka_round_trip(bootstrap, n_kafka, app_size)
             env = {"SUBSIDY_REGISTRY_FILE": str(registry), "SUBSIDY_LOG_LEVEL": "WARNING"}
-            with LocalStack(var / "stack", kafka_bootstrap=bootstrap, services=("intake", "eligibility", "payout"),
-                            extra_env={"intake": env, "eligibility": env, "payout": env}) as stack:
+            with LocalStack(
+                var / "stack",
+                kafka_bootstrap=bootstrap,
+                services=("intake", "eligibility", "payout"),
+                extra_env={"intake": env, "eligibility": env, "payout": env},
+            ) as stack:
                 watcher = PayoutWatcher(bootstrap)
                 watcher.start()
                 try:
@@ -456,7 +496,7 @@ def main() -> None:
                     for share in (0.1, 0.5, 0.9):
                         rate = max(1.0, b["rate"] * share)
                         need = int(rate * phase_s) + 1
-                        req = to_requests(pace_apps[offset:offset + need])
+                        req = to_requests(pace_apps[offset : offset + need])
                         offset += need
                         log(f"[2] paced {share:.0%} of max = {rate:.0f}/s for {phase_s:.0f} s ...")
                         loads.append((share, asyncio.run(paced(stack.intake_address, req, watcher, rate, phase_s))))
@@ -473,31 +513,45 @@ def main() -> None:
         results["echo"] = run_echo(rpc_req, args.concurrency)
 
     k, b = results["kafka"], results["burst"]
-    print(f"payload: Application protobuf {app_size} bytes on average (SubmitApplicationRequest "
-          f"{round(sum(len(r.SerializeToString()) for r in rpc_req) / len(rpc_req))}), {firms} firms")
+    print(
+        f"payload: Application protobuf {app_size} bytes on average (SubmitApplicationRequest "
+        f"{round(sum(len(r.SerializeToString()) for r in rpc_req) / len(rpc_req))}), {firms} firms"
+    )
     print("1. raw Kafka round trip (kafka-python, acks=all, idempotent, 6 partitions)")
-    print(f"  {k['messages']} messages of {k['size']} bytes: produce {k['produce_s']:.2f} s "
-          f"({k['produce_rate']:,.0f}/s), consume {k['consume_s']:.2f} s, received {k['received']}")
+    print(
+        f"  {k['messages']} messages of {k['size']} bytes: produce {k['produce_s']:.2f} s "
+        f"({k['produce_rate']:,.0f}/s), consume {k['consume_s']:.2f} s, received {k['received']}"
+    )
     print(f"  {'round trip':<44} {k['rate']:>10,.0f} messages/s")
     print("2. pipeline: gRPC submit -> intake -> eligibility -> payout -> GrantRecorded on subsidy.payouts.v1")
-    print(f"  burst: {b['submitted']} submitted at {b['submit_rate']:,.0f}/s, {b['events']} payout events "
-          f"in {b['seconds']:.1f} s, {len(b['errors'])} errors; {b['drained']} arrived before the paced loads")
+    print(
+        f"  burst: {b['submitted']} submitted at {b['submit_rate']:,.0f}/s, {b['events']} payout events "
+        f"in {b['seconds']:.1f} s, {len(b['errors'])} errors; {b['drained']} arrived before the paced loads"
+    )
     print(row("max sustained applications/s vs raw Kafka", b["rate"], "applications/s", k["rate"], 0.25))
-    print(f"  stages in the burst (from the first submit): intake accepted all in {b['submit_s']:.1f} s "
-          f"({b['submit_rate']:,.0f}/s); eligibility's last Decision at {b['decided_s']:.1f} s "
-          f"({b['decided']} decisions, {b['decided_rate']:,.0f}/s); payout's last GrantRecorded at "
-          f"{b['seconds']:.1f} s ({b['rate']:,.0f}/s)")
-    print("  CPU during the burst (s of CPU / s of wall): " + ", ".join(
-        f"{name} {sec:.1f} ({sec / b['seconds']:.0%})" for name, sec in b["cpu"].items()))
+    print(
+        f"  stages in the burst (from the first submit): intake accepted all in {b['submit_s']:.1f} s "
+        f"({b['submit_rate']:,.0f}/s); eligibility's last Decision at {b['decided_s']:.1f} s "
+        f"({b['decided']} decisions, {b['decided_rate']:,.0f}/s); payout's last GrantRecorded at "
+        f"{b['seconds']:.1f} s ({b['rate']:,.0f}/s)"
+    )
+    print(
+        "  CPU during the burst (s of CPU / s of wall): "
+        + ", ".join(f"{name} {sec:.1f} ({sec / b['seconds']:.0%})" for name, sec in b["cpu"].items())
+    )
     for share, r in results["loads"]:
-        print(f"  at {share:.0%} of max ({r['target']:,.1f}/s offered {r['offered']:,.1f}/s): "
-              f"{r['events']}/{r['submitted']} arrived, p50 {r['p50'] * 1000:,.0f} ms, "
-              f"p99 {r['p99'] * 1000:,.0f} ms, max {r['max'] * 1000:,.0f} ms, {len(r['errors'])} errors")
+        print(
+            f"  at {share:.0%} of max ({r['target']:,.1f}/s offered {r['offered']:,.1f}/s): "
+            f"{r['events']}/{r['submitted']} arrived, p50 {r['p50'] * 1000:,.0f} ms, "
+            f"p99 {r['p99'] * 1000:,.0f} ms, max {r['max'] * 1000:,.0f} ms, {len(r['errors'])} errors"
+        )
     i, e = results["intake"], results["echo"]
     print(f"3. SubmitApplication RPCs, {args.concurrency} in flight, grpc.aio client")
     print(f"  {'bare grpc.aio echo server':<44} {e['rate']:>10,.0f} RPCs/s ({len(e['errors'])} errors)")
-    print(row("intake (SQLite store + outbox relay)", i["rate"], "RPCs/s", e["rate"], 0.7)
-          + f" ({len(i['errors'])} errors)")
+    print(
+        row("intake (SQLite store + outbox relay)", i["rate"], "RPCs/s", e["rate"], 0.7)
+        + f" ({len(i['errors'])} errors)"
+    )
     print(f"4. calculator, {calc_lines} lines, best of {calc_repeat}, one core")
     print(f"  {'bare JSON parse+dump':<44} {bare:>10,.0f} lines/s")
     print(row("subsidy simulate engine", engine, "applications/s", bare, 0.5))

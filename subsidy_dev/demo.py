@@ -41,7 +41,11 @@ def submit_all(stub: Any, applications: list[dict[str, Any]]) -> list[tuple[str,
 
 
 def wait_for_state(
-    stub: Any, application_ids: list[str], states: set[int], timeout: float = DECIDE_TIMEOUT_SECONDS, label: str = "decided"
+    stub: Any,
+    application_ids: list[str],
+    states: set[int],
+    timeout: float = DECIDE_TIMEOUT_SECONDS,
+    label: str = "decided",
 ) -> dict[str, Any]:
     """Poll GetApplication until every id is in one of `states`; returns id -> ApplicationStatus."""
     from subsidy.v1 import intake_pb2
@@ -53,7 +57,9 @@ def wait_for_state(
     while pending and time.monotonic() < deadline:
         still = []
         for app_id in pending:
-            status = stub.GetApplication(intake_pb2.GetApplicationRequest(application_id=app_id), timeout=10).application
+            status = stub.GetApplication(
+                intake_pb2.GetApplicationRequest(application_id=app_id), timeout=10
+            ).application
             if status.state in states:
                 done[app_id] = status
             else:
@@ -72,7 +78,8 @@ def wait_decided(stub: Any, application_ids: list[str], timeout: float = DECIDE_
     from subsidy.v1 import intake_pb2
 
     return wait_for_state(
-        stub, application_ids,
+        stub,
+        application_ids,
         {intake_pb2.APPLICATION_STATE_DECIDED, intake_pb2.APPLICATION_STATE_RECORDED},
         timeout,
     )
@@ -104,15 +111,19 @@ def _tranche_count(status: Any) -> int:
 def _get(stub: Any, ids: list[str]) -> dict[str, Any]:
     from subsidy.v1 import intake_pb2
 
-    return {i: stub.GetApplication(intake_pb2.GetApplicationRequest(application_id=i), timeout=10).application for i in ids}
+    return {
+        i: stub.GetApplication(intake_pb2.GetApplicationRequest(application_id=i), timeout=10).application for i in ids
+    }
 
 
 def run_demo(stack: Any, applications_path: Path) -> None:
+    from subsidy.cli.report import OUTCOME_NAMES, _render, yuan_column
     from subsidy.contracts.calculator import Simulation
     from subsidy.core.policy import load_policy
-    from subsidy.cli.report import OUTCOME_NAMES, _render, yuan_column
 
-    applications = [json.loads(line) for line in applications_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    applications = [
+        json.loads(line) for line in applications_path.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
     with_payout = "payout" in stack.services
     channel, stub = _stubs(stack.intake_address)
     with channel:
@@ -122,9 +133,13 @@ def run_demo(stack: Any, applications_path: Path) -> None:
         for app_id, why in refused:
             print(f"  {app_id}: refused: {why}")
         ok_ids = list(dict.fromkeys(i for i, r in submitted if r in ("accepted", "duplicate")))
-        print(f"  accepted {sum(r == 'accepted' for _, r in submitted)}, "
-              f"duplicates {sum(r == 'duplicate' for _, r in submitted)}, refused {len(refused)}")
-        print("Waiting for the eligibility decisions (intake -> Kafka -> eligibility -> Kafka -> intake) ...", flush=True)
+        print(
+            f"  accepted {sum(r == 'accepted' for _, r in submitted)}, "
+            f"duplicates {sum(r == 'duplicate' for _, r in submitted)}, refused {len(refused)}"
+        )
+        print(
+            "Waiting for the eligibility decisions (intake -> Kafka -> eligibility -> Kafka -> intake) ...", flush=True
+        )
         statuses = wait_decided(stub, ok_ids)
         if with_payout:
             print("Waiting for the payout ledger (decisions -> payout -> subsidy.payouts.v1 -> intake) ...", flush=True)
@@ -140,18 +155,31 @@ def run_demo(stack: Any, applications_path: Path) -> None:
         status = statuses[app_id]
         d, g = status.decision, status.grant
         reasons = [r.code for r in list(d.reasons) + list(g.reasons) if r.code != "AWARD_BASIS"]
-        row = [app_id, status.application.firm.name, d.clause, f"{d.outcome} {OUTCOME_NAMES.get(d.outcome, '')}",
-               yuan_column(d.max_award_fen)]
+        row = [
+            app_id,
+            status.application.firm.name,
+            d.clause,
+            f"{d.outcome} {OUTCOME_NAMES.get(d.outcome, '')}",
+            yuan_column(d.max_award_fen),
+        ]
         want = expected[app_id]
         got = (d.clause, d.outcome, d.max_award_fen)
         if with_payout:
             tranches = sorted(g.tranches, key=lambda t: t.number)
-            row += [yuan_column(g.granted_fen), "; ".join(f"{t.budget_year}: {yuan_column(t.amount_fen)}" for t in tranches)]
+            row += [
+                yuan_column(g.granted_fen),
+                "; ".join(f"{t.budget_year}: {yuan_column(t.amount_fen)}" for t in tranches),
+            ]
             for t in tranches:
                 by_year[t.budget_year] = by_year.get(t.budget_year, 0) + t.amount_fen
             got += (g.granted_fen, [(t.budget_year, t.amount_fen) for t in tranches])
-            want_tuple = (want["clause"], want["outcome"], want["max_award_fen"], want["granted_fen"],
-                          [(t["year"], t["amount_fen"]) for t in want["tranches"]])
+            want_tuple = (
+                want["clause"],
+                want["outcome"],
+                want["max_award_fen"],
+                want["granted_fen"],
+                [(t["year"], t["amount_fen"]) for t in want["tranches"]],
+            )
         else:
             want_tuple = (want["clause"], want["outcome"], want["max_award_fen"])
         if got != want_tuple:

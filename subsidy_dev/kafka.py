@@ -47,11 +47,12 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
-from subsidy_dev import free_port, pid_alive, pid_cmdline, port_in_use, project_root, tail
 from subsidy.platform.security import kafka as kafka_security
+from subsidy_dev import free_port, pid_alive, pid_cmdline, port_in_use, project_root, tail
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +131,8 @@ def fetch(version: str | None = None, *, force: bool = False, quiet: bool = Fals
         return libs
     if pom_hash is None:
         raise KafkaHarnessError(
-            f"{pom} not found and no complete cache at {libs}; "
-            f"run from the project checkout or set {ENV_DEPLOY_DIR}")
+            f"{pom} not found and no complete cache at {libs}; run from the project checkout or set {ENV_DEPLOY_DIR}"
+        )
     mvn = shutil.which("mvn")
     if mvn is None:
         raise KafkaHarnessError("Maven (mvn) is not on PATH: apt-get install -y maven")
@@ -146,15 +147,28 @@ def fetch(version: str | None = None, *, force: bool = False, quiet: bool = Fals
         shutil.rmtree(tmp, ignore_errors=True)
         (home / MARKER).unlink(missing_ok=True)
         if not quiet:
-            print(f"Resolving Apache Kafka {version} jars from Maven Central into {libs} "
-                  "(the first time takes a minute or two)...", file=sys.stderr, flush=True)
-        cmd = [mvn, "-B", "-q", "-f", str(pom), f"-Dkafka.version={version}",
-               "dependency:copy-dependencies", "-DincludeScope=runtime",
-               f"-DoutputDirectory={tmp}"]
+            print(
+                f"Resolving Apache Kafka {version} jars from Maven Central into {libs} "
+                "(the first time takes a minute or two)...",
+                file=sys.stderr,
+                flush=True,
+            )
+        cmd = [
+            mvn,
+            "-B",
+            "-q",
+            "-f",
+            str(pom),
+            f"-Dkafka.version={version}",
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={tmp}",
+        ]
         started = time.monotonic()
         for attempt in (1, 2):  # one retry: a dropped download is not worth failing CI for
-            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, text=True)
+            proc = subprocess.run(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True
+            )
             if proc.returncode == 0:
                 break
             if attempt == 1 and not quiet:
@@ -162,16 +176,25 @@ def fetch(version: str | None = None, *, force: bool = False, quiet: bool = Fals
         if proc.returncode != 0:
             raise KafkaHarnessError(
                 f"Maven failed ({proc.returncode}) resolving Kafka {version}: {' '.join(cmd)}\n"
-                + "\n".join(proc.stdout.splitlines()[-40:]))
+                + "\n".join(proc.stdout.splitlines()[-40:])
+            )
         if not (tmp / f"kafka_2.13-{version}.jar").is_file():
             raise KafkaHarnessError(f"Maven finished but {tmp} has no kafka_2.13-{version}.jar")
         shutil.rmtree(libs, ignore_errors=True)
         tmp.rename(libs)
         jars = sorted(p.name for p in libs.glob("*.jar"))
-        (home / MARKER).write_text(json.dumps({
-            "version": version, "pom_sha256": pom_hash, "jars": jars,
-            "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "seconds": round(time.monotonic() - started, 1)}, indent=2))
+        (home / MARKER).write_text(
+            json.dumps(
+                {
+                    "version": version,
+                    "pom_sha256": pom_hash,
+                    "jars": jars,
+                    "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "seconds": round(time.monotonic() - started, 1),
+                },
+                indent=2,
+            )
+        )
     return libs
 
 
@@ -186,8 +209,9 @@ def _java() -> str:
         return str(Path(home) / "bin" / "java")
     java = shutil.which("java")
     if java is None:
-        raise KafkaHarnessError("java is not on PATH: Kafka 4.x needs Java 17+ "
-                                "(apt-get install -y openjdk-17-jre-headless)")
+        raise KafkaHarnessError(
+            "java is not on PATH: Kafka 4.x needs Java 17+ (apt-get install -y openjdk-17-jre-headless)"
+        )
     return java
 
 
@@ -239,10 +263,17 @@ class KafkaBroker:
     the same bootstrap address with the data kept.
     """
 
-    def __init__(self, data_dir: os.PathLike | str, *, port: int | None = None,
-                 controller_port: int | None = None, version: str | None = None,
-                 heap: str = DEFAULT_HEAP, startup_timeout: float = 120.0,
-                 extra_properties: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: os.PathLike | str,
+        *,
+        port: int | None = None,
+        controller_port: int | None = None,
+        version: str | None = None,
+        heap: str = DEFAULT_HEAP,
+        startup_timeout: float = 120.0,
+        extra_properties: Mapping[str, Any] | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.heap = heap
         self.startup_timeout = startup_timeout
@@ -290,20 +321,35 @@ class KafkaBroker:
     def _load_state(self) -> _State | None:
         try:
             raw = json.loads((self.data_dir / STATE_FILE).read_text())
-            return _State(port=int(raw["port"]), controller_port=int(raw["controller_port"]),
-                          cluster_id=raw["cluster_id"], version=raw["version"],
-                          pid=raw.get("pid"))
+            return _State(
+                port=int(raw["port"]),
+                controller_port=int(raw["controller_port"]),
+                cluster_id=raw["cluster_id"],
+                version=raw["version"],
+                pid=raw.get("pid"),
+            )
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
     def _save_state(self, running: bool) -> None:
         st = self._state
-        (self.data_dir / STATE_FILE).write_text(json.dumps({
-            "bootstrap": st.bootstrap, "port": st.port, "controller_port": st.controller_port,
-            "cluster_id": st.cluster_id, "version": st.version,
-            "pid": st.pid if running else None, "running": running,
-            "data_dir": str(self.data_dir), "server_log": str(self.log_dir / "server.log"),
-        }, indent=2) + "\n")
+        (self.data_dir / STATE_FILE).write_text(
+            json.dumps(
+                {
+                    "bootstrap": st.bootstrap,
+                    "port": st.port,
+                    "controller_port": st.controller_port,
+                    "cluster_id": st.cluster_id,
+                    "version": st.version,
+                    "pid": st.pid if running else None,
+                    "running": running,
+                    "data_dir": str(self.data_dir),
+                    "server_log": str(self.log_dir / "server.log"),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         pid_file = self.data_dir / PID_FILE
         if running and st.pid:
             pid_file.write_text(f"{st.pid}\n")
@@ -328,10 +374,14 @@ class KafkaBroker:
 
     def status(self) -> dict[str, Any]:
         pid = self._our_pid()
-        return {"running": pid is not None, "pid": pid,
-                "bootstrap": self._state.bootstrap if self._state.port else None,
-                "version": self._state.version, "data_dir": str(self.data_dir),
-                "server_log": str(self.log_dir / "server.log")}
+        return {
+            "running": pid is not None,
+            "pid": pid,
+            "bootstrap": self._state.bootstrap if self._state.port else None,
+            "version": self._state.version,
+            "data_dir": str(self.data_dir),
+            "server_log": str(self.log_dir / "server.log"),
+        }
 
     # -- config -------------------------------------------------------------
     def _properties(self) -> dict[str, Any]:
@@ -396,29 +446,48 @@ class KafkaBroker:
     def _java_cmd(self, libs: Path, main: str, *args: str, heap: str | None = None) -> list[str]:
         cmd = [_java()]
         if heap:
-            cmd += [f"-Xms{_initial_heap(heap)}", f"-Xmx{heap}", "-XX:+UseG1GC",
-                    "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
-                    "-XX:+ExplicitGCInvokesConcurrent", "-XX:+ExitOnOutOfMemoryError"]
+            cmd += [
+                f"-Xms{_initial_heap(heap)}",
+                f"-Xmx{heap}",
+                "-XX:+UseG1GC",
+                "-XX:MaxGCPauseMillis=20",
+                "-XX:InitiatingHeapOccupancyPercent=35",
+                "-XX:+ExplicitGCInvokesConcurrent",
+                "-XX:+ExitOnOutOfMemoryError",
+            ]
         else:
             cmd += ["-Xmx128m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
-        cmd += ["-XX:-UsePerfData", "-Djava.awt.headless=true",
-                f"-Dlog4j2.configurationFile={self.config_dir / 'log4j2.yaml'}",
-                f"-Dkafka.logs.dir={self.log_dir}",
-                "-cp", f"{libs}/*", main, *args]
+        cmd += [
+            "-XX:-UsePerfData",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.config_dir / 'log4j2.yaml'}",
+            f"-Dkafka.logs.dir={self.log_dir}",
+            "-cp",
+            f"{libs}/*",
+            main,
+            *args,
+        ]
         return cmd
 
     def _format_storage(self, libs: Path) -> None:
         if (self.kraft_dir / "meta.properties").is_file():
             return  # formatted before: keep the data
         self.kraft_dir.mkdir(parents=True, exist_ok=True)
-        cmd = self._java_cmd(libs, "kafka.tools.StorageTool", "format",
-                             "--cluster-id", self._state.cluster_id,
-                             "--config", str(self.properties_file), "--ignore-formatted")
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, text=True)
+        cmd = self._java_cmd(
+            libs,
+            "kafka.tools.StorageTool",
+            "format",
+            "--cluster-id",
+            self._state.cluster_id,
+            "--config",
+            str(self.properties_file),
+            "--ignore-formatted",
+        )
+        proc = subprocess.run(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True
+        )
         if proc.returncode != 0:
-            raise KafkaHarnessError(f"formatting {self.kraft_dir} failed ({proc.returncode}):\n"
-                                    + proc.stdout[-4000:])
+            raise KafkaHarnessError(f"formatting {self.kraft_dir} failed ({proc.returncode}):\n" + proc.stdout[-4000:])
 
     # -- lifecycle ------------------------------------------------------------
     def start(self) -> str:
@@ -441,7 +510,8 @@ class KafkaBroker:
             if port_in_use(p):
                 raise KafkaHarnessError(
                     f"port {p} on 127.0.0.1 is already in use; stop whatever holds it "
-                    f"or start with another --port / a fresh data dir")
+                    f"or start with another --port / a fresh data dir"
+                )
         self._write_config()
         self._format_storage(libs)
 
@@ -449,8 +519,12 @@ class KafkaBroker:
         try:
             self._proc = subprocess.Popen(
                 self._java_cmd(libs, "kafka.Kafka", str(self.properties_file), heap=self.heap),
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                cwd=self.data_dir, start_new_session=True)
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.data_dir,
+                start_new_session=True,
+            )
         finally:
             out.close()
         st.pid = self._proc.pid
@@ -467,7 +541,8 @@ class KafkaBroker:
         return KafkaHarnessError(
             f"Kafka broker in {self.data_dir} {why}.\n"
             f"--- {self.log_dir / 'kafka.out'} (tail) ---\n{tail(self.log_dir / 'kafka.out', 30)}\n"
-            f"--- {self.log_dir / 'server.log'} (tail) ---\n{tail(self.log_dir / 'server.log', 30)}")
+            f"--- {self.log_dir / 'server.log'} (tail) ---\n{tail(self.log_dir / 'server.log', 30)}"
+        )
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
@@ -485,20 +560,26 @@ class KafkaBroker:
                 except Exception as exc:  # noqa: BLE001 - retried until the deadline
                     last_error = exc
             time.sleep(0.2)
-        raise self._failure(f"did not become ready within {self.startup_timeout:.0f}s"
-                            + (f" (last error: {last_error!r})" if last_error else ""))
+        raise self._failure(
+            f"did not become ready within {self.startup_timeout:.0f}s"
+            + (f" (last error: {last_error!r})" if last_error else "")
+        )
 
     def _broker_unfenced(self) -> bool:
         from kafka import KafkaAdminClient
 
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="subsidy-devenv",
-                                 bootstrap_timeout_ms=5000, request_timeout_ms=5000, **kafka_security.client_config())
+        admin = KafkaAdminClient(
+            bootstrap_servers=self.bootstrap,
+            client_id="subsidy-devenv",
+            bootstrap_timeout_ms=5000,
+            request_timeout_ms=5000,
+            **kafka_security.client_config(),
+        )
         try:
             cluster = admin.describe_cluster()
         finally:
             admin.close()
-        return any(b["broker_id"] == NODE_ID and not b.get("is_fenced")
-                   for b in cluster.get("brokers", []))
+        return any(b["broker_id"] == NODE_ID and not b.get("is_fenced") for b in cluster.get("brokers", []))
 
     def _terminate(self, pid: int, timeout: float) -> None:
         """SIGTERM, wait up to ``timeout`` s, then SIGKILL."""
@@ -549,7 +630,7 @@ class KafkaBroker:
         self.stop(timeout)
         return self.start()
 
-    def __enter__(self) -> "KafkaBroker":
+    def __enter__(self) -> KafkaBroker:
         self.start()
         return self
 
@@ -571,23 +652,24 @@ def _initial_heap(heap: str) -> str:
     return heap if size < 64 << 20 else "64m"
 
 
-
-
 # --------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------
 
 
 def _cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m subsidy_dev.kafka",
-                                     description="Local single-node Kafka (KRaft) for tests and `make run`.")
+    parser = argparse.ArgumentParser(
+        prog="python -m subsidy_dev.kafka", description="Local single-node Kafka (KRaft) for tests and `make run`."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_fetch = sub.add_parser("fetch", help="resolve the broker jars into the cache (idempotent)")
     p_fetch.add_argument("--version", default=None, help=f"Kafka version (default {DEFAULT_KAFKA_VERSION})")
     p_fetch.add_argument("--force", action="store_true", help="re-run Maven even if cached")
-    for name, help_ in (("start", "start a broker in DATA_DIR (formats storage on first start)"),
-                        ("stop", "stop the broker of DATA_DIR (SIGTERM, SIGKILL after a timeout)"),
-                        ("status", "is the broker of DATA_DIR running? (exit 0 yes, 3 no)")):
+    for name, help_ in (
+        ("start", "start a broker in DATA_DIR (formats storage on first start)"),
+        ("stop", "stop the broker of DATA_DIR (SIGTERM, SIGKILL after a timeout)"),
+        ("status", "is the broker of DATA_DIR running? (exit 0 yes, 3 no)"),
+    ):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--data-dir", required=True, type=Path)
         if name == "start":
@@ -596,8 +678,7 @@ def _cli(argv: list[str] | None = None) -> int:
             p.add_argument("--version", default=None)
             p.add_argument("--heap", default=DEFAULT_HEAP)
             p.add_argument("--timeout", type=float, default=120.0, help="startup timeout, seconds")
-            p.add_argument("--ignore-env", action="store_true",
-                           help=f"start even if {ENV_BOOTSTRAP} is set")
+            p.add_argument("--ignore-env", action="store_true", help=f"start even if {ENV_BOOTSTRAP} is set")
         if name == "stop":
             p.add_argument("--timeout", type=float, default=30.0, help="seconds before SIGKILL")
         if name == "status":
@@ -613,18 +694,25 @@ def _cli(argv: list[str] | None = None) -> int:
         if args.command == "start":
             external = os.environ.get(ENV_BOOTSTRAP)
             if external and not args.ignore_env:
-                print(f"{ENV_BOOTSTRAP}={external} is set: using that cluster, not starting a broker",
-                      file=sys.stderr)
+                print(f"{ENV_BOOTSTRAP}={external} is set: using that cluster, not starting a broker", file=sys.stderr)
                 print(external)
                 return 0
-            broker = KafkaBroker(args.data_dir, port=args.port, controller_port=args.controller_port,
-                                 version=args.version, heap=args.heap, startup_timeout=args.timeout)
+            broker = KafkaBroker(
+                args.data_dir,
+                port=args.port,
+                controller_port=args.controller_port,
+                version=args.version,
+                heap=args.heap,
+                startup_timeout=args.timeout,
+            )
             was_running = broker.is_running()
             started = time.monotonic()
             bootstrap = broker.start()
             note = "already running" if was_running else f"started in {time.monotonic() - started:.1f}s"
-            print(f"Kafka {broker.version} {note}: {bootstrap} (pid {broker.status()['pid']}, "
-                  f"logs {broker.log_dir})", file=sys.stderr)
+            print(
+                f"Kafka {broker.version} {note}: {bootstrap} (pid {broker.status()['pid']}, logs {broker.log_dir})",
+                file=sys.stderr,
+            )
             print(bootstrap)
             return 0
         broker = KafkaBroker(args.data_dir)

@@ -102,19 +102,20 @@ def install(*, quiet: bool = False) -> Path:
     if os.geteuid() != 0:
         raise PostgresHarnessError(
             "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin and we are "
-            "not root: run `sudo apt-get install -y postgresql` (or set SUBSIDY_PG_BINDIR)")
+            "not root: run `sudo apt-get install -y postgresql` (or set SUBSIDY_PG_BINDIR)"
+        )
     apt = shutil.which("apt-get")
     if apt is None:
         raise PostgresHarnessError("PostgreSQL is not installed and apt-get is not available")
     dropin = Path("/etc/postgresql-common/createcluster.d/50-songjiang-subsidy.conf")
     if not dropin.exists():
         dropin.parent.mkdir(parents=True, exist_ok=True)
-        dropin.write_text("# subsidy_dev.postgres runs its own clusters; no 'main' cluster.\n"
-                          "create_main_cluster = false\n")
+        dropin.write_text(
+            "# subsidy_dev.postgres runs its own clusters; no 'main' cluster.\ncreate_main_cluster = false\n"
+        )
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     out = None if not quiet else subprocess.DEVNULL
-    for cmd in ([apt, "update"],
-                [apt, "install", "-y", "--no-install-recommends", "postgresql"]):
+    for cmd in ([apt, "update"], [apt, "install", "-y", "--no-install-recommends", "postgresql"]):
         if not quiet:
             print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
         proc = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
@@ -141,7 +142,8 @@ def _pg_ids() -> tuple[int, int]:
     except KeyError:
         raise PostgresHarnessError(
             f"we are root but there is no '{PG_USER}' system user to run PostgreSQL as "
-            "(the Debian postgresql package creates it: run `install`)") from None
+            "(the Debian postgresql package creates it: run `install`)"
+        ) from None
     return pw.pw_uid, pw.pw_gid
 
 
@@ -156,9 +158,15 @@ def _chown_tree(path: Path, uid: int, gid: int) -> None:
 class PostgresServer:
     """A PostgreSQL cluster of its own, on 127.0.0.1, managed in ``data_dir``."""
 
-    def __init__(self, data_dir: os.PathLike | str, *, port: int | None = None,
-                 database: str = DEFAULT_DATABASE, startup_timeout: float = 60.0,
-                 durable: bool = False) -> None:
+    def __init__(
+        self,
+        data_dir: os.PathLike | str,
+        *,
+        port: int | None = None,
+        database: str = DEFAULT_DATABASE,
+        startup_timeout: float = 60.0,
+        durable: bool = False,
+    ) -> None:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", database):
             raise ValueError(f"database name must be a plain identifier: {database!r}")
         self.data_dir = Path(data_dir).resolve()
@@ -202,12 +210,23 @@ class PostgresServer:
             return None
 
     def _save_state(self, running: bool, pid: int | None = None) -> None:
-        (self.data_dir / STATE_FILE).write_text(json.dumps({
-            "url": self.url, "port": self.port, "database": self.database,
-            "running": running, "pid": pid, "cluster_home": str(self.cluster_home),
-            "pgdata": str(self.pgdata), "log": str(self.log_file),
-            "bindir": str(self._bindir) if self._bindir else None,
-        }, indent=2) + "\n")
+        (self.data_dir / STATE_FILE).write_text(
+            json.dumps(
+                {
+                    "url": self.url,
+                    "port": self.port,
+                    "database": self.database,
+                    "running": running,
+                    "pid": pid,
+                    "cluster_home": str(self.cluster_home),
+                    "pgdata": str(self.pgdata),
+                    "log": str(self.log_file),
+                    "bindir": str(self._bindir) if self._bindir else None,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         pid_file = self.data_dir / PID_FILE
         if running and pid:
             pid_file.write_text(f"{pid}\n")
@@ -221,28 +240,43 @@ class PostgresServer:
             if self._bindir is None:
                 raise PostgresHarnessError(
                     "PostgreSQL server binaries not found: run "
-                    "`python -m subsidy_dev.postgres install` (apt-get install postgresql)")
+                    "`python -m subsidy_dev.postgres install` (apt-get install postgresql)"
+                )
         return str(self._bindir / name)
 
-    def _run(self, args: list[str], *, as_pg: bool = True, check: bool = True,
-             timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, args: list[str], *, as_pg: bool = True, check: bool = True, timeout: float | None = None
+    ) -> subprocess.CompletedProcess[str]:
         cmd = (["runuser", "-u", PG_USER, "--"] if as_pg and _as_root() else []) + args
-        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, timeout=timeout,
-                              cwd="/", start_new_session=True)
+        proc = subprocess.run(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
+            cwd="/",
+            start_new_session=True,
+        )
         if check and proc.returncode != 0:
             raise PostgresHarnessError(
                 f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}"
-                + (f"\n--- {self.log_file} (tail) ---\n{tail(self.log_file, 30)}"
-                   if self.cluster_home else ""))
+                + (f"\n--- {self.log_file} (tail) ---\n{tail(self.log_file, 30)}" if self.cluster_home else "")
+            )
         return proc
 
     def _reachable_by_pg(self, path: Path) -> bool:
         if not _as_root():
             return True
-        return subprocess.run(["runuser", "-u", PG_USER, "--", "test", "-w", str(path), "-a",
-                               "-x", str(path)], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+        return (
+            subprocess.run(
+                ["runuser", "-u", PG_USER, "--", "test", "-w", str(path), "-a", "-x", str(path)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ).returncode
+            == 0
+        )
 
     def _prepare_home(self) -> None:
         """Choose and create the directory the cluster lives in (owned by postgres)."""
@@ -265,31 +299,48 @@ class PostgresServer:
                 return
             with contextlib.suppress(OSError):
                 home.rmdir()  # left empty: not usable
-        raise PostgresHarnessError(
-            f"user '{PG_USER}' can reach neither {candidates[0]} nor {candidates[1]}")
+        raise PostgresHarnessError(f"user '{PG_USER}' can reach neither {candidates[0]} nor {candidates[1]}")
 
     def _initdb(self) -> None:
         if (self.pgdata / "PG_VERSION").is_file():
             return
-        self._run([self._bin("initdb"), "-D", str(self.pgdata), "-U", SUPERUSER, "-A", "trust",
-                   "-E", "UTF8", "--locale=C", "--no-sync"], timeout=120)
+        self._run(
+            [
+                self._bin("initdb"),
+                "-D",
+                str(self.pgdata),
+                "-U",
+                SUPERUSER,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            timeout=120,
+        )
 
     def _write_config(self) -> None:
         conf = self.pgdata / "songjiang-subsidy.conf"
-        conf.write_text("\n".join([
-            "# Written by subsidy_dev.postgres at every start.",
-            "listen_addresses = '127.0.0.1'",
-            f"port = {self.port}",
-            f"unix_socket_directories = '{self.socket_dir}'",
-            "max_connections = 100",
-            "shared_buffers = 32MB",
-            f"fsync = {'on' if self.durable else 'off'}",
-            "logging_collector = off",
-            "log_min_messages = warning",
-            "log_line_prefix = '%m [%p] '",
-            "log_checkpoints = off",
-            "",
-        ]))
+        conf.write_text(
+            "\n".join(
+                [
+                    "# Written by subsidy_dev.postgres at every start.",
+                    "listen_addresses = '127.0.0.1'",
+                    f"port = {self.port}",
+                    f"unix_socket_directories = '{self.socket_dir}'",
+                    "max_connections = 100",
+                    "shared_buffers = 32MB",
+                    f"fsync = {'on' if self.durable else 'off'}",
+                    "logging_collector = off",
+                    "log_min_messages = warning",
+                    "log_line_prefix = '%m [%p] '",
+                    "log_checkpoints = off",
+                    "",
+                ]
+            )
+        )
         main_conf = self.pgdata / "postgresql.conf"
         include = "include_if_exists = 'songjiang-subsidy.conf'\n"
         text = main_conf.read_text()
@@ -318,10 +369,13 @@ class PostgresServer:
 
     def status(self) -> dict[str, Any]:
         running = self.is_running()
-        return {"running": running, "pid": self._postmaster_pid() if running else None,
-                "url": self.url if self.port else None,
-                "pgdata": str(self.pgdata) if self.cluster_home else None,
-                "log": str(self.log_file) if self.cluster_home else None}
+        return {
+            "running": running,
+            "pid": self._postmaster_pid() if running else None,
+            "url": self.url if self.port else None,
+            "pgdata": str(self.pgdata) if self.cluster_home else None,
+            "log": str(self.log_file) if self.cluster_home else None,
+        }
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> str:
@@ -341,40 +395,77 @@ class PostgresServer:
         if port_in_use(self.port):
             raise PostgresHarnessError(f"port {self.port} on 127.0.0.1 is already in use")
         self._write_config()
-        self._run([self._bin("pg_ctl"), "start", "-D", str(self.pgdata), "-l", str(self.log_file),
-                   "-w", "-t", str(int(self.startup_timeout))],
-                  timeout=self.startup_timeout + 15)
+        self._run(
+            [
+                self._bin("pg_ctl"),
+                "start",
+                "-D",
+                str(self.pgdata),
+                "-l",
+                str(self.log_file),
+                "-w",
+                "-t",
+                str(int(self.startup_timeout)),
+            ],
+            timeout=self.startup_timeout + 15,
+        )
         self._save_state(running=True, pid=self._postmaster_pid())
         self._ensure_database()
         return self.url
 
     def _psql(self, sql: str, database: str = "postgres") -> str:
-        proc = self._run([self._bin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-tA",
-                          "-h", "127.0.0.1", "-p", str(self.port), "-U", SUPERUSER,
-                          "-d", database, "-c", sql], as_pg=False, timeout=60)
+        proc = self._run(
+            [
+                self._bin("psql"),
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-tA",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                SUPERUSER,
+                "-d",
+                database,
+                "-c",
+                sql,
+            ],
+            as_pg=False,
+            timeout=60,
+        )
         return proc.stdout.strip()
 
     def _ensure_database(self) -> None:
-        exists = self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'")
+        # The name is the harness's own (checked to be an identifier at start), not input.
+        exists = self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'")  # noqa: S608
         if exists != "1":
             self._psql(f'CREATE DATABASE "{self.database}"')
 
     def stop(self, timeout: float = 60.0) -> None:
         """``pg_ctl stop -m fast`` (immediate if that does not finish). Data is kept."""
         if self.is_running():
-            proc = self._run([self._bin("pg_ctl"), "stop", "-D", str(self.pgdata), "-m", "fast",
-                              "-w", "-t", str(int(timeout))], check=False, timeout=timeout + 15)
+            proc = self._run(
+                [self._bin("pg_ctl"), "stop", "-D", str(self.pgdata), "-m", "fast", "-w", "-t", str(int(timeout))],
+                check=False,
+                timeout=timeout + 15,
+            )
             if proc.returncode != 0 and self.is_running():
-                self._run([self._bin("pg_ctl"), "stop", "-D", str(self.pgdata), "-m", "immediate",
-                           "-w", "-t", "30"], timeout=45)
+                self._run(
+                    [self._bin("pg_ctl"), "stop", "-D", str(self.pgdata), "-m", "immediate", "-w", "-t", "30"],
+                    timeout=45,
+                )
         if self.port and self.cluster_home is not None:
             self._save_state(running=False)
 
     def kill(self) -> None:
         """Crash-stop (``pg_ctl stop -m immediate``: no checkpoint, WAL replay on next start)."""
         if self.is_running():
-            self._run([self._bin("pg_ctl"), "stop", "-D", str(self.pgdata), "-m", "immediate",
-                       "-w", "-t", "30"], timeout=45)
+            self._run(
+                [self._bin("pg_ctl"), "stop", "-D", str(self.pgdata), "-m", "immediate", "-w", "-t", "30"], timeout=45
+            )
         if self.port and self.cluster_home is not None:
             self._save_state(running=False)
 
@@ -391,7 +482,7 @@ class PostgresServer:
         for name in (STATE_FILE, PID_FILE):
             (self.data_dir / name).unlink(missing_ok=True)
 
-    def __enter__(self) -> "PostgresServer":
+    def __enter__(self) -> PostgresServer:
         self.start()
         return self
 
@@ -408,21 +499,23 @@ class PostgresServer:
 
 
 def _cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m subsidy_dev.postgres",
-                                     description="Local throw-away PostgreSQL for tests and `make run`.")
+    parser = argparse.ArgumentParser(
+        prog="python -m subsidy_dev.postgres", description="Local throw-away PostgreSQL for tests and `make run`."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("install", help="apt-get install postgresql unless its server binaries exist")
-    for name, help_ in (("start", "start a server in DATA_DIR (initdb on first start)"),
-                        ("stop", "stop the server of DATA_DIR (pg_ctl stop -m fast)"),
-                        ("status", "is the server of DATA_DIR running? (exit 0 yes, 3 no)")):
+    for name, help_ in (
+        ("start", "start a server in DATA_DIR (initdb on first start)"),
+        ("stop", "stop the server of DATA_DIR (pg_ctl stop -m fast)"),
+        ("status", "is the server of DATA_DIR running? (exit 0 yes, 3 no)"),
+    ):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--data-dir", required=True, type=Path)
         if name == "start":
             p.add_argument("--port", type=int, default=None, help="TCP port (default: kept or free)")
             p.add_argument("--database", default=DEFAULT_DATABASE)
             p.add_argument("--durable", action="store_true", help="fsync=on (default off)")
-            p.add_argument("--ignore-env", action="store_true",
-                           help=f"start even if {ENV_DATABASE_URL} is set")
+            p.add_argument("--ignore-env", action="store_true", help=f"start even if {ENV_DATABASE_URL} is set")
         if name == "status":
             p.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -434,12 +527,10 @@ def _cli(argv: list[str] | None = None) -> int:
         if args.command == "start":
             external = os.environ.get(ENV_DATABASE_URL)
             if external and not args.ignore_env:
-                print(f"{ENV_DATABASE_URL} is set: using that database, not starting a server",
-                      file=sys.stderr)
+                print(f"{ENV_DATABASE_URL} is set: using that database, not starting a server", file=sys.stderr)
                 print(external)
                 return 0
-            server = PostgresServer(args.data_dir, port=args.port, database=args.database,
-                                    durable=args.durable)
+            server = PostgresServer(args.data_dir, port=args.port, database=args.database, durable=args.durable)
             was_running = server.is_running()
             started = time.monotonic()
             url = server.start()

@@ -22,8 +22,8 @@ def proto_files() -> list[Path]:
 
 def generate(out_dir: Path) -> list[Path]:
     """Run protoc (from grpcio-tools) over every .proto; return the files written."""
-    from grpc_tools import protoc
     import grpc_tools
+    from grpc_tools import protoc
 
     include = Path(grpc_tools.__file__).parent / "_proto"
     sources = [str(p.relative_to(PROTO_ROOT)) for p in proto_files()]
@@ -60,11 +60,7 @@ def stale_files() -> list[str]:
         out = Path(tmp)
         generate(out)
         fresh = generated_tree(out)
-    current = {
-        name: (REPO_ROOT / name).read_bytes()
-        for name in fresh
-        if (REPO_ROOT / name).is_file()
-    }
+    current = {name: (REPO_ROOT / name).read_bytes() for name in fresh if (REPO_ROOT / name).is_file()}
     return sorted(name for name in fresh if current.get(name) != fresh[name])
 
 

@@ -19,7 +19,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from subsidy_dev import free_port, project_root, tail
 from subsidy_dev.kafka import ENV_BOOTSTRAP, KafkaBroker
@@ -109,7 +108,10 @@ def migrate(name: str, env: dict[str, str], log_path: Path) -> subprocess.Popen:
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "subsidy.cli", "migrate", "--service", name, "--wait", "60"],
-            cwd=project_root(), env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+            cwd=project_root(),
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -134,11 +136,10 @@ class LocalStack:
         #: What each service's ``subsidy migrate`` printed (the last start).
         self.migrations: dict[str, str] = {}
 
-    def start(self) -> "LocalStack":
+    def start(self) -> LocalStack:
         if self.kafka_bootstrap is None:
             self.broker = self.broker or KafkaBroker(self.var_dir / "kafka")
             self.kafka_bootstrap = self.broker.start()
-        from subsidy.contracts import topics
         from subsidy.platform import topics as platform_topics
 
         platform_topics.ensure_all(self.kafka_bootstrap)
@@ -222,7 +223,7 @@ class LocalStack:
             self.broker.stop()
         return statuses
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -240,12 +241,17 @@ def _demo(args: argparse.Namespace) -> int:
         for output in stack.migrations.values():  # what was applied (or adopted), and the version
             for line in output.strip().splitlines()[1:]:
                 print("  " + line, flush=True)
-        print(f"Kafka at {stack.kafka_bootstrap}; "
-              + "; ".join(f"{name} gRPC at {s.grpc_address}" for name, s in stack.services.items()), flush=True)
+        print(
+            f"Kafka at {stack.kafka_bootstrap}; "
+            + "; ".join(f"{name} gRPC at {s.grpc_address}" for name, s in stack.services.items()),
+            flush=True,
+        )
         run_demo(stack, Path(args.applications))
         if args.exit:
             return 0
-        print("\nServing until Ctrl-C. Logs: " + ", ".join(str(s.log_path) for s in stack.services.values()), flush=True)
+        print(
+            "\nServing until Ctrl-C. Logs: " + ", ".join(str(s.log_path) for s in stack.services.values()), flush=True
+        )
         stopping = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stopping.set())

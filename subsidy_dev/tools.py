@@ -33,7 +33,10 @@ def _apt_install(package: str) -> None:
     if os.geteuid() != 0:
         raise ToolUnavailable(f"install Debian's {package} package (needs root): apt-get install {package}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", package]):
+    for command in (
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", package],
+    ):
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
         if result.returncode != 0:
             raise ToolUnavailable(f"{' '.join(command)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
@@ -60,7 +63,11 @@ def kustomize() -> Path:
     target_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "GOBIN": str(target_dir), "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
     result = subprocess.run(
-        [go, "install", f"{KUSTOMIZE_MODULE}@{KUSTOMIZE_VERSION}"], env=env, capture_output=True, text=True, timeout=1200
+        [go, "install", f"{KUSTOMIZE_MODULE}@{KUSTOMIZE_VERSION}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
     if result.returncode != 0 or not binary.exists():
         raise ToolUnavailable(f"go install {KUSTOMIZE_MODULE}@{KUSTOMIZE_VERSION} failed:\n{result.stderr[-3000:]}")

@@ -1,11 +1,13 @@
 import sys
 from pathlib import Path
 
+import pytest
+
 # tests/strategies.py and tests/infrastructure.py are imported as plain modules.
 sys.path.insert(0, str(Path(__file__).parent))
 
 # Real Kafka and PostgreSQL, started lazily once per session (see the module).
-from infrastructure import (  # noqa: E402,F401
+from infrastructure import (  # noqa: F401
     kafka_bootstrap,
     kafka_broker,
     managed_kafka_broker,
@@ -13,3 +15,17 @@ from infrastructure import (  # noqa: E402,F401
     postgres_server,
     postgres_url,
 )
+
+# The pure layers need no broker or database: two minutes are generous (the scratch
+# clause test copies the tree and regenerates code in ~10 s),
+# and a hang there is a bug to see at once. The rest keep pyproject's limit.
+PURE_LAYERS = ("unit", "property", "test_policy_cases.py")
+PURE_LAYER_TIMEOUT_S = 120
+
+
+def pytest_collection_modifyitems(items):
+    tests_dir = Path(__file__).parent
+    for item in items:
+        layer = Path(item.fspath).relative_to(tests_dir).parts[0]
+        if layer in PURE_LAYERS and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(PURE_LAYER_TIMEOUT_S))

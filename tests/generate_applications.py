@@ -27,10 +27,10 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from strategies import applications  # noqa: E402
+from strategies import applications
 
-from subsidy.contracts.codec import BadInput, parse_application  # noqa: E402
-from subsidy.core import domain  # noqa: E402
+from subsidy.contracts.codec import BadInput, parse_application
+from subsidy.core import domain
 
 
 def generate(count: int) -> tuple[list[dict], int]:

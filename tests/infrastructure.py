@@ -19,7 +19,7 @@ cluster or database is in use, and ``managed_kafka_broker`` /
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

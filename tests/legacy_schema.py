@@ -59,8 +59,14 @@ CREATE TABLE IF NOT EXISTS intake_payout_events (
     applied_at TEXT NOT NULL
 )"""
 
-INTAKE = (_INTAKE_APPLICATIONS, _INTAKE_APPLICATIONS_BY_FIRM, _INTAKE_OUTBOX, _INTAKE_OUTBOX_PENDING, _INTAKE_GRANTS,
-          _INTAKE_PAYOUT_EVENTS)
+INTAKE = (
+    _INTAKE_APPLICATIONS,
+    _INTAKE_APPLICATIONS_BY_FIRM,
+    _INTAKE_OUTBOX,
+    _INTAKE_OUTBOX_PENDING,
+    _INTAKE_GRANTS,
+    _INTAKE_PAYOUT_EVENTS,
+)
 
 # -- payout (subsidy/services/payout/adapters/store.py) ---------------------------
 
@@ -167,8 +173,15 @@ NOTIFY = (
 STATEMENTS = {"intake": INTAKE, "payout": PAYOUT, "notify": NOTIFY}
 TABLES = {
     "intake": ("intake_applications", "intake_outbox", "intake_grants", "intake_payout_events"),
-    "payout": ("payout_firms", "payout_inbox", "payout_grants", "payout_tranches", "payout_usage",
-               "payout_payments", "payout_outbox"),
+    "payout": (
+        "payout_firms",
+        "payout_inbox",
+        "payout_grants",
+        "payout_tranches",
+        "payout_usage",
+        "payout_payments",
+        "payout_outbox",
+    ),
     "notify": ("notify_log", "notify_tranches"),
 }
 
@@ -188,62 +201,170 @@ def fill(tx: Any, service: str) -> None:
     """Rows as the old code wrote them (outbox ids from the table, never given)."""
     rows = {
         "intake": [
-            ("INSERT INTO intake_applications (application_id, credit_code, payload_sha256, payload, received_at, "
-             "trace_id, state, decision, decision_id, decided_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-             ("SJ-LEGACY-0001", FIRM, "ab" * 32, PAYLOAD, "2025-02-20T08:00:00.000001Z", "0af7651916cd43dd8448eb211c80319c",
-              "DECIDED", b"\x08\x01decision\x00", "SJ-LEGACY-0001@2025.1", "2025-02-20T08:00:01.5Z",
-              "2025-02-20T08:00:01.5Z")),
-            ("INSERT INTO intake_applications (application_id, credit_code, payload_sha256, payload, received_at, "
-             "trace_id, state, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-             ("SJ-LEGACY-0002", FIRM, "cd" * 32, PAYLOAD[::-1], "2025-02-21T09:30:00Z", "1bf7651916cd43dd8448eb211c80319c",
-              "RECEIVED", "2025-02-21T09:30:00Z")),
-            ("INSERT INTO intake_outbox (topic, key, value, headers, created_at, published_at) VALUES (?, ?, ?, ?, ?, ?)",
-             ("subsidy.applications.v1", FIRM.encode(), PAYLOAD, HEADERS, "2025-02-20T08:00:00.000001Z",
-              "2025-02-20T08:00:00.2Z")),
-            ("INSERT INTO intake_outbox (topic, key, value, headers, created_at) VALUES (?, ?, ?, ?, ?)",
-             ("subsidy.applications.v1", FIRM.encode(), PAYLOAD[::-1], HEADERS, "2025-02-21T09:30:00Z")),
-            ("INSERT INTO intake_grants (application_id, grant_proto, grant_updated_at) VALUES (?, ?, ?)",
-             ("SJ-LEGACY-0001", b"\x10\x80\xa4\xe8\x03\x00grant", "2025-02-20T08:00:02Z")),
-            ("INSERT INTO intake_payout_events (event_id, applied_at) VALUES (?, ?)",
-             ("payout-event-legacy-1", "2025-02-20T08:00:02Z")),
+            (
+                "INSERT INTO intake_applications (application_id, credit_code, payload_sha256, payload, received_at, "
+                "trace_id, state, decision, decision_id, decided_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    "SJ-LEGACY-0001",
+                    FIRM,
+                    "ab" * 32,
+                    PAYLOAD,
+                    "2025-02-20T08:00:00.000001Z",
+                    "0af7651916cd43dd8448eb211c80319c",
+                    "DECIDED",
+                    b"\x08\x01decision\x00",
+                    "SJ-LEGACY-0001@2025.1",
+                    "2025-02-20T08:00:01.5Z",
+                    "2025-02-20T08:00:01.5Z",
+                ),
+            ),
+            (
+                "INSERT INTO intake_applications (application_id, credit_code, payload_sha256, payload, received_at, "
+                "trace_id, state, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    "SJ-LEGACY-0002",
+                    FIRM,
+                    "cd" * 32,
+                    PAYLOAD[::-1],
+                    "2025-02-21T09:30:00Z",
+                    "1bf7651916cd43dd8448eb211c80319c",
+                    "RECEIVED",
+                    "2025-02-21T09:30:00Z",
+                ),
+            ),
+            (
+                "INSERT INTO intake_outbox (topic, key, value, headers, created_at, published_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    "subsidy.applications.v1",
+                    FIRM.encode(),
+                    PAYLOAD,
+                    HEADERS,
+                    "2025-02-20T08:00:00.000001Z",
+                    "2025-02-20T08:00:00.2Z",
+                ),
+            ),
+            (
+                "INSERT INTO intake_outbox (topic, key, value, headers, created_at) VALUES (?, ?, ?, ?, ?)",
+                ("subsidy.applications.v1", FIRM.encode(), PAYLOAD[::-1], HEADERS, "2025-02-21T09:30:00Z"),
+            ),
+            (
+                "INSERT INTO intake_grants (application_id, grant_proto, grant_updated_at) VALUES (?, ?, ?)",
+                ("SJ-LEGACY-0001", b"\x10\x80\xa4\xe8\x03\x00grant", "2025-02-20T08:00:02Z"),
+            ),
+            (
+                "INSERT INTO intake_payout_events (event_id, applied_at) VALUES (?, ?)",
+                ("payout-event-legacy-1", "2025-02-20T08:00:02Z"),
+            ),
         ],
         "payout": [
             ("INSERT INTO payout_firms (credit_code, created_at) VALUES (?, ?)", (FIRM, "2025-02-20T08:00:01Z")),
-            ("INSERT INTO payout_inbox (decision_id, application_id, credit_code, result, applied_at) "
-             "VALUES (?, ?, ?, ?, ?)", ("SJ-LEGACY-0001@2025.1", "SJ-LEGACY-0001", FIRM, "applied",
-                                         "2025-02-20T08:00:01Z")),
-            ("INSERT INTO payout_grants (application_id, decision_id, credit_code, clause, outcome, policy_version, "
-             "max_award_fen, granted_fen, decision_year, submitted_on, reasons, trace_id, recorded_at) "
-             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-             ("SJ-LEGACY-0001", "SJ-LEGACY-0001@2025.1", FIRM, "1.rent", "ELIGIBLE", "2025.1+abc", 240_000_000,
-              240_000_000, 2025, "2025-02-20", '[["AWARD_BASIS", "1", "依据第1条"]]', "0af7651916cd43dd8448eb211c80319c",
-              "2025-02-20T08:00:01Z")),
-            *[("INSERT INTO payout_tranches (tranche_id, application_id, credit_code, clause, number, amount_fen, "
-               "due_on, budget_year, status, paid_on, payment_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-               (f"SJ-LEGACY-0001#{n}", "SJ-LEGACY-0001", FIRM, "1.rent", n, amount, f"{2024 + n}-03-01", 2024 + n,
-                status, paid, payment, "2025-03-02T00:00:00Z"))
-              for n, amount, status, paid, payment in ((1, 96_000_000, "PAID", "2025-03-01", "PAY-1"),
-                                                       (2, 72_000_000, "SCHEDULED", None, None),
-                                                       (3, 72_000_000, "SCHEDULED", None, None))],
-            ("INSERT INTO payout_usage (credit_code, scope, limit_kind, cap_fen, used_fen) VALUES (?, ?, ?, ?, ?)",
-             (FIRM, "1.rent", "CUMULATIVE_CAP", 500_000_000, 240_000_000)),
-            ("INSERT INTO payout_payments (payment_id, tranche_id, credit_code, amount_fen, paid_on, applied_at) "
-             "VALUES (?, ?, ?, ?, ?, ?)", ("PAY-1", "SJ-LEGACY-0001#1", FIRM, 96_000_000, "2025-03-01",
-                                           "2025-03-02T00:00:00Z")),
-            *[("INSERT INTO payout_outbox (event_id, topic, key, value, headers, created_at, published_at) "
-               "VALUES (?, ?, ?, ?, ?, ?, ?)", (f"payout-event-legacy-{n}", "subsidy.payouts.v1", FIRM.encode(),
-                                                PAYLOAD[n:], HEADERS, "2025-02-20T08:00:01Z", published))
-              for n, published in ((1, "2025-02-20T08:00:01.3Z"), (2, None))],
+            (
+                "INSERT INTO payout_inbox (decision_id, application_id, credit_code, result, applied_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                ("SJ-LEGACY-0001@2025.1", "SJ-LEGACY-0001", FIRM, "applied", "2025-02-20T08:00:01Z"),
+            ),
+            (
+                "INSERT INTO payout_grants (application_id, decision_id, credit_code, clause, outcome, policy_version, "
+                "max_award_fen, granted_fen, decision_year, submitted_on, reasons, trace_id, recorded_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    "SJ-LEGACY-0001",
+                    "SJ-LEGACY-0001@2025.1",
+                    FIRM,
+                    "1.rent",
+                    "ELIGIBLE",
+                    "2025.1+abc",
+                    240_000_000,
+                    240_000_000,
+                    2025,
+                    "2025-02-20",
+                    '[["AWARD_BASIS", "1", "依据第1条"]]',
+                    "0af7651916cd43dd8448eb211c80319c",
+                    "2025-02-20T08:00:01Z",
+                ),
+            ),
+            *[
+                (
+                    "INSERT INTO payout_tranches (tranche_id, application_id, credit_code, clause, number, amount_fen, "
+                    "due_on, budget_year, status, paid_on, payment_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        f"SJ-LEGACY-0001#{n}",
+                        "SJ-LEGACY-0001",
+                        FIRM,
+                        "1.rent",
+                        n,
+                        amount,
+                        f"{2024 + n}-03-01",
+                        2024 + n,
+                        status,
+                        paid,
+                        payment,
+                        "2025-03-02T00:00:00Z",
+                    ),
+                )
+                for n, amount, status, paid, payment in (
+                    (1, 96_000_000, "PAID", "2025-03-01", "PAY-1"),
+                    (2, 72_000_000, "SCHEDULED", None, None),
+                    (3, 72_000_000, "SCHEDULED", None, None),
+                )
+            ],
+            (
+                "INSERT INTO payout_usage (credit_code, scope, limit_kind, cap_fen, used_fen) VALUES (?, ?, ?, ?, ?)",
+                (FIRM, "1.rent", "CUMULATIVE_CAP", 500_000_000, 240_000_000),
+            ),
+            (
+                "INSERT INTO payout_payments (payment_id, tranche_id, credit_code, amount_fen, paid_on, applied_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                ("PAY-1", "SJ-LEGACY-0001#1", FIRM, 96_000_000, "2025-03-01", "2025-03-02T00:00:00Z"),
+            ),
+            *[
+                (
+                    "INSERT INTO payout_outbox (event_id, topic, key, value, headers, created_at, published_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        f"payout-event-legacy-{n}",
+                        "subsidy.payouts.v1",
+                        FIRM.encode(),
+                        PAYLOAD[n:],
+                        HEADERS,
+                        "2025-02-20T08:00:01Z",
+                        published,
+                    ),
+                )
+                for n, published in ((1, "2025-02-20T08:00:01.3Z"), (2, None))
+            ],
         ],
         "notify": [
-            ("INSERT INTO notify_log (notification_id, event_id, channel, kind, credit_code, trace_id, sent_at) "
-             "VALUES (?, ?, ?, ?, ?, ?, ?)", ("n-legacy-1", "payout-event-legacy-1", "email", "GRANT_RECORDED", FIRM,
-                                              "0af7651916cd43dd8448eb211c80319c", "2025-02-20T08:00:03Z")),
-            ("INSERT INTO notify_log (notification_id, event_id, channel, kind, credit_code, trace_id, sent_at) "
-             "VALUES (?, ?, ?, ?, ?, ?, ?)", ("n-legacy-2", "payout-event-legacy-1", "webhook", "GRANT_RECORDED", FIRM,
-                                              None, "2025-02-20T08:00:03Z")),
-            ("INSERT INTO notify_tranches (tranche_id, application_id, clause, number, budget_year) VALUES (?, ?, ?, ?, ?)",
-             ("SJ-LEGACY-0001#2", "SJ-LEGACY-0001", "1.rent", 2, 2026)),
+            (
+                "INSERT INTO notify_log (notification_id, event_id, channel, kind, credit_code, trace_id, sent_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    "n-legacy-1",
+                    "payout-event-legacy-1",
+                    "email",
+                    "GRANT_RECORDED",
+                    FIRM,
+                    "0af7651916cd43dd8448eb211c80319c",
+                    "2025-02-20T08:00:03Z",
+                ),
+            ),
+            (
+                "INSERT INTO notify_log (notification_id, event_id, channel, kind, credit_code, trace_id, sent_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    "n-legacy-2",
+                    "payout-event-legacy-1",
+                    "webhook",
+                    "GRANT_RECORDED",
+                    FIRM,
+                    None,
+                    "2025-02-20T08:00:03Z",
+                ),
+            ),
+            (
+                "INSERT INTO notify_tranches (tranche_id, application_id, clause, number, budget_year) VALUES (?, ?, ?, ?, ?)",
+                ("SJ-LEGACY-0001#2", "SJ-LEGACY-0001", "1.rent", 2, 2026),
+            ),
         ],
     }[service]
     for sql, params in rows:
@@ -252,8 +373,11 @@ def fill(tx: Any, service: str) -> None:
 
 def dump(tx: Any, service: str) -> dict[str, list[tuple]]:
     """Every row of every table of ``service``, in key order, bytes as bytes."""
+
     def plain(value: Any) -> Any:
         return bytes(value) if isinstance(value, (memoryview, bytearray)) else value
 
-    return {table: [tuple(plain(v) for v in row) for row in tx.all(f"SELECT * FROM {table} ORDER BY 1")]
-            for table in TABLES[service]}
+    return {
+        table: [tuple(plain(v) for v in row) for row in tx.all(f"SELECT * FROM {table} ORDER BY 1")]
+        for table in TABLES[service]
+    }

@@ -8,8 +8,8 @@ import typing
 
 from hypothesis import strategies as st
 
-from subsidy.core import credit_code, domain
 from subsidy.contracts.codec import REQUIRED_FIELDS
+from subsidy.core import credit_code, domain
 
 DATES = st.dates(min_value=dt.date(2021, 6, 1), max_value=dt.date(2027, 12, 31))
 YEARS = st.integers(min_value=2018, max_value=2028)

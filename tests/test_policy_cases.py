@@ -86,7 +86,9 @@ def _load_cases():
 def _assert_subset(expected: dict[str, Any], actual: dict[str, Any], where: str) -> None:
     for key, value in expected.items():
         assert key in actual, f"{where}: `{key}` missing from {actual}"
-        assert actual[key] == _dates_as_text(value), f"{where}: `{key}` is {actual[key]!r}, expected {value!r}\n{actual}"
+        assert actual[key] == _dates_as_text(value), (
+            f"{where}: `{key}` is {actual[key]!r}, expected {value!r}\n{actual}"
+        )
 
 
 def _assert_reasons(result: dict[str, Any], where: str) -> None:

@@ -133,7 +133,7 @@ def cmd_export_tranches(args: argparse.Namespace) -> str:
     from subsidy.services.payout.adapters.export import ExportError, tranches_of_year, write_csv
 
     url = args.database_url or os.environ.get("SUBSIDY_PAYOUT_DATABASE_URL") or "sqlite:///var/payout.db"
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:" and not os.path.exists(url[len("sqlite:///"):]):
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:" and not os.path.exists(url[len("sqlite:///") :]):
         raise CommandError(f"no payout ledger at {url}")
     try:
         tranches = tranches_of_year(url, args.year)
@@ -240,29 +240,49 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="JSON lines -> results with caps, one-time awards and tranches")
     p.add_argument("file", metavar="FILE|-")
     p.add_argument("--summary", action="store_true", help="add the outlay per budget year as a last line")
-    p.add_argument("--format", choices=("jsonl", "table"), default="jsonl", help="jsonl (the contract) or a table for people")
+    p.add_argument(
+        "--format", choices=("jsonl", "table"), default="jsonl", help="jsonl (the contract) or a table for people"
+    )
     p.set_defaults(run=cmd_simulate)
     p = sub.add_parser("policy", help="validate the policy data and list clauses and parameters")
     p.set_defaults(run=cmd_policy)
     p = sub.add_parser("export-tranches", help="one budget year's payout tranches as CSV, for the finance bureau")
     p.add_argument("--year", type=_year, required=True, help="budget year YYYY")
-    p.add_argument("--database-url", help="payout ledger (default: $SUBSIDY_PAYOUT_DATABASE_URL or sqlite:///var/payout.db)")
+    p.add_argument(
+        "--database-url", help="payout ledger (default: $SUBSIDY_PAYOUT_DATABASE_URL or sqlite:///var/payout.db)"
+    )
     p.add_argument("--output", metavar="FILE|-", default="-", help="where to write the CSV (default: standard output)")
     p.set_defaults(run=cmd_export_tranches)
     p = sub.add_parser(
-        "migrate", help="bring a service's database to its newest schema (production runs it before a rollout)",
+        "migrate",
+        help="bring a service's database to its newest schema (production runs it before a rollout)",
         description="Apply the service's pending schema migrations in one transaction and print each one "
-                    "(docs/operations.md#schema-migrations). Safe to run twice or twice at once: a second run "
-                    "waits for the first and finds nothing to do. Exit status 1 when a migration fails "
-                    "(nothing is changed then), 2 on bad arguments.")
-    p.add_argument("--service", required=True, choices=("intake", "payout", "notify"),
-                   help="whose database and migration history")
-    p.add_argument("--database-url", help="the service's database (default: what the service itself reads, "
-                                          "SUBSIDY_<SERVICE>_DATABASE_URL or ..._FILE)")
-    p.add_argument("--wait", type=_seconds, default=60.0, metavar="SECONDS",
-                   help="keep trying this long while the database cannot be reached (default 60)")
-    p.add_argument("--lock-timeout", type=_seconds, default=600.0, metavar="SECONDS",
-                   help="wait this long for another migration of the same service to finish (default 600)")
+        "(docs/operations.md#schema-migrations). Safe to run twice or twice at once: a second run "
+        "waits for the first and finds nothing to do. Exit status 1 when a migration fails "
+        "(nothing is changed then), 2 on bad arguments.",
+    )
+    p.add_argument(
+        "--service", required=True, choices=("intake", "payout", "notify"), help="whose database and migration history"
+    )
+    p.add_argument(
+        "--database-url",
+        help="the service's database (default: what the service itself reads, "
+        "SUBSIDY_<SERVICE>_DATABASE_URL or ..._FILE)",
+    )
+    p.add_argument(
+        "--wait",
+        type=_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="keep trying this long while the database cannot be reached (default 60)",
+    )
+    p.add_argument(
+        "--lock-timeout",
+        type=_seconds,
+        default=600.0,
+        metavar="SECONDS",
+        help="wait this long for another migration of the same service to finish (default 600)",
+    )
     p.set_defaults(run=cmd_migrate)
     return parser
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from subsidy.core.eligibility import evaluate
-from subsidy.core.ledger import GrantPlan, InMemoryLedger
 from subsidy.contracts.codec import decision_to_json, parse_application, reason_to_json
 from subsidy.core.domain import Decision
+from subsidy.core.eligibility import evaluate
+from subsidy.core.ledger import GrantPlan, InMemoryLedger
 from subsidy.core.policy import Policy
 
 

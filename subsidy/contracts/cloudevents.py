@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/protobuf"
@@ -34,13 +34,13 @@ def traceparent(trace_id: str) -> str:
 
 
 def headers(event_id: str, event_type: str, source: str, trace_id: str, time: dt.datetime | None = None) -> Headers:
-    time = time or dt.datetime.now(dt.timezone.utc)
+    time = time or dt.datetime.now(dt.UTC)
     return [
         ("ce_specversion", SPEC_VERSION.encode()),
         ("ce_id", event_id.encode()),
         ("ce_type", event_type.encode()),
         ("ce_source", source.encode()),
-        ("ce_time", time.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z").encode()),
+        ("ce_time", time.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z").encode()),
         ("content-type", CONTENT_TYPE.encode()),
         ("ce_traceparent", traceparent(trace_id).encode()),
     ]

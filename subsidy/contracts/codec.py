@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
-import functools
 import datetime as dt
+import functools
 import re
 import types
 import typing
-from typing import Any, Callable, Literal, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
-from subsidy.core import clauses
+from subsidy.core import clauses, domain
 from subsidy.core import credit_code as credit_codes
-from subsidy.core import domain
 from subsidy.core.clauses import CLAIM_BY_KEY, ClauseError
 from subsidy.core.domain import Application, Decision, Entitlement, Firm, Reason
 
@@ -73,9 +73,7 @@ def _int(value: Any, path: str, maximum: int = INT64_MAX) -> int:
         return 0
     if type(value) is int:
         number = value
-    elif isinstance(value, str) and _INT_RE.match(value):
-        number = int(value)
-    elif isinstance(value, float) and value.is_integer():
+    elif isinstance(value, str) and _INT_RE.match(value) or isinstance(value, float) and value.is_integer():
         number = int(value)
     else:
         raise BadInput(path, f"must be a whole number, got {value!r}")
@@ -189,7 +187,7 @@ class _Spec:
     credit_codes: tuple[str, ...]
 
     @classmethod
-    def of(cls, clause: clauses.Clause) -> "_Spec":
+    def of(cls, clause: clauses.Clause) -> _Spec:
         target, path, declared = clause.claim, clause.key, clause.fields
         hints = typing.get_type_hints(target)
         converters = {}
@@ -334,9 +332,7 @@ def parse_application(obj: Any) -> Application:
         listed = ", ".join(CLAIM_BY_KEY)
         if not claims:
             raise BadInput("claim", f"no claim given; exactly one of: {listed}")
-        raise BadInput(
-            "claim", f"exactly one claim allowed, got {len(claims)}: {', '.join(k for k, _ in claims)}"
-        )
+        raise BadInput("claim", f"exactly one claim allowed, got {len(claims)}: {', '.join(k for k, _ in claims)}")
     application_id = _text(top.get("application_id"), "application_id", MAX_ID_CHARS)
     if not application_id.strip():
         raise BadInput("application_id", "is required")
@@ -424,8 +420,19 @@ _PROTO_TYPES = {
     "map": {"map"},
 }
 _TYPE_NAMES = {
-    1: "double", 2: "float", 3: "int64", 4: "uint64", 5: "int32", 8: "bool", 9: "string",
-    11: "message", 12: "bytes", 13: "uint32", 14: "enum", 17: "sint32", 18: "sint64",
+    1: "double",
+    2: "float",
+    3: "int64",
+    4: "uint64",
+    5: "int32",
+    8: "bool",
+    9: "string",
+    11: "message",
+    12: "bytes",
+    13: "uint32",
+    14: "enum",
+    17: "sint32",
+    18: "sint64",
 }
 
 
@@ -485,11 +492,7 @@ def _message_to_plain(message: Any) -> dict[str, Any]:
         if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
             out[fd.name] = dict(value)
         elif fd.message_type is not None:
-            out[fd.name] = (
-                [_message_to_plain(v) for v in value]
-                if fd.is_repeated
-                else _message_to_plain(value)
-            )
+            out[fd.name] = [_message_to_plain(v) for v in value] if fd.is_repeated else _message_to_plain(value)
         elif fd.is_repeated:
             out[fd.name] = list(value)
         else:

@@ -33,10 +33,14 @@ DECISIONS = TopicSpec("subsidy.decisions.v1", 6, _RECORD, "Decision (protobuf), 
 APPLICATIONS_DLQ = TopicSpec(
     "subsidy.applications.v1.dlq", 1, _DLQ, "DeadLetter: application messages eligibility could not process"
 )
-DECISIONS_DLQ = TopicSpec("subsidy.decisions.v1.dlq", 1, _DLQ, "DeadLetter: decision messages a consumer could not process")
+DECISIONS_DLQ = TopicSpec(
+    "subsidy.decisions.v1.dlq", 1, _DLQ, "DeadLetter: decision messages a consumer could not process"
+)
 
 PAYOUTS = TopicSpec(
-    "subsidy.payouts.v1", 6, _RECORD,
+    "subsidy.payouts.v1",
+    6,
+    _RECORD,
     "PayoutEvent (protobuf: GrantRecorded, TrancheScheduled, TrancheDue, TrancheCancelled, TranchePaid), key credit code, from payout, for finance",
 )
 PAYMENTS = TopicSpec("subsidy.payments.v1", 6, _RECORD, "PaymentConfirmed (protobuf), key credit code, from finance")
@@ -57,4 +61,3 @@ ALL = (
     PAYMENTS_DLQ,
     NOTIFICATIONS_DLQ,
 )
-

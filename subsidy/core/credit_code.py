@@ -65,10 +65,7 @@ def validate(code: object) -> str:
 def _problem(code: str) -> str | None:
     for position, char in enumerate(code, start=1):
         if char not in _CHAR_VALUE:
-            return (
-                f"character {position} {char!r} is not allowed "
-                f"(digits and A-Z without I, O, Z, S, V): {code!r}"
-            )
+            return f"character {position} {char!r} is not allowed (digits and A-Z without I, O, Z, S, V): {code!r}"
     if not code[2:8].isdigit():
         return f"characters 3-8 must be a division code of 6 digits: {code!r}"
     expected_org = organisation_check_char(code[8:16])

@@ -17,7 +17,7 @@ def rfc3339(moment: dt.datetime) -> str:
     """UTC with microseconds and 'Z', e.g. '2025-03-01T08:00:00.000000Z'.
     Always the same width, so these strings sort as text in the order of time
     (intake lists applications by them)."""
-    return moment.astimezone(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def add_years(day: dt.date, years: int) -> dt.date:

@@ -82,7 +82,7 @@ def value(cls: type[_T]) -> type[_T]:
     source = f"def __init__(self, {', '.join(params)}):\n" + ("".join(body) or "    pass\n")
     # As dataclasses itself does: the source is made of this class's own field
     # names (identifiers from its annotations), never of input.
-    exec(compile(source, f"<@value {cls.__qualname__}>", "exec"), namespace)  # nosec B102
+    exec(compile(source, f"<@value {cls.__qualname__}>", "exec"), namespace)  # noqa: S102  # nosec B102
     init = namespace["__init__"]
     if not isinstance(init, types.FunctionType):  # never: the source above defines it
         raise TypeError(f"{cls.__name__}: __init__ was not made")

@@ -16,7 +16,7 @@ here: the decision lists entitlements that the payout ledger checks.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Mapping
+from collections.abc import Mapping
 
 from subsidy.core import clauses, domain
 from subsidy.core.clauses import Finding, Rule, given
@@ -116,7 +116,9 @@ def evaluate(app: Application, policy: Policy, on: dt.date | None = None) -> Dec
     if limit is None:  # never: the policy loader gives every clause that pays a ledger limit
         raise ClauseError(f"clause {cp.clause}: its rule awarded {total} fen but the clause pays nothing")
     cap = params.get("cap_fen", 0) if limit == domain.LimitKind.CUMULATIVE_CAP else 0
-    entitlements = tuple([Entitlement(_scope_key(cp, claim, extra), limit, amount, cap) for extra, amount in finding.lines])
+    entitlements = tuple(
+        [Entitlement(_scope_key(cp, claim, extra), limit, amount, cap) for extra, amount in finding.lines]
+    )
     return _decision(
         app,
         policy,

@@ -19,7 +19,8 @@ docs/policy-data.md):
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from collections.abc import Iterable
+from typing import Protocol
 
 from subsidy.core.domain import ELIGIBLE, Decision, LimitKind, Reason, value
 from subsidy.core.money import split, yuan
@@ -90,7 +91,11 @@ def plan_grant(decision: Decision, ledger: LedgerView) -> GrantPlan:
             granted = 0 if used > 0 else line.amount_fen
             if granted == 0:
                 reasons.append(
-                    Reason("ALREADY_AWARDED", item, f"第{item}条一次性奖励（{line.scope}）已发放过{yuan(used)}，不再重复给予")
+                    Reason(
+                        "ALREADY_AWARDED",
+                        item,
+                        f"第{item}条一次性奖励（{line.scope}）已发放过{yuan(used)}，不再重复给予",
+                    )
                 )
         else:
             remaining = max(0, line.cap_fen - used)
@@ -138,7 +143,9 @@ def _plan(
     )
 
 
-def schedule(application_id: str, granted_fen: int, decision_year: int, shares_percent: Iterable[int]) -> tuple[Tranche, ...]:
+def schedule(
+    application_id: str, granted_fen: int, decision_year: int, shares_percent: Iterable[int]
+) -> tuple[Tranche, ...]:
     """Tranches of a grant; a tranche that would round to 0 fen is left out,
     since finance pays no zero amounts (the others still add up exactly)."""
     if granted_fen == 0:

@@ -20,9 +20,10 @@ import bisect
 import datetime as dt
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -160,7 +161,7 @@ _DatesAsText.yaml_implicit_resolvers = {
 def _read_yaml(path: Path) -> object:
     try:
         with path.open(encoding="utf-8") as handle:
-            return yaml.load(handle, Loader=_DatesAsText)  # nosec B506 - _DatesAsText is a SafeLoader
+            return yaml.load(handle, Loader=_DatesAsText)  # noqa: S506  # nosec B506 - _DatesAsText is a SafeLoader
     except FileNotFoundError:
         raise PolicyError(path, "", "file not found") from None
     except yaml.YAMLError as exc:
@@ -233,7 +234,9 @@ def _check_value(path: Path, where: str, unit: str, value: object) -> UnitValue:
     if unit == "text_list":
         if not isinstance(value, list) or not value:
             raise PolicyError(path, where, "must be a non-empty list of strings")
-        return tuple(_text(path, f"{where}[{i}]", str(v) if isinstance(v, (int, float)) else v) for i, v in enumerate(value))
+        return tuple(
+            _text(path, f"{where}[{i}]", str(v) if isinstance(v, (int, float)) else v) for i, v in enumerate(value)
+        )
     if unit == "fen_table":
         if not isinstance(value, dict) or not value:
             raise PolicyError(path, where, "must be a non-empty mapping of key to fen")
@@ -267,7 +270,9 @@ def _load_parameter(path: Path, name: str, raw: object, unit: str) -> Parameter:
 
 
 def _load_clause(path: Path, effective_from: dt.date) -> ClausePolicy:
-    raw = _expect_keys(path, "", _read_yaml(path), {"clause", "claim", "item", "title", "text", "parameters", "ledger"}, set())
+    raw = _expect_keys(
+        path, "", _read_yaml(path), {"clause", "claim", "item", "title", "text", "parameters", "ledger"}, set()
+    )
     clause = _text(path, "clause", str(raw["clause"]))
     declared = clauses.BY_ID.get(clause)
     if declared is None:
@@ -278,7 +283,9 @@ def _load_clause(path: Path, effective_from: dt.date) -> ClausePolicy:
             f"(declared: {', '.join(clauses.IDS)})",
         )
     if raw["claim"] != declared.key:
-        raise PolicyError(path, "claim", f"clause {clause} is claimed as {declared.key!r} ({declared.module}), got {raw['claim']!r}")
+        raise PolicyError(
+            path, "claim", f"clause {clause} is claimed as {declared.key!r} ({declared.module}), got {raw['claim']!r}"
+        )
     if path.stem != clause:
         raise PolicyError(path, "clause", f"file must be named {clause}.yaml")
     required = clauses.given(declared.parameters, declared, "parameters")

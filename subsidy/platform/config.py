@@ -18,7 +18,7 @@ checks every variable the Kubernetes manifests set against those names.
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 from subsidy.platform.security.secrets import secret
 

@@ -47,15 +47,17 @@ import contextlib
 import datetime as dt
 import logging
 import threading
-from typing import Any, Callable, ContextManager, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager as ContextManager
+from typing import Any
 
 from subsidy.contracts import cloudevents
-from subsidy.platform import dead_letters
-# Handlers raise it from here; it lives with the shared dead-letter encoding.
-from subsidy.platform.dead_letters import RecordRejected  # noqa: F401 - re-exported
-from subsidy.platform.security import kafka as kafka_security
-from subsidy.platform import logs
+from subsidy.platform import dead_letters, logs
 from subsidy.platform import metrics as shared
+
+# Handlers raise it from here; it lives with the shared dead-letter encoding.
+from subsidy.platform.dead_letters import RecordRejected
+from subsidy.platform.security import kafka as kafka_security
 
 log = logging.getLogger("subsidy.platform.consumer")
 
@@ -97,7 +99,7 @@ class KafkaRecordLoop:
     ):
         self.name = name
         #: The dead letters' ``failed_at`` and ``ce_time`` (injected, so tests can pin them).
-        self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.handler = handler
         self.batch_scope = batch_scope
         #: Inside a batch scope: (record, error, trace id) of the records rejected, sent once it exited.
@@ -149,8 +151,10 @@ class KafkaRecordLoop:
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
-                log.warning("consumer did not stop in time; leaving it (daemon thread)",
-                            extra=logs.fields(consumer=self.name, timeout_s=timeout))
+                log.warning(
+                    "consumer did not stop in time; leaving it (daemon thread)",
+                    extra=logs.fields(consumer=self.name, timeout_s=timeout),
+                )
 
     @property
     def stopping(self) -> bool:
@@ -218,7 +222,7 @@ class KafkaRecordLoop:
         if consumer is not None:
             try:
                 consumer.close(autocommit=False)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.warning("closing a Kafka consumer failed", exc_info=True, extra=logs.fields(consumer=self.name))
 
     # -- the loop ------------------------------------------------------------------------
@@ -240,8 +244,12 @@ class KafkaRecordLoop:
                 if self._stop.is_set():
                     break  # a handler's wait interrupted by the stop
                 backoff = min(self.max_backoff, backoff * 2 if backoff else 0.25)
-                log.warning("consumer failed, retrying", extra=logs.fields(
-                    consumer=self.name, error=f"{type(exc).__name__}: {exc}"[:300], retry_in_s=backoff))
+                log.warning(
+                    "consumer failed, retrying",
+                    extra=logs.fields(
+                        consumer=self.name, error=f"{type(exc).__name__}: {exc}"[:300], retry_in_s=backoff
+                    ),
+                )
                 if self._consumer is not None:
                     self._refresh_lag()
                 self._stop.wait(backoff)
@@ -253,9 +261,10 @@ class KafkaRecordLoop:
         if self._producer is not None:
             try:
                 self._producer.close(timeout=2)
-            except Exception:  # noqa: BLE001
-                log.warning("closing the dead-letter producer failed", exc_info=True,
-                            extra=logs.fields(consumer=self.name))
+            except Exception:
+                log.warning(
+                    "closing the dead-letter producer failed", exc_info=True, extra=logs.fields(consumer=self.name)
+                )
 
     def _poll_once(self) -> None:
         if self._uncommitted:
@@ -324,11 +333,13 @@ class KafkaRecordLoop:
             self._uncommitted.clear()
             if not quietly:
                 raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if not quietly:
                 raise
-            log.info("offset commit failed; retried before the next poll",
-                     extra=logs.fields(consumer=self.name, error=str(exc)[:200]))
+            log.info(
+                "offset commit failed; retried before the next poll",
+                extra=logs.fields(consumer=self.name, error=str(exc)[:200]),
+            )
         else:
             self._uncommitted.clear()
 
@@ -373,8 +384,10 @@ class KafkaRecordLoop:
         if reason is None:
             return
         shared.KAFKA_CONSUMER_RESTARTS.labels(self.name, reason.split(":")[0]).inc()
-        log.warning("consumer stuck; closing it and joining the group again", extra=logs.fields(
-            consumer=self.name, group=self.group_id, reason=reason))
+        log.warning(
+            "consumer stuck; closing it and joining the group again",
+            extra=logs.fields(consumer=self.name, group=self.group_id, reason=reason),
+        )
         shared.clear_lag(self._lag_keys)
         self._close_consumer()
 
@@ -391,10 +404,13 @@ class KafkaRecordLoop:
         elif now - self._unassigned_since > self.rejoin_after_s:
             return "unassigned: no partitions for %.0fs" % (now - self._unassigned_since)
         stall_s = self.progress.stall_s
-        if (self.progress.lag > 0 and now - self._last_records_at > stall_s
-                and self.progress.last_broker_contact is not None
-                and now - self.progress.last_broker_contact < stall_s):
-            return "starved: lag %d but no records polled for %.0fs" % (self.progress.lag, now - self._last_records_at)
+        if (
+            self.progress.lag > 0
+            and now - self._last_records_at > stall_s
+            and self.progress.last_broker_contact is not None
+            and now - self.progress.last_broker_contact < stall_s
+        ):
+            return f"starved: lag {self.progress.lag:d} but no records polled for {now - self._last_records_at:.0f}s"
         return None
 
     # -- one record ----------------------------------------------------------------------
@@ -413,17 +429,31 @@ class KafkaRecordLoop:
                 return "dead_letter"
 
     def dead_letter(self, record: Any, error: str, trace_id: str | None) -> None:
-        letter = dead_letters.encode(record, error, dlq_topic=self.dlq_topic, consumer=self.name,
-                                     source=self.source, trace_id=trace_id, now=self.clock())
+        letter = dead_letters.encode(
+            record,
+            error,
+            dlq_topic=self.dlq_topic,
+            consumer=self.name,
+            source=self.source,
+            trace_id=trace_id,
+            now=self.clock(),
+        )
         if self._producer is None:
             self._producer = self._producer_factory()
-        self._producer.send(letter.topic, key=letter.key, value=letter.value,
-                            headers=letter.headers).get(timeout=30)
+        self._producer.send(letter.topic, key=letter.key, value=letter.value, headers=letter.headers).get(timeout=30)
         shared.KAFKA_PRODUCED.labels(self.dlq_topic, f"{self.name}-dlq").inc()
         shared.DEAD_LETTERS.labels(record.topic, self.name).inc()
-        log.warning("message sent to the dead-letter topic", extra=logs.fields(
-            consumer=self.name, topic=record.topic, partition=record.partition, offset=record.offset,
-            dlq=self.dlq_topic, error=error[:300]))
+        log.warning(
+            "message sent to the dead-letter topic",
+            extra=logs.fields(
+                consumer=self.name,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                dlq=self.dlq_topic,
+                error=error[:300],
+            ),
+        )
 
 
 def _partitions(tps: Iterable[Any]) -> list[str]:

@@ -27,8 +27,9 @@ import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from subsidy.platform.metrics import DB_TRANSACTION_SECONDS as TRANSACTION_SECONDS
 
@@ -167,7 +168,8 @@ class Database:
                 self._local.batch = None
             if batch.failed is not None:
                 raise DatabaseUnavailable(
-                    f"a rollback inside the batch failed: {batch.failed}".splitlines()[0]) from batch.failed
+                    f"a rollback inside the batch failed: {batch.failed}".splitlines()[0]
+                ) from batch.failed
 
     @contextlib.contextmanager
     def _savepoint(self, batch: _Batch) -> Iterator[Transaction]:
@@ -254,7 +256,7 @@ class Database:
             with self.transaction() as tx:
                 tx.one("SELECT 1")
             return True
-        except Exception:
+        except Exception:  # noqa: BLE001 - a health probe: any failure means "not reachable"
             return False
 
     def close(self) -> None:

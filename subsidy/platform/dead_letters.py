@@ -30,8 +30,9 @@ No I/O, no clock of its own: the caller passes ``now``.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from subsidy.contracts import cloudevents
 
@@ -84,11 +85,12 @@ def event_id(consumer: str, topic: str, partition: int, offset: int) -> str:
 
 def rfc3339(moment: dt.datetime) -> str:
     """UTC, milliseconds, ``Z``: the form of ``ce_time``."""
-    return moment.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def encode(record: Any, error: str, *, dlq_topic: str, consumer: str, source: str,
-           trace_id: str | None, now: dt.datetime) -> DeadLetterRecord:
+def encode(
+    record: Any, error: str, *, dlq_topic: str, consumer: str, source: str, trace_id: str | None, now: dt.datetime
+) -> DeadLetterRecord:
     """The dead letter of ``record`` (anything with ``topic``, ``partition``,
     ``offset``, ``key``, ``value`` and ``headers``: a kafka-python
     ConsumerRecord, a faust Message). ``trace_id`` is the record's own (a new
@@ -115,7 +117,8 @@ def encode(record: Any, error: str, *, dlq_topic: str, consumer: str, source: st
         topic=dlq_topic,
         key=key,
         value=letter.SerializeToString(),
-        headers=cloudevents.headers(letter_id, cloudevents.TYPE_DEAD_LETTER, source,
-                                    trace_id or cloudevents.new_trace_id(), time=now),
+        headers=cloudevents.headers(
+            letter_id, cloudevents.TYPE_DEAD_LETTER, source, trace_id or cloudevents.new_trace_id(), time=now
+        ),
         event_id=letter_id,
     )

@@ -24,7 +24,8 @@ import datetime as dt
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import grpc
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -37,15 +38,21 @@ _GRPC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2
 _DELAY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 
-def metric(kind: type, name: str, documentation: str, labels: Iterable[str] = (),
-           registry: CollectorRegistry | None = None, **kwargs: Any) -> Any:
+def metric(
+    kind: type,
+    name: str,
+    documentation: str,
+    labels: Iterable[str] = (),
+    registry: CollectorRegistry | None = None,
+    **kwargs: Any,
+) -> Any:
     """Create a metric, or return the one already registered under that name
     (two services' modules in one process, a test building a service twice)."""
     registry = REGISTRY if registry is None else registry
     try:
         return kind(name, documentation, tuple(labels), registry=registry, **kwargs)
     except ValueError:
-        names = registry._names_to_collectors  # noqa: SLF001 - no public lookup by name
+        names = registry._names_to_collectors
         existing = names.get(name) or names.get(f"{name}_total")
         if existing is None:
             raise
@@ -54,44 +61,54 @@ def metric(kind: type, name: str, documentation: str, labels: Iterable[str] = ()
 
 # -- gRPC ------------------------------------------------------------------------------------
 GRPC_HANDLED = metric(
-    Counter, "subsidy_grpc_server_handled",
+    Counter,
+    "subsidy_grpc_server_handled",
     "RPCs completed on the server, by gRPC service, method and status code (health and reflection included).",
     ("grpc_service", "grpc_method", "grpc_code"),
 )
 GRPC_SECONDS = metric(
-    Histogram, "subsidy_grpc_server_handling_seconds",
-    "Time from receiving an RPC to its status, by gRPC service and method "
-    "(health checks and reflection not included).",
-    ("grpc_service", "grpc_method"), buckets=_GRPC_BUCKETS,
+    Histogram,
+    "subsidy_grpc_server_handling_seconds",
+    "Time from receiving an RPC to its status, by gRPC service and method (health checks and reflection not included).",
+    ("grpc_service", "grpc_method"),
+    buckets=_GRPC_BUCKETS,
 )
 
 # -- Kafka -------------------------------------------------------------------------------------
 KAFKA_CONSUMED = metric(
-    Counter, "subsidy_kafka_messages_consumed", "Kafka records handed to a consumer's handler, by topic and consumer.",
+    Counter,
+    "subsidy_kafka_messages_consumed",
+    "Kafka records handed to a consumer's handler, by topic and consumer.",
     ("topic", "consumer"),
 )
 KAFKA_PRODUCED = metric(
-    Counter, "subsidy_kafka_messages_produced",
-    "Kafka records produced and acknowledged by the broker, by topic and producer.", ("topic", "producer"),
+    Counter,
+    "subsidy_kafka_messages_produced",
+    "Kafka records produced and acknowledged by the broker, by topic and producer.",
+    ("topic", "producer"),
 )
 KAFKA_LAG = metric(
-    Gauge, "subsidy_kafka_consumer_lag",
+    Gauge,
+    "subsidy_kafka_consumer_lag",
     "Records in a partition not yet processed by the group: end offset minus the consumer's position "
     "(committed offset for faust), refreshed every few seconds.",
     ("topic", "partition", "group"),
 )
 DEAD_LETTERS = metric(
-    Counter, "subsidy_dead_letters",
+    Counter,
+    "subsidy_dead_letters",
     "Messages a consumer could not process, sent to the dead-letter topic, by source topic and consumer.",
     ("topic", "consumer"),
 )
 KAFKA_CONSUMER_RESTARTS = metric(
-    Counter, "subsidy_kafka_consumer_restarts",
+    Counter,
+    "subsidy_kafka_consumer_restarts",
     "Kafka consumers closed and created anew because the member was stuck (reason: unassigned, starved).",
     ("consumer", "reason"),
 )
 LAST_PROGRESS = metric(
-    Gauge, "subsidy_consumer_last_progress_timestamp_seconds",
+    Gauge,
+    "subsidy_consumer_last_progress_timestamp_seconds",
     "Unix time a consumer last made progress: processed a record, or polled with nothing to do.",
     ("consumer",),
 )
@@ -99,18 +116,23 @@ LAST_PROGRESS = metric(
 # -- outbox ------------------------------------------------------------------------------------------
 OUTBOX_DEPTH = metric(Gauge, "subsidy_outbox_depth", "Outbox rows not yet published to Kafka, by store.", ("store",))
 OUTBOX_OLDEST_AGE = metric(
-    Gauge, "subsidy_outbox_oldest_pending_age_seconds",
-    "Age of the oldest unpublished outbox row (0 when none is pending), by store.", ("store",),
+    Gauge,
+    "subsidy_outbox_oldest_pending_age_seconds",
+    "Age of the oldest unpublished outbox row (0 when none is pending), by store.",
+    ("store",),
 )
 OUTBOX_PUBLISH_DELAY = metric(
-    Histogram, "subsidy_outbox_publish_delay_seconds",
-    "Time from an outbox row's creation to the broker's acknowledgement of it, by store.", ("store",),
+    Histogram,
+    "subsidy_outbox_publish_delay_seconds",
+    "Time from an outbox row's creation to the broker's acknowledgement of it, by store.",
+    ("store",),
     buckets=_DELAY_BUCKETS,
 )
 
 # -- database ------------------------------------------------------------------------------------------
 DB_TRANSACTION_SECONDS = metric(
-    Histogram, "subsidy_db_transaction_duration_seconds",
+    Histogram,
+    "subsidy_db_transaction_duration_seconds",
     "Time spent in one database transaction, commit included, by store and outcome (commit, rollback).",
     ("store", "outcome"),
 )
@@ -118,8 +140,11 @@ DB_TRANSACTION_SECONDS = metric(
 
 # ============================================================================ gRPC interceptor
 
-_UNTIMED_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
-                     "grpc.reflection.v1.ServerReflection")
+_UNTIMED_SERVICES = (
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1alpha.ServerReflection",
+    "grpc.reflection.v1.ServerReflection",
+)
 
 
 def split_method(full_method: str) -> tuple[str, str]:
@@ -184,8 +209,17 @@ class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):
 
 # ========================================================================= consumer progress
 
-def stall_reason(now: float, *, started: float, last_poll: float | None, last_advance: float | None,
-                 last_broker_contact: float | None, lag: int, stall_s: float) -> str | None:
+
+def stall_reason(
+    now: float,
+    *,
+    started: float,
+    last_poll: float | None,
+    last_advance: float | None,
+    last_broker_contact: float | None,
+    lag: int,
+    stall_s: float,
+) -> str | None:
     """Why a consumer counts as stalled at ``now``, or None when it is making
     progress. All times are seconds on one clock (monotonic in the services).
 
@@ -201,11 +235,11 @@ def stall_reason(now: float, *, started: float, last_poll: float | None, last_ad
     if now - started < stall_s:
         return None
     if last_poll is None or now - last_poll > stall_s:
-        return "not polled within %.0fs" % stall_s
+        return f"not polled within {stall_s:.0f}s"
     if last_broker_contact is None or now - last_broker_contact > stall_s:
-        return "no answer from the Kafka broker within %.0fs" % stall_s
+        return f"no answer from the Kafka broker within {stall_s:.0f}s"
     if lag > 0 and (last_advance is None or now - last_advance > stall_s):
-        return "lag of %d records and no progress within %.0fs" % (lag, stall_s)
+        return f"lag of {lag:d} records and no progress within {stall_s:.0f}s"
     return None
 
 
@@ -213,8 +247,13 @@ class ConsumerProgress:
     """What one consumer loop reports about itself (thread-safe enough: plain
     float assignments), and the gauge ``subsidy_consumer_last_progress_timestamp_seconds``."""
 
-    def __init__(self, consumer: str, stall_s: float = 60.0, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        consumer: str,
+        stall_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ):
         self.consumer = consumer
         self.stall_s = stall_s
         self.clock = clock
@@ -245,9 +284,15 @@ class ConsumerProgress:
             self.lag = lag
 
     def stall_reason(self, now: float | None = None) -> str | None:
-        return stall_reason(self.clock() if now is None else now, started=self.started, last_poll=self.last_poll,
-                            last_advance=self.last_advance, last_broker_contact=self.last_broker_contact,
-                            lag=self.lag, stall_s=self.stall_s)
+        return stall_reason(
+            self.clock() if now is None else now,
+            started=self.started,
+            last_poll=self.last_poll,
+            last_advance=self.last_advance,
+            last_broker_contact=self.last_broker_contact,
+            lag=self.lag,
+            stall_s=self.stall_s,
+        )
 
     @property
     def healthy(self) -> bool:
@@ -271,8 +316,7 @@ class Hold:
             stop.wait(0.05)
 
 
-def refresh_kafka_lag(consumer: Any, group: str, progress: ConsumerProgress,
-                      known: set, timeout_ms: int = 2000) -> int:
+def refresh_kafka_lag(consumer: Any, group: str, progress: ConsumerProgress, known: set, timeout_ms: int = 2000) -> int:
     """Set ``subsidy_kafka_consumer_lag`` for a kafka-python consumer's
     assigned partitions (end offset minus position) and tell ``progress``
     the broker answered. Runs in the consumer's own thread (KafkaConsumer is
@@ -302,10 +346,8 @@ def refresh_kafka_lag(consumer: Any, group: str, progress: ConsumerProgress,
         KAFKA_LAG.labels(*key).set(lag)
         current.add(key)
     for key in known - current:
-        try:
+        with contextlib.suppress(KeyError):
             KAFKA_LAG.remove(*key)
-        except KeyError:
-            pass
     known.clear()
     known.update(current)
     progress.broker_answered(total)
@@ -314,21 +356,20 @@ def refresh_kafka_lag(consumer: Any, group: str, progress: ConsumerProgress,
 
 def clear_lag(known: set) -> None:
     for key in known:
-        try:
+        with contextlib.suppress(KeyError):
             KAFKA_LAG.remove(*key)
-        except KeyError:
-            pass
     known.clear()
 
 
 # ================================================================================= helpers
+
 
 def age_seconds(rfc3339: str | None, now: dt.datetime | None = None) -> float:
     """Seconds since an RFC 3339 UTC timestamp as the stores write it (0 for None)."""
     if not rfc3339:
         return 0.0
     moment = dt.datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     return max(0.0, (now - moment).total_seconds())
 
 

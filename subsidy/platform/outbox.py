@@ -36,20 +36,22 @@ order).
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 from subsidy.core.dates import rfc3339
-from subsidy.platform.security import kafka as kafka_security
 from subsidy.platform import logs
-from subsidy.platform import topics as platform_topics
 from subsidy.platform import metrics as shared
+from subsidy.platform import topics as platform_topics
 from subsidy.platform.db import Database, Transaction
+from subsidy.platform.security import kafka as kafka_security
 from subsidy.platform.worker import WorkerThread
 
 #: What a relay's ``publish`` answers: the acknowledged ids (a prefix of the
@@ -91,7 +93,7 @@ def decode_headers(text: str) -> list[tuple[str, bytes]]:
 
 
 def rfc3339_now() -> str:
-    return rfc3339(dt.datetime.now(dt.timezone.utc))
+    return rfc3339(dt.datetime.now(dt.UTC))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,8 +131,13 @@ class OutboxTable:
     published and marked in ONE transaction holding the advisory lock
     ``lock_key``: several replicas take turns and rows go out in id order."""
 
-    def __init__(self, db: Database, table: str, lock_key: int,
-                 write: Callable[[Callable[[Transaction], Any]], Any] | None = None):
+    def __init__(
+        self,
+        db: Database,
+        table: str,
+        lock_key: int,
+        write: Callable[[Callable[[Transaction], Any]], Any] | None = None,
+    ):
         if not table.isidentifier():
             raise ValueError(f"not a table name: {table!r}")
         self.db = db
@@ -147,14 +154,19 @@ class OutboxTable:
             OutboxRow(int(r[0]), r[1], bytes(r[2]), bytes(r[3]), decode_headers(r[4]), r[5])
             for r in tx.all(
                 f"SELECT id, topic, key, value, headers, created_at FROM {self.table} "  # nosec B608 - identifier checked
-                "WHERE published_at IS NULL ORDER BY id LIMIT ?", (limit,))
+                "WHERE published_at IS NULL ORDER BY id LIMIT ?",
+                (limit,),
+            )
         ]
 
     def _mark(self, tx: Transaction, ids: Sequence[int], at: str) -> None:
         if ids:
             marks = ", ".join("?" for _ in ids)
-            tx.execute(f"UPDATE {self.table} SET published_at = ? "  # nosec B608 - identifier checked
-                       f"WHERE published_at IS NULL AND id IN ({marks})", [at, *ids])
+            tx.execute(
+                f"UPDATE {self.table} SET published_at = ? "  # nosec B608 - identifier checked
+                f"WHERE published_at IS NULL AND id IN ({marks})",
+                [at, *ids],
+            )
 
     def pending(self, limit: int = 100) -> list[OutboxRow]:
         with self.db.transaction() as tx:
@@ -193,8 +205,7 @@ class OutboxTable:
     def stats(self) -> tuple[int, str | None]:
         """(unpublished rows, created_at of the oldest of them or None) — for the metrics."""
         with self.db.transaction() as tx:
-            count, oldest = tx.one(
-                f"SELECT COUNT(*), MIN(created_at) FROM {self.table} WHERE published_at IS NULL")  # nosec B608
+            count, oldest = tx.one(f"SELECT COUNT(*), MIN(created_at) FROM {self.table} WHERE published_at IS NULL")  # nosec B608
         return int(count), oldest
 
 
@@ -299,14 +310,18 @@ class OutboxRelay(WorkerThread):
                     self.failing_since = time.monotonic()
                 backoff = min(self.max_backoff, backoff * 2 if backoff else 0.25)
                 pending = None
-                try:
+                with contextlib.suppress(Exception):  # the database may be what is down
                     pending = self.store.pending_count()
-                except Exception:  # noqa: BLE001 - the database may be what is down
-                    pass
                 replace_producer = self._producer is not None and _is_kafka_failure(exc)
-                self.log.warning("outbox relay: publishing failed, retrying", extra=logs.fields(
-                    error=f"{type(exc).__name__}: {exc}"[:300], retry_in_s=backoff, pending=pending,
-                    new_producer=replace_producer))
+                self.log.warning(
+                    "outbox relay: publishing failed, retrying",
+                    extra=logs.fields(
+                        error=f"{type(exc).__name__}: {exc}"[:300],
+                        retry_in_s=backoff,
+                        pending=pending,
+                        new_producer=replace_producer,
+                    ),
+                )
                 if replace_producer:
                     self._close_producer()
                 self._stop.wait(backoff)
@@ -318,7 +333,7 @@ class OutboxRelay(WorkerThread):
         if producer is not None:
             try:
                 producer.close(timeout=timeout)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 self.log.warning("outbox relay: closing the producer failed", exc_info=True)
 
     def _wait(self, future: Any, deadline: float) -> BaseException | None | bool:
@@ -327,12 +342,12 @@ class OutboxRelay(WorkerThread):
             if self._stop.is_set():
                 return False
             if time.monotonic() > deadline:
-                return ProducerStuck(f"no acknowledgement and no error {self.delivery_timeout_ms / 1000 + ACK_MARGIN_S:.0f}s"
-                                     " after sending")
-            try:
+                return ProducerStuck(
+                    f"no acknowledgement and no error {self.delivery_timeout_ms / 1000 + ACK_MARGIN_S:.0f}s"
+                    " after sending"
+                )
+            with contextlib.suppress(Exception):  # a wait timeout, or the failure read below
                 future.get(timeout=0.2)
-            except Exception:  # noqa: BLE001 - a wait timeout, or the failure read below
-                pass
         return future.exception
 
     def publish(self, rows: list[OutboxRow]) -> Published:
@@ -362,7 +377,7 @@ class OutboxRelay(WorkerThread):
     def _count(self, rows: Sequence[OutboxRow]) -> None:
         if not rows:
             return
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         delay = shared.OUTBOX_PUBLISH_DELAY.labels(self.service)
         for row in rows:
             delay.observe(shared.age_seconds(row.created_at, now))

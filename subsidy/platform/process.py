@@ -31,7 +31,8 @@ import faulthandler
 import logging
 import signal
 import time
-from typing import Any, Callable, Mapping, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from grpc_health.v1 import health
 
@@ -58,9 +59,15 @@ class Readiness:
     fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
-async def watch_health(health_servicer: health.aio.HealthServicer, readiness: Callable[[], Readiness],
-                       interval_s: float, log: logging.Logger, *, refresh: Callable[[], None] | None = None,
-                       refresh_s: float = 5.0) -> None:
+async def watch_health(
+    health_servicer: health.aio.HealthServicer,
+    readiness: Callable[[], Readiness],
+    interval_s: float,
+    log: logging.Logger,
+    *,
+    refresh: Callable[[], None] | None = None,
+    refresh_s: float = 5.0,
+) -> None:
     """Set the health answers from ``readiness`` (blocking: run in a thread)
     every ``interval_s`` until cancelled; with ``refresh``, also run it (in a
     thread) at most every ``refresh_s``."""
@@ -72,8 +79,16 @@ async def watch_health(health_servicer: health.aio.HealthServicer, readiness: Ca
         if status != current:
             for name, answer in status:
                 await health_servicer.set(name, answer)
-            log.info("health", extra={"fields": {"status": "SERVING" if ready.reason is None else "NOT_SERVING",
-                                                 **ready.fields, "reason": ready.reason}})
+            log.info(
+                "health",
+                extra={
+                    "fields": {
+                        "status": "SERVING" if ready.reason is None else "NOT_SERVING",
+                        **ready.fields,
+                        "reason": ready.reason,
+                    }
+                },
+            )
             current = status
         if refresh is not None and time.monotonic() - last_refresh >= refresh_s:
             last_refresh = time.monotonic()
@@ -117,8 +132,16 @@ class ServiceApp(abc.ABC):
     #: The start-up log line: "<name> <started>".
     started = "listening"
 
-    def __init__(self, settings: Any, db: Database, history: migrations.History, log: logging.Logger, *,
-                 gauges: Callable[[], None] | None = None, refresh_s: float = 5.0):
+    def __init__(
+        self,
+        settings: Any,
+        db: Database,
+        history: migrations.History,
+        log: logging.Logger,
+        *,
+        gauges: Callable[[], None] | None = None,
+        refresh_s: float = 5.0,
+    ):
         self.settings = settings
         self.db = db
         self.history = history
@@ -165,9 +188,16 @@ class ServiceApp(abc.ABC):
         await self.start_work()
         self._metrics = shared.start_endpoint(self.settings.metrics_address, self.log)
         self._health_task = asyncio.create_task(
-            watch_health(self.health, self.readiness, self.settings.health_interval_s, self.log,
-                         refresh=self._gauges, refresh_s=self._refresh_s),
-            name=f"{self.name}-health")
+            watch_health(
+                self.health,
+                self.readiness,
+                self.settings.health_interval_s,
+                self.log,
+                refresh=self._gauges,
+                refresh_s=self._refresh_s,
+            ),
+            name=f"{self.name}-health",
+        )
         self.log.info(f"{self.name} {self.started}", extra={"fields": self.started_fields()})
 
     async def stop_server(self, grace_s: float) -> None:
@@ -223,7 +253,9 @@ def main(name: str, settings: Any, app_factory: Callable[[], App]) -> int:
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         asyncio.run(serve(app_factory))
-    except Exception as exc:  # noqa: BLE001 - a clear line, not a traceback
-        logging.getLogger(f"subsidy.services.{name}").error(f"{name} failed to start or stopped on an error", exc_info=exc)
+    except Exception as exc:
+        logging.getLogger(f"subsidy.services.{name}").error(
+            f"{name} failed to start or stopped on an error", exc_info=exc
+        )
         return 1
     return 0

@@ -20,6 +20,7 @@ logged.
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import logging
@@ -28,9 +29,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-import dataclasses
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from subsidy.contracts.codec import BadInput, parse_firm
 from subsidy.core.domain import Firm
@@ -142,15 +143,17 @@ class HttpRegistry:
         last = ""
         for attempt in range(1, self.attempts + 1):
             try:
-                request = urllib.request.Request(url, headers={"Accept": "application/json"})
-                # nosec B310: the scheme is checked in __init__ (http/https only)
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:  # nosec B310
+                # The scheme is checked in __init__ (http/https only).
+                request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310  # nosec B310
                     body = response.read()
                 try:
                     obj = json.loads(body)
                     record = firm_record(obj, f"registry answer for {credit_code}")
                 except (ValueError, RegistryDataError) as exc:
-                    raise RegistryUnavailable(f"the government data platform answered with invalid data: {exc}") from None
+                    raise RegistryUnavailable(
+                        f"the government data platform answered with invalid data: {exc}"
+                    ) from None
                 if record.firm.credit_code != credit_code:
                     raise RegistryUnavailable(
                         f"the government data platform answered for {record.firm.credit_code}, not {credit_code}"
@@ -164,14 +167,20 @@ class HttpRegistry:
                         f"the government data platform refused the lookup (HTTP {exc.code})"
                     ) from None
                 last = f"HTTP {exc.code}"
-            except (urllib.error.URLError, http.client.HTTPException, socket.timeout, TimeoutError, ConnectionError) as exc:
+            except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as exc:
                 reason = getattr(exc, "reason", exc)
-                last = "timed out" if isinstance(reason, (socket.timeout, TimeoutError)) else str(reason) or type(exc).__name__
+                last = (
+                    "timed out"
+                    if isinstance(reason, (socket.timeout, TimeoutError))
+                    else str(reason) or type(exc).__name__
+                )
             if attempt < self.attempts:
                 delay = self.backoff * 2 ** (attempt - 1)
                 log.warning(
                     "registry lookup failed, retrying",
-                    extra={"fields": {"credit_code": credit_code, "attempt": attempt, "error": last, "retry_in_s": delay}},
+                    extra={
+                        "fields": {"credit_code": credit_code, "attempt": attempt, "error": last, "retry_in_s": delay}
+                    },
                 )
                 self._sleep(delay)
         raise RegistryUnavailable(

@@ -9,7 +9,7 @@ in step.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from subsidy.contracts import topics
 from subsidy.contracts.topics import TopicSpec
@@ -20,8 +20,9 @@ class TopicCreationFailed(RuntimeError):
     """The broker refused to create a topic (other than: it exists already)."""
 
 
-def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], *, replication_factor: int = -1,
-                  timeout: float = 30.0) -> dict[str, str]:
+def ensure_topics(
+    bootstrap: str, specs: Iterable[TopicSpec], *, replication_factor: int = -1, timeout: float = 30.0
+) -> dict[str, str]:
     """Create the topics that do not exist yet; return ``{name: "created"|"exists"}``.
 
     ``replication_factor`` -1 is the broker's ``default.replication.factor``.
@@ -35,14 +36,22 @@ def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], *, replication_fac
     if not wanted:
         return {}
     timeout_ms = int(timeout * 1000)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="subsidy-ensure-topics",
-                             bootstrap_timeout_ms=timeout_ms, request_timeout_ms=timeout_ms,
-                             **kafka_security.client_config())
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        client_id="subsidy-ensure-topics",
+        bootstrap_timeout_ms=timeout_ms,
+        request_timeout_ms=timeout_ms,
+        **kafka_security.client_config(),
+    )
     try:
-        request = {s.name: {"num_partitions": s.partitions,
-                            "replication_factor": replication_factor,
-                            "configs": {k: str(v) for k, v in s.config.items()}}
-                   for s in wanted}
+        request = {
+            s.name: {
+                "num_partitions": s.partitions,
+                "replication_factor": replication_factor,
+                "configs": {k: str(v) for k, v in s.config.items()},
+            }
+            for s in wanted
+        }
         response = admin.create_topics(request, timeout_ms=timeout_ms, raise_errors=False)
         result: dict[str, str] = {}
         failures = []

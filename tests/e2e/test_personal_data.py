@@ -14,18 +14,21 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from integration.test_notify_support import HttpSink, SmtpSink
+
+from subsidy.v1 import intake_pb2_grpc
 from subsidy_dev.demo import submit_all, wait_recorded
 from subsidy_dev.kafka import KafkaBroker
 from subsidy_dev.stack import LocalStack
-from subsidy.v1 import intake_pb2_grpc
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO = [json.loads(line) for line in (REPO / "demo" / "applications.jsonl").read_text(encoding="utf-8").splitlines()
-        if line.strip()]
+DEMO = [
+    json.loads(line)
+    for line in (REPO / "demo" / "applications.jsonl").read_text(encoding="utf-8").splitlines()
+    if line.strip()
+]
 
 
 def _contact_values(registry: dict) -> set[str]:
@@ -61,12 +64,21 @@ def run(tmp_path_factory):
         registry_path.write_text(json.dumps(registry, ensure_ascii=False), encoding="utf-8")
         keys = var / "webhook-keys"
         keys.write_text("k-2026=e2e-new-key,k-2025=e2e-old-key\n", encoding="utf-8")
-        notify_env = {"SUBSIDY_REGISTRY_FILE": str(registry_path), "SUBSIDY_NOTIFY_SMTP_URL": smtp.url,
-                      "SUBSIDY_NOTIFY_WEBHOOK_KEYS_FILE": str(keys), "SUBSIDY_NOTIFY_SMS_GATEWAY_URL": sms.url("/sms")}
-        with KafkaBroker(var / "kafka") as broker, LocalStack(
-            var / "stack", kafka_bootstrap=broker.bootstrap, services=("intake", "eligibility", "payout", "notify"),
-            extra_env={"intake": {"SUBSIDY_REGISTRY_FILE": str(registry_path)}, "notify": notify_env},
-        ) as stack:
+        notify_env = {
+            "SUBSIDY_REGISTRY_FILE": str(registry_path),
+            "SUBSIDY_NOTIFY_SMTP_URL": smtp.url,
+            "SUBSIDY_NOTIFY_WEBHOOK_KEYS_FILE": str(keys),
+            "SUBSIDY_NOTIFY_SMS_GATEWAY_URL": sms.url("/sms"),
+        }
+        with (
+            KafkaBroker(var / "kafka") as broker,
+            LocalStack(
+                var / "stack",
+                kafka_bootstrap=broker.bootstrap,
+                services=("intake", "eligibility", "payout", "notify"),
+                extra_env={"intake": {"SUBSIDY_REGISTRY_FILE": str(registry_path)}, "notify": notify_env},
+            ) as stack,
+        ):
             with grpc.insecure_channel(stack.intake_address) as channel:
                 intake = intake_pb2_grpc.IntakeServiceStub(channel)
                 submit_all(intake, DEMO)
@@ -83,8 +95,15 @@ def run(tmp_path_factory):
                 if address:
                     with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:  # nosec B310
                         metrics[name] = response.read().decode("utf-8", "replace")
-            yield {"stack": stack, "values": originals | _contact_values(registry), "metrics": metrics,
-                   "smtp": smtp, "hooks": hooks, "sms": sms, "logs": var / "stack" / "logs"}
+            yield {
+                "stack": stack,
+                "values": originals | _contact_values(registry),
+                "metrics": metrics,
+                "smtp": smtp,
+                "hooks": hooks,
+                "sms": sms,
+                "logs": var / "stack" / "logs",
+            }
 
 
 def test_notifications_were_really_sent_on_every_channel(run):

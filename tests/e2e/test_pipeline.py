@@ -16,18 +16,22 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from subsidy.contracts import cloudevents, topics
 from subsidy.contracts.calculator import Simulation
+from subsidy.core.policy import load_policy
+from subsidy.v1 import application_pb2, decision_pb2, events_pb2, intake_pb2, intake_pb2_grpc
 from subsidy_dev.demo import submit_all, wait_decided
 from subsidy_dev.kafka import KafkaBroker
 from subsidy_dev.stack import LocalStack
-from subsidy.core.policy import load_policy
-from subsidy.v1 import application_pb2, decision_pb2, events_pb2, intake_pb2, intake_pb2_grpc
 
 pytestmark = pytest.mark.integration
 # The first half of the pipeline; tests/e2e/test_whole_pipeline.py runs all four.
 FIRST_HALF = ("intake", "eligibility")
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO = [json.loads(line) for line in (REPO / "demo" / "applications.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+DEMO = [
+    json.loads(line)
+    for line in (REPO / "demo" / "applications.jsonl").read_text(encoding="utf-8").splitlines()
+    if line.strip()
+]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +43,9 @@ def broker(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def stack(broker, tmp_path_factory):
-    with LocalStack(tmp_path_factory.mktemp("e2e-stack"), kafka_bootstrap=broker.bootstrap, services=FIRST_HALF) as running:
+    with LocalStack(
+        tmp_path_factory.mktemp("e2e-stack"), kafka_bootstrap=broker.bootstrap, services=FIRST_HALF
+    ) as running:
         yield running
 
 
@@ -50,7 +56,9 @@ def intake(stack):
 
 
 def _read_topic(bootstrap: str, topic: str, timeout: float = 5.0) -> list:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=int(timeout * 1000))
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=int(timeout * 1000)
+    )
     partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
@@ -81,7 +89,11 @@ def test_the_demo_applications_are_decided_through_kafka_as_the_calculator_decid
     for app_id, status in decided.items():
         want = expected[app_id]
         got = status.decision
-        assert (got.clause, got.outcome, got.max_award_fen) == (want["clause"], want["outcome"], want["max_award_fen"]), app_id
+        assert (got.clause, got.outcome, got.max_award_fen) == (
+            want["clause"],
+            want["outcome"],
+            want["max_award_fen"],
+        ), app_id
 
     on_kafka = {}
     for record in _read_topic(stack.kafka_bootstrap, topics.DECISIONS.name):
@@ -121,7 +133,8 @@ def test_a_duplicate_submit_publishes_nothing_new(stack, intake):
     assert (first[app["application_id"]], second[app["application_id"]]) == ("accepted", "duplicate")
     time.sleep(1)
     published = [
-        r for r in _read_topic(stack.kafka_bootstrap, topics.APPLICATIONS.name)
+        r
+        for r in _read_topic(stack.kafka_bootstrap, topics.APPLICATIONS.name)
         if application_pb2.Application.FromString(r.value).application_id == app["application_id"]
     ]
     assert len(published) == 1
@@ -129,7 +142,9 @@ def test_a_duplicate_submit_publishes_nothing_new(stack, intake):
 
 def test_bad_input_is_refused_at_intake_naming_the_field(intake):
     bad = json.loads(json.dumps(DEMO[0]))
-    bad["firm"]["credit_code"] = bad["firm"]["credit_code"][:-1] + ("0" if bad["firm"]["credit_code"][-1] != "0" else "1")
+    bad["firm"]["credit_code"] = bad["firm"]["credit_code"][:-1] + (
+        "0" if bad["firm"]["credit_code"][-1] != "0" else "1"
+    )
     with pytest.raises(grpc.RpcError) as refused:
         intake.SubmitApplication(
             intake_pb2.SubmitApplicationRequest(application=json_format.ParseDict(bad, application_pb2.Application())),
@@ -151,7 +166,11 @@ def test_garbage_on_the_applications_topic_is_dead_lettered_while_good_messages_
     found = []
     while time.monotonic() < deadline and not found:
         found = [
-            letter for letter in (events_pb2.DeadLetter.FromString(r.value) for r in _read_topic(stack.kafka_bootstrap, topics.APPLICATIONS_DLQ.name))
+            letter
+            for letter in (
+                events_pb2.DeadLetter.FromString(r.value)
+                for r in _read_topic(stack.kafka_bootstrap, topics.APPLICATIONS_DLQ.name)
+            )
             if letter.value == garbage
         ]
         time.sleep(0.5)

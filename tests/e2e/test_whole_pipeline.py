@@ -14,20 +14,24 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from integration.test_notify_support import HttpSink, SmtpSink
+
 from subsidy.contracts import topics
 from subsidy.contracts.calculator import Simulation
+from subsidy.core.policy import load_policy
+from subsidy.v1 import intake_pb2_grpc, payout_pb2, payout_pb2_grpc
 from subsidy_dev.demo import submit_all, wait_recorded
 from subsidy_dev.kafka import KafkaBroker
 from subsidy_dev.stack import LocalStack
-from subsidy.core.policy import load_policy
-from subsidy.v1 import intake_pb2_grpc, payout_pb2, payout_pb2_grpc
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO = [json.loads(line) for line in (REPO / "demo" / "applications.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+DEMO = [
+    json.loads(line)
+    for line in (REPO / "demo" / "applications.jsonl").read_text(encoding="utf-8").splitlines()
+    if line.strip()
+]
 WEBHOOK_SECRET = "e2e-webhook-secret"
 
 
@@ -52,11 +56,15 @@ def stack(tmp_path_factory, receivers):
         "SUBSIDY_NOTIFY_SMTP_URL": smtp.url,
         "SUBSIDY_NOTIFY_WEBHOOK_SECRET": WEBHOOK_SECRET,
     }
-    with KafkaBroker(var / "kafka") as broker, LocalStack(
-        var / "stack", kafka_bootstrap=broker.bootstrap,
-        services=("intake", "eligibility", "payout", "notify"),
-        extra_env={"intake": {"SUBSIDY_REGISTRY_FILE": str(registry_path)}, "notify": notify_env},
-    ) as running:
+    with (
+        KafkaBroker(var / "kafka") as broker,
+        LocalStack(
+            var / "stack",
+            kafka_bootstrap=broker.bootstrap,
+            services=("intake", "eligibility", "payout", "notify"),
+            extra_env={"intake": {"SUBSIDY_REGISTRY_FILE": str(registry_path)}, "notify": notify_env},
+        ) as running,
+    ):
         yield running
 
 
@@ -81,11 +89,17 @@ def test_get_application_shows_what_subsidy_simulate_computes_for_every_applicat
     for app_id, want in _simulated().items():
         status = recorded[app_id]
         got = (
-            status.decision.outcome, status.decision.max_award_fen, status.grant.granted_fen,
+            status.decision.outcome,
+            status.decision.max_award_fen,
+            status.grant.granted_fen,
             [(t.budget_year, t.amount_fen) for t in sorted(status.grant.tranches, key=lambda t: t.number)],
         )
-        assert got == (want["outcome"], want["max_award_fen"], want["granted_fen"],
-                       [(t["year"], t["amount_fen"]) for t in want["tranches"]]), app_id
+        assert got == (
+            want["outcome"],
+            want["max_award_fen"],
+            want["granted_fen"],
+            [(t["year"], t["amount_fen"]) for t in want["tranches"]],
+        ), app_id
 
 
 def test_the_ledger_of_each_firm_agrees_and_no_cap_is_exceeded(stack, recorded):

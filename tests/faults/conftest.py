@@ -25,10 +25,17 @@ SOAK_SEEDS = tuple(range(100, 120))
 
 def pytest_addoption(parser):
     group = parser.getgroup("faults", "fault injection (tests/faults)")
-    group.addoption("--fault-seeds", default=None,
-                    help="seeds of the fault schedule: '7', '3,8,21' or '1-20' (env SUBSIDY_FAULT_SEEDS)")
-    group.addoption("--soak", action="store_true", default=False,
-                    help="run the soak seeds (many) instead of the default ones (env SUBSIDY_FAULT_SOAK=1)")
+    group.addoption(
+        "--fault-seeds",
+        default=None,
+        help="seeds of the fault schedule: '7', '3,8,21' or '1-20' (env SUBSIDY_FAULT_SEEDS)",
+    )
+    group.addoption(
+        "--soak",
+        action="store_true",
+        default=False,
+        help="run the soak seeds (many) instead of the default ones (env SUBSIDY_FAULT_SOAK=1)",
+    )
 
 
 def _parse(spec: str) -> list[int]:

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -24,8 +25,9 @@ import signal
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import grpc
 import psycopg
@@ -35,18 +37,21 @@ from kafka.admin import OffsetSpec
 
 from subsidy.contracts import cloudevents, topics
 from subsidy.contracts.calculator import Simulation
-from subsidy.platform.consumer import DEFAULT_SESSION_TIMEOUT_MS
 from subsidy.core.credit_code import complete
+from subsidy.core.policy import load_policy
+from subsidy.platform.consumer import DEFAULT_SESSION_TIMEOUT_MS
+from subsidy.v1 import application_pb2, decision_pb2, events_pb2, intake_pb2, intake_pb2_grpc, payout_pb2
 from subsidy_dev import free_port, tail
 from subsidy_dev.kafka import KafkaBroker
 from subsidy_dev.postgres import PostgresServer
 from subsidy_dev.stack import LocalStack, ServiceProcess
-from subsidy.core.policy import load_policy
-from subsidy.v1 import application_pb2, decision_pb2, events_pb2, intake_pb2, intake_pb2_grpc, payout_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = [json.loads(line) for line in (ROOT / "demo" / "applications.jsonl").read_text(encoding="utf-8").splitlines()
-        if line.strip()]
+DEMO = [
+    json.loads(line)
+    for line in (ROOT / "demo" / "applications.jsonl").read_text(encoding="utf-8").splitlines()
+    if line.strip()
+]
 REGISTRY = json.loads((ROOT / "demo" / "registry.json").read_text(encoding="utf-8"))
 WEBHOOK_SECRET = "fault-webhook-secret"
 
@@ -96,9 +101,9 @@ def synthetic_code(seed: int, index: int) -> str:
 @dataclasses.dataclass
 class Workload:
     seed: int
-    applications: list[dict]          # in submission order (duplicates kept)
-    firms: dict[str, str]             # synthetic credit code -> original demo credit code
-    bad: list[dict]                   # applications intake must refuse (nothing stored)
+    applications: list[dict]  # in submission order (duplicates kept)
+    firms: dict[str, str]  # synthetic credit code -> original demo credit code
+    bad: list[dict]  # applications intake must refuse (nothing stored)
 
     @property
     def application_ids(self) -> list[str]:
@@ -131,7 +136,9 @@ def workload(seed: int) -> Workload:
         if kind == "date":
             b["submitted_on"] = "2024-02-30"
         elif kind == "code":
-            b["firm"]["credit_code"] = b["firm"]["credit_code"][:-1] + ("0" if b["firm"]["credit_code"][-1] != "0" else "1")
+            b["firm"]["credit_code"] = b["firm"]["credit_code"][:-1] + (
+                "0" if b["firm"]["credit_code"][-1] != "0" else "1"
+            )
         else:
             claim = next(k for k in b if k not in ("application_id", "submitted_on", "firm", "decided_on"))
             fen = next((k for k, v in b[claim].items() if k.endswith("_fen") and isinstance(v, int)), None)
@@ -155,8 +162,11 @@ def registry_for(seeds: list[int], webhook_url: Callable[[str], str]) -> dict:
             code = synthetic_code(seed, i)
             firm["credit_code"] = code
             firm["name"] = f"{firm['name']}（故障测试{seed}-{i}）"
-            firm["contacts"] = {"email": f"f{seed}-{i}@example.cn", "phone": f"+86-21-5555-{i:04d}",
-                                "webhook_url": webhook_url(f"/hooks/{code}")}
+            firm["contacts"] = {
+                "email": f"f{seed}-{i}@example.cn",
+                "phone": f"+86-21-5555-{i:04d}",
+                "webhook_url": webhook_url(f"/hooks/{code}"),
+            }
             doc["firms"].append(firm)
     return doc
 
@@ -180,19 +190,28 @@ class FaultStack:
         self.unexpected_exits: list[tuple[str, int | None]] = []
 
     # lifecycle
-    def start(self) -> "FaultStack":
+    def start(self) -> FaultStack:
         bootstrap = self.broker.start()
         url = self.postgres.start()
         common = {"SUBSIDY_REGISTRY_FILE": str(self.registry_path), "SUBSIDY_LOG_LEVEL": "INFO"}
         extra = {
             "intake": {**common, "SUBSIDY_INTAKE_DATABASE_URL": url},
             "eligibility": {"SUBSIDY_ELIGIBILITY_SESSION_TIMEOUT_SECONDS": str(SESSION_TIMEOUT_S["eligibility"])},
-            "payout": {**common, "SUBSIDY_PAYOUT_DATABASE_URL": url, "SUBSIDY_PAYOUT_TODAY": TODAY,
-                       "SUBSIDY_PAYOUT_KAFKA_SESSION_TIMEOUT_MS": str(int(SESSION_TIMEOUT_S["payout"] * 1000)),
-                       "SUBSIDY_PAYOUT_SCHEDULER_INTERVAL_SECONDS": "5"},
-            "notify": {**common, "SUBSIDY_NOTIFY_DATABASE_URL": url, "SUBSIDY_NOTIFY_SMTP_URL": self.smtp.url,
-                       "SUBSIDY_NOTIFY_WEBHOOK_SECRET": WEBHOOK_SECRET,
-                       "SUBSIDY_NOTIFY_RETRY_MAX_BACKOFF_SECONDS": "2", "SUBSIDY_NOTIFY_ATTEMPTS": "8"},
+            "payout": {
+                **common,
+                "SUBSIDY_PAYOUT_DATABASE_URL": url,
+                "SUBSIDY_PAYOUT_TODAY": TODAY,
+                "SUBSIDY_PAYOUT_KAFKA_SESSION_TIMEOUT_MS": str(int(SESSION_TIMEOUT_S["payout"] * 1000)),
+                "SUBSIDY_PAYOUT_SCHEDULER_INTERVAL_SECONDS": "5",
+            },
+            "notify": {
+                **common,
+                "SUBSIDY_NOTIFY_DATABASE_URL": url,
+                "SUBSIDY_NOTIFY_SMTP_URL": self.smtp.url,
+                "SUBSIDY_NOTIFY_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "SUBSIDY_NOTIFY_RETRY_MAX_BACKOFF_SECONDS": "2",
+                "SUBSIDY_NOTIFY_ATTEMPTS": "8",
+            },
         }
         self.stack = LocalStack(self.var / "stack", kafka_bootstrap=bootstrap, services=SERVICES, extra_env=extra)
         self.stack.start()
@@ -202,7 +221,7 @@ class FaultStack:
         try:
             if self.replica is not None:
                 self.replica.kill()
-            for service in (self.stack.services.values() if self.stack else ()):
+            for service in self.stack.services.values() if self.stack else ():
                 if service.process is not None and service.process.poll() is None:
                     with_cont(service)
             if self.stack is not None:
@@ -295,8 +314,11 @@ class FaultStack:
     def start_replica(self) -> ServiceProcess:
         base = self.service("payout")
         address = f"127.0.0.1:{free_port()}"
-        env = {**base.env, "SUBSIDY_PAYOUT_GRPC_ADDRESS": address,
-               "SUBSIDY_PAYOUT_METRICS_ADDRESS": f"127.0.0.1:{free_port()}"}
+        env = {
+            **base.env,
+            "SUBSIDY_PAYOUT_GRPC_ADDRESS": address,
+            "SUBSIDY_PAYOUT_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
+        }
         self.replica = ServiceProcess("payout", address, env, self.var / "stack" / "logs" / "payout-replica.log")
         self.replica.start()
         self.replica.wait_serving(120)
@@ -318,10 +340,8 @@ class FaultStack:
 def with_cont(svc: ServiceProcess) -> None:
     """Never leave a process stopped (a failed test must not leave SIGSTOPped children)."""
     if svc.process is not None and svc.process.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(svc.process.pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass
 
 
 def reset_group(bootstrap: str, group: str, group_topics: list[str], timeout: float = 60.0) -> None:
@@ -329,6 +349,7 @@ def reset_group(bootstrap: str, group: str, group_topics: list[str], timeout: fl
     (kafka-python's KafkaAdminClient.reset_group_offsets), once the group is empty."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fault-rewind", request_timeout_ms=10000)
     try:
+
         def empty() -> bool:
             described = admin.describe_groups([group])
             info = described[group] if isinstance(described, dict) else described[0]
@@ -393,8 +414,17 @@ def submit(stub: Any, app: dict, expect_refusal: bool = False, timeout: float = 
             return "duplicate" if reply.duplicate else "accepted"
         except grpc.RpcError as exc:
             code = exc.code()
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.INTERNAL,
-                        grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED) and time.monotonic() < deadline:
+            if (
+                code
+                in (
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    grpc.StatusCode.INTERNAL,
+                    grpc.StatusCode.UNKNOWN,
+                    grpc.StatusCode.CANCELLED,
+                )
+                and time.monotonic() < deadline
+            ):
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
@@ -407,10 +437,15 @@ def produce_payments(bootstrap: str, payments: list[payout_pb2.PaymentConfirmed]
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=10)
     try:
         for p in payments:
-            headers = cloudevents.headers(p.payment_id, "cn.gov.songjiang.finance.payment.confirmed.v1",
-                                          "/tests/faults", cloudevents.new_trace_id())
-            producer.send(topics.PAYMENTS.name, key=p.credit_code.encode(), value=p.SerializeToString(),
-                          headers=headers).get(timeout=60)
+            headers = cloudevents.headers(
+                p.payment_id,
+                "cn.gov.songjiang.finance.payment.confirmed.v1",
+                "/tests/faults",
+                cloudevents.new_trace_id(),
+            )
+            producer.send(
+                topics.PAYMENTS.name, key=p.credit_code.encode(), value=p.SerializeToString(), headers=headers
+            ).get(timeout=60)
     finally:
         producer.close(timeout=10)
 
@@ -478,8 +513,14 @@ class Observed:
     notes: list[str]
 
 
-def check(fs: FaultStack, wl: Workload, submitted: dict[str, str], refused: dict[str, str],
-          payments: list[payout_pb2.PaymentConfirmed], allowed_resends: int) -> Observed:
+def check(
+    fs: FaultStack,
+    wl: Workload,
+    submitted: dict[str, str],
+    refused: dict[str, str],
+    payments: list[payout_pb2.PaymentConfirmed],
+    allowed_resends: int,
+) -> Observed:
     problems: list[str] = []
     notes: list[str] = []
     firms = set(wl.firms)
@@ -506,13 +547,21 @@ def check(fs: FaultStack, wl: Workload, submitted: dict[str, str], refused: dict
         if pending:
             problems.append(f"intake outbox: {pending} rows unpublished")
         # payout: one grant per application, equal to `subsidy simulate`
-        grants = {r[0]: r for r in q(
-            "SELECT application_id, decision_id, granted_fen, outcome, max_award_fen FROM payout_grants "
-            "WHERE application_id LIKE %s", like)}
+        grants = {
+            r[0]: r
+            for r in q(
+                "SELECT application_id, decision_id, granted_fen, outcome, max_award_fen FROM payout_grants "
+                "WHERE application_id LIKE %s",
+                like,
+            )
+        }
         inbox = Counter(r[0] for r in q("SELECT application_id FROM payout_inbox WHERE application_id LIKE %s", like))
         tranches = defaultdict(list)
-        tranche_rows = q("SELECT tranche_id, application_id, number, amount_fen, budget_year, status, payment_id "
-                         "FROM payout_tranches WHERE application_id LIKE %s", like)
+        tranche_rows = q(
+            "SELECT tranche_id, application_id, number, amount_fen, budget_year, status, payment_id "
+            "FROM payout_tranches WHERE application_id LIKE %s",
+            like,
+        )
         for tid, app_id, number, amount, year, status, payment_id in tranche_rows:
             tranches[app_id].append((number, year, amount, tid, status, payment_id))
         if len({(r[1], r[2]) for r in tranche_rows}) != len(tranche_rows):
@@ -524,10 +573,18 @@ def check(fs: FaultStack, wl: Workload, submitted: dict[str, str], refused: dict
             if inbox[app_id] != 1:
                 notes.append(f"payout inbox holds {inbox[app_id]} decisions for {app_id}")
             want = expected[app_id]
-            got = (grants[app_id][3], grants[app_id][4], grants[app_id][2],
-                   [(y, a) for _, y, a, *_ in sorted(tranches[app_id])])
-            wanted = (want["outcome"], want["max_award_fen"], want["granted_fen"],
-                      [(t["year"], t["amount_fen"]) for t in want["tranches"]])
+            got = (
+                grants[app_id][3],
+                grants[app_id][4],
+                grants[app_id][2],
+                [(y, a) for _, y, a, *_ in sorted(tranches[app_id])],
+            )
+            wanted = (
+                want["outcome"],
+                want["max_award_fen"],
+                want["granted_fen"],
+                [(t["year"], t["amount_fen"]) for t in want["tranches"]],
+            )
             if got != wanted:
                 problems.append(f"ledger disagrees with `subsidy simulate` on {app_id}: {got} != {wanted}")
         extra = set(grants) - set(accepted)
@@ -535,8 +592,9 @@ def check(fs: FaultStack, wl: Workload, submitted: dict[str, str], refused: dict
             problems.append(f"payout: grants for applications never accepted: {sorted(extra)}")
         # caps
         for code, scope, kind, cap, used in q(
-                "SELECT credit_code, scope, limit_kind, cap_fen, used_fen FROM payout_usage WHERE credit_code = ANY(%s)",
-                list(firms)):
+            "SELECT credit_code, scope, limit_kind, cap_fen, used_fen FROM payout_usage WHERE credit_code = ANY(%s)",
+            list(firms),
+        ):
             if kind == "cumulative_cap" and used > cap:
                 problems.append(f"cap exceeded: {code} {scope} used {used} > cap {cap}")
         # payments: a tranche paid at most once, and by the first confirmation
@@ -554,12 +612,16 @@ def check(fs: FaultStack, wl: Workload, submitted: dict[str, str], refused: dict
         if pending:
             problems.append(f"payout outbox: {pending} rows unpublished")
         # intake's view of each grant equals the ledger
-        for app_id, raw in q("SELECT application_id, grant_proto FROM intake_grants WHERE application_id LIKE %s", like):
+        for app_id, raw in q(
+            "SELECT application_id, grant_proto FROM intake_grants WHERE application_id LIKE %s", like
+        ):
             g = payout_pb2.Grant.FromString(bytes(raw))
             ledger = sorted((t[3], t[2]) for t in tranches.get(app_id, []))
             seen = sorted((t.tranche_id, t.amount_fen) for t in g.tranches)
             if app_id in grants and (g.granted_fen != grants[app_id][2] or seen != ledger):
-                problems.append(f"intake shows {app_id} as {g.granted_fen} fen {seen}, ledger {grants[app_id][2]} {ledger}")
+                problems.append(
+                    f"intake shows {app_id} as {g.granted_fen} fen {seen}, ledger {grants[app_id][2]} {ledger}"
+                )
 
     # Kafka: decisions and payout events of this seed's firms
     decisions = [r for r in read_topic(fs.bootstrap, topics.DECISIONS.name) if r.key and r.key.decode() in firms]
@@ -589,8 +651,10 @@ def check(fs: FaultStack, wl: Workload, submitted: dict[str, str], refused: dict
     scheduled_ids = {i.split(":", 1)[1] for i in by_id if i.startswith("scheduled:")}
     ledger_ids = {r[0] for r in tranche_rows}
     if scheduled_ids != ledger_ids:
-        problems.append(f"TrancheScheduled ids != ledger tranches: missing {sorted(ledger_ids - scheduled_ids)[:5]}, "
-                        f"extra {sorted(scheduled_ids - ledger_ids)[:5]}")
+        problems.append(
+            f"TrancheScheduled ids != ledger tranches: missing {sorted(ledger_ids - scheduled_ids)[:5]}, "
+            f"extra {sorted(scheduled_ids - ledger_ids)[:5]}"
+        )
     redelivered = sum(n - 1 for n in scheduled.values())
     if redelivered:
         notes.append(f"{redelivered} TrancheScheduled re-deliveries on Kafka (same event id, same content)")
@@ -601,8 +665,13 @@ def check(fs: FaultStack, wl: Workload, submitted: dict[str, str], refused: dict
 
     # dead letters: valid traffic never lands in a DLQ (except the double payments we sent)
     doubles = {p.payment_id for p in payments} - set(first_payment.values())
-    for dlq in (topics.APPLICATIONS_DLQ, topics.DECISIONS_DLQ, topics.PAYOUTS_DLQ, topics.PAYMENTS_DLQ,
-                topics.NOTIFICATIONS_DLQ):
+    for dlq in (
+        topics.APPLICATIONS_DLQ,
+        topics.DECISIONS_DLQ,
+        topics.PAYOUTS_DLQ,
+        topics.PAYMENTS_DLQ,
+        topics.NOTIFICATIONS_DLQ,
+    ):
         for r in read_topic(fs.bootstrap, dlq.name):
             if not (r.key and r.key.decode() in firms):
                 continue

@@ -29,8 +29,8 @@ import time
 
 import psycopg
 import pytest
-
 from integration.test_notify_support import HttpSink, SmtpSink
+
 from subsidy.v1 import payout_pb2
 
 from .conftest import fault_seeds
@@ -50,8 +50,17 @@ from .harness import (
 
 pytestmark = pytest.mark.integration
 
-FAULT_KINDS = ("kill9:intake", "kill9:eligibility", "kill9:payout", "kill9:notify",
-               "broker", "database", "pause", "rewind", "replicas")
+FAULT_KINDS = (
+    "kill9:intake",
+    "kill9:eligibility",
+    "kill9:payout",
+    "kill9:notify",
+    "broker",
+    "database",
+    "pause",
+    "rewind",
+    "replicas",
+)
 CONVERGE_TIMEOUT_S = 240.0
 
 
@@ -60,8 +69,8 @@ class Step:
     kind: str
     target: str
     hard: bool
-    at: float                 # seconds after the chunk's first submission
-    hold: float               # pause length / how long the replica races
+    at: float  # seconds after the chunk's first submission
+    hold: float  # pause length / how long the replica races
     apps: list[dict]
     delays: list[float]
     bad: list[dict]
@@ -69,8 +78,10 @@ class Step:
     def describe(self) -> str:
         extra = f" hard={self.hard}" if self.kind in ("broker", "database", "replicas") else ""
         extra += f" for {self.hold:.1f}s" if self.kind in ("pause", "replicas") else ""
-        return (f"{self.kind}{':' + self.target if self.kind in ('pause', 'rewind') else ''}{extra} "
-                f"at +{self.at:.2f}s of {len(self.apps)} submissions")
+        return (
+            f"{self.kind}{':' + self.target if self.kind in ('pause', 'rewind') else ''}{extra} "
+            f"at +{self.at:.2f}s of {len(self.apps)} submissions"
+        )
 
 
 def schedule(seed: int, wl: Workload) -> list[Step]:
@@ -89,8 +100,9 @@ def schedule(seed: int, wl: Workload) -> list[Step]:
         delays = [rng.uniform(0.02, 0.25) for _ in chunks[i]]
         target = rng.choice(SERVICES)
         hold = SESSION_TIMEOUT_S[target] + rng.uniform(2.0, 5.0) if kind == "pause" else rng.uniform(2.0, 6.0)
-        steps.append(Step(kind, target, rng.random() < 0.5, rng.uniform(0, sum(delays)), hold,
-                          chunks[i], delays, bad_at[i]))
+        steps.append(
+            Step(kind, target, rng.random() < 0.5, rng.uniform(0, sum(delays)), hold, chunks[i], delays, bad_at[i])
+        )
     return steps
 
 
@@ -126,7 +138,9 @@ def choose_payments(fs: FaultStack, wl: Workload, rng: random.Random, ready: lis
         with psycopg.connect(fs.db_url, connect_timeout=5) as conn:
             rows = conn.execute(
                 "SELECT tranche_id, application_id, credit_code, amount_fen FROM payout_tranches "
-                "WHERE application_id = ANY(%s) ORDER BY tranche_id", (chosen,)).fetchall()
+                "WHERE application_id = ANY(%s) ORDER BY tranche_id",
+                (chosen,),
+            ).fetchall()
         want = sum(len(expected[i]["tranches"]) for i in chosen)
         return rows if len(rows) == want else None
 
@@ -134,13 +148,24 @@ def choose_payments(fs: FaultStack, wl: Workload, rng: random.Random, ready: lis
     payments = []
     for n, (tranche_id, _app, code, amount) in enumerate(rows):
         if rng.random() < 0.6:
-            p = payout_pb2.PaymentConfirmed(payment_id=f"PAY-{wl.seed}-{n}", tranche_id=tranche_id,
-                                            credit_code=code, amount_fen=amount, paid_on="2024-06-01")
+            p = payout_pb2.PaymentConfirmed(
+                payment_id=f"PAY-{wl.seed}-{n}",
+                tranche_id=tranche_id,
+                credit_code=code,
+                amount_fen=amount,
+                paid_on="2024-06-01",
+            )
             payments += [p, p]
             if rng.random() < 0.4:
-                payments.append(payout_pb2.PaymentConfirmed(
-                    payment_id=f"PAY-{wl.seed}-{n}-again", tranche_id=tranche_id, credit_code=code,
-                    amount_fen=amount, paid_on="2024-06-02"))
+                payments.append(
+                    payout_pb2.PaymentConfirmed(
+                        payment_id=f"PAY-{wl.seed}-{n}-again",
+                        tranche_id=tranche_id,
+                        credit_code=code,
+                        amount_fen=amount,
+                        paid_on="2024-06-02",
+                    )
+                )
     return payments
 
 
@@ -161,8 +186,10 @@ def test_every_promise_holds_under_a_seeded_fault_schedule(fault_stack: FaultSta
     wl = workload(fault_seed)
     steps = schedule(fault_seed, wl)
     rng = random.Random(fault_seed * 7919 + 1)
-    log(f"seed {fault_seed}: {len(wl.applications)} submissions, {len(wl.bad)} invalid, "
-        f"schedule: " + "; ".join(s.describe() for s in steps))
+    log(
+        f"seed {fault_seed}: {len(wl.applications)} submissions, {len(wl.bad)} invalid, "
+        f"schedule: " + "; ".join(s.describe() for s in steps)
+    )
     kills_before = fs.kills["notify"]
     exits_before = len(fs.unexpected_exits)
     submitted: dict[str, str] = {}
@@ -203,9 +230,14 @@ def test_every_promise_holds_under_a_seeded_fault_schedule(fault_stack: FaultSta
     while observed.problems and time.monotonic() < deadline:
         time.sleep(2)  # between polls of the whole checker
         observed = observe()
-    log(f"seed {fault_seed}: faults done after {time.monotonic() - started:.0f}s; "
-        f"problems {len(observed.problems)}; notes: {observed.notes}")
+    log(
+        f"seed {fault_seed}: faults done after {time.monotonic() - started:.0f}s; "
+        f"problems {len(observed.problems)}; notes: {observed.notes}"
+    )
     assert not observed.problems, (
         f"seed {fault_seed} (replay: pytest tests/faults --fault-seeds {fault_seed}) broke a promise:\n  "
-        + "\n  ".join(observed.problems[:40]) + "\n" + fs.logs())
+        + "\n  ".join(observed.problems[:40])
+        + "\n"
+        + fs.logs()
+    )
     assert len(fs.unexpected_exits) == exits_before, f"services died on their own: {fs.unexpected_exits[exits_before:]}"

@@ -10,7 +10,6 @@ as the contract says (defaults, or a validation error -> dead letter)."""
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 import time
@@ -23,13 +22,11 @@ import pytest
 from google.protobuf import json_format
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from integration.test_payout_support import rent_decision
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import OffsetSpec
 
-from integration.test_payout_support import rent_decision
 from subsidy.contracts import cloudevents, codec, topics
-from subsidy_dev.kafka import KafkaBroker
-from subsidy_dev.stack import LocalStack
 from subsidy.v1 import (
     application_pb2,
     decision_pb2,
@@ -38,18 +35,32 @@ from subsidy.v1 import (
     payout_pb2,
     policy_service_pb2,
 )
+from subsidy_dev.kafka import KafkaBroker
+from subsidy_dev.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRM = "91310117MA1K7D2E8N"  # in demo/registry.json, with contacts
-FUZZ = settings(max_examples=15, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                       HealthCheck.filter_too_much])
-FUZZ_KAFKA = settings(max_examples=4, deadline=None, derandomize=True,
-                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-CLEAR = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ALREADY_EXISTS,
-         grpc.StatusCode.NOT_FOUND, grpc.StatusCode.RESOURCE_EXHAUSTED}
+FUZZ = settings(
+    max_examples=15,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much],
+)
+FUZZ_KAFKA = settings(
+    max_examples=4,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+CLEAR = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
 
 
 # -- the stack -------------------------------------------------------------------
@@ -58,10 +69,15 @@ CLEAR = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION, 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     var = tmp_path_factory.mktemp("fuzz")
-    with KafkaBroker(var / "kafka") as broker, LocalStack(
-        var / "stack", kafka_bootstrap=broker.bootstrap, services=("intake", "eligibility", "payout", "notify"),
-        extra_env={"notify": {"SUBSIDY_NOTIFY_ATTEMPTS": "1"}, "payout": {"SUBSIDY_PAYOUT_TODAY": "2024-01-01"}},
-    ) as running:
+    with (
+        KafkaBroker(var / "kafka") as broker,
+        LocalStack(
+            var / "stack",
+            kafka_bootstrap=broker.bootstrap,
+            services=("intake", "eligibility", "payout", "notify"),
+            extra_env={"notify": {"SUBSIDY_NOTIFY_ATTEMPTS": "1"}, "payout": {"SUBSIDY_PAYOUT_TODAY": "2024-01-01"}},
+        ) as running,
+    ):
         yield running
 
 
@@ -69,8 +85,10 @@ def stack(tmp_path_factory):
 def channels(stack):
     opened = {}
     for name in ("intake", "eligibility", "payout"):
-        opened[name] = grpc.insecure_channel(stack.address(name), options=[
-            ("grpc.max_send_message_length", 16 << 20), ("grpc.max_receive_message_length", 16 << 20)])
+        opened[name] = grpc.insecure_channel(
+            stack.address(name),
+            options=[("grpc.max_send_message_length", 16 << 20), ("grpc.max_receive_message_length", 16 << 20)],
+        )
     yield opened
     for ch in opened.values():
         ch.close()
@@ -104,14 +122,18 @@ def assert_alive(stack, *names: str) -> None:
 
 def intake_rows(stack) -> int:
     with sqlite3.connect(f"file:{stack.var_dir / 'intake.db'}?mode=ro", uri=True, timeout=10) as db:
-        return db.execute("SELECT count(*) FROM intake_applications").fetchone()[0] + \
-            db.execute("SELECT count(*) FROM intake_outbox").fetchone()[0]
+        return (
+            db.execute("SELECT count(*) FROM intake_applications").fetchone()[0]
+            + db.execute("SELECT count(*) FROM intake_outbox").fetchone()[0]
+        )
 
 
 def payout_rows(stack) -> tuple:
     with sqlite3.connect(f"file:{stack.var_dir / 'payout.db'}?mode=ro", uri=True, timeout=10) as db:
-        return tuple(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                     for t in ("payout_inbox", "payout_grants", "payout_tranches", "payout_payments", "payout_usage"))
+        return tuple(
+            db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("payout_inbox", "payout_grants", "payout_tranches", "payout_payments", "payout_usage")
+        )
 
 
 def metrics_url(stack, name: str) -> str:
@@ -125,8 +147,11 @@ def dead_letter_metric(stack, name: str, topic: str, consumer: str) -> float:
     text = urllib.request.urlopen(metrics_url(stack, name), timeout=5).read().decode()
     total = 0.0
     for line in text.splitlines():
-        if line.startswith("subsidy_dead_letters_total{") and f'topic="{topic}"' in line \
-                and f'consumer="{consumer}"' in line:
+        if (
+            line.startswith("subsidy_dead_letters_total{")
+            and f'topic="{topic}"' in line
+            and f'consumer="{consumer}"' in line
+        ):
             total += float(line.rsplit(" ", 1)[1])
     return total
 
@@ -156,9 +181,13 @@ def _varint(v: int) -> bytes:
 
 def rent_application(app_id: str) -> application_pb2.Application:
     return application_pb2.Application(
-        application_id=app_id, submitted_on="2025-02-20", firm=application_pb2.Firm(credit_code=FIRM),
-        rent=application_pb2.RentClaim(recognized_key_platform=True, lease_start="2024-09-01",
-                                       lease_end="2025-08-31", rent_paid_fen=480000000))
+        application_id=app_id,
+        submitted_on="2025-02-20",
+        firm=application_pb2.Firm(credit_code=FIRM),
+        rent=application_pb2.RentClaim(
+            recognized_key_platform=True, lease_start="2024-09-01", lease_end="2025-08-31", rent_paid_fen=480000000
+        ),
+    )
 
 
 def newer(message, *, nested: str | None = None):
@@ -183,11 +212,14 @@ LIST_TRANCHES = "/subsidy.v1.PayoutService/ListTranches"
 @given(payload=st.binary(max_size=300))
 def test_random_bytes_to_every_rpc_get_a_clear_error_and_change_nothing(stack, channels, payload):
     before = intake_rows(stack)
-    for channel, method in ((channels["intake"], SUBMIT), (channels["eligibility"], EVALUATE),
-                            (channels["payout"], GET_LEDGER), (channels["payout"], LIST_TRANCHES)):
+    for channel, method in (
+        (channels["intake"], SUBMIT),
+        (channels["eligibility"], EVALUATE),
+        (channels["payout"], GET_LEDGER),
+        (channels["payout"], LIST_TRANCHES),
+    ):
         code, details = raw_call(channel, method, payload)
-        assert code in CLEAR | {grpc.StatusCode.OK}, \
-            f"{method}: {code} {details!r} for {payload!r}"
+        assert code in CLEAR | {grpc.StatusCode.OK}, f"{method}: {code} {details!r} for {payload!r}"
         if method == SUBMIT:
             assert code != grpc.StatusCode.OK, "random bytes made an acceptable application"
     assert intake_rows(stack) == before, "a refused submission left rows behind"
@@ -212,8 +244,7 @@ def test_truncated_submissions_are_refused_clearly_or_are_a_valid_prefix(stack, 
     payload = full[: cut % len(full)]
     before = intake_rows(stack)
     code, details = raw_call(channels["intake"], SUBMIT, payload)
-    assert code in CLEAR, \
-        f"{code} {details!r} for a truncated request ({len(payload)}/{len(full)} bytes)"
+    assert code in CLEAR, f"{code} {details!r} for a truncated request ({len(payload)}/{len(full)} bytes)"
     assert intake_rows(stack) == before
 
 
@@ -267,8 +298,18 @@ def test_submit_unknown_fields_from_a_newer_client_are_ignored_and_the_payload_i
     assert again.duplicate and again.receipt.payload_sha256 == first.receipt.payload_sha256
 
 
-@pytest.mark.parametrize("case", ["unknown_kind", "unknown_recognition", "no_claim", "no_application", "no_firm",
-                                  "impossible_date", "negative_amount"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unknown_kind",
+        "unknown_recognition",
+        "no_claim",
+        "no_application",
+        "no_firm",
+        "impossible_date",
+        "negative_amount",
+    ],
+)
 def test_submit_contract_violations_are_invalid_argument_and_store_nothing(stack, channels, case):
     app = rent_application(f"FZ-V-{uuid.uuid4().hex[:8]}")
     request = intake_pb2.SubmitApplicationRequest(application=app)
@@ -297,10 +338,16 @@ def test_submit_contract_violations_are_invalid_argument_and_store_nothing(stack
 
 
 @FUZZ
-@given(credit_code=st.text(max_size=30), due_from=st.text(max_size=12), page_size=st.integers(-5, 1000),
-       status=st.integers(0, 50), token=st.text(max_size=20))
-def test_payout_queries_with_arbitrary_fields_answer_ok_or_invalid_argument(stack, channels, credit_code, due_from,
-                                                                             page_size, status, token):
+@given(
+    credit_code=st.text(max_size=30),
+    due_from=st.text(max_size=12),
+    page_size=st.integers(-5, 1000),
+    status=st.integers(0, 50),
+    token=st.text(max_size=20),
+)
+def test_payout_queries_with_arbitrary_fields_answer_ok_or_invalid_argument(
+    stack, channels, credit_code, due_from, page_size, status, token
+):
     ledger = payout_pb2.GetLedgerRequest(credit_code=credit_code).SerializeToString()
     code, details = raw_call(channels["payout"], GET_LEDGER, ledger)
     assert code in {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT}, (code, details)
@@ -311,9 +358,13 @@ def test_payout_queries_with_arbitrary_fields_answer_ok_or_invalid_argument(stac
 
 
 @FUZZ
-@given(app=st.dictionaries(st.sampled_from(["application_id", "submitted_on", "firm", "rent", "dcmm", "decided_on"]),
-                           st.one_of(st.text(max_size=12), st.integers(), st.dictionaries(st.text(max_size=8), st.integers(), max_size=3)),
-                           max_size=5))
+@given(
+    app=st.dictionaries(
+        st.sampled_from(["application_id", "submitted_on", "firm", "rent", "dcmm", "decided_on"]),
+        st.one_of(st.text(max_size=12), st.integers(), st.dictionaries(st.text(max_size=8), st.integers(), max_size=3)),
+        max_size=5,
+    )
+)
 def test_evaluate_never_fails_with_anything_but_a_clear_error(stack, channels, app):
     request = policy_service_pb2.EvaluateRequest()
     try:
@@ -333,11 +384,15 @@ def test_every_service_is_still_serving_after_the_grpc_fuzzing(stack):
 # topic -> [(service, DLQ topic, consumer label)] that must dead-letter garbage on it
 CONSUMERS = {
     topics.APPLICATIONS.name: [("eligibility", topics.APPLICATIONS_DLQ.name, "eligibility")],
-    topics.DECISIONS.name: [("payout", topics.DECISIONS_DLQ.name, "payout"),
-                            ("intake", topics.DECISIONS_DLQ.name, "intake-projection"),
-                            ("notify", topics.NOTIFICATIONS_DLQ.name, "notify")],
-    topics.PAYOUTS.name: [("intake", topics.PAYOUTS_DLQ.name, "intake-payout-projection"),
-                          ("notify", topics.NOTIFICATIONS_DLQ.name, "notify")],
+    topics.DECISIONS.name: [
+        ("payout", topics.DECISIONS_DLQ.name, "payout"),
+        ("intake", topics.DECISIONS_DLQ.name, "intake-projection"),
+        ("notify", topics.NOTIFICATIONS_DLQ.name, "notify"),
+    ],
+    topics.PAYOUTS.name: [
+        ("intake", topics.PAYOUTS_DLQ.name, "intake-payout-projection"),
+        ("notify", topics.NOTIFICATIONS_DLQ.name, "notify"),
+    ],
     topics.PAYMENTS.name: [("payout", topics.PAYMENTS_DLQ.name, "payout-payments")],
 }
 
@@ -363,8 +418,12 @@ def _parses_valid(topic: str, value: bytes | None) -> bool:
 
 
 def produce(producer, topic: str, value: bytes | None, key: bytes = FIRM.encode(), event_id: str | None = None):
-    headers = cloudevents.headers(event_id or f"fuzz-{uuid.uuid4().hex[:10]}", "cn.gov.songjiang.subsidy.fuzz.v1",
-                                  "/tests/fuzz", cloudevents.new_trace_id())
+    headers = cloudevents.headers(
+        event_id or f"fuzz-{uuid.uuid4().hex[:10]}",
+        "cn.gov.songjiang.subsidy.fuzz.v1",
+        "/tests/fuzz",
+        cloudevents.new_trace_id(),
+    )
     md = producer.send(topic, key=key, value=value, headers=headers).get(30)
     return md.partition, md.offset
 
@@ -388,8 +447,9 @@ def dead_letters(bootstrap: str, dlq: str) -> list:
         admin.close()
 
 
-def wait_dead_lettered(stack, topic: str, origins: list[tuple[int, int]], timeout: float = 60.0,
-                       consumers: list | None = None) -> None:
+def wait_dead_lettered(
+    stack, topic: str, origins: list[tuple[int, int]], timeout: float = 60.0, consumers: list | None = None
+) -> None:
     """Until every consumer of ``topic`` dead-lettered every record at ``origins``."""
     consumers = consumers or CONSUMERS[topic]
     want = {(dlq, consumer, p, o) for _, dlq, consumer in consumers for p, o in origins}
@@ -407,8 +467,9 @@ def wait_dead_lettered(stack, topic: str, origins: list[tuple[int, int]], timeou
         time.sleep(0.5)
 
 
-def _garbage_round(stack, producer, topic: str, values: list[bytes | None], consumers: list | None = None,
-                   timeout: float = 60.0) -> None:
+def _garbage_round(
+    stack, producer, topic: str, values: list[bytes | None], consumers: list | None = None, timeout: float = 60.0
+) -> None:
     consumers = consumers or CONSUMERS[topic]
     metric_before = {(n, c): dead_letter_metric(stack, n, topic, c) for n, _, c in consumers}
     rows_before = payout_rows(stack)
@@ -417,8 +478,9 @@ def _garbage_round(stack, producer, topic: str, values: list[bytes | None], cons
     for (name, consumer), before in metric_before.items():
         deadline = time.monotonic() + 10
         while dead_letter_metric(stack, name, topic, consumer) < before + len(values):
-            assert time.monotonic() < deadline, f"{name}: subsidy_dead_letters_total{{topic={topic},consumer={consumer}}} " \
-                                                f"did not grow by {len(values)}"
+            assert time.monotonic() < deadline, (
+                f"{name}: subsidy_dead_letters_total{{topic={topic},consumer={consumer}}} did not grow by {len(values)}"
+            )
             time.sleep(0.3)
     assert payout_rows(stack) == rows_before, "garbage left rows in the payout ledger"
     assert_alive(stack)
@@ -431,10 +493,15 @@ def _real(topic: str) -> bytes:
     if topic == topics.DECISIONS.name:
         return codec.decision_to_proto(rent_decision("FZ-R", FIRM)).SerializeToString()
     if topic == topics.PAYOUTS.name:
-        return payout_pb2.PayoutEvent(event_id="grant:FZ-R", grant_recorded=payout_pb2.GrantRecorded(
-            application_id="FZ-R", credit_code=FIRM, granted_fen=100, decision_id="FZ-R@v")).SerializeToString()
-    return payout_pb2.PaymentConfirmed(payment_id="P-FZ", tranche_id="FZ-R/tranche-0", credit_code=FIRM,
-                                       amount_fen=100, paid_on="2024-01-01").SerializeToString()
+        return payout_pb2.PayoutEvent(
+            event_id="grant:FZ-R",
+            grant_recorded=payout_pb2.GrantRecorded(
+                application_id="FZ-R", credit_code=FIRM, granted_fen=100, decision_id="FZ-R@v"
+            ),
+        ).SerializeToString()
+    return payout_pb2.PaymentConfirmed(
+        payment_id="P-FZ", tranche_id="FZ-R/tranche-0", credit_code=FIRM, amount_fen=100, paid_on="2024-01-01"
+    ).SerializeToString()
 
 
 @pytest.mark.parametrize("topic", sorted(CONSUMERS))
@@ -442,11 +509,17 @@ def _real(topic: str) -> bytes:
 @given(data=st.data())
 def test_garbage_on_every_topic_is_dead_lettered_by_every_consumer_without_a_crash(stack, producer, topic, data):
     real = _real(topic)
-    values = data.draw(st.lists(st.one_of(
-        st.binary(max_size=200),
-        st.integers(1, len(real) - 1).map(lambda n: real[:n]),                 # truncated real message
-        st.binary(min_size=1, max_size=40).map(lambda b: real + b),             # real + trailing junk
-    ), min_size=1, max_size=4))
+    values = data.draw(
+        st.lists(
+            st.one_of(
+                st.binary(max_size=200),
+                st.integers(1, len(real) - 1).map(lambda n: real[:n]),  # truncated real message
+                st.binary(min_size=1, max_size=40).map(lambda b: real + b),  # real + trailing junk
+            ),
+            min_size=1,
+            max_size=4,
+        )
+    )
     values = [v for v in values if not _parses_valid(topic, v)]
     assume(values)
     _garbage_round(stack, producer, topic, values)
@@ -461,8 +534,13 @@ def test_an_empty_value_and_a_tombstone_are_dead_lettered(stack, producer, topic
 
 
 def _decisions_for(bootstrap: str, application_id: str, timeout: float = 60.0) -> list:
-    consumer = KafkaConsumer(topics.DECISIONS.name, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, consumer_timeout_ms=1000)
+    consumer = KafkaConsumer(
+        topics.DECISIONS.name,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=1000,
+    )
     try:
         deadline = time.monotonic() + timeout
         found = []
@@ -491,8 +569,9 @@ def _wait_payout_grant(stack, application_id: str, timeout: float = 60.0) -> tup
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with sqlite3.connect(f"file:{stack.var_dir / 'payout.db'}?mode=ro", uri=True, timeout=10) as db:
-            row = db.execute("SELECT granted_fen, outcome FROM payout_grants WHERE application_id = ?",
-                             (application_id,)).fetchone()
+            row = db.execute(
+                "SELECT granted_fen, outcome FROM payout_grants WHERE application_id = ?", (application_id,)
+            ).fetchone()
         if row:
             return row
         time.sleep(0.3)
@@ -502,8 +581,12 @@ def _wait_payout_grant(stack, application_id: str, timeout: float = 60.0) -> tup
 def _mails_for(stack, event_id: str, timeout: float = 60.0) -> list[Path]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = [p for p in stack.mail_dir.rglob("*.eml") if event_id.encode() in p.read_bytes().replace(b"\r\n ", b" ")
-                 or event_id.encode() in re.sub(rb"\r?\n[ \t]+", b"", p.read_bytes())]
+        found = [
+            p
+            for p in stack.mail_dir.rglob("*.eml")
+            if event_id.encode() in p.read_bytes().replace(b"\r\n ", b" ")
+            or event_id.encode() in re.sub(rb"\r?\n[ \t]+", b"", p.read_bytes())
+        ]
         if found:
             return found
         time.sleep(0.3)
@@ -527,8 +610,9 @@ def test_payout_events_and_payments_from_a_newer_producer_are_processed_normally
     produce(producer, topics.DECISIONS.name, decision.SerializeToString(), event_id=decision.decision_id)
     granted, _ = _wait_payout_grant(stack, app_id)
     tranche_id = f"{app_id}/tranche-0"
-    payment = payout_pb2.PaymentConfirmed(payment_id=f"P-{app_id}", tranche_id=tranche_id, credit_code=FIRM,
-                                          amount_fen=granted, paid_on="2025-03-01")
+    payment = payout_pb2.PaymentConfirmed(
+        payment_id=f"P-{app_id}", tranche_id=tranche_id, credit_code=FIRM, amount_fen=granted, paid_on="2025-03-01"
+    )
     produce(producer, topics.PAYMENTS.name, newer(payment).SerializeToString())
     deadline = time.monotonic() + 60
     while True:
@@ -539,16 +623,28 @@ def test_payout_events_and_payments_from_a_newer_producer_are_processed_normally
         assert time.monotonic() < deadline, f"the newer producer's payment was not applied: {status}"
         time.sleep(0.3)
     # a payout event with unknown fields (here: one finance's tooling re-published) is told normally
-    event = payout_pb2.PayoutEvent(event_id=f"cancelled:{app_id}/tranche-9", tranche_cancelled=payout_pb2.TrancheCancelled(
-        tranche_id=f"{app_id}/tranche-9", credit_code=FIRM, amount_fen=1, reason="fuzz", cancelled_on="2025-03-02"))
+    event = payout_pb2.PayoutEvent(
+        event_id=f"cancelled:{app_id}/tranche-9",
+        tranche_cancelled=payout_pb2.TrancheCancelled(
+            tranche_id=f"{app_id}/tranche-9", credit_code=FIRM, amount_fen=1, reason="fuzz", cancelled_on="2025-03-02"
+        ),
+    )
     event.tranche_cancelled.MergeFromString(unknown_fields(700))
     event.MergeFromString(unknown_fields(1000))
     produce(producer, topics.PAYOUTS.name, event.SerializeToString(), event_id=event.event_id)
     _mails_for(stack, event.event_id)
 
 
-@pytest.mark.parametrize("case", ["decision_without_id", "decision_without_outcome", "application_without_claim",
-                                  "payment_without_amount", "payout_event_without_oneof"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "decision_without_id",
+        "decision_without_outcome",
+        "application_without_claim",
+        "payment_without_amount",
+        "payout_event_without_oneof",
+    ],
+)
 def test_a_message_from_an_older_producer_missing_required_fields_is_dead_lettered(stack, producer, case):
     app_id = f"FZ-O-{uuid.uuid4().hex[:8]}"
     if case.startswith("decision"):
@@ -561,8 +657,9 @@ def test_a_message_from_an_older_producer_missing_required_fields_is_dead_letter
         topic, value = topics.APPLICATIONS.name, a.SerializeToString()
     elif case == "payment_without_amount":
         topic = topics.PAYMENTS.name
-        value = payout_pb2.PaymentConfirmed(payment_id=f"P-{app_id}", tranche_id=f"{app_id}/tranche-0",
-                                            credit_code=FIRM, paid_on="2025-03-01").SerializeToString()
+        value = payout_pb2.PaymentConfirmed(
+            payment_id=f"P-{app_id}", tranche_id=f"{app_id}/tranche-0", credit_code=FIRM, paid_on="2025-03-01"
+        ).SerializeToString()
     else:
         topic, value = topics.PAYOUTS.name, payout_pb2.PayoutEvent(event_id=f"grant:{app_id}").SerializeToString()
     _garbage_round(stack, producer, topic, [value])

@@ -14,14 +14,14 @@ import pytest
 
 from subsidy.platform.db import Database
 from subsidy.services.payout import handlers
-from subsidy.services.payout.model import Payment, Rejected
 from subsidy.services.payout.adapters.store import SqlStore
+from subsidy.services.payout.model import Payment, Rejected
 
 from .test_payout_support import database_url, new_firm, new_id, rent_decision
 
 pytestmark = pytest.mark.integration
 
-AT = dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc)
+AT = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
 TRACE = "ab" * 16
 
 
@@ -48,11 +48,10 @@ def put(db: Database, k: str, v: int = 1) -> None:
 def test_an_inner_transaction_that_fails_inside_a_batch_rolls_back_only_its_own_writes(db):
     with db.batch():
         put(db, "a")
-        with pytest.raises(ValueError):
-            with db.transaction() as tx:
-                tx.execute("INSERT INTO t (k, v) VALUES (?, ?)", ("b", 1))
-                tx.execute("UPDATE t SET v = 99 WHERE k = ?", ("a",))
-                raise ValueError("rejected: nothing of this one is written")
+        with pytest.raises(ValueError), db.transaction() as tx:
+            tx.execute("INSERT INTO t (k, v) VALUES (?, ?)", ("b", 1))
+            tx.execute("UPDATE t SET v = 99 WHERE k = ?", ("a",))
+            raise ValueError("rejected: nothing of this one is written")
         with pytest.raises(Exception) as caught:
             put(db, "a")  # a database error inside (unique violation): PostgreSQL's transaction survives it
         assert db.is_unique_violation(caught.value)
@@ -62,11 +61,10 @@ def test_an_inner_transaction_that_fails_inside_a_batch_rolls_back_only_its_own_
 
 def test_a_batch_that_fails_writes_nothing_not_even_its_successful_inner_transactions(db):
     put(db, "before")
-    with pytest.raises(RuntimeError):
-        with db.batch():
-            put(db, "a")
-            put(db, "b")
-            raise RuntimeError("the batch fails after its inner transactions succeeded")
+    with pytest.raises(RuntimeError), db.batch():
+        put(db, "a")
+        put(db, "b")
+        raise RuntimeError("the batch fails after its inner transactions succeeded")
     assert rows(db) == {"before": 1}
 
 
@@ -90,14 +88,13 @@ def test_transactions_of_other_threads_during_a_batch_are_their_own(db):
         put(db, "other")
         other_done.set()
 
-    with pytest.raises(RuntimeError):
-        with db.batch():
-            put(db, "a")
-            thread = threading.Thread(target=other)
-            thread.start()
-            if db.dialect == "postgresql":
-                assert other_done.wait(10), "not blocked by the batch"
-            raise RuntimeError("the batch fails")
+    with pytest.raises(RuntimeError), db.batch():
+        put(db, "a")
+        thread = threading.Thread(target=other)
+        thread.start()
+        if db.dialect == "postgresql":
+            assert other_done.wait(10), "not blocked by the batch"
+        raise RuntimeError("the batch fails")
     thread.join(10)
     assert rows(db) == {"other": 1}, "the other thread's transaction committed on its own"
 
@@ -115,11 +112,10 @@ def store(db):
 def test_decisions_applied_in_a_failed_batch_leave_no_grant_no_inbox_row_no_outbox_row(store):
     firm = new_firm()
     decisions = [rent_decision(new_id("B"), firm, 100_000_000) for _ in range(3)]
-    with pytest.raises(ConnectionError):
-        with store.batch():
-            for d in decisions:
-                assert handlers.apply_decision(store, d, TRACE, AT).result == "applied"
-            raise ConnectionError("COMMIT failed")
+    with pytest.raises(ConnectionError), store.batch():
+        for d in decisions:
+            assert handlers.apply_decision(store, d, TRACE, AT).result == "applied"
+        raise ConnectionError("COMMIT failed")
     assert handlers.ledger(store, firm).grants == () and store.pending_count() == 0
     # Redone: applied once each, the cap counted once.
     with store.batch():
@@ -134,10 +130,20 @@ def test_a_rejected_payment_inside_a_batch_writes_nothing_and_the_rest_of_the_ba
     decision = rent_decision(new_id("B"), firm, 100_000_000, shares=(100,))
     handlers.apply_decision(store, decision, TRACE, AT)
     [tranche] = handlers.ledger(store, firm).grants[0].tranches
-    wrong = Payment(payment_id=new_id("PAY"), tranche_id=tranche.tranche_id, credit_code=firm,
-                    amount_fen=tranche.amount_fen + 1, paid_on="2025-03-01")
-    right = Payment(payment_id=new_id("PAY"), tranche_id=tranche.tranche_id, credit_code=firm,
-                    amount_fen=tranche.amount_fen, paid_on="2025-03-01")
+    wrong = Payment(
+        payment_id=new_id("PAY"),
+        tranche_id=tranche.tranche_id,
+        credit_code=firm,
+        amount_fen=tranche.amount_fen + 1,
+        paid_on="2025-03-01",
+    )
+    right = Payment(
+        payment_id=new_id("PAY"),
+        tranche_id=tranche.tranche_id,
+        credit_code=firm,
+        amount_fen=tranche.amount_fen,
+        paid_on="2025-03-01",
+    )
     other = rent_decision(new_id("B"), firm, 50_000_000)
     pending = store.pending_count()
     with store.batch():

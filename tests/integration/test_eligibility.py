@@ -18,12 +18,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from subsidy.core import eligibility as rules
 from subsidy.contracts import cloudevents, codec, topics
-from subsidy.platform import topics as platform_topics
-from subsidy_dev import free_port, project_root, tail
+from subsidy.core import eligibility as rules
 from subsidy.core.policy import load_policy
+from subsidy.platform import topics as platform_topics
 from subsidy.v1 import decision_pb2, events_pb2
+from subsidy_dev import free_port, project_root, tail
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,9 @@ def demo_applications(tag: str):
     """The 33 demo applications, with ids unique to this test run (the demo
     repeats one id on purpose, for the ledger's duplicate check)."""
     apps = []
-    lines = [line for line in (ROOT / "demo" / "applications.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [
+        line for line in (ROOT / "demo" / "applications.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
     for i, line in enumerate(lines):
         obj = json.loads(line)
         obj["application_id"] = f"{obj['application_id']}-{tag}-{i}"
@@ -61,10 +63,15 @@ class Eligibility:
         }
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Eligibility":
+    def start(self) -> Eligibility:
         self.log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "subsidy.services.eligibility"], cwd=ROOT, env=self.env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "subsidy.services.eligibility"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         return self
 
     def wait_serving(self, timeout: float = 45.0) -> None:
@@ -74,7 +81,10 @@ class Eligibility:
             while time.monotonic() < deadline:
                 assert self.proc.poll() is None, f"eligibility exited {self.proc.returncode}:\n{tail(self.log_path)}"
                 try:
-                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                    if (
+                        stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                        == health_pb2.HealthCheckResponse.SERVING
+                    ):
                         return
                 except grpc.RpcError:
                     pass
@@ -103,7 +113,7 @@ class Eligibility:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"eligibility did not stop within {timeout}s:\n{tail(self.log_path)}")
+            raise AssertionError(f"eligibility did not stop within {timeout}s:\n{tail(self.log_path)}") from None
         finally:
             self.log.close()
         return code, time.monotonic() - started
@@ -135,8 +145,11 @@ class Topics:
         platform_topics.ensure_all(bootstrap)
         self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
         self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-        tps = [TopicPartition(name, p) for name in (topics.DECISIONS.name, topics.APPLICATIONS_DLQ.name)
-               for p in self.consumer.partitions_for_topic(name)]
+        tps = [
+            TopicPartition(name, p)
+            for name in (topics.DECISIONS.name, topics.APPLICATIONS_DLQ.name)
+            for p in self.consumer.partitions_for_topic(name)
+        ]
         self.consumer.assign(tps)
         self.consumer.seek_to_end()
         for tp in tps:
@@ -146,10 +159,15 @@ class Topics:
         self.dead_letters: list[tuple] = []
 
     def send_application(self, app, trace_id: str) -> None:
-        headers = cloudevents.headers(app.application_id, cloudevents.TYPE_APPLICATION_SUBMITTED,
-                                      "/songjiang/subsidy/intake", trace_id)
-        self.producer.send(topics.APPLICATIONS.name, key=app.firm.credit_code.encode(),
-                           value=codec.application_to_proto(app).SerializeToString(), headers=headers)
+        headers = cloudevents.headers(
+            app.application_id, cloudevents.TYPE_APPLICATION_SUBMITTED, "/songjiang/subsidy/intake", trace_id
+        )
+        self.producer.send(
+            topics.APPLICATIONS.name,
+            key=app.firm.credit_code.encode(),
+            value=codec.application_to_proto(app).SerializeToString(),
+            headers=headers,
+        )
 
     def send_raw(self, key: bytes, value: bytes | None) -> None:
         self.producer.send(topics.APPLICATIONS.name, key=key, value=value)
@@ -164,8 +182,10 @@ class Topics:
                 return
             self._poll()
         missing = sorted(application_ids - set(self.decisions))
-        raise AssertionError(f"no decision for {missing[:5]} ({len(missing)} missing), "
-                             f"dead letters {[d[0] for d in self.dead_letters]} within {timeout}s")
+        raise AssertionError(
+            f"no decision for {missing[:5]} ({len(missing)} missing), "
+            f"dead letters {[d[0] for d in self.dead_letters]} within {timeout}s"
+        )
 
     def _poll(self) -> None:
         for records in self.consumer.poll(timeout_ms=500).values():
@@ -230,7 +250,8 @@ def test_demo_applications_are_decided_as_the_rules_decide_and_garbage_goes_to_t
     assert garbage.consumer == "eligibility"
     # The shared encoding (subsidy/platform/dead_letters.py): the id names the consumer and the record's place.
     assert garbage_headers["ce_id"] == (
-        f"eligibility:{topics.APPLICATIONS.name}/{garbage.source_partition}/{garbage.source_offset}".encode())
+        f"eligibility:{topics.APPLICATIONS.name}/{garbage.source_partition}/{garbage.source_offset}".encode()
+    )
     assert garbage_headers["ce_type"] == cloudevents.TYPE_DEAD_LETTER.encode()
     assert letters[empty_key][0].error.startswith("empty value")
 
@@ -312,11 +333,19 @@ def test_a_malformed_policy_is_refused_at_start_naming_the_file_and_field(tmp_pa
     policy_dir = tmp_path / "policy"
     shutil.copytree(ROOT / "policy", policy_dir)
     index = policy_dir / "policy.yaml"
-    index.write_text(index.read_text(encoding="utf-8").replace("effective_from: 2022-01-01", "effective_from: 2022-02-30"),
-                     encoding="utf-8")
+    index.write_text(
+        index.read_text(encoding="utf-8").replace("effective_from: 2022-01-01", "effective_from: 2022-02-30"),
+        encoding="utf-8",
+    )
     env = {**os.environ, "SUBSIDY_POLICY_DIR": str(policy_dir), "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
-    result = subprocess.run([sys.executable, "-m", "subsidy.services.eligibility"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "subsidy.services.eligibility"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 3
     assert f"{index}: effective_from: must be a date" in result.stderr
 
@@ -361,7 +390,9 @@ def _max_message_bytes(bootstrap: str, value: str | None) -> None:
         admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs={key: change})], incremental=True)
         deadline = time.monotonic() + 30
         while True:
-            described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)], config_filter="modified")
+            described = admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, name)], config_filter="modified"
+            )
             current = next(iter(described.values()))[name].get(key)
             if (current is None) if value is None else (current is not None and current["value"] == value):
                 return
@@ -403,24 +434,33 @@ def test_a_decision_the_broker_refuses_is_never_committed_past_and_is_decided_af
     try:
         first_offset: dict[int, int] = {}
         for app in refused:
-            headers = cloudevents.headers(app.application_id, cloudevents.TYPE_APPLICATION_SUBMITTED,
-                                          "/songjiang/subsidy/intake", cloudevents.new_trace_id())
-            meta = kafka.producer.send(topics.APPLICATIONS.name, key=app.firm.credit_code.encode(),
-                                       value=codec.application_to_proto(app).SerializeToString(),
-                                       headers=headers).get(30)
+            headers = cloudevents.headers(
+                app.application_id,
+                cloudevents.TYPE_APPLICATION_SUBMITTED,
+                "/songjiang/subsidy/intake",
+                cloudevents.new_trace_id(),
+            )
+            meta = kafka.producer.send(
+                topics.APPLICATIONS.name,
+                key=app.firm.credit_code.encode(),
+                value=codec.application_to_proto(app).SerializeToString(),
+                headers=headers,
+            ).get(30)
             first_offset.setdefault(meta.partition, meta.offset)
         try:
             code = service.proc.wait(60)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"eligibility did not stop after the broker refused a decision:\n"
-                                 f"{tail(service.log_path)}") from None
+            raise AssertionError(
+                f"eligibility did not stop after the broker refused a decision:\n{tail(service.log_path)}"
+            ) from None
         assert code != 0
         log_text = service.log_path.read_text(encoding="utf-8", errors="replace")
         assert "producing to subsidy.decisions.v1 failed; stopping" in log_text
         committed = _committed(kafka_bootstrap, "subsidy-eligibility")
         for partition, offset in first_offset.items():
             assert committed[partition] is not None and committed[partition] <= offset, (
-                f"partition {partition}: committed {committed[partition]} past the refused record at {offset}")
+                f"partition {partition}: committed {committed[partition]} past the refused record at {offset}"
+            )
         assert not {a.application_id for a in refused} & set(kafka.decisions)
     finally:
         _max_message_bytes(kafka_bootstrap, None)

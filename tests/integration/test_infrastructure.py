@@ -44,8 +44,9 @@ def consume(consumer: KafkaConsumer, count: int, timeout: float = 30.0) -> list:
 def test_kafka_python_idempotent_roundtrip(kafka_bootstrap: str) -> None:
     topic = unique("kp")
     ensure_topics(kafka_bootstrap, [TopicSpec(topic, partitions=3)])
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True,
-                             acks="all", client_id="it-producer")
+    producer = KafkaProducer(
+        bootstrap_servers=kafka_bootstrap, enable_idempotence=True, acks="all", client_id="it-producer"
+    )
     try:
         meta = producer.send(topic, key=FIRM, value=b"\x08\x01payload", headers=HEADERS).get(timeout=30)
         producer.flush(30)
@@ -54,9 +55,14 @@ def test_kafka_python_idempotent_roundtrip(kafka_bootstrap: str) -> None:
     assert meta.topic == topic and meta.offset == 0
 
     group = unique("group")
-    consumer = KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, group_id=group,
-                             auto_offset_reset="earliest", enable_auto_commit=False,
-                             isolation_level="read_committed")
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=kafka_bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
     try:
         records = consume(consumer, 1)
         assert len(records) == 1, "the produced record was not consumed"
@@ -78,16 +84,19 @@ def test_aiokafka_roundtrip(kafka_bootstrap: str) -> None:
     ensure_topics(kafka_bootstrap, [TopicSpec(topic, 3)])
 
     async def roundtrip() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True,
-                                    acks="all")
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True, acks="all")
         await producer.start()
         try:
             meta = await producer.send_and_wait(topic, key=FIRM, value=b"hello", headers=HEADERS)
         finally:
             await producer.stop()
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_bootstrap,
-                                    group_id=unique("aiogroup"), auto_offset_reset="earliest",
-                                    enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=kafka_bootstrap,
+            group_id=unique("aiogroup"),
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
         await consumer.start()
         try:
             msg = await asyncio.wait_for(consumer.getone(), timeout=30)
@@ -108,8 +117,7 @@ def test_ensure_topics_is_idempotent(kafka_bootstrap: str) -> None:
 
     assert ensure_topics(kafka_bootstrap, [spec]) == {compacted: "created"}
     later = unique("later")
-    assert ensure_topics(kafka_bootstrap, [spec, TopicSpec(later, 1)]) == {
-        compacted: "exists", later: "created"}
+    assert ensure_topics(kafka_bootstrap, [spec, TopicSpec(later, 1)]) == {compacted: "exists", later: "created"}
 
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     try:
@@ -143,8 +151,9 @@ def test_broker_restart_keeps_committed_data(managed_kafka_broker: KafkaBroker) 
     finally:
         producer.close(10)
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                             auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     try:
         consumer.assign([tp])
         first = consume(consumer, 4)
@@ -156,15 +165,15 @@ def test_broker_restart_keeps_committed_data(managed_kafka_broker: KafkaBroker) 
     assert broker.restart() == bootstrap, "the broker must come back on the same address"
 
     # Every acknowledged record survived, and the group resumes where it committed.
-    reader = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                           enable_auto_commit=False)
+    reader = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
     try:
         reader.assign([tp])
         assert [r.value for r in consume(reader, 10)] == [f"m{i}".encode() for i in range(10)]
     finally:
         reader.close()
-    resumed = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                            auto_offset_reset="earliest", enable_auto_commit=False)
+    resumed = KafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     try:
         resumed.assign([tp])
         assert resumed.committed(tp) == 4
@@ -182,11 +191,10 @@ def test_postgres_rollback_leaves_nothing(postgres_url: str) -> None:
     table = f"it_rollback_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(f"CREATE TABLE {table} (id text PRIMARY KEY, amount numeric NOT NULL)")
-        with pytest.raises(RuntimeError, match="abort"):
-            with conn.transaction():
-                conn.execute(f"INSERT INTO {table} VALUES ('g-1', 100000)")
-                assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (1,)
-                raise RuntimeError("abort the transaction")
+        with pytest.raises(RuntimeError, match="abort"), conn.transaction():
+            conn.execute(f"INSERT INTO {table} VALUES ('g-1', 100000)")
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (1,)
+            raise RuntimeError("abort the transaction")
         assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
     with psycopg.connect(postgres_url) as other:  # and no other session sees anything
         assert other.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)

@@ -12,9 +12,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from kafka import KafkaProducer
 
 from subsidy.contracts import cloudevents, topics
-from subsidy.v1 import application_pb2, decision_pb2, events_pb2, intake_pb2
-from subsidy.services.intake import metrics
 from subsidy.platform.grpc import status as rich_status
+from subsidy.services.intake import metrics
+from subsidy.v1 import application_pb2, decision_pb2, events_pb2, intake_pb2
 
 from .test_intake_support import (
     FIRM,
@@ -58,8 +58,10 @@ def test_health_reports_serving_for_the_server_and_the_service(intake):
     stub = health_pb2_grpc.HealthStub(intake.channel)
     for service in ("", "subsidy.v1.IntakeService"):
         answer = wait_for(
-            lambda: stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
-            == health_pb2.HealthCheckResponse.SERVING,
+            lambda: (
+                stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status  # noqa: B023 - called at once
+                == health_pb2.HealthCheckResponse.SERVING
+            ),
             timeout=10,
         )
         assert answer
@@ -75,8 +77,11 @@ def test_reflection_lists_the_intake_service(intake):
 def test_a_submitted_application_is_on_kafka_with_its_key_headers_and_trace_id(intake, kafka_bootstrap):
     app_id = new_id()
     trace = "4bf92f3577b34da6a3ce929d0e0e4736"
-    response = submit(intake, rent_application(app_id, name="申请人自报"),
-                      metadata=(("traceparent", f"00-{trace}-00f067aa0ba902b7-01"),))
+    response = submit(
+        intake,
+        rent_application(app_id, name="申请人自报"),
+        metadata=(("traceparent", f"00-{trace}-00f067aa0ba902b7-01"),),
+    )
     assert not response.duplicate
     assert response.receipt.application_id == app_id and response.receipt.trace_id == trace
 
@@ -116,9 +121,7 @@ def test_invalid_input_is_invalid_argument_with_a_field_violation_and_nothing_is
     assert events_with_id(kafka_bootstrap, topics.APPLICATIONS.name, app_id, timeout=2) == []
 
 
-def test_the_same_payload_again_answers_the_original_receipt_without_a_second_kafka_message(
-    intake, kafka_bootstrap
-):
+def test_the_same_payload_again_answers_the_original_receipt_without_a_second_kafka_message(intake, kafka_bootstrap):
     app_id = new_id()
     first = submit(intake, rent_application(app_id))
     again = submit(intake, rent_application(app_id))
@@ -156,12 +159,17 @@ def test_a_cloud_claim_gets_its_directory_listing_from_the_service_years_directo
             submitted_on="2024-04-22",
             firm=application_pb2.Firm(credit_code=FIRM),
             cloud_adoption=application_pb2.CloudAdoptionClaim(
-                provider_credit_code=provider, provider_listed_in_directory=(provider != PROVIDER),
-                service_year=2023, spend_fen=2400000,
+                provider_credit_code=provider,
+                provider_listed_in_directory=(provider != PROVIDER),
+                service_year=2023,
+                spend_fen=2400000,
             ),
         )
         submit(intake, application)
-    get = lambda i: intake.stub.GetApplication(intake_pb2.GetApplicationRequest(application_id=i), timeout=5)
+
+    def get(i):
+        return intake.stub.GetApplication(intake_pb2.GetApplicationRequest(application_id=i), timeout=5)
+
     assert get(listed).application.application.cloud_adoption.provider_listed_in_directory is True
     assert get(unlisted).application.application.cloud_adoption.provider_listed_in_directory is False
 
@@ -197,8 +205,14 @@ def test_the_projection_applies_a_decision_ignores_a_replay_and_dead_letters_gar
     app_id = new_id()
     submit(intake, rent_application(app_id))
     decision = decision_pb2.Decision(
-        decision_id=f"{app_id}@test-1", application_id=app_id, credit_code=FIRM, clause="1.rent",
-        outcome="ELIGIBLE", max_award_fen=200000000, policy_version="test-1", decision_year=2025,
+        decision_id=f"{app_id}@test-1",
+        application_id=app_id,
+        credit_code=FIRM,
+        clause="1.rent",
+        outcome="ELIGIBLE",
+        max_award_fen=200000000,
+        policy_version="test-1",
+        decision_year=2025,
         submitted_on="2025-02-20",
     )
     headers = cloudevents.headers(decision.decision_id, cloudevents.TYPE_DECISION_MADE, "/test", "ab" * 16)
@@ -206,7 +220,9 @@ def test_the_projection_applies_a_decision_ignores_a_replay_and_dead_letters_gar
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
     dead_before = metrics.DEAD_LETTERS.labels(topics.DECISIONS.name, "intake-projection")._value.get()
     try:
-        producer.send(topics.DECISIONS.name, key=FIRM.encode(), value=decision.SerializeToString(), headers=headers).get(30)
+        producer.send(
+            topics.DECISIONS.name, key=FIRM.encode(), value=decision.SerializeToString(), headers=headers
+        ).get(30)
 
         def decided():
             s = intake.stub.GetApplication(intake_pb2.GetApplicationRequest(application_id=app_id), timeout=5)
@@ -218,10 +234,15 @@ def test_the_projection_applies_a_decision_ignores_a_replay_and_dead_letters_gar
             before = tx.one("SELECT updated_at FROM intake_applications WHERE application_id = ?", (app_id,))
 
         # A replay, then an undecodable message, then a marker to know both were consumed.
-        producer.send(topics.DECISIONS.name, key=FIRM.encode(), value=decision.SerializeToString(), headers=headers).get(30)
+        producer.send(
+            topics.DECISIONS.name, key=FIRM.encode(), value=decision.SerializeToString(), headers=headers
+        ).get(30)
         producer.send(topics.DECISIONS.name, key=garbage_key, value=b"\xff\xffnot a decision").get(30)
-        wait_for(lambda: metrics.DEAD_LETTERS.labels(topics.DECISIONS.name, "intake-projection")._value.get()
-                 > dead_before, timeout=30, interval=0.2)
+        wait_for(
+            lambda: metrics.DEAD_LETTERS.labels(topics.DECISIONS.name, "intake-projection")._value.get() > dead_before,
+            timeout=30,
+            interval=0.2,
+        )
     finally:
         producer.close()
     with intake.app.db.transaction() as tx:
@@ -229,14 +250,20 @@ def test_the_projection_applies_a_decision_ignores_a_replay_and_dead_letters_gar
     assert after == before  # the replay changed nothing
 
     from kafka import KafkaConsumer, TopicPartition
+
     consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
     try:
         tp = TopicPartition(topics.DECISIONS_DLQ.name, 0)
         consumer.assign([tp])
         consumer.seek_to_beginning(tp)
         letters = []
-        wait_for(lambda: letters.extend(r for b in consumer.poll(timeout_ms=200).values() for r in b)
-                 or any(r.key == garbage_key for r in letters), timeout=20)
+        wait_for(
+            lambda: (
+                letters.extend(r for b in consumer.poll(timeout_ms=200).values() for r in b)
+                or any(r.key == garbage_key for r in letters)
+            ),
+            timeout=20,
+        )
     finally:
         consumer.close()
     [record] = [r for r in letters if r.key == garbage_key]
@@ -250,8 +277,9 @@ def test_when_the_registry_platform_is_down_submit_is_unavailable_and_nothing_is
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     db = f"sqlite:///{tmp_path / 'intake.db'}"
-    config = settings(kafka_bootstrap, db, registry_url=f"http://127.0.0.1:{port}", registry_timeout_s=0.3,
-                      registry_attempts=2)
+    config = settings(
+        kafka_bootstrap, db, registry_url=f"http://127.0.0.1:{port}", registry_timeout_s=0.3, registry_attempts=2
+    )
     with RunningIntake(config) as svc:
         app_id = new_id()
         with pytest.raises(grpc.RpcError) as caught:
@@ -268,23 +296,50 @@ def test_payout_events_show_the_grant_and_its_tranches_in_get_application_once_e
     submit(intake, rent_application(app_id))
     tranche_id = f"{app_id}/tranche-0"
     events = [
-        payout_pb2.PayoutEvent(event_id=f"grant:{app_id}", grant_recorded=payout_pb2.GrantRecorded(
-            application_id=app_id, decision_id=f"{app_id}@t", credit_code=FIRM, clause="1.rent",
-            max_award_fen=200000000, granted_fen=150000000, decision_year=2025, tranche_count=1,
-        )),
-        payout_pb2.PayoutEvent(event_id=f"scheduled:{tranche_id}", tranche_scheduled=payout_pb2.TrancheScheduled(
-            tranche_id=tranche_id, application_id=app_id, credit_code=FIRM, clause="1.rent", number=0,
-            amount_fen=150000000, due_on="2025-02-20", budget_year=2025,
-        )),
-        payout_pb2.PayoutEvent(event_id=f"paid:{tranche_id}", tranche_paid=payout_pb2.TranchePaid(
-            tranche_id=tranche_id, credit_code=FIRM, amount_fen=150000000, paid_on="2025-03-01", payment_id="PAY-1",
-        )),
+        payout_pb2.PayoutEvent(
+            event_id=f"grant:{app_id}",
+            grant_recorded=payout_pb2.GrantRecorded(
+                application_id=app_id,
+                decision_id=f"{app_id}@t",
+                credit_code=FIRM,
+                clause="1.rent",
+                max_award_fen=200000000,
+                granted_fen=150000000,
+                decision_year=2025,
+                tranche_count=1,
+            ),
+        ),
+        payout_pb2.PayoutEvent(
+            event_id=f"scheduled:{tranche_id}",
+            tranche_scheduled=payout_pb2.TrancheScheduled(
+                tranche_id=tranche_id,
+                application_id=app_id,
+                credit_code=FIRM,
+                clause="1.rent",
+                number=0,
+                amount_fen=150000000,
+                due_on="2025-02-20",
+                budget_year=2025,
+            ),
+        ),
+        payout_pb2.PayoutEvent(
+            event_id=f"paid:{tranche_id}",
+            tranche_paid=payout_pb2.TranchePaid(
+                tranche_id=tranche_id,
+                credit_code=FIRM,
+                amount_fen=150000000,
+                paid_on="2025-03-01",
+                payment_id="PAY-1",
+            ),
+        ),
     ]
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
     try:
         for event in events + events[:1]:  # the grant event replayed at the end
             headers = cloudevents.headers(event.event_id, "test.payout", "/test", "cd" * 16)
-            producer.send(topics.PAYOUTS.name, key=FIRM.encode(), value=event.SerializeToString(), headers=headers).get(30)
+            producer.send(topics.PAYOUTS.name, key=FIRM.encode(), value=event.SerializeToString(), headers=headers).get(
+                30
+            )
     finally:
         producer.close()
 
@@ -295,8 +350,15 @@ def test_payout_events_show_the_grant_and_its_tranches_in_get_application_once_e
     status = wait_for(paid, timeout=30, interval=0.2)
     assert status.state == intake_pb2.APPLICATION_STATE_RECEIVED, "RECORDED waits for the decision itself"
     decision = decision_pb2.Decision(
-        decision_id=f"{app_id}@t", application_id=app_id, credit_code=FIRM, clause="1.rent", outcome="ELIGIBLE",
-        max_award_fen=200000000, policy_version="t", decision_year=2025, submitted_on="2025-02-20",
+        decision_id=f"{app_id}@t",
+        application_id=app_id,
+        credit_code=FIRM,
+        clause="1.rent",
+        outcome="ELIGIBLE",
+        max_award_fen=200000000,
+        policy_version="t",
+        decision_year=2025,
+        submitted_on="2025-02-20",
     )
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
     try:
@@ -307,12 +369,18 @@ def test_payout_events_show_the_grant_and_its_tranches_in_get_application_once_e
         lambda: (lambda s: s if s.state == intake_pb2.APPLICATION_STATE_RECORDED else None)(
             intake.stub.GetApplication(intake_pb2.GetApplicationRequest(application_id=app_id), timeout=5).application
         ),
-        timeout=30, interval=0.2,
+        timeout=30,
+        interval=0.2,
     )
     assert status.decision == decision
     assert status.grant.granted_fen == 150000000 and len(status.grant.tranches) == 1
     tranche = status.grant.tranches[0]
-    assert (tranche.tranche_id, tranche.amount_fen, tranche.budget_year, tranche.payment_id) == (tranche_id, 150000000, 2025, "PAY-1")
+    assert (tranche.tranche_id, tranche.amount_fen, tranche.budget_year, tranche.payment_id) == (
+        tranche_id,
+        150000000,
+        2025,
+        "PAY-1",
+    )
     wait_for(lambda: metrics.PAYOUT_EVENTS_APPLIED.labels("replayed")._value.get() >= 1, timeout=20, interval=0.2)
     again = intake.stub.GetApplication(intake_pb2.GetApplicationRequest(application_id=app_id), timeout=5).application
     assert again.grant == status.grant, "the replayed grant event changed nothing"

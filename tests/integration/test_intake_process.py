@@ -13,8 +13,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from subsidy_dev import free_port
 from subsidy.v1 import intake_pb2, intake_pb2_grpc
+from subsidy_dev import free_port
 
 from .test_intake_support import ROOT, migrate, new_id, rent_application, wait_for
 
@@ -35,23 +35,27 @@ def test_the_service_runs_as_a_module_and_exits_cleanly_on_sigterm(kafka_bootstr
     log = tmp_path / "intake.log"
     migrate("intake", env["SUBSIDY_INTAKE_DATABASE_URL"])  # the services only check the schema: migrate first
     with open(log, "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "subsidy.services.intake"], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "subsidy.services.intake"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err
+        )
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         health = health_pb2_grpc.HealthStub(channel)
 
         def serving():
             try:
-                return health.Check(health_pb2.HealthCheckRequest(service="subsidy.v1.IntakeService"),
-                                    timeout=1).status == health_pb2.HealthCheckResponse.SERVING
+                return (
+                    health.Check(health_pb2.HealthCheckRequest(service="subsidy.v1.IntakeService"), timeout=1).status
+                    == health_pb2.HealthCheckResponse.SERVING
+                )
             except grpc.RpcError:
                 return False
 
         wait_for(serving, timeout=60, interval=0.2)
         app_id = new_id()
         answer = intake_pb2_grpc.IntakeServiceStub(channel).SubmitApplication(
-            intake_pb2.SubmitApplicationRequest(application=rent_application(app_id)), timeout=10)
+            intake_pb2.SubmitApplicationRequest(application=rent_application(app_id)), timeout=10
+        )
         assert answer.receipt.application_id == app_id
         channel.close()
 

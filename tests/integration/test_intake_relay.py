@@ -9,12 +9,12 @@ import pytest
 
 from subsidy.contracts import topics
 from subsidy.platform.db import Database
-from subsidy_dev.kafka import KafkaBroker
+from subsidy.platform.registry import FileRegistry
 from subsidy.services.intake import handlers
 from subsidy.services.intake.adapters.directory import FileDirectory
-from subsidy.platform.registry import FileRegistry
 from subsidy.services.intake.adapters.relay import OutboxRelay
 from subsidy.services.intake.adapters.store import SqlStore
+from subsidy_dev.kafka import KafkaBroker
 
 from .test_intake_support import ROOT, events_with_id, new_id, rent_application, wait_for
 

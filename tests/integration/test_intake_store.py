@@ -9,13 +9,13 @@ import threading
 import pytest
 
 from subsidy.platform.db import Database
-from subsidy.v1 import application_pb2
+from subsidy.platform.outbox import OutboxMessage
+from subsidy.platform.registry import FileRegistry
 from subsidy.services.intake import handlers
 from subsidy.services.intake.adapters.directory import FileDirectory
-from subsidy.platform.outbox import OutboxMessage
-from subsidy.services.intake.model import DuplicateKey, StoredApplication
-from subsidy.platform.registry import FileRegistry
 from subsidy.services.intake.adapters.store import SqlStore
+from subsidy.services.intake.model import DuplicateKey, StoredApplication
+from subsidy.v1 import application_pb2
 
 from .test_intake_support import ROOT, database_url, new_id, rent_application
 
@@ -46,7 +46,11 @@ def test_an_application_and_its_outbox_row_are_written_together_and_read_back(st
     assert store.get("A-1") == row("A-1")
     [pending] = store.pending()
     assert (pending.topic, pending.key, pending.value, pending.headers) == (
-        "subsidy.applications.v1", b"key", b"\x00value\xff", [("ce_id", b"A-1")])
+        "subsidy.applications.v1",
+        b"key",
+        b"\x00value\xff",
+        [("ce_id", b"A-1")],
+    )
 
 
 def test_a_second_add_of_the_same_id_is_a_duplicate_key_and_writes_nothing(store):
@@ -67,8 +71,14 @@ def test_the_outbox_is_published_in_order_and_marked_rows_are_not_pending(store)
 
 
 def test_listing_is_newest_first_with_keyset_paging(store):
-    for i, at in enumerate(["2025-03-01T08:00:00.000000Z", "2025-03-02T08:00:00.000000Z",
-                            "2025-03-02T08:00:00.000000Z", "2025-03-03T08:00:00.000000Z"]):
+    for i, at in enumerate(
+        [
+            "2025-03-01T08:00:00.000000Z",
+            "2025-03-02T08:00:00.000000Z",
+            "2025-03-02T08:00:00.000000Z",
+            "2025-03-03T08:00:00.000000Z",
+        ]
+    ):
         store.add(row(f"A-{i}", at), message(f"A-{i}"))
     store.add(row("OTHER", code="91310117H2LTFY5G3W"), message("OTHER"))
     first = store.list_by_firm("91310117MA1K7D2E8N", 2)
@@ -121,6 +131,6 @@ def test_a_decision_and_its_grant_arriving_at_the_same_moment_end_recorded_which
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         for app_id in ids:
             barrier = threading.Barrier(2)
-            results = list(pool.map(lambda which: apply(app_id, which, barrier), ["decision", "grant"]))
+            results = list(pool.map(lambda which, a=app_id, b=barrier: apply(a, which, b), ["decision", "grant"]))
             assert results == ["applied", "applied"]
     assert {app_id: store.get(app_id).state for app_id in ids} == {app_id: "RECORDED" for app_id in ids}

@@ -14,9 +14,9 @@ import psycopg
 from kafka import KafkaConsumer, TopicPartition
 
 from subsidy.contracts import cloudevents
-from subsidy.v1 import application_pb2, intake_pb2_grpc
 from subsidy.services.intake.bootstrap import IntakeApp
 from subsidy.services.intake.config import Settings
+from subsidy.v1 import application_pb2, intake_pb2_grpc
 
 from .running import RunningApp, migrate, wait_for  # noqa: F401 - the tests import wait_for from here
 
@@ -62,7 +62,7 @@ class RunningIntake(RunningApp):
         super().__init__(lambda: IntakeApp(settings))
         self.settings = settings
 
-    def __enter__(self) -> "RunningIntake":
+    def __enter__(self) -> RunningIntake:
         migrate("intake", self.settings.database_url)  # as the migration Job does before a rollout
         super().__enter__()
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.app.port}")
@@ -74,8 +74,9 @@ class RunningIntake(RunningApp):
         super().__exit__(*exc)
 
 
-def events_with_id(bootstrap: str, topic: str, event_id: str, expect: int = 1, timeout: float = 20.0,
-                   settle: float = 0.0) -> list:
+def events_with_id(
+    bootstrap: str, topic: str, event_id: str, expect: int = 1, timeout: float = 20.0, settle: float = 0.0
+) -> list:
     """Records of ``topic`` whose ce_id is ``event_id``: read from the
     beginning until ``expect`` arrived (then ``settle`` seconds more)."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)

@@ -26,10 +26,10 @@ import time
 import uuid
 from pathlib import Path
 
+import legacy_schema
 import psycopg
 import pytest
 
-import legacy_schema
 from subsidy.platform import migrations
 from subsidy.platform.db import Database
 from subsidy.services.intake.adapters.migrations import HISTORY as INTAKE
@@ -57,16 +57,24 @@ def database_url(kind: str, tmp_path: Path, postgres_url: str) -> str:
 
 
 def migrate(service: str, url: str, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "subsidy.cli", "migrate", "--service", service,
-                           "--database-url", url, *extra],
-                          cwd=ROOT, capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "subsidy.cli", "migrate", "--service", service, "--database-url", url, *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
-def start_migrate(service: str, url: str) -> tuple[subprocess.Popen, "queue.Queue[str | None]"]:
+def start_migrate(service: str, url: str) -> tuple[subprocess.Popen, queue.Queue[str | None]]:
     """``migrate`` in the background; its output lines arrive on the queue (None at the end)."""
-    process = subprocess.Popen([sys.executable, "-m", "subsidy.cli", "migrate", "--service", service,
-                                "--database-url", url], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "subsidy.cli", "migrate", "--service", service, "--database-url", url],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: queue.Queue[str | None] = queue.Queue()
 
     def read() -> None:
@@ -78,7 +86,7 @@ def start_migrate(service: str, url: str) -> tuple[subprocess.Popen, "queue.Queu
     return process, lines
 
 
-def next_line(lines: "queue.Queue[str | None]", timeout: float = 60.0) -> str | None:
+def next_line(lines: queue.Queue[str | None], timeout: float = 60.0) -> str | None:
     return lines.get(timeout=timeout)
 
 
@@ -101,8 +109,10 @@ def test_an_old_database_with_data_is_migrated_forward(kind, service, tmp_path, 
         result = migrate(service, url)
         assert result.returncode == 0, result.stderr
         lines = result.stdout.splitlines()
-        assert lines[1] == (f"{service}: adopted a database created before versioned migrations (its tables match "
-                            "the baseline): marked at 0001 without changing it")
+        assert lines[1] == (
+            f"{service}: adopted a database created before versioned migrations (its tables match "
+            "the baseline): marked at 0001 without changing it"
+        )
         assert lines[-1].startswith(f"{service}: schema at {history.head()}")
 
         with db.transaction() as tx:
@@ -112,14 +122,18 @@ def test_an_old_database_with_data_is_migrated_forward(kind, service, tmp_path, 
             with db.transaction() as tx:
                 columns = "event_id, " if service == "payout" else ""
                 values = "'after-migration', " if service == "payout" else ""
-                tx.execute(f"INSERT INTO {OUTBOX[service]} ({columns}topic, key, value, headers, created_at) "
-                           f"VALUES ({values}'t', ?, ?, '[]', 'now')", (b"k", b"v"))
+                tx.execute(
+                    f"INSERT INTO {OUTBOX[service]} ({columns}topic, key, value, headers, created_at) "
+                    f"VALUES ({values}'t', ?, ?, '[]', 'now')",
+                    (b"k", b"v"),
+                )
                 ids = [r[0] for r in tx.all(f"SELECT id FROM {OUTBOX[service]} ORDER BY id")]
             assert ids == [1, 2, 3]
 
         again = migrate(service, url)
         assert again.returncode == 0 and again.stdout.splitlines()[-1] == (
-            f"{service}: schema at {history.head()}, nothing to apply")
+            f"{service}: schema at {history.head()}, nothing to apply"
+        )
     finally:
         db.close()
 
@@ -133,16 +147,26 @@ def catalogue(postgres_url: str, schema: str) -> dict[str, list[tuple]]:
         columns = conn.execute(
             "SELECT table_name, ordinal_position, column_name, data_type, is_nullable, column_default, is_identity, "
             "identity_generation FROM information_schema.columns WHERE table_schema = %s "
-            "AND table_name NOT LIKE '%%schema_version' ORDER BY 1, 2", (schema,)).fetchall()
-        indexes = conn.execute("SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = %s "
-                               "AND tablename NOT LIKE '%%schema_version' ORDER BY 1, 2", (schema,)).fetchall()
+            "AND table_name NOT LIKE '%%schema_version' ORDER BY 1, 2",
+            (schema,),
+        ).fetchall()
+        indexes = conn.execute(
+            "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = %s "
+            "AND tablename NOT LIKE '%%schema_version' ORDER BY 1, 2",
+            (schema,),
+        ).fetchall()
         constraints = conn.execute(
             "SELECT t.relname, c.conname, c.contype, pg_get_constraintdef(c.oid) FROM pg_constraint c "
             "JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
-            "WHERE n.nspname = %s AND t.relname NOT LIKE '%%schema_version' ORDER BY 1, 2", (schema,)).fetchall()
+            "WHERE n.nspname = %s AND t.relname NOT LIKE '%%schema_version' ORDER BY 1, 2",
+            (schema,),
+        ).fetchall()
     strip = lambda row: tuple(v.replace(f"{schema}.", "") if isinstance(v, str) else v for v in row)  # noqa: E731
-    return {"columns": [strip(r) for r in columns], "indexes": [strip(r) for r in indexes],
-            "constraints": [strip(r) for r in constraints]}
+    return {
+        "columns": [strip(r) for r in columns],
+        "indexes": [strip(r) for r in indexes],
+        "constraints": [strip(r) for r in constraints],
+    }
 
 
 @pytest.mark.parametrize("service", sorted(HISTORIES))
@@ -170,8 +194,10 @@ def test_a_migrate_waits_while_another_holds_the_services_lock(postgres_url):
         process, lines = start_migrate("payout", url)
         try:
             assert next_line(lines).startswith("payout: migrating ")
-            assert next_line(lines) == ("payout: waiting for the migration lock: another `subsidy migrate --service "
-                                        f"payout` is running (PostgreSQL backend pid {holder_pid})")
+            assert next_line(lines) == (
+                "payout: waiting for the migration lock: another `subsidy migrate --service "
+                f"payout` is running (PostgreSQL backend pid {holder_pid})"
+            )
             time.sleep(1.5)
             assert process.poll() is None, "it went on without the lock"
             with psycopg.connect(url) as peek:
@@ -241,12 +267,25 @@ def test_a_service_process_refuses_to_start_on_a_database_from_before_migrations
         legacy_schema.create(tx, "payout")
         legacy_schema.fill(tx, "payout")
     db.close()
-    env = {**os.environ, "SUBSIDY_PAYOUT_DATABASE_URL": url, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
-           "SUBSIDY_PAYOUT_GRPC_ADDRESS": "127.0.0.1:0", "SUBSIDY_PAYOUT_METRICS_ADDRESS": ""}
-    result = subprocess.run([sys.executable, "-m", "subsidy.services.payout"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "SUBSIDY_PAYOUT_DATABASE_URL": url,
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+        "SUBSIDY_PAYOUT_GRPC_ADDRESS": "127.0.0.1:0",
+        "SUBSIDY_PAYOUT_METRICS_ADDRESS": "",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "subsidy.services.payout"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
-    assert ("payout cannot start: the database has no payout schema version (no table payout_schema_version), "
-            "payout needs schema version 0001") in result.stderr
+    assert (
+        "payout cannot start: the database has no payout schema version (no table payout_schema_version), "
+        "payout needs schema version 0001"
+    ) in result.stderr
     assert "Run `subsidy migrate --service payout`" in result.stderr
     assert migrate("payout", url).returncode == 0  # what the message says to do, and then it would start

@@ -12,15 +12,26 @@ import time
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from unit.notify.notify_fakes import cancelled, decision, due, grant, paid, scheduled
 
 from subsidy.contracts import topics
-from subsidy.v1 import events_pb2
 from subsidy.services.notify import metrics, model
+from subsidy.v1 import events_pb2
 
 from .test_notify_support import (
-    FIRM, SECRET, HttpSink, Producer, RunningNotify, SmtpSink, database_url, group_at_end, new_id, registry_file, settings, wait_for,
+    FIRM,
+    SECRET,
+    HttpSink,
+    Producer,
+    RunningNotify,
+    SmtpSink,
+    database_url,
+    group_at_end,
+    new_id,
+    registry_file,
+    settings,
+    wait_for,
 )
-from unit.notify.notify_fakes import cancelled, decision, due, grant, paid, scheduled
 
 pytestmark = pytest.mark.integration
 
@@ -28,8 +39,15 @@ CHANNELS = ("email", "webhook", "sms")
 
 
 def events_for(app: str) -> list:
-    return [decision(app=app), grant(app=app), scheduled(app=app, number=0), due(app=app, number=0),
-            paid(app=app, number=0), scheduled(app=app, number=1), cancelled(app=app, number=1)]
+    return [
+        decision(app=app),
+        grant(app=app),
+        scheduled(app=app, number=0),
+        due(app=app, number=0),
+        paid(app=app, number=0),
+        scheduled(app=app, number=1),
+        cancelled(app=app, number=1),
+    ]
 
 
 def event_id(message) -> str:
@@ -42,22 +60,30 @@ def produce(producer: Producer, messages) -> None:
 
 
 def received(smtp: SmtpSink, hook: HttpSink, sms: HttpSink, eid: str) -> tuple[int, int, int]:
-    return (len(smtp.with_header("X-Subsidy-Event-Id", eid)),
-            len(hook.with_key(model.notification_id(eid, "webhook"))),
-            len(sms.with_key(model.notification_id(eid, "sms"))))
+    return (
+        len(smtp.with_header("X-Subsidy-Event-Id", eid)),
+        len(hook.with_key(model.notification_id(eid, "webhook"))),
+        len(sms.with_key(model.notification_id(eid, "sms"))),
+    )
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_every_event_notifies_each_channel_once_and_a_replay_sends_nothing_more(
-        kind, kafka_bootstrap, tmp_path, request):
+    kind, kafka_bootstrap, tmp_path, request
+):
     url = database_url(kind, tmp_path, request.getfixturevalue("postgres_url") if kind == "postgresql" else None)
     app = new_id("SJ")
     messages = events_for(app)
     ids = [event_id(m) for m in messages]
     skipped_before = replayed_metric()
     with SmtpSink() as smtp, HttpSink() as hook, HttpSink() as sms:
-        config = settings(kafka_bootstrap, url, smtp_url=smtp.url, sms_gateway_url=sms.url("/sms"),
-                          registry_file=str(registry_file(tmp_path, hook.url(f"/hooks/{FIRM}"))))
+        config = settings(
+            kafka_bootstrap,
+            url,
+            smtp_url=smtp.url,
+            sms_gateway_url=sms.url("/sms"),
+            registry_file=str(registry_file(tmp_path, hook.url(f"/hooks/{FIRM}"))),
+        )
         # A second group, positioned before the events: it replays them later.
         replay_group = group_at_end(kafka_bootstrap, f"{config.consumer_group}-replay")
         producer = Producer(kafka_bootstrap)
@@ -80,9 +106,17 @@ def test_every_event_notifies_each_channel_once_and_a_replay_sends_nothing_more(
 
             # Replay: another consumer group over the same log reads every event again.
             sentinel = decision(app=new_id("SJ"))
-            with RunningNotify(settings(kafka_bootstrap, url, at_end=False, consumer_group=replay_group,
-                                        smtp_url=smtp.url, sms_gateway_url=sms.url("/sms"),
-                                        registry_file=config.registry_file)):
+            with RunningNotify(
+                settings(
+                    kafka_bootstrap,
+                    url,
+                    at_end=False,
+                    consumer_group=replay_group,
+                    smtp_url=smtp.url,
+                    sms_gateway_url=sms.url("/sms"),
+                    registry_file=config.registry_file,
+                )
+            ):
                 produce(producer, [sentinel])
                 wait_for(lambda: received(smtp, hook, sms, event_id(sentinel)) == (1, 1, 1), timeout=40)
                 # Every replayed event's three notifications were found in the log and skipped.
@@ -116,11 +150,16 @@ def dead_letters(bootstrap: str, value: bytes, timeout: float = 20.0) -> list:
 
 
 def test_a_webhook_that_always_fails_is_retried_then_dead_lettered_and_the_partition_moves_on(
-        kafka_bootstrap, tmp_path):
+    kafka_bootstrap, tmp_path
+):
     failing, later = decision(app=new_id("SJ")), decision(app=new_id("SJ"))
     with SmtpSink() as smtp, HttpSink(status=503) as hook:
-        config = settings(kafka_bootstrap, f"sqlite:///{tmp_path / 'notify.db'}", smtp_url=smtp.url,
-                          registry_file=str(registry_file(tmp_path, hook.url("/hook"), mail="li.si@example.cn")))
+        config = settings(
+            kafka_bootstrap,
+            f"sqlite:///{tmp_path / 'notify.db'}",
+            smtp_url=smtp.url,
+            registry_file=str(registry_file(tmp_path, hook.url("/hook"), mail="li.si@example.cn")),
+        )
         before = metrics.DEAD_LETTERS.labels(topics.DECISIONS.name, "notify")._value.get()
         failed_before = metrics.FAILED.labels("webhook")._value.get()
         producer = Producer(kafka_bootstrap)

@@ -15,8 +15,8 @@ import pytest
 from subsidy.platform.db import Database
 from subsidy.services.notify import model
 from subsidy.services.notify.adapters.channels import MailDirEmail, SmsGateway, SmtpEmail, Webhook
-from subsidy.services.notify.model import DeliveryError, Notification, PermanentDeliveryError
 from subsidy.services.notify.adapters.store import SqlNotificationLog
+from subsidy.services.notify.model import DeliveryError, Notification, PermanentDeliveryError
 
 from .test_notify_support import SECRET, HttpSink, SmtpSink, database_url
 
@@ -25,9 +25,14 @@ pytestmark = pytest.mark.integration
 
 def notification(channel="email", event_id="decision:SJ-1@v1"):
     return Notification(
-        id=model.notification_id(event_id, channel), event_id=event_id, kind=model.DECISION, channel=channel,
-        credit_code="91310117MA1K7D2E8N", subject="【松江区工业互联网专项资金】申请 SJ-1 评审结果：符合支持条件",
-        body="上海泗泾智造示范工厂有限公司：\n\n最高支持金额：2,962,962.96元\n", sms="评审结果：符合支持条件",
+        id=model.notification_id(event_id, channel),
+        event_id=event_id,
+        kind=model.DECISION,
+        channel=channel,
+        credit_code="91310117MA1K7D2E8N",
+        subject="【松江区工业互联网专项资金】申请 SJ-1 评审结果：符合支持条件",
+        body="上海泗泾智造示范工厂有限公司：\n\n最高支持金额：2,962,962.96元\n",
+        sms="评审结果：符合支持条件",
         data={"clause": "2", "max_award_fen": 296296296},
     )
 

@@ -15,13 +15,22 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from unit.notify.notify_fakes import decision
 
 from subsidy_dev import free_port
 
 from .test_notify_support import (
-    ROOT, SECRET, HttpSink, Producer, SmtpSink, group_at_end, migrate, new_id, registry_file, wait_for,
+    ROOT,
+    SECRET,
+    HttpSink,
+    Producer,
+    SmtpSink,
+    group_at_end,
+    migrate,
+    new_id,
+    registry_file,
+    wait_for,
 )
-from unit.notify.notify_fakes import decision
 
 pytestmark = pytest.mark.integration
 
@@ -42,15 +51,21 @@ def test_the_service_runs_as_a_module_logs_no_contacts_and_exits_cleanly_on_sigt
             "SUBSIDY_NOTIFY_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
             "SUBSIDY_NOTIFY_HEALTH_INTERVAL_SECONDS": "0.2",
             "SUBSIDY_NOTIFY_GRACE_SECONDS": "2",
-            "SUBSIDY_REGISTRY_FILE": str(registry_file(tmp_path, webhook_url, phone="+86-21-5555-0777",
-                                                       mail="zhao.liu@example.cn")),
+            "SUBSIDY_REGISTRY_FILE": str(
+                registry_file(tmp_path, webhook_url, phone="+86-21-5555-0777", mail="zhao.liu@example.cn")
+            ),
         }
         env.pop("SUBSIDY_REGISTRY_URL", None)
         log = tmp_path / "notify.log"
         migrate("notify", env["SUBSIDY_NOTIFY_DATABASE_URL"])  # the services only check the schema: migrate first
         with open(log, "wb") as err:
-            proc = subprocess.Popen([sys.executable, "-m", "subsidy.services.notify"], cwd=ROOT, env=env,
-                                    stdout=subprocess.DEVNULL, stderr=err)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "subsidy.services.notify"],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
         producer = Producer(kafka_bootstrap)
         try:
             channel = grpc.insecure_channel(f"127.0.0.1:{port}")
@@ -58,22 +73,24 @@ def test_the_service_runs_as_a_module_logs_no_contacts_and_exits_cleanly_on_sigt
 
             def serving():
                 try:
-                    return health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1).status \
+                    return (
+                        health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1).status
                         == health_pb2.HealthCheckResponse.SERVING
+                    )
                 except grpc.RpcError:
                     return False
 
             wait_for(serving, timeout=60, interval=0.2)
             answers = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
-                iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+            )
             assert "grpc.health.v1.Health" in {s.name for a in answers for s in a.list_services_response.service}
             channel.close()
 
             message = decision(app=new_id("SJ"))
             producer.decision(message)
             eid = f"decision:{message.decision_id}"
-            wait_for(lambda: smtp.with_header("X-Subsidy-Event-Id", eid) and sms.requests and hook.requests,
-                     timeout=40)
+            wait_for(lambda: smtp.with_header("X-Subsidy-Event-Id", eid) and sms.requests and hook.requests, timeout=40)
 
             started = time.monotonic()
             proc.send_signal(signal.SIGTERM)

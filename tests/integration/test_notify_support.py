@@ -20,11 +20,11 @@ from kafka import KafkaProducer
 
 from subsidy.contracts import cloudevents, topics
 from subsidy.platform import topics as platform_topics
-from subsidy_dev import free_port
 from subsidy.services.notify.bootstrap import NotifyApp
 from subsidy.services.notify.config import Settings
+from subsidy_dev import free_port
 
-from .running import RunningApp, migrate, wait_for  # noqa: F401 - the tests import wait_for from here
+from .running import RunningApp, migrate, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRM = "91310117MA1K7D2E8N"  # 上海泗泾智造示范工厂有限公司, in demo/registry.json
@@ -67,7 +67,7 @@ class SmtpSink:
     def with_header(self, name: str, value: str) -> list:
         return [m for m in self.messages() if m.get(name) == value]
 
-    def __enter__(self) -> "SmtpSink":
+    def __enter__(self) -> SmtpSink:
         self.controller.start()
         return self
 
@@ -104,7 +104,7 @@ class HttpSink:
     def with_key(self, key: str) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["headers"].get("Idempotency-Key") == key]
 
-    def __enter__(self) -> "HttpSink":
+    def __enter__(self) -> HttpSink:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
         return self
@@ -116,8 +116,9 @@ class HttpSink:
         self._thread.join(5)
 
 
-def registry_file(tmp_path: Path, webhook_url: str, phone: str = "+86-21-5555-0199",
-                  mail: str = "caiwu.li@example.cn") -> Path:
+def registry_file(
+    tmp_path: Path, webhook_url: str, phone: str = "+86-21-5555-0199", mail: str = "caiwu.li@example.cn"
+) -> Path:
     """demo/registry.json with FIRM's contacts pointing at the test servers."""
     doc = json.loads((ROOT / "demo" / "registry.json").read_text(encoding="utf-8"))
     for firm in doc["firms"]:
@@ -155,7 +156,7 @@ class RunningNotify(RunningApp):
         super().__init__(lambda: NotifyApp(settings))
         self.settings = settings
 
-    def __enter__(self) -> "RunningNotify":
+    def __enter__(self) -> RunningNotify:
         migrate("notify", self.settings.database_url)  # as the migration Job does before a rollout
         super().__enter__()
         wait_for(lambda: self.app.consumer.running, timeout=30)
@@ -168,8 +169,13 @@ class Producer:
         self.trace_id = cloudevents.new_trace_id()
 
     def decision(self, message: Any) -> None:
-        self._send(topics.DECISIONS.name, message.credit_code, message.decision_id, cloudevents.TYPE_DECISION_MADE,
-                   message.SerializeToString())
+        self._send(
+            topics.DECISIONS.name,
+            message.credit_code,
+            message.decision_id,
+            cloudevents.TYPE_DECISION_MADE,
+            message.SerializeToString(),
+        )
 
     def payout(self, message: Any) -> None:
         inner = getattr(message, message.WhichOneof("event"))
@@ -194,8 +200,11 @@ def group_at_end(bootstrap: str, group: str) -> str:
     platform_topics.ensure_all(bootstrap)
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     try:
-        parts = [TopicPartition(t, p) for t in (topics.DECISIONS.name, topics.PAYOUTS.name)
-                 for p in (consumer.partitions_for_topic(t) or ())]
+        parts = [
+            TopicPartition(t, p)
+            for t in (topics.DECISIONS.name, topics.PAYOUTS.name)
+            for p in (consumer.partitions_for_topic(t) or ())
+        ]
         ends = consumer.end_offsets(parts)
         consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in ends.items()})
     finally:

@@ -13,8 +13,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from subsidy.contracts import topics
-from subsidy.v1 import payout_pb2
 from subsidy.services.payout.model import FixedClock
+from subsidy.v1 import payout_pb2
 
 from .test_payout_support import (
     RENT_CAP,
@@ -55,11 +55,17 @@ def producer(kafka_bootstrap):
 
 
 def ledger_of(svc, firm, grants=1):
-    return wait_for(lambda: (lambda r: r if len(r.grants) >= grants else None)(
-        svc.stub.GetLedger(S.GetLedgerRequest(credit_code=firm), timeout=5)), timeout=30)
+    return wait_for(
+        lambda: (lambda r: r if len(r.grants) >= grants else None)(
+            svc.stub.GetLedger(S.GetLedgerRequest(credit_code=firm), timeout=5)
+        ),
+        timeout=30,
+    )
 
 
-def test_a_decision_becomes_a_grant_and_scheduled_tranches_on_kafka_and_in_the_ledger(payout, producer, kafka_bootstrap):
+def test_a_decision_becomes_a_grant_and_scheduled_tranches_on_kafka_and_in_the_ledger(
+    payout, producer, kafka_bootstrap
+):
     firm, app = new_firm(), new_id()
     trace = producer.decision(rent_decision(app, firm, 100_000_001))
     ids = [f"grant:{app}"] + [f"scheduled:{app}/tranche-{k}" for k in range(3)]
@@ -67,10 +73,18 @@ def test_a_decision_becomes_a_grant_and_scheduled_tranches_on_kafka_and_in_the_l
     assert [e[0] for e in events] == ids  # one partition per firm: in order
     grant = events[0][2].grant_recorded
     assert (grant.application_id, grant.granted_fen, grant.max_award_fen, grant.tranche_count, grant.decision_year) == (
-        app, 100_000_001, 100_000_001, 3, 2025)
+        app,
+        100_000_001,
+        100_000_001,
+        3,
+        2025,
+    )
     scheduled = [e[2].tranche_scheduled for e in events[1:]]
     assert [(t.number, t.amount_fen, t.due_on, t.budget_year) for t in scheduled] == [
-        (0, 40_000_000, "2025-02-20", 2025), (1, 30_000_000, "2026-02-20", 2026), (2, 30_000_001, "2027-02-20", 2027)]
+        (0, 40_000_000, "2025-02-20", 2025),
+        (1, 30_000_000, "2026-02-20", 2026),
+        (2, 30_000_001, "2027-02-20", 2027),
+    ]
     assert all(t.credit_code == firm and t.decision_id == f"{app}@it+payout" for t in scheduled)
     for event_id, headers, _ in events:
         assert headers["ce_id"] == event_id
@@ -84,10 +98,16 @@ def test_a_decision_becomes_a_grant_and_scheduled_tranches_on_kafka_and_in_the_l
     [g] = ledger.grants
     assert (g.application_id, g.granted_fen, g.outcome) == (app, 100_000_001, "ELIGIBLE")
     assert [(t.tranche_id, t.status) for t in g.tranches] == [
-        (f"{app}/tranche-{k}", S.TRANCHE_STATUS_SCHEDULED) for k in range(3)]
+        (f"{app}/tranche-{k}", S.TRANCHE_STATUS_SCHEDULED) for k in range(3)
+    ]
     [scope] = ledger.scopes
     assert (scope.scope, scope.limit, scope.used_fen, scope.cap_fen, scope.remaining_fen) == (
-        "1.rent", "cumulative_cap", 100_000_001, RENT_CAP, RENT_CAP - 100_000_001)
+        "1.rent",
+        "cumulative_cap",
+        100_000_001,
+        RENT_CAP,
+        RENT_CAP - 100_000_001,
+    )
 
 
 def test_the_same_decision_replayed_changes_nothing_and_publishes_nothing(payout, producer, kafka_bootstrap):
@@ -99,8 +119,12 @@ def test_the_same_decision_replayed_changes_nothing_and_publishes_nothing(payout
     marker = new_id()  # a later decision of the same firm: once it is out, the replay was consumed
     producer.decision(rent_decision(marker, firm, 1000, shares=(100,)))
     events = payout_events(kafka_bootstrap, firm, [f"grant:{marker}"], settle=1.0)
-    assert [e[0] for e in events] == [f"grant:{app}", f"scheduled:{app}/tranche-0",
-                                      f"grant:{marker}", f"scheduled:{marker}/tranche-0"]
+    assert [e[0] for e in events] == [
+        f"grant:{app}",
+        f"scheduled:{app}/tranche-0",
+        f"grant:{marker}",
+        f"scheduled:{marker}/tranche-0",
+    ]
     assert [g.application_id for g in ledger_of(payout, firm, 2).grants] == sorted([app, marker])
     assert ledger_of(payout, firm, 2).scopes[0].used_fen == 2000
 
@@ -119,7 +143,8 @@ def test_the_cap_holds_across_applications_and_the_excess_is_not_granted(payout,
 
 
 def test_an_ineligible_decision_records_a_grant_of_0_and_an_undecodable_one_goes_to_the_dead_letter_topic(
-        payout, producer, kafka_bootstrap):
+    payout, producer, kafka_bootstrap
+):
     firm, app = new_firm(), new_id()
     producer.decision(rent_decision(app, firm, outcome="NEEDS_REVIEW"))
     [(event_id, _, event)] = payout_events(kafka_bootstrap, firm, [f"grant:{app}"], settle=0.5)
@@ -132,7 +157,8 @@ def test_an_ineligible_decision_records_a_grant_of_0_and_an_undecodable_one_goes
 
 
 def test_a_payment_pays_its_tranche_a_repeat_is_ignored_and_mismatches_go_to_the_dead_letter_topic(
-        payout, producer, kafka_bootstrap):
+    payout, producer, kafka_bootstrap
+):
     firm, app = new_firm(), new_id()
     producer.decision(rent_decision(app, firm, 1000, shares=(50, 50)))
     payout_events(kafka_bootstrap, firm, [f"scheduled:{app}/tranche-1"])
@@ -148,7 +174,10 @@ def test_a_payment_pays_its_tranche_a_repeat_is_ignored_and_mismatches_go_to_the
     [paid] = [e[2].tranche_paid for e in events if e[0].startswith("paid:")]
     assert (paid.payment_id, paid.amount_fen, paid.paid_on) == (pay, 500, "2025-03-01")
     tranches = {t.tranche_id: t for t in ledger_of(payout, firm).grants[0].tranches}
-    assert (tranches[f"{app}/tranche-0"].status, tranches[f"{app}/tranche-0"].payment_id) == (S.TRANCHE_STATUS_PAID, pay)
+    assert (tranches[f"{app}/tranche-0"].status, tranches[f"{app}/tranche-0"].payment_id) == (
+        S.TRANCHE_STATUS_PAID,
+        pay,
+    )
     assert tranches[f"{app}/tranche-1"].status == S.TRANCHE_STATUS_SCHEDULED
 
 
@@ -162,9 +191,12 @@ def test_tranches_become_due_when_the_injected_clock_reaches_their_day(payout, p
         events = payout_events(kafka_bootstrap, firm, [f"due:{app}/tranche-0"], settle=1.0)
         due = [e[2].tranche_due for e in events if e[0].startswith("due:")]
         assert [(d.tranche_id, d.amount_fen, d.due_on, d.budget_year) for d in due] == [
-            (f"{app}/tranche-0", 500, "2025-04-15", 2025)]
-        listed = payout.stub.ListTranches(S.ListTranchesRequest(
-            due_from="2025-04-15", due_to="2025-04-15", statuses=[S.TRANCHE_STATUS_DUE]), timeout=5)
+            (f"{app}/tranche-0", 500, "2025-04-15", 2025)
+        ]
+        listed = payout.stub.ListTranches(
+            S.ListTranchesRequest(due_from="2025-04-15", due_to="2025-04-15", statuses=[S.TRANCHE_STATUS_DUE]),
+            timeout=5,
+        )
         assert f"{app}/tranche-0" in [t.tranche_id for t in listed.tranches]
         assert all(t.status == S.TRANCHE_STATUS_DUE for t in listed.tranches)
     finally:
@@ -175,7 +207,9 @@ def test_cancelling_a_tranche_publishes_it_and_a_paid_or_unknown_tranche_is_refu
     firm, app = new_firm(), new_id()
     producer.decision(rent_decision(app, firm, 1000, shares=(50, 50)))
     payout_events(kafka_bootstrap, firm, [f"scheduled:{app}/tranche-1"])
-    answer = payout.stub.CancelTranche(S.CancelTrancheRequest(tranche_id=f"{app}/tranche-1", reason="迁出松江区"), timeout=5)
+    answer = payout.stub.CancelTranche(
+        S.CancelTrancheRequest(tranche_id=f"{app}/tranche-1", reason="迁出松江区"), timeout=5
+    )
     assert answer.tranche.status == S.TRANCHE_STATUS_CANCELLED
     producer.payment(new_id("PAY"), f"{app}/tranche-0", firm, 500)
     events = payout_events(kafka_bootstrap, firm, [f"cancelled:{app}/tranche-1", f"paid:{app}/tranche-0"])
@@ -198,15 +232,19 @@ def test_listing_pages_through_tranches_and_bad_requests_are_invalid_arguments(p
     payout_events(kafka_bootstrap, firm, [f"scheduled:{app}/tranche-4"])
     seen, token = [], ""
     while True:
-        page = payout.stub.ListTranches(S.ListTranchesRequest(due_from="2031-07-07", due_to="2035-07-07",
-                                                              page_size=2, page_token=token), timeout=5)
+        page = payout.stub.ListTranches(
+            S.ListTranchesRequest(due_from="2031-07-07", due_to="2035-07-07", page_size=2, page_token=token), timeout=5
+        )
         seen += [t.tranche_id for t in page.tranches if t.credit_code == firm]
         token = page.next_page_token
         if not token:
             break
     assert seen == [f"{app}/tranche-{k}" for k in range(5)]
-    for bad in (S.ListTranchesRequest(due_from="2031-02-30"), S.ListTranchesRequest(page_size=-1),
-                S.ListTranchesRequest(page_token="nonsense")):
+    for bad in (
+        S.ListTranchesRequest(due_from="2031-02-30"),
+        S.ListTranchesRequest(page_size=-1),
+        S.ListTranchesRequest(page_token="nonsense"),
+    ):
         with pytest.raises(grpc.RpcError) as refused:
             payout.stub.ListTranches(bad, timeout=5)
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -217,15 +255,24 @@ def test_listing_pages_through_tranches_and_bad_requests_are_invalid_arguments(p
 
 def test_health_is_serving_and_the_csv_export_lists_the_budget_year(payout, producer, kafka_bootstrap):
     health = health_pb2_grpc.HealthStub(payout.channel)
-    assert health.Check(health_pb2.HealthCheckRequest(service="subsidy.v1.PayoutService"),
-                        timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+    assert (
+        health.Check(health_pb2.HealthCheckRequest(service="subsidy.v1.PayoutService"), timeout=5).status
+        == health_pb2.HealthCheckResponse.SERVING
+    )
     firm, app = new_firm(), new_id()
     producer.decision(rent_decision(app, firm, 100_000_001, submitted_on="2040-03-03", shares=(40, 60)))
     ledger_of(payout, firm)
-    out = subprocess.run([sys.executable, "-m", "subsidy.cli", "export-tranches", "--year", "2041",
-                          "--database-url", payout.url], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "subsidy.cli", "export-tranches", "--year", "2041", "--database-url", payout.url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0] == ("tranche_id,application_id,credit_code,clause,number,amount_fen,amount_yuan,due_on,"
-                        "budget_year,status,paid_on,payment_id")
+    assert lines[0] == (
+        "tranche_id,application_id,credit_code,clause,number,amount_fen,amount_yuan,due_on,"
+        "budget_year,status,paid_on,payment_id"
+    )
     assert f"{app}/tranche-1,{app},{firm},1.rent,1,60000001,600000.01,2041-03-03,2041,SCHEDULED,," in lines

@@ -51,16 +51,22 @@ class Replica:
         self.log = log_dir / f"{name}.log"
         with open(self.log, "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "subsidy.services.payout"], cwd=ROOT,
+                [sys.executable, "-m", "subsidy.services.payout"],
+                cwd=ROOT,
                 env={**env, "SUBSIDY_PAYOUT_GRPC_ADDRESS": f"127.0.0.1:{self.port}"},
-                stdout=subprocess.DEVNULL, stderr=err)
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
 
     def serving(self) -> bool:
         with grpc.insecure_channel(f"127.0.0.1:{self.port}") as channel:
             try:
-                return health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(service="subsidy.v1.PayoutService"), timeout=1
-                ).status == health_pb2.HealthCheckResponse.SERVING
+                return (
+                    health_pb2_grpc.HealthStub(channel)
+                    .Check(health_pb2.HealthCheckRequest(service="subsidy.v1.PayoutService"), timeout=1)
+                    .status
+                    == health_pb2.HealthCheckResponse.SERVING
+                )
             except grpc.RpcError:
                 return False
 
@@ -79,10 +85,14 @@ def db_state(url: str, firm: str) -> dict:
     with psycopg.connect(url) as conn:
         one = lambda sql: conn.execute(sql, (firm,)).fetchone()  # noqa: E731
         return dict(
-            grants=one("SELECT COUNT(*), COUNT(DISTINCT application_id), COALESCE(SUM(granted_fen), 0) "
-                       "FROM payout_grants WHERE credit_code = %s"),
-            tranches=one("SELECT COUNT(*), COUNT(DISTINCT tranche_id), COALESCE(SUM(amount_fen), 0) "
-                         "FROM payout_tranches WHERE credit_code = %s"),
+            grants=one(
+                "SELECT COUNT(*), COUNT(DISTINCT application_id), COALESCE(SUM(granted_fen), 0) "
+                "FROM payout_grants WHERE credit_code = %s"
+            ),
+            tranches=one(
+                "SELECT COUNT(*), COUNT(DISTINCT tranche_id), COALESCE(SUM(amount_fen), 0) "
+                "FROM payout_tranches WHERE credit_code = %s"
+            ),
             used=one("SELECT COALESCE(SUM(used_fen), 0) FROM payout_usage WHERE credit_code = %s")[0],
             inbox=one("SELECT COUNT(*) FROM payout_inbox WHERE credit_code = %s")[0],
             pending=conn.execute("SELECT COUNT(*) FROM payout_outbox WHERE published_at IS NULL").fetchone()[0],
@@ -90,7 +100,8 @@ def db_state(url: str, firm: str) -> dict:
 
 
 def test_replicas_in_one_group_never_grant_a_firm_more_than_its_cap_while_partitions_move(
-        kafka_bootstrap, postgres_url, tmp_path):
+    kafka_bootstrap, postgres_url, tmp_path
+):
     url = database_url("postgresql", tmp_path, postgres_url)
     migrate("payout", url)  # as the migration Job does before the replicas start
     env = {
@@ -107,8 +118,9 @@ def test_replicas_in_one_group_never_grant_a_firm_more_than_its_cap_while_partit
     firm = new_firm()
     apps = [new_id("R") for _ in range(40)]
     # Ceilings of 30万–89万 yuan: 40 of them sum to ~2,400万, far above the 500万 cap.
-    decisions = [rent_decision(app, firm, (30 + (i * 7) % 60) * 1_000_000, shares=(40, 30, 30))
-                 for i, app in enumerate(apps)]
+    decisions = [
+        rent_decision(app, firm, (30 + (i * 7) % 60) * 1_000_000, shares=(40, 30, 30)) for i, app in enumerate(apps)
+    ]
     assert sum(d.max_award_fen for d in decisions) > 4 * RENT_CAP
     replicas: list[Replica] = []
     producer = Producer(kafka_bootstrap)
@@ -116,6 +128,7 @@ def test_replicas_in_one_group_never_grant_a_firm_more_than_its_cap_while_partit
         a = Replica("replica-a", env, tmp_path)
         replicas.append(a)
         wait_for(a.serving, timeout=60, interval=0.2)
+
         def wave(part: range) -> None:
             # Sent back to back (no wait per message), so a backlog builds up
             # on several partitions and the replicas work through it at once.
@@ -127,7 +140,7 @@ def test_replicas_in_one_group_never_grant_a_firm_more_than_its_cap_while_partit
                     producer.decision(decisions[i // 2], key=b"replay-%d" % i if i % 8 == 0 else None, wait=False)
             producer.flush()
 
-        wave(range(0, 8))
+        wave(range(8))
         b = Replica("replica-b", env, tmp_path)  # joins mid-burst: partitions move from a to b
         replicas.append(b)
         wait_for(b.serving, timeout=60, interval=0.2)

@@ -7,11 +7,10 @@ application once."""
 from __future__ import annotations
 
 import concurrent.futures
+import datetime as dt
 import threading
 
 import pytest
-
-import datetime as dt
 
 from subsidy.platform.db import Database
 from subsidy.services.payout import handlers
@@ -21,7 +20,7 @@ from .test_payout_support import RENT_CAP, database_url, new_firm, new_id, rent_
 
 pytestmark = pytest.mark.integration
 
-AT = dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc)
+AT = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -45,7 +44,7 @@ def test_competing_claims_of_one_firm_applied_at_once_never_exceed_the_cap(store
         barrier.wait()
         store = stores[k % len(stores)]
         # Each worker applies its share and replays someone else's.
-        mine = decisions[k::16] + decisions[(k + 1) % 16::16]
+        mine = decisions[k::16] + decisions[(k + 1) % 16 :: 16]
         return [handlers.apply_decision(store, d, "ab" * 16, AT).result for d in mine]
 
     with concurrent.futures.ThreadPoolExecutor(16) as pool:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import grpc
 import psycopg
@@ -18,12 +19,12 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from subsidy.contracts import cloudevents, codec, topics
 from subsidy.core import credit_code
 from subsidy.core.domain import Decision, Entitlement, LimitKind, Reason
-from subsidy.v1 import events_pb2, payout_pb2, payout_pb2_grpc
 from subsidy.services.payout.bootstrap import PayoutApp
 from subsidy.services.payout.config import Settings
 from subsidy.services.payout.model import Clock
+from subsidy.v1 import events_pb2, payout_pb2, payout_pb2_grpc
 
-from .running import RunningApp, migrate, wait_for  # noqa: F401 - the tests import wait_for from here
+from .running import RunningApp, migrate, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 RENT_CAP = 500_000_000  # 500万元 in fen
@@ -71,7 +72,7 @@ class RunningPayout(RunningApp):
         self.settings = settings
         self.clock = clock
 
-    def __enter__(self) -> "RunningPayout":
+    def __enter__(self) -> RunningPayout:
         migrate("payout", self.settings.database_url)  # as the migration Job does before a rollout
         super().__enter__()
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.app.port}")
@@ -84,16 +85,29 @@ class RunningPayout(RunningApp):
         super().__exit__(*exc)
 
 
-def rent_decision(application_id: str, firm: str, amount_fen: int = 240_000_000, *, submitted_on: str = "2025-02-20",
-                  shares: Iterable[int] = (40, 30, 30), outcome: str = "ELIGIBLE",
-                  policy_version: str = "it+payout") -> Decision:
+def rent_decision(
+    application_id: str,
+    firm: str,
+    amount_fen: int = 240_000_000,
+    *,
+    submitted_on: str = "2025-02-20",
+    shares: Iterable[int] = (40, 30, 30),
+    outcome: str = "ELIGIBLE",
+    policy_version: str = "it+payout",
+) -> Decision:
     eligible = outcome == "ELIGIBLE"
     submitted = dt.date.fromisoformat(submitted_on)
     return Decision(
-        decision_id=f"{application_id}@{policy_version}", application_id=application_id, credit_code=firm,
-        clause="1.rent", outcome=outcome, max_award_fen=amount_fen if eligible else 0,
-        reasons=(Reason("AWARD_BASIS", "1", "依据第1条"),), policy_version=policy_version,
-        decision_year=submitted.year, submitted_on=submitted,
+        decision_id=f"{application_id}@{policy_version}",
+        application_id=application_id,
+        credit_code=firm,
+        clause="1.rent",
+        outcome=outcome,
+        max_award_fen=amount_fen if eligible else 0,
+        reasons=(Reason("AWARD_BASIS", "1", "依据第1条"),),
+        policy_version=policy_version,
+        decision_year=submitted.year,
+        submitted_on=submitted,
         entitlements=(Entitlement("1.rent", LimitKind.CUMULATIVE_CAP, amount_fen, RENT_CAP),) if eligible else (),
         tranche_shares_percent=tuple(shares) if eligible else (),
     )
@@ -103,13 +117,19 @@ class Producer:
     def __init__(self, bootstrap: str):
         self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
 
-    def decision(self, decision: Decision, trace_id: str | None = None, key: bytes | None = None,
-                 wait: bool = True) -> str:
+    def decision(
+        self, decision: Decision, trace_id: str | None = None, key: bytes | None = None, wait: bool = True
+    ) -> str:
         trace_id = trace_id or cloudevents.new_trace_id()
-        headers = cloudevents.headers(decision.decision_id, cloudevents.TYPE_DECISION_MADE,
-                                      "/songjiang/subsidy/eligibility", trace_id)
-        future = self.producer.send(topics.DECISIONS.name, key=key or decision.credit_code.encode(),
-                                    value=codec.decision_to_proto(decision).SerializeToString(), headers=headers)
+        headers = cloudevents.headers(
+            decision.decision_id, cloudevents.TYPE_DECISION_MADE, "/songjiang/subsidy/eligibility", trace_id
+        )
+        future = self.producer.send(
+            topics.DECISIONS.name,
+            key=key or decision.credit_code.encode(),
+            value=codec.decision_to_proto(decision).SerializeToString(),
+            headers=headers,
+        )
         if wait:
             future.get(30)
         return trace_id
@@ -120,19 +140,36 @@ class Producer:
     def raw(self, topic: str, key: bytes, value: bytes) -> None:
         self.producer.send(topic, key=key, value=value, headers=[]).get(30)
 
-    def payment(self, payment_id: str, tranche_id: str, firm: str, amount_fen: int, paid_on: str = "2025-03-01") -> None:
-        value = payout_pb2.PaymentConfirmed(payment_id=payment_id, tranche_id=tranche_id, credit_code=firm,
-                                            amount_fen=amount_fen, paid_on=paid_on).SerializeToString()
-        self.producer.send(topics.PAYMENTS.name, key=firm.encode(), value=value,
-                           headers=cloudevents.headers(payment_id, "cn.gov.songjiang.finance.payment.confirmed.v1",
-                                                       "/songjiang/finance", cloudevents.new_trace_id())).get(30)
+    def payment(
+        self, payment_id: str, tranche_id: str, firm: str, amount_fen: int, paid_on: str = "2025-03-01"
+    ) -> None:
+        value = payout_pb2.PaymentConfirmed(
+            payment_id=payment_id, tranche_id=tranche_id, credit_code=firm, amount_fen=amount_fen, paid_on=paid_on
+        ).SerializeToString()
+        self.producer.send(
+            topics.PAYMENTS.name,
+            key=firm.encode(),
+            value=value,
+            headers=cloudevents.headers(
+                payment_id,
+                "cn.gov.songjiang.finance.payment.confirmed.v1",
+                "/songjiang/finance",
+                cloudevents.new_trace_id(),
+            ),
+        ).get(30)
 
     def close(self) -> None:
         self.producer.close()
 
 
-def read_topic(bootstrap: str, topic: str, keep: Callable[[Any], bool], until: Callable[[list], bool],
-               timeout: float = 30.0, settle: float = 0.0) -> list:
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    keep: Callable[[Any], bool],
+    until: Callable[[list], bool],
+    timeout: float = 30.0,
+    settle: float = 0.0,
+) -> list:
     """Records of ``topic`` (from the beginning) that ``keep`` accepts, read
     until ``until(found)`` holds, then ``settle`` seconds more."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
@@ -155,15 +192,27 @@ def read_topic(bootstrap: str, topic: str, keep: Callable[[Any], bool], until: C
         consumer.close()
 
 
-def payout_events(bootstrap: str, firm: str, expect_ids: Iterable[str] = (), timeout: float = 30.0,
-                  settle: float = 0.0) -> list:
+def payout_events(
+    bootstrap: str, firm: str, expect_ids: Iterable[str] = (), timeout: float = 30.0, settle: float = 0.0
+) -> list:
     """(ce_id, headers, PayoutEvent) on subsidy.payouts.v1 for one firm."""
     expected = set(expect_ids)
-    records = read_topic(bootstrap, topics.PAYOUTS.name, lambda r: r.key == firm.encode(),
-                         lambda found: expected <= {cloudevents.as_dict(r.headers).get("ce_id") for r in found},
-                         timeout, settle)
-    return [(cloudevents.as_dict(r.headers)["ce_id"], cloudevents.as_dict(r.headers),
-             payout_pb2.PayoutEvent.FromString(r.value)) for r in records]
+    records = read_topic(
+        bootstrap,
+        topics.PAYOUTS.name,
+        lambda r: r.key == firm.encode(),
+        lambda found: expected <= {cloudevents.as_dict(r.headers).get("ce_id") for r in found},
+        timeout,
+        settle,
+    )
+    return [
+        (
+            cloudevents.as_dict(r.headers)["ce_id"],
+            cloudevents.as_dict(r.headers),
+            payout_pb2.PayoutEvent.FromString(r.value),
+        )
+        for r in records
+    ]
 
 
 def dead_letters(bootstrap: str, topic: str, key: bytes, expect: int = 1, timeout: float = 30.0) -> list:

@@ -18,15 +18,75 @@ pytestmark = pytest.mark.integration
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "subsidy-pipeline.json"
 
 FUNCTIONS = {
-    "abs", "absent", "absent_over_time", "avg", "avg_over_time", "bottomk", "ceil", "changes", "clamp", "clamp_max",
-    "clamp_min", "count", "count_over_time", "count_values", "day_of_month", "delta", "deriv", "exp", "floor",
-    "group", "histogram_quantile", "holt_winters", "idelta", "increase", "irate", "label_join", "label_replace",
-    "last_over_time", "ln", "log2", "log10", "max", "max_over_time", "min", "min_over_time", "predict_linear",
-    "quantile", "quantile_over_time", "rate", "resets", "round", "scalar", "sort", "sort_desc", "sqrt", "stddev",
-    "stdvar", "sum", "sum_over_time", "time", "timestamp", "topk", "vector",
+    "abs",
+    "absent",
+    "absent_over_time",
+    "avg",
+    "avg_over_time",
+    "bottomk",
+    "ceil",
+    "changes",
+    "clamp",
+    "clamp_max",
+    "clamp_min",
+    "count",
+    "count_over_time",
+    "count_values",
+    "day_of_month",
+    "delta",
+    "deriv",
+    "exp",
+    "floor",
+    "group",
+    "histogram_quantile",
+    "holt_winters",
+    "idelta",
+    "increase",
+    "irate",
+    "label_join",
+    "label_replace",
+    "last_over_time",
+    "ln",
+    "log2",
+    "log10",
+    "max",
+    "max_over_time",
+    "min",
+    "min_over_time",
+    "predict_linear",
+    "quantile",
+    "quantile_over_time",
+    "rate",
+    "resets",
+    "round",
+    "scalar",
+    "sort",
+    "sort_desc",
+    "sqrt",
+    "stddev",
+    "stdvar",
+    "sum",
+    "sum_over_time",
+    "time",
+    "timestamp",
+    "topk",
+    "vector",
 }
-KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset",
-            "inf", "nan"}
+KEYWORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+}
 
 
 def panels(dashboard: dict) -> list[dict]:
@@ -83,11 +143,17 @@ def exported(tmp_path_factory) -> dict[str, str]:
 
 
 def test_metric_names_are_extracted_as_promql_reads_them():
-    expr = ('histogram_quantile(0.95, sum by (le, store) (rate(subsidy_outbox_publish_delay_seconds_bucket'
-            '[$__rate_interval]))) / clamp_min(sum by (grpc_service) (rate(subsidy_grpc_server_handled_total'
-            '{grpc_code=~"UNKNOWN|INTERNAL"}[5m])), 1e-9) + time() - max(up offset 5m) + on (job) group_left foo')
-    assert metric_names(expr) == {"subsidy_outbox_publish_delay_seconds_bucket", "subsidy_grpc_server_handled_total",
-                                  "up", "foo"}
+    expr = (
+        "histogram_quantile(0.95, sum by (le, store) (rate(subsidy_outbox_publish_delay_seconds_bucket"
+        "[$__rate_interval]))) / clamp_min(sum by (grpc_service) (rate(subsidy_grpc_server_handled_total"
+        '{grpc_code=~"UNKNOWN|INTERNAL"}[5m])), 1e-9) + time() - max(up offset 5m) + on (job) group_left foo'
+    )
+    assert metric_names(expr) == {
+        "subsidy_outbox_publish_delay_seconds_bucket",
+        "subsidy_grpc_server_handled_total",
+        "up",
+        "foo",
+    }
 
 
 def test_the_dashboard_is_grafana_json_with_a_prometheus_datasource_variable(dashboard):
@@ -113,10 +179,19 @@ def test_every_metric_the_dashboard_queries_is_exported_by_a_service(dashboard, 
 def test_the_dashboard_covers_the_pipeline_end_to_end_and_the_money(dashboard, exported):
     queried = {family_of(name, exported) for expr in exprs(dashboard) for name in metric_names(expr)}
     for name in (
-        "subsidy_intake_submissions_total", "subsidy_decisions_total", "subsidy_payout_granted_fen_total",
-        "subsidy_payout_scheduled_fen_total", "subsidy_kafka_consumer_lag", "subsidy_dead_letters_total",
-        "subsidy_outbox_depth", "subsidy_outbox_oldest_pending_age_seconds", "subsidy_grpc_server_handled_total",
-        "subsidy_grpc_server_handling_seconds", "subsidy_payout_tranches", "subsidy_payout_tranches_overdue",
-        "subsidy_notifications_sent_total", "subsidy_notifications_failed_total",
+        "subsidy_intake_submissions_total",
+        "subsidy_decisions_total",
+        "subsidy_payout_granted_fen_total",
+        "subsidy_payout_scheduled_fen_total",
+        "subsidy_kafka_consumer_lag",
+        "subsidy_dead_letters_total",
+        "subsidy_outbox_depth",
+        "subsidy_outbox_oldest_pending_age_seconds",
+        "subsidy_grpc_server_handled_total",
+        "subsidy_grpc_server_handling_seconds",
+        "subsidy_payout_tranches",
+        "subsidy_payout_tranches_overdue",
+        "subsidy_notifications_sent_total",
+        "subsidy_notifications_failed_total",
     ):
         assert name in queried, f"no panel shows {name}"

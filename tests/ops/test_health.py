@@ -17,8 +17,8 @@ import time
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from subsidy_dev.postgres import PostgresServer
 from subsidy.platform.metrics import ConsumerProgress, stall_reason
+from subsidy_dev.postgres import PostgresServer
 
 STALL = 60.0
 
@@ -78,7 +78,6 @@ def test_progress_moving_again_clears_the_stall():
 # ---------------------------------------------------------------- intake and payout for real
 
 
-
 def wait_status(stub, want, timeout=45.0, service=""):
     deadline = time.monotonic() + timeout
     status = None
@@ -90,8 +89,10 @@ def wait_status(stub, want, timeout=45.0, service=""):
         if status == want:
             return status
         time.sleep(0.2)
-    raise AssertionError(f"health is {health_pb2.HealthCheckResponse.ServingStatus.Name(status or 0)}, "
-                         f"want {health_pb2.HealthCheckResponse.ServingStatus.Name(want)} after {timeout:.0f}s")
+    raise AssertionError(
+        f"health is {health_pb2.HealthCheckResponse.ServingStatus.Name(status or 0)}, "
+        f"want {health_pb2.HealthCheckResponse.ServingStatus.Name(want)} after {timeout:.0f}s"
+    )
 
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -114,20 +115,23 @@ def _running_intake(bootstrap, url):
     from integration.test_intake_support import RunningIntake, settings
 
     return RunningIntake(settings(bootstrap, url, stall_s=TEST_STALL_S, metrics_refresh_s=0.5)), (
-        lambda svc: svc.app.projection)
+        lambda svc: svc.app.projection
+    )
 
 
 def _running_payout(bootstrap, url):
     from integration.test_payout_support import RunningPayout, settings
 
     return RunningPayout(settings(bootstrap, url, stall_s=TEST_STALL_S, metrics_refresh_s=0.5)), (
-        lambda svc: svc.app.decisions)
+        lambda svc: svc.app.decisions
+    )
 
 
 @pytest.fixture(params=["intake", "payout"])
 def service(request, kafka_bootstrap, own_postgres):
     running, consumer_of = {"intake": _running_intake, "payout": _running_payout}[request.param](
-        kafka_bootstrap, own_postgres.url)
+        kafka_bootstrap, own_postgres.url
+    )
     with running as svc:
         svc.health = health_pb2_grpc.HealthStub(svc.channel)
         svc.consumer = consumer_of(svc)
@@ -167,9 +171,9 @@ def test_not_serving_while_postgresql_is_down_and_serving_again_when_it_is_back(
 def test_eligibility_is_not_ready_when_its_consumer_has_lag_and_does_not_advance():
     from prometheus_client import CollectorRegistry
 
+    from subsidy.core.policy import load_policy
     from subsidy.services.eligibility.bootstrap import create_app
     from subsidy.services.eligibility.config import Settings
-    from subsidy.core.policy import load_policy
 
     service = create_app(Settings(stall_seconds=10), policy=load_policy(), registry=CollectorRegistry())
     clock = [0.0]
@@ -190,12 +194,14 @@ def test_eligibility_is_not_ready_when_its_consumer_has_lag_and_does_not_advance
 def test_intake_keeps_accepting_while_its_consumers_stall_and_says_so_overall(kafka_bootstrap, tmp_path):
     """The readiness name follows the database only; the overall name follows Kafka too."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from integration.test_intake_support import RunningIntake, wait_for
+    from integration.test_intake_support import settings as intake_settings
+
     from subsidy.services.intake.adapters.grpc import SERVICE_NAME
 
-    from integration.test_intake_support import RunningIntake, settings as intake_settings, wait_for
-
-    with RunningIntake(intake_settings(kafka_bootstrap, f"sqlite:///{tmp_path / 'intake.db'}",
-                                       stall_s=1.0, health_interval_s=0.2)) as svc:
+    with RunningIntake(
+        intake_settings(kafka_bootstrap, f"sqlite:///{tmp_path / 'intake.db'}", stall_s=1.0, health_interval_s=0.2)
+    ) as svc:
         stub = health_pb2_grpc.HealthStub(svc.channel)
 
         def status(name):

@@ -111,7 +111,9 @@ def named(docs: list[dict], kind: str, name: str) -> dict:
 
 def generated(docs: list[dict], kind: str, name: str) -> dict:
     """A ConfigMap/Secret from a generator: its name carries a hash suffix."""
-    found = [d for d in of_kind(docs, kind) if re.fullmatch(rf"{re.escape(name)}-[a-z0-9]{{10}}", d["metadata"]["name"])]
+    found = [
+        d for d in of_kind(docs, kind) if re.fullmatch(rf"{re.escape(name)}-[a-z0-9]{{10}}", d["metadata"]["name"])
+    ]
     assert len(found) == 1, f"expected one generated {kind} {name}-<hash>, found {len(found)}"
     return found[0]
 
@@ -203,8 +205,15 @@ def test_render_is_deterministic(overlay):
 def test_core_resources_are_valid_strictly(overlay, version):
     docs = [d for d in rendered(f"overlays/{overlay}") if d["apiVersion"] in CORE_GROUPS]
     assert {d["kind"] for d in docs} >= {
-        "Namespace", "ConfigMap", "Deployment", "Job", "Service", "ServiceAccount",
-        "PodDisruptionBudget", "HorizontalPodAutoscaler", "NetworkPolicy",
+        "Namespace",
+        "ConfigMap",
+        "Deployment",
+        "Job",
+        "Service",
+        "ServiceAccount",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
     }
     errors = [e for d in docs for e in core_errors(d, version)]
     assert not errors, "\n".join(errors)
@@ -213,7 +222,14 @@ def test_core_resources_are_valid_strictly(overlay, version):
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_custom_resources_match_their_crd_schemas(overlay):
     docs = [d for d in rendered(f"overlays/{overlay}") if d["apiVersion"] not in CORE_GROUPS]
-    assert {d["kind"] for d in docs} == {"Kafka", "KafkaNodePool", "KafkaTopic", "Cluster", "ServiceMonitor", "PrometheusRule"}
+    assert {d["kind"] for d in docs} == {
+        "Kafka",
+        "KafkaNodePool",
+        "KafkaTopic",
+        "Cluster",
+        "ServiceMonitor",
+        "PrometheusRule",
+    }
     errors = [e for d in docs for e in crd_errors(d)]
     assert not errors, "\n".join(errors)
 
@@ -406,7 +422,9 @@ def test_service_accounts_services_pdbs(overlay):
         assert deployment(docs, service)["spec"]["template"]["spec"]["serviceAccountName"] == name
         svc = named(docs, "Service", name)
         assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {
-            "grpc": GRPC_PORT[service], "metrics": METRICS_PORT[service]}
+            "grpc": GRPC_PORT[service],
+            "metrics": METRICS_PORT[service],
+        }
         labels = deployment(docs, service)["spec"]["template"]["metadata"]["labels"]
         assert svc["spec"]["selector"].items() <= labels.items()
         pdb = named(docs, "PodDisruptionBudget", name)
@@ -478,14 +496,21 @@ def test_a_migration_job_per_service_with_a_database_runs_subsidy_migrate_before
         # ... after what it needs: its account, the database, the way to it.
         labels = job["spec"]["template"]["metadata"]["labels"]
         needs = [named(docs, "ServiceAccount", pod["serviceAccountName"]), named(docs, "Cluster", "subsidy-pg")]
-        allowing = [p for p in of_kind(docs, "NetworkPolicy") if p["metadata"]["name"] != "subsidy-default-deny"
-                    and selects(p["spec"]["podSelector"], labels)]
+        allowing = [
+            p
+            for p in of_kind(docs, "NetworkPolicy")
+            if p["metadata"]["name"] != "subsidy-default-deny" and selects(p["spec"]["podSelector"], labels)
+        ]
         assert allowing, "no NetworkPolicy lets the Job out"
         egress = {p["port"] for policy in allowing for rule in policy["spec"].get("egress", []) for p in rule["ports"]}
         assert {53, 5432} <= egress
         pg = named(docs, "NetworkPolicy", "subsidy-pg")
-        assert any(selects(peer["podSelector"], labels) for rule in pg["spec"]["ingress"]
-                   for peer in rule["from"] if "podSelector" in peer and 5432 in {p["port"] for p in rule["ports"]})
+        assert any(
+            selects(peer["podSelector"], labels)
+            for rule in pg["spec"]["ingress"]
+            for peer in rule["from"]
+            if "podSelector" in peer and 5432 in {p["port"] for p in rule["ports"]}
+        )
         for needed in needs + allowing + [pg]:
             assert wave(needed) < wave(job), f"{needed['kind']} {needed['metadata']['name']} is not before the Job"
         # Not a pod of the service: no Service sends it traffic, no PDB or policy of the service counts it.
@@ -493,7 +518,8 @@ def test_a_migration_job_per_service_with_a_database_runs_subsidy_migrate_before
             for obj in of_kind(docs, kind):
                 selector = obj["spec"]["selector"]
                 assert not selects(selector if kind == "PodDisruptionBudget" else {"matchLabels": selector}, labels), (
-                    f"{kind} {obj['metadata']['name']} selects the migration Job's pods")
+                    f"{kind} {obj['metadata']['name']} selects the migration Job's pods"
+                )
 
 
 # ------------------------------------------------------------------ network
@@ -514,7 +540,8 @@ def test_network_policies_default_deny_then_allow(overlay):
         assert ingress_ports == {"grpc", "metrics"}
         metrics_rule = next(r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == "metrics")
         assert metrics_rule["from"] == [
-            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+        ]
         egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
         assert {53, 9092} <= egress_ports
         assert (5432 in egress_ports) == (service in USES_DATABASE)
@@ -591,7 +618,11 @@ def test_dev_secret_values_are_obviously_fake():
         text = base64.b64decode(value).decode()
         assert text == "" or "fake" in text, f"{key} does not look fake"
     notify = deployment(rendered("overlays/dev"), "notify")
-    refs = [s["secretRef"]["name"] for s in notify["spec"]["template"]["spec"]["containers"][0]["envFrom"] if "secretRef" in s]
+    refs = [
+        s["secretRef"]["name"]
+        for s in notify["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+        if "secretRef" in s
+    ]
     assert refs == [secrets[0]["metadata"]["name"]]
 
 

@@ -29,17 +29,20 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from subsidy.contracts import topics
+from subsidy.v1 import application_pb2, intake_pb2, intake_pb2_grpc
 from subsidy_dev.demo import submit_all, wait_recorded
 from subsidy_dev.kafka import KafkaBroker
 from subsidy_dev.stack import LocalStack
 from subsidy_dev.tools import promtool
-from subsidy.v1 import application_pb2, intake_pb2, intake_pb2_grpc
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO = [json.loads(line) for line in (REPO / "demo" / "applications.jsonl").read_text(encoding="utf-8").splitlines()
-        if line.strip()]
+DEMO = [
+    json.loads(line)
+    for line in (REPO / "demo" / "applications.jsonl").read_text(encoding="utf-8").splitlines()
+    if line.strip()
+]
 SERVICES = ("intake", "eligibility", "payout", "notify")
 
 # What each service must export: exposition family name -> label names (the
@@ -64,12 +67,16 @@ DB = {"subsidy_db_transaction_duration_seconds": {"store", "outcome"}}
 CONTRACT = {
     "intake": {**COMMON, **KAFKA_CONSUMER, **OUTBOX, **DB, "subsidy_intake_submissions_total": {"outcome"}},
     "eligibility": {
-        **COMMON, **KAFKA_CONSUMER,
+        **COMMON,
+        **KAFKA_CONSUMER,
         "subsidy_kafka_messages_produced_total": {"topic", "producer"},
         "subsidy_decisions_total": {"clause", "outcome"},
     },
     "payout": {
-        **COMMON, **KAFKA_CONSUMER, **OUTBOX, **DB,
+        **COMMON,
+        **KAFKA_CONSUMER,
+        **OUTBOX,
+        **DB,
         "subsidy_payout_granted_fen_total": {"clause"},
         "subsidy_payout_scheduled_fen_total": {"clause", "budget_year"},
         "subsidy_payout_cap_hits_total": {"clause"},
@@ -78,29 +85,58 @@ CONTRACT = {
         "subsidy_payout_tranches_paid_total": set(),
     },
     "notify": {
-        **COMMON, **KAFKA_CONSUMER, **DB,
+        **COMMON,
+        **KAFKA_CONSUMER,
+        **DB,
         "subsidy_notifications_sent_total": {"channel"},
         "subsidy_notifications_failed_total": {"channel"},
     },
 }
 # Families that must have samples after the demo (not only HELP/TYPE lines).
 WITH_SAMPLES = {
-    "intake": ["subsidy_grpc_server_handled_total", "subsidy_grpc_server_handling_seconds",
-               "subsidy_intake_submissions_total", "subsidy_kafka_messages_consumed_total",
-               "subsidy_kafka_messages_produced_total", "subsidy_kafka_consumer_lag", "subsidy_outbox_depth",
-               "subsidy_outbox_oldest_pending_age_seconds", "subsidy_outbox_publish_delay_seconds",
-               "subsidy_consumer_last_progress_timestamp_seconds", "subsidy_db_transaction_duration_seconds"],
-    "eligibility": ["subsidy_grpc_server_handled_total", "subsidy_decisions_total", "subsidy_dead_letters_total",
-                    "subsidy_kafka_messages_consumed_total", "subsidy_kafka_messages_produced_total",
-                    "subsidy_kafka_consumer_lag", "subsidy_consumer_last_progress_timestamp_seconds"],
-    "payout": ["subsidy_payout_granted_fen_total", "subsidy_payout_scheduled_fen_total",
-               "subsidy_payout_cap_hits_total", "subsidy_payout_tranches", "subsidy_payout_tranches_overdue",
-               "subsidy_kafka_messages_consumed_total", "subsidy_kafka_messages_produced_total",
-               "subsidy_kafka_consumer_lag", "subsidy_outbox_depth", "subsidy_outbox_publish_delay_seconds",
-               "subsidy_consumer_last_progress_timestamp_seconds", "subsidy_grpc_server_handled_total"],
-    "notify": ["subsidy_notifications_sent_total", "subsidy_kafka_messages_consumed_total",
-               "subsidy_kafka_consumer_lag", "subsidy_consumer_last_progress_timestamp_seconds",
-               "subsidy_grpc_server_handled_total"],
+    "intake": [
+        "subsidy_grpc_server_handled_total",
+        "subsidy_grpc_server_handling_seconds",
+        "subsidy_intake_submissions_total",
+        "subsidy_kafka_messages_consumed_total",
+        "subsidy_kafka_messages_produced_total",
+        "subsidy_kafka_consumer_lag",
+        "subsidy_outbox_depth",
+        "subsidy_outbox_oldest_pending_age_seconds",
+        "subsidy_outbox_publish_delay_seconds",
+        "subsidy_consumer_last_progress_timestamp_seconds",
+        "subsidy_db_transaction_duration_seconds",
+    ],
+    "eligibility": [
+        "subsidy_grpc_server_handled_total",
+        "subsidy_decisions_total",
+        "subsidy_dead_letters_total",
+        "subsidy_kafka_messages_consumed_total",
+        "subsidy_kafka_messages_produced_total",
+        "subsidy_kafka_consumer_lag",
+        "subsidy_consumer_last_progress_timestamp_seconds",
+    ],
+    "payout": [
+        "subsidy_payout_granted_fen_total",
+        "subsidy_payout_scheduled_fen_total",
+        "subsidy_payout_cap_hits_total",
+        "subsidy_payout_tranches",
+        "subsidy_payout_tranches_overdue",
+        "subsidy_kafka_messages_consumed_total",
+        "subsidy_kafka_messages_produced_total",
+        "subsidy_kafka_consumer_lag",
+        "subsidy_outbox_depth",
+        "subsidy_outbox_publish_delay_seconds",
+        "subsidy_consumer_last_progress_timestamp_seconds",
+        "subsidy_grpc_server_handled_total",
+    ],
+    "notify": [
+        "subsidy_notifications_sent_total",
+        "subsidy_kafka_messages_consumed_total",
+        "subsidy_kafka_consumer_lag",
+        "subsidy_consumer_last_progress_timestamp_seconds",
+        "subsidy_grpc_server_handled_total",
+    ],
 }
 
 _SCRAPES: dict[str, str] | None = None
@@ -128,8 +164,9 @@ def _exercise(stack: LocalStack) -> None:
         submitted = dict(submit_all(intake, DEMO))
         assert set(submitted.values()) <= {"accepted", "duplicate"}, submitted
         with pytest.raises(grpc.RpcError) as refused:
-            intake.SubmitApplication(intake_pb2.SubmitApplicationRequest(application=application_pb2.Application()),
-                                     timeout=10)
+            intake.SubmitApplication(
+                intake_pb2.SubmitApplicationRequest(application=application_pb2.Application()), timeout=10
+            )
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         wait_recorded(intake, [a["application_id"] for a in DEMO], timeout=180)
     producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
@@ -144,14 +181,24 @@ def scrape_whole_stack(tmp_path_factory: pytest.TempPathFactory) -> dict[str, st
     if _SCRAPES is not None:
         return _SCRAPES
     var = tmp_path_factory.mktemp("ops-metrics")
-    fast = {"intake": {"SUBSIDY_INTAKE_METRICS_REFRESH_SECONDS": "1"},
-            "payout": {"SUBSIDY_PAYOUT_METRICS_REFRESH_SECONDS": "1",
-                       # A "today" late enough that every demo tranche is DUE, some overdue.
-                       "SUBSIDY_PAYOUT_TODAY": "2027-12-31",
-                       "SUBSIDY_PAYOUT_SCHEDULER_INTERVAL_SECONDS": "1"}}
-    with KafkaBroker(var / "kafka") as broker, LocalStack(
-        var / "stack", kafka_bootstrap=broker.bootstrap, services=SERVICES, extra_env=fast,
-    ) as stack:
+    fast = {
+        "intake": {"SUBSIDY_INTAKE_METRICS_REFRESH_SECONDS": "1"},
+        "payout": {
+            "SUBSIDY_PAYOUT_METRICS_REFRESH_SECONDS": "1",
+            # A "today" late enough that every demo tranche is DUE, some overdue.
+            "SUBSIDY_PAYOUT_TODAY": "2027-12-31",
+            "SUBSIDY_PAYOUT_SCHEDULER_INTERVAL_SECONDS": "1",
+        },
+    }
+    with (
+        KafkaBroker(var / "kafka") as broker,
+        LocalStack(
+            var / "stack",
+            kafka_bootstrap=broker.bootstrap,
+            services=SERVICES,
+            extra_env=fast,
+        ) as stack,
+    ):
         _exercise(stack)
         deadline = time.monotonic() + 60
         texts: dict[str, str] = {}
@@ -207,10 +254,12 @@ def scrapes(tmp_path_factory) -> dict[str, str]:
 @pytest.mark.parametrize("service", SERVICES)
 def test_promtool_finds_no_problem_in_what_the_service_exports(scrapes, service, tmp_path):
     text = scrapes[service]
-    result = subprocess.run([str(promtool()), "check", "metrics"], input=text, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [str(promtool()), "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), (
-        f"promtool check metrics on {service}:\n{result.stdout}{result.stderr}")
+        f"promtool check metrics on {service}:\n{result.stdout}{result.stderr}"
+    )
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -229,16 +278,21 @@ def test_the_demo_left_samples_in_every_business_metric(scrapes):
 
 def test_the_numbers_tell_the_story(scrapes):
     intake = families(scrapes["intake"])
-    accepted = sum(v for _, labels, v in intake["subsidy_intake_submissions_total"]["samples"]
-                   if labels["outcome"] == "accepted")
+    accepted = sum(
+        v for _, labels, v in intake["subsidy_intake_submissions_total"]["samples"] if labels["outcome"] == "accepted"
+    )
     assert accepted >= len({a["application_id"] for a in DEMO}) - 1
-    assert any(labels["grpc_code"] == "INVALID_ARGUMENT" and labels["grpc_method"] == "SubmitApplication"
-               for _, labels, _ in intake["subsidy_grpc_server_handled_total"]["samples"])
+    assert any(
+        labels["grpc_code"] == "INVALID_ARGUMENT" and labels["grpc_method"] == "SubmitApplication"
+        for _, labels, _ in intake["subsidy_grpc_server_handled_total"]["samples"]
+    )
     eligibility = families(scrapes["eligibility"])
     decided = sum(v for _, _, v in eligibility["subsidy_decisions_total"]["samples"])
     assert decided >= 32
-    assert any(labels["topic"] == topics.APPLICATIONS.name and v >= 1
-               for _, labels, v in eligibility["subsidy_dead_letters_total"]["samples"])
+    assert any(
+        labels["topic"] == topics.APPLICATIONS.name and v >= 1
+        for _, labels, v in eligibility["subsidy_dead_letters_total"]["samples"]
+    )
     payout = families(scrapes["payout"])
     granted = sum(v for _, _, v in payout["subsidy_payout_granted_fen_total"]["samples"])
     scheduled = sum(v for _, _, v in payout["subsidy_payout_scheduled_fen_total"]["samples"])
@@ -257,7 +311,7 @@ PHONE = re.compile(r"(\+?86[- ]?)?1[3-9]\d{9}|\d{3,4}-\d{7,8}")
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_no_label_value_carries_personal_data(scrapes, service):
-    for name, family in families(scrapes[service]).items():
+    for family in families(scrapes[service]).values():
         for sample_name, labels, _ in family["samples"]:
             for key, value in labels.items():
                 where = f"{service}: {sample_name}{{{key}={value!r}}}"

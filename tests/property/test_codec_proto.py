@@ -9,8 +9,8 @@ import datetime as dt
 from google.protobuf import json_format
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from strategies import DATES, applications
+
 from subsidy.contracts.codec import (
     application_from_proto,
     application_to_json,
@@ -38,8 +38,14 @@ def test_the_protobuf_built_directly_is_the_json_form_parsed_by_protobuf(raw, de
 
 
 def test_an_empty_claim_is_kept_as_the_chosen_claim():
-    app = parse_application({"application_id": "T-1", "submitted_on": "2024-07-10",
-                             "firm": {"credit_code": "913101173AGYGLUY2P"}, "financing": {}})
+    app = parse_application(
+        {
+            "application_id": "T-1",
+            "submitted_on": "2024-07-10",
+            "firm": {"credit_code": "913101173AGYGLUY2P"},
+            "financing": {},
+        }
+    )
     message = application_to_proto(app)
     assert message.WhichOneof("claim") == "financing"
     assert message.SerializeToString(deterministic=True) == _via_json(app)
@@ -47,9 +53,14 @@ def test_an_empty_claim_is_kept_as_the_chosen_claim():
 
 
 def test_dates_and_year_maps_are_written_as_the_contract_spells_them():
-    app = parse_application({"application_id": "T-2", "submitted_on": "2024-07-10",
-                             "firm": {"credit_code": "913101173AGYGLUY2P", "introduced_on": "2021-04-01"},
-                             "revenue_milestone": {"year": 2024, "revenue_by_year_fen": {"2023": 5, "2024": 0}}})
+    app = parse_application(
+        {
+            "application_id": "T-2",
+            "submitted_on": "2024-07-10",
+            "firm": {"credit_code": "913101173AGYGLUY2P", "introduced_on": "2021-04-01"},
+            "revenue_milestone": {"year": 2024, "revenue_by_year_fen": {"2023": 5, "2024": 0}},
+        }
+    )
     message = application_to_proto(app)
     assert message.firm.introduced_on == "2021-04-01" and message.submitted_on == "2024-07-10"
     assert dict(message.revenue_milestone.revenue_by_year_fen) == {"2023": 5, "2024": 0}

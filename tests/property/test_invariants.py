@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+from google.protobuf import json_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from google.protobuf import json_format
+from strategies import applications
 
-from subsidy.core.eligibility import evaluate
-from subsidy.core.ledger import InMemoryLedger
-from strategies import CREDIT_CODES, applications
 from subsidy.contracts.codec import (
     application_from_proto,
     decision_from_proto,
@@ -16,6 +14,8 @@ from subsidy.contracts.codec import (
     parse_application,
 )
 from subsidy.core.domain import ELIGIBLE, INELIGIBLE, OUTCOMES, LimitKind
+from subsidy.core.eligibility import evaluate
+from subsidy.core.ledger import InMemoryLedger
 from subsidy.core.policy import load_policy
 from subsidy.v1 import application_pb2
 

@@ -29,10 +29,16 @@ def jwt_env(tmp_path_factory, signers):
     (keys / f"{signers['ec'].kid}.pem").write_bytes(signers["ec"].public_pem)
     ed = d / "ed.pem"
     ed.write_bytes(signers["ed"].public_pem)
-    return {"SUBSIDY_AUTH_MODE": "jwt", "SUBSIDY_AUTH_JWKS_FILE": jwks, "SUBSIDY_AUTH_PUBLIC_KEYS_DIR": str(keys),
-            "SUBSIDY_AUTH_PUBLIC_KEYS": f"{signers['ed'].kid}={ed}",
-            "SUBSIDY_AUTH_AUDIENCE": AUDIENCE, "SUBSIDY_AUTH_ISSUER": ISSUER, "SUBSIDY_AUTH_LEEWAY_SECONDS": "5",
-            "SUBSIDY_GRPC_REFLECTION": "on"}
+    return {
+        "SUBSIDY_AUTH_MODE": "jwt",
+        "SUBSIDY_AUTH_JWKS_FILE": jwks,
+        "SUBSIDY_AUTH_PUBLIC_KEYS_DIR": str(keys),
+        "SUBSIDY_AUTH_PUBLIC_KEYS": f"{signers['ed'].kid}={ed}",
+        "SUBSIDY_AUTH_AUDIENCE": AUDIENCE,
+        "SUBSIDY_AUTH_ISSUER": ISSUER,
+        "SUBSIDY_AUTH_LEEWAY_SECONDS": "5",
+        "SUBSIDY_GRPC_REFLECTION": "on",
+    }
 
 
 @pytest.fixture(scope="session")

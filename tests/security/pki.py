@@ -18,12 +18,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-NOW = dt.datetime.now(dt.timezone.utc)
+NOW = dt.datetime.now(dt.UTC)
 
 
 def _pem_key(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _pem_cert(cert) -> bytes:
@@ -42,13 +43,28 @@ class CA:
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         self.name = subject
         self.cert = (
-            x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=30))
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - dt.timedelta(days=1))
+            .not_valid_after(NOW + dt.timedelta(days=30))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
             .sign(self.key, hashes.SHA256())
         )
 
@@ -56,8 +72,9 @@ class CA:
     def pem(self) -> bytes:
         return _pem_cert(self.cert)
 
-    def issue(self, common_name: str, *, server: bool = False, sans: tuple[str, ...] = (),
-              expired: bool = False) -> Issued:
+    def issue(
+        self, common_name: str, *, server: bool = False, sans: tuple[str, ...] = (), expired: bool = False
+    ) -> Issued:
         key = ec.generate_private_key(ec.SECP256R1())
         if expired:
             before, after = NOW - dt.timedelta(days=10), NOW - dt.timedelta(days=1)
@@ -72,11 +89,16 @@ class CA:
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-            .issuer_name(self.name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(before).not_valid_after(after)
+            .issuer_name(self.name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(before)
+            .not_valid_after(after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]),
+                critical=False,
+            )
         )
         if names:
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
@@ -104,7 +126,8 @@ class Pki:
 def make_pki(directory: Path) -> Pki:
     ca, other = CA("Subsidy Test CA"), CA("Some Other CA")
     return Pki(
-        ca=ca, other_ca=other,
+        ca=ca,
+        other_ca=other,
         server=ca.issue("localhost", server=True, sans=("localhost", "127.0.0.1")),
         client=ca.issue("finance-gateway", sans=("spiffe://songjiang/finance",)),
         client_expired=ca.issue("finance-gateway", expired=True),
@@ -134,21 +157,42 @@ class Signer:
 
     @property
     def public_pem(self) -> bytes:
-        return self.key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+        return self.key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
 
     def jwk(self) -> dict:
-        algo = {"RS256": jwt.algorithms.RSAAlgorithm, "ES256": jwt.algorithms.ECAlgorithm,
-                "EdDSA": jwt.algorithms.OKPAlgorithm}[self.alg]
+        algo = {
+            "RS256": jwt.algorithms.RSAAlgorithm,
+            "ES256": jwt.algorithms.ECAlgorithm,
+            "EdDSA": jwt.algorithms.OKPAlgorithm,
+        }[self.alg]
         data = json.loads(algo.to_jwk(self.key.public_key()))
         data.update(kid=self.kid, use="sig")
         return data
 
-    def token(self, role: str, credit_code: str = "", *, lifetime: int = 300, not_before: int | None = None,
-              audience: str = AUDIENCE, issuer: str = ISSUER, kid: str | None = None, **extra) -> str:
+    def token(
+        self,
+        role: str,
+        credit_code: str = "",
+        *,
+        lifetime: int = 300,
+        not_before: int | None = None,
+        audience: str = AUDIENCE,
+        issuer: str = ISSUER,
+        kid: str | None = None,
+        **extra,
+    ) -> str:
         now = int(time.time())
-        claims = {"sub": f"test-{role.lower()}", "role": role, "iat": now, "exp": now + lifetime,
-                  "aud": audience, "iss": issuer, **extra}
+        claims = {
+            "sub": f"test-{role.lower()}",
+            "role": role,
+            "iat": now,
+            "exp": now + lifetime,
+            "aud": audience,
+            "iss": issuer,
+            **extra,
+        }
         if credit_code:
             claims["credit_code"] = credit_code
         if not_before is not None:

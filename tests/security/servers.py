@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from grpc_health.v1 import health, health_pb2
 
@@ -47,27 +47,33 @@ class Servers:
         self.payout_store: Any = None
 
     async def _start(self) -> None:
+        from subsidy.core.policy import load_policy
+        from subsidy.platform.db import Database
+        from subsidy.platform.registry import FileRegistry
+        from subsidy.services.eligibility.adapters.grpc import GrpcServer
         from subsidy.services.intake import handlers
         from subsidy.services.intake.adapters.directory import FileDirectory
-        from subsidy.platform.registry import FileRegistry
-        from subsidy.services.intake.adapters.grpc import IntakeServicer, build_server as build_intake
+        from subsidy.services.intake.adapters.grpc import IntakeServicer
+        from subsidy.services.intake.adapters.grpc import build_server as build_intake
         from subsidy.services.intake.adapters.store import SqlStore as IntakeStore
-        from subsidy.services.payout.model import SystemClock
-        from subsidy.services.payout.adapters.grpc import PayoutServicer, build_server as build_payout
+        from subsidy.services.payout.adapters.grpc import PayoutServicer
+        from subsidy.services.payout.adapters.grpc import build_server as build_payout
         from subsidy.services.payout.adapters.store import SqlStore as PayoutStore
-        from subsidy.services.eligibility.adapters.grpc import GrpcServer
-        from subsidy.platform.db import Database
-        from subsidy.core.policy import load_policy
+        from subsidy.services.payout.model import SystemClock
 
         if "intake" in self.securities:
             store = IntakeStore(Database(f"sqlite:///{self.tmp / 'intake.db'}", store="intake"))
             store.create_schema()
-            self.intake_deps = handlers.Deps(store=store, registry=FileRegistry(REPO / "demo" / "registry.json"),
-                                             directory=FileDirectory(REPO / "policy" / "directory"))
+            self.intake_deps = handlers.Deps(
+                store=store,
+                registry=FileRegistry(REPO / "demo" / "registry.json"),
+                directory=FileDirectory(REPO / "policy" / "directory"),
+            )
             hs = health.aio.HealthServicer()
             await hs.set("", health_pb2.HealthCheckResponse.SERVING)
-            server, port = build_intake(IntakeServicer(self.intake_deps), hs, "127.0.0.1:0",
-                                        security=self.securities["intake"])
+            server, port = build_intake(
+                IntakeServicer(self.intake_deps), hs, "127.0.0.1:0", security=self.securities["intake"]
+            )
             await server.start()
             self.servers["intake"], self.ports["intake"] = server, port
         if "payout" in self.securities:
@@ -75,17 +81,19 @@ class Servers:
             self.payout_store.create_schema()
             hs = health.aio.HealthServicer()
             await hs.set("", health_pb2.HealthCheckResponse.SERVING)
-            server, port = build_payout(PayoutServicer(self.payout_store, SystemClock()), hs, "127.0.0.1:0",
-                                        security=self.securities["payout"])
+            server, port = build_payout(
+                PayoutServicer(self.payout_store, SystemClock()), hs, "127.0.0.1:0", security=self.securities["payout"]
+            )
             await server.start()
             self.servers["payout"], self.ports["payout"] = server, port
         if "eligibility" in self.securities:
-            grpc_server = GrpcServer("127.0.0.1:0", load_policy(), ready=lambda: True,
-                                     security=self.securities["eligibility"])
+            grpc_server = GrpcServer(
+                "127.0.0.1:0", load_policy(), ready=lambda: True, security=self.securities["eligibility"]
+            )
             await grpc_server.on_start()
             self.servers["eligibility"], self.ports["eligibility"] = grpc_server.server, grpc_server.port
 
-    def start(self) -> "Servers":
+    def start(self) -> Servers:
         self.loop.run(self._start(), timeout=60)
         return self
 
@@ -100,10 +108,10 @@ class Servers:
         self.loop.run(_stop())
 
 
-def call(channel: Any, full_method: str, request: Any, response_type: Any, metadata: tuple = (),
-         timeout: float = 10) -> Any:
-    method = channel.unary_unary(full_method, request_serializer=lambda m: m.SerializeToString(),
-                                 response_deserializer=response_type.FromString)
+def call(
+    channel: Any, full_method: str, request: Any, response_type: Any, metadata: tuple = (), timeout: float = 10
+) -> Any:
+    method = channel.unary_unary(
+        full_method, request_serializer=lambda m: m.SerializeToString(), response_deserializer=response_type.FromString
+    )
     return method(request, metadata=metadata, timeout=timeout)
-
-

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from google.protobuf import descriptor_pool
 from google.protobuf.message_factory import GetMessageClass
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
@@ -23,10 +22,17 @@ SERVERS = {
     "eligibility": [policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"]],
     "payout": [payout_pb2.DESCRIPTOR.services_by_name["PayoutService"]],
 }
-COMMON = [health_pb2.DESCRIPTOR.services_by_name["Health"], reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]]
+COMMON = [
+    health_pb2.DESCRIPTOR.services_by_name["Health"],
+    reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"],
+]
 
-METHODS = [(server, method) for server, services in SERVERS.items() for service in services + COMMON
-           for method in service.methods]
+METHODS = [
+    (server, method)
+    for server, services in SERVERS.items()
+    for service in services + COMMON
+    for method in service.methods
+]
 CALLERS = list(ROLES) + [None]  # None: no credentials
 
 
@@ -70,8 +76,11 @@ def _invoke(channel, method, request, metadata):
 
 
 def test_every_rpc_has_a_rule():
-    missing = [f"{m.containing_service.full_name}/{m.name}" for _, m in METHODS
-               if POLICY.rule(m.containing_service.full_name, m.name) is None]
+    missing = [
+        f"{m.containing_service.full_name}/{m.name}"
+        for _, m in METHODS
+        if POLICY.rule(m.containing_service.full_name, m.name) is None
+    ]
     assert not missing, f"no access rule in {POLICY.source} for {missing}"
 
 

@@ -7,8 +7,8 @@ import ssl
 
 import pytest
 
-from subsidy.platform.security import kafka as kafka_security
 from subsidy.platform.security import SecurityConfig, SecurityConfigError, redact_url, secret
+from subsidy.platform.security import kafka as kafka_security
 from subsidy.platform.security.secrets import SecretError
 
 
@@ -20,19 +20,29 @@ def test_kafka_plaintext_is_the_default_and_changes_nothing():
 def test_kafka_sasl_ssl_scram_sha_512_with_the_password_from_a_file(tmp_path, pki):
     password = tmp_path / "kafka-password"
     password.write_text("s3cr3t\n")
-    env = {"SUBSIDY_KAFKA_SECURITY_PROTOCOL": "sasl_ssl", "SUBSIDY_KAFKA_SASL_USERNAME": "intake",
-           "SUBSIDY_KAFKA_SASL_PASSWORD_FILE": str(password),
-           "SUBSIDY_KAFKA_SSL_CAFILE": pki.write("kafka-ca.crt", pki.ca.pem)}
+    env = {
+        "SUBSIDY_KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+        "SUBSIDY_KAFKA_SASL_USERNAME": "intake",
+        "SUBSIDY_KAFKA_SASL_PASSWORD_FILE": str(password),
+        "SUBSIDY_KAFKA_SSL_CAFILE": pki.write("kafka-ca.crt", pki.ca.pem),
+    }
     config = kafka_security.client_config(env)
-    assert config == {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
-                      "sasl_plain_username": "intake", "sasl_plain_password": "s3cr3t",
-                      "ssl_check_hostname": True, "ssl_cafile": env["SUBSIDY_KAFKA_SSL_CAFILE"]}
+    assert config == {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "intake",
+        "sasl_plain_password": "s3cr3t",
+        "ssl_check_hostname": True,
+        "ssl_cafile": env["SUBSIDY_KAFKA_SSL_CAFILE"],
+    }
     # kafka-python accepts every key
     from kafka import KafkaProducer
+
     assert set(config) <= set(KafkaProducer.DEFAULT_CONFIG)
     faust = kafka_security.faust_config(env)
     credentials = faust["broker_credentials"]
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
     auth = credentials_to_aiokafka_auth(credentials)
     assert auth["security_protocol"] == "SASL_SSL" and auth["sasl_mechanism"] == "SCRAM-SHA-512"
     assert auth["sasl_plain_password"] == "s3cr3t"
@@ -42,21 +52,31 @@ def test_kafka_sasl_ssl_scram_sha_512_with_the_password_from_a_file(tmp_path, pk
 
 
 def test_kafka_ssl_with_a_client_certificate(pki):
-    env = {"SUBSIDY_KAFKA_SECURITY_PROTOCOL": "SSL", "SUBSIDY_KAFKA_SSL_CAFILE": pki.write("k-ca.crt", pki.ca.pem),
-           "SUBSIDY_KAFKA_SSL_CERTFILE": pki.write("k.crt", pki.client.cert),
-           "SUBSIDY_KAFKA_SSL_KEYFILE": pki.write("k.key", pki.client.key)}
+    env = {
+        "SUBSIDY_KAFKA_SECURITY_PROTOCOL": "SSL",
+        "SUBSIDY_KAFKA_SSL_CAFILE": pki.write("k-ca.crt", pki.ca.pem),
+        "SUBSIDY_KAFKA_SSL_CERTFILE": pki.write("k.crt", pki.client.cert),
+        "SUBSIDY_KAFKA_SSL_KEYFILE": pki.write("k.key", pki.client.key),
+    }
     config = kafka_security.client_config(env)
     assert config["security_protocol"] == "SSL" and config["ssl_certfile"].endswith("k.crt")
     assert "sasl_mechanism" not in config
     assert kafka_security.faust_config(env)["broker_credentials"].context is not None
 
 
-@pytest.mark.parametrize("env", [
-    {"SUBSIDY_KAFKA_SECURITY_PROTOCOL": "TLS"},
-    {"SUBSIDY_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "SUBSIDY_KAFKA_SASL_USERNAME": "u"},
-    {"SUBSIDY_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "SUBSIDY_KAFKA_SASL_USERNAME": "u",
-     "SUBSIDY_KAFKA_SASL_PASSWORD": "p", "SUBSIDY_KAFKA_SASL_MECHANISM": "GSSAPI"},
-])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"SUBSIDY_KAFKA_SECURITY_PROTOCOL": "TLS"},
+        {"SUBSIDY_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "SUBSIDY_KAFKA_SASL_USERNAME": "u"},
+        {
+            "SUBSIDY_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "SUBSIDY_KAFKA_SASL_USERNAME": "u",
+            "SUBSIDY_KAFKA_SASL_PASSWORD": "p",
+            "SUBSIDY_KAFKA_SASL_MECHANISM": "GSSAPI",
+        },
+    ],
+)
 def test_kafka_bad_settings_are_refused(env):
     with pytest.raises(kafka_security.KafkaSecurityError):
         kafka_security.client_config(env)
@@ -107,31 +127,45 @@ def test_service_settings_read_secrets_from_files(tmp_path):
     url.write_text("postgresql://subsidy:pw@db:5432/subsidy?sslmode=verify-full&sslrootcert=/ca.crt\n")
     keys = tmp_path / "hooks"
     keys.write_text("k2=two,k1=one")
-    assert IntakeSettings.from_env({"SUBSIDY_INTAKE_DATABASE_URL_FILE": str(url)}).database_url.startswith("postgresql://")
+    assert IntakeSettings.from_env({"SUBSIDY_INTAKE_DATABASE_URL_FILE": str(url)}).database_url.startswith(
+        "postgresql://"
+    )
     assert PayoutSettings.from_env({"SUBSIDY_PAYOUT_DATABASE_URL_FILE": str(url)}).database_url.endswith("/ca.crt")
-    notify = NotifySettings.from_env({"SUBSIDY_NOTIFY_WEBHOOK_KEYS_FILE": str(keys),
-                                      "SUBSIDY_NOTIFY_SMTP_URL_FILE": str(url)})
+    notify = NotifySettings.from_env(
+        {"SUBSIDY_NOTIFY_WEBHOOK_KEYS_FILE": str(keys), "SUBSIDY_NOTIFY_SMTP_URL_FILE": str(url)}
+    )
     assert notify.webhook_keys == "k2=two,k1=one"
     assert "pw" not in repr(notify) and "two" not in repr(notify)
 
 
 def test_database_urls_are_redacted():
-    assert redact_url("postgresql://subsidy:pw@db:5432/x?sslmode=verify-full&password=pw2") == \
-        "postgresql://subsidy:***@db:5432/x?sslmode=verify-full&password=***"
+    assert (
+        redact_url("postgresql://subsidy:pw@db:5432/x?sslmode=verify-full&password=pw2")
+        == "postgresql://subsidy:***@db:5432/x?sslmode=verify-full&password=***"
+    )
     from subsidy.platform.db import Database
+
     with pytest.raises(ValueError) as failed:
         Database("mysql://u:topsecret@h/x")
     assert "topsecret" not in str(failed.value)
 
 
 def test_per_service_overrides_and_validation():
-    env = {"SUBSIDY_TLS_CERT_FILE": "/all.crt", "SUBSIDY_TLS_KEY_FILE": "/all.key",
-           "SUBSIDY_PAYOUT_TLS_CERT_FILE": "/payout.crt", "SUBSIDY_PAYOUT_TLS_KEY_FILE": "/payout.key"}
+    env = {
+        "SUBSIDY_TLS_CERT_FILE": "/all.crt",
+        "SUBSIDY_TLS_KEY_FILE": "/all.key",
+        "SUBSIDY_PAYOUT_TLS_CERT_FILE": "/payout.crt",
+        "SUBSIDY_PAYOUT_TLS_KEY_FILE": "/payout.key",
+    }
     assert SecurityConfig.from_env("payout", env).tls_cert_file == "/payout.crt"
     assert SecurityConfig.from_env("intake", env).tls_cert_file == "/all.crt"
     assert not SecurityConfig.from_env("intake", env).reflection_enabled
     assert SecurityConfig.from_env("intake", {}).reflection_enabled  # plaintext dev mode
-    for bad in ({"SUBSIDY_AUTH_MODE": "maybe"}, {"SUBSIDY_TLS_CERT_FILE": "/x"},
-                {"SUBSIDY_TLS_CLIENT_CA_FILE": "/ca"}, {"SUBSIDY_AUTH_MODE": "mtls"}):
+    for bad in (
+        {"SUBSIDY_AUTH_MODE": "maybe"},
+        {"SUBSIDY_TLS_CERT_FILE": "/x"},
+        {"SUBSIDY_TLS_CLIENT_CA_FILE": "/ca"},
+        {"SUBSIDY_AUTH_MODE": "mtls"},
+    ):
         with pytest.raises(SecurityConfigError):
             SecurityConfig.from_env("intake", bad)

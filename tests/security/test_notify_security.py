@@ -7,17 +7,25 @@ import ssl
 
 import pytest
 from aiosmtpd.controller import Controller
-
 from integration.test_notify_support import HttpSink
-from subsidy.platform.registry import Contacts
+
 from subsidy.services.notify.adapters.channels import SmtpEmail, Webhook, parse_keys, sign, verify_signature
 from subsidy.services.notify.model import DeliveryError, Notification
 from subsidy_dev import free_port
 
 
 def _notification() -> Notification:
-    return Notification(id="n-1", event_id="e-1", kind="decision", channel="email", credit_code="91310117313Q6C3D6G",
-                        subject="决定", body="您的申请已决定", sms="", data={})
+    return Notification(
+        id="n-1",
+        event_id="e-1",
+        kind="decision",
+        channel="email",
+        credit_code="91310117313Q6C3D6G",
+        subject="决定",
+        body="您的申请已决定",
+        sms="",
+        data={},
+    )
 
 
 def test_the_active_key_signs_and_names_itself():
@@ -82,8 +90,9 @@ def starttls_server(pki):
 
 def test_smtp_starttls_delivers_with_a_verified_certificate(starttls_server, pki):
     controller, sink = starttls_server
-    mail = SmtpEmail(f"smtp+starttls://localhost:{controller.port}", "from@example.cn",
-                     cafile=pki.write("smtp-ca.crt", pki.ca.pem))
+    mail = SmtpEmail(
+        f"smtp+starttls://localhost:{controller.port}", "from@example.cn", cafile=pki.write("smtp-ca.crt", pki.ca.pem)
+    )
     mail.send(_notification(), "firm@example.cn")
     assert len(sink.envelopes) == 1
 

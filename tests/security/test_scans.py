@@ -22,7 +22,11 @@ def test_bandit_finds_nothing_of_medium_severity_and_confidence():
     ``# nosec <id>`` with the reason next to it."""
     result = subprocess.run(
         [str(BIN / "bandit"), "-r", "subsidy", "-x", "subsidy/v1", "-q", "-ll", "-ii", "-f", "json"],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     report = json.loads(result.stdout)
     findings = [f"{r['filename']}:{r['line_number']} {r['test_id']} {r['issue_text']}" for r in report["results"]]
     assert not findings, "\n".join(findings)
@@ -48,16 +52,35 @@ def test_pip_audit_finds_no_known_vulnerability_in_the_pins(tmp_path):
     out = tmp_path / "audit.json"
     try:
         result = subprocess.run(
-            [str(BIN / "pip-audit"), "-r", str(requirements), "--no-deps", "--disable-pip", "--progress-spinner",
-             "off", "--cache-dir", str(REPO / "var" / "pip-audit-cache"), "-f", "json", "-o", str(out)],
-            capture_output=True, text=True, timeout=120)
+            [
+                str(BIN / "pip-audit"),
+                "-r",
+                str(requirements),
+                "--no-deps",
+                "--disable-pip",
+                "--progress-spinner",
+                "off",
+                "--cache-dir",
+                str(REPO / "var" / "pip-audit-cache"),
+                "-f",
+                "json",
+                "-o",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     except subprocess.TimeoutExpired:
         pytest.skip("pip-audit: the vulnerability service did not answer within 120 s")
     if not out.exists():
         pytest.skip(f"pip-audit could not run (offline?): {result.stderr.strip()[-300:]}")
     report = json.loads(out.read_text(encoding="utf-8"))
-    vulnerable = [f"{d['name']}=={d['version']}: {', '.join(v['id'] for v in d['vulns'])}"
-                  for d in report["dependencies"] if d.get("vulns")]
+    vulnerable = [
+        f"{d['name']}=={d['version']}: {', '.join(v['id'] for v in d['vulns'])}"
+        for d in report["dependencies"]
+        if d.get("vulns")
+    ]
     skipped = [d["name"] for d in report["dependencies"] if d.get("skip_reason")]
     if skipped:
         print(f"pip-audit could not audit {len(skipped)} pins (not on the index): {', '.join(skipped)}")
@@ -68,15 +91,19 @@ def test_pip_audit_finds_no_known_vulnerability_in_the_pins(tmp_path):
 
 _PRIVATE_KEY = re.compile(r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----")
 _SECRET_ASSIGNMENT = re.compile(
-    r"""(?ix)\b(?:password|passwd|secret|api[_-]?key|token|private[_-]?key)\b["']?\s*[:=]\s*["']([^"'\s]{12,})["']""")
-_KNOWN_FORMATS = re.compile(r"AKIA[0-9A-Z]{16}|ghp_[A-Za-z0-9]{36}|xox[baprs]-[A-Za-z0-9-]{10,}|sk_live_[A-Za-z0-9]{16,}")
+    r"""(?ix)\b(?:password|passwd|secret|api[_-]?key|token|private[_-]?key)\b["']?\s*[:=]\s*["']([^"'\s]{12,})["']"""
+)
+_KNOWN_FORMATS = re.compile(
+    r"AKIA[0-9A-Z]{16}|ghp_[A-Za-z0-9]{36}|xox[baprs]-[A-Za-z0-9-]{10,}|sk_live_[A-Za-z0-9]{16,}"
+)
 # Test fixtures use obvious fake values; generated material lives in tmp dirs, never in the tree.
 _ALLOWED_VALUES = {"e2e-webhook-secret"}
 
 
 def _tracked_files() -> list[Path]:
-    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
     return [REPO / line for line in out.splitlines() if line]
 
 
@@ -107,6 +134,10 @@ def test_no_private_keys_or_secret_looking_values_in_the_repository():
 def test_kubernetes_manifests_take_secrets_from_secret_objects_only():
     for path in (REPO / "deploy").rglob("*.yaml"):
         text = path.read_text(encoding="utf-8")
-        for match in re.finditer(r"(?m)^\s*-\s*name:\s*(\S*(?:PASSWORD|SECRET|_KEYS|DATABASE_URL)\S*)\s*\n\s*value:", text):
-            pytest.fail(f"{path.relative_to(REPO)}: {match.group(1)} has a literal value; use valueFrom.secretKeyRef "
-                        "or a mounted file (*_FILE)")
+        for match in re.finditer(
+            r"(?m)^\s*-\s*name:\s*(\S*(?:PASSWORD|SECRET|_KEYS|DATABASE_URL)\S*)\s*\n\s*value:", text
+        ):
+            pytest.fail(
+                f"{path.relative_to(REPO)}: {match.group(1)} has a literal value; use valueFrom.secretKeyRef "
+                "or a mounted file (*_FILE)"
+            )

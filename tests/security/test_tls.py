@@ -28,16 +28,21 @@ def _check(address: str, credentials, metadata=(), server_name: str | None = Non
 def _creds(pki, client=None, root=None):
     return grpc.ssl_channel_credentials(
         root_certificates=root if root is not None else pki.ca.pem,
-        private_key=client.key if client else None, certificate_chain=client.cert if client else None)
+        private_key=client.key if client else None,
+        certificate_chain=client.cert if client else None,
+    )
 
 
 @pytest.fixture(scope="module")
 def tls_servers(loop, tmp_path_factory, pki):
     tmp = tmp_path_factory.mktemp("tls")
-    env = {"SUBSIDY_TLS_CERT_FILE": pki.write("server.crt", pki.server.cert),
-           "SUBSIDY_TLS_KEY_FILE": pki.write("server.key", pki.server.key)}
-    servers = Servers(loop, tmp, {"intake": security_for("intake", tmp, **env),
-                                  "payout": security_for("payout", tmp, **env)}).start()
+    env = {
+        "SUBSIDY_TLS_CERT_FILE": pki.write("server.crt", pki.server.cert),
+        "SUBSIDY_TLS_KEY_FILE": pki.write("server.key", pki.server.key),
+    }
+    servers = Servers(
+        loop, tmp, {"intake": security_for("intake", tmp, **env), "payout": security_for("payout", tmp, **env)}
+    ).start()
     yield servers
     servers.stop()
 
@@ -46,13 +51,19 @@ def tls_servers(loop, tmp_path_factory, pki):
 def mtls_servers(loop, tmp_path_factory, pki):
     tmp = tmp_path_factory.mktemp("mtls")
     identities = tmp / "identities.yaml"
-    identities.write_text("identities:\n"
-                          "  - {common_name: finance-gateway, role: FINANCE}\n"
-                          "  - {san: 'spiffe://songjiang/portal', role: PORTAL}\n", encoding="utf-8")
-    env = {"SUBSIDY_TLS_CERT_FILE": pki.write("m-server.crt", pki.server.cert),
-           "SUBSIDY_TLS_KEY_FILE": pki.write("m-server.key", pki.server.key),
-           "SUBSIDY_TLS_CLIENT_CA_FILE": pki.write("client-ca.crt", pki.ca.pem),
-           "SUBSIDY_AUTH_MODE": "mtls", "SUBSIDY_AUTH_MTLS_IDENTITIES_FILE": str(identities)}
+    identities.write_text(
+        "identities:\n"
+        "  - {common_name: finance-gateway, role: FINANCE}\n"
+        "  - {san: 'spiffe://songjiang/portal', role: PORTAL}\n",
+        encoding="utf-8",
+    )
+    env = {
+        "SUBSIDY_TLS_CERT_FILE": pki.write("m-server.crt", pki.server.cert),
+        "SUBSIDY_TLS_KEY_FILE": pki.write("m-server.key", pki.server.key),
+        "SUBSIDY_TLS_CLIENT_CA_FILE": pki.write("client-ca.crt", pki.ca.pem),
+        "SUBSIDY_AUTH_MODE": "mtls",
+        "SUBSIDY_AUTH_MTLS_IDENTITIES_FILE": str(identities),
+    }
     servers = Servers(loop, tmp, {"payout": security_for("payout", tmp, **env)}).start()
     yield servers
     servers.stop()
@@ -71,9 +82,8 @@ def test_a_client_without_the_ca_fails(tls_servers, pki):
 
 
 def test_a_plaintext_client_fails_against_tls(tls_servers):
-    with grpc.insecure_channel(tls_servers.address("intake")) as channel:
-        with pytest.raises(grpc.RpcError) as failed:
-            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    with grpc.insecure_channel(tls_servers.address("intake")) as channel, pytest.raises(grpc.RpcError) as failed:
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
     assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
@@ -82,7 +92,8 @@ def test_reflection_is_off_under_tls_by_default(tls_servers, pki):
 
     with grpc.secure_channel(tls_servers.address("intake"), _creds(pki)) as channel:
         stream = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
-            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+        )
         with pytest.raises(grpc.RpcError) as failed:
             next(iter(stream))
     assert failed.value.code() == grpc.StatusCode.UNIMPLEMENTED
@@ -92,8 +103,9 @@ def test_mtls_accepts_a_client_certificate_from_the_ca(mtls_servers, pki):
     assert _check(mtls_servers.address("payout"), _creds(pki, pki.client)) == grpc.StatusCode.OK
 
 
-@pytest.mark.parametrize("client", [None, "client_other_ca", "client_expired"],
-                         ids=["no-certificate", "other-ca", "expired"])
+@pytest.mark.parametrize(
+    "client", [None, "client_other_ca", "client_expired"], ids=["no-certificate", "other-ca", "expired"]
+)
 def test_mtls_refuses(mtls_servers, pki, client):
     cert = getattr(pki, client) if client else None
     assert _check(mtls_servers.address("payout"), _creds(pki, cert)) == grpc.StatusCode.UNAVAILABLE
@@ -116,8 +128,11 @@ def test_a_renewed_server_certificate_is_served_without_restart(loop, tmp_path, 
     cert, key = tmp_path / "s.crt", tmp_path / "s.key"
     cert.write_bytes(pki.server.cert)
     key.write_bytes(pki.server.key)
-    servers = Servers(loop, tmp_path, {"payout": security_for(
-        "payout", tmp_path, SUBSIDY_TLS_CERT_FILE=str(cert), SUBSIDY_TLS_KEY_FILE=str(key))}).start()
+    servers = Servers(
+        loop,
+        tmp_path,
+        {"payout": security_for("payout", tmp_path, SUBSIDY_TLS_CERT_FILE=str(cert), SUBSIDY_TLS_KEY_FILE=str(key))},
+    ).start()
     try:
         assert _check(servers.address("payout"), _creds(pki)) == grpc.StatusCode.OK
         renewed_ca = CA("Renewed CA")
@@ -144,10 +159,14 @@ def test_plaintext_and_disabled_auth_are_logged_as_warnings(loop, tmp_path, capl
 def test_jwt_plus_mtls_token_wins_certificate_otherwise(loop, tmp_path, pki, signers, jwt_env):
     identities = tmp_path / "identities.yaml"
     identities.write_text("identities:\n  - {common_name: finance-gateway, role: FINANCE}\n", encoding="utf-8")
-    env = {**jwt_env, "SUBSIDY_AUTH_MODE": "jwt+mtls", "SUBSIDY_AUTH_MTLS_IDENTITIES_FILE": str(identities),
-           "SUBSIDY_TLS_CERT_FILE": pki.write("j-server.crt", pki.server.cert),
-           "SUBSIDY_TLS_KEY_FILE": pki.write("j-server.key", pki.server.key),
-           "SUBSIDY_TLS_CLIENT_CA_FILE": pki.write("j-ca.crt", pki.ca.pem)}
+    env = {
+        **jwt_env,
+        "SUBSIDY_AUTH_MODE": "jwt+mtls",
+        "SUBSIDY_AUTH_MTLS_IDENTITIES_FILE": str(identities),
+        "SUBSIDY_TLS_CERT_FILE": pki.write("j-server.crt", pki.server.cert),
+        "SUBSIDY_TLS_KEY_FILE": pki.write("j-server.key", pki.server.key),
+        "SUBSIDY_TLS_CLIENT_CA_FILE": pki.write("j-ca.crt", pki.ca.pem),
+    }
     servers = Servers(loop, tmp_path, {"payout": security_for("payout", tmp_path, **env)}).start()
     try:
         with grpc.secure_channel(servers.address("payout"), _creds(pki, pki.client)) as channel:

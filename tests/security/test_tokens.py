@@ -30,7 +30,8 @@ def _list_directory(servers, token: str | None, raw: str | None = None):
         metadata = (("authorization", f"Bearer {token}"),)
     with grpc.insecure_channel(servers.address("intake")) as channel:
         return intake_pb2_grpc.IntakeServiceStub(channel).ListDirectory(
-            intake_pb2.ListDirectoryRequest(), metadata=metadata, timeout=10)
+            intake_pb2.ListDirectoryRequest(), metadata=metadata, timeout=10
+        )
 
 
 def _code(fn, *args, **kwargs):
@@ -70,6 +71,7 @@ def _hs256_with_public_key(signers):
     claims = {"sub": "x", "role": "FINANCE", "aud": AUDIENCE, "iss": ISSUER, "iat": now, "exp": now + 300}
     import hashlib
     import hmac
+
     signing_input = f"{_b64({'alg': 'HS256', 'typ': 'JWT', 'kid': signers['rsa'].kid})}.{_b64(claims)}"
     mac = hmac.new(signers["rsa"].public_pem, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
@@ -123,6 +125,7 @@ def test_a_small_clock_skew_is_tolerated(jwt_servers, signers):
 
 # ----------------------------------------------------------------------------- enterprises
 
+
 def _intake(servers, token):
     channel = grpc.insecure_channel(servers.address("intake"))
     return channel, intake_pb2_grpc.IntakeServiceStub(channel), (("authorization", f"Bearer {token}"),)
@@ -130,9 +133,13 @@ def _intake(servers, token):
 
 def _application(code: str, app_id: str):
     from subsidy.v1 import application_pb2
+
     return application_pb2.Application(
-        application_id=app_id, submitted_on="2025-03-01", firm=application_pb2.Firm(credit_code=code),
-        dcmm=application_pb2.DcmmClaim(certificate_id="DCMM-T-1", level=3))
+        application_id=app_id,
+        submitted_on="2025-03-01",
+        firm=application_pb2.Firm(credit_code=code),
+        dcmm=application_pb2.DcmmClaim(certificate_id="DCMM-T-1", level=3),
+    )
 
 
 def test_an_enterprise_submits_and_sees_only_its_own_applications(jwt_servers, signers):
@@ -141,31 +148,42 @@ def test_an_enterprise_submits_and_sees_only_its_own_applications(jwt_servers, s
     channel, stub, md = _intake(jwt_servers, mine)
     with channel:
         # its own: accepted
-        stub.SubmitApplication(intake_pb2.SubmitApplicationRequest(
-            application=_application(ENTERPRISE_CODE, "SJ-2025-9001")), metadata=md, timeout=10)
+        stub.SubmitApplication(
+            intake_pb2.SubmitApplicationRequest(application=_application(ENTERPRISE_CODE, "SJ-2025-9001")),
+            metadata=md,
+            timeout=10,
+        )
         # another firm's: refused before anything is stored
         with pytest.raises(grpc.RpcError) as refused:
-            stub.SubmitApplication(intake_pb2.SubmitApplicationRequest(
-                application=_application(OTHER_CODE, "SJ-2025-9002")), metadata=md, timeout=10)
+            stub.SubmitApplication(
+                intake_pb2.SubmitApplicationRequest(application=_application(OTHER_CODE, "SJ-2025-9002")),
+                metadata=md,
+                timeout=10,
+            )
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
         # the portal submits for the other firm
-        stub.SubmitApplication(intake_pb2.SubmitApplicationRequest(
-            application=_application(OTHER_CODE, "SJ-2025-9003")), metadata=(("authorization", f"Bearer {portal}"),),
-            timeout=10)
+        stub.SubmitApplication(
+            intake_pb2.SubmitApplicationRequest(application=_application(OTHER_CODE, "SJ-2025-9003")),
+            metadata=(("authorization", f"Bearer {portal}"),),
+            timeout=10,
+        )
 
-        got = stub.GetApplication(intake_pb2.GetApplicationRequest(application_id="SJ-2025-9001"), metadata=md,
-                                  timeout=10)
+        got = stub.GetApplication(
+            intake_pb2.GetApplicationRequest(application_id="SJ-2025-9001"), metadata=md, timeout=10
+        )
         assert got.application.application.firm.credit_code == ENTERPRISE_CODE
         metric = AUTH_DENIED.labels("subsidy.v1.IntakeService", "GetApplication", "wrong_firm")
         before = metric._value.get()
         with pytest.raises(grpc.RpcError) as other:
-            stub.GetApplication(intake_pb2.GetApplicationRequest(application_id="SJ-2025-9003"), metadata=md,
-                                timeout=10)
+            stub.GetApplication(
+                intake_pb2.GetApplicationRequest(application_id="SJ-2025-9003"), metadata=md, timeout=10
+            )
         assert other.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert metric._value.get() == before + 1
 
-        listed = stub.ListApplications(intake_pb2.ListApplicationsRequest(credit_code=ENTERPRISE_CODE),
-                                       metadata=md, timeout=10)
+        listed = stub.ListApplications(
+            intake_pb2.ListApplicationsRequest(credit_code=ENTERPRISE_CODE), metadata=md, timeout=10
+        )
         assert [a.application.application_id for a in listed.applications] == ["SJ-2025-9001"]
         with pytest.raises(grpc.RpcError) as other_list:
             stub.ListApplications(intake_pb2.ListApplicationsRequest(credit_code=OTHER_CODE), metadata=md, timeout=10)
@@ -177,11 +195,17 @@ def test_an_enterprise_reads_only_its_own_ledger_and_no_tranche_list(jwt_servers
     md = (("authorization", f"Bearer {mine}"),)
     with grpc.insecure_channel(jwt_servers.address("payout")) as channel:
         stub = payout_pb2_grpc.PayoutServiceStub(channel)
-        assert stub.GetLedger(payout_pb2.GetLedgerRequest(credit_code=ENTERPRISE_CODE), metadata=md,
-                              timeout=10).credit_code == ENTERPRISE_CODE
-        for call, request in ((stub.GetLedger, payout_pb2.GetLedgerRequest(credit_code=OTHER_CODE)),
-                              (stub.ListTranches, payout_pb2.ListTranchesRequest()),
-                              (stub.CancelTranche, payout_pb2.CancelTrancheRequest(tranche_id="x/tranche-0"))):
+        assert (
+            stub.GetLedger(
+                payout_pb2.GetLedgerRequest(credit_code=ENTERPRISE_CODE), metadata=md, timeout=10
+            ).credit_code
+            == ENTERPRISE_CODE
+        )
+        for call, request in (
+            (stub.GetLedger, payout_pb2.GetLedgerRequest(credit_code=OTHER_CODE)),
+            (stub.ListTranches, payout_pb2.ListTranchesRequest()),
+            (stub.CancelTranche, payout_pb2.CancelTrancheRequest(tranche_id="x/tranche-0")),
+        ):
             with pytest.raises(grpc.RpcError) as refused:
                 call(request, metadata=md, timeout=10)
             assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -190,6 +214,7 @@ def test_an_enterprise_reads_only_its_own_ledger_and_no_tranche_list(jwt_servers
 
 
 # ----------------------------------------------------------------------------- verifier unit
+
 
 def test_verifier_refuses_weak_or_symmetric_keys(tmp_path):
     from cryptography.hazmat.primitives import serialization
@@ -201,6 +226,7 @@ def test_verifier_refuses_weak_or_symmetric_keys(tmp_path):
     with pytest.raises(ValueError):
         load_pem_keys(f"weak={path}")
     from subsidy.platform.security.tokens import load_jwks
+
     (tmp_path / "oct.json").write_text(json.dumps({"keys": [{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}]}))
     with pytest.raises(ValueError):
         load_jwks(str(tmp_path / "oct.json"))
@@ -210,10 +236,16 @@ def test_verifier_refuses_weak_or_symmetric_keys(tmp_path):
 
 def test_verifier_requires_exp(signers):
     from subsidy.platform.security.tokens import VerificationKey, algorithm_for
+
     key = signers["rsa"].key.public_key()
-    verifier = TokenVerifier([VerificationKey(signers["rsa"].kid, key, algorithm_for(key))],
-                             audience=AUDIENCE, issuer=ISSUER)
-    token = jwt.encode({"sub": "x", "role": "FINANCE", "aud": AUDIENCE, "iss": ISSUER}, signers["rsa"].key,
-                       algorithm="RS256", headers={"kid": signers["rsa"].kid})
+    verifier = TokenVerifier(
+        [VerificationKey(signers["rsa"].kid, key, algorithm_for(key))], audience=AUDIENCE, issuer=ISSUER
+    )
+    token = jwt.encode(
+        {"sub": "x", "role": "FINANCE", "aud": AUDIENCE, "iss": ISSUER},
+        signers["rsa"].key,
+        algorithm="RS256",
+        headers={"kid": signers["rsa"].kid},
+    )
     with pytest.raises(InvalidToken):
         verifier.verify(token)

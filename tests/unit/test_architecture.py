@@ -20,7 +20,11 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(root)}
     return subprocess.run(
         [str(LINT_IMPORTS), "--no-cache", "--no-logo", "pyproject.toml"],
-        cwd=root, env=env, capture_output=True, text=True, timeout=120,
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -44,19 +48,35 @@ def test_the_tree_keeps_every_contract():
 @pytest.mark.parametrize(
     "module,forbidden_import,contract",
     [
-        ("subsidy/core/money.py", "import subsidy.platform.db",
-         "Layers: cli > services > platform > contracts > generated v1 > core"),
-        ("subsidy/platform/logs.py", "import subsidy.services.payout.handlers",
-         "Layers: cli > services > platform > contracts > generated v1 > core"),
-        ("subsidy/services/notify/model.py", "import subsidy.services.intake.model",
-         "No service imports another"),
-        ("subsidy/platform/db.py", "import subsidy_dev.postgres",
-         "The runtime package never imports the developer tooling"),
-        ("subsidy/core/money.py", "import sqlite3",
-         "The core knows nothing of Kafka, gRPC, protobuf, SQL, HTTP or metrics"),
+        (
+            "subsidy/core/money.py",
+            "import subsidy.platform.db",
+            "Layers: cli > services > platform > contracts > generated v1 > core",
+        ),
+        (
+            "subsidy/platform/logs.py",
+            "import subsidy.services.payout.handlers",
+            "Layers: cli > services > platform > contracts > generated v1 > core",
+        ),
+        ("subsidy/services/notify/model.py", "import subsidy.services.intake.model", "No service imports another"),
+        (
+            "subsidy/platform/db.py",
+            "import subsidy_dev.postgres",
+            "The runtime package never imports the developer tooling",
+        ),
+        (
+            "subsidy/core/money.py",
+            "import sqlite3",
+            "The core knows nothing of Kafka, gRPC, protobuf, SQL, HTTP or metrics",
+        ),
     ],
-    ids=["core-imports-platform", "platform-imports-a-service", "service-imports-service",
-         "runtime-imports-dev-tooling", "core-imports-sql"],
+    ids=[
+        "core-imports-platform",
+        "platform-imports-a-service",
+        "service-imports-service",
+        "runtime-imports-dev-tooling",
+        "core-imports-sql",
+    ],
 )
 def test_a_forbidden_import_breaks_its_contract(copy: Path, module: str, forbidden_import: str, contract: str):
     path = copy / module

@@ -89,7 +89,8 @@ def _source_files(root: Path) -> dict[str, bytes]:
     return {
         p.relative_to(root).as_posix(): p.read_bytes()
         for p in root.rglob("*")
-        if p.is_file() and not any(part in _NOT_SOURCE for part in p.relative_to(root).parts)
+        if p.is_file()
+        and not any(part in _NOT_SOURCE for part in p.relative_to(root).parts)
         and not p.relative_to(root).as_posix().startswith("subsidy/v1/")
     }
 
@@ -138,7 +139,9 @@ def scratch(tmp_path_factory):
     root = tmp_path_factory.mktemp("scratch") / "repo"
     listing = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, capture_output=True, check=True,
+        cwd=REPO,
+        capture_output=True,
+        check=True,
     ).stdout.decode()
     for name in filter(None, listing.split("\0")):
         source = REPO / name
@@ -193,8 +196,16 @@ def test_the_new_clause_is_decided_through_the_codec_and_the_rules_in_a_fresh_pr
 def test_the_new_clauses_cases_and_the_contract_checks_pass_in_the_copy(scratch):
     root, _, _ = scratch
     result = _run(
-        root, "-m", "pytest", "tests/test_policy_cases.py", "tests/unit/test_contract.py",
-        "-v", "-p", "no:cacheprovider", "-k", "clause_16 or test_contract",
+        root,
+        "-m",
+        "pytest",
+        "tests/test_policy_cases.py",
+        "tests/unit/test_contract.py",
+        "-v",
+        "-p",
+        "no:cacheprovider",
+        "-k",
+        "clause_16 or test_contract",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     passed = set(re.findall(r"^(.+?) PASSED", result.stdout, re.M))

@@ -18,10 +18,26 @@ from subsidy.core.clauses.cloud_adoption import CloudAdoptionClaim
 from subsidy.core.clauses.identifier_node import CLAUSE as NODE
 from subsidy.core.clauses.talent_training import CLAUSE as TRAINING
 
+
 def test_every_clause_of_the_policy_text_is_one_module():
     assert clauses.IDS == (
-        "1.rent", "1.purchase", "2", "3", "4", "6", "7", "8", "9",
-        "10.cloud", "10.park", "11.node", "11.identifiers", "12", "13", "14", "15",
+        "1.rent",
+        "1.purchase",
+        "2",
+        "3",
+        "4",
+        "6",
+        "7",
+        "8",
+        "9",
+        "10.cloud",
+        "10.park",
+        "11.node",
+        "11.identifiers",
+        "12",
+        "13",
+        "14",
+        "15",
     )
     for clause in clauses.ALL:
         assert clause.module == f"subsidy.core.clauses.{clause.key}"
@@ -53,19 +69,40 @@ def _broken(clause: Clause = NODE, **changes) -> str:
     [
         ({"rule": None}, "clause 11.node (subsidy.core.clauses.identifier_node): rule: missing"),
         ({"parameters": None}, "clause 11.node (subsidy.core.clauses.identifier_node): parameters: missing"),
-        ({"proto_field_number": None}, "clause 11.node (subsidy.core.clauses.identifier_node): proto_field_number: missing"),
-        ({"parameters": {"award_fen": "fen", "tranche_shares_percent": "percent_list"}}, "parameters: every clause needs 'eligible_kinds'"),
+        (
+            {"proto_field_number": None},
+            "clause 11.node (subsidy.core.clauses.identifier_node): proto_field_number: missing",
+        ),
+        (
+            {"parameters": {"award_fen": "fen", "tranche_shares_percent": "percent_list"}},
+            "parameters: every clause needs 'eligible_kinds'",
+        ),
         ({"parameters": {**NODE.parameters, "award_fen": "yuan"}}, "parameters.award_fen: unknown unit 'yuan'"),
-        ({"parameters": {"eligible_kinds": "kinds", "award_fen": "fen"}}, "parameters: a clause whose rule computes an amount needs 'tranche_shares_percent'"),
+        (
+            {"parameters": {"eligible_kinds": "kinds", "award_fen": "fen"}},
+            "parameters: a clause whose rule computes an amount needs 'tranche_shares_percent'",
+        ),
         ({"inputs": Inputs(award="maybe")}, "inputs.award: must be one of"),
-        ({"inputs": Inputs(data_platform=("node",))}, "inputs.data_platform: 'node' is not a field of IdentifierNodeClaim"),
-        ({"inputs": Inputs(reviewer_amounts=("node_id",))}, "inputs.reviewer_amounts: 'node_id' is not an amount in fen"),
+        (
+            {"inputs": Inputs(data_platform=("node",))},
+            "inputs.data_platform: 'node' is not a field of IdentifierNodeClaim",
+        ),
+        (
+            {"inputs": Inputs(reviewer_amounts=("node_id",))},
+            "inputs.reviewer_amounts: 'node_id' is not an amount in fen",
+        ),
         ({"fields": ClaimFields(required=("node",))}, "fields.required: 'node' is not a field of IdentifierNodeClaim"),
         ({"fields": ClaimFields(int32=("node_id",))}, "fields.int32: 'node_id' holds str, not int"),
-        ({"fields": ClaimFields(identifiers=("connected_to_national_top_node",))}, "fields.identifiers: 'connected_to_national_top_node' holds bool"),
+        (
+            {"fields": ClaimFields(identifiers=("connected_to_national_top_node",))},
+            "fields.identifiers: 'connected_to_national_top_node' holds bool",
+        ),
         ({"scope_parts": ("node_id",)}, "scope_parts: 'node_id' is a claim field already"),
         ({"claim": None}, "clause ? (subsidy.core.clauses.identifier_node): claim: missing"),
-        ({"claim": CloudAdoptionClaim}, "clause 10.cloud (subsidy.core.clauses.identifier_node): module: must be named after its claim key: cloud_adoption.py"),
+        (
+            {"claim": CloudAdoptionClaim},
+            "clause 10.cloud (subsidy.core.clauses.identifier_node): module: must be named after its claim key: cloud_adoption.py",
+        ),
     ],
 )
 def test_a_declaration_with_a_part_missing_or_wrong_is_refused_naming_clause_and_part(changes, part):
@@ -77,7 +114,7 @@ def test_a_clause_that_sets_no_amount_must_not_have_a_schedule():
     assert "clause 13 (subsidy.core.clauses.talent_training): parameters:" in message
 
 
-SCRATCH_MODULE = '''
+SCRATCH_MODULE = """
 from __future__ import annotations
 from typing import ClassVar
 from subsidy.core.clauses._base import ELIGIBLE_KINDS, SCHEDULE, Clause, flagged_award
@@ -97,7 +134,7 @@ CLAUSE = Clause(
     parameters={{**ELIGIBLE_KINDS, "award_fen": "fen", **SCHEDULE}},
     rule=flagged_award("done", "NOT_DONE", "未完成", "已完成"),
 )
-'''
+"""
 
 
 @pytest.fixture

@@ -97,8 +97,13 @@ def test_a_broken_policy_is_refused_at_start_with_file_and_field(tmp_path):
     path = tmp_path / "policy" / "clauses" / "9.yaml"
     path.write_text(path.read_text().replace("limit: once", "limit: sometimes"))
     result = subprocess.run(
-        [*SUBSIDY, "simulate", "-"], input=GOOD, capture_output=True, text=True, cwd=REPO,
-        env={**os.environ, "SUBSIDY_POLICY_DIR": str(tmp_path / "policy")}, timeout=60,
+        [*SUBSIDY, "simulate", "-"],
+        input=GOOD,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "SUBSIDY_POLICY_DIR": str(tmp_path / "policy")},
+        timeout=60,
     )
     assert result.returncode == 3 and result.stdout == ""
     assert "9.yaml: ledger.limit" in result.stderr

@@ -62,7 +62,12 @@ def test_lower_camel_case_and_int64_strings_are_read_as_protobuf_json_reads_them
         "applicationId": "T-1",
         "submittedOn": "2024-07-10",
         "firm": {**{k: v for k, v in RENT["firm"].items() if k != "credit_code"}, "creditCode": "913101173AGYGLUY2P"},
-        "rent": {"recognizedKeyPlatform": True, "leaseStart": "2023-07-01", "leaseEnd": "2024-06-30", "rentPaidFen": "732000000"},
+        "rent": {
+            "recognizedKeyPlatform": True,
+            "leaseStart": "2023-07-01",
+            "leaseEnd": "2024-06-30",
+            "rentPaidFen": "732000000",
+        },
     }
     assert parse_application(camel) == parse_application(RENT)
 
@@ -115,7 +120,10 @@ def test_no_claim_and_two_claims_are_refused():
 @pytest.mark.parametrize(
     "claim,problem",
     [
-        ({"benchmark_platform": {"platform_id": "P", "level": "provincial"}}, "benchmark_platform.level: unknown value"),
+        (
+            {"benchmark_platform": {"platform_id": "P", "level": "provincial"}},
+            "benchmark_platform.level: unknown value",
+        ),
         ({"innovation_carrier": {"carrier_type": "incubator", "level": "national"}}, "carrier_type: unknown value"),
         ({"benchmark_recognition": {"recognition": "national_star"}}, "recognition: unknown value"),
         ({"integration_certification": {"version": "2.0", "grade": "B"}}, "grade: unknown value"),

@@ -21,7 +21,7 @@ from subsidy.v1 import events_pb2
 
 TOPIC = "subsidy.decisions.v1"
 P0, P1 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
-NOW = dt.datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=dt.UTC)
 
 Sent = namedtuple("Sent", "topic key value headers")
 
@@ -87,10 +87,19 @@ class FakeProducer:
 
 def new_loop(handler, consumers, producer=None, **kwargs):
     made = iter(consumers)
-    return KafkaRecordLoop("test-consumer", handler, "unused", topics=[TOPIC], group_id="g",
-                           dlq_topic=f"{TOPIC}.dlq", source="/test", max_backoff=0.01,
-                           consumer_factory=lambda: next(made),
-                           producer_factory=lambda: producer or FakeProducer(), **kwargs)
+    return KafkaRecordLoop(
+        "test-consumer",
+        handler,
+        "unused",
+        topics=[TOPIC],
+        group_id="g",
+        dlq_topic=f"{TOPIC}.dlq",
+        source="/test",
+        max_backoff=0.01,
+        consumer_factory=lambda: next(made),
+        producer_factory=lambda: producer or FakeProducer(),
+        **kwargs,
+    )
 
 
 def run_until(loop, condition, timeout=5.0):

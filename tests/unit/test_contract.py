@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from subsidy.core import domain
-from subsidy_dev import protogen
 from subsidy.v1 import application_pb2, decision_pb2, payout_pb2
+from subsidy_dev import protogen
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,7 +57,9 @@ def test_firm_and_decision_fields_match():
 
 
 def test_money_is_int64_fen_everywhere():
-    def walk(descriptor, seen=set()):
+    seen: set[str] = set()
+
+    def walk(descriptor):
         if descriptor.full_name in seen:
             return
         seen.add(descriptor.full_name)
@@ -94,7 +96,11 @@ RELEASED = REPO / "contracts" / "subsidy-v1-release.binpb"
 
 def test_proto_is_not_breaking_against_the_released_contract():
     result = subprocess.run(
-        [_buf(), "breaking", "--against", str(RELEASED)], cwd=REPO / "proto", capture_output=True, text=True, timeout=120
+        [_buf(), "breaking", "--against", str(RELEASED)],
+        cwd=REPO / "proto",
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, "breaking change against contracts/:\n" + result.stdout + result.stderr
 
@@ -104,6 +110,10 @@ def test_a_breaking_change_would_be_caught(tmp_path):
     decision = tmp_path / "proto" / "subsidy" / "v1" / "decision.proto"
     decision.write_text(decision.read_text().replace("int64 max_award_fen = 6;", "int32 max_award_fen = 6;"))
     result = subprocess.run(
-        [_buf(), "breaking", "--against", str(RELEASED)], cwd=tmp_path / "proto", capture_output=True, text=True, timeout=120
+        [_buf(), "breaking", "--against", str(RELEASED)],
+        cwd=tmp_path / "proto",
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode != 0 and "max_award_fen" in result.stdout + result.stderr

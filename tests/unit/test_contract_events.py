@@ -82,13 +82,18 @@ def test_a_tranche_event_is_about_the_application_it_names_not_its_tranche_ids_p
     assert events.application_id_of(event) == "B-2" and not events.is_legacy(event)
 
 
-@pytest.mark.parametrize("kind, message", [
-    ("tranche_due", payout_pb2.TrancheDue), ("tranche_cancelled", payout_pb2.TrancheCancelled),
-    ("tranche_paid", payout_pb2.TranchePaid),
-])
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("tranche_due", payout_pb2.TrancheDue),
+        ("tranche_cancelled", payout_pb2.TrancheCancelled),
+        ("tranche_paid", payout_pb2.TranchePaid),
+    ],
+)
 def test_a_legacy_tranche_event_is_about_the_application_its_tranche_id_derives_from(kind, message):
-    event = payout_pb2.PayoutEvent(event_id="e", **{kind: message(tranche_id="SJ-2025-0001/tranche-12",
-                                                                  credit_code="C")})
+    event = payout_pb2.PayoutEvent(
+        event_id="e", **{kind: message(tranche_id="SJ-2025-0001/tranche-12", credit_code="C")}
+    )
     assert events.is_legacy(event)
     assert events.application_id_of(events.payout_event(event.SerializeToString())) == "SJ-2025-0001"
     getattr(event, kind).tranche_id = "T-9"  # not the form payout gives: nothing to go by
@@ -96,11 +101,17 @@ def test_a_legacy_tranche_event_is_about_the_application_its_tranche_id_derives_
         events.payout_event(event.SerializeToString())
 
 
-@pytest.mark.parametrize("event", [
-    payout_pb2.PayoutEvent(event_id="grant:A-1", grant_recorded=payout_pb2.GrantRecorded(credit_code="C")),
-    payout_pb2.PayoutEvent(event_id="scheduled:A-1/tranche-0", tranche_scheduled=payout_pb2.TrancheScheduled(
-        tranche_id="A-1/tranche-0", credit_code="C")),
-], ids=["grant_recorded", "tranche_scheduled"])
+@pytest.mark.parametrize(
+    "event",
+    [
+        payout_pb2.PayoutEvent(event_id="grant:A-1", grant_recorded=payout_pb2.GrantRecorded(credit_code="C")),
+        payout_pb2.PayoutEvent(
+            event_id="scheduled:A-1/tranche-0",
+            tranche_scheduled=payout_pb2.TrancheScheduled(tranche_id="A-1/tranche-0", credit_code="C"),
+        ),
+    ],
+    ids=["grant_recorded", "tranche_scheduled"],
+)
 def test_events_that_always_named_their_application_are_malformed_without_it(event):
     assert not events.is_legacy(event)
     with pytest.raises(MalformedEvent, match=r"\.application_id: is required$"):

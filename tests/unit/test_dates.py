@@ -15,23 +15,27 @@ CST = dt.timezone(dt.timedelta(hours=8))
 
 def test_a_moment_is_written_in_utc_with_microseconds_and_z():
     assert rfc3339(dt.datetime(2025, 3, 1, 8, 0, tzinfo=CST)) == "2025-03-01T00:00:00.000000Z"
-    assert rfc3339(dt.datetime(2025, 3, 1, 0, 0, 0, 7, tzinfo=dt.timezone.utc)) == "2025-03-01T00:00:00.000007Z"
+    assert rfc3339(dt.datetime(2025, 3, 1, 0, 0, 0, 7, tzinfo=dt.UTC)) == "2025-03-01T00:00:00.000007Z"
 
 
-@pytest.mark.parametrize("moment", [
-    dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc),
-    dt.datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=CST),
-    dt.datetime(1999, 12, 31, 16, 0, 0, 1, tzinfo=CST),
-])
+@pytest.mark.parametrize(
+    "moment",
+    [
+        dt.datetime(2025, 3, 1, tzinfo=dt.UTC),
+        dt.datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=CST),
+        dt.datetime(1999, 12, 31, 16, 0, 0, 1, tzinfo=CST),
+    ],
+)
 def test_the_format_is_the_one_intake_and_the_outbox_wrote_before(moment):
     """Intake and the relay formatted with strftime, payout with isoformat:
     the same text for every year from 1000 on, so stored rows compare alike."""
-    assert rfc3339(moment) == moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert rfc3339(moment) == moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def test_moments_written_this_way_sort_as_text_in_the_order_of_time():
-    moments = [dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=k * 999_983)
-               for k in range(0, 200_000, 997)]
+    moments = [
+        dt.datetime(2025, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=k * 999_983) for k in range(0, 200_000, 997)
+    ]
     assert sorted(map(rfc3339, moments)) == [rfc3339(m) for m in moments]
 
 

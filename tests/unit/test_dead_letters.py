@@ -23,14 +23,25 @@ HEADERS = [("ce_id", b"x-1"), ("ce_traceparent", f"00-{TRACE}-00f067aa0ba902b7-0
 
 
 def rec(**overrides):
-    fields = dict(topic="subsidy.applications.v1", partition=2, offset=17, key=b"913101170BCJ72CC83",
-                  value=b"\xff\xfe", headers=HEADERS)
+    fields = dict(
+        topic="subsidy.applications.v1",
+        partition=2,
+        offset=17,
+        key=b"913101170BCJ72CC83",
+        value=b"\xff\xfe",
+        headers=HEADERS,
+    )
     return SimpleNamespace(**{**fields, **overrides})
 
 
 def encode(record, **overrides):
-    kwargs = dict(dlq_topic="subsidy.applications.v1.dlq", consumer="eligibility",
-                  source="/songjiang/subsidy/eligibility", trace_id=TRACE, now=NOW)
+    kwargs = dict(
+        dlq_topic="subsidy.applications.v1.dlq",
+        consumer="eligibility",
+        source="/songjiang/subsidy/eligibility",
+        trace_id=TRACE,
+        now=NOW,
+    )
     return dead_letters.encode(record, "not a subsidy.v1.Application protobuf", **{**kwargs, **overrides})
 
 
@@ -94,14 +105,23 @@ class Producer:
 def test_the_kafka_python_loop_and_the_eligibility_agent_write_the_same_dead_letter(tmp_path):
     record = rec(topic="subsidy.applications.v1")
     producer = Producer()
-    loop = KafkaRecordLoop("eligibility", lambda r: "unused", "unused", topics=[record.topic], group_id="g",
-                           dlq_topic="subsidy.applications.v1.dlq", source="/songjiang/subsidy/eligibility",
-                           producer_factory=lambda: producer, clock=lambda: NOW)
+    loop = KafkaRecordLoop(
+        "eligibility",
+        lambda r: "unused",
+        "unused",
+        topics=[record.topic],
+        group_id="g",
+        dlq_topic="subsidy.applications.v1.dlq",
+        source="/songjiang/subsidy/eligibility",
+        producer_factory=lambda: producer,
+        clock=lambda: NOW,
+    )
     loop.dead_letter(record, "not a subsidy.v1.Application protobuf", TRACE)
     [(topic, key, value, headers)] = producer.sent
 
-    service = create_app(Settings(data_dir=tmp_path), policy=load_policy(), registry=CollectorRegistry(),
-                         clock=lambda: NOW)
+    service = create_app(
+        Settings(data_dir=tmp_path), policy=load_policy(), registry=CollectorRegistry(), clock=lambda: NOW
+    )
     outcome = service.dead_letter(record, RecordRejected("not a subsidy.v1.Application protobuf"))
 
     def without_span(raw):  # the traceparent's span id is new for every event

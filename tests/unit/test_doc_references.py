@@ -43,12 +43,25 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 ROOTS = (
-    "subsidy_dev", "subsidy", "docs", "deploy", "policy", "tests",
-    "demo", "bench", "proto", "contracts", "mk", ".ci",
+    "subsidy_dev",
+    "subsidy",
+    "docs",
+    "deploy",
+    "policy",
+    "tests",
+    "demo",
+    "bench",
+    "proto",
+    "contracts",
+    "mk",
+    ".ci",
     # Gone since the reorganisation, so any path under it is an old one. Only
     # with a service's name: `services/<name>.yaml` in the deploy/k8s/base
     # tree of docs/operations.md is relative to that tree.
-    "services/intake", "services/eligibility", "services/payout", "services/notify",
+    "services/intake",
+    "services/eligibility",
+    "services/payout",
+    "services/notify",
 )
 # Generated, not committed (`make proto`): may be absent in a fresh clone.
 GENERATED = ("subsidy/v1",)
@@ -58,7 +71,8 @@ MARKDOWN = sorted(
     + [REPO / name for name in ("README.md", "demo/README.md", "deploy/k8s/README.md", "contracts/README.md")]
 )
 PYTHON = sorted(
-    p for p in [*REPO.glob("subsidy/**/*.py"), *REPO.glob("subsidy_dev/*.py")]
+    p
+    for p in [*REPO.glob("subsidy/**/*.py"), *REPO.glob("subsidy_dev/*.py")]
     if not p.relative_to(REPO).as_posix().startswith(GENERATED)
 )
 
@@ -79,7 +93,7 @@ _KUBECTL_RESOURCE = re.compile(r"deploy/subsidy-[a-z-]+")
 @dataclass(frozen=True)
 class Reference:
     source: str  # file:line
-    path: str    # as written
+    path: str  # as written
     problem: str
 
     def __str__(self) -> str:
@@ -170,8 +184,12 @@ def docstring_references(path: Path) -> list[Reference]:
     where = path.relative_to(REPO).as_posix()
     tree = ast.parse(path.read_text(encoding="utf-8"))
     body = tree.body
-    if not (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-            and isinstance(body[0].value.value, str)):
+    if not (
+        body
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)
+    ):
         return []
     return references_in_text(body[0].value.value, where, first_line=body[0].lineno)
 
@@ -182,35 +200,42 @@ def _ids(paths: list[Path]) -> list[str]:
 
 # --- the checker itself: precise on the shapes the documents use ---------------------------------
 
-@pytest.mark.parametrize("text", [
-    "`subsidy/platform/outbox.py`",
-    "see subsidy/platform/consumer.py: KafkaRecordLoop",
-    "`tests/integration/test_intake_store.py::test_x`",
-    "`subsidy/services/<name>/` and `policy/clauses/<clause>.yaml`",
-    "`deploy/k8s/base/services/*.yaml`, `tests/policy_cases/*.yaml`",
-    "`subsidy/v1/` (generated)",
-    "`bench/calculator.make_lines`",
-    "`sqlite:///var/payout.db`, https://example.cn/policy/x, var/stack/mail/",
-    "base/\n    services/<name>.yaml   ServiceAccount, Deployment",
-    "`kubectl -n subsidy logs deploy/subsidy-payout --since=30m`",
-    "(`docs/metrics.md`).",
-    "[the outbox](../subsidy/platform/outbox.py) and [up](#anchor) and [web](https://strimzi.io)",
-    "<!-- old paths -->\n| `subsidy/db.py` | `subsidy/platform/db.py` |\n<!-- /old paths -->",
-])
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "`subsidy/platform/outbox.py`",
+        "see subsidy/platform/consumer.py: KafkaRecordLoop",
+        "`tests/integration/test_intake_store.py::test_x`",
+        "`subsidy/services/<name>/` and `policy/clauses/<clause>.yaml`",
+        "`deploy/k8s/base/services/*.yaml`, `tests/policy_cases/*.yaml`",
+        "`subsidy/v1/` (generated)",
+        "`bench/calculator.make_lines`",
+        "`sqlite:///var/payout.db`, https://example.cn/policy/x, var/stack/mail/",
+        "base/\n    services/<name>.yaml   ServiceAccount, Deployment",
+        "`kubectl -n subsidy logs deploy/subsidy-payout --since=30m`",
+        "(`docs/metrics.md`).",
+        "[the outbox](../subsidy/platform/outbox.py) and [up](#anchor) and [web](https://strimzi.io)",
+        "<!-- old paths -->\n| `subsidy/db.py` | `subsidy/platform/db.py` |\n<!-- /old paths -->",
+    ],
+)
 def test_the_checker_accepts_what_exists_and_patterns(text):
     assert references_in_text(text, "example.md", base=REPO / "docs") == []
 
 
-@pytest.mark.parametrize("text, path", [
-    ("`subsidy/outbox.py`", "subsidy/outbox.py"),
-    ("`services/intake/store.py`", "services/intake/store.py"),
-    ("`services/payout/ledger.py`", "services/payout/ledger.py"),
-    ("`subsidy/devenv/<module>.py`", "subsidy/devenv/<module>.py"),
-    ("the example in `/work/shared/policy/contract.md`)", "/work/shared/policy/contract.md"),
-    ("[gone](../subsidy/db.py)", "../subsidy/db.py"),
-    ("`docs/adr/0099-nothing.md`.", "docs/adr/0099-nothing.md"),
-    ("<!-- old paths -->\n`subsidy/db.py`\n<!-- /old paths -->\n`subsidy/outbox.py`", "subsidy/outbox.py"),
-])
+@pytest.mark.parametrize(
+    "text, path",
+    [
+        ("`subsidy/outbox.py`", "subsidy/outbox.py"),
+        ("`services/intake/store.py`", "services/intake/store.py"),
+        ("`services/payout/ledger.py`", "services/payout/ledger.py"),
+        ("`subsidy/devenv/<module>.py`", "subsidy/devenv/<module>.py"),
+        ("the example in `/work/shared/policy/contract.md`)", "/work/shared/policy/contract.md"),
+        ("[gone](../subsidy/db.py)", "../subsidy/db.py"),
+        ("`docs/adr/0099-nothing.md`.", "docs/adr/0099-nothing.md"),
+        ("<!-- old paths -->\n`subsidy/db.py`\n<!-- /old paths -->\n`subsidy/outbox.py`", "subsidy/outbox.py"),
+    ],
+)
 def test_the_checker_names_a_missing_path(text, path):
     found = references_in_text(text, "example.md", base=REPO / "docs")
     assert [r.path for r in found] == [path]
@@ -218,13 +243,13 @@ def test_the_checker_names_a_missing_path(text, path):
 
 # --- the documents -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("path", MARKDOWN, ids=_ids(MARKDOWN))
 def test_markdown_names_only_paths_that_exist(path):
     broken = markdown_references(path)
     assert not broken, "references to paths that do not exist:\n" + "\n".join(map(str, broken))
 
 
-@pytest.mark.skip(reason="enabled once the redesign settles")
 def test_module_docstrings_name_only_paths_that_exist():
     broken = [ref for path in PYTHON for ref in docstring_references(path)]
     assert not broken, "references to paths that do not exist:\n" + "\n".join(map(str, broken))

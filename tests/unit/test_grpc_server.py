@@ -60,11 +60,19 @@ def test_handlers_are_built_once_per_method_and_the_wrappers_run_on_every_call_i
 
     asyncio.run(scenario())
     assert log == [
-        "build outer /s/M", "build inner /s/M", "call outer", "call inner", "servicer",
-        "call outer", "call inner", "servicer",
+        "build outer /s/M",
+        "build inner /s/M",
+        "call outer",
+        "call inner",
+        "servicer",
+        "call outer",
+        "call inner",
+        "servicer",
         # an unknown method is looked up again each time, never remembered
-        "build outer /s/Unknown", "build inner /s/Unknown",
-        "build outer /s/Unknown", "build inner /s/Unknown",
+        "build outer /s/Unknown",
+        "build inner /s/Unknown",
+        "build outer /s/Unknown",
+        "build inner /s/Unknown",
     ]
 
 
@@ -74,15 +82,17 @@ def test_the_built_server_answers_health_and_has_the_decoding_and_metrics_interc
     async def scenario():
         health_servicer = health.aio.HealthServicer()
         await health_servicer.set("", SERVING)
-        server, port = build_server("unit", "127.0.0.1:0", health_servicer, max_receive_bytes=1 << 10,
-                                    max_send_bytes=1 << 10, security=security)
+        server, port = build_server(
+            "unit", "127.0.0.1:0", health_servicer, max_receive_bytes=1 << 10, max_send_bytes=1 << 10, security=security
+        )
         await server.start()
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 check = health_pb2_grpc.HealthStub(channel).Check
                 answer = await check(health_pb2.HealthCheckRequest(service=""))
-                garbage = channel.unary_unary("/grpc.health.v1.Health/Check", request_serializer=lambda b: b,
-                                              response_deserializer=lambda b: b)
+                garbage = channel.unary_unary(
+                    "/grpc.health.v1.Health/Check", request_serializer=lambda b: b, response_deserializer=lambda b: b
+                )
                 try:
                     await garbage(b"\xff\xff\xff")
                     refused = None

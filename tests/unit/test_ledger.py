@@ -2,8 +2,8 @@
 
 import datetime as dt
 
-from subsidy.core.ledger import InMemoryLedger, plan_grant, schedule
 from subsidy.core.domain import ELIGIBLE, INELIGIBLE, Decision, Entitlement, LimitKind
+from subsidy.core.ledger import InMemoryLedger, plan_grant, schedule
 
 
 def decision(app_id="A-1", firm="913101173AGYGLUY2P", lines=(), outcome=ELIGIBLE, year=2024, shares=(100,)):

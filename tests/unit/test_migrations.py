@@ -23,9 +23,9 @@ import sys
 import time
 from pathlib import Path
 
+import legacy_schema
 import pytest
 
-import legacy_schema
 from subsidy.cli import main
 from subsidy.platform import migrations
 from subsidy.platform.db import Database, DatabaseUnavailable
@@ -115,8 +115,9 @@ def test_a_gap_in_the_numbers_is_refused(tmp_path):
 
 
 def test_a_file_whose_revision_is_not_its_number_is_refused(tmp_path):
-    history = history_with(tmp_path, "notify", ("v0002_mislabelled.py", ADD_COLUMN.replace('revision = "0002"',
-                                                                                          'revision = "abcd"')))
+    history = history_with(
+        tmp_path, "notify", ("v0002_mislabelled.py", ADD_COLUMN.replace('revision = "0002"', 'revision = "abcd"'))
+    )
     with pytest.raises(MigrationError, match=r"v0002_mislabelled.py declares revision 'abcd'"):
         migrations.upgrade(sqlite(tmp_path / "n.db"), history)
 
@@ -192,8 +193,10 @@ def test_the_adopted_stores_work_on_their_old_rows(tmp_path):
     payout = PayoutStore(sqlite(tmp_path / "payout.db"))
     assert [row.id for row in payout.outbox_table.pending()] == [2]
     with payout.db.transaction() as tx:
-        tx.execute("INSERT INTO payout_outbox (event_id, topic, key, value, headers, created_at) "
-                   "VALUES ('new', 't', x'00', x'00', '[]', 'now')")
+        tx.execute(
+            "INSERT INTO payout_outbox (event_id, topic, key, value, headers, created_at) "
+            "VALUES ('new', 't', x'00', x'00', '[]', 'now')"
+        )
         assert tx.one("SELECT id FROM payout_outbox WHERE event_id = 'new'")[0] == 3
 
 
@@ -205,7 +208,9 @@ def test_a_half_made_or_foreign_schema_is_refused_and_left_alone(tmp_path):
         migrations.upgrade(db, PAYOUT)
     message = str(refused.value)
     assert "table payout_grants is missing" in message
-    assert "table payout_firms has columns ['credit_code', 'name'], the baseline ['credit_code', 'created_at']" in message
+    assert (
+        "table payout_firms has columns ['credit_code', 'name'], the baseline ['credit_code', 'created_at']" in message
+    )
     assert "nothing was changed" in message
     assert set(objects(db, PAYOUT)) == {"payout_firms"}
     assert migrations.current_version(db, PAYOUT) is None
@@ -247,17 +252,27 @@ def test_a_later_revision_is_applied_and_the_services_follow_the_version(tmp_pat
     with pytest.raises(SchemaNotReady) as refused:
         migrations.check(db, newer)
     message = str(refused.value)
-    for part in ("notify cannot start", "schema is at version 0001", "this notify needs version 0002",
-                 "`subsidy migrate --service notify`", "SUBSIDY_NOTIFY_DATABASE_URL", "subsidy-notify-migrate"):
+    for part in (
+        "notify cannot start",
+        "schema is at version 0001",
+        "this notify needs version 0002",
+        "`subsidy migrate --service notify`",
+        "SUBSIDY_NOTIFY_DATABASE_URL",
+        "subsidy-notify-migrate",
+    ):
         assert part in message, (part, message)
 
     outcome = migrations.upgrade(db, newer)
     assert outcome.applied == (("0002", "add a column: notify_log.template_version"),)
-    assert outcome.lines() == ["notify: applied 0002 (add a column: notify_log.template_version)",
-                               "notify: schema at 0002 (was 0001)"]
+    assert outcome.lines() == [
+        "notify: applied 0002 (add a column: notify_log.template_version)",
+        "notify: schema at 0002 (was 0001)",
+    ]
     with db.transaction() as tx:
-        tx.execute("INSERT INTO notify_log (notification_id, event_id, channel, kind, credit_code, sent_at, "
-                   "template_version) VALUES ('n', 'e', 'email', 'k', 'c', 't', 'v2')")
+        tx.execute(
+            "INSERT INTO notify_log (notification_id, event_id, channel, kind, credit_code, sent_at, "
+            "template_version) VALUES ('n', 'e', 'email', 'k', 'c', 't', 'v2')"
+        )
     assert migrations.check(db, newer) == "0002"
     # The release before (a rollback): it runs on the newer schema, and says so.
     assert migrations.check(db, NOTIFY) == "0002"
@@ -271,7 +286,8 @@ def test_the_check_on_an_empty_database_says_what_to_run(tmp_path):
         migrations.check(sqlite(tmp_path / "empty.db"), PAYOUT)
     assert str(refused.value).startswith(
         "payout cannot start: the database has no payout schema version (no table payout_schema_version), "
-        "payout needs schema version 0001.")
+        "payout needs schema version 0001."
+    )
     assert "Run `subsidy migrate --service payout`" in str(refused.value)
 
 
@@ -311,8 +327,12 @@ def test_a_service_refuses_to_start_on_a_database_without_its_schema(tmp_path, s
     bootstrap = importlib.import_module(f"subsidy.services.{service}.bootstrap")
     config = importlib.import_module(f"subsidy.services.{service}.config")
     app_class = {"intake": "IntakeApp", "payout": "PayoutApp", "notify": "NotifyApp"}[service]
-    settings = config.Settings(database_url=f"sqlite:///{tmp_path / 'old.db'}", kafka_bootstrap="127.0.0.1:1",
-                               metrics_address="", grpc_address="127.0.0.1:0")
+    settings = config.Settings(
+        database_url=f"sqlite:///{tmp_path / 'old.db'}",
+        kafka_bootstrap="127.0.0.1:1",
+        metrics_address="",
+        grpc_address="127.0.0.1:0",
+    )
     db = sqlite(tmp_path / "old.db")
     with db.transaction() as tx:  # what the code before migrations left: tables, no version
         legacy_schema.create(tx, service)

@@ -37,15 +37,33 @@ def amounts() -> list[int]:
     return edges + [rng.randrange(0, 10**13) for _ in range(20_000)] + [rng.randrange(0, 10**6) for _ in range(5000)]
 
 
-@pytest.mark.parametrize("fen, text", [(0, "0元"), (5, "0.05元"), (20_000_000, "200,000元"),
-                                       (275_000_050, "2,750,000.50元"), (10_000_000_000, "100,000,000元")])
+@pytest.mark.parametrize(
+    "fen, text",
+    [
+        (0, "0元"),
+        (5, "0.05元"),
+        (20_000_000, "200,000元"),
+        (275_000_050, "2,750,000.50元"),
+        (10_000_000_000, "100,000,000元"),
+    ],
+)
 def test_for_people_thousands_are_grouped_and_fen_shown_only_when_there_are_some(fen, text):
     assert yuan(fen) == text
     assert yuan(fen, unit="") == text.removesuffix("元")
 
 
-@pytest.mark.parametrize("fen, text", [(0, "0.00"), (1, "0.01"), (99, "0.99"), (100, "1.00"),
-                                       (123456789, "1234567.89"), (10_000_000_000, "100000000.00"), (-150, "-1.50")])
+@pytest.mark.parametrize(
+    "fen, text",
+    [
+        (0, "0.00"),
+        (1, "0.01"),
+        (99, "0.99"),
+        (100, "1.00"),
+        (123456789, "1234567.89"),
+        (10_000_000_000, "100000000.00"),
+        (-150, "-1.50"),
+    ],
+)
 def test_for_finance_yuan_are_exact_with_two_decimals_and_no_grouping(fen, text):
     assert yuan(fen, fixed=True) == text
 
@@ -67,7 +85,16 @@ def test_a_negative_amount_for_people_is_the_amount_with_a_minus_sign():
 
 
 def test_the_csv_carries_the_fixed_form():
-    row = TrancheRow(tranche_id="A-1/tranche-0", application_id="A-1", credit_code="C", clause="1.rent", number=0,
-                     amount_fen=100_000_001, due_on="2025-03-01", budget_year=2025, status="SCHEDULED")
+    row = TrancheRow(
+        tranche_id="A-1/tranche-0",
+        application_id="A-1",
+        credit_code="C",
+        clause="1.rent",
+        number=0,
+        amount_fen=100_000_001,
+        due_on="2025-03-01",
+        budget_year=2025,
+        status="SCHEDULED",
+    )
     [_, line] = list(export.csv_rows([row]))
     assert line[export.COLUMNS.index("amount_yuan")] == "1000000.01"

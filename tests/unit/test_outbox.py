@@ -72,19 +72,29 @@ class CountingDatabase(Database):
 def table(tmp_path):
     db = CountingDatabase(f"sqlite:///{tmp_path / 'outbox.db'}", store="test")
     with db.transaction() as tx:
-        tx.execute("CREATE TABLE t_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, key BLOB NOT NULL,"
-                   " value BLOB NOT NULL, headers TEXT NOT NULL, created_at TEXT NOT NULL, published_at TEXT)")
+        tx.execute(
+            "CREATE TABLE t_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, key BLOB NOT NULL,"
+            " value BLOB NOT NULL, headers TEXT NOT NULL, created_at TEXT NOT NULL, published_at TEXT)"
+        )
         for n in range(5):
-            tx.execute("INSERT INTO t_outbox (topic, key, value, headers, created_at) VALUES (?, ?, ?, ?, ?)",
-                       ("t", b"k", f"r{n}".encode(), encode_headers([("ce_id", f"r{n}".encode())]),
-                        "2025-03-01T08:00:00.000000Z"))
+            tx.execute(
+                "INSERT INTO t_outbox (topic, key, value, headers, created_at) VALUES (?, ?, ?, ?, ?)",
+                (
+                    "t",
+                    b"k",
+                    f"r{n}".encode(),
+                    encode_headers([("ce_id", f"r{n}".encode())]),
+                    "2025-03-01T08:00:00.000000Z",
+                ),
+            )
     yield OutboxTable(db, "t_outbox", lock_key=1)
     db.close()
 
 
 def relay(table, producer):
-    r = OutboxRelay(table, "unused:9092", service="test", published=Counter(), failures=Counter(),
-                    producer_factory=lambda: producer)
+    r = OutboxRelay(
+        table, "unused:9092", service="test", published=Counter(), failures=Counter(), producer_factory=lambda: producer
+    )
     r._producer = producer
     return r
 
@@ -159,8 +169,15 @@ def test_a_send_that_never_settles_fails_the_batch_after_the_delivery_timeout_an
 def test_after_a_stuck_producer_the_relay_makes_a_new_one_which_publishes_the_batch(table):
     stuck, fresh = StuckProducer(), Producer()
     made = iter([stuck, fresh])
-    r = OutboxRelay(table, "unused:9092", service="test", published=Counter(), failures=Counter(),
-                    producer_factory=lambda: next(made), ensure_topics=lambda bootstrap: None)
+    r = OutboxRelay(
+        table,
+        "unused:9092",
+        service="test",
+        published=Counter(),
+        failures=Counter(),
+        producer_factory=lambda: next(made),
+        ensure_topics=lambda bootstrap: None,
+    )
     r.delivery_timeout_ms = 0
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("subsidy.platform.outbox.ACK_MARGIN_S", 0.05)

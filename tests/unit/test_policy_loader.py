@@ -40,16 +40,51 @@ def test_every_parameter_value_is_dated_and_cites_the_text():
 @pytest.mark.parametrize(
     "file,old,new,message",
     [
-        ("clauses/1.rent.yaml", "value: 50, cites", "value: 150, cites", "1.rent.yaml: parameters.rate_percent.values[0].value: must be a whole number 0..100"),
-        ("clauses/1.rent.yaml", "{from: 2022-01-01, value: 3,", "{from: 2022-02-30, value: 3,", "1.rent.yaml: parameters.window_years.values[0].from: must be a date"),
-        ("clauses/1.purchase.yaml", "[40, 30, 30]", "[40, 30, 20]", "1.purchase.yaml: parameters.tranche_shares_percent.values[0].value: percentages must add up to 100"),
+        (
+            "clauses/1.rent.yaml",
+            "value: 50, cites",
+            "value: 150, cites",
+            "1.rent.yaml: parameters.rate_percent.values[0].value: must be a whole number 0..100",
+        ),
+        (
+            "clauses/1.rent.yaml",
+            "{from: 2022-01-01, value: 3,",
+            "{from: 2022-02-30, value: 3,",
+            "1.rent.yaml: parameters.window_years.values[0].from: must be a date",
+        ),
+        (
+            "clauses/1.purchase.yaml",
+            "[40, 30, 30]",
+            "[40, 30, 20]",
+            "1.purchase.yaml: parameters.tranche_shares_percent.values[0].value: percentages must add up to 100",
+        ),
         ("clauses/2.yaml", "  threshold_fen:", "  threshold:", "2.yaml: parameters.threshold_fen: is required"),
-        ("clauses/3.yaml", "value: [PLATFORM]", "value: [PLATFORMS]", "3.yaml: parameters.eligible_kinds.values[0].value[0]: unknown firm kind"),
+        (
+            "clauses/3.yaml",
+            "value: [PLATFORM]",
+            "value: [PLATFORMS]",
+            "3.yaml: parameters.eligible_kinds.values[0].value[0]: unknown firm kind",
+        ),
         ("clauses/9.yaml", "limit: once", "limit: twice", "9.yaml: ledger.limit: must be one of"),
         ("clauses/2.yaml", "scope_by: [platform_id]", "scope_by: [platform]", "2.yaml: ledger.scope_by[0]"),
-        ("clauses/8.yaml", "cites: 给予一次性20万元奖励}", "cites: ''}", "8.yaml: parameters.award_fen.values[0].cites"),
-        ("clauses/4.yaml", "unit: fen_table", "unit: fen", "4.yaml: parameters.award_by_threshold_fen.unit: must be 'fen_table'"),
-        ("policy.yaml", "effective_from: 2022-01-01", "effective_from: soon", "policy.yaml: effective_from: must be a date"),
+        (
+            "clauses/8.yaml",
+            "cites: 给予一次性20万元奖励}",
+            "cites: ''}",
+            "8.yaml: parameters.award_fen.values[0].cites",
+        ),
+        (
+            "clauses/4.yaml",
+            "unit: fen_table",
+            "unit: fen",
+            "4.yaml: parameters.award_by_threshold_fen.unit: must be 'fen_table'",
+        ),
+        (
+            "policy.yaml",
+            "effective_from: 2022-01-01",
+            "effective_from: soon",
+            "policy.yaml: effective_from: must be a date",
+        ),
     ],
 )
 def test_a_malformed_file_is_refused_naming_file_and_field(policy_dir, file, old, new, message):
@@ -72,7 +107,9 @@ def test_a_clause_file_without_a_clause_module_is_refused(policy_dir):
     (policy_dir / "clauses" / "16.yaml").write_text(text.replace('clause: "13"', 'clause: "16"'), encoding="utf-8")
     with pytest.raises(PolicyError) as refused:
         load_policy(policy_dir)
-    assert "16.yaml: clause: unknown clause '16': no module under subsidy/core/clauses/ declares it" in str(refused.value)
+    assert "16.yaml: clause: unknown clause '16': no module under subsidy/core/clauses/ declares it" in str(
+        refused.value
+    )
 
 
 @pytest.mark.parametrize(
@@ -86,9 +123,19 @@ def test_a_clause_file_without_a_clause_module_is_refused(policy_dir):
             "  award_fen:\n    unit: fen\n    values:\n      - {from: 2022-01-01, value: 1, cites: x}\nledger:",
             "13.yaml: parameters.award_fen: unknown field",
         ),
-        ("clauses/11.node.yaml", "claim: identifier_node", "claim: identifier_usage", "11.node.yaml: claim: clause 11.node is claimed as 'identifier_node' (subsidy.core.clauses.identifier_node)"),
+        (
+            "clauses/11.node.yaml",
+            "claim: identifier_node",
+            "claim: identifier_usage",
+            "11.node.yaml: claim: clause 11.node is claimed as 'identifier_node' (subsidy.core.clauses.identifier_node)",
+        ),
         ("clauses/13.yaml", "limit: null", "limit: once", "13.yaml: ledger.limit: this clause sets no amount"),
-        ("clauses/4.yaml", "scope_by: [threshold]", "scope_by: [level]", "4.yaml: ledger.scope_by[0]: 'level' is not a field of the revenue_milestone claim"),
+        (
+            "clauses/4.yaml",
+            "scope_by: [threshold]",
+            "scope_by: [level]",
+            "4.yaml: ledger.scope_by[0]: 'level' is not a field of the revenue_milestone claim",
+        ),
     ],
 )
 def test_a_file_that_does_not_match_its_clause_module_is_refused(policy_dir, file, old, new, message):

@@ -59,12 +59,20 @@ def test_the_answers_follow_readiness_and_are_set_only_when_they_change(caplog):
     half = Readiness("relay failing", {"": False, "svc": True}, {"accepting_submissions": True})
     with caplog.at_level(logging.INFO, logger="test.process"):
         calls = run_watch([down, down, up, up, half, half])
-    assert calls == [("", NOT_SERVING), ("svc", NOT_SERVING), ("", SERVING), ("svc", SERVING),
-                     ("", NOT_SERVING), ("svc", SERVING)]
+    assert calls == [
+        ("", NOT_SERVING),
+        ("svc", NOT_SERVING),
+        ("", SERVING),
+        ("svc", SERVING),
+        ("", NOT_SERVING),
+        ("svc", SERVING),
+    ]
     logged = [r.fields for r in caplog.records if r.getMessage() == "health"]
-    assert logged == [{"status": "NOT_SERVING", "reason": "database unreachable"},
-                      {"status": "SERVING", "reason": None},
-                      {"status": "NOT_SERVING", "accepting_submissions": True, "reason": "relay failing"}]
+    assert logged == [
+        {"status": "NOT_SERVING", "reason": "database unreachable"},
+        {"status": "SERVING", "reason": None},
+        {"status": "NOT_SERVING", "accepting_submissions": True, "reason": "relay failing"},
+    ]
     assert list(logged[2]) == ["status", "accepting_submissions", "reason"]
 
 
@@ -168,5 +176,7 @@ def test_the_first_stalled_consumer_is_named_with_its_reason():
             self.name, self.progress = name, Progress(reason)
 
     assert stalled(Consumer("a", None), Consumer("b", None)) is None
-    assert stalled(Consumer("a", None), Consumer("b", "not polled within 60s"), Consumer("c", "x")) == \
-        "b: not polled within 60s"
+    assert (
+        stalled(Consumer("a", None), Consumer("b", "not polled within 60s"), Consumer("c", "x"))
+        == "b: not polled within 60s"
+    )

@@ -33,23 +33,42 @@ def test_a_secret_comes_from_its_file_first(tmp_path):
         Env({"S_FILE": str(tmp_path / "missing")}).secret("S")
 
 
-@pytest.mark.parametrize("settings, name", [(IntakeSettings, "INTAKE"), (PayoutSettings, "PAYOUT"),
-                                            (NotifySettings, "NOTIFY")])
+@pytest.mark.parametrize(
+    "settings, name", [(IntakeSettings, "INTAKE"), (PayoutSettings, "PAYOUT"), (NotifySettings, "NOTIFY")]
+)
 def test_every_service_reads_the_common_settings_under_its_own_prefix(settings, name):
-    env = {"KAFKA_BOOTSTRAP_SERVERS": "k:9092", f"SUBSIDY_{name}_GRPC_ADDRESS": "0.0.0.0:1",
-           f"SUBSIDY_{name}_DATABASE_URL": "sqlite:///x.db", f"SUBSIDY_{name}_METRICS_ADDRESS": "",
-           f"SUBSIDY_{name}_GRACE_SECONDS": "2", f"SUBSIDY_{name}_HEALTH_INTERVAL_SECONDS": "0.5",
-           f"SUBSIDY_{name}_STALL_SECONDS": "9", "SUBSIDY_LOG_LEVEL": "debug"}
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": "k:9092",
+        f"SUBSIDY_{name}_GRPC_ADDRESS": "0.0.0.0:1",
+        f"SUBSIDY_{name}_DATABASE_URL": "sqlite:///x.db",
+        f"SUBSIDY_{name}_METRICS_ADDRESS": "",
+        f"SUBSIDY_{name}_GRACE_SECONDS": "2",
+        f"SUBSIDY_{name}_HEALTH_INTERVAL_SECONDS": "0.5",
+        f"SUBSIDY_{name}_STALL_SECONDS": "9",
+        "SUBSIDY_LOG_LEVEL": "debug",
+    }
     s = settings.from_env(env)
-    assert (s.kafka_bootstrap, s.grpc_address, s.database_url, s.metrics_address, s.grace_s,
-            s.health_interval_s, s.stall_s, s.log_level) == ("k:9092", "0.0.0.0:1", "sqlite:///x.db", "", 2.0,
-                                                             0.5, 9.0, "DEBUG")
+    assert (
+        s.kafka_bootstrap,
+        s.grpc_address,
+        s.database_url,
+        s.metrics_address,
+        s.grace_s,
+        s.health_interval_s,
+        s.stall_s,
+        s.log_level,
+    ) == ("k:9092", "0.0.0.0:1", "sqlite:///x.db", "", 2.0, 0.5, 9.0, "DEBUG")
     assert settings.from_env({}) == settings()
 
 
 def test_the_services_own_settings_are_read_too():
-    payout = PayoutSettings.from_env({"SUBSIDY_PAYOUT_TODAY": " 2026-03-01 ", "SUBSIDY_PAYOUT_METRICS_REFRESH_SECONDS": "3",
-                                      "SUBSIDY_PAYOUT_KAFKA_SESSION_TIMEOUT_MS": "6000"})
+    payout = PayoutSettings.from_env(
+        {
+            "SUBSIDY_PAYOUT_TODAY": " 2026-03-01 ",
+            "SUBSIDY_PAYOUT_METRICS_REFRESH_SECONDS": "3",
+            "SUBSIDY_PAYOUT_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        }
+    )
     assert (payout.today, payout.metrics_refresh_s, payout.session_timeout_ms) == ("2026-03-01", 3.0, 6000)
     intake = IntakeSettings.from_env({"SUBSIDY_REGISTRY_ATTEMPTS": "5", "SUBSIDY_INTAKE_METRICS_REFRESH_SECONDS": "1"})
     assert (intake.registry_attempts, intake.metrics_refresh_s) == (5, 1.0)

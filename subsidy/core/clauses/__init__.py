@@ -36,8 +36,8 @@ from subsidy.core.clauses._base import (
     AWARDS,
     ELIGIBLE_KINDS,
     UNITS,
-    Clause,
     ClaimFields,
+    Clause,
     Finding,
     Inputs,
     Rule,
@@ -137,7 +137,9 @@ def _check_parameters(clause: Clause, name: str) -> None:
             raise _fail(name, f"parameters.{parameter}", f"unknown unit {unit!r}; one of {', '.join(UNITS)}")
     for parameter, unit in ELIGIBLE_KINDS.items():
         if parameters.get(parameter) != unit:
-            raise _fail(name, "parameters", f"every clause needs {parameter!r}: {unit!r} (the core checks the firm's kind)")
+            raise _fail(
+                name, "parameters", f"every clause needs {parameter!r}: {unit!r} (the core checks the firm's kind)"
+            )
     award = clause.inputs.award
     if award not in AWARDS:
         raise _fail(name, "inputs.award", f"must be one of {', '.join(AWARDS)}, got {award!r}")
@@ -188,7 +190,9 @@ def discover(path: list[str], package: str) -> tuple[Clause, ...]:
         except ClauseError:
             raise
         except Exception as exc:
-            raise ClauseError(f"clause ? ({module_name}): module: cannot be imported: {type(exc).__name__}: {exc}") from exc
+            raise ClauseError(
+                f"clause ? ({module_name}): module: cannot be imported: {type(exc).__name__}: {exc}"
+            ) from exc
         declared = getattr(module, "CLAUSE", None)
         if not isinstance(declared, Clause):
             raise _fail(f"clause ? ({module_name})", "CLAUSE", "missing: the module must declare CLAUSE = Clause(...)")

@@ -16,8 +16,9 @@ protobuf, so the wire is described by names and numbers that the codec
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from subsidy.core.dates import add_years as add_years  # re-exported: the clause rules' helper, shared with the ledger
 from subsidy.core.domain import ELIGIBLE, NEEDS_REVIEW, Application, Claim, ClauseError, Reason

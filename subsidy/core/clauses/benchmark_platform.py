@@ -3,9 +3,19 @@ once per platform and level."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
-from subsidy.core.clauses._base import ELIGIBLE_KINDS, LEVEL_NAMES, SCHEDULE, ClaimFields, Clause, Finding, Inputs, claim_of
+from subsidy.core.clauses._base import (
+    ELIGIBLE_KINDS,
+    LEVEL_NAMES,
+    SCHEDULE,
+    ClaimFields,
+    Clause,
+    Finding,
+    Inputs,
+    claim_of,
+)
 from subsidy.core.domain import Application, value
 from subsidy.core.money import yuan
 

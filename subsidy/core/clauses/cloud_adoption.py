@@ -3,7 +3,8 @@ year's 名录 — the spend itself, cumulative cap 5万 per firm."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from subsidy.core.clauses._base import ELIGIBLE_KINDS, SCHEDULE, ClaimFields, Clause, Finding, Inputs, claim_of
 from subsidy.core.domain import Application, value
@@ -29,7 +30,9 @@ def rule(finding: Finding, app: Application, params: Mapping[str, Any]) -> None:
     if not finding.against:
         cap = params["cap_fen"]
         amount = min(claim.spend_fen, cap)
-        finding.award(amount, f"使用《名录》内云平台应用服务支出{yuan(claim.spend_fen)}，补贴{yuan(amount)}（上限{yuan(cap)}）")
+        finding.award(
+            amount, f"使用《名录》内云平台应用服务支出{yuan(claim.spend_fen)}，补贴{yuan(amount)}（上限{yuan(cap)}）"
+        )
 
 
 CLAUSE = Clause(

@@ -3,7 +3,8 @@ its own terms — no money from this policy (REFERRED)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from subsidy.core.clauses._base import AWARD_NONE, ELIGIBLE_KINDS, Clause, Finding, Inputs
 from subsidy.core.domain import REFERRED, Application, value

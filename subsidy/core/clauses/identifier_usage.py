@@ -3,7 +3,8 @@ resolutions over 10万 — 10万, once per firm."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from subsidy.core.clauses._base import ELIGIBLE_KINDS, SCHEDULE, Clause, Finding, Inputs, claim_of
 from subsidy.core.domain import Application, value

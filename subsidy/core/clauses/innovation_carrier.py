@@ -4,16 +4,31 @@ carrier."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
-from subsidy.core.clauses._base import ELIGIBLE_KINDS, LEVEL_NAMES, SCHEDULE, ClaimFields, Clause, Finding, Inputs, claim_of
+from subsidy.core.clauses._base import (
+    ELIGIBLE_KINDS,
+    LEVEL_NAMES,
+    SCHEDULE,
+    ClaimFields,
+    Clause,
+    Finding,
+    Inputs,
+    claim_of,
+)
 from subsidy.core.domain import Application, value
 from subsidy.core.money import yuan
 
 CarrierType = Literal["innovation_center", "training_base", "key_lab", "joint_lab"]
 CarrierLevel = Literal["national", "municipal", "district"]
 # Keyed by the claim's carrier type, which may be unset (as LEVEL_NAMES).
-CARRIER_NAMES: dict[str | None, str] = {"innovation_center": "创新中心", "training_base": "人才实训基地", "key_lab": "重点实验室", "joint_lab": "联合实验室"}
+CARRIER_NAMES: dict[str | None, str] = {
+    "innovation_center": "创新中心",
+    "training_base": "人才实训基地",
+    "key_lab": "重点实验室",
+    "joint_lab": "联合实验室",
+}
 
 
 @value
@@ -28,7 +43,9 @@ class InnovationCarrierClaim:
 def rule(finding: Finding, app: Application, params: Mapping[str, Any]) -> None:
     claim = claim_of(app, InnovationCarrierClaim)
     if claim.level not in params["levels"]:
-        finding.refuse("LEVEL_NOT_ELIGIBLE", f"{LEVEL_NAMES.get(claim.level, claim.level)}认定不在补贴范围内（须市级以上）")
+        finding.refuse(
+            "LEVEL_NOT_ELIGIBLE", f"{LEVEL_NAMES.get(claim.level, claim.level)}认定不在补贴范围内（须市级以上）"
+        )
     if claim.carrier_type not in params["carrier_types"]:
         finding.refuse("CARRIER_TYPE_NOT_ELIGIBLE", f"载体类型“{claim.carrier_type}”不在补贴范围内")
     if not finding.against:

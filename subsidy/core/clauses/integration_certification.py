@@ -3,7 +3,8 @@ one-time award of 20万 per firm."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 from subsidy.core.clauses._base import ELIGIBLE_KINDS, SCHEDULE, ClaimFields, Clause, Finding, Inputs, claim_of
 from subsidy.core.domain import Application, value
@@ -24,7 +25,9 @@ class IntegrationCertificationClaim:
 def rule(finding: Finding, app: Application, params: Mapping[str, Any]) -> None:
     claim = claim_of(app, IntegrationCertificationClaim)
     if claim.version not in params["versions"]:
-        finding.refuse("CERTIFICATION_VERSION", f"两化融合管理体系认证版本为“{claim.version}”，须为{'、'.join(params['versions'])}")
+        finding.refuse(
+            "CERTIFICATION_VERSION", f"两化融合管理体系认证版本为“{claim.version}”，须为{'、'.join(params['versions'])}"
+        )
     if claim.grade not in params["grades"]:
         finding.refuse("CERTIFICATION_GRADE", f"认证级别{claim.grade}未达到AA级以上")
     if not finding.against:

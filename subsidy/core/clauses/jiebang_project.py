@@ -3,7 +3,8 @@ project investment, cumulative cap 300万 per project."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from subsidy.core.clauses._base import ELIGIBLE_KINDS, SCHEDULE, ClaimFields, Clause, Finding, Inputs, capped, claim_of
 from subsidy.core.domain import Application, value

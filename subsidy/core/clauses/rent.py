@@ -5,7 +5,8 @@ years of introduction, cumulative cap 500万 per firm."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from subsidy.core.clauses._base import (
     ELIGIBLE_KINDS,

@@ -11,7 +11,8 @@ calls and refuses undecodable bytes cleanly.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 
@@ -31,7 +32,7 @@ class MalformedRequests(grpc.aio.ServerInterceptor):
         async def unary_unary(raw: bytes, context: Any) -> Any:
             try:
                 request = decode(raw)
-            except Exception as exc:  # DecodeError, or anything a deserializer raises
+            except Exception as exc:  # noqa: BLE001 - DecodeError, or anything a deserializer raises
                 metrics.GRPC_HANDLED.labels(service, method, "INVALID_ARGUMENT").inc()
                 log.info("undecodable request refused", extra={"fields": {"grpc_method": method, "bytes": len(raw)}})
                 await context.abort(

@@ -20,7 +20,8 @@ port, with TLS when configured (``GrpcSecurity.add_port`` logs the posture).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -69,13 +70,21 @@ class InterceptOncePerMethod(grpc.aio.ServerInterceptor):
         if index == len(self._interceptors):
             return await continuation(details)
         return await self._interceptors[index].intercept_service(
-            lambda d: self._apply(index + 1, continuation, d), details)
+            lambda d: self._apply(index + 1, continuation, d), details
+        )
 
 
-def build_server(service: str, address: str, health_servicer: health.aio.HealthServicer, *,
-                 servicers: Iterable[Servicer] = (), service_names: Iterable[str] = (),
-                 max_receive_bytes: int, max_send_bytes: int,
-                 security: GrpcSecurity | None = None) -> tuple[grpc.aio.Server, int]:
+def build_server(
+    service: str,
+    address: str,
+    health_servicer: health.aio.HealthServicer,
+    *,
+    servicers: Iterable[Servicer] = (),
+    service_names: Iterable[str] = (),
+    max_receive_bytes: int,
+    max_send_bytes: int,
+    security: GrpcSecurity | None = None,
+) -> tuple[grpc.aio.Server, int]:
     """The server of ``service`` (its name in the security settings:
     ``SUBSIDY_<SERVICE>_TLS_…``) on ``address``, not started; returns it and
     the bound port. ``service_names`` are the full names of the servicers'
@@ -83,10 +92,13 @@ def build_server(service: str, address: str, health_servicer: health.aio.HealthS
     ``security`` defaults to the one the environment configures."""
     security = security or GrpcSecurity.from_env(service)
     server = grpc.aio.server(
-        interceptors=[InterceptOncePerMethod([MalformedRequests(), GrpcMetricsInterceptor(),
-                                              *security.interceptors()])],
-        options=[("grpc.max_receive_message_length", max_receive_bytes),
-                 ("grpc.max_send_message_length", max_send_bytes)],
+        interceptors=[
+            InterceptOncePerMethod([MalformedRequests(), GrpcMetricsInterceptor(), *security.interceptors()])
+        ],
+        options=[
+            ("grpc.max_receive_message_length", max_receive_bytes),
+            ("grpc.max_send_message_length", max_send_bytes),
+        ],
     )
     for add, servicer in servicers:
         add(servicer, server)

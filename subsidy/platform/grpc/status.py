@@ -4,7 +4,8 @@ reads field-level errors (grpcio-status' ``rpc_status``)."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2

@@ -5,7 +5,9 @@ instead of four copies in each interceptor."""
 
 from __future__ import annotations
 
-from typing import Any, AsyncContextManager, Callable
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager as AsyncContextManager
+from typing import Any
 
 import grpc
 
@@ -17,8 +19,9 @@ Around = Callable[[Any, Any], AsyncContextManager[Any]]
 
 def wrap_handler(handler: Any, around: Around) -> Any:
     """``handler`` with each call run inside ``around``; any other object as it is."""
-    serializers = dict(request_deserializer=handler.request_deserializer,
-                       response_serializer=handler.response_serializer)
+    serializers = dict(
+        request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+    )
     if handler.unary_unary:
         inner = handler.unary_unary
 

@@ -41,8 +41,9 @@ import logging
 import re
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from subsidy.platform.db import Database, DatabaseUnavailable
 
@@ -87,13 +88,17 @@ class History:
                 continue
             match = _REVISION_FILE.fullmatch(path.name)
             if match is None:
-                raise MigrationError(f"{self.service}: {path}: not a revision file name: "
-                                     "want vNNNN_<slug>.py (four digits, lower-case slug)")
+                raise MigrationError(
+                    f"{self.service}: {path}: not a revision file name: "
+                    "want vNNNN_<slug>.py (four digits, lower-case slug)"
+                )
             found.append(match.group(1))
         expected = [f"{n:04d}" for n in range(1, len(found) + 1)]
         if found != expected:
-            raise MigrationError(f"{self.service}: the revisions in {self.directory} are {found}; "
-                                 f"they must be numbered {expected} with no gap or repeat")
+            raise MigrationError(
+                f"{self.service}: the revisions in {self.directory} are {found}; "
+                f"they must be numbered {expected} with no gap or repeat"
+            )
         return found
 
     def head(self) -> str:
@@ -140,8 +145,10 @@ class Outcome:
         s = self.service
         out = []
         if self.adopted:
-            out.append(f"{s}: adopted a database created before versioned migrations "
-                       f"(its tables match the baseline): marked at {self.before} without changing it")
+            out.append(
+                f"{s}: adopted a database created before versioned migrations "
+                f"(its tables match the baseline): marked at {self.before} without changing it"
+            )
         for revision, doc in self.applied:
             out.append(f"{s}: applied {revision} ({doc})")
         if self.applied:
@@ -167,8 +174,10 @@ def current_version(db: Database, history: History) -> str | None:
             return None
         rows = tx.all(f"SELECT version_num FROM {table}")  # nosec B608 - a name built from the service's
     if len(rows) > 1:
-        raise SchemaNotReady(f"{history.service}: {table} holds {len(rows)} versions "
-                             f"({', '.join(sorted(r[0] for r in rows))}); a history has one line")
+        raise SchemaNotReady(
+            f"{history.service}: {table} holds {len(rows)} versions "
+            f"({', '.join(sorted(r[0] for r in rows))}); a history has one line"
+        )
     return rows[0][0] if rows else None
 
 
@@ -176,21 +185,26 @@ def check(db: Database, history: History) -> str:
     """The schema version if this code can run on it (the newest it knows or
     a newer one); raises SchemaNotReady, saying what to run, otherwise."""
     s, needed = history.service, history.head()
-    run = (f"Run `{history.command}` against this database first (it reads SUBSIDY_{s.upper()}_DATABASE_URL, "
-           f"or pass --database-url; in Kubernetes that is the Job subsidy-{s}-migrate)")
+    run = (
+        f"Run `{history.command}` against this database first (it reads SUBSIDY_{s.upper()}_DATABASE_URL, "
+        f"or pass --database-url; in Kubernetes that is the Job subsidy-{s}-migrate)"
+    )
     found = current_version(db, history)
     if found is None:
         raise SchemaNotReady(
             f"{s} cannot start: the database has no {s} schema version (no table {history.version_table}), "
             f"{s} needs schema version {needed}. The database is new or was created before versioned "
-            f"migrations. {run}.")
+            f"migrations. {run}."
+        )
     if not (len(found) == 4 and found.isdigit()):
-        raise SchemaNotReady(f"{s} cannot start: {history.version_table} records version {found!r}, "
-                             "which is not one of this system's revisions (four digits)")
+        raise SchemaNotReady(
+            f"{s} cannot start: {history.version_table} records version {found!r}, "
+            "which is not one of this system's revisions (four digits)"
+        )
     if int(found) < int(needed):
         raise SchemaNotReady(
-            f"{s} cannot start: the database schema is at version {found}, this {s} needs version {needed}. "
-            f"{run}.")
+            f"{s} cannot start: the database schema is at version {found}, this {s} needs version {needed}. {run}."
+        )
     return found
 
 
@@ -205,7 +219,7 @@ def require(db: Database, history: History, log: logging.Logger, wait_s: float =
             break
         except SchemaNotReady:
             raise
-        except Exception as exc:  # noqa: BLE001 - the database is not up yet: retry until the deadline
+        except Exception as exc:
             if time.monotonic() >= deadline:
                 raise
             log.warning("database not ready, retrying", extra={"fields": {"error": str(exc)[:300]}})
@@ -215,8 +229,10 @@ def require(db: Database, history: History, log: logging.Logger, wait_s: float =
     if found != head:
         # A rollback of the code after a migration: the revisions are written
         # to keep the previous release working (module docstring).
-        log.warning("database schema is newer than this release",
-                    extra={"fields": {"schema_version": found, "release_schema_version": head}})
+        log.warning(
+            "database schema is newer than this release",
+            extra={"fields": {"schema_version": found, "release_schema_version": head}},
+        )
     else:
         log.info("database schema is current", extra={"fields": {"schema_version": found}})
     return found
@@ -225,8 +241,14 @@ def require(db: Database, history: History, log: logging.Logger, wait_s: float =
 # ----------------------------------------------------------------------------- migrate
 
 
-def upgrade(db: Database, history: History, *, lock_wait_s: float = 600.0, wait_s: float = 0.0,
-            say: Callable[[str], None] = lambda line: None) -> Outcome:
+def upgrade(
+    db: Database,
+    history: History,
+    *,
+    lock_wait_s: float = 600.0,
+    wait_s: float = 0.0,
+    say: Callable[[str], None] = lambda line: None,
+) -> Outcome:
     """Bring ``db`` to ``history``'s newest revision (see the module doc).
     ``wait_s``: how long to keep trying while the database cannot be reached;
     ``lock_wait_s``: how long to wait for another migration of the same
@@ -243,8 +265,7 @@ def upgrade(db: Database, history: History, *, lock_wait_s: float = 600.0, wait_
             if time.monotonic() >= deadline:
                 raise MigrationError(f"{history.service}: {exc}") from exc
             if not told:
-                say(f"{history.service}: database not reachable yet ({exc}); "
-                    f"retrying for up to {wait_s:.0f}s")
+                say(f"{history.service}: database not reachable yet ({exc}); retrying for up to {wait_s:.0f}s")
                 told = True
             time.sleep(2.0)
         except SQLAlchemyError as exc:  # e.g. the connection lost midway: rolled back with it
@@ -275,9 +296,8 @@ def _engine(raw: Any, dialect: str) -> Any:
 def _upgrade(raw: Any, dialect: str, history: History, lock_wait_s: float, say: Callable[[str], None]) -> Outcome:
     engine = _engine(raw, dialect)
     try:
-        with engine.connect() as connection:
-            with connection.begin():
-                return _migrate(connection, history, lock_wait_s, say)
+        with engine.connect() as connection, connection.begin():
+            return _migrate(connection, history, lock_wait_s, say)
     finally:
         engine.dispose(close=False)  # the connection is Database.connection's to close
 
@@ -289,8 +309,13 @@ def _config(history: History, connection: Any, applied: list) -> Any:
         if not step.is_stamp:
             applied.append((step.up_revision_id, step.up_revision.doc or ""))
 
-    config = Config(attributes={"connection": connection, "version_table": history.version_table,
-                                "on_version_apply": on_version_apply})
+    config = Config(
+        attributes={
+            "connection": connection,
+            "version_table": history.version_table,
+            "on_version_apply": on_version_apply,
+        }
+    )
     config.set_main_option("script_location", str(Path(__file__).parent))
     config.set_main_option("path_separator", "os")
     config.set_main_option("version_locations", str(history.directory))
@@ -311,10 +336,13 @@ def _scripts(history: History) -> Any:
         if sc.revision != number or sc.down_revision != previous:
             raise MigrationError(
                 f"{history.service}: {Path(sc.path).name} declares revision {sc.revision!r} after "
-                f"{sc.down_revision!r}; it must be revision {number!r} after {previous!r}")
+                f"{sc.down_revision!r}; it must be revision {number!r} after {previous!r}"
+            )
     if [sc.revision for sc in chain] != names:
-        raise MigrationError(f"{history.service}: Alembic reads revisions {[sc.revision for sc in chain]} "
-                             f"from {history.directory}, the files are {names}")
+        raise MigrationError(
+            f"{history.service}: Alembic reads revisions {[sc.revision for sc in chain]} "
+            f"from {history.directory}, the files are {names}"
+        )
     return script
 
 
@@ -335,18 +363,24 @@ def _lock(connection: Any, history: History, wait_s: float, say: Callable[[str],
     deadline = time.monotonic() + wait_s
     told = False
     while not connection.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": key}).scalar():
-        holder = connection.execute(text(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = 0 "
-            "AND objid::bigint = :key AND objsubid = 1 "
-            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
-            {"key": key}).scalar()
+        holder = connection.execute(
+            text(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = 0 "
+                "AND objid::bigint = :key AND objsubid = 1 "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ),
+            {"key": key},
+        ).scalar()
         if time.monotonic() >= deadline:
             raise MigrationError(
                 f"{history.service}: another migration of {history.service} (PostgreSQL backend pid {holder}) "
-                f"still holds the migration lock after {wait_s:.0f}s; nothing was changed")
+                f"still holds the migration lock after {wait_s:.0f}s; nothing was changed"
+            )
         if not told:
-            say(f"{history.service}: waiting for the migration lock: another `{history.command}` is running "
-                f"(PostgreSQL backend pid {holder})")
+            say(
+                f"{history.service}: waiting for the migration lock: another `{history.command}` is running "
+                f"(PostgreSQL backend pid {holder})"
+            )
             told = True
         time.sleep(0.5)
 
@@ -363,23 +397,27 @@ def _migrate(connection: Any, history: History, lock_wait_s: float, say: Callabl
     head, baseline = revisions[-1], revisions[0]
     before = _current(connection, history)
     if before is not None and before not in revisions:
-        raise MigrationError(f"{history.service}: the database is at version {before}, newer than this release's "
-                             f"newest ({head}): run the migrate of the release that wrote it; nothing was changed")
+        raise MigrationError(
+            f"{history.service}: the database is at version {before}, newer than this release's "
+            f"newest ({head}): run the migrate of the release that wrote it; nothing was changed"
+        )
     applied: list[tuple[str, str]] = []
     config = _config(history, connection, applied)
     adopted = False
     if before is None and _is_legacy(connection, history):
         command.stamp(config, baseline)
         adopted, before = True, baseline
-    pending = revisions[revisions.index(before) + 1:] if before else revisions
+    pending = revisions[revisions.index(before) + 1 :] if before else revisions
     try:
         command.upgrade(config, "head")
     except (CommandError, SQLAlchemyError) as exc:
         failed = pending[len(applied)] if len(applied) < len(pending) else "?"
         where = script.get_revision(failed).path if failed != "?" else history.directory
-        raise MigrationError(f"{history.service}: migration {failed} ({where}) failed: "
-                             f"{str(exc).splitlines()[0]}; nothing was changed (all pending migrations "
-                             "run in one transaction, rolled back)") from exc
+        raise MigrationError(
+            f"{history.service}: migration {failed} ({where}) failed: "
+            f"{str(exc).splitlines()[0]}; nothing was changed (all pending migrations "
+            "run in one transaction, rolled back)"
+        ) from exc
     after = _current(connection, history)
     if after != head:
         raise MigrationError(f"{history.service}: after migrating the database is at {after}, not {head}")
@@ -395,11 +433,14 @@ def _shape(connection: Any, tables: list[str]) -> dict[str, tuple[list[str], set
 
     inspector = inspect(connection)
     present = set(inspector.get_table_names())
-    return {t: ([c["name"] for c in inspector.get_columns(t)], {i["name"] for i in inspector.get_indexes(t)})
-            for t in tables if t in present}
+    return {
+        t: ([c["name"] for c in inspector.get_columns(t)], {i["name"] for i in inspector.get_indexes(t)})
+        for t in tables
+        if t in present
+    }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _baseline_shape(history: History) -> dict[str, tuple[list[str], set[str]]]:
     """The tables, columns and indexes the baseline revision creates: run it
     on a scratch in-memory SQLite database and look (one source of truth:
@@ -416,8 +457,9 @@ def _baseline_shape(history: History) -> dict[str, tuple[list[str], set[str]]]:
                 command.upgrade(_config(history, connection, []), history.revisions()[0])
             from sqlalchemy import inspect
 
-            tables = [t for t in inspect(connection).get_table_names()
-                      if t not in (history.version_table, "sqlite_sequence")]
+            tables = [
+                t for t in inspect(connection).get_table_names() if t not in (history.version_table, "sqlite_sequence")
+            ]
             return _shape(connection, tables)
     finally:
         raw.close()
@@ -442,5 +484,6 @@ def _is_legacy(connection: Any, history: History) -> bool:
         raise MigrationError(
             f"{history.service}: the database has {history.service} tables but no schema version, and they are "
             f"not the schema {history.service} created before versioned migrations: {'; '.join(problems)}. "
-            "Not adopting it (check the database URL); nothing was changed")
+            "Not adopting it (check the database URL); nothing was changed"
+        )
     return True

@@ -16,7 +16,8 @@ if "connection" not in _attributes:
     raise RuntimeError(
         "the subsidy migrations run through `subsidy migrate --service intake|payout|notify` "
         "(subsidy.platform.migrations), not the alembic command: it takes the migration lock "
-        "and knows each service's version table")
+        "and knows each service's version table"
+    )
 
 context.configure(
     connection=_attributes["connection"],

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import grpc
 
@@ -32,8 +33,18 @@ from subsidy.platform.security.secrets import redact_url, secret
 from subsidy.platform.security.tokens import TokenVerifier, load_jwks, load_pem_keys
 
 __all__ = [
-    "AUTH_DENIED", "AccessPolicy", "AuthInterceptor", "GrpcSecurity", "Principal", "SecurityConfig",
-    "SecurityConfigError", "check_firm", "current", "firm_allowed", "redact_url", "secret",
+    "AUTH_DENIED",
+    "AccessPolicy",
+    "AuthInterceptor",
+    "GrpcSecurity",
+    "Principal",
+    "SecurityConfig",
+    "SecurityConfigError",
+    "check_firm",
+    "current",
+    "firm_allowed",
+    "redact_url",
+    "secret",
 ]
 
 log = logging.getLogger("subsidy.platform.security")
@@ -70,8 +81,10 @@ class _ReloadingCertificates:
         try:
             configuration = self.configuration()
         except Exception as exc:  # noqa: BLE001 - keep serving the old certificate
-            log.error("TLS certificate files changed but cannot be loaded; keeping the old ones",
-                      extra={"fields": {"error": type(exc).__name__}})
+            log.error(
+                "TLS certificate files changed but cannot be loaded; keeping the old ones",
+                extra={"fields": {"error": type(exc).__name__}},
+            )
             return None
         self._stamp = stamp
         log.info("TLS certificate files reloaded", extra={"fields": {"service": self.config.service}})
@@ -89,13 +102,12 @@ class GrpcSecurity:
                 keys = load_pem_keys(config.public_keys, config.public_keys_dir)
                 if config.jwks_file:
                     keys += load_jwks(config.jwks_file)
-                verifier = TokenVerifier(keys, audience=config.audience, issuer=config.issuer,
-                                         leeway_s=config.leeway_s)
+                verifier = TokenVerifier(keys, audience=config.audience, issuer=config.issuer, leeway_s=config.leeway_s)
             certificates = CertificateMap.load(config.mtls_identities_file) if "mtls" in config.auth_mode else None
             self._interceptor = AuthInterceptor(self.policy, config.auth_mode, verifier, certificates)
 
     @classmethod
-    def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> "GrpcSecurity":
+    def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> GrpcSecurity:
         return cls(SecurityConfig.from_env(service, env))
 
     def interceptors(self) -> list[grpc.aio.ServerInterceptor]:
@@ -106,8 +118,8 @@ class GrpcSecurity:
             return None
         certificates = _ReloadingCertificates(self.config)
         return grpc.dynamic_ssl_server_credentials(
-            certificates.configuration(), certificates.fetch,
-            require_client_authentication=self.config.mutual_tls)
+            certificates.configuration(), certificates.fetch, require_client_authentication=self.config.mutual_tls
+        )
 
     def enable_reflection(self, server: Any, service_names: Iterable[str]) -> bool:
         if not self.config.reflection_enabled:
@@ -126,15 +138,25 @@ class GrpcSecurity:
 
     def log_posture(self, address: str) -> None:
         c = self.config
-        fields = {"service": c.service, "address": address, "tls": c.tls, "mutual_tls": c.mutual_tls,
-                  "auth_mode": c.auth_mode, "reflection": c.reflection_enabled}
+        fields = {
+            "service": c.service,
+            "address": address,
+            "tls": c.tls,
+            "mutual_tls": c.mutual_tls,
+            "auth_mode": c.auth_mode,
+            "reflection": c.reflection_enabled,
+        }
         if not c.tls:
-            log.warning("gRPC is PLAINTEXT (no TLS): traffic and credentials are readable on the network; "
-                        "set SUBSIDY_TLS_CERT_FILE and SUBSIDY_TLS_KEY_FILE outside local development",
-                        extra={"fields": fields})
+            log.warning(
+                "gRPC is PLAINTEXT (no TLS): traffic and credentials are readable on the network; "
+                "set SUBSIDY_TLS_CERT_FILE and SUBSIDY_TLS_KEY_FILE outside local development",
+                extra={"fields": fields},
+            )
         if c.auth_mode == "off":
-            log.warning("gRPC authentication is DISABLED: every caller may call every RPC; "
-                        "set SUBSIDY_AUTH_MODE=jwt|mtls|jwt+mtls outside local development",
-                        extra={"fields": fields})
+            log.warning(
+                "gRPC authentication is DISABLED: every caller may call every RPC; "
+                "set SUBSIDY_AUTH_MODE=jwt|mtls|jwt+mtls outside local development",
+                extra={"fields": fields},
+            )
         if c.tls and c.auth_mode != "off":
             log.info("gRPC security", extra={"fields": fields})

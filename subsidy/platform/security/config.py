@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 MODES = ("off", "jwt", "mtls", "jwt+mtls")
 
@@ -61,7 +61,7 @@ class SecurityConfig:
         return self.reflection == "on"
 
     @classmethod
-    def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> "SecurityConfig":
+    def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> SecurityConfig:
         env = os.environ if env is None else env
         upper = service.upper()
 
@@ -95,9 +95,13 @@ class SecurityConfig:
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise SecurityConfigError("TLS needs both SUBSIDY_TLS_CERT_FILE and SUBSIDY_TLS_KEY_FILE")
         if self.tls_client_ca_file and not self.tls:
-            raise SecurityConfigError("SUBSIDY_TLS_CLIENT_CA_FILE (mutual TLS) needs TLS: set SUBSIDY_TLS_CERT_FILE/KEY_FILE")
+            raise SecurityConfigError(
+                "SUBSIDY_TLS_CLIENT_CA_FILE (mutual TLS) needs TLS: set SUBSIDY_TLS_CERT_FILE/KEY_FILE"
+            )
         if "mtls" in self.auth_mode and not self.mutual_tls:
-            raise SecurityConfigError(f"SUBSIDY_AUTH_MODE={self.auth_mode} needs mutual TLS: set SUBSIDY_TLS_CLIENT_CA_FILE")
+            raise SecurityConfigError(
+                f"SUBSIDY_AUTH_MODE={self.auth_mode} needs mutual TLS: set SUBSIDY_TLS_CLIENT_CA_FILE"
+            )
         if "mtls" in self.auth_mode and not self.mtls_identities_file:
             raise SecurityConfigError(f"SUBSIDY_AUTH_MODE={self.auth_mode} needs SUBSIDY_AUTH_MTLS_IDENTITIES_FILE")
         if self.reflection not in ("auto", "on", "off"):

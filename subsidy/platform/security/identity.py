@@ -7,8 +7,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
@@ -63,24 +64,28 @@ class CertificateIdentity:
 class CertificateMap:
     """mTLS identities (SUBSIDY_AUTH_MTLS_IDENTITIES_FILE), YAML:
 
-        identities:
-          - {common_name: finance-gateway, role: FINANCE}
-          - {san: spiffe://songjiang/portal, role: PORTAL}
-          - {common_name: firm-91310117313Q6C3D6G, role: ENTERPRISE, credit_code: 91310117313Q6C3D6G}
+    identities:
+      - {common_name: finance-gateway, role: FINANCE}
+      - {san: spiffe://songjiang/portal, role: PORTAL}
+      - {common_name: firm-91310117313Q6C3D6G, role: ENTERPRISE, credit_code: 91310117313Q6C3D6G}
     """
 
     def __init__(self, identities: list[CertificateIdentity]):
         self.identities = identities
 
     @classmethod
-    def load(cls, path: str) -> "CertificateMap":
+    def load(cls, path: str) -> CertificateMap:
         from subsidy.platform.security.policy import ROLES
 
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         out = []
         for item in data.get("identities", []):
-            ident = CertificateIdentity(role=str(item.get("role", "")), common_name=str(item.get("common_name", "")),
-                                        san=str(item.get("san", "")), credit_code=str(item.get("credit_code", "")))
+            ident = CertificateIdentity(
+                role=str(item.get("role", "")),
+                common_name=str(item.get("common_name", "")),
+                san=str(item.get("san", "")),
+                credit_code=str(item.get("credit_code", "")),
+            )
             if ident.role not in ROLES or not (ident.common_name or ident.san):
                 raise ValueError(f"{path}: each identity needs a role and a common_name or san")
             if ident.role == "ENTERPRISE" and not ident.credit_code:
@@ -96,6 +101,7 @@ class CertificateMap:
         sans = values("x509_subject_alternative_name")
         for ident in self.identities:
             if (ident.common_name and ident.common_name in names) or (ident.san and ident.san in sans):
-                return Principal(role=ident.role, credit_code=ident.credit_code,
-                                 subject=ident.common_name or ident.san, via="mtls")
+                return Principal(
+                    role=ident.role, credit_code=ident.credit_code, subject=ident.common_name or ident.san, via="mtls"
+                )
         return None

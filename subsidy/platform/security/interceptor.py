@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 from prometheus_client import Counter
@@ -33,7 +34,8 @@ from subsidy.platform.security.tokens import InvalidToken, TokenVerifier
 log = logging.getLogger("subsidy.platform.security")
 
 AUTH_DENIED = metric(
-    Counter, "subsidy_auth_denied",
+    Counter,
+    "subsidy_auth_denied",
     "RPCs refused by authentication (UNAUTHENTICATED) or authorization (PERMISSION_DENIED), by gRPC service, "
     "method and reason: missing_credentials, invalid_token, unknown_certificate, wrong_role, wrong_firm, no_policy.",
     ("grpc_service", "grpc_method", "reason"),
@@ -51,16 +53,29 @@ class Denied(Exception):
 def deny(service: str, method: str, reason: str, principal: Principal | None = None, detail: str = "") -> None:
     """Count and log one refusal (no token, no personal data)."""
     AUTH_DENIED.labels(service, method, reason).inc()
-    log.warning("access denied", extra=logs.fields(
-        grpc_service=service, grpc_method=method, reason=reason, detail=detail[:200],
-        role=principal.role if principal else None, via=principal.via if principal else None,
-        key_id=principal.key_id if principal else None,
-        credit_code=principal.credit_code if principal and principal.credit_code else None))
+    log.warning(
+        "access denied",
+        extra=logs.fields(
+            grpc_service=service,
+            grpc_method=method,
+            reason=reason,
+            detail=detail[:200],
+            role=principal.role if principal else None,
+            via=principal.via if principal else None,
+            key_id=principal.key_id if principal else None,
+            credit_code=principal.credit_code if principal and principal.credit_code else None,
+        ),
+    )
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, policy: AccessPolicy, mode: str, verifier: TokenVerifier | None = None,
-                 certificates: CertificateMap | None = None):
+    def __init__(
+        self,
+        policy: AccessPolicy,
+        mode: str,
+        verifier: TokenVerifier | None = None,
+        certificates: CertificateMap | None = None,
+    ):
         self.policy = policy
         self.mode = mode
         self.verifier = verifier
@@ -77,7 +92,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             if key == "authorization" and isinstance(value, str):
                 scheme, _, rest = value.strip().partition(" ")
                 if scheme.lower() != "bearer" or not rest.strip():
-                    raise Denied(grpc.StatusCode.UNAUTHENTICATED, "invalid_token", "authorization is not a Bearer token")
+                    raise Denied(
+                        grpc.StatusCode.UNAUTHENTICATED, "invalid_token", "authorization is not a Bearer token"
+                    )
                 token = rest.strip()
                 break
         if token is not None and "jwt" in self.mode:
@@ -90,23 +107,39 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             if auth_context.get("x509_common_name") or auth_context.get("x509_subject_alternative_name"):
                 principal = self.certificates.principal(auth_context)  # type: ignore[union-attr]
                 if principal is None:
-                    raise Denied(grpc.StatusCode.UNAUTHENTICATED, "unknown_certificate",
-                                 "the client certificate is not mapped to a role")
+                    raise Denied(
+                        grpc.StatusCode.UNAUTHENTICATED,
+                        "unknown_certificate",
+                        "the client certificate is not mapped to a role",
+                    )
                 return principal
-        raise Denied(grpc.StatusCode.UNAUTHENTICATED, "missing_credentials",
-                     "credentials required: authorization: Bearer <token>" if "jwt" in self.mode
-                     else "credentials required: a client certificate")
+        raise Denied(
+            grpc.StatusCode.UNAUTHENTICATED,
+            "missing_credentials",
+            "credentials required: authorization: Bearer <token>"
+            if "jwt" in self.mode
+            else "credentials required: a client certificate",
+        )
 
     # -- may they --------------------------------------------------------------------------------
     def authorize(self, rule: Rule | None, principal: Principal, request: Any) -> None:
         if rule is None:
             raise Denied(grpc.StatusCode.PERMISSION_DENIED, "no_policy", "no access rule for this method")
         if not rule.allows_role(principal.role):
-            raise Denied(grpc.StatusCode.PERMISSION_DENIED, "wrong_role", f"role {principal.role} may not call this method")
-        if principal.role == "ENTERPRISE" and rule.enterprise_field and not rule.public:
-            if field_value(request, rule.enterprise_field) != principal.credit_code:
-                raise Denied(grpc.StatusCode.PERMISSION_DENIED, "wrong_firm",
-                             f"{rule.enterprise_field} is not the caller's credit code")
+            raise Denied(
+                grpc.StatusCode.PERMISSION_DENIED, "wrong_role", f"role {principal.role} may not call this method"
+            )
+        if (
+            principal.role == "ENTERPRISE"
+            and rule.enterprise_field
+            and not rule.public
+            and field_value(request, rule.enterprise_field) != principal.credit_code
+        ):
+            raise Denied(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "wrong_firm",
+                f"{rule.enterprise_field} is not the caller's credit code",
+            )
 
     async def intercept_service(self, continuation: Callable, handler_call_details: Any) -> Any:
         handler = await continuation(handler_call_details)

@@ -23,7 +23,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import ssl
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from subsidy.platform.security.secrets import secret
 
@@ -56,7 +57,7 @@ class KafkaSecurity:
         return self.protocol.startswith("SASL_")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "KafkaSecurity":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> KafkaSecurity:
         env = os.environ if env is None else env
 
         def get(name: str) -> str:
@@ -64,23 +65,35 @@ class KafkaSecurity:
 
         protocol = (get("SUBSIDY_KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").upper()
         if protocol not in PROTOCOLS:
-            raise KafkaSecurityError(f"SUBSIDY_KAFKA_SECURITY_PROTOCOL: one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+            raise KafkaSecurityError(
+                f"SUBSIDY_KAFKA_SECURITY_PROTOCOL: one of {', '.join(PROTOCOLS)}, got {protocol!r}"
+            )
         mechanism = ""
         username = password = ""
         if protocol.startswith("SASL_"):
             mechanism = (get("SUBSIDY_KAFKA_SASL_MECHANISM") or "SCRAM-SHA-512").upper()
             if mechanism not in MECHANISMS:
-                raise KafkaSecurityError(f"SUBSIDY_KAFKA_SASL_MECHANISM: one of {', '.join(MECHANISMS)}, got {mechanism!r}")
+                raise KafkaSecurityError(
+                    f"SUBSIDY_KAFKA_SASL_MECHANISM: one of {', '.join(MECHANISMS)}, got {mechanism!r}"
+                )
             username = get("SUBSIDY_KAFKA_SASL_USERNAME")
             password = secret("SUBSIDY_KAFKA_SASL_PASSWORD", env)
             if not username or not password:
                 raise KafkaSecurityError(
-                    "SASL needs SUBSIDY_KAFKA_SASL_USERNAME and SUBSIDY_KAFKA_SASL_PASSWORD (or _PASSWORD_FILE)")
+                    "SASL needs SUBSIDY_KAFKA_SASL_USERNAME and SUBSIDY_KAFKA_SASL_PASSWORD (or _PASSWORD_FILE)"
+                )
         check = get("SUBSIDY_KAFKA_SSL_CHECK_HOSTNAME").lower() not in ("0", "false", "no", "off")
-        return cls(protocol=protocol, mechanism=mechanism, username=username, password=password,
-                   cafile=get("SUBSIDY_KAFKA_SSL_CAFILE"), certfile=get("SUBSIDY_KAFKA_SSL_CERTFILE"),
-                   keyfile=get("SUBSIDY_KAFKA_SSL_KEYFILE"), key_password=secret("SUBSIDY_KAFKA_SSL_KEY_PASSWORD", env),
-                   check_hostname=check)
+        return cls(
+            protocol=protocol,
+            mechanism=mechanism,
+            username=username,
+            password=password,
+            cafile=get("SUBSIDY_KAFKA_SSL_CAFILE"),
+            certfile=get("SUBSIDY_KAFKA_SSL_CERTFILE"),
+            keyfile=get("SUBSIDY_KAFKA_SSL_KEYFILE"),
+            key_password=secret("SUBSIDY_KAFKA_SSL_KEY_PASSWORD", env),
+            check_hostname=check,
+        )
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The TLS context for aiokafka/faust (kafka-python takes the files)."""
@@ -98,8 +111,9 @@ class KafkaSecurity:
             return {}
         config: dict[str, Any] = {"security_protocol": self.protocol}
         if self.uses_sasl:
-            config.update(sasl_mechanism=self.mechanism, sasl_plain_username=self.username,
-                          sasl_plain_password=self.password)
+            config.update(
+                sasl_mechanism=self.mechanism, sasl_plain_username=self.username, sasl_plain_password=self.password
+            )
         if self.uses_ssl:
             config["ssl_check_hostname"] = self.check_hostname
             if self.cafile:
@@ -119,8 +133,9 @@ class KafkaSecurity:
 
         context = self.ssl_context()
         if self.uses_sasl:
-            credentials: Any = faust.SASLCredentials(username=self.username, password=self.password,
-                                                     ssl_context=context, mechanism=self.mechanism)
+            credentials: Any = faust.SASLCredentials(
+                username=self.username, password=self.password, ssl_context=context, mechanism=self.mechanism
+            )
         else:
             credentials = faust.SSLCredentials(context)
         return {"broker_credentials": credentials}

@@ -40,7 +40,7 @@ class AccessPolicy:
         return methods.get(method) or methods.get("*")
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "AccessPolicy":
+    def load(cls, path: str | Path | None = None) -> AccessPolicy:
         path = Path(path) if path else DEFAULT_POLICY_FILE
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -49,7 +49,7 @@ class AccessPolicy:
         return cls.from_data(data, str(path))
 
     @classmethod
-    def from_data(cls, data: Any, source: str = "") -> "AccessPolicy":
+    def from_data(cls, data: Any, source: str = "") -> AccessPolicy:
         if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
             raise PolicyError(f"access policy {source}: needs a 'services' mapping")
         rules: dict[str, dict[str, Rule]] = {}
@@ -79,10 +79,16 @@ class AccessPolicy:
                 elif enterprise is not None:
                     raise PolicyError(f"{where}: enterprise is 'servicer', 'any' or {{field: <request field>}}")
                 if "ENTERPRISE" in roles and not (field or servicer or enterprise == "any"):
-                    raise PolicyError(f"{where}: ENTERPRISE is allowed, so 'enterprise' must say how the call "
-                                      "is tied to the caller's credit code")
-                rules[service][str(method)] = Rule(roles=roles, public=bool(spec.get("public", False)),
-                                                   enterprise_field=field, enterprise_servicer=servicer)
+                    raise PolicyError(
+                        f"{where}: ENTERPRISE is allowed, so 'enterprise' must say how the call "
+                        "is tied to the caller's credit code"
+                    )
+                rules[service][str(method)] = Rule(
+                    roles=roles,
+                    public=bool(spec.get("public", False)),
+                    enterprise_field=field,
+                    enterprise_servicer=servicer,
+                )
         return cls(rules=rules, source=source)
 
 

@@ -93,8 +93,10 @@ def load_jwks(path: str) -> list[VerificationKey]:
 class TokenVerifier:
     def __init__(self, keys: list[VerificationKey], *, audience: str, issuer: str, leeway_s: float = 30.0):
         if not keys:
-            raise ValueError("JWT authentication needs at least one public key "
-                             "(SUBSIDY_AUTH_JWKS_FILE, SUBSIDY_AUTH_PUBLIC_KEYS or SUBSIDY_AUTH_PUBLIC_KEYS_DIR)")
+            raise ValueError(
+                "JWT authentication needs at least one public key "
+                "(SUBSIDY_AUTH_JWKS_FILE, SUBSIDY_AUTH_PUBLIC_KEYS or SUBSIDY_AUTH_PUBLIC_KEYS_DIR)"
+            )
         if not audience or not issuer:
             raise ValueError("JWT authentication needs SUBSIDY_AUTH_AUDIENCE and SUBSIDY_AUTH_ISSUER")
         self.keys = {k.kid: k for k in keys}
@@ -120,8 +122,13 @@ class TokenVerifier:
             raise InvalidToken("algorithm does not fit the key")
         try:
             claims = jwt.decode(
-                token, key.key, algorithms=[key.algorithm], audience=self.audience, issuer=self.issuer,
-                leeway=self.leeway_s, options={"require": ["exp", "iss", "aud", "sub"]},
+                token,
+                key.key,
+                algorithms=[key.algorithm],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway_s,
+                options={"require": ["exp", "iss", "aud", "sub"]},
             )
         except jwt.ExpiredSignatureError:
             raise InvalidToken("expired") from None
@@ -139,5 +146,10 @@ class TokenVerifier:
         credit_code = claims.get("credit_code") or ""
         if role == "ENTERPRISE" and not (isinstance(credit_code, str) and credit_code):
             raise InvalidToken("an ENTERPRISE token needs a credit_code claim")
-        return Principal(role=role, credit_code=credit_code if role == "ENTERPRISE" else "",
-                         subject=str(claims.get("sub")), via="jwt", key_id=kid)
+        return Principal(
+            role=role,
+            credit_code=credit_code if role == "ENTERPRISE" else "",
+            subject=str(claims.get("sub")),
+            via="jwt",
+            key_id=kid,
+        )

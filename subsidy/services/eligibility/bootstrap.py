@@ -27,7 +27,7 @@ import faulthandler
 import logging
 import signal
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 
@@ -60,15 +60,23 @@ def create_app(
     settings = settings or Settings.from_env()
     policy = policy if policy is not None else load_policy(settings.policy_dir)
     service = kafka.Eligibility(
-        settings=settings, policy=policy, metrics=Metrics(registry), app=kafka.faust_app(settings),
-        handler=Handler(policy, clock), clock=clock, sink=sink,
+        settings=settings,
+        policy=policy,
+        metrics=Metrics(registry),
+        app=kafka.faust_app(settings),
+        handler=Handler(policy, clock),
+        clock=clock,
+        sink=sink,
         progress=shared_metrics.ConsumerProgress(CONSUMER, settings.stall_seconds),
     )
     # allow_empty: a tombstone reaches the agent (and the DLQ) instead of being skipped.
     service.applications = kafka.raw_topic(service.app, topics.APPLICATIONS, allow_empty=True)
     service.install_agent()
     service.grpc = GrpcServer(
-        settings.grpc_address, policy, ready=service.ready, grace_seconds=settings.grpc_grace_seconds,
+        settings.grpc_address,
+        policy,
+        ready=service.ready,
+        grace_seconds=settings.grpc_grace_seconds,
         probe=service.probe,
     )
     return service
@@ -85,7 +93,7 @@ def main() -> int:
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
-        print(f"eligibility: error: {exc}", file=sys.stderr)
+        print(f"eligibility: error: {exc}", file=sys.stderr)  # noqa: T201 - before the logs exist
         return EXIT_BAD_CONFIG
     logs.setup("eligibility", settings.log_level)
     # `kill -USR1 <pid>` writes every thread's stack to the log (see subsidy/platform/process.py).

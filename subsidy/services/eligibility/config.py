@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 APP_ID = "subsidy-eligibility"
 
@@ -25,7 +25,7 @@ class Settings:
     #: SUBSIDY_ELIGIBILITY_METRICS_ADDRESS: interface the metrics endpoint binds.
     #: nosec B104: in a pod Prometheus scrapes the pod IP; metrics carry no personal data and
     #: `make run` binds 127.0.0.1 (subsidy_dev/stack.py).
-    metrics_address: str = "0.0.0.0"  # nosec B104
+    metrics_address: str = "0.0.0.0"  # noqa: S104  # nosec B104
     #: SUBSIDY_POLICY_DIR: the policy data (default: policy/ in the checkout).
     policy_dir: Path | None = None
     #: SUBSIDY_ELIGIBILITY_DATA_DIR: faust's data directory (memory store: little is written).
@@ -51,7 +51,7 @@ class Settings:
     app_id: str = APP_ID
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         d = cls()
 
@@ -89,8 +89,12 @@ class Settings:
                 number("SUBSIDY_ELIGIBILITY_TOPIC_REPLICATION_FACTOR", d.topic_replication_factor, int, 1)
             ),
             grpc_grace_seconds=number("SUBSIDY_ELIGIBILITY_GRPC_GRACE_SECONDS", d.grpc_grace_seconds),
-            session_timeout_seconds=number("SUBSIDY_ELIGIBILITY_SESSION_TIMEOUT_SECONDS", d.session_timeout_seconds, float, 1),
-            commit_interval_seconds=number("SUBSIDY_ELIGIBILITY_COMMIT_INTERVAL_SECONDS", d.commit_interval_seconds, float, 0.1),
+            session_timeout_seconds=number(
+                "SUBSIDY_ELIGIBILITY_SESSION_TIMEOUT_SECONDS", d.session_timeout_seconds, float, 1
+            ),
+            commit_interval_seconds=number(
+                "SUBSIDY_ELIGIBILITY_COMMIT_INTERVAL_SECONDS", d.commit_interval_seconds, float, 0.1
+            ),
             max_in_flight=int(number("SUBSIDY_ELIGIBILITY_MAX_IN_FLIGHT", d.max_in_flight, int, 1)),
             stall_seconds=number("SUBSIDY_ELIGIBILITY_STALL_SECONDS", d.stall_seconds, float, 1),
             log_level=text("SUBSIDY_ELIGIBILITY_LOG_LEVEL", d.log_level).upper(),

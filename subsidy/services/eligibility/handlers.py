@@ -25,8 +25,9 @@ acknowledging are the caller's (subsidy/services/eligibility/adapters/kafka.py).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from google.protobuf.message import DecodeError
 
@@ -44,7 +45,7 @@ Headers = list[tuple[str, bytes]]
 
 
 def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,15 +94,21 @@ def process(record: Any, *, policy: Policy, now: dt.datetime) -> Decided:
         application = codec.application_from_proto(message)
     except BadInput as exc:
         raise Rejected(f"invalid application: {exc}", application_id=message.application_id[:64] or None) from None
-    except Exception as exc:  # noqa: BLE001 - a codec bug must not stall the partition
-        raise Rejected(f"validating failed unexpectedly: {type(exc).__name__}: {exc}", unexpected=True,
-                       application_id=message.application_id[:64] or None) from exc
+    except Exception as exc:
+        raise Rejected(
+            f"validating failed unexpectedly: {type(exc).__name__}: {exc}",
+            unexpected=True,
+            application_id=message.application_id[:64] or None,
+        ) from exc
     try:
         decision = rules.evaluate(application, policy)
         decision_bytes = codec.decision_to_proto(decision).SerializeToString()
-    except Exception as exc:  # noqa: BLE001 - a rules bug must not stall the partition
-        raise Rejected(f"evaluating failed unexpectedly: {type(exc).__name__}: {exc}", unexpected=True,
-                       application_id=application.application_id) from exc
+    except Exception as exc:
+        raise Rejected(
+            f"evaluating failed unexpectedly: {type(exc).__name__}: {exc}",
+            unexpected=True,
+            application_id=application.application_id,
+        ) from exc
     trace_id = cloudevents.trace_id_of(header_list(record.headers)) or cloudevents.new_trace_id()
     return Decided(
         key=decision.credit_code.encode(),

@@ -21,22 +21,34 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry if registry is not None else REGISTRY
         self.decisions = shared.metric(
-            Counter, "subsidy_decisions", "Decisions produced to the decisions topic, by clause and outcome.",
-            ["clause", "outcome"], registry=self.registry,
+            Counter,
+            "subsidy_decisions",
+            "Decisions produced to the decisions topic, by clause and outcome.",
+            ["clause", "outcome"],
+            registry=self.registry,
         )
         self.dead_letters = shared.metric(
-            Counter, "subsidy_dead_letters",
+            Counter,
+            "subsidy_dead_letters",
             "Messages a consumer could not process, sent to the dead-letter topic, by source topic and consumer.",
-            ["topic", "consumer"], registry=self.registry,
+            ["topic", "consumer"],
+            registry=self.registry,
         )
         # Older names, kept for existing dashboards and tests; the contract's
         # names are subsidy_kafka_messages_{consumed,produced}_total.
         self.consumed = shared.metric(
-            Counter, "subsidy_messages_consumed", "Records consumed, by topic.", ["topic"], registry=self.registry,
+            Counter,
+            "subsidy_messages_consumed",
+            "Records consumed, by topic.",
+            ["topic"],
+            registry=self.registry,
         )
         self.produced = shared.metric(
-            Counter, "subsidy_messages_produced", "Records produced and acknowledged by the broker, by topic.",
-            ["topic"], registry=self.registry,
+            Counter,
+            "subsidy_messages_produced",
+            "Records produced and acknowledged by the broker, by topic.",
+            ["topic"],
+            registry=self.registry,
         )
         self.kafka_consumed = shared.KAFKA_CONSUMED
         self.kafka_produced = shared.KAFKA_PRODUCED

@@ -13,15 +13,15 @@ from typing import Any
 from subsidy.platform import metrics as shared
 from subsidy.platform import process as process
 from subsidy.platform.db import Database
-from subsidy.services.intake import handlers
-from subsidy.services.intake.config import Settings
-from subsidy.services.intake.adapters.directory import FileDirectory
-from subsidy.services.intake.adapters.kafka import decision_projection, payout_projection
 from subsidy.platform.registry import FileRegistry, HttpRegistry
-from subsidy.services.intake.adapters.relay import OutboxRelay
+from subsidy.services.intake import handlers
+from subsidy.services.intake.adapters.directory import FileDirectory
 from subsidy.services.intake.adapters.grpc import SERVICE_NAME, IntakeServicer, build_server
+from subsidy.services.intake.adapters.kafka import decision_projection, payout_projection
 from subsidy.services.intake.adapters.migrations import HISTORY
+from subsidy.services.intake.adapters.relay import OutboxRelay
 from subsidy.services.intake.adapters.store import SqlStore
+from subsidy.services.intake.config import Settings
 
 log = logging.getLogger("subsidy.services.intake")
 
@@ -50,8 +50,9 @@ class IntakeApp(process.ServiceApp):
             directory=FileDirectory(settings.directory_dir),
         )
         self.relay = OutboxRelay(self.store, settings.kafka_bootstrap)
-        self.projection = decision_projection(self.deps, settings.kafka_bootstrap, group_id=settings.projection_group,
-                                              stall_s=settings.stall_s)
+        self.projection = decision_projection(
+            self.deps, settings.kafka_bootstrap, group_id=settings.projection_group, stall_s=settings.stall_s
+        )
         self.payout_projection = payout_projection(self.deps, settings.kafka_bootstrap, stall_s=settings.stall_s)
         self.servicer = IntakeServicer(self.deps, on_accepted=self.relay.wake)
 
@@ -64,8 +65,13 @@ class IntakeApp(process.ServiceApp):
         self.payout_projection.start()
 
     def started_fields(self) -> dict[str, Any]:
-        return {"grpc_port": self.port, "address": self.settings.grpc_address, "database": self.db.dialect,
-                "kafka": self.settings.kafka_bootstrap, "registry": "http" if self.settings.registry_url else "file"}
+        return {
+            "grpc_port": self.port,
+            "address": self.settings.grpc_address,
+            "database": self.db.dialect,
+            "kafka": self.settings.kafka_bootstrap,
+            "registry": "http" if self.settings.registry_url else "file",
+        }
 
     def not_ready_reason(self) -> str | None:
         """Why intake is not ready, or None: the database answers, the relay's
@@ -73,8 +79,9 @@ class IntakeApp(process.ServiceApp):
         progress (subsidy.platform.metrics.stall_reason). Blocking: run in a thread."""
         if not self.store.ping():
             return "database unreachable"
-        return (self.relay.not_ready_reason(self.settings.stall_s)
-                or process.stalled(self.projection, self.payout_projection))
+        return self.relay.not_ready_reason(self.settings.stall_s) or process.stalled(
+            self.projection, self.payout_projection
+        )
 
     def readiness(self) -> process.Readiness:
         """Two answers:
@@ -88,8 +95,9 @@ class IntakeApp(process.ServiceApp):
           shows in the overall status, the outbox-backlog alert and the lag."""
         reason = self.not_ready_reason()
         accepting = reason is None or (reason != "database unreachable" and self.store.ping())
-        return process.Readiness(reason, {"": reason is None, SERVICE_NAME: accepting},
-                                 {"accepting_submissions": accepting})
+        return process.Readiness(
+            reason, {"": reason is None, SERVICE_NAME: accepting}, {"accepting_submissions": accepting}
+        )
 
     def refresh_gauges(self) -> None:
         count, oldest = self.store.outbox_stats()

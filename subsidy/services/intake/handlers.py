@@ -11,17 +11,19 @@ import dataclasses
 import datetime as dt
 import hashlib
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from subsidy.contracts import cloudevents, codec, topics
-from subsidy.core import credit_code
 from subsidy.contracts.codec import BadInput
+from subsidy.core import credit_code
 from subsidy.core.clauses.cloud_adoption import CloudAdoptionClaim
 from subsidy.core.dates import rfc3339
 from subsidy.core.domain import Application
 from subsidy.platform import paging
 from subsidy.platform.logs import fields
 from subsidy.platform.outbox import OutboxMessage
+from subsidy.platform.registry import Registry, RegistryUnavailable
 from subsidy.services.intake.model import (
     AlreadyExists,
     DuplicateKey,
@@ -32,8 +34,6 @@ from subsidy.services.intake.model import (
     Submitted,
     UnknownFirm,
 )
-from subsidy.platform.registry import RegistryUnavailable
-from subsidy.platform.registry import Registry
 from subsidy.services.intake.ports import ApplicationStore, Directory
 
 log = logging.getLogger("subsidy.services.intake")
@@ -44,7 +44,7 @@ MAX_PAGE_SIZE = 100
 
 
 def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 @dataclasses.dataclass
@@ -92,9 +92,7 @@ def enrich(application: Application, deps: Deps) -> Application:
     claim = application.claim
     if isinstance(claim, CloudAdoptionClaim):
         listed = provider_listed(deps.directory, claim.service_year, claim.provider_credit_code)
-        accepted = dataclasses.replace(
-            accepted, claim=dataclasses.replace(claim, provider_listed_in_directory=listed)
-        )
+        accepted = dataclasses.replace(accepted, claim=dataclasses.replace(claim, provider_listed_in_directory=listed))
     return accepted
 
 
@@ -102,9 +100,7 @@ def provider_listed(directory: Directory, year: int, provider_credit_code: str) 
     """Listed that year with cloud services. A year without a 名录: not listed."""
     if not provider_credit_code:
         return False
-    return any(
-        e.credit_code == provider_credit_code and e.cloud_services for e in directory.entries(year)
-    )
+    return any(e.credit_code == provider_credit_code and e.cloud_services for e in directory.entries(year))
 
 
 def _answer_existing(existing: StoredApplication, sha: str) -> Submitted:

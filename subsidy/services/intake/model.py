@@ -96,7 +96,7 @@ class DuplicateKey(Exception):
     """Store: the application id is already stored (raised by ``ApplicationStore.add``).
     ``existing`` is the stored row when the store read it in the same transaction."""
 
-    def __init__(self, application_id: str, existing: "StoredApplication | None" = None):
+    def __init__(self, application_id: str, existing: StoredApplication | None = None):
         super().__init__(application_id)
         self.application_id = application_id
         self.existing = existing

@@ -9,18 +9,18 @@ import asyncio
 import logging
 from typing import Any
 
+from subsidy.core.policy import load_policy
 from subsidy.platform import process as process
-from subsidy.platform.grpc import server as grpc_server
 from subsidy.platform import topics as platform_topics
 from subsidy.platform.db import Database
-from subsidy.core.policy import load_policy
+from subsidy.platform.grpc import server as grpc_server
 from subsidy.services.notify import handlers
 from subsidy.services.notify.adapters.channels import MailDirEmail, SmsGateway, SmtpEmail, Webhook, parse_keys
-from subsidy.services.notify.config import Settings
-from subsidy.services.notify.adapters.kafka import notify_consumer
 from subsidy.services.notify.adapters.contacts import build_registry
+from subsidy.services.notify.adapters.kafka import notify_consumer
 from subsidy.services.notify.adapters.migrations import HISTORY
 from subsidy.services.notify.adapters.store import SqlNotificationLog
+from subsidy.services.notify.config import Settings
 
 log = logging.getLogger("subsidy.services.notify")
 
@@ -30,13 +30,20 @@ SERVICE_NAME = "subsidy.notify"  # health-checked name (notify has no RPC servic
 def build_channels(settings: Settings) -> list[Any]:
     channels: list[Any] = []
     if settings.smtp_url:
-        channels.append(SmtpEmail(settings.smtp_url, settings.mail_from, settings.smtp_timeout_s,
-                                  cafile=settings.smtp_cafile))
+        channels.append(
+            SmtpEmail(settings.smtp_url, settings.mail_from, settings.smtp_timeout_s, cafile=settings.smtp_cafile)
+        )
     else:
         channels.append(MailDirEmail(settings.mail_dir, settings.mail_from))
     if settings.webhook_secret or settings.webhook_keys:
-        channels.append(Webhook(settings.webhook_secret, settings.webhook_timeout_s,
-                                keys=parse_keys(settings.webhook_keys), active_key_id=settings.webhook_active_key_id))
+        channels.append(
+            Webhook(
+                settings.webhook_secret,
+                settings.webhook_timeout_s,
+                keys=parse_keys(settings.webhook_keys),
+                active_key_id=settings.webhook_active_key_id,
+            )
+        )
     if settings.sms_gateway_url:
         channels.append(SmsGateway(settings.sms_gateway_url, settings.sms_timeout_s))
     return channels
@@ -70,22 +77,29 @@ class NotifyApp(process.ServiceApp):
             backoff_s=settings.retry_backoff_s,
             max_backoff_s=settings.retry_max_backoff_s,
         )
-        self.consumer = notify_consumer(self.deps, settings.kafka_bootstrap, group_id=settings.consumer_group,
-                                        stall_s=settings.stall_s)
+        self.consumer = notify_consumer(
+            self.deps, settings.kafka_bootstrap, group_id=settings.consumer_group, stall_s=settings.stall_s
+        )
 
     def build_server(self) -> tuple[Any, int]:
         # Health only: tiny messages in both directions.
-        return grpc_server.build_server("notify", self.settings.grpc_address, self.health,
-                                        max_receive_bytes=64 << 10, max_send_bytes=1 << 20)
+        return grpc_server.build_server(
+            "notify", self.settings.grpc_address, self.health, max_receive_bytes=64 << 10, max_send_bytes=1 << 20
+        )
 
     async def start_work(self) -> None:
         await asyncio.to_thread(ensure_topics, self.settings.kafka_bootstrap)
         self.consumer.start()
 
     def started_fields(self) -> dict[str, Any]:
-        return {"grpc_port": self.port, "database": self.db.dialect, "kafka": self.settings.kafka_bootstrap,
-                "channels": [c.name for c in self.channels], "email": "smtp" if self.settings.smtp_url else "mail_dir",
-                "registry": "http" if self.settings.registry_url else "file"}
+        return {
+            "grpc_port": self.port,
+            "database": self.db.dialect,
+            "kafka": self.settings.kafka_bootstrap,
+            "channels": [c.name for c in self.channels],
+            "email": "smtp" if self.settings.smtp_url else "mail_dir",
+            "registry": "http" if self.settings.registry_url else "file",
+        }
 
     def not_ready_reason(self) -> str | None:
         """Why notify is not ready, or None: the consumer runs and makes

@@ -17,13 +17,15 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
 from subsidy.contracts import codec, events
-from subsidy.platform import logs
 from subsidy.contracts.codec import BadInput
+from subsidy.core.domain import Reason
+from subsidy.platform import logs
 from subsidy.platform.registry import Contacts
 from subsidy.services.notify import metrics, model, templates
 from subsidy.services.notify.model import (
@@ -41,7 +43,6 @@ from subsidy.services.notify.model import (
     TranchePaid,
     TrancheScheduled,
 )
-from subsidy.core.domain import Reason
 from subsidy.services.notify.ports import Channel, Firms, NotificationLog
 
 log = logging.getLogger("subsidy.services.notify.handlers")
@@ -59,7 +60,7 @@ class Deps:
     backoff_s: float = 0.5
     max_backoff_s: float = 30.0
     sleep: Callable[[float], None] = time.sleep  # may raise Interrupted when the service stops
-    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
+    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
 
 
 # ------------------------------------------------------------------ parsing
@@ -99,12 +100,23 @@ def parse_decision(value: bytes | None, trace_id: str | None = None) -> Event:
     except (events.MalformedEvent, BadInput) as exc:
         raise InvalidEvent(str(exc)) from None
     fact = DecisionMade(
-        decision_id=decision.decision_id, application_id=decision.application_id, clause=decision.clause,
-        outcome=decision.outcome, max_award_fen=decision.max_award_fen, decision_year=decision.decision_year,
-        submitted_on=decision.submitted_on, reasons=decision.reasons, policy_version=decision.policy_version,
+        decision_id=decision.decision_id,
+        application_id=decision.application_id,
+        clause=decision.clause,
+        outcome=decision.outcome,
+        max_award_fen=decision.max_award_fen,
+        decision_year=decision.decision_year,
+        submitted_on=decision.submitted_on,
+        reasons=decision.reasons,
+        policy_version=decision.policy_version,
     )
-    return Event(f"decision:{decision.decision_id}", decision.credit_code, fact,
-                 _webhook_data(message, ("max_award_fen",)), trace_id)
+    return Event(
+        f"decision:{decision.decision_id}",
+        decision.credit_code,
+        fact,
+        _webhook_data(message, ("max_award_fen",)),
+        trace_id,
+    )
 
 
 def _payout_fact(event: Any, kind: str, body: Any) -> Fact:
@@ -116,30 +128,51 @@ def _payout_fact(event: Any, kind: str, body: Any) -> Fact:
             raise InvalidEvent(f"{kind}.{key}: must not be negative")
     if kind == "grant_recorded":
         return GrantRecorded(
-            application_id=body.application_id, clause=body.clause, max_award_fen=body.max_award_fen,
-            granted_fen=body.granted_fen, tranche_count=body.tranche_count, decision_year=body.decision_year,
-            reasons=_reasons(body.reasons), policy_version=body.policy_version,
+            application_id=body.application_id,
+            clause=body.clause,
+            max_award_fen=body.max_award_fen,
+            granted_fen=body.granted_fen,
+            tranche_count=body.tranche_count,
+            decision_year=body.decision_year,
+            reasons=_reasons(body.reasons),
+            policy_version=body.policy_version,
         )
     application_id = events.application_id_of(event)
     if kind == "tranche_scheduled":
         return TrancheScheduled(
-            tranche_id=body.tranche_id, application_id=application_id, clause=body.clause, number=body.number,
-            amount_fen=body.amount_fen, due_on=_day(body.due_on, f"{kind}.due_on"), budget_year=body.budget_year,
+            tranche_id=body.tranche_id,
+            application_id=application_id,
+            clause=body.clause,
+            number=body.number,
+            amount_fen=body.amount_fen,
+            due_on=_day(body.due_on, f"{kind}.due_on"),
+            budget_year=body.budget_year,
         )
     if kind == "tranche_due":
         return TrancheDue(
-            tranche_id=body.tranche_id, application_id=application_id, clause=body.clause,
-            amount_fen=body.amount_fen, due_on=_day(body.due_on, f"{kind}.due_on"), budget_year=body.budget_year,
+            tranche_id=body.tranche_id,
+            application_id=application_id,
+            clause=body.clause,
+            amount_fen=body.amount_fen,
+            due_on=_day(body.due_on, f"{kind}.due_on"),
+            budget_year=body.budget_year,
         )
     if kind == "tranche_paid":
         return TranchePaid(
-            tranche_id=body.tranche_id, application_id=application_id, clause=body.clause,
-            amount_fen=body.amount_fen, paid_on=_day(body.paid_on, f"{kind}.paid_on"), payment_id=body.payment_id,
+            tranche_id=body.tranche_id,
+            application_id=application_id,
+            clause=body.clause,
+            amount_fen=body.amount_fen,
+            paid_on=_day(body.paid_on, f"{kind}.paid_on"),
+            payment_id=body.payment_id,
         )
     if kind == "tranche_cancelled":
         return TrancheCancelled(
-            tranche_id=body.tranche_id, application_id=application_id, clause=body.clause,
-            amount_fen=body.amount_fen, cancelled_on=_day(body.cancelled_on, f"{kind}.cancelled_on"),
+            tranche_id=body.tranche_id,
+            application_id=application_id,
+            clause=body.clause,
+            amount_fen=body.amount_fen,
+            cancelled_on=_day(body.cancelled_on, f"{kind}.cancelled_on"),
             reason=body.reason,
         )
     raise InvalidEvent(f"event: unknown kind {kind!r}")  # pragma: no cover - the decoder knows the oneof
@@ -191,8 +224,13 @@ def notify(deps: Deps, event: Event) -> Outcome:
     for channel in deps.channels:
         address = channel.address(record.contacts)
         nid = model.notification_id(event.event_id, channel.name)
-        where = logs.fields(notification_id=nid, channel=channel.name, event_id=event.event_id,
-                            kind=event.kind, credit_code=event.credit_code)
+        where = logs.fields(
+            notification_id=nid,
+            channel=channel.name,
+            event_id=event.event_id,
+            kind=event.kind,
+            credit_code=event.credit_code,
+        )
         if not address:
             outcome.no_contact.append(channel.name)
             metrics.SKIPPED.labels(channel.name, "no_contact").inc()
@@ -204,8 +242,14 @@ def notify(deps: Deps, event: Event) -> Outcome:
             log.info("notification already sent: skipped", extra=where)
             continue
         notification = Notification(
-            id=nid, event_id=event.event_id, kind=event.kind, channel=channel.name,
-            credit_code=event.credit_code, subject=rendered.subject, body=rendered.body, sms=rendered.sms,
+            id=nid,
+            event_id=event.event_id,
+            kind=event.kind,
+            channel=channel.name,
+            credit_code=event.credit_code,
+            subject=rendered.subject,
+            body=rendered.body,
+            sms=rendered.sms,
             data=dict(event.data),
         )
         error = _deliver(deps, channel, notification, address, record.contacts)
@@ -223,8 +267,7 @@ def notify(deps: Deps, event: Event) -> Outcome:
     return outcome
 
 
-def _deliver(deps: Deps, channel: Channel, notification: Notification, address: str,
-             contacts: Contacts) -> str | None:
+def _deliver(deps: Deps, channel: Channel, notification: Notification, address: str, contacts: Contacts) -> str | None:
     """Send with retries; None when delivered, else the (redacted) last error."""
     attempts = max(1, deps.attempts)
     for attempt in range(1, attempts + 1):
@@ -241,8 +284,15 @@ def _deliver(deps: Deps, channel: Channel, notification: Notification, address: 
         delay = min(deps.max_backoff_s, deps.backoff_s * 2 ** (attempt - 1))
         log.warning(
             "notification attempt failed, retrying",
-            extra=logs.fields(notification_id=notification.id, channel=channel.name, event_id=notification.event_id,
-                              credit_code=notification.credit_code, attempt=attempt, error=error, retry_in_s=delay),
+            extra=logs.fields(
+                notification_id=notification.id,
+                channel=channel.name,
+                event_id=notification.event_id,
+                credit_code=notification.credit_code,
+                attempt=attempt,
+                error=error,
+                retry_in_s=delay,
+            ),
         )
         deps.sleep(delay)
     return "unreachable"  # pragma: no cover

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from subsidy.core.domain import Reason
 
@@ -109,7 +109,7 @@ class TrancheCancelled:
     reason: str
 
 
-Fact = Union[DecisionMade, GrantRecorded, TrancheScheduled, TrancheDue, TranchePaid, TrancheCancelled]
+Fact = DecisionMade | GrantRecorded | TrancheScheduled | TrancheDue | TranchePaid | TrancheCancelled
 
 
 @dataclasses.dataclass(frozen=True)

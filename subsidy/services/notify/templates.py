@@ -10,8 +10,8 @@ from the policy, the outcome in words and the reasons one per line.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from string import Template
-from typing import Mapping
 
 from subsidy.core.domain import Reason
 from subsidy.core.money import yuan
@@ -119,8 +119,12 @@ BODIES = {
 }
 
 SMS = {
-    model.DECISION: Template("【松江区经委】贵单位申请$application_id$clause_short评审结果：$outcome$ceiling_short。详见邮件。"),
-    model.GRANT_RECORDED: Template("【松江区经委】贵单位申请$application_id$clause_short核定资助$granted，分$tranche_count期拨付。"),
+    model.DECISION: Template(
+        "【松江区经委】贵单位申请$application_id$clause_short评审结果：$outcome$ceiling_short。详见邮件。"
+    ),
+    model.GRANT_RECORDED: Template(
+        "【松江区经委】贵单位申请$application_id$clause_short核定资助$granted，分$tranche_count期拨付。"
+    ),
     model.TRANCHE_SCHEDULED: Template("【松江区经委】申请$application_id第$ordinal期$amount已排期，预计$due_on拨付。"),
     model.TRANCHE_DUE: Template("【松江区经委】资助款$amount$clause_short已到拨付日期$due_on。"),
     model.TRANCHE_PAID: Template("【松江区经委】资助款$amount$clause_short已于$paid_on拨付，请查收。"),

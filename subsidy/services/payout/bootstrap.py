@@ -13,15 +13,15 @@ from typing import Any
 from subsidy.platform import metrics as shared
 from subsidy.platform import process as process
 from subsidy.platform.db import Database
-from subsidy.services.payout.adapters import kafka as consumers
 from subsidy.services.payout import metrics
-from subsidy.services.payout.config import Settings
-from subsidy.services.payout.model import STATUSES, Clock, clock_from_setting
-from subsidy.services.payout.adapters.relay import OutboxRelay
-from subsidy.services.payout.adapters.scheduler import Scheduler
+from subsidy.services.payout.adapters import kafka as consumers
 from subsidy.services.payout.adapters.grpc import SERVICE_NAME, PayoutServicer, build_server
 from subsidy.services.payout.adapters.migrations import HISTORY
+from subsidy.services.payout.adapters.relay import OutboxRelay
+from subsidy.services.payout.adapters.scheduler import Scheduler
 from subsidy.services.payout.adapters.store import SqlStore
+from subsidy.services.payout.config import Settings
+from subsidy.services.payout.model import STATUSES, Clock, clock_from_setting
 
 log = logging.getLogger("subsidy.services.payout")
 
@@ -42,11 +42,21 @@ class PayoutApp(process.ServiceApp):
         self.store = SqlStore(self.db)
         self.relay = OutboxRelay(self.store, settings.kafka_bootstrap)
         self.decisions = consumers.decisions_consumer(
-            self.store, settings.kafka_bootstrap, settings.decisions_group, self.relay.wake,
-            session_timeout_ms=settings.session_timeout_ms, stall_s=settings.stall_s)
+            self.store,
+            settings.kafka_bootstrap,
+            settings.decisions_group,
+            self.relay.wake,
+            session_timeout_ms=settings.session_timeout_ms,
+            stall_s=settings.stall_s,
+        )
         self.payments = consumers.payments_consumer(
-            self.store, settings.kafka_bootstrap, settings.payments_group, self.relay.wake,
-            session_timeout_ms=settings.session_timeout_ms, stall_s=settings.stall_s)
+            self.store,
+            settings.kafka_bootstrap,
+            settings.payments_group,
+            self.relay.wake,
+            session_timeout_ms=settings.session_timeout_ms,
+            stall_s=settings.stall_s,
+        )
         self.scheduler = Scheduler(self.store, self.clock, settings.scheduler_interval_s, self.relay.wake)
         self.servicer = PayoutServicer(self.store, self.clock, on_written=self.relay.wake)
 
@@ -60,9 +70,14 @@ class PayoutApp(process.ServiceApp):
         self.scheduler.start()
 
     def started_fields(self) -> dict[str, Any]:
-        return {"grpc_port": self.port, "address": self.settings.grpc_address, "database": self.db.dialect,
-                "kafka": self.settings.kafka_bootstrap, "group": self.settings.decisions_group,
-                "today": self.clock.today().isoformat()}
+        return {
+            "grpc_port": self.port,
+            "address": self.settings.grpc_address,
+            "database": self.db.dialect,
+            "kafka": self.settings.kafka_bootstrap,
+            "group": self.settings.decisions_group,
+            "today": self.clock.today().isoformat(),
+        }
 
     def not_ready_reason(self) -> str | None:
         """Why payout is not ready, or None: the database answers, both

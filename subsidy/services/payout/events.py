@@ -35,8 +35,9 @@ def _pb() -> Any:
     return decision_pb2, payout_pb2
 
 
-def _message(kind: str, event_id: str, credit_code: str, payload: Any, trace_id: str,
-             at: dt.datetime | None) -> OutboxMessage:
+def _message(
+    kind: str, event_id: str, credit_code: str, payload: Any, trace_id: str, at: dt.datetime | None
+) -> OutboxMessage:
     _, payout_pb2 = _pb()
     event = payout_pb2.PayoutEvent(event_id=event_id)
     getattr(event, kind).CopyFrom(payload)
@@ -50,8 +51,9 @@ def _message(kind: str, event_id: str, credit_code: str, payload: Any, trace_id:
     )
 
 
-def grant_recorded(grant: GrantRow, tranche_count: int, *, duplicate: bool = False,
-                   at: dt.datetime | None = None) -> OutboxMessage:
+def grant_recorded(
+    grant: GrantRow, tranche_count: int, *, duplicate: bool = False, at: dt.datetime | None = None
+) -> OutboxMessage:
     decision_pb2, payout_pb2 = _pb()
     payload = payout_pb2.GrantRecorded(
         application_id=grant.application_id,
@@ -69,8 +71,9 @@ def grant_recorded(grant: GrantRow, tranche_count: int, *, duplicate: bool = Fal
     return _message("grant_recorded", event_id, grant.credit_code, payload, grant.trace_id, at)
 
 
-def tranche_scheduled(t: TrancheRow, decision_id: str, policy_version: str, trace_id: str,
-                      at: dt.datetime | None = None) -> OutboxMessage:
+def tranche_scheduled(
+    t: TrancheRow, decision_id: str, policy_version: str, trace_id: str, at: dt.datetime | None = None
+) -> OutboxMessage:
     _, payout_pb2 = _pb()
     payload = payout_pb2.TrancheScheduled(
         tranche_id=t.tranche_id,
@@ -84,40 +87,59 @@ def tranche_scheduled(t: TrancheRow, decision_id: str, policy_version: str, trac
         due_on=t.due_on,
         budget_year=t.budget_year,
     )
-    return _message("tranche_scheduled", tranche_event_id("tranche_scheduled", t.tranche_id), t.credit_code,
-                    payload, trace_id, at)
+    return _message(
+        "tranche_scheduled", tranche_event_id("tranche_scheduled", t.tranche_id), t.credit_code, payload, trace_id, at
+    )
 
 
 def tranche_due(t: TrancheRow, trace_id: str, at: dt.datetime | None = None) -> OutboxMessage:
     _, payout_pb2 = _pb()
     payload = payout_pb2.TrancheDue(
-        tranche_id=t.tranche_id, credit_code=t.credit_code, amount_fen=t.amount_fen, due_on=t.due_on,
-        budget_year=t.budget_year, clause=t.clause, application_id=t.application_id,
+        tranche_id=t.tranche_id,
+        credit_code=t.credit_code,
+        amount_fen=t.amount_fen,
+        due_on=t.due_on,
+        budget_year=t.budget_year,
+        clause=t.clause,
+        application_id=t.application_id,
     )
-    return _message("tranche_due", tranche_event_id("tranche_due", t.tranche_id), t.credit_code, payload,
-                    trace_id, at)
+    return _message("tranche_due", tranche_event_id("tranche_due", t.tranche_id), t.credit_code, payload, trace_id, at)
 
 
-def tranche_cancelled(t: TrancheRow, reason: str, cancelled_on: str, trace_id: str,
-                      at: dt.datetime | None = None) -> OutboxMessage:
+def tranche_cancelled(
+    t: TrancheRow, reason: str, cancelled_on: str, trace_id: str, at: dt.datetime | None = None
+) -> OutboxMessage:
     _, payout_pb2 = _pb()
     payload = payout_pb2.TrancheCancelled(
-        tranche_id=t.tranche_id, credit_code=t.credit_code, amount_fen=t.amount_fen, reason=reason,
-        cancelled_on=cancelled_on, application_id=t.application_id, clause=t.clause,
+        tranche_id=t.tranche_id,
+        credit_code=t.credit_code,
+        amount_fen=t.amount_fen,
+        reason=reason,
+        cancelled_on=cancelled_on,
+        application_id=t.application_id,
+        clause=t.clause,
     )
-    return _message("tranche_cancelled", tranche_event_id("tranche_cancelled", t.tranche_id), t.credit_code,
-                    payload, trace_id, at)
+    return _message(
+        "tranche_cancelled", tranche_event_id("tranche_cancelled", t.tranche_id), t.credit_code, payload, trace_id, at
+    )
 
 
-def tranche_paid(t: TrancheRow, paid_on: str, payment_id: str, trace_id: str,
-                 at: dt.datetime | None = None) -> OutboxMessage:
+def tranche_paid(
+    t: TrancheRow, paid_on: str, payment_id: str, trace_id: str, at: dt.datetime | None = None
+) -> OutboxMessage:
     _, payout_pb2 = _pb()
     payload = payout_pb2.TranchePaid(
-        tranche_id=t.tranche_id, credit_code=t.credit_code, amount_fen=t.amount_fen, paid_on=paid_on,
-        payment_id=payment_id, application_id=t.application_id, clause=t.clause,
+        tranche_id=t.tranche_id,
+        credit_code=t.credit_code,
+        amount_fen=t.amount_fen,
+        paid_on=paid_on,
+        payment_id=payment_id,
+        application_id=t.application_id,
+        clause=t.clause,
     )
-    return _message("tranche_paid", tranche_event_id("tranche_paid", t.tranche_id), t.credit_code, payload,
-                    trace_id, at)
+    return _message(
+        "tranche_paid", tranche_event_id("tranche_paid", t.tranche_id), t.credit_code, payload, trace_id, at
+    )
 
 
 def reasons_from_plain(items: list) -> tuple[Reason, ...]:

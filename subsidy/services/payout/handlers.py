@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from subsidy.contracts import cloudevents, codec
 from subsidy.contracts import events as events_contract
@@ -174,14 +175,17 @@ def apply_payment(uow: UnitOfWork, payment: Payment, at: dt.datetime) -> tuple[s
         uow.payments.add(payment, now)
         paid = uow.tranches.get(tranche.tranche_id)
         assert paid is not None
-        uow.outbox.add([events.tranche_paid(paid, payment.paid_on, payment.payment_id,
-                                            _trace_of(uow, paid.application_id), at)], now)
+        uow.outbox.add(
+            [events.tranche_paid(paid, payment.paid_on, payment.payment_id, _trace_of(uow, paid.application_id), at)],
+            now,
+        )
         uow.commit()
     return "applied", paid
 
 
-def cancel_tranche(uow: UnitOfWork, tranche_id: str, reason: str, today: dt.date,
-                   at: dt.datetime) -> tuple[TrancheRow, bool]:
+def cancel_tranche(
+    uow: UnitOfWork, tranche_id: str, reason: str, today: dt.date, at: dt.datetime
+) -> tuple[TrancheRow, bool]:
     """(tranche, changed). SCHEDULED or DUE → CANCELLED with a
     TrancheCancelled event; already CANCELLED → unchanged; PAID →
     FailedPrecondition; unknown → NotFound."""
@@ -199,13 +203,20 @@ def cancel_tranche(uow: UnitOfWork, tranche_id: str, reason: str, today: dt.date
         if tranche.status == PAID:
             raise FailedPrecondition(
                 f"tranche {tranche_id} was paid on {tranche.paid_on} (payment {tranche.payment_id}): "
-                "a paid tranche cannot be cancelled")
+                "a paid tranche cannot be cancelled"
+            )
         assert tranche.status in OPEN
         uow.tranches.mark_cancelled(tranche_id, today.isoformat(), reason, now)
         cancelled = uow.tranches.get(tranche_id)
         assert cancelled is not None
-        uow.outbox.add([events.tranche_cancelled(cancelled, reason, today.isoformat(),
-                                                 _trace_of(uow, cancelled.application_id), at)], now)
+        uow.outbox.add(
+            [
+                events.tranche_cancelled(
+                    cancelled, reason, today.isoformat(), _trace_of(uow, cancelled.application_id), at
+                )
+            ],
+            now,
+        )
         uow.commit()
     return cancelled, True
 
@@ -220,10 +231,11 @@ def ledger(uow: UnitOfWork, credit_code: str) -> Ledger:
     by_application: dict[str, list[TrancheRow]] = {}
     for t in tranches:
         by_application.setdefault(t.application_id, []).append(t)
-    return Ledger(credit_code,
-                  tuple(dataclasses.replace(g, tranches=tuple(by_application.get(g.application_id, ())))
-                        for g in grants),
-                  tuple(scopes))
+    return Ledger(
+        credit_code,
+        tuple(dataclasses.replace(g, tranches=tuple(by_application.get(g.application_id, ()))) for g in grants),
+        tuple(scopes),
+    )
 
 
 def list_tranches(uow: UnitOfWork, query: TrancheQuery) -> tuple[list[TrancheRow], str]:
@@ -299,8 +311,7 @@ def check_payment(payment: Payment, tranche: TrancheRow | None) -> None:
         )
     if payment.amount_fen != tranche.amount_fen:
         raise Rejected(
-            f"amount mismatch: paid {payment.amount_fen} fen, tranche {tranche.tranche_id} is "
-            f"{tranche.amount_fen} fen"
+            f"amount mismatch: paid {payment.amount_fen} fen, tranche {tranche.tranche_id} is {tranche.amount_fen} fen"
         )
     if tranche.status == CANCELLED:
         raise Rejected(f"tranche {tranche.tranche_id} is cancelled: it must not be paid")
@@ -349,8 +360,9 @@ def plan_rows(decision: Decision, plan: GrantPlan, trace_id: str) -> tuple[Grant
     return grant, tranches
 
 
-def plan_events(decision: Decision, plan: GrantPlan, trace_id: str,
-                at: dt.datetime | None = None) -> list[OutboxMessage]:
+def plan_events(
+    decision: Decision, plan: GrantPlan, trace_id: str, at: dt.datetime | None = None
+) -> list[OutboxMessage]:
     """GrantRecorded, then one TrancheScheduled per tranche (a duplicate: only
     a GrantRecorded of 0 with DUPLICATE_APPLICATION, under the decision's id)."""
     grant, tranches = plan_rows(decision, plan, trace_id)
@@ -384,8 +396,7 @@ def page_size(requested: int) -> int:
     return min(requested, MAX_PAGE_SIZE)
 
 
-def tranche_query(due_from: str, due_to: str, statuses: Iterable[str], requested_size: int,
-                  token: str) -> TrancheQuery:
+def tranche_query(due_from: str, due_to: str, statuses: Iterable[str], requested_size: int, token: str) -> TrancheQuery:
     if due_from:
         parse_iso_date(due_from, "due_from")
     if due_to:

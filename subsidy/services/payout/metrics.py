@@ -16,36 +16,47 @@ GRANTS = shared.metric(
 )
 GRANTED_FEN = shared.metric(Counter, "subsidy_payout_granted_fen", "Amount granted in fen, by clause.", ("clause",))
 CAP_HITS = shared.metric(
-    Counter, "subsidy_payout_cap_hits",
+    Counter,
+    "subsidy_payout_cap_hits",
     "Grants limited by the firm's history (a cap partly or wholly used, a one-time award already given), by clause.",
     ("clause",),
 )
 LEDGER_LIMITS = shared.metric(
-    Counter, "subsidy_payout_ledger_limits",
+    Counter,
+    "subsidy_payout_ledger_limits",
     "Ledger reasons that limited a grant, by clause and reason (CAP_PARTIAL, CAP_EXHAUSTED, ALREADY_AWARDED).",
     ("clause", "reason"),
 )
 SCHEDULED_FEN = shared.metric(
-    Counter, "subsidy_payout_scheduled_fen", "Amount scheduled in tranches in fen, by clause and budget year.",
+    Counter,
+    "subsidy_payout_scheduled_fen",
+    "Amount scheduled in tranches in fen, by clause and budget year.",
     ("clause", "budget_year"),
 )
 TRANSITIONS = shared.metric(
-    Counter, "subsidy_payout_tranche_transitions",
-    "Tranches entering a status (SCHEDULED, DUE, PAID, CANCELLED).", ("status",),
+    Counter,
+    "subsidy_payout_tranche_transitions",
+    "Tranches entering a status (SCHEDULED, DUE, PAID, CANCELLED).",
+    ("status",),
 )
 TRANCHES_PAID = shared.metric(
     Counter, "subsidy_payout_tranches_paid", "Tranches marked PAID by a payment confirmation."
 )
 TRANCHES = shared.metric(
-    Gauge, "subsidy_payout_tranches",
-    "Tranches in the ledger by status (SCHEDULED, DUE, PAID, CANCELLED), refreshed from the database.", ("status",),
+    Gauge,
+    "subsidy_payout_tranches",
+    "Tranches in the ledger by status (SCHEDULED, DUE, PAID, CANCELLED), refreshed from the database.",
+    ("status",),
 )
 TRANCHES_OVERDUE = shared.metric(
-    Gauge, "subsidy_payout_tranches_overdue",
+    Gauge,
+    "subsidy_payout_tranches_overdue",
     "DUE tranches whose due date is more than 30 days before today (by the service's clock).",
 )
 PAYMENTS = shared.metric(
-    Counter, "subsidy_payout_payments", "Payment confirmations consumed, by result (applied, repeat, dead_letter).",
+    Counter,
+    "subsidy_payout_payments",
+    "Payment confirmations consumed, by result (applied, repeat, dead_letter).",
     ("result",),
 )
 OUTBOX_PUBLISHED = shared.metric(Counter, "subsidy_payout_outbox_published", "Outbox events acknowledged by Kafka.")

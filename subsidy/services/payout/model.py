@@ -133,7 +133,7 @@ def parse_iso_date(text: str, what: str) -> dt.date:
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 # -- rows as read back ---------------------------------------------------------------
@@ -220,4 +220,3 @@ class TrancheQuery:
         """The filters in a page token: a token is refused for other filters."""
         text = json.dumps([self.due_from, self.due_to, sorted(self.statuses)])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
-

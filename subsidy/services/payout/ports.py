@@ -16,7 +16,8 @@ Times are the RFC 3339 UTC text the tables keep (``subsidy.core.dates.rfc3339``)
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable, Protocol
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from subsidy.core.domain import Decision
 from subsidy.platform.outbox import OutboxMessage
@@ -129,7 +130,7 @@ class UnitOfWork(Protocol):
     @property
     def outbox(self) -> Outbox: ...
 
-    def __enter__(self) -> "UnitOfWork": ...
+    def __enter__(self) -> UnitOfWork: ...
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         """Undo whatever was not committed."""

@@ -15,7 +15,11 @@ POLICY = load_policy()
 
 
 def demo_applications():
-    return [codec.parse_application(json.loads(line)) for line in DEMO.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        codec.parse_application(json.loads(line))
+        for line in DEMO.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
 
 
 def record(key, value, headers=None, *, topic="subsidy.applications.v1", partition=3, offset=41):
@@ -27,7 +31,7 @@ def application_record(app, trace_id: str | None = "4bf92f3577b34da6a3ce929d0e0e
     """(key, value, headers) as intake's relay publishes them."""
     headers = []
     if trace_id is not None:
-        headers = cloudevents.headers(app.application_id, cloudevents.TYPE_APPLICATION_SUBMITTED,
-                                      "/songjiang/subsidy/intake", trace_id)
+        headers = cloudevents.headers(
+            app.application_id, cloudevents.TYPE_APPLICATION_SUBMITTED, "/songjiang/subsidy/intake", trace_id
+        )
     return app.firm.credit_code.encode(), codec.application_to_proto(app).SerializeToString(), headers
-

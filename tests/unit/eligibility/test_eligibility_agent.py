@@ -25,7 +25,7 @@ from subsidy.v1 import decision_pb2, events_pb2
 
 DEMO = demo_applications()
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
-NOW = dt.datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=dt.UTC)
 
 
 def build(tmp_path, sent, fail=False, deliveries=None, max_in_flight=1000):
@@ -33,6 +33,7 @@ def build(tmp_path, sent, fail=False, deliveries=None, max_in_flight=1000):
     acknowledged by the "broker" at once, unless ``deliveries`` (a list) is
     given: then the sink appends each record's pending delivery future there,
     for the test to resolve."""
+
     async def sink(topic, key, value, headers):
         if fail:
             raise ConnectionError("broker gone")
@@ -60,9 +61,11 @@ def run_in_test_context(service, records):
 
 async def until(condition, timeout=10.0):
     """Wait (bounded) for a condition the event loop will make true."""
+
     async def poll():
         while not condition():
             await asyncio.sleep(0)
+
     await asyncio.wait_for(poll(), timeout)
 
 
@@ -147,7 +150,8 @@ def test_a_handler_that_fails_with_anything_but_a_rejection_still_dead_letters_t
     run_in_test_context(service, [application_record(DEMO[0]), application_record(DEMO[1])])
     assert [s[0] for s in sent] == [topics.APPLICATIONS_DLQ.name, topics.DECISIONS.name]
     assert events_pb2.DeadLetter.FromString(sent[0][2]).error == (
-        "handling failed unexpectedly: KeyError: \"a bug outside the handler's own guards\"")
+        'handling failed unexpectedly: KeyError: "a bug outside the handler\'s own guards"'
+    )
 
 
 def test_the_agent_counts_what_it_consumes_decides_dead_letters_and_produces(tmp_path):
@@ -180,7 +184,9 @@ def test_the_agent_logs_each_decision_with_its_trace_id_and_no_firm_name(tmp_pat
     assert DEMO[0].firm.name not in json.dumps(lines, ensure_ascii=False)
 
 
-def test_an_unexpected_failure_is_logged_at_error_with_the_cause_and_the_partition_moves_on(tmp_path, caplog, monkeypatch):
+def test_an_unexpected_failure_is_logged_at_error_with_the_cause_and_the_partition_moves_on(
+    tmp_path, caplog, monkeypatch
+):
     def broken(app, policy, on=None):
         raise ZeroDivisionError("division by zero")
 
@@ -336,7 +342,7 @@ def test_records_in_flight_when_the_agent_is_cancelled_are_still_acknowledged_on
             await until(lambda: len(deliveries) == 2)
             in_flight = service.in_flight
             messages = [s.event.message for s in in_flight._queue]
-            [actor] = agent._actors  # noqa: SLF001 - the test context's agent, as faust runs it
+            [actor] = agent._actors
             task = actor.actor_task
             task.cancel()
             await until(task.done)

@@ -20,29 +20,34 @@ def test_without_environment_the_defaults_are_a_local_broker_and_the_documented_
 
 
 def test_every_setting_is_read_from_its_variable():
-    s = Settings.from_env({
-        "KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9092",
-        "SUBSIDY_ELIGIBILITY_GRPC_ADDRESS": "0.0.0.0:6000",
-        "SUBSIDY_ELIGIBILITY_METRICS_PORT": "0",
-        "SUBSIDY_POLICY_DIR": "/srv/policy",
-        "SUBSIDY_ELIGIBILITY_DATA_DIR": "/var/lib/eligibility",
-        "SUBSIDY_ELIGIBILITY_TOPIC_REPLICATION_FACTOR": "3",
-        "SUBSIDY_ELIGIBILITY_MAX_IN_FLIGHT": "64",
-    })
+    s = Settings.from_env(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9092",
+            "SUBSIDY_ELIGIBILITY_GRPC_ADDRESS": "0.0.0.0:6000",
+            "SUBSIDY_ELIGIBILITY_METRICS_PORT": "0",
+            "SUBSIDY_POLICY_DIR": "/srv/policy",
+            "SUBSIDY_ELIGIBILITY_DATA_DIR": "/var/lib/eligibility",
+            "SUBSIDY_ELIGIBILITY_TOPIC_REPLICATION_FACTOR": "3",
+            "SUBSIDY_ELIGIBILITY_MAX_IN_FLIGHT": "64",
+        }
+    )
     assert s.broker_urls == ["kafka://k1:9092", "kafka://k2:9092"]
     assert (s.grpc_address, s.metrics_port, s.topic_replication_factor) == ("0.0.0.0:6000", 0, 3)
     assert s.policy_dir == Path("/srv/policy") and s.data_dir == Path("/var/lib/eligibility")
     assert s.max_in_flight == 64
 
 
-@pytest.mark.parametrize("name, value", [
-    ("SUBSIDY_ELIGIBILITY_METRICS_PORT", "http"),
-    ("SUBSIDY_ELIGIBILITY_METRICS_PORT", "70000"),
-    ("SUBSIDY_ELIGIBILITY_GRPC_ADDRESS", "50052"),
-    ("SUBSIDY_ELIGIBILITY_TOPIC_REPLICATION_FACTOR", "0"),
-    ("SUBSIDY_ELIGIBILITY_MAX_IN_FLIGHT", "0"),
-    ("SUBSIDY_ELIGIBILITY_MAX_IN_FLIGHT", "many"),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("SUBSIDY_ELIGIBILITY_METRICS_PORT", "http"),
+        ("SUBSIDY_ELIGIBILITY_METRICS_PORT", "70000"),
+        ("SUBSIDY_ELIGIBILITY_GRPC_ADDRESS", "50052"),
+        ("SUBSIDY_ELIGIBILITY_TOPIC_REPLICATION_FACTOR", "0"),
+        ("SUBSIDY_ELIGIBILITY_MAX_IN_FLIGHT", "0"),
+        ("SUBSIDY_ELIGIBILITY_MAX_IN_FLIGHT", "many"),
+    ],
+)
 def test_a_bad_value_is_refused_naming_its_variable(name, value):
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})

@@ -76,11 +76,11 @@ def test_a_rebalance_reaching_a_stopping_app_leaves_the_consumer_to_its_own_stop
     async def main():
         closed = []
         monkeypatch.setattr(type(app.consumer), "close", lambda consumer: closed.append(consumer))
-        app._stopped.set()  # noqa: SLF001 - what SIGTERM sets: should_stop
-        await app._on_partitions_assigned(set())  # noqa: SLF001 - faust's rebalance callbacks
-        await app._on_partitions_revoked(set())  # noqa: SLF001
+        app._stopped.set()
+        await app._on_partitions_assigned(set())
+        await app._on_partitions_revoked(set())
         assert closed == []
-        faust.App._on_rebalance_when_stopped(app)  # noqa: SLF001 - what the override replaces
+        faust.App._on_rebalance_when_stopped(app)
         assert closed == [app.consumer]
 
     asyncio.run(main())
@@ -94,13 +94,13 @@ def test_not_serving_until_the_consumer_has_joined_the_group(tmp_path):
     app = service.app
 
     async def main():
-        app._started.set()  # noqa: SLF001 - as faust's start sets them, first thing
-        app.consumer._started.set()  # noqa: SLF001
+        app._started.set()
+        app.consumer._started.set()
         assert not service.ready()
         assert service.not_ready_reason() == "faust consumer has not joined the group yet"
         await app.on_rebalance_complete.send()
         assert service.ready(), service.not_ready_reason()
-        app._stopped.set()  # noqa: SLF001
+        app._stopped.set()
         assert service.not_ready_reason() == "faust consumer not running"
 
     asyncio.run(main())

@@ -12,10 +12,10 @@ from eligibility_support import POLICY, demo_applications
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from subsidy.core import eligibility as rules
-from subsidy.services.eligibility.adapters.grpc import SERVICE_NAME, GrpcServer, list_clauses_response
 from subsidy.contracts import codec
 from subsidy.core import domain
+from subsidy.core import eligibility as rules
+from subsidy.services.eligibility.adapters.grpc import SERVICE_NAME, GrpcServer, list_clauses_response
 from subsidy.v1 import policy_service_pb2, policy_service_pb2_grpc
 
 DEMO = demo_applications()
@@ -53,7 +53,9 @@ def test_evaluate_uses_the_parameters_in_force_on_the_evaluation_date():
     app = DEMO[0]
 
     async def scenario(stub, channel, server):
-        request = policy_service_pb2.EvaluateRequest(application=codec.application_to_proto(app), evaluation_date="2021-06-01")
+        request = policy_service_pb2.EvaluateRequest(
+            application=codec.application_to_proto(app), evaluation_date="2021-06-01"
+        )
         return await stub.Evaluate(request, timeout=5)
 
     decision = with_server(scenario).decision
@@ -64,7 +66,10 @@ def test_evaluate_uses_the_parameters_in_force_on_the_evaluation_date():
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda m: setattr(m.firm, "credit_code", "913101170BCJ72CC84"), "firm.credit_code: not a valid unified social credit code"),
+        (
+            lambda m: setattr(m.firm, "credit_code", "913101170BCJ72CC84"),
+            "firm.credit_code: not a valid unified social credit code",
+        ),
         (lambda m: setattr(m, "submitted_on", "2023-02-30"), "submitted_on: is not a real date: 2023-02-30"),
         (lambda m: m.ClearField("firm"), "firm: is required"),
     ],
@@ -88,7 +93,9 @@ def test_evaluate_refuses_a_missing_application_and_a_bad_evaluation_date():
         errors = []
         for request in (
             policy_service_pb2.EvaluateRequest(),
-            policy_service_pb2.EvaluateRequest(application=codec.application_to_proto(DEMO[0]), evaluation_date="01/02/2023"),
+            policy_service_pb2.EvaluateRequest(
+                application=codec.application_to_proto(DEMO[0]), evaluation_date="01/02/2023"
+            ),
         ):
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await stub.Evaluate(request, timeout=5)
@@ -141,7 +148,13 @@ def test_health_is_serving_only_while_ready_and_not_serving_once_shutting_down()
         seen += [await status()]
         return seen
 
-    assert with_server(scenario, ready=lambda: state["ready"]) == [NOT_SERVING, NOT_SERVING, SERVING, SERVING, NOT_SERVING]
+    assert with_server(scenario, ready=lambda: state["ready"]) == [
+        NOT_SERVING,
+        NOT_SERVING,
+        SERVING,
+        SERVING,
+        NOT_SERVING,
+    ]
 
 
 def test_reflection_lists_the_policy_service_and_health():

@@ -18,7 +18,7 @@ from subsidy.services.eligibility import handlers
 from subsidy.services.eligibility.handlers import Decided, Handler, Rejected
 from subsidy.v1 import application_pb2, decision_pb2
 
-NOW = dt.datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=dt.UTC)
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 DEMO = demo_applications()
 handle = Handler(POLICY, clock=lambda: NOW)
@@ -132,7 +132,8 @@ def test_an_impossible_date_is_rejected_naming_the_field():
     message = codec.application_to_proto(DEMO[0])
     message.submitted_on = "2023-02-30"
     assert rejection(b"k", message.SerializeToString()).error == (
-        "invalid application: submitted_on: is not a real date: 2023-02-30")
+        "invalid application: submitted_on: is not a real date: 2023-02-30"
+    )
 
 
 def test_a_failure_inside_evaluate_is_rejected_as_unexpected_with_its_cause(monkeypatch):

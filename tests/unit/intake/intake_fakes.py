@@ -6,7 +6,8 @@ import datetime as dt
 import itertools
 
 from subsidy.core.domain import Firm
-from subsidy.v1 import application_pb2
+from subsidy.platform.outbox import OutboxMessage
+from subsidy.platform.registry import Contacts, FirmRecord, RegistryUnavailable
 from subsidy.services.intake import handlers
 from subsidy.services.intake.model import (
     DECIDED,
@@ -14,8 +15,7 @@ from subsidy.services.intake.model import (
     DuplicateKey,
     StoredApplication,
 )
-from subsidy.platform.outbox import OutboxMessage
-from subsidy.platform.registry import Contacts, FirmRecord, RegistryUnavailable
+from subsidy.v1 import application_pb2
 
 FIRM = "91310117MA1K7D2E8N"  # 上海泗泾智造示范工厂有限公司 (demo/registry.json)
 PROVIDER = "91310117H2LTFY5G3W"  # 上海松云, listed with cloud services
@@ -105,7 +105,7 @@ DIRECTORY = {
 }
 
 
-def clock(start=dt.datetime(2025, 3, 1, 8, 0, tzinfo=dt.timezone.utc)):
+def clock(start=dt.datetime(2025, 3, 1, 8, 0, tzinfo=dt.UTC)):
     ticks = itertools.count()
     return lambda: start + dt.timedelta(seconds=next(ticks))
 

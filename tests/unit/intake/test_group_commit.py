@@ -37,6 +37,7 @@ def _insert(value: str):
     def work(tx):
         tx.execute("INSERT INTO t (id) VALUES (?)", (value,))
         return value
+
     return work
 
 

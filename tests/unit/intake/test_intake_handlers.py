@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from intake_fakes import (
     FIRM,
     PLATFORM_NO_CLOUD,
@@ -16,8 +15,9 @@ from intake_fakes import (
     deps,
     rent_application,
 )
+
 from subsidy.contracts import cloudevents, topics
-from subsidy.v1 import application_pb2
+from subsidy.platform.registry import RegistryUnavailable
 from subsidy.services.intake import handlers
 from subsidy.services.intake.model import (
     AlreadyExists,
@@ -26,7 +26,7 @@ from subsidy.services.intake.model import (
     StoredApplication,
     UnknownFirm,
 )
-from subsidy.platform.registry import RegistryUnavailable
+from subsidy.v1 import application_pb2
 
 
 def accepted(store: FakeStore, application_id: str) -> application_pb2.Application:

@@ -3,6 +3,7 @@ library's), including a platform that is down, failing or slow."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import socket
@@ -11,8 +12,7 @@ import time
 
 import pytest
 
-from subsidy.platform.registry import RegistryUnavailable
-from subsidy.platform.registry import HttpRegistry
+from subsidy.platform.registry import HttpRegistry, RegistryUnavailable
 
 FIRM = {
     "credit_code": "91310117MA1K7D2E8N",
@@ -57,10 +57,9 @@ class Platform:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                try:
+                # The client may have given up waiting (the slow case).
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up waiting (the slow case)
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -102,7 +101,9 @@ def test_a_404_means_an_unknown_firm_and_is_not_retried(platform):
 def test_a_5xx_is_retried_with_backoff_and_a_later_success_counts(platform):
     platform.script = ["fail", "fail", "ok"]
     sleeps = []
-    record = HttpRegistry(platform.url, timeout=0.5, attempts=3, backoff=0.1, sleep=sleeps.append).firm(FIRM["credit_code"])
+    record = HttpRegistry(platform.url, timeout=0.5, attempts=3, backoff=0.1, sleep=sleeps.append).firm(
+        FIRM["credit_code"]
+    )
     assert record is not None and len(platform.requests) == 3
     assert sleeps == [0.1, 0.2]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from subsidy.platform.grpc import status as rich_status
-from subsidy.services.intake.config import Settings
-from subsidy.services.intake.adapters.directory import DirectoryError, FileDirectory
 from subsidy.platform.registry import FileRegistry, RegistryDataError
+from subsidy.services.intake.adapters.directory import DirectoryError, FileDirectory
+from subsidy.services.intake.config import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
 DEMO = [json.loads(line) for line in (ROOT / "demo" / "applications.jsonl").read_text().splitlines() if line.strip()]
@@ -63,19 +63,29 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("year: 2024\nentries:\n  - {credit_code: 91310117H2LTFY5G3X, name: A, category: PLATFORM}\n",
-         r"2024.yaml: entries\[0\].credit_code: not a valid"),
-        ("year: 2024\nentries:\n  - {credit_code: 91310117H2LTFY5G3W, name: A, category: BANK}\n",
-         r"entries\[0\].category: unknown value 'BANK'"),
-        ("year: 2024\nentries:\n  - {credit_code: 91310117H2LTFY5G3W, category: PLATFORM}\n",
-         r"entries\[0\].name: is required"),
-        ("year: 2024\nentries:\n  - {credit_code: 91310117H2LTFY5G3W, name: A, category: PLATFORM, cloud_services: yes please}\n",
-         r"entries\[0\].cloud_services: must be true or false"),
+        (
+            "year: 2024\nentries:\n  - {credit_code: 91310117H2LTFY5G3X, name: A, category: PLATFORM}\n",
+            r"2024.yaml: entries\[0\].credit_code: not a valid",
+        ),
+        (
+            "year: 2024\nentries:\n  - {credit_code: 91310117H2LTFY5G3W, name: A, category: BANK}\n",
+            r"entries\[0\].category: unknown value 'BANK'",
+        ),
+        (
+            "year: 2024\nentries:\n  - {credit_code: 91310117H2LTFY5G3W, category: PLATFORM}\n",
+            r"entries\[0\].name: is required",
+        ),
+        (
+            "year: 2024\nentries:\n  - {credit_code: 91310117H2LTFY5G3W, name: A, category: PLATFORM, cloud_services: yes please}\n",
+            r"entries\[0\].cloud_services: must be true or false",
+        ),
         ("year: 2023\nentries: []\n", r"2024.yaml: year: is 2023, but the file name says 2024"),
         ("year: 2024\n", r"entries: must be a list"),
-        ("year: 2024\nentries:\n  - {credit_code: 91310117H2LTFY5G3W, name: A, category: PLATFORM}\n"
-         "  - {credit_code: 91310117H2LTFY5G3W, name: A, category: PLATFORM}\n",
-         r"entries\[1\].credit_code: 91310117H2LTFY5G3W is listed twice"),
+        (
+            "year: 2024\nentries:\n  - {credit_code: 91310117H2LTFY5G3W, name: A, category: PLATFORM}\n"
+            "  - {credit_code: 91310117H2LTFY5G3W, name: A, category: PLATFORM}\n",
+            r"entries\[1\].credit_code: 91310117H2LTFY5G3W is listed twice",
+        ),
     ],
 )
 def test_a_malformed_directory_file_is_refused_naming_the_file_and_the_field(tmp_path, text, expected):
@@ -93,12 +103,25 @@ def test_a_malformed_registry_file_is_refused_naming_the_field(tmp_path):
 def test_settings_have_the_documented_defaults_and_read_the_environment():
     d = Settings.from_env({})
     assert (d.kafka_bootstrap, d.grpc_address, d.database_url) == (
-        "127.0.0.1:9092", "127.0.0.1:50051", "sqlite:///var/intake.db")
+        "127.0.0.1:9092",
+        "127.0.0.1:50051",
+        "sqlite:///var/intake.db",
+    )
     assert (d.registry_url, d.registry_file, d.directory_dir) == ("", "demo/registry.json", "policy/directory")
-    s = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "k:1", "SUBSIDY_REGISTRY_URL": "http://r",
-                           "SUBSIDY_INTAKE_DATABASE_URL": "postgresql://x/y", "SUBSIDY_INTAKE_METRICS_ADDRESS": ""})
+    s = Settings.from_env(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": "k:1",
+            "SUBSIDY_REGISTRY_URL": "http://r",
+            "SUBSIDY_INTAKE_DATABASE_URL": "postgresql://x/y",
+            "SUBSIDY_INTAKE_METRICS_ADDRESS": "",
+        }
+    )
     assert (s.kafka_bootstrap, s.registry_url, s.database_url, s.metrics_address) == (
-        "k:1", "http://r", "postgresql://x/y", "")
+        "k:1",
+        "http://r",
+        "postgresql://x/y",
+        "",
+    )
 
 
 def test_bad_request_details_round_trip_through_the_status_trailer():

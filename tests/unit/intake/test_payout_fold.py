@@ -15,18 +15,33 @@ APP = "SJ-2025-0004"
 
 
 def grant_recorded(granted=1370370_37):
-    return payout_pb2.PayoutEvent(event_id=f"grant:{APP}", grant_recorded=payout_pb2.GrantRecorded(
-        application_id=APP, decision_id=f"{APP}@v", clause="1.purchase", max_award_fen=450000000, granted_fen=granted,
-        decision_year=2025, tranche_count=3,
-    ))
+    return payout_pb2.PayoutEvent(
+        event_id=f"grant:{APP}",
+        grant_recorded=payout_pb2.GrantRecorded(
+            application_id=APP,
+            decision_id=f"{APP}@v",
+            clause="1.purchase",
+            max_award_fen=450000000,
+            granted_fen=granted,
+            decision_year=2025,
+            tranche_count=3,
+        ),
+    )
 
 
 def scheduled(number, amount):
     tranche_id = f"{APP}/tranche-{number}"
-    return payout_pb2.PayoutEvent(event_id=f"scheduled:{tranche_id}", tranche_scheduled=payout_pb2.TrancheScheduled(
-        tranche_id=tranche_id, application_id=APP, number=number, amount_fen=amount, due_on=f"{2025 + number}-03-01",
-        budget_year=2025 + number,
-    ))
+    return payout_pb2.PayoutEvent(
+        event_id=f"scheduled:{tranche_id}",
+        tranche_scheduled=payout_pb2.TrancheScheduled(
+            tranche_id=tranche_id,
+            application_id=APP,
+            number=number,
+            amount_fen=amount,
+            due_on=f"{2025 + number}-03-01",
+            budget_year=2025 + number,
+        ),
+    )
 
 
 def replay(events):
@@ -45,24 +60,39 @@ def test_a_grant_and_its_tranches_build_up_in_tranche_order():
 
 def test_due_paid_and_cancelled_move_a_tranche_along():
     t0, t1 = f"{APP}/tranche-0", f"{APP}/tranche-1"
-    grant = replay([
-        grant_recorded(), scheduled(0, 100), scheduled(1, 100),
-        payout_pb2.PayoutEvent(event_id="due", tranche_due=payout_pb2.TrancheDue(tranche_id=t0)),
-        payout_pb2.PayoutEvent(event_id="paid", tranche_paid=payout_pb2.TranchePaid(tranche_id=t0, paid_on="2025-04-01", payment_id="P-1")),
-        payout_pb2.PayoutEvent(event_id="cancel", tranche_cancelled=payout_pb2.TrancheCancelled(tranche_id=t1, reason="迁出本区")),
-    ])
+    grant = replay(
+        [
+            grant_recorded(),
+            scheduled(0, 100),
+            scheduled(1, 100),
+            payout_pb2.PayoutEvent(event_id="due", tranche_due=payout_pb2.TrancheDue(tranche_id=t0)),
+            payout_pb2.PayoutEvent(
+                event_id="paid",
+                tranche_paid=payout_pb2.TranchePaid(tranche_id=t0, paid_on="2025-04-01", payment_id="P-1"),
+            ),
+            payout_pb2.PayoutEvent(
+                event_id="cancel", tranche_cancelled=payout_pb2.TrancheCancelled(tranche_id=t1, reason="迁出本区")
+            ),
+        ]
+    )
     assert [(t.status, t.payment_id) for t in grant.tranches] == [
-        (payout_pb2.TRANCHE_STATUS_PAID, "P-1"), (payout_pb2.TRANCHE_STATUS_CANCELLED, ""),
+        (payout_pb2.TRANCHE_STATUS_PAID, "P-1"),
+        (payout_pb2.TRANCHE_STATUS_CANCELLED, ""),
     ]
 
 
 def test_a_paid_tranche_is_not_made_due_again():
     t0 = f"{APP}/tranche-0"
-    grant = replay([
-        grant_recorded(), scheduled(0, 100),
-        payout_pb2.PayoutEvent(event_id="paid", tranche_paid=payout_pb2.TranchePaid(tranche_id=t0, paid_on="2025-04-01")),
-        payout_pb2.PayoutEvent(event_id="due", tranche_due=payout_pb2.TrancheDue(tranche_id=t0)),
-    ])
+    grant = replay(
+        [
+            grant_recorded(),
+            scheduled(0, 100),
+            payout_pb2.PayoutEvent(
+                event_id="paid", tranche_paid=payout_pb2.TranchePaid(tranche_id=t0, paid_on="2025-04-01")
+            ),
+            payout_pb2.PayoutEvent(event_id="due", tranche_due=payout_pb2.TrancheDue(tranche_id=t0)),
+        ]
+    )
     assert grant.tranches[0].status == payout_pb2.TRANCHE_STATUS_PAID
 
 
@@ -92,22 +122,31 @@ def _project(*events):
 
 def test_the_projection_files_each_event_under_the_application_it_names():
     t2 = f"{APP}/tranche-2"
-    paid = payout_pb2.PayoutEvent(event_id=f"paid:{t2}", tranche_paid=payout_pb2.TranchePaid(
-        tranche_id=t2, credit_code="C", application_id="SJ-OTHER", clause="1.purchase"))
+    paid = payout_pb2.PayoutEvent(
+        event_id=f"paid:{t2}",
+        tranche_paid=payout_pb2.TranchePaid(
+            tranche_id=t2, credit_code="C", application_id="SJ-OTHER", clause="1.purchase"
+        ),
+    )
     # The event's application_id is believed, not the tranche id's prefix.
     assert _project(grant_recorded_with_payee(), paid) == [(f"grant:{APP}", APP), (f"paid:{t2}", "SJ-OTHER")]
 
 
 def test_a_tranche_event_published_before_it_named_its_application_is_filed_by_its_tranche_id():
     t2 = f"{APP}/tranche-2"
-    due = payout_pb2.PayoutEvent(event_id=f"due:{t2}", tranche_due=payout_pb2.TrancheDue(tranche_id=t2, credit_code="C"))
+    due = payout_pb2.PayoutEvent(
+        event_id=f"due:{t2}", tranche_due=payout_pb2.TrancheDue(tranche_id=t2, credit_code="C")
+    )
     assert _project(due) == [(f"due:{t2}", APP)]
 
 
 def test_a_payout_event_that_names_no_application_is_dead_lettered():
-    for event in (payout_pb2.PayoutEvent(event_id="x"),
-                  payout_pb2.PayoutEvent(event_id="due:T-9", tranche_due=payout_pb2.TrancheDue(
-                      tranche_id="T-9", credit_code="C"))):
+    for event in (
+        payout_pb2.PayoutEvent(event_id="x"),
+        payout_pb2.PayoutEvent(
+            event_id="due:T-9", tranche_due=payout_pb2.TrancheDue(tranche_id="T-9", credit_code="C")
+        ),
+    ):
         with pytest.raises(RecordRejected):
             _project(event)
 

@@ -27,8 +27,19 @@ from subsidy.services.notify.adapters.kafka import NotifyHandler
 from subsidy.v1 import decision_pb2
 
 sys.path.insert(0, str(Path(__file__).parent))
-from notify_fakes import (  # noqa: E402
-    CONTACTS, TITLES, FakeChannel, FakeFirms, FakeLog, cancelled, decision, due, firm_record, grant, paid, scheduled,
+from notify_fakes import (
+    CONTACTS,
+    TITLES,
+    FakeChannel,
+    FakeFirms,
+    FakeLog,
+    cancelled,
+    decision,
+    due,
+    firm_record,
+    grant,
+    paid,
+    scheduled,
 )
 
 GOLDEN = Path(__file__).with_name("golden_notifications.json")
@@ -39,10 +50,14 @@ def _records() -> list:
     """Every event kind and the branches of their texts, in topic order."""
     referred = decision("REFERRED", app="SJ-2025-0003")
     review = decision("NEEDS_REVIEW", app="SJ-2025-0004")
-    scope = decision(app="SJ-2025-0005", clause="一", reasons=[
-        decision_pb2.Reason(code="OUT_OF_SCOPE", clause="一", message="企业不在本区登记"),
-        decision_pb2.Reason(code="NO_MESSAGE", clause="", message=""),
-    ])
+    scope = decision(
+        app="SJ-2025-0005",
+        clause="一",
+        reasons=[
+            decision_pb2.Reason(code="OUT_OF_SCOPE", clause="一", message="企业不在本区登记"),
+            decision_pb2.Reason(code="NO_MESSAGE", clause="", message=""),
+        ],
+    )
     nameless = decision(app="SJ-2025-0006", credit_code=NAMELESS)
     nothing = grant(app="SJ-2025-0007", granted=0)
     del nothing.grant_recorded.reasons[:]
@@ -73,22 +88,29 @@ def _records() -> list:
         (topics.PAYOUTS, unpaid),
         (topics.PAYOUTS, unexplained),
     ]
-    return [SimpleNamespace(topic=topic.name, value=m.SerializeToString(), key=b"", partition=0, offset=i,
-                            headers=[]) for i, (topic, m) in enumerate(messages)]
+    return [
+        SimpleNamespace(topic=topic.name, value=m.SerializeToString(), key=b"", partition=0, offset=i, headers=[])
+        for i, (topic, m) in enumerate(messages)
+    ]
 
 
 def rendered() -> list[dict[str, str]]:
     channel = FakeChannel("email", "email")
     nameless = FirmRecord(dataclasses.replace(firm_record(NAMELESS).firm, name=""), CONTACTS)
-    deps = handlers.Deps(firms=FakeFirms(firm_record(), nameless), log=FakeLog(), channels=[channel],
-                         titles=TITLES, attempts=1, sleep=lambda s: None)
+    deps = handlers.Deps(
+        firms=FakeFirms(firm_record(), nameless),
+        log=FakeLog(),
+        channels=[channel],
+        titles=TITLES,
+        attempts=1,
+        sleep=lambda s: None,
+    )
     handle = NotifyHandler(deps)
     records = _records()
     for record in records:
         handle(record)
     assert len(channel.delivered) == len(records), "every record is a distinct event: one e-mail each"
-    return [{"event_id": n.event_id, "subject": n.subject, "body": n.body, "sms": n.sms}
-            for n, _ in channel.delivered]
+    return [{"event_id": n.event_id, "subject": n.subject, "body": n.body, "sms": n.sms} for n, _ in channel.delivered]
 
 
 def test_every_event_kind_renders_exactly_the_golden_text():

@@ -6,22 +6,40 @@ import datetime as dt
 import logging
 
 import pytest
+from notify_fakes import (
+    CONTACTS,
+    FIRM,
+    TITLES,
+    FakeChannel,
+    FakeFirms,
+    FakeLog,
+    cancelled,
+    decision,
+    due,
+    firm_record,
+    grant,
+    paid,
+    scheduled,
+)
 
+from subsidy.platform import logs
 from subsidy.platform.registry import Contacts
 from subsidy.services.notify import handlers, model
 from subsidy.services.notify.model import DeliveryFailed, InvalidEvent
-from subsidy.platform import logs
-
-from notify_fakes import (
-    CONTACTS, FIRM, TITLES, FakeChannel, FakeFirms, FakeLog, cancelled, decision, due, firm_record, grant, paid,
-    scheduled,
-)
 
 
 def make(*channels, contacts=CONTACTS, attempts=3):
     sleeps: list[float] = []
-    deps = handlers.Deps(firms=FakeFirms(firm_record(contacts=contacts)), log=FakeLog(), channels=list(channels),
-                         titles=TITLES, attempts=attempts, backoff_s=0.1, max_backoff_s=0.25, sleep=sleeps.append)
+    deps = handlers.Deps(
+        firms=FakeFirms(firm_record(contacts=contacts)),
+        log=FakeLog(),
+        channels=list(channels),
+        titles=TITLES,
+        attempts=attempts,
+        backoff_s=0.1,
+        max_backoff_s=0.25,
+        sleep=sleeps.append,
+    )
     return deps, sleeps
 
 
@@ -154,8 +172,12 @@ def test_events_decode_into_notify_values_with_money_in_fen_and_real_dates():
     s = event(scheduled(number=1, amount=88888889)).fact
     assert (s.number, s.amount_fen, s.due_on, s.budget_year) == (1, 88888889, dt.date(2027, 1, 15), 2027)
     p = event(paid()).fact
-    assert (p.application_id, p.clause, p.paid_on, p.payment_id) == ("SJ-2025-0001", "2", dt.date(2026, 1, 20),
-                                                                      "PAY-0001")
+    assert (p.application_id, p.clause, p.paid_on, p.payment_id) == (
+        "SJ-2025-0001",
+        "2",
+        dt.date(2026, 1, 20),
+        "PAY-0001",
+    )
     c = event(cancelled()).fact
     assert (c.clause, c.cancelled_on, c.reason) == ("2", dt.date(2027, 3, 1), "企业已迁出松江区")
     assert event(due()).fact.due_on == dt.date(2026, 1, 15)
@@ -167,18 +189,27 @@ def test_the_webhook_data_is_the_event_in_its_json_mapping_with_fen_amounts_as_n
     handlers.notify(deps, event(paid()))
     handlers.notify(deps, event())
     paid_data, decision_data = (n.data for n, _ in hook.delivered)
-    assert paid_data == {"tranche_id": "SJ-2025-0001/tranche-0", "credit_code": FIRM, "amount_fen": 118518518,
-                         "paid_on": "2026-01-20", "payment_id": "PAY-0001", "application_id": "SJ-2025-0001",
-                         "clause": "2"}
+    assert paid_data == {
+        "tranche_id": "SJ-2025-0001/tranche-0",
+        "credit_code": FIRM,
+        "amount_fen": 118518518,
+        "paid_on": "2026-01-20",
+        "payment_id": "PAY-0001",
+        "application_id": "SJ-2025-0001",
+        "clause": "2",
+    }
     assert decision_data["max_award_fen"] == 296296296 and decision_data["outcome"] == "ELIGIBLE"
     assert decision_data["entitlements"][0]["amount_fen"] == "296296296"  # nested: as it always was
 
 
-@pytest.mark.parametrize("mangle, match", [
-    (lambda e: setattr(e.tranche_paid, "paid_on", "2026-02-30"), "tranche_paid.paid_on"),
-    (lambda e: setattr(e.tranche_paid, "amount_fen", -1), "tranche_paid.amount_fen: must not be negative"),
-    (lambda e: e.tranche_paid.ClearField("tranche_id"), "tranche_paid.tranche_id: is required"),
-])
+@pytest.mark.parametrize(
+    "mangle, match",
+    [
+        (lambda e: setattr(e.tranche_paid, "paid_on", "2026-02-30"), "tranche_paid.paid_on"),
+        (lambda e: setattr(e.tranche_paid, "amount_fen", -1), "tranche_paid.amount_fen: must not be negative"),
+        (lambda e: e.tranche_paid.ClearField("tranche_id"), "tranche_paid.tranche_id: is required"),
+    ],
+)
 def test_a_payout_event_notify_cannot_tell_truthfully_is_invalid(mangle, match):
     bad = paid()
     mangle(bad)
@@ -197,7 +228,7 @@ def test_logs_carry_ids_and_trace_but_never_contact_details_or_peoples_names(cap
     assert "notification_id" in text and FIRM in text and "ab" * 16 in text
     for secret in (CONTACTS.email, CONTACTS.phone, CONTACTS.webhook_url, "zhang.san", "5555-9999", "zhangsan"):
         assert secret not in text
-    assert "Contacts(<redacted>)" == repr(CONTACTS)
+    assert repr(CONTACTS) == "Contacts(<redacted>)"
 
 
 def test_an_undecodable_value_is_an_invalid_event():
@@ -227,5 +258,10 @@ def test_a_decision_with_an_unknown_outcome_is_invalid():
 
 def test_parsed_events_keep_their_ids_kind_and_trace():
     e = event(grant())
-    assert (e.event_id, e.kind, e.credit_code, e.trace_id) == ("grant:SJ-2025-0001", model.GRANT_RECORDED, FIRM, "ab" * 16)
+    assert (e.event_id, e.kind, e.credit_code, e.trace_id) == (
+        "grant:SJ-2025-0001",
+        model.GRANT_RECORDED,
+        FIRM,
+        "ab" * 16,
+    )
     assert event().event_id == "decision:SJ-2025-0001@2024.1+abc"

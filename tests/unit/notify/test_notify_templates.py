@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+from notify_fakes import TITLES, cancelled, decision, due, grant, paid, scheduled
+
 from subsidy.core.domain import Reason
 from subsidy.services.notify import handlers, templates
-
-from notify_fakes import TITLES, cancelled, decision, due, grant, paid, scheduled
 
 FIRM_NAME = "上海泗泾智造示范工厂有限公司"
 
@@ -78,8 +78,10 @@ def test_a_tranche_event_from_before_the_clause_was_carried_says_the_clause_is_u
 
 
 def test_whole_yuan_amounts_have_no_fen_digits():
-    assert templates.values(handlers.parse_payout_event(scheduled(amount=500000000).SerializeToString()),
-                            TITLES)["amount"] == "5,000,000元"
+    assert (
+        templates.values(handlers.parse_payout_event(scheduled(amount=500000000).SerializeToString()), TITLES)["amount"]
+        == "5,000,000元"
+    )
 
 
 def test_dates_are_written_in_chinese_and_a_missing_one_is_undetermined():
@@ -92,5 +94,6 @@ def test_dates_are_written_in_chinese_and_a_missing_one_is_undetermined():
 
 def test_a_reason_without_a_message_shows_its_code_and_one_citing_the_scope_says_so():
     assert templates.reasons_text((Reason("NO_TEXT", "", ""), Reason("OUT_OF_SCOPE", "一", "不在本区"))) == (
-        "- NO_TEXT [NO_TEXT]\n- 不在本区（一、适用范围） [OUT_OF_SCOPE]")
+        "- NO_TEXT [NO_TEXT]\n- 不在本区（一、适用范围） [OUT_OF_SCOPE]"
+    )
     assert templates.reasons_text(()) == "（无）"

@@ -54,8 +54,10 @@ class FakeGrants:
         self.rows[grant.application_id] = dataclasses.replace(grant, tranches=())
 
     def of_firm(self, credit_code):
-        return sorted((g for g in self.rows.values() if g.credit_code == credit_code),
-                      key=lambda g: (g.decision_year, g.application_id))
+        return sorted(
+            (g for g in self.rows.values() if g.credit_code == credit_code),
+            key=lambda g: (g.decision_year, g.application_id),
+        )
 
 
 class FakeTranches:
@@ -77,8 +79,11 @@ class FakeTranches:
         return sorted({t.credit_code for t in self.rows.values() if t.status == SCHEDULED and t.due_on <= day})
 
     def mark_due(self, credit_code, day, at):
-        due = [t.tranche_id for t in self.rows.values()
-               if t.credit_code == credit_code and t.status == SCHEDULED and t.due_on <= day]
+        due = [
+            t.tranche_id
+            for t in self.rows.values()
+            if t.credit_code == credit_code and t.status == SCHEDULED and t.due_on <= day
+        ]
         return [self._set(tranche_id, status=DUE) for tranche_id in due]
 
     def mark_paid(self, tranche_id, paid_on, payment_id, at):
@@ -88,15 +93,19 @@ class FakeTranches:
         self._set(tranche_id, status=CANCELLED)
 
     def of_firm(self, credit_code):
-        return sorted((t for t in self.rows.values() if t.credit_code == credit_code),
-                      key=lambda t: (t.application_id, t.number))
+        return sorted(
+            (t for t in self.rows.values() if t.credit_code == credit_code), key=lambda t: (t.application_id, t.number)
+        )
 
     def page(self, query, limit):
-        rows = [t for t in self.rows.values()
-                if (not query.due_from or t.due_on >= query.due_from)
-                and (not query.due_to or t.due_on <= query.due_to)
-                and (not query.statuses or t.status in query.statuses)
-                and (query.after is None or (t.due_on, t.tranche_id) > query.after)]
+        rows = [
+            t
+            for t in self.rows.values()
+            if (not query.due_from or t.due_on >= query.due_from)
+            and (not query.due_to or t.due_on <= query.due_to)
+            and (not query.statuses or t.status in query.statuses)
+            and (query.after is None or (t.due_on, t.tranche_id) > query.after)
+        ]
         return sorted(rows, key=lambda t: (t.due_on, t.tranche_id))[:limit]
 
     def of_budget_year(self, year):
@@ -112,7 +121,9 @@ class FakeUsage:
         return row.used_fen if row else 0
 
     def add(self, credit_code, scope, limit, cap_fen, granted_fen):
-        self.rows[(credit_code, scope)] = UsageRow(scope, limit, self.used_fen(credit_code, scope) + granted_fen, cap_fen)
+        self.rows[(credit_code, scope)] = UsageRow(
+            scope, limit, self.used_fen(credit_code, scope) + granted_fen, cap_fen
+        )
 
     def of_firm(self, credit_code):
         return [row for (code, scope), row in sorted(self.rows.items()) if code == credit_code]

@@ -13,9 +13,17 @@ OTHER_FIRM = credit_code.complete("91310117MA1K8Q3P")
 RENT_CAP = 500_000_000  # 500万元
 
 
-def rent_decision(application_id: str, amount_fen: int = 240_000_000, *, firm: str = FIRM,
-                  submitted_on: str = "2025-02-20", year: int | None = None, shares=(100,),
-                  outcome: str = "ELIGIBLE", policy_version: str = "v1+test") -> Decision:
+def rent_decision(
+    application_id: str,
+    amount_fen: int = 240_000_000,
+    *,
+    firm: str = FIRM,
+    submitted_on: str = "2025-02-20",
+    year: int | None = None,
+    shares=(100,),
+    outcome: str = "ELIGIBLE",
+    policy_version: str = "v1+test",
+) -> Decision:
     submitted = dt.date.fromisoformat(submitted_on)
     eligible = outcome == "ELIGIBLE"
     return Decision(

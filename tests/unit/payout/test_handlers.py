@@ -29,7 +29,7 @@ from .support import FIRM, OTHER_FIRM, RENT_CAP, rent_decision
 
 TRACE = "ab" * 16
 OTHER_TRACE = "cd" * 16
-AT = dt.datetime(2025, 3, 1, 0, 0, tzinfo=dt.timezone.utc)
+AT = dt.datetime(2025, 3, 1, 0, 0, tzinfo=dt.UTC)
 
 
 def event(message):
@@ -39,8 +39,14 @@ def event(message):
 
 def tables(uow):
     """Everything a unit of work can write, to compare before and after."""
-    return (dict(uow.inbox.rows), dict(uow.grants.rows), dict(uow.tranches.rows), dict(uow.usage.rows),
-            dict(uow.payments.rows), list(uow.outbox.event_ids))
+    return (
+        dict(uow.inbox.rows),
+        dict(uow.grants.rows),
+        dict(uow.tranches.rows),
+        dict(uow.usage.rows),
+        dict(uow.payments.rows),
+        list(uow.outbox.event_ids),
+    )
 
 
 class TestApplyDecision:
@@ -54,10 +60,15 @@ class TestApplyDecision:
         assert [(t.tranche_id, t.amount_fen, t.due_on, t.status) for t in uow.tranches.of_firm(FIRM)] == [
             ("A-1/tranche-0", 96_000_000, "2025-02-20", SCHEDULED),
             ("A-1/tranche-1", 72_000_000, "2026-02-20", SCHEDULED),
-            ("A-1/tranche-2", 72_000_000, "2027-02-20", SCHEDULED)]
+            ("A-1/tranche-2", 72_000_000, "2027-02-20", SCHEDULED),
+        ]
         assert uow.usage.used_fen(FIRM, "1.rent") == 240_000_000
-        assert uow.outbox.event_ids == ["grant:A-1", "scheduled:A-1/tranche-0", "scheduled:A-1/tranche-1",
-                                        "scheduled:A-1/tranche-2"]
+        assert uow.outbox.event_ids == [
+            "grant:A-1",
+            "scheduled:A-1/tranche-0",
+            "scheduled:A-1/tranche-1",
+            "scheduled:A-1/tranche-2",
+        ]
 
     def test_the_events_carry_the_decisions_trace_and_the_time_of_the_write(self):
         uow = FakeUnitOfWork()
@@ -90,13 +101,18 @@ class TestApplyDecision:
         assert len(uow.grants.rows) == 1 and uow.usage.used_fen(FIRM, "1.rent") == 240_000_000
         kind, body = event(uow.outbox.messages[-1])
         assert uow.outbox.event_ids[-1] == "grant:A-1@v2+test"
-        assert (kind, body.granted_fen, [r.code for r in body.reasons]) == ("grant_recorded", 0,
-                                                                           ["DUPLICATE_APPLICATION"])
+        assert (kind, body.granted_fen, [r.code for r in body.reasons]) == (
+            "grant_recorded",
+            0,
+            ["DUPLICATE_APPLICATION"],
+        )
 
     def test_the_cap_holds_across_applications_and_the_firms_usage_is_kept_per_firm(self):
         uow = FakeUnitOfWork()
-        granted = [handlers.apply_decision(uow, rent_decision(f"A-{i}", 240_000_000), TRACE, AT).plan.granted_fen
-                   for i in range(3)]
+        granted = [
+            handlers.apply_decision(uow, rent_decision(f"A-{i}", 240_000_000), TRACE, AT).plan.granted_fen
+            for i in range(3)
+        ]
         assert granted == [240_000_000, 240_000_000, 20_000_000]
         assert [r.code for r in uow.grants.rows["A-2"].reasons] == ["CAP_PARTIAL"]
         assert uow.usage.used_fen(FIRM, "1.rent") == RENT_CAP
@@ -141,9 +157,12 @@ class TestRaiseTranchesDue:
         assert cloudevents.trace_id_of(cloudevents.as_dict(due.headers)) == TRACE
 
     def test_firms_are_locked_in_credit_code_order_and_their_tranches_announced_by_due_date(self):
-        uow = granted(FakeUnitOfWork(), rent_decision("B-1", 1000, firm=OTHER_FIRM, submitted_on="2025-01-05"),
-                      rent_decision("A-2", 1000, submitted_on="2025-02-01"),
-                      rent_decision("A-1", 1000, submitted_on="2025-01-10"))
+        uow = granted(
+            FakeUnitOfWork(),
+            rent_decision("B-1", 1000, firm=OTHER_FIRM, submitted_on="2025-01-05"),
+            rent_decision("A-2", 1000, submitted_on="2025-02-01"),
+            rent_decision("A-1", 1000, submitted_on="2025-01-10"),
+        )
         uow.firms.locked.clear()
         marked = handlers.raise_tranches_due(uow, dt.date(2025, 3, 1), AT)
         assert uow.firms.locked == sorted({FIRM, OTHER_FIRM})
@@ -159,8 +178,11 @@ class TestApplyPayment:
     def test_a_payment_pays_its_tranche_once_and_a_repeat_is_ignored(self):
         uow = granted(FakeUnitOfWork(), rent_decision("A-1", 1000, shares=(50, 50)))
         result, tranche = handlers.apply_payment(uow, payment(), AT)
-        assert result == "applied" and (tranche.status, tranche.payment_id, tranche.paid_on) == (PAID, "P-1",
-                                                                                               "2025-03-03")
+        assert result == "applied" and (tranche.status, tranche.payment_id, tranche.paid_on) == (
+            PAID,
+            "P-1",
+            "2025-03-03",
+        )
         assert uow.payments.has("P-1") and uow.outbox.event_ids[-1] == "paid:A-1/tranche-0"
         kind, body = event(uow.outbox.messages[-1])
         assert (kind, body.payment_id, body.application_id) == ("tranche_paid", "P-1", "A-1")
@@ -168,11 +190,14 @@ class TestApplyPayment:
         assert handlers.apply_payment(uow, payment(), AT) == ("repeat", None)
         assert tables(uow) == before
 
-    @pytest.mark.parametrize("bad, reason", [
-        (payment("P-2", tranche_id="nope"), "unknown tranche: nope"),
-        (payment("P-2", amount_fen=499), "amount mismatch"),
-        (payment("P-2", code=OTHER_FIRM), "credit code mismatch"),
-    ])
+    @pytest.mark.parametrize(
+        "bad, reason",
+        [
+            (payment("P-2", tranche_id="nope"), "unknown tranche: nope"),
+            (payment("P-2", amount_fen=499), "amount mismatch"),
+            (payment("P-2", code=OTHER_FIRM), "credit code mismatch"),
+        ],
+    )
     def test_a_payment_that_does_not_match_its_tranche_is_refused_and_writes_nothing(self, bad, reason):
         uow = granted(FakeUnitOfWork(), rent_decision("A-1", 1000, shares=(50, 50)))
         before, commits = tables(uow), uow.commits
@@ -223,17 +248,25 @@ class TestCancelTranche:
 
 class TestReading:
     def test_the_ledger_is_the_firms_grants_with_their_tranches_and_its_usage(self):
-        uow = granted(FakeUnitOfWork(), rent_decision("A-2", 1000, shares=(50, 50), year=2026),
-                      rent_decision("A-1", 300_000_000), rent_decision("B-1", 5, firm=OTHER_FIRM))
+        uow = granted(
+            FakeUnitOfWork(),
+            rent_decision("A-2", 1000, shares=(50, 50), year=2026),
+            rent_decision("A-1", 300_000_000),
+            rent_decision("B-1", 5, firm=OTHER_FIRM),
+        )
         ledger = handlers.ledger(uow, FIRM)
         assert [(g.application_id, [t.tranche_id for t in g.tranches]) for g in ledger.grants] == [
-            ("A-1", ["A-1/tranche-0"]), ("A-2", ["A-2/tranche-0", "A-2/tranche-1"])]
+            ("A-1", ["A-1/tranche-0"]),
+            ("A-2", ["A-2/tranche-0", "A-2/tranche-1"]),
+        ]
         [scope] = ledger.scopes
         assert (scope.used_fen, scope.remaining_fen) == (300_001_000, RENT_CAP - 300_001_000)
 
     def test_tranches_are_listed_page_by_page_by_due_date(self):
-        uow = granted(FakeUnitOfWork(), *[rent_decision(f"A-{i}", 1000, submitted_on=f"2025-0{i + 1}-10",
-                                                       shares=(50, 50)) for i in range(5)])
+        uow = granted(
+            FakeUnitOfWork(),
+            *[rent_decision(f"A-{i}", 1000, submitted_on=f"2025-0{i + 1}-10", shares=(50, 50)) for i in range(5)],
+        )
         seen, token = [], ""
         while True:
             rows, token = handlers.list_tranches(uow, handlers.tranche_query("2025-01-01", "2026-12-31", [], 3, token))
@@ -243,6 +276,9 @@ class TestReading:
         assert len(seen) == 10 and seen[:2] == ["A-0/tranche-0", "A-1/tranche-0"] and seen[-1] == "A-4/tranche-1"
 
     def test_a_budget_years_tranches_come_by_due_date(self):
-        uow = granted(FakeUnitOfWork(), rent_decision("B-1", 1000, submitted_on="2025-05-01", shares=(50, 50)),
-                      rent_decision("A-1", 1000, submitted_on="2025-03-01"))
+        uow = granted(
+            FakeUnitOfWork(),
+            rent_decision("B-1", 1000, submitted_on="2025-05-01", shares=(50, 50)),
+            rent_decision("A-1", 1000, submitted_on="2025-03-01"),
+        )
         assert [t.tranche_id for t in handlers.tranches_of_budget_year(uow, 2025)] == ["A-1/tranche-0", "B-1/tranche-0"]

@@ -8,9 +8,8 @@ import datetime as dt
 
 import pytest
 
-from subsidy.v1 import decision_pb2, payout_pb2
-from subsidy.services.payout import handlers
 from subsidy.core.ledger import InMemoryLedger
+from subsidy.services.payout import handlers
 from subsidy.services.payout.model import (
     CANCELLED,
     DUE,
@@ -26,6 +25,7 @@ from subsidy.services.payout.model import (
     grant_event_id,
     tranche_event_id,
 )
+from subsidy.v1 import decision_pb2, payout_pb2
 
 from .support import FIRM, OTHER_FIRM, decision_bytes, rent_decision
 
@@ -76,8 +76,11 @@ def test_a_record_is_decoded_once(monkeypatch):
     decoded = []
     for message_type in (decision_pb2.Decision, payout_pb2.PaymentConfirmed):
         original = message_type.FromString
-        monkeypatch.setattr(message_type, "FromString",
-                            staticmethod(lambda raw, original=original: (decoded.append(raw), original(raw))[1]))
+        monkeypatch.setattr(
+            message_type,
+            "FromString",
+            staticmethod(lambda raw, original=original: (decoded.append(raw), original(raw))[1]),
+        )
     handlers.parse_decision(decision_bytes(rent_decision("SJ-1")))
     handlers.parse_payment(_payment())
     assert decoded == [decision_bytes(rent_decision("SJ-1")), _payment()]
@@ -96,9 +99,14 @@ def _payment(**kw):
 
 def test_a_payment_needs_an_id_a_tranche_a_positive_amount_and_a_real_date():
     assert handlers.parse_payment(_payment()).payment_id == "PAY-1"
-    for bad, match in ((dict(payment_id=""), "payment_id"), (dict(amount_fen=0), "amount_fen"),
-                       (dict(paid_on="2025-02-30"), "paid_on"), (dict(tranche_id=""), "tranche_id"),
-                       (dict(paid_on=""), "paid_on: is required"), (dict(credit_code=""), "credit_code")):
+    for bad, match in (
+        (dict(payment_id=""), "payment_id"),
+        (dict(amount_fen=0), "amount_fen"),
+        (dict(paid_on="2025-02-30"), "paid_on"),
+        (dict(tranche_id=""), "tranche_id"),
+        (dict(paid_on=""), "paid_on: is required"),
+        (dict(credit_code=""), "credit_code"),
+    ):
         with pytest.raises(Rejected, match=match):
             handlers.parse_payment(_payment(**bad))
     with pytest.raises(Rejected, match="not a subsidy.v1.PaymentConfirmed"):
@@ -110,8 +118,17 @@ def test_a_payment_needs_an_id_a_tranche_a_positive_amount_and_a_real_date():
 
 
 def _tranche(status=SCHEDULED, **kw):
-    base = dict(tranche_id="SJ-1/tranche-0", application_id="SJ-1", credit_code=FIRM, clause="1.rent", number=0,
-                amount_fen=100, due_on="2025-02-20", budget_year=2025, status=status)
+    base = dict(
+        tranche_id="SJ-1/tranche-0",
+        application_id="SJ-1",
+        credit_code=FIRM,
+        clause="1.rent",
+        number=0,
+        amount_fen=100,
+        due_on="2025-02-20",
+        budget_year=2025,
+        status=status,
+    )
     base.update(kw)
     return TrancheRow(**base)
 
@@ -122,13 +139,16 @@ def test_a_payment_that_matches_an_open_tranche_may_be_applied():
     handlers.check_payment(payment, _tranche(DUE))
 
 
-@pytest.mark.parametrize("tranche, reason", [
-    (None, "unknown tranche"),
-    (_tranche(amount_fen=101), "amount mismatch"),
-    (_tranche(credit_code=OTHER_FIRM), "credit code mismatch"),
-    (_tranche(CANCELLED), "cancelled"),
-    (_tranche(PAID, payment_id="PAY-0", paid_on="2025-02-01"), "already paid by payment PAY-0"),
-])
+@pytest.mark.parametrize(
+    "tranche, reason",
+    [
+        (None, "unknown tranche"),
+        (_tranche(amount_fen=101), "amount mismatch"),
+        (_tranche(credit_code=OTHER_FIRM), "credit code mismatch"),
+        (_tranche(CANCELLED), "cancelled"),
+        (_tranche(PAID, payment_id="PAY-0", paid_on="2025-02-01"), "already paid by payment PAY-0"),
+    ],
+)
 def test_a_payment_that_does_not_match_its_tranche_is_rejected_with_the_reason(tranche, reason):
     with pytest.raises(Rejected, match=reason):
         handlers.check_payment(handlers.parse_payment(_payment()), tranche)
@@ -152,7 +172,11 @@ def test_the_events_of_a_plan_are_a_grant_then_one_scheduled_event_per_tranche()
     plan = InMemoryLedger().apply(decision)
     messages = handlers.plan_events(decision, plan, "ab" * 16)
     assert [m.event_id for m in messages] == [
-        "grant:SJ-1", "scheduled:SJ-1/tranche-0", "scheduled:SJ-1/tranche-1", "scheduled:SJ-1/tranche-2"]
+        "grant:SJ-1",
+        "scheduled:SJ-1/tranche-0",
+        "scheduled:SJ-1/tranche-1",
+        "scheduled:SJ-1/tranche-2",
+    ]
     first = payout_pb2.PayoutEvent.FromString(messages[0].value)
     assert first.WhichOneof("event") == "grant_recorded" and first.grant_recorded.tranche_count == 3
     headers = dict(messages[1].headers)

@@ -13,10 +13,10 @@ from types import SimpleNamespace
 import pytest
 
 from subsidy.platform.db import Database
-from subsidy.v1 import events_pb2, payout_pb2
-from subsidy.services.payout.adapters import export
 from subsidy.services.payout import handlers
+from subsidy.services.payout.adapters import export
 from subsidy.services.payout.adapters.kafka import DecisionApplier, PaymentApplier, record_loop
+from subsidy.services.payout.adapters.store import SqlStore
 from subsidy.services.payout.model import (
     CANCELLED,
     DUE,
@@ -26,12 +26,12 @@ from subsidy.services.payout.model import (
     NotFound,
     Rejected,
 )
-from subsidy.services.payout.adapters.store import SqlStore
+from subsidy.v1 import events_pb2, payout_pb2
 
 from .support import FIRM, OTHER_FIRM, RENT_CAP, decision_bytes, rent_decision
 
 TRACE = "ab" * 16
-AT = dt.datetime(2025, 3, 1, 8, 0, tzinfo=dt.timezone.utc)
+AT = dt.datetime(2025, 3, 1, 8, 0, tzinfo=dt.UTC)
 
 
 def apply(store, decision):
@@ -66,8 +66,9 @@ def store():
 
 def pending_ids(store):
     out = []
-    store.relay_batch(lambda rows: (out.extend(dict(r.headers)["ce_id"].decode() for r in rows),
-                                    ([r.id for r in rows], None))[1])
+    store.relay_batch(
+        lambda rows: (out.extend(dict(r.headers)["ce_id"].decode() for r in rows), ([r.id for r in rows], None))[1]
+    )
     return out
 
 
@@ -78,9 +79,14 @@ def test_a_decision_writes_grant_tranches_usage_and_events_in_one_go(store):
     [grant] = ledger.grants
     assert [t.amount_fen for t in grant.tranches] == [96_000_000, 72_000_000, 72_000_000]
     assert [(s.scope, s.limit, s.used_fen, s.cap_fen, s.remaining_fen) for s in ledger.scopes] == [
-        ("1.rent", "cumulative_cap", 240_000_000, RENT_CAP, RENT_CAP - 240_000_000)]
-    assert pending_ids(store) == ["grant:A-1", "scheduled:A-1/tranche-0", "scheduled:A-1/tranche-1",
-                                  "scheduled:A-1/tranche-2"]
+        ("1.rent", "cumulative_cap", 240_000_000, RENT_CAP, RENT_CAP - 240_000_000)
+    ]
+    assert pending_ids(store) == [
+        "grant:A-1",
+        "scheduled:A-1/tranche-0",
+        "scheduled:A-1/tranche-1",
+        "scheduled:A-1/tranche-2",
+    ]
     assert pending_ids(store) == []
 
 
@@ -190,10 +196,9 @@ def test_a_unit_of_work_keeps_what_it_wrote_only_when_it_commits(store):
         store.commit()
     with store:
         store.firms.lock(OTHER_FIRM, "2025-03-01T00:00:00.000000Z")  # not committed
-    with pytest.raises(ValueError):
-        with store:
-            store.firms.lock("THIRD-FIRM", "2025-03-01T00:00:00.000000Z")
-            raise ValueError("refused")
+    with pytest.raises(ValueError), store:
+        store.firms.lock("THIRD-FIRM", "2025-03-01T00:00:00.000000Z")
+        raise ValueError("refused")
     with store.db.transaction() as tx:
         assert [r[0] for r in tx.all("SELECT credit_code FROM payout_firms")] == [FIRM]
 
@@ -246,8 +251,15 @@ def record(value, offset=0, key=FIRM.encode(), topic="subsidy.decisions.v1"):
 
 def test_an_undecodable_decision_is_dead_lettered_with_the_error_and_the_raw_bytes(store):
     producer = FakeProducer()
-    consumer = record_loop("payout", DecisionApplier(store), "unused", topic="subsidy.decisions.v1",
-                           dlq_topic="subsidy.decisions.v1.dlq", group_id="g", producer_factory=lambda: producer)
+    consumer = record_loop(
+        "payout",
+        DecisionApplier(store),
+        "unused",
+        topic="subsidy.decisions.v1",
+        dlq_topic="subsidy.decisions.v1.dlq",
+        group_id="g",
+        producer_factory=lambda: producer,
+    )
     assert consumer.handle(record(b"\xff\xfe")) == "dead_letter"
     [(topic, key, value, headers)] = producer.sent
     letter = events_pb2.DeadLetter.FromString(value)
@@ -259,9 +271,17 @@ def test_an_undecodable_decision_is_dead_lettered_with_the_error_and_the_raw_byt
 
 def test_a_payment_for_an_unknown_tranche_is_dead_lettered_and_not_applied(store):
     producer = FakeProducer()
-    consumer = record_loop("payout-payments", PaymentApplier(store), "unused", topic="subsidy.payments.v1",
-                           dlq_topic="subsidy.payments.v1.dlq", group_id="g", producer_factory=lambda: producer)
-    value = payout_pb2.PaymentConfirmed(payment_id="P-1", tranche_id="X/tranche-0", credit_code=FIRM, amount_fen=5,
-                                        paid_on="2025-03-01").SerializeToString()
+    consumer = record_loop(
+        "payout-payments",
+        PaymentApplier(store),
+        "unused",
+        topic="subsidy.payments.v1",
+        dlq_topic="subsidy.payments.v1.dlq",
+        group_id="g",
+        producer_factory=lambda: producer,
+    )
+    value = payout_pb2.PaymentConfirmed(
+        payment_id="P-1", tranche_id="X/tranche-0", credit_code=FIRM, amount_fen=5, paid_on="2025-03-01"
+    ).SerializeToString()
     assert consumer.handle(record(value, topic="subsidy.payments.v1")) == "dead_letter"
     assert "unknown tranche: X/tranche-0" in events_pb2.DeadLetter.FromString(producer.sent[0][2]).error

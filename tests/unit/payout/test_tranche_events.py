@@ -7,15 +7,23 @@ from __future__ import annotations
 import datetime as dt
 
 from subsidy.services.payout import events, handlers
-from subsidy.services.payout.model import Payment
-from subsidy.services.payout.model import DUE, TrancheRow
+from subsidy.services.payout.model import DUE, Payment, TrancheRow
 from subsidy.v1 import payout_pb2
 
 from .support import FIRM, rent_decision
 from .test_store import AT, TRACE, store  # noqa: F401 - the ledger on in-memory SQLite, as test_store has it
 
-ROW = TrancheRow(tranche_id="SJ-7/tranche-1", application_id="SJ-7", credit_code=FIRM, clause="10.cloud",
-                 number=1, amount_fen=500, due_on="2026-03-01", budget_year=2026, status=DUE)
+ROW = TrancheRow(
+    tranche_id="SJ-7/tranche-1",
+    application_id="SJ-7",
+    credit_code=FIRM,
+    clause="10.cloud",
+    number=1,
+    amount_fen=500,
+    due_on="2026-03-01",
+    budget_year=2026,
+    status=DUE,
+)
 
 
 def _body(value: bytes):
@@ -49,7 +57,12 @@ def test_the_ledger_publishes_due_paid_and_cancelled_with_application_and_clause
     handlers.cancel_tranche(store, "A-1/tranche-1", "企业已迁出松江区", dt.date(2025, 3, 2), AT)
     handlers.apply_payment(store, Payment("P-1", "A-1/tranche-0", FIRM, 500, "2025-03-03"), AT)
     told = _published(store, "tranche_")
-    assert sorted(kind for kind, _ in told) == ["tranche_cancelled", "tranche_due", "tranche_paid",
-                                                "tranche_scheduled", "tranche_scheduled"]
+    assert sorted(kind for kind, _ in told) == [
+        "tranche_cancelled",
+        "tranche_due",
+        "tranche_paid",
+        "tranche_scheduled",
+        "tranche_scheduled",
+    ]
     for kind, body in told:
         assert (body.application_id, body.clause) == ("A-1", "1.rent"), kind

@@ -15,22 +15,23 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from mode import Service
 
+from subsidy.contracts import cloudevents, codec
+from subsidy.contracts.codec import BadInput
+from subsidy.core import domain
+from subsidy.core import eligibility as rules
+from subsidy.core.policy import Policy
+from subsidy.platform import logs
 from subsidy.platform.grpc.decode import MalformedRequests
 from subsidy.platform.metrics import GrpcMetricsInterceptor
 from subsidy.platform.security import GrpcSecurity
-from subsidy.core import eligibility as rules
-from subsidy.contracts import cloudevents, codec
-from subsidy.core import domain
-from subsidy.platform import logs
-from subsidy.contracts.codec import BadInput
-from subsidy.core.policy import Policy
 from subsidy.v1 import policy_service_pb2, policy_service_pb2_grpc
 
 log = logging.getLogger("subsidy.eligibility.grpc")
@@ -104,7 +105,7 @@ class PolicyServicer(policy_service_pb2_grpc.PolicyServiceServicer):
         self.policy = policy
         self._clauses = list_clauses_response(policy)
 
-    async def Evaluate(self, request, context):  # noqa: N802 - gRPC naming
+    async def Evaluate(self, request, context):
         with logs.trace(_trace_id(context)):
             if not request.HasField("application"):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "application: is required")
@@ -120,18 +121,24 @@ class PolicyServicer(policy_service_pb2_grpc.PolicyServiceServicer):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
             try:
                 decision = rules.evaluate(application, self.policy, on)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.error("evaluating application %s failed", application.application_id, exc_info=True)
                 await context.abort(grpc.StatusCode.INTERNAL, "evaluating the application failed")
             log.info(
                 "evaluated application %s clause %s outcome %s",
-                decision.application_id, decision.clause, decision.outcome,
-                extra=logs.fields(application_id=decision.application_id, clause=decision.clause,
-                                  outcome=decision.outcome, rpc="Evaluate"),
+                decision.application_id,
+                decision.clause,
+                decision.outcome,
+                extra=logs.fields(
+                    application_id=decision.application_id,
+                    clause=decision.clause,
+                    outcome=decision.outcome,
+                    rpc="Evaluate",
+                ),
             )
             return policy_service_pb2.EvaluateResponse(decision=codec.decision_to_proto(decision))
 
-    async def ListClauses(self, request, context):  # noqa: N802 - gRPC naming
+    async def ListClauses(self, request, context):
         return self._clauses
 
 
@@ -164,10 +171,13 @@ class GrpcServer(Service):
 
     async def on_start(self) -> None:
         security = self.security or GrpcSecurity.from_env("eligibility")
-        server = grpc.aio.server(interceptors=[MalformedRequests(), GrpcMetricsInterceptor(), *security.interceptors()], options=[
-            ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
-            ("grpc.max_send_message_length", MAX_SEND_BYTES),
-        ])
+        server = grpc.aio.server(
+            interceptors=[MalformedRequests(), GrpcMetricsInterceptor(), *security.interceptors()],
+            options=[
+                ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+                ("grpc.max_send_message_length", MAX_SEND_BYTES),
+            ],
+        )
         policy_service_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(self.policy), server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -196,11 +206,11 @@ class GrpcServer(Service):
         if self.probe is not None:
             try:
                 await self.probe()
-            except Exception:  # noqa: BLE001 - a probe must not kill the server
+            except Exception:
                 log.warning("readiness probe failed", exc_info=True)
         try:
             serving = bool(self.ready())
-        except Exception:  # noqa: BLE001 - a readiness probe must not kill the server
+        except Exception:
             log.warning("readiness check failed", exc_info=True)
             serving = False
         await self._set(serving and not self.should_stop)
@@ -222,4 +232,3 @@ class GrpcServer(Service):
             log.info("gRPC server stopping (grace %.1f s)", self.grace_seconds)
             await self.server.stop(self.grace_seconds)
             self.server = None
-

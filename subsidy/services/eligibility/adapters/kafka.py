@@ -50,8 +50,9 @@ import logging
 import os
 import threading
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import faust
 
@@ -107,7 +108,7 @@ class Sent:
 
     event: Any  # the faust Event it was read as (acknowledged once delivered)
     outcome: Outcome
-    delivery: "asyncio.Future[Any]"
+    delivery: asyncio.Future[Any]
 
 
 #: How long faust may take to stop after a crash before the process exits hard.
@@ -180,8 +181,9 @@ class InFlight:
         if self.failure is not None:
             raise self.failure
 
-    async def acknowledge(self, delivered: Callable[[Sent], Awaitable[None]],
-                          failed: Callable[[Sent, BaseException], None]) -> None:
+    async def acknowledge(
+        self, delivered: Callable[[Sent], Awaitable[None]], failed: Callable[[Sent, BaseException], None]
+    ) -> None:
         queue = self._queue
         while True:
             if not queue:
@@ -199,8 +201,11 @@ class InFlight:
             # order from the head is delivered in this one turn.
             while queue and queue[0].delivery.done():
                 sent = queue[0]
-                error = (asyncio.CancelledError("delivery cancelled") if sent.delivery.cancelled()
-                         else sent.delivery.exception())
+                error = (
+                    asyncio.CancelledError("delivery cancelled")
+                    if sent.delivery.cancelled()
+                    else sent.delivery.exception()
+                )
                 if error is None:
                     queue.popleft()
                     try:
@@ -219,7 +224,7 @@ class InFlight:
             self._changed.set()
 
 
-def _retrieve(future: "asyncio.Future[Any]") -> None:
+def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
 
@@ -289,8 +294,7 @@ def faust_app(settings: Settings) -> App:
 
 def raw_topic(app: faust.App, spec: topics.TopicSpec, **extra: Any) -> Any:
     """A topic of bytes keys and values: faust does not decode anything."""
-    return app.topic(spec.name, key_type=bytes, value_type=bytes,
-                     key_serializer="raw", value_serializer="raw", **extra)
+    return app.topic(spec.name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", **extra)
 
 
 @dataclass
@@ -343,7 +347,8 @@ class Eligibility:
         # everything handed over is acknowledged, or at the first failure.
         # Held, because the event loop keeps only a weak reference to a task.
         self._acknowledging = asyncio.ensure_future(
-            in_flight.acknowledge(functools.partial(self.delivered, events), self.failed))
+            in_flight.acknowledge(functools.partial(self.delivered, events), self.failed)
+        )
         try:
             async for event in events.events():
                 outcome, delivery = await self.submit(event.message)
@@ -390,14 +395,27 @@ class Eligibility:
         else:
             error = f"handling failed unexpectedly: {type(exc).__name__}: {exc}"
             unexpected, application_id, cause = True, None, exc
-        trace_id = (cloudevents.trace_id_of(dead_letters.header_list(message.headers))
-                    or cloudevents.new_trace_id())
-        letter = dead_letters.encode(message, error, dlq_topic=topics.APPLICATIONS_DLQ.name, consumer=CONSUMER,
-                                     source=handlers.SOURCE, trace_id=trace_id, now=self.clock())
+        trace_id = cloudevents.trace_id_of(dead_letters.header_list(message.headers)) or cloudevents.new_trace_id()
+        letter = dead_letters.encode(
+            message,
+            error,
+            dlq_topic=topics.APPLICATIONS_DLQ.name,
+            consumer=CONSUMER,
+            source=handlers.SOURCE,
+            trace_id=trace_id,
+            now=self.clock(),
+        )
         return DeadLettered(
-            topic=letter.topic, key=letter.key, value=letter.value, headers=letter.headers, trace_id=trace_id,
-            source=(message.topic, message.partition, message.offset), error=error, unexpected=unexpected,
-            application_id=application_id, exception=cause,
+            topic=letter.topic,
+            key=letter.key,
+            value=letter.value,
+            headers=letter.headers,
+            trace_id=trace_id,
+            source=(message.topic, message.partition, message.offset),
+            error=error,
+            unexpected=unexpected,
+            application_id=application_id,
+            exception=cause,
         )
 
     async def delivered(self, stream: Any, sent: Sent) -> None:
@@ -458,22 +476,46 @@ class Eligibility:
             d = outcome.decision
             self.metrics.decisions.labels(d.clause, d.outcome).inc()
             log.info(
-                "decided application %s clause %s outcome %s", d.application_id, d.clause, d.outcome,
-                extra=dict(trace_id=outcome.trace_id, **logs.fields(application_id=d.application_id, decision_id=d.decision_id,
-                                  credit_code=d.credit_code, clause=d.clause, outcome=d.outcome,
-                                  max_award_fen=d.max_award_fen)),
+                "decided application %s clause %s outcome %s",
+                d.application_id,
+                d.clause,
+                d.outcome,
+                extra=dict(
+                    trace_id=outcome.trace_id,
+                    **logs.fields(
+                        application_id=d.application_id,
+                        decision_id=d.decision_id,
+                        credit_code=d.credit_code,
+                        clause=d.clause,
+                        outcome=d.outcome,
+                        max_award_fen=d.max_award_fen,
+                    ),
+                ),
             )
             return
         source_topic, partition, offset = outcome.source
         self.metrics.dead_letters.labels(source_topic, CONSUMER).inc()
         where = f"{source_topic}/{partition}@{offset}"
-        fields = dict(trace_id=outcome.trace_id, **logs.fields(source_topic=source_topic, source_partition=partition,
-                             source_offset=offset, dead_letter_topic=outcome.topic,
-                             application_id=outcome.application_id, error=outcome.error))
+        fields = dict(
+            trace_id=outcome.trace_id,
+            **logs.fields(
+                source_topic=source_topic,
+                source_partition=partition,
+                source_offset=offset,
+                dead_letter_topic=outcome.topic,
+                application_id=outcome.application_id,
+                error=outcome.error,
+            ),
+        )
         if outcome.unexpected:
             exc = outcome.exception
-            log.error("dead-lettered %s after an unexpected failure: %s", where, outcome.error,
-                      exc_info=(type(exc), exc, exc.__traceback__) if exc else None, extra=fields)
+            log.error(
+                "dead-lettered %s after an unexpected failure: %s",
+                where,
+                outcome.error,
+                exc_info=(type(exc), exc, exc.__traceback__) if exc else None,
+                extra=fields,
+            )
         else:
             log.warning("dead-lettered %s: %s", where, outcome.error, extra=fields)
 
@@ -532,9 +574,9 @@ class Eligibility:
         current = set()
         for tp in assigned:
             end = ends.get(tp)
-            done = consumer._committed_offset.get(tp)  # noqa: SLF001 - faust keeps no public accessor
+            done = consumer._committed_offset.get(tp)
             if done is None:
-                read = consumer._read_offset.get(tp)  # noqa: SLF001
+                read = consumer._read_offset.get(tp)
                 done = read + 1 if read is not None else None
             if end is None or done is None:
                 continue

@@ -17,20 +17,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health
 
-from subsidy.platform.grpc import server as grpc_server
-from subsidy.platform.grpc.server import NOT_SERVING, SERVING  # noqa: F401 - the bootstrap's health answers
-from subsidy.platform.security import GrpcSecurity, check_firm
 from subsidy.contracts import cloudevents
 from subsidy.platform import logs
 from subsidy.platform.db import DatabaseUnavailable
-from subsidy.v1 import application_pb2, decision_pb2, intake_pb2, intake_pb2_grpc
-from subsidy.services.intake import handlers, metrics
+from subsidy.platform.grpc import server as grpc_server
 from subsidy.platform.grpc import status as rich_status
+from subsidy.platform.grpc.server import NOT_SERVING, SERVING  # noqa: F401 - the bootstrap's health answers
+from subsidy.platform.registry import RegistryUnavailable
+from subsidy.platform.security import GrpcSecurity, check_firm
+from subsidy.services.intake import handlers, metrics
 from subsidy.services.intake.model import (
     DECIDED,
     RECORDED,
@@ -40,7 +41,7 @@ from subsidy.services.intake.model import (
     StoredApplication,
     UnknownFirm,
 )
-from subsidy.platform.registry import RegistryUnavailable
+from subsidy.v1 import application_pb2, decision_pb2, intake_pb2, intake_pb2_grpc
 
 log = logging.getLogger("subsidy.services.intake.adapters.grpc")
 
@@ -99,7 +100,10 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
             field = f"{field_prefix}{exc.field}" if exc.field else field_prefix.rstrip(".")
             message = f"invalid {field or 'request'}: {exc.problem}"
             trailers = (
-                (rich_status.DETAILS_KEY, rich_status.bad_request_details(code.value[0], message, [(field, exc.problem)])),
+                (
+                    rich_status.DETAILS_KEY,
+                    rich_status.bad_request_details(code.value[0], message, [(field, exc.problem)]),
+                ),
             )
         elif isinstance(exc, UnknownFirm):
             code, message = grpc.StatusCode.FAILED_PRECONDITION, str(exc)
@@ -122,7 +126,7 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
         with logs.trace(trace_id):
             try:
                 result = await asyncio.to_thread(handlers.submit, self.deps, request.application, trace_id)
-            except Exception as exc:  # noqa: BLE001 - mapped to a status code
+            except Exception as exc:
                 await self._fail(context, "SubmitApplication", exc, "application.")
                 raise  # unreachable: abort raised
             metrics.SUBMISSIONS.labels("duplicate" if result.duplicate else "accepted").inc()
@@ -142,7 +146,7 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
     async def GetApplication(self, request: Any, context: Any) -> Any:
         try:
             stored = await asyncio.to_thread(handlers.get, self.deps, request.application_id)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             await self._fail(context, "GetApplication", exc)
             raise
         # An enterprise sees only its own applications (access.yaml: enterprise: servicer).
@@ -156,7 +160,7 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
             page = await asyncio.to_thread(
                 handlers.list_for_firm, self.deps, request.credit_code, request.page_size, request.page_token
             )
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             await self._fail(context, "ListApplications", exc)
             raise
         return intake_pb2.ListApplicationsResponse(
@@ -166,7 +170,7 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
     async def ListDirectory(self, request: Any, context: Any) -> Any:
         try:
             year, entries = handlers.directory(self.deps, request.year)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             await self._fail(context, "ListDirectory", exc)
             raise
         return intake_pb2.ListDirectoryResponse(
@@ -181,12 +185,20 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
 
 
 def build_server(
-    servicer: IntakeServicer, health_servicer: health.aio.HealthServicer, address: str,
+    servicer: IntakeServicer,
+    health_servicer: health.aio.HealthServicer,
+    address: str,
     security: GrpcSecurity | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """The server with IntakeService, health checking and reflection; returns (server, bound port).
     TLS, authentication and reflection follow ``security`` (default: from the environment)."""
     return grpc_server.build_server(
-        "intake", address, health_servicer,
-        servicers=[(intake_pb2_grpc.add_IntakeServiceServicer_to_server, servicer)], service_names=[SERVICE_NAME],
-        max_receive_bytes=MAX_RECEIVE_BYTES, max_send_bytes=MAX_SEND_BYTES, security=security)
+        "intake",
+        address,
+        health_servicer,
+        servicers=[(intake_pb2_grpc.add_IntakeServiceServicer_to_server, servicer)],
+        service_names=[SERVICE_NAME],
+        max_receive_bytes=MAX_RECEIVE_BYTES,
+        max_send_bytes=MAX_SEND_BYTES,
+        security=security,
+    )

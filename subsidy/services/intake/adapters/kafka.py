@@ -18,9 +18,9 @@ import logging
 from typing import Any
 
 from subsidy.contracts import codec, events, topics
-from subsidy.platform import logs
 from subsidy.contracts.codec import BadInput
 from subsidy.core.dates import rfc3339
+from subsidy.platform import logs
 from subsidy.platform.consumer import KafkaRecordLoop, RecordRejected
 from subsidy.services.intake import handlers, metrics, payouts
 
@@ -64,11 +64,26 @@ class DecisionHandler:
         return result
 
 
-def decision_projection(deps: handlers.Deps, bootstrap: str, *, group_id: str = GROUP_ID,
-                        topic: str = topics.DECISIONS.name, dlq_topic: str = topics.DECISIONS_DLQ.name,
-                        **kwargs: Any) -> KafkaRecordLoop:
-    return KafkaRecordLoop(CONSUMER, DecisionHandler(deps), bootstrap, topics=[topic], group_id=group_id,
-                           dlq_topic=dlq_topic, source=handlers.SOURCE, client_id=group_id, **kwargs)
+def decision_projection(
+    deps: handlers.Deps,
+    bootstrap: str,
+    *,
+    group_id: str = GROUP_ID,
+    topic: str = topics.DECISIONS.name,
+    dlq_topic: str = topics.DECISIONS_DLQ.name,
+    **kwargs: Any,
+) -> KafkaRecordLoop:
+    return KafkaRecordLoop(
+        CONSUMER,
+        DecisionHandler(deps),
+        bootstrap,
+        topics=[topic],
+        group_id=group_id,
+        dlq_topic=dlq_topic,
+        source=handlers.SOURCE,
+        client_id=group_id,
+        **kwargs,
+    )
 
 
 PAYOUT_GROUP_ID = "subsidy-intake-payouts"
@@ -103,8 +118,11 @@ class PayoutEventHandler:
         )
         metrics.PAYOUT_EVENTS_APPLIED.labels(result).inc()
         where = logs.fields(
-            application_id=application_id, event_id=event.event_id, kind=event.WhichOneof("event"),
-            partition=record.partition, offset=record.offset,
+            application_id=application_id,
+            event_id=event.event_id,
+            kind=event.WhichOneof("event"),
+            partition=record.partition,
+            offset=record.offset,
         )
         if result == "unknown":
             log.warning("payout event for an unknown application: skipped", extra=where)
@@ -113,9 +131,24 @@ class PayoutEventHandler:
         return result
 
 
-def payout_projection(deps: handlers.Deps, bootstrap: str, *, group_id: str = PAYOUT_GROUP_ID,
-                      topic: str = topics.PAYOUTS.name, dlq_topic: str = topics.PAYOUTS_DLQ.name,
-                      **kwargs: Any) -> KafkaRecordLoop:
+def payout_projection(
+    deps: handlers.Deps,
+    bootstrap: str,
+    *,
+    group_id: str = PAYOUT_GROUP_ID,
+    topic: str = topics.PAYOUTS.name,
+    dlq_topic: str = topics.PAYOUTS_DLQ.name,
+    **kwargs: Any,
+) -> KafkaRecordLoop:
     """An undecodable event goes to ``subsidy.payouts.v1.dlq``."""
-    return KafkaRecordLoop(PAYOUT_CONSUMER, PayoutEventHandler(deps), bootstrap, topics=[topic], group_id=group_id,
-                           dlq_topic=dlq_topic, source=handlers.SOURCE, client_id=group_id, **kwargs)
+    return KafkaRecordLoop(
+        PAYOUT_CONSUMER,
+        PayoutEventHandler(deps),
+        bootstrap,
+        topics=[topic],
+        group_id=group_id,
+        dlq_topic=dlq_topic,
+        source=handlers.SOURCE,
+        client_id=group_id,
+        **kwargs,
+    )

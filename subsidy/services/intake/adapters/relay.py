@@ -22,5 +22,12 @@ log = logging.getLogger("subsidy.services.intake.adapters.relay")
 
 class OutboxRelay(outbox.OutboxRelay):
     def __init__(self, store: SqlStore, bootstrap: str, **options: Any):
-        super().__init__(store, bootstrap, service="intake", published=metrics.OUTBOX_PUBLISHED,
-                         failures=metrics.OUTBOX_FAILURES, log=log, **options)
+        super().__init__(
+            store,
+            bootstrap,
+            service="intake",
+            published=metrics.OUTBOX_PUBLISHED,
+            failures=metrics.OUTBOX_FAILURES,
+            log=log,
+            **options,
+        )

@@ -23,7 +23,8 @@ no longer bounds the rate of submissions.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from subsidy.platform import migrations
 from subsidy.platform.db import Database, DatabaseUnavailable, Transaction
@@ -127,7 +128,7 @@ class GroupCommit:
                 results = [unit.work(tx) for unit in batch]
         except DatabaseUnavailable as exc:
             self._finish(batch, error=exc)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - retried one by one, so one bad unit fails alone
             if len(batch) == 1:
                 self._finish(batch, error=exc)
             else:
@@ -178,17 +179,28 @@ class SqlStore(migrations.OwnedSchema):
             raise DuplicateKey(application.application_id, existing)
 
     @staticmethod
-    def _insert(tx: Transaction, a: StoredApplication, message: OutboxMessage, headers: str) -> StoredApplication | None:
+    def _insert(
+        tx: Transaction, a: StoredApplication, message: OutboxMessage, headers: str
+    ) -> StoredApplication | None:
         inserted = tx.execute(
             "INSERT INTO intake_applications (application_id, credit_code, payload_sha256, payload, "
             "received_at, trace_id, state, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (application_id) DO NOTHING",
-            (a.application_id, a.credit_code, a.payload_sha256, a.payload, a.received_at,
-             a.trace_id, a.state, a.received_at),
+            (
+                a.application_id,
+                a.credit_code,
+                a.payload_sha256,
+                a.payload,
+                a.received_at,
+                a.trace_id,
+                a.state,
+                a.received_at,
+            ),
         ).rowcount
         if not inserted:
-            return _row(tx.one(f"SELECT {_COLUMNS} FROM intake_applications WHERE application_id = ?",
-                               (a.application_id,)))
+            return _row(
+                tx.one(f"SELECT {_COLUMNS} FROM intake_applications WHERE application_id = ?", (a.application_id,))
+            )
         tx.execute(
             "INSERT INTO intake_outbox (topic, key, value, headers, created_at) VALUES (?, ?, ?, ?, ?)",
             (message.topic, message.key, message.value, headers, a.received_at),
@@ -241,8 +253,9 @@ class SqlStore(migrations.OwnedSchema):
         with self.db.transaction() as tx:
             if tx.one("SELECT 1 FROM intake_payout_events WHERE event_id = ?", (event_id,)):
                 return "replayed"
-            if not tx.one("SELECT 1 FROM intake_applications WHERE application_id = ?" + _for_update(tx),
-                          (application_id,)):
+            if not tx.one(
+                "SELECT 1 FROM intake_applications WHERE application_id = ?" + _for_update(tx), (application_id,)
+            ):
                 return "unknown"
             raw = tx.one("SELECT grant_proto FROM intake_grants WHERE application_id = ?", (application_id,))
             folded = fold(bytes(raw[0]) if raw else None)

@@ -53,14 +53,21 @@ class SmtpEmail:
 
     name = "email"
 
-    def __init__(self, url: str, sender: str, timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None,
-                 cafile: str = ""):
+    def __init__(
+        self, url: str, sender: str, timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None, cafile: str = ""
+    ):
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ("smtp", "smtps", "smtp+starttls"):
-            raise ValueError(f"unsupported SMTP URL scheme {parsed.scheme!r}: use smtp://, smtp+starttls:// or smtps://")
+            raise ValueError(
+                f"unsupported SMTP URL scheme {parsed.scheme!r}: use smtp://, smtp+starttls:// or smtps://"
+            )
         query = urllib.parse.parse_qs(parsed.query)
         self.tls = parsed.scheme == "smtps"
-        self.starttls = parsed.scheme == "smtp+starttls" or query.get("starttls", ["false"])[0].lower() in ("1", "true", "yes")
+        self.starttls = parsed.scheme == "smtp+starttls" or query.get("starttls", ["false"])[0].lower() in (
+            "1",
+            "true",
+            "yes",
+        )
         self.host = parsed.hostname or "127.0.0.1"
         self.port = parsed.port or (465 if self.tls else 587 if self.starttls else 25)
         self.user = urllib.parse.unquote(parsed.username or "")
@@ -84,7 +91,9 @@ class SmtpEmail:
         message = build_email(notification, self.sender, address)
         try:
             if self.tls:
-                client: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self.ssl_context)
+                client: smtplib.SMTP = smtplib.SMTP_SSL(
+                    self.host, self.port, timeout=self.timeout, context=self.ssl_context
+                )
             else:
                 client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
             with client:
@@ -100,7 +109,9 @@ class SmtpEmail:
         except smtplib.SMTPResponseException as exc:
             # The server's text may quote the address: keep the code only.
             error = f"SMTP {type(exc).__name__} {exc.smtp_code}"
-            raise (PermanentDeliveryError if 500 <= exc.smtp_code < 600 and exc.smtp_code != 554 else DeliveryError)(error) from None
+            raise (PermanentDeliveryError if 500 <= exc.smtp_code < 600 and exc.smtp_code != 554 else DeliveryError)(
+                error
+            ) from None
         except (smtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"SMTP {type(exc).__name__}: {_os_error(exc)}") from None
 
@@ -143,10 +154,11 @@ def _post_json(url: str, body: bytes, headers: dict[str, str], timeout: float, w
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         # no file:, ftp: or custom schemes from the registry's data
         raise PermanentDeliveryError(f"{what}: the address is not an http(s) URL")
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json; charset=utf-8", **headers})
+    request = urllib.request.Request(  # noqa: S310 - the scheme is checked above
+        url, data=body, method="POST", headers={"Content-Type": "application/json; charset=utf-8", **headers}
+    )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # nosec B310 - scheme checked above
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310  # nosec B310 - scheme checked above
             response.read()
     except urllib.error.HTTPError as exc:
         error = f"{what}: HTTP {exc.code}"
@@ -154,7 +166,9 @@ def _post_json(url: str, body: bytes, headers: dict[str, str], timeout: float, w
             raise PermanentDeliveryError(error) from None
         raise DeliveryError(error) from None
     except urllib.error.URLError as exc:
-        raise DeliveryError(f"{what}: {_os_error(exc.reason) if isinstance(exc.reason, BaseException) else 'unreachable'}") from None
+        raise DeliveryError(
+            f"{what}: {_os_error(exc.reason) if isinstance(exc.reason, BaseException) else 'unreachable'}"
+        ) from None
     except (http.client.HTTPException, OSError) as exc:
         raise DeliveryError(f"{what}: {type(exc).__name__}: {_os_error(exc)}") from None
     except ValueError:  # a malformed URL in the registry
@@ -202,10 +216,7 @@ def verify_signature(header: str, body: bytes, keys: dict[str, str], legacy_secr
     with any listed key; ``sha256=...`` alone only against the legacy secret."""
     fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
     digest = fields.get("sha256", "")
-    if "keyid" in fields:
-        secret = keys.get(fields["keyid"])
-    else:
-        secret = legacy_secret or None
+    secret = keys.get(fields["keyid"]) if "keyid" in fields else legacy_secret or None
     if not secret or not digest:
         return False
     return hmac.compare_digest(sign(secret, body), "sha256=" + digest)
@@ -220,12 +231,15 @@ class Webhook:
 
     name = "webhook"
 
-    def __init__(self, secret: str = "", timeout: float = 5.0, keys: dict[str, str] | None = None,
-                 active_key_id: str = ""):
+    def __init__(
+        self, secret: str = "", timeout: float = 5.0, keys: dict[str, str] | None = None, active_key_id: str = ""
+    ):
         keys = dict(keys or {})
         if not secret and not keys:
-            raise ValueError("the webhook channel needs a signing key "
-                             "(SUBSIDY_NOTIFY_WEBHOOK_KEYS or SUBSIDY_NOTIFY_WEBHOOK_SECRET, or their _FILE)")
+            raise ValueError(
+                "the webhook channel needs a signing key "
+                "(SUBSIDY_NOTIFY_WEBHOOK_KEYS or SUBSIDY_NOTIFY_WEBHOOK_SECRET, or their _FILE)"
+            )
         if keys:
             active_key_id = active_key_id or next(iter(keys))
             if active_key_id not in keys:
@@ -269,6 +283,5 @@ class SmsGateway:
         return contacts.phone
 
     def send(self, notification: Notification, address: str) -> None:
-        body = json.dumps({"id": notification.id, "to": address, "text": notification.sms},
-                          ensure_ascii=False).encode()
+        body = json.dumps({"id": notification.id, "to": address, "text": notification.sms}, ensure_ascii=False).encode()
         _post_json(self.url, body, {"Idempotency-Key": notification.id}, self.timeout, "sms gateway")

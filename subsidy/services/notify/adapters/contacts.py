@@ -11,6 +11,7 @@ from subsidy.platform.registry import FileRegistry, HttpRegistry
 
 def build_registry(settings: Any) -> Any:
     if settings.registry_url:
-        return HttpRegistry(settings.registry_url, timeout=settings.registry_timeout_s,
-                            attempts=settings.registry_attempts)
+        return HttpRegistry(
+            settings.registry_url, timeout=settings.registry_timeout_s, attempts=settings.registry_attempts
+        )
     return FileRegistry(settings.registry_file)

@@ -47,19 +47,38 @@ class NotifyHandler:
             raise RecordRejected(f"{event.event_id}: {exc}") from None
         log.info(
             "event handled",
-            extra=logs.fields(event_id=event.event_id, kind=event.kind, credit_code=event.credit_code,
-                              sent=outcome.sent, replayed=outcome.replayed, partition=record.partition,
-                              offset=record.offset),
+            extra=logs.fields(
+                event_id=event.event_id,
+                kind=event.kind,
+                credit_code=event.credit_code,
+                sent=outcome.sent,
+                replayed=outcome.replayed,
+                partition=record.partition,
+                offset=record.offset,
+            ),
         )
         return "unknown_firm" if outcome.unknown_firm else "handled"
 
 
-def notify_consumer(deps: handlers.Deps, bootstrap: str, *, group_id: str = GROUP_ID,
-                    topics_: tuple[str, ...] = (topics.DECISIONS.name, topics.PAYOUTS.name),
-                    dlq_topic: str = topics.NOTIFICATIONS_DLQ.name, **kwargs: Any) -> KafkaRecordLoop:
+def notify_consumer(
+    deps: handlers.Deps,
+    bootstrap: str,
+    *,
+    group_id: str = GROUP_ID,
+    topics_: tuple[str, ...] = (topics.DECISIONS.name, topics.PAYOUTS.name),
+    dlq_topic: str = topics.NOTIFICATIONS_DLQ.name,
+    **kwargs: Any,
+) -> KafkaRecordLoop:
     loop = KafkaRecordLoop(
-        CONSUMER, NotifyHandler(deps), bootstrap, topics=topics_, group_id=group_id, dlq_topic=dlq_topic,
-        source=handlers.SOURCE, client_id="subsidy-notify", max_poll_records=50,
+        CONSUMER,
+        NotifyHandler(deps),
+        bootstrap,
+        topics=topics_,
+        group_id=group_id,
+        dlq_topic=dlq_topic,
+        source=handlers.SOURCE,
+        client_id="subsidy-notify",
+        max_poll_records=50,
         # A record may wait out its retries (attempts x backoff) before the
         # next poll: keep the group membership meanwhile.
         consumer_config={"max_poll_interval_ms": 600_000},

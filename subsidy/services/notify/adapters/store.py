@@ -27,12 +27,23 @@ class SqlNotificationLog(migrations.OwnedSchema):
             tx.execute(
                 "INSERT INTO notify_log (notification_id, event_id, channel, kind, credit_code, trace_id, sent_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (notification_id) DO NOTHING",
-                (notification.id, notification.event_id, notification.channel, notification.kind,
-                 notification.credit_code, trace_id, at),
+                (
+                    notification.id,
+                    notification.event_id,
+                    notification.channel,
+                    notification.kind,
+                    notification.credit_code,
+                    trace_id,
+                    at,
+                ),
             )
 
     def sent_for_event(self, event_id: str) -> list[tuple[str, str]]:
         """(channel, notification id) rows of one event, for operators and tests."""
         with self.db.transaction() as tx:
-            return [(r[0], r[1]) for r in tx.all(
-                "SELECT channel, notification_id FROM notify_log WHERE event_id = ? ORDER BY channel", (event_id,))]
+            return [
+                (r[0], r[1])
+                for r in tx.all(
+                    "SELECT channel, notification_id FROM notify_log WHERE event_id = ? ORDER BY channel", (event_id,)
+                )
+            ]

@@ -6,16 +6,29 @@ arithmetic, no floats)."""
 from __future__ import annotations
 
 import csv
-from typing import Iterable, TextIO
+from collections.abc import Iterable
+from typing import TextIO
 
 from subsidy.core.money import yuan
 from subsidy.platform.db import Database
 from subsidy.services.payout import handlers
-from subsidy.services.payout.model import TrancheRow
 from subsidy.services.payout.adapters.store import SqlStore
+from subsidy.services.payout.model import TrancheRow
 
-COLUMNS = ("tranche_id", "application_id", "credit_code", "clause", "number", "amount_fen", "amount_yuan",
-           "due_on", "budget_year", "status", "paid_on", "payment_id")
+COLUMNS = (
+    "tranche_id",
+    "application_id",
+    "credit_code",
+    "clause",
+    "number",
+    "amount_fen",
+    "amount_yuan",
+    "due_on",
+    "budget_year",
+    "status",
+    "paid_on",
+    "payment_id",
+)
 
 
 class ExportError(Exception):
@@ -25,8 +38,20 @@ class ExportError(Exception):
 def csv_rows(tranches: Iterable[TrancheRow]) -> Iterable[list[str]]:
     yield list(COLUMNS)
     for t in tranches:
-        yield [t.tranche_id, t.application_id, t.credit_code, t.clause, str(t.number), str(t.amount_fen),
-               yuan(t.amount_fen, fixed=True), t.due_on, str(t.budget_year), t.status, t.paid_on, t.payment_id]
+        yield [
+            t.tranche_id,
+            t.application_id,
+            t.credit_code,
+            t.clause,
+            str(t.number),
+            str(t.amount_fen),
+            yuan(t.amount_fen, fixed=True),
+            t.due_on,
+            str(t.budget_year),
+            t.status,
+            t.paid_on,
+            t.payment_id,
+        ]
 
 
 def write_csv(tranches: Iterable[TrancheRow], out: TextIO) -> int:
@@ -46,8 +71,9 @@ def tranches_of_year(database_url: str, year: int) -> list[TrancheRow]:
     try:
         return handlers.tranches_of_budget_year(SqlStore(db), year)
     except Exception as exc:  # noqa: BLE001 - no ledger there, or the database is down
-        raise ExportError(f"cannot read the payout ledger at {redact(database_url)}: "
-                          f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
+        raise ExportError(
+            f"cannot read the payout ledger at {redact(database_url)}: {type(exc).__name__}: {exc}".splitlines()[0]
+        ) from None
     finally:
         db.close()
 

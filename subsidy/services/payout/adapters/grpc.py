@@ -15,18 +15,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health
 
-from subsidy.platform.grpc import server as grpc_server
-from subsidy.platform.grpc.server import NOT_SERVING, SERVING  # noqa: F401 - the bootstrap's health answers
-from subsidy.platform.security import GrpcSecurity
 from subsidy.core import credit_code
 from subsidy.platform import logs
 from subsidy.platform.db import DatabaseUnavailable
-from subsidy.v1 import decision_pb2, payout_pb2, payout_pb2_grpc
+from subsidy.platform.grpc import server as grpc_server
+from subsidy.platform.grpc.server import NOT_SERVING, SERVING  # noqa: F401 - the bootstrap's health answers
+from subsidy.platform.security import GrpcSecurity
 from subsidy.services.payout import handlers, metrics
 from subsidy.services.payout.model import (
     Clock,
@@ -38,6 +38,7 @@ from subsidy.services.payout.model import (
     utcnow,
 )
 from subsidy.services.payout.ports import UnitOfWork
+from subsidy.v1 import decision_pb2, payout_pb2, payout_pb2_grpc
 
 log = logging.getLogger("subsidy.services.payout.adapters.grpc")
 
@@ -48,24 +49,42 @@ MAX_SEND_BYTES = 16 << 20  # a page of 500 tranches, or a firm with many grants
 
 def tranche_to_proto(t: TrancheRow) -> Any:
     return payout_pb2.Tranche(
-        tranche_id=t.tranche_id, application_id=t.application_id, credit_code=t.credit_code, clause=t.clause,
-        number=t.number, amount_fen=t.amount_fen, due_on=t.due_on, budget_year=t.budget_year,
-        status=handlers.as_proto_status(t.status), paid_on=t.paid_on, payment_id=t.payment_id,
+        tranche_id=t.tranche_id,
+        application_id=t.application_id,
+        credit_code=t.credit_code,
+        clause=t.clause,
+        number=t.number,
+        amount_fen=t.amount_fen,
+        due_on=t.due_on,
+        budget_year=t.budget_year,
+        status=handlers.as_proto_status(t.status),
+        paid_on=t.paid_on,
+        payment_id=t.payment_id,
     )
 
 
 def grant_to_proto(g: GrantRow) -> Any:
     return payout_pb2.Grant(
-        application_id=g.application_id, decision_id=g.decision_id, clause=g.clause, outcome=g.outcome,
-        max_award_fen=g.max_award_fen, granted_fen=g.granted_fen, decision_year=g.decision_year,
+        application_id=g.application_id,
+        decision_id=g.decision_id,
+        clause=g.clause,
+        outcome=g.outcome,
+        max_award_fen=g.max_award_fen,
+        granted_fen=g.granted_fen,
+        decision_year=g.decision_year,
         reasons=[decision_pb2.Reason(code=r.code, clause=r.clause, message=r.message) for r in g.reasons],
         tranches=[tranche_to_proto(t) for t in g.tranches],
     )
 
 
 class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):
-    def __init__(self, uow: UnitOfWork, clock: Clock, on_written: Callable[[], None] = lambda: None,
-                 now: Callable[[], dt.datetime] = utcnow):
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        clock: Clock,
+        on_written: Callable[[], None] = lambda: None,
+        now: Callable[[], dt.datetime] = utcnow,
+    ):
         self.uow = uow
         self.clock = clock
         self.on_written = on_written
@@ -92,15 +111,16 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):
             if not credit_code.is_valid(request.credit_code):
                 raise InvalidArgument(f"credit_code: not a valid unified social credit code: {request.credit_code!r}")
             ledger = await asyncio.to_thread(handlers.ledger, self.uow, request.credit_code)
-        except Exception as exc:  # noqa: BLE001 - mapped to a status code
+        except Exception as exc:
             await self._fail(context, "GetLedger", exc)
             raise
         return payout_pb2.GetLedgerResponse(
             credit_code=ledger.credit_code,
             grants=[grant_to_proto(g) for g in ledger.grants],
             scopes=[
-                payout_pb2.ScopeUsage(scope=u.scope, limit=u.limit, used_fen=u.used_fen,
-                                      remaining_fen=u.remaining_fen, cap_fen=u.cap_fen)
+                payout_pb2.ScopeUsage(
+                    scope=u.scope, limit=u.limit, used_fen=u.used_fen, remaining_fen=u.remaining_fen, cap_fen=u.cap_fen
+                )
                 for u in ledger.scopes
             ],
         )
@@ -108,10 +128,11 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):
     async def ListTranches(self, request: Any, context: Any) -> Any:
         try:
             statuses = [handlers.from_proto_status(s) for s in request.statuses]
-            query = handlers.tranche_query(request.due_from, request.due_to, statuses, request.page_size,
-                                           request.page_token)
+            query = handlers.tranche_query(
+                request.due_from, request.due_to, statuses, request.page_size, request.page_token
+            )
             rows, token = await asyncio.to_thread(handlers.list_tranches, self.uow, query)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             await self._fail(context, "ListTranches", exc)
             raise
         return payout_pb2.ListTranchesResponse(tranches=[tranche_to_proto(t) for t in rows], next_page_token=token)
@@ -121,24 +142,41 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):
             if not request.tranche_id:
                 raise InvalidArgument("tranche_id: is required")
             reason = request.reason.strip() or "cancelled (no reason given)"
-            tranche, changed = await asyncio.to_thread(handlers.cancel_tranche, self.uow, request.tranche_id,
-                                                       reason, self.clock.today(), self.now())
-        except Exception as exc:  # noqa: BLE001
+            tranche, changed = await asyncio.to_thread(
+                handlers.cancel_tranche, self.uow, request.tranche_id, reason, self.clock.today(), self.now()
+            )
+        except Exception as exc:
             await self._fail(context, "CancelTranche", exc)
             raise
         if changed:
             metrics.TRANSITIONS.labels("CANCELLED").inc()
             self.on_written()
-        log.info("tranche cancelled" if changed else "tranche was already cancelled",
-                 extra=logs.fields(tranche_id=tranche.tranche_id, credit_code=tranche.credit_code,
-                                   amount_fen=tranche.amount_fen, reason=reason[:200]))
+        log.info(
+            "tranche cancelled" if changed else "tranche was already cancelled",
+            extra=logs.fields(
+                tranche_id=tranche.tranche_id,
+                credit_code=tranche.credit_code,
+                amount_fen=tranche.amount_fen,
+                reason=reason[:200],
+            ),
+        )
         return payout_pb2.CancelTrancheResponse(tranche=tranche_to_proto(tranche))
 
 
-def build_server(servicer: PayoutServicer, health_servicer: health.aio.HealthServicer,
-                 address: str, security: GrpcSecurity | None = None) -> tuple[grpc.aio.Server, int]:
+def build_server(
+    servicer: PayoutServicer,
+    health_servicer: health.aio.HealthServicer,
+    address: str,
+    security: GrpcSecurity | None = None,
+) -> tuple[grpc.aio.Server, int]:
     """TLS, authentication and reflection follow ``security`` (default: from the environment)."""
     return grpc_server.build_server(
-        "payout", address, health_servicer,
-        servicers=[(payout_pb2_grpc.add_PayoutServiceServicer_to_server, servicer)], service_names=[SERVICE_NAME],
-        max_receive_bytes=MAX_RECEIVE_BYTES, max_send_bytes=MAX_SEND_BYTES, security=security)
+        "payout",
+        address,
+        health_servicer,
+        servicers=[(payout_pb2_grpc.add_PayoutServiceServicer_to_server, servicer)],
+        service_names=[SERVICE_NAME],
+        max_receive_bytes=MAX_RECEIVE_BYTES,
+        max_send_bytes=MAX_SEND_BYTES,
+        security=security,
+    )

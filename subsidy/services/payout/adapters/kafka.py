@@ -35,16 +35,17 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from subsidy.contracts import cloudevents, topics
+from subsidy.core.domain import Decision
 from subsidy.platform import logs
 from subsidy.platform.consumer import KafkaRecordLoop
-from subsidy.core.domain import Decision
 from subsidy.services.payout import handlers, metrics
+from subsidy.services.payout.adapters.store import SqlStore
 from subsidy.services.payout.handlers import Applied
 from subsidy.services.payout.model import SOURCE, Rejected, utcnow
-from subsidy.services.payout.adapters.store import SqlStore
 
 log = logging.getLogger("subsidy.services.payout.adapters.kafka")
 
@@ -52,14 +53,32 @@ log = logging.getLogger("subsidy.services.payout.adapters.kafka")
 CAP_REASONS = frozenset({"CAP_PARTIAL", "CAP_EXHAUSTED", "ALREADY_AWARDED"})
 
 
-def record_loop(name: str, apply: Callable[[Any], str], bootstrap: str, *, topic: str, dlq_topic: str,
-                group_id: str, session_timeout_ms: int | None = None, **kwargs: Any) -> KafkaRecordLoop:
+def record_loop(
+    name: str,
+    apply: Callable[[Any], str],
+    bootstrap: str,
+    *,
+    topic: str,
+    dlq_topic: str,
+    group_id: str,
+    session_timeout_ms: int | None = None,
+    **kwargs: Any,
+) -> KafkaRecordLoop:
     config = {}
     if session_timeout_ms is not None:
-        config = {"session_timeout_ms": session_timeout_ms,
-                  "heartbeat_interval_ms": max(500, session_timeout_ms // 3)}
-    return KafkaRecordLoop(name, apply, bootstrap, topics=[topic], group_id=group_id, dlq_topic=dlq_topic,
-                           source=SOURCE, rejects=(Rejected,), consumer_config=config, **kwargs)
+        config = {"session_timeout_ms": session_timeout_ms, "heartbeat_interval_ms": max(500, session_timeout_ms // 3)}
+    return KafkaRecordLoop(
+        name,
+        apply,
+        bootstrap,
+        topics=[topic],
+        group_id=group_id,
+        dlq_topic=dlq_topic,
+        source=SOURCE,
+        rejects=(Rejected,),
+        consumer_config=config,
+        **kwargs,
+    )
 
 
 # -- what each consumer does with a record ------------------------------------------------
@@ -70,8 +89,9 @@ class DecisionApplier:
 
     consumer_name = "payout"
 
-    def __init__(self, store: SqlStore, on_written: Callable[[], None] = lambda: None,
-                 now: Callable[[], dt.datetime] = utcnow):
+    def __init__(
+        self, store: SqlStore, on_written: Callable[[], None] = lambda: None, now: Callable[[], dt.datetime] = utcnow
+    ):
         self.store = store
         self.on_written = on_written
         self.now = now
@@ -115,9 +135,15 @@ class DecisionApplier:
     def _report(decision: Decision, applied: Applied, record: Any) -> bool:
         """Metrics and the log line of one committed decision; True when it wrote something."""
         metrics.DECISIONS.labels(applied.result).inc()
-        where = dict(application_id=decision.application_id, decision_id=decision.decision_id,
-                     credit_code=decision.credit_code, clause=decision.clause, outcome=decision.outcome,
-                     partition=record.partition, offset=record.offset)
+        where = dict(
+            application_id=decision.application_id,
+            decision_id=decision.decision_id,
+            credit_code=decision.credit_code,
+            clause=decision.clause,
+            outcome=decision.outcome,
+            partition=record.partition,
+            offset=record.offset,
+        )
         if applied.result == "replayed":
             log.info("decision replayed: already applied, nothing written", extra=logs.fields(**where))
             return False
@@ -133,9 +159,16 @@ class DecisionApplier:
                 metrics.CAP_HITS.labels(plan.clause).inc()
             for reason in plan.reasons:
                 metrics.LEDGER_LIMITS.labels(plan.clause, reason.code).inc()
-        log.info(f"decision {applied.result}", extra=logs.fields(
-            **where, granted_fen=plan.granted_fen, max_award_fen=plan.max_award_fen,
-            tranches=len(plan.tranches), ledger_reasons=[r.code for r in plan.reasons]))
+        log.info(
+            f"decision {applied.result}",
+            extra=logs.fields(
+                **where,
+                granted_fen=plan.granted_fen,
+                max_award_fen=plan.max_award_fen,
+                tranches=len(plan.tranches),
+                ledger_reasons=[r.code for r in plan.reasons],
+            ),
+        )
         return True
 
 
@@ -144,8 +177,9 @@ class PaymentApplier:
 
     consumer_name = "payout-payments"
 
-    def __init__(self, store: SqlStore, on_written: Callable[[], None] = lambda: None,
-                 now: Callable[[], dt.datetime] = utcnow):
+    def __init__(
+        self, store: SqlStore, on_written: Callable[[], None] = lambda: None, now: Callable[[], dt.datetime] = utcnow
+    ):
         self.store = store
         self.on_written = on_written
         self.now = now
@@ -158,9 +192,14 @@ class PaymentApplier:
             metrics.PAYMENTS.labels("dead_letter").inc()
             raise
         metrics.PAYMENTS.labels(result).inc()
-        where = logs.fields(payment_id=payment.payment_id, tranche_id=payment.tranche_id,
-                            credit_code=payment.credit_code, amount_fen=payment.amount_fen,
-                            partition=record.partition, offset=record.offset)
+        where = logs.fields(
+            payment_id=payment.payment_id,
+            tranche_id=payment.tranche_id,
+            credit_code=payment.credit_code,
+            amount_fen=payment.amount_fen,
+            partition=record.partition,
+            offset=record.offset,
+        )
         if result == "applied":
             metrics.TRANSITIONS.labels("PAID").inc()
             metrics.TRANCHES_PAID.inc()
@@ -171,16 +210,31 @@ class PaymentApplier:
         return result
 
 
-def decisions_consumer(store: SqlStore, bootstrap: str, group_id: str, on_written: Callable[[], None],
-                       **kwargs: Any) -> KafkaRecordLoop:
+def decisions_consumer(
+    store: SqlStore, bootstrap: str, group_id: str, on_written: Callable[[], None], **kwargs: Any
+) -> KafkaRecordLoop:
     applier = DecisionApplier(store, on_written)
-    return record_loop(DecisionApplier.consumer_name, applier, bootstrap,
-                       topic=topics.DECISIONS.name, dlq_topic=topics.DECISIONS_DLQ.name, group_id=group_id,
-                       batch_scope=applier.batch, **kwargs)
+    return record_loop(
+        DecisionApplier.consumer_name,
+        applier,
+        bootstrap,
+        topic=topics.DECISIONS.name,
+        dlq_topic=topics.DECISIONS_DLQ.name,
+        group_id=group_id,
+        batch_scope=applier.batch,
+        **kwargs,
+    )
 
 
-def payments_consumer(store: SqlStore, bootstrap: str, group_id: str, on_written: Callable[[], None],
-                      **kwargs: Any) -> KafkaRecordLoop:
-    return record_loop(PaymentApplier.consumer_name, PaymentApplier(store, on_written), bootstrap,
-                          topic=topics.PAYMENTS.name, dlq_topic=topics.PAYMENTS_DLQ.name, group_id=group_id,
-                          **kwargs)
+def payments_consumer(
+    store: SqlStore, bootstrap: str, group_id: str, on_written: Callable[[], None], **kwargs: Any
+) -> KafkaRecordLoop:
+    return record_loop(
+        PaymentApplier.consumer_name,
+        PaymentApplier(store, on_written),
+        bootstrap,
+        topic=topics.PAYMENTS.name,
+        dlq_topic=topics.PAYMENTS_DLQ.name,
+        group_id=group_id,
+        **kwargs,
+    )

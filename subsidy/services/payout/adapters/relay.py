@@ -25,5 +25,12 @@ log = logging.getLogger("subsidy.services.payout.adapters.relay")
 
 class OutboxRelay(outbox.OutboxRelay):
     def __init__(self, store: SqlStore, bootstrap: str, **options: Any):
-        super().__init__(store, bootstrap, service="payout", published=metrics.OUTBOX_PUBLISHED,
-                         failures=metrics.OUTBOX_FAILURES, log=log, **options)
+        super().__init__(
+            store,
+            bootstrap,
+            service="payout",
+            published=metrics.OUTBOX_PUBLISHED,
+            failures=metrics.OUTBOX_FAILURES,
+            log=log,
+            **options,
+        )

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from subsidy.platform import logs
 from subsidy.platform.worker import WorkerThread
 from subsidy.services.payout import handlers, metrics
-from subsidy.services.payout.model import Clock, utcnow
 from subsidy.services.payout.adapters.store import SqlStore
+from subsidy.services.payout.model import Clock, utcnow
 
 log = logging.getLogger("subsidy.services.payout.adapters.scheduler")
 
@@ -22,8 +22,14 @@ class Scheduler(WorkerThread):
     """start, wake (e.g. the clock was moved: run now rather than at the next
     tick) and stop: subsidy/platform/worker.py."""
 
-    def __init__(self, store: SqlStore, clock: Clock, interval_s: float = 60.0,
-                 on_written: Callable[[], None] = lambda: None, now: Callable[[], dt.datetime] = utcnow):
+    def __init__(
+        self,
+        store: SqlStore,
+        clock: Clock,
+        interval_s: float = 60.0,
+        on_written: Callable[[], None] = lambda: None,
+        now: Callable[[], dt.datetime] = utcnow,
+    ):
         super().__init__("payout-scheduler", log)
         self.store = store
         self.clock = clock
@@ -36,8 +42,12 @@ class Scheduler(WorkerThread):
         marked = handlers.raise_tranches_due(self.store, today, self.now())
         if marked:
             metrics.TRANSITIONS.labels("DUE").inc(len(marked))
-            log.info("tranches due", extra=logs.fields(today=today.isoformat(), tranches=len(marked),
-                                                       tranche_ids=[t.tranche_id for t in marked[:20]]))
+            log.info(
+                "tranches due",
+                extra=logs.fields(
+                    today=today.isoformat(), tranches=len(marked), tranche_ids=[t.tranche_id for t in marked[:20]]
+                ),
+            )
             self.on_written()
         return len(marked)
 

@@ -42,7 +42,9 @@ import dataclasses
 import datetime as dt
 import json
 import threading
-from typing import Any, Callable, ContextManager, Iterable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager as ContextManager
+from typing import Any
 
 from subsidy.core.domain import Decision
 from subsidy.platform import migrations
@@ -74,9 +76,17 @@ _TRANCHE_COLUMNS = (
 
 def _tranche(raw: tuple) -> TrancheRow:
     return TrancheRow(
-        tranche_id=raw[0], application_id=raw[1], credit_code=raw[2], clause=raw[3], number=int(raw[4]),
-        amount_fen=int(raw[5]), due_on=raw[6], budget_year=int(raw[7]), status=raw[8],
-        paid_on=raw[9] or "", payment_id=raw[10] or "",
+        tranche_id=raw[0],
+        application_id=raw[1],
+        credit_code=raw[2],
+        clause=raw[3],
+        number=int(raw[4]),
+        amount_fen=int(raw[5]),
+        due_on=raw[6],
+        budget_year=int(raw[7]),
+        status=raw[8],
+        paid_on=raw[9] or "",
+        payment_id=raw[10] or "",
     )
 
 
@@ -127,23 +137,44 @@ class SqlGrants:
             "INSERT INTO payout_grants (application_id, decision_id, credit_code, clause, outcome, "
             "policy_version, max_award_fen, granted_fen, decision_year, submitted_on, reasons, trace_id, "
             "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (grant.application_id, grant.decision_id, grant.credit_code, grant.clause, grant.outcome,
-             grant.policy_version, grant.max_award_fen, grant.granted_fen, grant.decision_year,
-             submitted_on.isoformat(), json.dumps(events.reasons_to_plain(grant.reasons), ensure_ascii=False),
-             grant.trace_id, at),
+            (
+                grant.application_id,
+                grant.decision_id,
+                grant.credit_code,
+                grant.clause,
+                grant.outcome,
+                grant.policy_version,
+                grant.max_award_fen,
+                grant.granted_fen,
+                grant.decision_year,
+                submitted_on.isoformat(),
+                json.dumps(events.reasons_to_plain(grant.reasons), ensure_ascii=False),
+                grant.trace_id,
+                at,
+            ),
         )
 
     def of_firm(self, credit_code: str) -> list[GrantRow]:
         return [
             GrantRow(
-                application_id=r[0], decision_id=r[1], credit_code=r[2], clause=r[3], outcome=r[4],
-                policy_version=r[5], max_award_fen=int(r[6]), granted_fen=int(r[7]), decision_year=int(r[8]),
-                reasons=events.reasons_from_plain(json.loads(r[9])), trace_id=r[10],
+                application_id=r[0],
+                decision_id=r[1],
+                credit_code=r[2],
+                clause=r[3],
+                outcome=r[4],
+                policy_version=r[5],
+                max_award_fen=int(r[6]),
+                granted_fen=int(r[7]),
+                decision_year=int(r[8]),
+                reasons=events.reasons_from_plain(json.loads(r[9])),
+                trace_id=r[10],
             )
             for r in self.tx.all(
                 "SELECT application_id, decision_id, credit_code, clause, outcome, policy_version, max_award_fen, "
                 "granted_fen, decision_year, reasons, trace_id FROM payout_grants WHERE credit_code = ? "
-                "ORDER BY decision_year, application_id", (credit_code,))
+                "ORDER BY decision_year, application_id",
+                (credit_code,),
+            )
         ]
 
 
@@ -159,25 +190,43 @@ class SqlTranches:
         self.tx.execute(
             "INSERT INTO payout_tranches (tranche_id, application_id, credit_code, clause, number, "
             "amount_fen, due_on, budget_year, status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (t.tranche_id, t.application_id, t.credit_code, t.clause, t.number, t.amount_fen,
-             t.due_on, t.budget_year, t.status, at),
+            (
+                t.tranche_id,
+                t.application_id,
+                t.credit_code,
+                t.clause,
+                t.number,
+                t.amount_fen,
+                t.due_on,
+                t.budget_year,
+                t.status,
+                at,
+            ),
         )
 
     def firms_due(self, day: str) -> list[str]:
-        return [r[0] for r in self.tx.all(
-            "SELECT DISTINCT credit_code FROM payout_tranches WHERE status = ? AND due_on <= ? "
-            "ORDER BY credit_code", (SCHEDULED, day))]
+        return [
+            r[0]
+            for r in self.tx.all(
+                "SELECT DISTINCT credit_code FROM payout_tranches WHERE status = ? AND due_on <= ? "
+                "ORDER BY credit_code",
+                (SCHEDULED, day),
+            )
+        ]
 
     def mark_due(self, credit_code: str, day: str, at: str) -> list[TrancheRow]:
-        return [_tranche(r) for r in self.tx.all(
-            f"UPDATE payout_tranches SET status = ?, updated_at = ? "
-            f"WHERE credit_code = ? AND status = ? AND due_on <= ? RETURNING {_TRANCHE_COLUMNS}",
-            (DUE, at, credit_code, SCHEDULED, day))]
+        return [
+            _tranche(r)
+            for r in self.tx.all(
+                f"UPDATE payout_tranches SET status = ?, updated_at = ? "
+                f"WHERE credit_code = ? AND status = ? AND due_on <= ? RETURNING {_TRANCHE_COLUMNS}",
+                (DUE, at, credit_code, SCHEDULED, day),
+            )
+        ]
 
     def mark_paid(self, tranche_id: str, paid_on: str, payment_id: str, at: str) -> None:
         self.tx.execute(
-            "UPDATE payout_tranches SET status = ?, paid_on = ?, payment_id = ?, updated_at = ? "
-            "WHERE tranche_id = ?",
+            "UPDATE payout_tranches SET status = ?, paid_on = ?, payment_id = ?, updated_at = ? WHERE tranche_id = ?",
             (PAID, paid_on, payment_id, at, tranche_id),
         )
 
@@ -189,9 +238,13 @@ class SqlTranches:
         )
 
     def of_firm(self, credit_code: str) -> list[TrancheRow]:
-        return [_tranche(r) for r in self.tx.all(
-            f"SELECT {_TRANCHE_COLUMNS} FROM payout_tranches WHERE credit_code = ? "
-            "ORDER BY application_id, number", (credit_code,))]
+        return [
+            _tranche(r)
+            for r in self.tx.all(
+                f"SELECT {_TRANCHE_COLUMNS} FROM payout_tranches WHERE credit_code = ? ORDER BY application_id, number",
+                (credit_code,),
+            )
+        ]
 
     def page(self, query: TrancheQuery, limit: int) -> list[TrancheRow]:
         sql = f"SELECT {_TRANCHE_COLUMNS} FROM payout_tranches WHERE 1 = 1"
@@ -213,9 +266,13 @@ class SqlTranches:
         return [_tranche(r) for r in self.tx.all(sql, params)]
 
     def of_budget_year(self, year: int) -> list[TrancheRow]:
-        return [_tranche(r) for r in self.tx.all(
-            f"SELECT {_TRANCHE_COLUMNS} FROM payout_tranches WHERE budget_year = ? ORDER BY due_on, tranche_id",
-            (year,))]
+        return [
+            _tranche(r)
+            for r in self.tx.all(
+                f"SELECT {_TRANCHE_COLUMNS} FROM payout_tranches WHERE budget_year = ? ORDER BY due_on, tranche_id",
+                (year,),
+            )
+        ]
 
 
 class SqlUsage:
@@ -223,9 +280,7 @@ class SqlUsage:
         self.tx = tx
 
     def used_fen(self, credit_code: str, scope: str) -> int:
-        raw = self.tx.one(
-            "SELECT used_fen FROM payout_usage WHERE credit_code = ? AND scope = ?", (credit_code, scope)
-        )
+        raw = self.tx.one("SELECT used_fen FROM payout_usage WHERE credit_code = ? AND scope = ?", (credit_code, scope))
         return int(raw[0]) if raw else 0
 
     def add(self, credit_code: str, scope: str, limit: str, cap_fen: int, granted_fen: int) -> None:
@@ -238,9 +293,13 @@ class SqlUsage:
         )
 
     def of_firm(self, credit_code: str) -> list[UsageRow]:
-        return [UsageRow(r[0], r[1], int(r[2]), int(r[3])) for r in self.tx.all(
-            "SELECT scope, limit_kind, used_fen, cap_fen FROM payout_usage WHERE credit_code = ? ORDER BY scope",
-            (credit_code,))]
+        return [
+            UsageRow(r[0], r[1], int(r[2]), int(r[3]))
+            for r in self.tx.all(
+                "SELECT scope, limit_kind, used_fen, cap_fen FROM payout_usage WHERE credit_code = ? ORDER BY scope",
+                (credit_code,),
+            )
+        ]
 
 
 class SqlPayments:
@@ -308,13 +367,21 @@ class SqlStore(migrations.OwnedSchema):
         """One transaction for every unit of work this thread opens inside (see the module docstring)."""
         return self.db.batch()
 
-    def __enter__(self) -> "SqlStore":
+    def __enter__(self) -> SqlStore:
         if getattr(self._local, "open", None) is not None:
             raise RuntimeError("a unit of work is already open on this thread")
         transaction = self.db.transaction()
         tx = transaction.__enter__()
-        self._local.open = _Open(transaction, SqlFirms(tx), SqlInbox(tx), SqlGrants(tx), SqlTranches(tx),
-                                 SqlUsage(tx), SqlPayments(tx), SqlOutbox(tx))
+        self._local.open = _Open(
+            transaction,
+            SqlFirms(tx),
+            SqlInbox(tx),
+            SqlGrants(tx),
+            SqlTranches(tx),
+            SqlUsage(tx),
+            SqlPayments(tx),
+            SqlOutbox(tx),
+        )
         return self
 
     def commit(self) -> None:
@@ -387,8 +454,10 @@ class SqlStore(migrations.OwnedSchema):
     def tranche_stats(self, overdue_before: str) -> tuple[dict[str, int], int]:
         """(tranches per status, DUE tranches due before ``overdue_before`` (YYYY-MM-DD))."""
         with self.db.transaction() as tx:
-            by_status = {str(s): int(n) for s, n in tx.all(
-                "SELECT status, COUNT(*) FROM payout_tranches GROUP BY status")}
-            overdue = int(tx.one("SELECT COUNT(*) FROM payout_tranches WHERE status = 'DUE' AND due_on < ?",
-                                 (overdue_before,))[0])
+            by_status = {
+                str(s): int(n) for s, n in tx.all("SELECT status, COUNT(*) FROM payout_tranches GROUP BY status")
+            }
+            overdue = int(
+                tx.one("SELECT COUNT(*) FROM payout_tranches WHERE status = 'DUE' AND due_on < ?", (overdue_before,))[0]
+            )
         return by_status, overdue
