@@ -29,10 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf.message import DecodeError
-
-from subsidy.contracts import cloudevents, codec, topics
+from subsidy.contracts import cloudevents, codec, events, topics
 from subsidy.contracts.codec import BadInput
+from subsidy.contracts.events import MalformedEvent
 from subsidy.core import eligibility as rules
 from subsidy.core.domain import Decision
 from subsidy.core.policy import Policy
@@ -81,15 +80,10 @@ def _application_pb2():
 
 def process(record: Any, *, policy: Policy, now: dt.datetime) -> Decided:
     """Decide one application record; raises ``Rejected``."""
-    value = record.value
-    if value is None:
-        raise Rejected("no value (a tombstone): expected a subsidy.v1.Application")
-    if len(value) == 0:
-        raise Rejected("empty value: expected a subsidy.v1.Application")
     try:
-        message = _application_pb2().Application.FromString(bytes(value))
-    except (DecodeError, ValueError, TypeError) as exc:
-        raise Rejected(f"not a subsidy.v1.Application protobuf: {exc}") from None
+        message = events.application(record.value)
+    except MalformedEvent as exc:
+        raise Rejected(str(exc)) from None
     try:
         application = codec.application_from_proto(message)
     except BadInput as exc:
