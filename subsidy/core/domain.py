@@ -14,7 +14,7 @@ import dataclasses
 import datetime as dt
 import types
 from dataclasses import field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar, dataclass_transform
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar, dataclass_transform, get_args
 
 if TYPE_CHECKING:  # for mypy; at run time __getattr__ below looks them up on first use
     from subsidy.core.clauses import CLAIM_BY_KEY as CLAIM_BY_KEY
@@ -95,18 +95,6 @@ def value(cls: type[_T]) -> type[_T]:
     return cls
 
 
-FIRM_KINDS = (
-    "PLATFORM",
-    "SOLUTION_PROVIDER",
-    "INDUSTRIAL",
-    "SOFTWARE",
-    "SME",
-    "PARK_OPERATOR",
-    "INTERNET",
-    "SMART_HARDWARE",
-    "INDUSTRY_ASSOCIATION",
-    "TRAINING_INSTITUTION",
-)
 FirmKind = Literal[
     "PLATFORM",
     "SOLUTION_PROVIDER",
@@ -119,6 +107,8 @@ FirmKind = Literal[
     "INDUSTRY_ASSOCIATION",
     "TRAINING_INSTITUTION",
 ]
+# The same names as a tuple, for validation: one list, not two to keep in step.
+FIRM_KINDS: tuple[str, ...] = get_args(FirmKind)
 OUTCOMES = ("ELIGIBLE", "INELIGIBLE", "NEEDS_REVIEW", "REFERRED")
 ELIGIBLE, INELIGIBLE, NEEDS_REVIEW, REFERRED = OUTCOMES
 

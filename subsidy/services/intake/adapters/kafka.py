@@ -73,9 +73,18 @@ def decision_projection(
     dlq_topic: str = topics.DECISIONS_DLQ.name,
     **kwargs: Any,
 ) -> KafkaRecordLoop:
+    """An undecodable decision goes to ``subsidy.decisions.v1.dlq``."""
+    return _projection(CONSUMER, DecisionHandler(deps), bootstrap, group_id, topic, dlq_topic, **kwargs)
+
+
+def _projection(
+    consumer: str, handler: Any, bootstrap: str, group_id: str, topic: str, dlq_topic: str, **kwargs: Any
+) -> KafkaRecordLoop:
+    """One of intake's two status projections: a consumer group of its own
+    on one topic, dead letters to that topic's DLQ."""
     return KafkaRecordLoop(
-        CONSUMER,
-        DecisionHandler(deps),
+        consumer,
+        handler,
         bootstrap,
         topics=[topic],
         group_id=group_id,
@@ -141,14 +150,4 @@ def payout_projection(
     **kwargs: Any,
 ) -> KafkaRecordLoop:
     """An undecodable event goes to ``subsidy.payouts.v1.dlq``."""
-    return KafkaRecordLoop(
-        PAYOUT_CONSUMER,
-        PayoutEventHandler(deps),
-        bootstrap,
-        topics=[topic],
-        group_id=group_id,
-        dlq_topic=dlq_topic,
-        source=handlers.SOURCE,
-        client_id=group_id,
-        **kwargs,
-    )
+    return _projection(PAYOUT_CONSUMER, PayoutEventHandler(deps), bootstrap, group_id, topic, dlq_topic, **kwargs)
