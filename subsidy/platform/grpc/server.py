@@ -1,6 +1,6 @@
-"""The one builder of a service's grpc.aio server (intake, payout and
-notify use it; eligibility's PolicyService is to follow): every interceptor,
-health checking, reflection, TLS, in one place, so no service can forget one.
+"""The one builder of a service's grpc.aio server (intake, payout, notify and
+eligibility's PolicyService all use it): every interceptor, health checking,
+reflection, TLS, in one place, so no service can forget one.
 
 Interceptors, outermost first, each applied once per method
 (``InterceptOncePerMethod``):
@@ -16,6 +16,12 @@ Then the service's servicers, the standard health service
 (``grpc.health.v1.Health``, which the Kubernetes probes ask), reflection
 for the service's names when the security configuration allows it, and the
 port, with TLS when configured (``GrpcSecurity.add_port`` logs the posture).
+
+The caller owns the health servicer and its statuses: intake, payout and
+notify set them from their health watch (subsidy/platform/process.py),
+eligibility from faust's readiness (its ``GrpcServer``, a mode.Service in the
+faust worker's loop). The caller also starts the server and stops it with its
+grace.
 """
 
 from __future__ import annotations

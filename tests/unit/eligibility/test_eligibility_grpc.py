@@ -169,3 +169,38 @@ def test_reflection_lists_the_policy_service_and_health():
 
     names = with_server(scenario)
     assert {SERVICE_NAME, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
+
+
+def test_the_server_is_the_shared_builders_with_its_interceptors_once_per_method(monkeypatch):
+    from subsidy.platform.grpc import server as grpc_server
+    from subsidy.platform.metrics import GRPC_HANDLED
+
+    built = []
+    build = grpc_server.build_server
+
+    def recording_build(*args, **kwargs):
+        built.append((args, kwargs))
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(grpc_server, "build_server", recording_build)
+
+    async def scenario(stub, channel, server):
+        first = await stub.ListClauses(policy_service_pb2.ListClausesRequest(), timeout=5)
+        second = await stub.ListClauses(policy_service_pb2.ListClausesRequest(), timeout=5)
+        garbage = channel.unary_unary(
+            f"/{SERVICE_NAME}/Evaluate", request_serializer=lambda b: b, response_deserializer=lambda b: b
+        )
+        try:
+            await garbage(b"\xff\xff\xff", timeout=5)
+            refused = None
+        except grpc.aio.AioRpcError as exc:
+            refused = exc.code()
+        return first, second, refused
+
+    counted = GRPC_HANDLED.labels(SERVICE_NAME, "ListClauses", "OK")
+    before = counted._value.get()
+    first, second, refused = with_server(scenario)
+    assert first == second == list_clauses_response(POLICY)
+    assert len(built) == 1 and built[0][0][0] == "eligibility"
+    assert counted._value.get() == before + 2, "GrpcMetricsInterceptor counted every call"
+    assert refused == grpc.StatusCode.INVALID_ARGUMENT, "MalformedRequests refused the undecodable request"

@@ -1,5 +1,7 @@
 """``subsidy.v1.PolicyService`` over gRPC (grpc.aio), with health checking and
-reflection, run as a mode.Service inside the faust worker's event loop.
+reflection, run as a mode.Service inside the faust worker's event loop. The
+server itself (interceptors, health, reflection, TLS) is built by
+subsidy/platform/grpc/server.py, as for intake, payout and notify.
 
 - ``Evaluate``: the calculator as a service. The application is validated
   exactly as on Kafka (``application_from_proto``); a contract violation is
@@ -19,8 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health
 from mode import Service
 
 from subsidy.contracts import cloudevents, codec
@@ -29,8 +30,8 @@ from subsidy.core import domain
 from subsidy.core import eligibility as rules
 from subsidy.core.policy import Policy
 from subsidy.platform import logs
-from subsidy.platform.grpc.decode import MalformedRequests
-from subsidy.platform.metrics import GrpcMetricsInterceptor
+from subsidy.platform.grpc import server as grpc_server
+from subsidy.platform.grpc.server import NOT_SERVING, SERVING
 from subsidy.platform.security import GrpcSecurity
 from subsidy.v1 import policy_service_pb2, policy_service_pb2_grpc
 
@@ -143,7 +144,9 @@ class PolicyServicer(policy_service_pb2_grpc.PolicyServiceServicer):
 
 
 class GrpcServer(Service):
-    """The grpc.aio server as a mode.Service: started and stopped by the faust worker."""
+    """The grpc.aio server as a mode.Service: started and stopped by the faust
+    worker. The server is the shared builder's; this service owns its health
+    servicer and the statuses in it."""
 
     def __init__(
         self,
@@ -170,32 +173,29 @@ class GrpcServer(Service):
         self.serving = False
 
     async def on_start(self) -> None:
-        security = self.security or GrpcSecurity.from_env("eligibility")
-        server = grpc.aio.server(
-            interceptors=[MalformedRequests(), GrpcMetricsInterceptor(), *security.interceptors()],
-            options=[
-                ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
-                ("grpc.max_send_message_length", MAX_SEND_BYTES),
-            ],
-        )
-        policy_service_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(self.policy), server)
+        # The one server builder (subsidy/platform/grpc/server.py): every
+        # interceptor once per method, health, reflection as the security
+        # configuration allows, TLS. The health servicer is ours: NOT_SERVING
+        # until ready() (faust's first rebalance) and from the start of shutdown.
         self.health = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        security.enable_reflection(
-            server,
-            [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
-        )
         await self._set(False)
-        self.port = security.add_port(server, self.address)
-        if not self.port:
-            raise RuntimeError(f"gRPC: cannot listen on {self.address}")
+        server, self.port = grpc_server.build_server(
+            "eligibility",
+            self.address,
+            self.health,
+            servicers=[(policy_service_pb2_grpc.add_PolicyServiceServicer_to_server, PolicyServicer(self.policy))],
+            service_names=[SERVICE_NAME],
+            max_receive_bytes=MAX_RECEIVE_BYTES,
+            max_send_bytes=MAX_SEND_BYTES,
+            security=self.security,
+        )
         await server.start()
         self.server = server
         log.info("gRPC PolicyService listening on %s", self.address, extra=logs.fields(port=self.port))
         await self.update_health()
 
     async def _set(self, serving: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        status = SERVING if serving else NOT_SERVING
         for name in ("", SERVICE_NAME):
             await self.health.set(name, status)
         if serving != self.serving:
