@@ -28,3 +28,34 @@ def test_anything_else_is_a_bad_token(token):
 
 def test_an_object_without_the_keys_is_left_to_the_service_to_refuse():
     assert paging.decode("e30") == {}  # {}
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[" * 100_000, '{"a":' * 100_000, "[" * 5_000],
+    ids=["deep-list", "deep-object", "deep-list-short"],
+)
+def test_a_deeply_nested_token_is_a_bad_token_not_a_recursion_error(text):
+    """Issue 17: json.loads raised RecursionError (INTERNAL, a traceback in the log)."""
+    token = base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+    with pytest.raises(paging.BadPageToken):
+        paging.decode(token)
+
+
+def test_a_recursion_error_in_the_decoder_is_a_bad_token_whatever_the_bound(monkeypatch):
+    """The length bound is the first line; a decoder failure of any kind is still BadPageToken."""
+    monkeypatch.setattr(paging, "MAX_TOKEN_LENGTH", 10**7)
+    token = base64.urlsafe_b64encode(b"[" * 100_000).decode().rstrip("=")
+    with pytest.raises(paging.BadPageToken):
+        paging.decode(token)
+
+
+def test_a_token_longer_than_the_bound_is_refused_before_decoding():
+    position = {"c": "x" * paging.MAX_TOKEN_LENGTH}
+    with pytest.raises(paging.BadPageToken):
+        paging.decode(paging.encode(position))
+
+
+def test_a_real_position_fits_well_within_the_bound():
+    position = {"q": "0" * 16, "d": "2035-07-07", "t": "T-" + "9" * 64}
+    assert len(paging.encode(position)) < paging.MAX_TOKEN_LENGTH // 2
