@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,9 @@ from subsidy.services.payout.model import (
 from subsidy.services.payout.ports import UnitOfWork
 
 DEFAULT_PAGE_SIZE = 100
+#: CancelTranche's ``reason``, in characters (docs/payout.md): it travels in
+#: the TrancheCancelled event, which must stay far below Kafka's record limit.
+MAX_CANCEL_REASON_CHARS = 1000
 MAX_PAGE_SIZE = 500
 
 
@@ -183,12 +187,24 @@ def apply_payment(uow: UnitOfWork, payment: Payment, at: dt.datetime) -> tuple[s
     return "applied", paid
 
 
+def check_cancel_reason(reason: str) -> None:
+    """At most MAX_CANCEL_REASON_CHARS characters, none of them a control
+    character (Unicode category Cc: NUL, newline, ESC, DEL, C1…)."""
+    if len(reason) > MAX_CANCEL_REASON_CHARS:
+        raise InvalidArgument(f"reason: at most {MAX_CANCEL_REASON_CHARS} characters, got {len(reason)}")
+    if any(unicodedata.category(c) == "Cc" for c in reason):
+        raise InvalidArgument("reason: must not contain control characters")
+
+
 def cancel_tranche(
     uow: UnitOfWork, tranche_id: str, reason: str, today: dt.date, at: dt.datetime
 ) -> tuple[TrancheRow, bool]:
     """(tranche, changed). SCHEDULED or DUE → CANCELLED with a
     TrancheCancelled event; already CANCELLED → unchanged; PAID →
-    FailedPrecondition; unknown → NotFound."""
+    FailedPrecondition; unknown → NotFound. A ``reason`` over
+    MAX_CANCEL_REASON_CHARS or with a control character → InvalidArgument,
+    nothing read or written."""
+    check_cancel_reason(reason)
     now = rfc3339(at)
     with uow:
         tranche = uow.tranches.get(tranche_id)

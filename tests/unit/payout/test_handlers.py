@@ -18,6 +18,7 @@ from subsidy.services.payout.model import (
     PAID,
     SCHEDULED,
     FailedPrecondition,
+    InvalidArgument,
     NotFound,
     Payment,
     Rejected,
@@ -244,6 +245,23 @@ class TestCancelTranche:
         with pytest.raises(NotFound):
             handlers.cancel_tranche(uow, "nope", "", dt.date(2025, 6, 3), AT)
         assert tables(uow) == before
+
+    @pytest.mark.parametrize(
+        "reason",
+        ["x" * (handlers.MAX_CANCEL_REASON_CHARS + 1), "迁" * 1_048_576, "left\x00the district", "a\nb", "\x1b[31m"],
+    )
+    def test_a_reason_too_long_or_with_control_characters_is_refused_and_nothing_is_written(self, reason):
+        uow = granted(FakeUnitOfWork(), rent_decision("A-1", 1000, shares=(50, 50)))
+        before = tables(uow)
+        with pytest.raises(InvalidArgument, match="^reason: "):
+            handlers.cancel_tranche(uow, "A-1/tranche-0", reason, dt.date(2025, 6, 2), AT)
+        assert tables(uow) == before
+
+    def test_a_reason_of_the_limit_is_accepted(self):
+        uow = granted(FakeUnitOfWork(), rent_decision("A-1", 1000, shares=(50, 50)))
+        reason = "迁" * handlers.MAX_CANCEL_REASON_CHARS
+        tranche, changed = handlers.cancel_tranche(uow, "A-1/tranche-0", reason, dt.date(2025, 6, 2), AT)
+        assert changed and event(uow.outbox.messages[-1])[1].reason == reason
 
 
 class TestReading:
