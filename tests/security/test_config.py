@@ -169,3 +169,20 @@ def test_per_service_overrides_and_validation():
     ):
         with pytest.raises(SecurityConfigError):
             SecurityConfig.from_env("intake", bad)
+
+
+@pytest.mark.parametrize("value", ["315360000", "301", "-1", "-0.5", "nan", "inf", "thirty"])
+def test_an_auth_leeway_out_of_bounds_is_refused_naming_the_variable(value):
+    """Issue 17: ten years of leeway made expiry meaningless; a negative one refused valid tokens."""
+    with pytest.raises(SecurityConfigError, match="SUBSIDY_AUTH_LEEWAY_SECONDS"):
+        SecurityConfig.from_env("payout", {"SUBSIDY_AUTH_LEEWAY_SECONDS": value})
+    with pytest.raises(SecurityConfigError, match="SUBSIDY_PAYOUT_AUTH_LEEWAY_SECONDS"):
+        SecurityConfig.from_env("payout", {"SUBSIDY_PAYOUT_AUTH_LEEWAY_SECONDS": value})
+
+
+@pytest.mark.parametrize("value, expected", [("", 30.0), ("0", 0.0), ("5", 5.0), ("300", 300.0)])
+def test_an_auth_leeway_within_bounds_is_accepted(value, expected):
+    from subsidy.platform.security.config import MAX_LEEWAY_SECONDS
+
+    assert MAX_LEEWAY_SECONDS == 300
+    assert SecurityConfig.from_env("payout", {"SUBSIDY_AUTH_LEEWAY_SECONDS": value}).leeway_s == expected

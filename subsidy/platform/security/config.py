@@ -10,7 +10,7 @@ Every variable may be overridden per service by inserting the service name:
     SUBSIDY_AUTH_PUBLIC_KEYS                       kid=/path.pem,kid2=/path2.pem
     SUBSIDY_AUTH_PUBLIC_KEYS_DIR                   a directory of <kid>.pem
     SUBSIDY_AUTH_AUDIENCE / SUBSIDY_AUTH_ISSUER    required aud / iss
-    SUBSIDY_AUTH_LEEWAY_SECONDS                    clock skew allowed (default 30)
+    SUBSIDY_AUTH_LEEWAY_SECONDS                    clock skew allowed (default 30, 0 to MAX_LEEWAY_SECONDS = 300)
     SUBSIDY_AUTH_MTLS_IDENTITIES_FILE              client certificate -> role
     SUBSIDY_AUTH_POLICY_FILE                       the access policy (default: subsidy/platform/security/access.yaml)
     SUBSIDY_GRPC_REFLECTION                        auto (default: on in plaintext only) | on | off
@@ -19,10 +19,16 @@ Every variable may be overridden per service by inserting the service name:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 
 MODES = ("off", "jwt", "mtls", "jwt+mtls")
+
+#: The most clock skew SUBSIDY_AUTH_LEEWAY_SECONDS may allow, in seconds. Leeway
+#: extends every token's lifetime (``exp``) and advances its ``nbf``: beyond a few
+#: minutes it stops being skew and keeps expired or stolen tokens valid.
+MAX_LEEWAY_SECONDS = 300.0
 
 
 class SecurityConfigError(ValueError):
@@ -70,6 +76,19 @@ class SecurityConfig:
             specific = (env.get(f"SUBSIDY_{upper}_{suffix}") or "").strip() if upper else ""
             return specific or (env.get(f"SUBSIDY_{suffix}") or "").strip() or default
 
+        def seconds(suffix: str, default: float) -> float:
+            specific = f"SUBSIDY_{upper}_{suffix}"
+            name = specific if upper and (env.get(specific) or "").strip() else f"SUBSIDY_{suffix}"
+            raw = get(suffix)
+            if not raw:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise SecurityConfigError(f"{name}: a number of seconds, got {raw!r}") from None
+            check_leeway(name, value)
+            return value
+
         config = cls(
             service=service,
             tls_cert_file=get("TLS_CERT_FILE"),
@@ -81,7 +100,7 @@ class SecurityConfig:
             public_keys_dir=get("AUTH_PUBLIC_KEYS_DIR"),
             audience=get("AUTH_AUDIENCE"),
             issuer=get("AUTH_ISSUER"),
-            leeway_s=float(get("AUTH_LEEWAY_SECONDS", "30")),
+            leeway_s=seconds("AUTH_LEEWAY_SECONDS", 30.0),
             mtls_identities_file=get("AUTH_MTLS_IDENTITIES_FILE"),
             policy_file=get("AUTH_POLICY_FILE"),
             reflection=get("GRPC_REFLECTION", "auto").lower(),
@@ -90,6 +109,7 @@ class SecurityConfig:
         return config
 
     def validate(self) -> None:
+        check_leeway("SUBSIDY_AUTH_LEEWAY_SECONDS", self.leeway_s)
         if self.auth_mode not in MODES:
             raise SecurityConfigError(f"SUBSIDY_AUTH_MODE: one of {', '.join(MODES)}, got {self.auth_mode!r}")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
@@ -106,3 +126,8 @@ class SecurityConfig:
             raise SecurityConfigError(f"SUBSIDY_AUTH_MODE={self.auth_mode} needs SUBSIDY_AUTH_MTLS_IDENTITIES_FILE")
         if self.reflection not in ("auto", "on", "off"):
             raise SecurityConfigError(f"SUBSIDY_GRPC_REFLECTION: auto, on or off, got {self.reflection!r}")
+
+
+def check_leeway(name: str, value: float) -> None:
+    if not (math.isfinite(value) and 0 <= value <= MAX_LEEWAY_SECONDS):
+        raise SecurityConfigError(f"{name}: from 0 to {MAX_LEEWAY_SECONDS:g} seconds, got {value:g}")

@@ -22,10 +22,10 @@ class Settings:
     grpc_address: str = "127.0.0.1:50052"
     #: SUBSIDY_ELIGIBILITY_METRICS_PORT: Prometheus /metrics; 0 turns it off.
     metrics_port: int = 9102
-    #: SUBSIDY_ELIGIBILITY_METRICS_ADDRESS: interface the metrics endpoint binds.
-    #: nosec B104: in a pod Prometheus scrapes the pod IP; metrics carry no personal data and
-    #: `make run` binds 127.0.0.1 (subsidy_dev/stack.py).
-    metrics_address: str = "0.0.0.0"  # noqa: S104  # nosec B104
+    #: SUBSIDY_ELIGIBILITY_METRICS_ADDRESS: interface the metrics endpoint binds; loopback
+    #: by default, like intake, payout and notify. A pod sets 0.0.0.0 explicitly so that
+    #: Prometheus can scrape the pod IP (deploy/k8s/base/config/eligibility.env).
+    metrics_address: str = "127.0.0.1"
     #: SUBSIDY_POLICY_DIR: the policy data (default: policy/ in the checkout).
     policy_dir: Path | None = None
     #: SUBSIDY_ELIGIBILITY_DATA_DIR: faust's data directory (memory store: little is written).

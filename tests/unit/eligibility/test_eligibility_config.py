@@ -51,3 +51,12 @@ def test_every_setting_is_read_from_its_variable():
 def test_a_bad_value_is_refused_naming_its_variable(name, value):
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})
+
+
+def test_metrics_bind_loopback_by_default_like_the_other_services():
+    """Issue 17: the default bound every interface; pods set 0.0.0.0 explicitly
+    (deploy/k8s/base/config/eligibility.env, checked by tests/ops/test_k8s.py)."""
+    assert Settings().metrics_address == "127.0.0.1"
+    assert Settings.from_env({}).metrics_address == "127.0.0.1"
+    pod = Settings.from_env({"SUBSIDY_ELIGIBILITY_METRICS_ADDRESS": "0.0.0.0"})
+    assert pod.metrics_address == "0.0.0.0"
