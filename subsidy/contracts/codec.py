@@ -5,8 +5,9 @@ came in as: a JSON object (calculator, tests), or a protobuf message (gRPC,
 Kafka), which is first turned into the same plain form. It follows the proto3
 JSON mapping (snake_case or lowerCamelCase names, 64-bit integers as numbers
 or strings, null as absent) and adds what the contract requires on top: real
-dates, valid credit codes, enumerated values from their lists, amounts >= 0,
-exactly one claim, bounded sizes. Any violation raises ``BadInput`` naming
+dates, valid credit codes, identifiers by their grammar (``parse_identifier``),
+enumerated values from their lists, amounts >= 0, exactly one claim, bounded
+sizes. Any violation raises ``BadInput`` naming
 the field, and nothing is built.
 
 Which claims exist, and what is particular about each claim's fields (which
@@ -45,6 +46,15 @@ INT32_MAX = 2**31 - 1
 # by claim key, as each clause module declares them (ClaimFields.required).
 REQUIRED_FIELDS = {c.key: c.fields.required for c in clauses.ALL if c.fields.required}
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
+# The grammar of an identifier: ``application_id`` and every claim field a
+# clause lists in ``ClaimFields.identifiers`` (platform_id, certificate_id, ...).
+# 1 to MAX_ID_CHARS characters, ASCII letters, digits and ``- _ . : /``,
+# starting with a letter or a digit. Ids travel into e-mail headers, CSV
+# exports, log lines and ledger scopes: no spaces, no control characters, no
+# leading ``= + - @``. Defined here once; the JSON and the protobuf paths
+# both read through parse_application (docs/contract.md, "Identifiers").
+ID_CHARACTERS = "letters A-Z a-z, digits 0-9 and - _ . : /"
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]*")
 _INT_RE = re.compile(r"-?\d+\Z")
 
 
@@ -118,6 +128,19 @@ def _text(value: Any, path: str, limit: int) -> str:
     return value
 
 
+def parse_identifier(value: Any, path: str) -> str:
+    """An identifier as the grammar above allows it ("" when not given)."""
+    text = _text(value, path, MAX_ID_CHARS)
+    if text and _ID_RE.fullmatch(text) is None:
+        if not _ID_RE.match(text):
+            where = f"must start with a letter or a digit, got {text[0]!r}"
+        else:
+            bad = next(c for c in text if not (c.isascii() and (c.isalnum() or c in "-_.:/")))
+            where = f"contains {bad!r} at position {text.index(bad)}"
+        raise BadInput(path, f"is not an identifier ({ID_CHARACTERS}, starting with a letter or a digit): {where}")
+    return text
+
+
 def _enum(choices: tuple, value: Any, path: str) -> Any:
     if value is None or value == "":
         return None
@@ -158,8 +181,9 @@ def _converter(name: str, hint: Any, declared: clauses.ClaimFields) -> Callable[
         maximum = INT32_MAX if name in declared.int32 else INT64_MAX
         return functools.partial(_int, maximum=maximum)
     if hint is str:
-        limit = MAX_ID_CHARS if name in declared.identifiers else MAX_TEXT_CHARS
-        return functools.partial(_text, limit=limit)
+        if name in declared.identifiers:
+            return parse_identifier
+        return functools.partial(_text, limit=MAX_TEXT_CHARS)
     if hint is dt.date:
         return parse_date
     if origin is Literal:
@@ -333,8 +357,8 @@ def parse_application(obj: Any) -> Application:
         if not claims:
             raise BadInput("claim", f"no claim given; exactly one of: {listed}")
         raise BadInput("claim", f"exactly one claim allowed, got {len(claims)}: {', '.join(k for k, _ in claims)}")
-    application_id = _text(top.get("application_id"), "application_id", MAX_ID_CHARS)
-    if not application_id.strip():
+    application_id = parse_identifier(top.get("application_id"), "application_id")
+    if not application_id:
         raise BadInput("application_id", "is required")
     submitted_on = parse_date(top.get("submitted_on"), "submitted_on")
     if submitted_on is None:

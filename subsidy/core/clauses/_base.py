@@ -59,8 +59,10 @@ class ClaimFields:
 
     required: fields that must be given (their protobuf default would mean
         nothing, e.g. an enumerated level or a lease date).
-    identifiers: short strings (at most 64 characters) that name a ledger
-        scope or a document, e.g. ``platform_id``; other strings may be 256.
+    identifiers: short strings that name a ledger scope or a document, e.g.
+        ``platform_id``: the identifier grammar of the codec (1 to 64 ASCII
+        letters, digits and ``- _ . : /``, docs/contract.md); other strings
+        may be 256 characters of any text.
     int32: whole numbers that are int32 on the wire (years), so larger values
         are refused at the edge instead of failing in protobuf.
     credit_codes: strings that, when given, must be valid unified social
