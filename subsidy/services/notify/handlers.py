@@ -8,7 +8,11 @@ SQL, SMTP or HTTP here.
   reached on, each sent at most once per notification id (the log is checked
   before sending and written after a successful send), with bounded
   exponential-backoff retries; raises ``DeliveryFailed`` when a channel gives
-  up (the other channels are still tried first).
+  up (the other channels are still tried first). A channel that cannot build
+  its message from the event (``BAD_EVENT_ERRORS``: e.g. CR/LF in an id bound
+  for an e-mail header) gives up at once, as after a permanent error; a
+  template that cannot render it raises ``InvalidEvent``. Both end as a dead
+  letter: a bad event never rewinds the partition.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -29,6 +34,7 @@ from subsidy.platform import logs
 from subsidy.platform.registry import Contacts
 from subsidy.services.notify import metrics, model, templates
 from subsidy.services.notify.model import (
+    BAD_EVENT_ERRORS,
     DecisionMade,
     DeliveryError,
     DeliveryFailed,
@@ -201,6 +207,18 @@ class Outcome:
     unknown_firm: bool = False
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def one_line(text: str) -> str:
+    """Control characters (CR/LF of a bad id) escaped, for a log or dead-letter reason."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _bad_event(exc: BaseException) -> str:
+    return one_line(f"{type(exc).__name__}: {exc}"[:300])
+
+
 def _redact(text: str, contacts: Contacts) -> str:
     """Belt and braces: an adapter's error must not carry a contact value."""
     for value in (contacts.email, contacts.phone, contacts.webhook_url):
@@ -219,7 +237,10 @@ def notify(deps: Deps, event: Event) -> Outcome:
             metrics.SKIPPED.labels(channel.name, "unknown_firm").inc()
         log.warning("firm unknown to the registry: nothing sent", extra=base)
         return outcome
-    rendered = templates.render(event, deps.titles, record.firm.name)
+    try:
+        rendered = templates.render(event, deps.titles, record.firm.name)
+    except BAD_EVENT_ERRORS as exc:
+        raise InvalidEvent(f"{one_line(event.event_id)}: no message can be built: {_bad_event(exc)}") from None
     failures: list[tuple[str, str]] = []
     for channel in deps.channels:
         address = channel.address(record.contacts)
@@ -279,6 +300,12 @@ def _deliver(deps: Deps, channel: Channel, notification: Notification, address: 
             error = _redact(str(exc) or type(exc).__name__, contacts)
             if isinstance(exc, PermanentDeliveryError):
                 return f"{error} (permanent, attempt {attempt})"
+        except BAD_EVENT_ERRORS as exc:
+            # The channel could not build its message from this event: a bad
+            # event, not a delivery failure; retrying builds the same message.
+            metrics.ATTEMPTS_FAILED.labels(channel.name).inc()
+            error = _redact(_bad_event(exc), contacts)
+            return f"message not built from the event: {error} (permanent, attempt {attempt})"
         if attempt == attempts:
             return f"{error} after {attempts} attempts"
         delay = min(deps.max_backoff_s, deps.backoff_s * 2 ** (attempt - 1))

@@ -161,6 +161,13 @@ class InvalidEvent(ValueError):
     """The message is not a valid event of its topic (goes to the dead-letter topic)."""
 
 
+# What building a message from an event raises when the event is bad (an id
+# with CR/LF in an e-mail header, a value the template cannot format): the
+# same event always fails the same way, so it is permanent, never retried and
+# never a reason to rewind the partition; the record is dead-lettered.
+BAD_EVENT_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, KeyError)
+
+
 class DeliveryError(Exception):
     """One delivery attempt failed; worth retrying. The message never holds contact details."""
 

@@ -3,7 +3,8 @@
 kafka-python in a thread).
 
 Per record: parse (undecodable -> dead letter), notify every channel (the
-log is written after each successful send); offsets are committed once per
+log is written after each successful send; an event no message can be built
+from -> dead letter); offsets are committed once per
 poll. A channel that gives up after its retries sends the event to
 ``subsidy.notifications.v1.dlq``; the partition moves on. When the database,
 the registry or the DLQ producer fails, every partition of the batch is
@@ -43,8 +44,10 @@ class NotifyHandler:
             raise RecordRejected(str(exc)) from None
         try:
             outcome = handlers.notify(self.deps, event)
+        except InvalidEvent as exc:  # no message can be built from it: permanent
+            raise RecordRejected(str(exc)) from None
         except DeliveryFailed as exc:
-            raise RecordRejected(f"{event.event_id}: {exc}") from None
+            raise RecordRejected(f"{handlers.one_line(event.event_id)}: {exc}") from None
         log.info(
             "event handled",
             extra=logs.fields(
