@@ -180,3 +180,100 @@ def test_jwt_plus_mtls_token_wins_certificate_otherwise(loop, tmp_path, pki, sig
         assert _check(servers.address("payout"), _creds(pki), metadata=reviewer) == grpc.StatusCode.UNAVAILABLE
     finally:
         servers.stop()
+
+
+def _fingerprint(ca) -> str:
+    from cryptography.hazmat.primitives import hashes
+
+    return ca.cert.fingerprint(hashes.SHA256()).hex()
+
+
+def _two_ca_servers(loop, tmp_path, pki, identities_yaml: str) -> Servers:
+    identities = tmp_path / "identities.yaml"
+    identities.write_text(identities_yaml, encoding="utf-8")
+    env = {
+        "SUBSIDY_TLS_CERT_FILE": pki.write("b-server.crt", pki.server.cert),
+        "SUBSIDY_TLS_KEY_FILE": pki.write("b-server.key", pki.server.key),
+        "SUBSIDY_TLS_CLIENT_CA_FILE": pki.write("b-bundle.crt", pki.ca.pem + pki.other_ca.pem),
+        "SUBSIDY_AUTH_MODE": "mtls",
+        "SUBSIDY_AUTH_MTLS_IDENTITIES_FILE": str(identities),
+    }
+    return Servers(loop, tmp_path, {"payout": security_for("payout", tmp_path, **env)}).start()
+
+
+def _list_tranches(servers: Servers, pki, client) -> grpc.StatusCode:
+    with grpc.secure_channel(servers.address("payout"), _creds(pki, client)) as channel:
+        try:
+            payout_pb2_grpc.PayoutServiceStub(channel).ListTranches(payout_pb2.ListTranchesRequest(), timeout=5)
+        except grpc.RpcError as exc:
+            return exc.code()
+    return grpc.StatusCode.OK
+
+
+@pytest.mark.parametrize("binding", ["issuer_sha256", "issuer"])
+def test_an_mtls_identity_is_bound_to_its_ca_not_any_ca_of_the_bundle(loop, tmp_path, pki, binding):
+    """Issue 17: both CAs are trusted and both issued a 'finance-gateway'
+    certificate; only the CA the mapping names makes it FINANCE."""
+    bound = _fingerprint(pki.ca) if binding == "issuer_sha256" else pki.ca.name.rfc4514_string()
+    servers = _two_ca_servers(
+        loop,
+        tmp_path,
+        pki,
+        f"identities:\n  - {{common_name: finance-gateway, role: FINANCE, {binding}: '{bound}'}}\n",
+    )
+    try:
+        assert _list_tranches(servers, pki, pki.client) == grpc.StatusCode.OK
+        assert _list_tranches(servers, pki, pki.client_other_ca) == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        servers.stop()
+
+
+def test_the_same_name_from_two_cas_maps_to_what_each_binding_says(loop, tmp_path, pki):
+    servers = _two_ca_servers(
+        loop,
+        tmp_path,
+        pki,
+        "identities:\n"
+        f"  - {{common_name: finance-gateway, role: FINANCE, issuer_sha256: '{_fingerprint(pki.ca)}'}}\n"
+        f"  - {{common_name: finance-gateway, role: REVIEWER, issuer_sha256: '{_fingerprint(pki.other_ca)}'}}\n",
+    )
+    try:
+        assert _list_tranches(servers, pki, pki.client) == grpc.StatusCode.OK  # FINANCE
+        assert _list_tranches(servers, pki, pki.client_other_ca) == grpc.StatusCode.PERMISSION_DENIED  # REVIEWER
+    finally:
+        servers.stop()
+
+
+def test_an_unbound_identity_with_a_bundle_of_several_cas_is_refused_at_start(tmp_path, pki):
+    from subsidy.platform.security import SecurityConfigError
+
+    identities = tmp_path / "identities.yaml"
+    identities.write_text("identities:\n  - {common_name: finance-gateway, role: FINANCE}\n", encoding="utf-8")
+    env = {
+        "SUBSIDY_TLS_CERT_FILE": pki.write("u-server.crt", pki.server.cert),
+        "SUBSIDY_TLS_KEY_FILE": pki.write("u-server.key", pki.server.key),
+        "SUBSIDY_TLS_CLIENT_CA_FILE": pki.write("u-bundle.crt", pki.ca.pem + pki.other_ca.pem),
+        "SUBSIDY_AUTH_MODE": "mtls",
+        "SUBSIDY_AUTH_MTLS_IDENTITIES_FILE": str(identities),
+    }
+    with pytest.raises(SecurityConfigError, match="issuer"):
+        security_for("payout", tmp_path, **env)
+
+
+def test_an_identity_bound_to_a_ca_outside_the_bundle_is_refused_at_start(tmp_path, pki):
+    from subsidy.platform.security import SecurityConfigError
+
+    identities = tmp_path / "identities.yaml"
+    identities.write_text(
+        f"identities:\n  - {{common_name: finance-gateway, role: FINANCE, issuer_sha256: '{_fingerprint(pki.other_ca)}'}}\n",
+        encoding="utf-8",
+    )
+    env = {
+        "SUBSIDY_TLS_CERT_FILE": pki.write("o-server.crt", pki.server.cert),
+        "SUBSIDY_TLS_KEY_FILE": pki.write("o-server.key", pki.server.key),
+        "SUBSIDY_TLS_CLIENT_CA_FILE": pki.write("o-ca.crt", pki.ca.pem),
+        "SUBSIDY_AUTH_MODE": "mtls",
+        "SUBSIDY_AUTH_MTLS_IDENTITIES_FILE": str(identities),
+    }
+    with pytest.raises(SecurityConfigError, match="issuer_sha256"):
+        security_for("payout", tmp_path, **env)

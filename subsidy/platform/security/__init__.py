@@ -103,7 +103,11 @@ class GrpcSecurity:
                 if config.jwks_file:
                     keys += load_jwks(config.jwks_file)
                 verifier = TokenVerifier(keys, audience=config.audience, issuer=config.issuer, leeway_s=config.leeway_s)
-            certificates = CertificateMap.load(config.mtls_identities_file) if "mtls" in config.auth_mode else None
+            certificates = (
+                CertificateMap.load(config.mtls_identities_file, config.tls_client_ca_file)
+                if "mtls" in config.auth_mode
+                else None
+            )
             self._interceptor = AuthInterceptor(self.policy, config.auth_mode, verifier, certificates)
 
     @classmethod

@@ -110,7 +110,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     raise Denied(
                         grpc.StatusCode.UNAUTHENTICATED,
                         "unknown_certificate",
-                        "the client certificate is not mapped to a role",
+                        "the client certificate is not mapped to a role (by its name and issuing CA)",
                     )
                 return principal
         raise Denied(
