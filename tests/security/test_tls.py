@@ -277,3 +277,24 @@ def test_an_identity_bound_to_a_ca_outside_the_bundle_is_refused_at_start(tmp_pa
     }
     with pytest.raises(SecurityConfigError, match="issuer_sha256"):
         security_for("payout", tmp_path, **env)
+
+
+def test_a_bundle_that_gains_a_ca_at_run_time_unbinds_the_unbound_identities(tmp_path, pki):
+    """Rotation without binding first: the second CA must not inherit the names."""
+    from subsidy.platform.security.identity import CertificateMap
+
+    identities = tmp_path / "identities.yaml"
+    identities.write_text("identities:\n  - {common_name: finance-gateway, role: FINANCE}\n", encoding="utf-8")
+    bundle = tmp_path / "bundle.crt"
+    bundle.write_bytes(pki.ca.pem)
+    certificates = CertificateMap.load(str(identities), str(bundle))
+
+    def context(issued) -> dict:
+        return {"x509_common_name": [b"finance-gateway"], "x509_pem_cert": [issued.cert]}
+
+    assert certificates.principal(context(pki.client)).role == "FINANCE"
+    bundle.write_bytes(pki.ca.pem + pki.other_ca.pem)
+    later = time.time() + 5
+    os.utime(bundle, (later, later))
+    assert certificates.principal(context(pki.client_other_ca)) is None
+    assert certificates.principal(context(pki.client)) is None
