@@ -121,6 +121,12 @@ OUTBOX_OLDEST_AGE = metric(
     "Age of the oldest unpublished outbox row (0 when none is pending), by store.",
     ("store",),
 )
+OUTBOX_PARKED = metric(
+    Counter,
+    "subsidy_outbox_parked_total",
+    "Outbox rows the broker rejected permanently (too large, invalid), parked and skipped, by store and reason.",
+    ("store", "reason"),
+)
 OUTBOX_PUBLISH_DELAY = metric(
     Histogram,
     "subsidy_outbox_publish_delay_seconds",

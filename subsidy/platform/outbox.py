@@ -16,6 +16,14 @@ id order and marks them published once the broker acknowledged them:
   up) and the relay retries with exponential backoff, logging each failure;
 - delivery is at least once: a crash between the acknowledgement and the
   mark re-publishes rows, and every consumer skips an event it has seen;
+- a row the broker refuses for good (kafka-python's MessageSizeTooLargeError —
+  also raised by ``send`` for a record over the producer's
+  ``max_request_size`` —, RecordListTooLargeError, InvalidRecordError) would
+  otherwise be retried forever with every later row behind it: it is
+  **parked** instead (``parked_at``, ``parked_reason``, in the transaction
+  that marks the prefix before it), counted in
+  ``subsidy_outbox_parked_total{store,reason}``, logged at ERROR, and the rows
+  after it go on. A parked row is neither pending nor published;
 - no wait is unbounded: a send neither acknowledged nor failed within the
   producer's delivery timeout (plus a margin) counts as failed, and after any
   Kafka failure the producer is closed and a new one made. kafka-python's
@@ -66,6 +74,30 @@ ACK_MARGIN_S = 15.0
 
 class ProducerStuck(RuntimeError):
     """A send neither acknowledged nor failed long after its delivery timeout."""
+
+
+#: kafka-python errors that no retry can cure for this record.
+PERMANENT_RECORD_ERRORS = ("MessageSizeTooLargeError", "RecordTooLargeError", "RecordListTooLargeError")
+
+
+def is_permanent_record_error(exc: BaseException) -> bool:
+    """The broker (or the producer's own size check) refuses this record for good."""
+    from kafka.errors import InvalidRecordError
+
+    return isinstance(exc, InvalidRecordError) or any(
+        cls.__name__ in PERMANENT_RECORD_ERRORS for cls in type(exc).__mro__
+    )
+
+
+class RecordRejected(Exception):
+    """Publishing stopped at row ``row_id``, which Kafka refuses for good: the
+    table parks it (with ``reason``) instead of raising."""
+
+    def __init__(self, row_id: int, cause: BaseException):
+        self.row_id = row_id
+        self.cause = cause
+        self.reason = f"{type(cause).__name__}: {cause}"[:500]
+        super().__init__(f"outbox row {row_id} rejected permanently: {self.reason}")
 
 
 def _is_kafka_failure(exc: BaseException) -> bool:
@@ -154,7 +186,7 @@ class OutboxTable:
             OutboxRow(int(r[0]), r[1], bytes(r[2]), bytes(r[3]), decode_headers(r[4]), r[5])
             for r in tx.all(
                 f"SELECT id, topic, key, value, headers, created_at FROM {self.table} "  # nosec B608 - identifier checked
-                "WHERE published_at IS NULL ORDER BY id LIMIT ?",
+                "WHERE published_at IS NULL AND parked_at IS NULL ORDER BY id LIMIT ?",
                 (limit,),
             )
         ]
@@ -167,6 +199,18 @@ class OutboxTable:
                 f"WHERE published_at IS NULL AND id IN ({marks})",
                 [at, *ids],
             )
+
+    def _park(self, tx: Transaction, rejected: RecordRejected, at: str) -> None:
+        tx.execute(
+            f"UPDATE {self.table} SET parked_at = ?, parked_reason = ? "  # nosec B608 - identifier checked
+            "WHERE id = ? AND published_at IS NULL AND parked_at IS NULL",
+            (at, rejected.reason, rejected.row_id),
+        )
+
+    def _settle(self, tx: Transaction, acked: Sequence[int], error: BaseException | None, at: str) -> None:
+        self._mark(tx, acked, at)
+        if isinstance(error, RecordRejected):
+            self._park(tx, error, at)
 
     def pending(self, limit: int = 100) -> list[OutboxRow]:
         with self.db.transaction() as tx:
@@ -186,26 +230,30 @@ class OutboxTable:
                 if not rows:
                     return 0
                 acked, error = publish(rows)
-                self._mark(tx, acked, at)
+                self._settle(tx, acked, error, at)
         else:
             # SQLite: one writer at a time anyway; do not hold its lock while Kafka answers.
             rows = self.pending(limit)
             if not rows:
                 return 0
             acked, error = publish(rows)
-            self.mark_published(acked, at)
-        if error is not None:
+            if acked or isinstance(error, RecordRejected):
+                self._write(lambda tx: self._settle(tx, acked, error, at))
+        if error is not None and not isinstance(error, RecordRejected):
             raise error
         return len(acked)
 
     def pending_count(self) -> int:
         with self.db.transaction() as tx:
-            return int(tx.one(f"SELECT COUNT(*) FROM {self.table} WHERE published_at IS NULL")[0])  # nosec B608
+            return int(tx.one(f"SELECT COUNT(*) FROM {self.table} WHERE published_at IS NULL AND parked_at IS NULL")[0])  # nosec B608
 
     def stats(self) -> tuple[int, str | None]:
         """(unpublished rows, created_at of the oldest of them or None) — for the metrics."""
         with self.db.transaction() as tx:
-            count, oldest = tx.one(f"SELECT COUNT(*), MIN(created_at) FROM {self.table} WHERE published_at IS NULL")  # nosec B608
+            count, oldest = tx.one(
+                f"SELECT COUNT(*), MIN(created_at) FROM {self.table} "  # nosec B608 - identifier checked
+                "WHERE published_at IS NULL AND parked_at IS NULL"
+            )
         return int(count), oldest
 
 
@@ -244,6 +292,8 @@ class OutboxRelay(WorkerThread):
         self._ensure_topics = ensure_topics
         self._producer_factory = producer_factory or self._new_producer
         self._producer: Any = None
+        self._rejected: RecordRejected | None = None
+        self._replace_producer = False
         self.topics_ready = threading.Event()
         self.producer_ready = threading.Event()
         #: monotonic time publishing started failing (None: the last attempt worked).
@@ -359,8 +409,9 @@ class OutboxRelay(WorkerThread):
             try:
                 futures.append(self._producer.send(row.topic, key=row.key, value=row.value, headers=row.headers))
             except Exception as exc:  # noqa: BLE001 - e.g. metadata not available within max_block_ms
-                error = exc
+                error = RecordRejected(row.id, exc) if is_permanent_record_error(exc) else exc
                 break
+        self._rejected = error if isinstance(error, RecordRejected) else None
         acked: list[int] = []
         # Every send was handed to the producer by now: each is acknowledged
         # or failed within its delivery timeout, unless the producer is stuck.
@@ -368,10 +419,16 @@ class OutboxRelay(WorkerThread):
         for row, future in zip(rows, futures):
             outcome = self._wait(future, deadline)
             if outcome is not None:
+                if outcome is not False and is_permanent_record_error(outcome):
+                    outcome = RecordRejected(row.id, outcome)
+                    # the producer's sequence state is not to be trusted after a rejected batch
+                    self._replace_producer = True
                 error = error or (outcome if outcome is not False else RuntimeError("relay stopping"))
                 break  # only a prefix counts: the rest goes out again, in order
             acked.append(row.id)
         self._count(rows[: len(acked)])
+        if isinstance(error, RecordRejected):
+            self._rejected = error
         return acked, error
 
     def _count(self, rows: Sequence[OutboxRow]) -> None:
@@ -385,10 +442,23 @@ class OutboxRelay(WorkerThread):
             shared.KAFKA_PRODUCED.labels(topic, self._producer_label).inc(count)
 
     def publish_once(self) -> int:
-        """One batch; the number acknowledged (0: nothing to do, or another
-        replica's turn). Raises when a send failed, after marking the rest."""
+        """One batch; the number acknowledged, plus one for a parked row (0:
+        nothing to do, or another replica's turn). Raises when a send failed
+        (not for good), after marking the rest."""
+        self._rejected = None
         published = self.store.relay_batch(self.publish, self.batch_size)
         if published:
             self._published.inc(published)
             self.log.info("outbox published", extra=logs.fields(events=published))
+        rejected, self._rejected = self._rejected, None
+        if rejected is not None:  # parked by now (committed with the marks)
+            shared.OUTBOX_PARKED.labels(self.service, type(rejected.cause).__name__).inc()
+            self.log.error(
+                "outbox relay: Kafka refuses the row for good; parked, the rows after it go on",
+                extra=logs.fields(outbox_id=rejected.row_id, error=rejected.reason[:300]),
+            )
+            if self._replace_producer:
+                self._replace_producer = False
+                self._close_producer()
+            return (published or 0) + 1  # progress: no poll wait before the next batch
         return published or 0

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import time
 
+import kafka.errors as kafka_errors
 import pytest
 
+from subsidy.platform import metrics as shared
 from subsidy.platform.db import Database
 from subsidy.platform.outbox import OutboxRelay, OutboxTable, encode_headers
 
@@ -39,17 +41,23 @@ class Future:
 class Producer:
     """Records sends; a future resolves only when the relay waits on it."""
 
-    def __init__(self, fail_at=None, refuse_at=None):
+    def __init__(self, fail_at=None, refuse_at=None, error=None, refusal=None):
         self.sent: list[bytes] = []
         self.events: list[str] = []
         self.fail_at, self.refuse_at = fail_at, refuse_at
+        self.error = error or RuntimeError("broker said no")
+        self.refusal = refusal or RuntimeError("metadata not available")
+        self.closed = False
+
+    def close(self, timeout=None):
+        self.closed = True
 
     def send(self, topic, key, value, headers):
         if len(self.sent) == self.refuse_at:
-            raise RuntimeError("metadata not available")
+            raise self.refusal
         self.sent.append(value)
         self.events.append(f"send {value.decode()}")
-        future = Future(RuntimeError("broker said no") if len(self.sent) - 1 == self.fail_at else None)
+        future = Future(self.error if len(self.sent) - 1 == self.fail_at else None)
         original = future.get
 
         def get(timeout=None, _value=value.decode()):
@@ -74,7 +82,8 @@ def table(tmp_path):
     with db.transaction() as tx:
         tx.execute(
             "CREATE TABLE t_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, key BLOB NOT NULL,"
-            " value BLOB NOT NULL, headers TEXT NOT NULL, created_at TEXT NOT NULL, published_at TEXT)"
+            " value BLOB NOT NULL, headers TEXT NOT NULL, created_at TEXT NOT NULL, published_at TEXT,"
+            " parked_at TEXT, parked_reason TEXT)"
         )
         for n in range(5):
             tx.execute(
@@ -200,3 +209,52 @@ def test_health_names_a_relay_that_is_not_running_or_keeps_failing(table):
     assert r.not_ready_reason(60) is None
     r.failing_since = time.monotonic() - 61
     assert r.not_ready_reason(60) == "outbox relay: Kafka producer not running or publishing failing"
+
+
+def parked(table):
+    with table.db.transaction() as tx:
+        return tx.all("SELECT value, parked_reason FROM t_outbox WHERE parked_at IS NOT NULL ORDER BY id")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        kafka_errors.MessageSizeTooLargeError("the broker's message.max.bytes"),
+        kafka_errors.RecordListTooLargeError(),
+        kafka_errors.InvalidRecordError(),
+    ],
+)
+def test_a_record_the_broker_rejects_for_good_is_parked_with_its_reason_and_the_rows_after_it_go_on(table, error):
+    producer = Producer(fail_at=2, error=error)
+    r = relay(table, producer)
+    before = shared.OUTBOX_PARKED.labels("test", type(error).__name__)._value.get()
+    assert r.publish_once() == 3  # r0, r1 acknowledged, r2 parked: no exception, no retry
+    assert [(bytes(v), reason.split(":")[0]) for v, reason in parked(table)] == [(b"r2", type(error).__name__)]
+    assert shared.OUTBOX_PARKED.labels("test", type(error).__name__)._value.get() == before + 1
+    assert producer.closed  # a new producer for the rest
+    fresh = Producer()
+    r._producer = fresh
+    assert r.publish_once() == 2
+    assert fresh.sent == [b"r3", b"r4"]
+    assert table.pending_count() == 0 and table.stats()[0] == 0
+    assert r.publish_once() == 0 and r._failures.value == 0
+
+
+def test_a_record_over_the_producers_max_request_size_refused_at_send_is_parked(table):
+    producer = Producer(
+        refuse_at=1,
+        refusal=kafka_errors.MessageSizeTooLargeError("larger than the maximum request size (max_request_size)"),
+    )
+    r = relay(table, producer)
+    assert r.publish_once() == 2
+    assert [bytes(v) for v, _ in parked(table)] == [b"r1"]
+    assert "max_request_size" in parked(table)[0][1]
+    assert [row.value for row in table.pending()] == [b"r2", b"r3", b"r4"]
+
+
+def test_a_passing_failure_is_still_retried_not_parked(table):
+    producer = Producer(fail_at=0, error=kafka_errors.KafkaTimeoutError("request timed out"))
+    r = relay(table, producer)
+    with pytest.raises(kafka_errors.KafkaTimeoutError):
+        r.publish_once()
+    assert parked(table) == [] and table.pending_count() == 5
