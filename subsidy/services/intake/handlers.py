@@ -106,9 +106,11 @@ def provider_listed(directory: Directory, year: int, provider_credit_code: str) 
 def _answer_existing(existing: StoredApplication, sha: str) -> Submitted:
     if existing.payload_sha256 == sha:
         return Submitted(existing.receipt, duplicate=True)
+    # Nothing of the stored payload (not even part of its hash): the id may
+    # be another firm's (ids are one namespace, docs/security.md).
     raise AlreadyExists(
-        f"application {existing.application_id} was already submitted with a different payload "
-        f"(sha256 {existing.payload_sha256[:12]}…); use a new application_id"
+        f"application {existing.application_id} was already submitted with a different payload; "
+        "use a new application_id"
     )
 
 
@@ -193,8 +195,13 @@ def get(deps: Deps, application_id: str) -> StoredApplication:
         raise InvalidApplication("application_id", "is required")
     found = deps.store.get(application_id)
     if found is None:
-        raise NotFound(f"no application with id {application_id!r}")
+        raise not_found(application_id)
     return found
+
+
+def not_found(application_id: str) -> NotFound:
+    """The one answer for an id that is free or another firm's (no existence oracle)."""
+    return NotFound(f"no application with id {application_id!r}")
 
 
 def _encode_token(code: str, last: StoredApplication) -> str:

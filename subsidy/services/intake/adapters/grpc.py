@@ -30,7 +30,8 @@ from subsidy.platform.grpc import server as grpc_server
 from subsidy.platform.grpc import status as rich_status
 from subsidy.platform.grpc.server import NOT_SERVING, SERVING  # noqa: F401 - the bootstrap's health answers
 from subsidy.platform.registry import RegistryUnavailable
-from subsidy.platform.security import GrpcSecurity, check_firm
+from subsidy.platform.security import GrpcSecurity, current, firm_allowed
+from subsidy.platform.security.interceptor import deny
 from subsidy.services.intake import handlers, metrics
 from subsidy.services.intake.model import (
     DECIDED,
@@ -149,8 +150,13 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
         except Exception as exc:
             await self._fail(context, "GetApplication", exc)
             raise
-        # An enterprise sees only its own applications (access.yaml: enterprise: servicer).
-        await check_firm(context, stored.credit_code, SERVICE_NAME, "GetApplication")
+        # An enterprise sees only its own applications (access.yaml: enterprise:
+        # servicer). Another firm's id is answered exactly as a free one
+        # (NOT_FOUND, the same words): the answer must not tell an enterprise
+        # which ids other firms hold. The refusal is still counted and logged.
+        if not firm_allowed(stored.credit_code):
+            deny(SERVICE_NAME, "GetApplication", "wrong_firm", current(), "the record belongs to another firm")
+            await self._fail(context, "GetApplication", handlers.not_found(request.application_id))
         with logs.trace(stored.trace_id):
             log.info("GetApplication", extra=logs.fields(application_id=stored.application_id, state=stored.state))
         return intake_pb2.GetApplicationResponse(application=status_to_proto(stored))
