@@ -150,6 +150,19 @@ def _os_error(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A 3xx is answered, never followed: following it would carry the body
+    and the signature headers to wherever the receiver points (another host,
+    loopback, the cluster's internal addresses)."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
+        return None  # urllib then raises HTTPError(code)
+
+
+# No redirects; proxies from the environment as urlopen's default opener.
+_OPENER = urllib.request.build_opener(_RefuseRedirects)
+
+
 def _post_json(url: str, body: bytes, headers: dict[str, str], timeout: float, what: str) -> None:
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         # no file:, ftp: or custom schemes from the registry's data
@@ -158,10 +171,14 @@ def _post_json(url: str, body: bytes, headers: dict[str, str], timeout: float, w
         url, data=body, method="POST", headers={"Content-Type": "application/json; charset=utf-8", **headers}
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310  # nosec B310 - scheme checked above
+        with _OPENER.open(request, timeout=timeout) as response:  # nosec B310 - scheme checked above
             response.read()
     except urllib.error.HTTPError as exc:
         error = f"{what}: HTTP {exc.code}"
+        exc.close()
+        if 300 <= exc.code < 400:
+            # The Location is not quoted: it may hold the address or an internal one.
+            raise PermanentDeliveryError(f"{error}: redirects are not followed") from None
         if 400 <= exc.code < 500 and exc.code not in (408, 409, 425, 429):
             raise PermanentDeliveryError(error) from None
         raise DeliveryError(error) from None
