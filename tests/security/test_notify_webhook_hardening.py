@@ -64,7 +64,41 @@ def _server(status: int, location: str = "") -> Iterator[tuple[str, list[dict]]]
 def test_a_redirect_is_not_followed_and_is_a_permanent_failure(status):
     with _server(200) as (target, target_calls), _server(status, target + "/internal") as (hook, hook_calls):
         with pytest.raises(PermanentDeliveryError, match=f"HTTP {status}") as failure:
-            Webhook("s").send(_notification(), hook + "/firms/hook")
+            Webhook("s", allow_http_loopback=True).send(_notification(), hook + "/firms/hook")
         assert len(hook_calls) == 1
         assert target_calls == [], "the redirect target must never be called (with the signature headers)"
         assert "127.0.0.1" not in str(failure.value) and "/internal" not in str(failure.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://hooks.example.cn/firms/hook",
+        "http://10.0.0.7/firms/hook",
+        "http://[::ffff:10.0.0.7]/hook",
+        "ftp://hooks.example.cn/x",
+        "hooks.example.cn/x",
+    ],
+)
+def test_a_non_https_address_to_a_remote_host_is_a_permanent_failure_even_when_loopback_http_is_on(url):
+    with pytest.raises(PermanentDeliveryError, match="not an https:// URL") as failure:
+        Webhook("s", allow_http_loopback=True).send(_notification(), url)
+    assert "example" not in str(failure.value) and "10.0.0.7" not in str(failure.value)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_plain_http_to_loopback_only_when_allowed(host):
+    with _server(200) as (hook, calls):
+        url = hook.replace("127.0.0.1", host) + "/firms/hook"
+        with pytest.raises(PermanentDeliveryError, match="SUBSIDY_NOTIFY_WEBHOOK_ALLOW_HTTP_LOOPBACK"):
+            Webhook("s").send(_notification(), url)
+        assert calls == []
+        Webhook("s", allow_http_loopback=True).send(_notification(), url)
+        assert len(calls) == 1
+
+
+def test_loopback_hosts():
+    from subsidy.services.notify.adapters.channels import is_loopback
+
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.8.9.10", "::1", "localhost", "LOCALHOST"))
+    assert not any(is_loopback(h) for h in ("10.0.0.1", "0.0.0.0", "localhost.example.cn", "128.0.0.1", "", None))

@@ -42,6 +42,7 @@ def build_channels(settings: Settings) -> list[Any]:
                 settings.webhook_timeout_s,
                 keys=parse_keys(settings.webhook_keys),
                 active_key_id=settings.webhook_active_key_id,
+                allow_http_loopback=settings.webhook_http_loopback_allowed,
             )
         )
     if settings.sms_gateway_url:

@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 
 from subsidy.platform.config import Env
+from subsidy.platform.security.config import SecurityConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +31,12 @@ class Settings:
     webhook_keys: str = dataclasses.field(default="", repr=False)
     webhook_active_key_id: str = ""
     webhook_timeout_s: float = 5.0
+    # Webhook URLs are https:// only; plain http:// to a loopback host
+    # (127.0.0.0/8, ::1, localhost) when this is on. auto: on when notify runs
+    # without TLS (no SUBSIDY_TLS_CERT_FILE / SUBSIDY_NOTIFY_TLS_CERT_FILE), the
+    # rule of SUBSIDY_GRPC_REFLECTION; the cluster sets off.
+    webhook_allow_http_loopback: str = "auto"
+    tls: bool = False  # notify's gRPC server has TLS (SecurityConfig.tls)
     sms_gateway_url: str = dataclasses.field(default="", repr=False)
     sms_timeout_s: float = 5.0
     registry_url: str = ""
@@ -67,6 +74,10 @@ class Settings:
             webhook_keys=e.secret("SUBSIDY_NOTIFY_WEBHOOK_KEYS"),
             webhook_active_key_id=e.raw("SUBSIDY_NOTIFY_WEBHOOK_ACTIVE_KEY_ID"),
             webhook_timeout_s=e.number("SUBSIDY_NOTIFY_WEBHOOK_TIMEOUT_SECONDS", d.webhook_timeout_s),
+            webhook_allow_http_loopback=e.text(
+                "SUBSIDY_NOTIFY_WEBHOOK_ALLOW_HTTP_LOOPBACK", d.webhook_allow_http_loopback
+            ).lower(),
+            tls=SecurityConfig.from_env("notify", e.env).tls,
             sms_gateway_url=e.secret("SUBSIDY_NOTIFY_SMS_GATEWAY_URL"),
             sms_timeout_s=e.number("SUBSIDY_NOTIFY_SMS_TIMEOUT_SECONDS", d.sms_timeout_s),
             registry_url=e.secret("SUBSIDY_REGISTRY_URL"),
@@ -82,3 +93,16 @@ class Settings:
             stall_s=e.number("SUBSIDY_NOTIFY_STALL_SECONDS", d.stall_s),
             log_level=e.text("SUBSIDY_LOG_LEVEL", d.log_level).upper(),
         )
+
+    def __post_init__(self) -> None:
+        if self.webhook_allow_http_loopback not in ("auto", "on", "off"):
+            raise ValueError(
+                f"SUBSIDY_NOTIFY_WEBHOOK_ALLOW_HTTP_LOOPBACK: auto, on or off, got {self.webhook_allow_http_loopback!r}"
+            )
+
+    @property
+    def webhook_http_loopback_allowed(self) -> bool:
+        """auto: on in plaintext only (as SecurityConfig.reflection_enabled)."""
+        if self.webhook_allow_http_loopback == "auto":
+            return not self.tls
+        return self.webhook_allow_http_loopback == "on"

@@ -13,6 +13,7 @@ import email.utils
 import hashlib
 import hmac
 import http.client
+import ipaddress
 import json
 import os
 import smtplib
@@ -163,6 +164,18 @@ class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_RefuseRedirects)
 
 
+def is_loopback(host: str | None) -> bool:
+    """127.0.0.0/8, ::1 or ``localhost``: a receiver on this machine (or pod)."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _post_json(url: str, body: bytes, headers: dict[str, str], timeout: float, what: str) -> None:
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         # no file:, ftp: or custom schemes from the registry's data
@@ -249,7 +262,12 @@ class Webhook:
     name = "webhook"
 
     def __init__(
-        self, secret: str = "", timeout: float = 5.0, keys: dict[str, str] | None = None, active_key_id: str = ""
+        self,
+        secret: str = "",
+        timeout: float = 5.0,
+        keys: dict[str, str] | None = None,
+        active_key_id: str = "",
+        allow_http_loopback: bool = False,
     ):
         keys = dict(keys or {})
         if not secret and not keys:
@@ -265,6 +283,9 @@ class Webhook:
         self._keys = keys
         self.active_key_id = active_key_id if keys else ""
         self.timeout = timeout
+        # https:// only; plain http:// to a loopback receiver when allowed
+        # (SUBSIDY_NOTIFY_WEBHOOK_ALLOW_HTTP_LOOPBACK: local runs and tests).
+        self.allow_http_loopback = allow_http_loopback
 
     def __repr__(self) -> str:
         return f"Webhook(<secrets redacted>, active_key_id={self.active_key_id!r})"
@@ -277,7 +298,29 @@ class Webhook:
             return sign_with_key(self.active_key_id, self._keys[self.active_key_id], body)
         return sign(self._secret, body)
 
+    def check_address(self, address: str) -> None:
+        """Raise PermanentDeliveryError unless ``address`` may receive a webhook
+        (the reason names no part of the address)."""
+        try:
+            parts = urllib.parse.urlsplit(address)
+            scheme, host = parts.scheme.lower(), parts.hostname
+        except ValueError:
+            raise PermanentDeliveryError("webhook: the address is not a valid URL") from None
+        if scheme == "https":
+            return
+        if scheme == "http" and is_loopback(host):
+            if self.allow_http_loopback:
+                return
+            raise PermanentDeliveryError(
+                "webhook: plain http:// to a loopback receiver is off "
+                "(SUBSIDY_NOTIFY_WEBHOOK_ALLOW_HTTP_LOOPBACK): the address must be https://"
+            )
+        raise PermanentDeliveryError(
+            "webhook: the address is not an https:// URL (the payload and its signature are never sent in clear)"
+        )
+
     def send(self, notification: Notification, address: str) -> None:
+        self.check_address(address)
         body = json.dumps(webhook_payload(notification), ensure_ascii=False, separators=(",", ":")).encode()
         headers = {
             "X-Subsidy-Signature": self.signature(body),
