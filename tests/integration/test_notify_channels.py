@@ -60,7 +60,8 @@ def test_an_unreachable_smtp_server_is_a_retryable_error_without_the_address():
 
 
 def test_smtp_urls_select_plain_starttls_or_tls():
-    assert (SmtpEmail("smtp://h:2525", "a@b").starttls, SmtpEmail("smtp://h:2525", "a@b").tls) == (False, False)
+    plain = SmtpEmail("smtp://127.0.0.1:2525", "a@b")  # plain only to a loopback relay
+    assert (plain.starttls, plain.tls) == (False, False)
     assert SmtpEmail("smtp+starttls://u:p@h", "a@b").starttls and SmtpEmail("smtp+starttls://h", "a@b").port == 587
     assert SmtpEmail("smtp://h:25?starttls=true", "a@b").starttls
     assert SmtpEmail("smtps://h", "a@b").tls and SmtpEmail("smtps://h", "a@b").port == 465

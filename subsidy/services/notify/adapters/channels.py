@@ -79,8 +79,13 @@ class SmtpEmail:
         # CA comes from SUBSIDY_NOTIFY_SMTP_CAFILE. STARTTLS is never skipped:
         # a server that does not offer it fails the delivery (no downgrade).
         self.ssl_context = ssl_context or ssl.create_default_context(cafile=cafile or None)
-        if self.user and not (self.tls or self.starttls) and self.host not in ("127.0.0.1", "localhost", "::1"):
-            raise ValueError("SMTP credentials over a plaintext connection: use smtp+starttls:// or smtps://")
+        if not (self.tls or self.starttls) and not is_loopback(self.host):
+            # Checked at start: the mail (personal data) and any credentials
+            # would cross the network in clear.
+            raise ValueError(
+                "SUBSIDY_NOTIFY_SMTP_URL: plain smtp:// is allowed only to a loopback relay; "
+                "use smtps:// or smtp+starttls:// for a remote one"
+            )
 
     def __repr__(self) -> str:
         return f"SmtpEmail({self.host}:{self.port}, tls={self.tls}, starttls={self.starttls})"
