@@ -146,5 +146,6 @@ def test_enterprises_are_told_by_email_and_signed_webhook_once_per_event(receive
     assert keys and len(keys) == len(set(keys)), "each notification id is delivered once"
     for request in webhook.requests:
         signature = request["headers"]["X-Subsidy-Signature"]
-        expected = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), request["body"], hashlib.sha256).hexdigest()
+        signed = request["headers"]["X-Subsidy-Timestamp"].encode() + b"." + request["body"]
+        expected = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), signed, hashlib.sha256).hexdigest()
         assert hmac.compare_digest(signature, expected)

@@ -100,7 +100,8 @@ def test_every_event_notifies_each_channel_once_and_a_replay_sends_nothing_more(
             assert "原因：企业已迁出松江区" in mails[ids[-1]].get_content()
             assert "第2条" in mails[ids[-1]].get_content()  # the clause the cancellation carries
             for r in hook.requests:
-                expected = "sha256=" + hmac.new(SECRET.encode(), r["body"], hashlib.sha256).hexdigest()
+                signed = r["headers"]["X-Subsidy-Timestamp"].encode() + b"." + r["body"]
+                expected = "sha256=" + hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()
                 assert hmac.compare_digest(r["headers"]["X-Subsidy-Signature"], expected)
             assert {json.loads(r["body"])["to"] for r in sms.requests} == {"+86-21-5555-0199"}
 

@@ -84,7 +84,8 @@ def test_a_webhook_is_posted_as_json_with_a_valid_signature_and_the_idempotency_
         Webhook(SECRET, allow_http_loopback=True).send(n, hook.url("/firms/hook"))
         [request] = hook.requests
         body = request["body"]
-        expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        signed = request["headers"]["X-Subsidy-Timestamp"].encode() + b"." + body
+        expected = "sha256=" + hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()
         assert hmac.compare_digest(request["headers"]["X-Subsidy-Signature"], expected)
         assert request["headers"]["Idempotency-Key"] == n.id
         payload = json.loads(body)

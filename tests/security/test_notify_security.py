@@ -4,6 +4,7 @@ a real aiosmtpd server that requires it (certificate generated here)."""
 from __future__ import annotations
 
 import ssl
+import time
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -31,21 +32,25 @@ def _notification() -> Notification:
 def test_the_active_key_signs_and_names_itself():
     hook = Webhook(keys=parse_keys("k2026=new-secret,k2025=old-secret"), active_key_id="k2026")
     body = b'{"x":1}'
-    header = hook.signature(body)
+    ts = str(int(time.time()))
+    header = hook.signature(body, ts)
     assert header.startswith("keyid=k2026,sha256=")
-    assert verify_signature(header, body, {"k2025": "old-secret", "k2026": "new-secret"})
-    assert not verify_signature(header, body, {"k2025": "old-secret"})
-    assert not verify_signature(header, b'{"x":2}', {"k2026": "new-secret"})
+    assert verify_signature(header, body, {"k2025": "old-secret", "k2026": "new-secret"}, timestamp=ts)
+    assert not verify_signature(header, body, {"k2025": "old-secret"}, timestamp=ts)
+    assert not verify_signature(header, b'{"x":2}', {"k2026": "new-secret"}, timestamp=ts)
     # rotation step: switch the active key, receivers holding both keep verifying
     older = Webhook(keys=parse_keys("k2026=new-secret,k2025=old-secret"), active_key_id="k2025")
-    assert verify_signature(older.signature(body), body, {"k2025": "old-secret", "k2026": "new-secret"})
+    assert verify_signature(
+        older.signature(body, ts), body, {"k2025": "old-secret", "k2026": "new-secret"}, timestamp=ts
+    )
     assert "new-secret" not in repr(hook) and "old-secret" not in repr(hook)
 
 
 def test_the_legacy_single_secret_keeps_its_format():
     hook = Webhook("legacy")
-    assert hook.signature(b"{}") == sign("legacy", b"{}")
-    assert verify_signature(hook.signature(b"{}"), b"{}", {}, legacy_secret="legacy")
+    ts = str(int(time.time()))
+    assert hook.signature(b"{}", ts) == sign("legacy", ts.encode() + b".{}")
+    assert verify_signature(hook.signature(b"{}", ts), b"{}", {}, legacy_secret="legacy", timestamp=ts)
 
 
 @pytest.mark.parametrize("spec", ["novalue", "=x", "a b=x", "k=1,k=2"])
@@ -65,7 +70,13 @@ def test_a_real_receiver_verifies_with_any_listed_key():
         hook.send(_notification(), sink.url("/hook"))
         (request,) = sink.requests
         assert request["headers"]["X-Subsidy-Signature"].startswith("keyid=k2,")
-        assert verify_signature(request["headers"]["X-Subsidy-Signature"], request["body"], {"k1": "one", "k2": "two"})
+        headers = request["headers"]
+        assert verify_signature(
+            headers["X-Subsidy-Signature"],
+            request["body"],
+            {"k1": "one", "k2": "two"},
+            timestamp=headers["X-Subsidy-Timestamp"],
+        )
 
 
 class _Sink:

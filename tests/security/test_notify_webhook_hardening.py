@@ -102,3 +102,27 @@ def test_loopback_hosts():
 
     assert all(is_loopback(h) for h in ("127.0.0.1", "127.8.9.10", "::1", "localhost", "LOCALHOST"))
     assert not any(is_loopback(h) for h in ("10.0.0.1", "0.0.0.0", "localhost.example.cn", "128.0.0.1", "", None))
+
+
+def test_the_signature_covers_a_timestamp_sent_beside_it_and_old_requests_are_rejected():
+    import hashlib
+    import hmac
+
+    from subsidy.services.notify.adapters.channels import verify_signature
+
+    with _server(200) as (hook, calls):
+        Webhook(keys={"k1": "one"}, allow_http_loopback=True, clock=lambda: 1_767_225_600.7).send(
+            _notification(), hook + "/firms/hook"
+        )
+    [request] = calls
+    timestamp, body = request["headers"]["X-Subsidy-Timestamp"], request["body"]
+    assert timestamp == "1767225600"
+    expected = hmac.new(b"one", timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    assert request["headers"]["X-Subsidy-Signature"] == f"keyid=k1,sha256={expected}"
+
+    header, keys = request["headers"]["X-Subsidy-Signature"], {"k1": "one"}
+    assert verify_signature(header, body, keys, timestamp=timestamp, now=1_767_225_600 + 299)
+    assert not verify_signature(header, body, keys, timestamp=timestamp, now=1_767_225_600 + 301)  # replayed late
+    assert not verify_signature(header, body, keys, timestamp=timestamp, now=1_767_225_600 - 301)  # from the future
+    assert not verify_signature(header, body, keys, timestamp="1767225700", now=1_767_225_700)  # timestamp swapped
+    assert not verify_signature(header, body, keys, timestamp="", now=1_767_225_600)

@@ -20,9 +20,11 @@ import smtplib
 import socket
 import ssl
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,9 @@ from subsidy.platform.registry import Contacts
 from subsidy.services.notify.model import DeliveryError, Notification, PermanentDeliveryError
 
 MESSAGE_ID_DOMAIN = "subsidy.songjiang.example.cn"
+#: A receiver rejects a webhook whose X-Subsidy-Timestamp is further than this
+#: from its own clock (docs/notify.md: verifying webhooks).
+WEBHOOK_MAX_AGE_S = 300
 
 
 def build_email(notification: Notification, sender: str, recipient: str) -> EmailMessage:
@@ -222,14 +227,19 @@ def webhook_payload(notification: Notification) -> dict[str, Any]:
     }
 
 
-def sign(secret: str, body: bytes) -> str:
-    """The legacy signature (one unnamed key): ``sha256=<hex HMAC-SHA256 of the body>``."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def signed_message(timestamp: str, body: bytes) -> bytes:
+    """What the HMAC covers: ``<X-Subsidy-Timestamp> + "." + <raw body>``."""
+    return timestamp.encode() + b"." + body
 
 
-def sign_with_key(key_id: str, secret: str, body: bytes) -> str:
-    """``keyid=<key id>,sha256=<hex HMAC-SHA256 of the body>`` (docs/notify.md: verifying webhooks)."""
-    return f"keyid={key_id},{sign(secret, body)}"
+def sign(secret: str, message: bytes) -> str:
+    """The legacy signature (one unnamed key): ``sha256=<hex HMAC-SHA256 of the message>``."""
+    return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def sign_with_key(key_id: str, secret: str, message: bytes) -> str:
+    """``keyid=<key id>,sha256=<hex HMAC-SHA256 of the message>`` (docs/notify.md: verifying webhooks)."""
+    return f"keyid={key_id},{sign(secret, message)}"
 
 
 def parse_keys(spec: str) -> dict[str, str]:
@@ -246,15 +256,30 @@ def parse_keys(spec: str) -> dict[str, str]:
     return keys
 
 
-def verify_signature(header: str, body: bytes, keys: dict[str, str], legacy_secret: str = "") -> bool:
-    """What a receiver does (and what the tests use): accept a signature made
-    with any listed key; ``sha256=...`` alone only against the legacy secret."""
+def verify_signature(
+    header: str,
+    body: bytes,
+    keys: dict[str, str],
+    legacy_secret: str = "",
+    *,
+    timestamp: str,
+    now: float | None = None,
+    max_age_s: float = WEBHOOK_MAX_AGE_S,
+) -> bool:
+    """What a receiver does (and what the tests use): reject a timestamp more
+    than ``max_age_s`` from ``now`` (either way), then accept a signature of
+    ``timestamp.body`` made with any listed key; ``sha256=...`` alone only
+    against the legacy secret."""
+    if not (timestamp.isascii() and timestamp.isdigit()):
+        return False
+    if abs((time.time() if now is None else now) - int(timestamp)) > max_age_s:
+        return False
     fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
     digest = fields.get("sha256", "")
     secret = keys.get(fields["keyid"]) if "keyid" in fields else legacy_secret or None
     if not secret or not digest:
         return False
-    return hmac.compare_digest(sign(secret, body), "sha256=" + digest)
+    return hmac.compare_digest(sign(secret, signed_message(timestamp, body)), "sha256=" + digest)
 
 
 class Webhook:
@@ -262,7 +287,9 @@ class Webhook:
 
     With rotating keys (``keys`` = {key id: secret}) the active key signs and
     the header names it: ``X-Subsidy-Signature: keyid=<id>,sha256=<hex>``;
-    with a single legacy ``secret`` the header is ``sha256=<hex>``."""
+    with a single legacy ``secret`` the header is ``sha256=<hex>``. The HMAC
+    covers ``<timestamp>.<body>``, the timestamp (Unix seconds from ``clock``)
+    sent as ``X-Subsidy-Timestamp``: a receiver rejects old ones (replays)."""
 
     name = "webhook"
 
@@ -273,6 +300,7 @@ class Webhook:
         keys: dict[str, str] | None = None,
         active_key_id: str = "",
         allow_http_loopback: bool = False,
+        clock: Callable[[], float] = time.time,
     ):
         keys = dict(keys or {})
         if not secret and not keys:
@@ -291,6 +319,7 @@ class Webhook:
         # https:// only; plain http:// to a loopback receiver when allowed
         # (SUBSIDY_NOTIFY_WEBHOOK_ALLOW_HTTP_LOOPBACK: local runs and tests).
         self.allow_http_loopback = allow_http_loopback
+        self.clock = clock
 
     def __repr__(self) -> str:
         return f"Webhook(<secrets redacted>, active_key_id={self.active_key_id!r})"
@@ -298,10 +327,11 @@ class Webhook:
     def address(self, contacts: Contacts) -> str:
         return contacts.webhook_url
 
-    def signature(self, body: bytes) -> str:
+    def signature(self, body: bytes, timestamp: str) -> str:
+        message = signed_message(timestamp, body)
         if self._keys:
-            return sign_with_key(self.active_key_id, self._keys[self.active_key_id], body)
-        return sign(self._secret, body)
+            return sign_with_key(self.active_key_id, self._keys[self.active_key_id], message)
+        return sign(self._secret, message)
 
     def check_address(self, address: str) -> None:
         """Raise PermanentDeliveryError unless ``address`` may receive a webhook
@@ -327,8 +357,10 @@ class Webhook:
     def send(self, notification: Notification, address: str) -> None:
         self.check_address(address)
         body = json.dumps(webhook_payload(notification), ensure_ascii=False, separators=(",", ":")).encode()
+        timestamp = str(int(self.clock()))
         headers = {
-            "X-Subsidy-Signature": self.signature(body),
+            "X-Subsidy-Timestamp": timestamp,
+            "X-Subsidy-Signature": self.signature(body, timestamp),
             "Idempotency-Key": notification.id,
             "X-Subsidy-Event-Id": notification.event_id,
         }
