@@ -63,6 +63,16 @@ def history_with(tmp_path: Path, service: str, *revisions: tuple[str, str]) -> H
     return History(service=service, directory=directory)
 
 
+def baseline_only(tmp_path: Path, service: str) -> History:
+    """``service``'s history cut at its baseline, 0001: what the old
+    create_schema made, whatever revisions came after it."""
+    directory = tmp_path / f"{service}-baseline"
+    directory.mkdir()
+    (baseline,) = HISTORIES[service].directory.glob("v0001_*.py")
+    shutil.copy(baseline, directory / baseline.name)
+    return History(service=service, directory=directory)
+
+
 ADD_COLUMN = '''"""add a column: notify_log.template_version
 
 So a later revision can be told apart from the baseline."""
@@ -133,7 +143,7 @@ def test_a_file_that_is_not_a_revision_name_is_refused(tmp_path):
 
 @pytest.mark.parametrize("service", sorted(HISTORIES))
 def test_a_new_database_gets_the_baseline_which_is_the_old_create_schema_statement_for_statement(tmp_path, service):
-    history = HISTORIES[service]
+    history = baseline_only(tmp_path, service)
     migrated = sqlite(tmp_path / "migrated.db")
     outcome = migrations.upgrade(migrated, history)
     assert outcome.before is None and outcome.after == "0001" and not outcome.adopted
@@ -152,10 +162,16 @@ def test_a_new_database_gets_the_baseline_which_is_the_old_create_schema_stateme
     assert again.lines() == [f"{service}: schema at 0001, nothing to apply"]
     assert migrations.check(migrated, history) == "0001"
 
+    # The revisions after the baseline go on from there.
+    newest = HISTORIES[service]
+    rest = migrations.upgrade(migrated, newest)
+    assert rest.before == "0001" and rest.after == newest.head()
+    assert [revision for revision, _ in rest.applied] == newest.revisions()[1:]
+
 
 @pytest.mark.parametrize("service", sorted(HISTORIES))
 def test_an_old_database_with_rows_is_adopted_at_the_baseline_and_its_rows_kept(tmp_path, service):
-    history = HISTORIES[service]
+    history = baseline_only(tmp_path, service)
     db = sqlite(tmp_path / "old.db")
     with db.transaction() as tx:
         legacy_schema.create(tx, service)
@@ -172,6 +188,10 @@ def test_an_old_database_with_rows_is_adopted_at_the_baseline_and_its_rows_kept(
         assert legacy_schema.dump(tx, service) == before
     assert objects(db, history) == schema_before
     assert migrations.check(db, history) == "0001"
+
+    newest = HISTORIES[service]
+    assert migrations.upgrade(db, newest).after == newest.head()
+    assert migrations.check(db, newest) == newest.head()
 
 
 def test_the_adopted_stores_work_on_their_old_rows(tmp_path):
@@ -286,7 +306,7 @@ def test_the_check_on_an_empty_database_says_what_to_run(tmp_path):
         migrations.check(sqlite(tmp_path / "empty.db"), PAYOUT)
     assert str(refused.value).startswith(
         "payout cannot start: the database has no payout schema version (no table payout_schema_version), "
-        "payout needs schema version 0001."
+        f"payout needs schema version {PAYOUT.head()}."
     )
     assert "Run `subsidy migrate --service payout`" in str(refused.value)
 
@@ -312,7 +332,7 @@ def test_the_services_check_without_loading_alembic_or_sqlalchemy(tmp_path):
         "from subsidy.platform import migrations\n"
         "from subsidy.platform.db import Database\n"
         "from subsidy.services.payout.bootstrap import HISTORY\n"
-        f"assert migrations.require(Database('sqlite:///{db_path}'), HISTORY, logging.getLogger()) == '0001'\n"
+        f"assert migrations.require(Database('sqlite:///{db_path}'), HISTORY, logging.getLogger()) == '{PAYOUT.head()}'\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'sqlalchemy'))\n"
         "assert not loaded, loaded\n"
     )
@@ -348,13 +368,16 @@ def test_a_service_refuses_to_start_on_a_database_without_its_schema(tmp_path, s
 def test_migrate_prints_what_it_applied_then_that_nothing_is_left(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'payout.db'}"
     assert main(["migrate", "--service", "payout", "--database-url", url]) == 0
-    assert capsys.readouterr().out.splitlines() == [
-        f"payout: migrating {url} to schema version 0001",
-        "payout: applied 0001 (baseline: the schema payout created at start-up before versioned migrations)",
-        "payout: schema at 0001 (was empty)",
-    ]
+    head = PAYOUT.head()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"payout: migrating {url} to schema version {head}"
+    assert (
+        lines[1] == "payout: applied 0001 (baseline: the schema payout created at start-up before versioned migrations)"
+    )
+    assert [line.split()[2] for line in lines[1:-1]] == PAYOUT.revisions()  # "payout: applied NNNN (...)"
+    assert lines[-1] == f"payout: schema at {head} (was empty)"
     assert main(["migrate", "--service", "payout", "--database-url", url]) == 0
-    assert capsys.readouterr().out.splitlines()[1:] == ["payout: schema at 0001, nothing to apply"]
+    assert capsys.readouterr().out.splitlines()[1:] == [f"payout: schema at {head}, nothing to apply"]
 
 
 def test_migrate_reads_the_services_own_database_setting(tmp_path, capsys, monkeypatch):
@@ -363,7 +386,7 @@ def test_migrate_reads_the_services_own_database_setting(tmp_path, capsys, monke
     monkeypatch.setenv("SUBSIDY_INTAKE_DATABASE_URL_FILE", str(url_file))
     assert main(["migrate", "--service", "intake"]) == 0
     assert "intake: applied 0001" in capsys.readouterr().out
-    assert migrations.current_version(sqlite(tmp_path / "from-secret.db"), INTAKE) == "0001"
+    assert migrations.current_version(sqlite(tmp_path / "from-secret.db"), INTAKE) == INTAKE.head()
 
 
 def test_migrate_exits_1_naming_the_problem_when_it_cannot_migrate(tmp_path, capsys):
