@@ -630,6 +630,18 @@ def decision_to_proto(decision: Decision) -> Any:
         ],
         tranche_shares_percent=list(decision.tranche_shares_percent),
         submitted_on=decision.submitted_on.isoformat(),
+        review_required=decision.review_required,
+        review_reasons=list(decision.review_reasons),
+        review=None
+        if decision.review is None
+        else decision_pb2.ReviewRecord(
+            supersedes_decision_id=decision.review.supersedes_decision_id,
+            item_id=decision.review.item_id,
+            reviewers=list(decision.review.reviewers),
+            basis=decision.review.basis,
+            result=decision.review.result,
+            decided_at=decision.review.decided_at,
+        ),
     )
 
 
@@ -659,6 +671,18 @@ def decision_from_proto(message: Any) -> Decision:
         submitted_on=submitted_on,
         entitlements=tuple(entitlements),
         tranche_shares_percent=tuple(message.tranche_shares_percent),
+        review_required=message.review_required,
+        review_reasons=tuple(message.review_reasons),
+        review=domain.ReviewRecord(
+            supersedes_decision_id=message.review.supersedes_decision_id,
+            item_id=message.review.item_id,
+            reviewers=tuple(message.review.reviewers),
+            basis=message.review.basis,
+            result=message.review.result,
+            decided_at=message.review.decided_at,
+        )
+        if message.HasField("review")
+        else None,
     )
 
 
@@ -699,8 +723,17 @@ def _int64_as_numbers(descriptor: Any, obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def decision_to_json(decision: Decision) -> dict[str, Any]:
-    """The decision exactly as its protobuf JSON mapping prints it."""
-    return message_to_json(decision_to_proto(decision))
+    """The decision exactly as its protobuf JSON mapping prints it, less the
+    review fields while they are unset: the calculator's JSON
+    (../shared/policy/contract.md) is the rules' answer, and review is what
+    people do after it."""
+    obj = message_to_json(decision_to_proto(decision))
+    if not decision.review_required and not decision.review_reasons:
+        obj.pop("review_required", None)
+        obj.pop("review_reasons", None)
+    if decision.review is None:
+        obj.pop("review", None)
+    return obj
 
 
 # Checked now, not at the first message: a clause missing from the proto

@@ -46,6 +46,19 @@ PAYOUTS = TopicSpec(
 PAYMENTS = TopicSpec("subsidy.payments.v1", 6, _RECORD, "PaymentConfirmed (protobuf), key credit code, from finance")
 PAYOUTS_DLQ = TopicSpec("subsidy.payouts.v1.dlq", 1, _DLQ, "DeadLetter: payout events a consumer could not process")
 PAYMENTS_DLQ = TopicSpec("subsidy.payments.v1.dlq", 1, _DLQ, "DeadLetter: payment confirmations payout could not apply")
+REVIEWS = TopicSpec(
+    "subsidy.reviews.v1",
+    6,
+    _RECORD,
+    "ReviewEvent (protobuf: each step of a review, four-eyes included), key credit code, from review",
+)
+NOTICES = TopicSpec(
+    "subsidy.notices.v1",
+    6,
+    _RECORD,
+    "NoticeEvent (protobuf: public notice 公示 published, objections, lines payable or withdrawn), key credit code, from review",
+)
+NOTICES_DLQ = TopicSpec("subsidy.notices.v1.dlq", 1, _DLQ, "DeadLetter: notice events a consumer could not process")
 NOTIFICATIONS_DLQ = TopicSpec(
     "subsidy.notifications.v1.dlq", 1, _DLQ, "DeadLetter: events notify could not deliver after its retries"
 )
@@ -55,9 +68,12 @@ ALL = (
     DECISIONS,
     PAYOUTS,
     PAYMENTS,
+    REVIEWS,
+    NOTICES,
     APPLICATIONS_DLQ,
     DECISIONS_DLQ,
     PAYOUTS_DLQ,
     PAYMENTS_DLQ,
+    NOTICES_DLQ,
     NOTIFICATIONS_DLQ,
 )

@@ -186,6 +186,19 @@ class Entitlement:
 
 
 @value
+class ReviewRecord:
+    """Who reviewed a decision and on what basis (a reviewed decision's own
+    record; ../shared/policy/workflow.md "Review")."""
+
+    supersedes_decision_id: str
+    item_id: str
+    reviewers: tuple[str, ...]  # token subjects, in the order they acted
+    basis: str
+    result: str  # APPROVED or REJECTED
+    decided_at: str  # RFC 3339
+
+
+@value
 class Decision:
     decision_id: str
     application_id: str
@@ -199,3 +212,8 @@ class Decision:
     submitted_on: dt.date
     entitlements: tuple[Entitlement, ...] = ()
     tranche_shares_percent: tuple[int, ...] = ()  # empty unless ELIGIBLE
+    # People must look at it before money moves (workflow.md "Review"); the
+    # ledger does not apply it, the review service supersedes it.
+    review_required: bool = False
+    review_reasons: tuple[str, ...] = ()  # NEEDS_REVIEW_OUTCOME, ABOVE_FOUR_EYES_THRESHOLD, ...
+    review: ReviewRecord | None = None  # set on a reviewed decision
