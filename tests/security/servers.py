@@ -48,6 +48,7 @@ class Servers:
 
     async def _start(self) -> None:
         from subsidy.core.policy import load_policy
+        from subsidy.platform.clock import SystemClock
         from subsidy.platform.db import Database
         from subsidy.platform.registry import FileRegistry
         from subsidy.services.eligibility.adapters.grpc import GrpcServer
@@ -59,7 +60,6 @@ class Servers:
         from subsidy.services.payout.adapters.grpc import PayoutServicer
         from subsidy.services.payout.adapters.grpc import build_server as build_payout
         from subsidy.services.payout.adapters.store import SqlStore as PayoutStore
-        from subsidy.services.payout.model import SystemClock
 
         if "intake" in self.securities:
             store = IntakeStore(Database(f"sqlite:///{self.tmp / 'intake.db'}", store="intake"))

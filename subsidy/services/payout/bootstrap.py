@@ -12,6 +12,7 @@ from typing import Any
 
 from subsidy.platform import metrics as shared
 from subsidy.platform import process as process
+from subsidy.platform.clock import Clock
 from subsidy.platform.db import Database
 from subsidy.services.payout import metrics
 from subsidy.services.payout.adapters import kafka as consumers
@@ -21,7 +22,7 @@ from subsidy.services.payout.adapters.relay import OutboxRelay
 from subsidy.services.payout.adapters.scheduler import Scheduler
 from subsidy.services.payout.adapters.store import SqlStore
 from subsidy.services.payout.config import Settings
-from subsidy.services.payout.model import STATUSES, Clock, clock_from_setting
+from subsidy.services.payout.model import STATUSES
 
 log = logging.getLogger("subsidy.services.payout")
 
@@ -38,7 +39,7 @@ class PayoutApp(process.ServiceApp):
     def __init__(self, settings: Settings, clock: Clock | None = None):
         db = Database(settings.database_url, store="payout", pool_size=6)
         super().__init__(settings, db, HISTORY, log, gauges=self.refresh_gauges, refresh_s=settings.metrics_refresh_s)
-        self.clock = clock or clock_from_setting(settings.today)
+        self.clock = clock or settings.clock()
         self.store = SqlStore(self.db)
         self.relay = OutboxRelay(self.store, settings.kafka_bootstrap)
         self.decisions = consumers.decisions_consumer(
@@ -57,6 +58,14 @@ class PayoutApp(process.ServiceApp):
             session_timeout_ms=settings.session_timeout_ms,
             stall_s=settings.stall_s,
         )
+        self.notices = consumers.notices_consumer(
+            self.store,
+            settings.kafka_bootstrap,
+            settings.notices_group,
+            self.relay.wake,
+            session_timeout_ms=settings.session_timeout_ms,
+            stall_s=settings.stall_s,
+        )
         self.scheduler = Scheduler(self.store, self.clock, settings.scheduler_interval_s, self.relay.wake)
         self.servicer = PayoutServicer(self.store, self.clock, on_written=self.relay.wake)
 
@@ -67,6 +76,7 @@ class PayoutApp(process.ServiceApp):
         self.relay.start()
         self.decisions.start()
         self.payments.start()
+        self.notices.start()
         self.scheduler.start()
 
     def started_fields(self) -> dict[str, Any]:
@@ -76,19 +86,22 @@ class PayoutApp(process.ServiceApp):
             "database": self.db.dialect,
             "kafka": self.settings.kafka_bootstrap,
             "group": self.settings.decisions_group,
+            "notices_group": self.settings.notices_group,
             "today": self.clock.today().isoformat(),
         }
 
     def not_ready_reason(self) -> str | None:
-        """Why payout is not ready, or None: the database answers, both
+        """Why payout is not ready, or None: the database answers, the three
         consumers run and make progress (subsidy.platform.metrics.stall_reason), the
         relay's Kafka producer runs and is not failing. Blocking: run in a thread."""
-        for consumer in (self.decisions, self.payments):
+        for consumer in (self.decisions, self.payments, self.notices):
             if not consumer.running:
                 return f"{consumer.name}: not running"
         if not self.store.ping():
             return "database unreachable"
-        return self.relay.not_ready_reason(self.settings.stall_s) or process.stalled(self.decisions, self.payments)
+        return self.relay.not_ready_reason(self.settings.stall_s) or process.stalled(
+            self.decisions, self.payments, self.notices
+        )
 
     def serving(self) -> bool:
         return self.not_ready_reason() is None
@@ -110,6 +123,7 @@ class PayoutApp(process.ServiceApp):
         await asyncio.gather(
             asyncio.to_thread(self.decisions.stop, 5.0),
             asyncio.to_thread(self.payments.stop, 5.0),
+            asyncio.to_thread(self.notices.stop, 5.0),
             asyncio.to_thread(self.scheduler.stop, 5.0),
         )
         # Last: whatever the consumers wrote before stopping still gets a chance to go out.

@@ -1,9 +1,10 @@
 """The payout events (subsidy.v1.PayoutEvent) and their CloudEvents headers,
 built from the ledger's rows: pure functions, no I/O.
 
-Every event id is derived (``grant:<application id>``, ``scheduled:<tranche
-id>``, ``due:…``, ``cancelled:…``, ``paid:…``), so a replay lands on the same
-id and a consumer dedupes by it. The Kafka key is the firm's credit code.
+Every event id is derived (``grant:<application id>``, ``payable:<decision
+id>``, ``withdrawn:<decision id>``, ``scheduled:<tranche id>``, ``due:…``,
+``cancelled:…``, ``paid:…``), so a replay lands on the same id and a
+consumer dedupes by it. The Kafka key is the firm's credit code.
 
 Every tranche event carries the tranche row's ``application_id`` and
 ``clause``, so no consumer has to parse the tranche id or remember an
@@ -22,11 +23,19 @@ from subsidy.services.payout.model import (
     EVENT_TYPES,
     SOURCE,
     GrantRow,
+    GrantState,
     TrancheRow,
     duplicate_grant_event_id,
     grant_event_id,
+    payable_event_id,
     tranche_event_id,
+    withdrawn_event_id,
 )
+
+
+def grant_state_proto(state: GrantState) -> int:
+    _, payout_pb2 = _pb()
+    return int(payout_pb2.GrantState.Value(f"GRANT_STATE_{state.value}"))
 
 
 def _pb() -> Any:
@@ -66,9 +75,46 @@ def grant_recorded(
         decision_year=grant.decision_year,
         reasons=[decision_pb2.Reason(code=r.code, clause=r.clause, message=r.message) for r in grant.reasons],
         tranche_count=tranche_count,
+        state=grant_state_proto(grant.state),
     )
     event_id = duplicate_grant_event_id(grant.decision_id) if duplicate else grant_event_id(grant.application_id)
     return _message("grant_recorded", event_id, grant.credit_code, payload, grant.trace_id, at)
+
+
+def grant_payable(grant: GrantRow, tranche_count: int, at: dt.datetime | None = None) -> OutboxMessage:
+    """The grant's notice closed clean; its TrancheScheduled events follow."""
+    _, payout_pb2 = _pb()
+    payload = payout_pb2.GrantPayable(
+        application_id=grant.application_id,
+        decision_id=grant.decision_id,
+        credit_code=grant.credit_code,
+        clause=grant.clause,
+        notice_id=grant.notice_id,
+        payable_on=grant.payable_on,
+        granted_fen=grant.granted_fen,
+        tranche_count=tranche_count,
+    )
+    return _message(
+        "grant_payable", payable_event_id(grant.decision_id), grant.credit_code, payload, grant.trace_id, at
+    )
+
+
+def grant_withdrawn(grant: GrantRow, released_fen: int, at: dt.datetime | None = None) -> OutboxMessage:
+    """An objection was upheld: the grant will not be paid, its reservation is released."""
+    _, payout_pb2 = _pb()
+    payload = payout_pb2.GrantWithdrawn(
+        application_id=grant.application_id,
+        decision_id=grant.decision_id,
+        credit_code=grant.credit_code,
+        clause=grant.clause,
+        notice_id=grant.notice_id,
+        reason=grant.withdraw_reason,
+        withdrawn_on=grant.withdrawn_on,
+        released_fen=released_fen,
+    )
+    return _message(
+        "grant_withdrawn", withdrawn_event_id(grant.decision_id), grant.credit_code, payload, grant.trace_id, at
+    )
 
 
 def tranche_scheduled(

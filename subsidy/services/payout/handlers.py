@@ -3,8 +3,16 @@ here, so the unit tests run them over an in-memory unit of work
 (tests/unit/payout/fakes.py) and the service over SQL (adapters/store.py).
 
 - ``apply_decision``: a Decision checked against the firm's history
-  (``subsidy.core.ledger.plan_grant``) and recorded — grant, tranches by
-  budget year, cap usage, inbox row, GrantRecorded and TrancheScheduled;
+  (``subsidy.core.ledger.plan_grant``) and recorded — a RESERVED grant (its
+  cap usage counts at once), its uses and schedule, the inbox row and
+  GrantRecorded. A decision with ``review_required`` is only recorded as
+  seen (inbox row ``held_for_review``): no grant, no cap use, no event; the
+  reviewed decision that supersedes it is applied like a computed one;
+- ``apply_notice_line``: a public-notice line of subsidy.notices.v1 —
+  LinePayable makes the grant PAYABLE and schedules its tranches (tranche k
+  due on the later of payable_on and the submission day in decision year +
+  k: GrantPayable, TrancheScheduled); LineWithdrawn makes a RESERVED grant
+  WITHDRAWN and releases its cap reservation (GrantWithdrawn);
 - ``apply_payment``: a PaymentConfirmed makes its tranche PAID (TranchePaid);
 - ``raise_tranches_due``: the SCHEDULED tranches whose day has come become
   DUE (TrancheDue);
@@ -45,7 +53,7 @@ from subsidy.contracts import events as events_contract
 from subsidy.contracts.codec import BadInput
 from subsidy.core.dates import rfc3339
 from subsidy.core.domain import Decision
-from subsidy.core.ledger import GrantPlan, plan_grant
+from subsidy.core.ledger import GrantPlan, plan_grant, schedule
 from subsidy.platform import paging
 from subsidy.platform.outbox import OutboxMessage
 from subsidy.services.payout import events
@@ -53,19 +61,27 @@ from subsidy.services.payout.model import (
     CANCELLED,
     OPEN,
     PAID,
+    PAYABLE_LINE,
     SCHEDULED,
     STATUSES,
+    WITHDRAWN_LINE,
     FailedPrecondition,
     GrantRow,
+    GrantState,
     InvalidArgument,
     Ledger,
     NotFound,
+    NoticeLine,
     Payment,
     Rejected,
     TrancheQuery,
     TrancheRow,
+    UsageRow,
     due_on,
     parse_iso_date,
+    payable_due_on,
+    payable_event_id,
+    withdrawn_event_id,
 )
 from subsidy.services.payout.ports import UnitOfWork
 
@@ -79,11 +95,19 @@ MAX_PAGE_SIZE = 500
 # -- the use cases ---------------------------------------------------------------------
 
 
+#: Inbox results: what applying a decision did.
+APPLIED, DUPLICATE, HELD_FOR_REVIEW = "applied", "duplicate", "held_for_review"
+
+#: A reviewed decision's id (decision.proto, ReviewRecord).
+REVIEW_ID_SEPARATOR = "/review:"
+
+
 @dataclass(frozen=True)
 class Applied:
     """What applying one decision did: ``result`` is applied, replayed (decision
-    id already in the inbox: nothing written) or duplicate (application id
-    already granted under another decision id: a GrantRecorded of 0)."""
+    id already in the inbox: nothing written), duplicate (application id
+    already granted under another decision id: a GrantRecorded of 0) or
+    held_for_review (review_required: seen, nothing granted or reserved)."""
 
     result: str
     plan: GrantPlan | None = None
@@ -116,27 +140,157 @@ def _trace_of(uow: UnitOfWork, application_id: str) -> str:
 
 def apply_decision(uow: UnitOfWork, decision: Decision, trace_id: str, at: dt.datetime) -> Applied:
     """The firm locked, the inbox checked, the plan made over the ledger as it
-    is now, then the grant, tranches, usage, inbox row and outbox rows."""
+    is now, then the RESERVED grant, usage, inbox row and outbox rows (no
+    tranches: they wait for the notice, ``apply_notice_line``). A decision
+    with review_required writes its inbox row only. A reviewed decision whose
+    superseded decision was applied is Rejected (nothing written)."""
     now = rfc3339(at)
     with uow:
         uow.firms.lock(decision.credit_code, now)
         if uow.inbox.has(decision.decision_id):
             uow.commit()
             return Applied("replayed")
+        if decision.review_required:
+            uow.inbox.add(decision, HELD_FOR_REVIEW, now)
+            uow.commit()
+            return Applied(HELD_FOR_REVIEW)
+        if decision.review is not None:
+            check_supersedes(uow, decision)
         plan = plan_grant(decision, _History(uow))
-        result = "duplicate" if plan.duplicate else "applied"
+        result = DUPLICATE if plan.duplicate else APPLIED
         uow.inbox.add(decision, result, now)
         if not plan.duplicate:
-            grant, tranches = plan_rows(decision, plan, trace_id)
+            grant, _ = plan_rows(decision, plan, trace_id)
             uow.grants.add(grant, decision.submitted_on, now)
-            for tranche in tranches:
-                uow.tranches.add(tranche, now)
             if plan.outcome == "ELIGIBLE":
                 for scope, limit, cap_fen, granted_fen in scope_additions(decision, plan):
                     uow.usage.add(decision.credit_code, scope, limit, cap_fen, granted_fen)
         uow.outbox.add(plan_events(decision, plan, trace_id, at), now)
         uow.commit()
     return Applied(result, plan)
+
+
+def check_supersedes(uow: UnitOfWork, decision: Decision) -> None:
+    """A reviewed decision supersedes a decision the ledger never applied (it
+    was held for review), of the same application and firm; Rejected says
+    which rule it breaks. A superseded decision never seen here (older than
+    the topic's retention) is no obstacle: the application's grant, if any,
+    still makes the reviewed one a duplicate (plan_grant)."""
+    review = decision.review
+    assert review is not None
+    superseded = uow.inbox.get(review.supersedes_decision_id)
+    if superseded is None:
+        return
+    if superseded.result in (APPLIED, DUPLICATE):
+        raise Rejected(
+            f"review.supersedes_decision_id: decision {review.supersedes_decision_id} was already applied to the "
+            f"ledger ({superseded.result}): a reviewed decision supersedes only a decision held for review"
+        )
+    if superseded.application_id != decision.application_id or superseded.credit_code != decision.credit_code:
+        raise Rejected(
+            f"review.supersedes_decision_id: decision {review.supersedes_decision_id} is of application "
+            f"{superseded.application_id} ({superseded.credit_code}), not {decision.application_id} "
+            f"({decision.credit_code})"
+        )
+
+
+def apply_notice_line(uow: UnitOfWork, line: NoticeLine, at: dt.datetime) -> tuple[str, GrantRow, list[TrancheRow]]:
+    """("applied", the grant now PAYABLE or WITHDRAWN, the tranches scheduled)
+    or ("repeat", the grant, []) when it already is in that state. Rejected
+    (nothing written) for a line the ledger cannot follow: an unknown
+    decision, a firm or application that is not the grant's, PAYABLE after
+    WITHDRAWN, WITHDRAWN after PAYABLE (a line is withdrawn only during its
+    notice period, before it is payable: workflow.md)."""
+    now = rfc3339(at)
+    target = GrantState.PAYABLE if line.kind == PAYABLE_LINE else GrantState.WITHDRAWN
+    with uow:
+        uow.firms.lock(line.credit_code, now)
+        grant = uow.grants.by_decision(line.decision_id)
+        check_notice_line(uow, line, grant)
+        assert grant is not None
+        if grant.state == target:
+            uow.commit()
+            return "repeat", grant, []
+        if grant.state != GrantState.RESERVED:
+            since = grant.payable_on if grant.state == GrantState.PAYABLE else grant.withdrawn_on
+            raise Rejected(
+                f"{line.event_id}: the grant of decision {line.decision_id} is {grant.state} since {since} "
+                f"(notice {grant.notice_id}): it cannot become {target}"
+                + (
+                    "; a line is withdrawn only during its notice period, before it is payable"
+                    if target == GrantState.WITHDRAWN
+                    else ""
+                )
+            )
+        trace_id = grant.trace_id or cloudevents.new_trace_id()
+        day = line.day.isoformat()
+        if target == GrantState.PAYABLE:
+            tranches = payable_tranches(grant, line.day)
+            uow.grants.set_state(grant.application_id, target, line.notice_id, day, "", now)
+            for tranche in tranches:
+                uow.tranches.add(tranche, now)
+            changed = dataclasses.replace(grant, state=target, notice_id=line.notice_id, payable_on=day)
+            messages = [events.grant_payable(changed, len(tranches), at)]
+            messages += [
+                events.tranche_scheduled(t, grant.decision_id, grant.policy_version, trace_id, at) for t in tranches
+            ]
+        else:
+            tranches = []
+            for scope, fen in grant.uses:
+                uow.usage.release(grant.credit_code, scope, fen)
+            uow.grants.set_state(grant.application_id, target, line.notice_id, day, line.reason, now)
+            changed = dataclasses.replace(
+                grant, state=target, notice_id=line.notice_id, withdrawn_on=day, withdraw_reason=line.reason
+            )
+            messages = [events.grant_withdrawn(changed, sum(fen for _, fen in grant.uses), at)]
+        uow.outbox.add(messages, now)
+        uow.commit()
+    return "applied", changed, tranches
+
+
+def check_notice_line(uow: UnitOfWork, line: NoticeLine, grant: GrantRow | None) -> None:
+    """Is there a grant this line is about? Rejected says why not."""
+    if grant is None:
+        seen = uow.inbox.get(line.decision_id)
+        if seen is not None and seen.result == HELD_FOR_REVIEW:
+            why = "it was held for review and never applied (a notice names the reviewed decision superseding it)"
+        elif seen is not None and seen.result == DUPLICATE:
+            why = f"it was a duplicate: application {seen.application_id} was granted under another decision"
+        else:
+            why = "the ledger has recorded no grant for it"
+        raise Rejected(f"{line.event_id}: decision_id: unknown decision {line.decision_id}: {why}")
+    if grant.credit_code != line.credit_code:
+        raise Rejected(
+            f"{line.event_id}: credit_code: the grant of decision {line.decision_id} belongs to "
+            f"{grant.credit_code}, not {line.credit_code}"
+        )
+    if grant.application_id != line.application_id:
+        raise Rejected(
+            f"{line.event_id}: application_id: decision {line.decision_id} is of application "
+            f"{grant.application_id}, not {line.application_id}"
+        )
+
+
+def payable_tranches(grant: GrantRow, payable_on: dt.date) -> list[TrancheRow]:
+    """The tranches of a grant that became payable on ``payable_on``: the
+    amounts and budget years its decision gave (subsidy.core.ledger.schedule,
+    what ``subsidy simulate`` prints), each due on the later of
+    ``payable_on`` and its day in its budget year."""
+    submitted_on = dt.date.fromisoformat(grant.submitted_on)
+    return [
+        TrancheRow(
+            tranche_id=t.tranche_id,
+            application_id=grant.application_id,
+            credit_code=grant.credit_code,
+            clause=grant.clause,
+            number=t.number,
+            amount_fen=t.amount_fen,
+            due_on=payable_due_on(submitted_on, t.year, payable_on).isoformat(),
+            budget_year=t.year,
+            status=SCHEDULED,
+        )
+        for t in schedule(grant.application_id, grant.granted_fen, grant.decision_year, grant.tranche_shares_percent)
+    ]
 
 
 def raise_tranches_due(uow: UnitOfWork, today: dt.date, at: dt.datetime) -> list[TrancheRow]:
@@ -238,7 +392,8 @@ def cancel_tranche(
 
 
 def ledger(uow: UnitOfWork, credit_code: str) -> Ledger:
-    """The firm's grants with their tranches, and its usage per scope."""
+    """The firm's grants with their state and tranches, and its usage per
+    scope split into what RESERVED grants hold and the rest (PAYABLE)."""
     with uow:
         grants = uow.grants.of_firm(credit_code)
         tranches = uow.tranches.of_firm(credit_code)
@@ -247,11 +402,20 @@ def ledger(uow: UnitOfWork, credit_code: str) -> Ledger:
     by_application: dict[str, list[TrancheRow]] = {}
     for t in tranches:
         by_application.setdefault(t.application_id, []).append(t)
+    reserved: dict[str, int] = {}
+    for g in grants:
+        if g.state == GrantState.RESERVED:
+            for scope, fen in g.uses:
+                reserved[scope] = reserved.get(scope, 0) + fen
     return Ledger(
         credit_code,
         tuple(dataclasses.replace(g, tranches=tuple(by_application.get(g.application_id, ()))) for g in grants),
-        tuple(scopes),
+        tuple(_with_reserved(u, reserved.get(u.scope, 0)) for u in scopes),
     )
+
+
+def _with_reserved(usage: UsageRow, reserved_fen: int) -> UsageRow:
+    return dataclasses.replace(usage, reserved_fen=min(reserved_fen, usage.used_fen))
 
 
 def list_tranches(uow: UnitOfWork, query: TrancheQuery) -> tuple[list[TrancheRow], str]:
@@ -294,7 +458,91 @@ def parse_decision(value: bytes | None) -> Decision:
     shares = decision.tranche_shares_percent
     if decision.entitlements and (not shares or any(s < 0 for s in shares) or sum(shares) != 100):
         raise Rejected(f"tranche_shares_percent: must be non-negative and add up to 100, got {list(shares)}")
+    if decision.review is not None:
+        check_review(decision)
     return decision
+
+
+def check_review(decision: Decision) -> None:
+    """A reviewed decision as decision.proto defines it (ReviewRecord), or
+    Rejected naming the field."""
+    review = decision.review
+    assert review is not None
+    if decision.review_required:
+        raise Rejected("review_required: a reviewed decision (review set) cannot require review again")
+    if not review.supersedes_decision_id:
+        raise Rejected("review.supersedes_decision_id: is required")
+    if not review.item_id:
+        raise Rejected("review.item_id: is required")
+    expected = f"{review.supersedes_decision_id}{REVIEW_ID_SEPARATOR}{review.item_id}"
+    if decision.decision_id != expected:
+        raise Rejected(
+            f"decision_id: a reviewed decision's id is <supersedes_decision_id>/review:<item_id>, "
+            f"expected {expected!r}, got {decision.decision_id!r}"
+        )
+    if review.result not in ("APPROVED", "REJECTED"):
+        raise Rejected(f"review.result: APPROVED or REJECTED, got {review.result!r}")
+    if (review.result == "APPROVED") != (decision.outcome == "ELIGIBLE"):
+        raise Rejected(
+            f"outcome: a reviewed decision {review.result} must be "
+            f"{'ELIGIBLE' if review.result == 'APPROVED' else 'other than ELIGIBLE'}, got {decision.outcome}"
+        )
+    if not review.reviewers:
+        raise Rejected("review.reviewers: at least one reviewer is required")
+
+
+def parse_notice_line(value: bytes | None) -> NoticeLine | None:
+    """The LinePayable or LineWithdrawn of a subsidy.v1.NoticeEvent, checked;
+    None for the other kinds (NoticePublished, objections: nothing for the
+    ledger); Rejected naming the field for anything else."""
+    from google.protobuf.message import DecodeError
+
+    from subsidy.v1 import notice_pb2
+
+    if not value:
+        raise Rejected("empty value (or a tombstone): expected a subsidy.v1.NoticeEvent")
+    try:
+        message = notice_pb2.NoticeEvent.FromString(bytes(value))
+    except (DecodeError, ValueError) as exc:
+        raise Rejected(f"not a subsidy.v1.NoticeEvent protobuf: {exc}") from None
+    if not message.event_id:
+        raise Rejected("event_id: is required")
+    kind = message.WhichOneof("event")
+    if kind is None:
+        raise Rejected(
+            "event: none of notice_published, objection_lodged, objection_resolved, line_payable, line_withdrawn is set"
+        )
+    if kind not in ("line_payable", "line_withdrawn"):
+        return None
+    body = getattr(message, kind)
+    for name in ("decision_id", "application_id", "credit_code", "notice_id"):
+        if not getattr(body, name):
+            raise Rejected(f"{kind}.{name}: is required")
+    line_kind = PAYABLE_LINE if kind == "line_payable" else WITHDRAWN_LINE
+    expected = (payable_event_id if line_kind == PAYABLE_LINE else withdrawn_event_id)(body.decision_id)
+    if message.event_id != expected:
+        raise Rejected(f"event_id: expected {expected!r} for this {kind}, got {message.event_id!r}")
+    day_field = "payable_on" if line_kind == PAYABLE_LINE else "withdrawn_on"
+    try:
+        day = parse_iso_date(getattr(body, day_field), f"{kind}.{day_field}")
+    except InvalidArgument as exc:
+        raise Rejected(str(exc)) from None
+    reason = body.reason if line_kind == WITHDRAWN_LINE else ""
+    if line_kind == WITHDRAWN_LINE:
+        try:
+            check_cancel_reason(reason)
+        except InvalidArgument as exc:
+            raise Rejected(f"{kind}.{exc}") from None
+    return NoticeLine(
+        kind=line_kind,
+        event_id=message.event_id,
+        decision_id=body.decision_id,
+        application_id=body.application_id,
+        credit_code=body.credit_code,
+        notice_id=body.notice_id,
+        day=day,
+        reason=reason,
+    )
 
 
 def parse_payment(value: bytes | None) -> Payment:
@@ -343,8 +591,10 @@ def check_payment(payment: Payment, tranche: TrancheRow | None) -> None:
 
 
 def plan_rows(decision: Decision, plan: GrantPlan, trace_id: str) -> tuple[GrantRow, tuple[TrancheRow, ...]]:
-    """The grant and tranche rows a (non-duplicate) plan writes. Tranche k is
-    due on the submission date in decision year + k."""
+    """The RESERVED grant a (non-duplicate) plan writes, and the tranches it
+    would have were it payable now (tranche k due on the submission date in
+    decision year + k; the ledger writes them only once the grant is
+    PAYABLE, ``payable_tranches``)."""
     tranches = tuple(
         TrancheRow(
             tranche_id=t.tranche_id,
@@ -371,20 +621,31 @@ def plan_rows(decision: Decision, plan: GrantPlan, trace_id: str) -> tuple[Grant
         decision_year=decision.decision_year,
         reasons=plan.reasons,
         trace_id=trace_id,
-        tranches=tranches,
+        tranches=(),
+        state=GrantState.RESERVED,
+        uses=tuple(_uses(plan)),
+        tranche_shares_percent=tuple(decision.tranche_shares_percent),
+        submitted_on=decision.submitted_on.isoformat(),
     )
     return grant, tranches
+
+
+def _uses(plan: GrantPlan) -> list[tuple[str, int]]:
+    """The plan's granted fen per scope, in the order first used."""
+    by_scope: dict[str, int] = {}
+    for use in plan.uses:
+        by_scope[use.scope] = by_scope.get(use.scope, 0) + use.granted_fen
+    return list(by_scope.items())
 
 
 def plan_events(
     decision: Decision, plan: GrantPlan, trace_id: str, at: dt.datetime | None = None
 ) -> list[OutboxMessage]:
-    """GrantRecorded, then one TrancheScheduled per tranche (a duplicate: only
-    a GrantRecorded of 0 with DUPLICATE_APPLICATION, under the decision's id)."""
-    grant, tranches = plan_rows(decision, plan, trace_id)
-    out = [events.grant_recorded(grant, len(tranches), duplicate=plan.duplicate, at=at)]
-    out += [events.tranche_scheduled(t, plan.decision_id, decision.policy_version, trace_id, at) for t in tranches]
-    return out
+    """GrantRecorded of a RESERVED grant, with no tranche (they follow
+    GrantPayable); a duplicate: a GrantRecorded of 0 with
+    DUPLICATE_APPLICATION, under the decision's id."""
+    grant, _ = plan_rows(decision, plan, trace_id)
+    return [events.grant_recorded(grant, 0, duplicate=plan.duplicate, at=at)]
 
 
 def scope_additions(decision: Decision, plan: GrantPlan) -> list[tuple[str, str, int, int]]:

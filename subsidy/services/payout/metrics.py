@@ -9,7 +9,10 @@ from subsidy.platform import metrics as shared
 # Every metric through shared.metric: a name another service's module
 # registered first in the same process (an end-to-end test) is reused.
 DECISIONS = shared.metric(
-    Counter, "subsidy_payout_decisions", "Decisions consumed, by result (applied, replayed, duplicate).", ("result",)
+    Counter,
+    "subsidy_payout_decisions",
+    "Decisions consumed, by result (applied, replayed, duplicate, held_for_review).",
+    ("result",),
 )
 GRANTS = shared.metric(
     Counter, "subsidy_payout_grants", "Grants recorded, by clause and outcome.", ("clause", "outcome")
@@ -52,6 +55,19 @@ TRANCHES_OVERDUE = shared.metric(
     Gauge,
     "subsidy_payout_tranches_overdue",
     "DUE tranches whose due date is more than 30 days before today (by the service's clock).",
+)
+GRANT_TRANSITIONS = shared.metric(
+    Counter,
+    "subsidy_payout_grant_transitions",
+    "Grants entering a state (RESERVED from a decision, PAYABLE or WITHDRAWN from a public-notice line).",
+    ("state",),
+)
+NOTICE_LINES = shared.metric(
+    Counter,
+    "subsidy_payout_notice_lines",
+    "Public-notice records consumed, by kind (payable, withdrawn, other) and result "
+    "(applied, repeat, skipped, dead_letter).",
+    ("kind", "result"),
 )
 PAYMENTS = shared.metric(
     Counter,

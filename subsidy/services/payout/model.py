@@ -1,16 +1,17 @@
 """Values, errors and the small pure rules of the payout service: tranche due
-dates, derived event ids, tranche statuses, the clock.
+dates, derived event ids, tranche statuses and grant states.
 
-Nothing here touches SQL, Kafka or gRPC.
+Nothing here touches SQL, Kafka or gRPC. The clock is the platform's one
+(subsidy/platform/clock.py), injected by bootstrap.py.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Protocol
 
 from subsidy.core.dates import add_years
 
@@ -18,6 +19,17 @@ SCHEDULED, DUE, PAID, CANCELLED = "SCHEDULED", "DUE", "PAID", "CANCELLED"
 STATUSES = (SCHEDULED, DUE, PAID, CANCELLED)
 # Statuses from which a tranche may still be cancelled or paid.
 OPEN = (SCHEDULED, DUE)
+
+
+class GrantState(enum.StrEnum):
+    """Where a grant stands between its decision and its money (ADR 0013;
+    ../shared/policy/workflow.md "Public notice"). RESERVED → PAYABLE, or
+    RESERVED → WITHDRAWN; nothing else. The value is what the tables keep."""
+
+    RESERVED = "RESERVED"  # from its decision: counts against the caps, no tranches yet
+    PAYABLE = "PAYABLE"  # its notice closed clean: tranches scheduled
+    WITHDRAWN = "WITHDRAWN"  # an objection upheld: never paid, reservation released
+
 
 SOURCE = "/songjiang/subsidy/payout"
 TYPE_PREFIX = "cn.gov.songjiang.subsidy.payout."
@@ -27,6 +39,8 @@ EVENT_TYPES = {
     "tranche_due": TYPE_PREFIX + "tranche_due.v1",
     "tranche_cancelled": TYPE_PREFIX + "tranche_cancelled.v1",
     "tranche_paid": TYPE_PREFIX + "tranche_paid.v1",
+    "grant_payable": TYPE_PREFIX + "grant_payable.v1",
+    "grant_withdrawn": TYPE_PREFIX + "grant_withdrawn.v1",
 }
 _EVENT_ID_PREFIX = {
     "tranche_scheduled": "scheduled",
@@ -34,9 +48,6 @@ _EVENT_ID_PREFIX = {
     "tranche_cancelled": "cancelled",
     "tranche_paid": "paid",
 }
-
-# Songjiang's calendar day: China Standard Time, no daylight saving.
-CHINA = dt.timezone(dt.timedelta(hours=8), "CST")
 
 
 # -- errors (mapped to gRPC status codes by server.py) -------------------------
@@ -62,42 +73,6 @@ class Rejected(PayoutError):
     """A consumed message that must not be applied: it goes to the dead-letter topic."""
 
 
-# -- the clock -------------------------------------------------------------------
-
-
-class Clock(Protocol):
-    def today(self) -> dt.date: ...
-
-
-class SystemClock:
-    """Today in Songjiang (UTC+8)."""
-
-    def today(self) -> dt.date:
-        return dt.datetime.now(CHINA).date()
-
-
-@dataclass
-class FixedClock:
-    """A settable date: SUBSIDY_PAYOUT_TODAY, demos and tests."""
-
-    day: dt.date
-
-    def today(self) -> dt.date:
-        return self.day
-
-    def set(self, day: dt.date) -> None:
-        self.day = day
-
-
-def clock_from_setting(today: str) -> Clock:
-    if not today:
-        return SystemClock()
-    try:
-        return FixedClock(dt.date.fromisoformat(today))
-    except ValueError:
-        raise ValueError(f"SUBSIDY_PAYOUT_TODAY: not a date YYYY-MM-DD: {today!r}") from None
-
-
 # -- pure rules --------------------------------------------------------------------
 
 
@@ -106,6 +81,13 @@ def due_on(submitted_on: dt.date, budget_year: int) -> dt.date:
     year + k (``budget_year``); 29 February becomes 1 March in a common year
     (the core's one rule for it)."""
     return add_years(submitted_on, budget_year - submitted_on.year)
+
+
+def payable_due_on(submitted_on: dt.date, budget_year: int, payable_on: dt.date) -> dt.date:
+    """A tranche of a grant that became payable on ``payable_on`` is due on the
+    later of that day and its day in its budget year (``due_on``): the notice
+    never moves a tranche earlier, only later (workflow.md "Public notice")."""
+    return max(payable_on, due_on(submitted_on, budget_year))
 
 
 def grant_event_id(application_id: str) -> str:
@@ -117,6 +99,16 @@ def duplicate_grant_event_id(decision_id: str) -> str:
     applied: its GrantRecorded (0, DUPLICATE_APPLICATION) must not collide
     with the original grant's event id."""
     return f"grant:{decision_id}"
+
+
+def payable_event_id(decision_id: str) -> str:
+    """GrantPayable's id: the same as the LinePayable that caused it."""
+    return f"payable:{decision_id}"
+
+
+def withdrawn_event_id(decision_id: str) -> str:
+    """GrantWithdrawn's id: the same as the LineWithdrawn that caused it."""
+    return f"withdrawn:{decision_id}"
 
 
 def tranche_event_id(kind: str, tranche_id: str) -> str:
@@ -168,6 +160,29 @@ class GrantRow:
     reasons: tuple  # of subsidy.core.domain.Reason
     trace_id: str
     tranches: tuple[TrancheRow, ...] = ()
+    state: GrantState = GrantState.RESERVED
+    # What the grant holds per scope: ((scope, granted_fen), ...); empty on a
+    # grant recorded before the notice gate (never RESERVED, never released).
+    uses: tuple[tuple[str, int], ...] = ()
+    # The decision's schedule (percent per tranche) and submission day, kept
+    # for the tranches scheduled once the grant is PAYABLE.
+    tranche_shares_percent: tuple[int, ...] = ()
+    submitted_on: str = ""
+    notice_id: str = ""
+    payable_on: str = ""
+    withdrawn_on: str = ""
+    withdraw_reason: str = ""
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    """A decision the ledger has seen, and what applying it did (applied,
+    duplicate, held_for_review)."""
+
+    decision_id: str
+    application_id: str
+    credit_code: str
+    result: str
 
 
 @dataclass(frozen=True)
@@ -176,6 +191,12 @@ class UsageRow:
     limit: str
     used_fen: int
     cap_fen: int
+    # Of used_fen, what RESERVED grants hold (in notice); the rest is PAYABLE.
+    reserved_fen: int = 0
+
+    @property
+    def payable_fen(self) -> int:
+        return self.used_fen - self.reserved_fen
 
     @property
     def remaining_fen(self) -> int:
@@ -203,6 +224,25 @@ class Payment:
     credit_code: str
     amount_fen: int
     paid_on: str
+
+
+@dataclass(frozen=True)
+class NoticeLine:
+    """LinePayable or LineWithdrawn of subsidy.notices.v1, checked: what the
+    ledger does with a public-notice line. ``kind`` is payable or withdrawn;
+    ``day`` the payable_on or withdrawn_on day."""
+
+    kind: str
+    event_id: str
+    decision_id: str
+    application_id: str
+    credit_code: str
+    notice_id: str
+    day: dt.date
+    reason: str = ""
+
+
+PAYABLE_LINE, WITHDRAWN_LINE = "payable", "withdrawn"
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from subsidy.core.domain import Decision
 from subsidy.platform.outbox import OutboxMessage
-from subsidy.services.payout.model import GrantRow, Payment, TrancheQuery, TrancheRow, UsageRow
+from subsidy.services.payout.model import GrantRow, GrantState, InboxRow, Payment, TrancheQuery, TrancheRow, UsageRow
 
 
 class Firms(Protocol):
@@ -38,6 +38,9 @@ class Inbox(Protocol):
 
     def has(self, decision_id: str) -> bool: ...
 
+    def get(self, decision_id: str) -> InboxRow | None:
+        """The decision as seen, with what applying it did (applied, duplicate, held_for_review); None when never seen."""
+
     def add(self, decision: Decision, result: str, at: str) -> None: ...
 
 
@@ -48,7 +51,14 @@ class Grants(Protocol):
     def trace_id(self, application_id: str) -> str:
         """The trace id the application's grant was recorded under; "" when none is known."""
 
-    def add(self, grant: GrantRow, submitted_on: dt.date, at: str) -> None: ...
+    def add(self, grant: GrantRow, submitted_on: dt.date, at: str) -> None:
+        """A new grant, in ``grant.state`` (RESERVED), with its uses and schedule."""
+
+    def by_decision(self, decision_id: str) -> GrantRow | None:
+        """The grant recorded for this decision id (``tranches`` left empty), or None."""
+
+    def set_state(self, application_id: str, state: GrantState, notice_id: str, day: str, reason: str, at: str) -> None:
+        """PAYABLE (``day`` is payable_on) or WITHDRAWN (``day`` is withdrawn_on, with ``reason``)."""
 
     def of_firm(self, credit_code: str) -> list[GrantRow]:
         """The firm's grants, by decision year then application id (their ``tranches`` left empty)."""
@@ -87,6 +97,9 @@ class Usage(Protocol):
 
     def add(self, credit_code: str, scope: str, limit: str, cap_fen: int, granted_fen: int) -> None:
         """``granted_fen`` more used in the scope; the scope's cap and limit as the decision says."""
+
+    def release(self, credit_code: str, scope: str, fen: int) -> None:
+        """``fen`` less used in the scope (a withdrawn grant's reservation); never below 0."""
 
     def of_firm(self, credit_code: str) -> list[UsageRow]:
         """The firm's scopes, by scope."""

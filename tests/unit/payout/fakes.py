@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 
-from subsidy.services.payout.model import CANCELLED, DUE, PAID, SCHEDULED, UsageRow
+from subsidy.services.payout.model import CANCELLED, DUE, PAID, SCHEDULED, GrantState, InboxRow, UsageRow
 
 
 class FakeFirms:
@@ -29,13 +29,21 @@ class FakeFirms:
 class FakeInbox:
     def __init__(self):
         self.rows: dict[str, tuple[str, str]] = {}  # decision id -> (application id, result)
+        self.firms: dict[str, str] = {}  # decision id -> credit code
 
     def has(self, decision_id):
         return decision_id in self.rows
 
+    def get(self, decision_id):
+        if decision_id not in self.rows:
+            return None
+        application_id, result = self.rows[decision_id]
+        return InboxRow(decision_id, application_id, self.firms[decision_id], result)
+
     def add(self, decision, result, at):
         assert decision.decision_id not in self.rows, "the inbox's primary key"
         self.rows[decision.decision_id] = (decision.application_id, result)
+        self.firms[decision.decision_id] = decision.credit_code
 
 
 class FakeGrants:
@@ -51,7 +59,16 @@ class FakeGrants:
 
     def add(self, grant, submitted_on, at):
         assert grant.application_id not in self.rows, "the grants' primary key"
-        self.rows[grant.application_id] = dataclasses.replace(grant, tranches=())
+        self.rows[grant.application_id] = dataclasses.replace(grant, tranches=(), submitted_on=submitted_on.isoformat())
+
+    def by_decision(self, decision_id):
+        return next((g for g in self.rows.values() if g.decision_id == decision_id), None)
+
+    def set_state(self, application_id, state, notice_id, day, reason, at):
+        day_field = "payable_on" if state == GrantState.PAYABLE else "withdrawn_on"
+        self.rows[application_id] = dataclasses.replace(
+            self.rows[application_id], state=state, notice_id=notice_id, withdraw_reason=reason, **{day_field: day}
+        )
 
     def of_firm(self, credit_code):
         return sorted(
@@ -124,6 +141,10 @@ class FakeUsage:
         self.rows[(credit_code, scope)] = UsageRow(
             scope, limit, self.used_fen(credit_code, scope) + granted_fen, cap_fen
         )
+
+    def release(self, credit_code, scope, fen):
+        row = self.rows[(credit_code, scope)]
+        self.rows[(credit_code, scope)] = dataclasses.replace(row, used_fen=max(0, row.used_fen - fen))
 
     def of_firm(self, credit_code):
         return [row for (code, scope), row in sorted(self.rows.items()) if code == credit_code]

@@ -6,11 +6,13 @@ test_db_batch.py (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
 
 from subsidy.contracts import cloudevents
+from subsidy.core.domain import ReviewRecord
 from subsidy.services.payout import handlers
 from subsidy.services.payout.model import (
     CANCELLED,
@@ -18,6 +20,7 @@ from subsidy.services.payout.model import (
     PAID,
     SCHEDULED,
     FailedPrecondition,
+    GrantState,
     InvalidArgument,
     NotFound,
     Payment,
@@ -26,7 +29,7 @@ from subsidy.services.payout.model import (
 from subsidy.v1 import payout_pb2
 
 from .fakes import FakeUnitOfWork
-from .support import FIRM, OTHER_FIRM, RENT_CAP, rent_decision
+from .support import FIRM, OTHER_FIRM, RENT_CAP, line, rent_decision
 
 TRACE = "ab" * 16
 OTHER_TRACE = "cd" * 16
@@ -51,25 +54,25 @@ def tables(uow):
 
 
 class TestApplyDecision:
-    def test_an_eligible_decision_records_grant_tranches_usage_inbox_and_events_in_one_commit(self):
+    def test_an_eligible_decision_records_a_reserved_grant_usage_inbox_and_event_in_one_commit_and_no_tranche(self):
         uow = FakeUnitOfWork()
         applied = handlers.apply_decision(uow, rent_decision("A-1", 240_000_000, shares=(40, 30, 30)), TRACE, AT)
         assert (applied.result, applied.plan.granted_fen) == ("applied", 240_000_000)
         assert uow.commits == 1
         assert uow.inbox.rows == {"A-1@v1+test": ("A-1", "applied")}
-        assert uow.grants.rows["A-1"].granted_fen == 240_000_000 and uow.grants.rows["A-1"].trace_id == TRACE
-        assert [(t.tranche_id, t.amount_fen, t.due_on, t.status) for t in uow.tranches.of_firm(FIRM)] == [
-            ("A-1/tranche-0", 96_000_000, "2025-02-20", SCHEDULED),
-            ("A-1/tranche-1", 72_000_000, "2026-02-20", SCHEDULED),
-            ("A-1/tranche-2", 72_000_000, "2027-02-20", SCHEDULED),
-        ]
+        grant = uow.grants.rows["A-1"]
+        assert (grant.granted_fen, grant.trace_id, grant.state) == (240_000_000, TRACE, GrantState.RESERVED)
+        assert (grant.uses, grant.tranche_shares_percent, grant.submitted_on) == (
+            (("1.rent", 240_000_000),),
+            (40, 30, 30),
+            "2025-02-20",
+        )
+        assert uow.tranches.rows == {}
+        # The reservation counts against the cap at once.
         assert uow.usage.used_fen(FIRM, "1.rent") == 240_000_000
-        assert uow.outbox.event_ids == [
-            "grant:A-1",
-            "scheduled:A-1/tranche-0",
-            "scheduled:A-1/tranche-1",
-            "scheduled:A-1/tranche-2",
-        ]
+        assert uow.outbox.event_ids == ["grant:A-1"]
+        kind, body = event(uow.outbox.messages[0])
+        assert (kind, body.state, body.tranche_count) == ("grant_recorded", payout_pb2.GRANT_STATE_RESERVED, 0)
 
     def test_the_events_carry_the_decisions_trace_and_the_time_of_the_write(self):
         uow = FakeUnitOfWork()
@@ -141,9 +144,238 @@ class TestApplyDecision:
 
 
 def granted(uow, *decisions):
+    """Each decision applied and its notice line payable on its submission
+    day (so its tranches are due as they were before the notice gate)."""
     for decision in decisions:
         handlers.apply_decision(uow, decision, TRACE, AT)
+        handlers.apply_notice_line(uow, line(decision), AT)
     return uow
+
+
+def reviewed(computed, item_id="R-1", *, result="APPROVED", amount_fen=240_000_000, **kwargs):
+    """The reviewed decision superseding ``computed`` (decision.proto: ReviewRecord)."""
+    decision = rent_decision(
+        computed.application_id, amount_fen, outcome="ELIGIBLE" if result == "APPROVED" else "INELIGIBLE", **kwargs
+    )
+    return dataclasses.replace(
+        decision,
+        decision_id=f"{computed.decision_id}/review:{item_id}",
+        review=ReviewRecord(
+            computed.decision_id, item_id, ("reviewer-a", "reviewer-b"), "依据", result, "2025-03-01T00:00:00Z"
+        ),
+    )
+
+
+def held(decision):
+    return dataclasses.replace(decision, review_required=True, review_reasons=("ABOVE_FOUR_EYES_THRESHOLD",))
+
+
+class TestReview:
+    def test_a_decision_that_requires_review_is_seen_once_and_grants_and_reserves_nothing(self):
+        uow = FakeUnitOfWork()
+        computed = held(rent_decision("A-1"))
+        assert handlers.apply_decision(uow, computed, TRACE, AT).result == "held_for_review"
+        assert uow.inbox.rows == {"A-1@v1+test": ("A-1", "held_for_review")}
+        assert uow.grants.rows == {} and uow.usage.rows == {} and uow.outbox.event_ids == []
+        before = tables(uow)
+        assert handlers.apply_decision(uow, computed, TRACE, AT).result == "replayed"
+        assert tables(uow) == before
+
+    def test_the_reviewed_decision_is_applied_like_a_computed_one_under_its_own_id(self):
+        uow = FakeUnitOfWork()
+        computed = held(rent_decision("A-1"))
+        handlers.apply_decision(uow, computed, TRACE, AT)
+        decision = reviewed(computed, amount_fen=100_000_000)
+        applied = handlers.apply_decision(uow, decision, TRACE, AT)
+        assert (applied.result, applied.plan.granted_fen) == ("applied", 100_000_000)
+        grant = uow.grants.rows["A-1"]
+        assert (grant.decision_id, grant.state) == ("A-1@v1+test/review:R-1", GrantState.RESERVED)
+        assert uow.usage.used_fen(FIRM, "1.rent") == 100_000_000
+        assert handlers.apply_decision(uow, decision, TRACE, AT).result == "replayed"
+
+    def test_a_rejected_review_is_a_grant_of_0(self):
+        uow = FakeUnitOfWork()
+        computed = held(rent_decision("A-1"))
+        handlers.apply_decision(uow, computed, TRACE, AT)
+        applied = handlers.apply_decision(uow, reviewed(computed, result="REJECTED"), TRACE, AT)
+        assert applied.plan.granted_fen == 0 and uow.usage.rows == {}
+
+    def test_a_reviewed_decision_superseding_an_applied_decision_is_refused_and_writes_nothing(self):
+        uow = FakeUnitOfWork()
+        computed = rent_decision("A-1")
+        handlers.apply_decision(uow, computed, TRACE, AT)
+        before = tables(uow)
+        with pytest.raises(
+            Rejected, match=r"^review.supersedes_decision_id: decision A-1@v1\+test was already applied"
+        ):
+            handlers.apply_decision(uow, reviewed(computed), TRACE, AT)
+        assert tables(uow) == before
+
+    def test_a_reviewed_decision_of_another_application_is_refused(self):
+        uow = FakeUnitOfWork()
+        computed = held(rent_decision("A-1"))
+        handlers.apply_decision(uow, computed, TRACE, AT)
+        other = dataclasses.replace(reviewed(computed), application_id="A-2")
+        with pytest.raises(Rejected, match="is of application A-1"):
+            handlers.apply_decision(uow, other, TRACE, AT)
+
+    @pytest.mark.parametrize(
+        "change, message",
+        [
+            (dict(decision_id="A-1@v1+test/review:R-9"), "^decision_id: a reviewed decision's id is"),
+            (dict(review_required=True), "^review_required: "),
+            (dict(outcome="NEEDS_REVIEW"), "^outcome: a reviewed decision APPROVED must be ELIGIBLE"),
+        ],
+    )
+    def test_a_reviewed_decision_breaking_the_contract_is_rejected_naming_the_field(self, change, message):
+        from .support import decision_bytes
+
+        decision = dataclasses.replace(reviewed(held(rent_decision("A-1"))), **change)
+        with pytest.raises(Rejected, match=message):
+            handlers.parse_decision(decision_bytes(decision))
+
+    def test_a_reviewed_decision_with_an_unknown_result_is_rejected(self):
+        from .support import decision_bytes
+
+        decision = reviewed(held(rent_decision("A-1")))
+        decision = dataclasses.replace(decision, review=dataclasses.replace(decision.review, result="MAYBE"))
+        with pytest.raises(Rejected, match="^review.result: APPROVED or REJECTED, got 'MAYBE'$"):
+            handlers.parse_decision(decision_bytes(decision))
+
+
+class TestNoticeLines:
+    def test_payable_schedules_the_tranches_due_on_the_later_of_payable_on_and_their_day(self):
+        uow = FakeUnitOfWork()
+        decision = rent_decision("A-1", 240_000_000, shares=(40, 30, 30))
+        handlers.apply_decision(uow, decision, TRACE, AT)
+        result, grant, tranches = handlers.apply_notice_line(uow, line(decision, day="2025-03-14"), AT)
+        assert result == "applied" and grant.state == GrantState.PAYABLE
+        assert [(t.tranche_id, t.amount_fen, t.due_on, t.budget_year, t.status) for t in tranches] == [
+            ("A-1/tranche-0", 96_000_000, "2025-03-14", 2025, SCHEDULED),
+            ("A-1/tranche-1", 72_000_000, "2026-02-20", 2026, SCHEDULED),
+            ("A-1/tranche-2", 72_000_000, "2027-02-20", 2027, SCHEDULED),
+        ]
+        assert uow.tranches.of_firm(FIRM) == tranches
+        stored = uow.grants.rows["A-1"]
+        assert (stored.state, stored.notice_id, stored.payable_on) == (GrantState.PAYABLE, "N-2025-01", "2025-03-14")
+        assert uow.usage.used_fen(FIRM, "1.rent") == 240_000_000
+        assert uow.outbox.event_ids == [
+            "grant:A-1",
+            "payable:A-1@v1+test",
+            "scheduled:A-1/tranche-0",
+            "scheduled:A-1/tranche-1",
+            "scheduled:A-1/tranche-2",
+        ]
+        kind, body = event(uow.outbox.messages[1])
+        assert (kind, body.payable_on, body.granted_fen, body.tranche_count, body.notice_id) == (
+            "grant_payable",
+            "2025-03-14",
+            240_000_000,
+            3,
+            "N-2025-01",
+        )
+        for message in uow.outbox.messages:
+            assert cloudevents.trace_id_of(cloudevents.as_dict(message.headers)) == TRACE
+
+    def test_a_repeated_payable_line_writes_nothing(self):
+        uow = granted(FakeUnitOfWork(), rent_decision("A-1"))
+        before = tables(uow)
+        result, grant, tranches = handlers.apply_notice_line(uow, line(rent_decision("A-1"), day="2025-05-05"), AT)
+        assert (result, grant.state, tranches) == ("repeat", GrantState.PAYABLE, [])
+        assert tables(uow) == before
+
+    def test_withdrawn_releases_the_reservation_so_the_room_is_free_again(self):
+        uow = FakeUnitOfWork()
+        first = rent_decision("A-1", 400_000_000)
+        handlers.apply_decision(uow, first, TRACE, AT)
+        assert (
+            handlers.apply_decision(uow, rent_decision("A-2", 400_000_000), TRACE, AT).plan.granted_fen == 100_000_000
+        )
+        result, grant, tranches = handlers.apply_notice_line(
+            uow, line(first, "withdrawn", "2025-03-05", reason="异议成立"), AT
+        )
+        assert (result, grant.state, tranches) == ("applied", GrantState.WITHDRAWN, [])
+        assert uow.usage.used_fen(FIRM, "1.rent") == 100_000_000
+        stored = uow.grants.rows["A-1"]
+        assert (stored.withdrawn_on, stored.withdraw_reason) == ("2025-03-05", "异议成立")
+        assert uow.tranches.rows == {}
+        kind, body = event(uow.outbox.messages[-1])
+        assert uow.outbox.event_ids[-1] == "withdrawn:A-1@v1+test"
+        assert (kind, body.released_fen, body.reason, body.withdrawn_on) == (
+            "grant_withdrawn",
+            400_000_000,
+            "异议成立",
+            "2025-03-05",
+        )
+        # The room released is there for the next application.
+        assert (
+            handlers.apply_decision(uow, rent_decision("A-3", 400_000_000), TRACE, AT).plan.granted_fen == 400_000_000
+        )
+        before = tables(uow)
+        assert handlers.apply_notice_line(uow, line(first, "withdrawn", "2025-03-06"), AT)[0] == "repeat"
+        assert tables(uow) == before
+
+    def test_a_once_award_withdrawn_can_be_awarded_again(self):
+        from subsidy.core.domain import Entitlement, LimitKind
+
+        def once(application_id):
+            d = rent_decision(application_id, 1_000_000)
+            return dataclasses.replace(d, entitlements=(Entitlement("7.once", LimitKind.ONCE, 1_000_000, 1_000_000),))
+
+        uow = FakeUnitOfWork()
+        handlers.apply_decision(uow, once("A-1"), TRACE, AT)
+        assert handlers.apply_decision(uow, once("A-2"), TRACE, AT).plan.granted_fen == 0
+        handlers.apply_notice_line(uow, line(once("A-1"), "withdrawn"), AT)
+        assert handlers.apply_decision(uow, once("A-3"), TRACE, AT).plan.granted_fen == 1_000_000
+
+    def test_payable_after_withdrawn_and_withdrawn_after_payable_are_rejected_and_write_nothing(self):
+        uow = granted(FakeUnitOfWork(), rent_decision("A-1"))
+        handlers.apply_decision(uow, rent_decision("A-2", 1000), TRACE, AT)
+        handlers.apply_notice_line(uow, line(rent_decision("A-2", 1000), "withdrawn"), AT)
+        before, commits = tables(uow), uow.commits
+        with pytest.raises(
+            Rejected, match=r"is PAYABLE since 2025-02-20 \(notice N-2025-01\): it cannot become WITHDRAWN"
+        ):
+            handlers.apply_notice_line(uow, line(rent_decision("A-1"), "withdrawn"), AT)
+        with pytest.raises(Rejected, match="is WITHDRAWN since 2025-02-20 .*: it cannot become PAYABLE"):
+            handlers.apply_notice_line(uow, line(rent_decision("A-2", 1000)), AT)
+        assert tables(uow) == before and uow.commits == commits
+
+    def test_a_line_for_an_unknown_held_or_duplicate_decision_is_rejected_saying_which(self):
+        uow = FakeUnitOfWork()
+        handlers.apply_decision(uow, held(rent_decision("A-1")), TRACE, AT)
+        handlers.apply_decision(uow, rent_decision("A-2"), TRACE, AT)
+        handlers.apply_decision(uow, rent_decision("A-2", policy_version="v2+test"), TRACE, AT)
+        before = tables(uow)
+        with pytest.raises(Rejected, match="unknown decision A-9@v1\\+test: the ledger has recorded no grant"):
+            handlers.apply_notice_line(uow, line(rent_decision("A-9")), AT)
+        with pytest.raises(Rejected, match="held for review and never applied"):
+            handlers.apply_notice_line(uow, line(rent_decision("A-1")), AT)
+        with pytest.raises(Rejected, match="it was a duplicate"):
+            handlers.apply_notice_line(uow, line(rent_decision("A-2", policy_version="v2+test")), AT)
+        assert tables(uow) == before
+
+    def test_a_line_naming_another_firm_or_application_is_rejected(self):
+        uow = FakeUnitOfWork()
+        decision = rent_decision("A-1")
+        handlers.apply_decision(uow, decision, TRACE, AT)
+        before = tables(uow)
+        with pytest.raises(Rejected, match="^payable:A-1@v1\\+test: credit_code: "):
+            handlers.apply_notice_line(uow, line(dataclasses.replace(decision, credit_code=OTHER_FIRM)), AT)
+        with pytest.raises(Rejected, match="application_id: decision A-1@v1\\+test is of application A-1, not A-7"):
+            handlers.apply_notice_line(uow, line(dataclasses.replace(decision, application_id="A-7")), AT)
+        assert tables(uow) == before
+
+    def test_the_ledger_shows_state_and_what_is_reserved_and_payable_per_scope(self):
+        uow = granted(FakeUnitOfWork(), rent_decision("A-1", 100_000_000))
+        handlers.apply_decision(uow, rent_decision("A-2", 30_000_000), TRACE, AT)
+        ledger = handlers.ledger(uow, FIRM)
+        assert [(g.application_id, g.state, len(g.tranches)) for g in ledger.grants] == [
+            ("A-1", GrantState.PAYABLE, 1),
+            ("A-2", GrantState.RESERVED, 0),
+        ]
+        [scope] = ledger.scopes
+        assert (scope.used_fen, scope.reserved_fen, scope.payable_fen) == (130_000_000, 30_000_000, 100_000_000)
 
 
 class TestRaiseTranchesDue:

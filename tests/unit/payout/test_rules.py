@@ -9,21 +9,23 @@ import datetime as dt
 import pytest
 
 from subsidy.core.ledger import InMemoryLedger
+from subsidy.platform.clock import DevClockError, FixedClock, SystemClock
 from subsidy.services.payout import handlers
+from subsidy.services.payout.config import Settings
 from subsidy.services.payout.model import (
     CANCELLED,
     DUE,
     PAID,
     SCHEDULED,
-    FixedClock,
     InvalidArgument,
     Rejected,
-    SystemClock,
     TrancheRow,
-    clock_from_setting,
     due_on,
     grant_event_id,
+    payable_due_on,
+    payable_event_id,
     tranche_event_id,
+    withdrawn_event_id,
 )
 from subsidy.v1 import decision_pb2, payout_pb2
 
@@ -47,11 +49,29 @@ def test_event_ids_are_derived_from_application_and_tranche_ids():
     assert tranche_event_id("tranche_paid", "SJ-1/tranche-0") == "paid:SJ-1/tranche-0"
 
 
-def test_the_clock_is_fixed_by_the_setting_or_else_the_day_in_songjiang():
-    assert clock_from_setting("2026-03-01").today() == dt.date(2026, 3, 1)
-    assert isinstance(clock_from_setting(""), SystemClock)
+def test_a_payable_grants_tranche_is_due_on_the_later_of_payable_on_and_its_day_in_its_budget_year():
+    # The notice closes after the submission day of the decision year: tranche 0 waits for it.
+    assert payable_due_on(dt.date(2025, 2, 20), 2025, dt.date(2025, 3, 10)) == dt.date(2025, 3, 10)
+    # A later budget year's day is after the notice: unchanged.
+    assert payable_due_on(dt.date(2025, 2, 20), 2026, dt.date(2025, 3, 10)) == dt.date(2026, 2, 20)
+    # The same day either way.
+    assert payable_due_on(dt.date(2025, 2, 20), 2025, dt.date(2025, 2, 20)) == dt.date(2025, 2, 20)
+    assert payable_due_on(dt.date(2024, 2, 29), 2025, dt.date(2024, 6, 1)) == dt.date(2025, 3, 1)
+
+
+def test_grant_state_event_ids_are_derived_from_the_decision_id():
+    assert payable_event_id("SJ-1@v1") == "payable:SJ-1@v1"
+    assert withdrawn_event_id("SJ-1@v1") == "withdrawn:SJ-1@v1"
+
+
+def test_the_clock_is_the_platforms_fixed_by_the_setting_or_else_the_day_in_songjiang(tmp_path):
+    assert Settings.from_env({"SUBSIDY_PAYOUT_TODAY": "2026-03-01"}).clock().today() == dt.date(2026, 3, 1)
+    assert isinstance(Settings.from_env({}).clock(), SystemClock)
     with pytest.raises(ValueError, match="SUBSIDY_PAYOUT_TODAY"):
-        clock_from_setting("tomorrow")
+        Settings.from_env({"SUBSIDY_PAYOUT_TODAY": "tomorrow"}).clock()
+    # The dev clock's file is refused outside dev mode, naming the variable.
+    with pytest.raises(DevClockError, match="SUBSIDY_DEV_MODE"):
+        Settings.from_env({"SUBSIDY_DEV_CLOCK_FILE": str(tmp_path / "clock.json")}).clock()
     clock = FixedClock(dt.date(2025, 1, 1))
     clock.set(dt.date(2026, 1, 1))
     assert clock.today() == dt.date(2026, 1, 1)
@@ -167,24 +187,76 @@ def test_a_plan_becomes_a_grant_and_tranches_due_in_successive_budget_years():
     assert sum(t.amount_fen for t in tranches) == 100_000_001
 
 
-def test_the_events_of_a_plan_are_a_grant_then_one_scheduled_event_per_tranche():
+def test_the_event_of_a_plan_is_one_reserved_grant_without_tranches():
     decision = rent_decision("SJ-1", 1000, shares=(40, 30, 30))
     plan = InMemoryLedger().apply(decision)
-    messages = handlers.plan_events(decision, plan, "ab" * 16)
-    assert [m.event_id for m in messages] == [
-        "grant:SJ-1",
-        "scheduled:SJ-1/tranche-0",
-        "scheduled:SJ-1/tranche-1",
-        "scheduled:SJ-1/tranche-2",
-    ]
-    first = payout_pb2.PayoutEvent.FromString(messages[0].value)
-    assert first.WhichOneof("event") == "grant_recorded" and first.grant_recorded.tranche_count == 3
-    headers = dict(messages[1].headers)
-    assert headers["ce_id"] == b"scheduled:SJ-1/tranche-0"
-    assert headers["ce_type"] == b"cn.gov.songjiang.subsidy.payout.tranche_scheduled.v1"
+    assert len(plan.tranches) == 3  # what simulate prints; scheduled only once the grant is payable
+    [message] = handlers.plan_events(decision, plan, "ab" * 16)
+    assert message.event_id == "grant:SJ-1"
+    first = payout_pb2.PayoutEvent.FromString(message.value)
+    assert first.WhichOneof("event") == "grant_recorded"
+    assert (first.grant_recorded.tranche_count, first.grant_recorded.state) == (0, payout_pb2.GRANT_STATE_RESERVED)
+    headers = dict(message.headers)
+    assert headers["ce_id"] == b"grant:SJ-1"
+    assert headers["ce_type"] == b"cn.gov.songjiang.subsidy.payout.grant_recorded.v1"
     assert headers["ce_source"] == b"/songjiang/subsidy/payout"
     assert headers["ce_traceparent"].startswith(b"00-" + b"ab" * 16)
-    assert all(m.key == FIRM.encode() and m.topic == "subsidy.payouts.v1" for m in messages)
+    assert message.key == FIRM.encode() and message.topic == "subsidy.payouts.v1"
+
+
+def test_a_notice_event_parses_to_the_line_payout_applies_and_the_other_kinds_are_skipped():
+    from subsidy.v1 import notice_pb2
+
+    from .support import notice_event_bytes
+
+    decision = rent_decision("SJ-1")
+    payable = handlers.parse_notice_line(notice_event_bytes(decision, day="2025-03-14"))
+    assert (payable.kind, payable.event_id, payable.decision_id, payable.day) == (
+        "payable",
+        "payable:SJ-1@v1+test",
+        "SJ-1@v1+test",
+        dt.date(2025, 3, 14),
+    )
+    withdrawn = handlers.parse_notice_line(notice_event_bytes(decision, "withdrawn", reason="异议成立"))
+    assert (withdrawn.kind, withdrawn.reason) == ("withdrawn", "异议成立")
+    published = notice_pb2.NoticeEvent(event_id="published:N-1", notice_published=notice_pb2.NoticePublished())
+    assert handlers.parse_notice_line(published.SerializeToString()) is None
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda e: e.line_payable.ClearField("decision_id"), "^line_payable.decision_id: is required$"),
+        (lambda e: e.line_payable.ClearField("credit_code"), "^line_payable.credit_code: is required$"),
+        (lambda e: setattr(e.line_payable, "payable_on", "2025-02-30"), "^line_payable.payable_on: not a date"),
+        (lambda e: setattr(e, "event_id", "payable:other"), "^event_id: expected 'payable:SJ-1@v1\\+test'"),
+        (lambda e: e.ClearField("line_payable"), "^event: none of"),
+        (lambda e: e.ClearField("event_id"), "^event_id: is required$"),
+    ],
+)
+def test_a_bad_notice_line_is_rejected_naming_the_field(mutate, message):
+    from subsidy.v1 import notice_pb2
+
+    from .support import notice_event_bytes
+
+    event = notice_pb2.NoticeEvent.FromString(notice_event_bytes(rent_decision("SJ-1")))
+    mutate(event)
+    with pytest.raises(Rejected, match=message):
+        handlers.parse_notice_line(event.SerializeToString())
+
+
+def test_garbage_on_the_notice_topic_is_rejected():
+    with pytest.raises(Rejected, match="^empty value"):
+        handlers.parse_notice_line(None)
+    with pytest.raises(Rejected, match="not a subsidy.v1.NoticeEvent protobuf"):
+        handlers.parse_notice_line(b"\xff\xff\xff")
+
+
+def test_a_withdrawal_reason_with_control_characters_is_rejected():
+    from .support import notice_event_bytes
+
+    with pytest.raises(Rejected, match="^line_withdrawn.reason: must not contain control characters$"):
+        handlers.parse_notice_line(notice_event_bytes(rent_decision("SJ-1"), "withdrawn", reason="a\x1bb"))
 
 
 def test_a_second_decision_for_an_applied_application_records_a_duplicate_grant_of_0_under_its_own_id():

@@ -15,7 +15,7 @@ import pytest
 from subsidy.platform.db import Database
 from subsidy.services.payout import handlers
 from subsidy.services.payout.adapters import export
-from subsidy.services.payout.adapters.kafka import DecisionApplier, PaymentApplier, record_loop
+from subsidy.services.payout.adapters.kafka import DecisionApplier, NoticeLineApplier, PaymentApplier, record_loop
 from subsidy.services.payout.adapters.store import SqlStore
 from subsidy.services.payout.model import (
     CANCELLED,
@@ -23,19 +23,25 @@ from subsidy.services.payout.model import (
     PAID,
     SCHEDULED,
     FailedPrecondition,
+    GrantState,
     NotFound,
     Rejected,
 )
 from subsidy.v1 import events_pb2, payout_pb2
 
-from .support import FIRM, OTHER_FIRM, RENT_CAP, decision_bytes, rent_decision
+from .support import FIRM, OTHER_FIRM, RENT_CAP, decision_bytes, line, notice_event_bytes, rent_decision
 
 TRACE = "ab" * 16
 AT = dt.datetime(2025, 3, 1, 8, 0, tzinfo=dt.UTC)
 
 
-def apply(store, decision):
-    return handlers.apply_decision(store, decision, TRACE, AT)
+def apply(store, decision, payable=True):
+    """The decision applied and, unless ``payable`` is False, its notice line
+    payable on its submission day (its tranches due as before the notice gate)."""
+    applied = handlers.apply_decision(store, decision, TRACE, AT)
+    if payable and applied.result == "applied":
+        handlers.apply_notice_line(store, line(decision), AT)
+    return applied
 
 
 def mark_due(store, today):
@@ -72,22 +78,68 @@ def pending_ids(store):
     return out
 
 
-def test_a_decision_writes_grant_tranches_usage_and_events_in_one_go(store):
-    applied = apply(store, rent_decision("A-1", 240_000_000, shares=(40, 30, 30)))
+def test_a_decision_reserves_then_its_payable_line_schedules_the_tranches(store):
+    decision = rent_decision("A-1", 240_000_000, shares=(40, 30, 30))
+    applied = apply(store, decision, payable=False)
     assert applied.result == "applied" and applied.plan.granted_fen == 240_000_000
     ledger = handlers.ledger(store, FIRM)
     [grant] = ledger.grants
-    assert [t.amount_fen for t in grant.tranches] == [96_000_000, 72_000_000, 72_000_000]
-    assert [(s.scope, s.limit, s.used_fen, s.cap_fen, s.remaining_fen) for s in ledger.scopes] == [
-        ("1.rent", "cumulative_cap", 240_000_000, RENT_CAP, RENT_CAP - 240_000_000)
+    assert (grant.state, grant.tranches, grant.uses, grant.tranche_shares_percent) == (
+        GrantState.RESERVED,
+        (),
+        (("1.rent", 240_000_000),),
+        (40, 30, 30),
+    )
+    assert [(s.scope, s.limit, s.used_fen, s.cap_fen, s.remaining_fen, s.reserved_fen) for s in ledger.scopes] == [
+        ("1.rent", "cumulative_cap", 240_000_000, RENT_CAP, RENT_CAP - 240_000_000, 240_000_000)
     ]
+    assert pending_ids(store) == ["grant:A-1"]
+    result, _, _ = handlers.apply_notice_line(store, line(decision, day="2025-03-14", notice_id="N-7"), AT)
+    assert result == "applied"
+    [grant] = handlers.ledger(store, FIRM).grants
+    assert (grant.state, grant.notice_id, grant.payable_on) == (GrantState.PAYABLE, "N-7", "2025-03-14")
+    assert [(t.amount_fen, t.due_on) for t in grant.tranches] == [
+        (96_000_000, "2025-03-14"),
+        (72_000_000, "2026-02-20"),
+        (72_000_000, "2027-02-20"),
+    ]
+    assert handlers.ledger(store, FIRM).scopes[0].payable_fen == 240_000_000
     assert pending_ids(store) == [
-        "grant:A-1",
+        "payable:A-1@v1+test",
         "scheduled:A-1/tranche-0",
         "scheduled:A-1/tranche-1",
         "scheduled:A-1/tranche-2",
     ]
+    assert handlers.apply_notice_line(store, line(decision, day="2025-03-15"), AT)[0] == "repeat"
     assert pending_ids(store) == []
+
+
+def test_a_withdrawn_line_releases_the_reservation_in_sql(store):
+    decision = rent_decision("A-1", 400_000_000)
+    apply(store, decision, payable=False)
+    assert apply(store, rent_decision("A-2", 400_000_000), payable=False).plan.granted_fen == 100_000_000
+    handlers.apply_notice_line(store, line(decision, "withdrawn", "2025-03-05", reason="异议成立"), AT)
+    ledger = handlers.ledger(store, FIRM)
+    assert [(g.application_id, g.state, g.withdrawn_on, g.withdraw_reason) for g in ledger.grants] == [
+        ("A-1", GrantState.WITHDRAWN, "2025-03-05", "异议成立"),
+        ("A-2", GrantState.RESERVED, "", ""),
+    ]
+    assert (ledger.scopes[0].used_fen, ledger.scopes[0].reserved_fen) == (100_000_000, 100_000_000)
+    with pytest.raises(Rejected, match="is WITHDRAWN since 2025-03-05"):
+        handlers.apply_notice_line(store, line(decision), AT)
+
+
+def test_a_decision_held_for_review_writes_only_its_inbox_row(store):
+    import dataclasses
+
+    held = dataclasses.replace(rent_decision("A-1"), review_required=True, review_reasons=("NEEDS_REVIEW_OUTCOME",))
+    assert apply(store, held).result == "held_for_review"
+    assert handlers.ledger(store, FIRM).grants == () and pending_ids(store) == []
+    with store:
+        assert store.inbox.get("A-1@v1+test").result == "held_for_review"
+        store.commit()
+    with pytest.raises(Rejected, match="held for review and never applied"):
+        handlers.apply_notice_line(store, line(held), AT)
 
 
 def test_a_replayed_decision_writes_nothing(store):
@@ -104,13 +156,14 @@ def test_the_cap_holds_across_applications(store):
     ledger = handlers.ledger(store, FIRM)
     assert [g.granted_fen for g in ledger.grants] == [240_000_000, 240_000_000, 20_000_000]
     assert [r.code for r in ledger.grants[2].reasons] == ["CAP_PARTIAL"]
+    assert all(g.state == GrantState.PAYABLE for g in ledger.grants)
     assert ledger.scopes[0].used_fen == RENT_CAP and ledger.scopes[0].remaining_fen == 0
     apply(store, rent_decision("A-9", 1))
     assert handlers.ledger(store, FIRM).grants[-1].granted_fen == 0
 
 
 def test_an_ineligible_decision_counts_as_applied_with_a_grant_of_0(store):
-    apply(store, rent_decision("A-1", outcome="REFERRED"))
+    apply(store, rent_decision("A-1", outcome="REFERRED"), payable=False)
     [grant] = handlers.ledger(store, FIRM).grants
     assert (grant.outcome, grant.granted_fen, grant.tranches) == ("REFERRED", 0, ())
     assert pending_ids(store) == ["grant:A-1"]
@@ -285,3 +338,30 @@ def test_a_payment_for_an_unknown_tranche_is_dead_lettered_and_not_applied(store
     ).SerializeToString()
     assert consumer.handle(record(value, topic="subsidy.payments.v1")) == "dead_letter"
     assert "unknown tranche: X/tranche-0" in events_pb2.DeadLetter.FromString(producer.sent[0][2]).error
+
+
+def test_notice_lines_the_ledger_cannot_follow_are_dead_lettered_and_the_others_applied(store):
+    producer = FakeProducer()
+    written = []
+    consumer = record_loop(
+        "payout-notices",
+        NoticeLineApplier(store, lambda: written.append(1)),
+        "unused",
+        topic="subsidy.notices.v1",
+        dlq_topic="subsidy.notices.v1.dlq",
+        group_id="g",
+        producer_factory=lambda: producer,
+    )
+    decision = rent_decision("A-1", 1000, shares=(50, 50))
+    apply(store, decision, payable=False)
+    topic = "subsidy.notices.v1"
+    assert consumer.handle(record(notice_event_bytes(rent_decision("X-1")), 0, topic=topic)) == "dead_letter"
+    assert consumer.handle(record(notice_event_bytes(decision), 1, topic=topic)) == "applied"
+    assert consumer.handle(record(notice_event_bytes(decision), 2, topic=topic)) == "repeat"
+    assert consumer.handle(record(notice_event_bytes(decision, "withdrawn"), 3, topic=topic)) == "dead_letter"
+    assert written == [1]
+    errors = [events_pb2.DeadLetter.FromString(value).error for (_, _, value, _) in producer.sent]
+    assert [t for (t, _, _, _) in producer.sent] == ["subsidy.notices.v1.dlq"] * 2
+    assert "unknown decision X-1@v1+test" in errors[0]
+    assert "is PAYABLE since 2025-02-20" in errors[1] and "cannot become WITHDRAWN" in errors[1]
+    assert [t.tranche_id for t in handlers.ledger(store, FIRM).grants[0].tranches] == ["A-1/tranche-0", "A-1/tranche-1"]

@@ -10,7 +10,7 @@ from subsidy.services.payout import events, handlers
 from subsidy.services.payout.model import DUE, Payment, TrancheRow
 from subsidy.v1 import payout_pb2
 
-from .support import FIRM, rent_decision
+from .support import FIRM, line, rent_decision
 from .test_store import AT, TRACE, store  # noqa: F401 - the ledger on in-memory SQLite, as test_store has it
 
 ROW = TrancheRow(
@@ -53,6 +53,7 @@ def _published(store, prefix):  # noqa: F811 - the fixture's name
 
 def test_the_ledger_publishes_due_paid_and_cancelled_with_application_and_clause(store):  # noqa: F811
     handlers.apply_decision(store, rent_decision("A-1", 1000, shares=(50, 50)), TRACE, AT)
+    handlers.apply_notice_line(store, line(rent_decision("A-1", 1000, shares=(50, 50))), AT)
     handlers.raise_tranches_due(store, dt.date(2025, 3, 1), AT)
     handlers.cancel_tranche(store, "A-1/tranche-1", "企业已迁出松江区", dt.date(2025, 3, 2), AT)
     handlers.apply_payment(store, Payment("P-1", "A-1/tranche-0", FIRM, 500, "2025-03-03"), AT)

@@ -23,13 +23,13 @@ from grpc_health.v1 import health
 
 from subsidy.core import credit_code
 from subsidy.platform import logs
+from subsidy.platform.clock import Clock
 from subsidy.platform.db import DatabaseUnavailable
 from subsidy.platform.grpc import server as grpc_server
 from subsidy.platform.grpc.server import NOT_SERVING, SERVING  # noqa: F401 - the bootstrap's health answers
 from subsidy.platform.security import GrpcSecurity
-from subsidy.services.payout import handlers, metrics
+from subsidy.services.payout import events, handlers, metrics
 from subsidy.services.payout.model import (
-    Clock,
     FailedPrecondition,
     GrantRow,
     InvalidArgument,
@@ -74,6 +74,11 @@ def grant_to_proto(g: GrantRow) -> Any:
         decision_year=g.decision_year,
         reasons=[decision_pb2.Reason(code=r.code, clause=r.clause, message=r.message) for r in g.reasons],
         tranches=[tranche_to_proto(t) for t in g.tranches],
+        state=events.grant_state_proto(g.state),
+        notice_id=g.notice_id,
+        payable_on=g.payable_on,
+        withdrawn_on=g.withdrawn_on,
+        withdraw_reason=g.withdraw_reason,
     )
 
 
@@ -119,7 +124,13 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):
             grants=[grant_to_proto(g) for g in ledger.grants],
             scopes=[
                 payout_pb2.ScopeUsage(
-                    scope=u.scope, limit=u.limit, used_fen=u.used_fen, remaining_fen=u.remaining_fen, cap_fen=u.cap_fen
+                    scope=u.scope,
+                    limit=u.limit,
+                    used_fen=u.used_fen,
+                    remaining_fen=u.remaining_fen,
+                    cap_fen=u.cap_fen,
+                    reserved_fen=u.reserved_fen,
+                    payable_fen=u.payable_fen,
                 )
                 for u in ledger.scopes
             ],

@@ -1,4 +1,4 @@
-"""The two Kafka consumers of payout (subsidy.platform.consumer.KafkaRecordLoop,
+"""The three Kafka consumers of payout (subsidy.platform.consumer.KafkaRecordLoop,
 kafka-python in a thread each):
 
 - ``subsidy.decisions.v1``, group ``subsidy-payout``: the Decisions of one
@@ -11,7 +11,16 @@ kafka-python in a thread each):
   PaymentConfirmed applied in one transaction of its own
   (handlers.apply_payment). Left per record on purpose: payments are few (one
   per tranche, from finance), and a payment transaction that holds one firm
-  lock can never deadlock with the decisions batch, which holds many.
+  lock can never deadlock with the decisions batch, which holds many;
+- ``subsidy.notices.v1``, group ``subsidy-payout-notices``: each LinePayable
+  (the grant becomes PAYABLE, its tranches are scheduled) and LineWithdrawn
+  (the grant becomes WITHDRAWN, its cap reservation released) applied in one
+  transaction of its own with its outbox rows (handlers.apply_notice_line);
+  the other notice kinds (published, objections) are read and skipped. Per
+  record for the reason payments are: a line is one firm, a notice a few
+  dozen lines. A line the ledger cannot follow (unknown decision, PAYABLE
+  after WITHDRAWN or the reverse, another firm's decision) is Rejected and
+  dead-lettered to ``subsidy.notices.v1.dlq``.
 
 Offsets are committed once per poll, after every record of it was applied
 (at least once; the inbox and the payment ids make a redelivery harmless);
@@ -45,7 +54,7 @@ from subsidy.platform.consumer import KafkaRecordLoop
 from subsidy.services.payout import handlers, metrics
 from subsidy.services.payout.adapters.store import SqlStore
 from subsidy.services.payout.handlers import Applied
-from subsidy.services.payout.model import SOURCE, Rejected, utcnow
+from subsidy.services.payout.model import PAYABLE_LINE, SOURCE, Rejected, utcnow
 
 log = logging.getLogger("subsidy.services.payout.adapters.kafka")
 
@@ -147,14 +156,18 @@ class DecisionApplier:
         if applied.result == "replayed":
             log.info("decision replayed: already applied, nothing written", extra=logs.fields(**where))
             return False
+        if applied.result == handlers.HELD_FOR_REVIEW:
+            log.info(
+                "decision held for review: not applied, nothing granted or reserved",
+                extra=logs.fields(**where, review_reasons=list(decision.review_reasons)),
+            )
+            return False
         plan = applied.plan
         assert plan is not None  # only a replay has none
         if applied.result == "applied":
             metrics.GRANTS.labels(plan.clause, plan.outcome).inc()
             metrics.GRANTED_FEN.labels(plan.clause).inc(plan.granted_fen)
-            metrics.TRANSITIONS.labels("SCHEDULED").inc(len(plan.tranches))
-            for tranche in plan.tranches:
-                metrics.SCHEDULED_FEN.labels(plan.clause, str(tranche.year)).inc(tranche.amount_fen)
+            metrics.GRANT_TRANSITIONS.labels("RESERVED").inc()
             if any(r.code in CAP_REASONS for r in plan.reasons):
                 metrics.CAP_HITS.labels(plan.clause).inc()
             for reason in plan.reasons:
@@ -165,7 +178,7 @@ class DecisionApplier:
                 **where,
                 granted_fen=plan.granted_fen,
                 max_award_fen=plan.max_award_fen,
-                tranches=len(plan.tranches),
+                reviewed=decision.review is not None,
                 ledger_reasons=[r.code for r in plan.reasons],
             ),
         )
@@ -210,6 +223,75 @@ class PaymentApplier:
         return result
 
 
+class NoticeLineApplier:
+    """subsidy.notices.v1 → grant PAYABLE (tranches scheduled) or WITHDRAWN."""
+
+    consumer_name = "payout-notices"
+
+    def __init__(
+        self, store: SqlStore, on_written: Callable[[], None] = lambda: None, now: Callable[[], dt.datetime] = utcnow
+    ):
+        self.store = store
+        self.on_written = on_written
+        self.now = now
+
+    def __call__(self, record: Any) -> str:
+        try:
+            line = handlers.parse_notice_line(record.value)
+            if line is None:
+                metrics.NOTICE_LINES.labels("other", "skipped").inc()
+                return "skipped"
+            result, grant, tranches = handlers.apply_notice_line(self.store, line, self.now())
+        except Rejected as exc:
+            metrics.NOTICE_LINES.labels(_line_kind(record.value), "dead_letter").inc()
+            log.warning(
+                "notice line rejected: dead-lettered",
+                extra=logs.fields(partition=record.partition, offset=record.offset, reason=str(exc)[:300]),
+            )
+            raise
+        metrics.NOTICE_LINES.labels(line.kind, result).inc()
+        where = logs.fields(
+            event_id=line.event_id,
+            decision_id=line.decision_id,
+            application_id=line.application_id,
+            credit_code=line.credit_code,
+            notice_id=line.notice_id,
+            state=grant.state.value,
+            partition=record.partition,
+            offset=record.offset,
+        )
+        if result != "applied":
+            log.info("notice line repeated: the grant is already in that state, nothing written", extra=where)
+            return result
+        metrics.GRANT_TRANSITIONS.labels(grant.state.value).inc()
+        if line.kind == PAYABLE_LINE:
+            metrics.TRANSITIONS.labels("SCHEDULED").inc(len(tranches))
+            for tranche in tranches:
+                metrics.SCHEDULED_FEN.labels(tranche.clause, str(tranche.budget_year)).inc(tranche.amount_fen)
+            log.info(
+                "grant payable: tranches scheduled",
+                extra=logs.fields(**where["fields"], tranches=len(tranches), granted_fen=grant.granted_fen),
+            )
+        else:
+            log.info(
+                "grant withdrawn: cap reservation released",
+                extra=logs.fields(**where["fields"], released_fen=sum(fen for _, fen in grant.uses)),
+            )
+        self.on_written()
+        return result
+
+
+def _line_kind(value: Any) -> str:
+    """The metric label of a rejected record: payable, withdrawn or other."""
+    try:
+        from subsidy.v1 import notice_pb2
+
+        kind = notice_pb2.NoticeEvent.FromString(bytes(value or b"")).WhichOneof("event")
+    except Exception:  # noqa: BLE001 - undecodable: that is why it was rejected
+        return "other"
+    return {"line_payable": "payable", "line_withdrawn": "withdrawn"}.get(kind or "", "other")
+
+
 def decisions_consumer(
     store: SqlStore, bootstrap: str, group_id: str, on_written: Callable[[], None], **kwargs: Any
 ) -> KafkaRecordLoop:
@@ -235,6 +317,20 @@ def payments_consumer(
         bootstrap,
         topic=topics.PAYMENTS.name,
         dlq_topic=topics.PAYMENTS_DLQ.name,
+        group_id=group_id,
+        **kwargs,
+    )
+
+
+def notices_consumer(
+    store: SqlStore, bootstrap: str, group_id: str, on_written: Callable[[], None], **kwargs: Any
+) -> KafkaRecordLoop:
+    return record_loop(
+        NoticeLineApplier.consumer_name,
+        NoticeLineApplier(store, on_written),
+        bootstrap,
+        topic=topics.NOTICES.name,
+        dlq_topic=topics.NOTICES_DLQ.name,
         group_id=group_id,
         **kwargs,
     )

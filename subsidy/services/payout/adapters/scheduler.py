@@ -10,10 +10,11 @@ import logging
 from collections.abc import Callable
 
 from subsidy.platform import logs
+from subsidy.platform.clock import Clock
 from subsidy.platform.worker import WorkerThread
 from subsidy.services.payout import handlers, metrics
 from subsidy.services.payout.adapters.store import SqlStore
-from subsidy.services.payout.model import Clock, utcnow
+from subsidy.services.payout.model import utcnow
 
 log = logging.getLogger("subsidy.services.payout.adapters.scheduler")
 

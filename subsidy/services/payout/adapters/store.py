@@ -7,7 +7,8 @@ Tables (created and changed by the versioned migrations in adapters/migrations/,
 never at start-up; names carry the service so several services may share one
 PostgreSQL database): ``payout_firms`` (one row per
 firm: the row every write for that firm locks), ``payout_inbox`` (decision ids
-applied), ``payout_grants``, ``payout_tranches``, ``payout_usage`` (used, cap
+applied, held for review or duplicate), ``payout_grants`` (each with its
+state: RESERVED, PAYABLE, WITHDRAWN), ``payout_tranches`` (only of PAYABLE grants), ``payout_usage`` (used, cap
 and limit per firm and scope), ``payout_payments`` (payment ids applied) and
 ``payout_outbox`` (events to publish, in ``id`` order, one per event id).
 
@@ -58,6 +59,8 @@ from subsidy.services.payout.model import (
     PAID,
     SCHEDULED,
     GrantRow,
+    GrantState,
+    InboxRow,
     Payment,
     TrancheQuery,
     TrancheRow,
@@ -113,12 +116,51 @@ class SqlInbox:
     def has(self, decision_id: str) -> bool:
         return self.tx.one("SELECT 1 FROM payout_inbox WHERE decision_id = ?", (decision_id,)) is not None
 
+    def get(self, decision_id: str) -> InboxRow | None:
+        raw = self.tx.one(
+            "SELECT decision_id, application_id, credit_code, result FROM payout_inbox WHERE decision_id = ?",
+            (decision_id,),
+        )
+        return InboxRow(raw[0], raw[1], raw[2], raw[3]) if raw else None
+
     def add(self, decision: Decision, result: str, at: str) -> None:
         self.tx.execute(
             "INSERT INTO payout_inbox (decision_id, application_id, credit_code, result, applied_at) "
             "VALUES (?, ?, ?, ?, ?)",
             (decision.decision_id, decision.application_id, decision.credit_code, result, at),
         )
+
+
+_GRANT_COLUMNS = (
+    "application_id, decision_id, credit_code, clause, outcome, policy_version, max_award_fen, granted_fen, "
+    "decision_year, reasons, trace_id, state, uses, tranche_shares, submitted_on, notice_id, payable_on, "
+    "withdrawn_on, withdraw_reason"
+)
+
+
+def _grant(r: tuple) -> GrantRow:
+    return GrantRow(
+        application_id=r[0],
+        decision_id=r[1],
+        credit_code=r[2],
+        clause=r[3],
+        outcome=r[4],
+        policy_version=r[5],
+        max_award_fen=int(r[6]),
+        granted_fen=int(r[7]),
+        decision_year=int(r[8]),
+        reasons=events.reasons_from_plain(json.loads(r[9])),
+        trace_id=r[10],
+        # NULL: recorded before grant states (migration 0003), scheduled at once.
+        state=GrantState(r[11]) if r[11] else GrantState.PAYABLE,
+        uses=tuple((str(scope), int(fen)) for scope, fen in json.loads(r[12])) if r[12] else (),
+        tranche_shares_percent=tuple(int(p) for p in json.loads(r[13])) if r[13] else (),
+        submitted_on=r[14] or "",
+        notice_id=r[15] or "",
+        payable_on=r[16] or "",
+        withdrawn_on=r[17] or "",
+        withdraw_reason=r[18] or "",
+    )
 
 
 class SqlGrants:
@@ -136,7 +178,8 @@ class SqlGrants:
         self.tx.execute(
             "INSERT INTO payout_grants (application_id, decision_id, credit_code, clause, outcome, "
             "policy_version, max_award_fen, granted_fen, decision_year, submitted_on, reasons, trace_id, "
-            "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "recorded_at, state, uses, tranche_shares, state_changed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 grant.application_id,
                 grant.decision_id,
@@ -151,27 +194,30 @@ class SqlGrants:
                 json.dumps(events.reasons_to_plain(grant.reasons), ensure_ascii=False),
                 grant.trace_id,
                 at,
+                grant.state.value,
+                json.dumps([list(use) for use in grant.uses], ensure_ascii=False),
+                json.dumps(list(grant.tranche_shares_percent)),
+                at,
             ),
+        )
+
+    def by_decision(self, decision_id: str) -> GrantRow | None:
+        raw = self.tx.one(f"SELECT {_GRANT_COLUMNS} FROM payout_grants WHERE decision_id = ?", (decision_id,))
+        return _grant(raw) if raw else None
+
+    def set_state(self, application_id: str, state: GrantState, notice_id: str, day: str, reason: str, at: str) -> None:
+        column = "payable_on" if state == GrantState.PAYABLE else "withdrawn_on"
+        self.tx.execute(
+            f"UPDATE payout_grants SET state = ?, notice_id = ?, {column} = ?, withdraw_reason = ?, "
+            "state_changed_at = ? WHERE application_id = ?",
+            (state.value, notice_id, day, reason or None, at, application_id),
         )
 
     def of_firm(self, credit_code: str) -> list[GrantRow]:
         return [
-            GrantRow(
-                application_id=r[0],
-                decision_id=r[1],
-                credit_code=r[2],
-                clause=r[3],
-                outcome=r[4],
-                policy_version=r[5],
-                max_award_fen=int(r[6]),
-                granted_fen=int(r[7]),
-                decision_year=int(r[8]),
-                reasons=events.reasons_from_plain(json.loads(r[9])),
-                trace_id=r[10],
-            )
+            _grant(r)
             for r in self.tx.all(
-                "SELECT application_id, decision_id, credit_code, clause, outcome, policy_version, max_award_fen, "
-                "granted_fen, decision_year, reasons, trace_id FROM payout_grants WHERE credit_code = ? "
+                f"SELECT {_GRANT_COLUMNS} FROM payout_grants WHERE credit_code = ? "
                 "ORDER BY decision_year, application_id",
                 (credit_code,),
             )
@@ -290,6 +336,13 @@ class SqlUsage:
             "used_fen = payout_usage.used_fen + excluded.used_fen, "
             "cap_fen = excluded.cap_fen, limit_kind = excluded.limit_kind",
             (credit_code, scope, limit, cap_fen, granted_fen),
+        )
+
+    def release(self, credit_code: str, scope: str, fen: int) -> None:
+        self.tx.execute(
+            "UPDATE payout_usage SET used_fen = CASE WHEN used_fen > ? THEN used_fen - ? ELSE 0 END "
+            "WHERE credit_code = ? AND scope = ?",
+            (fen, fen, credit_code, scope),
         )
 
     def of_firm(self, credit_code: str) -> list[UsageRow]:
