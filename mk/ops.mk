@@ -1,7 +1,8 @@
 # Operations: render the Kubernetes manifests, check them and the alerts.
 # Included by the Makefile (VENV, PY). See docs/operations.md.
 #
-#   make k8s-render OVERLAY=prod   print the manifests (kustomize build)
+#   make k8s-render OVERLAY=prod   print the manifests (kustomize build, default options)
+#   make k8s-sync                  copy policy/ and demo/registry.json into deploy/k8s
 #   make k8s-test                  render and validate every overlay offline
 #   make alerts-test               promtool check rules + test rules
 #   make ops-test                  both
@@ -10,10 +11,15 @@
 OVERLAY ?= dev
 IMAGE ?= songjiang-subsidy:dev
 
-.PHONY: k8s-render k8s-test alerts-test ops-test image
+.PHONY: k8s-render k8s-sync k8s-test alerts-test ops-test image
 
 k8s-render: $(INSTALLED)
-	@"$$($(PY) -m subsidy_dev.tools kustomize)" build --load-restrictor LoadRestrictionsNone deploy/k8s/overlays/$(OVERLAY)
+	@"$$($(PY) -m subsidy_dev.tools kustomize)" build deploy/k8s/overlays/$(OVERLAY)
+
+# The manifests ship copies of policy/ (kustomize's default load restrictor
+# refuses files outside deploy/k8s); tests/ops/test_k8s.py fails when they drift.
+k8s-sync:
+	$(PY) deploy/k8s/sync-files.py
 
 k8s-test: $(GENERATED)
 	$(PY) -m pytest tests/ops/test_k8s.py -q

@@ -13,8 +13,16 @@
   every environment variable one the code reads, no secret in the base,
   a deterministic render.
 
-kustomize comes from subsidy_dev.tools (built with `go install` on first
-use, then cached); kubernetes-validate and jsonschema are test extras.
+Every overlay renders with kustomize's DEFAULT options (the load
+restrictor on, as `kubectl kustomize`, `kubectl apply -k` and Argo CD use
+it): the files the manifests ship are copies inside deploy/k8s kept by
+`make k8s-sync` (deploy/k8s/sync-files.py), and a test fails when they drift
+from their source. kubeconform validates every overlay strictly too, as a
+second, independent validator.
+
+kustomize comes from subsidy_dev.tools, kubeconform from tests/ops/kubeconform.py
+(both built with `go install` on first use, then cached); kubernetes-validate
+and jsonschema are test extras.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import copy
 import functools
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -32,6 +41,7 @@ import yaml
 
 from subsidy.contracts import topics
 from subsidy_dev import tools
+from tests.ops import kubeconform
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -75,8 +85,9 @@ def kustomize_binary() -> str:
 
 
 def build(path: Path) -> str:
+    """`kustomize build` with the default options (what `kubectl kustomize` does)."""
     result = subprocess.run(
-        [kustomize_binary(), "build", "--load-restrictor", "LoadRestrictionsNone", str(path)],
+        [kustomize_binary(), "build", str(path)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -232,6 +243,76 @@ def test_custom_resources_match_their_crd_schemas(overlay):
     }
     errors = [e for d in docs for e in crd_errors(d)]
     assert not errors, "\n".join(errors)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_kubeconform_strict(overlay, version, tmp_path):
+    try:
+        kubeconform.binary()
+    except kubeconform.Unavailable as exc:
+        pytest.fail(f"kubeconform is not available: {exc}")
+    text = rendered_text(f"overlays/{overlay}")
+    result = kubeconform.validate(text, version, tmp_path, CRD_SCHEMAS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    count = len(_rendered(f"overlays/{overlay}"))
+    assert f"{count} resources found in 1 file - Valid: {count}, Invalid: 0, Errors: 0, Skipped: 0" in result.stdout
+
+
+def test_kubeconform_does_reject_unknown_fields(tmp_path):
+    """Guard against a kubeconform run that passes everything (a schema it
+    cannot find, a CRD schema left open)."""
+    text = rendered_text("overlays/prod")
+    for good, bad in (
+        ("readOnlyRootFilesystem: true", "readOnlyRootFileSystem: true"),
+        ("\n  partitions: 6\n", "\n  partition: 6\n"),
+    ):
+        assert good in text
+        work = tmp_path / bad.strip().split(":")[0]
+        result = kubeconform.validate(text.replace(good, bad, 1), KUBERNETES_VERSIONS[0], work, CRD_SCHEMAS)
+        assert result.returncode == 1, result.stdout
+        assert "additional properties" in result.stdout and "Invalid: 1," in result.stdout
+
+
+def test_the_copies_in_deploy_match_their_sources():
+    """policy/ and demo/registry.json are the sources; deploy/k8s ships copies
+    (the default load restrictor refuses files outside the kustomization)."""
+    result = subprocess.run(
+        [sys.executable, str(K8S / "sync-files.py"), "--check"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, f"the copies drifted (run `make k8s-sync`):\n{result.stderr}"
+
+
+def test_the_drift_check_catches_a_change_a_new_file_and_a_stale_copy(tmp_path):
+    import shutil
+
+    for part in ("policy", "demo", "deploy/k8s"):
+        shutil.copytree(ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
+    script = [sys.executable, str(K8S / "sync-files.py"), "--root", str(tmp_path)]
+
+    def check() -> str:
+        result = subprocess.run([*script, "--check"], capture_output=True, text=True, timeout=60)
+        return result.stderr if result.returncode else ""
+
+    assert check() == ""
+    clause = tmp_path / "policy" / "clauses" / "2.yaml"
+    clause.write_text(clause.read_text() + "\n# changed\n")
+    (tmp_path / "policy" / "clauses" / "99.yaml").write_text("new: clause\n")
+    (tmp_path / "deploy/k8s/base/policy/directory/1999.yaml").write_text("old: year\n")
+    (tmp_path / "demo" / "registry.json").write_text("{}")
+    problems = check()
+    for expected in (
+        "differs: deploy/k8s/base/policy/clauses/2.yaml",
+        "missing: deploy/k8s/base/policy/clauses/99.yaml",
+        "stale: deploy/k8s/base/policy/directory/1999.yaml",
+        "differs: deploy/k8s/overlays/dev/registry.json",
+        "differs: deploy/k8s/base/policy/kustomization.yaml",
+    ):
+        assert expected in problems
+    assert subprocess.run(script, timeout=60).returncode == 0  # make k8s-sync
+    assert check() == ""
+    generated = (tmp_path / "deploy/k8s/base/policy/kustomization.yaml").read_text()
+    assert "99.yaml=clauses/99.yaml" in generated and "1999" not in generated
 
 
 def test_the_validators_do_reject_unknown_and_wrong_fields():
