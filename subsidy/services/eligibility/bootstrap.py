@@ -104,6 +104,13 @@ def main() -> int:
         log.error("policy refused: %s", exc)
         return EXIT_BAD_POLICY
     log.info("policy %s loaded (%d clauses)", policy.version, len(policy.clauses))
+    from subsidy.core.workflow.settings import FILE_NAME, WorkflowSettingsError, load_workflow
+
+    try:  # the review settings beside it (Handler reads them): refused like the policy
+        load_workflow(policy.directory / FILE_NAME)
+    except WorkflowSettingsError as exc:
+        log.error("workflow settings refused: %s", exc)
+        return EXIT_BAD_POLICY
     try:
         created = platform_topics.ensure_all(settings.bootstrap_servers)
     except Exception as exc:  # noqa: BLE001 - the broker is unreachable or refuses

@@ -35,6 +35,9 @@ from subsidy.contracts.events import MalformedEvent
 from subsidy.core import eligibility as rules
 from subsidy.core.domain import Decision
 from subsidy.core.policy import Policy
+from subsidy.core.workflow import review as review_rules
+from subsidy.core.workflow.settings import FILE_NAME as WORKFLOW_FILE
+from subsidy.core.workflow.settings import WorkflowSettings, load_workflow
 from subsidy.platform.dead_letters import RecordRejected, header_list
 
 CONSUMER = "eligibility"
@@ -78,8 +81,12 @@ def _application_pb2():
     return application_pb2
 
 
-def process(record: Any, *, policy: Policy, now: dt.datetime) -> Decided:
-    """Decide one application record; raises ``Rejected``."""
+def process(record: Any, *, policy: Policy, now: dt.datetime, workflow: WorkflowSettings | None = None) -> Decided:
+    """Decide one application record; raises ``Rejected``. With ``workflow``
+    (policy/workflow.yaml), the decision says whether people must review it
+    before money moves (review_required, review_reasons: the core rule
+    subsidy.core.workflow.review.stamp, with the settings in force on the
+    submission day). The calculator's own output never carries these."""
     try:
         message = events.application(record.value)
     except MalformedEvent as exc:
@@ -96,6 +103,8 @@ def process(record: Any, *, policy: Policy, now: dt.datetime) -> Decided:
         ) from exc
     try:
         decision = rules.evaluate(application, policy)
+        if workflow is not None:
+            decision = review_rules.stamp(decision, workflow.on(decision.submitted_on))
         decision_bytes = codec.decision_to_proto(decision).SerializeToString()
     except Exception as exc:
         raise Rejected(
@@ -117,9 +126,14 @@ class Handler:
     """``process`` as a record handler: the policy in force and the clock
     given once, then one record in, one ``Decided`` out (or ``Rejected``)."""
 
-    def __init__(self, policy: Policy, clock: Callable[[], dt.datetime] = utc_now):
+    def __init__(
+        self, policy: Policy, clock: Callable[[], dt.datetime] = utc_now, workflow: WorkflowSettings | None = None
+    ):
         self.policy = policy
         self.clock = clock
+        # The review settings live beside the policy (policy/workflow.yaml); a
+        # missing or malformed file stops the service at start, naming the field.
+        self.workflow = workflow if workflow is not None else load_workflow(policy.directory / WORKFLOW_FILE)
 
     def __call__(self, record: Any) -> Decided:
-        return process(record, policy=self.policy, now=self.clock())
+        return process(record, policy=self.policy, now=self.clock(), workflow=self.workflow)

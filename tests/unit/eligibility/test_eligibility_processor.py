@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from subsidy.contracts import cloudevents, codec, topics
 from subsidy.core import eligibility as rules
+from subsidy.core.workflow import review
+from subsidy.core.workflow.settings import load_workflow
 from subsidy.platform.consumer import RecordRejected
 from subsidy.services.eligibility import handlers
 from subsidy.services.eligibility.handlers import Decided, Handler, Rejected
@@ -22,6 +24,12 @@ NOW = dt.datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=dt.UTC)
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 DEMO = demo_applications()
 handle = Handler(POLICY, clock=lambda: NOW)
+WORKFLOW = load_workflow()
+
+
+def expected(app):
+    """The rules' decision, stamped for review by the workflow settings (policy/workflow.yaml)."""
+    return review.stamp(rules.evaluate(app, POLICY), WORKFLOW.on(app.submitted_on))
 
 
 def run(key, value, headers=None):
@@ -41,13 +49,28 @@ def test_a_valid_application_becomes_a_decision_for_the_decisions_topic_keyed_by
     assert outcome.topic == topics.DECISIONS.name
     assert outcome.key == app.firm.credit_code.encode()
     decision = decision_pb2.Decision.FromString(outcome.value)
-    assert decision == codec.decision_to_proto(rules.evaluate(app, POLICY))
+    assert decision == codec.decision_to_proto(expected(app))
 
 
 def test_every_demo_application_is_decided_exactly_as_the_rules_decide_it_directly():
     for app in DEMO:
         outcome = run(*application_record(app))
-        assert codec.decision_from_proto(decision_pb2.Decision.FromString(outcome.value)) == rules.evaluate(app, POLICY)
+        assert codec.decision_from_proto(decision_pb2.Decision.FromString(outcome.value)) == expected(app)
+
+
+def test_decisions_needing_people_are_stamped_and_the_others_are_not():
+    stamped = {}
+    for app in DEMO:
+        decision = codec.decision_from_proto(decision_pb2.Decision.FromString(run(*application_record(app)).value))
+        computed = rules.evaluate(app, POLICY)
+        if computed.outcome == "NEEDS_REVIEW":
+            assert decision.review_reasons == (review.NEEDS_REVIEW_OUTCOME,)
+        elif computed.outcome == "ELIGIBLE" and computed.max_award_fen >= 100_000_000:
+            assert decision.review_reasons == (review.ABOVE_FOUR_EYES_THRESHOLD,)
+        else:
+            assert not decision.review_required and decision.review_reasons == ()
+        stamped[app.application_id] = decision.review_required
+    assert any(stamped.values()) and not all(stamped.values())
 
 
 def test_the_decision_carries_the_same_trace_id_as_the_application():
