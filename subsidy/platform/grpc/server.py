@@ -17,6 +17,17 @@ Then the service's servicers, the standard health service
 for the service's names when the security configuration allows it, and the
 port, with TLS when configured (``GrpcSecurity.add_port`` logs the posture).
 
+Secure by default: ``check_exposure`` refuses an address beyond loopback
+without TLS or authentication unless ``SUBSIDY_DEV_MODE=1``.
+
+With ``SUBSIDY_HEALTH_ADDRESS`` (or ``SUBSIDY_<SERVICE>_HEALTH_ADDRESS``) a
+second, PLAINTEXT server listens there and serves ``grpc.health.v1.Health``
+only: kubelet's gRPC probes cannot speak TLS. It answers the same statuses as
+the main port, plus ``LIVENESS`` ("subsidy.liveness"), SERVING for as long as
+the process's event loop answers: the liveness probe asks that name, so a
+Kafka or database outage (which turns the readiness names NOT_SERVING) does
+not restart pods. The two servers start and stop together (``Servers``).
+
 The caller owns the health servicer and its statuses: intake, payout and
 notify set them from their health watch (subsidy/platform/process.py),
 eligibility from faust's readiness (its ``GrpcServer``, a mode.Service in the
@@ -36,9 +47,13 @@ from grpc_reflection.v1alpha import reflection
 from subsidy.platform.grpc.decode import MalformedRequests
 from subsidy.platform.metrics import GrpcMetricsInterceptor
 from subsidy.platform.security import GrpcSecurity
+from subsidy.platform.security.config import check_exposure
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+#: The health name the liveness probe asks: SERVING while the process answers at all.
+LIVENESS = "subsidy.liveness"
 
 #: ``add_XServicer_to_server`` from the generated ``*_pb2_grpc`` module, and the servicer.
 Servicer = tuple[Callable[[Any, Any], None], Any]
@@ -80,6 +95,57 @@ class InterceptOncePerMethod(grpc.aio.ServerInterceptor):
         )
 
 
+class ProbeHealth(health_pb2_grpc.HealthServicer):
+    """The health-only port's servicer: ``LIVENESS`` is always SERVING; any
+    other name is answered by the service's own health servicer."""
+
+    def __init__(self, health_servicer: health.aio.HealthServicer):
+        self._health = health_servicer
+
+    async def Check(self, request: Any, context: Any) -> Any:
+        if request.service == LIVENESS:
+            return health_pb2.HealthCheckResponse(status=SERVING)
+        return await self._health.Check(request, context)
+
+    async def Watch(self, request: Any, context: Any) -> Any:
+        if request.service == LIVENESS:
+            yield health_pb2.HealthCheckResponse(status=SERVING)
+            return
+        async for response in self._health.Watch(request, context):
+            yield response
+
+
+class Servers:
+    """The main server and the health-only one, started and stopped together
+    (what a caller of ``build_server`` does with a ``grpc.aio.Server``)."""
+
+    def __init__(self, main: grpc.aio.Server, probes: grpc.aio.Server, probe_port: int):
+        self.main = main
+        self.probes = probes
+        self.probe_port = probe_port
+
+    async def start(self) -> None:
+        await self.main.start()
+        await self.probes.start()
+
+    async def stop(self, grace: float | None) -> None:
+        await self.main.stop(grace)
+        await self.probes.stop(None)
+
+    async def wait_for_termination(self, timeout: float | None = None) -> bool:
+        return await self.main.wait_for_termination(timeout)
+
+
+def build_health_server(address: str, health_servicer: health.aio.HealthServicer) -> tuple[grpc.aio.Server, int]:
+    """A plaintext server on ``address`` answering grpc.health.v1 only (``ProbeHealth``)."""
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 4096)])
+    health_pb2_grpc.add_HealthServicer_to_server(ProbeHealth(health_servicer), server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {address}")
+    return server, port
+
+
 def build_server(
     service: str,
     address: str,
@@ -95,8 +161,11 @@ def build_server(
     ``SUBSIDY_<SERVICE>_TLS_…``) on ``address``, not started; returns it and
     the bound port. ``service_names`` are the full names of the servicers'
     services, offered by reflection beside health and reflection itself.
-    ``security`` defaults to the one the environment configures."""
+    ``security`` defaults to the one the environment configures. With a
+    health address configured, the server returned is a ``Servers`` (the
+    main server and the health-only one)."""
     security = security or GrpcSecurity.from_env(service)
+    check_exposure(security.config, address)
     server = grpc.aio.server(
         interceptors=[
             InterceptOncePerMethod([MalformedRequests(), GrpcMetricsInterceptor(), *security.interceptors()])
@@ -113,4 +182,7 @@ def build_server(
     port = security.add_port(server, address)
     if port == 0:
         raise RuntimeError(f"cannot listen on {address}")
+    if security.config.health_address:
+        probes, probe_port = build_health_server(security.config.health_address, health_servicer)
+        return Servers(server, probes, probe_port), port
     return server, port

@@ -14,11 +14,21 @@ Every variable may be overridden per service by inserting the service name:
     SUBSIDY_AUTH_MTLS_IDENTITIES_FILE              client certificate -> role
     SUBSIDY_AUTH_POLICY_FILE                       the access policy (default: subsidy/platform/security/access.yaml)
     SUBSIDY_GRPC_REFLECTION                        auto (default: on in plaintext only) | on | off
+    SUBSIDY_HEALTH_ADDRESS                         host:port of a PLAINTEXT port serving only
+                                                   grpc.health.v1 (kubelet probes while TLS is on); unset: none
+    SUBSIDY_DEV_MODE                               1: local development (not per service)
+
+Secure by default: a server that listens beyond loopback (0.0.0.0, a pod IP)
+refuses to start without TLS or with authentication off, unless
+``SUBSIDY_DEV_MODE=1`` says this is a development environment (``check_exposure``).
+On loopback (``make run``, the tests) nobody else can connect, so the local
+defaults still work without the flag.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 from collections.abc import Mapping
@@ -51,6 +61,8 @@ class SecurityConfig:
     mtls_identities_file: str = ""
     policy_file: str = ""
     reflection: str = "auto"
+    health_address: str = ""
+    dev_mode: bool = False
 
     @property
     def tls(self) -> bool:
@@ -104,6 +116,8 @@ class SecurityConfig:
             mtls_identities_file=get("AUTH_MTLS_IDENTITIES_FILE"),
             policy_file=get("AUTH_POLICY_FILE"),
             reflection=get("GRPC_REFLECTION", "auto").lower(),
+            health_address=get("HEALTH_ADDRESS"),
+            dev_mode=(env.get("SUBSIDY_DEV_MODE") or "").strip() == "1",
         )
         config.validate()
         return config
@@ -126,6 +140,41 @@ class SecurityConfig:
             raise SecurityConfigError(f"SUBSIDY_AUTH_MODE={self.auth_mode} needs SUBSIDY_AUTH_MTLS_IDENTITIES_FILE")
         if self.reflection not in ("auto", "on", "off"):
             raise SecurityConfigError(f"SUBSIDY_GRPC_REFLECTION: auto, on or off, got {self.reflection!r}")
+
+
+def is_loopback_address(address: str) -> bool:
+    """Whether a gRPC listening ``address`` (host:port, [v6]:port, unix:...)
+    is reachable from this host only."""
+    if address.startswith(("unix:", "unix-abstract:")):
+        return True
+    host = address.rsplit(":", 1)[0] if ":" in address else address
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name, "0.0.0.0", "[::]", "": assume reachable
+
+
+def check_exposure(config: SecurityConfig, address: str) -> None:
+    """Refuse to serve ``address`` beyond loopback without TLS or without
+    authentication, unless SUBSIDY_DEV_MODE=1 (raises SecurityConfigError)."""
+    if config.dev_mode or is_loopback_address(address):
+        return
+    missing = [
+        what
+        for what, absent in (
+            ("TLS (SUBSIDY_TLS_CERT_FILE/KEY_FILE)", not config.tls),
+            ("authentication (SUBSIDY_AUTH_MODE=jwt|mtls|jwt+mtls)", config.auth_mode == "off"),
+        )
+        if absent
+    ]
+    if missing:
+        raise SecurityConfigError(
+            f"refusing to listen on {address} without {' and '.join(missing)}: outside loopback both are "
+            "required; set SUBSIDY_DEV_MODE=1 only in a development environment"
+        )
 
 
 def check_leeway(name: str, value: float) -> None:
