@@ -17,7 +17,7 @@ from subsidy.services.payout import handlers
 from subsidy.services.payout.adapters.store import SqlStore
 from subsidy.services.payout.model import Payment, Rejected
 
-from .test_payout_support import database_url, new_firm, new_id, rent_decision
+from .test_payout_support import database_url, new_firm, new_id, notice_line, rent_decision
 
 pytestmark = pytest.mark.integration
 
@@ -129,6 +129,7 @@ def test_a_rejected_payment_inside_a_batch_writes_nothing_and_the_rest_of_the_ba
     firm = new_firm()
     decision = rent_decision(new_id("B"), firm, 100_000_000, shares=(100,))
     handlers.apply_decision(store, decision, TRACE, AT)
+    handlers.apply_notice_line(store, notice_line(decision), AT)
     [tranche] = handlers.ledger(store, firm).grants[0].tranches
     wrong = Payment(
         payment_id=new_id("PAY"),

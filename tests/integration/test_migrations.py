@@ -92,9 +92,30 @@ def next_line(lines: queue.Queue[str | None], timeout: float = 60.0) -> str | No
 
 # ----------------------------------------------------------------------------- old data forward
 
-#: Columns appended to a baseline table by a later revision: (table, how many).
-ADDED_COLUMNS = {"intake_outbox": 2, "payout_outbox": 2}
-LATER_COLUMNS = ("parked_at", "parked_reason")
+#: Columns appended to a baseline table by later revisions (all TEXT, nullable),
+#: and what an old row holds in them: 0002 the outbox's parked_at and
+#: parked_reason (NULL); payout's 0003 the grant state (PAYABLE: a grant
+#: recorded before the notice gate had its tranches at once) and its notice
+#: columns (NULL).
+_PARKED = ("parked_at", "parked_reason")
+_GRANT_STATE = (
+    "state",
+    "uses",
+    "tranche_shares",
+    "notice_id",
+    "payable_on",
+    "withdrawn_on",
+    "withdraw_reason",
+    "state_changed_at",
+)
+LATER_COLUMNS = {"intake_outbox": _PARKED, "payout_outbox": _PARKED, "payout_grants": _GRANT_STATE}
+OLD_ROWS_HOLD = {
+    "intake_outbox": (None, None),
+    "payout_outbox": (None, None),
+    "payout_grants": ("PAYABLE",) + (None,) * 7,
+}
+#: Indexes later revisions add.
+LATER_INDEXES = ("payout_grants_by_decision",)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
@@ -121,11 +142,11 @@ def test_an_old_database_with_data_is_migrated_forward(kind, service, tmp_path, 
 
         with db.transaction() as tx:
             after = legacy_schema.dump(tx, service)
-        # Columns later revisions add (0002: the outbox's parked_at, parked_reason) are NULL on old rows.
-        for table, added in ADDED_COLUMNS.items():
+        # Columns later revisions add hold what OLD_ROWS_HOLD says on old rows.
+        for table, held in OLD_ROWS_HOLD.items():
             if table in after:
-                assert all(row[-added:] == (None,) * added for row in after[table])
-                after[table] = [row[:-added] for row in after[table]]
+                assert all(row[-len(held) :] == held for row in after[table]), table
+                after[table] = [row[: -len(held)] for row in after[table]]
         assert after == before
         assert migrations.check(db, history) == history.head()
         if service in OUTBOX:  # the id sequence was kept, not restarted: the next row follows the old ones
@@ -190,15 +211,17 @@ def test_on_postgresql_the_baseline_is_the_old_schema_exactly(service, postgres_
     assert migrate(service, new_url).returncode == 0
     old, new = catalogue(postgres_url, old_schema), catalogue(postgres_url, new_schema)
     assert old["columns"] and old["indexes"] and old["constraints"]
-    # migrate goes to the head: the columns later revisions append (nullable TEXT) are the only difference
-    later = [c for c in new["columns"] if c[0] in ADDED_COLUMNS and c[2] in LATER_COLUMNS]
-    assert [(c[0], c[2], c[3], c[4]) for c in later] == [
+    # migrate goes to the head: the columns (nullable TEXT) and indexes later
+    # revisions append are the only difference
+    later = [c for c in new["columns"] if c[2] in LATER_COLUMNS.get(c[0], ())]
+    assert sorted((c[0], c[2], c[3], c[4]) for c in later) == sorted(
         (table, column, "text", "YES")
-        for table in ADDED_COLUMNS
+        for table, columns in LATER_COLUMNS.items()
         if table in {c[0] for c in later}
-        for column in LATER_COLUMNS
-    ]
+        for column in columns
+    )
     new["columns"] = [c for c in new["columns"] if c not in later]
+    new["indexes"] = [i for i in new["indexes"] if i[1] not in LATER_INDEXES]
     assert new == old
 
 

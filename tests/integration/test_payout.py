@@ -13,7 +13,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from subsidy.contracts import topics
-from subsidy.services.payout.model import FixedClock
+from subsidy.platform.clock import FixedClock
 from subsidy.v1 import payout_pb2
 
 from .test_payout_support import (
@@ -23,6 +23,7 @@ from .test_payout_support import (
     RunningPayout,
     database_url,
     dead_letters,
+    granted_and_payable,
     new_firm,
     new_id,
     payout_events,
@@ -63,25 +64,40 @@ def ledger_of(svc, firm, grants=1):
     )
 
 
-def test_a_decision_becomes_a_grant_and_scheduled_tranches_on_kafka_and_in_the_ledger(
+def test_a_decision_becomes_a_reserved_grant_and_its_payable_line_schedules_the_tranches(
     payout, producer, kafka_bootstrap
 ):
     firm, app = new_firm(), new_id()
-    trace = producer.decision(rent_decision(app, firm, 100_000_001))
-    ids = [f"grant:{app}"] + [f"scheduled:{app}/tranche-{k}" for k in range(3)]
+    decision = rent_decision(app, firm, 100_000_001)
+    trace = producer.decision(decision)
+    [(_, _, recorded)] = payout_events(kafka_bootstrap, firm, [f"grant:{app}"], settle=0.5)
+    grant = recorded.grant_recorded
+    assert (
+        grant.application_id,
+        grant.granted_fen,
+        grant.max_award_fen,
+        grant.tranche_count,
+        grant.decision_year,
+        grant.state,
+    ) == (app, 100_000_001, 100_000_001, 0, 2025, S.GRANT_STATE_RESERVED)
+    reserved = ledger_of(payout, firm)
+    assert (reserved.grants[0].state, list(reserved.grants[0].tranches)) == (S.GRANT_STATE_RESERVED, [])
+    assert (reserved.scopes[0].used_fen, reserved.scopes[0].reserved_fen) == (100_000_001, 100_000_001)
+
+    producer.notice_line(decision, day="2025-03-14", notice_id="N-2025-03")
+    ids = [f"grant:{app}", f"payable:{app}@it+payout"] + [f"scheduled:{app}/tranche-{k}" for k in range(3)]
     events = payout_events(kafka_bootstrap, firm, ids)
     assert [e[0] for e in events] == ids  # one partition per firm: in order
-    grant = events[0][2].grant_recorded
-    assert (grant.application_id, grant.granted_fen, grant.max_award_fen, grant.tranche_count, grant.decision_year) == (
-        app,
-        100_000_001,
+    payable = events[1][2].grant_payable
+    assert (payable.notice_id, payable.payable_on, payable.granted_fen, payable.tranche_count) == (
+        "N-2025-03",
+        "2025-03-14",
         100_000_001,
         3,
-        2025,
     )
-    scheduled = [e[2].tranche_scheduled for e in events[1:]]
+    scheduled = [e[2].tranche_scheduled for e in events[2:]]
     assert [(t.number, t.amount_fen, t.due_on, t.budget_year) for t in scheduled] == [
-        (0, 40_000_000, "2025-02-20", 2025),
+        (0, 40_000_000, "2025-03-14", 2025),
         (1, 30_000_000, "2026-02-20", 2026),
         (2, 30_000_001, "2027-02-20", 2027),
     ]
@@ -91,39 +107,90 @@ def test_a_decision_becomes_a_grant_and_scheduled_tranches_on_kafka_and_in_the_l
         assert headers["ce_source"] == "/songjiang/subsidy/payout"
         assert headers["ce_traceparent"].startswith(f"00-{trace}-")
         assert headers["content-type"] == "application/protobuf"
-    assert events[1][1]["ce_type"] == "cn.gov.songjiang.subsidy.payout.tranche_scheduled.v1"
+    assert events[2][1]["ce_type"] == "cn.gov.songjiang.subsidy.payout.tranche_scheduled.v1"
+    assert events[1][1]["ce_type"] == "cn.gov.songjiang.subsidy.payout.grant_payable.v1"
     assert events[0][1]["ce_type"] == "cn.gov.songjiang.subsidy.payout.grant_recorded.v1"
 
     ledger = ledger_of(payout, firm)
     [g] = ledger.grants
-    assert (g.application_id, g.granted_fen, g.outcome) == (app, 100_000_001, "ELIGIBLE")
+    assert (g.application_id, g.granted_fen, g.outcome, g.state, g.payable_on) == (
+        app,
+        100_000_001,
+        "ELIGIBLE",
+        S.GRANT_STATE_PAYABLE,
+        "2025-03-14",
+    )
     assert [(t.tranche_id, t.status) for t in g.tranches] == [
         (f"{app}/tranche-{k}", S.TRANCHE_STATUS_SCHEDULED) for k in range(3)
     ]
     [scope] = ledger.scopes
-    assert (scope.scope, scope.limit, scope.used_fen, scope.cap_fen, scope.remaining_fen) == (
+    assert (scope.scope, scope.limit, scope.used_fen, scope.cap_fen, scope.remaining_fen, scope.payable_fen) == (
         "1.rent",
         "cumulative_cap",
         100_000_001,
         RENT_CAP,
         RENT_CAP - 100_000_001,
+        100_000_001,
     )
+
+
+def test_review_holds_a_decision_the_reviewed_one_reserves_and_a_withdrawn_line_releases_it(
+    payout, producer, kafka_bootstrap
+):
+    import dataclasses
+
+    from subsidy.core.domain import ReviewRecord
+
+    firm, app = new_firm(), new_id()
+    computed = dataclasses.replace(
+        rent_decision(app, firm, 300_000_000), review_required=True, review_reasons=("ABOVE_FOUR_EYES_THRESHOLD",)
+    )
+    producer.decision(computed)
+    reviewed = dataclasses.replace(
+        rent_decision(app, firm, 250_000_000),
+        decision_id=f"{computed.decision_id}/review:R-1",
+        review=ReviewRecord(computed.decision_id, "R-1", ("alice", "bob"), "核定", "APPROVED", "2025-03-01T00:00:00Z"),
+    )
+    producer.decision(reviewed)
+    [(event_id, _, recorded)] = payout_events(kafka_bootstrap, firm, [f"grant:{app}"], settle=0.5)
+    assert (recorded.grant_recorded.decision_id, recorded.grant_recorded.granted_fen) == (
+        reviewed.decision_id,
+        250_000_000,
+    )
+    # A line of the held decision is impossible: dead-lettered, saying why.
+    producer.notice_line(computed)
+    [letter] = dead_letters(kafka_bootstrap, topics.NOTICES_DLQ.name, firm.encode())
+    assert "held for review and never applied" in letter.error and letter.consumer == "payout-notices"
+    producer.notice_line(reviewed, "withdrawn", day="2025-03-10", reason="异议成立")
+    events = payout_events(kafka_bootstrap, firm, [f"withdrawn:{reviewed.decision_id}"])
+    [withdrawn] = [e[2].grant_withdrawn for e in events if e[0].startswith("withdrawn:")]
+    assert (withdrawn.released_fen, withdrawn.reason, withdrawn.withdrawn_on) == (250_000_000, "异议成立", "2025-03-10")
+    ledger = wait_for(
+        lambda: (lambda r: r if r.grants and r.grants[0].state == S.GRANT_STATE_WITHDRAWN else None)(
+            payout.stub.GetLedger(S.GetLedgerRequest(credit_code=firm), timeout=5)
+        )
+    )
+    assert (ledger.scopes[0].used_fen, list(ledger.grants[0].tranches)) == (0, [])
+    # Payable after withdrawn: dead-lettered, nothing scheduled.
+    producer.notice_line(reviewed)
+    letters = dead_letters(kafka_bootstrap, topics.NOTICES_DLQ.name, firm.encode(), expect=2)
+    assert "it cannot become PAYABLE" in letters[1].error
 
 
 def test_the_same_decision_replayed_changes_nothing_and_publishes_nothing(payout, producer, kafka_bootstrap):
     firm, app = new_firm(), new_id()
     decision = rent_decision(app, firm, 1000, shares=(100,))
+    granted_and_payable(producer, kafka_bootstrap, decision, wait_for_tranches=1)
     producer.decision(decision)
-    payout_events(kafka_bootstrap, firm, [f"grant:{app}", f"scheduled:{app}/tranche-0"])
-    producer.decision(decision)
-    marker = new_id()  # a later decision of the same firm: once it is out, the replay was consumed
+    producer.notice_line(decision)  # a replayed line: nothing new either
+    marker = new_id()  # a later decision of the same firm: once it is out, the replays were consumed
     producer.decision(rent_decision(marker, firm, 1000, shares=(100,)))
     events = payout_events(kafka_bootstrap, firm, [f"grant:{marker}"], settle=1.0)
     assert [e[0] for e in events] == [
         f"grant:{app}",
+        f"payable:{app}@it+payout",
         f"scheduled:{app}/tranche-0",
         f"grant:{marker}",
-        f"scheduled:{marker}/tranche-0",
     ]
     assert [g.application_id for g in ledger_of(payout, firm, 2).grants] == sorted([app, marker])
     assert ledger_of(payout, firm, 2).scopes[0].used_fen == 2000
@@ -160,8 +227,7 @@ def test_a_payment_pays_its_tranche_a_repeat_is_ignored_and_mismatches_go_to_the
     payout, producer, kafka_bootstrap
 ):
     firm, app = new_firm(), new_id()
-    producer.decision(rent_decision(app, firm, 1000, shares=(50, 50)))
-    payout_events(kafka_bootstrap, firm, [f"scheduled:{app}/tranche-1"])
+    granted_and_payable(producer, kafka_bootstrap, rent_decision(app, firm, 1000, shares=(50, 50)), wait_for_tranches=2)
     pay = new_id("PAY")
     producer.payment(pay, f"{app}/tranche-0", firm, 500)
     producer.payment(pay, f"{app}/tranche-0", firm, 500)  # a repeat: ignored
@@ -183,8 +249,12 @@ def test_a_payment_pays_its_tranche_a_repeat_is_ignored_and_mismatches_go_to_the
 
 def test_tranches_become_due_when_the_injected_clock_reaches_their_day(payout, producer, kafka_bootstrap):
     firm, app = new_firm(), new_id()
-    producer.decision(rent_decision(app, firm, 1000, submitted_on="2025-04-15", shares=(50, 50)))
-    payout_events(kafka_bootstrap, firm, [f"scheduled:{app}/tranche-1"])
+    granted_and_payable(
+        producer,
+        kafka_bootstrap,
+        rent_decision(app, firm, 1000, submitted_on="2025-04-15", shares=(50, 50)),
+        wait_for_tranches=2,
+    )
     try:
         payout.clock.set(dt.date(2025, 4, 15))
         payout.app.scheduler.wake()
@@ -205,8 +275,7 @@ def test_tranches_become_due_when_the_injected_clock_reaches_their_day(payout, p
 
 def test_cancelling_a_tranche_publishes_it_and_a_paid_or_unknown_tranche_is_refused(payout, producer, kafka_bootstrap):
     firm, app = new_firm(), new_id()
-    producer.decision(rent_decision(app, firm, 1000, shares=(50, 50)))
-    payout_events(kafka_bootstrap, firm, [f"scheduled:{app}/tranche-1"])
+    granted_and_payable(producer, kafka_bootstrap, rent_decision(app, firm, 1000, shares=(50, 50)), wait_for_tranches=2)
     answer = payout.stub.CancelTranche(
         S.CancelTrancheRequest(tranche_id=f"{app}/tranche-1", reason="迁出松江区"), timeout=5
     )
@@ -228,8 +297,12 @@ def test_cancelling_a_tranche_publishes_it_and_a_paid_or_unknown_tranche_is_refu
 
 def test_listing_pages_through_tranches_and_bad_requests_are_invalid_arguments(payout, producer, kafka_bootstrap):
     firm, app = new_firm(), new_id()
-    producer.decision(rent_decision(app, firm, 1000, submitted_on="2031-07-07", shares=(20, 20, 20, 20, 20)))
-    payout_events(kafka_bootstrap, firm, [f"scheduled:{app}/tranche-4"])
+    granted_and_payable(
+        producer,
+        kafka_bootstrap,
+        rent_decision(app, firm, 1000, submitted_on="2031-07-07", shares=(20, 20, 20, 20, 20)),
+        wait_for_tranches=5,
+    )
     seen, token = [], ""
     while True:
         page = payout.stub.ListTranches(
@@ -260,8 +333,12 @@ def test_health_is_serving_and_the_csv_export_lists_the_budget_year(payout, prod
         == health_pb2.HealthCheckResponse.SERVING
     )
     firm, app = new_firm(), new_id()
-    producer.decision(rent_decision(app, firm, 100_000_001, submitted_on="2040-03-03", shares=(40, 60)))
-    ledger_of(payout, firm)
+    granted_and_payable(
+        producer,
+        kafka_bootstrap,
+        rent_decision(app, firm, 100_000_001, submitted_on="2040-03-03", shares=(40, 60)),
+        wait_for_tranches=2,
+    )
     out = subprocess.run(
         [sys.executable, "-m", "subsidy.cli", "export-tranches", "--year", "2041", "--database-url", payout.url],
         cwd=ROOT,

@@ -111,6 +111,7 @@ def test_replicas_in_one_group_never_grant_a_firm_more_than_its_cap_while_partit
         "SUBSIDY_PAYOUT_METRICS_ADDRESS": "off",
         "SUBSIDY_PAYOUT_GROUP": f"it-payout-replicas-{new_id('g')}",
         "SUBSIDY_PAYOUT_PAYMENTS_GROUP": f"it-payout-replicas-pay-{new_id('g')}",
+        "SUBSIDY_PAYOUT_NOTICES_GROUP": f"it-payout-replicas-notices-{new_id('g')}",
         "SUBSIDY_PAYOUT_TODAY": "2025-01-01",
         "SUBSIDY_PAYOUT_GRACE_SECONDS": "1",
         "SUBSIDY_PAYOUT_KAFKA_SESSION_TIMEOUT_MS": "6000",  # the killed replica's partitions move soon
@@ -157,7 +158,18 @@ def test_replicas_in_one_group_never_grant_a_firm_more_than_its_cap_while_partit
             state = db_state(url, firm)
             return state if state["inbox"] == 40 and state["pending"] == 0 else None
 
-        state = wait_for(settled, timeout=60, interval=0.5)
+        wait_for(settled, timeout=60, interval=0.5)
+        # Every line payable (the grants were RESERVED: no tranche yet), some twice.
+        for i, d in enumerate(decisions):
+            producer.notice_line(d)
+            if i % 5 == 0:
+                producer.notice_line(d)
+
+        def scheduled():
+            state = db_state(url, firm)
+            return state if state["tranches"][2] == RENT_CAP and state["pending"] == 0 else None
+
+        state = wait_for(scheduled, timeout=60, interval=0.5)
         assert b.stop() == 0, b.log.read_text()[-2000:]
         assert c.stop() == 0, c.log.read_text()[-2000:]
     finally:

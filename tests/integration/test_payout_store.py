@@ -16,7 +16,7 @@ from subsidy.platform.db import Database
 from subsidy.services.payout import handlers
 from subsidy.services.payout.adapters.store import SqlStore
 
-from .test_payout_support import RENT_CAP, database_url, new_firm, new_id, rent_decision
+from .test_payout_support import RENT_CAP, database_url, new_firm, new_id, notice_line, rent_decision
 
 pytestmark = pytest.mark.integration
 
@@ -53,6 +53,20 @@ def test_competing_claims_of_one_firm_applied_at_once_never_exceed_the_cap(store
     ledger = handlers.ledger(stores[0], firm)
     assert len({g.application_id for g in ledger.grants}) == len(ledger.grants) == 48
     assert sum(g.granted_fen for g in ledger.grants) == RENT_CAP
+    assert [t for g in ledger.grants for t in g.tranches] == []  # RESERVED: tranches wait for the notice
+
+    barrier = threading.Barrier(16)
+
+    def payable(k: int) -> list[str]:
+        barrier.wait()
+        store = stores[k % len(stores)]
+        mine = decisions[k::16] + decisions[(k + 1) % 16 :: 16]
+        return [handlers.apply_notice_line(store, notice_line(d), AT)[0] for d in mine]
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        results = [r for rs in pool.map(payable, range(16)) for r in rs]
+    assert results.count("applied") == 48 and results.count("repeat") == 48
+    ledger = handlers.ledger(stores[0], firm)
     tranche_ids = [t.tranche_id for g in ledger.grants for t in g.tranches]
     assert len(tranche_ids) == len(set(tranche_ids))
     assert sum(t.amount_fen for g in ledger.grants for t in g.tranches) == RENT_CAP

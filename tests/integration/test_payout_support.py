@@ -19,10 +19,11 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from subsidy.contracts import cloudevents, codec, topics
 from subsidy.core import credit_code
 from subsidy.core.domain import Decision, Entitlement, LimitKind, Reason
+from subsidy.platform.clock import Clock
 from subsidy.services.payout.bootstrap import PayoutApp
 from subsidy.services.payout.config import Settings
-from subsidy.services.payout.model import Clock
-from subsidy.v1 import events_pb2, payout_pb2, payout_pb2_grpc
+from subsidy.services.payout.model import NoticeLine
+from subsidy.v1 import events_pb2, notice_pb2, payout_pb2, payout_pb2_grpc
 
 from .running import RunningApp, migrate, wait_for
 
@@ -56,6 +57,7 @@ def settings(bootstrap: str, db_url: str, **overrides: Any) -> Settings:
         metrics_address="",
         decisions_group=f"it-payout-{uuid.uuid4().hex[:8]}",
         payments_group=f"it-payout-payments-{uuid.uuid4().hex[:8]}",
+        notices_group=f"it-payout-notices-{uuid.uuid4().hex[:8]}",
         scheduler_interval_s=0.3,
         grace_s=1.0,
         health_interval_s=0.2,
@@ -113,6 +115,21 @@ def rent_decision(
     )
 
 
+def notice_line(decision: Decision, kind: str = "payable", day: str = "", reason: str = "") -> NoticeLine:
+    """What handlers.parse_notice_line makes of the decision's LinePayable
+    (or LineWithdrawn), for the use cases called directly."""
+    return NoticeLine(
+        kind=kind,
+        event_id=f"{kind}:{decision.decision_id}",
+        decision_id=decision.decision_id,
+        application_id=decision.application_id,
+        credit_code=decision.credit_code,
+        notice_id="N-it",
+        day=dt.date.fromisoformat(day) if day else decision.submitted_on,
+        reason=reason,
+    )
+
+
 class Producer:
     def __init__(self, bootstrap: str):
         self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
@@ -133,6 +150,35 @@ class Producer:
         if wait:
             future.get(30)
         return trace_id
+
+    def notice_line(
+        self, decision: Decision, kind: str = "payable", day: str = "", notice_id: str = "N-it", reason: str = ""
+    ) -> None:
+        """A LinePayable (or LineWithdrawn) of ``decision`` on subsidy.notices.v1, as
+        the review service publishes it; payable by default on the submission day."""
+        on = day or decision.submitted_on.isoformat()
+        event = notice_pb2.NoticeEvent(event_id=f"{kind}:{decision.decision_id}")
+        common = dict(
+            decision_id=decision.decision_id,
+            application_id=decision.application_id,
+            credit_code=decision.credit_code,
+            notice_id=notice_id,
+        )
+        if kind == "payable":
+            event.line_payable.CopyFrom(notice_pb2.LinePayable(**common, payable_on=on))
+        else:
+            event.line_withdrawn.CopyFrom(notice_pb2.LineWithdrawn(**common, withdrawn_on=on, reason=reason))
+        self.producer.send(
+            topics.NOTICES.name,
+            key=decision.credit_code.encode(),
+            value=event.SerializeToString(),
+            headers=cloudevents.headers(
+                event.event_id,
+                f"cn.gov.songjiang.subsidy.review.line_{kind}.v1",
+                "/songjiang/subsidy/review",
+                cloudevents.new_trace_id(),
+            ),
+        ).get(30)
 
     def flush(self) -> None:
         self.producer.flush(30)
@@ -213,6 +259,21 @@ def payout_events(
         )
         for r in records
     ]
+
+
+def granted_and_payable(
+    producer: Producer, bootstrap: str, decision: Decision, payable_on: str = "", wait_for_tranches: int = 0
+) -> list:
+    """Produce the decision, wait for its GrantRecorded (the grant is RESERVED),
+    then make its notice line payable (on the submission day unless
+    ``payable_on``); returns the firm's payout events once its first
+    ``wait_for_tranches`` tranches are scheduled."""
+    app = decision.application_id
+    producer.decision(decision)
+    payout_events(bootstrap, decision.credit_code, [f"grant:{app}"])
+    producer.notice_line(decision, day=payable_on)
+    ids = [f"payable:{decision.decision_id}"] + [f"scheduled:{app}/tranche-{k}" for k in range(wait_for_tranches)]
+    return payout_events(bootstrap, decision.credit_code, ids)
 
 
 def dead_letters(bootstrap: str, topic: str, key: bytes, expect: int = 1, timeout: float = 30.0) -> list:

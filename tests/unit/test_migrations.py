@@ -212,6 +212,14 @@ def test_the_adopted_stores_work_on_their_old_rows(tmp_path):
     assert [row.id for row in intake.outbox.pending()] == [2]
     payout = PayoutStore(sqlite(tmp_path / "payout.db"))
     assert [row.id for row in payout.outbox_table.pending()] == [2]
+    # Grants from before the notice gate (payout 0003) are PAYABLE, their tranches as they were.
+    from subsidy.services.payout import handlers
+    from subsidy.services.payout.model import GrantState
+
+    [grant] = handlers.ledger(payout, legacy_schema.FIRM).grants
+    assert (grant.state, grant.uses, len(grant.tranches)) == (GrantState.PAYABLE, (), 3)
+    [scope] = handlers.ledger(payout, legacy_schema.FIRM).scopes
+    assert (scope.used_fen, scope.reserved_fen, scope.payable_fen) == (240_000_000, 0, 240_000_000)
     with payout.db.transaction() as tx:
         tx.execute(
             "INSERT INTO payout_outbox (event_id, topic, key, value, headers, created_at) "
