@@ -11,6 +11,7 @@ health check answers SERVING.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -84,6 +85,15 @@ class ServiceProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait(5)
+
+    def diagnose(self, lines: int = 80) -> str:
+        """Its threads' stacks (SIGUSR1: every service registers faulthandler
+        for it) and the last lines of its log: what a failing test prints."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(OSError):
+                self.process.send_signal(signal.SIGUSR1)
+            time.sleep(1)
+        return f"--- {self.name} log tail ---\n{tail(self.log_path, lines)}"
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -32,6 +32,19 @@ sent before the offsets are committed (a DLQ that is down fails the poll, and
 the batch is redone: at least once). A stop asked for in the middle of a
 batch ends it at the record being handled, and what was handled is kept.
 
+Failures the handler did not foresee (issue 17: a poison message never
+stalls a partition). A handler's exception is one of three kinds:
+
+- one of ``rejects`` (``RecordRejected``): the record is dead-lettered at once;
+- transient (``TRANSIENT`` plus the consumer's own ``transient`` types: the
+  database, the broker, the network, the registry): retried with backoff for
+  as long as it lasts, nothing skipped; health shows the outage;
+- anything else is a bug or a record nobody foresaw. It is retried
+  ``max_attempts`` times (a race between replicas passes on a retry), then
+  the record is dead-lettered with the error ("unexpected error in N
+  attempts: ...") so the partition moves on; counted in
+  ``subsidy_consumer_unexpected_errors_total`` and logged with the traceback.
+
 Self-healing. A kafka-python member can stop receiving records without
 raising anything: left without partitions after a rebalance, or with lag
 that polls no longer return. When either lasts past its limit the loop closes
@@ -65,6 +78,42 @@ log = logging.getLogger("subsidy.platform.consumer")
 #: Shorter than kafka-python's 45 s: after a kill -9 the group waits this long
 #: for the dead member before handing its partitions to the next one.
 DEFAULT_SESSION_TIMEOUT_MS = 15_000
+#: kafka-python's consumer default is 305 s: a SyncGroup or OffsetCommit
+#: whose answer never comes would hold the member that long. 30 s is ample
+#: on any network the services run on (JoinGroup gets its own, longer limit).
+DEFAULT_REQUEST_TIMEOUT_MS = 30_000
+#: A consumer call (poll, commit, offsets) that has not returned after this
+#: long is reported with the thread's stack: kafka-python bounds all of them
+#: by far shorter timeouts, so one that hangs is a client bug to diagnose.
+HUNG_CALL_S = 60.0
+
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    """The failures of what surrounds a handler, which pass by themselves."""
+    import sqlite3
+
+    from kafka.errors import KafkaError
+
+    from subsidy.platform.db import DatabaseUnavailable
+    from subsidy.platform.registry import RegistryUnavailable
+
+    found: list[type[BaseException]] = [
+        OSError,  # ConnectionError, TimeoutError, socket errors
+        KafkaError,
+        DatabaseUnavailable,
+        RegistryUnavailable,
+        sqlite3.OperationalError,  # "database is locked"
+    ]
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - PostgreSQL support not installed
+        pass
+    else:
+        found += [psycopg.OperationalError, psycopg.InterfaceError]
+    return tuple(found)
+
+
+TRANSIENT: tuple[type[BaseException], ...] = _transient_errors()
 
 
 class _Stopping(Exception):
@@ -85,6 +134,8 @@ class KafkaRecordLoop:
         dlq_topic: str,
         source: str,
         rejects: tuple[type[BaseException], ...] = (RecordRejected,),
+        transient: tuple[type[BaseException], ...] = (),
+        max_attempts: int = 5,
         client_id: str | None = None,
         consumer_config: Mapping[str, Any] | None = None,
         max_poll_records: int = 100,
@@ -110,6 +161,15 @@ class KafkaRecordLoop:
         self.dlq_topic = dlq_topic
         self.source = source
         self.rejects = rejects
+        self.transient = TRANSIENT + tuple(transient)
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.max_attempts = max_attempts
+        #: (topic, partition, offset) -> (failed attempts, last error) of records
+        #: whose handler raised an unexpected error; cleared when one succeeds.
+        self._attempts: dict[tuple[str, int, int], tuple[int, str]] = {}
+        #: The record whose handler raised an unexpected error just now.
+        self._failed_record: tuple[str, int, int] | None = None
         self.client_id = client_id or name
         self.consumer_config = dict(consumer_config or {})
         self.max_poll_records = max_poll_records
@@ -121,8 +181,14 @@ class KafkaRecordLoop:
         # A rebalance normally settles within a session timeout or two; a
         # member without partitions for longer than this is stuck, not waiting.
         self.consumer_config.setdefault("session_timeout_ms", DEFAULT_SESSION_TIMEOUT_MS)
+        self.consumer_config.setdefault("request_timeout_ms", DEFAULT_REQUEST_TIMEOUT_MS)
         session_s = self.consumer_config["session_timeout_ms"] / 1000
         self.rejoin_after_s = rejoin_after_s if rejoin_after_s is not None else max(stall_s / 2, 3 * session_s)
+        # A member that has not had a single partition since it was created
+        # is not waiting for a rebalance to settle: its first join takes well
+        # under a session timeout. Two are the limit (once seen in CI: a
+        # first SyncGroup answered never; the test waited 33 s, in vain).
+        self.first_assignment_within_s = min(self.rejoin_after_s, 2 * session_s)
         #: Test hook: hold() stops the loop polling, as if it hung.
         self.hold = shared.Hold()
         self._consumer_factory = consumer_factory or self._new_consumer
@@ -131,6 +197,7 @@ class KafkaRecordLoop:
         self._producer: Any = None
         self._created_at = 0.0
         self._unassigned_since: float | None = None
+        self._assigned_once = False
         self._last_records_at = 0.0
         self._last_lag_refresh = float("-inf")
         self._lag_keys: set = set()
@@ -139,12 +206,18 @@ class KafkaRecordLoop:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.consuming = threading.Event()
+        #: (name, since) of the consumer call the loop is inside, for the watchdog.
+        self._in_call: tuple[str, float] | None = None
+        self.hung_call_s = HUNG_CALL_S
+        self._watchdog: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"consumer-{self.name}", daemon=True)
         self._thread.start()
+        self._watchdog = threading.Thread(target=self._watch, name=f"consumer-{self.name}-watchdog", daemon=True)
+        self._watchdog.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
@@ -213,6 +286,7 @@ class KafkaRecordLoop:
         self._created_at = now
         self._last_records_at = now
         self._unassigned_since = None
+        self._assigned_once = False
         self.consuming.set()
         log.info("consuming", extra=logs.fields(consumer=self.name, topics=list(self.topics), group=self.group_id))
 
@@ -243,6 +317,7 @@ class KafkaRecordLoop:
             except Exception as exc:  # noqa: BLE001 - db, DLQ or a rebalance: retry, never crash
                 if self._stop.is_set():
                     break  # a handler's wait interrupted by the stop
+                self._count_unexpected(exc)
                 backoff = min(self.max_backoff, backoff * 2 if backoff else 0.25)
                 log.warning(
                     "consumer failed, retrying",
@@ -269,7 +344,8 @@ class KafkaRecordLoop:
     def _poll_once(self) -> None:
         if self._uncommitted:
             self._commit_handled()  # a commit that failed earlier: before anything new
-        batches = self._consumer.poll(timeout_ms=300, max_records=self.max_poll_records)
+        with self._calling("poll"):
+            batches = self._consumer.poll(timeout_ms=300, max_records=self.max_poll_records)
         count = sum(len(records) for records in batches.values())
         self.progress.polled(count)
         if not count:
@@ -328,7 +404,8 @@ class KafkaRecordLoop:
 
         offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in self._uncommitted.items()}
         try:
-            self._consumer.commit(offsets, timeout_ms=self.commit_timeout_ms)
+            with self._calling("commit"):
+                self._consumer.commit(offsets, timeout_ms=self.commit_timeout_ms)
         except CommitFailedError:
             self._uncommitted.clear()
             if not quietly:
@@ -375,7 +452,8 @@ class KafkaRecordLoop:
             return
         self._last_lag_refresh = now
         try:
-            shared.refresh_kafka_lag(self._consumer, self.group_id, self.progress, self._lag_keys)
+            with self._calling("lag"):
+                shared.refresh_kafka_lag(self._consumer, self.group_id, self.progress, self._lag_keys)
         except Exception as exc:  # noqa: BLE001 - the broker is down: health shows it
             log.debug("lag refresh failed", extra=logs.fields(consumer=self.name, error=str(exc)[:200]))
 
@@ -399,10 +477,13 @@ class KafkaRecordLoop:
             assigned = False
         if assigned:
             self._unassigned_since = None
+            self._assigned_once = True
         elif self._unassigned_since is None:
             self._unassigned_since = now
-        elif now - self._unassigned_since > self.rejoin_after_s:
-            return "unassigned: no partitions for %.0fs" % (now - self._unassigned_since)
+        else:
+            limit = self.rejoin_after_s if self._assigned_once else self.first_assignment_within_s
+            if now - self._unassigned_since > limit:
+                return "unassigned: no partitions for %.0fs" % (now - self._unassigned_since)
         stall_s = self.progress.stall_s
         if (
             self.progress.lag > 0
@@ -418,15 +499,101 @@ class KafkaRecordLoop:
     def handle(self, record: Any) -> str:
         """Handle one record, or dead-letter it when the handler rejects it."""
         trace_id = cloudevents.trace_id_of(record.headers)
+        key = (record.topic, record.partition, record.offset)
         with logs.trace(trace_id):
-            try:
-                return self.handler(record)
-            except self.rejects as exc:
-                if self._rejected is not None:  # inside a batch scope: sent once it exited
-                    self._rejected.append((record, str(exc), trace_id))
-                else:
-                    self.dead_letter(record, str(exc), trace_id)
+            failed = self._attempts.get(key)
+            if failed is not None and failed[0] >= self.max_attempts:
+                # Poison: what failed max_attempts times for no known reason
+                # will fail again. Dead-letter it; the partition moves on.
+                self._reject(record, f"unexpected error in {failed[0]} attempts: {failed[1]}", trace_id)
+                del self._attempts[key]
                 return "dead_letter"
+            try:
+                outcome = self.handler(record)
+            except self.rejects as exc:
+                self._reject(record, str(exc), trace_id)
+                return "dead_letter"
+            except self.transient:
+                raise
+            except Exception:
+                self._failed_record = key
+                raise
+            self._attempts.pop(key, None)
+            return outcome
+
+    def _reject(self, record: Any, error: str, trace_id: str | None) -> None:
+        if self._rejected is not None:  # inside a batch scope: sent once it exited
+            self._rejected.append((record, error, trace_id))
+        else:
+            self.dead_letter(record, error, trace_id)
+
+    def _count_unexpected(self, exc: BaseException) -> None:
+        """After a failed poll: one more attempt for the record whose handler
+        raised something nobody foresaw (see the module docstring)."""
+        key, self._failed_record = self._failed_record, None
+        if key is None:
+            return
+        attempts = self._attempts.get(key, (0, ""))[0] + 1
+        error = f"{type(exc).__name__}: {exc}"[:1000]
+        if len(self._attempts) > 10_000:  # records other members now own
+            self._attempts.clear()
+        self._attempts[key] = (attempts, error)
+        shared.CONSUMER_UNEXPECTED_ERRORS.labels(self.name, type(exc).__name__).inc()
+        log.error(
+            "handler failed unexpectedly; the record is retried, then dead-lettered",
+            exc_info=exc,
+            extra=logs.fields(
+                consumer=self.name,
+                topic=key[0],
+                partition=key[1],
+                offset=key[2],
+                attempt=attempts,
+                max_attempts=self.max_attempts,
+            ),
+        )
+
+    # -- the watchdog ----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _calling(self, name: str) -> Any:
+        self._in_call = (name, self.progress.clock())
+        try:
+            yield
+        finally:
+            self._in_call = None
+
+    def hung_call(self, now: float) -> tuple[str, float] | None:
+        """(call, seconds) when the loop has been inside one consumer call for too long."""
+        in_call = self._in_call
+        if in_call is None or now - in_call[1] < self.hung_call_s:
+            return None
+        return in_call[0], now - in_call[1]
+
+    def _watch(self) -> None:
+        """Report a consumer call that never returns, with where it waits: the
+        loop cannot, being the one stuck. Health turns NOT_SERVING by itself
+        (no poll within the stall limit); this says why, once per hang."""
+        reported: tuple[str, float] | None = None
+        while not self._stop.wait(min(5.0, self.hung_call_s / 4)):
+            hung = self.hung_call(self.progress.clock())
+            in_call = self._in_call
+            if hung is None or in_call is None or in_call == reported:
+                continue
+            reported = in_call
+            call, seconds = hung
+            log.error(
+                "a Kafka consumer call has not returned",
+                extra=logs.fields(consumer=self.name, call=call, seconds=round(seconds), stack=self._thread_stack()),
+            )
+            shared.KAFKA_CONSUMER_HUNG_CALLS.labels(self.name, call).inc()
+
+    def _thread_stack(self) -> str:
+        import sys
+        import traceback
+
+        thread = self._thread
+        frame = sys._current_frames().get(thread.ident) if thread is not None and thread.ident else None
+        return "".join(traceback.format_stack(frame))[-4000:] if frame is not None else ""
 
     def dead_letter(self, record: Any, error: str, trace_id: str | None) -> None:
         letter = dead_letters.encode(

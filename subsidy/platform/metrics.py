@@ -100,6 +100,19 @@ DEAD_LETTERS = metric(
     "Messages a consumer could not process, sent to the dead-letter topic, by source topic and consumer.",
     ("topic", "consumer"),
 )
+CONSUMER_UNEXPECTED_ERRORS = metric(
+    Counter,
+    "subsidy_consumer_unexpected_errors",
+    "Handler failures that were neither a rejection nor a known transient error (a bug or an unforeseen "
+    "record): each is retried, then the record is dead-lettered.",
+    ("consumer", "error"),
+)
+KAFKA_CONSUMER_HUNG_CALLS = metric(
+    Counter,
+    "subsidy_kafka_consumer_hung_calls",
+    "kafka-python calls (poll, commit, lag) that had not returned after a minute; the stack is logged.",
+    ("consumer", "call"),
+)
 KAFKA_CONSUMER_RESTARTS = metric(
     Counter,
     "subsidy_kafka_consumer_restarts",

@@ -360,3 +360,145 @@ def test_a_record_rejected_in_a_batch_is_dead_lettered_once_after_the_scope_comm
     [sent] = producer.sent
     assert events_pb2.DeadLetter.FromString(sent.value).source_offset == 0
     assert consumer.commits[-1] == {P0: 2}
+
+
+# -- failures nobody foresaw: bounded attempts, then a dead letter (issue 17) ---------
+
+
+def test_a_record_whose_handler_keeps_failing_unexpectedly_is_dead_lettered_after_its_attempts_and_the_partition_moves_on():
+    poison, after = record(P0, 3, b"poison"), record(P0, 4)
+    # The loop rewinds to the poison record after each failure: script one redelivery per attempt.
+    batches = [{P0: [poison, after]} for _ in range(4)]  # 3 failed attempts, then the dead letter
+    consumer = FakeConsumer(batches)
+    producer = FakeProducer()
+    handled = []
+
+    def handler(rec):
+        if rec.value == b"poison":
+            raise KeyError("clause")  # a bug: not a rejection, not transient
+        handled.append(rec.offset)
+        return "applied"
+
+    before = metrics.CONSUMER_UNEXPECTED_ERRORS.labels("test-consumer", "KeyError")._value.get()
+    loop = new_loop(handler, [consumer], producer, max_attempts=3)
+    run_until(loop, lambda: handled == [4])
+    assert len(producer.sent) == 1, "dead-lettered once, after its attempts"
+    letter = events_pb2.DeadLetter.FromString(producer.sent[0].value)
+    assert letter.error.startswith("unexpected error in 3 attempts: KeyError")
+    assert {P0: 5} in consumer.commits
+    assert metrics.CONSUMER_UNEXPECTED_ERRORS.labels("test-consumer", "KeyError")._value.get() - before == 3
+    assert loop._attempts == {}
+
+
+def test_an_unexpected_failure_that_passes_on_a_retry_is_not_dead_lettered():
+    flaky = record(P0, 0)
+    consumer = FakeConsumer([{P0: [flaky]}, {P0: [flaky]}])
+    producer = FakeProducer()
+    calls = []
+
+    def handler(rec):
+        calls.append(rec.offset)
+        if len(calls) == 1:
+            raise ValueError("a unique key taken by another replica a moment ago")
+        return "applied"
+
+    loop = new_loop(handler, [consumer], producer, max_attempts=3)
+    run_until(loop, lambda: {P0: 1} in consumer.commits)
+    assert calls == [0, 0] and producer.sent == []
+    assert loop._attempts == {}
+
+
+def test_a_transient_failure_is_retried_past_the_attempts_and_never_dead_lettered():
+    from subsidy.platform.db import DatabaseUnavailable
+
+    rec = record(P0, 0)
+    consumer = FakeConsumer([{P0: [rec]} for _ in range(6)])
+    producer = FakeProducer()
+    calls = []
+
+    def handler(r):
+        calls.append(r.offset)
+        if len(calls) < 6:
+            raise DatabaseUnavailable("PostgreSQL is not reachable")
+        return "applied"
+
+    loop = new_loop(handler, [consumer], producer, max_attempts=2)
+    run_until(loop, lambda: {P0: 1} in consumer.commits)
+    assert len(calls) == 6 and producer.sent == []
+
+
+def test_inside_a_batch_scope_the_poison_record_is_dead_lettered_and_the_rest_of_the_batch_kept():
+    poison, good = record(P1, 7, b"poison"), record(P1, 8)
+    consumer = FakeConsumer([{P1: [poison, good]}, {P1: [poison, good]}])
+    producer = FakeProducer()
+    scope = Scope()
+    handled = []
+
+    def handler(rec):
+        if rec.value == b"poison":
+            raise TypeError("unsupported operand")
+        handled.append(rec.offset)
+        return "applied"
+
+    loop = new_loop(handler, [consumer], producer, max_attempts=1, batch_scope=scope)
+    run_until(loop, lambda: {P1: 9} in consumer.commits)
+    assert handled == [8] and len(producer.sent) == 1
+
+
+def test_max_attempts_below_one_is_refused():
+    with pytest.raises(ValueError, match="max_attempts"):
+        new_loop(lambda rec: "applied", [], max_attempts=0)
+
+
+# -- the watchdog and the first join ----------------------------------------------------
+
+
+def test_a_consumer_call_that_does_not_return_is_reported_with_its_duration():
+    loop = new_loop(lambda rec: "applied", [])
+    assert loop.hung_call(100.0) is None
+    loop._in_call = ("poll", 10.0)
+    assert loop.hung_call(10.0 + loop.hung_call_s - 1) is None
+    call, seconds = loop.hung_call(10.0 + loop.hung_call_s + 5)
+    assert call == "poll" and seconds == pytest.approx(loop.hung_call_s + 5)
+
+
+def test_the_watchdog_logs_the_stack_of_a_hung_poll(caplog):
+    release = threading.Event()
+
+    class HangingConsumer(FakeConsumer):
+        def poll(self, timeout_ms=0, max_records=None):
+            release.wait(5)
+            return {}
+
+    loop = new_loop(lambda rec: "applied", [HangingConsumer([])])
+    loop.hung_call_s = 0.2
+    before = metrics.KAFKA_CONSUMER_HUNG_CALLS.labels("test-consumer", "poll")._value.get()
+    with caplog.at_level("ERROR", logger="subsidy.platform.consumer"):
+        loop.start()
+        try:
+            deadline = time.monotonic() + 5
+            while metrics.KAFKA_CONSUMER_HUNG_CALLS.labels("test-consumer", "poll")._value.get() == before:
+                assert time.monotonic() < deadline, "the hung poll was never reported"
+                time.sleep(0.02)
+        finally:
+            release.set()
+            loop.stop()
+    hung = [r for r in caplog.records if r.getMessage() == "a Kafka consumer call has not returned"]
+    assert hung and "release.wait" in hung[0].fields["stack"]
+
+
+def test_a_member_never_assigned_since_it_joined_is_replaced_after_two_session_timeouts():
+    loop = new_loop(lambda rec: "applied", [], stall_s=60, consumer_config={"session_timeout_ms": 10_000})
+    consumer = loop._consumer = FakeConsumer([], assigned=())
+    assert loop.rejoin_after_s == 30.0 and loop.first_assignment_within_s == 20.0
+    assert loop.stuck_reason(0.0) is None
+    assert loop.stuck_reason(19.0) is None
+    assert loop.stuck_reason(21.0).startswith("unassigned")
+    # Once it had partitions, a later rebalance gets the longer limit.
+    loop._unassigned_since = None
+    consumer.assigned = {P0}
+    loop.stuck_reason(30.0)
+    consumer.assigned = set()
+    assert loop.stuck_reason(31.0) is None
+    assert loop.stuck_reason(55.0) is None
+    assert loop.stuck_reason(62.0).startswith("unassigned")
