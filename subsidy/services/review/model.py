@@ -1,0 +1,99 @@
+"""The review service's own values and errors; no I/O. The rules themselves
+are subsidy.core.workflow (review, notice, calendar, settings)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from subsidy.core.workflow.notice import NoticePeriod
+from subsidy.core.workflow.review import FailedPrecondition, InvalidArgument, PermissionDenied, WorkflowError
+from subsidy.platform.clock import Clock
+
+__all__ = [
+    "SOURCE",
+    "Actor",
+    "AuditEntry",
+    "Clock",
+    "FailedPrecondition",
+    "GrantRow",
+    "InvalidArgument",
+    "LineRow",
+    "NoticeRow",
+    "NotFound",
+    "PermissionDenied",
+    "Rejected",
+    "WorkflowError",
+]
+
+SOURCE = "/songjiang/subsidy/review"
+
+
+class NotFound(WorkflowError):
+    pass
+
+
+class Rejected(ValueError):
+    """A record that must not be applied (undecodable): it goes to the dead-letter topic."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Actor:
+    """Who acts: the token's subject and role (and the firm of an ENTERPRISE caller)."""
+
+    subject: str
+    role: str
+    credit_code: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditEntry:
+    sequence: int
+    at: str
+    subject: str
+    role: str
+    action: str
+    target: str
+    before: str
+    after: str
+
+
+@dataclasses.dataclass(frozen=True)
+class GrantRow:
+    """A grant the ledger recorded (subsidy.payouts.v1 GrantRecorded)."""
+
+    decision_id: str
+    application_id: str
+    credit_code: str
+    clause: str
+    granted_fen: int
+    decision_year: int
+    notice_id: str = ""  # the notice it was published on; "" while in the pool
+
+
+@dataclasses.dataclass(frozen=True)
+class NoticeRow:
+    notice_id: str
+    published_on: dt.date
+    first_day: dt.date
+    last_day: dt.date
+    published_by: str
+    title: str
+
+    @property
+    def period(self) -> NoticePeriod:
+        return NoticePeriod(self.published_on, self.first_day, self.last_day)
+
+
+@dataclasses.dataclass(frozen=True)
+class LineRow:
+    line_id: str
+    notice_id: str
+    decision_id: str
+    application_id: str
+    credit_code: str
+    firm_name: str
+    clause: str
+    amount_fen: int
+    status: str
+    payable_on: str = ""
