@@ -24,12 +24,20 @@ The record sent to the DLQ:
   record would carry the same id, and anything deduplicating by id would
   drop one.
 
+A dead letter always fits on its topic (issue 17): a record too big to be
+wrapped whole (its value near the broker's 1 MiB limit, say) keeps the first
+bytes of its value, with ``truncated``, the original size and its SHA-256;
+header values and the key are cut to a few hundred bytes when even that is
+not enough, and the error to ``MAX_ERROR_CHARS``. A letter that could not be
+produced would otherwise be retried forever and stall its partition.
+
 No I/O, no clock of its own: the caller passes ``now``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +45,13 @@ from typing import Any
 from subsidy.contracts import cloudevents
 
 Headers = list[tuple[str, bytes]]
+
+#: What a dead letter may weigh, all told: half the broker's default
+#: message.max.bytes (1 MiB), leaving room for the record's own headers.
+MAX_DEAD_LETTER_BYTES = 512 * 1024
+#: Cut to this when the letter is too big even without the value.
+MAX_KEPT_FIELD_BYTES = 256
+MAX_ERROR_CHARS = 2000
 
 
 class RecordRejected(Exception):
@@ -99,26 +114,49 @@ def encode(
 
     key = record.key
     key = bytes(key) if key is not None else None
-    value = record.value
+    value = bytes(record.value) if record.value is not None else b""
     headers = header_list(record.headers)
+    if len(error) > MAX_ERROR_CHARS:
+        error = error[:MAX_ERROR_CHARS] + f" ... ({len(error)} characters)"
     letter = events_pb2.DeadLetter(
         source_topic=record.topic,
         source_partition=record.partition,
         source_offset=record.offset,
         key=key or b"",
-        value=bytes(value) if value is not None else b"",
+        value=value,
         headers=[events_pb2.KafkaHeader(key=k, value=v) for k, v in headers],
         error=error,
         consumer=consumer,
         failed_at=rfc3339(now),
     )
+    body = letter.SerializeToString()
+    if len(body) > MAX_DEAD_LETTER_BYTES:
+        body, key = _fitted(letter, value, key)
     letter_id = event_id(consumer, record.topic, record.partition, record.offset)
     return DeadLetterRecord(
         topic=dlq_topic,
         key=key,
-        value=letter.SerializeToString(),
+        value=body,
         headers=cloudevents.headers(
             letter_id, cloudevents.TYPE_DEAD_LETTER, source, trace_id or cloudevents.new_trace_id(), time=now
         ),
         event_id=letter_id,
     )
+
+
+def _fitted(letter: Any, value: bytes, key: bytes | None) -> tuple[bytes, bytes | None]:
+    """The letter cut down to MAX_DEAD_LETTER_BYTES: the value's first bytes
+    with its size and digest; then, if still too big, the key and each
+    header value cut to MAX_KEPT_FIELD_BYTES."""
+    letter.truncated = True
+    letter.original_value_size = len(value)
+    letter.original_value_sha256 = hashlib.sha256(value).hexdigest()
+    letter.value = b""
+    if letter.ByteSize() > MAX_DEAD_LETTER_BYTES - 64:
+        letter.key = letter.key[:MAX_KEPT_FIELD_BYTES]
+        key = key[:MAX_KEPT_FIELD_BYTES] if key is not None else None
+        for header in letter.headers:
+            header.value = header.value[:MAX_KEPT_FIELD_BYTES]
+    room = MAX_DEAD_LETTER_BYTES - letter.ByteSize() - 16  # 16: the value field's tag and length
+    letter.value = value[: max(0, room)]
+    return letter.SerializeToString(), key

@@ -130,3 +130,34 @@ def test_the_kafka_python_loop_and_the_eligibility_agent_write_the_same_dead_let
     assert (outcome.topic, outcome.key, outcome.value) == (topic, key, value)
     assert without_span(outcome.headers) == without_span(headers)
     assert cloudevents.trace_id_of(outcome.headers) == cloudevents.trace_id_of(headers) == TRACE
+
+
+def test_a_record_too_big_to_wrap_keeps_its_first_bytes_its_size_and_its_digest_and_fits():
+    import hashlib
+
+    huge = b"\x00" * (1024 * 1024 - 100)  # just under the broker's limit on the source topic
+    letter = encode(rec(value=huge))
+    assert len(letter.value) <= dead_letters.MAX_DEAD_LETTER_BYTES
+    decoded = events_pb2.DeadLetter.FromString(letter.value)
+    assert decoded.truncated and decoded.original_value_size == len(huge)
+    assert decoded.original_value_sha256 == hashlib.sha256(huge).hexdigest()
+    assert huge.startswith(decoded.value) and len(decoded.value) > 400_000
+
+
+def test_huge_headers_and_key_are_cut_so_the_letter_still_fits():
+    big = b"h" * (700 * 1024)
+    letter = encode(rec(key=b"k" * 10_000, value=b"v" * 1000, headers=[("x-big", big)]))
+    assert len(letter.value) <= dead_letters.MAX_DEAD_LETTER_BYTES
+    decoded = events_pb2.DeadLetter.FromString(letter.value)
+    assert decoded.truncated and len(decoded.key) == dead_letters.MAX_KEPT_FIELD_BYTES
+    assert letter.key == b"k" * dead_letters.MAX_KEPT_FIELD_BYTES
+    assert [h.value for h in decoded.headers if h.key == "x-big"] == [big[: dead_letters.MAX_KEPT_FIELD_BYTES]]
+
+
+def test_a_record_that_fits_is_kept_whole_and_a_long_error_is_cut():
+    letter = dead_letters.encode(
+        rec(value=b"v" * 1000), "e" * 10_000, dlq_topic="t.dlq", consumer="c", source="/s", trace_id=None, now=NOW
+    )
+    decoded = events_pb2.DeadLetter.FromString(letter.value)
+    assert not decoded.truncated and decoded.value == b"v" * 1000
+    assert len(decoded.error) < 2100 and decoded.error.endswith("(10000 characters)")
