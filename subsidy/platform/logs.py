@@ -54,7 +54,20 @@ class JsonFormatter(logging.Formatter):
             entry.update(fields)
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return one_line(json.dumps(entry, ensure_ascii=False, default=str))
+
+
+#: Characters JSON leaves as they are but that some readers take for a line
+#: break (Python's str.splitlines, JavaScript, several log shippers).
+_LINE_BREAKERS = str.maketrans({"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def one_line(text: str) -> str:
+    """A JSON document on exactly one line, whatever a client put in an id or
+    a reason: json.dumps escapes CR, LF and every other C0 control already;
+    this escapes the Unicode line breaks it keeps, so no input can forge a
+    second log entry (issue 17)."""
+    return text.translate(_LINE_BREAKERS)
 
 
 def setup(service: str, level: str = "INFO") -> None:
