@@ -5,6 +5,7 @@
     subsidy policy [--dir DIR]          validate the policy data and list its clauses
     subsidy export-tranches --year YYYY one budget year's payout tranches as CSV, for finance
     subsidy migrate --service NAME      bring a service's database to its newest schema
+    subsidy dev clock show|advance|speed drive the dev stack's clock (SUBSIDY_DEV_MODE=1 only)
 
 Bad input exits with status 2 and one line on standard error saying what is
 wrong and where; nothing is printed on standard output.
@@ -20,6 +21,7 @@ from typing import Any, TextIO
 # The clause registry checks every clause when it is first imported, so the
 # codec and the policy loader are imported inside the commands: a broken
 # clause then reaches main() as ClauseError, not as a traceback at import.
+from subsidy.cli import dev_clock
 from subsidy.core.domain import ClauseError
 
 EXIT_BAD_INPUT = 2
@@ -156,8 +158,9 @@ def _migration_histories() -> dict:
     from subsidy.services.intake.adapters.migrations import HISTORY as intake
     from subsidy.services.notify.adapters.migrations import HISTORY as notify
     from subsidy.services.payout.adapters.migrations import HISTORY as payout
+    from subsidy.services.review.adapters.migrations import HISTORY as review
 
-    return {"intake": intake, "payout": payout, "notify": notify}
+    return {"intake": intake, "payout": payout, "notify": notify, "review": review}
 
 
 def _service_database_url(service: str) -> str:
@@ -167,8 +170,11 @@ def _service_database_url(service: str) -> str:
     from subsidy.services.intake.config import Settings as IntakeSettings
     from subsidy.services.notify.config import Settings as NotifySettings
     from subsidy.services.payout.config import Settings as PayoutSettings
+    from subsidy.services.review.config import Settings as ReviewSettings
 
-    settings = {"intake": IntakeSettings, "payout": PayoutSettings, "notify": NotifySettings}[service]
+    settings = {"intake": IntakeSettings, "payout": PayoutSettings, "notify": NotifySettings, "review": ReviewSettings}[
+        service
+    ]
     return settings.from_env().database_url
 
 
@@ -262,7 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(nothing is changed then), 2 on bad arguments.",
     )
     p.add_argument(
-        "--service", required=True, choices=("intake", "payout", "notify"), help="whose database and migration history"
+        "--service",
+        required=True,
+        choices=("intake", "payout", "notify", "review"),
+        help="whose database and migration history",
     )
     p.add_argument(
         "--database-url",
@@ -284,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait this long for another migration of the same service to finish (default 600)",
     )
     p.set_defaults(run=cmd_migrate)
+    dev_clock.add_parser(sub)
     return parser
 
 
@@ -294,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as exc:
         print(f"subsidy {args.command}: error: {exc}", file=sys.stderr)
         return exc.status
+    except dev_clock.DevClockRefused as exc:
+        print(f"subsidy dev clock: error: {exc}", file=sys.stderr)
+        return 2
     except ClauseError as exc:
         print(f"subsidy {args.command}: error: clause data refused: {exc}", file=sys.stderr)
         return EXIT_BAD_POLICY

@@ -16,6 +16,7 @@ class Settings:
     metrics_address: str = "127.0.0.1:9467"  # empty or "off": no metrics endpoint
     today: str = ""  # YYYY-MM-DD: a fixed "today" (SUBSIDY_REVIEW_TODAY); the dev clock file wins when set
     workflow_file: str = ""  # policy/workflow.yaml by default (SUBSIDY_POLICY_DIR)
+    notice_font: str = ""  # a CJK TrueType font for the notice PDF; default: fonts-wqy-microhei's
     decisions_group: str = "subsidy-review"
     payouts_group: str = "subsidy-review-payouts"
     applications_group: str = "subsidy-review-applications"
@@ -37,6 +38,7 @@ class Settings:
             metrics_address=e.raw("SUBSIDY_REVIEW_METRICS_ADDRESS", d.metrics_address),
             today=e.raw("SUBSIDY_REVIEW_TODAY"),
             workflow_file=e.raw("SUBSIDY_REVIEW_WORKFLOW_FILE"),
+            notice_font=e.raw("SUBSIDY_REVIEW_NOTICE_FONT"),
             decisions_group=e.text("SUBSIDY_REVIEW_GROUP", d.decisions_group),
             payouts_group=e.text("SUBSIDY_REVIEW_PAYOUTS_GROUP", d.payouts_group),
             applications_group=e.text("SUBSIDY_REVIEW_APPLICATIONS_GROUP", d.applications_group),
