@@ -11,11 +11,11 @@ import pytest
 from subsidy.platform.db import Database
 from subsidy.platform.outbox import OutboxMessage
 from subsidy.platform.registry import FileRegistry
-from subsidy.services.intake import handlers
+from subsidy.services.intake import handlers, payouts
 from subsidy.services.intake.adapters.directory import FileDirectory
 from subsidy.services.intake.adapters.store import SqlStore
 from subsidy.services.intake.model import DuplicateKey, StoredApplication
-from subsidy.v1 import application_pb2
+from subsidy.v1 import application_pb2, decision_pb2, payout_pb2
 
 from .test_intake_support import ROOT, database_url, new_id, rent_application
 
@@ -88,14 +88,39 @@ def test_listing_is_newest_first_with_keyset_paging(store):
     assert [r.application_id for r in rest] == ["A-1", "A-0"]
 
 
+def _decision(decision_id: str, application_id: str = "A-1", **fields) -> bytes:
+    return decision_pb2.Decision(
+        decision_id=decision_id, application_id=application_id, credit_code="91310117MA1K7D2E8N", **fields
+    ).SerializeToString()
+
+
+def _apply(store, application_id, decision_id, decision, at="2025-03-04T00:00:00.000000Z"):
+    return store.apply_decision(application_id, decision_id, decision, at, payouts.replaces, payouts.state_of)
+
+
 def test_a_decision_is_applied_once_and_a_replay_or_an_unknown_id_changes_nothing(store):
     store.add(row("A-1"), message("A-1"))
-    assert store.apply_decision("A-1", "A-1@v1", b"\x01dec", "2025-03-04T00:00:00.000000Z") == "applied"
+    dec = _decision("A-1@v1")
+    assert _apply(store, "A-1", "A-1@v1", dec) == "applied"
     decided = store.get("A-1")
-    assert (decided.state, decided.decision, decided.decision_id) == ("DECIDED", b"\x01dec", "A-1@v1")
-    assert store.apply_decision("A-1", "A-1@v1", b"\x01dec", "2025-03-05T00:00:00.000000Z") == "replayed"
+    assert (decided.state, decided.decision, decided.decision_id) == ("DECIDED", dec, "A-1@v1")
+    assert _apply(store, "A-1", "A-1@v1", dec, "2025-03-05T00:00:00.000000Z") == "replayed"
     assert store.get("A-1") == decided
-    assert store.apply_decision("NOPE", "NOPE@v1", b"", "2025-03-05T00:00:00.000000Z") == "unknown"
+    assert _apply(store, "NOPE", "NOPE@v1", _decision("NOPE@v1", "NOPE")) == "unknown"
+
+
+def test_under_review_then_the_reviewed_decision_which_a_late_computed_one_does_not_replace(store):
+    store.add(row("A-1"), message("A-1"))
+    assert _apply(store, "A-1", "A-1@v1", _decision("A-1@v1", review_required=True)) == "applied"
+    assert store.get("A-1").state == "UNDER_REVIEW"
+    reviewed = _decision(
+        "A-1@v1/review:R-1",
+        review=decision_pb2.ReviewRecord(supersedes_decision_id="A-1@v1", item_id="R-1", result="APPROVED"),
+    )
+    assert _apply(store, "A-1", "A-1@v1/review:R-1", reviewed) == "applied"
+    assert _apply(store, "A-1", "A-1@v1", _decision("A-1@v1", review_required=True)) == "superseded"
+    shown = store.get("A-1")
+    assert (shown.state, shown.decision_id, shown.decision) == ("DECIDED", "A-1@v1/review:R-1", reviewed)
 
 
 def test_concurrent_submissions_of_the_same_application_store_it_once(store):
@@ -114,7 +139,7 @@ def test_concurrent_submissions_of_the_same_application_store_it_once(store):
     assert stored.firm.name == "上海泗泾智造示范工厂有限公司"
 
 
-def test_a_decision_and_its_grant_arriving_at_the_same_moment_end_recorded_whichever_commits_first(store):
+def test_a_decision_and_its_grant_arriving_at_the_same_moment_end_in_the_grants_state_whichever_commits_first(store):
     # The two projections apply these from two topics in two threads; each
     # must see the other's write, or the application stays DECIDED for good.
     at = "2025-03-04T00:00:00.000000Z"
@@ -125,12 +150,15 @@ def test_a_decision_and_its_grant_arriving_at_the_same_moment_end_recorded_which
     def apply(app_id, which, barrier):
         barrier.wait()
         if which == "decision":
-            return store.apply_decision(app_id, f"{app_id}@v1", b"\x01dec", at)
-        return store.apply_payout_event(f"grant:{app_id}", app_id, lambda grant: b"\x0agrant", at)
+            return _apply(store, app_id, f"{app_id}@v1", _decision(f"{app_id}@v1", app_id), at)
+        grant = payout_pb2.Grant(
+            application_id=app_id, granted_fen=500, state=payout_pb2.GRANT_STATE_RESERVED
+        ).SerializeToString()
+        return store.apply_payout_event(f"grant:{app_id}", app_id, lambda _: grant, at, payouts.state_of)
 
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         for app_id in ids:
             barrier = threading.Barrier(2)
             results = list(pool.map(lambda which, a=app_id, b=barrier: apply(a, which, b), ["decision", "grant"]))
             assert results == ["applied", "applied"]
-    assert {app_id: store.get(app_id).state for app_id in ids} == {app_id: "RECORDED" for app_id in ids}
+    assert {app_id: store.get(app_id).state for app_id in ids} == {app_id: "RESERVED" for app_id in ids}

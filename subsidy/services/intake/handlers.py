@@ -24,6 +24,7 @@ from subsidy.platform import paging
 from subsidy.platform.logs import fields
 from subsidy.platform.outbox import OutboxMessage
 from subsidy.platform.registry import Registry, RegistryUnavailable
+from subsidy.services.intake import payouts
 from subsidy.services.intake.model import (
     AlreadyExists,
     DuplicateKey,
@@ -248,13 +249,31 @@ def directory(deps: Deps, year: int) -> tuple[int, list]:
 
 
 def apply_decision(deps: Deps, application_id: str, decision_id: str, decision: bytes) -> str:
-    """'applied', 'replayed' or 'unknown' (see ApplicationStore.apply_decision)."""
-    return deps.store.apply_decision(application_id, decision_id, decision, rfc3339(deps.clock()))
+    """'applied', 'replayed', 'superseded' (a computed decision after the
+    reviewed one that superseded it: the reviewed one stays) or 'unknown'
+    (see ApplicationStore.apply_decision; the rules: payouts.replaces,
+    payouts.state_of)."""
+    return deps.store.apply_decision(
+        application_id, decision_id, decision, rfc3339(deps.clock()), payouts.replaces, payouts.state_of
+    )
+
+
+def apply_payout_event(deps: Deps, event_id: str, application_id: str, event: Any) -> str:
+    """One payout event folded into the application's grant, its state
+    following (payouts.fold_bytes, payouts.state_of): 'applied', 'replayed' or 'unknown'."""
+    return deps.store.apply_payout_event(
+        event_id,
+        application_id,
+        lambda grant: payouts.fold_bytes(grant, event),
+        rfc3339(deps.clock()),
+        payouts.state_of,
+    )
 
 
 __all__ = [
     "Deps",
     "apply_decision",
+    "apply_payout_event",
     "directory",
     "enrich",
     "get",

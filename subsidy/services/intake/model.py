@@ -7,7 +7,12 @@ import dataclasses
 RECEIVED = "RECEIVED"
 DECIDED = "DECIDED"
 RECORDED = "RECORDED"
-STATES = (RECEIVED, DECIDED, RECORDED)
+# The notice gate (issue 12; ADR 0013): under review, then the grant's state.
+UNDER_REVIEW = "UNDER_REVIEW"
+RESERVED = "RESERVED"
+PAYABLE = "PAYABLE"
+WITHDRAWN = "WITHDRAWN"
+STATES = (RECEIVED, DECIDED, RECORDED, UNDER_REVIEW, RESERVED, PAYABLE, WITHDRAWN)
 
 
 # ------------------------------------------------------------------ values

@@ -1,6 +1,10 @@
-"""How payout events change what intake shows of an application's grant.
+"""How payout events change what intake shows of an application's grant,
+and what its state is from its decision and grant.
 
-Pure: ``fold(grant, event)`` returns the grant after one subsidy.v1.PayoutEvent.
+Pure: ``fold(grant, event)`` returns the grant after one subsidy.v1.PayoutEvent;
+``state_of(decision, grant)`` the application's state; ``replaces(current,
+new)`` whether a decision replaces the one shown (a reviewed decision is
+never replaced by a computed one, whichever arrived first).
 Events of one firm arrive in order (one key, one partition), so a tranche's
 TrancheScheduled precedes its TrancheDue, TranchePaid or TrancheCancelled.
 Which application an event belongs to is ``subsidy.contracts.events.application_id_of``:
@@ -23,6 +27,11 @@ def fold(grant: Any, event: Any) -> Any:
     kind = event.WhichOneof("event")
     if kind == "grant_recorded":
         g = event.grant_recorded
+        if _is_duplicate(g) and grant.decision_id and grant.decision_id != g.decision_id:
+            # A later decision for an application already granted: a grant of
+            # 0 under its own id; the application's grant is the first one.
+            return grant
+        state = grant.state
         tranches = [t.SerializeToString() for t in grant.tranches]
         grant.Clear()
         grant.application_id = g.application_id
@@ -32,8 +41,26 @@ def fold(grant: Any, event: Any) -> Any:
         grant.granted_fen = g.granted_fen
         grant.decision_year = g.decision_year
         grant.reasons.extend(g.reasons)
+        # RESERVED from the event; a grant already further (its GrantPayable
+        # folded in before a replay of this) keeps its state.
+        grant.state = state if state != payout_pb2.GRANT_STATE_UNSPECIFIED else g.state
         for raw in tranches:
             grant.tranches.add().ParseFromString(raw)
+        return grant
+    if kind == "grant_payable":
+        p = event.grant_payable
+        _identify(grant, p)
+        grant.state = payout_pb2.GRANT_STATE_PAYABLE
+        grant.notice_id = p.notice_id
+        grant.payable_on = p.payable_on
+        return grant
+    if kind == "grant_withdrawn":
+        w = event.grant_withdrawn
+        _identify(grant, w)
+        grant.state = payout_pb2.GRANT_STATE_WITHDRAWN
+        grant.notice_id = w.notice_id
+        grant.withdrawn_on = w.withdrawn_on
+        grant.withdraw_reason = w.reason
         return grant
     if kind == "tranche_scheduled":
         t = event.tranche_scheduled
@@ -69,6 +96,21 @@ def fold(grant: Any, event: Any) -> Any:
     raise NotAPayoutEvent(f"unknown payout event {kind!r}")
 
 
+def _is_duplicate(recorded: Any) -> bool:
+    return any(r.code == "DUPLICATE_APPLICATION" for r in recorded.reasons)
+
+
+def _identify(grant: Any, body: Any) -> None:
+    """A grant known first from its GrantPayable/GrantWithdrawn (intake began
+    reading after its GrantRecorded) still says what it is."""
+    if not grant.application_id:
+        grant.application_id = body.application_id
+        grant.decision_id = body.decision_id
+        grant.clause = body.clause
+        if hasattr(body, "granted_fen"):
+            grant.granted_fen = body.granted_fen
+
+
 def _tranche(grant: Any, tranche_id: str, create: bool = False) -> Any:
     for tranche in grant.tranches:
         if tranche.tranche_id == tranche_id:
@@ -88,3 +130,50 @@ def fold_bytes(grant: bytes | None, event: Any) -> bytes:
     del folded.tranches[:]
     folded.tranches.extend(ordered)
     return folded.SerializeToString(deterministic=True)
+
+
+# -- the application's state -------------------------------------------------------
+
+
+def _decision(raw: bytes | None) -> Any:
+    from subsidy.v1 import decision_pb2
+
+    return decision_pb2.Decision.FromString(raw) if raw else None
+
+
+def replaces(current: bytes | None, new: bytes) -> bool:
+    """Does the decision ``new`` replace ``current`` as the application's
+    decision? A reviewed decision (review set) supersedes the computed one it
+    reviewed and is never replaced by a computed decision, whichever of the
+    two arrived first; otherwise the later decision is shown (as before)."""
+    if current is None:
+        return True
+    shown, incoming = _decision(current), _decision(new)
+    return incoming.HasField("review") or not shown.HasField("review")
+
+
+def state_of(decision: bytes | None, grant: bytes | None) -> str:
+    """The application's state (model.STATES) from what intake holds:
+    RECEIVED until its decision arrives (a grant folded in before it waits
+    for it); then the grant's state when the ledger has one — RESERVED (in
+    notice), PAYABLE, WITHDRAWN, or RECORDED for a grant of 0 fen or one
+    recorded before grants had states; without a grant, UNDER_REVIEW for a
+    decision that requires review, else DECIDED."""
+    from subsidy.services.intake import model
+    from subsidy.v1 import payout_pb2
+
+    if decision is None:
+        return model.RECEIVED
+    if grant is not None:
+        g = payout_pb2.Grant.FromString(grant)
+        if g.state == payout_pb2.GRANT_STATE_PAYABLE:
+            return model.PAYABLE
+        if g.state == payout_pb2.GRANT_STATE_WITHDRAWN:
+            return model.WITHDRAWN
+        if g.state == payout_pb2.GRANT_STATE_RESERVED and g.granted_fen > 0:
+            return model.RESERVED
+        return model.RECORDED
+    d = _decision(decision)
+    if d.review_required and not d.HasField("review"):
+        return model.UNDER_REVIEW
+    return model.DECIDED

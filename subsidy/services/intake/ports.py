@@ -5,6 +5,7 @@ tests use in-memory fakes."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Protocol
 
 from subsidy.platform.outbox import OutboxMessage
@@ -33,8 +34,29 @@ class ApplicationStore(Protocol):
         """Newest first (received_at, then application_id, descending);
         ``after`` = (received_at, application_id) of the last row already seen."""
 
-    def apply_decision(self, application_id: str, decision_id: str, decision: bytes, at: str) -> str:
-        """'applied', 'replayed' (this decision id is already applied) or 'unknown'."""
+    def apply_decision(
+        self,
+        application_id: str,
+        decision_id: str,
+        decision: bytes,
+        at: str,
+        replaces: Callable[[bytes | None, bytes], bool],
+        state_of: Callable[[bytes | None, bytes | None], str],
+    ) -> str:
+        """'applied', 'replayed' (this decision id is the one shown),
+        'superseded' (``replaces(current, decision)`` is false: the decision
+        shown stays) or 'unknown'; the new state is ``state_of(decision, grant)``."""
+
+    def apply_payout_event(
+        self,
+        event_id: str,
+        application_id: str,
+        fold: Callable[[bytes | None], bytes],
+        at: str,
+        state_of: Callable[[bytes | None, bytes | None], str],
+    ) -> str:
+        """Fold a payout event into the grant once per event id: 'applied',
+        'replayed' or 'unknown'; the new state is ``state_of(decision, grant)``."""
 
 
 class Clock(Protocol):

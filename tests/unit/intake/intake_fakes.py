@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 
@@ -10,7 +11,6 @@ from subsidy.platform.outbox import OutboxMessage
 from subsidy.platform.registry import Contacts, FirmRecord, RegistryUnavailable
 from subsidy.services.intake import handlers
 from subsidy.services.intake.model import (
-    DECIDED,
     DirectoryEntry,
     DuplicateKey,
     StoredApplication,
@@ -28,6 +28,7 @@ class FakeStore:
         self.rows: dict[str, StoredApplication] = {}
         self.outbox: list[OutboxMessage] = []
         self.race_with: StoredApplication | None = None  # inserted "concurrently" on the next add
+        self.payout_events: set[str] = set()
 
     def get(self, application_id):
         return self.rows.get(application_id)
@@ -51,15 +52,32 @@ class FakeStore:
             rows = [r for r in rows if (r.received_at, r.application_id) < after]
         return rows[:limit]
 
-    def apply_decision(self, application_id, decision_id, decision, at):
+    def apply_decision(self, application_id, decision_id, decision, at, replaces, state_of):
         row = self.rows.get(application_id)
         if row is None:
             return "unknown"
         if row.decision_id == decision_id:
             return "replayed"
-        self.rows[application_id] = StoredApplication(
-            **{**row.__dict__, "state": DECIDED, "decision": decision, "decision_id": decision_id, "decided_at": at}
+        if not replaces(row.decision, decision):
+            return "superseded"
+        self.rows[application_id] = dataclasses.replace(
+            row,
+            state=state_of(decision, row.grant),
+            decision=decision,
+            decision_id=decision_id,
+            decided_at=at,
         )
+        return "applied"
+
+    def apply_payout_event(self, event_id, application_id, fold, at, state_of):
+        if event_id in self.payout_events:
+            return "replayed"
+        row = self.rows.get(application_id)
+        if row is None:
+            return "unknown"
+        grant = fold(row.grant)
+        self.rows[application_id] = dataclasses.replace(row, grant=grant, state=state_of(row.decision, grant))
+        self.payout_events.add(event_id)
         return "applied"
 
 

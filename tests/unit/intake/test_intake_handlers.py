@@ -244,11 +244,104 @@ def test_the_directory_of_a_year_and_year_zero_means_the_latest():
     assert handlers.directory(d, 2019) == (2019, [])
 
 
+def _decision(decision_id="T-0001@v1", **fields):
+    from subsidy.v1 import decision_pb2
+
+    return decision_pb2.Decision(
+        decision_id=decision_id, application_id="T-0001", credit_code=FIRM, clause="1.rent", **fields
+    ).SerializeToString()
+
+
+def _reviewed(item="R-1", supersedes="T-0001@v1"):
+    from subsidy.v1 import decision_pb2
+
+    return _decision(
+        f"{supersedes}/review:{item}",
+        outcome="ELIGIBLE",
+        review=decision_pb2.ReviewRecord(supersedes_decision_id=supersedes, item_id=item, result="APPROVED"),
+    )
+
+
 def test_a_decision_is_applied_once_and_a_replay_changes_nothing():
     d = deps()
     handlers.submit(d, rent_application())
-    assert handlers.apply_decision(d, "T-0001", "T-0001@v1", b"decision") == "applied"
+    assert handlers.apply_decision(d, "T-0001", "T-0001@v1", _decision()) == "applied"
     before = d.store.rows["T-0001"]
-    assert handlers.apply_decision(d, "T-0001", "T-0001@v1", b"decision") == "replayed"
+    assert handlers.apply_decision(d, "T-0001", "T-0001@v1", _decision()) == "replayed"
     assert d.store.rows["T-0001"] == before and before.state == "DECIDED"
-    assert handlers.apply_decision(d, "T-4040", "T-4040@v1", b"decision") == "unknown"
+    assert handlers.apply_decision(d, "T-4040", "T-4040@v1", _decision()) == "unknown"
+
+
+def test_a_decision_that_requires_review_shows_the_application_under_review_until_its_reviewed_decision():
+    d = deps()
+    handlers.submit(d, rent_application())
+    held = _decision(outcome="NEEDS_REVIEW", review_required=True, review_reasons=["NEEDS_REVIEW_OUTCOME"])
+    assert handlers.apply_decision(d, "T-0001", "T-0001@v1", held) == "applied"
+    assert d.store.rows["T-0001"].state == "UNDER_REVIEW"
+    reviewed = _reviewed()
+    assert handlers.apply_decision(d, "T-0001", "T-0001@v1/review:R-1", reviewed) == "applied"
+    row = d.store.rows["T-0001"]
+    assert (row.state, row.decision_id, row.decision) == ("DECIDED", "T-0001@v1/review:R-1", reviewed)
+
+
+def test_the_reviewed_decision_wins_whichever_arrives_first_and_only_one_is_shown():
+    d = deps()
+    handlers.submit(d, rent_application())
+    reviewed = _reviewed()
+    assert handlers.apply_decision(d, "T-0001", "T-0001@v1/review:R-1", reviewed) == "applied"
+    held = _decision(review_required=True)
+    # The computed decision, late (a replay, another partition): the reviewed one stays.
+    assert handlers.apply_decision(d, "T-0001", "T-0001@v1", held) == "superseded"
+    assert handlers.apply_decision(d, "T-0001", "T-0001@v2", _decision("T-0001@v2")) == "superseded"
+    row = d.store.rows["T-0001"]
+    assert (row.decision_id, row.state) == ("T-0001@v1/review:R-1", "DECIDED")
+    # A later review replaces an earlier one.
+    again = _reviewed("R-2")
+    assert handlers.apply_decision(d, "T-0001", "T-0001@v1/review:R-2", again) == "applied"
+    assert d.store.rows["T-0001"].decision == again
+
+
+def test_the_grant_state_is_the_applications_state():
+    from subsidy.v1 import payout_pb2
+
+    d = deps()
+    handlers.submit(d, rent_application())
+    handlers.apply_decision(d, "T-0001", "T-0001@v1", _decision(outcome="ELIGIBLE"))
+
+    def payout(event_id, **kind):
+        return handlers.apply_payout_event(d, event_id, "T-0001", payout_pb2.PayoutEvent(event_id=event_id, **kind))
+
+    recorded = payout_pb2.GrantRecorded(
+        application_id="T-0001", decision_id="T-0001@v1", granted_fen=500, state=payout_pb2.GRANT_STATE_RESERVED
+    )
+    assert payout("grant:T-0001", grant_recorded=recorded) == "applied"
+    assert d.store.rows["T-0001"].state == "RESERVED"
+    payable = payout_pb2.GrantPayable(
+        application_id="T-0001", decision_id="T-0001@v1", notice_id="N-1", payable_on="2025-03-14", granted_fen=500
+    )
+    assert payout("payable:T-0001@v1", grant_payable=payable) == "applied"
+    assert payout("payable:T-0001@v1", grant_payable=payable) == "replayed"
+    row = d.store.rows["T-0001"]
+    grant = payout_pb2.Grant.FromString(row.grant)
+    assert (row.state, grant.state, grant.payable_on, grant.notice_id) == (
+        "PAYABLE",
+        payout_pb2.GRANT_STATE_PAYABLE,
+        "2025-03-14",
+        "N-1",
+    )
+
+
+def test_a_withdrawn_grant_and_a_grant_of_0_show_as_such():
+    from subsidy.services.intake.payouts import state_of
+    from subsidy.v1 import payout_pb2
+
+    decided = _decision(outcome="ELIGIBLE")
+
+    def grant(**fields):
+        return payout_pb2.Grant(application_id="T-0001", **fields).SerializeToString()
+
+    assert state_of(decided, grant(state=payout_pb2.GRANT_STATE_WITHDRAWN, granted_fen=5)) == "WITHDRAWN"
+    assert state_of(decided, grant(state=payout_pb2.GRANT_STATE_RESERVED, granted_fen=0)) == "RECORDED"
+    assert state_of(decided, grant(granted_fen=5)) == "RECORDED"  # recorded before grants had states
+    assert state_of(None, grant(state=payout_pb2.GRANT_STATE_PAYABLE)) == "RECEIVED"  # waits for its decision
+    assert state_of(decided, None) == "DECIDED"

@@ -9,7 +9,7 @@ import pytest
 from subsidy.platform.consumer import RecordRejected
 from subsidy.services.intake.adapters.kafka import PayoutEventHandler
 from subsidy.services.intake.payouts import fold_bytes
-from subsidy.v1 import payout_pb2
+from subsidy.v1 import decision_pb2, payout_pb2
 
 APP = "SJ-2025-0004"
 
@@ -107,7 +107,7 @@ class _Store:
     def __init__(self):
         self.applied: list[tuple[str, str]] = []
 
-    def apply_payout_event(self, event_id, application_id, fold, at):
+    def apply_payout_event(self, event_id, application_id, fold, at, state_of):
         self.applied.append((event_id, application_id))
         return "applied"
 
@@ -155,3 +155,48 @@ def grant_recorded_with_payee():
     event = grant_recorded()
     event.grant_recorded.credit_code = "C"
     return event
+
+
+def test_payable_and_withdrawn_set_the_grants_state_and_a_duplicate_leaves_the_grant_alone():
+    recorded = grant_recorded()
+    recorded.grant_recorded.state = payout_pb2.GRANT_STATE_RESERVED
+    payable = payout_pb2.PayoutEvent(
+        event_id=f"payable:{APP}@v",
+        grant_payable=payout_pb2.GrantPayable(
+            application_id=APP, decision_id=f"{APP}@v", notice_id="N-1", payable_on="2025-03-14"
+        ),
+    )
+    duplicate = payout_pb2.PayoutEvent(
+        event_id=f"grant:{APP}@v2",
+        grant_recorded=payout_pb2.GrantRecorded(
+            application_id=APP,
+            decision_id=f"{APP}@v2",
+            granted_fen=0,
+            state=payout_pb2.GRANT_STATE_RESERVED,
+            reasons=[decision_pb2.Reason(code="DUPLICATE_APPLICATION")],
+        ),
+    )
+    grant = replay([recorded, payable, scheduled(0, 100), duplicate])
+    assert (grant.state, grant.payable_on, grant.notice_id, grant.decision_id, grant.granted_fen) == (
+        payout_pb2.GRANT_STATE_PAYABLE,
+        "2025-03-14",
+        "N-1",
+        f"{APP}@v",
+        137037037,
+    )
+    assert len(grant.tranches) == 1
+    withdrawn = payout_pb2.PayoutEvent(
+        event_id=f"withdrawn:{APP}@v",
+        grant_withdrawn=payout_pb2.GrantWithdrawn(
+            application_id=APP, decision_id=f"{APP}@v", notice_id="N-1", withdrawn_on="2025-03-10", reason="异议成立"
+        ),
+    )
+    grant = replay([recorded, withdrawn])
+    assert (grant.state, grant.withdrawn_on, grant.withdraw_reason) == (
+        payout_pb2.GRANT_STATE_WITHDRAWN,
+        "2025-03-10",
+        "异议成立",
+    )
+    # Known first from its GrantPayable (intake began reading later): it still says what it is.
+    grant = replay([payable])
+    assert (grant.application_id, grant.decision_id, grant.state) == (APP, f"{APP}@v", payout_pb2.GRANT_STATE_PAYABLE)

@@ -34,8 +34,7 @@ from subsidy.platform.security import GrpcSecurity, current, firm_allowed
 from subsidy.platform.security.interceptor import deny
 from subsidy.services.intake import handlers, metrics
 from subsidy.services.intake.model import (
-    DECIDED,
-    RECORDED,
+    STATES,
     AlreadyExists,
     InvalidApplication,
     NotFound,
@@ -51,11 +50,7 @@ MAX_RECEIVE_BYTES = 1 << 20  # 1 MiB: an application is a few hundred bytes
 MAX_SEND_BYTES = 4 << 20  # a page of 100 applications with their decisions
 
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}\Z")
-_STATES = {
-    "RECEIVED": intake_pb2.APPLICATION_STATE_RECEIVED,
-    DECIDED: intake_pb2.APPLICATION_STATE_DECIDED,
-    RECORDED: intake_pb2.APPLICATION_STATE_RECORDED,
-}
+_STATES = {state: intake_pb2.ApplicationState.Value(f"APPLICATION_STATE_{state}") for state in STATES}
 
 
 def incoming_trace_id(context: Any) -> str:

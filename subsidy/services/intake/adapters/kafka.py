@@ -1,8 +1,11 @@
 """The status projections: ``decision_projection`` consumes
 ``subsidy.decisions.v1`` and records each decision on its application (state
-DECIDED, the decision, its id); ``payout_projection`` consumes
-``subsidy.payouts.v1`` and folds the grant and its tranches in (state
-RECORDED), so GetApplication tells the whole story.
+DECIDED, or UNDER_REVIEW for a decision that requires review; a reviewed
+decision supersedes the computed one and is never replaced by it, whichever
+arrives first); ``payout_projection`` consumes ``subsidy.payouts.v1`` and
+folds the grant, its state and its tranches in (state RESERVED, PAYABLE,
+WITHDRAWN, or RECORDED for a grant of 0), so GetApplication tells the whole
+story (intake/payouts.py: the rules).
 
 subsidy.platform.consumer.KafkaRecordLoop (kafka-python in a thread, like the relay):
 the work per message is one blocking database transaction; offsets are
@@ -19,10 +22,9 @@ from typing import Any
 
 from subsidy.contracts import codec, events, topics
 from subsidy.contracts.codec import BadInput
-from subsidy.core.dates import rfc3339
 from subsidy.platform import logs
 from subsidy.platform.consumer import KafkaRecordLoop, RecordRejected
-from subsidy.services.intake import handlers, metrics, payouts
+from subsidy.services.intake import handlers, metrics
 
 log = logging.getLogger("subsidy.services.intake.adapters.kafka")
 
@@ -59,6 +61,8 @@ class DecisionHandler:
         )
         if result == "unknown":
             log.warning("decision for an unknown application: skipped", extra=where)
+        elif result == "superseded":
+            log.info("decision superseded by the reviewed decision already shown: kept that one", extra=where)
         else:
             log.info(f"decision {result}", extra=where)
         return result
@@ -119,12 +123,7 @@ class PayoutEventHandler:
         # The event's own application_id; for a tranche event published
         # before it carried one, read from its tranche id (docs/finance-events.md).
         application_id = events.application_id_of(event)
-        result = self.deps.store.apply_payout_event(
-            event.event_id,
-            application_id,
-            lambda grant: payouts.fold_bytes(grant, event),
-            rfc3339(self.deps.clock()),
-        )
+        result = handlers.apply_payout_event(self.deps, event.event_id, application_id, event)
         metrics.PAYOUT_EVENTS_APPLIED.labels(result).inc()
         where = logs.fields(
             application_id=application_id,

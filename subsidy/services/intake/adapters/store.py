@@ -30,7 +30,7 @@ from subsidy.platform import migrations
 from subsidy.platform.db import Database, DatabaseUnavailable, Transaction
 from subsidy.platform.outbox import OutboxMessage, OutboxRow, OutboxTable, Published, encode_headers
 from subsidy.services.intake.adapters.migrations import HISTORY
-from subsidy.services.intake.model import DECIDED, RECORDED, DuplicateKey, StoredApplication
+from subsidy.services.intake.model import DuplicateKey, StoredApplication
 
 # With several replicas on one PostgreSQL database, one relay at a time
 # publishes: advisory lock key, taken per batch (subsidy.platform.outbox.OutboxTable).
@@ -225,37 +225,67 @@ class SqlStore(migrations.OwnedSchema):
     # has written. Both lock the application's row first, so the second sees
     # the first's commit: without the lock, PostgreSQL (read committed) lets
     # each miss the other and the application stays DECIDED for good.
-    def apply_decision(self, application_id: str, decision_id: str, decision: bytes, at: str) -> str:
+    def apply_decision(
+        self,
+        application_id: str,
+        decision_id: str,
+        decision: bytes,
+        at: str,
+        replaces: Callable[[bytes | None, bytes], bool],
+        state_of: Callable[[bytes | None, bytes | None], str],
+    ) -> str:
+        """'applied', 'replayed' (this decision is the one shown), 'superseded'
+        (``replaces`` keeps the one shown: a computed decision after its
+        reviewed one) or 'unknown'. The state is ``state_of`` the decision
+        shown and the grant."""
         with self.db.transaction() as tx:
             raw = tx.one(
-                "SELECT decision_id FROM intake_applications WHERE application_id = ?" + _for_update(tx),
+                "SELECT decision_id, decision FROM intake_applications WHERE application_id = ?" + _for_update(tx),
                 (application_id,),
             )
             if raw is None:
                 return "unknown"
             if raw[0] == decision_id:
                 return "replayed"
+            current = bytes(raw[1]) if raw[1] is not None else None
+            if not replaces(current, decision):
+                return "superseded"
             # The payout events travel on another topic and may be folded in
-            # first: with the grant already here, the application is RECORDED.
-            has_grant = tx.one("SELECT 1 FROM intake_grants WHERE application_id = ?", (application_id,))
+            # first: with the grant already here, its state is the application's.
+            grant = tx.one("SELECT grant_proto FROM intake_grants WHERE application_id = ?", (application_id,))
             tx.execute(
                 "UPDATE intake_applications SET state = ?, "
                 "decision = ?, decision_id = ?, decided_at = ?, updated_at = ? WHERE application_id = ?",
-                (RECORDED if has_grant else DECIDED, decision, decision_id, at, at, application_id),
+                (
+                    state_of(decision, bytes(grant[0]) if grant else None),
+                    decision,
+                    decision_id,
+                    at,
+                    at,
+                    application_id,
+                ),
             )
             return "applied"
 
     def apply_payout_event(
-        self, event_id: str, application_id: str, fold: Callable[[bytes | None], bytes], at: str
+        self,
+        event_id: str,
+        application_id: str,
+        fold: Callable[[bytes | None], bytes],
+        at: str,
+        state_of: Callable[[bytes | None, bytes | None], str],
     ) -> str:
         """Fold one payout event into the application's grant, once per event id:
-        'applied', 'replayed' or 'unknown' (no such application)."""
+        'applied', 'replayed' or 'unknown' (no such application). The state is
+        ``state_of`` the decision shown and the grant folded."""
         with self.db.transaction() as tx:
             if tx.one("SELECT 1 FROM intake_payout_events WHERE event_id = ?", (event_id,)):
                 return "replayed"
-            if not tx.one(
-                "SELECT 1 FROM intake_applications WHERE application_id = ?" + _for_update(tx), (application_id,)
-            ):
+            app = tx.one(
+                "SELECT decision FROM intake_applications WHERE application_id = ?" + _for_update(tx),
+                (application_id,),
+            )
+            if not app:
                 return "unknown"
             raw = tx.one("SELECT grant_proto FROM intake_grants WHERE application_id = ?", (application_id,))
             folded = fold(bytes(raw[0]) if raw else None)
@@ -269,12 +299,11 @@ class SqlStore(migrations.OwnedSchema):
                     "INSERT INTO intake_grants (application_id, grant_proto, grant_updated_at) VALUES (?, ?, ?)",
                     (application_id, folded, at),
                 )
-            # RECORDED means decided and recorded: until the decision itself
-            # arrives (on its own topic), the state stays as it is.
+            # Until the decision itself arrives (on its own topic), the state stays RECEIVED.
+            decision = bytes(app[0]) if app[0] is not None else None
             tx.execute(
-                "UPDATE intake_applications SET state = CASE WHEN decision_id IS NULL THEN state ELSE ? END, "
-                "updated_at = ? WHERE application_id = ?",
-                (RECORDED, at, application_id),
+                "UPDATE intake_applications SET state = ?, updated_at = ? WHERE application_id = ?",
+                (state_of(decision, folded), at, application_id),
             )
             tx.execute("INSERT INTO intake_payout_events (event_id, applied_at) VALUES (?, ?)", (event_id, at))
             return "applied"
