@@ -1,9 +1,12 @@
 """The use cases of notify, as plain functions over the ports: no Kafka,
 SQL, SMTP or HTTP here.
 
-- ``parse_decision`` / ``parse_payout_event``: a consumed value -> ``Event``,
-  its fact decoded into notify's own values (or ``InvalidEvent``: the
-  consumer dead-letters it).
+- ``parse_decision`` / ``parse_payout_event`` / ``parse_notice_event``: a
+  consumed value -> its ``Event``s (a decision: under review, the review's
+  result or the computed outcome; a notice list: one per firm on it, each
+  with its own lines only; a kind no firm is told about: none), the fact
+  decoded into notify's own values (or ``InvalidEvent``: the consumer
+  dead-letters it).
 - ``notify``: one event -> one notification per channel the firm can be
   reached on, each sent at most once per notification id (the log is checked
   before sending and written after a successful send), with bounded
@@ -31,19 +34,26 @@ from subsidy.contracts import codec, events
 from subsidy.contracts.codec import BadInput
 from subsidy.core.domain import Reason
 from subsidy.platform import logs
+from subsidy.platform.clock import CHINA
 from subsidy.platform.registry import Contacts
 from subsidy.services.notify import metrics, model, templates
 from subsidy.services.notify.model import (
     BAD_EVENT_ERRORS,
     DecisionMade,
+    DecisionUnderReview,
     DeliveryError,
     DeliveryFailed,
     Event,
     Fact,
+    GrantPayable,
     GrantRecorded,
     InvalidEvent,
+    ListedLine,
+    NoticeListed,
     Notification,
+    ObjectionResolved,
     PermanentDeliveryError,
+    ReviewDecided,
     TrancheCancelled,
     TrancheDue,
     TranchePaid,
@@ -100,11 +110,45 @@ def _reasons(reasons: Any) -> tuple[Reason, ...]:
 
 
 def parse_decision(value: bytes | None, trace_id: str | None = None) -> Event:
+    """A Decision's event: under review (review_required, not yet reviewed),
+    the review's result (a reviewed decision), or the computed outcome."""
     try:
         message = events.decision(value)
         decision = codec.decision_from_proto(message)
     except (events.MalformedEvent, BadInput) as exc:
         raise InvalidEvent(str(exc)) from None
+    data = _webhook_data(message, ("max_award_fen",))
+    if isinstance(data.get("review"), dict):
+        data["review"].pop("reviewers", None)  # staff token subjects: not the firm's business
+    event_id = f"decision:{decision.decision_id}"
+    fact: Fact
+    if decision.review is not None:
+        review = decision.review
+        if review.result not in ("APPROVED", "REJECTED"):
+            raise InvalidEvent(f"review.result: APPROVED or REJECTED, got {review.result!r}")
+        fact = ReviewDecided(
+            decision_id=decision.decision_id,
+            application_id=decision.application_id,
+            clause=decision.clause,
+            result=review.result,
+            amount_fen=decision.max_award_fen if review.result == "APPROVED" else 0,
+            basis=review.basis,
+            reasons=decision.reasons,
+            decided_on=_instant_day(review.decided_at, "review.decided_at"),
+            policy_version=decision.policy_version,
+        )
+        return Event(event_id, decision.credit_code, fact, data, trace_id)
+    if decision.review_required:
+        fact = DecisionUnderReview(
+            decision_id=decision.decision_id,
+            application_id=decision.application_id,
+            clause=decision.clause,
+            outcome=decision.outcome,
+            review_reasons=decision.review_reasons,
+            submitted_on=decision.submitted_on,
+            policy_version=decision.policy_version,
+        )
+        return Event(event_id, decision.credit_code, fact, data, trace_id)
     fact = DecisionMade(
         decision_id=decision.decision_id,
         application_id=decision.application_id,
@@ -116,13 +160,20 @@ def parse_decision(value: bytes | None, trace_id: str | None = None) -> Event:
         reasons=decision.reasons,
         policy_version=decision.policy_version,
     )
-    return Event(
-        f"decision:{decision.decision_id}",
-        decision.credit_code,
-        fact,
-        _webhook_data(message, ("max_award_fen",)),
-        trace_id,
-    )
+    return Event(event_id, decision.credit_code, fact, data, trace_id)
+
+
+def _instant_day(text: str, path: str) -> dt.date | None:
+    """The day in Songjiang of an RFC 3339 instant; "" is "not given"."""
+    if not text:
+        return None
+    try:
+        instant = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidEvent(f"{path}: not an RFC 3339 time: {text!r}") from None
+    if instant.tzinfo is None:
+        raise InvalidEvent(f"{path}: no UTC offset: {text!r}")
+    return instant.astimezone(CHINA).date()
 
 
 def _payout_fact(event: Any, kind: str, body: Any) -> Fact:
@@ -133,6 +184,8 @@ def _payout_fact(event: Any, kind: str, body: Any) -> Fact:
         if getattr(body, key, 0) < 0:
             raise InvalidEvent(f"{kind}.{key}: must not be negative")
     if kind == "grant_recorded":
+        from subsidy.v1 import payout_pb2
+
         return GrantRecorded(
             application_id=body.application_id,
             clause=body.clause,
@@ -142,6 +195,16 @@ def _payout_fact(event: Any, kind: str, body: Any) -> Fact:
             decision_year=body.decision_year,
             reasons=_reasons(body.reasons),
             policy_version=body.policy_version,
+            state="" if not body.state else payout_pb2.GrantState.Name(body.state).removeprefix("GRANT_STATE_"),
+        )
+    if kind == "grant_payable":
+        return GrantPayable(
+            application_id=body.application_id,
+            clause=body.clause,
+            notice_id=body.notice_id,
+            payable_on=_day(body.payable_on, f"{kind}.payable_on"),
+            granted_fen=body.granted_fen,
+            tranche_count=body.tranche_count,
         )
     application_id = events.application_id_of(event)
     if kind == "tranche_scheduled":
@@ -184,16 +247,106 @@ def _payout_fact(event: Any, kind: str, body: Any) -> Fact:
     raise InvalidEvent(f"event: unknown kind {kind!r}")  # pragma: no cover - the decoder knows the oneof
 
 
-def parse_payout_event(value: bytes | None, trace_id: str | None = None) -> Event:
+#: Payout kinds no firm is told about: a withdrawn grant is told by the
+#: objection's outcome (ObjectionResolved UPHELD, subsidy.notices.v1).
+SILENT_PAYOUT_KINDS = ("grant_withdrawn",)
+
+
+def parse_payout_event(value: bytes | None, trace_id: str | None = None) -> Event | None:
+    """The PayoutEvent's event; None for a kind no firm is told about (SILENT_PAYOUT_KINDS)."""
     try:
         message = events.payout_event(value)
     except events.MalformedEvent as exc:
         raise InvalidEvent(str(exc)) from None
     kind = message.WhichOneof("event")
+    if kind in SILENT_PAYOUT_KINDS:
+        return None
     body = getattr(message, kind)
     fact = _payout_fact(message, kind, body)
     data = _webhook_data(body, ("max_award_fen", "granted_fen", "amount_fen"))
     return Event(message.event_id, body.credit_code, fact, data, trace_id)
+
+
+#: Notice kinds no firm is told about: a lodged objection is told by its
+#: outcome; payable by the ledger's GrantPayable (what payout did, not what
+#: it was asked); withdrawn by ObjectionResolved UPHELD.
+SILENT_NOTICE_KINDS = ("objection_lodged", "line_payable", "line_withdrawn")
+NOTICE_KINDS = ("notice_published", "objection_lodged", "objection_resolved", "line_payable", "line_withdrawn")
+
+
+def parse_notice_event(value: bytes | None, trace_id: str | None = None) -> list[Event]:
+    """A subsidy.v1.NoticeEvent's events: one per firm on a published notice
+    (each with only its own lines), one for the firm of a resolved objection,
+    none for the silent kinds (SILENT_NOTICE_KINDS); InvalidEvent naming the
+    field for a record no message can come from."""
+    from google.protobuf.message import DecodeError
+
+    from subsidy.v1 import notice_pb2
+
+    if not value:
+        raise InvalidEvent("empty value (or a tombstone): expected a subsidy.v1.NoticeEvent")
+    try:
+        message = notice_pb2.NoticeEvent.FromString(bytes(value))
+    except (DecodeError, ValueError) as exc:
+        raise InvalidEvent(f"not a subsidy.v1.NoticeEvent protobuf: {exc}") from None
+    if not message.event_id:
+        raise InvalidEvent("event_id: is required")
+    kind = message.WhichOneof("event")
+    if kind is None:
+        raise InvalidEvent(f"event: none of {', '.join(NOTICE_KINDS)} is set")
+    if kind in SILENT_NOTICE_KINDS:
+        return []
+    body = getattr(message, kind)
+    if kind == "objection_resolved":
+        if not body.credit_code:
+            raise InvalidEvent("objection_resolved.credit_code: is required")
+        if body.resolution not in ("UPHELD", "DISMISSED"):
+            raise InvalidEvent(f"objection_resolved.resolution: UPHELD or DISMISSED, got {body.resolution!r}")
+        fact: Fact = ObjectionResolved(
+            objection_id=body.objection_id,
+            notice_id=body.notice_id,
+            decision_id=body.decision_id,
+            resolution=body.resolution,
+            reasons=body.reasons,
+            resolved_on=_day(body.resolved_on, "objection_resolved.resolved_on"),
+        )
+        data = _webhook_data(body, ())
+        data.pop("resolved_by", None)  # a staff token subject
+        return [Event(message.event_id, body.credit_code, fact, data, trace_id)]
+    # notice_published: each firm is told of its own lines only.
+    days = {
+        name: _day(getattr(body, name), f"notice_published.{name}")
+        for name in ("published_on", "period_first_day", "period_last_day")
+    }
+    by_firm: dict[str, list[Any]] = {}
+    for i, line in enumerate(body.lines):
+        if not line.credit_code:
+            raise InvalidEvent(f"notice_published.lines[{i}].credit_code: is required")
+        if line.amount_fen < 0:
+            raise InvalidEvent(f"notice_published.lines[{i}].amount_fen: must not be negative")
+        by_firm.setdefault(line.credit_code, []).append(line)
+    out = []
+    for code, lines in by_firm.items():
+        fact = NoticeListed(
+            notice_id=body.notice_id,
+            published_on=days["published_on"],
+            period_first_day=days["period_first_day"],
+            period_last_day=days["period_last_day"],
+            lines=tuple(ListedLine(line.application_id, line.clause, line.amount_fen) for line in lines),
+        )
+        own = notice_pb2.NoticePublished(
+            notice_id=body.notice_id,
+            published_on=body.published_on,
+            period_first_day=body.period_first_day,
+            period_last_day=body.period_last_day,
+            lines=lines,
+        )
+        data = _webhook_data(own, ())
+        data.pop("published_by", None)
+        for line in data.get("lines", []):
+            line["amount_fen"] = int(line["amount_fen"])
+        out.append(Event(f"{message.event_id}/{code}", code, fact, data, trace_id))
+    return out
 
 
 # ------------------------------------------------------------------ notifying

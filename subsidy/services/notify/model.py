@@ -22,7 +22,27 @@ TRANCHE_SCHEDULED = "tranche_scheduled"
 TRANCHE_DUE = "tranche_due"
 TRANCHE_PAID = "tranche_paid"
 TRANCHE_CANCELLED = "tranche_cancelled"
-KINDS = (DECISION, GRANT_RECORDED, TRANCHE_SCHEDULED, TRANCHE_DUE, TRANCHE_PAID, TRANCHE_CANCELLED)
+# Review and the public notice (issue 12): a decision that requires review,
+# a reviewed decision, the firm's lines on a published notice, the outcome of
+# an objection, the grant payable once its notice closed clean.
+UNDER_REVIEW = "under_review"
+REVIEW_DECIDED = "review_decided"
+NOTICE_LISTED = "notice_listed"
+OBJECTION_RESOLVED = "objection_resolved"
+GRANT_PAYABLE = "grant_payable"
+KINDS = (
+    DECISION,
+    GRANT_RECORDED,
+    TRANCHE_SCHEDULED,
+    TRANCHE_DUE,
+    TRANCHE_PAID,
+    TRANCHE_CANCELLED,
+    UNDER_REVIEW,
+    REVIEW_DECIDED,
+    NOTICE_LISTED,
+    OBJECTION_RESOLVED,
+    GRANT_PAYABLE,
+)
 
 
 def notification_id(event_id: str, channel: str) -> str:
@@ -62,6 +82,86 @@ class GrantRecorded:
     decision_year: int
     reasons: tuple[Reason, ...]  # the ledger's: CAP_PARTIAL, CAP_EXHAUSTED, …
     policy_version: str
+    # RESERVED since the notice gate (tranches after the notice); "" on an
+    # event published before grants had states (scheduled at once).
+    state: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class DecisionUnderReview:
+    """A decision with review_required: people must look at it first."""
+
+    KIND: ClassVar[str] = UNDER_REVIEW
+    decision_id: str
+    application_id: str
+    clause: str
+    outcome: str
+    review_reasons: tuple[str, ...]  # NEEDS_REVIEW_OUTCOME, ABOVE_FOUR_EYES_THRESHOLD, REGISTRY_FACTS_CHANGED
+    submitted_on: dt.date
+    policy_version: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ReviewDecided:
+    """A reviewed decision (its ReviewRecord): the people's result. The
+    reviewers (staff token subjects) are not told to the firm."""
+
+    KIND: ClassVar[str] = REVIEW_DECIDED
+    decision_id: str
+    application_id: str
+    clause: str
+    result: str  # APPROVED or REJECTED
+    amount_fen: int  # the approved amount (max_award_fen); 0 when rejected
+    basis: str
+    reasons: tuple[Reason, ...]
+    decided_on: dt.date | None
+    policy_version: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ListedLine:
+    """One of the firm's own lines on a published notice."""
+
+    application_id: str
+    clause: str
+    amount_fen: int
+
+
+@dataclasses.dataclass(frozen=True)
+class NoticeListed:
+    """The firm's lines on a published notice list (NoticePublished), and no
+    other firm's."""
+
+    KIND: ClassVar[str] = NOTICE_LISTED
+    notice_id: str
+    published_on: dt.date | None
+    period_first_day: dt.date | None
+    period_last_day: dt.date | None
+    lines: tuple[ListedLine, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectionResolved:
+    KIND: ClassVar[str] = OBJECTION_RESOLVED
+    objection_id: str
+    notice_id: str
+    decision_id: str
+    resolution: str  # UPHELD (the award is withdrawn) or DISMISSED
+    reasons: str
+    resolved_on: dt.date | None
+
+
+@dataclasses.dataclass(frozen=True)
+class GrantPayable:
+    """The ledger made the grant payable after its notice closed clean."""
+
+    KIND: ClassVar[str] = GRANT_PAYABLE
+    application_id: str
+    clause: str
+    notice_id: str
+    payable_on: dt.date | None
+    granted_fen: int
+    tranche_count: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,14 +209,28 @@ class TrancheCancelled:
     reason: str
 
 
-Fact = DecisionMade | GrantRecorded | TrancheScheduled | TrancheDue | TranchePaid | TrancheCancelled
+Fact = (
+    DecisionMade
+    | GrantRecorded
+    | TrancheScheduled
+    | TrancheDue
+    | TranchePaid
+    | TrancheCancelled
+    | DecisionUnderReview
+    | ReviewDecided
+    | NoticeListed
+    | ObjectionResolved
+    | GrantPayable
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class Event:
     """One consumed event, decoded: what the templates need, no contact details."""
 
-    event_id: str  # "decision:<decision id>" or the PayoutEvent's event_id
+    # "decision:<decision id>", the PayoutEvent's or NoticeEvent's event_id;
+    # a notice list, once per firm on it: "<event id>/<credit code>".
+    event_id: str
     credit_code: str
     fact: Fact
     # The event's fields in the protobuf JSON mapping (names preserved), as

@@ -1,5 +1,9 @@
 """The Chinese texts of the notifications: one ``string.Template`` per event
-kind for the subject, the e-mail/webhook body and the short SMS text.
+kind for the subject, the e-mail/webhook body and the short SMS text (and
+one more set for the GrantRecorded of a RESERVED grant). Review and the
+public notice (issue 12): under review, the review's result (amount and
+basis, or reasons), the firm's own lines on a notice list (never another
+firm's), the objection's outcome, payable.
 
 ``render(event, titles, ...)`` turns an event's fact (notify's own values,
 model.py) into the template values: amounts from integer fen to 元
@@ -18,9 +22,14 @@ from subsidy.core.money import yuan
 from subsidy.services.notify import model
 from subsidy.services.notify.model import (
     DecisionMade,
+    DecisionUnderReview,
     Event,
+    GrantPayable,
     GrantRecorded,
+    NoticeListed,
+    ObjectionResolved,
     Rendered,
+    ReviewDecided,
     TrancheCancelled,
     TrancheDue,
     TranchePaid,
@@ -43,6 +52,24 @@ STEPS = {
     model.TRANCHE_DUE: "拨付已到期，待财政拨款",
     model.TRANCHE_PAID: "资金已拨付",
     model.TRANCHE_CANCELLED: "拨付已取消",
+    model.GRANT_PAYABLE: "公示期满，资助可拨付",
+}
+
+#: A GrantRecorded of a RESERVED grant (since the notice gate): its own texts.
+GRANT_RESERVED = "grant_recorded.reserved"
+
+#: Why a decision goes to review (decision.proto: review_reasons), in words.
+REVIEW_REASONS = {
+    "NEEDS_REVIEW_OUTCOME": "该条款的支持金额须由审核人员核定",
+    "ABOVE_FOUR_EYES_THRESHOLD": "支持金额达到双人复核标准，须经两名审核人员审核",
+    "REGISTRY_FACTS_CHANGED": "企业登记信息在申请后发生变化，须重新核实",
+}
+
+REVIEW_RESULTS = {"APPROVED": "审核通过", "REJECTED": "审核未通过"}
+
+RESOLUTIONS = {
+    "UPHELD": "异议成立，该项资助已撤销，不予拨付",
+    "DISMISSED": "异议不成立，该项资助按公示结果继续办理",
 }
 
 _FOOTER = "\n\n此邮件由系统自动发送，请勿直接回复。事件编号：$event_id\n松江区经济委员会 工业互联网专项资金管理系统\n"
@@ -118,6 +145,78 @@ BODIES = {
     ),
 }
 
+SUBJECTS.update(
+    {
+        GRANT_RESERVED: Template("【$programme】申请 $application_id 资助核定：$granted（待公示）"),
+        model.UNDER_REVIEW: Template("【$programme】申请 $application_id 已转人工审核"),
+        model.REVIEW_DECIDED: Template("【$programme】申请 $application_id 审核结果：$result_text"),
+        model.NOTICE_LISTED: Template("【$programme】贵单位资助项目已列入公示名单（$notice_id）"),
+        model.OBJECTION_RESOLVED: Template("【$programme】公示异议处理结果：$resolution_short"),
+        model.GRANT_PAYABLE: Template("【$programme】申请 $application_id 公示期满，资助可拨付：$granted"),
+    }
+)
+
+BODIES.update(
+    {
+        GRANT_RESERVED: Template(
+            "$firm：\n\n"
+            "贵单位的申请 $application_id 资助金额已核定并预留额度，列入公示名单、公示期满无异议后方可排期拨付。\n\n"
+            "条款：$clause_text\n"
+            "结果：资助已核定，待公示\n"
+            "核定资助金额：$granted（最高支持金额 $ceiling）\n"
+            "决定年度：$decision_year年\n"
+            "理由：\n$reasons\n\n"
+            "政策版本：$policy_version" + _FOOTER
+        ),
+        model.UNDER_REVIEW: Template(
+            "$firm：\n\n"
+            "贵单位的申请 $application_id 已完成系统评审，须由审核人员人工审核；审核完成前不核定、不拨付资金。\n\n"
+            "条款：$clause_text\n"
+            "系统评审结果：$outcome\n"
+            "需人工审核的原因：\n$review_reasons\n"
+            "申请日期：$submitted_on\n\n"
+            "审核结果将另行通知。\n\n"
+            "政策版本：$policy_version" + _FOOTER
+        ),
+        model.REVIEW_DECIDED: Template(
+            "$firm：\n\n"
+            "贵单位的申请 $application_id 已完成人工审核。\n\n"
+            "条款：$clause_text\n"
+            "审核结果：$result_text\n"
+            "核定支持金额：$amount\n"
+            "审核依据：$basis\n"
+            "理由：\n$reasons\n"
+            "审核日期：$decided_on\n\n"
+            "$next_step\n\n"
+            "政策版本：$policy_version" + _FOOTER
+        ),
+        model.NOTICE_LISTED: Template(
+            "$firm：\n\n"
+            "贵单位的以下资助项目已列入公示名单（公示编号 $notice_id），"
+            "公示期自$period_first_day起至$period_last_day止。公示期内无异议的，期满次日起可拨付。\n\n"
+            "$lines\n\n"
+            "公示日期：$published_on" + _FOOTER
+        ),
+        model.OBJECTION_RESOLVED: Template(
+            "$firm：\n\n"
+            "针对贵单位公示项目（公示编号 $notice_id，决定编号 $decision_id）的异议已处理完毕。\n\n"
+            "处理结果：$resolution_text\n"
+            "处理说明：$reasons_text\n"
+            "处理日期：$resolved_on" + _FOOTER
+        ),
+        model.GRANT_PAYABLE: Template(
+            "$firm：\n\n"
+            "贵单位的申请 $application_id 公示期满无异议，资助自$payable_on起可拨付，分$tranche_count期拨付，"
+            "各期拨付排期另行通知。\n\n"
+            "条款：$clause_text\n"
+            "结果：$outcome\n"
+            "核定资助金额：$granted\n"
+            "公示编号：$notice_id\n"
+            "可拨付日期：$payable_on" + _FOOTER
+        ),
+    }
+)
+
 SMS = {
     model.DECISION: Template(
         "【松江区经委】贵单位申请$application_id$clause_short评审结果：$outcome$ceiling_short。详见邮件。"
@@ -129,6 +228,20 @@ SMS = {
     model.TRANCHE_DUE: Template("【松江区经委】资助款$amount$clause_short已到拨付日期$due_on。"),
     model.TRANCHE_PAID: Template("【松江区经委】资助款$amount$clause_short已于$paid_on拨付，请查收。"),
     model.TRANCHE_CANCELLED: Template("【松江区经委】资助款$amount$clause_short已取消：$reason"),
+    GRANT_RESERVED: Template(
+        "【松江区经委】贵单位申请$application_id$clause_short核定资助$granted，公示期满无异议后拨付。"
+    ),
+    model.UNDER_REVIEW: Template("【松江区经委】贵单位申请$application_id$clause_short已转人工审核，结果将另行通知。"),
+    model.REVIEW_DECIDED: Template(
+        "【松江区经委】贵单位申请$application_id$clause_short审核结果：$result_text$amount_short。详见邮件。"
+    ),
+    model.NOTICE_LISTED: Template(
+        "【松江区经委】贵单位$count项资助已列入公示（$period_first_day至$period_last_day），期满无异议后拨付。"
+    ),
+    model.OBJECTION_RESOLVED: Template("【松江区经委】贵单位公示项目的异议处理结果：$resolution_short。详见邮件。"),
+    model.GRANT_PAYABLE: Template(
+        "【松江区经委】贵单位申请$application_id$clause_short公示期满，资助$granted自$payable_on起可拨付。"
+    ),
 }
 
 
@@ -190,7 +303,64 @@ def _fact_values(fact: model.Fact, titles: Mapping[str, str]) -> dict[str, str]:
             "reasons": reasons_text(fact.reasons),
             "policy_version": fact.policy_version or "—",
         }
+    if isinstance(fact, DecisionUnderReview):
+        return {
+            "application_id": fact.application_id or "—",
+            **_clause(fact.clause, titles),
+            "outcome": OUTCOMES.get(fact.outcome, fact.outcome),
+            "review_reasons": "\n".join(f"- {REVIEW_REASONS.get(code, code)}" for code in fact.review_reasons)
+            or "（未说明）",
+            "submitted_on": date_zh(fact.submitted_on),
+            "policy_version": fact.policy_version or "—",
+        }
+    if isinstance(fact, ReviewDecided):
+        approved = fact.result == "APPROVED"
+        return {
+            "application_id": fact.application_id or "—",
+            **_clause(fact.clause, titles),
+            "result_text": REVIEW_RESULTS[fact.result],
+            "amount": yuan(fact.amount_fen) if approved else "不适用",
+            "amount_short": f"，核定支持{yuan(fact.amount_fen)}" if approved else "",
+            "basis": fact.basis or "（未说明）",
+            "reasons": reasons_text(fact.reasons),
+            "decided_on": date_zh(fact.decided_on),
+            "next_step": "核定金额将列入公示名单，公示期满无异议后方可拨付。"
+            if approved
+            else "如有疑问，请与松江区经济委员会联系。",
+            "policy_version": fact.policy_version or "—",
+        }
+    if isinstance(fact, NoticeListed):
+        lines = [
+            f"- 申请 {line.application_id or '—'}，{clause_text(line.clause, titles)}，公示金额 {yuan(line.amount_fen)}"
+            for line in fact.lines
+        ]
+        return {
+            "notice_id": fact.notice_id or "—",
+            "published_on": date_zh(fact.published_on),
+            "period_first_day": date_zh(fact.period_first_day),
+            "period_last_day": date_zh(fact.period_last_day),
+            "lines": "\n".join(lines),
+            "count": str(len(fact.lines)),
+        }
+    if isinstance(fact, ObjectionResolved):
+        return {
+            "notice_id": fact.notice_id or "—",
+            "decision_id": fact.decision_id or "—",
+            "resolution_text": RESOLUTIONS[fact.resolution],
+            "resolution_short": "异议成立，资助撤销" if fact.resolution == "UPHELD" else "异议不成立，按公示结果办理",
+            "reasons_text": fact.reasons or "（未说明）",
+            "resolved_on": date_zh(fact.resolved_on),
+        }
     values = {"outcome": STEPS[fact.KIND], **_clause(fact.clause, titles)}
+    if isinstance(fact, GrantPayable):
+        return {
+            **values,
+            "application_id": fact.application_id or "—",
+            "granted": yuan(fact.granted_fen),
+            "notice_id": fact.notice_id or "—",
+            "payable_on": date_zh(fact.payable_on),
+            "tranche_count": str(fact.tranche_count),
+        }
     if isinstance(fact, GrantRecorded):
         return {
             **values,
@@ -230,10 +400,19 @@ def values(event: Event, titles: Mapping[str, str], firm_name: str = "") -> dict
     }
 
 
+def template_key(event: Event) -> str:
+    """The event's kind, or GRANT_RESERVED for the GrantRecorded of a RESERVED
+    grant (a grant recorded before the notice gate keeps its old texts)."""
+    if isinstance(event.fact, GrantRecorded) and event.fact.state == "RESERVED":
+        return GRANT_RESERVED
+    return event.kind
+
+
 def render(event: Event, titles: Mapping[str, str], firm_name: str = "") -> Rendered:
     v = values(event, titles, firm_name)
+    key = template_key(event)
     return Rendered(
-        subject=SUBJECTS[event.kind].substitute(v),
-        body=BODIES[event.kind].substitute(v),
-        sms=SMS[event.kind].substitute(v),
+        subject=SUBJECTS[key].substitute(v),
+        body=BODIES[key].substitute(v),
+        sms=SMS[key].substitute(v),
     )

@@ -9,6 +9,7 @@ from subsidy.services.notify.model import DeliveryError, PermanentDeliveryError
 from subsidy.v1 import decision_pb2, payout_pb2
 
 FIRM = "91310117MA1K7D2E8N"
+OTHER_FIRM = "91310117MA1K8Q3P5L"  # another firm on the same notice list
 CONTACTS = Contacts(
     email="zhang.san@example.cn", phone="+86-21-5555-9999", webhook_url="https://hooks.example.cn/secret-path-zhangsan"
 )
@@ -191,3 +192,116 @@ def cancelled(app="SJ-2025-0001", number=2, amount=88888890, legacy=False):
         ),
     )
     return _legacy(event, "tranche_cancelled") if legacy else event
+
+
+# -- review and the public notice (issue 12) ---------------------------------------
+
+
+def held(app="SJ-2025-0011", reasons=("NEEDS_REVIEW_OUTCOME", "ABOVE_FOUR_EYES_THRESHOLD")):
+    """A computed decision that requires review."""
+    return decision("NEEDS_REVIEW", app=app, review_required=True, review_reasons=list(reasons))
+
+
+def reviewed(result="APPROVED", app="SJ-2025-0011", amount=120000000, basis="按人社局核定标准的50%计算"):
+    computed = f"{app}@2024.1+abc"
+    fields = dict(
+        decision_id=f"{computed}/review:R-7",
+        review=decision_pb2.ReviewRecord(
+            supersedes_decision_id=computed,
+            item_id="R-7",
+            reviewers=["reviewer-li", "reviewer-wang"],
+            basis=basis,
+            result=result,
+            decided_at="2025-03-03T02:30:00Z",
+        ),
+    )
+    if result == "APPROVED":
+        return decision("ELIGIBLE", max_award_fen=amount, app=app, **fields)
+    return decision("INELIGIBLE", app=app, **fields)
+
+
+def reserved(app="SJ-2025-0001", granted=296296296):
+    event = grant(app=app, granted=granted)
+    event.grant_recorded.tranche_count = 0
+    event.grant_recorded.state = payout_pb2.GRANT_STATE_RESERVED
+    return event
+
+
+def notice_published(notice="N-2025-007", lines=None):
+    from subsidy.v1 import notice_pb2
+
+    lines = lines or [
+        notice_pb2.NoticeLine(
+            line_id=f"{notice}/SJ-2025-0001@2024.1+abc",
+            decision_id="SJ-2025-0001@2024.1+abc",
+            application_id="SJ-2025-0001",
+            credit_code=FIRM,
+            firm_name="上海泗泾智造示范工厂有限公司",
+            clause="2",
+            amount_fen=296296296,
+        ),
+        notice_pb2.NoticeLine(
+            line_id=f"{notice}/SJ-2025-0011@2024.1+abc/review:R-7",
+            decision_id="SJ-2025-0011@2024.1+abc/review:R-7",
+            application_id="SJ-2025-0011",
+            credit_code=FIRM,
+            firm_name="上海泗泾智造示范工厂有限公司",
+            clause="13",
+            amount_fen=120000000,
+        ),
+        notice_pb2.NoticeLine(
+            line_id=f"{notice}/SJ-OTHER-1@2024.1+abc",
+            decision_id="SJ-OTHER-1@2024.1+abc",
+            application_id="SJ-OTHER-1",
+            credit_code=OTHER_FIRM,
+            firm_name="上海别家科技有限公司",
+            clause="10.cloud",
+            amount_fen=5000000,
+        ),
+    ]
+    return notice_pb2.NoticeEvent(
+        event_id=f"published:{notice}",
+        notice_published=notice_pb2.NoticePublished(
+            notice_id=notice,
+            published_on="2025-01-24",
+            period_first_day="2025-01-24",
+            period_last_day="2025-02-06",
+            lines=lines,
+            published_by="reviewer-li",
+        ),
+    )
+
+
+def objection_resolved(resolution="DISMISSED", objection="O-3", reasons="经核实，异议理由不成立"):
+    from subsidy.v1 import notice_pb2
+
+    return notice_pb2.NoticeEvent(
+        event_id=f"resolved:{objection}",
+        objection_resolved=notice_pb2.ObjectionResolved(
+            objection_id=objection,
+            notice_id="N-2025-007",
+            line_id="N-2025-007/SJ-2025-0001@2024.1+abc",
+            decision_id="SJ-2025-0001@2024.1+abc",
+            credit_code=FIRM,
+            resolution=resolution,
+            reasons=reasons,
+            resolved_by="reviewer-wang",
+            resolved_on="2025-02-05",
+        ),
+    )
+
+
+def grant_payable(app="SJ-2025-0001", granted=296296296):
+    return payout_pb2.PayoutEvent(
+        event_id=f"payable:{app}@2024.1+abc",
+        grant_payable=payout_pb2.GrantPayable(
+            application_id=app,
+            decision_id=f"{app}@2024.1+abc",
+            credit_code=FIRM,
+            clause="2",
+            notice_id="N-2025-007",
+            payable_on="2025-02-07",
+            granted_fen=granted,
+            tranche_count=3,
+        ),
+    )

@@ -38,7 +38,13 @@ from notify_fakes import (
     due,
     firm_record,
     grant,
+    grant_payable,
+    held,
+    notice_published,
+    objection_resolved,
     paid,
+    reserved,
+    reviewed,
     scheduled,
 )
 
@@ -87,6 +93,17 @@ def _records() -> list:
         # Published before tranche events carried their clause: none to name.
         (topics.PAYOUTS, unpaid),
         (topics.PAYOUTS, unexplained),
+        # Review and the public notice (issue 12).
+        (topics.DECISIONS, held()),
+        (topics.DECISIONS, held(app="SJ-2025-0012", reasons=("REGISTRY_FACTS_CHANGED", "SOMETHING_NEW"))),
+        (topics.DECISIONS, reviewed()),
+        (topics.DECISIONS, reviewed("REJECTED", app="SJ-2025-0012", basis="")),
+        (topics.PAYOUTS, reserved(app="SJ-2025-0013")),
+        # Two lines of this firm and one of another, whom the registry does not know here: one e-mail, its own lines.
+        (topics.NOTICES, notice_published()),
+        (topics.NOTICES, objection_resolved()),
+        (topics.NOTICES, objection_resolved("UPHELD", objection="O-4", reasons="")),
+        (topics.PAYOUTS, grant_payable()),
     ]
     return [
         SimpleNamespace(topic=topic.name, value=m.SerializeToString(), key=b"", partition=0, offset=i, headers=[])
@@ -124,10 +141,31 @@ def test_every_event_kind_renders_exactly_the_golden_text():
 def test_the_golden_file_covers_every_event_kind_and_every_outcome():
     golden = json.loads(GOLDEN.read_text(encoding="utf-8"))
     prefixes = {g["event_id"].split(":", 1)[0] for g in golden}
-    assert prefixes == {"decision", "grant", "scheduled", "due", "paid", "cancelled"}
+    assert prefixes == {
+        "decision",
+        "grant",
+        "scheduled",
+        "due",
+        "paid",
+        "cancelled",
+        "published",
+        "resolved",
+        "payable",
+    }
     subjects = "".join(g["subject"] for g in golden)
     for outcome in ("符合支持条件", "不符合支持条件", "需人工复核", "已转至相关基金办理"):
         assert f"评审结果：{outcome}" in subjects
+    for outcome in ("审核结果：审核通过", "审核结果：审核未通过", "已转人工审核", "（待公示）", "公示名单"):
+        assert outcome in subjects
+    for outcome in ("异议成立", "异议不成立", "资助可拨付"):
+        assert outcome in subjects
+
+
+def test_no_firm_reads_another_firms_line_or_a_reviewers_name():
+    golden = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    text = json.dumps(golden, ensure_ascii=False)
+    for other in ("SJ-OTHER-1", "上海别家科技有限公司", "reviewer-li", "reviewer-wang"):
+        assert other not in text
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:

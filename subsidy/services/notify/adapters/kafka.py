@@ -1,5 +1,5 @@
-"""The notify consumer: ``subsidy.decisions.v1`` and ``subsidy.payouts.v1``
--> notifications, group ``subsidy-notify`` (subsidy.platform.consumer.KafkaRecordLoop,
+"""The notify consumer: ``subsidy.decisions.v1``, ``subsidy.payouts.v1`` and
+``subsidy.notices.v1`` -> notifications, group ``subsidy-notify`` (subsidy.platform.consumer.KafkaRecordLoop,
 kafka-python in a thread).
 
 Per record: parse (undecodable -> dead letter), notify every channel (the
@@ -21,7 +21,7 @@ from subsidy.contracts import cloudevents, topics
 from subsidy.platform import logs
 from subsidy.platform.consumer import KafkaRecordLoop, RecordRejected
 from subsidy.services.notify import handlers
-from subsidy.services.notify.model import DeliveryFailed, Interrupted, InvalidEvent
+from subsidy.services.notify.model import DeliveryFailed, Event, Interrupted, InvalidEvent
 
 log = logging.getLogger("subsidy.services.notify.adapters.kafka")
 
@@ -37,30 +37,55 @@ class NotifyHandler:
 
     def __call__(self, record: Any) -> str:
         trace_id = cloudevents.trace_id_of(record.headers)
-        parse = handlers.parse_decision if record.topic == topics.DECISIONS.name else handlers.parse_payout_event
         try:
-            event = parse(record.value, trace_id)
+            found = self.parse(record, trace_id)
         except InvalidEvent as exc:
             raise RecordRejected(str(exc)) from None
-        try:
-            outcome = handlers.notify(self.deps, event)
-        except InvalidEvent as exc:  # no message can be built from it: permanent
-            raise RecordRejected(str(exc)) from None
-        except DeliveryFailed as exc:
-            raise RecordRejected(f"{handlers.one_line(event.event_id)}: {exc}") from None
-        log.info(
-            "event handled",
-            extra=logs.fields(
-                event_id=event.event_id,
-                kind=event.kind,
-                credit_code=event.credit_code,
-                sent=outcome.sent,
-                replayed=outcome.replayed,
-                partition=record.partition,
-                offset=record.offset,
-            ),
-        )
-        return "unknown_firm" if outcome.unknown_firm else "handled"
+        if not found:
+            log.info(
+                "event skipped: nothing to tell a firm",
+                extra=logs.fields(topic=record.topic, partition=record.partition, offset=record.offset),
+            )
+            return "skipped"
+        problems: list[str] = []
+        unknown = False
+        # A notice list concerns several firms: each is told (once per channel)
+        # even when another's delivery fails; a replay skips who was told.
+        for event in found:
+            try:
+                outcome = handlers.notify(self.deps, event)
+            except InvalidEvent as exc:  # no message can be built from it: permanent
+                problems.append(str(exc))
+                continue
+            except DeliveryFailed as exc:
+                problems.append(f"{handlers.one_line(event.event_id)}: {exc}")
+                continue
+            unknown = unknown or outcome.unknown_firm
+            log.info(
+                "event handled",
+                extra=logs.fields(
+                    event_id=event.event_id,
+                    kind=event.kind,
+                    credit_code=event.credit_code,
+                    sent=outcome.sent,
+                    replayed=outcome.replayed,
+                    partition=record.partition,
+                    offset=record.offset,
+                ),
+            )
+        if problems:
+            raise RecordRejected("; ".join(problems))
+        return "unknown_firm" if unknown else "handled"
+
+    @staticmethod
+    def parse(record: Any, trace_id: str | None) -> list[Event]:
+        """The record's events by its topic (none: nothing to tell a firm)."""
+        if record.topic == topics.DECISIONS.name:
+            return [handlers.parse_decision(record.value, trace_id)]
+        if record.topic == topics.NOTICES.name:
+            return handlers.parse_notice_event(record.value, trace_id)
+        event = handlers.parse_payout_event(record.value, trace_id)
+        return [] if event is None else [event]
 
 
 def notify_consumer(
@@ -68,7 +93,7 @@ def notify_consumer(
     bootstrap: str,
     *,
     group_id: str = GROUP_ID,
-    topics_: tuple[str, ...] = (topics.DECISIONS.name, topics.PAYOUTS.name),
+    topics_: tuple[str, ...] = (topics.DECISIONS.name, topics.PAYOUTS.name, topics.NOTICES.name),
     dlq_topic: str = topics.NOTIFICATIONS_DLQ.name,
     **kwargs: Any,
 ) -> KafkaRecordLoop:
