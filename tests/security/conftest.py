@@ -50,9 +50,9 @@ def loop():
 
 @pytest.fixture(scope="session")
 def jwt_servers(loop, tmp_path_factory, jwt_env):
-    """intake, eligibility and payout in plaintext with JWT authentication."""
+    """intake, eligibility, payout and review in plaintext with JWT authentication."""
     tmp = tmp_path_factory.mktemp("jwt-servers")
-    securities = {name: security_for(name, tmp, **jwt_env) for name in ("intake", "eligibility", "payout")}
+    securities = {name: security_for(name, tmp, **jwt_env) for name in ("intake", "eligibility", "payout", "review")}
     servers = Servers(loop, tmp, securities).start()
     yield servers
     servers.stop()

@@ -1,4 +1,4 @@
-"""The real gRPC servers of intake, eligibility (PolicyService) and payout,
+"""The real gRPC servers of intake, eligibility (PolicyService), payout and review,
 built by the services' own code with a given GrpcSecurity, running in one
 background event loop. No Kafka: these tests are about the edge."""
 
@@ -45,6 +45,7 @@ class Servers:
         self.ports: dict[str, int] = {}
         self.intake_deps: Any = None
         self.payout_store: Any = None
+        self.review_store: Any = None
 
     async def _start(self) -> None:
         from subsidy.core.policy import load_policy
@@ -86,6 +87,24 @@ class Servers:
             )
             await server.start()
             self.servers["payout"], self.ports["payout"] = server, port
+        if "review" in self.securities:
+            from subsidy.core.workflow.settings import load_workflow
+            from subsidy.services.review.adapters.grpc import ReviewServicer
+            from subsidy.services.review.adapters.grpc import build_server as build_review
+            from subsidy.services.review.adapters.store import SqlStore as ReviewStore
+
+            self.review_store = ReviewStore(Database(f"sqlite:///{self.tmp / 'review.db'}", store="review"))
+            self.review_store.create_schema()
+            hs = health.aio.HealthServicer()
+            await hs.set("", health_pb2.HealthCheckResponse.SERVING)
+            server, port = build_review(
+                ReviewServicer(self.review_store, load_workflow(), SystemClock()),
+                hs,
+                "127.0.0.1:0",
+                security=self.securities["review"],
+            )
+            await server.start()
+            self.servers["review"], self.ports["review"] = server, port
         if "eligibility" in self.securities:
             grpc_server = GrpcServer(
                 "127.0.0.1:0", load_policy(), ready=lambda: True, security=self.securities["eligibility"]
