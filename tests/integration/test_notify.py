@@ -12,7 +12,20 @@ import time
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
-from unit.notify.notify_fakes import cancelled, decision, due, grant, paid, scheduled
+from unit.notify.notify_fakes import (
+    cancelled,
+    decision,
+    due,
+    grant,
+    grant_payable,
+    held,
+    notice_published,
+    objection_resolved,
+    paid,
+    reserved,
+    reviewed,
+    scheduled,
+)
 
 from subsidy.contracts import topics
 from subsidy.services.notify import metrics, model
@@ -39,6 +52,10 @@ CHANNELS = ("email", "webhook", "sms")
 
 
 def events_for(app: str) -> list:
+    under_review = new_id("SJ")
+    notice = notice_published(notice=f"N-{app}")
+    for line in notice.notice_published.lines:
+        line.application_id = f"{line.application_id}-{app}"
     return [
         decision(app=app),
         grant(app=app),
@@ -47,16 +64,33 @@ def events_for(app: str) -> list:
         paid(app=app, number=0),
         scheduled(app=app, number=1),
         cancelled(app=app, number=1),
+        # Review and the public notice (issue 12).
+        held(app=under_review),
+        reviewed(app=under_review),
+        reserved(app=under_review),
+        notice,
+        objection_resolved(objection=f"O-{app}"),
+        grant_payable(app=under_review),
     ]
 
 
 def event_id(message) -> str:
-    return f"decision:{message.decision_id}" if hasattr(message, "decision_id") else message.event_id
+    """The id notify gives the (first) notification of ``message``."""
+    if hasattr(message, "decision_id"):
+        return f"decision:{message.decision_id}"
+    if message.WhichOneof("event") == "notice_published":
+        return f"{message.event_id}/{FIRM}"  # this firm's lines; the other firm's are not this firm's
+    return message.event_id
 
 
 def produce(producer: Producer, messages) -> None:
     for m in messages:
-        (producer.decision if hasattr(m, "decision_id") else producer.payout)(m)
+        if hasattr(m, "decision_id"):
+            producer.decision(m)
+        elif m.DESCRIPTOR.name == "NoticeEvent":
+            producer.notice(m)
+        else:
+            producer.payout(m)
 
 
 def received(smtp: SmtpSink, hook: HttpSink, sms: HttpSink, eid: str) -> tuple[int, int, int]:
@@ -97,8 +131,12 @@ def test_every_event_notifies_each_channel_once_and_a_replay_sends_nothing_more(
             assert "评审结果：符合支持条件" in decided["Subject"]
             body = decided.get_content()
             assert "第2条“鼓励培育行业性工业互联网平台”" in body and "2,962,962.96元" in body
-            assert "原因：企业已迁出松江区" in mails[ids[-1]].get_content()
-            assert "第2条" in mails[ids[-1]].get_content()  # the clause the cancellation carries
+            assert "第2条" in mails[ids[6]].get_content()  # the clause the cancellation carries
+            assert "原因：企业已迁出松江区" in mails[ids[6]].get_content()
+            assert "已转人工审核" in mails[ids[7]]["Subject"] and "审核通过" in mails[ids[8]]["Subject"]
+            listed = mails[ids[10]].get_content()
+            assert "N-" in mails[ids[10]]["Subject"] and "SJ-OTHER-1" not in listed and "上海别家" not in listed
+            assert "异议不成立" in mails[ids[11]]["Subject"] and "资助可拨付" in mails[ids[12]]["Subject"]
             for r in hook.requests:
                 signed = r["headers"]["X-Subsidy-Timestamp"].encode() + b"." + r["body"]
                 expected = "sha256=" + hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()

@@ -181,6 +181,10 @@ class Producer:
         inner = getattr(message, message.WhichOneof("event"))
         self._send(topics.PAYOUTS.name, inner.credit_code, message.event_id, TYPE_PAYOUT, message.SerializeToString())
 
+    def notice(self, message: Any, key: str = FIRM) -> None:
+        """A NoticeEvent on subsidy.notices.v1 (key: the firm, as the review service keys it)."""
+        self._send(topics.NOTICES.name, key, message.event_id, TYPE_PAYOUT, message.SerializeToString())
+
     def raw(self, topic: str, value: bytes, key: str = FIRM) -> None:
         self._send(topic, key, new_id("raw"), TYPE_PAYOUT, value)
 
@@ -193,7 +197,7 @@ class Producer:
 
 
 def group_at_end(bootstrap: str, group: str) -> str:
-    """Commit ``group``'s offsets at the end of both input topics, so a test's
+    """Commit ``group``'s offsets at the end of its three input topics, so a test's
     service reads only what the test produces (not the session's history)."""
     from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 
@@ -202,7 +206,7 @@ def group_at_end(bootstrap: str, group: str) -> str:
     try:
         parts = [
             TopicPartition(t, p)
-            for t in (topics.DECISIONS.name, topics.PAYOUTS.name)
+            for t in (topics.DECISIONS.name, topics.PAYOUTS.name, topics.NOTICES.name)
             for p in (consumer.partitions_for_topic(t) or ())
         ]
         ends = consumer.end_offsets(parts)
