@@ -40,6 +40,7 @@ import pytest
 import yaml
 
 from subsidy.contracts import topics
+from subsidy.platform.grpc.server import LIVENESS
 from subsidy_dev import tools
 from tests.ops import kubeconform
 
@@ -54,6 +55,10 @@ CORE_GROUPS = {"v1", "apps/v1", "batch/v1", "policy/v1", "autoscaling/v2", "netw
 
 SERVICES = ("intake", "eligibility", "payout", "notify")
 GRPC_PORT = {"intake": 50051, "eligibility": 50052, "payout": 50053, "notify": 50054}
+# The plaintext health-only port (SUBSIDY_HEALTH_ADDRESS) the probes ask.
+HEALTH_PORT = 8081
+# The Kafka listener each overlay's clients use: plaintext in dev, TLS + SCRAM elsewhere.
+KAFKA_PORT = {"dev": 9092, "prod": 9093}
 METRICS_PORT = {"intake": 9464, "eligibility": 9102, "payout": 9465, "notify": 9467}
 USES_DATABASE = {"intake", "payout", "notify"}
 # Consumers of 6-partition topics: more replicas than partitions stay idle.
@@ -233,6 +238,7 @@ def test_core_resources_are_valid_strictly(overlay, version):
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_custom_resources_match_their_crd_schemas(overlay):
     docs = [d for d in rendered(f"overlays/{overlay}") if d["apiVersion"] not in CORE_GROUPS]
+    secure = {"KafkaUser", "Certificate", "Issuer"} if overlay != "dev" else set()
     assert {d["kind"] for d in docs} == {
         "Kafka",
         "KafkaNodePool",
@@ -240,6 +246,7 @@ def test_custom_resources_match_their_crd_schemas(overlay):
         "Cluster",
         "ServiceMonitor",
         "PrometheusRule",
+        *secure,
     }
     errors = [e for d in docs for e in crd_errors(d)]
     assert not errors, "\n".join(errors)
@@ -379,12 +386,23 @@ def test_grpc_probes_use_the_health_names_the_code_registers(overlay):
         dep = deployment(docs, service)
         container = dep["spec"]["template"]["spec"]["containers"][0]
         assert container["command"] == ["python", "-m", f"subsidy.services.{service}"]
-        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        expected = {
+            # Ready: the name the service turns NOT_SERVING when Kafka or the database fails.
+            "readinessProbe": names[service],
+            # Alive and started: the process answers, whatever Kafka and the database do.
+            "livenessProbe": LIVENESS,
+            "startupProbe": LIVENESS,
+        }
+        for probe, name in expected.items():
             grpc = container.get(probe, {}).get("grpc")
             assert grpc, f"{service}: {probe} is not a gRPC probe"
-            assert grpc == {"port": GRPC_PORT[service], "service": names[service]}, f"{service}: {probe}"
+            assert grpc == {"port": HEALTH_PORT, "service": name}, f"{service}: {probe}"
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        assert ports == {"grpc": GRPC_PORT[service], "metrics": METRICS_PORT[service]}
+        assert ports == {"grpc": GRPC_PORT[service], "metrics": METRICS_PORT[service], "health": HEALTH_PORT}
+        env = container_env(docs, dep)
+        assert env["SUBSIDY_HEALTH_ADDRESS"] == f"0.0.0.0:{HEALTH_PORT}"
+        # The Service does not expose the plaintext health port.
+        assert HEALTH_PORT not in {p["port"] for p in named(docs, "Service", f"subsidy-{service}")["spec"]["ports"]}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -399,7 +417,7 @@ def test_addresses_bind_all_interfaces_on_the_declared_ports(overlay):
             assert env[f"{prefix}_METRICS_PORT"] == str(METRICS_PORT[service])
         else:
             assert env[f"{prefix}_METRICS_ADDRESS"] == f"0.0.0.0:{METRICS_PORT[service]}"
-        assert env["KAFKA_BOOTSTRAP_SERVERS"] == "subsidy-kafka-kafka-bootstrap:9092"
+        assert env["KAFKA_BOOTSTRAP_SERVERS"] == f"subsidy-kafka-kafka-bootstrap:{KAFKA_PORT[overlay]}"
         if service in USES_DATABASE:
             item = next(e for e in dep_env_items(docs, service) if e["name"] == f"{prefix}_DATABASE_URL")
             assert item["valueFrom"]["secretKeyRef"] == {"name": "subsidy-pg-app", "key": "uri"}
@@ -411,13 +429,25 @@ def dep_env_items(docs, service):
     return deployment(docs, service)["spec"]["template"]["spec"]["containers"][0].get("env", [])
 
 
+# libpq's own environment variables (psycopg connects through libpq, which
+# reads them when the URL does not set the parameter): TLS to PostgreSQL.
+LIBPQ_VARIABLES = {"PGSSLMODE", "PGSSLROOTCERT"}
+
+
 def env_vars_read_by(service: str) -> set[str]:
-    sources = [ROOT / "subsidy" / "services" / service / "config.py"]
+    sources = [ROOT / "subsidy" / "services" / service / "config.py", ROOT / "subsidy/platform/security/kafka.py"]
     if service in ("eligibility", "notify"):
         sources.append(ROOT / "subsidy" / "core" / "policy.py")  # SUBSIDY_POLICY_DIR
     names: set[str] = set()
     for path in sources:
         names |= set(re.findall(r"\"((?:KAFKA|SUBSIDY)_[A-Z0-9_]+)\"", path.read_text()))
+    # SecurityConfig: get("TLS_CERT_FILE") is SUBSIDY_TLS_CERT_FILE or SUBSIDY_<SERVICE>_TLS_CERT_FILE.
+    security = (ROOT / "subsidy/platform/security/config.py").read_text()
+    for suffix in re.findall(r"get\(\"([A-Z_]+)\"", security) + re.findall(r"seconds\(\"([A-Z_]+)\"", security):
+        names |= {f"SUBSIDY_{suffix}", f"SUBSIDY_{service.upper()}_{suffix}"}
+    names |= set(re.findall(r"\"(SUBSIDY_DEV_MODE)\"", security))
+    if service in USES_DATABASE:
+        names |= LIBPQ_VARIABLES
     return names
 
 
@@ -624,7 +654,8 @@ def test_network_policies_default_deny_then_allow(overlay):
             {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
         ]
         egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
-        assert {53, 9092} <= egress_ports
+        assert {53, KAFKA_PORT[overlay]} <= egress_ports
+        assert not ({9092, 9093} - {KAFKA_PORT[overlay]}) & egress_ports, "only the overlay's Kafka listener"
         assert (5432 in egress_ports) == (service in USES_DATABASE)
         if service == "notify":
             assert {25, 465, 587, 443} <= egress_ports
