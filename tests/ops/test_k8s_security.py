@@ -278,3 +278,51 @@ def test_the_consumer_groups_in_the_acls_are_the_ones_configured(overlay):
         env = container_env(docs, deployment(docs, service))
         for variable in variables:
             assert env[variable] in GROUPS[f"subsidy-{service}"], variable
+
+
+# ------------------------------------------------------------------ finance
+
+
+@pytest.mark.parametrize("overlay", SECURE_OVERLAYS)
+def test_finance_reads_payouts_and_writes_payments_only(overlay):
+    docs = rendered(f"overlays/{overlay}")
+    finance = named(docs, "KafkaUser", "finance")
+    assert finance["spec"]["authentication"]["type"] == "scram-sha-512"
+    acls = {
+        (a["resource"]["type"], a["resource"]["name"], a["resource"].get("patternType", "literal")): set(
+            a["operations"]
+        )
+        for a in finance["spec"]["authorization"]["acls"]
+    }
+    assert acls == {
+        ("topic", T.PAYOUTS.name, "literal"): {"Read", "Describe"},
+        ("topic", T.PAYMENTS.name, "literal"): {"Write", "Describe"},
+        ("group", "finance-", "prefix"): {"Read"},
+    }
+    assert len(finance["spec"]["authorization"]["acls"]) == 3
+
+
+@pytest.mark.parametrize("overlay", SECURE_OVERLAYS)
+def test_finance_has_its_own_listener_reachable_from_the_finance_network_only(overlay):
+    import ipaddress
+
+    docs = rendered(f"overlays/{overlay}")
+    listeners = {item["name"]: item for item in named(docs, "Kafka", "subsidy-kafka")["spec"]["kafka"]["listeners"]}
+    finance = listeners.pop("finance")
+    assert finance["type"] in ("loadbalancer", "nodeport", "ingress", "route"), "reachable from outside the cluster"
+    assert finance["tls"] is True and finance["authentication"]["type"] == "scram-sha-512"
+    ranges = finance["configuration"]["loadBalancerSourceRanges"]
+    peers = [p["ipBlock"]["cidr"] for p in finance["networkPolicyPeers"]]
+    assert ranges and sorted(ranges) == sorted(peers), "the load balancer and the NetworkPolicy admit the same network"
+    assert all(len(p) == 1 for p in finance["networkPolicyPeers"]), "ipBlock peers only"
+    for cidr in ranges:
+        network = ipaddress.ip_network(cidr)
+        assert network.is_private and network.prefixlen >= 8, cidr
+    # The in-cluster listener admits the subsidy pods only, not the finance network.
+    (internal,) = listeners.values()
+    assert internal["networkPolicyPeers"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "subsidy"}}}
+    ]
+    for service in SERVICES:
+        bootstrap = container_env(docs, deployment(docs, service))["KAFKA_BOOTSTRAP_SERVERS"]
+        assert bootstrap.endswith(f":{internal['port']}"), service
