@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 PROTOS := $(shell find proto -name '*.proto')
 GENERATED := subsidy/v1/.generated
 
-.PHONY: run calculate test test-faults unit lint proto proto-release venv bench clean help
+.PHONY: run calculate test test-faults unit lint proto proto-release venv bench clean help system-packages
 .DEFAULT_GOAL := help
 
 help:
@@ -31,14 +31,18 @@ $(GENERATED): $(INSTALLED) $(PROTOS) subsidy_dev/protogen.py
 	$(PY) -m subsidy_dev.protogen
 	touch $@
 
-run: $(GENERATED)
+# The notice PDF's CJK font and pdftotext (mk/system-packages.sh).
+system-packages:
+	@bash mk/system-packages.sh
+
+run: $(GENERATED) system-packages
 	$(PY) -m subsidy_dev.stack demo $(ARGS)
 
 calculate: $(GENERATED)
 	$(VENV)/bin/subsidy simulate demo/applications.jsonl --summary --format table
 
 # Everything, the seeded fault injection (default seeds) included.
-test: lint
+test: lint system-packages
 	$(PY) -m pytest
 
 LINTED := subsidy subsidy_dev tests bench

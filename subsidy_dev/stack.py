@@ -6,12 +6,21 @@
 `python -m subsidy.services.<name>` with its configuration in environment variables,
 its log (JSON lines) in `<var>/logs/<name>.log`, and is ready when its gRPC
 health check answers SERVING.
+
+Time in the stack is the dev clock (subsidy/platform/clock.py, DevClock): a
+file under `<var>` that payout and review read, starting on DEV_CLOCK_START
+so the story is the same whenever it is run; `advance_clock` (or `subsidy
+dev clock advance`) moves every service at once, so a 5-working-day public
+notice passes in seconds. People are tokens from the stack's own identity
+provider (subsidy_dev/identities.py): the review service verifies them, since
+four-eyes means two different subjects.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -22,7 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from subsidy_dev import free_port, project_root, tail
+from subsidy_dev.identities import DevIdentityProvider
 from subsidy_dev.kafka import ENV_BOOTSTRAP, KafkaBroker
+
+#: The dev clock's first instant: a Friday before the National Day holiday,
+#: so the demo's public notice shows working days across 国庆 and its 调休.
+DEV_CLOCK_START = dt.datetime(2026, 9, 25, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+#: The services whose rules read the clock.
+CLOCKED = ("payout", "review")
 
 
 class StackError(RuntimeError):
@@ -101,9 +117,9 @@ class ServiceProcess:
             self.process.wait(5)
 
 
-SERVICES = ("intake", "eligibility", "payout", "notify")
+SERVICES = ("intake", "eligibility", "payout", "notify", "review")
 #: The services with a database: the harness migrates it before starting them.
-MIGRATED = ("intake", "payout", "notify")
+MIGRATED = ("intake", "payout", "notify", "review")
 
 
 def _available(name: str) -> bool:
@@ -145,6 +161,28 @@ class LocalStack:
         self.services: dict[str, ServiceProcess] = {}
         #: What each service's ``subsidy migrate`` printed (the last start).
         self.migrations: dict[str, str] = {}
+        self.clock_file = self.var_dir / "clock.json"
+        self.identities: DevIdentityProvider | None = None
+
+    def start_clock(self) -> None:
+        """The dev clock's file, made once: a restarted stack goes on from where its time was."""
+        from subsidy.platform.clock import DevClockState, write_dev_clock
+
+        if not self.clock_file.exists():
+            self.var_dir.mkdir(parents=True, exist_ok=True)
+            write_dev_clock(self.clock_file, DevClockState(DEV_CLOCK_START, time.time()))
+
+    def advance_clock(self, days: float = 0, **delta: float) -> dt.datetime:
+        """Move the stack's time forward; returns the new instant."""
+        from subsidy.platform.clock import DevClock, advance_dev_clock
+
+        advance_dev_clock(self.clock_file, dt.timedelta(days=days, **delta))
+        return DevClock(self.clock_file).now()
+
+    def today(self) -> dt.date:
+        from subsidy.platform.clock import DevClock
+
+        return DevClock(self.clock_file).today()
 
     def start(self) -> LocalStack:
         if self.kafka_bootstrap is None:
@@ -153,6 +191,8 @@ class LocalStack:
         from subsidy.platform import topics as platform_topics
 
         platform_topics.ensure_all(self.kafka_bootstrap)
+        self.start_clock()
+        self.identities = DevIdentityProvider(self.var_dir / "dev-auth")
         for name in self.wanted:
             address = f"127.0.0.1:{free_port()}"
             env = {ENV_BOOTSTRAP: self.kafka_bootstrap, "PYTHONUNBUFFERED": "1", **self._env(name, address)}
@@ -210,6 +250,17 @@ class LocalStack:
                 SUBSIDY_NOTIFY_MAIL_DIR=str(self.mail_dir),
                 SUBSIDY_NOTIFY_METRICS_ADDRESS=f"127.0.0.1:{free_port()}",
             )
+        elif name == "review":
+            assert self.identities is not None
+            env.update(
+                SUBSIDY_REVIEW_DATABASE_URL=database,
+                SUBSIDY_REVIEW_METRICS_ADDRESS=f"127.0.0.1:{free_port()}",
+                # Close notice periods within a second of the clock passing their end.
+                SUBSIDY_REVIEW_SCHEDULER_INTERVAL_SECONDS="0.5",
+                **self.identities.service_env("review"),
+            )
+        if name in CLOCKED:
+            env.update(SUBSIDY_DEV_MODE="1", SUBSIDY_DEV_CLOCK_FILE=str(self.clock_file))
         return env
 
     @property

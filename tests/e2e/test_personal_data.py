@@ -17,7 +17,7 @@ import pytest
 from integration.test_notify_support import HttpSink, SmtpSink
 
 from subsidy.v1 import intake_pb2_grpc
-from subsidy_dev.demo import submit_all, wait_recorded
+from subsidy_dev.demo import settle, submit_all
 from subsidy_dev.kafka import KafkaBroker
 from subsidy_dev.stack import LocalStack
 
@@ -75,14 +75,14 @@ def run(tmp_path_factory):
             LocalStack(
                 var / "stack",
                 kafka_bootstrap=broker.bootstrap,
-                services=("intake", "eligibility", "payout", "notify"),
+                services=("intake", "eligibility", "payout", "notify", "review"),
                 extra_env={"intake": {"SUBSIDY_REGISTRY_FILE": str(registry_path)}, "notify": notify_env},
             ) as stack,
         ):
             with grpc.insecure_channel(stack.intake_address) as channel:
                 intake = intake_pb2_grpc.IntakeServiceStub(channel)
                 submit_all(intake, DEMO)
-                wait_recorded(intake, [a["application_id"] for a in DEMO], timeout=180)
+                settle(stack, intake, [a["application_id"] for a in DEMO], timeout=180)
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and not (smtp.envelopes and hooks.requests and sms.requests):
                 time.sleep(0.5)
@@ -103,6 +103,7 @@ def run(tmp_path_factory):
                 "hooks": hooks,
                 "sms": sms,
                 "logs": var / "stack" / "logs",
+                "notices": var / "stack" / "notices",
             }
 
 
@@ -114,7 +115,7 @@ def test_notifications_were_really_sent_on_every_channel(run):
 
 def test_no_contact_value_in_any_service_log(run):
     logs = sorted(run["logs"].glob("*.log"))
-    assert {p.stem for p in logs} >= {"intake", "eligibility", "payout", "notify"}
+    assert {p.stem for p in logs} >= {"intake", "eligibility", "payout", "notify", "review"}
     leaks = []
     for path in logs:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -126,6 +127,26 @@ def test_no_contact_value_in_any_service_log(run):
 
 
 def test_no_contact_value_in_any_metric(run):
-    assert set(run["metrics"]) == {"intake", "eligibility", "payout", "notify"}
+    assert set(run["metrics"]) == {"intake", "eligibility", "payout", "notify", "review"}
     leaks = [f"{name}: {value}" for name, text in run["metrics"].items() for value in run["values"] if value in text]
+    assert not leaks, leaks
+
+
+def test_no_contact_value_on_the_public_notice_as_html_or_as_pdf_text(run):
+    """The 公示 list is public: firm, credit code, clause, amount, nothing else."""
+    import shutil
+    import subprocess
+
+    documents = sorted(run["notices"].glob("*.html")) + sorted(run["notices"].glob("*.pdf"))
+    assert any(p.suffix == ".pdf" for p in documents), "the demo story published a notice"
+    pdftotext = shutil.which("pdftotext")
+    assert pdftotext, "pdftotext (poppler-utils) is installed by the CI setup"
+    leaks = []
+    for path in documents:
+        if path.suffix == ".pdf":
+            text = subprocess.run([pdftotext, str(path), "-"], capture_output=True, check=True, text=True).stdout
+            assert "公示" in text, path
+        else:
+            text = path.read_text(encoding="utf-8")
+        leaks += [f"{path.name}: {value}" for value in run["values"] if value in text]
     assert not leaks, leaks

@@ -153,7 +153,8 @@ class Producer:
                 max_award_fen=decision.max_award_fen,
                 granted_fen=granted_fen,
                 decision_year=decision.decision_year,
-                tranche_count=1,
+                tranche_count=0,
+                state=payout_pb2.GRANT_STATE_RESERVED,
             ),
         )
         self._send(topics.PAYOUTS.name, decision.credit_code, event.SerializeToString(), event.event_id, "it.grant")

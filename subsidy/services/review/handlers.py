@@ -128,7 +128,10 @@ def record_payout_event(uow: UnitOfWork, value: bytes | None, now: dt.datetime) 
     g = event.grant_recorded
     if not g.decision_id or not g.credit_code:
         raise Rejected("GrantRecorded without decision_id or credit_code")
-    grant = GrantRow(g.decision_id, g.application_id, g.credit_code, g.clause, int(g.granted_fen), int(g.decision_year))
+    state = payout_pb2.GrantState.Name(g.state).removeprefix("GRANT_STATE_")
+    grant = GrantRow(
+        g.decision_id, g.application_id, g.credit_code, g.clause, int(g.granted_fen), int(g.decision_year), "", state
+    )
     with uow:
         added = uow.grants.add(grant, rfc3339(now))
         uow.commit()
@@ -443,7 +446,7 @@ def publish_notice(
     period = notice_rules.notice_period(today, workflow.on(today).notice_period_working_days)
     at = rfc3339(now)
     with uow:
-        pool = [g for g in uow.grants.pool() if g.granted_fen > 0]
+        pool = [g for g in uow.grants.pool() if g.granted_fen > 0 and g.state == "RESERVED"]
         if not pool:
             raise FailedPrecondition("no approved award awaits a notice: the pool is empty")
         notice_id = f"notice-{today.isoformat()}-{uow.notices.count() + 1:04d}"

@@ -69,6 +69,9 @@ class GrantRow:
     granted_fen: int
     decision_year: int
     notice_id: str = ""  # the notice it was published on; "" while in the pool
+    # The grant's state as payout recorded it: only a RESERVED grant waits for a notice (grants
+    # recorded before the notice gate came as PAYABLE or without a state, and are never listed).
+    state: str = "RESERVED"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -75,7 +75,7 @@ class FakeGrants:
 
     def pool(self):
         return sorted(
-            (g for g in self.rows.values() if not g.notice_id and g.granted_fen > 0),
+            (g for g in self.rows.values() if not g.notice_id and g.granted_fen > 0 and g.state == "RESERVED"),
             key=lambda g: (g.credit_code, g.decision_id),
         )
 

@@ -269,7 +269,7 @@ def test_the_queue_filters_and_pages():
 # -- the notice ----------------------------------------------------------------------------
 
 
-def grant(uow, app_id, amount, firm=FIRM, clause="1.purchase"):
+def grant(uow, app_id, amount, firm=FIRM, clause="1.purchase", state=payout_pb2.GRANT_STATE_RESERVED):
     event = payout_pb2.PayoutEvent(
         event_id=f"grant:{app_id}",
         grant_recorded=payout_pb2.GrantRecorded(
@@ -279,6 +279,7 @@ def grant(uow, app_id, amount, firm=FIRM, clause="1.purchase"):
             clause=clause,
             granted_fen=amount,
             decision_year=2025,
+            state=state,
         ),
     )
     return handlers.record_payout_event(uow, event.SerializeToString(), NOW)
@@ -294,6 +295,9 @@ def published(uow, amounts=((FIRM, 300_000), (OTHER, 0), (OTHER, 2_000_000))):
         application(uow, f"APP-{i}", firm, f"企业{i}")
         assert grant(uow, f"APP-{i}", amount, firm) == "recorded"
     assert grant(uow, "APP-0", 300_000) == "replayed"
+    # Grants recorded before the notice gate (PAYABLE, or no state at all) are never listed.
+    assert grant(uow, "OLD-PAYABLE", 9_000, FIRM, state=payout_pb2.GRANT_STATE_PAYABLE) == "recorded"
+    assert grant(uow, "OLD-NONE", 9_000, FIRM, state=payout_pb2.GRANT_STATE_UNSPECIFIED) == "recorded"
     return handlers.publish_notice(uow, ALICE, WF, TODAY, NOW)
 
 

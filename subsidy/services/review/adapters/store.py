@@ -185,10 +185,10 @@ class SqlApplications:
 
 
 def _grant(r: tuple) -> GrantRow:
-    return GrantRow(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), r[6] or "")
+    return GrantRow(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), r[6] or "", r[7])
 
 
-_GRANT_COLUMNS = "decision_id, application_id, credit_code, clause, granted_fen, decision_year, notice_id"
+_GRANT_COLUMNS = "decision_id, application_id, credit_code, clause, granted_fen, decision_year, notice_id, state"
 
 
 class SqlGrants:
@@ -198,7 +198,7 @@ class SqlGrants:
     def add(self, grant: GrantRow, at: str) -> bool:
         cursor = self.tx.execute(
             "INSERT INTO review_grants (decision_id, application_id, credit_code, clause, granted_fen, decision_year, "
-            "notice_id, recorded_at) VALUES (?, ?, ?, ?, ?, ?, NULL, ?) ON CONFLICT (decision_id) DO NOTHING",
+            "notice_id, state, recorded_at) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?) ON CONFLICT (decision_id) DO NOTHING",
             (
                 grant.decision_id,
                 grant.application_id,
@@ -206,6 +206,7 @@ class SqlGrants:
                 grant.clause,
                 grant.granted_fen,
                 grant.decision_year,
+                grant.state,
                 at,
             ),
         )
@@ -215,7 +216,7 @@ class SqlGrants:
         return [
             _grant(r)
             for r in self.tx.all(
-                f"SELECT {_GRANT_COLUMNS} FROM review_grants WHERE notice_id IS NULL AND granted_fen > 0 "
+                f"SELECT {_GRANT_COLUMNS} FROM review_grants WHERE notice_id IS NULL AND granted_fen > 0 AND state = 'RESERVED' "
                 "ORDER BY credit_code, decision_id" + _for_update(self.tx)
             )
         ]

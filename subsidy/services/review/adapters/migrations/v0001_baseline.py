@@ -54,11 +54,12 @@ _STATEMENTS = (
         clause         TEXT NOT NULL,
         granted_fen    BIGINT NOT NULL,
         decision_year  INTEGER NOT NULL,
+        state          TEXT NOT NULL,
         notice_id      TEXT,
         recorded_at    TEXT NOT NULL
     )""",
     "CREATE INDEX review_grants_by_firm ON review_grants (credit_code, decision_id)",
-    "CREATE INDEX review_grants_pool ON review_grants (credit_code, decision_id) WHERE notice_id IS NULL",
+    "CREATE INDEX review_grants_pool ON review_grants (credit_code, decision_id) WHERE notice_id IS NULL AND state = 'RESERVED'",
     """CREATE TABLE review_notices (
         notice_id    TEXT PRIMARY KEY,
         published_on TEXT NOT NULL,
