@@ -50,8 +50,25 @@ METRICS = {
     "subsidy_notifications_sent_total",
     "subsidy_notifications_failed_total",
     "subsidy_consumer_last_progress_timestamp_seconds",
+    "subsidy_auth_denied_total",
+    "subsidy_outbox_parked_total",
+}
+# Metrics of other exporters the alerts use, and where they come from (each
+# scraped by what the manifests deploy, or by the cluster's own monitoring).
+EXTERNAL_METRICS = {
+    "kube_pod_container_status_waiting_reason": "kube-state-metrics",
+    "kube_pod_container_status_restarts_total": "kube-state-metrics",
+    "kubelet_volume_stats_available_bytes": "kubelet",
+    "kubelet_volume_stats_capacity_bytes": "kubelet",
+    "kafka_controller_kafkacontroller_offlinepartitionscount": "JMX exporter (monitoring/kafka-metrics.yaml)",
+    "kafka_topic_partition_under_replicated_partition": "Strimzi Kafka exporter",
+    "kafka_topic_partition_current_offset": "Strimzi Kafka exporter",
+    "kafka_topic_partition_oldest_offset": "Strimzi Kafka exporter",
+    "kafka_consumergroup_current_offset": "Strimzi Kafka exporter",
 }
 CLIENT_ERROR_CODES = ("INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "FAILED_PRECONDITION")
+# Refusals by authentication or the access policy: SubsidyAuthFailures, not server errors.
+AUTH_CODES = ("UNAUTHENTICATED", "PERMISSION_DENIED")
 SEVERITIES = {"critical", "warning"}
 
 
@@ -117,6 +134,16 @@ def test_the_alerts_the_operations_issue_asks_for_exist():
         "SubsidyTranchesOverdue",
         "SubsidyGrpcErrorRatioHigh",
         "SubsidyServiceDown",
+        # issue 16
+        "SubsidyConsumerStalled",
+        "SubsidyConsumerGroupDown",
+        "SubsidyCrashLooping",
+        "SubsidyKafkaUnderReplicatedPartitions",
+        "SubsidyKafkaOfflinePartitions",
+        "SubsidyVolumeFilling",
+        "SubsidyDeadLettersUnhandled",
+        "SubsidyOutboxParked",
+        "SubsidyAuthFailures",
     }
     assert len(names) == len(alerts()), "alert names must be unique"
 
@@ -124,13 +151,39 @@ def test_the_alerts_the_operations_issue_asks_for_exist():
 def test_grpc_error_ratio_leaves_out_client_errors():
     (rule,) = [a for a in alerts() if a["alert"] == "SubsidyGrpcErrorRatioHigh"]
     excluded = re.search(r'grpc_code!~"([^"]+)"', rule["expr"]).group(1).split("|")
-    assert set(excluded) == {"OK", *CLIENT_ERROR_CODES}
+    assert set(excluded) == {"OK", *CLIENT_ERROR_CODES, *AUTH_CODES}
+
+
+def test_auth_failures_alert_on_their_own_counter():
+    (rule,) = [a for a in alerts() if a["alert"] == "SubsidyAuthFailures"]
+    assert "subsidy_auth_denied_total" in rule["expr"] and "reason" in rule["expr"]
+    from subsidy.platform.security.interceptor import AUTH_DENIED
+
+    assert AUTH_DENIED._name == "subsidy_auth_denied", "the counter the interceptor increments"
+
+
+def test_the_group_down_alert_names_every_consumer_group():
+    from tests.ops.test_k8s_security import GROUPS
+
+    (rule,) = [a for a in alerts() if a["alert"] == "SubsidyConsumerGroupDown"]
+    named_groups = set(re.findall(r'absent\(subsidy_kafka_consumer_lag\{group="([^"]+)"\}\)', rule["expr"]))
+    assert named_groups == set().union(*GROUPS.values())
 
 
 def test_alerts_use_only_the_services_metric_names():
     for alert in alerts():
         used = set(re.findall(r"\bsubsidy_[a-z_]+\b", alert["expr"]))
         assert used <= METRICS, f"{alert['alert']}: unknown metric(s) {sorted(used - METRICS)}"
+        others = set(re.findall(r"\b((?:kube|kubelet|kafka)_[a-z_]+)\b", alert["expr"]))
+        assert others <= set(EXTERNAL_METRICS), f"{alert['alert']}: {sorted(others - set(EXTERNAL_METRICS))}"
+
+
+def test_the_service_metrics_the_alerts_use_exist_in_the_code():
+    """A metric the code does not export would keep an alert silent forever."""
+    sources = "".join(p.read_text() for p in (ROOT / "subsidy").rglob("*.py"))
+    for name in sorted(METRICS):
+        base = re.sub(r"_(total|seconds)$", "", name) if name.endswith("_total") else name
+        assert f'"{base}"' in sources or f'"{name}"' in sources, name
 
 
 def github_anchor(heading: str) -> str:

@@ -245,6 +245,7 @@ def test_custom_resources_match_their_crd_schemas(overlay):
         "KafkaTopic",
         "Cluster",
         "ServiceMonitor",
+        "PodMonitor",
         "PrometheusRule",
         *secure,
     }
