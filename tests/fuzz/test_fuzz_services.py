@@ -32,6 +32,7 @@ from subsidy.v1 import (
     decision_pb2,
     events_pb2,
     intake_pb2,
+    notice_pb2,
     payout_pb2,
     policy_service_pb2,
 )
@@ -394,6 +395,10 @@ CONSUMERS = {
         ("notify", topics.NOTIFICATIONS_DLQ.name, "notify"),
     ],
     topics.PAYMENTS.name: [("payout", topics.PAYMENTS_DLQ.name, "payout-payments")],
+    topics.NOTICES.name: [
+        ("payout", topics.NOTICES_DLQ.name, "payout-notices"),
+        ("notify", topics.NOTIFICATIONS_DLQ.name, "notify"),
+    ],
 }
 
 
@@ -409,6 +414,9 @@ def _parses_valid(topic: str, value: bytes | None) -> bool:
         elif topic == topics.PAYOUTS.name:
             e = payout_pb2.PayoutEvent.FromString(value)
             return bool(e.event_id and e.WhichOneof("event"))
+        elif topic == topics.NOTICES.name:
+            n = notice_pb2.NoticeEvent.FromString(value)
+            return bool(n.event_id and n.WhichOneof("event"))
         else:
             p = payout_pb2.PaymentConfirmed.FromString(value)
             return bool(p.payment_id and p.tranche_id and p.credit_code and p.amount_fen > 0)
@@ -499,9 +507,25 @@ def _real(topic: str) -> bytes:
                 application_id="FZ-R", credit_code=FIRM, granted_fen=100, decision_id="FZ-R@v"
             ),
         ).SerializeToString()
+    if topic == topics.NOTICES.name:
+        return _line_payable("FZ-R@v", "FZ-R").SerializeToString()
     return payout_pb2.PaymentConfirmed(
         payment_id="P-FZ", tranche_id="FZ-R/tranche-0", credit_code=FIRM, amount_fen=100, paid_on="2024-01-01"
     ).SerializeToString()
+
+
+def _line_payable(decision_id: str, application_id: str) -> notice_pb2.NoticeEvent:
+    """The review service's LinePayable: the public notice closed clean."""
+    return notice_pb2.NoticeEvent(
+        event_id=f"payable:{decision_id}",
+        line_payable=notice_pb2.LinePayable(
+            decision_id=decision_id,
+            application_id=application_id,
+            credit_code=FIRM,
+            notice_id="N-FZ",
+            payable_on="2025-02-20",
+        ),
+    )
 
 
 @pytest.mark.parametrize("topic", sorted(CONSUMERS))
@@ -610,6 +634,16 @@ def test_payout_events_and_payments_from_a_newer_producer_are_processed_normally
     produce(producer, topics.DECISIONS.name, decision.SerializeToString(), event_id=decision.decision_id)
     granted, _ = _wait_payout_grant(stack, app_id)
     tranche_id = f"{app_id}/tranche-0"
+    # Tranches only after the grant's notice closed clean (ADR 0013); a line from a newer producer too.
+    produce(producer, topics.NOTICES.name, newer(_line_payable(decision.decision_id, app_id)).SerializeToString())
+    deadline = time.monotonic() + 60
+    while True:
+        with sqlite3.connect(f"file:{stack.var_dir / 'payout.db'}?mode=ro", uri=True, timeout=10) as db:
+            scheduled = db.execute("SELECT 1 FROM payout_tranches WHERE tranche_id = ?", (tranche_id,)).fetchone()
+        if scheduled:
+            break
+        assert time.monotonic() < deadline, "the newer producer's LinePayable did not schedule the tranche"
+        time.sleep(0.3)
     payment = payout_pb2.PaymentConfirmed(
         payment_id=f"P-{app_id}", tranche_id=tranche_id, credit_code=FIRM, amount_fen=granted, paid_on="2025-03-01"
     )
