@@ -402,8 +402,9 @@ def values(event: Event, titles: Mapping[str, str], firm_name: str = "") -> dict
 
 def template_key(event: Event) -> str:
     """The event's kind, or GRANT_RESERVED for the GrantRecorded of a RESERVED
-    grant (a grant recorded before the notice gate keeps its old texts)."""
-    if isinstance(event.fact, GrantRecorded) and event.fact.state == "RESERVED":
+    grant of more than 0 fen (a grant of 0 — nothing to notice or pay — and a
+    grant recorded before the notice gate keep the old texts)."""
+    if isinstance(event.fact, GrantRecorded) and event.fact.state == "RESERVED" and event.fact.granted_fen > 0:
         return GRANT_RESERVED
     return event.kind
 

@@ -194,3 +194,14 @@ def test_a_bad_resolution_or_garbage_is_dead_lettered_and_nothing_sent():
             SimpleNamespace(topic=topics.NOTICES.name, value=b"\xff\xff", key=b"", partition=0, offset=1, headers=[])
         )
     assert email.calls == []
+
+
+def test_a_reserved_grant_waits_for_its_notice_but_a_grant_of_0_keeps_the_old_text():
+    from notify_fakes import reserved
+
+    handle, email, _ = setup()
+    handle(record(topics.PAYOUTS, reserved(app="SJ-R-1")))
+    handle(record(topics.PAYOUTS, reserved(app="SJ-R-0", granted=0), 1))
+    waiting, nothing = (n for n, _ in email.delivered)
+    assert "（待公示）" in waiting.subject and "公示期满无异议后方可排期拨付" in waiting.body
+    assert "待公示" not in nothing.subject and "核定资助金额：0元" in nothing.body
