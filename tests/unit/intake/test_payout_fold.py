@@ -200,3 +200,28 @@ def test_payable_and_withdrawn_set_the_grants_state_and_a_duplicate_leaves_the_g
     # Known first from its GrantPayable (intake began reading later): it still says what it is.
     grant = replay([payable])
     assert (grant.application_id, grant.decision_id, grant.state) == (APP, f"{APP}@v", payout_pb2.GRANT_STATE_PAYABLE)
+
+
+def test_every_state_intake_keeps_is_answered_as_its_own_application_state():
+    from subsidy.services.intake.adapters.grpc import status_to_proto
+    from subsidy.services.intake.model import STATES, StoredApplication
+    from subsidy.v1 import application_pb2, intake_pb2
+
+    answered = {
+        state: status_to_proto(
+            StoredApplication(
+                application_id=APP,
+                credit_code="C",
+                payload_sha256="0" * 64,
+                payload=application_pb2.Application(application_id=APP).SerializeToString(),
+                received_at="2025-02-20T00:00:00Z",
+                trace_id="ab" * 16,
+                state=state,
+            )
+        ).state
+        for state in STATES
+    }
+    assert answered == {state: intake_pb2.ApplicationState.Value(f"APPLICATION_STATE_{state}") for state in STATES}
+    assert answered["UNDER_REVIEW"] == intake_pb2.APPLICATION_STATE_UNDER_REVIEW == 4
+    assert (answered["RESERVED"], answered["PAYABLE"], answered["WITHDRAWN"]) == (5, 6, 7)
+    assert answered["RECORDED"] == intake_pb2.APPLICATION_STATE_RECORDED == 3
