@@ -384,3 +384,140 @@ def test_payout_events_show_the_grant_and_its_tranches_in_get_application_once_e
     wait_for(lambda: metrics.PAYOUT_EVENTS_APPLIED.labels("replayed")._value.get() >= 1, timeout=20, interval=0.2)
     again = intake.stub.GetApplication(intake_pb2.GetApplicationRequest(application_id=app_id), timeout=5).application
     assert again.grant == status.grant, "the replayed grant event changed nothing"
+
+
+def test_review_and_the_notice_gate_through_the_broker_under_review_then_reviewed_then_reserved_then_payable(
+    intake, kafka_bootstrap
+):
+    """The two projections on the real broker: a decision that requires review
+    shows the application UNDER_REVIEW; the reviewed decision replaces it and a
+    late replay of the computed one does not; the RESERVED grant, then
+    GrantPayable with its tranche, make it RESERVED, then PAYABLE."""
+    from subsidy.v1 import payout_pb2
+
+    app_id = new_id()
+    submit(intake, rent_application(app_id))
+    computed = decision_pb2.Decision(
+        decision_id=f"{app_id}@t",
+        application_id=app_id,
+        credit_code=FIRM,
+        clause="1.rent",
+        outcome="ELIGIBLE",
+        max_award_fen=200000000,
+        policy_version="t",
+        decision_year=2025,
+        submitted_on="2025-02-20",
+        review_required=True,
+        review_reasons=["ABOVE_FOUR_EYES_THRESHOLD"],
+    )
+    reviewed = decision_pb2.Decision()
+    reviewed.CopyFrom(computed)
+    reviewed.decision_id = f"{app_id}@t/review:R-1"
+    reviewed.review_required = False
+    del reviewed.review_reasons[:]
+    reviewed.max_award_fen = 150000000
+    reviewed.review.CopyFrom(
+        decision_pb2.ReviewRecord(
+            supersedes_decision_id=computed.decision_id,
+            item_id="R-1",
+            reviewers=["a", "b"],
+            basis="核定",
+            result="APPROVED",
+            decided_at="2025-03-01T00:00:00Z",
+        )
+    )
+
+    def produce(topic, value):
+        producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        try:
+            producer.send(topic, key=FIRM.encode(), value=value.SerializeToString()).get(30)
+        finally:
+            producer.close()
+
+    def status_in(state):
+        return wait_for(
+            lambda: (lambda s: s if s.state == state else None)(
+                intake.stub.GetApplication(
+                    intake_pb2.GetApplicationRequest(application_id=app_id), timeout=5
+                ).application
+            ),
+            timeout=30,
+            interval=0.2,
+        )
+
+    produce(topics.DECISIONS.name, computed)
+    assert status_in(intake_pb2.APPLICATION_STATE_UNDER_REVIEW).decision == computed
+    produce(topics.DECISIONS.name, reviewed)
+    produce(topics.DECISIONS.name, computed)  # a late replay of the computed decision
+    decided = status_in(intake_pb2.APPLICATION_STATE_DECIDED)
+    wait_for(lambda: metrics.DECISIONS_APPLIED.labels("superseded")._value.get() >= 1, timeout=20, interval=0.2)
+    shown = intake.stub.GetApplication(intake_pb2.GetApplicationRequest(application_id=app_id), timeout=5).application
+    assert decided.decision == shown.decision == reviewed, "the reviewed decision, never the computed one"
+
+    tranche_id = f"{app_id}/tranche-0"
+    produce(
+        topics.PAYOUTS.name,
+        payout_pb2.PayoutEvent(
+            event_id=f"grant:{app_id}",
+            grant_recorded=payout_pb2.GrantRecorded(
+                application_id=app_id,
+                decision_id=reviewed.decision_id,
+                credit_code=FIRM,
+                clause="1.rent",
+                granted_fen=150000000,
+                decision_year=2025,
+                state=payout_pb2.GRANT_STATE_RESERVED,
+            ),
+        ),
+    )
+    reserved = status_in(intake_pb2.APPLICATION_STATE_RESERVED)
+    assert (reserved.grant.state, list(reserved.grant.tranches)) == (payout_pb2.GRANT_STATE_RESERVED, [])
+    produce(
+        topics.PAYOUTS.name,
+        payout_pb2.PayoutEvent(
+            event_id=f"payable:{reviewed.decision_id}",
+            grant_payable=payout_pb2.GrantPayable(
+                application_id=app_id,
+                decision_id=reviewed.decision_id,
+                credit_code=FIRM,
+                clause="1.rent",
+                notice_id="N-1",
+                payable_on="2025-03-14",
+                granted_fen=150000000,
+                tranche_count=1,
+            ),
+        ),
+    )
+    produce(
+        topics.PAYOUTS.name,
+        payout_pb2.PayoutEvent(
+            event_id=f"scheduled:{tranche_id}",
+            tranche_scheduled=payout_pb2.TrancheScheduled(
+                tranche_id=tranche_id,
+                application_id=app_id,
+                credit_code=FIRM,
+                clause="1.rent",
+                number=0,
+                amount_fen=150000000,
+                due_on="2025-03-14",
+                budget_year=2025,
+            ),
+        ),
+    )
+    payable = wait_for(
+        lambda: (lambda s: s if s.state == intake_pb2.APPLICATION_STATE_PAYABLE and s.grant.tranches else None)(
+            intake.stub.GetApplication(intake_pb2.GetApplicationRequest(application_id=app_id), timeout=5).application
+        ),
+        timeout=30,
+        interval=0.2,
+    )
+    assert (payable.grant.payable_on, payable.grant.notice_id, payable.grant.tranches[0].due_on) == (
+        "2025-03-14",
+        "N-1",
+        "2025-03-14",
+    )
+    listed = intake.stub.ListApplications(intake_pb2.ListApplicationsRequest(credit_code=FIRM), timeout=5)
+    assert any(
+        a.receipt.application_id == app_id and a.state == intake_pb2.APPLICATION_STATE_PAYABLE
+        for a in listed.applications
+    )
