@@ -34,6 +34,4 @@ LINES_PAYABLE = shared.metric(
 OUTBOX_PUBLISHED = shared.metric(
     Counter, "subsidy_review_outbox_published", "Outbox rows published to Kafka by review's relay."
 )
-OUTBOX_FAILURES = shared.metric(
-    Counter, "subsidy_review_outbox_failures", "Failed attempts of review's relay to publish a batch."
-)
+OUTBOX_FAILURES = shared.metric(X)
