@@ -31,7 +31,7 @@ ITEMS_OVERDUE = shared.metric(
 LINES_PAYABLE = shared.metric(
     Counter, "subsidy_review_lines_payable", "Notice lines that became payable (LinePayable)."
 )
-OUTBOX_PUBLISHED = shared.metric(
-    Counter, "subsidy_review_outbox_published", "Outbox rows published to Kafka by review's relay."
+OUTBOX_PUBLISHED = shared.metric(Counter, "subsidy_review_outbox_published", "Outbox events acknowledged by Kafka.")
+OUTBOX_FAILURES = shared.metric(
+    Counter, "subsidy_review_outbox_publish_failures", "Outbox publish attempts that failed."
 )
-OUTBOX_FAILURES = shared.metric(X)
