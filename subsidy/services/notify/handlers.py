@@ -276,7 +276,9 @@ NOTICE_KINDS = ("notice_published", "objection_lodged", "objection_resolved", "l
 
 def parse_notice_event(value: bytes | None, trace_id: str | None = None) -> list[Event]:
     """A subsidy.v1.NoticeEvent's events: one per firm on a published notice
-    (each with only its own lines), one for the firm of a resolved objection,
+    (each with only its own lines; the review service publishes one record
+    per firm, ``published:<notice id>:<credit code>``, which is told under
+    its own id; a record of several firms under ``<event id>/<credit code>``), one for the firm of a resolved objection,
     none for the silent kinds (SILENT_NOTICE_KINDS); InvalidEvent naming the
     field for a record no message can come from."""
     from google.protobuf.message import DecodeError
@@ -345,7 +347,10 @@ def parse_notice_event(value: bytes | None, trace_id: str | None = None) -> list
         data.pop("published_by", None)
         for line in data.get("lines", []):
             line["amount_fen"] = int(line["amount_fen"])
-        out.append(Event(f"{message.event_id}/{code}", code, fact, data, trace_id))
+        # The review service publishes one record per firm on a list (its id
+        # already names the firm); a record of several firms is told per firm.
+        event_id = message.event_id if len(by_firm) == 1 else f"{message.event_id}/{code}"
+        out.append(Event(event_id, code, fact, data, trace_id))
     return out
 
 

@@ -229,7 +229,8 @@ class Event:
     """One consumed event, decoded: what the templates need, no contact details."""
 
     # "decision:<decision id>", the PayoutEvent's or NoticeEvent's event_id;
-    # a notice list, once per firm on it: "<event id>/<credit code>".
+    # a notice record holding several firms' lines, once per firm on it:
+    # "<event id>/<credit code>".
     event_id: str
     credit_code: str
     fact: Fact

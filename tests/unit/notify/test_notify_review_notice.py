@@ -205,3 +205,13 @@ def test_a_reserved_grant_waits_for_its_notice_but_a_grant_of_0_keeps_the_old_te
     waiting, nothing = (n for n, _ in email.delivered)
     assert "（待公示）" in waiting.subject and "公示期满无异议后方可排期拨付" in waiting.body
     assert "待公示" not in nothing.subject and "核定资助金额：0元" in nothing.body
+
+
+def test_a_notice_record_of_one_firm_as_the_review_service_publishes_it_is_told_under_its_own_id():
+    event = notice_published()
+    del event.notice_published.lines[2]  # this firm's two lines only
+    event.event_id = f"published:N-2025-007:{FIRM}"
+    handle, email, _ = setup()
+    assert handle(record(topics.NOTICES, event)) == "handled"
+    [(told, _)] = email.delivered
+    assert (told.event_id, told.credit_code) == (f"published:N-2025-007:{FIRM}", FIRM)
