@@ -10,6 +10,7 @@ from subsidy.platform.security.secrets import SecretError
 from subsidy.services.intake.config import Settings as IntakeSettings
 from subsidy.services.notify.config import Settings as NotifySettings
 from subsidy.services.payout.config import Settings as PayoutSettings
+from subsidy.services.review.config import Settings as ReviewSettings
 
 
 def test_blank_means_the_default_but_a_raw_setting_may_be_set_to_empty():
@@ -34,7 +35,8 @@ def test_a_secret_comes_from_its_file_first(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "settings, name", [(IntakeSettings, "INTAKE"), (PayoutSettings, "PAYOUT"), (NotifySettings, "NOTIFY")]
+    "settings, name",
+    [(IntakeSettings, "INTAKE"), (PayoutSettings, "PAYOUT"), (NotifySettings, "NOTIFY"), (ReviewSettings, "REVIEW")],
 )
 def test_every_service_reads_the_common_settings_under_its_own_prefix(settings, name):
     env = {
