@@ -222,7 +222,9 @@ def apply_notice_line(uow: UnitOfWork, line: NoticeLine, at: dt.datetime) -> tup
                     else ""
                 )
             )
+        # The application's trace, as every later event of the grant (a new one if none is known).
         trace_id = grant.trace_id or cloudevents.new_trace_id()
+        grant = dataclasses.replace(grant, trace_id=trace_id)
         day = line.day.isoformat()
         if target == GrantState.PAYABLE:
             tranches = payable_tranches(grant, line.day)
