@@ -125,6 +125,18 @@ def cmd_policy(args: argparse.Namespace) -> str:
             for value in parameter.values:
                 shown = sorted(value.value) if isinstance(value.value, frozenset) else value.value
                 lines.append(f"    {parameter.name} = {shown!s} from {value.applies_from} ({value.cites})")
+    # The review and notice settings beside the clauses (policy/workflow.yaml), validated the same way.
+    from subsidy.core.workflow.settings import FILE_NAME, WorkflowSettingsError, load_workflow
+
+    try:
+        workflow = load_workflow(policy.directory / FILE_NAME)
+    except WorkflowSettingsError as exc:
+        raise CommandError(f"workflow settings refused: {exc}", EXIT_BAD_POLICY) from None
+    lines += ["", f"workflow settings ({FILE_NAME})"]
+    for name, values in workflow.settings.items():
+        for dated in values:
+            shown = list(dated.value) if isinstance(dated.value, tuple) else dated.value
+            lines.append(f"    {name} = {shown} from {dated.applies_from} ({dated.cites})")
     return "\n".join(lines) + "\n"
 
 

@@ -106,3 +106,19 @@ def test_the_service_refuses_to_start_without_a_cjk_font_or_with_bad_settings(tm
     bad.write_text("settings: {}\n", encoding="utf-8")
     with pytest.raises(WorkflowSettingsError, match="four_eyes_threshold_fen: is required"):
         ReviewApp(Settings(database_url=url, workflow_file=str(bad)), FixedClock(dt.date(2025, 1, 2)))
+
+
+def test_subsidy_policy_lists_and_validates_the_workflow_settings(capsys, tmp_path, monkeypatch):
+    import shutil
+
+    from subsidy.core.policy import DEFAULT_POLICY_DIR
+
+    assert main(["policy"]) == 0
+    out = capsys.readouterr().out
+    assert "workflow settings (workflow.yaml)" in out
+    assert "notice_period_working_days = 5 from 2022-01-01" in out
+    shutil.copytree(DEFAULT_POLICY_DIR, tmp_path / "policy")
+    (tmp_path / "policy" / "workflow.yaml").write_text("settings: {}\n", encoding="utf-8")
+    monkeypatch.setenv("SUBSIDY_POLICY_DIR", str(tmp_path / "policy"))
+    assert main(["policy"]) == 3
+    assert "settings.four_eyes_threshold_fen: is required" in capsys.readouterr().err
