@@ -74,3 +74,16 @@ def test_the_list_holds_no_contact_or_personal_data():
 
     fields = {f.name for f in notice_pb2.NoticeLine.DESCRIPTOR.fields}
     assert fields == {"line_id", "decision_id", "application_id", "credit_code", "firm_name", "clause", "amount_fen"}
+
+
+def test_a_rendered_list_is_reused_until_a_line_changes():
+    import dataclasses
+
+    rendered = document.RenderedNotices(document.find_font(), size=2)
+    first = rendered.pdf(NOTICE, LINES)
+    assert rendered.pdf(NOTICE, list(LINES)) is first
+    changed = [dataclasses.replace(LINES[0], status="PAYABLE"), LINES[1]]
+    again = rendered.pdf(NOTICE, changed)
+    assert again is not first
+    text = subprocess.run(["pdftotext", "-", "-"], input=again, capture_output=True, check=True).stdout.decode()
+    assert "公示期满" in text

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import html
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from subsidy.core.money import yuan
@@ -104,12 +106,12 @@ def render_html(notice: NoticeRow, lines: list[LineRow]) -> str:
 
 def render_pdf(notice: NoticeRow, lines: list[LineRow], font: Path) -> bytes:
     from fpdf import FPDF
+    from fpdf.fonts import FontFace
 
     pdf = FPDF(orientation="P", unit="mm", format="A4")
     pdf.set_title(notice.title or DEFAULT_TITLE)
     pdf.set_creator("subsidy review service")
-    pdf.add_font("cjk", "", str(font))
-    pdf.add_font("cjk", "B", str(font))  # table headings are bold; one face serves both
+    pdf.add_font("cjk", "", str(font))  # one face: parsing a CJK font is most of the time spent here
     pdf.set_auto_page_break(auto=True, margin=15)
     pdf.add_page()
     pdf.set_font("cjk", size=15)
@@ -127,7 +129,10 @@ def render_pdf(notice: NoticeRow, lines: list[LineRow], font: Path) -> bytes:
     pdf.ln(2)
     widths = (10, 52, 40, 36, 30, 22)
     with pdf.table(
-        col_widths=widths, text_align=("CENTER", "LEFT", "LEFT", "LEFT", "RIGHT", "CENTER"), line_height=6
+        headings_style=FontFace(emphasis=""),
+        col_widths=widths,
+        text_align=("CENTER", "LEFT", "LEFT", "LEFT", "RIGHT", "CENTER"),
+        line_height=6,
     ) as table:
         header = table.row()
         for text in ("序号", "企业名称", "统一社会信用代码", "政策条款", "拟支持金额", "状态"):
@@ -146,3 +151,28 @@ def render_pdf(notice: NoticeRow, lines: list[LineRow], font: Path) -> bytes:
     )
     pdf.cell(0, 7, "松江区科学技术委员会", new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())
+
+
+class RenderedNotices:
+    """The last few PDFs rendered, by notice and the state of its lines: a
+    list is read far more often than it changes, and parsing the CJK font
+    takes most of a rendering (about a second)."""
+
+    def __init__(self, font: Path, size: int = 32):
+        self.font = font
+        self.size = size
+        self._pdfs: OrderedDict[tuple, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def pdf(self, notice: NoticeRow, lines: list[LineRow]) -> bytes:
+        key = (notice, tuple(lines))
+        with self._lock:
+            if key in self._pdfs:
+                self._pdfs.move_to_end(key)
+                return self._pdfs[key]
+        rendered = render_pdf(notice, lines, self.font)
+        with self._lock:
+            self._pdfs[key] = rendered
+            while len(self._pdfs) > self.size:
+                self._pdfs.popitem(last=False)
+        return rendered

@@ -149,6 +149,7 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
         self.clock = clock
         self.on_written = on_written
         self.font = font
+        self._rendered: document.RenderedNotices | None = None
 
     async def _fail(self, context: Any, rpc: str, exc: BaseException) -> None:
         trailers: tuple = ()
@@ -342,8 +343,9 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
     async def GetNotice(self, request: Any, context: Any) -> Any:
         def work() -> Any:
             row, lines = handlers.notice_detail(self.uow, request.notice_id)
-            font = document.find_font(self.font)
-            return row, lines, document.render_html(row, lines), document.render_pdf(row, lines, font)
+            if self._rendered is None:
+                self._rendered = document.RenderedNotices(document.find_font(self.font))
+            return row, lines, document.render_html(row, lines), self._rendered.pdf(row, lines)
 
         row, lines, html, pdf = await self._run(context, "GetNotice", work)
         return review_pb2.GetNoticeResponse(notice=notice_to_proto(row, lines), html=html, pdf=pdf)
