@@ -113,12 +113,12 @@ def test_from_review_to_a_payable_line(svc, producer, kafka_bootstrap):
         ),
         metadata=alice,
         timeout=5,
-    )
+    ).item
     assert first.status == "AWAITING_SECOND"
     code, details = refusal(lambda: svc.stub.SecondApprove(R.SecondApproveRequest(item_id=item_id), metadata=alice))
     assert code == grpc.StatusCode.PERMISSION_DENIED and "four-eyes" in details
     assert svc.stub.GetItem(R.GetItemRequest(item_id=item_id), metadata=alice).item == first
-    done = svc.stub.SecondApprove(R.SecondApproveRequest(item_id=item_id), metadata=bob, timeout=5)
+    done = svc.stub.SecondApprove(R.SecondApproveRequest(item_id=item_id), metadata=bob, timeout=5).item
     assert (done.status, done.first_reviewer, done.second_reviewer) == ("APPROVED", "alice", "bob")
     code, _ = refusal(
         lambda: svc.stub.Decide(R.DecideRequest(item_id=item_id, result="REJECTED", reasons="x"), metadata=alice)
@@ -138,7 +138,7 @@ def test_from_review_to_a_payable_line(svc, producer, kafka_bootstrap):
 
     producer.grant_recorded(reviewed, 600_000)  # payout applied the reviewed decision
     wait_for(lambda: svc.stub.GetItem(R.GetItemRequest(item_id=item_id), metadata=alice).ledger_granted_fen == 600_000)
-    notice = svc.stub.PublishNotice(R.PublishNoticeRequest(), metadata=alice, timeout=10)
+    notice = svc.stub.PublishNotice(R.PublishNoticeRequest(), metadata=alice, timeout=10).notice
     (line,) = [x for x in notice.lines if x.line.credit_code == firm]
     assert (notice.period_first_day, notice.period_last_day) == ("2025-01-24", "2025-02-06")
     assert (line.line.decision_id, line.line.amount_fen, line.line.firm_name) == (
@@ -155,12 +155,12 @@ def test_from_review_to_a_payable_line(svc, producer, kafka_bootstrap):
     portal = as_("portal-1", "PORTAL")
     objection = svc.stub.LodgeObjection(
         R.LodgeObjectionRequest(line_id=line.line.line_id, reason="培训未实际开展"), metadata=portal, timeout=5
-    )
+    ).objection
     resolved = svc.stub.ResolveObjection(
         R.ResolveObjectionRequest(objection_id=objection.objection_id, resolution="DISMISSED", reasons="经核实已开展"),
         metadata=bob,
         timeout=5,
-    )
+    ).objection
     assert resolved.status == "DISMISSED"
 
     svc.clock.set(dt.date(2025, 2, 6))  # the period's last day: not yet
@@ -186,7 +186,7 @@ def test_from_review_to_a_payable_line(svc, producer, kafka_bootstrap):
     assert [i.status for i in queued()] == ["APPROVED"]
     # The shared broker holds other tests' grants too: a second list may exist, never with this line again.
     try:
-        again = svc.stub.PublishNotice(R.PublishNoticeRequest(), metadata=alice, timeout=10)
+        again = svc.stub.PublishNotice(R.PublishNoticeRequest(), metadata=alice, timeout=10).notice
         assert all(x.line.decision_id != reviewed_id for x in again.lines)
     except grpc.RpcError as exc:
         assert exc.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -50,11 +50,11 @@ def test_four_eyes_is_by_token_subject(jwt_servers, signers):
     alice = _md(signers, "REVIEWER", "alice")
     with grpc.insecure_channel(jwt_servers.address("review")) as channel:
         stub = review_pb2_grpc.ReviewServiceStub(channel)
-        assert stub.ClaimItem(review_pb2.ClaimItemRequest(item_id=item_id), metadata=alice).assignee == "alice"
+        assert stub.ClaimItem(review_pb2.ClaimItemRequest(item_id=item_id), metadata=alice).item.assignee == "alice"
         first = stub.Decide(
             review_pb2.DecideRequest(item_id=item_id, result="APPROVED", amount_fen=500_000, basis="区人社局30%"),
             metadata=alice,
-        )
+        ).item
         assert first.status == "AWAITING_SECOND"
         with pytest.raises(grpc.RpcError) as refused:
             stub.SecondApprove(review_pb2.SecondApproveRequest(item_id=item_id), metadata=alice)
@@ -69,7 +69,7 @@ def test_four_eyes_is_by_token_subject(jwt_servers, signers):
         assert operator.value.code() == grpc.StatusCode.PERMISSION_DENIED
         done = stub.SecondApprove(
             review_pb2.SecondApproveRequest(item_id=item_id), metadata=_md(signers, "REVIEWER", "bob")
-        )
+        ).item
         assert (done.status, done.first_reviewer, done.second_reviewer) == ("APPROVED", "alice", "bob")
         trail = stub.ListAuditTrail(
             review_pb2.ListAuditTrailRequest(target=item_id), metadata=_md(signers, "OPERATOR", "olga")
@@ -109,7 +109,7 @@ def test_an_enterprise_answers_only_for_its_own_firm(jwt_servers, signers):
                 item_id=item_id, credit_code=ENTERPRISE_CODE, request_number=1, answer="已补充签到表"
             ),
             metadata=own,
-        )
+        ).item
         assert answered.status == "CLAIMED" and answered.information_requests[0].answer == "已补充签到表"
         with pytest.raises(grpc.RpcError) as twice:
             stub.AnswerInformation(

@@ -238,15 +238,21 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
             response.application.CopyFrom(application_pb2.Application.FromString(app))
         return response
 
-    async def _item_step(self, context: Any, rpc: str, action: str, work: Callable[[], ReviewItem]) -> Any:
+    async def _item_step(
+        self, context: Any, rpc: str, action: str, work: Callable[[], ReviewItem], response: Any
+    ) -> Any:
         item = await self._run(context, rpc, work, action)
         today = self.clock.today()
-        return item_to_proto(item, item.deadline(self.workflow.on(item.queued_on)), today)
+        return response(item=item_to_proto(item, item.deadline(self.workflow.on(item.queued_on)), today))
 
     async def ClaimItem(self, request: Any, context: Any) -> Any:
         actor = actor_of(context)
         return await self._item_step(
-            context, "ClaimItem", "CLAIMED", lambda: handlers.claim(self.uow, request.item_id, actor, self.clock.now())
+            context,
+            "ClaimItem",
+            "CLAIMED",
+            lambda: handlers.claim(self.uow, request.item_id, actor, self.clock.now()),
+            review_pb2.ClaimItemResponse,
         )
 
     async def Decide(self, request: Any, context: Any) -> Any:
@@ -269,6 +275,7 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
                 missing=request.missing,
                 reviewer_amounts={k: int(v) for k, v in request.reviewer_amounts.items()},
             ),
+            review_pb2.DecideResponse,
         )
 
     async def AnswerInformation(self, request: Any, context: Any) -> Any:
@@ -286,6 +293,7 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
                 request.answer,
                 self.clock.now(),
             ),
+            review_pb2.AnswerInformationResponse,
         )
 
     async def SecondApprove(self, request: Any, context: Any) -> Any:
@@ -297,6 +305,7 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
             lambda: handlers.second_approve(
                 self.uow, request.item_id, actor, self.workflow, self.clock.today(), self.clock.now()
             ),
+            review_pb2.SecondApproveResponse,
         )
 
     async def ListAuditTrail(self, request: Any, context: Any) -> Any:
@@ -338,7 +347,7 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
             "notice published",
             extra=logs.fields(notice_id=row.notice_id, lines=len(lines), last_day=row.last_day.isoformat()),
         )
-        return notice_to_proto(row, lines)
+        return review_pb2.PublishNoticeResponse(notice=notice_to_proto(row, lines))
 
     async def GetNotice(self, request: Any, context: Any) -> Any:
         def work() -> Any:
@@ -370,7 +379,9 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
             return o, line
 
         o, line = await self._run(context, "LodgeObjection", work, "OBJECTION_LODGED")
-        return objection_to_proto(o, line.notice_id, line.credit_code, objector)
+        return review_pb2.LodgeObjectionResponse(
+            objection=objection_to_proto(o, line.notice_id, line.credit_code, objector)
+        )
 
     def _line(self, line_id: str) -> LineRow:
         with self.uow:
@@ -398,7 +409,9 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
         o, line, objector = await self._run(
             context, "ResolveObjection", work, f"OBJECTION_{request.resolution or 'UNSET'}"
         )
-        return objection_to_proto(o, line.notice_id, line.credit_code, objector)
+        return review_pb2.ResolveObjectionResponse(
+            objection=objection_to_proto(o, line.notice_id, line.credit_code, objector)
+        )
 
 
 def build_server(
