@@ -6,6 +6,7 @@
 #   make k8s-test                  render and validate every overlay offline
 #   make alerts-test               promtool check rules + test rules
 #   make ops-test                  both
+#   make restore-drill             the PostgreSQL restore drill (not in make test)
 #   make image                     docker build (needs a Docker engine)
 
 OVERLAY ?= dev
@@ -32,3 +33,11 @@ ops-test: $(GENERATED)
 
 image:
 	docker build -f deploy/Dockerfile -t $(IMAGE) .
+
+# The restore drill on a local PostgreSQL (deploy/backup/restore_drill.py,
+# docs/operations.md#restore-drill): base backup + WAL archive, the database
+# lost, point-in-time restore, ledger and outbox checked. Not in `make test`
+# (a PostgreSQL cluster of its own; needs Debian's postgresql package).
+.PHONY: restore-drill
+restore-drill: $(GENERATED)
+	SUBSIDY_RESTORE_DRILL=1 $(PY) -m pytest tests/deploy/test_restore_drill.py -q -p no:cacheprovider

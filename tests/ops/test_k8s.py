@@ -238,7 +238,7 @@ def test_core_resources_are_valid_strictly(overlay, version):
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_custom_resources_match_their_crd_schemas(overlay):
     docs = [d for d in rendered(f"overlays/{overlay}") if d["apiVersion"] not in CORE_GROUPS]
-    secure = {"KafkaUser", "Certificate", "Issuer"} if overlay != "dev" else set()
+    secure = {"KafkaUser", "Certificate", "Issuer", "ObjectStore", "ScheduledBackup"} if overlay != "dev" else set()
     assert {d["kind"] for d in docs} == {
         "Kafka",
         "KafkaNodePool",
@@ -421,7 +421,9 @@ def test_addresses_bind_all_interfaces_on_the_declared_ports(overlay):
         assert env["KAFKA_BOOTSTRAP_SERVERS"] == f"subsidy-kafka-kafka-bootstrap:{KAFKA_PORT[overlay]}"
         if service in USES_DATABASE:
             item = next(e for e in dep_env_items(docs, service) if e["name"] == f"{prefix}_DATABASE_URL")
-            assert item["valueFrom"]["secretKeyRef"] == {"name": "subsidy-pg-app", "key": "uri"}
+            # dev: the owner; elsewhere the services' DML-only role (components/secure/postgres-roles.yaml).
+            secret = "subsidy-pg-app" if overlay == "dev" else "subsidy-pg-service"
+            assert item["valueFrom"]["secretKeyRef"] == {"name": secret, "key": "uri"}
         else:
             assert f"{prefix}_DATABASE_URL" not in env
 
@@ -595,9 +597,14 @@ def test_a_migration_job_per_service_with_a_database_runs_subsidy_migrate_before
         args = build_parser().parse_args(container["command"][3:])
         assert (args.command, args.service) == ("migrate", service)
         assert args.database_url is None, "the URL carries the password: it comes from the Secret"
-        # The service's own database setting, from the same Secret as the Deployment.
+        # The service's own database setting: the owner's Secret (DDL), which is
+        # the Deployment's in dev and NOT the Deployment's elsewhere (there the
+        # services connect as the DML-only role subsidy_app).
         url = f"SUBSIDY_{service.upper()}_DATABASE_URL"
-        assert [e for e in container["env"] if e["name"] == url] == [e for e in served["env"] if e["name"] == url]
+        (job_url,) = [e for e in container["env"] if e["name"] == url]
+        (served_url,) = [e for e in served["env"] if e["name"] == url]
+        assert job_url["valueFrom"]["secretKeyRef"] == {"name": "subsidy-pg-app", "key": "uri"}
+        assert (job_url == served_url) == (overlay == "dev")
         assert pod["restartPolicy"] == "Never"
         assert job["spec"]["backoffLimit"] >= 1 and job["spec"]["activeDeadlineSeconds"] > 0
         # Argo CD: a Sync hook replaced on every sync, before the Deployments' wave...
@@ -705,11 +712,69 @@ def test_prod_kafka_replicates_three_ways_with_two_in_sync():
     assert eligibility["SUBSIDY_ELIGIBILITY_TOPIC_REPLICATION_FACTOR"] == "3"
 
 
+RESTORE = K8S / "restore" / "cluster-restore.yaml"
+
+
+def test_prod_backs_up_the_ledger_with_point_in_time_recovery():
+    docs = rendered("overlays/prod")
+    cluster = named(docs, "Cluster", "subsidy-pg")
+    store = named(docs, "ObjectStore", "subsidy-pg-backups")
+    (archiver,) = [p for p in cluster["spec"]["plugins"] if p.get("isWALArchiver")]
+    assert archiver["name"] == "barman-cloud.cloudnative-pg.io"
+    assert archiver["parameters"]["barmanObjectName"] == store["metadata"]["name"]
+    assert store["spec"]["configuration"]["destinationPath"].startswith("s3://")
+    assert re.fullmatch(r"[1-9][0-9]*d", store["spec"]["retentionPolicy"])
+    (backup,) = of_kind(docs, "ScheduledBackup")
+    assert backup["spec"]["cluster"]["name"] == "subsidy-pg"
+    assert backup["spec"]["method"] == "plugin"
+    assert backup["spec"]["pluginConfiguration"]["name"] == archiver["name"]
+    seconds, minutes, hours, *rest = backup["spec"]["schedule"].split()
+    assert rest == ["*", "*", "*"] and hours.isdigit(), "a base backup every day"
+    assert wave(store) < wave(cluster), "the object store before the Cluster that archives to it"
+    dev = named(rendered("overlays/dev"), "Cluster", "subsidy-pg")
+    assert "plugins" not in dev["spec"] and not of_kind(rendered("overlays/dev"), "ScheduledBackup")
+
+
+def test_the_restore_cluster_recovers_from_prods_object_store(tmp_path):
+    restore = yaml.safe_load(RESTORE.read_text())
+    assert not crd_errors(restore)
+    result = kubeconform.validate(RESTORE.read_text(), KUBERNETES_VERSIONS[-1], tmp_path, CRD_SCHEMAS)
+    assert result.returncode == 0, result.stdout
+    docs = rendered("overlays/prod")
+    store = named(docs, "ObjectStore", "subsidy-pg-backups")
+    prod = named(docs, "Cluster", "subsidy-pg")
+    recovery = restore["spec"]["bootstrap"]["recovery"]
+    (source,) = [c for c in restore["spec"]["externalClusters"] if c["name"] == recovery["source"]]
+    assert source["plugin"]["parameters"] == {"barmanObjectName": store["metadata"]["name"], "serverName": "subsidy-pg"}
+    assert recovery["recoveryTarget"]["targetTime"]
+    assert (recovery["database"], recovery["owner"]) == ("subsidy", "subsidy")
+    (archiver,) = [p for p in restore["spec"]["plugins"] if p.get("isWALArchiver")]
+    assert archiver["parameters"]["serverName"] != "subsidy-pg", "never archive over the lost cluster's WAL"
+    assert restore["metadata"]["name"] != prod["metadata"]["name"]
+    assert restore["spec"]["imageName"] == prod["spec"]["imageName"]
+
+
+def test_the_services_connect_as_a_role_without_ddl():
+    docs = rendered("overlays/prod")
+    cluster = named(docs, "Cluster", "subsidy-pg")
+    (role,) = cluster["spec"]["managed"]["roles"]
+    assert role["name"] == "subsidy_app" and role["passwordSecret"]["name"] == "subsidy-pg-service"
+    sql = " ".join(cluster["spec"]["bootstrap"]["initdb"]["postInitApplicationSQL"]).upper()
+    assert "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO SUBSIDY_APP" in sql
+    assert not re.search(r"GRANT (ALL|CREATE)|SUPERUSER|CREATEROLE|OWNER TO SUBSIDY_APP", sql)
+    assert cluster["spec"]["bootstrap"]["initdb"]["owner"] != role["name"]
+
+
 def test_postgres_instances_per_overlay():
     assert named(rendered("overlays/prod"), "Cluster", "subsidy-pg")["spec"]["instances"] == 3
     assert named(rendered("overlays/dev"), "Cluster", "subsidy-pg")["spec"]["instances"] == 1
     cluster = named(rendered("overlays/prod"), "Cluster", "subsidy-pg")
-    assert cluster["spec"]["bootstrap"]["initdb"] == {"database": "subsidy", "owner": "subsidy", "encoding": "UTF8"}
+    initdb = cluster["spec"]["bootstrap"]["initdb"]
+    assert {k: initdb[k] for k in ("database", "owner", "encoding")} == {
+        "database": "subsidy",
+        "owner": "subsidy",
+        "encoding": "UTF8",
+    }
 
 
 # ------------------------------------------------------------------ secrets and monitoring
