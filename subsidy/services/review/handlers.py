@@ -20,6 +20,7 @@ from subsidy.core.dates import rfc3339
 from subsidy.core.domain import Decision
 from subsidy.core.workflow import notice as notice_rules
 from subsidy.core.workflow import review as rules
+from subsidy.core.workflow.calendar import CalendarNotCovered
 from subsidy.core.workflow.notice import Objection
 from subsidy.core.workflow.review import ReviewItem
 from subsidy.core.workflow.settings import WorkflowSettings
@@ -61,6 +62,20 @@ def item_state(item: ReviewItem | None) -> dict[str, Any] | None:
     return out
 
 
+#: Stored for an item whose deadline the holiday calendar cannot count yet (a year the
+#: chinesecalendar release does not know): never overdue until the package is upgraded.
+NO_DEADLINE = dt.date.max
+
+
+def deadline_of(item: ReviewItem, workflow: WorkflowSettings) -> dt.date:
+    """The item's review deadline, or NO_DEADLINE when its year's working days are not known:
+    an item is never lost (nor a step refused) for want of a calendar."""
+    try:
+        return item.deadline(workflow.on(item.queued_on))
+    except CalendarNotCovered:
+        return NO_DEADLINE
+
+
 def _audit(uow: UnitOfWork, actor: Actor, action: str, target: str, before: Any, after: Any, at: str) -> None:
     uow.audit.add(actor.subject, actor.role, action, target, _json(before), _json(after), at)
 
@@ -85,7 +100,7 @@ def queue_decision(
     if not decision.review_required or decision.review is not None:
         return "ignored"
     item = rules.new_item(decision, today)
-    deadline = item.deadline(workflow.on(today))  # stored, so ListQueue filters overdue items in SQL
+    deadline = deadline_of(item, workflow)  # stored, so ListQueue filters overdue items in SQL
     at = rfc3339(now)
     with uow:
         if not uow.items.add(item, deadline, trace_id, at):
@@ -407,7 +422,7 @@ def item_detail(
         item = _load(uow, item_id)
         app = uow.applications.get(item.decision.application_id)
         ledger = uow.grants.of_firm(item.decision.credit_code)
-    return item, item.deadline(workflow.on(item.queued_on)), app[1] if app else None, ledger
+    return item, deadline_of(item, workflow), app[1] if app else None, ledger
 
 
 def audit_trail(uow: UnitOfWork, target: str, size: int, token: str) -> tuple[list[AuditEntry], str]:

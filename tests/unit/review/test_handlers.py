@@ -435,3 +435,20 @@ def test_item_detail_has_the_application_and_the_firms_ledger():
     assert application_pb2.Application.FromString(app).firm.name == "云栈数据"
     assert [g.granted_fen for g in ledger] == [1_000_000] and deadline == dt.date(2025, 2, 27)
     assert isinstance(ledger[0], GrantRow)
+
+
+def test_an_item_whose_deadline_the_calendar_cannot_count_is_queued_all_the_same():
+    uow = FakeUnitOfWork()
+    late = dt.date(2026, 12, 15)  # 20 working days later is in 2027, which chinesecalendar 1.11 does not know
+    assert handlers.queue_decision(uow, decision("APP-2027"), WF, late, NOW, TRACE) == "queued"
+    item_id = review.item_id_for(decision("APP-2027").decision_id)
+    assert uow.items.rows[item_id][1] == handlers.NO_DEADLINE
+    item, deadline, _, _ = handlers.item_detail(uow, item_id, WF)
+    assert deadline == handlers.NO_DEADLINE
+    rows, _ = handlers.list_queue(uow, handlers.queue_query("", "", [], "", True, 0, ""), dt.date(2027, 6, 1))
+    assert rows == []  # never reported overdue on a guess
+    assert handlers.claim(uow, item_id, ALICE, NOW).status == "CLAIMED"
+    # Publishing a notice in such a year is refused with the reason, naming the year.
+    grant(uow, "APP-2027", 1_000)
+    with pytest.raises(Exception, match="working days of 2027 are not known"):
+        handlers.publish_notice(uow, ALICE, WF, dt.date(2027, 1, 4), NOW)

@@ -74,7 +74,7 @@ def item_to_proto(item: ReviewItem, deadline: dt.date, today: dt.date) -> Any:
         status=item.status,
         assignee=item.assignee,
         queued_on=item.queued_on.isoformat(),
-        deadline=deadline.isoformat(),
+        deadline="" if deadline == handlers.NO_DEADLINE else deadline.isoformat(),
         overdue=not item.closed and today > deadline,
         amount_fen=item.amount_fen,
         basis=item.basis,
@@ -243,7 +243,7 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
     ) -> Any:
         item = await self._run(context, rpc, work, action)
         today = self.clock.today()
-        return response(item=item_to_proto(item, item.deadline(self.workflow.on(item.queued_on)), today))
+        return response(item=item_to_proto(item, handlers.deadline_of(item, self.workflow), today))
 
     async def ClaimItem(self, request: Any, context: Any) -> Any:
         actor = actor_of(context)
