@@ -298,3 +298,17 @@ def test_a_page_token_carries_the_position_and_belongs_to_its_filters():
         handlers.tranche_query("", "", [], 10, "garbage!")
     with pytest.raises(InvalidArgument, match="due_to"):
         handlers.tranche_query("", "2025-13-01", [], 10, "")
+
+
+def test_the_notices_group_and_the_dev_clock_are_settings(tmp_path):
+    from subsidy.platform.clock import DevClock, DevClockState, write_dev_clock
+
+    assert Settings.from_env({}).notices_group == "subsidy-payout-notices"
+    assert Settings.from_env({"SUBSIDY_PAYOUT_NOTICES_GROUP": " g-notices "}).notices_group == "g-notices"
+    clock_file = tmp_path / "clock.json"
+    start = dt.datetime(2026, 9, 25, 1, 0, tzinfo=dt.UTC)
+    write_dev_clock(clock_file, DevClockState(start, real_start=0.0, speed=1.0, offset_s=0.0))
+    env = {"SUBSIDY_DEV_CLOCK_FILE": str(clock_file), "SUBSIDY_DEV_MODE": "1", "SUBSIDY_PAYOUT_TODAY": "2020-01-01"}
+    clock = Settings.from_env(env).clock()
+    assert isinstance(clock, DevClock)  # the dev stack's clock wins over the fixed day
+    assert clock.today() > dt.date(2026, 9, 24)
