@@ -15,6 +15,11 @@ docs/policy-data.md):
 - caps and one-time awards are kept per firm (credit code) and scope;
 - the grant is split by the decision's schedule, floor for every tranche but
   the last, which takes the remainder; tranche k is due in decision year + k.
+
+The plan's tranches are what ``subsidy simulate`` prints. The payout service
+holds the grant RESERVED (its cap use counts at once) and writes these
+tranches only when its public notice closes clean; the day each is due then
+is payout's rule (ADR 0013, ``docs/adr/0013-grant-states-and-the-notice-gate.md``).
 """
 
 from __future__ import annotations
