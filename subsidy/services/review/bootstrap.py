@@ -47,6 +47,8 @@ class ReviewApp(process.ServiceApp):
         self.clock = clock or clock_from_env(os.environ, fixed_today_variable="SUBSIDY_REVIEW_TODAY")
         self.workflow = workflow or load_workflow(Path(settings.workflow_file) if settings.workflow_file else None)
         self.font = settings.notice_font
+        # fontTools logs every table it subsets at INFO (a dozen lines per PDF): only its warnings.
+        logging.getLogger("fontTools").setLevel(logging.WARNING)
         document.find_font(self.font)  # no notice PDF without a CJK font: refuse at start, naming the fix
         self.store = SqlStore(self.db)
         self.relay = OutboxRelay(self.store, settings.kafka_bootstrap)
