@@ -277,9 +277,7 @@ def _people(stack: Any, intake: Any, statuses: dict[str, Any]) -> dict[str, Any]
     )
     reserved = [i for i, s in after_review.items() if s.state == intake_pb2.APPLICATION_STATE_RESERVED]
     print(f"Publishing the public notice (公示) of {len(reserved)} approved awards ...", flush=True)
-    closed = review_story.publish_and_close_notices(
-        stack, idp, len(reserved), object_to=reserved[0] if reserved else None
-    )
+    closed = review_story.publish_and_close_notices(stack, idp, reserved, object_to=reserved[0] if reserved else None)
     for notice in closed.notices:
         print(
             f"  notice {notice.notice_id}: published {notice.published_on}, period {notice.period_first_day} to "

@@ -1,10 +1,10 @@
 """No tests here: the fault-injection harness.
 
 - ``FaultStack``: a Kafka broker and a PostgreSQL server of its own (in a temp
-  dir, so they can be restarted and killed), the four services as real
-  processes (``LocalStack``) with intake, payout and notify on that one
-  PostgreSQL database, a real SMTP server and webhook receiver, and an extra
-  payout replica on demand.
+  dir, so they can be restarted and killed), the five services as real
+  processes (``LocalStack``) with intake, payout, notify and review on that
+  one PostgreSQL database, a real SMTP server and webhook receiver, and an
+  extra payout replica on demand.
 - ``workload(seed)``: the demo applications rewritten onto firms of their own
   per seed (distinct credit codes and application ids), so every seed has its
   own caps and its own expected ledger from ``subsidy simulate``.
@@ -58,16 +58,33 @@ WEBHOOK_SECRET = "fault-webhook-secret"
 # Session timeouts the faults must outlast (SIGSTOP): eligibility and payout
 # are configurable, intake's projections and notify use the consumer loop's default.
 _LOOP_SESSION_S = DEFAULT_SESSION_TIMEOUT_MS / 1000
-SESSION_TIMEOUT_S = {"eligibility": 6.0, "payout": 6.0, "intake": _LOOP_SESSION_S, "notify": _LOOP_SESSION_S}
+SESSION_TIMEOUT_S = {
+    "eligibility": 6.0,
+    "payout": 6.0,
+    "intake": _LOOP_SESSION_S,
+    "notify": _LOOP_SESSION_S,
+    "review": _LOOP_SESSION_S,
+}
 # Consumer groups per service, and the topics each group reads.
 GROUPS = {
     "eligibility": {"subsidy-eligibility": [topics.APPLICATIONS.name]},
-    "payout": {"subsidy-payout": [topics.DECISIONS.name], "subsidy-payout-payments": [topics.PAYMENTS.name]},
-    "notify": {"subsidy-notify": [topics.DECISIONS.name, topics.PAYOUTS.name]},
+    "payout": {
+        "subsidy-payout": [topics.DECISIONS.name],
+        "subsidy-payout-payments": [topics.PAYMENTS.name],
+        "subsidy-payout-notices": [topics.NOTICES.name],
+    },
+    "notify": {"subsidy-notify": [topics.DECISIONS.name, topics.PAYOUTS.name, topics.NOTICES.name]},
     "intake": {"subsidy-intake-projection": [topics.DECISIONS.name], "subsidy-intake-payouts": [topics.PAYOUTS.name]},
+    "review": {
+        "subsidy-review": [topics.DECISIONS.name],
+        "subsidy-review-payouts": [topics.PAYOUTS.name],
+        "subsidy-review-applications": [topics.APPLICATIONS.name],
+    },
 }
-SERVICES = ("intake", "eligibility", "payout", "notify")
-TODAY = "2023-01-02"  # the payout clock: before every due date, so no TrancheDue races the checks
+SERVICES = ("intake", "eligibility", "payout", "notify", "review")
+# The payout clock: before every due date, so no TrancheDue races the checks
+# (review runs on the stack's dev clock, which the story moves past the notice).
+TODAY = "2023-01-02"
 
 
 def log(msg: str) -> None:
@@ -201,6 +218,7 @@ class FaultStack:
                 **common,
                 "SUBSIDY_PAYOUT_DATABASE_URL": url,
                 "SUBSIDY_PAYOUT_TODAY": TODAY,
+                "SUBSIDY_DEV_CLOCK_FILE": "",  # the fixed day above, not the stack's clock
                 "SUBSIDY_PAYOUT_KAFKA_SESSION_TIMEOUT_MS": str(int(SESSION_TIMEOUT_S["payout"] * 1000)),
                 "SUBSIDY_PAYOUT_SCHEDULER_INTERVAL_SECONDS": "5",
             },
@@ -212,6 +230,7 @@ class FaultStack:
                 "SUBSIDY_NOTIFY_RETRY_MAX_BACKOFF_SECONDS": "2",
                 "SUBSIDY_NOTIFY_ATTEMPTS": "8",
             },
+            "review": {**common, "SUBSIDY_REVIEW_DATABASE_URL": url},
         }
         self.stack = LocalStack(self.var / "stack", kafka_bootstrap=bootstrap, services=SERVICES, extra_env=extra)
         self.stack.start()
@@ -529,14 +548,29 @@ def check(
         problems.append(f"not every application was accepted: {sorted(set(wl.application_ids) - set(accepted))}")
     expected = wl.expected()
 
+    # Kafka: decisions and payout events of this seed's firms
+    decisions = [r for r in read_topic(fs.bootstrap, topics.DECISIONS.name) if r.key and r.key.decode() in firms]
+    decision_ids: dict[str, set] = defaultdict(set)
+    held: set[str] = set()
+    reviewed_amounts: dict[str, int] = {}
+    for r in decisions:
+        d = decision_pb2.Decision.FromString(r.value)
+        decision_ids[d.application_id].add(d.decision_id)
+        if d.review_required:
+            held.add(d.application_id)
+        if d.HasField("review"):
+            reviewed_amounts[d.application_id] = d.max_award_fen
+    for app_id in accepted:
+        # One computed decision; one reviewed decision besides it when people had to look.
+        want = 2 if app_id in held else 1
+        if len(decision_ids[app_id]) != want:
+            problems.append(f"decisions on Kafka for {app_id}: {sorted(decision_ids[app_id])} (want {want} ids)")
+        if app_id in held and not any("/review:" in i for i in decision_ids[app_id]):
+            problems.append(f"{app_id} needed review; no reviewed decision on Kafka")
     with psycopg.connect(fs.db_url, connect_timeout=5) as conn:
         q = lambda sql, *p: conn.execute(sql, p).fetchall()  # noqa: E731
         like = f"FLT{wl.seed}-%"
-        # intake: accepted → RECORDED; refused → nothing
         states = dict(q("SELECT application_id, state FROM intake_applications WHERE application_id LIKE %s", like))
-        for app_id in accepted:
-            if states.get(app_id) != "RECORDED":
-                problems.append(f"intake: {app_id} is {states.get(app_id)}, not RECORDED")
         for app_id in refused:
             if app_id in states:
                 problems.append(f"intake stored refused application {app_id} ({refused[app_id]})")
@@ -550,7 +584,7 @@ def check(
         grants = {
             r[0]: r
             for r in q(
-                "SELECT application_id, decision_id, granted_fen, outcome, max_award_fen FROM payout_grants "
+                "SELECT application_id, decision_id, granted_fen, outcome, max_award_fen, state FROM payout_grants "
                 "WHERE application_id LIKE %s",
                 like,
             )
@@ -570,9 +604,25 @@ def check(
             if app_id not in grants:
                 problems.append(f"payout: no grant for {app_id}")
                 continue
-            if inbox[app_id] != 1:
+            if inbox[app_id] != (2 if app_id in held else 1):  # held: the computed one and its reviewed one
                 notes.append(f"payout inbox holds {inbox[app_id]} decisions for {app_id}")
             want = expected[app_id]
+            granted, state = grants[app_id][2], grants[app_id][5]
+            # intake: accepted → PAYABLE once its notice closed (RECORDED: a grant of 0); refused → nothing
+            want_state = "PAYABLE" if granted else "RECORDED"
+            if states.get(app_id) != want_state:
+                problems.append(f"intake: {app_id} is {states.get(app_id)}, not {want_state}")
+            if granted and state != "PAYABLE":
+                problems.append(f"payout: {app_id} granted {granted} fen is {state}, not PAYABLE after its notice")
+            if want["outcome"] == "NEEDS_REVIEW":  # the text sets no amount: the reviewer's, paid in full
+                amount = reviewed_amounts.get(app_id)
+                total = sum(a for _, _, a, *_ in tranches[app_id])
+                if amount is None or grants[app_id][3] != "ELIGIBLE" or not granted == total == amount:
+                    problems.append(
+                        f"payout: {app_id} reviewed to {amount} fen is {grants[app_id][3]} {granted} fen, "
+                        f"tranches {total} fen"
+                    )
+                continue
             got = (
                 grants[app_id][3],
                 grants[app_id][4],
@@ -590,6 +640,18 @@ def check(
         extra = set(grants) - set(accepted)
         if extra:
             problems.append(f"payout: grants for applications never accepted: {sorted(extra)}")
+        # review: one item per held decision, decided once, by two people where four-eyes applies
+        items = q("SELECT application_id, status FROM review_items WHERE application_id LIKE %s", like)
+        per_app = Counter(a for a, _ in items)
+        for app_id in held:
+            if per_app[app_id] != 1:
+                problems.append(f"review: {per_app[app_id]} items for {app_id} (want 1)")
+        for app_id, status in items:
+            if status != "APPROVED":
+                problems.append(f"review: the item of {app_id} is {status}, not APPROVED")
+        lines = q("SELECT status, count(*) FROM review_lines WHERE application_id LIKE %s GROUP BY status", like)
+        if any(status != "PAYABLE" for status, _ in lines):
+            problems.append(f"review: notice lines not all PAYABLE: {dict(lines)}")
         # caps
         for code, scope, kind, cap, used in q(
             "SELECT credit_code, scope, limit_kind, cap_fen, used_fen FROM payout_usage WHERE credit_code = ANY(%s)",
@@ -623,25 +685,21 @@ def check(
                     f"intake shows {app_id} as {g.granted_fen} fen {seen}, ledger {grants[app_id][2]} {ledger}"
                 )
 
-    # Kafka: decisions and payout events of this seed's firms
-    decisions = [r for r in read_topic(fs.bootstrap, topics.DECISIONS.name) if r.key and r.key.decode() in firms]
-    decision_ids: dict[str, set] = defaultdict(set)
-    for r in decisions:
-        d = decision_pb2.Decision.FromString(r.value)
-        decision_ids[d.application_id].add(d.decision_id)
-    for app_id in accepted:
-        if len(decision_ids[app_id]) != 1:
-            problems.append(f"decisions on Kafka for {app_id}: {sorted(decision_ids[app_id])} (want exactly one id)")
     events = [r for r in read_topic(fs.bootstrap, topics.PAYOUTS.name) if r.key and r.key.decode() in firms]
     by_id: dict[str, set] = defaultdict(set)
     scheduled: Counter = Counter()
     paid_events: Counter = Counter()
-    for r in events:
+    payable_decisions: set[str] = set()
+    for r in sorted(events, key=lambda r: (r.partition, r.offset)):  # one firm's events: one partition, in order
         e = payout_pb2.PayoutEvent.FromString(r.value)
         by_id[e.event_id].add(r.value)
         kind = e.WhichOneof("event")
-        if kind == "tranche_scheduled":
+        if kind == "grant_payable":
+            payable_decisions.add(e.grant_payable.decision_id)
+        elif kind == "tranche_scheduled":
             scheduled[e.tranche_scheduled.tranche_id] += 1
+            if e.tranche_scheduled.decision_id not in payable_decisions:
+                problems.append(f"{e.tranche_scheduled.tranche_id} scheduled before its grant was payable")
         elif kind == "tranche_paid":
             paid_events[e.tranche_paid.tranche_id] += 1
     changed = [i for i, values in by_id.items() if len(values) > 1]
@@ -670,6 +728,7 @@ def check(
         topics.DECISIONS_DLQ,
         topics.PAYOUTS_DLQ,
         topics.PAYMENTS_DLQ,
+        topics.NOTICES_DLQ,
         topics.NOTIFICATIONS_DLQ,
     ):
         for r in read_topic(fs.bootstrap, dlq.name):

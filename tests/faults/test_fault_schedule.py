@@ -1,12 +1,13 @@
 """Fault injection against the real thing: a Kafka broker and a PostgreSQL
-server of the test's own, the four services as real processes (intake, payout
-and notify on that PostgreSQL), a real SMTP server and webhook receiver.
+server of the test's own, the five services as real processes (intake,
+payout, notify and review on that PostgreSQL), a real SMTP server and
+webhook receiver.
 
 Per seed, random.Random(seed) draws the schedule: the seed's applications
 (the demo set on firms of the seed's own) are cut into one chunk per fault;
 while a chunk is being submitted, at a seeded point, one fault strikes:
 
-- ``kill9:<service>``   SIGKILL of intake, eligibility, payout and notify (each once), restart;
+- ``kill9:<service>``   SIGKILL of intake, eligibility, payout, notify and review (each once), restart;
 - ``broker``            the broker restarted (SIGTERM, or SIGKILL when ``hard``);
 - ``database``          PostgreSQL restarted (fast, or ``immediate`` = crash when ``hard``);
 - ``pause:<service>``   SIGSTOP for longer than the consumer's session timeout, then SIGCONT;
@@ -14,8 +15,13 @@ while a chunk is being submitted, at a seeded point, one fault strikes:
 - ``replicas``          a second payout process in the same group on the same database,
                         racing the first, then stopped (SIGTERM, or SIGKILL when ``hard``).
 
-Midway, finance's payment confirmations for some tranches are produced (each
-twice, and for some tranches a second, different payment: a double payment).
+Then the people's part (subsidy_dev/review_story.py), while one more seeded
+fault strikes (``PEOPLE_FAULTS``: review killed, review's groups rewound to
+offset 0 and replayed, payout killed, the broker restarted): every decision
+that needs people is reviewed (four-eyes), the public notice is published,
+an objection lodged and dismissed, the clock moved past the period. Then
+finance's payment confirmations for some tranches are produced (each twice,
+and for some tranches a second, different payment: a double payment).
 Then the checker (harness.check) is polled until every promise holds or a
 deadline passes. The failing seed is printed; ``--fault-seeds <seed>`` replays
 the same schedule (see docs/faults.md).
@@ -25,8 +31,10 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import threading
 import time
 
+import grpc
 import psycopg
 import pytest
 from integration.test_notify_support import HttpSink, SmtpSink
@@ -55,6 +63,7 @@ FAULT_KINDS = (
     "kill9:eligibility",
     "kill9:payout",
     "kill9:notify",
+    "kill9:review",
     "broker",
     "database",
     "pause",
@@ -62,6 +71,8 @@ FAULT_KINDS = (
     "replicas",
 )
 CONVERGE_TIMEOUT_S = 240.0
+#: One of these strikes during the people's part of each seed.
+PEOPLE_FAULTS = ("kill9:review", "rewind:review", "kill9:payout", "broker")
 
 
 @dataclasses.dataclass
@@ -169,6 +180,65 @@ def choose_payments(fs: FaultStack, wl: Workload, rng: random.Random, ready: lis
     return payments
 
 
+def people(fs: FaultStack, wl: Workload, submitted: dict[str, str], rng: random.Random) -> str:
+    """Review, four-eyes and the public notice as the demo's people do them,
+    while a seeded fault strikes; returns the fault. The story is resumable
+    (each item goes on from its state), so a call cut short by the fault is
+    made again until it passes."""
+    from subsidy.v1 import intake_pb2, intake_pb2_grpc
+    from subsidy_dev import review_story
+    from subsidy_dev.demo import ledger_acted_states, wait_for_state
+
+    fault = rng.choice(PEOPLE_FAULTS)
+    ids = [i for i in wl.application_ids if submitted.get(i) in ("accepted", "duplicate")]
+    idp = fs.stack.identities
+
+    def intake_states(states: set[int]) -> dict:
+        with grpc.insecure_channel(fs.stack.intake_address) as channel:
+            return wait_for_state(intake_pb2_grpc.IntakeServiceStub(channel), ids, states, 240, "taken up")
+
+    statuses = intake_states(ledger_acted_states())
+    held = [i for i, st in statuses.items() if st.state == intake_pb2.APPLICATION_STATE_UNDER_REVIEW]
+    strike = threading.Timer(rng.uniform(0.0, 3.0), lambda: inject(fs, _people_step(fault)))
+    strike.start()
+    try:
+        retrying(lambda: review_story.review_all(fs.stack.address("review"), idp, held), "the review")
+    finally:
+        strike.join()
+        fs.ensure_running()
+    statuses = intake_states(ledger_acted_states() - {intake_pb2.APPLICATION_STATE_UNDER_REVIEW})
+    reserved = [i for i, st in statuses.items() if st.state == intake_pb2.APPLICATION_STATE_RESERVED]
+    if reserved:
+        retrying(
+            lambda: review_story.publish_and_close_notices(fs.stack, idp, reserved, object_to=reserved[0]),
+            "the notice",
+        )
+    return fault
+
+
+def _people_step(fault: str) -> Step:
+    kind, _, target = fault.partition(":")
+    if kind == "kill9":
+        return Step(fault, target, True, 0, 0, [], [], [])
+    return Step(kind, target or "broker", False, 0, 0, [], [], [])
+
+
+def retrying(action, what: str, timeout: float = 240.0):
+    """``action`` again while a service it calls is down (UNAVAILABLE, a
+    deadline passed, a connection reset), until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return action()
+        except grpc.RpcError as exc:
+            if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise
+            if time.monotonic() > deadline:
+                raise
+            log(f"{what}: {exc.code().name}, again in 1 s")
+            time.sleep(1)
+
+
 @pytest.fixture(scope="module")
 def fault_stack(tmp_path_factory, request):
     seeds = fault_seeds(request.config)
@@ -212,10 +282,13 @@ def test_every_promise_holds_under_a_seeded_fault_schedule(fault_stack: FaultSta
         submitted.update(submitter.results)
         refused.update(submitter.refused)
         fs.ensure_running()
-        if i == len(steps) // 2:
-            payments = choose_payments(fs, wl, rng, list(submitted))
-            produce_payments(fs.bootstrap, payments)
         log(f"seed {fault_seed} step {i + 1}/{len(steps)} {step.describe()} done in {time.monotonic() - t0:.1f}s")
+
+    t0 = time.monotonic()
+    people_fault = people(fs, wl, submitted, random.Random(fault_seed * 104729 + 3))
+    log(f"seed {fault_seed}: review and notice under {people_fault} done in {time.monotonic() - t0:.1f}s")
+    payments = choose_payments(fs, wl, rng, list(submitted))
+    produce_payments(fs.bootstrap, payments)
 
     allowed = 2 * (fs.kills["notify"] - kills_before)
     deadline = time.monotonic() + CONVERGE_TIMEOUT_S
