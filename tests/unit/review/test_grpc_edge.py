@@ -1,0 +1,111 @@
+"""ReviewService's edge in-process (no Kafka, SQLite, authentication off):
+random requests to every RPC, as any role and subject, get a clear status —
+never INTERNAL or UNKNOWN — and a refused step leaves the audit trail as it
+was."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import grpc
+import pytest
+from google.protobuf.message_factory import GetMessageClass
+from grpc_health.v1 import health, health_pb2
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from security.servers import Loop
+
+from subsidy.core.workflow.settings import load_workflow
+from subsidy.platform.clock import FixedClock
+from subsidy.platform.db import Database
+from subsidy.platform.security import GrpcSecurity, SecurityConfig
+from subsidy.services.review.adapters.grpc import ReviewServicer, build_server
+from subsidy.services.review.adapters.store import SqlStore
+from subsidy.v1 import review_pb2
+
+from . import test_handlers as h
+
+SERVICE = review_pb2.DESCRIPTOR.services_by_name["ReviewService"]
+CLEAR = {
+    grpc.StatusCode.OK,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.PERMISSION_DENIED,
+}
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory):
+    loop = Loop()
+    store = SqlStore(Database(f"sqlite:///{tmp_path_factory.mktemp('edge') / 'review.db'}", store="review"))
+    store.create_schema()
+    item_id = h.queued(store)
+    h.published(store)
+
+    async def start():
+        hs = health.aio.HealthServicer()
+        await hs.set("", health_pb2.HealthCheckResponse.SERVING)
+        servicer = ReviewServicer(store, load_workflow(), FixedClock(dt.date(2025, 1, 27)))
+        server, port = build_server(
+            servicer, hs, "127.0.0.1:0", security=GrpcSecurity(SecurityConfig.from_env("review", {}))
+        )
+        await server.start()
+        return server, port
+
+    server, port = loop.run(start())
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    yield channel, store, item_id
+    channel.close()
+    loop.run(server.stop(0))
+    loop.close()
+    store.db.close()
+
+
+def call(channel, method, request, metadata):
+    out = GetMessageClass(method.output_type)
+    rpc = channel.unary_unary(
+        f"/{SERVICE.full_name}/{method.name}",
+        request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=out.FromString,
+    )
+    try:
+        rpc(request, metadata=metadata, timeout=20)
+        return grpc.StatusCode.OK
+    except grpc.RpcError as exc:
+        return exc.code()
+
+
+texts = st.one_of(
+    st.just(""),
+    st.text(max_size=40),
+    st.sampled_from(["APPROVED", "REJECTED", "MORE_INFO_REQUESTED", "UPHELD", "DISMISSED", "OPEN"]),
+)
+numbers = st.one_of(st.integers(min_value=-(2**31), max_value=2**31 - 1), st.just(0))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(
+    method=st.sampled_from(list(SERVICE.methods)),
+    role=st.sampled_from(["REVIEWER", "OPERATOR", "PORTAL", "ENTERPRISE", "", "nonsense"]),
+    subject=st.sampled_from(["alice", "bob", "", "x" * 300]),
+    data=st.data(),
+)
+def test_random_requests_get_a_clear_status(edge, method, role, subject, data):
+    channel, store, item_id = edge
+    request = GetMessageClass(method.input_type)()
+    for field in request.DESCRIPTOR.fields:
+        if field.is_repeated or field.message_type is not None:
+            continue
+        if field.type == field.TYPE_STRING:
+            value = data.draw(st.one_of(texts, st.just(item_id)))
+        elif field.type == field.TYPE_BOOL:
+            value = data.draw(st.booleans())
+        else:
+            value = data.draw(numbers)
+        setattr(request, field.name, value)
+    before = h.handlers.audit_trail(store, item_id, 200, "")[0]
+    code = call(channel, method, request, (("x-subsidy-subject", subject), ("x-subsidy-role", role)))
+    assert code in CLEAR, (method.name, request, code)
+    if code != grpc.StatusCode.OK:
+        assert h.handlers.audit_trail(store, item_id, 200, "")[0] == before
