@@ -469,6 +469,71 @@ def produce_payments(bootstrap: str, payments: list[payout_pb2.PaymentConfirmed]
         producer.close(timeout=10)
 
 
+#: Where hostile records go (issue 17): every topic a service consumes.
+HOSTILE_TOPICS = (topics.APPLICATIONS, topics.DECISIONS, topics.PAYOUTS, topics.PAYMENTS, topics.NOTICES)
+#: Headers a hostile producer might send: a forged CloudEvents id with a
+#: line break, a traceparent with control characters, a name nobody expects.
+HOSTILE_HEADERS = [
+    ("ce_id", b"x\r\nBcc: evil@example.com"),
+    ("ce_traceparent", b"00-\x00\x1b[31m-zz"),
+    ("x-\u2028", "\u2028\u0085".encode()),
+]
+
+
+def hostile_values() -> list[bytes | None]:
+    """Values no consumer can read: not protobuf (a varint longer than ten
+    bytes), a protobuf cut short, the same near the broker's 1 MiB limit,
+    and a tombstone."""
+    return [b"\xff" * 64, b"\x0a\x05ab", b"\xff" * 900_000, None]
+
+
+def produce_hostile(bootstrap: str, seed: int) -> list[tuple[str, int, int]]:
+    """Every hostile value on every consumed topic, keyed ``hostile-<seed>-<n>``;
+    returns (topic, partition, offset) of each."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=10, max_request_size=1_000_000)
+    placed = []
+    try:
+        n = 0
+        for spec in HOSTILE_TOPICS:
+            for value in hostile_values():
+                n += 1
+                meta = producer.send(
+                    spec.name, key=f"hostile-{seed}-{n}".encode(), value=value, headers=HOSTILE_HEADERS
+                ).get(timeout=60)
+                placed.append((spec.name, meta.partition, meta.offset))
+    finally:
+        producer.close(timeout=10)
+    return placed
+
+
+def readers_of(topic: str) -> int:
+    """How many consumer groups read ``topic``: each must dead-letter a record it cannot read."""
+    return sum(topic in group_topics for groups in GROUPS.values() for group_topics in groups.values())
+
+
+def hostile_problems(fs: FaultStack, seed: int, placed: list[tuple[str, int, int]]) -> list[str]:
+    """Each hostile record dead-lettered once by every group that reads its
+    topic, so none stalled a partition (lag 0 is checked besides)."""
+    by_record: dict[tuple[str, int, int], set[str]] = defaultdict(set)
+    prefix = f"hostile-{seed}-".encode()
+    for dlq in topics.ALL:
+        if not dlq.name.endswith(".dlq"):
+            continue
+        for r in read_topic(fs.bootstrap, dlq.name):
+            if r.key and r.key.startswith(prefix[:256]):
+                letter = events_pb2.DeadLetter.FromString(r.value)
+                by_record[(letter.source_topic, letter.source_partition, letter.source_offset)].add(letter.consumer)
+    problems = []
+    for topic, partition, offset in placed:
+        consumers = by_record.get((topic, partition, offset), set())
+        if len(consumers) != readers_of(topic):
+            problems.append(
+                f"hostile record {topic}/{partition}/{offset} dead-lettered by {sorted(consumers)}, "
+                f"want {readers_of(topic)} consumers"
+            )
+    return problems
+
+
 # -- reading ---------------------------------------------------------------------
 
 
@@ -539,8 +604,9 @@ def check(
     refused: dict[str, str],
     payments: list[payout_pb2.PaymentConfirmed],
     allowed_resends: int,
+    hostile: list[tuple[str, int, int]] = (),
 ) -> Observed:
-    problems: list[str] = []
+    problems: list[str] = hostile_problems(fs, wl.seed, list(hostile)) if hostile else []
     notes: list[str] = []
     firms = set(wl.firms)
     accepted = [i for i in wl.application_ids if submitted.get(i) in ("accepted", "duplicate")]

@@ -15,7 +15,10 @@ while a chunk is being submitted, at a seeded point, one fault strikes:
 - ``replicas``          a second payout process in the same group on the same database,
                         racing the first, then stopped (SIGTERM, or SIGKILL when ``hard``).
 
-Then the people's part (subsidy_dev/review_story.py), while one more seeded
+Then hostile records land on every consumed topic (issue 17: garbage, a
+protobuf cut short, 900 KB of it, a tombstone, headers with line breaks and
+control characters): each must be dead-lettered by every group that reads
+its topic while the pipeline goes on. Then the people's part (subsidy_dev/review_story.py), while one more seeded
 fault strikes (``PEOPLE_FAULTS``: review killed, review's groups rewound to
 offset 0 and replayed, payout killed, the broker restarted): every decision
 that needs people is reviewed (four-eyes), the public notice is published,
@@ -51,6 +54,7 @@ from .harness import (
     Workload,
     check,
     log,
+    produce_hostile,
     produce_payments,
     wait_until,
     workload,
@@ -284,6 +288,9 @@ def test_every_promise_holds_under_a_seeded_fault_schedule(fault_stack: FaultSta
         fs.ensure_running()
         log(f"seed {fault_seed} step {i + 1}/{len(steps)} {step.describe()} done in {time.monotonic() - t0:.1f}s")
 
+    # Hostile records on every consumed topic (issue 17): each is dead-lettered, none stalls a partition.
+    hostile = produce_hostile(fs.bootstrap, fault_seed)
+    log(f"seed {fault_seed}: {len(hostile)} hostile records produced")
     t0 = time.monotonic()
     people_fault = people(fs, wl, submitted, random.Random(fault_seed * 104729 + 3))
     log(f"seed {fault_seed}: review and notice under {people_fault} done in {time.monotonic() - t0:.1f}s")
@@ -295,7 +302,7 @@ def test_every_promise_holds_under_a_seeded_fault_schedule(fault_stack: FaultSta
 
     def observe():
         try:
-            return check(fs, wl, submitted, refused, payments, allowed)
+            return check(fs, wl, submitted, refused, payments, allowed, hostile)
         except Exception as exc:  # noqa: BLE001 - a read that failed is retried like a promise not yet kept
             return Observed([f"checker could not read: {exc!r}"], [])
 
