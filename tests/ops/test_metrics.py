@@ -1,6 +1,7 @@
 """The metric contract, checked on the real thing: Kafka (a broker of its own)
-and the four services as processes (LocalStack), the demo applications
-through the whole pipeline, then each service's /metrics scraped over HTTP
+and the five services as processes (LocalStack), the demo applications
+through the whole pipeline (the people's part included: review and the
+public notice, subsidy_dev/review_story.py), then each service's /metrics scraped over HTTP
 and
 
 - linted by ``promtool check metrics`` (no problems at all);
@@ -30,7 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from subsidy.contracts import topics
 from subsidy.v1 import application_pb2, intake_pb2, intake_pb2_grpc
-from subsidy_dev.demo import submit_all, wait_recorded
+from subsidy_dev.demo import settle, submit_all
 from subsidy_dev.kafka import KafkaBroker
 from subsidy_dev.stack import LocalStack
 from subsidy_dev.tools import promtool
@@ -43,7 +44,7 @@ DEMO = [
     for line in (REPO / "demo" / "applications.jsonl").read_text(encoding="utf-8").splitlines()
     if line.strip()
 ]
-SERVICES = ("intake", "eligibility", "payout", "notify")
+SERVICES = ("intake", "eligibility", "payout", "notify", "review")
 
 # What each service must export: exposition family name -> label names (the
 # contract of the operations issue; deploy/k8s alerts use these names).
@@ -91,6 +92,17 @@ CONTRACT = {
         "subsidy_notifications_sent_total": {"channel"},
         "subsidy_notifications_failed_total": {"channel"},
     },
+    "review": {
+        **COMMON,
+        **KAFKA_CONSUMER,
+        **DB,
+        "subsidy_review_decisions_total": {"result"},
+        "subsidy_review_steps_total": {"action"},
+        "subsidy_review_refused_total": {"rpc", "code"},
+        "subsidy_review_items": {"status"},
+        "subsidy_review_items_overdue": set(),
+        "subsidy_review_lines_payable_total": set(),
+    },
 }
 # Families that must have samples after the demo (not only HELP/TYPE lines).
 WITH_SAMPLES = {
@@ -127,6 +139,16 @@ WITH_SAMPLES = {
         "subsidy_kafka_consumer_lag",
         "subsidy_outbox_depth",
         "subsidy_outbox_publish_delay_seconds",
+        "subsidy_consumer_last_progress_timestamp_seconds",
+        "subsidy_grpc_server_handled_total",
+    ],
+    "review": [
+        "subsidy_review_decisions_total",
+        "subsidy_review_steps_total",
+        "subsidy_review_items",
+        "subsidy_review_lines_payable_total",
+        "subsidy_kafka_messages_consumed_total",
+        "subsidy_kafka_consumer_lag",
         "subsidy_consumer_last_progress_timestamp_seconds",
         "subsidy_grpc_server_handled_total",
     ],
@@ -168,7 +190,7 @@ def _exercise(stack: LocalStack) -> None:
                 intake_pb2.SubmitApplicationRequest(application=application_pb2.Application()), timeout=10
             )
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        wait_recorded(intake, [a["application_id"] for a in DEMO], timeout=180)
+        settle(stack, intake, [a["application_id"] for a in DEMO], timeout=180)
     producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
     producer.send(topics.APPLICATIONS.name, key=b"garbage", value=b"\xff\x00 not a protobuf").get(timeout=10)
     producer.close()
@@ -183,10 +205,12 @@ def scrape_whole_stack(tmp_path_factory: pytest.TempPathFactory) -> dict[str, st
     var = tmp_path_factory.mktemp("ops-metrics")
     fast = {
         "intake": {"SUBSIDY_INTAKE_METRICS_REFRESH_SECONDS": "1"},
+        "review": {"SUBSIDY_REVIEW_METRICS_REFRESH_SECONDS": "1"},
         "payout": {
             "SUBSIDY_PAYOUT_METRICS_REFRESH_SECONDS": "1",
             # A "today" late enough that every demo tranche is DUE, some overdue.
             "SUBSIDY_PAYOUT_TODAY": "2027-12-31",
+            "SUBSIDY_DEV_CLOCK_FILE": "",  # the fixed day above, not the stack's clock
             "SUBSIDY_PAYOUT_SCHEDULER_INTERVAL_SECONDS": "1",
         },
     }
