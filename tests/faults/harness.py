@@ -73,7 +73,9 @@ GROUPS = {
         "subsidy-payout-payments": [topics.PAYMENTS.name],
         "subsidy-payout-notices": [topics.NOTICES.name],
     },
-    "notify": {"subsidy-notify": [topics.DECISIONS.name, topics.PAYOUTS.name, topics.NOTICES.name]},
+    "notify": {
+        "subsidy-notify": [topics.DECISIONS.name, topics.PAYOUTS.name, topics.NOTICES.name, topics.REVIEWS.name]
+    },
     "intake": {"subsidy-intake-projection": [topics.DECISIONS.name], "subsidy-intake-payouts": [topics.PAYOUTS.name]},
     "review": {
         "subsidy-review": [topics.DECISIONS.name],

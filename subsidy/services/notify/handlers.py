@@ -47,6 +47,7 @@ from subsidy.services.notify.model import (
     Fact,
     GrantPayable,
     GrantRecorded,
+    InformationRequested,
     InvalidEvent,
     ListedLine,
     NoticeListed,
@@ -352,6 +353,51 @@ def parse_notice_event(value: bytes | None, trace_id: str | None = None) -> list
         event_id = message.event_id if len(by_firm) == 1 else f"{message.event_id}/{code}"
         out.append(Event(event_id, code, fact, data, trace_id))
     return out
+
+
+#: Review steps no firm is told about from here: a queued decision is told by
+#: the decision itself (review_required), the result by the reviewed decision,
+#: an answer was the firm's own act. Only a request for information is told.
+SILENT_REVIEW_KINDS = ("review_requested", "review_decided", "second_approval_given", "information_answered")
+REVIEW_KINDS = (*SILENT_REVIEW_KINDS, "information_requested")
+
+
+def parse_review_event(value: bytes | None, trace_id: str | None = None) -> list[Event]:
+    """A subsidy.v1.ReviewEvent: the firm's request for information, or
+    nothing for the silent kinds; InvalidEvent naming the field for a record
+    no message can come from. The reviewer's subject never reaches the firm."""
+    from google.protobuf.message import DecodeError
+
+    from subsidy.v1 import review_pb2
+
+    if not value:
+        raise InvalidEvent("empty value (or a tombstone): expected a subsidy.v1.ReviewEvent")
+    try:
+        message = review_pb2.ReviewEvent.FromString(bytes(value))
+    except (DecodeError, ValueError) as exc:
+        raise InvalidEvent(f"not a subsidy.v1.ReviewEvent protobuf: {exc}") from None
+    if not message.event_id:
+        raise InvalidEvent("event_id: is required")
+    kind = message.WhichOneof("event")
+    if kind is None:
+        raise InvalidEvent(f"event: none of {', '.join(REVIEW_KINDS)} is set")
+    if kind in SILENT_REVIEW_KINDS:
+        return []
+    body = message.information_requested
+    for name in ("credit_code", "application_id", "missing"):
+        if not getattr(body, name):
+            raise InvalidEvent(f"information_requested.{name}: is required")
+    if body.request_number < 1:
+        raise InvalidEvent(f"information_requested.request_number: must be 1 or more, got {body.request_number}")
+    fact = InformationRequested(
+        application_id=body.application_id,
+        item_id=body.item_id,
+        request_number=body.request_number,
+        missing=body.missing,
+    )
+    data = _webhook_data(body, ())
+    data.pop("requested_by", None)  # a staff token subject
+    return [Event(message.event_id, body.credit_code, fact, data, trace_id)]
 
 
 # ------------------------------------------------------------------ notifying

@@ -30,6 +30,8 @@ REVIEW_DECIDED = "review_decided"
 NOTICE_LISTED = "notice_listed"
 OBJECTION_RESOLVED = "objection_resolved"
 GRANT_PAYABLE = "grant_payable"
+# A reviewer needs a document from the firm (ReviewEvent on subsidy.reviews.v1).
+INFORMATION_REQUESTED = "information_requested"
 KINDS = (
     DECISION,
     GRANT_RECORDED,
@@ -42,6 +44,7 @@ KINDS = (
     NOTICE_LISTED,
     OBJECTION_RESOLVED,
     GRANT_PAYABLE,
+    INFORMATION_REQUESTED,
 )
 
 
@@ -152,6 +155,17 @@ class ObjectionResolved:
 
 
 @dataclasses.dataclass(frozen=True)
+class InformationRequested:
+    """A reviewer asks the firm for what is missing; the item waits for its answer."""
+
+    KIND: ClassVar[str] = INFORMATION_REQUESTED
+    application_id: str
+    item_id: str
+    request_number: int
+    missing: str
+
+
+@dataclasses.dataclass(frozen=True)
 class GrantPayable:
     """The ledger made the grant payable after its notice closed clean."""
 
@@ -221,6 +235,7 @@ Fact = (
     | NoticeListed
     | ObjectionResolved
     | GrantPayable
+    | InformationRequested
 )
 
 

@@ -26,6 +26,7 @@ from subsidy.services.notify.model import (
     Event,
     GrantPayable,
     GrantRecorded,
+    InformationRequested,
     NoticeListed,
     ObjectionResolved,
     Rendered,
@@ -153,6 +154,7 @@ SUBJECTS.update(
         model.NOTICE_LISTED: Template("【$programme】贵单位资助项目已列入公示名单（$notice_id）"),
         model.OBJECTION_RESOLVED: Template("【$programme】公示异议处理结果：$resolution_short"),
         model.GRANT_PAYABLE: Template("【$programme】申请 $application_id 公示期满，资助可拨付：$granted"),
+        model.INFORMATION_REQUESTED: Template("【$programme】申请 $application_id 需补充材料"),
     }
 )
 
@@ -214,6 +216,12 @@ BODIES.update(
             "公示编号：$notice_id\n"
             "可拨付日期：$payable_on" + _FOOTER
         ),
+        model.INFORMATION_REQUESTED: Template(
+            "$firm：\n\n"
+            "贵单位的申请 $application_id 在人工审核中，审核人员需要贵单位补充以下材料（第$request_number次补充要求）：\n\n"
+            "$missing\n\n"
+            "请通过松江区企业服务门户提交补充材料。每次补充要求可答复一次；收到答复后审核继续。" + _FOOTER
+        ),
     }
 )
 
@@ -241,6 +249,9 @@ SMS = {
     model.OBJECTION_RESOLVED: Template("【松江区经委】贵单位公示项目的异议处理结果：$resolution_short。详见邮件。"),
     model.GRANT_PAYABLE: Template(
         "【松江区经委】贵单位申请$application_id$clause_short公示期满，资助$granted自$payable_on起可拨付。"
+    ),
+    model.INFORMATION_REQUESTED: Template(
+        "【松江区经委】贵单位申请$application_id需补充材料，请登录企业服务门户查看并提交。详见邮件。"
     ),
 }
 
@@ -341,6 +352,13 @@ def _fact_values(fact: model.Fact, titles: Mapping[str, str]) -> dict[str, str]:
             "period_last_day": date_zh(fact.period_last_day),
             "lines": "\n".join(lines),
             "count": str(len(fact.lines)),
+        }
+    if isinstance(fact, InformationRequested):
+        return {
+            "application_id": fact.application_id or "—",
+            "request_number": str(fact.request_number),
+            "missing": fact.missing or "（未说明）",
+            "clause_short": "",
         }
     if isinstance(fact, ObjectionResolved):
         return {

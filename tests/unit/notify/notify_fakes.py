@@ -305,3 +305,19 @@ def grant_payable(app="SJ-2025-0001", granted=296296296):
             tranche_count=3,
         ),
     )
+
+
+def information_requested(app="SJ-2025-0014", number=1, missing="请提供融资服务合同及付款凭证"):
+    from subsidy.v1 import review_pb2
+
+    return review_pb2.ReviewEvent(
+        event_id=f"info-requested:rv-0a1b2c:{number}",
+        information_requested=review_pb2.InformationRequested(
+            item_id="rv-0a1b2c",
+            application_id=app,
+            credit_code=FIRM,
+            request_number=number,
+            missing=missing,
+            requested_by="reviewer-zhang",
+        ),
+    )

@@ -40,6 +40,7 @@ from notify_fakes import (
     grant,
     grant_payable,
     held,
+    information_requested,
     notice_published,
     objection_resolved,
     paid,
@@ -104,6 +105,7 @@ def _records() -> list:
         (topics.NOTICES, objection_resolved()),
         (topics.NOTICES, objection_resolved("UPHELD", objection="O-4", reasons="")),
         (topics.PAYOUTS, grant_payable()),
+        (topics.REVIEWS, information_requested()),
     ]
     return [
         SimpleNamespace(topic=topic.name, value=m.SerializeToString(), key=b"", partition=0, offset=i, headers=[])
@@ -151,13 +153,14 @@ def test_the_golden_file_covers_every_event_kind_and_every_outcome():
         "published",
         "resolved",
         "payable",
+        "info-requested",
     }
     subjects = "".join(g["subject"] for g in golden)
     for outcome in ("符合支持条件", "不符合支持条件", "需人工复核", "已转至相关基金办理"):
         assert f"评审结果：{outcome}" in subjects
     for outcome in ("审核结果：审核通过", "审核结果：审核未通过", "已转人工审核", "（待公示）", "公示名单"):
         assert outcome in subjects
-    for outcome in ("异议成立", "异议不成立", "资助可拨付"):
+    for outcome in ("异议成立", "异议不成立", "资助可拨付", "需补充材料"):
         assert outcome in subjects
 
 

@@ -215,3 +215,66 @@ def test_a_notice_record_of_one_firm_as_the_review_service_publishes_it_is_told_
     assert handle(record(topics.NOTICES, event)) == "handled"
     [(told, _)] = email.delivered
     assert (told.event_id, told.credit_code) == (f"published:N-2025-007:{FIRM}", FIRM)
+
+
+# -- a reviewer asks the firm for a document (subsidy.reviews.v1) ---------------------
+
+
+def test_notify_reads_the_review_topic():
+    loop = notify_consumer(
+        handlers.Deps(firms=FakeFirms(), log=FakeLog(), channels=[], titles={}), "unused", producer_factory=lambda: None
+    )
+    assert topics.REVIEWS.name in loop.topics
+
+
+def test_the_firm_is_told_what_is_missing_once_and_never_who_asked():
+    from notify_fakes import information_requested
+
+    handle, email, hook = setup()
+    message = record(topics.REVIEWS, information_requested())
+    assert handle(message) == "handled"
+    assert handle(message) == "handled"  # a replay
+    assert len(email.calls) == 1 and len(hook.calls) == 1
+    sent = email.calls[0][0]
+    assert "需补充材料" in sent.subject and "请提供融资服务合同及付款凭证" in sent.body
+    assert "第1次补充要求" in sent.body
+    assert "reviewer-zhang" not in sent.body + sent.subject + sent.sms
+    assert "reviewer-zhang" not in repr(hook.calls[0])
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["review_requested", "review_decided", "second_approval_given", "information_answered"],
+)
+def test_the_other_review_steps_are_told_by_other_events_and_skipped(kind):
+    from subsidy.v1 import review_pb2
+
+    handle, email, hook = setup()
+    event = review_pb2.ReviewEvent(event_id=f"{kind}:x")
+    getattr(event, kind).SetInParent()
+    assert handle(record(topics.REVIEWS, event)) == "skipped"
+    assert email.calls == [] and hook.calls == []
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda e: e.ClearField("event_id"), "^event_id: is required$"),
+        (lambda e: e.ClearField("information_requested"), "^event: none of "),
+        (lambda e: e.information_requested.ClearField("missing"), "^information_requested.missing: is required$"),
+        (lambda e: e.information_requested.ClearField("credit_code"), "credit_code: is required$"),
+        (
+            lambda e: setattr(e.information_requested, "request_number", 0),
+            "^information_requested.request_number: must be 1 or more, got 0$",
+        ),
+    ],
+)
+def test_a_review_event_no_message_can_come_from_is_rejected_naming_the_field(mutate, message):
+    from notify_fakes import information_requested
+
+    event = information_requested()
+    mutate(event)
+    with pytest.raises(InvalidEvent, match=message):
+        handlers.parse_review_event(event.SerializeToString())
+    with pytest.raises(InvalidEvent, match="not a subsidy.v1.ReviewEvent protobuf"):
+        handlers.parse_review_event(b"\xff\xff")

@@ -1,6 +1,7 @@
-"""The notify consumer: ``subsidy.decisions.v1``, ``subsidy.payouts.v1`` and
-``subsidy.notices.v1`` -> notifications, group ``subsidy-notify`` (subsidy.platform.consumer.KafkaRecordLoop,
-kafka-python in a thread).
+"""The notify consumer: ``subsidy.decisions.v1``, ``subsidy.payouts.v1``,
+``subsidy.notices.v1`` and ``subsidy.reviews.v1`` (requests for information)
+-> notifications, group ``subsidy-notify``
+(subsidy.platform.consumer.KafkaRecordLoop, kafka-python in a thread).
 
 Per record: parse (undecodable -> dead letter), notify every channel (the
 log is written after each successful send; an event no message can be built
@@ -84,6 +85,8 @@ class NotifyHandler:
             return [handlers.parse_decision(record.value, trace_id)]
         if record.topic == topics.NOTICES.name:
             return handlers.parse_notice_event(record.value, trace_id)
+        if record.topic == topics.REVIEWS.name:
+            return handlers.parse_review_event(record.value, trace_id)
         event = handlers.parse_payout_event(record.value, trace_id)
         return [] if event is None else [event]
 
@@ -93,7 +96,7 @@ def notify_consumer(
     bootstrap: str,
     *,
     group_id: str = GROUP_ID,
-    topics_: tuple[str, ...] = (topics.DECISIONS.name, topics.PAYOUTS.name, topics.NOTICES.name),
+    topics_: tuple[str, ...] = (topics.DECISIONS.name, topics.PAYOUTS.name, topics.NOTICES.name, topics.REVIEWS.name),
     dlq_topic: str = topics.NOTIFICATIONS_DLQ.name,
     **kwargs: Any,
 ) -> KafkaRecordLoop:
