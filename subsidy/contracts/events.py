@@ -34,7 +34,7 @@ _LEGACY_TRANCHE_SEPARATOR = "/tranche-"
 
 #: PayoutEvent kinds that are about one tranche.
 TRANCHE_KINDS = ("tranche_scheduled", "tranche_due", "tranche_cancelled", "tranche_paid")
-PAYOUT_KINDS = ("grant_recorded", *TRANCHE_KINDS)
+PAYOUT_KINDS = ("grant_recorded", "grant_payable", "grant_withdrawn", *TRANCHE_KINDS)
 #: The kinds whose application_id came after the first release (GrantRecorded
 #: and TrancheScheduled always had it: without it they are malformed).
 LEGACY_KINDS = ("tranche_due", "tranche_cancelled", "tranche_paid")
