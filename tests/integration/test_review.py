@@ -55,7 +55,7 @@ def producer(kafka_bootstrap):
     p.close()
 
 
-def records(bootstrap, topic, firm, event_ids, timeout=30.0):
+def records(bootstrap, topic, firm, event_ids, timeout=60.0):
     found = read_topic(
         bootstrap,
         topic,
@@ -86,12 +86,13 @@ def test_from_review_to_a_payable_line(svc, producer, kafka_bootstrap):
         items = svc.stub.ListQueue(R.ListQueueRequest(clause="13"), metadata=alice, timeout=5).items
         return [i for i in items if i.item_id == item_id]
 
-    (item,) = wait_for(queued, timeout=30)
+    (item,) = wait_for(queued, timeout=60)
     assert (item.status, list(item.review_reasons)) == ("OPEN", [review.NEEDS_REVIEW_OUTCOME])
     detail = wait_for(
         lambda: (lambda d: d if d.HasField("application") else None)(
             svc.stub.GetItem(R.GetItemRequest(item_id=item_id), metadata=alice, timeout=5)
-        )
+        ),
+        timeout=60,
     )
     assert detail.application.firm.name == "上海松江云栈培训有限公司"
     assert detail.decision_reasons[0].code == "REVIEW_REQUIRED"
@@ -137,7 +138,10 @@ def test_from_review_to_a_payable_line(svc, producer, kafka_bootstrap):
     assert set(review_ids) <= set(records(kafka_bootstrap, topics.REVIEWS.name, firm, review_ids))
 
     producer.grant_recorded(reviewed, 600_000)  # payout applied the reviewed decision
-    wait_for(lambda: svc.stub.GetItem(R.GetItemRequest(item_id=item_id), metadata=alice).ledger_granted_fen == 600_000)
+    wait_for(
+        lambda: svc.stub.GetItem(R.GetItemRequest(item_id=item_id), metadata=alice).ledger_granted_fen == 600_000,
+        timeout=60,
+    )
     notice = svc.stub.PublishNotice(R.PublishNoticeRequest(), metadata=alice, timeout=10).notice
     (line,) = [x for x in notice.lines if x.line.credit_code == firm]
     assert (notice.period_first_day, notice.period_last_day) == ("2025-01-24", "2025-02-06")
@@ -190,9 +194,16 @@ def test_from_review_to_a_payable_line(svc, producer, kafka_bootstrap):
         assert all(x.line.decision_id != reviewed_id for x in again.lines)
     except grpc.RpcError as exc:
         assert exc.code() == grpc.StatusCode.FAILED_PRECONDITION
-    trail = svc.stub.ListAuditTrail(
-        R.ListAuditTrailRequest(target=notice.notice_id, page_size=200), metadata=as_("olga", "OPERATOR")
-    )
-    mine = [e.action for e in trail.entries if line.line.line_id in e.after]
-    assert mine == ["NOTICE_PUBLISHED", "OBJECTION_LODGED", "OBJECTION_DISMISSED", "LINE_PAYABLE"]
-    assert all(e.subject and e.at for e in trail.entries)
+    entries, token = [], ""
+    while True:  # the list may hold other tests' firms too: read the whole trail
+        page = svc.stub.ListAuditTrail(
+            R.ListAuditTrailRequest(target=notice.notice_id, page_size=200, page_token=token),
+            metadata=as_("olga", "OPERATOR"),
+        )
+        entries += page.entries
+        token = page.next_page_token
+        if not token:
+            break
+    mine = [e.action for e in entries if line.line.line_id in e.after]
+    assert mine == ["NOTICE_PUBLISHED", "OBJECTION_LODGED", "OBJECTION_DISMISSED", "LINE_PAYABLE"], mine
+    assert all(e.subject and e.at for e in entries)
