@@ -65,7 +65,7 @@ def _decision(manual: bool, ceiling: int) -> Decision:
 subjects = st.sampled_from(["alice", "bob", "carol", ""])
 steps = st.lists(
     st.tuples(
-        st.sampled_from(["claim", "approve", "reject", "info", "answer", "second"]),
+        st.sampled_from(["claim", "approve", "reject", "info", "answer", "second", "back"]),
         subjects,
         st.integers(min_value=-5, max_value=300_000_000),
     ),
@@ -90,6 +90,8 @@ def test_no_sequence_of_steps_breaks_four_eyes_or_the_limits(manual, ceiling, pl
                 item = review.decide(item, who, review.MORE_INFO_REQUESTED, WF, "t", missing="m")
             elif action == "answer":
                 item = review.answer_information(item, "a", len(item.info_requests))
+            elif action == "back":
+                item = review.send_back(item, who, "r")
             else:
                 item = review.second_approve(item, who, "t")
         except review.WorkflowError:

@@ -11,6 +11,7 @@ states:
                       │  └─decide MORE_INFO_REQUESTED─► MORE_INFO_REQUESTED
                       │                                   └─answer──► CLAIMED
                       ◄──────────────────────────────────────────────┘
+                      ◄── AWAITING_SECOND sent back by the second reviewer (amount cleared)
 
 An APPROVED amount is at most the clause ceiling (the computed
 ``max_award_fen``: a reviewer confirms or lowers it, never raises it) or,
@@ -149,6 +150,12 @@ class ReviewItem:
     info_requests: tuple[str, ...] = ()  # what is missing, one per request
     info_answers: tuple[str, ...] = ()  # one per request at most
     decided_at: str = ""
+    returns: tuple[str, ...] = ()  # why a second reviewer sent a first approval back, one per time
+
+    @property
+    def decision_round(self) -> int:
+        """1 for the first decision, 2 after one send-back, ... (event ids count rounds)."""
+        return len(self.returns) + 1
 
     @property
     def closed(self) -> bool:
@@ -301,6 +308,29 @@ def second_approve(item: ReviewItem, subject: str, at: str) -> ReviewItem:
             "the second must come from another reviewer"
         )
     return dataclasses.replace(item, status=APPROVED, second_reviewer=subject, decided_at=at)
+
+
+def send_back(item: ReviewItem, subject: str, reasons: str) -> ReviewItem:
+    """The second reviewer does not approve: the item returns to its first
+    reviewer (CLAIMED), the proposed amount and basis cleared, with why."""
+    subject = _subject(subject)
+    _open(item, "send it back")
+    if item.status != AWAITING_SECOND:
+        raise FailedPrecondition(f"review item {item.item_id} is {item.status}: it awaits no second approval")
+    if subject == item.first_reviewer:
+        raise PermissionDenied(
+            f"four-eyes: {subject!r} made the first approval of item {item.item_id}; only another reviewer sends it back"
+        )
+    why = _text("reasons", reasons)
+    return dataclasses.replace(
+        item,
+        status=CLAIMED,
+        amount_fen=0,
+        basis="",
+        reviewer_amounts=(),
+        first_reviewer="",
+        returns=(*item.returns, why),
+    )
 
 
 # -- the decision a closed item becomes ----------------------------------------------------

@@ -270,11 +270,30 @@ def decide(
                 decided_at=at,
             )
             messages.append(
-                events.review_event(f"decided:{item_id}", "review_decided", body, d.credit_code, trace, now)
+                events.review_event(decided_event_id(after), "review_decided", body, d.credit_code, trace, now)
             )
             if reviewed is not None:
                 messages.append(events.decision_message(reviewed, trace, now))
         uow.outbox.add(messages, at)
+        uow.commit()
+    return after
+
+
+def decided_event_id(item: ReviewItem) -> str:
+    """``decided:<item>``, then ``decided:<item>:<round>`` after a send-back: each decision announced once."""
+    n = item.decision_round
+    return f"decided:{item.item_id}" if n == 1 else f"decided:{item.item_id}:{n}"
+
+
+def send_back(uow: UnitOfWork, item_id: str, actor: Actor, reasons: str, now: dt.datetime) -> ReviewItem:
+    """The second reviewer returns a first approval to its reviewer (audit only: nothing is decided yet)."""
+    _reviewer(actor)
+    at = rfc3339(now)
+    with uow:
+        before = _load(uow, item_id)
+        after = rules.send_back(before, actor.subject, reasons)
+        uow.items.update(after, at)
+        _audit(uow, actor, "SENT_BACK", item_id, item_state(before), item_state(after), at)
         uow.commit()
     return after
 

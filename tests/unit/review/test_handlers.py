@@ -452,3 +452,21 @@ def test_an_item_whose_deadline_the_calendar_cannot_count_is_queued_all_the_same
     grant(uow, "APP-2027", 1_000)
     with pytest.raises(Exception, match="working days of 2027 are not known"):
         handlers.publish_notice(uow, ALICE, WF, dt.date(2027, 1, 4), NOW)
+
+
+def test_a_send_back_and_a_new_decision_are_each_announced_once():
+    uow = FakeUnitOfWork()
+    item_id = queued(uow)
+    handlers.claim(uow, item_id, ALICE, NOW)
+    decide(uow, item_id, result="APPROVED", amount_fen=900_000, basis="x")
+    refused(uow, PermissionDenied, lambda: handlers.send_back(uow, item_id, ALICE, "mine", NOW))
+    back = handlers.send_back(uow, item_id, BOB, "应扣除差旅费", NOW)
+    assert back.status == "CLAIMED" and back.amount_fen == 0
+    decide(uow, item_id, result="APPROVED", amount_fen=700_000, basis="扣除差旅费")
+    handlers.second_approve(uow, item_id, BOB, WF, TODAY, NOW)
+    ids = [m.event_id for m in events_of(uow, topics.REVIEWS.name)]
+    assert ids == [f"requested:{item_id}", f"decided:{item_id}", f"decided:{item_id}:2", f"second:{item_id}"]
+    (published,) = events_of(uow, topics.DECISIONS.name)
+    assert codec.decision_from_proto(decision_pb2.Decision.FromString(published.value)).max_award_fen == 700_000
+    actions = [e.action for e in uow.audit.rows]
+    assert actions == ["QUEUED", "CLAIMED", "DECIDED_APPROVED", "SENT_BACK", "DECIDED_APPROVED", "SECOND_APPROVED"]

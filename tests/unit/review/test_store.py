@@ -33,8 +33,14 @@ def run_the_story(uow):
     )
     with pytest.raises(h.PermissionDenied):
         h.handlers.second_approve(uow, item_id, h.ALICE, h.WF, h.TODAY, h.NOW)
+    back = h.handlers.send_back(uow, item_id, h.BOB, "重新核定", h.NOW)
+    assert back.returns == ("重新核定",)
+    h.decide(
+        uow, item_id, result="APPROVED", amount_fen=500_000, basis="30%", reviewer_amounts={"training_cost_fen": 9}
+    )
     item = h.handlers.second_approve(uow, item_id, h.BOB, h.WF, h.TODAY, h.NOW)
     assert item.status == "APPROVED" and item.reviewer_amounts == (("training_cost_fen", 9),)
+    assert item.returns == ("重新核定",)  # kept through the SQL round trip
     row, lines = h.published(uow)
     o = h.handlers.lodge_objection(uow, h.Actor("p", "PORTAL"), lines[0].line_id, "", "存疑", h.TODAY, h.NOW)
     h.handlers.resolve_objection(uow, h.ALICE, o.objection_id, "DISMISSED", "无据", dt.date(2025, 1, 27), h.NOW)
@@ -49,7 +55,14 @@ def test_the_whole_story_on_sqlite(store):
         assert item.second_reviewer == "bob" and item.decision.review_required
         assert {x.status for x in store.lines.of_notice(row.notice_id)} == {"PAYABLE"}
     entries, _ = h.handlers.audit_trail(store, item_id, 0, "")
-    assert [e.action for e in entries] == ["QUEUED", "CLAIMED", "DECIDED_APPROVED", "SECOND_APPROVED"]
+    assert [e.action for e in entries] == [
+        "QUEUED",
+        "CLAIMED",
+        "DECIDED_APPROVED",
+        "SENT_BACK",
+        "DECIDED_APPROVED",
+        "SECOND_APPROVED",
+    ]
     pending, _ = store.outbox_stats()
     kinds = {r.topic for r in store.outbox_table.pending(500)}
     assert kinds == {"subsidy.reviews.v1", "subsidy.notices.v1", "subsidy.decisions.v1"} and pending > 5

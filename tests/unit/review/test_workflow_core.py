@@ -347,3 +347,20 @@ def test_resolution_and_the_line_state():
         notice.resolve(upheld, notice.DISMISSED, "x", "rev", D(2025, 2, 10))
     with pytest.raises(review.InvalidArgument, match="resolution"):
         notice.resolve(o, "MAYBE", "x", "rev", D(2025, 2, 10))
+
+
+def test_the_second_reviewer_may_send_a_first_approval_back():
+    item = review.claim(review.new_item(decision(NEEDS_REVIEW, clause="13"), D(2025, 6, 2)), "alice")
+    proposed = review.decide(item, "alice", review.APPROVED, WF, AT, amount_fen=900_000, basis="x")
+    with pytest.raises(review.PermissionDenied, match="four-eyes"):
+        review.send_back(proposed, "alice", "自己退回")
+    with pytest.raises(review.InvalidArgument, match="reasons"):
+        review.send_back(proposed, "bob", " ")
+    back = review.send_back(proposed, "bob", "培训费用应扣除差旅费")
+    assert (back.status, back.assignee, back.amount_fen, back.first_reviewer) == (review.CLAIMED, "alice", 0, "")
+    assert back.returns == ("培训费用应扣除差旅费",) and back.decision_round == 2
+    with pytest.raises(review.FailedPrecondition, match="awaits no second approval"):
+        review.send_back(back, "bob", "again")
+    again = review.decide(back, "alice", review.APPROVED, WF, AT, amount_fen=700_000, basis="扣除差旅费")
+    done = review.second_approve(again, "bob", AT)
+    assert review.reviewed_decision(done, WF).max_award_fen == 700_000

@@ -301,9 +301,13 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
         return await self._item_step(
             context,
             "SecondApprove",
-            "SECOND_APPROVED",
-            lambda: handlers.second_approve(
-                self.uow, request.item_id, actor, self.workflow, self.clock.today(), self.clock.now()
+            "SENT_BACK" if request.send_back else "SECOND_APPROVED",
+            lambda: (
+                handlers.send_back(self.uow, request.item_id, actor, request.reasons, self.clock.now())
+                if request.send_back
+                else handlers.second_approve(
+                    self.uow, request.item_id, actor, self.workflow, self.clock.today(), self.clock.now()
+                )
             ),
             review_pb2.SecondApproveResponse,
         )

@@ -55,6 +55,7 @@ def _item_state(item: ReviewItem) -> str:
             "info_requests": list(item.info_requests),
             "info_answers": list(item.info_answers),
             "decided_at": item.decided_at,
+            "returns": list(item.returns),
         },
         ensure_ascii=False,
     )
@@ -78,6 +79,7 @@ def _item(item_id: str, decision: bytes, state: str) -> ReviewItem:
         info_requests=tuple(s["info_requests"]),
         info_answers=tuple(s["info_answers"]),
         decided_at=s["decided_at"],
+        returns=tuple(s.get("returns", ())),
     )
 
 
