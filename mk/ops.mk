@@ -7,7 +7,9 @@
 #   make alerts-test               promtool check rules + test rules
 #   make ops-test                  both
 #   make restore-drill             the PostgreSQL restore drill (not in make test)
-#   make image                     docker build (needs a Docker engine)
+#   make image                     build the runtime image here (debootstrap + podman, root; deploy/image)
+#   make image-lock                re-lock the image's dependencies with hashes
+#   make image-smoke               the image's smoke test (podman, local Kafka and PostgreSQL)
 
 OVERLAY ?= dev
 IMAGE ?= songjiang-subsidy:dev
@@ -31,8 +33,17 @@ alerts-test: $(INSTALLED)
 ops-test: $(GENERATED)
 	$(PY) -m pytest tests/ops/test_k8s.py tests/ops/test_alerts.py -q
 
-image:
-	docker build -f deploy/Dockerfile -t $(IMAGE) .
+# No Docker engine: a Debian base from Debian's packages (debootstrap), the
+# locked wheels, one layer imported with podman (deploy/image/build.sh).
+image: $(INSTALLED)
+	IMAGE=$(IMAGE) PY=$(PY) deploy/image/build.sh
+
+image-lock: $(INSTALLED)
+	$(PY) deploy/image/lock.py
+
+.PHONY: image-lock image-smoke
+image-smoke: $(GENERATED)
+	SUBSIDY_IMAGE_SMOKE=1 IMAGE=$(IMAGE) $(PY) -m pytest tests/deploy/test_image.py -q -p no:cacheprovider
 
 # The restore drill on a local PostgreSQL (deploy/backup/restore_drill.py,
 # docs/operations.md#restore-drill): base backup + WAL archive, the database
