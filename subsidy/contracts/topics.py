@@ -46,6 +46,22 @@ PAYOUTS = TopicSpec(
 PAYMENTS = TopicSpec("subsidy.payments.v1", 6, _RECORD, "PaymentConfirmed (protobuf), key credit code, from finance")
 PAYOUTS_DLQ = TopicSpec("subsidy.payouts.v1.dlq", 1, _DLQ, "DeadLetter: payout events a consumer could not process")
 PAYMENTS_DLQ = TopicSpec("subsidy.payments.v1.dlq", 1, _DLQ, "DeadLetter: payment confirmations payout could not apply")
+# Firm facts: the latest record per firm is the truth (compacted), kept
+# forever; a tombstone removes a firm the platform no longer knows.
+_COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": str(DAY_MS)}
+FIRMS = TopicSpec(
+    "subsidy.firms.v1",
+    6,
+    _COMPACTED,
+    "FirmFacts (protobuf: a firm's facts from the government data platform as of a day), key credit code, "
+    "compacted, from registry-sync",
+)
+FIRMS_DLQ = TopicSpec(
+    "subsidy.firms.v1.dlq",
+    1,
+    _DLQ,
+    "DeadLetter: firm facts a consumer could not use, and feed changes registry-sync could not",
+)
 REVIEWS = TopicSpec(
     "subsidy.reviews.v1",
     6,
@@ -70,10 +86,12 @@ ALL = (
     PAYMENTS,
     REVIEWS,
     NOTICES,
+    FIRMS,
     APPLICATIONS_DLQ,
     DECISIONS_DLQ,
     PAYOUTS_DLQ,
     PAYMENTS_DLQ,
     NOTICES_DLQ,
+    FIRMS_DLQ,
     NOTIFICATIONS_DLQ,
 )
