@@ -30,9 +30,9 @@ HEADER = """\
 # tests/ops/test_k8s.py fails when these copies drift from policy/.
 #
 # The policy as data (docs/policy-data.md), mounted at SUBSIDY_POLICY_DIR.
-# policy.yaml and clauses/ are one ConfigMap each and meet again in a
-# projected volume (ConfigMap keys cannot hold "/"); the 名录 by year is
-# intake's SUBSIDY_DIRECTORY_DIR.
+# The top-level files (policy.yaml, review's workflow.yaml) and clauses/ are
+# one ConfigMap each and meet again in a projected volume (ConfigMap keys
+# cannot hold "/"); the 名录 by year is intake's SUBSIDY_DIRECTORY_DIR.
 """
 
 
@@ -40,7 +40,7 @@ def copies(root: Path = ROOT) -> dict[Path, Path]:
     """{copy inside deploy/k8s: its source}."""
     policy = root / "policy"
     base = root / "deploy" / "k8s" / "base" / "policy"
-    pairs = {base / "policy.yaml": policy / "policy.yaml"}
+    pairs = {base / source.name: source for source in sorted(policy.glob("*.yaml"))}  # policy.yaml, workflow.yaml
     for sub in ("clauses", "directory"):
         for source in sorted((policy / sub).glob("*.yaml")):
             pairs[base / sub / source.name] = source
@@ -60,7 +60,8 @@ def kustomization(root: Path = ROOT) -> str:
         + "kind: Kustomization\n\n"
         + "generatorOptions:\n  labels:\n    app.kubernetes.io/part-of: subsidy\n\n"
         + "configMapGenerator:\n"
-        + "- name: subsidy-policy\n  files:\n  - policy.yaml=policy.yaml\n"
+        + "- name: subsidy-policy\n  files:\n"
+        + "".join(f"  - {p.name}={p.name}\n" for p in sorted(policy.glob("*.yaml")))
         + "- name: subsidy-policy-clauses\n  files:\n"
         + files("clauses")
         + "- name: subsidy-policy-directory\n  files:\n"

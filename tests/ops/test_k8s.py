@@ -53,14 +53,14 @@ OVERLAYS = ("dev", "prod")
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 CORE_GROUPS = {"v1", "apps/v1", "batch/v1", "policy/v1", "autoscaling/v2", "networking.k8s.io/v1"}
 
-SERVICES = ("intake", "eligibility", "payout", "notify")
-GRPC_PORT = {"intake": 50051, "eligibility": 50052, "payout": 50053, "notify": 50054}
+SERVICES = ("intake", "eligibility", "payout", "notify", "review")
+GRPC_PORT = {"intake": 50051, "eligibility": 50052, "payout": 50053, "notify": 50054, "review": 50055}
 # The plaintext health-only port (SUBSIDY_HEALTH_ADDRESS) the probes ask.
 HEALTH_PORT = 8081
 # The Kafka listener each overlay's clients use: plaintext in dev, TLS + SCRAM elsewhere.
 KAFKA_PORT = {"dev": 9092, "prod": 9093}
-METRICS_PORT = {"intake": 9464, "eligibility": 9102, "payout": 9465, "notify": 9467}
-USES_DATABASE = {"intake", "payout", "notify"}
+METRICS_PORT = {"intake": 9464, "eligibility": 9102, "payout": 9465, "notify": 9467, "review": 9468}
+USES_DATABASE = {"intake", "payout", "notify", "review"}
 # Consumers of 6-partition topics: more replicas than partitions stay idle.
 PARTITION_BOUND = {
     "eligibility": topics.APPLICATIONS.partitions,
@@ -74,8 +74,9 @@ def health_names() -> dict[str, str]:
     from subsidy.services.intake.adapters.grpc import SERVICE_NAME as intake
     from subsidy.services.notify.bootstrap import SERVICE_NAME as notify
     from subsidy.services.payout.adapters.grpc import SERVICE_NAME as payout
+    from subsidy.services.review.adapters.grpc import SERVICE_NAME as review
 
-    return {"intake": intake, "eligibility": eligibility, "payout": payout, "notify": notify}
+    return {"intake": intake, "eligibility": eligibility, "payout": payout, "notify": notify, "review": review}
 
 
 # ------------------------------------------------------------------ rendering
@@ -478,7 +479,7 @@ def test_policy_files_are_all_shipped_and_mounted():
     policy = generated(docs, "ConfigMap", "subsidy-policy")
     clauses = generated(docs, "ConfigMap", "subsidy-policy-clauses")
     directory = generated(docs, "ConfigMap", "subsidy-policy-directory")
-    assert policy["data"] == {"policy.yaml": (ROOT / "policy" / "policy.yaml").read_text()}
+    assert policy["data"] == {p.name: p.read_text() for p in (ROOT / "policy").glob("*.yaml")}
     assert clauses["data"] == {p.name: p.read_text() for p in (ROOT / "policy" / "clauses").glob("*.yaml")}
     assert directory["data"] == {p.name: p.read_text() for p in (ROOT / "policy" / "directory").glob("*.yaml")}
     for service in ("eligibility", "notify"):  # the services that load_policy()

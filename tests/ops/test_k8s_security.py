@@ -211,12 +211,23 @@ ACCESS = {
         T.PAYOUTS.name: {"Read"},
         T.NOTIFICATIONS_DLQ.name: {"Write"},
     },
+    "subsidy-review": {
+        T.DECISIONS.name: {"Read", "Write"},  # reviewed decisions replace computed ones
+        T.PAYOUTS.name: {"Read"},
+        T.APPLICATIONS.name: {"Read"},
+        T.REVIEWS.name: {"Write"},
+        T.NOTICES.name: {"Write"},
+        T.DECISIONS_DLQ.name: {"Write"},
+        T.PAYOUTS_DLQ.name: {"Write"},
+        T.APPLICATIONS_DLQ.name: {"Write"},
+    },
 }
 GROUPS = {
     "subsidy-intake": {"subsidy-intake-projection", "subsidy-intake-payouts"},
     "subsidy-eligibility": {"subsidy-eligibility"},
     "subsidy-payout": {"subsidy-payout", "subsidy-payout-payments", "subsidy-payout-notices"},
     "subsidy-notify": {"subsidy-notify"},
+    "subsidy-review": {"subsidy-review", "subsidy-review-payouts", "subsidy-review-applications"},
 }
 CONTRACT = {t.name for t in T.ALL}
 
@@ -274,6 +285,7 @@ def test_the_consumer_groups_in_the_acls_are_the_ones_configured(overlay):
         "intake": ("SUBSIDY_INTAKE_PROJECTION_GROUP",),
         "payout": ("SUBSIDY_PAYOUT_GROUP", "SUBSIDY_PAYOUT_PAYMENTS_GROUP"),
         "notify": ("SUBSIDY_NOTIFY_GROUP",),
+        "review": ("SUBSIDY_REVIEW_GROUP", "SUBSIDY_REVIEW_PAYOUTS_GROUP", "SUBSIDY_REVIEW_APPLICATIONS_GROUP"),
     }.items():
         env = container_env(docs, deployment(docs, service))
         for variable in variables:
