@@ -1,0 +1,198 @@
+"""The services over gRPC, called as the signed-in person: every call
+carries ``authorization: Bearer <the person's token>``, so each service's
+own access policy (subsidy/platform/security/access.yaml) decides. A
+refused call becomes one of the console's errors (model.py), in Chinese."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from subsidy.services.console.model import (
+    Conflict,
+    ConsoleError,
+    Forbidden,
+    FormError,
+    NotFound,
+    Person,
+    SignedOut,
+    Unavailable,
+)
+from subsidy.v1 import intake_pb2, intake_pb2_grpc, payout_pb2, payout_pb2_grpc, review_pb2, review_pb2_grpc
+
+TIMEOUT_SECONDS = 15.0
+
+#: The Chinese label of a request field a service names in INVALID_ARGUMENT.
+FIELD_LABELS = {
+    "amount_fen": ("amount_yuan", "核定金额（元）"),
+    "basis": ("basis", "核定依据"),
+    "reasons": ("reasons", "理由"),
+    "missing": ("missing", "须补充的材料"),
+    "reason": ("reason", "异议理由"),
+    "line_id": ("line_id", "公示行"),
+    "credit_code": ("credit_code", "统一社会信用代码"),
+    "resolution": ("resolution", "处理结论"),
+    "due_from": ("due_from", "应付日期（起）"),
+    "due_to": ("due_to", "应付日期（止）"),
+    "page_token": ("page_token", "页码"),
+}
+
+
+def translate(exc: grpc.RpcError, what: str) -> ConsoleError:
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = (exc.details() if hasattr(exc, "details") else "") or ""
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return SignedOut("登录已失效，请重新登录。")
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return Forbidden(f"{what}：服务拒绝了此操作（{details}）。")
+    if code == grpc.StatusCode.NOT_FOUND:
+        return NotFound(f"{what}：未找到（{details}）。")
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return Conflict(f"{what}：当前状态下不能进行此操作（{details}）。")
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        name, _, problem = details.partition(":")
+        field, label = FIELD_LABELS.get(name.strip().split("[")[0], ("", name.strip() or "输入"))
+        return FormError(field, label, f"服务不接受：{problem.strip() or details}")
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return Unavailable(f"{what}：服务暂时不可用，请稍后再试。")
+    return Unavailable(f"{what}：服务出错（{code.name}）。")
+
+
+class GrpcServices:
+    """The ``Services`` port over gRPC channels made once per process."""
+
+    def __init__(
+        self,
+        intake: str,
+        review: str,
+        payout: str,
+        health_targets: tuple[tuple[str, str], ...] = (),
+        ca_file: str = "",
+    ):
+        self.addresses = {"intake": intake, "review": review, "payout": payout}
+        self.health_targets = health_targets or tuple(self.addresses.items())
+        self._credentials = None
+        if ca_file:
+            with open(ca_file, "rb") as f:
+                self._credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        channel = self._channels.get(address)
+        if channel is None:
+            if self._credentials is not None:
+                channel = grpc.aio.secure_channel(address, self._credentials)
+            else:
+                channel = grpc.aio.insecure_channel(address)
+            self._channels[address] = channel
+        return channel
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+    @property
+    def _review(self) -> Any:
+        return review_pb2_grpc.ReviewServiceStub(self._channel(self.addresses["review"]))
+
+    @property
+    def _intake(self) -> Any:
+        return intake_pb2_grpc.IntakeServiceStub(self._channel(self.addresses["intake"]))
+
+    @property
+    def _payout(self) -> Any:
+        return payout_pb2_grpc.PayoutServiceStub(self._channel(self.addresses["payout"]))
+
+    @staticmethod
+    async def _call(method: Any, request: Any, person: Person, what: str) -> Any:
+        try:
+            return await method(
+                request, metadata=(("authorization", f"Bearer {person.token}"),), timeout=TIMEOUT_SECONDS
+            )
+        except grpc.RpcError as exc:
+            raise translate(exc, what) from None
+
+    # review
+    async def list_queue(self, person: Person, request: Any) -> Any:
+        return await self._call(self._review.ListQueue, request, person, "审核队列")
+
+    async def get_item(self, person: Person, item_id: str) -> Any:
+        return await self._call(self._review.GetItem, review_pb2.GetItemRequest(item_id=item_id), person, "审核事项")
+
+    async def claim_item(self, person: Person, item_id: str) -> Any:
+        return await self._call(self._review.ClaimItem, review_pb2.ClaimItemRequest(item_id=item_id), person, "领取")
+
+    async def decide(self, person: Person, request: Any) -> Any:
+        return await self._call(self._review.Decide, request, person, "审核结论")
+
+    async def second_approve(self, person: Person, request: Any) -> Any:
+        return await self._call(self._review.SecondApprove, request, person, "复核")
+
+    async def audit_trail(self, person: Person, target: str) -> list[Any]:
+        entries: list[Any] = []
+        token = ""
+        for _ in range(50):
+            request = review_pb2.ListAuditTrailRequest(target=target, page_size=200, page_token=token)
+            reply = await self._call(self._review.ListAuditTrail, request, person, "审计记录")
+            entries.extend(reply.entries)
+            token = reply.next_page_token
+            if not token:
+                break
+        return entries
+
+    async def publish_notice(self, person: Person, title: str) -> Any:
+        request = review_pb2.PublishNoticeRequest(title=title)
+        return await self._call(self._review.PublishNotice, request, person, "发布公示")
+
+    async def get_notice(self, person: Person, notice_id: str) -> Any:
+        request = review_pb2.GetNoticeRequest(notice_id=notice_id)
+        return await self._call(self._review.GetNotice, request, person, "公示")
+
+    async def list_notices(self, person: Person, page_token: str) -> Any:
+        request = review_pb2.ListNoticesRequest(page_size=50, page_token=page_token)
+        return await self._call(self._review.ListNotices, request, person, "公示列表")
+
+    async def lodge_objection(self, person: Person, request: Any) -> Any:
+        return await self._call(self._review.LodgeObjection, request, person, "提出异议")
+
+    async def resolve_objection(self, person: Person, request: Any) -> Any:
+        return await self._call(self._review.ResolveObjection, request, person, "处理异议")
+
+    # intake
+    async def list_applications(self, person: Person, credit_code: str, page_token: str) -> Any:
+        request = intake_pb2.ListApplicationsRequest(credit_code=credit_code, page_size=100, page_token=page_token)
+        return await self._call(self._intake.ListApplications, request, person, "申请列表")
+
+    async def get_application(self, person: Person, application_id: str) -> Any:
+        request = intake_pb2.GetApplicationRequest(application_id=application_id)
+        return await self._call(self._intake.GetApplication, request, person, "申请")
+
+    # payout
+    async def get_ledger(self, person: Person, credit_code: str) -> Any:
+        request = payout_pb2.GetLedgerRequest(credit_code=credit_code)
+        return await self._call(self._payout.GetLedger, request, person, "企业台账")
+
+    async def list_tranches(
+        self, person: Person, due_from: str, due_to: str, statuses: list[int], page_token: str
+    ) -> Any:
+        request = payout_pb2.ListTranchesRequest(
+            due_from=due_from, due_to=due_to, statuses=statuses, page_size=500, page_token=page_token
+        )
+        return await self._call(self._payout.ListTranches, request, person, "拨付计划")
+
+    # operations
+    async def health(self) -> list[tuple[str, str, str]]:
+        async def one(name: str, address: str) -> tuple[str, str, str]:
+            stub = health_pb2_grpc.HealthStub(self._channel(address))
+            try:
+                reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+                status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+            except grpc.RpcError as exc:
+                status = f"UNREACHABLE ({exc.code().name})"
+            return name, address, status
+
+        return list(await asyncio.gather(*(one(n, a) for n, a in self.health_targets)))

@@ -1,0 +1,452 @@
+"""The console's use cases over the services port (ports.py): what each page
+shows and what each form sends. No gRPC, HTTP or templates here: the web
+adapter renders what these return, the unit tests run them over a fake.
+
+Every form is checked here first, with a Chinese message naming the field
+(``FormError``); nothing is sent to a service until the whole form is good.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from subsidy.core import credit_code as credit_codes
+from subsidy.core.money import yuan
+from subsidy.services.console.model import (
+    TRANCHE_STATUS,
+    TRANCHE_STATUS_CODES,
+    Forbidden,
+    FormError,
+    NotFound,
+    Person,
+)
+from subsidy.services.console.ports import Services
+from subsidy.v1 import payout_pb2, review_pb2
+
+#: The longest free text a form takes (the review rules' own limit).
+TEXT_MAX = 2000
+#: The longest id or code a form or URL takes.
+ID_MAX = 200
+#: At most this many pages are read for one listing (the finance CSV, a firm's applications).
+MAX_PAGES = 50
+
+DECIDE_RESULTS = {"APPROVED": "通过", "REJECTED": "不予支持", "MORE_INFO_REQUESTED": "要求补充材料"}
+RESOLUTIONS = {"DISMISSED": "异议不成立", "UPHELD": "异议成立"}
+QUEUE_STATUSES = ("OPEN", "CLAIMED", "AWAITING_SECOND", "MORE_INFO_REQUESTED", "APPROVED", "REJECTED")
+_YUAN = re.compile(r"^(\d{1,12})(?:\.(\d{1,2}))?$")
+_CLAUSE = re.compile(r"^(一|[1-9]|1[0-5])(\.[a-z_]{1,20})?$")  # "4", "10.cloud"
+
+
+# -- form fields ----------------------------------------------------------------------
+
+
+def text(form: Mapping[str, Any], name: str, label: str, *, required: bool = True, limit: int = TEXT_MAX) -> str:
+    value = str(form.get(name) or "").strip()
+    if required and not value:
+        raise FormError(name, label, "必须填写。")
+    if len(value) > limit:
+        raise FormError(name, label, f"不能超过 {limit} 个字符（现为 {len(value)} 个）。")
+    return value
+
+
+def identifier(value: str, name: str, label: str) -> str:
+    value = value.strip()
+    if not value:
+        raise FormError(name, label, "必须填写。")
+    if len(value) > ID_MAX or any(c.isspace() or ord(c) < 32 for c in value):
+        raise FormError(name, label, f"不是有效的编号（至多 {ID_MAX} 个字符，不含空白）。")
+    return value
+
+
+def amount_fen(form: Mapping[str, Any], name: str, label: str) -> int:
+    raw = str(form.get(name) or "").strip().replace(",", "").replace("，", "")
+    if not raw:
+        raise FormError(name, label, "必须填写。")
+    match = _YUAN.match(raw)
+    if not match:
+        raise FormError(name, label, "请填写以元为单位的金额，如 120000 或 120000.50（至多两位小数）。")
+    fen = int(match.group(1)) * 100 + int((match.group(2) or "0").ljust(2, "0"))
+    if fen <= 0:
+        raise FormError(name, label, "必须大于 0。")
+    return fen
+
+
+def credit_code(value: str, name: str = "credit_code", label: str = "统一社会信用代码") -> str:
+    value = value.strip().upper()
+    if not credit_codes.is_valid(value):
+        raise FormError(name, label, "不是有效的统一社会信用代码（18 位，校验位须正确）。")
+    return value
+
+
+def day(value: str, name: str, label: str) -> str:
+    value = value.strip()
+    if not value:
+        return ""
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise FormError(name, label, "请按 YYYY-MM-DD 填写日期。") from None
+
+
+# -- the review queue and its items -------------------------------------------------------
+
+
+def queue_request(query: Mapping[str, str]) -> tuple[Any, dict[str, Any]]:
+    """The ListQueue request of the queue page's filters, and the filters as shown."""
+    clause = str(query.get("clause") or "").strip()
+    if clause and not _CLAUSE.match(clause):
+        raise FormError("clause", "条款", "请填写条款项号：一 或 1–15。")
+    reason = str(query.get("review_reason") or "").strip()
+    from subsidy.services.console.model import REVIEW_REASONS
+
+    if reason and reason not in REVIEW_REASONS:
+        raise FormError("review_reason", "审核原因", "不是可选的审核原因。")
+    status = str(query.get("status") or "").strip()
+    if status and status not in QUEUE_STATUSES:
+        raise FormError("status", "状态", "不是可选的状态。")
+    overdue = query.get("overdue") == "1"
+    mine = query.get("mine") == "1"
+    token = str(query.get("page_token") or "")
+    if len(token) > 1000:
+        raise FormError("page_token", "页码", "无效。")
+    request = review_pb2.ListQueueRequest(
+        clause=clause,
+        review_reason=reason,
+        overdue_only=overdue,
+        assigned_to_me=mine,
+        statuses=[status] if status else [],
+        page_size=100,
+        page_token=token,
+    )
+    return request, {"clause": clause, "review_reason": reason, "status": status, "overdue": overdue, "mine": mine}
+
+
+def overdue_first(items: Iterable[Any]) -> list[Any]:
+    """Overdue items first, then by deadline, then by the day queued."""
+    return sorted(items, key=lambda i: (not i.overdue, i.deadline or "9999", i.queued_on, i.item_id))
+
+
+async def review_queue(services: Services, person: Person, query: Mapping[str, str]) -> dict[str, Any]:
+    request, filters = queue_request(query)
+    reply = await services.list_queue(person, request)
+    return {"items": overdue_first(reply.items), "filters": filters, "next_page_token": reply.next_page_token}
+
+
+async def review_item(services: Services, person: Person, item_id: str) -> dict[str, Any]:
+    item_id = identifier(item_id, "item_id", "审核事项编号")
+    reply = await services.get_item(person, item_id)
+    item = reply.item
+    ledger = await services.get_ledger(person, item.credit_code) if item.credit_code else None
+    trail = await services.audit_trail(person, item_id)
+    return {
+        "item": item,
+        "application": reply.application if reply.HasField("application") else None,
+        "reasons": list(reply.decision_reasons),
+        "grants": list(reply.ledger),
+        "granted_fen": reply.ledger_granted_fen,
+        "ledger": ledger,
+        "trail": trail,
+        "me": person.subject,
+    }
+
+
+def decide_request(item_id: str, form: Mapping[str, Any]) -> Any:
+    result = str(form.get("result") or "").strip()
+    if result not in DECIDE_RESULTS:
+        raise FormError("result", "审核结论", "请选择“通过”“不予支持”或“要求补充材料”。")
+    request = review_pb2.DecideRequest(item_id=item_id, result=result)
+    if result == "APPROVED":
+        request.amount_fen = amount_fen(form, "amount_yuan", "核定金额（元）")
+        request.basis = text(form, "basis", "核定依据")
+        for name, label in (("training_cost_fen", "经审核的培训费用（元）"), ("cost_fen", "经审核的费用（元）")):
+            if str(form.get(f"reviewer_{name}") or "").strip():
+                request.reviewer_amounts[name] = amount_fen(form, f"reviewer_{name}", label)
+    elif result == "REJECTED":
+        request.reasons = text(form, "reasons", "不予支持的理由")
+    else:
+        request.missing = text(form, "missing", "须补充的材料")
+    return request
+
+
+async def claim(services: Services, person: Person, item_id: str) -> Any:
+    return await services.claim_item(person, identifier(item_id, "item_id", "审核事项编号"))
+
+
+async def decide(services: Services, person: Person, item_id: str, form: Mapping[str, Any]) -> Any:
+    return await services.decide(person, decide_request(identifier(item_id, "item_id", "审核事项编号"), form))
+
+
+async def second_approve(services: Services, person: Person, item_id: str, form: Mapping[str, Any]) -> Any:
+    """Approve as the second reviewer, or send the first approval back (``send_back=1``) with reasons."""
+    request = review_pb2.SecondApproveRequest(item_id=identifier(item_id, "item_id", "审核事项编号"))
+    if str(form.get("send_back") or "") == "1":
+        request.send_back = True
+        request.reasons = text(form, "reasons", "退回理由")
+    return await services.second_approve(person, request)
+
+
+# -- the public notice ----------------------------------------------------------------------
+
+
+async def notices(services: Services, person: Person, page_token: str = "") -> dict[str, Any]:
+    if len(page_token) > 1000:
+        raise FormError("page_token", "页码", "无效。")
+    reply = await services.list_notices(person, page_token)
+    return {"notices": list(reply.notices), "next_page_token": reply.next_page_token}
+
+
+OBJECTION_FIELDS = (
+    "objection_id",
+    "line_id",
+    "reason",
+    "lodged_by",
+    "lodged_on",
+    "status",
+    "resolution_reasons",
+    "resolved_by",
+    "resolved_on",
+)
+
+
+def objections_from_audit(entries: Iterable[Any]) -> list[dict[str, Any]]:
+    """The notice's objections, folded from its audit trail (the review API
+    has no listing of them): lodged, then upheld or dismissed."""
+    found: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        if not entry.action.startswith("OBJECTION_"):
+            continue
+        try:
+            after = json.loads(entry.after or "{}")
+        except ValueError:
+            continue
+        objection = after.get("objection") if isinstance(after, dict) else None
+        if not isinstance(objection, dict) or not objection.get("objection_id"):
+            continue
+        found.setdefault(objection["objection_id"], dict.fromkeys(OBJECTION_FIELDS, "")).update(
+            {k: "" if v is None else v for k, v in objection.items() if k in OBJECTION_FIELDS}
+        )
+    return list(found.values())
+
+
+async def notice(services: Services, person: Person, notice_id: str) -> dict[str, Any]:
+    notice_id = identifier(notice_id, "notice_id", "公示编号")
+    reply = await services.get_notice(person, notice_id)
+    objections: list[dict[str, Any]] = []
+    if person.role in ("REVIEWER", "OPERATOR"):  # the audit trail is theirs to read
+        objections = objections_from_audit(await services.audit_trail(person, notice_id))
+    return {"notice": reply.notice, "objections": objections}
+
+
+async def notice_pdf(services: Services, person: Person, notice_id: str) -> bytes:
+    reply = await services.get_notice(person, identifier(notice_id, "notice_id", "公示编号"))
+    return bytes(reply.pdf)
+
+
+async def publish_notice(services: Services, person: Person, form: Mapping[str, Any]) -> Any:
+    return await services.publish_notice(person, text(form, "title", "公示标题", required=False, limit=200))
+
+
+async def lodge_objection(services: Services, person: Person, notice_id: str, form: Mapping[str, Any]) -> Any:
+    identifier(notice_id, "notice_id", "公示编号")
+    line_id = identifier(str(form.get("line_id") or ""), "line_id", "公示行")
+    reason = text(form, "reason", "异议理由")
+    objector = ""
+    if person.role == "ENTERPRISE":
+        objector = person.credit_code  # a firm objects as itself
+    elif str(form.get("credit_code") or "").strip():
+        objector = credit_code(str(form["credit_code"]), "credit_code", "异议人统一社会信用代码")
+    return await services.lodge_objection(
+        person, review_pb2.LodgeObjectionRequest(line_id=line_id, credit_code=objector, reason=reason)
+    )
+
+
+async def resolve_objection(services: Services, person: Person, form: Mapping[str, Any]) -> Any:
+    objection_id = identifier(str(form.get("objection_id") or ""), "objection_id", "异议编号")
+    resolution = str(form.get("resolution") or "").strip()
+    if resolution not in RESOLUTIONS:
+        raise FormError("resolution", "处理结论", "请选择“异议不成立”或“异议成立”。")
+    reasons = text(form, "reasons", "处理理由")
+    return await services.resolve_objection(
+        person, review_pb2.ResolveObjectionRequest(objection_id=objection_id, resolution=resolution, reasons=reasons)
+    )
+
+
+# -- applications and firms -----------------------------------------------------------------
+
+
+def firm_of(person: Person, requested: str, name: str = "credit_code") -> str:
+    """The firm a page is about: an ENTERPRISE only ever its own."""
+    if person.role == "ENTERPRISE":
+        if requested.strip() and requested.strip().upper() != person.credit_code:
+            raise Forbidden("企业用户只能查看本企业的信息。")
+        return person.credit_code
+    if not requested.strip():
+        return ""
+    return credit_code(requested, name)
+
+
+async def applications(services: Services, person: Person, query: Mapping[str, str]) -> dict[str, Any]:
+    firm = firm_of(person, str(query.get("credit_code") or ""))
+    clause = str(query.get("clause") or "").strip()
+    if clause and not _CLAUSE.match(clause):
+        raise FormError("clause", "条款", "请填写条款项号：一 或 1–15。")
+    state = str(query.get("state") or "").strip()
+    if state and not (state.isdigit() and 1 <= int(state) <= 7):
+        raise FormError("state", "状态", "不是可选的状态。")
+    found: list[Any] = []
+    if firm:
+        token = ""
+        for _ in range(MAX_PAGES):
+            reply = await services.list_applications(person, firm, token)
+            found.extend(reply.applications)
+            token = reply.next_page_token
+            if not token:
+                break
+    if clause:
+        found = [a for a in found if a.decision.clause == clause]
+    if state:
+        found = [a for a in found if a.state == int(state)]
+    return {"applications": found, "filters": {"credit_code": firm, "clause": clause, "state": state}}
+
+
+async def application(services: Services, person: Person, application_id: str) -> dict[str, Any]:
+    application_id = identifier(application_id, "application_id", "申请编号")
+    status = (await services.get_application(person, application_id)).application
+    if person.role == "ENTERPRISE" and status.application.firm.credit_code != person.credit_code:
+        raise NotFound("没有这项申请。")  # as if absent: a firm learns nothing of another's
+    return {"app": status, "timeline": timeline(status)}
+
+
+def timeline(status: Any) -> list[tuple[str, str, str]]:
+    """(when, what, detail) of one application, in order."""
+    events: list[tuple[str, str, str]] = []
+    events.append((status.receipt.received_at or status.application.submitted_on, "提交并受理", ""))
+    decision = status.decision
+    if decision.decision_id:
+        if decision.HasField("review"):
+            review = decision.review
+            events.append(("", "系统决定（已被人工审核结论取代）", f"被取代的决定 {review.supersedes_decision_id}"))
+            events.append(
+                (
+                    review.decided_at,
+                    "人工审核结论",
+                    f"{review.result}；审核人 {'、'.join(review.reviewers)}；依据：{review.basis}",
+                )
+            )
+        else:
+            events.append(("", "系统决定", f"政策版本 {decision.policy_version}"))
+    grant = status.grant
+    if grant.decision_id:
+        events.append(("", "入账（预留额度）", f"核定 {yuan(grant.granted_fen)}"))
+        if grant.notice_id:
+            events.append((grant.payable_on or grant.withdrawn_on, "公示", f"公示 {grant.notice_id}"))
+        if grant.withdrawn_on:
+            events.append((grant.withdrawn_on, "撤回", grant.withdraw_reason))
+        for t in sorted(grant.tranches, key=lambda t: t.number):
+            what = f"第 {t.number + 1} 笔拨付 {yuan(t.amount_fen)}（{TRANCHE_STATUS.get(t.status, '')}）"
+            events.append((t.paid_on or t.due_on, what, f"预算年度 {t.budget_year}"))
+    return events
+
+
+async def firm(services: Services, person: Person, code: str) -> dict[str, Any]:
+    code = firm_of(person, code)
+    if not code:
+        raise FormError("credit_code", "统一社会信用代码", "必须填写。")
+    ledger = await services.get_ledger(person, code)
+    tranches = [t for g in ledger.grants for t in g.tranches]
+    by_status: dict[str, int] = {}
+    for t in tranches:
+        label = TRANCHE_STATUS.get(t.status, "")
+        by_status[label] = by_status.get(label, 0) + t.amount_fen
+    return {"credit_code": code, "ledger": ledger, "tranches": tranches, "by_status": by_status}
+
+
+# -- finance ----------------------------------------------------------------------------------
+
+
+def tranche_filters(query: Mapping[str, str]) -> tuple[str, str, list[int], dict[str, str]]:
+    due_from = day(str(query.get("due_from") or ""), "due_from", "应付日期（起）")
+    due_to = day(str(query.get("due_to") or ""), "due_to", "应付日期（止）")
+    if due_from and due_to and due_from > due_to:
+        raise FormError("due_to", "应付日期（止）", "不能早于起始日期。")
+    status = str(query.get("status") or "").strip()
+    if status and status not in TRANCHE_STATUS_CODES:
+        raise FormError("status", "状态", "不是可选的状态。")
+    statuses = [TRANCHE_STATUS_CODES[status]] if status else []
+    return due_from, due_to, statuses, {"due_from": due_from, "due_to": due_to, "status": status}
+
+
+async def all_tranches(services: Services, person: Person, query: Mapping[str, str]) -> tuple[list[Any], dict]:
+    due_from, due_to, statuses, shown = tranche_filters(query)
+    out: list[Any] = []
+    token = ""
+    for _ in range(MAX_PAGES):
+        reply = await services.list_tranches(person, due_from, due_to, statuses, token)
+        out.extend(reply.tranches)
+        token = reply.next_page_token
+        if not token:
+            break
+    out.sort(key=lambda t: (t.due_on, t.tranche_id))
+    return out, shown
+
+
+async def finance(services: Services, person: Person, query: Mapping[str, str]) -> dict[str, Any]:
+    tranches, filters = await all_tranches(services, person, query)
+    totals: dict[str, int] = {}
+    for t in tranches:
+        label = TRANCHE_STATUS.get(t.status, "")
+        totals[label] = totals.get(label, 0) + t.amount_fen
+    return {"tranches": tranches, "filters": filters, "totals": totals}
+
+
+#: The columns of payout's `subsidy export-tranches` (subsidy/services/payout/adapters/export.py).
+CSV_COLUMNS = (
+    "tranche_id",
+    "application_id",
+    "credit_code",
+    "clause",
+    "number",
+    "amount_fen",
+    "amount_yuan",
+    "due_on",
+    "budget_year",
+    "status",
+    "paid_on",
+    "payment_id",
+)
+#: What a spreadsheet takes as the start of a formula or a DDE call (as payout's export).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def text_cell(value: str) -> str:
+    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
+
+
+def tranches_csv(tranches: Iterable[Any]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    quoting_all = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    writer.writerow(CSV_COLUMNS)
+    for t in tranches:
+        row = [
+            text_cell(t.tranche_id),
+            text_cell(t.application_id),
+            text_cell(t.credit_code),
+            text_cell(t.clause),
+            str(t.number),
+            str(t.amount_fen),
+            yuan(t.amount_fen, fixed=True),
+            text_cell(t.due_on),
+            str(t.budget_year),
+            text_cell(payout_pb2.TrancheStatus.Name(t.status).removeprefix("TRANCHE_STATUS_")),
+            text_cell(t.paid_on),
+            text_cell(t.payment_id),
+        ]
+        (quoting_all if any("\r" in cell for cell in row) else writer).writerow(row)
+    return out.getvalue()

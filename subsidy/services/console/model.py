@@ -1,0 +1,113 @@
+"""The console's values and errors: the signed-in person, what a page may
+refuse, and the Chinese names of the states the services answer with. No I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+
+ROLES = ("ENTERPRISE", "PORTAL", "REVIEWER", "FINANCE", "OPERATOR")
+
+ROLE_NAMES = {
+    "ENTERPRISE": "企业",
+    "PORTAL": "企业服务门户",
+    "REVIEWER": "审核人员（区科委）",
+    "FINANCE": "财政人员（区财政）",
+    "OPERATOR": "运维人员",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Person:
+    """Who is signed in: the verified token's claims, and the token itself,
+    forwarded on every gRPC call so the services decide."""
+
+    subject: str
+    role: str
+    name: str
+    token: str
+    expires_at: float
+    credit_code: str = ""
+
+    @property
+    def role_name(self) -> str:
+        return ROLE_NAMES.get(self.role, self.role)
+
+
+class ConsoleError(Exception):
+    """A refusal shown to the person, in Chinese."""
+
+    status = 400
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class Forbidden(ConsoleError):
+    status = 403
+
+
+class NotFound(ConsoleError):
+    status = 404
+
+
+class Conflict(ConsoleError):
+    """The service refused the step in the item's present state (FAILED_PRECONDITION)."""
+
+    status = 409
+
+
+class Unavailable(ConsoleError):
+    status = 503
+
+
+class SignedOut(ConsoleError):
+    """No session, or it expired: sign in again."""
+
+    status = 401
+
+
+@dataclasses.dataclass
+class FormError(ConsoleError):
+    """Bad form input: the field's Chinese label and what is wrong; nothing was changed."""
+
+    field: str
+    label: str
+    problem: str
+
+    def __post_init__(self) -> None:
+        super().__init__(f"{self.label}：{self.problem}")
+
+    status = 400
+
+
+ITEM_STATUS = {
+    "OPEN": "待领取",
+    "CLAIMED": "审核中",
+    "AWAITING_SECOND": "待复核",
+    "MORE_INFO_REQUESTED": "待补充材料",
+    "APPROVED": "已通过",
+    "REJECTED": "不予支持",
+}
+REVIEW_REASONS = {
+    "NEEDS_REVIEW_OUTCOME": "条款未规定金额，须人工核定",
+    "ABOVE_FOUR_EYES_THRESHOLD": "金额达到双人复核标准",
+    "REGISTRY_FACTS_CHANGED": "登记信息有变化",
+}
+OUTCOMES = {"ELIGIBLE": "符合", "INELIGIBLE": "不符合", "NEEDS_REVIEW": "须人工审核"}
+LINE_STATUS = {"NOTICED": "公示中", "HELD": "异议处理中", "PAYABLE": "可拨付", "WITHDRAWN": "已撤回"}
+OBJECTION_STATUS = {"OPEN": "待处理", "UPHELD": "异议成立", "DISMISSED": "异议不成立"}
+APPLICATION_STATE = {
+    0: "未知",
+    1: "已受理",
+    2: "已决定",
+    3: "已入账",
+    4: "人工审核中",
+    5: "已预留（待公示）",
+    6: "可拨付",
+    7: "已撤回",
+}
+GRANT_STATE = {0: "可拨付", 1: "已预留（待公示）", 2: "可拨付", 3: "已撤回"}
+TRANCHE_STATUS = {0: "未知", 1: "已排期", 2: "应付", 3: "已支付", 4: "已取消"}
+#: The statuses the finance page filters by, as ListTranches takes them.
+TRANCHE_STATUS_CODES = {"SCHEDULED": 1, "DUE": 2, "PAID": 3, "CANCELLED": 4}

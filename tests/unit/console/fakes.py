@@ -1,0 +1,342 @@
+"""An in-memory stand-in for the services behind the console: the ``Services``
+port, answering with the services' own messages, refusing by the services'
+real access policy (subsidy/platform/security/access.yaml), and recording
+every call so a test can show a refused page called nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from starlette.testclient import TestClient
+
+from subsidy.platform.security.policy import AccessPolicy
+from subsidy.services.console.adapters.signin import DevSigner, Tokens
+from subsidy.services.console.adapters.web import Console
+from subsidy.services.console.config import Settings
+from subsidy.services.console.model import Forbidden, NotFound, Person
+from subsidy.v1 import (
+    application_pb2,
+    decision_pb2,
+    intake_pb2,
+    notice_pb2,
+    payout_pb2,
+    review_pb2,
+)
+
+AUDIENCE = "subsidy-api"
+ISSUER = "https://sso.test.invalid"
+KID = "test-1"
+HOSTILE_NAME = '<script>alert("x")</script>恶意企业'
+
+IDENTITIES = [
+    {"subject": "reviewer-zhang", "role": "REVIEWER", "name": "张敏（区科委 审核）"},
+    {"subject": "reviewer-li", "role": "REVIEWER", "name": "李强（区科委 复核）"},
+    {"subject": "finance-wang", "role": "FINANCE", "name": "王芳（区财政）"},
+    {"subject": "operator-zhao", "role": "OPERATOR", "name": "赵磊（运维）"},
+    {"subject": "portal-songjiang", "role": "PORTAL", "name": "松江区企业服务门户"},
+]
+#: One demo subject per role; ENTERPRISE signs in with FIRM_A.
+SUBJECT_OF_ROLE = {
+    "REVIEWER": "reviewer-zhang",
+    "FINANCE": "finance-wang",
+    "OPERATOR": "operator-zhao",
+    "PORTAL": "portal-songjiang",
+    "ENTERPRISE": "enterprise",
+}
+
+
+def valid_code(prefix16: str) -> str:
+    from subsidy.core.credit_code import complete
+
+    return complete(prefix16)
+
+
+class FakeServices:
+    def __init__(self) -> None:
+        self.policy = AccessPolicy.load()
+        self.calls: list[tuple[str, str]] = []  # (rpc, subject)
+        self.firm_a = valid_code("9131011731234567")
+        self.firm_b = valid_code("9131011731234568")
+        item = review_pb2.ReviewItem(
+            item_id="rv-1",
+            decision_id="A-1@2025.1",
+            application_id="A-1",
+            credit_code=self.firm_a,
+            clause="4",
+            outcome="ELIGIBLE",
+            max_award_fen=50_000_000,
+            review_reasons=["ABOVE_FOUR_EYES_THRESHOLD"],
+            status="OPEN",
+            queued_on="2026-09-25",
+            deadline="2026-10-16",
+        )
+        late = review_pb2.ReviewItem(
+            item_id="rv-2",
+            application_id="A-2",
+            credit_code=self.firm_b,
+            clause="15",
+            outcome="NEEDS_REVIEW",
+            status="OPEN",
+            queued_on="2026-09-01",
+            deadline="2026-09-20",
+            overdue=True,
+        )
+        self.items = {"rv-1": item, "rv-2": late}
+        line = notice_pb2.NoticeLine(
+            line_id="notice-2026-09-25-0001/A-1@2025.1",
+            decision_id="A-1@2025.1",
+            application_id="A-1",
+            credit_code=self.firm_a,
+            firm_name=HOSTILE_NAME,
+            clause="4",
+            amount_fen=50_000_000,
+        )
+        self.notice = review_pb2.Notice(
+            notice_id="notice-2026-09-25-0001",
+            published_on="2026-09-25",
+            period_first_day="2026-09-25",
+            period_last_day="2026-10-10",
+            published_by="reviewer-zhang",
+            lines=[review_pb2.NoticeLineState(line=line, status="NOTICED")],
+        )
+        self.objection_audit = [
+            review_pb2.AuditEntry(
+                sequence=1,
+                action="OBJECTION_LODGED",
+                target=self.notice.notice_id,
+                after=json.dumps(
+                    {
+                        "objection": {
+                            "objection_id": line.line_id + "/objection-1",
+                            "line_id": line.line_id,
+                            "reason": "<b>不实</b>",
+                            "lodged_by": "portal-songjiang",
+                            "lodged_on": "2026-09-28",
+                            "status": "OPEN",
+                        }
+                    }
+                ),
+            )
+        ]
+        self.applications = {
+            "A-1": self._application("A-1", self.firm_a, HOSTILE_NAME),
+            "B-1": self._application("B-1", self.firm_b, "乙公司"),
+        }
+        self.tranches = [
+            payout_pb2.Tranche(
+                tranche_id="A-1/tranche-0",
+                application_id="A-1",
+                credit_code=self.firm_a,
+                clause="4",
+                number=0,
+                amount_fen=25_000_000,
+                due_on="2026-10-20",
+                budget_year=2026,
+                status=payout_pb2.TRANCHE_STATUS_SCHEDULED,
+            ),
+            payout_pb2.Tranche(
+                tranche_id='=HYPERLINK("x")',
+                application_id="-A-2",
+                credit_code=self.firm_b,
+                clause="1",
+                number=0,
+                amount_fen=123_456,
+                due_on="2026-10-01",
+                budget_year=2026,
+                status=payout_pb2.TRANCHE_STATUS_DUE,
+            ),
+        ]
+
+    @staticmethod
+    def _application(app_id: str, code: str, name: str) -> Any:
+        return intake_pb2.ApplicationStatus(
+            application=application_pb2.Application(
+                application_id=app_id,
+                submitted_on="2026-09-20",
+                firm=application_pb2.Firm(credit_code=code, name=name),
+            ),
+            state=intake_pb2.APPLICATION_STATE_RESERVED,
+            decision=decision_pb2.Decision(
+                decision_id=f"{app_id}@2025.1",
+                clause="4",
+                outcome="ELIGIBLE",
+                max_award_fen=50_000_000,
+                policy_version="2025.1",
+                reasons=[decision_pb2.Reason(code="AWARD_BASIS", clause="4", message=f"{name}：按第4项核定")],
+            ),
+            grant=payout_pb2.Grant(decision_id=f"{app_id}@2025.1", granted_fen=50_000_000, state=1),
+        )
+
+    def _check(self, person: Person, service: str, method: str, credit_code: str | None = None) -> None:
+        self.calls.append((f"{service}.{method}", person.subject))
+        rule = self.policy.rule(f"subsidy.v1.{service}", method)
+        if rule is None or not rule.allows_role(person.role):
+            raise Forbidden(f"{method}：服务拒绝了此操作（role {person.role}）。")
+        if person.role == "ENTERPRISE" and credit_code is not None and credit_code != person.credit_code:
+            raise Forbidden(f"{method}：服务拒绝了此操作（firm）。")
+
+    # review
+    async def list_queue(self, person: Person, request: Any) -> Any:
+        self._check(person, "ReviewService", "ListQueue")
+        items = [i for i in self.items.values() if not request.statuses or i.status in request.statuses]
+        return review_pb2.ListQueueResponse(items=items)
+
+    async def get_item(self, person: Person, item_id: str) -> Any:
+        self._check(person, "ReviewService", "GetItem")
+        if item_id not in self.items:
+            raise NotFound("审核事项：未找到。")
+        item = self.items[item_id]
+        return review_pb2.GetItemResponse(
+            item=item,
+            application=self.applications["A-1"].application,
+            decision_reasons=[decision_pb2.Reason(code="AWARD_BASIS", clause="4", message="按第4项核定")],
+        )
+
+    async def claim_item(self, person: Person, item_id: str) -> Any:
+        self._check(person, "ReviewService", "ClaimItem")
+        self.items[item_id].status = "CLAIMED"
+        self.items[item_id].assignee = person.subject
+        return self.items[item_id]
+
+    async def decide(self, person: Person, request: Any) -> Any:
+        self._check(person, "ReviewService", "Decide")
+        self.decided = request
+        return self.items[request.item_id]
+
+    async def second_approve(self, person: Person, request: Any) -> Any:
+        self._check(person, "ReviewService", "SecondApprove")
+        self.seconded = request
+        return review_pb2.SecondApproveResponse(item=self.items[request.item_id])
+
+    async def audit_trail(self, person: Person, target: str) -> list[Any]:
+        self._check(person, "ReviewService", "ListAuditTrail")
+        return self.objection_audit if target == self.notice.notice_id else []
+
+    async def publish_notice(self, person: Person, title: str) -> Any:
+        self._check(person, "ReviewService", "PublishNotice")
+        return review_pb2.PublishNoticeResponse(notice=self.notice)
+
+    async def get_notice(self, person: Person, notice_id: str) -> Any:
+        self._check(person, "ReviewService", "GetNotice")
+        if notice_id != self.notice.notice_id:
+            raise NotFound("公示：未找到。")
+        return review_pb2.GetNoticeResponse(notice=self.notice, html="", pdf=b"%PDF-1.4 fake")
+
+    async def list_notices(self, person: Person, page_token: str) -> Any:
+        self._check(person, "ReviewService", "ListNotices")
+        return review_pb2.ListNoticesResponse(notices=[self.notice])
+
+    async def lodge_objection(self, person: Person, request: Any) -> Any:
+        self._check(person, "ReviewService", "LodgeObjection", request.credit_code)
+        self.lodged = request
+        return review_pb2.Objection(objection_id="x", status="OPEN")
+
+    async def resolve_objection(self, person: Person, request: Any) -> Any:
+        self._check(person, "ReviewService", "ResolveObjection")
+        self.resolved = request
+        return review_pb2.Objection(objection_id=request.objection_id, status=request.resolution)
+
+    # intake
+    async def list_applications(self, person: Person, credit_code: str, page_token: str) -> Any:
+        self._check(person, "IntakeService", "ListApplications", credit_code)
+        found = [a for a in self.applications.values() if a.application.firm.credit_code == credit_code]
+        return intake_pb2.ListApplicationsResponse(applications=found)
+
+    async def get_application(self, person: Person, application_id: str) -> Any:
+        self._check(person, "IntakeService", "GetApplication")
+        if application_id not in self.applications:
+            raise NotFound("申请：未找到。")
+        return intake_pb2.GetApplicationResponse(application=self.applications[application_id])
+
+    # payout
+    async def get_ledger(self, person: Person, credit_code: str) -> Any:
+        self._check(person, "PayoutService", "GetLedger", credit_code)
+        grants = [a.grant for a in self.applications.values() if a.application.firm.credit_code == credit_code]
+        return payout_pb2.GetLedgerResponse(
+            credit_code=credit_code,
+            grants=grants,
+            scopes=[payout_pb2.ScopeUsage(scope="4", limit="once", used_fen=50_000_000, cap_fen=50_000_000)],
+        )
+
+    async def list_tranches(
+        self, person: Person, due_from: str, due_to: str, statuses: list[int], page_token: str
+    ) -> Any:
+        self._check(person, "PayoutService", "ListTranches")
+        found = [
+            t
+            for t in self.tranches
+            if (not statuses or t.status in statuses)
+            and (not due_from or t.due_on >= due_from)
+            and (not due_to or t.due_on <= due_to)
+        ]
+        return payout_pb2.ListTranchesResponse(tranches=found)
+
+    async def health(self) -> list[tuple[str, str, str]]:
+        self.calls.append(("Health.Check", ""))
+        return [("intake", "127.0.0.1:1", "SERVING"), ("review", "127.0.0.1:2", "NOT_SERVING")]
+
+
+@dataclasses.dataclass
+class Harness:
+    console: Console
+    services: FakeServices
+    client: TestClient
+    now: list[float]
+
+    def csrf(self) -> str:
+        """The CSRF token of the client's session (as every rendered form carries it)."""
+        page = self.client.get("/").text if self.signed_in() else self.client.get("/signin").text
+        marker = 'name="csrf_token" value="'
+        start = page.index(marker) + len(marker)
+        return page[start : page.index('"', start)]
+
+    def signed_in(self) -> bool:
+        return self.client.get("/", follow_redirects=False).status_code == 200
+
+    def sign_in(self, role: str, credit_code: str = "") -> None:
+        self.client.cookies.clear()
+        token = self.csrf()
+        data = {"csrf_token": token, "subject": SUBJECT_OF_ROLE[role]}
+        if role == "ENTERPRISE":
+            data["credit_code"] = credit_code or self.services.firm_a
+        reply = self.client.post("/signin/dev", data=data, follow_redirects=False)
+        assert reply.status_code == 303, reply.text
+
+
+def make_harness(tmp_path: Path, **overrides: Any) -> Harness:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_file = tmp_path / "signing-key.pem"
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+    jwk.update(kid=KID, use="sig", alg="ES256")
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [jwk]}), encoding="utf-8")
+    values: dict[str, Any] = {
+        "http_address": "127.0.0.1:8080",
+        "session_secret": "s" * 40,
+        "jwks_file": str(jwks),
+        "audience": AUDIENCE,
+        "issuer": ISSUER,
+        "dev_mode": True,
+        "dev_signing_key_file": str(key_file),
+        "dev_key_id": KID,
+        "dev_identities": json.dumps(IDENTITIES),
+    }
+    settings = Settings(**{**values, **overrides})
+    settings.validate()
+    now = [time.time()]
+    services = FakeServices()
+    dev = DevSigner(str(key_file), KID, AUDIENCE, ISSUER, settings.dev_identities) if settings.dev_mode else None
+    console = Console(settings, services, Tokens(str(jwks), AUDIENCE, ISSUER), dev, clock=lambda: now[0])
+    client = TestClient(console.app(), base_url="http://127.0.0.1:8080")
+    return Harness(console, services, client, now)

@@ -1,0 +1,131 @@
+"""The console's use cases over the fake: the queue overdue first, the
+objections folded from the audit trail, the finance CSV with formulas
+neutralised like payout's export, a firm's ledger."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from subsidy.services.console import handlers
+from subsidy.services.payout.adapters.export import FORMULA_PREFIXES as PAYOUT_PREFIXES
+from subsidy.v1 import payout_pb2, review_pb2
+from tests.unit.console.fakes import make_harness
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def test_overdue_items_come_first_then_by_deadline():
+    items = [
+        review_pb2.ReviewItem(item_id="a", deadline="2026-10-01", queued_on="2026-09-01"),
+        review_pb2.ReviewItem(item_id="b", deadline="2026-10-20", queued_on="2026-09-02", overdue=True),
+        review_pb2.ReviewItem(item_id="c", deadline="2026-09-20", queued_on="2026-09-03"),
+    ]
+    assert [i.item_id for i in handlers.overdue_first(items)] == ["b", "c", "a"]
+
+
+def test_the_queue_page_shows_the_overdue_item_first(tmp_path):
+    harness = make_harness(tmp_path)
+    harness.sign_in("OPERATOR")
+    page = harness.client.get("/review").text
+    assert page.index("rv-2") < page.index("rv-1")
+    assert "逾期" in page
+    assert 'href="/review/items/rv-1"' in page
+
+
+def test_objections_are_folded_from_the_audit_trail():
+    lodged = {"objection_id": "n/l/objection-1", "line_id": "n/l", "reason": "r", "status": "OPEN"}
+    entries = [
+        review_pb2.AuditEntry(action="OBJECTION_LODGED", after=json.dumps({"objection": lodged})),
+        review_pb2.AuditEntry(action="LINE_PAYABLE", after="{}"),
+        review_pb2.AuditEntry(
+            action="OBJECTION_DISMISSED",
+            after=json.dumps({"objection": {**lodged, "status": "DISMISSED", "resolved_by": "reviewer-li"}}),
+        ),
+        review_pb2.AuditEntry(action="OBJECTION_LODGED", after="not json"),
+    ]
+    [objection] = handlers.objections_from_audit(entries)
+    assert objection["status"] == "DISMISSED" and objection["resolved_by"] == "reviewer-li"
+    assert objection["resolution_reasons"] == ""
+
+
+def test_the_finance_csv_neutralises_formulas_and_keeps_payouts_columns(tmp_path):
+    harness = make_harness(tmp_path)
+    harness.sign_in("FINANCE")
+    reply = harness.client.get("/finance/tranches.csv")
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/csv")
+    assert "attachment" in reply.headers["content-disposition"]
+    rows = list(csv.reader(io.StringIO(reply.content.decode("utf-8-sig"))))
+    assert tuple(rows[0]) == handlers.CSV_COLUMNS
+    by_id = {r[0]: r for r in rows[1:]}
+    hostile = by_id['\'=HYPERLINK("x")']
+    assert hostile[1] == "'-A-2" and hostile[6] == "1234.56" and hostile[9] == "DUE"
+    assert [r[0] for r in rows[1:]] == ['\'=HYPERLINK("x")', "A-1/tranche-0"]  # by due date
+    assert handlers.FORMULA_PREFIXES == PAYOUT_PREFIXES
+
+
+def test_the_finance_csv_follows_the_filters(tmp_path):
+    harness = make_harness(tmp_path)
+    harness.sign_in("FINANCE")
+    rows = harness.client.get("/finance/tranches.csv?status=SCHEDULED").text.strip().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("A-1/tranche-0")
+    page = harness.client.get("/finance/tranches?due_to=2026-10-05").text
+    assert "A-1/tranche-0" not in page and "=HYPERLINK" in page
+
+
+def test_a_firm_page_shows_caps_grants_and_tranches(tmp_path):
+    harness = make_harness(tmp_path)
+    harness.sign_in("REVIEWER")
+    page = harness.client.get(f"/firms/{harness.services.firm_a}").text
+    assert "500,000元" in page and "已预留（待公示）" in page
+
+
+def test_the_timeline_of_an_application(tmp_path):
+    harness = make_harness(tmp_path)
+    status = harness.services.applications["A-1"]
+    status.grant.notice_id = "notice-1"
+    status.grant.payable_on = "2026-10-12"
+    status.grant.tranches.append(
+        payout_pb2.Tranche(number=0, amount_fen=100, due_on="2026-10-20", budget_year=2026, status=1)
+    )
+    steps = [what for _, what, _ in handlers.timeline(status)]
+    assert steps == ["提交并受理", "系统决定", "入账（预留额度）", "公示", "第 1 笔拨付 1元（已排期）"]
+
+
+def test_the_clause_filter_and_state_filter_of_applications(tmp_path):
+    harness = make_harness(tmp_path)
+    harness.sign_in("PORTAL")
+    code = harness.services.firm_a
+    assert "A-1" in harness.client.get(f"/applications?credit_code={code}&clause=4&state=5").text
+    assert "A-1" not in harness.client.get(f"/applications?credit_code={code}&clause=7").text
+    assert harness.client.get(f"/applications?credit_code={code}&state=99").status_code == 400
+
+
+def test_the_second_reviewer_approves_or_sends_back_with_reasons(tmp_path):
+    harness = make_harness(tmp_path)
+    item = harness.services.items["rv-1"]
+    item.status, item.first_reviewer, item.amount_fen = "AWAITING_SECOND", "reviewer-li", 50_000_000
+    harness.sign_in("REVIEWER")
+    page = harness.client.get("/review/items/rv-1").text
+    assert 'id="second"' in page and 'id="send-back"' in page
+    reply = harness.client.post("/review/items/rv-1/second", data={"csrf_token": harness.csrf(), "send_back": "1"})
+    assert reply.status_code == 400 and "退回理由：必须填写" in reply.text
+    assert not hasattr(harness.services, "seconded")
+    harness.client.post(
+        "/review/items/rv-1/second", data={"csrf_token": harness.csrf(), "send_back": "1", "reasons": "金额依据不足"}
+    )
+    assert harness.services.seconded.send_back and harness.services.seconded.reasons == "金额依据不足"
+    harness.client.post("/review/items/rv-1/second", data={"csrf_token": harness.csrf()})
+    assert not harness.services.seconded.send_back
+
+
+def test_the_first_reviewer_sees_no_second_approval(tmp_path):
+    harness = make_harness(tmp_path)
+    item = harness.services.items["rv-1"]
+    item.status, item.first_reviewer = "AWAITING_SECOND", "reviewer-zhang"
+    harness.sign_in("REVIEWER")
+    page = harness.client.get("/review/items/rv-1").text
+    assert "四眼原则" in page and 'id="second"' not in page
