@@ -249,7 +249,20 @@ def run_demo(stack: Any, applications_path: Path) -> None:
     print(f"\nThe pipeline {verdict} `subsidy simulate` on the same applications{aside}.")
     if "notify" in stack.services:
         _show_notifications(stack)
+    if "console" in stack.services:
+        _show_console(stack, statuses[ok_ids[0]].application.firm.credit_code if ok_ids else "")
     sys.stdout.flush()
+
+
+def _show_console(stack: Any, a_credit_code: str = "") -> None:
+    """Where the staff console is and who one can be there (docs/console.md)."""
+    from subsidy_dev.identities import PEOPLE
+
+    print(f"\nThe staff console (管理台): {stack.console_url}/signin  -- choose a demo identity there:")
+    for person in PEOPLE:
+        print(f"  {person.name:<24} {person.role:<10} {person.subject}")
+    if a_credit_code:
+        print(f"  or a firm (企业): its credit code, e.g. {a_credit_code}")
 
 
 def _people(stack: Any, intake: Any, statuses: dict[str, Any]) -> dict[str, Any]:

@@ -117,7 +117,7 @@ class ServiceProcess:
             self.process.wait(5)
 
 
-SERVICES = ("intake", "eligibility", "payout", "notify", "review")
+SERVICES = ("intake", "eligibility", "payout", "notify", "review", "console")
 #: The services with a database: the harness migrates it before starting them.
 MIGRATED = ("intake", "payout", "notify", "review")
 
@@ -259,9 +259,45 @@ class LocalStack:
                 SUBSIDY_REVIEW_SCHEDULER_INTERVAL_SECONDS="0.5",
                 **self.identities.service_env("review"),
             )
+        elif name == "console":
+            env.update(self._console_env())
         if name in CLOCKED:
             env.update(SUBSIDY_DEV_MODE="1", SUBSIDY_DEV_CLOCK_FILE=str(self.clock_file))
         return env
+
+    def _console_env(self) -> dict[str, str]:
+        """The staff console (docs/console.md): the services started before it
+        (SERVICES puts it last, so their addresses are known), dev sign-in with
+        the stack's identity provider key, verification with its JWKS."""
+        import json
+        import secrets
+
+        from subsidy_dev.identities import KID, PEOPLE
+
+        assert self.identities is not None
+        address = {name: s.grpc_address for name, s in self.services.items()}
+        env = {
+            "SUBSIDY_CONSOLE_HTTP_ADDRESS": f"127.0.0.1:{free_port()}",
+            "SUBSIDY_CONSOLE_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
+            "SUBSIDY_CONSOLE_HEALTH_TARGETS": ",".join(f"{n}={a}" for n, a in address.items()),
+            "SUBSIDY_CONSOLE_SESSION_SECRET": secrets.token_urlsafe(32),
+            "SUBSIDY_DEV_MODE": "1",
+            "SUBSIDY_CONSOLE_DEV_SIGNING_KEY_FILE": str(self.identities.key_path),
+            "SUBSIDY_CONSOLE_DEV_KEY_ID": KID,
+            "SUBSIDY_CONSOLE_DEV_IDENTITIES": json.dumps(
+                [{"subject": p.subject, "role": p.role, "name": p.name} for p in PEOPLE], ensure_ascii=False
+            ),
+            **self.identities.service_env("console"),
+        }
+        for name in ("intake", "review", "payout"):
+            if name in address:
+                env[f"SUBSIDY_CONSOLE_{name.upper()}_ADDRESS"] = address[name]
+        return env
+
+    @property
+    def console_url(self) -> str:
+        """The console's address in a browser (when the stack runs it)."""
+        return f"http://{self.services['console'].env['SUBSIDY_CONSOLE_HTTP_ADDRESS']}"
 
     @property
     def mail_dir(self) -> Path:

@@ -1,0 +1,460 @@
+"""The staff console in a real browser (issue 15): Debian's headless
+chromium, driven by Selenium through the system chromedriver (no browser
+download), against the real stack — Kafka, intake, eligibility, payout,
+review and the console as processes. Intake and payout verify tokens here
+too (JWT from the stack's identity provider), so every page's calls are
+decided by the services' own access policy with the person's token.
+
+The story: each role signs in; a held decision is approved by one
+reviewer and second-approved by another (four-eyes); a reviewer publishes
+the public notice; the portal lodges an objection; the other reviewer
+dismisses it; the dev clock moves past the period and the lines become
+payable; finance exports the CSV; an ENTERPRISE sees only its firm; a role
+gets 403 for every page it may not open. A firm name with HTML in it is
+shown as text. Screenshots of each page go to var/console-screenshots/
+(the path is printed)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+
+from subsidy.contracts.calculator import Simulation
+from subsidy.core.policy import load_policy
+from subsidy.services.console.access import load_routes
+from subsidy.v1 import intake_pb2, intake_pb2_grpc
+from subsidy_dev.demo import submit_all
+from subsidy_dev.identities import FINANCE, OPERATOR, PORTAL, REVIEWER_1, REVIEWER_2, DevIdentityProvider
+from subsidy_dev.kafka import KafkaBroker
+from subsidy_dev.stack import LocalStack
+
+pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+REPO = Path(__file__).resolve().parents[2]
+SHOTS = REPO / "var" / "console-screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+HOSTILE = '<script>alert("x")</script>'
+THRESHOLD_FEN = 100_000_000  # policy/workflow.yaml four_eyes_threshold_fen
+WAIT_S = 90
+
+
+def _demo() -> list[dict]:
+    lines = (REPO / "demo" / "applications.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def _pick() -> tuple[dict, list[dict]]:
+    """One application held for four-eyes and two that go straight to the notice, three firms."""
+    simulation = Simulation(load_policy())
+    held, plain, firms = None, [], set()
+    for app in _demo():
+        want = simulation.apply(simulation.decide(app))
+        firm = app["firm"]["credit_code"]
+        if firm in firms or want["outcome"] != "ELIGIBLE" or want["granted_fen"] != want["max_award_fen"]:
+            continue
+        if held is None and want["max_award_fen"] >= THRESHOLD_FEN:
+            held = app
+            firms.add(firm)
+        elif len(plain) < 2 and 0 < want["max_award_fen"] < THRESHOLD_FEN:
+            plain.append(app)
+            firms.add(firm)
+    assert held is not None and len(plain) == 2
+    return held, plain
+
+
+HELD, PLAIN = _pick()
+HOSTILE_FIRM = PLAIN[0]["firm"]["credit_code"]
+ENTERPRISE_FIRM = PLAIN[1]["firm"]["credit_code"]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    var = tmp_path_factory.mktemp("console")
+    registry = json.loads((REPO / "demo" / "registry.json").read_text(encoding="utf-8"))
+    for firm in registry["firms"]:
+        if firm["credit_code"] == HOSTILE_FIRM:
+            firm["name"] = HOSTILE + firm["name"]
+    registry_path = var / "registry.json"
+    registry_path.write_text(json.dumps(registry, ensure_ascii=False), encoding="utf-8")
+    idp = DevIdentityProvider(var / "stack" / "dev-auth")  # the stack loads the same key
+    extra = {
+        "intake": {"SUBSIDY_REGISTRY_FILE": str(registry_path), **idp.service_env("intake")},
+        "payout": idp.service_env("payout"),
+    }
+    with (
+        KafkaBroker(var / "kafka") as broker,
+        LocalStack(
+            var / "stack",
+            kafka_bootstrap=broker.bootstrap,
+            services=("intake", "eligibility", "payout", "review", "console"),
+            extra_env=extra,
+        ) as running,
+    ):
+        yield running
+
+
+def _intake_states(stack, ids: list[str]) -> dict[str, int]:
+    with grpc.insecure_channel(stack.intake_address) as channel:
+        intake = intake_pb2_grpc.IntakeServiceStub(channel)
+        return {
+            i: intake.GetApplication(
+                intake_pb2.GetApplicationRequest(application_id=i),
+                metadata=stack.identities.metadata(PORTAL),
+                timeout=10,
+            ).application.state
+            for i in ids
+        }
+
+
+def _wait_states(stack, want: dict[str, set[int]], timeout: float = WAIT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = _intake_states(stack, list(want))
+        if all(got[i] in states for i, states in want.items()):
+            return
+        assert time.monotonic() < deadline, f"not there after {timeout}s: {got}"
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def submitted(stack):
+    with grpc.insecure_channel(stack.intake_address) as channel:
+        intake = intake_pb2_grpc.IntakeServiceStub(channel)
+        # Intake verifies tokens here: without one, refused; as the portal, accepted.
+        with pytest.raises(grpc.RpcError) as refused:
+            intake.ListApplications(intake_pb2.ListApplicationsRequest(credit_code=HOSTILE_FIRM), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+        class AsPortal:
+            def SubmitApplication(self, request, timeout):
+                return intake.SubmitApplication(request, timeout=timeout, metadata=stack.identities.metadata(PORTAL))
+
+        results = dict(submit_all(AsPortal(), [HELD, *PLAIN]))
+    assert set(results.values()) == {"accepted"}, results
+    _wait_states(
+        stack,
+        {
+            HELD["application_id"]: {intake_pb2.APPLICATION_STATE_UNDER_REVIEW},
+            **{a["application_id"]: {intake_pb2.APPLICATION_STATE_RESERVED} for a in PLAIN},
+        },
+    )
+    return stack
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    for tool in (CHROMIUM, CHROMEDRIVER):
+        assert Path(tool).exists(), f"{tool} missing: mk/system-packages.sh installs chromium and chromium-driver"
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,1100",
+        "--lang=zh-CN",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    print(f"\nconsole screenshots: {SHOTS}")
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+class Console:
+    """The browser on the console, with the helpers the story needs."""
+
+    def __init__(self, driver, url: str):
+        self.driver = driver
+        self.url = url
+        self.stack = None
+        self.notice_url = ""
+
+    def open(self, path: str) -> None:
+        self.driver.get(self.url + path)
+
+    def find(self, css: str):
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def all(self, css: str):
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_elements(By.CSS_SELECTOR, css)
+
+    def wait_text(self, css: str, text: str, timeout: float = 20) -> None:
+        from selenium.common.exceptions import TimeoutException
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support import expected_conditions
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        try:
+            WebDriverWait(self.driver, timeout).until(
+                expected_conditions.text_to_be_present_in_element((By.CSS_SELECTOR, css), text)
+            )
+        except TimeoutException:
+            self.shot("failed-" + re.sub(r"\W+", "-", css + text)[:40])
+            raise AssertionError(
+                f"{text!r} not in {css} after {timeout}s at {self.driver.current_url}:\n{self.body()[:2000]}"
+            ) from None
+
+    def body(self) -> str:
+        return self.find("body").text
+
+    def sign_in(self, subject: str, credit_code: str = "") -> None:
+        self.driver.delete_all_cookies()
+        self.open("/signin")
+        if credit_code:
+            self.find("#enterprise-code").send_keys(credit_code)
+            self.find("#as-enterprise").click()
+        else:
+            self.find(f"#as-{subject}").click()
+        self.wait_text("#who", credit_code or "（")
+
+    def shot(self, name: str) -> Path:
+        path = SHOTS / f"{name}.png"
+        self.driver.save_screenshot(str(path))
+        return path
+
+    def http(self) -> httpx.Client:
+        """An HTTP client with the browser's session (downloads, status codes)."""
+        cookies = {c["name"]: c["value"] for c in self.driver.get_cookies()}
+        return httpx.Client(base_url=self.url, cookies=cookies, follow_redirects=False, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def console(submitted, browser):
+    driven = Console(browser, submitted.console_url)
+    driven.stack = submitted
+    return driven
+
+
+def _signed_in_client(url: str, subject: str, credit_code: str = "") -> httpx.Client:
+    client = httpx.Client(base_url=url, follow_redirects=False, timeout=30)
+    page = client.get("/signin").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    data = {"csrf_token": token, "subject": "enterprise" if credit_code else subject, "credit_code": credit_code}
+    assert client.post("/signin/dev", data=data).status_code == 303
+    return client
+
+
+# -- the story, in order (module scope: one stack, one browser) -----------------------------
+
+
+def test_every_role_signs_in_and_sees_its_pages(console):
+    console.open("/signin")
+    assert "演示身份" in console.body()
+    console.shot("01-signin")
+    for who, pages in (
+        (REVIEWER_1, ["审核队列", "公示", "申请查询", "企业台账"]),
+        (FINANCE, ["公示", "企业台账", "拨付计划"]),
+        (OPERATOR, ["审核队列", "运行状况"]),
+        (PORTAL, ["公示", "申请查询"]),
+    ):
+        console.sign_in(who.subject)
+        assert who.name in console.find("#who").text
+        nav = [a.text for a in console.all("header nav a")]
+        assert set(pages) <= set(nav), (who.role, nav)
+        if who.role in ("FINANCE", "PORTAL"):
+            assert "审核队列" not in nav
+    console.sign_in("", ENTERPRISE_FIRM)
+    assert ENTERPRISE_FIRM in console.find("#who").text
+
+
+def test_forbidden_pages_answer_403_for_every_role(console):
+    routes = [r for r in load_routes().values() if not r.public and r.method == "GET"]
+    params = {
+        "item_id": "rv-none",
+        "notice_id": "notice-none",
+        "application_id": HELD["application_id"],
+        "credit_code": ENTERPRISE_FIRM,
+    }
+    for who in (REVIEWER_1, FINANCE, OPERATOR, PORTAL, None):
+        client = (
+            _signed_in_client(console.url, "", ENTERPRISE_FIRM)
+            if who is None
+            else _signed_in_client(console.url, who.subject)
+        )
+        role = "ENTERPRISE" if who is None else who.role
+        try:
+            for route in routes:
+                status = client.get(route.path.format(**params)).status_code
+                if role in route.roles:
+                    # 400: a search without input; 404: no such item or notice, another firm's application
+                    assert status in (200, 400, 404), (role, route.path, status)
+                else:
+                    assert status == 403, (role, route.path, status)
+        finally:
+            client.close()
+    console.sign_in(FINANCE.subject)
+    console.open("/review")
+    assert "无权访问此页面" in console.body()
+    console.shot("02-forbidden-finance-on-review")
+
+
+def test_four_eyes_approval_by_two_reviewers(console):
+    console.sign_in(REVIEWER_1.subject)
+    console.open("/review")
+    console.wait_text("#queue", HELD["application_id"])
+    console.shot("03-review-queue")
+    row = next(r for r in console.all("#queue tbody tr") if HELD["application_id"] in r.text)
+    row.find_element("css selector", "a").click()
+    console.wait_text("h1", "审核事项")
+    assert "第" in console.find("#reasons").text  # the rules' reasons cite their clause
+    console.find("#claim").click()
+    console.wait_text("#done", "已领取")
+    # A bad amount: the field is named and nothing changes.
+    console.find("#result-APPROVED").click()
+    console.find("#amount_yuan").send_keys("十万")
+    console.find("#basis").send_keys("按第项标准核定")
+    console.find("#decide").click()
+    console.wait_text("#error", "核定金额（元）")
+    assert "审核中" in console.find("#item-status").text
+    console.shot("04-review-item-form-error")
+    ceiling = re.search(r"上限 ([\d,\.]+)元", console.body()).group(1).replace(",", "")
+    amount = console.find("#amount_yuan")
+    amount.clear()
+    amount.send_keys(ceiling)
+    if not console.find("#result-APPROVED").is_selected():
+        console.find("#result-APPROVED").click()
+    console.find("#decide").click()
+    console.wait_text("#item-status", "待复核")
+    assert "四眼原则" in console.find("#four-eyes").text and not console.all("#second")
+    console.shot("05-review-item-awaiting-second")
+    item_url = console.driver.current_url.split("?")[0]
+
+    console.sign_in(REVIEWER_2.subject)
+    console.driver.get(item_url)
+    console.find("#second").click()
+    console.wait_text("#item-status", "已通过")
+    assert REVIEWER_1.subject in console.body() and REVIEWER_2.subject in console.body()
+    console.shot("06-review-item-approved")
+    _wait_states(console.stack, {HELD["application_id"]: {intake_pb2.APPLICATION_STATE_RESERVED}})
+
+
+def test_publish_the_notice_with_the_firm_name_as_text(console):
+    console.sign_in(REVIEWER_1.subject)
+    console.open("/notices")
+    console.find("#publish").click()
+    console.driver.switch_to.alert.accept()  # hx-confirm
+    console.wait_text("#done", "公示已发布")
+    lines = console.find("#lines").text
+    for app in (HELD, *PLAIN):
+        assert app["firm"]["credit_code"] in lines
+    assert HOSTILE in lines  # shown as text, not run
+    assert console.driver.execute_script("return document.querySelectorAll('main script').length") == 0
+    console.shot("07-notice")
+    pdf = console.http().get(console.find("#pdf").get_attribute("href").replace(console.url, ""))
+    assert (
+        pdf.status_code == 200 and pdf.content.startswith(b"%PDF") and pdf.headers["content-type"] == "application/pdf"
+    )
+    console.notice_url = console.driver.current_url.split("?")[0]
+
+
+def test_portal_lodges_an_objection_and_a_reviewer_dismisses_it(console):
+    console.sign_in(PORTAL.subject)
+    console.driver.get(console.notice_url)
+    console.find("#lodge").click()  # nothing chosen: the field is named
+    console.wait_text("#error", "公示行")
+    from selenium.webdriver.support.ui import Select
+
+    Select(console.find("#line_id")).select_by_index(1)
+    console.find("#reason").send_keys("该企业申报的项目尚未完工（演示）")
+    console.find("#lodge").click()
+    console.wait_text("#done", "异议已提交")
+    assert "异议处理中" in console.find("#lines").text
+    console.shot("08-notice-objection-lodged")
+
+    console.sign_in(REVIEWER_2.subject)
+    console.driver.get(console.notice_url)
+    console.wait_text("#objections", "待处理")
+    form = console.find("#objections form")
+    Select(form.find_element("css selector", "select[name=resolution]")).select_by_value("DISMISSED")
+    form.find_element("css selector", "textarea[name=reasons]").send_keys("经核实项目已完工验收（演示）")
+    form.find_element("css selector", "button.resolve").click()
+    console.wait_text("#done", "异议已处理")
+    assert "异议不成立" in console.find("#objections").text
+    assert "异议处理中" not in console.find("#lines").text
+    console.shot("09-notice-objection-dismissed")
+
+
+def test_lines_become_payable_after_the_period(console):
+    console.stack.advance_clock(days=20)
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        console.driver.get(console.notice_url)
+        statuses = [e.text for e in console.all("#lines .line-status")]
+        if statuses and all(s == "可拨付" for s in statuses):
+            break
+        assert time.monotonic() < deadline, statuses
+        time.sleep(1)
+    console.shot("10-notice-payable")
+    _wait_states(console.stack, {a["application_id"]: {intake_pb2.APPLICATION_STATE_PAYABLE} for a in (HELD, *PLAIN)})
+    console.open(f"/applications/{HELD['application_id']}")
+    console.wait_text("#app-state", "可拨付")
+    assert "人工审核结论" in console.find("#timeline").text and "拨付" in console.find("#timeline").text
+    console.shot("11-application")
+
+
+def test_finance_sees_the_tranches_and_exports_the_csv(console):
+    console.sign_in(FINANCE.subject)
+    console.open("/finance/tranches")
+    console.wait_text("#tranches", HELD["application_id"])
+    console.shot("12-finance-tranches")
+    with console.http() as client:
+        reply = client.get(console.find("#csv").get_attribute("href").replace(console.url, ""))
+    assert reply.status_code == 200 and "attachment" in reply.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(reply.content.decode("utf-8-sig"))))
+    assert {r["application_id"] for r in rows} == {a["application_id"] for a in (HELD, *PLAIN)}
+    assert all(r["status"] in ("SCHEDULED", "DUE") and r["amount_yuan"].count(".") == 1 for r in rows)
+    console.open(f"/firms/{HELD['firm']['credit_code']}")
+    assert "可拨付" in console.find("#grants").text
+    console.shot("13-firm-ledger")
+
+
+def test_an_enterprise_sees_only_its_own_firm(console):
+    console.sign_in("", ENTERPRISE_FIRM)
+    console.open("/applications")
+    listed = console.find("#applications").text
+    own = next(a for a in PLAIN if a["firm"]["credit_code"] == ENTERPRISE_FIRM)["application_id"]
+    assert own in listed and HELD["application_id"] not in listed
+    console.shot("14-enterprise-applications")
+    with console.http() as client:
+        assert client.get(f"/firms/{ENTERPRISE_FIRM}").status_code == 200
+        assert client.get(f"/firms/{HOSTILE_FIRM}").status_code == 403
+        assert client.get(f"/applications?credit_code={HOSTILE_FIRM}").status_code == 403
+        assert client.get(f"/applications/{HELD['application_id']}").status_code in (403, 404)
+        assert client.get("/review").status_code == 403
+        assert client.get("/finance/tranches.csv").status_code == 403
+    console.open(f"/firms/{HOSTILE_FIRM}")
+    assert "只能查看本企业" in console.body()
+
+
+def test_the_operator_sees_service_health(console):
+    console.sign_in(OPERATOR.subject)
+    console.open("/operations")
+    health = console.find("#health").text
+    for name in ("intake", "eligibility", "payout", "review"):
+        assert name in health
+    assert health.count("SERVING") >= 4 and "UNREACHABLE" not in health
+    console.shot("15-operations")
+    assert len(list(SHOTS.glob("*.png"))) >= 15
