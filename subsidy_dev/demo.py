@@ -256,11 +256,12 @@ def run_demo(stack: Any, applications_path: Path) -> None:
 
 def _show_console(stack: Any, a_credit_code: str = "") -> None:
     """Where the staff console is and who one can be there (docs/console.md)."""
+    from subsidy.cli.report import _render
     from subsidy_dev.identities import PEOPLE
 
     print(f"\nThe staff console (管理台): {stack.console_url}/signin  -- choose a demo identity there:")
-    for person in PEOPLE:
-        print(f"  {person.name:<24} {person.role:<10} {person.subject}")
+    rows = [[person.name, person.role, person.subject] for person in PEOPLE]
+    print("\n".join("  " + line for line in _render(["identity", "role", "token subject"], rows, right=set())))
     if a_credit_code:
         print(f"  or a firm (企业): its credit code, e.g. {a_credit_code}")
 
