@@ -322,3 +322,15 @@ class TestDevSignIn:
     def test_a_short_session_secret_refuses_to_start(self):
         with pytest.raises(SettingsError, match="SESSION_SECRET"):
             Settings(session_secret="short", jwks_file="j", audience="a", issuer="i", oidc_issuer="x").validate()
+
+
+def test_the_notice_pdf_opens_inline_with_its_own_narrow_csp(tmp_path):
+    harness = make_harness(tmp_path)
+    harness.sign_in("FINANCE")
+    reply = harness.client.get(f"/notices/{harness.services.notice.notice_id}/pdf")
+    assert reply.status_code == 200 and reply.content.startswith(b"%PDF")
+    assert reply.headers["content-type"] == "application/pdf"
+    assert reply.headers["content-disposition"].startswith("inline;")
+    csp = reply.headers["content-security-policy"]
+    assert "object-src 'self'" in csp and "script-src" not in csp and "frame-ancestors 'none'" in csp
+    assert reply.headers["x-content-type-options"] == "nosniff"

@@ -51,6 +51,8 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 )
+#: The notice PDF opened in the browser: its viewer needs object-src; nothing else is allowed.
+PDF_CSP = "default-src 'none'; object-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 SECURITY_HEADERS = {
     "content-security-policy": CSP,
     "x-frame-options": "DENY",
@@ -85,8 +87,12 @@ class SecurityHeaders:
 
         async def sending(message: Any) -> None:
             if message["type"] == "http.response.start":
+                own = {k.decode().lower(): v for k, v in message.get("headers", [])}
                 headers = [(k, v) for k, v in message.get("headers", []) if k.decode().lower() not in self.headers]
-                headers += [(k.encode(), v.encode()) for k, v in self.headers.items()]
+                for k, v in self.headers.items():
+                    # a response may narrow its own CSP (the PDF); every other header is ours
+                    value = own[k].decode() if k == "content-security-policy" and k in own else v
+                    headers.append((k.encode(), value.encode()))
                 if not any(k.lower() == b"cache-control" for k, _ in headers):
                     headers.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": headers}
@@ -383,7 +389,10 @@ class Console:
         return Response(
             pdf,
             media_type="application/pdf",
-            headers={"content-disposition": f'inline; filename="notice-{safe}.pdf"'},
+            headers={
+                "content-disposition": f'inline; filename="notice-{safe}.pdf"',
+                "content-security-policy": PDF_CSP,
+            },
         )
 
     async def objection_lodge(self, request: Request, person: Person, form: dict) -> Response:
