@@ -21,6 +21,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from subsidy.contracts import cloudevents, codec, topics
 from subsidy.core import eligibility as rules
 from subsidy.core.policy import load_policy
+from subsidy.core.workflow import review as review_rules
+from subsidy.core.workflow.settings import load_workflow
 from subsidy.platform import topics as platform_topics
 from subsidy.v1 import decision_pb2, events_pb2
 from subsidy_dev import free_port, project_root, tail
@@ -29,6 +31,14 @@ pytestmark = pytest.mark.integration
 
 ROOT = project_root()
 POLICY = load_policy()
+WORKFLOW = load_workflow()
+
+
+def decided(app):
+    """What eligibility publishes: the rules' decision, stamped for review
+    under the workflow settings in force on its submission day."""
+    decision = rules.evaluate(app, POLICY)
+    return review_rules.stamp(decision, WORKFLOW.on(decision.submitted_on))
 
 
 def demo_applications(tag: str):
@@ -237,7 +247,7 @@ def test_demo_applications_are_decided_as_the_rules_decide_and_garbage_goes_to_t
 
     for app in apps:
         key, decision, headers = kafka.decisions[app.application_id]
-        expected = rules.evaluate(app, POLICY)
+        expected = decided(app)
         assert codec.decision_from_proto(decision) == expected
         assert key == app.firm.credit_code.encode()
         assert headers["ce_id"] == expected.decision_id.encode()
@@ -299,7 +309,7 @@ def test_a_restart_loses_no_application_and_sigterm_exits_cleanly(run_eligibilit
     service.wait_serving()
     kafka.collect({a.application_id for a in apps})
     for app in apps:
-        assert codec.decision_from_proto(kafka.decisions[app.application_id][1]) == rules.evaluate(app, POLICY)
+        assert codec.decision_from_proto(kafka.decisions[app.application_id][1]) == decided(app)
     # SIGTERM drained and committed: the first run's records were not decided again.
     kafka.drain(2.0)
     assert {kafka.decision_counts[a.application_id] for a in apps} == {1}
@@ -469,6 +479,6 @@ def test_a_decision_the_broker_refuses_is_never_committed_past_and_is_decided_af
     service.wait_serving()
     kafka.collect({a.application_id for a in refused}, timeout=60)
     for app in refused:
-        assert codec.decision_from_proto(kafka.decisions[app.application_id][1]) == rules.evaluate(app, POLICY)
+        assert codec.decision_from_proto(kafka.decisions[app.application_id][1]) == decided(app)
     code, _ = service.terminate()
     assert code == 0, tail(service.log_path)
