@@ -78,7 +78,14 @@ def test_every_tranche_event_says_which_application_and_clause_it_is_about():
     """docs/finance-events.md: consumers read these instead of parsing the tranche id."""
     oneof = payout_pb2.PayoutEvent.DESCRIPTOR.oneofs_by_name["event"]
     tranche_events = [f.message_type for f in oneof.fields if f.message_type.name.startswith("Tranche")]
-    assert [m.name for m in tranche_events] == ["TrancheScheduled", "TrancheDue", "TrancheCancelled", "TranchePaid"]
+    assert [m.name for m in tranche_events] == [
+        "TrancheScheduled",
+        "TrancheDue",
+        "TrancheCancelled",
+        "TranchePaid",
+        "TrancheHeld",
+        "TrancheReleased",
+    ]
     for message in tranche_events:
         for name in ("tranche_id", "application_id", "clause"):
             field = message.fields_by_name.get(name)

@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 from typing import Any
 
+from subsidy.core.workflow.settings import load_workflow
 from subsidy.platform import metrics as shared
 from subsidy.platform import process as process
 from subsidy.platform.clock import Clock
@@ -66,8 +67,30 @@ class PayoutApp(process.ServiceApp):
             session_timeout_ms=settings.session_timeout_ms,
             stall_s=settings.stall_s,
         )
-        self.scheduler = Scheduler(self.store, self.clock, settings.scheduler_interval_s, self.relay.wake)
+        # hold_grace_days of policy/workflow.yaml (SUBSIDY_POLICY_DIR), dated:
+        # loaded at start, so a malformed file stops the service before it runs.
+        workflow = load_workflow()
+        self.grace_days = lambda day: workflow.on(day).hold_grace_days
+        self.scheduler = Scheduler(
+            self.store, self.clock, settings.scheduler_interval_s, self.relay.wake, grace_days=self.grace_days
+        )
+        self.firms = consumers.firms_consumer(
+            self.store,
+            settings.kafka_bootstrap,
+            settings.firms_group,
+            self.clock,
+            self.grace_days,
+            self._facts_written,
+            session_timeout_ms=settings.session_timeout_ms,
+            stall_s=settings.stall_s,
+        )
         self.servicer = PayoutServicer(self.store, self.clock, on_written=self.relay.wake)
+
+    def _facts_written(self) -> None:
+        """Facts applied: publish what they held, and let the scheduler
+        release what they restored (it runs at once, not at its next tick)."""
+        self.relay.wake()
+        self.scheduler.wake()
 
     def build_server(self) -> tuple[Any, int]:
         return build_server(self.servicer, self.health, self.settings.grpc_address)
@@ -77,6 +100,7 @@ class PayoutApp(process.ServiceApp):
         self.decisions.start()
         self.payments.start()
         self.notices.start()
+        self.firms.start()
         self.scheduler.start()
 
     def started_fields(self) -> dict[str, Any]:
@@ -87,20 +111,21 @@ class PayoutApp(process.ServiceApp):
             "kafka": self.settings.kafka_bootstrap,
             "group": self.settings.decisions_group,
             "notices_group": self.settings.notices_group,
+            "firms_group": self.settings.firms_group,
             "today": self.clock.today().isoformat(),
         }
 
     def not_ready_reason(self) -> str | None:
-        """Why payout is not ready, or None: the database answers, the three
+        """Why payout is not ready, or None: the database answers, the four
         consumers run and make progress (subsidy.platform.metrics.stall_reason), the
         relay's Kafka producer runs and is not failing. Blocking: run in a thread."""
-        for consumer in (self.decisions, self.payments, self.notices):
+        for consumer in (self.decisions, self.payments, self.notices, self.firms):
             if not consumer.running:
                 return f"{consumer.name}: not running"
         if not self.store.ping():
             return "database unreachable"
         return self.relay.not_ready_reason(self.settings.stall_s) or process.stalled(
-            self.decisions, self.payments, self.notices
+            self.decisions, self.payments, self.notices, self.firms
         )
 
     def serving(self) -> bool:
@@ -117,6 +142,7 @@ class PayoutApp(process.ServiceApp):
         for status in STATUSES:
             metrics.TRANCHES.labels(status).set(by_status.get(status, 0))
         metrics.TRANCHES_OVERDUE.set(overdue)
+        metrics.RECOVERIES_OPEN.set(self.store.recoveries_open())
 
     async def stop_work(self) -> None:
         await self.stop_server(self.settings.grace_s)
@@ -124,6 +150,7 @@ class PayoutApp(process.ServiceApp):
             asyncio.to_thread(self.decisions.stop, 5.0),
             asyncio.to_thread(self.payments.stop, 5.0),
             asyncio.to_thread(self.notices.stop, 5.0),
+            asyncio.to_thread(self.firms.stop, 5.0),
             asyncio.to_thread(self.scheduler.stop, 5.0),
         )
         # Last: whatever the consumers wrote before stopping still gets a chance to go out.

@@ -23,6 +23,7 @@ class Settings:
     decisions_group: str = "subsidy-payout"
     payments_group: str = "subsidy-payout-payments"
     notices_group: str = "subsidy-payout-notices"
+    firms_group: str = "subsidy-payout-firms"
     scheduler_interval_s: float = 60.0
     # How soon a replica that died without leaving the group loses its
     # partitions to the others (kafka-python's own default is 45 s).
@@ -61,6 +62,7 @@ class Settings:
             decisions_group=e.text("SUBSIDY_PAYOUT_GROUP", d.decisions_group),
             payments_group=e.text("SUBSIDY_PAYOUT_PAYMENTS_GROUP", d.payments_group),
             notices_group=e.text("SUBSIDY_PAYOUT_NOTICES_GROUP", d.notices_group),
+            firms_group=e.text("SUBSIDY_PAYOUT_FIRMS_GROUP", d.firms_group),
             scheduler_interval_s=e.number("SUBSIDY_PAYOUT_SCHEDULER_INTERVAL_SECONDS", d.scheduler_interval_s),
             session_timeout_ms=e.whole("SUBSIDY_PAYOUT_KAFKA_SESSION_TIMEOUT_MS", d.session_timeout_ms),
             grace_s=e.number("SUBSIDY_PAYOUT_GRACE_SECONDS", d.grace_s),

@@ -3,7 +3,9 @@ built from the ledger's rows: pure functions, no I/O.
 
 Every event id is derived (``grant:<application id>``, ``payable:<decision
 id>``, ``withdrawn:<decision id>``, ``scheduled:<tranche id>``, ``due:…``,
-``cancelled:…``, ``paid:…``), so a replay lands on the same id and a
+``cancelled:…``, ``paid:…``; ``held:<tranche id>#<n>``, ``released:…#<n>``
+and ``due:<tranche id>#released-<n>`` for the n-th hold of a tranche;
+``recovery:<recovery id>``, ``recovered:<confirmation id>``), so a replay lands on the same id and a
 consumer dedupes by it. The Kafka key is the firm's credit code.
 
 Every tranche event carries the tranche row's ``application_id`` and
@@ -24,10 +26,16 @@ from subsidy.services.payout.model import (
     SOURCE,
     GrantRow,
     GrantState,
+    RecoveryRow,
     TrancheRow,
+    due_again_event_id,
     duplicate_grant_event_id,
     grant_event_id,
+    held_event_id,
     payable_event_id,
+    recovered_event_id,
+    recovery_event_id,
+    released_event_id,
     tranche_event_id,
     withdrawn_event_id,
 )
@@ -186,6 +194,105 @@ def tranche_paid(
     return _message(
         "tranche_paid", tranche_event_id("tranche_paid", t.tranche_id), t.credit_code, payload, trace_id, at
     )
+
+
+def tranche_due_again(t: TrancheRow, trace_id: str, at: dt.datetime | None = None) -> OutboxMessage:
+    """The TrancheDue after a release (its own id: the tranche may have been DUE before its hold)."""
+    _, payout_pb2 = _pb()
+    payload = payout_pb2.TrancheDue(
+        tranche_id=t.tranche_id,
+        credit_code=t.credit_code,
+        amount_fen=t.amount_fen,
+        due_on=t.due_on,
+        budget_year=t.budget_year,
+        clause=t.clause,
+        application_id=t.application_id,
+    )
+    return _message("tranche_due", due_again_event_id(t.tranche_id, t.hold_count), t.credit_code, payload, trace_id, at)
+
+
+def tranche_held(
+    t: TrancheRow, codes: tuple[str, ...], facts_as_of: str, trace_id: str, at: dt.datetime | None = None
+) -> OutboxMessage:
+    """``t`` as it is now: HELD, with its hold's days, reason and number."""
+    _, payout_pb2 = _pb()
+    payload = payout_pb2.TrancheHeld(
+        tranche_id=t.tranche_id,
+        application_id=t.application_id,
+        credit_code=t.credit_code,
+        clause=t.clause,
+        amount_fen=t.amount_fen,
+        due_on=t.due_on,
+        budget_year=t.budget_year,
+        held_on=t.held_on,
+        hold_until=t.hold_until,
+        reason=t.hold_reason,
+        facts_as_of=facts_as_of,
+        reason_codes=list(codes),
+    )
+    return _message("tranche_held", held_event_id(t.tranche_id, t.hold_count), t.credit_code, payload, trace_id, at)
+
+
+def tranche_released(
+    t: TrancheRow, released_on: str, facts_as_of: str, trace_id: str, at: dt.datetime | None = None
+) -> OutboxMessage:
+    _, payout_pb2 = _pb()
+    payload = payout_pb2.TrancheReleased(
+        tranche_id=t.tranche_id,
+        application_id=t.application_id,
+        credit_code=t.credit_code,
+        clause=t.clause,
+        amount_fen=t.amount_fen,
+        held_on=t.held_on,
+        released_on=released_on,
+        facts_as_of=facts_as_of,
+    )
+    return _message(
+        "tranche_released", released_event_id(t.tranche_id, t.hold_count), t.credit_code, payload, trace_id, at
+    )
+
+
+def recovery_opened(r: RecoveryRow, decision_id: str, trace_id: str, at: dt.datetime | None = None) -> OutboxMessage:
+    _, payout_pb2 = _pb()
+    payload = payout_pb2.RecoveryOpened(
+        recovery_id=r.recovery_id,
+        application_id=r.application_id,
+        decision_id=decision_id,
+        credit_code=r.credit_code,
+        clause=r.clause,
+        tranche_ids=list(r.tranche_ids),
+        amount_fen=r.amount_fen,
+        reason=r.reason,
+        void_award=r.void_award,
+        opened_on=r.opened_on,
+    )
+    return _message("recovery_opened", recovery_event_id(r.recovery_id), r.credit_code, payload, trace_id, at)
+
+
+def recovery_recorded(
+    r: RecoveryRow,
+    confirmation_id: str,
+    amount_fen: int,
+    recovered_on: str,
+    released_fen: int,
+    trace_id: str,
+    at: dt.datetime | None = None,
+) -> OutboxMessage:
+    """``r`` as it is after the confirmation."""
+    _, payout_pb2 = _pb()
+    payload = payout_pb2.RecoveryRecorded(
+        recovery_id=r.recovery_id,
+        application_id=r.application_id,
+        credit_code=r.credit_code,
+        clause=r.clause,
+        confirmation_id=confirmation_id,
+        amount_fen=amount_fen,
+        recovered_on=recovered_on,
+        recovered_fen=r.recovered_fen,
+        outstanding_fen=r.outstanding_fen,
+        released_fen=released_fen,
+    )
+    return _message("recovery_recorded", recovered_event_id(confirmation_id), r.credit_code, payload, trace_id, at)
 
 
 def reasons_from_plain(items: list) -> tuple[Reason, ...]:

@@ -43,14 +43,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from subsidy.contracts import cloudevents, codec
 from subsidy.contracts import events as events_contract
 from subsidy.contracts.codec import BadInput
+from subsidy.core import release
 from subsidy.core.dates import rfc3339
 from subsidy.core.domain import Decision
 from subsidy.core.ledger import GrantPlan, plan_grant, schedule
@@ -59,9 +61,14 @@ from subsidy.platform.outbox import OutboxMessage
 from subsidy.services.payout import events
 from subsidy.services.payout.model import (
     CANCELLED,
+    DUE,
+    HELD,
     OPEN,
     PAID,
     PAYABLE_LINE,
+    RECOVERY_CONFIRMED_TYPE,
+    RECOVERY_OPEN,
+    RECOVERY_RECOVERED,
     SCHEDULED,
     STATUSES,
     WITHDRAWN_LINE,
@@ -73,6 +80,9 @@ from subsidy.services.payout.model import (
     NotFound,
     NoticeLine,
     Payment,
+    RecoveryConfirmation,
+    RecoveryRequest,
+    RecoveryRow,
     Rejected,
     TrancheQuery,
     TrancheRow,
@@ -81,6 +91,7 @@ from subsidy.services.payout.model import (
     parse_iso_date,
     payable_due_on,
     payable_event_id,
+    recovery_id,
     withdrawn_event_id,
 )
 from subsidy.services.payout.ports import UnitOfWork
@@ -295,21 +306,389 @@ def payable_tranches(grant: GrantRow, payable_on: dt.date) -> list[TrancheRow]:
     ]
 
 
-def raise_tranches_due(uow: UnitOfWork, today: dt.date, at: dt.datetime) -> list[TrancheRow]:
-    """Every SCHEDULED tranche due on or before ``today`` becomes DUE, with a
-    TrancheDue event. Idempotent: a second run (or another replica's) finds
-    nothing SCHEDULED left to mark."""
+@dataclass
+class Advanced:
+    """What one run of the scheduler did (``advance_tranches``): tranches
+    that became DUE (released ones included), HELD, released, cancelled
+    after their hold's grace."""
+
+    due: list[TrancheRow]
+    held: list[TrancheRow]
+    released: list[TrancheRow]
+    cancelled: list[TrancheRow]
+
+
+GraceDays = Callable[[dt.date], int]
+
+
+@functools.cache
+def _workflow() -> Any:
+    from subsidy.core.workflow.settings import load_workflow
+
+    return load_workflow()
+
+
+def policy_grace_days(day: dt.date) -> int:
+    """hold_grace_days of policy/workflow.yaml in force on ``day`` (the
+    default when the adapter injects none)."""
+    return int(_workflow().on(day).hold_grace_days)
+
+
+def raise_tranches_due(
+    uow: UnitOfWork, today: dt.date, at: dt.datetime, grace_days: GraceDays | None = None
+) -> list[TrancheRow]:
+    """``advance_tranches``, answering the tranches that became DUE."""
+    return advance_tranches(uow, today, at, grace_days).due
+
+
+def advance_tranches(uow: UnitOfWork, today: dt.date, at: dt.datetime, grace_days: GraceDays | None = None) -> Advanced:
+    """The scheduler's one unit of work, firm by firm (locked, in credit-code
+    order: two schedulers cannot deadlock), by the release gate
+    (subsidy.core.release) over the firm's latest facts:
+
+    - each HELD tranche is released (TrancheReleased, then TrancheDue) when
+      the facts were restored within its grace, cancelled (TrancheCancelled
+      with the reason) once the grace is over, else kept;
+    - the SCHEDULED tranches due on or before ``today`` become DUE
+      (TrancheDue) when the firm passes the gate, HELD (TrancheHeld, the
+      grace of policy/workflow.yaml in force today) when it does not.
+
+    Idempotent: what moved is no longer SCHEDULED or HELD, and a second run
+    finds nothing to do."""
+    grace = grace_days or policy_grace_days
     now = rfc3339(at)
     day = today.isoformat()
-    marked: list[TrancheRow] = []
+    out = Advanced([], [], [], [])
     with uow:
-        for firm in uow.tranches.firms_due(day):  # in credit-code order: two schedulers cannot deadlock
+        firms = sorted(set(uow.tranches.firms_due(day)) | set(uow.tranches.firms_held()))
+        for firm in firms:
             uow.firms.lock(firm, now)
-            rows = sorted(uow.tranches.mark_due(firm, day, now), key=lambda t: (t.due_on, t.tranche_id))
-            uow.outbox.add([events.tranche_due(t, _trace_of(uow, t.application_id), at) for t in rows], now)
-            marked += rows
+            result = release.gate(uow.facts.get(firm))
+            as_of = result.facts_as_of.isoformat() if result.facts_as_of else ""
+            messages: list[OutboxMessage] = []
+            for t in uow.tranches.of_firm_in(firm, (HELD,)):
+                until = dt.date.fromisoformat(t.hold_until)
+                action = release.after_hold(result, until, today)
+                trace_id = _trace_of(uow, t.application_id)
+                if action == release.AfterHold.RELEASE:
+                    uow.tranches.mark_released(t.tranche_id, now)
+                    again = _reread(uow, t.tranche_id)
+                    messages += [
+                        events.tranche_released(again, day, as_of, trace_id, at),
+                        events.tranche_due_again(again, trace_id, at),
+                    ]
+                    out.released.append(again)
+                    out.due.append(again)
+                elif action == release.AfterHold.CANCEL:
+                    reason = release.cancel_reason(result, dt.date.fromisoformat(t.held_on), until)
+                    uow.tranches.mark_cancelled(t.tranche_id, day, reason, now)
+                    gone = _reread(uow, t.tranche_id)
+                    messages.append(events.tranche_cancelled(gone, reason, day, trace_id, at))
+                    out.cancelled.append(gone)
+            if result.passes:
+                rows = sorted(uow.tranches.mark_due(firm, day, now), key=lambda t: (t.due_on, t.tranche_id))
+                messages += [events.tranche_due(t, _trace_of(uow, t.application_id), at) for t in rows]
+                out.due += rows
+            else:
+                scheduled = uow.tranches.of_firm_in(firm, (SCHEDULED,), due_by=day)
+                held = _hold(uow, scheduled, result, today, grace, now)
+                messages += [
+                    events.tranche_held(t, result.codes, as_of, _trace_of(uow, t.application_id), at) for t in held
+                ]
+                out.held += held
+            uow.outbox.add(messages, now)
         uow.commit()
-    return marked
+    return out
+
+
+def _reread(uow: UnitOfWork, tranche_id: str) -> TrancheRow:
+    row = uow.tranches.get(tranche_id)
+    assert row is not None  # tranches are never deleted
+    return row
+
+
+def _hold(
+    uow: UnitOfWork,
+    tranches: list[TrancheRow],
+    result: release.GateResult,
+    today: dt.date,
+    grace: GraceDays,
+    now: str,
+) -> list[TrancheRow]:
+    """HELD from today, each until today + the grace in force today; as they are now."""
+    until = release.hold_until(today, grace(today)).isoformat()
+    held = []
+    for t in tranches:
+        uow.tranches.mark_held(t.tranche_id, today.isoformat(), until, result.reason, now)
+        held.append(_reread(uow, t.tranche_id))
+    return held
+
+
+@dataclass(frozen=True)
+class FactsApplied:
+    """What a FirmFacts record did: ``result`` applied (kept as the firm's
+    latest), stale (a sequence not above the kept one: nothing written) or
+    repeat (a tombstone for a firm already unknown); the DUE tranches it
+    held (the firm no longer passes the gate)."""
+
+    result: str
+    gate: release.GateResult
+    held: list[TrancheRow]
+
+
+def apply_firm_facts(
+    uow: UnitOfWork,
+    standing: release.FirmStanding,
+    name: str,
+    today: dt.date,
+    at: dt.datetime,
+    grace_days: GraceDays | None = None,
+) -> FactsApplied:
+    """A firm's facts from subsidy.firms.v1, in one unit of work holding the
+    firm: kept when newer (``release.newer``: the highest feed_sequence
+    wins; a tombstone — ``known`` False — always applies, keeping the
+    sequence), and, when they fail the gate, the firm's DUE tranches (not
+    yet paid) are HELD at once (TrancheHeld): finance is never left with a
+    DUE for a firm that has left. Releases and cancellations are the
+    scheduler's (``advance_tranches``), which the adapter wakes."""
+    grace = grace_days or policy_grace_days
+    now = rfc3339(at)
+    with uow:
+        uow.firms.lock(standing.credit_code, now)
+        current = uow.facts.get(standing.credit_code)
+        if standing.known and not release.newer(current, standing.feed_sequence):
+            uow.commit()
+            return FactsApplied("stale", release.gate(current), [])
+        if not standing.known:
+            if current is not None and not current.known:
+                uow.commit()
+                return FactsApplied("repeat", release.gate(current), [])
+            sequence = current.feed_sequence if current is not None else 0
+            standing = dataclasses.replace(standing, feed_sequence=sequence)
+        uow.facts.put(standing, name, now)
+        result = release.gate(standing)
+        held: list[TrancheRow] = []
+        if not result.passes:
+            due = uow.tranches.of_firm_in(standing.credit_code, (DUE,))
+            held = _hold(uow, due, result, today, grace, now)
+            as_of = result.facts_as_of.isoformat() if result.facts_as_of else ""
+            uow.outbox.add(
+                [events.tranche_held(t, result.codes, as_of, _trace_of(uow, t.application_id), at) for t in held],
+                now,
+            )
+        uow.commit()
+    return FactsApplied("applied", result, held)
+
+
+# -- recovery (追回) -------------------------------------------------------------------
+
+#: OpenRecovery's reason, like CancelTranche's: it travels in RecoveryOpened.
+MAX_RECOVERY_REASON_CHARS = MAX_CANCEL_REASON_CHARS
+MAX_RECOVERY_TRANCHES = 100
+
+
+def check_recovery_request(
+    application_id: str, tranche_ids: Iterable[str], amount_fen: int, reason: str, void_award: bool, opened_by: str
+) -> RecoveryRequest:
+    """OpenRecovery's form, or InvalidArgument naming the field; nothing read."""
+    if not application_id.strip():
+        raise InvalidArgument("application_id: is required")
+    if application_id != application_id.strip() or any(unicodedata.category(c) == "Cc" for c in application_id):
+        raise InvalidArgument("application_id: must not contain whitespace around it or control characters")
+    ids = tuple(tranche_ids)
+    if len(ids) > MAX_RECOVERY_TRANCHES:
+        raise InvalidArgument(f"tranche_ids: at most {MAX_RECOVERY_TRANCHES}, got {len(ids)}")
+    for i, t in enumerate(ids):
+        if not t:
+            raise InvalidArgument(f"tranche_ids[{i}]: must not be empty")
+        if ids.index(t) != i:
+            raise InvalidArgument(f"tranche_ids[{i}]: {t!r} is named twice")
+    if amount_fen <= 0:
+        raise InvalidArgument(f"amount_fen: must be positive, got {amount_fen}")
+    reason = reason.strip()
+    if not reason:
+        raise InvalidArgument("reason: is required (why the money is recovered)")
+    try:
+        check_cancel_reason(reason)
+    except InvalidArgument:
+        raise InvalidArgument(
+            f"reason: at most {MAX_RECOVERY_REASON_CHARS} characters and no control characters"
+        ) from None
+    return RecoveryRequest(application_id, ids, amount_fen, reason, void_award, opened_by)
+
+
+@dataclass(frozen=True)
+class RecoveryOpened:
+    recovery: RecoveryRow
+    created: bool
+    #: The award's open tranches cancelled because it was declared void.
+    cancelled: list[TrancheRow]
+    #: Cap room freed at once (the void award's unpaid tranches).
+    released_fen: int = 0
+
+
+def open_recovery(uow: UnitOfWork, request: RecoveryRequest, today: dt.date, at: dt.datetime) -> RecoveryOpened:
+    """A REVIEWER's recovery of money paid on tranches of one grant, in one
+    unit of work holding the firm: the amount spread over the tranches
+    (``release.allocate``: at most what was paid on them and not yet claimed
+    by an earlier recovery), RecoveryOpened; with ``void_award`` the grant
+    is declared void, its open tranches cancelled (TrancheCancelled) and
+    their amounts' cap room released. The same request again (same derived
+    id) answers the recovery as it is, writing nothing.
+    NotFound (no grant, a tranche of another grant), FailedPrecondition (a
+    tranche not paid; more than can be recovered), nothing written."""
+    now = rfc3339(at)
+    rid = recovery_id(
+        request.application_id, request.tranche_ids, request.amount_fen, request.reason, request.void_award
+    )
+    with uow:
+        grant = uow.grants.get(request.application_id)
+        if grant is None:
+            raise NotFound(f"application_id: no grant for application {request.application_id!r}")
+        uow.firms.lock(grant.credit_code, now)
+        existing = uow.recoveries.get(rid)
+        if existing is not None:
+            uow.commit()
+            return RecoveryOpened(existing, False, [])
+        tranches = uow.tranches.of_application(grant.application_id)
+        selected = _recovered_tranches(request, grant, tranches)
+        claimed = uow.recoveries.claimed_fen(grant.application_id)
+        try:
+            allocations = release.allocate(
+                request.amount_fen,
+                [release.PaidTranche(t.tranche_id, t.amount_fen, claimed.get(t.tranche_id, 0)) for t in selected],
+            )
+        except release.RecoveryRefused as exc:
+            raise FailedPrecondition(str(exc)) from None
+        row = RecoveryRow(
+            recovery_id=rid,
+            application_id=grant.application_id,
+            credit_code=grant.credit_code,
+            clause=grant.clause,
+            allocations=allocations,
+            amount_fen=request.amount_fen,
+            recovered_fen=0,
+            reason=request.reason,
+            void_award=request.void_award,
+            opened_on=today.isoformat(),
+            opened_by=request.opened_by,
+            status=RECOVERY_OPEN,
+        )
+        uow.recoveries.add(row, now)
+        trace_id = grant.trace_id or cloudevents.new_trace_id()
+        messages = [events.recovery_opened(row, grant.decision_id, trace_id, at)]
+        cancelled: list[TrancheRow] = []
+        released_fen = 0
+        if request.void_award and not grant.void:
+            uow.grants.declare_void(grant.application_id, now)
+            reason = f"奖励已被认定无效（追回 {rid}）：{request.reason}"[:MAX_CANCEL_REASON_CHARS]
+            for t in tranches:
+                if t.status in OPEN:
+                    uow.tranches.mark_cancelled(t.tranche_id, today.isoformat(), reason, now)
+                    gone = _reread(uow, t.tranche_id)
+                    cancelled.append(gone)
+                    messages.append(events.tranche_cancelled(gone, reason, today.isoformat(), trace_id, at))
+            released_fen = _release_cap(uow, grant, sum(t.amount_fen for t in cancelled), now)
+        uow.outbox.add(messages, now)
+        uow.commit()
+    return RecoveryOpened(row, True, cancelled, released_fen)
+
+
+def _recovered_tranches(request: RecoveryRequest, grant: GrantRow, tranches: list[TrancheRow]) -> list[TrancheRow]:
+    """The PAID tranches named (in the request's order), or every PAID
+    tranche of the grant when none is named."""
+    if not request.tranche_ids:
+        paid = [t for t in tranches if t.status == PAID]
+        if not paid:
+            raise FailedPrecondition(
+                f"application_id: application {grant.application_id} has no paid tranche: nothing to recover"
+            )
+        return paid
+    by_id = {t.tranche_id: t for t in tranches}
+    selected = []
+    for i, tranche_id in enumerate(request.tranche_ids):
+        t = by_id.get(tranche_id)
+        if t is None:
+            raise NotFound(f"tranche_ids[{i}]: {tranche_id!r} is not a tranche of application {grant.application_id}")
+        if t.status != PAID:
+            raise FailedPrecondition(
+                f"tranche_ids[{i}]: tranche {tranche_id} is {t.status}: only paid money can be recovered"
+            )
+        selected.append(t)
+    return selected
+
+
+def _release_cap(uow: UnitOfWork, grant: GrantRow, fen: int, now: str) -> int:
+    """Free ``fen`` of a void grant's cap use (up to what it still holds); the fen freed."""
+    grant = uow.grants.get(grant.application_id) or grant
+    freed = release.cap_release(fen, True, grant.uses, grant.cap_released_fen)
+    for scope, f in freed:
+        uow.usage.release(grant.credit_code, scope, f)
+    total = sum(f for _, f in freed)
+    if total:
+        uow.grants.add_cap_released(grant.application_id, total, now)
+    return total
+
+
+def apply_recovery_confirmation(
+    uow: UnitOfWork, confirmation: RecoveryConfirmation, at: dt.datetime
+) -> tuple[str, RecoveryRow | None, int]:
+    """("applied", the recovery now, the cap fen freed) or ("repeat", None, 0)
+    for a confirmation id already applied; Rejected (nothing written) for
+    one that must not be: an unknown recovery, another firm's, more than
+    is outstanding. Recovered money frees the cap only for a void award."""
+    now = rfc3339(at)
+    with uow:
+        if uow.confirmations.has(confirmation.confirmation_id):
+            uow.commit()
+            return "repeat", None, 0
+        recovery = uow.recoveries.get(confirmation.recovery_id)
+        if recovery is None:
+            raise Rejected(f"recovery_id: unknown recovery {confirmation.recovery_id!r}")
+        uow.firms.lock(recovery.credit_code, now)
+        if uow.confirmations.has(confirmation.confirmation_id):
+            uow.commit()
+            return "repeat", None, 0
+        recovery = uow.recoveries.get(confirmation.recovery_id)
+        assert recovery is not None
+        if confirmation.credit_code != recovery.credit_code:
+            raise Rejected(
+                f"credit_code: recovery {recovery.recovery_id} is of {recovery.credit_code}, "
+                f"not {confirmation.credit_code}"
+            )
+        if confirmation.amount_fen > recovery.outstanding_fen:
+            raise Rejected(
+                f"amount_fen: {confirmation.amount_fen} fen is more than recovery {recovery.recovery_id} has "
+                f"outstanding ({recovery.outstanding_fen} fen of {recovery.amount_fen})"
+            )
+        uow.confirmations.add(confirmation, now)
+        done = recovery.recovered_fen + confirmation.amount_fen == recovery.amount_fen
+        uow.recoveries.add_recovered(
+            recovery.recovery_id, confirmation.amount_fen, RECOVERY_RECOVERED if done else RECOVERY_OPEN, now
+        )
+        grant = uow.grants.get(recovery.application_id)
+        assert grant is not None  # a recovery is of a grant
+        released = 0
+        if grant.void or recovery.void_award:
+            released = _release_cap(uow, grant, confirmation.amount_fen, now)
+        after = uow.recoveries.get(recovery.recovery_id)
+        assert after is not None
+        uow.outbox.add(
+            [
+                events.recovery_recorded(
+                    after,
+                    confirmation.confirmation_id,
+                    confirmation.amount_fen,
+                    confirmation.recovered_on,
+                    released,
+                    grant.trace_id or cloudevents.new_trace_id(),
+                    at,
+                )
+            ],
+            now,
+        )
+        uow.commit()
+    return "applied", after, released
 
 
 def apply_payment(uow: UnitOfWork, payment: Payment, at: dt.datetime) -> tuple[str, TrancheRow | None]:
@@ -400,10 +779,14 @@ def ledger(uow: UnitOfWork, credit_code: str) -> Ledger:
         grants = uow.grants.of_firm(credit_code)
         tranches = uow.tranches.of_firm(credit_code)
         scopes = uow.usage.of_firm(credit_code)
+        recoveries = uow.recoveries.of_firm(credit_code)
         uow.commit()
     by_application: dict[str, list[TrancheRow]] = {}
     for t in tranches:
         by_application.setdefault(t.application_id, []).append(t)
+    recovered: dict[str, list[RecoveryRow]] = {}
+    for r in recoveries:
+        recovered.setdefault(r.application_id, []).append(r)
     reserved: dict[str, int] = {}
     for g in grants:
         if g.state == GrantState.RESERVED:
@@ -411,7 +794,14 @@ def ledger(uow: UnitOfWork, credit_code: str) -> Ledger:
                 reserved[scope] = reserved.get(scope, 0) + fen
     return Ledger(
         credit_code,
-        tuple(dataclasses.replace(g, tranches=tuple(by_application.get(g.application_id, ()))) for g in grants),
+        tuple(
+            dataclasses.replace(
+                g,
+                tranches=tuple(by_application.get(g.application_id, ())),
+                recoveries=tuple(recovered.get(g.application_id, ())),
+            )
+            for g in grants
+        ),
         tuple(_with_reserved(u, reserved.get(u.scope, 0)) for u in scopes),
     )
 
@@ -563,6 +953,82 @@ def parse_payment(value: bytes | None) -> Payment:
     except InvalidArgument as exc:
         raise Rejected(str(exc)) from None
     return Payment(m.payment_id, m.tranche_id, m.credit_code, m.amount_fen, m.paid_on)
+
+
+def parse_firm_facts(key: bytes | None, value: bytes | None, today: dt.date) -> tuple[release.FirmStanding, str]:
+    """A subsidy.firms.v1 record as the release gate reads it, and the firm's
+    name; Rejected naming the field. The key is the credit code; a tombstone
+    (no value, or an empty one) says the platform no longer knows the firm
+    (``known`` False). Facts dated after ``today`` are refused: they do not
+    hold yet (the feed's producer should not send them)."""
+    from google.protobuf.message import DecodeError
+
+    from subsidy.core import credit_code as credit_codes
+    from subsidy.v1 import firm_facts_pb2
+
+    try:
+        code = bytes(key or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        raise Rejected("key: not UTF-8: expected the firm's credit code") from None
+    if not credit_codes.is_valid(code):
+        raise Rejected(f"key: not a valid unified social credit code: {code[:40]!r}")
+    if not value:
+        return release.FirmStanding(code, False, None, False, False, False, 0), ""
+    try:
+        m = firm_facts_pb2.FirmFacts.FromString(bytes(value))
+    except (DecodeError, ValueError) as exc:
+        raise Rejected(f"not a subsidy.v1.FirmFacts protobuf: {exc}") from None
+    if m.credit_code != code:
+        raise Rejected(f"credit_code: {m.credit_code[:40]!r} is not the record's key {code!r}")
+    if m.feed_sequence <= 0:
+        raise Rejected(f"feed_sequence: must be positive, got {m.feed_sequence}")
+    try:
+        as_of = parse_iso_date(m.as_of, "as_of")
+    except InvalidArgument as exc:
+        raise Rejected(str(exc)) from None
+    if as_of > today:
+        raise Rejected(f"as_of: {as_of.isoformat()} is after today ({today.isoformat()}): facts that do not hold yet")
+    standing = release.FirmStanding(
+        credit_code=code,
+        known=True,
+        as_of=as_of,
+        registered_in_district=m.registered_in_district,
+        tax_registered_in_district=m.tax_registered_in_district,
+        independent_legal_person=m.independent_legal_person,
+        feed_sequence=m.feed_sequence,
+    )
+    name = "".join(c for c in m.name if unicodedata.category(c) != "Cc")[:200]
+    return standing, name
+
+
+def is_recovery_confirmed(headers: Any) -> bool:
+    """Is this subsidy.payments.v1 record a RecoveryConfirmed (its ce_type
+    header)? Every other record there is a PaymentConfirmed (ADR 0017)."""
+    return cloudevents.as_dict(headers).get("ce_type") == RECOVERY_CONFIRMED_TYPE
+
+
+def parse_recovery_confirmed(value: bytes | None) -> RecoveryConfirmation:
+    """A well-formed subsidy.v1.RecoveryConfirmed, or Rejected naming the field."""
+    from google.protobuf.message import DecodeError
+
+    from subsidy.v1 import payout_pb2
+
+    if not value:
+        raise Rejected("empty value (or a tombstone): expected a subsidy.v1.RecoveryConfirmed")
+    try:
+        m = payout_pb2.RecoveryConfirmed.FromString(bytes(value))
+    except (DecodeError, ValueError) as exc:
+        raise Rejected(f"not a subsidy.v1.RecoveryConfirmed protobuf: {exc}") from None
+    for name in ("confirmation_id", "recovery_id", "credit_code", "recovered_on"):
+        if not getattr(m, name):
+            raise Rejected(f"{name}: is required")
+    if m.amount_fen <= 0:
+        raise Rejected(f"amount_fen: must be positive, got {m.amount_fen}")
+    try:
+        parse_iso_date(m.recovered_on, "recovered_on")
+    except InvalidArgument as exc:
+        raise Rejected(str(exc)) from None
+    return RecoveryConfirmation(m.confirmation_id, m.recovery_id, m.credit_code, m.amount_fen, m.recovered_on)
 
 
 def check_payment(payment: Payment, tranche: TrancheRow | None) -> None:

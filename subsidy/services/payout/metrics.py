@@ -39,7 +39,7 @@ SCHEDULED_FEN = shared.metric(
 TRANSITIONS = shared.metric(
     Counter,
     "subsidy_payout_tranche_transitions",
-    "Tranches entering a status (SCHEDULED, DUE, PAID, CANCELLED).",
+    "Tranches entering a status (SCHEDULED, DUE, PAID, CANCELLED, HELD).",
     ("status",),
 )
 TRANCHES_PAID = shared.metric(
@@ -48,7 +48,7 @@ TRANCHES_PAID = shared.metric(
 TRANCHES = shared.metric(
     Gauge,
     "subsidy_payout_tranches",
-    "Tranches in the ledger by status (SCHEDULED, DUE, PAID, CANCELLED), refreshed from the database.",
+    "Tranches in the ledger by status (SCHEDULED, DUE, PAID, CANCELLED, HELD), refreshed from the database.",
     ("status",),
 )
 TRANCHES_OVERDUE = shared.metric(
@@ -74,6 +74,33 @@ PAYMENTS = shared.metric(
     "subsidy_payout_payments",
     "Payment confirmations consumed, by result (applied, repeat, dead_letter).",
     ("result",),
+)
+FIRM_FACTS = shared.metric(
+    Counter,
+    "subsidy_payout_firm_facts",
+    "Firm facts records consumed from subsidy.firms.v1, by result (applied, stale, repeat, dead_letter).",
+    ("result",),
+)
+RELEASED = shared.metric(
+    Counter, "subsidy_payout_tranches_released", "HELD tranches released (facts restored within the hold grace)."
+)
+RECOVERIES = shared.metric(
+    Counter,
+    "subsidy_payout_recoveries_opened",
+    "Recoveries (追回) opened through OpenRecovery, by void_award (true, false).",
+    ("void_award",),
+)
+RECOVERY_CONFIRMATIONS = shared.metric(
+    Counter,
+    "subsidy_payout_recovery_confirmations",
+    "Recovery confirmations consumed from subsidy.payments.v1, by result (applied, repeat, dead_letter).",
+    ("result",),
+)
+RECOVERED_FEN = shared.metric(Counter, "subsidy_payout_recovered_fen", "Money confirmed recovered by finance, in fen.")
+RECOVERIES_OPEN = shared.metric(
+    Gauge,
+    "subsidy_payout_recoveries_open",
+    "Recoveries not yet fully recovered, refreshed from the database.",
 )
 OUTBOX_PUBLISHED = shared.metric(Counter, "subsidy_payout_outbox_published", "Outbox events acknowledged by Kafka.")
 OUTBOX_FAILURES = shared.metric(

@@ -15,10 +15,15 @@ from dataclasses import dataclass
 
 from subsidy.core.dates import add_years
 
-SCHEDULED, DUE, PAID, CANCELLED = "SCHEDULED", "DUE", "PAID", "CANCELLED"
-STATUSES = (SCHEDULED, DUE, PAID, CANCELLED)
-# Statuses from which a tranche may still be cancelled or paid.
-OPEN = (SCHEDULED, DUE)
+SCHEDULED, DUE, PAID, CANCELLED, HELD = "SCHEDULED", "DUE", "PAID", "CANCELLED", "HELD"
+STATUSES = (SCHEDULED, DUE, PAID, CANCELLED, HELD)
+# Statuses from which a tranche may still be cancelled or paid. HELD: the
+# release gate failed (ADR 0017); a payment of it is still recorded (the
+# money moved), a cancellation ends it.
+OPEN = (SCHEDULED, DUE, HELD)
+
+#: Recovery statuses (追回): OPEN until finance confirmed it all recovered.
+RECOVERY_OPEN, RECOVERY_RECOVERED = "OPEN", "RECOVERED"
 
 
 class GrantState(enum.StrEnum):
@@ -41,7 +46,14 @@ EVENT_TYPES = {
     "tranche_paid": TYPE_PREFIX + "tranche_paid.v1",
     "grant_payable": TYPE_PREFIX + "grant_payable.v1",
     "grant_withdrawn": TYPE_PREFIX + "grant_withdrawn.v1",
+    "tranche_held": TYPE_PREFIX + "tranche_held.v1",
+    "tranche_released": TYPE_PREFIX + "tranche_released.v1",
+    "recovery_opened": TYPE_PREFIX + "recovery_opened.v1",
+    "recovery_recorded": TYPE_PREFIX + "recovery_recorded.v1",
 }
+#: The ce_type finance gives a RecoveryConfirmed on subsidy.payments.v1; a
+#: record without it (or with any other type) is a PaymentConfirmed (ADR 0017).
+RECOVERY_CONFIRMED_TYPE = "cn.gov.songjiang.finance.recovery_confirmed.v1"
 _EVENT_ID_PREFIX = {
     "tranche_scheduled": "scheduled",
     "tranche_due": "due",
@@ -115,6 +127,37 @@ def tranche_event_id(kind: str, tranche_id: str) -> str:
     return f"{_EVENT_ID_PREFIX[kind]}:{tranche_id}"
 
 
+def held_event_id(tranche_id: str, hold_number: int) -> str:
+    """TrancheHeld's id: a tranche may be held more than once (held, released,
+    held again while DUE), each hold its own number."""
+    return f"held:{tranche_id}#{hold_number}"
+
+
+def released_event_id(tranche_id: str, hold_number: int) -> str:
+    return f"released:{tranche_id}#{hold_number}"
+
+
+def due_again_event_id(tranche_id: str, hold_number: int) -> str:
+    """The TrancheDue after a release: ``due:<tranche id>`` may already be
+    taken by the tranche's first TrancheDue (a DUE tranche held later)."""
+    return f"due:{tranche_id}#released-{hold_number}"
+
+
+def recovery_event_id(recovery_id: str) -> str:
+    return f"recovery:{recovery_id}"
+
+
+def recovered_event_id(confirmation_id: str) -> str:
+    return f"recovered:{confirmation_id}"
+
+
+def recovery_id(application_id: str, tranche_ids: tuple[str, ...], amount_fen: int, reason: str, void: bool) -> str:
+    """Derived from what the reviewer asked: the same request again (a retry)
+    is the same recovery, never a second claim on the same money."""
+    text = json.dumps([application_id, sorted(tranche_ids), amount_fen, reason, void], ensure_ascii=False)
+    return f"{application_id}/recovery-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
 def parse_iso_date(text: str, what: str) -> dt.date:
     try:
         if len(text) != 10:
@@ -144,6 +187,38 @@ class TrancheRow:
     status: str
     paid_on: str = ""
     payment_id: str = ""
+    # The latest hold (release gate, ADR 0017), kept after a release or cancellation.
+    held_on: str = ""
+    hold_until: str = ""
+    hold_reason: str = ""
+    hold_count: int = 0
+
+
+@dataclass(frozen=True)
+class RecoveryRow:
+    """A recovery (追回) of money paid on tranches of one grant."""
+
+    recovery_id: str
+    application_id: str
+    credit_code: str
+    clause: str
+    # ((tranche_id, fen), ...): what it claims on each tranche.
+    allocations: tuple[tuple[str, int], ...]
+    amount_fen: int
+    recovered_fen: int
+    reason: str
+    void_award: bool
+    opened_on: str
+    opened_by: str
+    status: str
+
+    @property
+    def tranche_ids(self) -> tuple[str, ...]:
+        return tuple(t for t, _ in self.allocations)
+
+    @property
+    def outstanding_fen(self) -> int:
+        return self.amount_fen - self.recovered_fen
 
 
 @dataclass(frozen=True)
@@ -172,6 +247,22 @@ class GrantRow:
     payable_on: str = ""
     withdrawn_on: str = ""
     withdraw_reason: str = ""
+    # Recovery (ADR 0017): the award declared void, and the cap room freed since.
+    void: bool = False
+    cap_released_fen: int = 0
+    recoveries: tuple[RecoveryRow, ...] = ()
+
+    @property
+    def paid_fen(self) -> int:
+        return sum(t.amount_fen for t in self.tranches if t.status == PAID)
+
+    @property
+    def recovered_fen(self) -> int:
+        return sum(r.recovered_fen for r in self.recoveries)
+
+    @property
+    def net_fen(self) -> int:
+        return self.paid_fen - self.recovered_fen
 
 
 @dataclass(frozen=True)
@@ -211,6 +302,18 @@ class Ledger:
     grants: tuple[GrantRow, ...]
     scopes: tuple[UsageRow, ...]
 
+    @property
+    def paid_fen(self) -> int:
+        return sum(g.paid_fen for g in self.grants)
+
+    @property
+    def recovered_fen(self) -> int:
+        return sum(g.recovered_fen for g in self.grants)
+
+    @property
+    def net_fen(self) -> int:
+        return self.paid_fen - self.recovered_fen
+
 
 # -- what the use cases are asked ---------------------------------------------------------
 
@@ -243,6 +346,29 @@ class NoticeLine:
 
 
 PAYABLE_LINE, WITHDRAWN_LINE = "payable", "withdrawn"
+
+
+@dataclass(frozen=True)
+class RecoveryRequest:
+    """OpenRecovery, checked for form (handlers.check_recovery_request)."""
+
+    application_id: str
+    tranche_ids: tuple[str, ...]
+    amount_fen: int
+    reason: str
+    void_award: bool
+    opened_by: str
+
+
+@dataclass(frozen=True)
+class RecoveryConfirmation:
+    """A RecoveryConfirmed from finance (subsidy.payments.v1), checked."""
+
+    confirmation_id: str
+    recovery_id: str
+    credit_code: str
+    amount_fen: int
+    recovered_on: str
 
 
 @dataclass(frozen=True)

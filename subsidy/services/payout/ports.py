@@ -20,8 +20,19 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from subsidy.core.domain import Decision
+from subsidy.core.release import FirmStanding
 from subsidy.platform.outbox import OutboxMessage
-from subsidy.services.payout.model import GrantRow, GrantState, InboxRow, Payment, TrancheQuery, TrancheRow, UsageRow
+from subsidy.services.payout.model import (
+    GrantRow,
+    GrantState,
+    InboxRow,
+    Payment,
+    RecoveryConfirmation,
+    RecoveryRow,
+    TrancheQuery,
+    TrancheRow,
+    UsageRow,
+)
 
 
 class Firms(Protocol):
@@ -63,6 +74,15 @@ class Grants(Protocol):
     def of_firm(self, credit_code: str) -> list[GrantRow]:
         """The firm's grants, by decision year then application id (their ``tranches`` left empty)."""
 
+    def get(self, application_id: str) -> GrantRow | None:
+        """The application's grant (``tranches`` and ``recoveries`` left empty), or None."""
+
+    def declare_void(self, application_id: str, at: str) -> None:
+        """The reviewer declared the award void (a recovery with void_award)."""
+
+    def add_cap_released(self, application_id: str, fen: int, at: str) -> None:
+        """``fen`` more of the grant's cap use released (a void award)."""
+
 
 class Tranches(Protocol):
     def get(self, tranche_id: str) -> TrancheRow | None: ...
@@ -78,6 +98,22 @@ class Tranches(Protocol):
     def mark_paid(self, tranche_id: str, paid_on: str, payment_id: str, at: str) -> None: ...
 
     def mark_cancelled(self, tranche_id: str, cancelled_on: str, reason: str, at: str) -> None: ...
+
+    def firms_held(self) -> list[str]:
+        """The credit codes with a HELD tranche, ascending."""
+
+    def of_firm_in(self, credit_code: str, statuses: tuple[str, ...], due_by: str = "") -> list[TrancheRow]:
+        """The firm's tranches in these statuses (due on or before ``due_by``
+        when given), by due date then tranche id."""
+
+    def mark_held(self, tranche_id: str, held_on: str, hold_until: str, reason: str, at: str) -> None:
+        """HELD, with the hold's day, last day of grace and reason; its hold count goes up by one."""
+
+    def mark_released(self, tranche_id: str, at: str) -> None:
+        """A HELD tranche is DUE again (the hold's columns are kept)."""
+
+    def of_application(self, application_id: str) -> list[TrancheRow]:
+        """The grant's tranches, by number."""
 
     def of_firm(self, credit_code: str) -> list[TrancheRow]:
         """The firm's tranches, by application id then number."""
@@ -103,6 +139,40 @@ class Usage(Protocol):
 
     def of_firm(self, credit_code: str) -> list[UsageRow]:
         """The firm's scopes, by scope."""
+
+
+class Facts(Protocol):
+    """The latest firm facts payout heard on subsidy.firms.v1 (what the release gate reads)."""
+
+    def get(self, credit_code: str) -> FirmStanding | None:
+        """None when the feed never mentioned the firm."""
+
+    def put(self, standing: FirmStanding, name: str, at: str) -> None:
+        """Keep these facts as the firm's latest (the caller checked they are newer)."""
+
+
+class Recoveries(Protocol):
+    def get(self, recovery_id: str) -> RecoveryRow | None: ...
+
+    def add(self, recovery: RecoveryRow, at: str) -> None:
+        """A new recovery with its allocations per tranche."""
+
+    def claimed_fen(self, application_id: str) -> dict[str, int]:
+        """Per tranche of the grant: what its recoveries claim (tranche id -> fen)."""
+
+    def of_firm(self, credit_code: str) -> list[RecoveryRow]:
+        """The firm's recoveries, by application id then opened day then id."""
+
+    def add_recovered(self, recovery_id: str, fen: int, status: str, at: str) -> None:
+        """``fen`` more recovered; the recovery's status as it is now."""
+
+
+class RecoveryConfirmations(Protocol):
+    """Finance's confirmation ids applied: a redelivered one changes nothing."""
+
+    def has(self, confirmation_id: str) -> bool: ...
+
+    def add(self, confirmation: RecoveryConfirmation, at: str) -> None: ...
 
 
 class Payments(Protocol):
@@ -142,6 +212,15 @@ class UnitOfWork(Protocol):
 
     @property
     def outbox(self) -> Outbox: ...
+
+    @property
+    def facts(self) -> Facts: ...
+
+    @property
+    def recoveries(self) -> Recoveries: ...
+
+    @property
+    def confirmations(self) -> RecoveryConfirmations: ...
 
     def __enter__(self) -> UnitOfWork: ...
 

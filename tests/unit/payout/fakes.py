@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 
-from subsidy.services.payout.model import CANCELLED, DUE, PAID, SCHEDULED, GrantState, InboxRow, UsageRow
+from subsidy.services.payout.model import CANCELLED, DUE, HELD, PAID, SCHEDULED, GrantState, InboxRow, UsageRow
 
 
 class FakeFirms:
@@ -76,6 +76,16 @@ class FakeGrants:
             key=lambda g: (g.decision_year, g.application_id),
         )
 
+    def get(self, application_id):
+        return self.rows.get(application_id)
+
+    def declare_void(self, application_id, at):
+        self.rows[application_id] = dataclasses.replace(self.rows[application_id], void=True)
+
+    def add_cap_released(self, application_id, fen, at):
+        grant = self.rows[application_id]
+        self.rows[application_id] = dataclasses.replace(grant, cap_released_fen=grant.cap_released_fen + fen)
+
 
 class FakeTranches:
     def __init__(self):
@@ -108,6 +118,39 @@ class FakeTranches:
 
     def mark_cancelled(self, tranche_id, cancelled_on, reason, at):
         self._set(tranche_id, status=CANCELLED)
+        #: The reason each cancelled tranche was given (the SQL store keeps it in cancel_reason).
+        self.cancel_reasons = {**getattr(self, "cancel_reasons", {}), tranche_id: reason}
+
+    def firms_held(self):
+        return sorted({t.credit_code for t in self.rows.values() if t.status == HELD})
+
+    def of_firm_in(self, credit_code, statuses, due_by=""):
+        return sorted(
+            (
+                t
+                for t in self.rows.values()
+                if t.credit_code == credit_code and t.status in statuses and (not due_by or t.due_on <= due_by)
+            ),
+            key=lambda t: (t.due_on, t.tranche_id),
+        )
+
+    def mark_held(self, tranche_id, held_on, hold_until, reason, at):
+        t = self.rows[tranche_id]
+        self._set(
+            tranche_id,
+            status=HELD,
+            held_on=held_on,
+            hold_until=hold_until,
+            hold_reason=reason,
+            hold_count=t.hold_count + 1,
+        )
+
+    def mark_released(self, tranche_id, at):
+        if self.rows[tranche_id].status == HELD:
+            self._set(tranche_id, status=DUE)
+
+    def of_application(self, application_id):
+        return sorted((t for t in self.rows.values() if t.application_id == application_id), key=lambda t: t.number)
 
     def of_firm(self, credit_code):
         return sorted(
@@ -162,6 +205,61 @@ class FakePayments:
         self.rows[payment.payment_id] = payment
 
 
+class FakeFacts:
+    def __init__(self):
+        self.rows: dict[str, object] = {}  # credit code -> FirmStanding
+        self.names: dict[str, str] = {}
+
+    def get(self, credit_code):
+        return self.rows.get(credit_code)
+
+    def put(self, standing, name, at):
+        self.rows[standing.credit_code] = standing
+        self.names[standing.credit_code] = name
+
+
+class FakeRecoveries:
+    def __init__(self):
+        self.rows: dict[str, object] = {}  # recovery id -> RecoveryRow
+
+    def get(self, recovery_id):
+        return self.rows.get(recovery_id)
+
+    def add(self, recovery, at):
+        assert recovery.recovery_id not in self.rows, "the recoveries' primary key"
+        self.rows[recovery.recovery_id] = recovery
+
+    def claimed_fen(self, application_id):
+        out: dict[str, int] = {}
+        for r in self.rows.values():
+            if r.application_id == application_id:
+                for tranche_id, fen in r.allocations:
+                    out[tranche_id] = out.get(tranche_id, 0) + fen
+        return out
+
+    def of_firm(self, credit_code):
+        return sorted(
+            (r for r in self.rows.values() if r.credit_code == credit_code),
+            key=lambda r: (r.application_id, r.opened_on, r.recovery_id),
+        )
+
+    def add_recovered(self, recovery_id, fen, status, at):
+        r = self.rows[recovery_id]
+        self.rows[recovery_id] = dataclasses.replace(r, recovered_fen=r.recovered_fen + fen, status=status)
+
+
+class FakeConfirmations:
+    def __init__(self):
+        self.rows: dict[str, object] = {}
+
+    def has(self, confirmation_id):
+        return confirmation_id in self.rows
+
+    def add(self, confirmation, at):
+        assert confirmation.confirmation_id not in self.rows, "the confirmations' primary key"
+        self.rows[confirmation.confirmation_id] = confirmation
+
+
 class FakeOutbox:
     def __init__(self):
         self.messages: list = []  # in the order written, once per event id
@@ -178,7 +276,18 @@ class FakeOutbox:
         return [m.event_id for m in self.messages]
 
 
-_TABLES = ("firms", "inbox", "grants", "tranches", "usage", "payments", "outbox")
+_TABLES = (
+    "firms",
+    "inbox",
+    "grants",
+    "tranches",
+    "usage",
+    "payments",
+    "outbox",
+    "facts",
+    "recoveries",
+    "confirmations",
+)
 
 
 class FakeUnitOfWork:
@@ -190,6 +299,9 @@ class FakeUnitOfWork:
         self.usage = FakeUsage()
         self.payments = FakePayments()
         self.outbox = FakeOutbox()
+        self.facts = FakeFacts()
+        self.recoveries = FakeRecoveries()
+        self.confirmations = FakeConfirmations()
         self.commits = 0
         self._before: dict | None = None
 

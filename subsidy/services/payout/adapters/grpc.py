@@ -28,12 +28,14 @@ from subsidy.platform.db import DatabaseUnavailable
 from subsidy.platform.grpc import server as grpc_server
 from subsidy.platform.grpc.server import NOT_SERVING, SERVING  # noqa: F401 - the bootstrap's health answers
 from subsidy.platform.security import GrpcSecurity
+from subsidy.platform.security.identity import current
 from subsidy.services.payout import events, handlers, metrics
 from subsidy.services.payout.model import (
     FailedPrecondition,
     GrantRow,
     InvalidArgument,
     NotFound,
+    RecoveryRow,
     TrancheRow,
     utcnow,
 )
@@ -60,6 +62,24 @@ def tranche_to_proto(t: TrancheRow) -> Any:
         status=handlers.as_proto_status(t.status),
         paid_on=t.paid_on,
         payment_id=t.payment_id,
+        held_on=t.held_on,
+        hold_until=t.hold_until,
+        hold_reason=t.hold_reason,
+    )
+
+
+def recovery_to_proto(r: RecoveryRow) -> Any:
+    return payout_pb2.Recovery(
+        recovery_id=r.recovery_id,
+        application_id=r.application_id,
+        tranche_ids=list(r.tranche_ids),
+        amount_fen=r.amount_fen,
+        recovered_fen=r.recovered_fen,
+        reason=r.reason,
+        void_award=r.void_award,
+        opened_on=r.opened_on,
+        status=r.status,
+        credit_code=r.credit_code,
     )
 
 
@@ -79,6 +99,11 @@ def grant_to_proto(g: GrantRow) -> Any:
         payable_on=g.payable_on,
         withdrawn_on=g.withdrawn_on,
         withdraw_reason=g.withdraw_reason,
+        paid_fen=g.paid_fen,
+        recovered_fen=g.recovered_fen,
+        net_fen=g.net_fen,
+        recoveries=[recovery_to_proto(r) for r in g.recoveries],
+        void=g.void,
     )
 
 
@@ -134,6 +159,9 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):
                 )
                 for u in ledger.scopes
             ],
+            paid_fen=ledger.paid_fen,
+            recovered_fen=ledger.recovered_fen,
+            net_fen=ledger.net_fen,
         )
 
     async def ListTranches(self, request: Any, context: Any) -> Any:
@@ -172,6 +200,51 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):
             ),
         )
         return payout_pb2.CancelTrancheResponse(tranche=tranche_to_proto(tranche))
+
+    async def OpenRecovery(self, request: Any, context: Any) -> Any:
+        try:
+            checked = handlers.check_recovery_request(
+                request.application_id,
+                request.tranche_ids,
+                request.amount_fen,
+                request.reason,
+                request.void_award,
+                _subject(context),
+            )
+            opened = await asyncio.to_thread(handlers.open_recovery, self.uow, checked, self.clock.today(), self.now())
+        except Exception as exc:
+            await self._fail(context, "OpenRecovery", exc)
+            raise
+        r = opened.recovery
+        if opened.created:
+            metrics.RECOVERIES.labels("true" if r.void_award else "false").inc()
+            if opened.cancelled:
+                metrics.TRANSITIONS.labels("CANCELLED").inc(len(opened.cancelled))
+            self.on_written()
+        log.info(
+            "recovery opened" if opened.created else "recovery was already open",
+            extra=logs.fields(
+                recovery_id=r.recovery_id,
+                application_id=r.application_id,
+                credit_code=r.credit_code,
+                amount_fen=r.amount_fen,
+                void_award=r.void_award,
+                tranches_cancelled=[t.tranche_id for t in opened.cancelled],
+                cap_released_fen=opened.released_fen,
+                opened_by=r.opened_by,
+            ),
+        )
+        return payout_pb2.OpenRecoveryResponse(recovery=recovery_to_proto(r), created=opened.created)
+
+
+def _subject(context: Any) -> str:
+    """Who opens the recovery: the authenticated caller's subject; with
+    authentication off (development), the x-subsidy-subject metadata, or ""."""
+    principal = current()
+    if principal is not None:
+        return principal.subject
+    metadata = dict(context.invocation_metadata() or ())
+    return str(metadata.get("x-subsidy-subject", "")).strip()[:200]
 
 
 def build_server(

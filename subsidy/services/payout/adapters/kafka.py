@@ -12,6 +12,14 @@ kafka-python in a thread each):
   (handlers.apply_payment). Left per record on purpose: payments are few (one
   per tranche, from finance), and a payment transaction that holds one firm
   lock can never deadlock with the decisions batch, which holds many;
+- ``subsidy.firms.v1``, group ``subsidy-payout-firms``: each FirmFacts
+  (per firm the highest feed_sequence kept; a tombstone: unknown to the
+  platform) in one transaction of its own (handlers.apply_firm_facts):
+  facts that fail the release gate hold the firm's DUE tranches at once.
+  A record that is not usable (bad key, not FirmFacts, key and credit code
+  differ, no sequence, facts dated after today) goes to subsidy.firms.v1.dlq;
+- ``subsidy.payments.v1`` also carries finance's RecoveryConfirmed, told
+  by its ce_type header (ADR 0017): handlers.apply_recovery_confirmation;
 - ``subsidy.notices.v1``, group ``subsidy-payout-notices``: each LinePayable
   (the grant becomes PAYABLE, its tranches are scheduled) and LineWithdrawn
   (the grant becomes WITHDRAWN, its cap reservation released) applied in one
@@ -50,6 +58,7 @@ from typing import Any
 from subsidy.contracts import cloudevents, topics
 from subsidy.core.domain import Decision
 from subsidy.platform import logs
+from subsidy.platform.clock import Clock
 from subsidy.platform.consumer import KafkaRecordLoop
 from subsidy.services.payout import handlers, metrics
 from subsidy.services.payout.adapters.store import SqlStore
@@ -186,7 +195,8 @@ class DecisionApplier:
 
 
 class PaymentApplier:
-    """subsidy.payments.v1 → tranche PAID."""
+    """subsidy.payments.v1 → tranche PAID; a record typed RecoveryConfirmed
+    (its ce_type header, ADR 0017) → the recovery's recovered amount."""
 
     consumer_name = "payout-payments"
 
@@ -198,6 +208,8 @@ class PaymentApplier:
         self.now = now
 
     def __call__(self, record: Any) -> str:
+        if handlers.is_recovery_confirmed(record.headers):
+            return self._recovery(record)
         try:
             payment = handlers.parse_payment(record.value)
             result, tranche = handlers.apply_payment(self.store, payment, self.now())
@@ -221,6 +233,100 @@ class PaymentApplier:
         else:
             log.info("payment repeated: already applied, ignored", extra=where)
         return result
+
+    def _recovery(self, record: Any) -> str:
+        try:
+            confirmation = handlers.parse_recovery_confirmed(record.value)
+            result, recovery, released = handlers.apply_recovery_confirmation(self.store, confirmation, self.now())
+        except Rejected as exc:
+            metrics.RECOVERY_CONFIRMATIONS.labels("dead_letter").inc()
+            log.warning(
+                "recovery confirmation rejected: dead-lettered",
+                extra=logs.fields(partition=record.partition, offset=record.offset, reason=str(exc)[:300]),
+            )
+            raise
+        metrics.RECOVERY_CONFIRMATIONS.labels(result).inc()
+        where = dict(
+            confirmation_id=confirmation.confirmation_id,
+            recovery_id=confirmation.recovery_id,
+            credit_code=confirmation.credit_code,
+            amount_fen=confirmation.amount_fen,
+            partition=record.partition,
+            offset=record.offset,
+        )
+        if result == "applied":
+            assert recovery is not None
+            metrics.RECOVERED_FEN.inc(confirmation.amount_fen)
+            log.info(
+                "recovery confirmed",
+                extra=logs.fields(
+                    **where, recovered_fen=recovery.recovered_fen, status=recovery.status, released_fen=released
+                ),
+            )
+            self.on_written()
+        else:
+            log.info("recovery confirmation repeated: already applied, ignored", extra=logs.fields(**where))
+        return result
+
+
+class FirmFactsApplier:
+    """subsidy.firms.v1 → payout's copy of each firm's latest facts (what the
+    release gate reads); facts that fail the gate hold the firm's DUE
+    tranches at once. ``on_written`` wakes the relay and the scheduler (a
+    restored firm's held tranches are released by the scheduler)."""
+
+    consumer_name = "payout-firms"
+
+    def __init__(
+        self,
+        store: SqlStore,
+        clock: Clock,
+        grace_days: handlers.GraceDays,
+        on_written: Callable[[], None] = lambda: None,
+        now: Callable[[], dt.datetime] = utcnow,
+    ):
+        self.store = store
+        self.clock = clock
+        self.grace_days = grace_days
+        self.on_written = on_written
+        self.now = now
+
+    def __call__(self, record: Any) -> str:
+        today = self.clock.today()
+        try:
+            standing, name = handlers.parse_firm_facts(record.key, record.value, today)
+            applied = handlers.apply_firm_facts(self.store, standing, name, today, self.now(), self.grace_days)
+        except Rejected as exc:
+            metrics.FIRM_FACTS.labels("dead_letter").inc()
+            log.warning(
+                "firm facts rejected: dead-lettered",
+                extra=logs.fields(partition=record.partition, offset=record.offset, reason=str(exc)[:300]),
+            )
+            raise
+        metrics.FIRM_FACTS.labels(applied.result).inc()
+        where = dict(
+            credit_code=standing.credit_code,
+            known=standing.known,
+            feed_sequence=standing.feed_sequence,
+            as_of=standing.as_of.isoformat() if standing.as_of else "",
+            gate="pass" if applied.gate.passes else "fail",
+            gate_codes=list(applied.gate.codes),
+            partition=record.partition,
+            offset=record.offset,
+        )
+        if applied.result != "applied":
+            log.info(f"firm facts {applied.result}: nothing written", extra=logs.fields(**where))
+            return applied.result
+        if applied.held:
+            metrics.TRANSITIONS.labels("HELD").inc(len(applied.held))
+            log.warning(
+                "firm no longer meets the scope: due tranches held",
+                extra=logs.fields(**where, tranche_ids=[t.tranche_id for t in applied.held[:20]]),
+            )
+        else:
+            log.info("firm facts applied", extra=logs.fields(**where))
+        self.on_written()
+        return applied.result
 
 
 class NoticeLineApplier:
@@ -331,6 +437,29 @@ def notices_consumer(
         bootstrap,
         topic=topics.NOTICES.name,
         dlq_topic=topics.NOTICES_DLQ.name,
+        group_id=group_id,
+        **kwargs,
+    )
+
+
+def firms_consumer(
+    store: SqlStore,
+    bootstrap: str,
+    group_id: str,
+    clock: Clock,
+    grace_days: handlers.GraceDays,
+    on_written: Callable[[], None],
+    **kwargs: Any,
+) -> KafkaRecordLoop:
+    """subsidy.firms.v1 (compacted; read from the earliest offset by a new
+    group, so payout learns every firm's latest facts), dead letters to
+    subsidy.firms.v1.dlq."""
+    return record_loop(
+        FirmFactsApplier.consumer_name,
+        FirmFactsApplier(store, clock, grace_days, on_written),
+        bootstrap,
+        topic=topics.FIRMS.name,
+        dlq_topic=topics.FIRMS_DLQ.name,
         group_id=group_id,
         **kwargs,
     )

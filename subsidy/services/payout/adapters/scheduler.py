@@ -1,7 +1,8 @@
 """The scheduler: a periodic thread that marks SCHEDULED tranches whose due
-date has arrived (by the injected Clock) as DUE, with TrancheDue events, in
-one transaction (handlers.raise_tranches_due). Idempotent: a tranche already
-DUE is not marked again, so replicas may all run it."""
+date has arrived (by the injected Clock) as DUE, with TrancheDue events —
+or HELD when the firm fails the release gate — and releases or cancels held
+tranches, in one transaction (handlers.advance_tranches). Idempotent: a
+tranche already moved is not moved again, so replicas may all run it."""
 
 from __future__ import annotations
 
@@ -30,8 +31,10 @@ class Scheduler(WorkerThread):
         interval_s: float = 60.0,
         on_written: Callable[[], None] = lambda: None,
         now: Callable[[], dt.datetime] = utcnow,
+        grace_days: handlers.GraceDays | None = None,
     ):
         super().__init__("payout-scheduler", log)
+        self.grace_days = grace_days
         self.store = store
         self.clock = clock
         self.now = now
@@ -39,18 +42,43 @@ class Scheduler(WorkerThread):
         self.on_written = on_written
 
     def run_once(self) -> int:
+        """One pass of handlers.advance_tranches; the number of tranches it moved."""
         today = self.clock.today()
-        marked = handlers.raise_tranches_due(self.store, today, self.now())
-        if marked:
-            metrics.TRANSITIONS.labels("DUE").inc(len(marked))
+        done = handlers.advance_tranches(self.store, today, self.now(), self.grace_days)
+        day = today.isoformat()
+        if done.due:
+            metrics.TRANSITIONS.labels("DUE").inc(len(done.due))
             log.info(
                 "tranches due",
+                extra=logs.fields(today=day, tranches=len(done.due), tranche_ids=[t.tranche_id for t in done.due[:20]]),
+            )
+        if done.held:
+            metrics.TRANSITIONS.labels("HELD").inc(len(done.held))
+            log.warning(
+                "tranches held: the firm no longer meets the scope",
                 extra=logs.fields(
-                    today=today.isoformat(), tranches=len(marked), tranche_ids=[t.tranche_id for t in marked[:20]]
+                    today=day,
+                    tranches=len(done.held),
+                    tranche_ids=[t.tranche_id for t in done.held[:20]],
+                    reason=done.held[0].hold_reason[:200],
                 ),
             )
+        if done.released:
+            metrics.RELEASED.inc(len(done.released))
+            log.info(
+                "held tranches released: facts restored within the grace",
+                extra=logs.fields(today=day, tranche_ids=[t.tranche_id for t in done.released[:20]]),
+            )
+        if done.cancelled:
+            metrics.TRANSITIONS.labels("CANCELLED").inc(len(done.cancelled))
+            log.warning(
+                "held tranches cancelled: the hold grace is over",
+                extra=logs.fields(today=day, tranche_ids=[t.tranche_id for t in done.cancelled[:20]]),
+            )
+        moved = len(done.due) + len(done.held) + len(done.cancelled)
+        if moved:
             self.on_written()
-        return len(marked)
+        return moved
 
     def _run(self) -> None:
         while not self._stop.is_set():

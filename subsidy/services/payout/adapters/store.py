@@ -48,6 +48,7 @@ from contextlib import AbstractContextManager as ContextManager
 from typing import Any
 
 from subsidy.core.domain import Decision
+from subsidy.core.release import FirmStanding
 from subsidy.platform import migrations
 from subsidy.platform.db import Database, Transaction
 from subsidy.platform.outbox import OutboxMessage, OutboxRow, OutboxTable, Published, encode_headers
@@ -56,12 +57,15 @@ from subsidy.services.payout.adapters.migrations import HISTORY
 from subsidy.services.payout.model import (
     CANCELLED,
     DUE,
+    HELD,
     PAID,
     SCHEDULED,
     GrantRow,
     GrantState,
     InboxRow,
     Payment,
+    RecoveryConfirmation,
+    RecoveryRow,
     TrancheQuery,
     TrancheRow,
     UsageRow,
@@ -73,7 +77,7 @@ RELAY_LOCK_KEY = 0x5042_4F55  # "PBOU"
 
 _TRANCHE_COLUMNS = (
     "tranche_id, application_id, credit_code, clause, number, amount_fen, due_on, budget_year, status, "
-    "paid_on, payment_id"
+    "paid_on, payment_id, held_on, hold_until, hold_reason, hold_count"
 )
 
 
@@ -90,6 +94,10 @@ def _tranche(raw: tuple) -> TrancheRow:
         status=raw[8],
         paid_on=raw[9] or "",
         payment_id=raw[10] or "",
+        held_on=raw[11] or "",
+        hold_until=raw[12] or "",
+        hold_reason=raw[13] or "",
+        hold_count=int(raw[14] or 0),
     )
 
 
@@ -134,7 +142,7 @@ class SqlInbox:
 _GRANT_COLUMNS = (
     "application_id, decision_id, credit_code, clause, outcome, policy_version, max_award_fen, granted_fen, "
     "decision_year, reasons, trace_id, state, uses, tranche_shares, submitted_on, notice_id, payable_on, "
-    "withdrawn_on, withdraw_reason"
+    "withdrawn_on, withdraw_reason, void, cap_released_fen"
 )
 
 
@@ -160,6 +168,8 @@ def _grant(r: tuple) -> GrantRow:
         payable_on=r[16] or "",
         withdrawn_on=r[17] or "",
         withdraw_reason=r[18] or "",
+        void=r[19] == "1",
+        cap_released_fen=int(r[20] or 0),
     )
 
 
@@ -222,6 +232,22 @@ class SqlGrants:
                 (credit_code,),
             )
         ]
+
+    def get(self, application_id: str) -> GrantRow | None:
+        raw = self.tx.one(f"SELECT {_GRANT_COLUMNS} FROM payout_grants WHERE application_id = ?", (application_id,))
+        return _grant(raw) if raw else None
+
+    def declare_void(self, application_id: str, at: str) -> None:
+        self.tx.execute(
+            "UPDATE payout_grants SET void = '1', state_changed_at = ? WHERE application_id = ?", (at, application_id)
+        )
+
+    def add_cap_released(self, application_id: str, fen: int, at: str) -> None:
+        self.tx.execute(
+            "UPDATE payout_grants SET cap_released_fen = COALESCE(cap_released_fen, 0) + ?, state_changed_at = ? "
+            "WHERE application_id = ?",
+            (fen, at, application_id),
+        )
 
 
 class SqlTranches:
@@ -289,6 +315,47 @@ class SqlTranches:
             for r in self.tx.all(
                 f"SELECT {_TRANCHE_COLUMNS} FROM payout_tranches WHERE credit_code = ? ORDER BY application_id, number",
                 (credit_code,),
+            )
+        ]
+
+    def firms_held(self) -> list[str]:
+        return [
+            r[0]
+            for r in self.tx.all(
+                "SELECT DISTINCT credit_code FROM payout_tranches WHERE status = ? ORDER BY credit_code", (HELD,)
+            )
+        ]
+
+    def of_firm_in(self, credit_code: str, statuses: tuple[str, ...], due_by: str = "") -> list[TrancheRow]:
+        sql = (
+            f"SELECT {_TRANCHE_COLUMNS} FROM payout_tranches WHERE credit_code = ? "
+            f"AND status IN ({', '.join('?' for _ in statuses)})"
+        )
+        params: list[Any] = [credit_code, *statuses]
+        if due_by:
+            sql += " AND due_on <= ?"
+            params.append(due_by)
+        return [_tranche(r) for r in self.tx.all(sql + " ORDER BY due_on, tranche_id", params)]
+
+    def mark_held(self, tranche_id: str, held_on: str, hold_until: str, reason: str, at: str) -> None:
+        self.tx.execute(
+            "UPDATE payout_tranches SET status = ?, held_on = ?, hold_until = ?, hold_reason = ?, "
+            "hold_count = COALESCE(hold_count, 0) + 1, updated_at = ? WHERE tranche_id = ?",
+            (HELD, held_on, hold_until, reason, at, tranche_id),
+        )
+
+    def mark_released(self, tranche_id: str, at: str) -> None:
+        self.tx.execute(
+            "UPDATE payout_tranches SET status = ?, updated_at = ? WHERE tranche_id = ? AND status = ?",
+            (DUE, at, tranche_id, HELD),
+        )
+
+    def of_application(self, application_id: str) -> list[TrancheRow]:
+        return [
+            _tranche(r)
+            for r in self.tx.all(
+                f"SELECT {_TRANCHE_COLUMNS} FROM payout_tranches WHERE application_id = ? ORDER BY number",
+                (application_id,),
             )
         ]
 
@@ -370,6 +437,166 @@ class SqlPayments:
         )
 
 
+class SqlFacts:
+    def __init__(self, tx: Transaction):
+        self.tx = tx
+
+    def get(self, credit_code: str) -> FirmStanding | None:
+        raw = self.tx.one(
+            "SELECT credit_code, known, registered_in_district, tax_registered_in_district, "
+            "independent_legal_person, as_of, feed_sequence FROM payout_firm_facts WHERE credit_code = ?",
+            (credit_code,),
+        )
+        if raw is None:
+            return None
+        return FirmStanding(
+            credit_code=raw[0],
+            known=bool(raw[1]),
+            as_of=dt.date.fromisoformat(raw[5]) if raw[5] else None,
+            registered_in_district=bool(raw[2]),
+            tax_registered_in_district=bool(raw[3]),
+            independent_legal_person=bool(raw[4]),
+            feed_sequence=int(raw[6]),
+        )
+
+    def put(self, standing: FirmStanding, name: str, at: str) -> None:
+        self.tx.execute(
+            "INSERT INTO payout_firm_facts (credit_code, known, registered_in_district, tax_registered_in_district, "
+            "independent_legal_person, as_of, feed_sequence, name, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (credit_code) DO UPDATE SET known = excluded.known, "
+            "registered_in_district = excluded.registered_in_district, "
+            "tax_registered_in_district = excluded.tax_registered_in_district, "
+            "independent_legal_person = excluded.independent_legal_person, as_of = excluded.as_of, "
+            "feed_sequence = excluded.feed_sequence, name = excluded.name, updated_at = excluded.updated_at",
+            (
+                standing.credit_code,
+                int(standing.known),
+                int(standing.registered_in_district),
+                int(standing.tax_registered_in_district),
+                int(standing.independent_legal_person),
+                standing.as_of.isoformat() if standing.as_of else None,
+                standing.feed_sequence,
+                name,
+                at,
+            ),
+        )
+
+
+_RECOVERY_COLUMNS = (
+    "recovery_id, application_id, credit_code, clause, amount_fen, recovered_fen, reason, void_award, "
+    "opened_on, opened_by, status"
+)
+
+
+class SqlRecoveries:
+    def __init__(self, tx: Transaction):
+        self.tx = tx
+
+    def _rows(self, where: str, params: tuple) -> list[RecoveryRow]:
+        rows = self.tx.all(
+            f"SELECT {_RECOVERY_COLUMNS} FROM payout_recoveries WHERE {where} "
+            "ORDER BY application_id, opened_on, recovery_id",
+            params,
+        )
+        out = []
+        for r in rows:
+            allocations = tuple(
+                (str(t), int(f))
+                for t, f in self.tx.all(
+                    "SELECT tranche_id, amount_fen FROM payout_recovery_tranches WHERE recovery_id = ? "
+                    "ORDER BY position",
+                    (r[0],),
+                )
+            )
+            out.append(
+                RecoveryRow(
+                    recovery_id=r[0],
+                    application_id=r[1],
+                    credit_code=r[2],
+                    clause=r[3],
+                    allocations=allocations,
+                    amount_fen=int(r[4]),
+                    recovered_fen=int(r[5]),
+                    reason=r[6],
+                    void_award=bool(r[7]),
+                    opened_on=r[8],
+                    opened_by=r[9],
+                    status=r[10],
+                )
+            )
+        return out
+
+    def get(self, recovery_id: str) -> RecoveryRow | None:
+        rows = self._rows("recovery_id = ?", (recovery_id,))
+        return rows[0] if rows else None
+
+    def add(self, recovery: RecoveryRow, at: str) -> None:
+        self.tx.execute(
+            f"INSERT INTO payout_recoveries ({_RECOVERY_COLUMNS}, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                recovery.recovery_id,
+                recovery.application_id,
+                recovery.credit_code,
+                recovery.clause,
+                recovery.amount_fen,
+                recovery.recovered_fen,
+                recovery.reason,
+                int(recovery.void_award),
+                recovery.opened_on,
+                recovery.opened_by,
+                recovery.status,
+                at,
+                at,
+            ),
+        )
+        for position, (tranche_id, fen) in enumerate(recovery.allocations):
+            self.tx.execute(
+                "INSERT INTO payout_recovery_tranches (recovery_id, tranche_id, position, amount_fen) "
+                "VALUES (?, ?, ?, ?)",
+                (recovery.recovery_id, tranche_id, position, fen),
+            )
+
+    def claimed_fen(self, application_id: str) -> dict[str, int]:
+        return {
+            str(t): int(f)
+            for t, f in self.tx.all(
+                "SELECT rt.tranche_id, SUM(rt.amount_fen) FROM payout_recovery_tranches rt "
+                "JOIN payout_recoveries r ON r.recovery_id = rt.recovery_id WHERE r.application_id = ? "
+                "GROUP BY rt.tranche_id",
+                (application_id,),
+            )
+        }
+
+    def of_firm(self, credit_code: str) -> list[RecoveryRow]:
+        return self._rows("credit_code = ?", (credit_code,))
+
+    def add_recovered(self, recovery_id: str, fen: int, status: str, at: str) -> None:
+        self.tx.execute(
+            "UPDATE payout_recoveries SET recovered_fen = recovered_fen + ?, status = ?, updated_at = ? "
+            "WHERE recovery_id = ?",
+            (fen, status, at, recovery_id),
+        )
+
+
+class SqlConfirmations:
+    def __init__(self, tx: Transaction):
+        self.tx = tx
+
+    def has(self, confirmation_id: str) -> bool:
+        return (
+            self.tx.one("SELECT 1 FROM payout_recovery_confirmations WHERE confirmation_id = ?", (confirmation_id,))
+            is not None
+        )
+
+    def add(self, c: RecoveryConfirmation, at: str) -> None:
+        self.tx.execute(
+            "INSERT INTO payout_recovery_confirmations (confirmation_id, recovery_id, credit_code, amount_fen, "
+            "recovered_on, applied_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (c.confirmation_id, c.recovery_id, c.credit_code, c.amount_fen, c.recovered_on, at),
+        )
+
+
 class SqlOutbox:
     def __init__(self, tx: Transaction):
         self.tx = tx
@@ -395,6 +622,9 @@ class _Open:
     usage: SqlUsage
     payments: SqlPayments
     outbox: SqlOutbox
+    facts: SqlFacts
+    recoveries: SqlRecoveries
+    confirmations: SqlConfirmations
 
 
 class _NotCommitted(Exception):
@@ -434,6 +664,9 @@ class SqlStore(migrations.OwnedSchema):
             SqlUsage(tx),
             SqlPayments(tx),
             SqlOutbox(tx),
+            SqlFacts(tx),
+            SqlRecoveries(tx),
+            SqlConfirmations(tx),
         )
         return self
 
@@ -487,6 +720,18 @@ class SqlStore(migrations.OwnedSchema):
     def outbox(self) -> SqlOutbox:
         return self._current().outbox
 
+    @property
+    def facts(self) -> SqlFacts:
+        return self._current().facts
+
+    @property
+    def recoveries(self) -> SqlRecoveries:
+        return self._current().recoveries
+
+    @property
+    def confirmations(self) -> SqlConfirmations:
+        return self._current().confirmations
+
     # -- the outbox (relay) ------------------------------------------------------------------
 
     def relay_batch(self, publish: Callable[[list[OutboxRow]], Published], limit: int = 100) -> int | None:
@@ -514,3 +759,8 @@ class SqlStore(migrations.OwnedSchema):
                 tx.one("SELECT COUNT(*) FROM payout_tranches WHERE status = 'DUE' AND due_on < ?", (overdue_before,))[0]
             )
         return by_status, overdue
+
+    def recoveries_open(self) -> int:
+        """Recoveries not yet fully recovered (the gauge)."""
+        with self.db.transaction() as tx:
+            return int(tx.one("SELECT COUNT(*) FROM payout_recoveries WHERE status = 'OPEN'")[0])
