@@ -170,9 +170,10 @@ def _migration_histories() -> dict:
     from subsidy.services.intake.adapters.migrations import HISTORY as intake
     from subsidy.services.notify.adapters.migrations import HISTORY as notify
     from subsidy.services.payout.adapters.migrations import HISTORY as payout
+    from subsidy.services.registry_sync.adapters.migrations import HISTORY as registry_sync
     from subsidy.services.review.adapters.migrations import HISTORY as review
 
-    return {"intake": intake, "payout": payout, "notify": notify, "review": review}
+    return {"intake": intake, "payout": payout, "notify": notify, "review": review, "registry_sync": registry_sync}
 
 
 def _service_database_url(service: str) -> str:
@@ -182,11 +183,16 @@ def _service_database_url(service: str) -> str:
     from subsidy.services.intake.config import Settings as IntakeSettings
     from subsidy.services.notify.config import Settings as NotifySettings
     from subsidy.services.payout.config import Settings as PayoutSettings
+    from subsidy.services.registry_sync.config import Settings as RegistrySyncSettings
     from subsidy.services.review.config import Settings as ReviewSettings
 
-    settings = {"intake": IntakeSettings, "payout": PayoutSettings, "notify": NotifySettings, "review": ReviewSettings}[
-        service
-    ]
+    settings = {
+        "intake": IntakeSettings,
+        "payout": PayoutSettings,
+        "notify": NotifySettings,
+        "review": ReviewSettings,
+        "registry_sync": RegistrySyncSettings,
+    }[service]
     return settings.from_env().database_url
 
 
@@ -282,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--service",
         required=True,
-        choices=("intake", "payout", "notify", "review"),
+        choices=("intake", "payout", "notify", "review", "registry_sync"),
         help="whose database and migration history",
     )
     p.add_argument(

@@ -1,0 +1,1 @@
+"""registry-sync's adapters: the feed over HTTP, the store, the relay."""
