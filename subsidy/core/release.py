@@ -134,9 +134,11 @@ def after_hold(result: GateResult, until: dt.date, today: dt.date) -> AfterHold:
 def cancel_reason(result: GateResult, held_on: dt.date, until: dt.date) -> str:
     """TrancheCancelled's reason after a hold whose grace ran out."""
     why = result.reason or "企业信息恢复晚于宽限期"
-    return (
-        f"暂停拨付（{held_on.isoformat()}起）宽限期至{until.isoformat()}届满，企业仍不符合《政策》一、适用范围：{why}"
-    )
+    return f"暂停拨付（{_zh(held_on)}起）宽限期至{_zh(until)}届满，企业仍不符合《政策》一、适用范围：{why}"
+
+
+def _zh(day: dt.date) -> str:
+    return f"{day.year}年{day.month}月{day.day}日"
 
 
 # -- recovery (追回) --------------------------------------------------------------

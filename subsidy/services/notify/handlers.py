@@ -54,10 +54,13 @@ from subsidy.services.notify.model import (
     Notification,
     ObjectionResolved,
     PermanentDeliveryError,
+    RecoveryOpened,
     ReviewDecided,
     TrancheCancelled,
     TrancheDue,
+    TrancheHeld,
     TranchePaid,
+    TrancheReleased,
     TrancheScheduled,
 )
 from subsidy.services.notify.ports import Channel, Firms, NotificationLog
@@ -245,12 +248,54 @@ def _payout_fact(event: Any, kind: str, body: Any) -> Fact:
             cancelled_on=_day(body.cancelled_on, f"{kind}.cancelled_on"),
             reason=body.reason,
         )
-    raise InvalidEvent(f"event: unknown kind {kind!r}")  # pragma: no cover - the decoder knows the oneof
+    if kind in ("tranche_held", "tranche_released") and not body.tranche_id:
+        raise InvalidEvent(f"{kind}.tranche_id: is required")
+    if kind == "tranche_held":
+        if not body.reason:
+            raise InvalidEvent(f"{kind}.reason: is required (the firm is told why)")
+        return TrancheHeld(
+            tranche_id=body.tranche_id,
+            application_id=application_id,
+            clause=body.clause,
+            amount_fen=body.amount_fen,
+            due_on=_day(body.due_on, f"{kind}.due_on"),
+            held_on=_day(body.held_on, f"{kind}.held_on"),
+            hold_until=_day(body.hold_until, f"{kind}.hold_until"),
+            reason=body.reason,
+            facts_as_of=_day(body.facts_as_of, f"{kind}.facts_as_of"),
+        )
+    if kind == "tranche_released":
+        return TrancheReleased(
+            tranche_id=body.tranche_id,
+            application_id=application_id,
+            clause=body.clause,
+            amount_fen=body.amount_fen,
+            held_on=_day(body.held_on, f"{kind}.held_on"),
+            released_on=_day(body.released_on, f"{kind}.released_on"),
+        )
+    if kind == "recovery_opened":
+        if not body.reason:
+            raise InvalidEvent(f"{kind}.reason: is required (the firm is told why)")
+        if body.amount_fen <= 0:
+            raise InvalidEvent(f"{kind}.amount_fen: must be positive")
+        return RecoveryOpened(
+            recovery_id=body.recovery_id,
+            application_id=application_id,
+            clause=body.clause,
+            amount_fen=body.amount_fen,
+            reason=body.reason,
+            void_award=body.void_award,
+            opened_on=_day(body.opened_on, f"{kind}.opened_on"),
+            tranche_ids=tuple(body.tranche_ids),
+        )
+    raise InvalidEvent(f"event: unknown kind {kind!r}")
 
 
 #: Payout kinds no firm is told about: a withdrawn grant is told by the
-#: objection's outcome (ObjectionResolved UPHELD, subsidy.notices.v1).
-SILENT_PAYOUT_KINDS = ("grant_withdrawn",)
+#: objection's outcome (ObjectionResolved UPHELD, subsidy.notices.v1); money
+#: recovered is finance's record of what the firm itself paid back (the firm
+#: was told when the recovery was opened).
+SILENT_PAYOUT_KINDS = ("grant_withdrawn", "recovery_recorded")
 
 
 def parse_payout_event(value: bytes | None, trace_id: str | None = None) -> Event | None:

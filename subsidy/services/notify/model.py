@@ -32,6 +32,12 @@ OBJECTION_RESOLVED = "objection_resolved"
 GRANT_PAYABLE = "grant_payable"
 # A reviewer needs a document from the firm (ReviewEvent on subsidy.reviews.v1).
 INFORMATION_REQUESTED = "information_requested"
+# Release gates and recovery (issue 13, ADR 0017): a tranche held because the
+# firm no longer meets the scope, released when its facts are restored within
+# the grace (cancelled after it: TRANCHE_CANCELLED), a recovery (追回) opened.
+TRANCHE_HELD = "tranche_held"
+TRANCHE_RELEASED = "tranche_released"
+RECOVERY_OPENED = "recovery_opened"
 KINDS = (
     DECISION,
     GRANT_RECORDED,
@@ -45,6 +51,9 @@ KINDS = (
     OBJECTION_RESOLVED,
     GRANT_PAYABLE,
     INFORMATION_REQUESTED,
+    TRANCHE_HELD,
+    TRANCHE_RELEASED,
+    RECOVERY_OPENED,
 )
 
 
@@ -223,6 +232,49 @@ class TrancheCancelled:
     reason: str
 
 
+@dataclasses.dataclass(frozen=True)
+class TrancheHeld:
+    """The release gate held the tranche: why, and until when the firm may
+    put it right (hold_until, the grace's last day)."""
+
+    KIND: ClassVar[str] = TRANCHE_HELD
+    tranche_id: str
+    application_id: str
+    clause: str
+    amount_fen: int
+    due_on: dt.date | None
+    held_on: dt.date | None
+    hold_until: dt.date | None
+    reason: str
+    facts_as_of: dt.date | None = None  # None: the platform no longer knows the firm
+
+
+@dataclasses.dataclass(frozen=True)
+class TrancheReleased:
+    KIND: ClassVar[str] = TRANCHE_RELEASED
+    tranche_id: str
+    application_id: str
+    clause: str
+    amount_fen: int
+    held_on: dt.date | None
+    released_on: dt.date | None
+
+
+@dataclasses.dataclass(frozen=True)
+class RecoveryOpened:
+    """A reviewer opened a recovery (追回) of money paid to the firm."""
+
+    KIND: ClassVar[str] = RECOVERY_OPENED
+    recovery_id: str
+    application_id: str
+    clause: str
+    amount_fen: int
+    reason: str
+    void_award: bool
+    opened_on: dt.date | None
+    tranche_ids: tuple[str, ...]
+
+
 Fact = (
     DecisionMade
     | GrantRecorded
@@ -236,6 +288,9 @@ Fact = (
     | ObjectionResolved
     | GrantPayable
     | InformationRequested
+    | TrancheHeld
+    | TrancheReleased
+    | RecoveryOpened
 )
 
 

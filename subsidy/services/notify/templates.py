@@ -29,11 +29,14 @@ from subsidy.services.notify.model import (
     InformationRequested,
     NoticeListed,
     ObjectionResolved,
+    RecoveryOpened,
     Rendered,
     ReviewDecided,
     TrancheCancelled,
     TrancheDue,
+    TrancheHeld,
     TranchePaid,
+    TrancheReleased,
     TrancheScheduled,
 )
 
@@ -54,6 +57,9 @@ STEPS = {
     model.TRANCHE_PAID: "资金已拨付",
     model.TRANCHE_CANCELLED: "拨付已取消",
     model.GRANT_PAYABLE: "公示期满，资助可拨付",
+    model.TRANCHE_HELD: "拨付已暂停",
+    model.TRANCHE_RELEASED: "暂停已解除，资金待拨付",
+    model.RECOVERY_OPENED: "资金追回",
 }
 
 #: A GrantRecorded of a RESERVED grant (since the notice gate): its own texts.
@@ -256,6 +262,71 @@ SMS = {
 }
 
 
+# -- release gates and recovery (issue 13, ADR 0017) -----------------------------------
+
+SUBJECTS.update(
+    {
+        model.TRANCHE_HELD: Template("【$programme】$tranche_id 拨付已暂停：$amount"),
+        model.TRANCHE_RELEASED: Template("【$programme】$tranche_id 暂停拨付已解除：$amount"),
+        model.RECOVERY_OPENED: Template("【$programme】申请 $application_id 资金追回通知：$amount"),
+    }
+)
+
+BODIES.update(
+    {
+        model.TRANCHE_HELD: Template(
+            "$firm：\n\n"
+            "贵单位申请 $application_id 的一笔资助款原定于$due_on拨付。拨付前核验发现，"
+            "根据政务数据平台的最新信息$facts_as_of，贵单位已不符合《政策》一、适用范围"
+            "（在松江区工商登记、税务登记且具有独立法人资格），该笔拨付自$held_on起暂停。\n\n"
+            "条款：$clause_text\n"
+            "结果：$outcome\n"
+            "本期金额：$amount\n"
+            "暂停原因：$reason\n"
+            "宽限期截止：$hold_until\n"
+            "拨付编号：$tranche_id\n\n"
+            "如上述信息有误或情况已变化，请于$hold_until前到工商、税务登记机关办理相关登记，"
+            "登记信息经政务数据平台更新后，该笔资金将恢复拨付。逾期仍不符合条件的，该笔拨付将被取消。"
+            "如有疑问，请与松江区经济委员会联系。" + _FOOTER
+        ),
+        model.TRANCHE_RELEASED: Template(
+            "$firm：\n\n"
+            "贵单位申请 $application_id 的一笔资助款自$held_on起暂停拨付。经核验，贵单位的登记信息已恢复，"
+            "符合《政策》一、适用范围，该笔拨付已于$released_on解除暂停，将按程序拨付。\n\n"
+            "条款：$clause_text\n"
+            "结果：$outcome\n"
+            "本期金额：$amount\n"
+            "拨付编号：$tranche_id" + _FOOTER
+        ),
+        model.RECOVERY_OPENED: Template(
+            "$firm：\n\n"
+            "经审核，贵单位申请 $application_id 已拨付的资助资金须予追回。\n\n"
+            "条款：$clause_text\n"
+            "追回金额：$amount\n"
+            "追回原因：$reason\n"
+            "涉及拨付：$tranches\n"
+            "$void_text"
+            "决定日期：$opened_on\n"
+            "追回编号：$recovery_id\n\n"
+            "区财政部门将与贵单位联系办理退款手续，请按通知将上述款项退回。"
+            "如有异议，请与松江区经济委员会联系。" + _FOOTER
+        ),
+    }
+)
+
+SMS.update(
+    {
+        model.TRANCHE_HELD: Template(
+            "【松江区经委】资助款$amount$clause_short暂停拨付：$reason。请于$hold_until前办理登记，逾期取消。详见邮件。"
+        ),
+        model.TRANCHE_RELEASED: Template("【松江区经委】资助款$amount$clause_short已解除暂停，将按程序拨付。"),
+        model.RECOVERY_OPENED: Template(
+            "【松江区经委】贵单位申请$application_id$clause_short须退回已拨资金$amount：$reason。详见邮件。"
+        ),
+    }
+)
+
+
 def date_zh(day: dt.date | None) -> str:
     """2026-01-15 -> '2026年1月15日'; no date -> '未定'."""
     if day is None:
@@ -370,6 +441,17 @@ def _fact_values(fact: model.Fact, titles: Mapping[str, str]) -> dict[str, str]:
             "resolved_on": date_zh(fact.resolved_on),
         }
     values = {"outcome": STEPS[fact.KIND], **_clause(fact.clause, titles)}
+    if isinstance(fact, RecoveryOpened):
+        return {
+            **values,
+            "application_id": fact.application_id or "—",
+            "recovery_id": fact.recovery_id or "—",
+            "amount": yuan(fact.amount_fen),
+            "reason": fact.reason,
+            "tranches": "、".join(fact.tranche_ids) or "—",
+            "void_text": "该项资助已被认定无效，尚未拨付的款项不再拨付。\n" if fact.void_award else "",
+            "opened_on": date_zh(fact.opened_on),
+        }
     if isinstance(fact, GrantPayable):
         return {
             **values,
@@ -405,6 +487,23 @@ def _fact_values(fact: model.Fact, titles: Mapping[str, str]) -> dict[str, str]:
         return {**values, "paid_on": date_zh(fact.paid_on), "payment_id": fact.payment_id or "—"}
     if isinstance(fact, TrancheCancelled):
         return {**values, "cancelled_on": date_zh(fact.cancelled_on), "reason": fact.reason or "未说明"}
+    if isinstance(fact, TrancheHeld):
+        return {
+            **values,
+            "application_id": fact.application_id or "—",
+            "due_on": date_zh(fact.due_on),
+            "held_on": date_zh(fact.held_on),
+            "hold_until": date_zh(fact.hold_until),
+            "facts_as_of": f"（截至{date_zh(fact.facts_as_of)}）" if fact.facts_as_of else "",
+            "reason": fact.reason,
+        }
+    if isinstance(fact, TrancheReleased):
+        return {
+            **values,
+            "application_id": fact.application_id or "—",
+            "held_on": date_zh(fact.held_on),
+            "released_on": date_zh(fact.released_on),
+        }
     raise TypeError(f"no texts for {type(fact).__name__}")  # pragma: no cover - Fact is closed
 
 

@@ -321,3 +321,92 @@ def information_requested(app="SJ-2025-0014", number=1, missing="请提供融资
             requested_by="reviewer-zhang",
         ),
     )
+
+
+# -- release gates and recovery (issue 13) -----------------------------------------
+
+
+def tranche_held(
+    app="SJ-2025-0015", number=1, amount=88888889, facts_as_of="2026-01-12", reason="工商登记已不在松江区"
+):
+    tid = f"{app}/tranche-{number}"
+    return payout_pb2.PayoutEvent(
+        event_id=f"held:{tid}#1",
+        tranche_held=payout_pb2.TrancheHeld(
+            tranche_id=tid,
+            application_id=app,
+            credit_code=FIRM,
+            clause="2",
+            amount_fen=amount,
+            due_on="2026-02-20",
+            budget_year=2026,
+            held_on="2026-02-20",
+            hold_until="2026-05-21",
+            reason=reason,
+            facts_as_of=facts_as_of,
+            reason_codes=["REGISTERED_OUTSIDE_DISTRICT"],
+        ),
+    )
+
+
+def tranche_released(app="SJ-2025-0015", number=1, amount=88888889):
+    tid = f"{app}/tranche-{number}"
+    return payout_pb2.PayoutEvent(
+        event_id=f"released:{tid}#1",
+        tranche_released=payout_pb2.TrancheReleased(
+            tranche_id=tid,
+            application_id=app,
+            credit_code=FIRM,
+            clause="2",
+            amount_fen=amount,
+            held_on="2026-02-20",
+            released_on="2026-03-15",
+            facts_as_of="2026-03-14",
+        ),
+    )
+
+
+def cancelled_after_grace(app="SJ-2025-0016", number=1, amount=88888889):
+    event = cancelled(app=app, number=number, amount=amount)
+    event.tranche_cancelled.reason = (
+        "暂停拨付（2026年2月20日起）宽限期至2026年5月21日届满，企业仍不符合《政策》一、适用范围：税务登记已不在松江区"
+    )
+    event.tranche_cancelled.cancelled_on = "2026-05-22"
+    return event
+
+
+def recovery_opened(app="SJ-2025-0001", amount=50000000, void=False, reason="经核查，申报的研发投入存在虚报"):
+    rid = f"{app}/recovery-0123456789abcdef"
+    return payout_pb2.PayoutEvent(
+        event_id=f"recovery:{rid}",
+        recovery_opened=payout_pb2.RecoveryOpened(
+            recovery_id=rid,
+            application_id=app,
+            decision_id=f"{app}@2024.1+abc",
+            credit_code=FIRM,
+            clause="2",
+            tranche_ids=[f"{app}/tranche-0", f"{app}/tranche-1"],
+            amount_fen=amount,
+            reason=reason,
+            void_award=void,
+            opened_on="2026-06-01",
+        ),
+    )
+
+
+def recovery_recorded(app="SJ-2025-0001"):
+    rid = f"{app}/recovery-0123456789abcdef"
+    return payout_pb2.PayoutEvent(
+        event_id="recovered:RC-1",
+        recovery_recorded=payout_pb2.RecoveryRecorded(
+            recovery_id=rid,
+            application_id=app,
+            credit_code=FIRM,
+            clause="2",
+            confirmation_id="RC-1",
+            amount_fen=50000000,
+            recovered_on="2026-06-20",
+            recovered_fen=50000000,
+            outstanding_fen=0,
+        ),
+    )

@@ -34,6 +34,7 @@ from notify_fakes import (
     FakeFirms,
     FakeLog,
     cancelled,
+    cancelled_after_grace,
     decision,
     due,
     firm_record,
@@ -44,9 +45,12 @@ from notify_fakes import (
     notice_published,
     objection_resolved,
     paid,
+    recovery_opened,
     reserved,
     reviewed,
     scheduled,
+    tranche_held,
+    tranche_released,
 )
 
 GOLDEN = Path(__file__).with_name("golden_notifications.json")
@@ -106,6 +110,17 @@ def _records() -> list:
         (topics.NOTICES, objection_resolved("UPHELD", objection="O-4", reasons="")),
         (topics.PAYOUTS, grant_payable()),
         (topics.REVIEWS, information_requested()),
+        # Release gates and recovery (issue 13): held (the facts' day; a firm the
+        # platform no longer knows), released, cancelled after the grace, recovered.
+        (topics.PAYOUTS, tranche_held()),
+        (
+            topics.PAYOUTS,
+            tranche_held(app="SJ-2025-0016", facts_as_of="", reason="政务数据平台已无该企业的登记信息"),
+        ),
+        (topics.PAYOUTS, tranche_released()),
+        (topics.PAYOUTS, cancelled_after_grace()),
+        (topics.PAYOUTS, recovery_opened()),
+        (topics.PAYOUTS, recovery_opened(app="SJ-2025-0010", amount=100000050, void=True, reason="骗取资助，认定无效")),
     ]
     return [
         SimpleNamespace(topic=topic.name, value=m.SerializeToString(), key=b"", partition=0, offset=i, headers=[])
@@ -154,6 +169,9 @@ def test_the_golden_file_covers_every_event_kind_and_every_outcome():
         "resolved",
         "payable",
         "info-requested",
+        "held",
+        "released",
+        "recovery",
     }
     subjects = "".join(g["subject"] for g in golden)
     for outcome in ("符合支持条件", "不符合支持条件", "需人工复核", "已转至相关基金办理"):
@@ -161,6 +179,8 @@ def test_the_golden_file_covers_every_event_kind_and_every_outcome():
     for outcome in ("审核结果：审核通过", "审核结果：审核未通过", "已转人工审核", "（待公示）", "公示名单"):
         assert outcome in subjects
     for outcome in ("异议成立", "异议不成立", "资助可拨付", "需补充材料"):
+        assert outcome in subjects
+    for outcome in ("拨付已暂停", "暂停拨付已解除", "资金追回通知"):
         assert outcome in subjects
 
 

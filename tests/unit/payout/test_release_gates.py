@@ -174,7 +174,7 @@ class TestAfterTheHold:
         assert kinds(uow, before) == [("tranche_cancelled", f"cancelled:{t0}")]
         cancelled = body(uow, f"cancelled:{t0}")
         assert cancelled.cancelled_on == "2025-05-22"
-        assert "宽限期至2025-05-21届满" in cancelled.reason and "工商登记已不在松江区" in cancelled.reason
+        assert "宽限期至2025年5月21日届满" in cancelled.reason and "工商登记已不在松江区" in cancelled.reason
         assert advance(uow, "2025-05-23").cancelled == []
 
     def test_facts_restored_after_the_grace_do_not_release_it(self):
