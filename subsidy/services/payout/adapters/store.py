@@ -218,7 +218,7 @@ class SqlGrants:
     def set_state(self, application_id: str, state: GrantState, notice_id: str, day: str, reason: str, at: str) -> None:
         column = "payable_on" if state == GrantState.PAYABLE else "withdrawn_on"
         self.tx.execute(
-            f"UPDATE payout_grants SET state = ?, notice_id = ?, {column} = ?, withdraw_reason = ?, "
+            f"UPDATE payout_grants SET state = ?, notice_id = ?, {column} = ?, withdraw_reason = ?, "  # nosec B608 - the column is one of two constants, values bound
             "state_changed_at = ? WHERE application_id = ?",
             (state.value, notice_id, day, reason or None, at, application_id),
         )
@@ -532,7 +532,7 @@ class SqlRecoveries:
 
     def add(self, recovery: RecoveryRow, at: str) -> None:
         self.tx.execute(
-            f"INSERT INTO payout_recoveries ({_RECOVERY_COLUMNS}, created_at, updated_at) "
+            f"INSERT INTO payout_recoveries ({_RECOVERY_COLUMNS}, created_at, updated_at) "  # nosec B608 - a constant column list, values bound
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 recovery.recovery_id,
