@@ -25,7 +25,7 @@ class Settings:
     # Between rounds when caught up; after a failed round the wait doubles up to the cap.
     poll_interval_s: float = 5.0
     failure_max_backoff_s: float = 300.0
-    metrics_address: str = "127.0.0.1:9469"
+    metrics_address: str = "127.0.0.1:9470"  # empty or "off": no metrics endpoint
     grace_s: float = 5.0
     health_interval_s: float = 1.0
     # The relay failing (Kafka down) this long turns health NOT_SERVING.
