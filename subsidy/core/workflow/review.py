@@ -179,7 +179,12 @@ class ReviewItem:
         return "max_award_fen", self.decision.max_award_fen
 
     def needs_second(self, amount_fen: int, workflow: Workflow) -> bool:
-        return self.manual or amount_fen >= workflow.four_eyes_threshold_fen
+        """workflow.md: "Any manual amount, and any amount at or above the
+        four-eyes threshold, needs a second reviewer's approval." An amount a
+        reviewer lowered is a manual amount too: otherwise one person could
+        set an award just under the threshold alone."""
+        lowered = amount_fen != self.decision.max_award_fen
+        return self.manual or lowered or amount_fen >= workflow.four_eyes_threshold_fen
 
 
 def new_item(decision: Decision, queued_on: dt.date) -> ReviewItem:

@@ -170,16 +170,18 @@ def test_amounts_above_the_ceiling_or_the_limit_are_refused_naming_the_field():
     )
 
 
-def test_a_lowered_computed_award_below_the_threshold_needs_one_reviewer():
+def test_a_lowered_computed_award_is_a_manual_amount_and_needs_a_second_reviewer_even_below_the_threshold():
     uow = FakeUnitOfWork()
     item_id = queued(uow, decision("APP-2", ELIGIBLE, "1.purchase", 150_000_000))
     handlers.claim(uow, item_id, ALICE, NOW)
     item = decide(uow, item_id, result="APPROVED", amount_fen=90_000_000, basis="核减至可支持部分")
-    assert item.status == review.APPROVED
+    assert item.status == review.AWAITING_SECOND
+    assert events_of(uow, topics.DECISIONS.name) == [], "nothing published on one person's word"
+    handlers.second_approve(uow, item_id, BOB, WF, TODAY, NOW)
     (published,) = events_of(uow, topics.DECISIONS.name)
     reviewed = codec.decision_from_proto(decision_pb2.Decision.FromString(published.value))
     assert reviewed.max_award_fen == 90_000_000 and sum(e.amount_fen for e in reviewed.entitlements) == 90_000_000
-    assert reviewed.review.reviewers == ("alice",)
+    assert reviewed.review.reviewers == ("alice", "bob")
 
 
 def test_steps_on_a_closed_item_are_refused_and_change_nothing():

@@ -223,10 +223,14 @@ def test_claim_then_approve_above_threshold_needs_a_second_reviewer():
         review.claim(done, "carol")
 
 
-def test_lowering_below_the_threshold_needs_no_second_reviewer():
+def test_a_lowered_amount_is_a_manual_amount_and_needs_a_second_reviewer_even_below_the_threshold():
+    """Else one person could set an award just under the four-eyes threshold alone."""
     item = review.claim(review.new_item(decision(), D(2025, 6, 2)), "alice")
     item = review.decide(item, "alice", review.APPROVED, WF, AT, amount_fen=99_999_999, basis="压减")
-    assert item.status == review.APPROVED and item.decided_at == AT
+    assert item.status == review.AWAITING_SECOND and item.decided_at == ""
+    with pytest.raises(review.PermissionDenied):
+        review.second_approve(item, "alice", AT)
+    assert review.second_approve(item, "bob", AT).status == review.APPROVED
 
 
 def test_amount_above_the_ceiling_is_refused_naming_the_field():
