@@ -430,6 +430,12 @@ def test_finance_sees_the_tranches_and_exports_the_csv(console):
     console.open(f"/firms/{HELD['firm']['credit_code']}")
     assert "可拨付" in console.find("#grants").text
     console.shot("13-firm-ledger")
+    # Finance cancels the last tranche of the held application (payout's CancelTranche, as 王芳).
+    form = console.all("#firm-tranches form.cancel-form")[-1]
+    form.find_element("css selector", "input[name=reason]").send_keys("企业迁出本区（演示）")
+    form.find_element("css selector", "button.cancel").click()
+    console.wait_text("#done", "该笔拨付已取消")
+    assert "已取消" in console.find("#firm-tranches").text
 
 
 def test_an_enterprise_sees_only_its_own_firm(console):

@@ -31,6 +31,8 @@ from subsidy.v1 import payout_pb2, review_pb2
 
 #: The longest free text a form takes (the review rules' own limit).
 TEXT_MAX = 2000
+#: The longest reason payout takes for a cancellation or a recovery.
+REASON_MAX = 1000
 #: The longest id or code a form or URL takes.
 ID_MAX = 200
 #: At most this many pages are read for one listing (the finance CSV, a firm's applications).
@@ -365,6 +367,35 @@ async def firm(services: Services, person: Person, code: str) -> dict[str, Any]:
         label = TRANCHE_STATUS.get(t.status, "")
         by_status[label] = by_status.get(label, 0) + t.amount_fen
     return {"credit_code": code, "ledger": ledger, "tranches": tranches, "by_status": by_status}
+
+
+async def cancel_tranche(services: Services, person: Person, code: str, form: Mapping[str, Any]) -> Any:
+    firm_of(person, code)
+    tranche_id = identifier(str(form.get("tranche_id") or ""), "tranche_id", "拨付笔次")
+    reason = text(form, "reason", "取消理由", limit=REASON_MAX)
+    return await services.cancel_tranche(person, tranche_id, reason)
+
+
+def values(form: Mapping[str, Any], name: str) -> list[str]:
+    """A field that may be sent several times (checkboxes)."""
+    value = form.get(name)
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+async def open_recovery(services: Services, person: Person, code: str, form: Mapping[str, Any]) -> Any:
+    """追回: the grant's application, the paid tranches (none chosen: every paid
+    one), the amount in 元, the reason, and whether the award is void."""
+    firm_of(person, code)
+    request = payout_pb2.OpenRecoveryRequest(
+        application_id=identifier(str(form.get("application_id") or ""), "application_id", "申请编号"),
+        tranche_ids=[identifier(t, "tranche_id", "拨付笔次") for t in values(form, "tranche_id")],
+        amount_fen=amount_fen(form, "amount_yuan", "追回金额（元）"),
+        reason=text(form, "reason", "追回理由", limit=REASON_MAX),
+        void_award=str(form.get("void_award") or "") == "1",
+    )
+    return await services.open_recovery(person, request)
 
 
 # -- finance ----------------------------------------------------------------------------------

@@ -108,6 +108,9 @@ APPLICATION_STATE = {
     7: "已撤回",
 }
 GRANT_STATE = {0: "可拨付", 1: "已预留（待公示）", 2: "可拨付", 3: "已撤回"}
-TRANCHE_STATUS = {0: "未知", 1: "已排期", 2: "应付", 3: "已支付", 4: "已取消"}
+TRANCHE_STATUS = {0: "未知", 1: "已排期", 2: "应付", 3: "已支付", 4: "已取消", 5: "暂缓（放款条件未满足）"}
 #: The statuses the finance page filters by, as ListTranches takes them.
-TRANCHE_STATUS_CODES = {"SCHEDULED": 1, "DUE": 2, "PAID": 3, "CANCELLED": 4}
+TRANCHE_STATUS_CODES = {"SCHEDULED": 1, "DUE": 2, "PAID": 3, "CANCELLED": 4, "HELD": 5}
+#: Tranches that may still be cancelled (payout: SCHEDULED, DUE, HELD).
+OPEN_TRANCHES = (1, 2, 5)
+RECOVERY_STATUS = {"OPEN": "追回中", "RECOVERED": "已追回"}

@@ -171,7 +171,44 @@ class FakeServices:
                 policy_version="2025.1",
                 reasons=[decision_pb2.Reason(code="AWARD_BASIS", clause="4", message=f"{name}：按第4项核定")],
             ),
-            grant=payout_pb2.Grant(decision_id=f"{app_id}@2025.1", granted_fen=50_000_000, state=1),
+            grant=payout_pb2.Grant(
+                application_id=app_id,
+                decision_id=f"{app_id}@2025.1",
+                granted_fen=50_000_000,
+                state=2,
+                paid_fen=25_000_000,
+                net_fen=25_000_000,
+                tranches=[
+                    payout_pb2.Tranche(
+                        tranche_id=f"{app_id}/tranche-0",
+                        application_id=app_id,
+                        credit_code=code,
+                        amount_fen=25_000_000,
+                        status=payout_pb2.TRANCHE_STATUS_PAID,
+                        paid_on="2026-10-20",
+                    ),
+                    payout_pb2.Tranche(
+                        tranche_id=f"{app_id}/tranche-1",
+                        application_id=app_id,
+                        credit_code=code,
+                        number=1,
+                        amount_fen=25_000_000,
+                        status=payout_pb2.TRANCHE_STATUS_HELD,
+                        held_on="2027-01-05",
+                        hold_until="2027-02-04",
+                        hold_reason="<i>企业迁出本区</i>",
+                    ),
+                ],
+                recoveries=[
+                    payout_pb2.Recovery(
+                        recovery_id=f"{app_id}/recovery-1",
+                        application_id=app_id,
+                        amount_fen=1_000_000,
+                        status="OPEN",
+                        reason="<b>发票不实</b>",
+                    )
+                ],
+            ),
         )
 
     def _check(self, person: Person, service: str, method: str, credit_code: str | None = None) -> None:
@@ -262,8 +299,21 @@ class FakeServices:
         return payout_pb2.GetLedgerResponse(
             credit_code=credit_code,
             grants=grants,
+            paid_fen=sum(g.paid_fen for g in grants),
+            recovered_fen=sum(g.recovered_fen for g in grants),
+            net_fen=sum(g.net_fen for g in grants),
             scopes=[payout_pb2.ScopeUsage(scope="4", limit="once", used_fen=50_000_000, cap_fen=50_000_000)],
         )
+
+    async def cancel_tranche(self, person: Person, tranche_id: str, reason: str) -> Any:
+        self._check(person, "PayoutService", "CancelTranche")
+        self.cancelled = (tranche_id, reason)
+        return payout_pb2.CancelTrancheResponse()
+
+    async def open_recovery(self, person: Person, request: Any) -> Any:
+        self._check(person, "PayoutService", "OpenRecovery")
+        self.recovery = request
+        return payout_pb2.OpenRecoveryResponse(created=True)
 
     async def list_tranches(
         self, person: Person, due_from: str, due_to: str, statuses: list[int], page_token: str

@@ -32,6 +32,8 @@ def request_for(route, services: FakeServices, role: str) -> tuple[str, dict]:
         "review_decide": {"result": "APPROVED", "amount_yuan": "100000", "basis": "按第4项核定"},
         "notice_publish": {"title": ""},
         "objection_lodge": {"line_id": services.notice.lines[0].line.line_id, "reason": "金额有误"},
+        "tranche_cancel": {"tranche_id": "A-1/tranche-1", "reason": "企业迁出本区"},
+        "recovery_open": {"application_id": "A-1", "amount_yuan": "10000", "reason": "发票不实"},
         "objection_resolve": {
             "objection_id": services.notice.lines[0].line.line_id + "/objection-1",
             "resolution": "DISMISSED",

@@ -80,7 +80,8 @@ def test_a_firm_page_shows_caps_grants_and_tranches(tmp_path):
     harness = make_harness(tmp_path)
     harness.sign_in("REVIEWER")
     page = harness.client.get(f"/firms/{harness.services.firm_a}").text
-    assert "500,000元" in page and "已预留（待公示）" in page
+    assert "500,000元" in page and "可拨付" in page
+    assert "已支付 250,000元" in page and "净额 250,000元" in page
 
 
 def test_the_timeline_of_an_application(tmp_path):
@@ -88,6 +89,7 @@ def test_the_timeline_of_an_application(tmp_path):
     status = harness.services.applications["A-1"]
     status.grant.notice_id = "notice-1"
     status.grant.payable_on = "2026-10-12"
+    del status.grant.tranches[:]
     status.grant.tranches.append(
         payout_pb2.Tranche(number=0, amount_fen=100, due_on="2026-10-20", budget_year=2026, status=1)
     )
@@ -129,3 +131,87 @@ def test_the_first_reviewer_sees_no_second_approval(tmp_path):
     harness.sign_in("REVIEWER")
     page = harness.client.get("/review/items/rv-1").text
     assert "四眼原则" in page and 'id="second"' not in page
+
+
+class TestHoldsAndRecoveries:
+    def test_a_held_tranche_and_a_recovery_on_the_firm_page(self, tmp_path):
+        harness = make_harness(tmp_path)
+        harness.sign_in("FINANCE")
+        page = harness.client.get(f"/firms/{harness.services.firm_a}").text
+        assert "暂缓（放款条件未满足）" in page and "2027-02-04" in page
+        assert "&lt;i&gt;企业迁出本区&lt;/i&gt;" in page and "&lt;b&gt;发票不实&lt;/b&gt;" in page
+        assert "追回中" in page
+        # finance may cancel the open (held) tranche, not the paid one; it opens no recovery
+        assert page.count('class="cancel"') == 1 and "登记追回" not in page
+
+    def test_a_reviewer_opens_a_recovery_of_paid_tranches(self, tmp_path):
+        harness = make_harness(tmp_path)
+        harness.sign_in("REVIEWER")
+        code = harness.services.firm_a
+        page = harness.client.get(f"/firms/{code}").text
+        assert 'value="A-1/tranche-0"' in page and 'value="A-1/tranche-1"' not in page  # paid ones only
+        assert 'class="cancel"' not in page
+        form = {
+            "csrf_token": harness.csrf(),
+            "application_id": "A-1",
+            "tranche_id": ["A-1/tranche-0"],
+            "amount_yuan": "10,000",
+            "reason": "发票不实",
+            "void_award": "1",
+        }
+        reply = harness.client.post(f"/firms/{code}/recoveries", data=form, follow_redirects=False)
+        assert reply.status_code == 303 and reply.headers["location"].endswith("done=recovery")
+        sent = harness.services.recovery
+        assert list(sent.tranche_ids) == ["A-1/tranche-0"] and sent.amount_fen == 1_000_000 and sent.void_award
+
+    @pytest.mark.parametrize(
+        ("form", "label"),
+        [
+            ({"amount_yuan": "", "reason": "r"}, "追回金额（元）"),
+            ({"amount_yuan": "-5", "reason": "r"}, "追回金额（元）"),
+            ({"amount_yuan": "5", "reason": ""}, "追回理由"),
+            ({"amount_yuan": "5", "reason": "长" * 1001}, "追回理由"),
+        ],
+    )
+    def test_a_bad_recovery_form_names_the_field(self, tmp_path, form, label):
+        harness = make_harness(tmp_path)
+        harness.sign_in("REVIEWER")
+        code = harness.services.firm_a
+        reply = harness.client.post(
+            f"/firms/{code}/recoveries", data={"csrf_token": harness.csrf(), "application_id": "A-1", **form}
+        )
+        assert reply.status_code == 400 and f"{label}：" in reply.text
+        assert not hasattr(harness.services, "recovery")
+
+    def test_finance_cancels_an_open_tranche_with_a_reason(self, tmp_path):
+        harness = make_harness(tmp_path)
+        harness.sign_in("OPERATOR")
+        code = harness.services.firm_a
+        reply = harness.client.post(
+            f"/firms/{code}/tranches/cancel", data={"csrf_token": harness.csrf(), "tranche_id": "A-1/tranche-1"}
+        )
+        assert reply.status_code == 400 and "取消理由：必须填写" in reply.text
+        assert not hasattr(harness.services, "cancelled")
+        reply = harness.client.post(
+            f"/firms/{code}/tranches/cancel",
+            data={"csrf_token": harness.csrf(), "tranche_id": "A-1/tranche-1", "reason": "企业迁出本区"},
+            follow_redirects=False,
+        )
+        assert reply.status_code == 303 and harness.services.cancelled == ("A-1/tranche-1", "企业迁出本区")
+
+    def test_the_finance_page_filters_held_tranches(self, tmp_path):
+        harness = make_harness(tmp_path)
+        harness.services.tranches.append(
+            payout_pb2.Tranche(
+                tranche_id="H-1/tranche-0",
+                status=payout_pb2.TRANCHE_STATUS_HELD,
+                due_on="2026-11-01",
+                hold_until="2026-12-01",
+                hold_reason="税务登记迁出",
+            )
+        )
+        harness.sign_in("FINANCE")
+        page = harness.client.get("/finance/tranches?status=HELD").text
+        assert "H-1/tranche-0" in page and "税务登记迁出" in page and "A-1/tranche-0" not in page
+        rows = harness.client.get("/finance/tranches.csv?status=HELD").text.splitlines()
+        assert rows[1].split(",")[9] == "HELD"

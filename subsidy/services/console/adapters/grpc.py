@@ -31,7 +31,9 @@ FIELD_LABELS = {
     "basis": ("basis", "核定依据"),
     "reasons": ("reasons", "理由"),
     "missing": ("missing", "须补充的材料"),
-    "reason": ("reason", "异议理由"),
+    "reason": ("reason", "理由"),
+    "application_id": ("application_id", "申请编号"),
+    "tranche_ids": ("tranche_id", "拨付笔次"),
     "line_id": ("line_id", "公示行"),
     "credit_code": ("credit_code", "统一社会信用代码"),
     "resolution": ("resolution", "处理结论"),
@@ -175,6 +177,13 @@ class GrpcServices:
     async def get_ledger(self, person: Person, credit_code: str) -> Any:
         request = payout_pb2.GetLedgerRequest(credit_code=credit_code)
         return await self._call(self._payout.GetLedger, request, person, "企业台账")
+
+    async def cancel_tranche(self, person: Person, tranche_id: str, reason: str) -> Any:
+        request = payout_pb2.CancelTrancheRequest(tranche_id=tranche_id, reason=reason)
+        return await self._call(self._payout.CancelTranche, request, person, "取消拨付")
+
+    async def open_recovery(self, person: Person, request: Any) -> Any:
+        return await self._call(self._payout.OpenRecovery, request, person, "追回")
 
     async def list_tranches(
         self, person: Person, due_from: str, due_to: str, statuses: list[int], page_token: str

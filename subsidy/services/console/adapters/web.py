@@ -119,6 +119,8 @@ def _environment() -> jinja2.Environment:
         OUTCOMES=model.OUTCOMES,
         LINE_STATUS=model.LINE_STATUS,
         OBJECTION_STATUS=model.OBJECTION_STATUS,
+        RECOVERY_STATUS=model.RECOVERY_STATUS,
+        OPEN_TRANCHES=model.OPEN_TRANCHES,
         APPLICATION_STATE=model.APPLICATION_STATE,
         GRANT_STATE=model.GRANT_STATE,
         TRANCHE_STATUS=model.TRANCHE_STATUS,
@@ -169,7 +171,11 @@ class Console:
             raise Forbidden("请求来源不符，已拒绝（跨站请求）。")
         if request.headers.get("sec-fetch-site") == "cross-site":
             raise Forbidden("请求来源不符，已拒绝（跨站请求）。")
-        form = dict(await request.form())
+        received = await request.form()
+        form: dict[str, Any] = {}
+        for key in received:
+            many = received.getlist(key)
+            form[key] = many if len(many) > 1 else many[0]
         sent = str(form.get("csrf_token") or request.headers.get("x-csrf-token") or "")
         expected = str(request.session.get("csrf") or "")
         if not expected or not sent or not hmac.compare_digest(sent.encode(), expected.encode()):
@@ -424,9 +430,19 @@ class Console:
         data = await handlers.application(self.services, person, request.path_params["application_id"])
         return self.render(request, "application.html", person, **data)
 
-    async def firm(self, request: Request, person: Person, form: dict) -> Response:
+    async def firm(self, request: Request, person: Person, form: dict | None = None, **context: Any) -> Response:
+        status = context.pop("status", 200)
+        form = context.pop("form", form) or {}
         data = await handlers.firm(self.services, person, request.path_params["credit_code"])
-        return self.render(request, "firm.html", person, **data)
+        return self.render(request, "firm.html", person, status=status, form=form, **data, **context)
+
+    def _firm_action(self, action: Callable[..., Awaitable[Any]], done: str) -> Callable[..., Awaitable[Response]]:
+        async def view(request: Request, person: Person, form: dict) -> Response:
+            code = request.path_params["credit_code"]
+            await action(self.services, person, code, form)
+            return RedirectResponse(f"/firms/{code}?" + urlencode({"done": done}), status_code=303)
+
+        return view
 
     async def firm_search(self, request: Request, person: Person, form: dict) -> Response:
         code = str(request.query_params.get("credit_code") or "")
@@ -486,6 +502,8 @@ class Console:
             "applications": (self.applications, None),
             "application": (self.application, None),
             "firm": (self.firm, None),
+            "tranche_cancel": (self._firm_action(handlers.cancel_tranche, "cancelled"), self.firm),
+            "recovery_open": (self._firm_action(handlers.open_recovery, "recovery"), self.firm),
             "finance": (self.finance, None),
             "finance_csv": (self.finance_csv, None),
             "operations": (self.operations, None),
