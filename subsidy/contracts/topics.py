@@ -62,6 +62,13 @@ FIRMS_DLQ = TopicSpec(
     _DLQ,
     "DeadLetter: firm facts a consumer could not use, and feed changes registry-sync could not",
 )
+# 免申即享 proposals (issue 13, item 4): a record of the programme like the applications.
+PROPOSALS = TopicSpec(
+    "subsidy.proposals.v1",
+    6,
+    _RECORD,
+    "ProposalEvent (protobuf: a 免申即享 proposal created, confirmed, declined or expired), key credit code, from intake",
+)
 REVIEWS = TopicSpec(
     "subsidy.reviews.v1",
     6,
@@ -87,6 +94,7 @@ ALL = (
     REVIEWS,
     NOTICES,
     FIRMS,
+    PROPOSALS,
     APPLICATIONS_DLQ,
     DECISIONS_DLQ,
     PAYOUTS_DLQ,
