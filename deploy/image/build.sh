@@ -3,7 +3,8 @@
 # (docs/operations.md#the-image): make image.
 #
 #   1. base: Debian bookworm from Debian's own packages (debootstrap, minbase)
-#      with python3, ca-certificates and tzdata: no pip, no compiler, no shell
+#      with python3, ca-certificates, tzdata and fonts-wqy-microhei (the CJK
+#      font of review's notice PDF): no pip, no compiler, no shell
 #      tools beyond minbase's;
 #   2. dependencies: the wheels of deploy/image/requirements.lock, installed
 #      with --require-hashes --no-deps --only-binary (no sdist, nothing built);
@@ -37,7 +38,7 @@ mkdir -p "$WORK"
 # 1. The base, from Debian packages (cached: delete $WORK/base.tar to refresh).
 if [ ! -f "$WORK/base.tar" ]; then
   rm -rf "$WORK/base"
-  debootstrap --variant=minbase --include=python3,ca-certificates,tzdata bookworm "$WORK/base" "$MIRROR"
+  debootstrap --variant=minbase --include=python3,ca-certificates,tzdata,fonts-wqy-microhei bookworm "$WORK/base" "$MIRROR"
   tar --numeric-owner -C "$WORK/base" -cf "$WORK/base.tar" .
   rm -rf "$WORK/base"
 fi

@@ -4,8 +4,10 @@
 `kubectl kustomize` / `kubectl apply -k` / Argo CD load files only from
 inside the kustomization's directory (the default load restrictor), so the
 policy data (policy/ at the repository root, the source of truth, which the
-services and the tests read) is copied into deploy/k8s/base/policy/, and the
-dev overlay's demo registry (demo/registry.json) into overlays/dev/.
+services and the tests read) is copied into deploy/k8s/base/policy/, the
+dev overlay's demo registry (demo/registry.json) into overlays/dev/, and the
+Grafana dashboard (deploy/grafana/subsidy-pipeline.json) into
+base/monitoring/grafana/ (its provisioning ConfigMap).
 
     python deploy/k8s/sync-files.py           # copy (make k8s-sync)
     python deploy/k8s/sync-files.py --check   # exit 1 and list the drift (tests/ops/test_k8s.py)
@@ -45,6 +47,8 @@ def copies(root: Path = ROOT) -> dict[Path, Path]:
         for source in sorted((policy / sub).glob("*.yaml")):
             pairs[base / sub / source.name] = source
     pairs[root / "deploy" / "k8s" / "overlays" / "dev" / "registry.json"] = root / "demo" / "registry.json"
+    dashboard = root / "deploy" / "grafana" / "subsidy-pipeline.json"
+    pairs[root / "deploy" / "k8s" / "base" / "monitoring" / "grafana" / dashboard.name] = dashboard
     return pairs
 
 

@@ -169,10 +169,25 @@ def test_the_dashboard_is_grafana_json_with_a_prometheus_datasource_variable(das
             assert target["datasource"]["uid"] == "${datasource}"
 
 
+# The platform row's metrics: not the services', each from a scrape the
+# manifests set up (monitoring/kafka-metrics.yaml) or the cluster's own.
+EXTERNAL = {
+    "up": "Prometheus",
+    "kube_pod_container_status_restarts_total": "kube-state-metrics",
+    "kubelet_volume_stats_available_bytes": "kubelet",
+    "kubelet_volume_stats_capacity_bytes": "kubelet",
+    "kafka_controller_kafkacontroller_offlinepartitionscount": "JMX exporter (PodMonitor subsidy-kafka)",
+    "kafka_topic_partition_under_replicated_partition": "Strimzi Kafka exporter (PodMonitor subsidy-kafka)",
+    "kafka_consumergroup_lag": "Strimzi Kafka exporter (PodMonitor subsidy-kafka)",
+    "cnpg_collector_up": "CloudNativePG exporter (PodMonitor subsidy-pg)",
+    "cnpg_pg_replication_lag": "CloudNativePG exporter (PodMonitor subsidy-pg)",
+}
+
+
 def test_every_metric_the_dashboard_queries_is_exported_by_a_service(dashboard, exported):
     queried = {name for expr in exprs(dashboard) for name in metric_names(expr)}
     assert queried, "no metric names found"
-    unknown = sorted(name for name in queried if family_of(name, exported) not in exported)
+    unknown = sorted(name for name in queried if family_of(name, exported) not in exported and name not in EXTERNAL)
     assert unknown == [], f"the dashboard queries metrics no service exports: {unknown}"
 
 
@@ -195,3 +210,30 @@ def test_the_dashboard_covers_the_pipeline_end_to_end_and_the_money(dashboard, e
         "subsidy_notifications_failed_total",
     ):
         assert name in queried, f"no panel shows {name}"
+
+
+def test_namespace_and_instance_variables_scope_every_service_query(dashboard):
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert {"namespace", "instance"} <= set(variables)
+    assert variables["instance"]["includeAll"] and variables["instance"]["multi"]
+    for expr in exprs(dashboard):
+        for selector in re.findall(r"\b(subsidy_[a-z0-9_]+)(\{[^}]*\})?", expr):
+            assert 'namespace=~"$namespace"' in selector[1], f"{selector[0]} not scoped: {expr}"
+        if re.search(r"\b(kube|kubelet|kafka|cnpg)_", expr) or re.search(r"\bup\{", expr):
+            assert 'namespace=~"$namespace"' in expr, expr
+
+
+def test_the_platform_row_shows_targets_restarts_brokers_and_databases(dashboard):
+    queried = {name for expr in exprs(dashboard) for name in metric_names(expr)}
+    assert {"up", "kube_pod_container_status_restarts_total"} <= queried
+    assert any(n.startswith("kafka_") for n in queried) and any(n.startswith("cnpg_") for n in queried)
+    assert set(EXTERNAL) == queried - {n for n in queried if n.startswith("subsidy_")}
+
+
+def test_the_manifests_provision_the_dashboard():
+    from ops.test_k8s import generated, rendered
+
+    for overlay in ("dev", "prod"):
+        cm = generated(rendered(f"overlays/{overlay}"), "ConfigMap", "subsidy-grafana-dashboard")
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert cm["data"] == {DASHBOARD.name: DASHBOARD.read_text(encoding="utf-8")}

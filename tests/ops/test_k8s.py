@@ -295,7 +295,7 @@ def test_the_copies_in_deploy_match_their_sources():
 def test_the_drift_check_catches_a_change_a_new_file_and_a_stale_copy(tmp_path):
     import shutil
 
-    for part in ("policy", "demo", "deploy/k8s"):
+    for part in ("policy", "demo", "deploy/k8s", "deploy/grafana"):
         shutil.copytree(ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
     script = [sys.executable, str(K8S / "sync-files.py"), "--root", str(tmp_path)]
 
