@@ -433,7 +433,33 @@ async def finance(services: Services, person: Person, query: Mapping[str, str]) 
     for t in tranches:
         label = TRANCHE_STATUS.get(t.status, "")
         totals[label] = totals.get(label, 0) + t.amount_fen
-    return {"tranches": tranches, "filters": filters, "totals": totals}
+    return {"tranches": tranches, "filters": filters, "totals": totals, **budget_years(tranches)}
+
+
+#: The order of a year's bar: paid, then due, held, scheduled (cancelled is not outlay).
+BAR_ORDER = (3, 2, 5, 1)
+BAR_WIDTH = 560
+
+
+def budget_years(tranches: Iterable[Any]) -> dict[str, Any]:
+    """The tranches' amounts per budget year and status (a table), and the
+    same as bars (x and width in pixels of BAR_WIDTH) for the page's SVG."""
+    years: dict[int, dict[int, int]] = {}
+    for t in tranches:
+        row = years.setdefault(t.budget_year, {})
+        row[t.status] = row.get(t.status, 0) + t.amount_fen
+    longest = max((sum(row.get(s, 0) for s in BAR_ORDER) for row in years.values()), default=0)
+    bars = []
+    for year in sorted(years):
+        x, segments = 0, []
+        for status in BAR_ORDER:
+            fen = years[year].get(status, 0)
+            if fen and longest:
+                width = max(1, fen * BAR_WIDTH // longest)
+                segments.append({"status": status, "fen": fen, "x": x, "width": width})
+                x += width
+        bars.append({"year": year, "segments": segments, "outlay": sum(s["fen"] for s in segments)})
+    return {"years": {y: years[y] for y in sorted(years)}, "bars": bars, "bar_width": BAR_WIDTH}
 
 
 #: The columns of payout's `subsidy export-tranches` (subsidy/services/payout/adapters/export.py).

@@ -215,3 +215,28 @@ class TestHoldsAndRecoveries:
         assert "H-1/tranche-0" in page and "税务登记迁出" in page and "A-1/tranche-0" not in page
         rows = harness.client.get("/finance/tranches.csv?status=HELD").text.splitlines()
         assert rows[1].split(",")[9] == "HELD"
+
+
+def test_budget_years_sum_by_status_and_scale_the_bars():
+    def tranche(year, status, fen):
+        return payout_pb2.Tranche(budget_year=year, status=status, amount_fen=fen)
+
+    summary = handlers.budget_years(
+        [tranche(2026, 3, 300), tranche(2026, 1, 100), tranche(2027, 2, 200), tranche(2027, 4, 999)]
+    )
+    assert summary["years"] == {2026: {3: 300, 1: 100}, 2027: {2: 200, 4: 999}}
+    bar_2026, bar_2027 = summary["bars"]
+    assert [s["status"] for s in bar_2026["segments"]] == [3, 1]  # paid first
+    assert bar_2026["outlay"] == 400 and bar_2027["outlay"] == 200  # cancelled is no outlay
+    assert sum(s["width"] for s in bar_2026["segments"]) == handlers.BAR_WIDTH
+    assert bar_2027["segments"][0]["width"] == handlers.BAR_WIDTH // 2
+    assert bar_2026["segments"][1]["x"] == bar_2026["segments"][0]["width"]
+    assert handlers.budget_years([]) == {"years": {}, "bars": [], "bar_width": handlers.BAR_WIDTH}
+
+
+def test_the_finance_page_shows_the_budget_years(tmp_path):
+    harness = make_harness(tmp_path)
+    harness.sign_in("FINANCE")
+    page = harness.client.get("/finance/tranches").text
+    assert 'id="budget-chart"' in page and "<rect" in page and 'id="budget"' in page
+    assert "2026" in page and " style=" not in page

@@ -461,6 +461,7 @@ class Console:
                 tranches=[],
                 totals={},
                 filters=dict(request.query_params),
+                **handlers.budget_years([]),
             )
         return self.render(request, "finance.html", person, **data)
 
