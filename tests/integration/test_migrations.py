@@ -92,11 +92,12 @@ def next_line(lines: queue.Queue[str | None], timeout: float = 60.0) -> str | No
 
 # ----------------------------------------------------------------------------- old data forward
 
-#: Columns appended to a baseline table by later revisions (all TEXT, nullable),
-#: and what an old row holds in them: 0002 the outbox's parked_at and
-#: parked_reason (NULL); payout's 0003 the grant state (PAYABLE: a grant
-#: recorded before the notice gate had its tranches at once) and its notice
-#: columns (NULL).
+#: Columns appended to a baseline table by later revisions (nullable; TEXT
+#: unless LATER_TYPES says otherwise), and what an old row holds in them: 0002
+#: the outbox's parked_at and parked_reason (NULL); payout's 0003 the grant
+#: state (PAYABLE: a grant recorded before the notice gate had its tranches at
+#: once) and its notice columns (NULL); payout's 0004 a grant's void flag and
+#: cap released, a tranche's hold (all NULL: nothing was void or held).
 _PARKED = ("parked_at", "parked_reason")
 _GRANT_STATE = (
     "state",
@@ -108,14 +109,30 @@ _GRANT_STATE = (
     "withdraw_reason",
     "state_changed_at",
 )
-LATER_COLUMNS = {"intake_outbox": _PARKED, "payout_outbox": _PARKED, "payout_grants": _GRANT_STATE}
+_GRANT_VOID = ("void", "cap_released_fen")
+_TRANCHE_HOLD = ("held_on", "hold_until", "hold_reason", "hold_count")
+LATER_COLUMNS = {
+    "intake_outbox": _PARKED,
+    "payout_outbox": _PARKED,
+    "payout_grants": _GRANT_STATE + _GRANT_VOID,
+    "payout_tranches": _TRANCHE_HOLD,
+}
+LATER_TYPES = {("payout_grants", "cap_released_fen"): "bigint", ("payout_tranches", "hold_count"): "integer"}
 OLD_ROWS_HOLD = {
     "intake_outbox": (None, None),
     "payout_outbox": (None, None),
-    "payout_grants": ("PAYABLE",) + (None,) * 7,
+    "payout_grants": ("PAYABLE",) + (None,) * 9,
+    "payout_tranches": (None,) * 4,
 }
-#: Indexes later revisions add.
+#: Indexes later revisions add to baseline tables.
 LATER_INDEXES = ("payout_grants_by_decision",)
+#: Tables later revisions create (payout's 0004: firm facts and recoveries).
+LATER_TABLES = (
+    "payout_firm_facts",
+    "payout_recoveries",
+    "payout_recovery_tranches",
+    "payout_recovery_confirmations",
+)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
@@ -213,9 +230,11 @@ def test_on_postgresql_the_baseline_is_the_old_schema_exactly(service, postgres_
     assert old["columns"] and old["indexes"] and old["constraints"]
     # migrate goes to the head: the columns (nullable TEXT) and indexes later
     # revisions append are the only difference
+    for part in ("columns", "indexes", "constraints"):
+        new[part] = [row for row in new[part] if row[0] not in LATER_TABLES]
     later = [c for c in new["columns"] if c[2] in LATER_COLUMNS.get(c[0], ())]
     assert sorted((c[0], c[2], c[3], c[4]) for c in later) == sorted(
-        (table, column, "text", "YES")
+        (table, column, LATER_TYPES.get((table, column), "text"), "YES")
         for table, columns in LATER_COLUMNS.items()
         if table in {c[0] for c in later}
         for column in columns
