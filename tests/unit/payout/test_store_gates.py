@@ -197,3 +197,18 @@ def test_a_recovery_through_the_sql_store_and_the_payments_consumer(store):
     with pytest.raises(Rejected, match="^amount_fen: 30000001 fen is more"):
         applier(record(over, headers=headers))
     assert store.recoveries_open() == 1
+
+
+def test_the_firms_consumer_reads_the_firms_topic_in_its_group_and_dead_letters_to_its_dlq(store):
+    from subsidy.contracts import topics
+    from subsidy.services.payout.adapters.kafka import firms_consumer
+    from subsidy.services.payout.config import Settings
+
+    loop = firms_consumer(store, "unused", "subsidy-payout-firms", FixedClock(D("2025-01-01")), grace, lambda: None)
+    assert (loop.topics, loop.dlq_topic, loop.group_id) == (
+        (topics.FIRMS.name,),
+        topics.FIRMS_DLQ.name,
+        "subsidy-payout-firms",
+    )
+    assert Settings.from_env({}).firms_group == "subsidy-payout-firms"
+    assert Settings.from_env({"SUBSIDY_PAYOUT_FIRMS_GROUP": "g"}).firms_group == "g"
