@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from subsidy.services.payout import handlers
 from subsidy.services.payout.model import (
@@ -313,3 +315,43 @@ class TestParseRecoveryConfirmed:
         would find no payment_id and dead-letter it (ADR 0017)."""
         with pytest.raises(Rejected, match="payment_id: is required"):
             handlers.parse_payment(self.value())
+
+
+class TestRandomRequests:
+    """Random OpenRecovery requests over a grant with paid tranches: each is
+    opened, or refused with one of the three errors naming a field, and a
+    refusal leaves every table as it was; what is open never exceeds what
+    was paid."""
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["A-1", "B-1", "", " A-1", "Z"]),
+                st.lists(
+                    st.sampled_from(["A-1/tranche-0", "A-1/tranche-1", "A-1/tranche-2", "B-1/tranche-0", "", "x"]),
+                    max_size=3,
+                ),
+                st.integers(min_value=-5, max_value=200_000_000),
+                st.sampled_from(["虚报", "", "a\x00b", "x" * 1001]),
+                st.booleans(),
+            ),
+            max_size=6,
+        )
+    )
+    def test_open_or_refused_naming_a_field_and_never_more_than_paid(self, requests):
+        uow = FakeUnitOfWork()
+        paid_grant(uow)
+        paid_grant(uow, "B-1", paid=1)
+        for application_id, tranche_ids, amount, reason, void in requests:
+            before = tables(uow)
+            try:
+                checked = handlers.check_recovery_request(application_id, tranche_ids, amount, reason, void, "r")
+                handlers.open_recovery(uow, checked, TODAY, AT)
+            except (InvalidArgument, NotFound, FailedPrecondition) as exc:
+                assert str(exc).split(":")[0].split("[")[0] in ("application_id", "tranche_ids", "amount_fen", "reason")
+                assert tables(uow) == before
+        for application_id in ("A-1", "B-1"):
+            paid = {t.tranche_id: t.amount_fen for t in uow.tranches.rows.values() if t.status == PAID}
+            claimed = uow.recoveries.claimed_fen(application_id)
+            assert all(claimed[t] <= paid.get(t, 0) for t in claimed)
