@@ -92,6 +92,9 @@ def evaluate(app: Application, policy: Policy, on: dt.date | None = None) -> Dec
             )
         )
         return _decision(app, policy, cp, INELIGIBLE, 0, tuple(reasons))
+    if cp.retired_cites is not None:  # retired by this version (subsidy/core/versions.py)
+        reasons.append(Reason("CLAUSE_RETIRED", cp.item, f"第{cp.item}条“{cp.title}”已废止（{cp.retired_cites}）"))
+        return _decision(app, policy, cp, INELIGIBLE, 0, tuple(reasons))
 
     finding = Finding(cp)
     kinds: frozenset[str] | None = params["eligible_kinds"]  # None: ANY

@@ -86,6 +86,9 @@ class ClausePolicy:
     ledger: Ledger
     source: str
     _snapshots: tuple[tuple[dt.date, Mapping[str, Any]], ...] = field(repr=False, default=())
+    #: A later policy version may retire the clause (subsidy/core/versions.py):
+    #: then the words citing why, and applications of it are INELIGIBLE.
+    retired_cites: str | None = None
 
     def parameters_on(self, on: dt.date) -> Mapping[str, Any] | None:
         """Every parameter's value in force on a date; None before the first.
@@ -293,18 +296,6 @@ def _load_clause(path: Path, effective_from: dt.date) -> ClausePolicy:
     parameters = {name: _load_parameter(path, name, params_raw[name], unit) for name, unit in required.items()}
     ledger = _load_ledger(path, raw["ledger"], declared, parameters)
 
-    # One snapshot per date on which any parameter changes, from the policy's
-    # start: evaluation then looks one date up instead of one per parameter.
-    change_dates = sorted({effective_from} | {v.applies_from for p in parameters.values() for v in p.values})
-    snapshots = []
-    for day in change_dates:
-        if day < effective_from:
-            continue
-        in_force = [(name, p.at(day)) for name, p in parameters.items()]
-        values = {name: v.value for name, v in in_force if v is not None}
-        if len(values) < len(in_force):
-            continue  # a parameter has no value yet: the clause is not in force
-        snapshots.append((day, values))
     return ClausePolicy(
         clause=clause,
         claim=declared.key,  # the file's claim, which is this (checked above)
@@ -314,8 +305,26 @@ def _load_clause(path: Path, effective_from: dt.date) -> ClausePolicy:
         parameters=parameters,
         ledger=ledger,
         source=str(path),
-        _snapshots=tuple(snapshots),
+        _snapshots=snapshots(parameters, effective_from),
     )
+
+
+def snapshots(
+    parameters: Mapping[str, Parameter], effective_from: dt.date
+) -> tuple[tuple[dt.date, Mapping[str, Any]], ...]:
+    """One snapshot per date on which any parameter changes, from the policy's
+    start: evaluation then looks one date up instead of one per parameter."""
+    change_dates = sorted({effective_from} | {v.applies_from for p in parameters.values() for v in p.values})
+    found = []
+    for day in change_dates:
+        if day < effective_from:
+            continue
+        in_force = [(name, p.at(day)) for name, p in parameters.items()]
+        values = {name: v.value for name, v in in_force if v is not None}
+        if len(values) < len(in_force):
+            continue  # a parameter has no value yet: the clause is not in force
+        found.append((day, values))
+    return tuple(found)
 
 
 def _load_ledger(path: Path, raw: object, declared: clauses.Clause, parameters: Mapping[str, Parameter]) -> Ledger:
