@@ -191,6 +191,9 @@ ACCESS = {
         T.PAYOUTS.name: {"Read"},
         T.DECISIONS_DLQ.name: {"Write"},
         T.PAYOUTS_DLQ.name: {"Write"},
+        T.FIRMS.name: {"Read"},
+        T.FIRMS_DLQ.name: {"Write"},
+        T.PROPOSALS.name: {"Write"},
     },
     "subsidy-eligibility": {
         T.APPLICATIONS.name: {"Read"},
@@ -205,10 +208,15 @@ ACCESS = {
         T.DECISIONS_DLQ.name: {"Write"},
         T.PAYMENTS_DLQ.name: {"Write"},
         T.NOTICES_DLQ.name: {"Write"},
+        T.FIRMS.name: {"Read"},
+        T.FIRMS_DLQ.name: {"Write"},
     },
     "subsidy-notify": {
         T.DECISIONS.name: {"Read"},
         T.PAYOUTS.name: {"Read"},
+        T.NOTICES.name: {"Read"},
+        T.REVIEWS.name: {"Read"},
+        T.PROPOSALS.name: {"Read"},
         T.NOTIFICATIONS_DLQ.name: {"Write"},
     },
     "subsidy-review": {
@@ -223,9 +231,9 @@ ACCESS = {
     },
 }
 GROUPS = {
-    "subsidy-intake": {"subsidy-intake-projection", "subsidy-intake-payouts"},
+    "subsidy-intake": {"subsidy-intake-projection", "subsidy-intake-payouts", "subsidy-intake-firms"},
     "subsidy-eligibility": {"subsidy-eligibility"},
-    "subsidy-payout": {"subsidy-payout", "subsidy-payout-payments", "subsidy-payout-notices"},
+    "subsidy-payout": {"subsidy-payout", "subsidy-payout-payments", "subsidy-payout-notices", "subsidy-payout-firms"},
     "subsidy-notify": {"subsidy-notify"},
     "subsidy-review": {"subsidy-review", "subsidy-review-payouts", "subsidy-review-applications"},
 }
@@ -338,3 +346,40 @@ def test_finance_has_its_own_listener_reachable_from_the_finance_network_only(ov
     for service in SERVICES:
         bootstrap = container_env(docs, deployment(docs, service))["KAFKA_BOOTSTRAP_SERVERS"]
         assert bootstrap.endswith(f":{internal['port']}"), service
+
+
+@pytest.mark.parametrize("overlay", SECURE_OVERLAYS)
+def test_the_ops_user_reads_dead_letters_and_writes_nothing(overlay):
+    docs = rendered(f"overlays/{overlay}")
+    ops = named(docs, "KafkaUser", "subsidy-ops")
+    topics_, groups, other = acl_table(ops)
+    assert groups == {"subsidy-ops-dlq"} and not other
+    assert set(topics_) == {t.name for t in T.ALL if t.name.endswith(".dlq")}
+    assert all(operations == {"Read", "Describe"} for operations in topics_.values())
+
+
+def topics_named_in_code(service: str) -> set[str]:
+    """The contract topics a service's code names (topics.X), its platform
+    helpers aside: a heuristic that catches a new consumer or producer whose
+    ACL was forgotten (the broker would refuse it in prod only)."""
+    import re as _re
+
+    by_constant = {name: spec.name for name, spec in vars(T).items() if isinstance(spec, T.TopicSpec)}
+    root = K8S.parents[1] / "subsidy" / "services" / service
+    used = set()
+    for path in root.rglob("*.py"):
+        for constant in _re.findall(r"\btopics\.([A-Z_]+)\b", path.read_text()):
+            if constant in by_constant:
+                used.add(by_constant[constant])
+    return used
+
+
+@pytest.mark.parametrize("overlay", SECURE_OVERLAYS)
+def test_every_topic_a_service_names_in_its_code_is_in_its_acls(overlay):
+    docs = rendered(f"overlays/{overlay}")
+    users = {u["metadata"]["name"]: u for u in of_kind(docs, "KafkaUser")}
+    for service in SERVICES:
+        topics_, _, _ = acl_table(users[f"subsidy-{service}"])
+        granted = {t for t, ops in topics_.items() if ops - {"Create", "Describe"}}
+        missing = topics_named_in_code(service) - granted
+        assert not missing, f"subsidy-{service} names {sorted(missing)} in its code but may neither read nor write them"
