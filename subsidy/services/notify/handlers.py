@@ -54,6 +54,8 @@ from subsidy.services.notify.model import (
     Notification,
     ObjectionResolved,
     PermanentDeliveryError,
+    ProposalCreated,
+    ProposalExpired,
     RecoveryOpened,
     ReviewDecided,
     TrancheCancelled,
@@ -443,6 +445,79 @@ def parse_review_event(value: bytes | None, trace_id: str | None = None) -> list
     data = _webhook_data(body, ())
     data.pop("requested_by", None)  # a staff token subject
     return [Event(message.event_id, body.credit_code, fact, data, trace_id)]
+
+
+#: Proposal steps no firm is told about from here: a confirmation or a
+#: decline was the firm's own act (a confirmed proposal is then an
+#: application, told by its decision like any other).
+SILENT_PROPOSAL_KINDS = ("confirmed", "declined")
+PROPOSAL_KINDS = ("created", *SILENT_PROPOSAL_KINDS, "expired")
+
+
+def parse_proposal_event(value: bytes | None, trace_id: str | None = None) -> list[Event]:
+    """A subsidy.v1.ProposalEvent (免申即享): the firm is told of a proposal
+    made and of one that expired; nothing for the silent kinds; InvalidEvent
+    naming the field for a record no message can come from. The webhook's
+    data is the proposal's own fields, never the application it carries
+    (firm facts and contacts stay out)."""
+    from google.protobuf.message import DecodeError
+
+    from subsidy.v1 import proposal_pb2
+
+    if not value:
+        raise InvalidEvent("empty value (or a tombstone): expected a subsidy.v1.ProposalEvent")
+    try:
+        message = proposal_pb2.ProposalEvent.FromString(bytes(value))
+    except (DecodeError, ValueError) as exc:
+        raise InvalidEvent(f"not a subsidy.v1.ProposalEvent protobuf: {exc}") from None
+    for name in ("event_id", "proposal_id", "credit_code"):
+        if not getattr(message, name):
+            raise InvalidEvent(f"{name}: is required")
+    kind = message.WhichOneof("event")
+    if kind is None:
+        raise InvalidEvent(f"event: none of {', '.join(PROPOSAL_KINDS)} is set")
+    if kind in SILENT_PROPOSAL_KINDS:
+        return []
+    fact: Fact
+    if kind == "expired":
+        fact = ProposalExpired(
+            proposal_id=message.proposal_id, expired_on=_day(message.expired.expired_on, "expired.expired_on")
+        )
+        data = {"proposal_id": message.proposal_id, "expired_on": message.expired.expired_on}
+        return [Event(message.event_id, message.credit_code, fact, data, trace_id)]
+    p = message.created.proposal
+    if p.proposal_id != message.proposal_id:
+        raise InvalidEvent(
+            f"created.proposal.proposal_id: {p.proposal_id[:80]!r} is not the event's {message.proposal_id[:80]!r}"
+        )
+    if p.credit_code and p.credit_code != message.credit_code:
+        raise InvalidEvent("created.proposal.credit_code: is not the event's credit_code")
+    if not p.clause:
+        raise InvalidEvent("created.proposal.clause: is required")
+    if p.expected_award_fen < 0:
+        raise InvalidEvent("created.proposal.expected_award_fen: must not be negative")
+    expires_on = _day(p.expires_on, "created.proposal.expires_on")
+    if expires_on is None:
+        raise InvalidEvent("created.proposal.expires_on: is required (the firm is told until when)")
+    fact = ProposalCreated(
+        proposal_id=p.proposal_id,
+        clause=p.clause,
+        fact_reference=p.fact_reference,
+        expected_award_fen=p.expected_award_fen,
+        proposed_on=_day(p.proposed_on, "created.proposal.proposed_on"),
+        expires_on=expires_on,
+        policy_version=p.policy_version,
+    )
+    data = {
+        "proposal_id": p.proposal_id,
+        "clause": p.clause,
+        "fact_reference": p.fact_reference,
+        "expected_award_fen": int(p.expected_award_fen),
+        "policy_version": p.policy_version,
+        "proposed_on": p.proposed_on,
+        "expires_on": p.expires_on,
+    }
+    return [Event(message.event_id, message.credit_code, fact, data, trace_id)]
 
 
 # ------------------------------------------------------------------ notifying

@@ -38,6 +38,10 @@ INFORMATION_REQUESTED = "information_requested"
 TRANCHE_HELD = "tranche_held"
 TRANCHE_RELEASED = "tranche_released"
 RECOVERY_OPENED = "recovery_opened"
+# 免申即享 (issue 13, item 4; ProposalEvent on subsidy.proposals.v1): a
+# proposal made to the firm, and one that expired unanswered.
+PROPOSAL_CREATED = "proposal_created"
+PROPOSAL_EXPIRED = "proposal_expired"
 KINDS = (
     DECISION,
     GRANT_RECORDED,
@@ -54,6 +58,8 @@ KINDS = (
     TRANCHE_HELD,
     TRANCHE_RELEASED,
     RECOVERY_OPENED,
+    PROPOSAL_CREATED,
+    PROPOSAL_EXPIRED,
 )
 
 
@@ -275,6 +281,27 @@ class RecoveryOpened:
     tranche_ids: tuple[str, ...]
 
 
+@dataclasses.dataclass(frozen=True)
+class ProposalCreated:
+    """The system proposes an award the firm did not apply for (免申即享)."""
+
+    KIND: ClassVar[str] = PROPOSAL_CREATED
+    proposal_id: str
+    clause: str
+    fact_reference: str
+    expected_award_fen: int
+    proposed_on: dt.date | None
+    expires_on: dt.date | None
+    policy_version: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ProposalExpired:
+    KIND: ClassVar[str] = PROPOSAL_EXPIRED
+    proposal_id: str
+    expired_on: dt.date | None
+
+
 Fact = (
     DecisionMade
     | GrantRecorded
@@ -291,6 +318,8 @@ Fact = (
     | TrancheHeld
     | TrancheReleased
     | RecoveryOpened
+    | ProposalCreated
+    | ProposalExpired
 )
 
 

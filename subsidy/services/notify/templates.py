@@ -3,7 +3,10 @@ kind for the subject, the e-mail/webhook body and the short SMS text (and
 one more set for the GrantRecorded of a RESERVED grant). Review and the
 public notice (issue 12): under review, the review's result (amount and
 basis, or reasons), the firm's own lines on a notice list (never another
-firm's), the objection's outcome, payable.
+firm's), the objection's outcome, payable. Issue 13: a tranche held by
+the release gate (why, what to do, the grace's last day), released, a
+recovery (追回) opened, a 免申即享 proposal made (what to confirm, until
+when) and one expired.
 
 ``render(event, titles, ...)`` turns an event's fact (notify's own values,
 model.py) into the template values: amounts from integer fen to 元
@@ -29,6 +32,8 @@ from subsidy.services.notify.model import (
     InformationRequested,
     NoticeListed,
     ObjectionResolved,
+    ProposalCreated,
+    ProposalExpired,
     RecoveryOpened,
     Rendered,
     ReviewDecided,
@@ -327,6 +332,53 @@ SMS.update(
 )
 
 
+# -- 免申即享 proposals (issue 13, item 4) ---------------------------------------------
+
+SUBJECTS.update(
+    {
+        model.PROPOSAL_CREATED: Template(
+            "【$programme】免申即享：贵单位可享受$clause_title资助，请于$expires_on前确认"
+        ),
+        model.PROPOSAL_EXPIRED: Template("【$programme】免申即享提议 $proposal_id 已过期"),
+    }
+)
+
+BODIES.update(
+    {
+        model.PROPOSAL_CREATED: Template(
+            "$firm：\n\n"
+            "根据政务数据平台的信息，贵单位符合《政策》$clause_text的支持条件，"
+            "无需提交申请即可享受（免申即享）。\n\n"
+            "依据：$fact_reference\n"
+            "预计支持金额：$expected\n"
+            "提议日期：$proposed_on\n"
+            "确认截止：$expires_on\n"
+            "提议编号：$proposal_id\n\n"
+            "如需享受，请于$expires_on前通过松江区企业服务门户确认：同意以上述信息申请，并确认收款账户。"
+            "确认后按规定程序审核、公示并拨付，实际金额以审核结果为准。"
+            "如不需要，可在门户中放弃；逾期未确认的，提议自动失效。\n\n"
+            "政策版本：$policy_version" + _FOOTER
+        ),
+        model.PROPOSAL_EXPIRED: Template(
+            "$firm：\n\n"
+            "贵单位的免申即享提议 $proposal_id 在确认期限内未获确认，已于$expired_on失效，不予办理。\n\n"
+            "如仍符合条件，贵单位可通过松江区企业服务门户自行提出申请。" + _FOOTER
+        ),
+    }
+)
+
+SMS.update(
+    {
+        model.PROPOSAL_CREATED: Template(
+            "【松江区经委】贵单位符合政策第$item条支持条件，预计可获$expected（免申即享），请于$expires_on前登录企业服务门户确认。"
+        ),
+        model.PROPOSAL_EXPIRED: Template(
+            "【松江区经委】贵单位的免申即享提议$proposal_id未在期限内确认，已于$expired_on失效。"
+        ),
+    }
+)
+
+
 def date_zh(day: dt.date | None) -> str:
     """2026-01-15 -> '2026年1月15日'; no date -> '未定'."""
     if day is None:
@@ -440,6 +492,20 @@ def _fact_values(fact: model.Fact, titles: Mapping[str, str]) -> dict[str, str]:
             "reasons_text": fact.reasons or "（未说明）",
             "resolved_on": date_zh(fact.resolved_on),
         }
+    if isinstance(fact, ProposalCreated):
+        title = titles.get(fact.clause, "")
+        return {
+            **_clause(fact.clause, titles),
+            "clause_title": f"“{title}”" if title else f"第{clause_item(fact.clause)}条",
+            "proposal_id": fact.proposal_id,
+            "fact_reference": fact.fact_reference or "（未说明）",
+            "expected": yuan(fact.expected_award_fen),
+            "proposed_on": date_zh(fact.proposed_on),
+            "expires_on": date_zh(fact.expires_on),
+            "policy_version": fact.policy_version or "—",
+        }
+    if isinstance(fact, ProposalExpired):
+        return {"proposal_id": fact.proposal_id, "expired_on": date_zh(fact.expired_on)}
     values = {"outcome": STEPS[fact.KIND], **_clause(fact.clause, titles)}
     if isinstance(fact, RecoveryOpened):
         return {

@@ -410,3 +410,54 @@ def recovery_recorded(app="SJ-2025-0001"):
             outstanding_fen=0,
         ),
     )
+
+
+# -- 免申即享 proposals (issue 13, item 4) ---------------------------------------------
+
+
+def proposal_created(proposal="P-91310117MA1K7D2E8N-9-4f2a", clause="9", expected=30000000):
+    from subsidy.v1 import application_pb2, proposal_pb2
+
+    return proposal_pb2.ProposalEvent(
+        event_id=f"proposal:{proposal}:created",
+        proposal_id=proposal,
+        credit_code=FIRM,
+        created=proposal_pb2.ProposalCreated(
+            proposal=proposal_pb2.Proposal(
+                proposal_id=proposal,
+                credit_code=FIRM,
+                clause=clause,
+                fact_reference="DCMM_LEVEL:DCMM-2026-0042",
+                application=application_pb2.Application(application_id=proposal),
+                expected_award_fen=expected,
+                policy_version="2024.1+abc",
+                state=proposal_pb2.PROPOSAL_STATE_PROPOSED,
+                proposed_on="2026-03-02",
+                expires_on="2026-04-01",
+            )
+        ),
+    )
+
+
+def proposal_expired(proposal="P-91310117MA1K7D2E8N-9-4f2a"):
+    from subsidy.v1 import proposal_pb2
+
+    return proposal_pb2.ProposalEvent(
+        event_id=f"proposal:{proposal}:expired",
+        proposal_id=proposal,
+        credit_code=FIRM,
+        expired=proposal_pb2.ProposalExpired(expired_on="2026-04-02"),
+    )
+
+
+def proposal_step(kind, proposal="P-91310117MA1K7D2E8N-9-4f2a"):
+    from subsidy.v1 import proposal_pb2
+
+    event = proposal_pb2.ProposalEvent(event_id=f"proposal:{proposal}:{kind}", proposal_id=proposal, credit_code=FIRM)
+    if kind == "confirmed":
+        event.confirmed.CopyFrom(
+            proposal_pb2.ProposalConfirmed(application_id=proposal, confirmed_at="2026-03-05T02:00:00Z")
+        )
+    else:
+        event.declined.CopyFrom(proposal_pb2.ProposalDeclined(reason="不需要", declined_at="2026-03-05T02:00:00Z"))
+    return event

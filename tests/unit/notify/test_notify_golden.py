@@ -45,6 +45,8 @@ from notify_fakes import (
     notice_published,
     objection_resolved,
     paid,
+    proposal_created,
+    proposal_expired,
     recovery_opened,
     reserved,
     reviewed,
@@ -121,6 +123,9 @@ def _records() -> list:
         (topics.PAYOUTS, cancelled_after_grace()),
         (topics.PAYOUTS, recovery_opened()),
         (topics.PAYOUTS, recovery_opened(app="SJ-2025-0010", amount=100000050, void=True, reason="骗取资助，认定无效")),
+        # 免申即享 proposals (issue 13, item 4): made, and expired unanswered.
+        (topics.PROPOSALS, proposal_created()),
+        (topics.PROPOSALS, proposal_expired()),
     ]
     return [
         SimpleNamespace(topic=topic.name, value=m.SerializeToString(), key=b"", partition=0, offset=i, headers=[])
@@ -172,6 +177,7 @@ def test_the_golden_file_covers_every_event_kind_and_every_outcome():
         "held",
         "released",
         "recovery",
+        "proposal",
     }
     subjects = "".join(g["subject"] for g in golden)
     for outcome in ("符合支持条件", "不符合支持条件", "需人工复核", "已转至相关基金办理"):
@@ -180,7 +186,7 @@ def test_the_golden_file_covers_every_event_kind_and_every_outcome():
         assert outcome in subjects
     for outcome in ("异议成立", "异议不成立", "资助可拨付", "需补充材料"):
         assert outcome in subjects
-    for outcome in ("拨付已暂停", "暂停拨付已解除", "资金追回通知"):
+    for outcome in ("拨付已暂停", "暂停拨付已解除", "资金追回通知", "免申即享", "已过期"):
         assert outcome in subjects
 
 

@@ -1,5 +1,6 @@
 """The notify consumer: ``subsidy.decisions.v1``, ``subsidy.payouts.v1``,
-``subsidy.notices.v1`` and ``subsidy.reviews.v1`` (requests for information)
+``subsidy.notices.v1``, ``subsidy.reviews.v1`` (requests for information)
+and ``subsidy.proposals.v1`` (免申即享 proposals made and expired)
 -> notifications, group ``subsidy-notify``
 (subsidy.platform.consumer.KafkaRecordLoop, kafka-python in a thread).
 
@@ -87,6 +88,8 @@ class NotifyHandler:
             return handlers.parse_notice_event(record.value, trace_id)
         if record.topic == topics.REVIEWS.name:
             return handlers.parse_review_event(record.value, trace_id)
+        if record.topic == topics.PROPOSALS.name:
+            return handlers.parse_proposal_event(record.value, trace_id)
         event = handlers.parse_payout_event(record.value, trace_id)
         return [] if event is None else [event]
 
@@ -96,7 +99,13 @@ def notify_consumer(
     bootstrap: str,
     *,
     group_id: str = GROUP_ID,
-    topics_: tuple[str, ...] = (topics.DECISIONS.name, topics.PAYOUTS.name, topics.NOTICES.name, topics.REVIEWS.name),
+    topics_: tuple[str, ...] = (
+        topics.DECISIONS.name,
+        topics.PAYOUTS.name,
+        topics.NOTICES.name,
+        topics.REVIEWS.name,
+        topics.PROPOSALS.name,
+    ),
     dlq_topic: str = topics.NOTIFICATIONS_DLQ.name,
     **kwargs: Any,
 ) -> KafkaRecordLoop:
