@@ -18,9 +18,11 @@ from typing import Any
 
 from subsidy.core import credit_code as credit_codes
 from subsidy.core.money import yuan
+from subsidy.core.workflow.review import item_id_for
 from subsidy.services.console.model import (
     TRANCHE_STATUS,
     TRANCHE_STATUS_CODES,
+    Conflict,
     Forbidden,
     FormError,
     NotFound,
@@ -323,6 +325,29 @@ async def application(services: Services, person: Person, application_id: str) -
     if person.role == "ENTERPRISE" and status.application.firm.credit_code != person.credit_code:
         raise NotFound("没有这项申请。")  # as if absent: a firm learns nothing of another's
     return {"app": status, "timeline": timeline(status)}
+
+
+async def answer_information(services: Services, person: Person, application_id: str, form: Mapping[str, Any]) -> Any:
+    """The firm (or the portal for it) answers a reviewer's request for
+    information (补充材料) on an application under review. The review item is
+    the computed decision's (its id derived as the review service derives
+    it); the service checks the request is open."""
+    status = (await application(services, person, application_id))["app"]
+    if status.state != 4 or not status.decision.decision_id:  # APPLICATION_STATE_UNDER_REVIEW
+        raise Conflict("该申请不在人工审核中，无需答复补充材料要求。")
+    raw = str(form.get("request_number") or "").strip()
+    if not (raw.isdigit() and 1 <= int(raw) <= 99):
+        raise FormError("request_number", "补充材料要求的序号", "请填写通知中的序号（1–99）。")
+    answer = text(form, "answer", "答复")
+    return await services.answer_information(
+        person,
+        review_pb2.AnswerInformationRequest(
+            item_id=item_id_for(status.decision.decision_id),
+            credit_code=status.application.firm.credit_code,
+            request_number=int(raw),
+            answer=answer,
+        ),
+    )
 
 
 def timeline(status: Any) -> list[tuple[str, str, str]]:

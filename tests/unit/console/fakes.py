@@ -256,6 +256,11 @@ class FakeServices:
         self._check(person, "ReviewService", "ListAuditTrail")
         return self.objection_audit if target == self.notice.notice_id else []
 
+    async def answer_information(self, person: Person, request: Any) -> Any:
+        self._check(person, "ReviewService", "AnswerInformation", request.credit_code)
+        self.answered = request
+        return review_pb2.AnswerInformationResponse()
+
     async def publish_notice(self, person: Person, title: str) -> Any:
         self._check(person, "ReviewService", "PublishNotice")
         return review_pb2.PublishNoticeResponse(notice=self.notice)

@@ -32,6 +32,7 @@ def request_for(route, services: FakeServices, role: str) -> tuple[str, dict]:
         "review_decide": {"result": "APPROVED", "amount_yuan": "100000", "basis": "按第4项核定"},
         "notice_publish": {"title": ""},
         "objection_lodge": {"line_id": services.notice.lines[0].line.line_id, "reason": "金额有误"},
+        "application_answer": {"request_number": "1", "answer": "已补充服务合同"},
         "tranche_cancel": {"tranche_id": "A-1/tranche-1", "reason": "企业迁出本区"},
         "recovery_open": {"application_id": "A-1", "amount_yuan": "10000", "reason": "发票不实"},
         "objection_resolve": {
@@ -67,6 +68,7 @@ def test_the_rpcs_of_a_route_admit_every_role_the_route_admits(route):
 def test_route_by_role(tmp_path, route, role):
     harness = make_harness(tmp_path)
     harness.sign_in(role)
+    harness.services.applications["A-1"].state = 4  # under review: information may be answered
     path, form = request_for(route, harness.services, role)
     before = len(harness.services.calls)
     if route.method == "GET":

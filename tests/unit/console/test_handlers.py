@@ -240,3 +240,55 @@ def test_the_finance_page_shows_the_budget_years(tmp_path):
     page = harness.client.get("/finance/tranches").text
     assert 'id="budget-chart"' in page and "<rect" in page and 'id="budget"' in page
     assert "2026" in page and " style=" not in page
+
+
+class TestAnswerInformation:
+    def under_review(self, tmp_path, role):
+        harness = make_harness(tmp_path)
+        harness.services.applications["A-1"].state = 4
+        harness.sign_in(role)
+        return harness
+
+    @pytest.mark.parametrize("role", ["ENTERPRISE", "PORTAL"])
+    def test_the_firm_or_the_portal_answers_for_the_derived_item(self, tmp_path, role):
+        from subsidy.core.workflow.review import item_id_for
+
+        harness = self.under_review(tmp_path, role)
+        assert 'id="answer-form"' in harness.client.get("/applications/A-1").text
+        reply = harness.client.post(
+            "/applications/A-1/answer",
+            data={"csrf_token": harness.csrf(), "request_number": "1", "answer": "已补充服务合同"},
+            follow_redirects=False,
+        )
+        assert reply.status_code == 303 and reply.headers["location"].endswith("done=answered")
+        sent = harness.services.answered
+        assert sent.item_id == item_id_for("A-1@2025.1") and sent.credit_code == harness.services.firm_a
+        assert sent.request_number == 1 and sent.answer == "已补充服务合同"
+
+    def test_bad_fields_are_named_and_nothing_is_sent(self, tmp_path):
+        harness = self.under_review(tmp_path, "PORTAL")
+        for form, label in (
+            ({"request_number": "x", "answer": "a"}, "补充材料要求的序号"),
+            ({"request_number": "1"}, "答复"),
+        ):
+            reply = harness.client.post("/applications/A-1/answer", data={"csrf_token": harness.csrf(), **form})
+            assert reply.status_code == 400 and f"{label}：" in reply.text
+        assert not hasattr(harness.services, "answered")
+
+    def test_not_under_review(self, tmp_path):
+        harness = make_harness(tmp_path)
+        harness.sign_in("PORTAL")
+        assert 'id="answer-form"' not in harness.client.get("/applications/A-1").text
+        reply = harness.client.post(
+            "/applications/A-1/answer", data={"csrf_token": harness.csrf(), "request_number": "1", "answer": "a"}
+        )
+        assert reply.status_code == 409 and "不在人工审核中" in reply.text
+        assert not hasattr(harness.services, "answered")
+
+    def test_another_firms_application_is_as_if_absent(self, tmp_path):
+        harness = self.under_review(tmp_path, "ENTERPRISE")
+        harness.services.applications["B-1"].state = 4
+        reply = harness.client.post(
+            "/applications/B-1/answer", data={"csrf_token": harness.csrf(), "request_number": "1", "answer": "a"}
+        )
+        assert reply.status_code == 404 and not hasattr(harness.services, "answered")

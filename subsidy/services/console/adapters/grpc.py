@@ -31,6 +31,8 @@ FIELD_LABELS = {
     "basis": ("basis", "核定依据"),
     "reasons": ("reasons", "理由"),
     "missing": ("missing", "须补充的材料"),
+    "answer": ("answer", "答复"),
+    "request_number": ("request_number", "补充材料要求的序号"),
     "reason": ("reason", "理由"),
     "application_id": ("application_id", "申请编号"),
     "tranche_ids": ("tranche_id", "拨付笔次"),
@@ -145,6 +147,9 @@ class GrpcServices:
             if not token:
                 break
         return entries
+
+    async def answer_information(self, person: Person, request: Any) -> Any:
+        return await self._call(self._review.AnswerInformation, request, person, "答复补充材料要求")
 
     async def publish_notice(self, person: Person, title: str) -> Any:
         request = review_pb2.PublishNoticeRequest(title=title)

@@ -426,9 +426,16 @@ class Console:
             )
         return self.render(request, "applications.html", person, **data)
 
-    async def application(self, request: Request, person: Person, form: dict) -> Response:
+    async def application(self, request: Request, person: Person, form: dict | None = None, **context: Any) -> Response:
+        status = context.pop("status", 200)
+        form = context.pop("form", form) or {}
         data = await handlers.application(self.services, person, request.path_params["application_id"])
-        return self.render(request, "application.html", person, **data)
+        return self.render(request, "application.html", person, status=status, form=form, **data, **context)
+
+    async def application_answer(self, request: Request, person: Person, form: dict) -> Response:
+        application_id = request.path_params["application_id"]
+        await handlers.answer_information(self.services, person, application_id, form)
+        return RedirectResponse(f"/applications/{application_id}?done=answered", status_code=303)
 
     async def firm(self, request: Request, person: Person, form: dict | None = None, **context: Any) -> Response:
         status = context.pop("status", 200)
@@ -502,6 +509,7 @@ class Console:
             "objection_resolve": (self.objection_resolve, self.notice),
             "applications": (self.applications, None),
             "application": (self.application, None),
+            "application_answer": (self.application_answer, self.application),
             "firm": (self.firm, None),
             "tranche_cancel": (self._firm_action(handlers.cancel_tranche, "cancelled"), self.firm),
             "recovery_open": (self._firm_action(handlers.open_recovery, "recovery"), self.firm),
