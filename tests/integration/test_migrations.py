@@ -126,8 +126,10 @@ OLD_ROWS_HOLD = {
 }
 #: Indexes later revisions add to baseline tables.
 LATER_INDEXES = ("payout_grants_by_decision",)
-#: Tables later revisions create (payout's 0004: firm facts and recoveries).
+#: Tables later revisions create (payout's 0004: firm facts and recoveries;
+#: intake's 0003: 免申即享 proposals).
 LATER_TABLES = (
+    "intake_proposals",
     "payout_firm_facts",
     "payout_recoveries",
     "payout_recovery_tranches",

@@ -72,8 +72,27 @@ class Servers:
             )
             hs = health.aio.HealthServicer()
             await hs.set("", health_pb2.HealthCheckResponse.SERVING)
+            from subsidy.core.policy import load_policy
+            from subsidy.core.proposals import load_proposals
+            from subsidy.core.workflow.settings import load_workflow
+            from subsidy.services.intake.adapters.grpc import ProposalServicer
+            from subsidy.services.intake.proposals import ProposalDeps
+
+            intake_servicer = IntakeServicer(self.intake_deps)
+            self.proposal_deps = ProposalDeps(
+                intake=self.intake_deps,
+                store=store,
+                policy=load_policy(),
+                rules=load_proposals(),
+                workflow=load_workflow(),
+                clock=SystemClock(),
+            )
             server, port = build_intake(
-                IntakeServicer(self.intake_deps), hs, "127.0.0.1:0", security=self.securities["intake"]
+                intake_servicer,
+                hs,
+                "127.0.0.1:0",
+                security=self.securities["intake"],
+                proposals=ProposalServicer(self.proposal_deps, intake_servicer),
             )
             await server.start()
             self.servers["intake"], self.ports["intake"] = server, port

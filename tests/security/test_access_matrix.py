@@ -13,12 +13,15 @@ from grpc_reflection.v1alpha import reflection_pb2
 
 from security.conftest import ENTERPRISE_CODE
 from subsidy.platform.security.policy import ROLES, AccessPolicy
-from subsidy.v1 import intake_pb2, payout_pb2, policy_service_pb2, review_pb2
+from subsidy.v1 import intake_pb2, payout_pb2, policy_service_pb2, proposal_pb2, review_pb2
 
 POLICY = AccessPolicy.load()
 
 SERVERS = {
-    "intake": [intake_pb2.DESCRIPTOR.services_by_name["IntakeService"]],
+    "intake": [
+        intake_pb2.DESCRIPTOR.services_by_name["IntakeService"],
+        proposal_pb2.DESCRIPTOR.services_by_name["ProposalService"],
+    ],
     "eligibility": [policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"]],
     "payout": [payout_pb2.DESCRIPTOR.services_by_name["PayoutService"]],
     "review": [review_pb2.DESCRIPTOR.services_by_name["ReviewService"]],

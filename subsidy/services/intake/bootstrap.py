@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
+from subsidy.core.policy import load_policy
+from subsidy.core.proposals import load_proposals
+from subsidy.core.workflow.settings import load_workflow
 from subsidy.platform import metrics as shared
 from subsidy.platform import process as process
+from subsidy.platform.clock import clock_from_env
 from subsidy.platform.db import Database
 from subsidy.platform.registry import FileRegistry, HttpRegistry
-from subsidy.services.intake import handlers
+from subsidy.services.intake import handlers, metrics, model, proposals
 from subsidy.services.intake.adapters.directory import FileDirectory
-from subsidy.services.intake.adapters.grpc import SERVICE_NAME, IntakeServicer, build_server
-from subsidy.services.intake.adapters.kafka import decision_projection, payout_projection
+from subsidy.services.intake.adapters.expiry import ProposalExpiry
+from subsidy.services.intake.adapters.grpc import SERVICE_NAME, IntakeServicer, ProposalServicer, build_server
+from subsidy.services.intake.adapters.kafka import decision_projection, firm_facts_consumer, payout_projection
 from subsidy.services.intake.adapters.migrations import HISTORY
 from subsidy.services.intake.adapters.relay import OutboxRelay
 from subsidy.services.intake.adapters.store import SqlStore
@@ -55,14 +61,38 @@ class IntakeApp(process.ServiceApp):
         )
         self.payout_projection = payout_projection(self.deps, settings.kafka_bootstrap, stall_s=settings.stall_s)
         self.servicer = IntakeServicer(self.deps, on_accepted=self.relay.wake)
+        # 免申即享 (docs/proposals.md): the firm facts of subsidy.firms.v1 make proposals.
+        self.proposal_deps = proposals.ProposalDeps(
+            intake=self.deps,
+            store=self.store,
+            policy=load_policy(),
+            rules=load_proposals(),
+            workflow=load_workflow(),
+            clock=clock_from_env(os.environ, fixed_today_variable="SUBSIDY_INTAKE_TODAY"),
+        )
+        self.proposal_servicer = ProposalServicer(self.proposal_deps, self.servicer, on_written=self.relay.wake)
+        self.firms_consumer = (
+            firm_facts_consumer(
+                self.proposal_deps, settings.kafka_bootstrap, group_id=settings.firms_group, stall_s=settings.stall_s
+            )
+            if settings.proposals
+            else None
+        )
+        self.expiry = ProposalExpiry(
+            self.proposal_deps, settings.proposal_expiry_interval_s, on_expired=self.relay.wake
+        )
 
     def build_server(self) -> tuple[Any, int]:
-        return build_server(self.servicer, self.health, self.settings.grpc_address)
+        return build_server(self.servicer, self.health, self.settings.grpc_address, proposals=self.proposal_servicer)
+
+    def _consumers(self) -> list[Any]:
+        return [c for c in (self.projection, self.payout_projection, self.firms_consumer) if c is not None]
 
     async def start_work(self) -> None:
         self.relay.start()
-        self.projection.start()
-        self.payout_projection.start()
+        for consumer in self._consumers():
+            consumer.start()
+        self.expiry.start()
 
     def started_fields(self) -> dict[str, Any]:
         return {
@@ -71,6 +101,7 @@ class IntakeApp(process.ServiceApp):
             "database": self.db.dialect,
             "kafka": self.settings.kafka_bootstrap,
             "registry": "http" if self.settings.registry_url else "file",
+            "proposals": self.settings.proposals,
         }
 
     def not_ready_reason(self) -> str | None:
@@ -79,9 +110,7 @@ class IntakeApp(process.ServiceApp):
         progress (subsidy.platform.metrics.stall_reason). Blocking: run in a thread."""
         if not self.store.ping():
             return "database unreachable"
-        return self.relay.not_ready_reason(self.settings.stall_s) or process.stalled(
-            self.projection, self.payout_projection
-        )
+        return self.relay.not_ready_reason(self.settings.stall_s) or process.stalled(*self._consumers())
 
     def readiness(self) -> process.Readiness:
         """Two answers:
@@ -103,6 +132,9 @@ class IntakeApp(process.ServiceApp):
         count, oldest = self.store.outbox_stats()
         shared.OUTBOX_DEPTH.labels("intake").set(count)
         shared.OUTBOX_OLDEST_AGE.labels("intake").set(shared.age_seconds(oldest))
+        counts = self.store.proposal_counts()
+        for state in model.PROPOSAL_STATES:
+            metrics.PROPOSALS_BY_STATE.labels(state).set(counts.get(state, 0))
 
     async def stop_work(self) -> None:
         """Stop accepting, let in-flight RPCs finish within the grace period,
@@ -110,8 +142,8 @@ class IntakeApp(process.ServiceApp):
         await self.stop_server(self.settings.grace_s)
         await asyncio.gather(
             asyncio.to_thread(self.relay.stop, 3.0),
-            asyncio.to_thread(self.projection.stop, 3.0),
-            asyncio.to_thread(self.payout_projection.stop, 3.0),
+            asyncio.to_thread(self.expiry.stop, 3.0),
+            *(asyncio.to_thread(c.stop, 3.0) for c in self._consumers()),
         )
 
 

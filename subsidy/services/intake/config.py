@@ -20,6 +20,11 @@ class Settings:
     directory_dir: str = "policy/directory"
     metrics_address: str = "127.0.0.1:9464"  # empty: no metrics endpoint
     projection_group: str = "subsidy-intake-projection"
+    # 免申即享 (docs/proposals.md): read subsidy.firms.v1 and propose; off: the
+    # ProposalService still answers for what exists, nothing new is proposed.
+    proposals: bool = True
+    firms_group: str = "subsidy-intake-firms"
+    proposal_expiry_interval_s: float = 60.0
     grace_s: float = 5.0
     health_interval_s: float = 1.0
     # Health: a consumer that has not polled (or, with lag, not advanced) for
@@ -42,9 +47,21 @@ class Settings:
             directory_dir=e.text("SUBSIDY_DIRECTORY_DIR", d.directory_dir),
             metrics_address=e.raw("SUBSIDY_INTAKE_METRICS_ADDRESS", d.metrics_address),
             projection_group=e.text("SUBSIDY_INTAKE_PROJECTION_GROUP", d.projection_group),
+            proposals=_switch(e.text("SUBSIDY_INTAKE_PROPOSALS", "on")),
+            firms_group=e.text("SUBSIDY_INTAKE_FIRMS_GROUP", d.firms_group),
+            proposal_expiry_interval_s=e.number("SUBSIDY_INTAKE_PROPOSAL_EXPIRY_SECONDS", d.proposal_expiry_interval_s),
             grace_s=e.number("SUBSIDY_INTAKE_GRACE_SECONDS", d.grace_s),
             health_interval_s=e.number("SUBSIDY_INTAKE_HEALTH_INTERVAL_SECONDS", d.health_interval_s),
             stall_s=e.number("SUBSIDY_INTAKE_STALL_SECONDS", d.stall_s),
             metrics_refresh_s=e.number("SUBSIDY_INTAKE_METRICS_REFRESH_SECONDS", d.metrics_refresh_s),
             log_level=e.text("SUBSIDY_LOG_LEVEL", d.log_level).upper(),
         )
+
+
+def _switch(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("on", "1", "true"):
+        return True
+    if lowered in ("off", "0", "false"):
+        return False
+    raise ValueError(f"SUBSIDY_INTAKE_PROPOSALS: on or off, got {value!r}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from subsidy.platform import metrics as shared
 
@@ -20,6 +20,15 @@ DECISIONS_APPLIED = shared.metric(
 )
 PAYOUT_EVENTS_APPLIED = shared.metric(
     Counter, "subsidy_intake_payout_events", "Payout events folded into applications' grants, by result.", ("result",)
+)
+PROPOSALS = shared.metric(
+    Counter,
+    "subsidy_intake_proposals",
+    "免申即享 proposals by event (created, confirmed, declined, expired, skipped_applied: the firm already applied).",
+    ("event",),
+)
+PROPOSALS_BY_STATE = shared.metric(
+    Gauge, "subsidy_intake_proposals_by_state", "免申即享 proposals by state, from the database.", ("state",)
 )
 # Shared across services (subsidy/platform/metrics.py): every consumer counts what it dead-letters.
 DEAD_LETTERS = shared.DEAD_LETTERS

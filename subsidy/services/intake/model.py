@@ -57,6 +57,29 @@ class StoredApplication:
         return Receipt(self.application_id, self.received_at, self.payload_sha256, self.trace_id)
 
 
+# 免申即享 proposals (issue 13, item 4; proto/subsidy/v1/proposal.proto)
+PROPOSED = "PROPOSED"
+CONFIRMED = "CONFIRMED"
+DECLINED = "DECLINED"
+EXPIRED = "EXPIRED"
+PROPOSAL_STATES = (PROPOSED, CONFIRMED, DECLINED, EXPIRED)
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredProposal:
+    """One row of intake_proposals: ``proposal`` is the subsidy.v1.Proposal as last published."""
+
+    proposal_id: str
+    credit_code: str
+    clause: str
+    fact_reference: str
+    state: str
+    proposal: bytes
+    proposed_on: str
+    expires_on: str
+    created_at: str
+
+
 @dataclasses.dataclass(frozen=True)
 class Submitted:
     receipt: Receipt
@@ -95,6 +118,10 @@ class AlreadyExists(IntakeError):
 
 class NotFound(IntakeError):
     """No application with this id."""
+
+
+class ProposalClosed(IntakeError):
+    """The proposal was declined, has expired or is past its window: it can no longer be confirmed or declined."""
 
 
 class DuplicateKey(Exception):

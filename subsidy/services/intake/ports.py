@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from subsidy.platform.outbox import OutboxMessage
-from subsidy.services.intake.model import DirectoryEntry, StoredApplication
+from subsidy.services.intake.model import DirectoryEntry, StoredApplication, StoredProposal
 
 
 class Directory(Protocol):
@@ -57,6 +57,33 @@ class ApplicationStore(Protocol):
     ) -> str:
         """Fold a payout event into the grant once per event id: 'applied',
         'replayed' or 'unknown'; the new state is ``state_of(decision, grant)``."""
+
+
+class ProposalStore(Protocol):
+    """免申即享 proposals (intake_proposals), each write with its outbox row in one transaction."""
+
+    def add_proposal(self, proposal: StoredProposal, message: OutboxMessage) -> bool:
+        """False (nothing written) when the id is already stored."""
+
+    def get_proposal(self, proposal_id: str) -> StoredProposal | None: ...
+
+    def list_proposals(
+        self, credit_code: str, limit: int, after: tuple[str, str] | None = None
+    ) -> list[StoredProposal]: ...
+
+    def decide_proposal(
+        self,
+        proposal_id: str,
+        from_state: str,
+        to_state: str,
+        proposal: bytes,
+        at: str,
+        message: OutboxMessage,
+        payee: str | None = None,
+    ) -> bool:
+        """False (nothing written) when it is no longer in ``from_state``."""
+
+    def proposals_past(self, day: str, limit: int = 500) -> list[StoredProposal]: ...
 
 
 class Clock(Protocol):

@@ -38,14 +38,16 @@ from subsidy.services.intake.model import (
     AlreadyExists,
     InvalidApplication,
     NotFound,
+    ProposalClosed,
     StoredApplication,
     UnknownFirm,
 )
-from subsidy.v1 import application_pb2, decision_pb2, intake_pb2, intake_pb2_grpc
+from subsidy.v1 import application_pb2, decision_pb2, intake_pb2, intake_pb2_grpc, proposal_pb2, proposal_pb2_grpc
 
 log = logging.getLogger("subsidy.services.intake.adapters.grpc")
 
 SERVICE_NAME = intake_pb2.DESCRIPTOR.services_by_name["IntakeService"].full_name
+PROPOSAL_SERVICE_NAME = proposal_pb2.DESCRIPTOR.services_by_name["ProposalService"].full_name
 MAX_RECEIVE_BYTES = 1 << 20  # 1 MiB: an application is a few hundred bytes
 MAX_SEND_BYTES = 4 << 20  # a page of 100 applications with their decisions
 
@@ -101,7 +103,7 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
                     rich_status.bad_request_details(code.value[0], message, [(field, exc.problem)]),
                 ),
             )
-        elif isinstance(exc, UnknownFirm):
+        elif isinstance(exc, (UnknownFirm, ProposalClosed)):
             code, message = grpc.StatusCode.FAILED_PRECONDITION, str(exc)
         elif isinstance(exc, (RegistryUnavailable, DatabaseUnavailable)):
             code, message = grpc.StatusCode.UNAVAILABLE, str(exc)
@@ -185,20 +187,112 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
         )
 
 
+class ProposalServicer(proposal_pb2_grpc.ProposalServiceServicer):
+    """subsidy.v1.ProposalService (免申即享, subsidy/services/intake/proposals.py). The
+    firm binding: ListProposals by its credit_code field (access.yaml); Confirm
+    and Decline here, on the loaded proposal's firm (another firm's id is
+    answered as a free one)."""
+
+    def __init__(self, deps: Any, intake: IntakeServicer, on_written: Callable[[], None] = lambda: None):
+        self.deps = deps
+        self._intake = intake
+        self.on_written = on_written
+
+    @staticmethod
+    def to_proto(stored: Any) -> Any:
+        from subsidy.services.intake import proposals
+
+        return proposals.proposal_message(stored)
+
+    async def _load_own(self, context: Any, rpc: str, proposal_id: str) -> Any:
+        from subsidy.services.intake import proposals
+
+        try:
+            stored = await asyncio.to_thread(proposals.get, self.deps, proposal_id)
+        except Exception as exc:
+            await self._intake._fail(context, rpc, exc)
+            raise
+        if not firm_allowed(stored.credit_code):
+            deny(PROPOSAL_SERVICE_NAME, rpc, "wrong_firm", current(), "the proposal belongs to another firm")
+            await self._intake._fail(context, rpc, proposals.not_found(proposal_id))
+        return stored
+
+    async def ListProposals(self, request: Any, context: Any) -> Any:
+        from subsidy.services.intake import proposals
+
+        try:
+            rows, token = await asyncio.to_thread(
+                proposals.list_for_firm, self.deps, request.credit_code, request.page_size, request.page_token
+            )
+        except Exception as exc:
+            await self._intake._fail(context, "ListProposals", exc)
+            raise
+        return proposal_pb2.ListProposalsResponse(proposals=[self.to_proto(r) for r in rows], next_page_token=token)
+
+    async def ConfirmProposal(self, request: Any, context: Any) -> Any:
+        from subsidy.services.intake import proposals
+
+        await self._load_own(context, "ConfirmProposal", request.proposal_id)
+        trace_id = incoming_trace_id(context)
+        with logs.trace(trace_id):
+            try:
+                stored, submitted = await asyncio.to_thread(
+                    proposals.confirm,
+                    self.deps,
+                    request.proposal_id,
+                    request.consent,
+                    request.payee_account,
+                    trace_id,
+                )
+            except Exception as exc:
+                await self._intake._fail(context, "ConfirmProposal", exc)
+                raise
+        self.on_written()
+        r = submitted.receipt
+        return proposal_pb2.ConfirmProposalResponse(
+            proposal=self.to_proto(stored),
+            receipt=intake_pb2.Receipt(
+                application_id=r.application_id,
+                received_at=r.received_at,
+                payload_sha256=r.payload_sha256,
+                trace_id=r.trace_id,
+            ),
+        )
+
+    async def DeclineProposal(self, request: Any, context: Any) -> Any:
+        from subsidy.services.intake import proposals
+
+        await self._load_own(context, "DeclineProposal", request.proposal_id)
+        try:
+            stored = await asyncio.to_thread(proposals.decline, self.deps, request.proposal_id, request.reason)
+        except Exception as exc:
+            await self._intake._fail(context, "DeclineProposal", exc)
+            raise
+        self.on_written()
+        return proposal_pb2.DeclineProposalResponse(proposal=self.to_proto(stored))
+
+
 def build_server(
     servicer: IntakeServicer,
     health_servicer: health.aio.HealthServicer,
     address: str,
     security: GrpcSecurity | None = None,
+    proposals: ProposalServicer | None = None,
 ) -> tuple[grpc.aio.Server, int]:
-    """The server with IntakeService, health checking and reflection; returns (server, bound port).
+    """The server with IntakeService (and ProposalService when given), health checking and
+    reflection; returns (server, bound port).
     TLS, authentication and reflection follow ``security`` (default: from the environment)."""
+    servicers: list[Any] = [(intake_pb2_grpc.add_IntakeServiceServicer_to_server, servicer)]
+    names = [SERVICE_NAME]
+    if proposals is not None:
+        servicers.append((proposal_pb2_grpc.add_ProposalServiceServicer_to_server, proposals))
+        names.append(PROPOSAL_SERVICE_NAME)
     return grpc_server.build_server(
         "intake",
         address,
         health_servicer,
-        servicers=[(intake_pb2_grpc.add_IntakeServiceServicer_to_server, servicer)],
-        service_names=[SERVICE_NAME],
+        servicers=servicers,
+        service_names=names,
         max_receive_bytes=MAX_RECEIVE_BYTES,
         max_send_bytes=MAX_SEND_BYTES,
         security=security,

@@ -150,3 +150,63 @@ def payout_projection(
 ) -> KafkaRecordLoop:
     """An undecodable event goes to ``subsidy.payouts.v1.dlq``."""
     return _projection(PAYOUT_CONSUMER, PayoutEventHandler(deps), bootstrap, group_id, topic, dlq_topic, **kwargs)
+
+
+FIRMS_GROUP_ID = "subsidy-intake-firms"
+FIRMS_CONSUMER = "intake-firms"
+
+
+class FirmFactsHandler:
+    """subsidy.firms.v1 -> 免申即享 proposals (subsidy/services/intake/proposals.py).
+    A record that is not usable FirmFacts goes to subsidy.firms.v1.dlq; a
+    tombstone (the platform no longer knows the firm) proposes nothing."""
+
+    def __init__(self, deps: Any):
+        self.deps = deps
+
+    def __call__(self, record: Any) -> str:
+        from google.protobuf.message import DecodeError
+
+        from subsidy.services.intake import proposals
+        from subsidy.v1 import firm_facts_pb2
+
+        if not record.value:
+            return "tombstone"
+        message = firm_facts_pb2.FirmFacts()
+        try:
+            message.ParseFromString(record.value)
+        except DecodeError as exc:
+            raise RecordRejected(f"not a subsidy.v1.FirmFacts: {exc}") from None
+        key = record.key.decode("utf-8", "replace") if record.key else ""
+        if message.credit_code != key:
+            raise RecordRejected(f"credit_code: {message.credit_code!r} is not the record's key {key!r}")
+        try:
+            results = proposals.on_firm_facts(self.deps, message)
+        except (BadInput, ValueError) as exc:
+            raise RecordRejected(f"firm facts the contract refuses: {exc}") from None
+        created = sum(1 for _, r in results if r == "created")
+        if results:
+            log.info(
+                "firm facts read for proposals",
+                extra=logs.fields(
+                    credit_code=key,
+                    created=created,
+                    results=[r for _, r in results],
+                    partition=record.partition,
+                    offset=record.offset,
+                ),
+            )
+        return "created" if created else "nothing"
+
+
+def firm_facts_consumer(
+    deps: Any,
+    bootstrap: str,
+    *,
+    group_id: str = FIRMS_GROUP_ID,
+    topic: str = topics.FIRMS.name,
+    dlq_topic: str = topics.FIRMS_DLQ.name,
+    **kwargs: Any,
+) -> KafkaRecordLoop:
+    """The firm facts registry-sync publishes, read for 免申即享 proposals."""
+    return _projection(FIRMS_CONSUMER, FirmFactsHandler(deps), bootstrap, group_id, topic, dlq_topic, **kwargs)

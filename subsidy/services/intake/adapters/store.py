@@ -30,7 +30,7 @@ from subsidy.platform import migrations
 from subsidy.platform.db import Database, DatabaseUnavailable, Transaction
 from subsidy.platform.outbox import OutboxMessage, OutboxRow, OutboxTable, Published, encode_headers
 from subsidy.services.intake.adapters.migrations import HISTORY
-from subsidy.services.intake.model import DuplicateKey, StoredApplication
+from subsidy.services.intake.model import DuplicateKey, StoredApplication, StoredProposal
 
 # With several replicas on one PostgreSQL database, one relay at a time
 # publishes: advisory lock key, taken per batch (subsidy.platform.outbox.OutboxTable).
@@ -307,6 +307,115 @@ class SqlStore(migrations.OwnedSchema):
             )
             tx.execute("INSERT INTO intake_payout_events (event_id, applied_at) VALUES (?, ?)", (event_id, at))
             return "applied"
+
+    # -- 免申即享 proposals (intake_proposals, migration 0003) --------------
+
+    _PROPOSAL_COLUMNS = (
+        "proposal_id, credit_code, clause, fact_reference, state, proposal, proposed_on, expires_on, created_at"
+    )
+
+    @staticmethod
+    def _proposal(raw: tuple) -> StoredProposal:
+        return StoredProposal(raw[0], raw[1], raw[2], raw[3], raw[4], bytes(raw[5]), raw[6], raw[7], raw[8])
+
+    def add_proposal(self, p: StoredProposal, message: OutboxMessage) -> bool:
+        """Insert the proposal and its ProposalCreated outbox row in one
+        transaction; False (nothing written) when its id is already stored."""
+        headers = encode_headers(message.headers)
+
+        def work(tx: Transaction) -> bool:
+            inserted = tx.execute(
+                "INSERT INTO intake_proposals (proposal_id, credit_code, clause, fact_reference, state, proposal, "
+                "proposed_on, expires_on, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (proposal_id) DO NOTHING",
+                (
+                    p.proposal_id,
+                    p.credit_code,
+                    p.clause,
+                    p.fact_reference,
+                    p.state,
+                    p.proposal,
+                    p.proposed_on,
+                    p.expires_on,
+                    p.created_at,
+                    p.created_at,
+                ),
+            ).rowcount
+            if inserted:
+                tx.execute(
+                    "INSERT INTO intake_outbox (topic, key, value, headers, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (message.topic, message.key, message.value, headers, p.created_at),
+                )
+            return bool(inserted)
+
+        return self.writes.run(work)
+
+    def get_proposal(self, proposal_id: str) -> StoredProposal | None:
+        with self.db.transaction() as tx:
+            raw = tx.one(
+                f"SELECT {self._PROPOSAL_COLUMNS} FROM intake_proposals WHERE proposal_id = ?",  # nosec B608 - constant
+                (proposal_id,),
+            )
+        return self._proposal(raw) if raw else None
+
+    def list_proposals(
+        self, credit_code: str, limit: int, after: tuple[str, str] | None = None
+    ) -> list[StoredProposal]:
+        sql = f"SELECT {self._PROPOSAL_COLUMNS} FROM intake_proposals WHERE credit_code = ?"  # nosec B608 - constant
+        params: list[Any] = [credit_code]
+        if after is not None:
+            sql += " AND (created_at < ? OR (created_at = ? AND proposal_id < ?))"
+            params += [after[0], after[0], after[1]]
+        sql += " ORDER BY created_at DESC, proposal_id DESC LIMIT ?"
+        params.append(limit)
+        with self.db.transaction() as tx:
+            return [self._proposal(r) for r in tx.all(sql, params)]
+
+    def decide_proposal(
+        self,
+        proposal_id: str,
+        from_state: str,
+        to_state: str,
+        proposal: bytes,
+        at: str,
+        message: OutboxMessage,
+        payee: str | None = None,
+    ) -> bool:
+        """Move the proposal from ``from_state`` to ``to_state`` with its event
+        in the outbox, in one transaction; False (nothing written) when it is
+        no longer in ``from_state`` (another call decided it first)."""
+        headers = encode_headers(message.headers)
+
+        def work(tx: Transaction) -> bool:
+            changed = tx.execute(
+                "UPDATE intake_proposals SET state = ?, proposal = ?, payee = COALESCE(?, payee), updated_at = ? "
+                "WHERE proposal_id = ? AND state = ?",
+                (to_state, proposal, payee, at, proposal_id, from_state),
+            ).rowcount
+            if changed:
+                tx.execute(
+                    "INSERT INTO intake_outbox (topic, key, value, headers, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (message.topic, message.key, message.value, headers, at),
+                )
+            return bool(changed)
+
+        return self.writes.run(work)
+
+    def proposals_past(self, day: str, limit: int = 500) -> list[StoredProposal]:
+        """PROPOSED proposals whose window ended before ``day``."""
+        with self.db.transaction() as tx:
+            return [
+                self._proposal(r)
+                for r in tx.all(
+                    f"SELECT {self._PROPOSAL_COLUMNS} FROM intake_proposals "  # nosec B608 - constant
+                    "WHERE state = 'PROPOSED' AND expires_on < ? ORDER BY expires_on, proposal_id LIMIT ?",
+                    (day, limit),
+                )
+            ]
+
+    def proposal_counts(self) -> dict[str, int]:
+        with self.db.transaction() as tx:
+            return {str(s): int(n) for s, n in tx.all("SELECT state, COUNT(*) FROM intake_proposals GROUP BY state")}
 
     # -- outbox (relay) ---------------------------------------------------
 
