@@ -22,9 +22,14 @@ from unit.notify.notify_fakes import (
     notice_published,
     objection_resolved,
     paid,
+    proposal_created,
+    proposal_expired,
+    recovery_opened,
     reserved,
     reviewed,
     scheduled,
+    tranche_held,
+    tranche_released,
 )
 
 from subsidy.contracts import topics
@@ -71,11 +76,19 @@ def events_for(app: str) -> list:
         notice,
         objection_resolved(objection=f"O-{app}"),
         grant_payable(app=under_review),
+        # Release gates, recovery and 免申即享 (issue 13).
+        tranche_held(app=app, number=2),
+        tranche_released(app=app, number=2),
+        recovery_opened(app=app),
+        proposal_created(proposal=f"P-{app}"),
+        proposal_expired(proposal=f"P-{app}"),
     ]
 
 
 def event_id(message) -> str:
     """The id notify gives the (first) notification of ``message``."""
+    if message.DESCRIPTOR.name == "ProposalEvent":
+        return message.event_id
     if hasattr(message, "decision_id"):
         return f"decision:{message.decision_id}"
     if message.WhichOneof("event") == "notice_published":
@@ -89,6 +102,8 @@ def produce(producer: Producer, messages) -> None:
             producer.decision(m)
         elif m.DESCRIPTOR.name == "NoticeEvent":
             producer.notice(m)
+        elif m.DESCRIPTOR.name == "ProposalEvent":
+            producer.proposal(m)
         else:
             producer.payout(m)
 
@@ -137,6 +152,14 @@ def test_every_event_notifies_each_channel_once_and_a_replay_sends_nothing_more(
             listed = mails[ids[10]].get_content()
             assert "N-" in mails[ids[10]]["Subject"] and "SJ-OTHER-1" not in listed and "上海别家" not in listed
             assert "异议不成立" in mails[ids[11]]["Subject"] and "资助可拨付" in mails[ids[12]]["Subject"]
+            assert (
+                "拨付已暂停" in mails[ids[13]]["Subject"]
+                and "宽限期截止：2026年5月21日" in mails[ids[13]].get_content()
+            )
+            assert "暂停拨付已解除" in mails[ids[14]]["Subject"]
+            assert "资金追回通知" in mails[ids[15]]["Subject"] and "追回金额：500,000元" in mails[ids[15]].get_content()
+            assert "免申即享" in mails[ids[16]]["Subject"] and "确认截止：2026年4月1日" in mails[ids[16]].get_content()
+            assert "已过期" in mails[ids[17]]["Subject"]
             for r in hook.requests:
                 signed = r["headers"]["X-Subsidy-Timestamp"].encode() + b"." + r["body"]
                 expected = "sha256=" + hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()

@@ -185,6 +185,16 @@ class Producer:
         """A NoticeEvent on subsidy.notices.v1 (key: the firm, as the review service keys it)."""
         self._send(topics.NOTICES.name, key, message.event_id, TYPE_PAYOUT, message.SerializeToString())
 
+    def proposal(self, message: Any) -> None:
+        """A ProposalEvent on subsidy.proposals.v1 (key: the firm, as intake keys it)."""
+        self._send(
+            topics.PROPOSALS.name,
+            message.credit_code,
+            message.event_id,
+            "cn.gov.songjiang.subsidy.proposal.v1",
+            message.SerializeToString(),
+        )
+
     def raw(self, topic: str, value: bytes, key: str = FIRM) -> None:
         self._send(topic, key, new_id("raw"), TYPE_PAYOUT, value)
 
@@ -197,7 +207,7 @@ class Producer:
 
 
 def group_at_end(bootstrap: str, group: str) -> str:
-    """Commit ``group``'s offsets at the end of its three input topics, so a test's
+    """Commit ``group``'s offsets at the end of its input topics, so a test's
     service reads only what the test produces (not the session's history)."""
     from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 
@@ -206,7 +216,13 @@ def group_at_end(bootstrap: str, group: str) -> str:
     try:
         parts = [
             TopicPartition(t, p)
-            for t in (topics.DECISIONS.name, topics.PAYOUTS.name, topics.NOTICES.name)
+            for t in (
+                topics.DECISIONS.name,
+                topics.PAYOUTS.name,
+                topics.NOTICES.name,
+                topics.REVIEWS.name,
+                topics.PROPOSALS.name,
+            )
             for p in (consumer.partitions_for_topic(t) or ())
         ]
         ends = consumer.end_offsets(parts)
