@@ -53,13 +53,18 @@ def _demo() -> list[dict]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-def _pick() -> tuple[dict, list[dict]]:
-    """One application held for four-eyes and two that go straight to the notice, three firms."""
+def _pick() -> tuple[dict, list[dict], dict]:
+    """One application held for four-eyes, two that go straight to the notice,
+    and one whose amount people set (NEEDS_REVIEW), four firms."""
     simulation = Simulation(load_policy())
-    held, plain, firms = None, [], set()
+    held, plain, manual, firms = None, [], None, set()
     for app in _demo():
         want = simulation.apply(simulation.decide(app))
         firm = app["firm"]["credit_code"]
+        if manual is None and firm not in firms and want["outcome"] == "NEEDS_REVIEW":
+            manual = app
+            firms.add(firm)
+            continue
         if firm in firms or want["outcome"] != "ELIGIBLE" or want["granted_fen"] != want["max_award_fen"]:
             continue
         if held is None and want["max_award_fen"] >= THRESHOLD_FEN:
@@ -68,11 +73,11 @@ def _pick() -> tuple[dict, list[dict]]:
         elif len(plain) < 2 and 0 < want["max_award_fen"] < THRESHOLD_FEN:
             plain.append(app)
             firms.add(firm)
-    assert held is not None and len(plain) == 2
-    return held, plain
+    assert held is not None and len(plain) == 2 and manual is not None
+    return held, plain, manual
 
 
-HELD, PLAIN = _pick()
+HELD, PLAIN, MANUAL = _pick()
 HOSTILE_FIRM = PLAIN[0]["firm"]["credit_code"]
 ENTERPRISE_FIRM = PLAIN[1]["firm"]["credit_code"]
 
@@ -139,12 +144,13 @@ def submitted(stack):
             def SubmitApplication(self, request, timeout):
                 return intake.SubmitApplication(request, timeout=timeout, metadata=stack.identities.metadata(PORTAL))
 
-        results = dict(submit_all(AsPortal(), [HELD, *PLAIN]))
+        results = dict(submit_all(AsPortal(), [HELD, *PLAIN, MANUAL]))
     assert set(results.values()) == {"accepted"}, results
     _wait_states(
         stack,
         {
             HELD["application_id"]: {intake_pb2.APPLICATION_STATE_UNDER_REVIEW},
+            MANUAL["application_id"]: {intake_pb2.APPLICATION_STATE_UNDER_REVIEW},
             **{a["application_id"]: {intake_pb2.APPLICATION_STATE_RESERVED} for a in PLAIN},
         },
     )
@@ -350,6 +356,36 @@ def test_four_eyes_approval_by_two_reviewers(console):
     assert REVIEWER_1.subject in console.body() and REVIEWER_2.subject in console.body()
     console.shot("06-review-item-approved")
     _wait_states(console.stack, {HELD["application_id"]: {intake_pb2.APPLICATION_STATE_RESERVED}})
+
+
+def test_a_reviewer_asks_for_information_and_the_firm_answers_in_the_console(console):
+    console.sign_in(REVIEWER_1.subject)
+    console.open("/review?status=OPEN")
+    console.wait_text("#queue", MANUAL["application_id"])
+    row = next(r for r in console.all("#queue tbody tr") if MANUAL["application_id"] in r.text)
+    row.find_element("css selector", "a").click()
+    console.wait_text("h1", "审核事项")
+    console.find("#claim").click()
+    console.wait_text("#done", "已领取")
+    console.find("#result-MORE_INFO_REQUESTED").click()
+    console.find("#missing").send_keys("请提供融资对接服务合同及付款凭证（演示）")
+    console.find("#decide").click()
+    console.wait_text("#item-status", "待补充材料")
+    item_url = console.driver.current_url.split("?")[0]
+
+    firm = MANUAL["firm"]["credit_code"]
+    console.sign_in("", firm)
+    console.open(f"/applications/{MANUAL['application_id']}")
+    console.wait_text("#app-state", "人工审核中")
+    console.find("#answer").send_keys("已补充服务合同及付款凭证（演示）")
+    console.find("#answer-submit").click()
+    console.wait_text("#done", "答复已提交")
+    console.shot("06b-application-information-answered")
+
+    console.sign_in(REVIEWER_1.subject)
+    console.driver.get(item_url)
+    console.wait_text("#item-status", "审核中")
+    assert "已补充服务合同及付款凭证（演示）" in console.body()
 
 
 def test_publish_the_notice_with_the_firm_name_as_text(console):
