@@ -3,6 +3,9 @@
     subsidy evaluate FILE|-             one application -> one decision (no history)
     subsidy simulate FILE|- [--summary] JSON lines -> one result per line, with history
     subsidy policy [--dir DIR]          validate the policy data and list its clauses
+    subsidy policy versions             the policy versions side by side (policy/versions.yaml)
+    subsidy policy diff OLD NEW [--applications FILE] [--format text|jsonl] [--chart OUT.svg|png]
+                                        what NEW changes, and what it does to applications and outlay
     subsidy export-tranches --year YYYY one budget year's payout tranches as CSV, for finance
     subsidy migrate --service NAME      bring a service's database to its newest schema
     subsidy dev clock show|advance|speed drive the dev stack's clock (SUBSIDY_DEV_MODE=1 only)
@@ -140,6 +143,95 @@ def cmd_policy(args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _versions(args: argparse.Namespace):
+    from subsidy.core.policy import PolicyError
+    from subsidy.core.versions import load_policy_root, load_versions
+
+    try:
+        return load_versions(args.policy_dir or load_policy_root())
+    except PolicyError as exc:
+        raise CommandError(f"policy refused: {exc}", EXIT_BAD_POLICY) from None
+
+
+def _version(versions, version_id: str):
+    from subsidy.core.policy import PolicyError
+
+    try:
+        return versions.get(version_id)
+    except PolicyError as exc:
+        raise CommandError(f"policy refused: {exc}", EXIT_BAD_POLICY) from None
+
+
+def cmd_policy_versions(args: argparse.Namespace) -> str:
+    from subsidy.core.policy import PolicyError
+
+    versions = _versions(args)
+    try:
+        versions.verify()
+    except PolicyError as exc:
+        raise CommandError(f"policy refused: {exc}", EXIT_BAD_POLICY) from None
+    lines = []
+    for version_id in versions.ids():
+        version = _version(versions, version_id)
+        until = f" until {version.effective_until}" if version.effective_until else ""
+        flags = ", FICTIONAL" if version.fictional else ""
+        base = f", overlay of {version.base}" if version.base else ""
+        lines.append(f"{version.id:<28} {version.status:<10} from {version.effective_from}{until}{base}{flags}")
+        lines.append(f"    {version.policy.version}  {version.name}")
+        for clause_id, names in version.changed.items():
+            lines.append(f"    changes {clause_id}: {', '.join(names)}")
+        for clause_id in version.retired:
+            lines.append(f"    retires {clause_id}")
+        for citation in version.citations:
+            lines.append(f"    cites {citation}")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_policy_diff(args: argparse.Namespace) -> str:
+    from pathlib import Path
+
+    from subsidy.cli import policy_diff
+    from subsidy.contracts.calculator import Comparison
+    from subsidy.contracts.codec import BadInput
+    from subsidy.core.versions import diff
+
+    versions = _versions(args)
+    old, new = _version(versions, args.old), _version(versions, args.new)
+    changes = diff(old, new)
+    comparison = None
+    if args.applications:
+        comparison = Comparison(old.policy, new.policy)
+        name = "<stdin>" if args.applications == "-" else args.applications
+        # Everything is compared before anything is printed or drawn.
+        for number, line in enumerate(_read(args.applications).splitlines(), start=1):
+            if not line.strip():
+                continue
+            where = f"{name}: line {number}"
+            obj = _json(line, where)
+            try:
+                comparison.add(obj)
+            except BadInput as exc:
+                raise CommandError(f"{where}: {exc}") from None
+    if args.chart:
+        from subsidy.cli.chart import ChartError, outlay_chart
+
+        if comparison is None:
+            raise CommandError("--chart: needs --applications (the chart is the outlay per budget year)")
+        try:
+            outlay_chart(
+                Path(args.chart),
+                comparison.by_year(),
+                old.id,
+                new.id + ("（虚构）" if new.fictional else ""),
+                f"区财政支出 by budget year: {old.id} vs {new.id}",
+            )
+        except ChartError as exc:
+            raise CommandError(str(exc)) from None
+    if args.format == "jsonl":
+        return policy_diff.jsonl(old, new, changes, comparison)
+    return policy_diff.text(old, new, changes, comparison)
+
+
 def cmd_export_tranches(args: argparse.Namespace) -> str:
     import io
     import os
@@ -270,6 +362,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_simulate)
     p = sub.add_parser("policy", help="validate the policy data and list clauses and parameters")
     p.set_defaults(run=cmd_policy)
+    policy_sub = p.add_subparsers(dest="policy_command", required=False)
+    q = policy_sub.add_parser("versions", help="the policy versions side by side (policy/versions.yaml)")
+    q.set_defaults(run=cmd_policy_versions)
+    q = policy_sub.add_parser(
+        "diff",
+        help="what version NEW changes from OLD, parameter by parameter with both citations",
+        description="Parameter by parameter with both citations; with --applications, each application's "
+        "outcome and amount under both versions and the outlay per budget year (caps and tranches "
+        "included, as `subsidy simulate`). docs/policy-versions.md",
+    )
+    q.add_argument("old", metavar="OLD", help="a version id of policy/versions.yaml")
+    q.add_argument("new", metavar="NEW", help="a version id of policy/versions.yaml")
+    q.add_argument("--applications", metavar="FILE|-", help="JSON lines of applications, as for simulate")
+    q.add_argument("--format", choices=("text", "jsonl"), default="text", help="text for people or JSON lines")
+    q.add_argument("--chart", metavar="OUT.svg|OUT.png", help="draw the outlay per budget year under both versions")
+    q.set_defaults(run=cmd_policy_diff)
     p = sub.add_parser("export-tranches", help="one budget year's payout tranches as CSV, for the finance bureau")
     p.add_argument("--year", type=_year, required=True, help="budget year YYYY")
     p.add_argument(

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from subsidy.core import clauses as registry
+from subsidy.core import domain
 from subsidy.core.policy import (
     ClausePolicy,
     Parameter,
@@ -516,3 +517,63 @@ def check_adoptable(versions: Versions, version_id: str, open_applications: Iter
                 "decide them, or keep the clause",
             )
     return version
+
+
+# ------------------------------------------------------------ the difference
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One difference between two versions' texts, with both citations.
+
+    ``kind``: ``effective_from`` (old/new: one dated entry each, citing the
+    versions' citations), ``parameter`` (old/new: the parameter's whole dated
+    history in each), ``retired`` or ``restored`` (a clause one version
+    decides and the other does not; old/new: the retirement's citation)."""
+
+    kind: str
+    clause: str
+    parameter: str
+    old: tuple[tuple[str, object, str], ...]  # (from or "", value, cites)
+    new: tuple[tuple[str, object, str], ...]
+
+
+def _history(parameter: Parameter) -> tuple[tuple[str, object, str], ...]:
+    return tuple((v.applies_from.isoformat(), v.value, v.cites) for v in parameter.values)
+
+
+def diff(old: Version, new: Version) -> list[Change]:
+    """Parameter by parameter, what ``new`` decides differently from ``old``
+    (empty for a version against itself), in the contract's clause order."""
+    changes: list[Change] = []
+    if old.effective_from != new.effective_from:
+        changes.append(
+            Change(
+                "effective_from",
+                "",
+                "",
+                ((old.effective_from.isoformat(), old.effective_from.isoformat(), "; ".join(old.citations)),),
+                ((new.effective_from.isoformat(), new.effective_from.isoformat(), "; ".join(new.citations)),),
+            )
+        )
+    order = {c: i for i, c in enumerate(domain.CLAUSES)}
+    for clause_id in sorted(old.policy.clauses.keys() & new.policy.clauses.keys(), key=lambda c: (order.get(c, 99), c)):
+        was, now = old.policy.clauses[clause_id], new.policy.clauses[clause_id]
+        if was.retired_cites != now.retired_cites:
+            kind = "retired" if now.retired_cites is not None and was.retired_cites is None else "restored"
+            if was.retired_cites is not None and now.retired_cites is not None:
+                kind = "retired"
+            changes.append(
+                Change(
+                    kind,
+                    clause_id,
+                    "",
+                    (("", "retired", was.retired_cites),) if was.retired_cites else (),
+                    (("", "retired", now.retired_cites),) if now.retired_cites else (),
+                )
+            )
+        for name in was.parameters:
+            before, after = _history(was.parameters[name]), _history(now.parameters[name])
+            if before != after:
+                changes.append(Change("parameter", clause_id, name, before, after))
+    return changes
