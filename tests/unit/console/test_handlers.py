@@ -292,3 +292,16 @@ class TestAnswerInformation:
             "/applications/B-1/answer", data={"csrf_token": harness.csrf(), "request_number": "1", "answer": "a"}
         )
         assert reply.status_code == 404 and not hasattr(harness.services, "answered")
+
+
+def test_the_firm_search_page(tmp_path):
+    harness = make_harness(tmp_path)
+    harness.sign_in("FINANCE")
+    assert harness.client.get("/firms").status_code == 200
+    reply = harness.client.get("/firms?credit_code=123")
+    assert reply.status_code == 400 and "统一社会信用代码：" in reply.text
+    code = harness.services.firm_a
+    reply = harness.client.get(f"/firms?credit_code={code.lower()}", follow_redirects=False)
+    assert reply.status_code == 303 and reply.headers["location"] == f"/firms/{code}"
+    harness.sign_in("ENTERPRISE")
+    assert harness.client.get(f"/firms?credit_code={harness.services.firm_b}").status_code == 403

@@ -453,7 +453,13 @@ class Console:
 
     async def firm_search(self, request: Request, person: Person, form: dict) -> Response:
         code = str(request.query_params.get("credit_code") or "")
-        return RedirectResponse(f"/firms/{handlers.firm_of(person, code) or '-'}", status_code=303)
+        try:
+            found = handlers.firm_of(person, code)
+        except FormError as exc:
+            return self.render(request, "firms.html", person, status=400, error=exc.message, credit_code=code)
+        if not found:
+            return self.render(request, "firms.html", person, credit_code="")
+        return RedirectResponse(f"/firms/{found}", status_code=303)
 
     async def finance(self, request: Request, person: Person, form: dict) -> Response:
         try:
