@@ -212,3 +212,13 @@ def test_the_firms_consumer_reads_the_firms_topic_in_its_group_and_dead_letters_
     )
     assert Settings.from_env({}).firms_group == "subsidy-payout-firms"
     assert Settings.from_env({"SUBSIDY_PAYOUT_FIRMS_GROUP": "g"}).firms_group == "g"
+
+
+def test_finance_lists_held_tranches_by_status_and_due_ones_leave_them_out(store):
+    t0, *_ = payable(store)
+    FirmFactsApplier(store, FixedClock(D("2025-02-01")), grace)(record(facts(1, "2025-02-01", registered=False)))
+    handlers.advance_tranches(store, D("2025-02-20"), AT, grace)
+    held = handlers.list_tranches(store, handlers.tranche_query("", "", ["HELD"], 0, ""))[0]
+    due = handlers.list_tranches(store, handlers.tranche_query("", "", ["DUE"], 0, ""))[0]
+    assert ([t.tranche_id for t in held], due) == ([t0], [])
+    assert handlers.from_proto_status(payout_pb2.TRANCHE_STATUS_HELD) == HELD
