@@ -20,6 +20,7 @@ from subsidy.core import credit_code as credit_codes
 from subsidy.core.money import yuan
 from subsidy.core.workflow.review import item_id_for
 from subsidy.services.console.model import (
+    ITEM_STATUS,
     TRANCHE_STATUS,
     TRANCHE_STATUS_CODES,
     Conflict,
@@ -363,7 +364,7 @@ def timeline(status: Any) -> list[tuple[str, str, str]]:
                 (
                     review.decided_at,
                     "人工审核结论",
-                    f"{review.result}；审核人 {'、'.join(review.reviewers)}；依据：{review.basis}",
+                    f"{ITEM_STATUS.get(review.result, review.result)}；审核人 {'、'.join(review.reviewers)}；依据：{review.basis}",
                 )
             )
         else:
