@@ -4,7 +4,10 @@
   dir, so they can be restarted and killed), the five services as real
   processes (``LocalStack``) with intake, payout, notify and review on that
   one PostgreSQL database, a real SMTP server and webhook receiver, and an
-  extra payout replica on demand.
+  extra payout replica on demand. Each service reaches Kafka and PostgreSQL
+  through Toxiproxy proxies of its own (subsidy_dev/toxiproxy.py): the broker
+  has one listener per service, advertised at that service's proxy, so the
+  metadata a client is given keeps it behind its proxy.
 - ``workload(seed)``: the demo applications rewritten onto firms of their own
   per seed (distinct credit codes and application ids), so every seed has its
   own caps and its own expected ledger from ``subsidy simulate``.
@@ -42,9 +45,10 @@ from subsidy.core.policy import load_policy
 from subsidy.platform.consumer import DEFAULT_SESSION_TIMEOUT_MS
 from subsidy.v1 import application_pb2, decision_pb2, events_pb2, intake_pb2, intake_pb2_grpc, payout_pb2
 from subsidy_dev import free_port, tail
-from subsidy_dev.kafka import KafkaBroker
+from subsidy_dev.kafka import ENV_BOOTSTRAP, KafkaBroker
 from subsidy_dev.postgres import PostgresServer
 from subsidy_dev.stack import LocalStack, ServiceProcess
+from subsidy_dev.toxiproxy import Proxy, Toxiproxy
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = [
@@ -84,6 +88,12 @@ GROUPS = {
     },
 }
 SERVICES = ("intake", "eligibility", "payout", "notify", "review")
+#: The services with a PostgreSQL connection (slow-database faults).
+DB_SERVICES = ("intake", "payout", "notify", "review")
+#: Health turns NOT_SERVING when a consumer has not reached the broker for
+#: this long (every service's SUBSIDY_<SVC>_STALL_SECONDS here): a partition
+#: longer than it must show in health.
+STALL_S = 20.0
 # The payout clock: before every due date, so no TrancheDue races the checks
 # (review runs on the stack's dev clock, which the story moves past the notice).
 TODAY = "2023-01-02"
@@ -198,8 +208,28 @@ class FaultStack:
         self.var = var
         self.smtp = smtp
         self.webhook = webhook
-        self.broker = KafkaBroker(var / "kafka")
+        self.toxiproxy = Toxiproxy(var / "toxiproxy")
+        # One broker listener per service, advertised at the service's proxy.
+        port, controller = free_port(), free_port()
+        self._listener_ports = {svc: free_port() for svc in SERVICES}
+        self._proxy_ports = {svc: free_port() for svc in SERVICES}
+        names = {svc: f"SVC_{svc.upper()}" for svc in SERVICES}
+        self.broker = KafkaBroker(
+            var / "kafka",
+            port=port,
+            controller_port=controller,
+            extra_properties={
+                "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller},"
+                + ",".join(f"{names[s]}://127.0.0.1:{self._listener_ports[s]}" for s in SERVICES),
+                "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port},"
+                + ",".join(f"{names[s]}://127.0.0.1:{self._proxy_ports[s]}" for s in SERVICES),
+                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,"
+                + ",".join(f"{names[s]}:PLAINTEXT" for s in SERVICES),
+            },
+        )
         self.postgres = PostgresServer(var / "postgres")
+        self.kafka_links: dict[str, Proxy] = {}
+        self.db_links: dict[str, Proxy] = {}
         registry = registry_for(seeds, webhook.url)
         self.registry_path = var / "registry.json"
         self.registry_path.write_text(json.dumps(registry, ensure_ascii=False), encoding="utf-8")
@@ -207,18 +237,29 @@ class FaultStack:
         self.replica: ServiceProcess | None = None
         self.kills: Counter = Counter()
         self.unexpected_exits: list[tuple[str, int | None]] = []
+        #: A service whose health did not tell the truth during or after a network fault.
+        self.health_lies: list[str] = []
 
     # lifecycle
     def start(self) -> FaultStack:
+        self.toxiproxy.start()
+        for svc in SERVICES:
+            self.kafka_links[svc] = self.toxiproxy.proxy(
+                f"kafka-{svc}", f"127.0.0.1:{self._listener_ports[svc]}", self._proxy_ports[svc]
+            )
         bootstrap = self.broker.start()
         url = self.postgres.start()
+        urls = {}
+        for svc in DB_SERVICES:
+            self.db_links[svc] = self.toxiproxy.proxy(f"postgres-{svc}", f"127.0.0.1:{self.postgres.port}")
+            urls[svc] = url.replace(f":{self.postgres.port}/", f":{self.db_links[svc].port}/")
         common = {"SUBSIDY_REGISTRY_FILE": str(self.registry_path), "SUBSIDY_LOG_LEVEL": "INFO"}
         extra = {
-            "intake": {**common, "SUBSIDY_INTAKE_DATABASE_URL": url},
+            "intake": {**common, "SUBSIDY_INTAKE_DATABASE_URL": urls["intake"]},
             "eligibility": {"SUBSIDY_ELIGIBILITY_SESSION_TIMEOUT_SECONDS": str(SESSION_TIMEOUT_S["eligibility"])},
             "payout": {
                 **common,
-                "SUBSIDY_PAYOUT_DATABASE_URL": url,
+                "SUBSIDY_PAYOUT_DATABASE_URL": urls["payout"],
                 "SUBSIDY_PAYOUT_TODAY": TODAY,
                 "SUBSIDY_DEV_CLOCK_FILE": "",  # the fixed day above, not the stack's clock
                 "SUBSIDY_PAYOUT_KAFKA_SESSION_TIMEOUT_MS": str(int(SESSION_TIMEOUT_S["payout"] * 1000)),
@@ -226,14 +267,17 @@ class FaultStack:
             },
             "notify": {
                 **common,
-                "SUBSIDY_NOTIFY_DATABASE_URL": url,
+                "SUBSIDY_NOTIFY_DATABASE_URL": urls["notify"],
                 "SUBSIDY_NOTIFY_SMTP_URL": self.smtp.url,
                 "SUBSIDY_NOTIFY_WEBHOOK_SECRET": WEBHOOK_SECRET,
                 "SUBSIDY_NOTIFY_RETRY_MAX_BACKOFF_SECONDS": "2",
                 "SUBSIDY_NOTIFY_ATTEMPTS": "8",
             },
-            "review": {**common, "SUBSIDY_REVIEW_DATABASE_URL": url},
+            "review": {**common, "SUBSIDY_REVIEW_DATABASE_URL": urls["review"]},
         }
+        for svc in SERVICES:
+            extra[svc][ENV_BOOTSTRAP] = self.kafka_links[svc].listen
+            extra[svc][f"SUBSIDY_{svc.upper()}_STALL_SECONDS"] = str(int(STALL_S))
         self.stack = LocalStack(self.var / "stack", kafka_bootstrap=bootstrap, services=SERVICES, extra_env=extra)
         self.stack.start()
         return self
@@ -248,6 +292,7 @@ class FaultStack:
             if self.stack is not None:
                 self.stack.stop()
         finally:
+            self.toxiproxy.stop()
             self.broker.stop()
             self.postgres.destroy()
 
@@ -319,6 +364,60 @@ class FaultStack:
             time.sleep(seconds)  # the fault itself: the process must stay frozen this long
         finally:
             os.kill(svc.process.pid, signal.SIGCONT)
+
+    # -- network faults (Toxiproxy) ------------------------------------------------
+    def network(self, kind: str, name: str, hold: float) -> None:
+        """Degrade ``name``'s link for ``hold`` seconds, then heal it:
+
+        - ``latency``: 150–400 ms each way with jitter, to Kafka;
+        - ``bandwidth``: 32 KB/s each way, to Kafka;
+        - ``reset``: every connection to Kafka reset after 200 ms;
+        - ``halfopen``: data to Kafka stops, connections stay open;
+        - ``partition``: cut off from Kafka (connections closed, new ones
+          refused), longer than its session timeout and the stall limit; health
+          must turn NOT_SERVING meanwhile (the truth), SERVING after;
+        - ``slowdb``: 300–800 ms each way to PostgreSQL.
+        """
+        link = self.db_links[name] if kind == "slowdb" else self.kafka_links[name]
+        spread = int(hold * 1000) % 251  # seeded through hold: the same schedule, the same toxics
+        if kind == "latency":
+            link.latency(150 + spread, 50 + spread // 5)
+        elif kind == "bandwidth":
+            link.bandwidth(32)
+        elif kind == "reset":
+            link.reset_peer(200)
+        elif kind == "halfopen":
+            link.timeout(0)
+        elif kind == "slowdb":
+            link.latency(300 + 2 * spread, 100)
+        elif kind == "partition":
+            link.disable()
+        else:  # pragma: no cover
+            raise ValueError(kind)
+        try:
+            if kind == "partition":
+                self._health_turns(name, serving=False, within=hold)
+            else:
+                time.sleep(hold)  # the fault itself: the link stays degraded this long
+        finally:
+            link.heal()
+        if kind == "partition":
+            self._health_turns(name, serving=True, within=120)
+
+    def _health_turns(self, name: str, serving: bool, within: float) -> None:
+        """Poll ``name``'s health for ``within`` seconds: it must reach
+        ``serving`` (a partition is over only after ``within`` either way)."""
+        svc = self.service(name)
+        started = time.monotonic()
+        seen = False
+        while time.monotonic() - started < within:
+            if svc.serving() == serving:
+                seen = True
+                if serving:
+                    return
+            time.sleep(0.5)
+        if not seen:
+            self.health_lies.append(f"{name} never {'SERVING' if serving else 'NOT_SERVING'} within {within:.0f}s")
 
     def rewind(self, name: str) -> None:
         """Stop the service, reset its groups to the earliest offsets, start it: a full replay."""

@@ -13,7 +13,14 @@ while a chunk is being submitted, at a seeded point, one fault strikes:
 - ``pause:<service>``   SIGSTOP for longer than the consumer's session timeout, then SIGCONT;
 - ``rewind:<service>``  stopped, its consumer groups reset to offset 0, started: a full replay;
 - ``replicas``          a second payout process in the same group on the same database,
-                        racing the first, then stopped (SIGTERM, or SIGKILL when ``hard``).
+                        racing the first, then stopped (SIGTERM, or SIGKILL when ``hard``);
+- ``latency:<svc>``, ``bandwidth:<svc>``, ``reset:<svc>``, ``halfopen:<svc>``
+                        the service's link to Kafka slowed, throttled, reset or stalled
+                        half-open through Toxiproxy for a few seconds, then healed;
+- ``partition:<svc>``   the service cut off from Kafka for longer than its session
+                        timeout and the stall limit: its health must say NOT_SERVING
+                        meanwhile, SERVING after;
+- ``slowdb:<svc>``      the service's PostgreSQL answers 300–800 ms late.
 
 Then hostile records land on every consumed topic (issue 17: garbage, a
 protobuf cut short, 900 KB of it, a tombstone, headers with line breaks and
@@ -46,8 +53,10 @@ from subsidy.v1 import payout_pb2
 
 from .conftest import fault_seeds
 from .harness import (
+    DB_SERVICES,
     SERVICES,
     SESSION_TIMEOUT_S,
+    STALL_S,
     FaultStack,
     Observed,
     Submitter,
@@ -73,7 +82,15 @@ FAULT_KINDS = (
     "pause",
     "rewind",
     "replicas",
+    # The network, through Toxiproxy (issue 19): one service's link degraded.
+    "latency",
+    "bandwidth",
+    "reset",
+    "halfopen",
+    "partition",
+    "slowdb",
 )
+NETWORK_KINDS = ("latency", "bandwidth", "reset", "halfopen", "partition", "slowdb")
 CONVERGE_TIMEOUT_S = 240.0
 #: One of these strikes during the people's part of each seed.
 PEOPLE_FAULTS = ("kill9:review", "rewind:review", "kill9:payout", "broker")
@@ -92,9 +109,10 @@ class Step:
 
     def describe(self) -> str:
         extra = f" hard={self.hard}" if self.kind in ("broker", "database", "replicas") else ""
-        extra += f" for {self.hold:.1f}s" if self.kind in ("pause", "replicas") else ""
+        extra += f" for {self.hold:.1f}s" if self.kind in ("pause", "replicas", *NETWORK_KINDS) else ""
+        targeted = self.kind in ("pause", "rewind", *NETWORK_KINDS)
         return (
-            f"{self.kind}{':' + self.target if self.kind in ('pause', 'rewind') else ''}{extra} "
+            f"{self.kind}{':' + self.target if targeted else ''}{extra} "
             f"at +{self.at:.2f}s of {len(self.apps)} submissions"
         )
 
@@ -113,8 +131,15 @@ def schedule(seed: int, wl: Workload) -> list[Step]:
     steps = []
     for i, kind in enumerate(kinds):
         delays = [rng.uniform(0.02, 0.25) for _ in chunks[i]]
-        target = rng.choice(SERVICES)
-        hold = SESSION_TIMEOUT_S[target] + rng.uniform(2.0, 5.0) if kind == "pause" else rng.uniform(2.0, 6.0)
+        target = rng.choice(DB_SERVICES if kind == "slowdb" else SERVICES)
+        if kind == "pause":
+            hold = SESSION_TIMEOUT_S[target] + rng.uniform(2.0, 5.0)
+        elif kind == "partition":
+            hold = max(SESSION_TIMEOUT_S[target], STALL_S) + rng.uniform(5.0, 10.0)
+        elif kind in NETWORK_KINDS:
+            hold = rng.uniform(4.0, 8.0)
+        else:
+            hold = rng.uniform(2.0, 6.0)
         steps.append(
             Step(kind, target, rng.random() < 0.5, rng.uniform(0, sum(delays)), hold, chunks[i], delays, bad_at[i])
         )
@@ -135,6 +160,8 @@ def inject(fs: FaultStack, step: Step) -> None:
         fs.rewind(step.target)
     elif kind == "replicas":
         fs.start_replica()
+    elif kind in NETWORK_KINDS:
+        fs.network(kind, step.target, step.hold)
     else:  # pragma: no cover
         raise ValueError(kind)
 
@@ -321,3 +348,4 @@ def test_every_promise_holds_under_a_seeded_fault_schedule(fault_stack: FaultSta
         + fs.logs()
     )
     assert len(fs.unexpected_exits) == exits_before, f"services died on their own: {fs.unexpected_exits[exits_before:]}"
+    assert not fs.health_lies, f"health did not tell the truth: {fs.health_lies}"
