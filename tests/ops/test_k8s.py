@@ -53,14 +53,35 @@ OVERLAYS = ("dev", "prod")
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 CORE_GROUPS = {"v1", "apps/v1", "batch/v1", "policy/v1", "autoscaling/v2", "networking.k8s.io/v1"}
 
-SERVICES = ("intake", "eligibility", "payout", "notify", "review")
-GRPC_PORT = {"intake": 50051, "eligibility": 50052, "payout": 50053, "notify": 50054, "review": 50055}
+SERVICES = ("intake", "eligibility", "payout", "notify", "review", "registry_sync")
+GRPC_PORT = {
+    "intake": 50051,
+    "eligibility": 50052,
+    "payout": 50053,
+    "notify": 50054,
+    "review": 50055,
+    "registry_sync": 50057,
+}
 # The plaintext health-only port (SUBSIDY_HEALTH_ADDRESS) the probes ask.
 HEALTH_PORT = 8081
 # The Kafka listener each overlay's clients use: plaintext in dev, TLS + SCRAM elsewhere.
 KAFKA_PORT = {"dev": 9092, "prod": 9093}
-METRICS_PORT = {"intake": 9464, "eligibility": 9102, "payout": 9465, "notify": 9467, "review": 9468}
-USES_DATABASE = {"intake", "payout", "notify", "review"}
+METRICS_PORT = {
+    "intake": 9464,
+    "eligibility": 9102,
+    "payout": 9465,
+    "notify": 9467,
+    "review": 9468,
+    "registry_sync": 9470,
+}
+USES_DATABASE = {"intake", "payout", "notify", "review", "registry_sync"}
+
+
+def dns(service: str) -> str:
+    """The Kubernetes name of a service (registry_sync: registry-sync)."""
+    return service.replace("_", "-")
+
+
 # Consumers of 6-partition topics: more replicas than partitions stay idle.
 PARTITION_BOUND = {
     "eligibility": topics.APPLICATIONS.partitions,
@@ -74,9 +95,17 @@ def health_names() -> dict[str, str]:
     from subsidy.services.intake.adapters.grpc import SERVICE_NAME as intake
     from subsidy.services.notify.bootstrap import SERVICE_NAME as notify
     from subsidy.services.payout.adapters.grpc import SERVICE_NAME as payout
+    from subsidy.services.registry_sync.bootstrap import SERVICE_NAME as registry_sync
     from subsidy.services.review.adapters.grpc import SERVICE_NAME as review
 
-    return {"intake": intake, "eligibility": eligibility, "payout": payout, "notify": notify, "review": review}
+    return {
+        "intake": intake,
+        "eligibility": eligibility,
+        "payout": payout,
+        "notify": notify,
+        "review": review,
+        "registry_sync": registry_sync,
+    }
 
 
 # ------------------------------------------------------------------ rendering
@@ -136,7 +165,7 @@ def generated(docs: list[dict], kind: str, name: str) -> dict:
 
 
 def deployment(docs: list[dict], service: str) -> dict:
-    return named(docs, "Deployment", f"subsidy-{service}")
+    return named(docs, "Deployment", f"subsidy-{dns(service)}")
 
 
 def container_env(docs: list[dict], dep: dict) -> dict[str, str]:
@@ -356,7 +385,7 @@ def test_every_name_is_a_dns_subdomain():
 def test_every_container_is_locked_down(overlay):
     docs = rendered(f"overlays/{overlay}")
     deployments = of_kind(docs, "Deployment")
-    assert {d["metadata"]["name"] for d in deployments} == {f"subsidy-{s}" for s in SERVICES}
+    assert {d["metadata"]["name"] for d in deployments} == {f"subsidy-{dns(s)}" for s in SERVICES}
     for dep in deployments + of_kind(docs, "Job"):
         name = dep["metadata"]["name"]
         pod = dep["spec"]["template"]["spec"]
@@ -404,7 +433,9 @@ def test_grpc_probes_use_the_health_names_the_code_registers(overlay):
         env = container_env(docs, dep)
         assert env["SUBSIDY_HEALTH_ADDRESS"] == f"0.0.0.0:{HEALTH_PORT}"
         # The Service does not expose the plaintext health port.
-        assert HEALTH_PORT not in {p["port"] for p in named(docs, "Service", f"subsidy-{service}")["spec"]["ports"]}
+        assert HEALTH_PORT not in {
+            p["port"] for p in named(docs, "Service", f"subsidy-{dns(service)}")["spec"]["ports"]
+        }
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -444,7 +475,10 @@ def env_vars_read_by(service: str) -> set[str]:
         sources.append(ROOT / "subsidy" / "core" / "policy.py")  # SUBSIDY_POLICY_DIR
     names: set[str] = set()
     for path in sources:
-        names |= set(re.findall(r"\"((?:KAFKA|SUBSIDY)_[A-Z0-9_]+)\"", path.read_text()))
+        text = path.read_text()
+        names |= set(re.findall(r"\"((?:KAFKA|SUBSIDY)_[A-Z0-9_]+)\"", text))
+        # Env.secret("X") reads X or the file named by X_FILE.
+        names |= {f"{n}_FILE" for n in re.findall(r"secret\(\"((?:KAFKA|SUBSIDY)_[A-Z0-9_]+)\"", text)}
     # SecurityConfig: get("TLS_CERT_FILE") is SUBSIDY_TLS_CERT_FILE or SUBSIDY_<SERVICE>_TLS_CERT_FILE.
     security = (ROOT / "subsidy/platform/security/config.py").read_text()
     for suffix in re.findall(r"get\(\"([A-Z_]+)\"", security) + re.findall(r"seconds\(\"([A-Z_]+)\"", security):
@@ -531,7 +565,7 @@ def test_prod_asks_the_government_data_platform():
 def test_service_accounts_services_pdbs(overlay):
     docs = rendered(f"overlays/{overlay}")
     for service in SERVICES:
-        name = f"subsidy-{service}"
+        name = f"subsidy-{dns(service)}"
         sa = named(docs, "ServiceAccount", name)
         assert sa.get("automountServiceAccountToken") is False
         assert deployment(docs, service)["spec"]["template"]["spec"]["serviceAccountName"] == name
@@ -552,7 +586,7 @@ def test_autoscaling_never_exceeds_the_partitions():
         hpas = {h["metadata"]["name"]: h for h in of_kind(docs, "HorizontalPodAutoscaler")}
         assert set(hpas) == {"subsidy-intake", "subsidy-eligibility", "subsidy-payout"}
         for service, bound in PARTITION_BOUND.items():
-            assert hpas[f"subsidy-{service}"]["spec"]["maxReplicas"] <= bound
+            assert hpas[f"subsidy-{dns(service)}"]["spec"]["maxReplicas"] <= bound
         for name, hpa in hpas.items():
             assert hpa["spec"]["scaleTargetRef"]["name"] == name
             assert "replicas" not in named(docs, "Deployment", name)["spec"], f"{name}: the HPA owns replicas"
@@ -586,9 +620,9 @@ def test_a_migration_job_per_service_with_a_database_runs_subsidy_migrate_before
 
     docs = rendered(f"overlays/{overlay}")
     jobs = {j["metadata"]["name"]: j for j in of_kind(docs, "Job")}
-    assert set(jobs) == {f"subsidy-{s}-migrate" for s in USES_DATABASE}
+    assert set(jobs) == {f"subsidy-{dns(s)}-migrate" for s in USES_DATABASE}
     for service in sorted(USES_DATABASE):
-        job = jobs[f"subsidy-{service}-migrate"]
+        job = jobs[f"subsidy-{dns(service)}-migrate"]
         pod = job["spec"]["template"]["spec"]
         container = pod["containers"][0]
         served = deployment(docs, service)["spec"]["template"]["spec"]["containers"][0]
@@ -653,7 +687,7 @@ def test_network_policies_default_deny_then_allow(overlay):
     assert set(deny["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     assert not deny["spec"].get("ingress") and not deny["spec"].get("egress")
     for service in SERVICES:
-        policy = named(docs, "NetworkPolicy", f"subsidy-{service}")
+        policy = named(docs, "NetworkPolicy", f"subsidy-{dns(service)}")
         labels = deployment(docs, service)["spec"]["template"]["metadata"]["labels"]
         assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
         ingress_ports = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
@@ -809,7 +843,7 @@ def test_every_service_is_scraped():
     for overlay in OVERLAYS:
         docs = rendered(f"overlays/{overlay}")
         monitors = {m["metadata"]["name"]: m for m in of_kind(docs, "ServiceMonitor")}
-        assert set(monitors) == {f"subsidy-{s}" for s in SERVICES}
+        assert set(monitors) == {f"subsidy-{dns(s)}" for s in SERVICES}
         for name, monitor in monitors.items():
             svc = named(docs, "Service", name)
             assert monitor["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()

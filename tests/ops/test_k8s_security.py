@@ -22,6 +22,7 @@ from tests.ops.test_k8s import (
     USES_DATABASE,
     container_env,
     deployment,
+    dns,
     named,
     of_kind,
     rendered,
@@ -81,7 +82,7 @@ def test_grpc_is_tls_with_jwt_authentication_and_no_reflection(overlay):
         assert secret_of_file(mounts, config.tls_key_file) == tls_secret
         certificate = certificates[tls_secret]
         names = set(certificate["spec"]["dnsNames"])
-        svc = f"subsidy-{service}"
+        svc = f"subsidy-{dns(service)}"
         assert {svc, f"{svc}.{NAMESPACE[overlay]}.svc"} <= names, service
         assert "server auth" in certificate["spec"]["usages"]
         issuer = issuers[certificate["spec"]["issuerRef"]["name"]]
@@ -123,7 +124,7 @@ def test_kafka_is_sasl_ssl_as_one_user_per_service(overlay):
         user = users[security.username]
         assert user["metadata"]["labels"]["strimzi.io/cluster"] == "subsidy-kafka"
         assert user["spec"]["authentication"]["type"] == "scram-sha-512"
-        assert security.username == f"subsidy-{service}", "one user per service"
+        assert security.username == f"subsidy-{dns(service)}", "one user per service"
         password = env_items(container)["SUBSIDY_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
         assert password == {"name": security.username, "key": "password"}  # the User Operator's Secret
         mounts = secret_mounts(docs, pod, container)
@@ -219,6 +220,10 @@ ACCESS = {
         T.PROPOSALS.name: {"Read"},
         T.NOTIFICATIONS_DLQ.name: {"Write"},
     },
+    "subsidy-registry-sync": {
+        T.FIRMS.name: {"Write"},
+        T.FIRMS_DLQ.name: {"Write"},
+    },
     "subsidy-review": {
         T.DECISIONS.name: {"Read", "Write"},  # reviewed decisions replace computed ones
         T.PAYOUTS.name: {"Read"},
@@ -236,6 +241,7 @@ GROUPS = {
     "subsidy-payout": {"subsidy-payout", "subsidy-payout-payments", "subsidy-payout-notices", "subsidy-payout-firms"},
     "subsidy-notify": {"subsidy-notify"},
     "subsidy-review": {"subsidy-review", "subsidy-review-payouts", "subsidy-review-applications"},
+    "subsidy-registry-sync": set(),
 }
 CONTRACT = {t.name for t in T.ALL}
 
@@ -297,7 +303,7 @@ def test_the_consumer_groups_in_the_acls_are_the_ones_configured(overlay):
     }.items():
         env = container_env(docs, deployment(docs, service))
         for variable in variables:
-            assert env[variable] in GROUPS[f"subsidy-{service}"], variable
+            assert env[variable] in GROUPS[f"subsidy-{dns(service)}"], variable
 
 
 # ------------------------------------------------------------------ finance
@@ -368,7 +374,7 @@ def topics_named_in_code(service: str) -> set[str]:
     root = K8S.parents[1] / "subsidy" / "services" / service
     used = set()
     for path in root.rglob("*.py"):
-        for constant in _re.findall(r"\btopics\.([A-Z_]+)\b", path.read_text()):
+        for constant in _re.findall(r"topics\.([A-Z_]+)\b", path.read_text()):  # topics. or contract_topics.
             if constant in by_constant:
                 used.add(by_constant[constant])
     return used
@@ -379,7 +385,9 @@ def test_every_topic_a_service_names_in_its_code_is_in_its_acls(overlay):
     docs = rendered(f"overlays/{overlay}")
     users = {u["metadata"]["name"]: u for u in of_kind(docs, "KafkaUser")}
     for service in SERVICES:
-        topics_, _, _ = acl_table(users[f"subsidy-{service}"])
+        topics_, _, _ = acl_table(users[f"subsidy-{dns(service)}"])
         granted = {t for t, ops in topics_.items() if ops - {"Create", "Describe"}}
         missing = topics_named_in_code(service) - granted
-        assert not missing, f"subsidy-{service} names {sorted(missing)} in its code but may neither read nor write them"
+        assert not missing, (
+            f"subsidy-{dns(service)} names {sorted(missing)} in its code but may neither read nor write them"
+        )
