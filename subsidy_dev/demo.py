@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 DECIDE_TIMEOUT_SECONDS = 120
+#: 免申即享 in the demo (docs/proposals.md): the data platform's test double
+#: certifies this software firm DCMM level 3; it has not applied for it.
+PROPOSAL_FIRM = "913101170BCJ72CC83"
+PROPOSAL_REFERENCE = "DCMM-2026-SH-0903"
 
 
 def _stubs(address: str):
@@ -178,6 +182,10 @@ def run_demo(stack: Any, applications_path: Path) -> None:
             f"  accepted {sum(r == 'accepted' for _, r in submitted)}, "
             f"duplicates {sum(r == 'duplicate' for _, r in submitted)}, refused {len(refused)}"
         )
+        proposed = propose_and_confirm(stack, channel)
+        if proposed is not None:
+            ok_ids.append(proposed[0])
+            applications.append(proposed[1])
         print(
             "Waiting for the eligibility decisions (intake -> Kafka -> eligibility -> Kafka -> intake) ...", flush=True
         )
@@ -252,6 +260,67 @@ def run_demo(stack: Any, applications_path: Path) -> None:
     if "console" in stack.services:
         _show_console(stack, statuses[ok_ids[0]].application.firm.credit_code if ok_ids else "")
     sys.stdout.flush()
+
+
+def propose_and_confirm(stack: Any, channel: Any, timeout: float = DECIDE_TIMEOUT_SECONDS) -> tuple[str, dict] | None:
+    """免申即享 (docs/proposals.md), when the stack runs registry-sync: the data
+    platform's test double certifies PROPOSAL_FIRM DCMM level 3; registry-sync
+    publishes its facts; intake proposes the award; the firm confirms with its
+    payee account, and the application goes the normal way. The application id
+    and its contract JSON (for the comparison with `subsidy simulate`), or None."""
+    from google.protobuf import json_format
+
+    from subsidy.core.proposals import proposal_id
+    from subsidy.v1 import intake_pb2, proposal_pb2, proposal_pb2_grpc
+
+    platform = getattr(stack, "platform", None)
+    if "registry_sync" not in stack.services or platform is None:
+        return None
+    pid = proposal_id(PROPOSAL_FIRM, "9", f"DCMM_LEVEL:{PROPOSAL_REFERENCE}")
+    held = platform.state().get(PROPOSAL_FIRM, {}).get("recognitions", [])
+    if not any(r.get("reference") == PROPOSAL_REFERENCE for r in held):
+        platform.certify(PROPOSAL_FIRM, "DCMM_LEVEL", "3", PROPOSAL_REFERENCE, awarded_on=stack.today())
+    print(
+        f"\n免申即享: the data platform reports {PROPOSAL_FIRM} certified DCMM level 3 ({PROPOSAL_REFERENCE}); "
+        "registry-sync -> subsidy.firms.v1 -> intake proposes ...",
+        flush=True,
+    )
+    stub = proposal_pb2_grpc.ProposalServiceStub(channel)
+    deadline = time.monotonic() + timeout
+    found = None
+    while found is None:
+        listed = stub.ListProposals(proposal_pb2.ListProposalsRequest(credit_code=PROPOSAL_FIRM, page_size=100))
+        found = next((p for p in listed.proposals if p.proposal_id == pid), None)
+        if found is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no proposal {pid} within {timeout:.0f}s")
+            time.sleep(0.5)
+    print(
+        f"  proposal {pid}: clause {found.clause}, {found.expected_award_fen / 100:,.2f} 元 expected, "
+        f"to confirm by {found.expires_on}"
+    )
+    if found.state == proposal_pb2.PROPOSAL_STATE_PROPOSED:
+        answer = stub.ConfirmProposal(
+            proposal_pb2.ConfirmProposalRequest(
+                proposal_id=pid,
+                consent=True,
+                payee_account=proposal_pb2.PayeeAccount(
+                    bank_name="上海银行松江支行", account_name="演示企业", account_number="31600703000900903"
+                ),
+            )
+        )
+        print(f"  the firm confirmed it: application {answer.receipt.application_id} submitted", flush=True)
+    else:
+        print(f"  already {proposal_pb2.ProposalState.Name(found.state)} (an earlier run)")
+    intake = _stubs_of(channel)
+    status = intake.GetApplication(intake_pb2.GetApplicationRequest(application_id=pid)).application
+    return pid, json_format.MessageToDict(status.application, preserving_proto_field_name=True)
+
+
+def _stubs_of(channel: Any) -> Any:
+    from subsidy.v1 import intake_pb2_grpc
+
+    return intake_pb2_grpc.IntakeServiceStub(channel)
 
 
 def _show_console(stack: Any, a_credit_code: str = "") -> None:

@@ -77,6 +77,7 @@ class FakeDataPlatform:
         firms_need_token: bool = False,
         today: Callable[[], dt.date] = _today_in_songjiang,
         fixtures_on: str = "2025-01-01",
+        journal: str | Path | None = None,
     ):
         self.token = token
         self.firms_need_token = firms_need_token
@@ -91,8 +92,24 @@ class FakeDataPlatform:
         self.requests: list[str] = []
         self._server: http.server.ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        #: With a journal file (the dev stack's), the feed survives a restart: its
+        #: sequences go on where they were, as a real platform's do.
+        self._journal = Path(journal) if journal else None
+        if self._journal is not None and self._journal.exists():
+            for line in self._journal.read_text(encoding="utf-8").splitlines():
+                position, entry = json.loads(line)
+                self._log.append((position, entry))
+                self._position = max(self._position, position)
+            return
         for firm in firms or []:
             self.change("FIRM", firm["credit_code"], _firm_data(firm), fixtures_on)
+
+    def _append(self, position: int, entry: Any) -> None:
+        """Under the lock."""
+        self._log.append((position, entry))
+        if self._journal is not None:
+            with self._journal.open("a", encoding="utf-8") as out:
+                out.write(json.dumps([position, entry], ensure_ascii=False) + "\n")
 
     @classmethod
     def from_file(cls, path: str | Path, **options: Any) -> FakeDataPlatform:
@@ -114,7 +131,7 @@ class FakeDataPlatform:
                 "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
                 "data": copy.deepcopy(data),
             }
-            self._log.append((self._position, entry))
+            self._append(self._position, entry)
             return self._position
 
     def append_raw(self, entry: Any, *, with_sequence: bool = True) -> int:
@@ -125,7 +142,7 @@ class FakeDataPlatform:
             entry = copy.deepcopy(entry)
             if with_sequence and isinstance(entry, dict):
                 entry["sequence"] = self._position
-            self._log.append((self._position, entry))
+            self._append(self._position, entry)
             return self._position
 
     def move_out(self, credit_code: str, effective_on: str | dt.date | None = None) -> list[int]:

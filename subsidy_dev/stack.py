@@ -33,12 +33,14 @@ from pathlib import Path
 from subsidy_dev import free_port, project_root, tail
 from subsidy_dev.identities import DevIdentityProvider
 from subsidy_dev.kafka import ENV_BOOTSTRAP, KafkaBroker
+from subsidy_dev.platform_fake import FakeDataPlatform
 
 #: The dev clock's first instant: a Friday before the National Day holiday,
 #: so the demo's public notice shows working days across 国庆 and its 调休.
 DEV_CLOCK_START = dt.datetime(2026, 9, 25, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
-#: The services whose rules read the clock.
-CLOCKED = ("payout", "review")
+#: The services whose rules read the clock (intake: the proposals' window;
+#: registry-sync: changes dated ahead are held until their day).
+CLOCKED = ("payout", "review", "intake", "registry_sync")
 
 
 class StackError(RuntimeError):
@@ -117,9 +119,9 @@ class ServiceProcess:
             self.process.wait(5)
 
 
-SERVICES = ("intake", "eligibility", "payout", "notify", "review", "console")
+SERVICES = ("intake", "eligibility", "payout", "notify", "review", "registry_sync", "console")
 #: The services with a database: the harness migrates it before starting them.
-MIGRATED = ("intake", "payout", "notify", "review")
+MIGRATED = ("intake", "payout", "notify", "review", "registry_sync")
 
 
 def _available(name: str) -> bool:
@@ -163,6 +165,8 @@ class LocalStack:
         self.migrations: dict[str, str] = {}
         self.clock_file = self.var_dir / "clock.json"
         self.identities: DevIdentityProvider | None = None
+        #: The data platform's test double (subsidy_dev/platform_fake.py), when registry-sync runs.
+        self.platform: FakeDataPlatform | None = None
 
     def start_clock(self) -> None:
         """The dev clock's file, made once: a restarted stack goes on from where its time was."""
@@ -193,6 +197,8 @@ class LocalStack:
         platform_topics.ensure_all(self.kafka_bootstrap)
         self.start_clock()
         self.identities = DevIdentityProvider(self.var_dir / "dev-auth")
+        if "registry_sync" in self.wanted and self.platform is None:
+            self.start_platform()
         for name in self.wanted:
             address = f"127.0.0.1:{free_port()}"
             env = {ENV_BOOTSTRAP: self.kafka_bootstrap, "PYTHONUNBUFFERED": "1", **self._env(name, address)}
@@ -208,6 +214,27 @@ class LocalStack:
             self.stop()
             raise
         return self
+
+    def start_platform(self) -> None:
+        """The data platform's test double on a thread of this process, serving
+        demo/registry.json's firms and what the demo scripts (docs/data-platform.md),
+        its day the stack's clock; its bearer token in ``<var>/platform.token``."""
+        import secrets
+
+        from subsidy.platform.clock import DevClock
+
+        token_file = self.var_dir / "platform.token"
+        if not token_file.exists():
+            token_file.write_text(secrets.token_urlsafe(24) + "\n", encoding="utf-8")
+            token_file.chmod(0o600)
+        clock = DevClock(self.clock_file)
+        self.platform = FakeDataPlatform.from_file(
+            project_root() / "demo" / "registry.json",
+            token=token_file.read_text(encoding="utf-8").strip(),
+            today=clock.today,
+            journal=self.var_dir / "platform-feed.jsonl",
+        )
+        self.platform.start()
 
     def migrate(self) -> None:
         """Migrate every started service's database, all at once (each has its
@@ -258,6 +285,15 @@ class LocalStack:
                 # Close notice periods within a second of the clock passing their end.
                 SUBSIDY_REVIEW_SCHEDULER_INTERVAL_SECONDS="0.5",
                 **self.identities.service_env("review"),
+            )
+        elif name == "registry_sync":
+            assert self.platform is not None
+            env.update(
+                SUBSIDY_REGISTRY_SYNC_DATABASE_URL=database,
+                SUBSIDY_REGISTRY_SYNC_METRICS_ADDRESS=f"127.0.0.1:{free_port()}",
+                SUBSIDY_REGISTRY_SYNC_FEED_URL=self.platform.url,
+                SUBSIDY_REGISTRY_SYNC_FEED_TOKEN_FILE=str(self.var_dir / "platform.token"),
+                SUBSIDY_REGISTRY_SYNC_POLL_SECONDS="0.5",
             )
         elif name == "console":
             env.update(self._console_env())
@@ -316,6 +352,9 @@ class LocalStack:
 
     def stop(self) -> dict[str, int | None]:
         statuses = {name: service.stop() for name, service in reversed(list(self.services.items()))}
+        if self.platform is not None:
+            self.platform.stop()
+            self.platform = None
         if self.broker is not None and self.broker.is_running():
             self.broker.stop()
         return statuses

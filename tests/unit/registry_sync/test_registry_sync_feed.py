@@ -250,3 +250,15 @@ def test_the_registry_contract_is_served_over_the_same_state(rig):
     rig.platform.move_out(FIRM_B)
     assert not registry.firm(FIRM_B).firm.registered_in_district
     assert registry.firm(complete("91310117MA1J0000")) is None
+
+
+def test_the_double_with_a_journal_goes_on_from_its_last_sequence_after_a_restart(tmp_path):
+    from subsidy_dev.platform_fake import FakeDataPlatform
+
+    journal = tmp_path / "feed.jsonl"
+    first = FakeDataPlatform.from_file("demo/registry.json", journal=journal)
+    first.certify(FIRM_A)
+    again = FakeDataPlatform.from_file("demo/registry.json", journal=journal)
+    assert again.high_water == first.high_water == 17
+    assert again.move_out(FIRM_B) == [18, 19]
+    assert again.state()[FIRM_A]["recognitions"][0]["kind"] == "DCMM_LEVEL"
