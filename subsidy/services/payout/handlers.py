@@ -955,12 +955,14 @@ def parse_payment(value: bytes | None) -> Payment:
     return Payment(m.payment_id, m.tranche_id, m.credit_code, m.amount_fen, m.paid_on)
 
 
-def parse_firm_facts(key: bytes | None, value: bytes | None, today: dt.date) -> tuple[release.FirmStanding, str]:
+def parse_firm_facts(key: bytes | None, value: bytes | None) -> tuple[release.FirmStanding, str]:
     """A subsidy.firms.v1 record as the release gate reads it, and the firm's
     name; Rejected naming the field. The key is the credit code; a tombstone
     (no value, or an empty one) says the platform no longer knows the firm
-    (``known`` False). Facts dated after ``today`` are refused: they do not
-    hold yet (the feed's producer should not send them)."""
+    (``known`` False). A date after payout's today is not refused here:
+    registry-sync checks it against its own clock, and dead-lettering the
+    latest facts over a clock skew would leave payout with older ones (the
+    applier logs it)."""
     from google.protobuf.message import DecodeError
 
     from subsidy.core import credit_code as credit_codes
@@ -986,8 +988,6 @@ def parse_firm_facts(key: bytes | None, value: bytes | None, today: dt.date) -> 
         as_of = parse_iso_date(m.as_of, "as_of")
     except InvalidArgument as exc:
         raise Rejected(str(exc)) from None
-    if as_of > today:
-        raise Rejected(f"as_of: {as_of.isoformat()} is after today ({today.isoformat()}): facts that do not hold yet")
     standing = release.FirmStanding(
         credit_code=code,
         known=True,

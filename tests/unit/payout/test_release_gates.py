@@ -279,16 +279,18 @@ def facts_bytes(firm=FIRM, **fields):
 
 
 class TestParseFirmFacts:
-    TODAY = D("2025-12-02")
+    def test_facts_dated_after_payouts_today_are_kept_registry_sync_checked_them_on_its_clock(self):
+        standing, _ = handlers.parse_firm_facts(FIRM.encode(), facts_bytes(as_of="2099-01-01"))
+        assert standing.as_of == D("2099-01-01")
 
     def test_a_record_is_read_as_the_gate_needs_it(self):
-        standing, name = handlers.parse_firm_facts(FIRM.encode(), facts_bytes(), self.TODAY)
+        standing, name = handlers.parse_firm_facts(FIRM.encode(), facts_bytes())
         assert standing == FirmStanding(FIRM, True, D("2025-12-01"), True, False, True, 7)
         assert name == "上海某某科技有限公司"
 
     @pytest.mark.parametrize("value", [None, b""])
     def test_a_tombstone_is_a_firm_unknown_to_the_platform(self, value):
-        standing, _ = handlers.parse_firm_facts(FIRM.encode(), value, self.TODAY)
+        standing, _ = handlers.parse_firm_facts(FIRM.encode(), value)
         assert (standing.credit_code, standing.known) == (FIRM, False)
 
     @pytest.mark.parametrize(
@@ -302,9 +304,8 @@ class TestParseFirmFacts:
             (FIRM.encode(), facts_bytes(feed_sequence=0), "^feed_sequence: must be positive"),
             (FIRM.encode(), facts_bytes(as_of="2025-13-01"), "^as_of: not a date"),
             (FIRM.encode(), facts_bytes(as_of=""), "^as_of: not a date"),
-            (FIRM.encode(), facts_bytes(as_of="2025-12-03"), "^as_of: 2025-12-03 is after today"),
         ],
     )
     def test_an_unusable_record_is_rejected_naming_the_field(self, key, value, message):
         with pytest.raises(Rejected, match=message):
-            handlers.parse_firm_facts(key, value, self.TODAY)
+            handlers.parse_firm_facts(key, value)

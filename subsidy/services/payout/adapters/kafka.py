@@ -17,7 +17,7 @@ kafka-python in a thread each):
   platform) in one transaction of its own (handlers.apply_firm_facts):
   facts that fail the release gate hold the firm's DUE tranches at once.
   A record that is not usable (bad key, not FirmFacts, key and credit code
-  differ, no sequence, facts dated after today) goes to subsidy.firms.v1.dlq;
+  differ, no sequence, no date) goes to subsidy.firms.v1.dlq;
 - ``subsidy.payments.v1`` also carries finance's RecoveryConfirmed, told
   by its ce_type header (ADR 0017): handlers.apply_recovery_confirmation;
 - ``subsidy.notices.v1``, group ``subsidy-payout-notices``: each LinePayable
@@ -294,7 +294,7 @@ class FirmFactsApplier:
     def __call__(self, record: Any) -> str:
         today = self.clock.today()
         try:
-            standing, name = handlers.parse_firm_facts(record.key, record.value, today)
+            standing, name = handlers.parse_firm_facts(record.key, record.value)
             applied = handlers.apply_firm_facts(self.store, standing, name, today, self.now(), self.grace_days)
         except Rejected as exc:
             metrics.FIRM_FACTS.labels("dead_letter").inc()
@@ -317,6 +317,11 @@ class FirmFactsApplier:
         if applied.result != "applied":
             log.info(f"firm facts {applied.result}: nothing written", extra=logs.fields(**where))
             return applied.result
+        if standing.as_of is not None and standing.as_of > today:
+            log.warning(
+                "firm facts dated after payout's today: applied as the latest known (clock skew?)",
+                extra=logs.fields(**where, today=today.isoformat()),
+            )
         if applied.held:
             metrics.TRANSITIONS.labels("HELD").inc(len(applied.held))
             log.warning(
