@@ -19,6 +19,7 @@ from subsidy.platform import process as process
 from subsidy.platform.clock import clock_from_env
 from subsidy.platform.db import Database
 from subsidy.platform.registry import FileRegistry, HttpRegistry
+from subsidy.platform.topic_registry import registry_from_source
 from subsidy.services.intake import handlers, metrics, model, proposals
 from subsidy.services.intake.adapters.directory import FileDirectory
 from subsidy.services.intake.adapters.expiry import ProposalExpiry
@@ -33,10 +34,18 @@ log = logging.getLogger("subsidy.services.intake")
 
 
 def build_registry(settings: Settings) -> Any:
-    if settings.registry_url:
+    """SUBSIDY_REGISTRY_SOURCE chooses (file, http, topic); unset, as before:
+    HTTP when SUBSIDY_REGISTRY_URL is set, else the file."""
+    if settings.registry_source == "topic":
+        return registry_from_source("topic", bootstrap=settings.kafka_bootstrap)
+    if settings.registry_source not in ("", "file", "http"):
+        return registry_from_source(settings.registry_source)  # refused, naming the variable
+    if settings.registry_url and settings.registry_source != "file":
         return HttpRegistry(
             settings.registry_url, timeout=settings.registry_timeout_s, attempts=settings.registry_attempts
         )
+    if settings.registry_source == "http":
+        return registry_from_source("http")  # refused: no URL
     return FileRegistry(settings.registry_file)
 
 
@@ -100,7 +109,7 @@ class IntakeApp(process.ServiceApp):
             "address": self.settings.grpc_address,
             "database": self.db.dialect,
             "kafka": self.settings.kafka_bootstrap,
-            "registry": "http" if self.settings.registry_url else "file",
+            "registry": type(self.deps.registry).__name__,
             "proposals": self.settings.proposals,
         }
 
@@ -140,6 +149,9 @@ class IntakeApp(process.ServiceApp):
         """Stop accepting, let in-flight RPCs finish within the grace period,
         then stop the relay and the projections."""
         await self.stop_server(self.settings.grace_s)
+        registry_stop = getattr(self.deps.registry, "stop", None)
+        if registry_stop is not None:
+            await asyncio.to_thread(registry_stop, 3.0)
         await asyncio.gather(
             asyncio.to_thread(self.relay.stop, 3.0),
             asyncio.to_thread(self.expiry.stop, 3.0),

@@ -14,6 +14,9 @@ class Settings:
     grpc_address: str = "127.0.0.1:50051"
     database_url: str = dataclasses.field(default="sqlite:///var/intake.db", repr=False)
     registry_url: str = ""  # HTTP government data platform; empty: the file registry
+    # file, http or topic (subsidy.firms.v1 through TopicRegistry); empty: http
+    # when registry_url is set, else file (subsidy/platform/topic_registry.py).
+    registry_source: str = ""
     registry_file: str = "demo/registry.json"
     registry_timeout_s: float = 2.0
     registry_attempts: int = 3
@@ -41,6 +44,7 @@ class Settings:
             grpc_address=e.text("SUBSIDY_INTAKE_GRPC_ADDRESS", d.grpc_address),
             database_url=e.secret("SUBSIDY_INTAKE_DATABASE_URL", d.database_url),
             registry_url=e.secret("SUBSIDY_REGISTRY_URL"),
+            registry_source=e.text("SUBSIDY_REGISTRY_SOURCE", d.registry_source).lower(),
             registry_file=e.text("SUBSIDY_REGISTRY_FILE", d.registry_file),
             registry_timeout_s=e.number("SUBSIDY_REGISTRY_TIMEOUT_SECONDS", d.registry_timeout_s),
             registry_attempts=e.whole("SUBSIDY_REGISTRY_ATTEMPTS", d.registry_attempts),
