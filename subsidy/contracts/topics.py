@@ -81,6 +81,16 @@ NOTICES = TopicSpec(
     _RECORD,
     "NoticeEvent (protobuf: public notice 公示 published, objections, lines payable or withdrawn), key credit code, from review",
 )
+# Shadow decisions (issue 14): a candidate policy version's decision beside
+# the adopted one's, for the difference report; never read by review or the
+# payout ledger. Kept like the decisions, as the record of what was compared.
+SHADOW_DECISIONS = TopicSpec(
+    "subsidy.decisions.shadow.v1",
+    6,
+    _RECORD,
+    "Decision (protobuf) under a candidate policy version (shadow evaluation), key credit code, from eligibility; "
+    "never applied",
+)
 NOTICES_DLQ = TopicSpec("subsidy.notices.v1.dlq", 1, _DLQ, "DeadLetter: notice events a consumer could not process")
 NOTIFICATIONS_DLQ = TopicSpec(
     "subsidy.notifications.v1.dlq", 1, _DLQ, "DeadLetter: events notify could not deliver after its retries"
@@ -95,6 +105,7 @@ ALL = (
     NOTICES,
     FIRMS,
     PROPOSALS,
+    SHADOW_DECISIONS,
     APPLICATIONS_DLQ,
     DECISIONS_DLQ,
     PAYOUTS_DLQ,

@@ -39,6 +39,7 @@ from subsidy.services.eligibility.adapters.grpc import GrpcServer
 from subsidy.services.eligibility.config import Settings
 from subsidy.services.eligibility.handlers import CONSUMER, Handler, utc_now
 from subsidy.services.eligibility.metrics import Metrics
+from subsidy.services.eligibility.shadow import ShadowTally
 
 EXIT_BAD_CONFIG = 2
 EXIT_BAD_POLICY = 3
@@ -54,20 +55,26 @@ def create_app(
     registry: CollectorRegistry | None = None,
     sink: kafka.Sink | None = None,
     clock: Callable[[], dt.datetime] = utc_now,
+    shadow: Policy | None = None,
 ) -> kafka.Eligibility:
     """Build the service. Raises PolicyError (naming file and field) when the
-    policy is malformed; nothing is started and nothing is connected here."""
+    policy is malformed, or the shadow version (``shadow``, else
+    SUBSIDY_ELIGIBILITY_SHADOW_VERSION) is not a loadable candidate; nothing
+    is started and nothing is connected here."""
     settings = settings or Settings.from_env()
     policy = policy if policy is not None else load_policy(settings.policy_dir)
+    shadow_policy = shadow if shadow is not None else shadow_version(settings, policy)
+    tally = ShadowTally(shadow_policy.version, clock) if shadow_policy is not None else None
     service = kafka.Eligibility(
         settings=settings,
         policy=policy,
         metrics=Metrics(registry),
         app=kafka.faust_app(settings),
-        handler=Handler(policy, clock),
+        handler=Handler(policy, clock, shadow_policy=shadow_policy),
         clock=clock,
         sink=sink,
         progress=shared_metrics.ConsumerProgress(CONSUMER, settings.stall_seconds),
+        shadow_tally=tally,
     )
     # allow_empty: a tombstone reaches the agent (and the DLQ) instead of being skipped.
     service.applications = kafka.raw_topic(service.app, topics.APPLICATIONS, allow_empty=True)
@@ -78,8 +85,38 @@ def create_app(
         ready=service.ready,
         grace_seconds=settings.grpc_grace_seconds,
         probe=service.probe,
+        shadow_tally=tally,
     )
     return service
+
+
+def shadow_version(settings: Settings, policy: Policy) -> Policy | None:
+    """The candidate of SUBSIDY_ELIGIBILITY_SHADOW_VERSION, loaded from the
+    register beside the policy (policy/versions.yaml), or None when unset.
+    Raises PolicyError naming the file and field: the register, the version's
+    files, or the setting (a version that is not a candidate, e.g. the adopted
+    one, shadows nothing)."""
+    if not settings.shadow_version:
+        return None
+    from subsidy.core.policy import PolicyError
+    from subsidy.core.versions import REGISTER, load_versions
+
+    versions = load_versions(policy.directory)
+    versions.verify()
+    entry = versions.entries.get(settings.shadow_version)
+    if entry is None:
+        raise PolicyError(
+            "SUBSIDY_ELIGIBILITY_SHADOW_VERSION",
+            "",
+            f"no version {settings.shadow_version!r} in {policy.directory / REGISTER} (listed: {', '.join(versions.ids())})",
+        )
+    if entry.status not in ("candidate", "draft"):
+        raise PolicyError(
+            "SUBSIDY_ELIGIBILITY_SHADOW_VERSION",
+            "",
+            f"{settings.shadow_version} is {entry.status}: only a candidate or draft version runs in shadow",
+        )
+    return versions.get(settings.shadow_version).policy
 
 
 def main() -> int:
@@ -104,6 +141,13 @@ def main() -> int:
         log.error("policy refused: %s", exc)
         return EXIT_BAD_POLICY
     log.info("policy %s loaded (%d clauses)", policy.version, len(policy.clauses))
+    try:
+        shadow = shadow_version(settings, policy)
+    except PolicyError as exc:
+        log.error("shadow version refused: %s", exc)
+        return EXIT_BAD_POLICY
+    if shadow is not None:
+        log.info("shadow evaluation under %s (to %s only)", shadow.version, topics.SHADOW_DECISIONS.name)
     from subsidy.core.workflow.settings import FILE_NAME, WorkflowSettingsError, load_workflow
 
     try:  # the review settings beside it (Handler reads them): refused like the policy
@@ -118,7 +162,7 @@ def main() -> int:
         return EXIT_NO_KAFKA
     log.info("topics ready: %s", ", ".join(f"{k} ({v})" for k, v in sorted(created.items())))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    service = create_app(settings, policy=policy)
+    service = create_app(settings, policy=policy, shadow=shadow)
     service.exit_after_crash_s = kafka.CRASH_EXIT_AFTER_S
     if settings.metrics_port:
         disable_created_metrics()

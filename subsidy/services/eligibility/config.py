@@ -48,6 +48,10 @@ class Settings:
     stall_seconds: float = 60.0
     #: SUBSIDY_ELIGIBILITY_LOG_LEVEL
     log_level: str = "INFO"
+    #: SUBSIDY_ELIGIBILITY_SHADOW_VERSION: a candidate policy version of policy/versions.yaml
+    #: to evaluate beside the adopted one for every application (shadow decisions go to
+    #: subsidy.decisions.shadow.v1 only; docs/policy-versions.md). Empty: no shadow.
+    shadow_version: str = ""
     app_id: str = APP_ID
 
     @classmethod
@@ -98,6 +102,7 @@ class Settings:
             max_in_flight=int(number("SUBSIDY_ELIGIBILITY_MAX_IN_FLIGHT", d.max_in_flight, int, 1)),
             stall_seconds=number("SUBSIDY_ELIGIBILITY_STALL_SECONDS", d.stall_seconds, float, 1),
             log_level=text("SUBSIDY_ELIGIBILITY_LOG_LEVEL", d.log_level).upper(),
+            shadow_version=text("SUBSIDY_ELIGIBILITY_SHADOW_VERSION", d.shadow_version),
         )
 
     @property

@@ -60,6 +60,12 @@ class Decided:
     decision: Decision
     trace_id: str
     topic: str = topics.DECISIONS.name
+    #: With shadow evaluation on (SUBSIDY_ELIGIBILITY_SHADOW_VERSION): the same
+    #: application decided under the candidate version, for
+    #: subsidy.decisions.shadow.v1 only; None when off, or when the candidate
+    #: failed on it (``shadow_error``: the adopted decision still goes out).
+    shadow: Decided | None = None
+    shadow_error: str | None = None
 
 
 class Rejected(RecordRejected):
@@ -81,12 +87,21 @@ def _application_pb2():
     return application_pb2
 
 
-def process(record: Any, *, policy: Policy, now: dt.datetime, workflow: WorkflowSettings | None = None) -> Decided:
+def process(
+    record: Any,
+    *,
+    policy: Policy,
+    now: dt.datetime,
+    workflow: WorkflowSettings | None = None,
+    shadow_policy: Policy | None = None,
+) -> Decided:
     """Decide one application record; raises ``Rejected``. With ``workflow``
     (policy/workflow.yaml), the decision says whether people must review it
     before money moves (review_required, review_reasons: the core rule
     subsidy.core.workflow.review.stamp, with the settings in force on the
-    submission day). The calculator's own output never carries these."""
+    submission day). The calculator's own output never carries these. With
+    ``shadow_policy`` (a candidate version), the result also carries the
+    shadow decision, for subsidy.decisions.shadow.v1."""
     try:
         message = events.application(record.value)
     except MalformedEvent as exc:
@@ -113,12 +128,35 @@ def process(record: Any, *, policy: Policy, now: dt.datetime, workflow: Workflow
             application_id=application.application_id,
         ) from exc
     trace_id = cloudevents.trace_id_of(header_list(record.headers)) or cloudevents.new_trace_id()
+    shadow: Decided | None = None
+    shadow_error: str | None = None
+    if shadow_policy is not None:
+        # A failure of the candidate is the candidate's: reported, and the
+        # adopted decision goes out all the same.
+        try:
+            shadowed = rules.evaluate(application, shadow_policy)
+            if workflow is not None:
+                shadowed = review_rules.stamp(shadowed, workflow.on(shadowed.submitted_on))
+            shadow = Decided(
+                key=shadowed.credit_code.encode(),
+                value=codec.decision_to_proto(shadowed).SerializeToString(),
+                headers=cloudevents.headers(
+                    shadowed.decision_id, cloudevents.TYPE_DECISION_SHADOWED, SOURCE, trace_id, time=now
+                ),
+                decision=shadowed,
+                trace_id=trace_id,
+                topic=topics.SHADOW_DECISIONS.name,
+            )
+        except Exception as exc:  # noqa: BLE001 - the candidate's bug must not stop the adopted decision
+            shadow_error = f"{type(exc).__name__}: {exc}"
     return Decided(
         key=decision.credit_code.encode(),
         value=decision_bytes,
         headers=cloudevents.headers(decision.decision_id, cloudevents.TYPE_DECISION_MADE, SOURCE, trace_id, time=now),
         decision=decision,
         trace_id=trace_id,
+        shadow=shadow,
+        shadow_error=shadow_error,
     )
 
 
@@ -127,13 +165,20 @@ class Handler:
     given once, then one record in, one ``Decided`` out (or ``Rejected``)."""
 
     def __init__(
-        self, policy: Policy, clock: Callable[[], dt.datetime] = utc_now, workflow: WorkflowSettings | None = None
+        self,
+        policy: Policy,
+        clock: Callable[[], dt.datetime] = utc_now,
+        workflow: WorkflowSettings | None = None,
+        shadow_policy: Policy | None = None,
     ):
         self.policy = policy
+        self.shadow_policy = shadow_policy
         self.clock = clock
         # The review settings live beside the policy (policy/workflow.yaml); a
         # missing or malformed file stops the service at start, naming the field.
         self.workflow = workflow if workflow is not None else load_workflow(policy.directory / WORKFLOW_FILE)
 
     def __call__(self, record: Any) -> Decided:
-        return process(record, policy=self.policy, now=self.clock(), workflow=self.workflow)
+        return process(
+            record, policy=self.policy, now=self.clock(), workflow=self.workflow, shadow_policy=self.shadow_policy
+        )

@@ -34,6 +34,22 @@ class Metrics:
             ["topic", "consumer"],
             registry=self.registry,
         )
+        # Shadow evaluation (issue 14): a candidate version beside the adopted one.
+        self.shadow_decisions = shared.metric(
+            Counter,
+            "subsidy_shadow_decisions",
+            "Applications decided under the shadow (candidate) policy version, by clause and whether the shadow "
+            "decision agrees with the adopted one (result: agree or differ: outcome, ceiling or schedule).",
+            ["clause", "result"],
+            registry=self.registry,
+        )
+        self.shadow_failures = shared.metric(
+            Counter,
+            "subsidy_shadow_failures",
+            "Applications the shadow policy version failed to decide (the adopted decision went out), by clause.",
+            ["clause"],
+            registry=self.registry,
+        )
         # Older names, kept for existing dashboards and tests; the contract's
         # names are subsidy_kafka_messages_{consumed,produced}_total.
         self.consumed = shared.metric(

@@ -8,6 +8,9 @@ subsidy/platform/grpc/server.py, as for intake, payout and notify.
   ``INVALID_ARGUMENT`` with the BadInput message naming the field.
 - ``ListClauses``: the policy as data: every clause, its dated parameter
   values as JSON text, the words they cite, the ledger limit and scope.
+- ``GetShadowDifference``: shadow evaluation's running difference in money
+  per budget year and agreements by clause (subsidy/services/eligibility/shadow.py);
+  ``FAILED_PRECONDITION`` when no shadow version is set.
 - Health (``grpc.health.v1.Health``): SERVING for "" and
   "subsidy.v1.PolicyService" only while ``ready()`` is true (the policy is
   loaded and the faust consumer runs); NOT_SERVING from the start of shutdown.
@@ -28,11 +31,13 @@ from subsidy.contracts import cloudevents, codec
 from subsidy.contracts.codec import BadInput
 from subsidy.core import domain
 from subsidy.core import eligibility as rules
+from subsidy.core.dates import rfc3339
 from subsidy.core.policy import Policy
 from subsidy.platform import logs
 from subsidy.platform.grpc import server as grpc_server
 from subsidy.platform.grpc.server import NOT_SERVING, SERVING
 from subsidy.platform.security import GrpcSecurity
+from subsidy.services.eligibility.shadow import ShadowTally
 from subsidy.v1 import policy_service_pb2, policy_service_pb2_grpc
 
 log = logging.getLogger("subsidy.eligibility.grpc")
@@ -101,9 +106,39 @@ def _trace_id(context: grpc.aio.ServicerContext) -> str | None:
     return cloudevents.trace_id_of({"ce_traceparent": metadata.get("traceparent", "")})
 
 
+def shadow_difference_response(
+    tally: ShadowTally, adopted_version: str
+) -> policy_service_pb2.GetShadowDifferenceResponse:
+    pb = policy_service_pb2
+    return pb.GetShadowDifferenceResponse(
+        adopted_version=adopted_version,
+        shadow_version=tally.shadow_version,
+        since=rfc3339(tally.since),
+        applications=len(tally),
+        years=[
+            pb.BudgetYearDifference(
+                year=y.year, adopted_fen=y.adopted_fen, shadow_fen=y.shadow_fen, difference_fen=y.difference_fen
+            )
+            for y in tally.years()
+        ],
+        clauses=[
+            pb.ClauseAgreement(clause=clause, agreements=agreed, differences=differed)
+            for clause, (agreed, differed) in tally.clauses().items()
+        ],
+        basis=SHADOW_BASIS,
+    )
+
+
+SHADOW_BASIS = (
+    "每项决定的补贴上限按拨付比例分摊到预算年度（未计累计上限和一次性限制）; "
+    "each decision's ceiling over its tranches' budget years, before the ledger's caps and one-time limits"
+)
+
+
 class PolicyServicer(policy_service_pb2_grpc.PolicyServiceServicer):
-    def __init__(self, policy: Policy):
+    def __init__(self, policy: Policy, shadow_tally: ShadowTally | None = None):
         self.policy = policy
+        self.shadow_tally = shadow_tally
         self._clauses = list_clauses_response(policy)
 
     async def Evaluate(self, request, context):
@@ -142,6 +177,14 @@ class PolicyServicer(policy_service_pb2_grpc.PolicyServiceServicer):
     async def ListClauses(self, request, context):
         return self._clauses
 
+    async def GetShadowDifference(self, request, context):
+        if self.shadow_tally is None:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "shadow evaluation is off: set SUBSIDY_ELIGIBILITY_SHADOW_VERSION to a candidate policy version",
+            )
+        return shadow_difference_response(self.shadow_tally, self.policy.version)
+
 
 class GrpcServer(Service):
     """The grpc.aio server as a mode.Service: started and stopped by the faust
@@ -157,10 +200,12 @@ class GrpcServer(Service):
         poll_seconds: float = 0.5,
         probe: Callable[[], Any] | None = None,
         security: GrpcSecurity | None = None,
+        shadow_tally: ShadowTally | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.security = security
+        self.shadow_tally = shadow_tally
         self.address = address
         self.policy = policy
         self.ready = ready
@@ -183,7 +228,12 @@ class GrpcServer(Service):
             "eligibility",
             self.address,
             self.health,
-            servicers=[(policy_service_pb2_grpc.add_PolicyServiceServicer_to_server, PolicyServicer(self.policy))],
+            servicers=[
+                (
+                    policy_service_pb2_grpc.add_PolicyServiceServicer_to_server,
+                    PolicyServicer(self.policy, self.shadow_tally),
+                )
+            ],
             service_names=[SERVICE_NAME],
             max_receive_bytes=MAX_RECEIVE_BYTES,
             max_send_bytes=MAX_SEND_BYTES,

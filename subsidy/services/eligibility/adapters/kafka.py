@@ -66,6 +66,7 @@ from subsidy.services.eligibility.adapters.grpc import GrpcServer
 from subsidy.services.eligibility.config import Settings
 from subsidy.services.eligibility.handlers import Decided, Rejected
 from subsidy.services.eligibility.metrics import CONSUMER, PRODUCER, Metrics
+from subsidy.services.eligibility.shadow import agree
 
 log = logging.getLogger("subsidy.eligibility")
 
@@ -312,6 +313,8 @@ class Eligibility:
     agent: Any = None
     sink: Sink | None = None
     progress: Any = None  # subsidy.platform.metrics.ConsumerProgress
+    #: With shadow evaluation on: the running difference (subsidy/services/eligibility/shadow.py).
+    shadow_tally: Any = None
     in_flight: InFlight | None = None  # the running agent's
     #: The process (python -m subsidy.services.eligibility) exits hard this long after
     #: a crash if faust has not stopped by then; None in tests, which run the
@@ -376,11 +379,19 @@ class Eligibility:
         except Exception as exc:  # noqa: BLE001 - the handler is pure: what failed once fails again, so never retry
             outcome = self.dead_letter(message, exc)
         sink = self.sink or self._kafka_sink
+        shadow = outcome.shadow if isinstance(outcome, Decided) else None
+        topic = outcome.topic
         try:
             delivery = await sink(outcome.topic, outcome.key, outcome.value, outcome.headers)
+            if shadow is not None:
+                # The shadow decision to its own topic only, after the adopted
+                # one; the record is acknowledged once the broker has both.
+                topic = shadow.topic
+                shadow_delivery = await sink(shadow.topic, shadow.key, shadow.value, shadow.headers)
+                delivery = asyncio.gather(delivery, shadow_delivery)
         except Exception as exc:
             with logs.trace(outcome.trace_id):
-                self._give_up(f"producing to {outcome.topic} failed", exc)
+                self._give_up(f"producing to {topic} failed", exc)
             await self._crash
             raise
         return outcome, delivery
@@ -471,10 +482,48 @@ class Eligibility:
         # completes with the broker's acknowledgement.
         return await producer.send(topic, key, value, partition=None, timestamp=None, headers=headers)
 
+    def _record_shadow(self, outcome: Decided) -> None:
+        d = outcome.decision
+        if outcome.shadow_error is not None:
+            self.metrics.shadow_failures.labels(d.clause).inc()
+            log.error(
+                "the shadow version failed on application %s: %s",
+                d.application_id,
+                outcome.shadow_error,
+                extra=dict(trace_id=outcome.trace_id, **logs.fields(application_id=d.application_id)),
+            )
+            return
+        shadow = outcome.shadow
+        if shadow is None:
+            return
+        self.metrics.produced.labels(shadow.topic).inc()
+        self.metrics.kafka_produced.labels(shadow.topic, PRODUCER).inc()
+        tally = self.shadow_tally
+        agreed = tally.record(d, shadow.decision) if tally is not None else agree(d, shadow.decision)
+        self.metrics.shadow_decisions.labels(d.clause, "agree" if agreed else "differ").inc()
+        if not agreed:
+            log.info(
+                "shadow version decides application %s differently: %s %s -> %s %s",
+                d.application_id,
+                d.outcome,
+                d.max_award_fen,
+                shadow.decision.outcome,
+                shadow.decision.max_award_fen,
+                extra=dict(
+                    trace_id=outcome.trace_id,
+                    **logs.fields(
+                        application_id=d.application_id,
+                        clause=d.clause,
+                        shadow_decision_id=shadow.decision.decision_id,
+                    ),
+                ),
+            )
+
     def _record(self, outcome: Outcome) -> None:
         if isinstance(outcome, Decided):
             d = outcome.decision
             self.metrics.decisions.labels(d.clause, d.outcome).inc()
+            self._record_shadow(outcome)
             log.info(
                 "decided application %s clause %s outcome %s",
                 d.application_id,
