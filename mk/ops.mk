@@ -25,13 +25,13 @@ k8s-sync:
 	$(PY) deploy/k8s/sync-files.py
 
 k8s-test: $(GENERATED)
-	$(PY) -m pytest tests/ops/test_k8s.py -q
+	$(PY) -m pytest tests/ops/test_k8s.py tests/ops/test_k8s_security.py tests/ops/test_secure_by_default.py tests/ops/test_image_lock.py -q
 
 alerts-test: $(INSTALLED)
 	$(PY) -m pytest tests/ops/test_alerts.py -q
 
 ops-test: $(GENERATED)
-	$(PY) -m pytest tests/ops/test_k8s.py tests/ops/test_alerts.py -q
+	$(PY) -m pytest tests/ops/test_k8s.py tests/ops/test_k8s_security.py tests/ops/test_secure_by_default.py tests/ops/test_image_lock.py tests/ops/test_alerts.py -q
 
 # No Docker engine: a Debian base from Debian's packages (debootstrap), the
 # locked wheels, one layer imported with podman (deploy/image/build.sh).

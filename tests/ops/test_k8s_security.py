@@ -199,6 +199,7 @@ ACCESS = {
     "subsidy-eligibility": {
         T.APPLICATIONS.name: {"Read"},
         T.DECISIONS.name: {"Write"},
+        T.SHADOW_DECISIONS.name: {"Write"},  # a candidate policy's decisions, for comparison only
         T.APPLICATIONS_DLQ.name: {"Write"},
     },
     "subsidy-payout": {
