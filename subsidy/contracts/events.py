@@ -33,8 +33,22 @@ from google.protobuf.message import DecodeError
 _LEGACY_TRANCHE_SEPARATOR = "/tranche-"
 
 #: PayoutEvent kinds that are about one tranche.
-TRANCHE_KINDS = ("tranche_scheduled", "tranche_due", "tranche_cancelled", "tranche_paid")
-PAYOUT_KINDS = ("grant_recorded", "grant_payable", "grant_withdrawn", *TRANCHE_KINDS)
+TRANCHE_KINDS = (
+    "tranche_scheduled",
+    "tranche_due",
+    "tranche_cancelled",
+    "tranche_paid",
+    "tranche_held",
+    "tranche_released",
+)
+PAYOUT_KINDS = (
+    "grant_recorded",
+    "grant_payable",
+    "grant_withdrawn",
+    *TRANCHE_KINDS,
+    "recovery_opened",
+    "recovery_recorded",
+)
 #: The kinds whose application_id came after the first release (GrantRecorded
 #: and TrancheScheduled always had it: without it they are malformed).
 LEGACY_KINDS = ("tranche_due", "tranche_cancelled", "tranche_paid")

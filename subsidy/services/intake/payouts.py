@@ -31,21 +31,20 @@ def fold(grant: Any, event: Any) -> Any:
             # A later decision for an application already granted: a grant of
             # 0 under its own id; the application's grant is the first one.
             return grant
+        # Only what GrantRecorded says: what later events set (state, the
+        # notice, tranches, recoveries) stays, whichever arrived first.
         state = grant.state
-        tranches = [t.SerializeToString() for t in grant.tranches]
-        grant.Clear()
         grant.application_id = g.application_id
         grant.decision_id = g.decision_id
         grant.clause = g.clause
         grant.max_award_fen = g.max_award_fen
         grant.granted_fen = g.granted_fen
         grant.decision_year = g.decision_year
+        del grant.reasons[:]
         grant.reasons.extend(g.reasons)
         # RESERVED from the event; a grant already further (its GrantPayable
         # folded in before a replay of this) keeps its state.
         grant.state = state if state != payout_pb2.GRANT_STATE_UNSPECIFIED else g.state
-        for raw in tranches:
-            grant.tranches.add().ParseFromString(raw)
         return grant
     if kind == "grant_payable":
         p = event.grant_payable
@@ -93,6 +92,44 @@ def fold(grant: Any, event: Any) -> Any:
         if tranche is not None:
             tranche.status = payout_pb2.TRANCHE_STATUS_CANCELLED
         return grant
+    if kind == "tranche_held":
+        # The release gate (issue 13): the firm no longer meets 一、适用范围.
+        tranche = _tranche(grant, event.tranche_held.tranche_id)
+        if tranche is not None and tranche.status in (
+            payout_pb2.TRANCHE_STATUS_SCHEDULED,
+            payout_pb2.TRANCHE_STATUS_DUE,
+        ):
+            tranche.status = payout_pb2.TRANCHE_STATUS_HELD
+        return grant
+    if kind == "tranche_released":
+        # Facts restored within the hold grace: the tranche becomes DUE
+        # (payout's TrancheDue follows and says the same).
+        tranche = _tranche(grant, event.tranche_released.tranche_id)
+        if tranche is not None and tranche.status == payout_pb2.TRANCHE_STATUS_HELD:
+            tranche.status = payout_pb2.TRANCHE_STATUS_DUE
+        return grant
+    if kind == "recovery_opened":
+        o = event.recovery_opened
+        recovery = _recovery(grant, o.recovery_id)
+        recovery.application_id = o.application_id
+        recovery.credit_code = o.credit_code
+        del recovery.tranche_ids[:]
+        recovery.tranche_ids.extend(o.tranche_ids)
+        recovery.amount_fen = o.amount_fen
+        recovery.reason = o.reason
+        recovery.void_award = o.void_award
+        recovery.opened_on = o.opened_on
+        recovery.status = "RECOVERED" if recovery.recovered_fen >= o.amount_fen > 0 else "OPEN"
+        grant.void = grant.void or o.void_award
+        return grant
+    if kind == "recovery_recorded":
+        r = event.recovery_recorded
+        recovery = _recovery(grant, r.recovery_id)
+        # recovered_fen is the recovery's running total, so a replay adds nothing.
+        recovery.recovered_fen = max(recovery.recovered_fen, r.recovered_fen)
+        if r.outstanding_fen == 0 and r.recovered_fen > 0:
+            recovery.status = "RECOVERED"
+        return grant
     raise NotAPayoutEvent(f"unknown payout event {kind!r}")
 
 
@@ -111,6 +148,13 @@ def _identify(grant: Any, body: Any) -> None:
             grant.granted_fen = body.granted_fen
 
 
+def _recovery(grant: Any, recovery_id: str) -> Any:
+    for recovery in grant.recoveries:
+        if recovery.recovery_id == recovery_id:
+            return recovery
+    return grant.recoveries.add(recovery_id=recovery_id, status="OPEN")
+
+
 def _tranche(grant: Any, tranche_id: str, create: bool = False) -> Any:
     for tranche in grant.tranches:
         if tranche.tranche_id == tranche_id:
@@ -126,6 +170,10 @@ def fold_bytes(grant: bytes | None, event: Any) -> bytes:
 
     current = payout_pb2.Grant.FromString(grant) if grant else payout_pb2.Grant()
     folded = fold(current, event)
+    # The money, from what the grant holds (a replay changes nothing).
+    folded.paid_fen = sum(t.amount_fen for t in folded.tranches if t.status == payout_pb2.TRANCHE_STATUS_PAID)
+    folded.recovered_fen = sum(r.recovered_fen for r in folded.recoveries)
+    folded.net_fen = folded.paid_fen - folded.recovered_fen
     ordered = sorted(folded.tranches, key=lambda t: t.number)
     del folded.tranches[:]
     folded.tranches.extend(ordered)

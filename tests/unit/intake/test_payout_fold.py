@@ -225,3 +225,79 @@ def test_every_state_intake_keeps_is_answered_as_its_own_application_state():
     assert answered["UNDER_REVIEW"] == intake_pb2.APPLICATION_STATE_UNDER_REVIEW == 4
     assert (answered["RESERVED"], answered["PAYABLE"], answered["WITHDRAWN"]) == (5, 6, 7)
     assert answered["RECORDED"] == intake_pb2.APPLICATION_STATE_RECORDED == 3
+
+
+def _held(number):
+    tranche_id = f"{APP}/tranche-{number}"
+    return payout_pb2.PayoutEvent(
+        event_id=f"held:{tranche_id}#1",
+        tranche_held=payout_pb2.TrancheHeld(
+            tranche_id=tranche_id, application_id=APP, reason="工商登记已不在松江区", held_on="2026-03-02"
+        ),
+    )
+
+
+def _released(number):
+    tranche_id = f"{APP}/tranche-{number}"
+    return payout_pb2.PayoutEvent(
+        event_id=f"released:{tranche_id}#1",
+        tranche_released=payout_pb2.TrancheReleased(tranche_id=tranche_id, application_id=APP),
+    )
+
+
+def _paid(number):
+    tranche_id = f"{APP}/tranche-{number}"
+    return payout_pb2.PayoutEvent(
+        event_id=f"paid:{tranche_id}",
+        tranche_paid=payout_pb2.TranchePaid(tranche_id=tranche_id, application_id=APP, paid_on="2025-04-01"),
+    )
+
+
+def test_a_held_tranche_shows_held_and_a_released_one_due():
+    grant = replay([grant_recorded(), scheduled(0, 100), scheduled(1, 200), _held(1)])
+    assert [t.status for t in grant.tranches] == [payout_pb2.TRANCHE_STATUS_SCHEDULED, payout_pb2.TRANCHE_STATUS_HELD]
+    grant = replay([grant_recorded(), scheduled(0, 100), scheduled(1, 200), _held(1), _released(1)])
+    assert grant.tranches[1].status == payout_pb2.TRANCHE_STATUS_DUE
+    paid_then_held = replay([grant_recorded(), scheduled(0, 100), _paid(0), _held(0)])
+    assert paid_then_held.tranches[0].status == payout_pb2.TRANCHE_STATUS_PAID, "paid money is never held"
+
+
+def test_paid_recovered_and_net_follow_the_events_and_a_replay_adds_nothing():
+    opened = payout_pb2.PayoutEvent(
+        event_id="recovery:R-1",
+        recovery_opened=payout_pb2.RecoveryOpened(
+            recovery_id="R-1", application_id=APP, tranche_ids=[f"{APP}/tranche-0"], amount_fen=60, reason="虚报"
+        ),
+    )
+    recorded = payout_pb2.PayoutEvent(
+        event_id="recovered:R-1:C-1",
+        recovery_recorded=payout_pb2.RecoveryRecorded(
+            recovery_id="R-1",
+            application_id=APP,
+            confirmation_id="C-1",
+            amount_fen=40,
+            recovered_fen=40,
+            outstanding_fen=20,
+        ),
+    )
+    events = [grant_recorded(), scheduled(0, 100), scheduled(1, 200), _paid(0), opened, recorded]
+    grant = replay(events)
+    assert (grant.paid_fen, grant.recovered_fen, grant.net_fen) == (100, 40, 60)
+    assert [(r.recovery_id, r.amount_fen, r.recovered_fen, r.status) for r in grant.recoveries] == [
+        ("R-1", 60, 40, "OPEN")
+    ]
+    again = replay([*events, recorded, _paid(0), grant_recorded()])
+    assert (again.paid_fen, again.recovered_fen, again.net_fen) == (100, 40, 60)
+    assert len(again.recoveries) == 1 and len(again.tranches) == 2
+
+
+def test_the_grant_event_replayed_after_the_notice_keeps_the_notice_and_the_state():
+    payable = payout_pb2.PayoutEvent(
+        event_id=f"payable:{APP}@v",
+        grant_payable=payout_pb2.GrantPayable(
+            application_id=APP, decision_id=f"{APP}@v", notice_id="N-1", payable_on="2026-10-10"
+        ),
+    )
+    grant = replay([grant_recorded(), payable, scheduled(0, 100), grant_recorded()])
+    assert (grant.state, grant.notice_id, grant.payable_on) == (payout_pb2.GRANT_STATE_PAYABLE, "N-1", "2026-10-10")
+    assert len(grant.tranches) == 1
