@@ -32,10 +32,13 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry
 
 from subsidy.contracts import topics
+from subsidy.core.adoption import Router
 from subsidy.core.policy import Policy, load_policy
 from subsidy.platform import metrics as shared_metrics
 from subsidy.services.eligibility.adapters import kafka
+from subsidy.services.eligibility.adapters.adoption_log import AdoptionLog
 from subsidy.services.eligibility.adapters.grpc import GrpcServer
+from subsidy.services.eligibility.adoption import AdoptionDesk
 from subsidy.services.eligibility.config import Settings
 from subsidy.services.eligibility.handlers import CONSUMER, Handler, utc_now
 from subsidy.services.eligibility.metrics import Metrics
@@ -86,8 +89,28 @@ def create_app(
         grace_seconds=settings.grpc_grace_seconds,
         probe=service.probe,
         shadow_tally=tally,
+        adoption=adoption_desk(settings, policy, service.handler, clock),
     )
     return service
+
+
+def adoption_desk(
+    settings: Settings, policy: Policy, handler: Handler, clock: Callable[[], dt.datetime]
+) -> AdoptionDesk | None:
+    """Adoption over the register beside the policy and this instance's audit
+    trail; None without a register. The adoptions the trail records hold
+    again from the start (their files checked: PolicyError naming a changed
+    one): the handler then routes each application to its version."""
+    from subsidy.core.versions import has_register, load_versions
+
+    if not has_register(policy.directory):
+        return None
+
+    def adopted(router: Router) -> None:
+        handler.router = router.policy_for
+
+    path = settings.adoption_log or settings.data_dir / "adoptions.jsonl"
+    return AdoptionDesk(load_versions(policy.directory), AdoptionLog(path), clock, adopted)
 
 
 def shadow_version(settings: Settings, policy: Policy) -> Policy | None:
@@ -162,7 +185,13 @@ def main() -> int:
         return EXIT_NO_KAFKA
     log.info("topics ready: %s", ", ".join(f"{k} ({v})" for k, v in sorted(created.items())))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    service = create_app(settings, policy=policy, shadow=shadow)
+    from subsidy.services.eligibility.adapters.adoption_log import AdoptionLogError
+
+    try:
+        service = create_app(settings, policy=policy, shadow=shadow)
+    except (PolicyError, AdoptionLogError) as exc:  # an adoption recorded whose files changed since
+        log.error("policy versions refused: %s", exc)
+        return EXIT_BAD_POLICY
     service.exit_after_crash_s = kafka.CRASH_EXIT_AFTER_S
     if settings.metrics_port:
         disable_created_metrics()

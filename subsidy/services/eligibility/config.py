@@ -52,6 +52,9 @@ class Settings:
     #: to evaluate beside the adopted one for every application (shadow decisions go to
     #: subsidy.decisions.shadow.v1 only; docs/policy-versions.md). Empty: no shadow.
     shadow_version: str = ""
+    #: SUBSIDY_ELIGIBILITY_ADOPTION_LOG: the audit trail of policy version adoptions
+    #: (JSON lines; default <data dir>/adoptions.jsonl). Keep it on a persistent volume.
+    adoption_log: Path | None = None
     app_id: str = APP_ID
 
     @classmethod
@@ -82,6 +85,7 @@ class Settings:
         if metrics_port > 65535:
             raise ConfigError(f"SUBSIDY_ELIGIBILITY_METRICS_PORT: not a port: {metrics_port}")
         policy_dir = env.get("SUBSIDY_POLICY_DIR", "").strip()
+        adoption_log = env.get("SUBSIDY_ELIGIBILITY_ADOPTION_LOG", "").strip()
         return cls(
             bootstrap_servers=text("KAFKA_BOOTSTRAP_SERVERS", d.bootstrap_servers),
             grpc_address=grpc_address,
@@ -103,6 +107,7 @@ class Settings:
             stall_seconds=number("SUBSIDY_ELIGIBILITY_STALL_SECONDS", d.stall_seconds, float, 1),
             log_level=text("SUBSIDY_ELIGIBILITY_LOG_LEVEL", d.log_level).upper(),
             shadow_version=text("SUBSIDY_ELIGIBILITY_SHADOW_VERSION", d.shadow_version),
+            adoption_log=Path(adoption_log) if adoption_log else None,
         )
 
     @property

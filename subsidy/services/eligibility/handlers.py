@@ -33,7 +33,7 @@ from subsidy.contracts import cloudevents, codec, events, topics
 from subsidy.contracts.codec import BadInput
 from subsidy.contracts.events import MalformedEvent
 from subsidy.core import eligibility as rules
-from subsidy.core.domain import Decision
+from subsidy.core.domain import Application, Decision
 from subsidy.core.policy import Policy
 from subsidy.core.workflow import review as review_rules
 from subsidy.core.workflow.settings import FILE_NAME as WORKFLOW_FILE
@@ -94,6 +94,7 @@ def process(
     now: dt.datetime,
     workflow: WorkflowSettings | None = None,
     shadow_policy: Policy | None = None,
+    router: Callable[[Application], Policy] | None = None,
 ) -> Decided:
     """Decide one application record; raises ``Rejected``. With ``workflow``
     (policy/workflow.yaml), the decision says whether people must review it
@@ -101,7 +102,9 @@ def process(
     subsidy.core.workflow.review.stamp, with the settings in force on the
     submission day). The calculator's own output never carries these. With
     ``shadow_policy`` (a candidate version), the result also carries the
-    shadow decision, for subsidy.decisions.shadow.v1."""
+    shadow decision, for subsidy.decisions.shadow.v1. With ``router`` (set
+    once a version is adopted, subsidy/core/adoption.py), the application is
+    decided under the adopted version in force for its clause on its day."""
     try:
         message = events.application(record.value)
     except MalformedEvent as exc:
@@ -117,7 +120,7 @@ def process(
             application_id=message.application_id[:64] or None,
         ) from exc
     try:
-        decision = rules.evaluate(application, policy)
+        decision = rules.evaluate(application, router(application) if router is not None else policy)
         if workflow is not None:
             decision = review_rules.stamp(decision, workflow.on(decision.submitted_on))
         decision_bytes = codec.decision_to_proto(decision).SerializeToString()
@@ -173,6 +176,8 @@ class Handler:
     ):
         self.policy = policy
         self.shadow_policy = shadow_policy
+        #: Set by an adoption (subsidy/services/eligibility/adoption.py); None: ``policy`` decides all.
+        self.router: Callable[[Application], Policy] | None = None
         self.clock = clock
         # The review settings live beside the policy (policy/workflow.yaml); a
         # missing or malformed file stops the service at start, naming the field.
@@ -180,5 +185,10 @@ class Handler:
 
     def __call__(self, record: Any) -> Decided:
         return process(
-            record, policy=self.policy, now=self.clock(), workflow=self.workflow, shadow_policy=self.shadow_policy
+            record,
+            policy=self.policy,
+            now=self.clock(),
+            workflow=self.workflow,
+            shadow_policy=self.shadow_policy,
+            router=self.router,
         )

@@ -11,6 +11,13 @@ subsidy/platform/grpc/server.py, as for intake, payout and notify.
 - ``GetShadowDifference``: shadow evaluation's running difference in money
   per budget year and agreements by clause (subsidy/services/eligibility/shadow.py);
   ``FAILED_PRECONDITION`` when no shadow version is set.
+- ``AdoptVersion``: four-eyes adoption of a candidate policy version
+  (subsidy/services/eligibility/adoption.py): the first REVIEWER proposes, a
+  second, different one adopts. The caller is the token's subject and role
+  (with authentication off, dev and tests only: the metadata
+  ``x-subsidy-subject`` and ``x-subsidy-role``). Refusals: PERMISSION_DENIED
+  (four eyes, not a REVIEWER), FAILED_PRECONDITION (the version, its files,
+  its dates, open applications), INVALID_ARGUMENT (the request, naming the field).
 - Health (``grpc.health.v1.Health``): SERVING for "" and
   "subsidy.v1.PolicyService" only while ``ready()`` is true (the policy is
   loaded and the faust consumer runs); NOT_SERVING from the start of shutdown.
@@ -31,12 +38,15 @@ from subsidy.contracts import cloudevents, codec
 from subsidy.contracts.codec import BadInput
 from subsidy.core import domain
 from subsidy.core import eligibility as rules
+from subsidy.core.adoption import ADOPTED, AdoptionRefused
 from subsidy.core.dates import rfc3339
 from subsidy.core.policy import Policy
 from subsidy.platform import logs
 from subsidy.platform.grpc import server as grpc_server
 from subsidy.platform.grpc.server import NOT_SERVING, SERVING
 from subsidy.platform.security import GrpcSecurity
+from subsidy.platform.security.identity import current
+from subsidy.services.eligibility.adoption import AdoptionDesk, Outcome
 from subsidy.services.eligibility.shadow import ShadowTally
 from subsidy.v1 import policy_service_pb2, policy_service_pb2_grpc
 
@@ -135,11 +145,132 @@ SHADOW_BASIS = (
 )
 
 
+def caller(context: grpc.aio.ServicerContext) -> tuple[str, str]:
+    """(subject, role) of the caller: the authenticated principal, or with
+    authentication off the metadata the caller names itself with."""
+    principal = current()
+    if principal is not None:
+        return principal.subject, principal.role
+    metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+    return metadata.get("x-subsidy-subject", "").strip(), metadata.get("x-subsidy-role", "").strip().upper()
+
+
+_REFUSALS = {
+    "four_eyes": grpc.StatusCode.PERMISSION_DENIED,
+    "precondition": grpc.StatusCode.FAILED_PRECONDITION,
+    "invalid": grpc.StatusCode.INVALID_ARGUMENT,
+}
+
+
+def _application(message: Any, where: str) -> domain.Application:
+    try:
+        return codec.application_from_proto(message)
+    except BadInput as exc:
+        raise BadInput(f"{where}.{exc.path}" if exc.path else where, exc.problem) from None
+
+
+def adopt_version_response(outcome: Outcome) -> policy_service_pb2.AdoptVersionResponse:
+    pb = policy_service_pb2
+    event = outcome.event
+    adopted = event["event"] == ADOPTED
+    return pb.AdoptVersionResponse(
+        status=event["event"],
+        version_id=event["version_id"],
+        policy_version=event["policy_version"],
+        proposed_by=event["proposed_by"] if adopted else event["subject"],
+        proposed_at=event["proposed_at"] if adopted else event["at"],
+        approved_by=event["subject"] if adopted else "",
+        adopted_at=event["at"] if adopted else "",
+        effective_from=event.get("effective_from", ""),
+        redecisions=[codec.decision_to_proto(d) for d in outcome.redecisions],
+        report=[
+            pb.AdoptionReportLine(
+                application_id=line.application_id,
+                credit_code=line.credit_code,
+                clause=line.clause,
+                kept_fen=line.kept_fen,
+                kept_policy_version=line.kept_policy_version,
+                new_outcome=line.new_outcome,
+                new_max_award_fen=line.new_max_award_fen,
+                difference_fen=line.difference_fen,
+            )
+            for line in outcome.report
+        ],
+        register_entry=outcome.register_entry,
+    )
+
+
 class PolicyServicer(policy_service_pb2_grpc.PolicyServiceServicer):
-    def __init__(self, policy: Policy, shadow_tally: ShadowTally | None = None):
+    def __init__(self, policy: Policy, shadow_tally: ShadowTally | None = None, adoption: AdoptionDesk | None = None):
         self.policy = policy
         self.shadow_tally = shadow_tally
+        self.adoption = adoption
         self._clauses = list_clauses_response(policy)
+
+    async def AdoptVersion(self, request, context):
+        with logs.trace(_trace_id(context)):
+            if self.adoption is None:
+                await context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION, "no policy versions register (policy/versions.yaml)"
+                )
+            subject, role = caller(context)
+            if role != "REVIEWER":
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"adopting a policy version is a REVIEWER's act, not {role or 'an anonymous caller'}'s",
+                )
+            try:
+                open_apps = [
+                    _application(app, f"open_applications[{i}]") for i, app in enumerate(request.open_applications)
+                ]
+                noticed = []
+                for i, award in enumerate(request.noticed_awards):
+                    where = f"noticed_awards[{i}]"
+                    if award.granted_fen < 0:
+                        raise BadInput(f"{where}.granted_fen", f"must be >= 0, got {award.granted_fen}")
+                    noticed.append(
+                        (
+                            _application(award.application, f"{where}.application"),
+                            award.granted_fen,
+                            award.policy_version,
+                        )
+                    )
+            except BadInput as exc:
+                problem = str(exc)
+            else:
+                problem = None
+            if problem is not None:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+            try:
+                outcome = self.adoption.adopt(
+                    version_id=request.version_id,
+                    policy_version=request.policy_version,
+                    subject=subject,
+                    reason=request.reason,
+                    open_applications=open_apps,
+                    noticed=noticed,
+                )
+            except AdoptionRefused as exc:
+                refusal = exc
+            else:
+                refusal = None
+            if refusal is not None:
+                log.warning(
+                    "refused AdoptVersion of %s by %s: %s",
+                    request.version_id,
+                    subject,
+                    refusal,
+                    extra=logs.fields(rpc="AdoptVersion", version_id=request.version_id, subject=subject),
+                )
+                await context.abort(_REFUSALS[refusal.kind], str(refusal))
+            log.info(
+                "policy version %s %s by %s",
+                request.version_id,
+                outcome.event["event"],
+                subject,
+                extra=logs.fields(rpc="AdoptVersion", version_id=request.version_id, subject=subject),
+            )
+            return adopt_version_response(outcome)
 
     async def Evaluate(self, request, context):
         with logs.trace(_trace_id(context)):
@@ -201,11 +332,13 @@ class GrpcServer(Service):
         probe: Callable[[], Any] | None = None,
         security: GrpcSecurity | None = None,
         shadow_tally: ShadowTally | None = None,
+        adoption: AdoptionDesk | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.security = security
         self.shadow_tally = shadow_tally
+        self.adoption = adoption
         self.address = address
         self.policy = policy
         self.ready = ready
@@ -231,7 +364,7 @@ class GrpcServer(Service):
             servicers=[
                 (
                     policy_service_pb2_grpc.add_PolicyServiceServicer_to_server,
-                    PolicyServicer(self.policy, self.shadow_tally),
+                    PolicyServicer(self.policy, self.shadow_tally, self.adoption),
                 )
             ],
             service_names=[SERVICE_NAME],

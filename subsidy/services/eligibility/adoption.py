@@ -1,0 +1,125 @@
+"""Adoption of a policy version in eligibility (issue 14, item 4): the use
+case behind PolicyService.AdoptVersion, over the core rules
+(subsidy/core/adoption.py) and the audit trail (adapters/adoption_log.py).
+
+Each call: the event is worked out and everything an adoption gives (the
+router, the re-decisions, the report, the register entry) is computed
+first; then the one event is appended to the audit trail; only then does
+the state change and the handler start routing applications to the adopted
+version. A refusal is appended as a ``refused`` event and changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from subsidy.core.adoption import (
+    ADOPTED,
+    REFUSED,
+    AdoptionRefused,
+    AdoptionState,
+    ReportLine,
+    Router,
+    effective,
+    redecide,
+    register_entry,
+    report,
+    step,
+)
+from subsidy.core.dates import rfc3339
+from subsidy.core.domain import Application, Decision
+from subsidy.core.policy import PolicyError
+from subsidy.core.versions import OpenApplication, Versions
+
+
+class Log(Protocol):
+    def read(self) -> list[dict[str, Any]]: ...
+
+    def append(self, event: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    event: dict[str, Any]
+    redecisions: list[Decision] = field(default_factory=list)
+    report: list[ReportLine] = field(default_factory=list)
+    register_entry: str = ""
+
+
+class AdoptionDesk:
+    def __init__(
+        self,
+        versions: Versions,
+        log: Log,
+        clock: Callable[[], dt.datetime],
+        on_adopted: Callable[[Router], None],
+    ):
+        self.versions = versions
+        self.log = log
+        self.clock = clock
+        self.on_adopted = on_adopted
+        self.state = AdoptionState.replay(log.read())
+        if self.state.adopted:
+            # At start: the adoptions recorded hold again, their files checked
+            # (a file changed since its adoption refuses to start, naming it).
+            on_adopted(Router(effective(versions, self.state).verify()))
+
+    def adopt(
+        self,
+        *,
+        version_id: str,
+        policy_version: str,
+        subject: str,
+        reason: str,
+        open_applications: Sequence[Application],
+        noticed: Sequence[tuple[Application, int, str]],
+    ) -> Outcome:
+        at = rfc3339(self.clock())
+        try:
+            event = step(
+                self.state,
+                self.versions,
+                version_id=version_id,
+                policy_version=policy_version,
+                subject=subject,
+                at=at,
+                reason=reason,
+                open_applications=[OpenApplication(a.application_id, a.claim.CLAUSE) for a in open_applications],
+            )
+            outcome = Outcome(event)
+            new_state = self.state.apply(event)
+            router = None
+            if event["event"] == ADOPTED:
+                try:
+                    adopted_register = effective(self.versions, new_state)
+                    router = Router(adopted_register.verify())
+                    version = adopted_register.get(version_id)
+                except PolicyError as exc:
+                    raise AdoptionRefused("precondition", str(exc)) from None
+                outcome = Outcome(
+                    event,
+                    [redecide(app, version) for app in open_applications],
+                    report(noticed, version),
+                    register_entry(event, self.versions),
+                )
+        except AdoptionRefused as exc:
+            self.log.append(
+                {
+                    "event": REFUSED,
+                    "version_id": version_id,
+                    "policy_version": policy_version,
+                    "subject": subject,
+                    "at": at,
+                    "kind": exc.kind,
+                    "why": str(exc),
+                }
+            )
+            raise
+        self.log.append(event)
+        self.state = new_state
+        if router is not None:
+            self.on_adopted(router)
+        return outcome

@@ -1,0 +1,171 @@
+"""PolicyService.AdoptVersion (issue 14, item 4) over a real grpc.aio server:
+four eyes (a REVIEWER proposes, another adopts; the same subject twice is
+PERMISSION_DENIED), audited (every step and refusal in the trail), refusals
+that adopt nothing, re-decisions with new derived ids, the adoption report,
+and the adoption holding again after a restart — unless its files changed."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import shutil
+
+import grpc
+import pytest
+from eligibility_support import POLICY, application_record, demo_applications, record
+
+from subsidy.contracts import codec
+from subsidy.core import eligibility as rules
+from subsidy.core.policy import DEFAULT_POLICY_DIR, PolicyError, load_policy
+from subsidy.core.versions import load_versions
+from subsidy.services.eligibility.adapters.adoption_log import AdoptionLog
+from subsidy.services.eligibility.adapters.grpc import GrpcServer
+from subsidy.services.eligibility.adoption import AdoptionDesk
+from subsidy.services.eligibility.handlers import Handler
+from subsidy.v1 import policy_service_pb2, policy_service_pb2_grpc
+
+DEMO = {a.application_id: a for a in demo_applications()}
+NOW = dt.datetime(2025, 11, 3, 9, 0, tzinfo=dt.UTC)
+FINAL = "fictional-final-2023"
+FINAL_VERSION = load_versions().get(FINAL).policy.version
+
+
+def desk_for(tmp_path, handler, policy_dir=DEFAULT_POLICY_DIR):
+    def adopted(router):
+        handler.router = router.policy_for
+
+    return AdoptionDesk(load_versions(policy_dir), AdoptionLog(tmp_path / "adoptions.jsonl"), lambda: NOW, adopted)
+
+
+def call(desk, *requests):
+    """Each (subject, role, request) in turn; returns responses or the RpcErrors."""
+
+    async def main():
+        server = GrpcServer("127.0.0.1:0", POLICY, ready=lambda: True, grace_seconds=1.0, adoption=desk)
+        await server.start()
+        results = []
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                stub = policy_service_pb2_grpc.PolicyServiceStub(channel)
+                for subject, role, request in requests:
+                    metadata = (("x-subsidy-subject", subject), ("x-subsidy-role", role))
+                    try:
+                        results.append(await stub.AdoptVersion(request, metadata=metadata, timeout=10))
+                    except grpc.aio.AioRpcError as exc:
+                        results.append(exc)
+        finally:
+            await server.stop()
+        return results
+
+    return asyncio.run(main())
+
+
+def request(*, open_ids=(), noticed_ids=(), version=FINAL_VERSION):
+    draft = POLICY
+    noticed = []
+    for application_id in noticed_ids:
+        decision = rules.evaluate(DEMO[application_id], draft)
+        noticed.append(
+            policy_service_pb2.NoticedAward(
+                application=codec.application_to_proto(DEMO[application_id]),
+                granted_fen=decision.max_award_fen,
+                policy_version=decision.policy_version,
+            )
+        )
+    return policy_service_pb2.AdoptVersionRequest(
+        version_id=FINAL,
+        policy_version=version,
+        reason="区科委 2023 年第 5 次会议通过（虚构）",
+        open_applications=[codec.application_to_proto(DEMO[i]) for i in open_ids],
+        noticed_awards=noticed,
+    )
+
+
+def events(tmp_path):
+    return [json.loads(line) for line in (tmp_path / "adoptions.jsonl").read_text().splitlines()]
+
+
+def test_two_reviewers_adopt_and_one_alone_is_refused(tmp_path):
+    handler = Handler(POLICY, lambda: NOW)
+    desk = desk_for(tmp_path, handler)
+    adopt = request(open_ids=["SJ-2023-0003"], noticed_ids=["SJ-2025-0007", "SJ-2024-0006"])
+    first, again, finance, second = call(
+        desk,
+        ("reviewer-a", "REVIEWER", adopt),
+        ("reviewer-a", "REVIEWER", adopt),
+        ("finance-1", "FINANCE", adopt),
+        ("reviewer-b", "REVIEWER", adopt),
+    )
+    assert (first.status, first.proposed_by, first.approved_by) == ("proposed", "reviewer-a", "")
+    assert again.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "four-eyes: 'reviewer-a' proposed the adoption" in again.details()
+    assert finance.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert (second.status, second.proposed_by, second.approved_by) == ("adopted", "reviewer-a", "reviewer-b")
+    assert second.effective_from == "2023-07-01" and second.adopted_at.startswith("2025-11-03T09:00:00")
+    # The pending application re-decided under the final, with a new derived id.
+    [redecided] = second.redecisions
+    assert redecided.decision_id == f"SJ-2023-0003@{FINAL_VERSION}" and redecided.policy_version == FINAL_VERSION
+    # The report: the noticed 揭榜挂帅 award keeps 300万; the final would have given 200万.
+    [line] = second.report
+    assert (line.application_id, line.kept_fen, line.new_max_award_fen, line.difference_fen) == (
+        "SJ-2025-0007",
+        300000000,
+        200000000,
+        -100000000,
+    )
+    assert "status: adopted" in second.register_entry and "effective_until: 2023-07-01" in second.register_entry
+    # Audited: every step, the refusal included (the FINANCE call never reached the desk).
+    trail = events(tmp_path)
+    assert [(e["event"], e["subject"]) for e in trail] == [
+        ("proposed", "reviewer-a"),
+        ("refused", "reviewer-a"),
+        ("adopted", "reviewer-b"),
+    ]
+    # From now on an application of the final's time is decided under it.
+    after = DEMO["SJ-2024-0003"]
+    decided = handler(record(*application_record(after)))
+    assert decided.decision.policy_version == FINAL_VERSION
+    before = DEMO["SJ-2023-0004"]
+    assert handler(record(*application_record(before))).decision.policy_version == POLICY.version
+
+
+def test_a_refused_adoption_adopts_nothing(tmp_path):
+    handler = Handler(POLICY, lambda: NOW)
+    desk = desk_for(tmp_path, handler)
+    retiring = request(open_ids=["SJ-2024-0008"])  # claims 11.identifiers, which the final retires
+    changed = request(version=f"{FINAL}+00000000")
+    bad = request(open_ids=["SJ-2023-0003"])
+    bad.open_applications[0].firm.credit_code = "91310117XXXXXXXXX0"
+    first, refused, stale, invalid = call(
+        desk,
+        ("reviewer-a", "REVIEWER", retiring),
+        ("reviewer-b", "REVIEWER", retiring),
+        ("reviewer-b", "REVIEWER", changed),
+        ("reviewer-b", "REVIEWER", bad),
+    )
+    assert first.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "version.yaml: retire.11.identifiers: clause 11.identifiers is still claimed" in first.details()
+    assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert stale.code() == grpc.StatusCode.FAILED_PRECONDITION and "changed since you reviewed" in stale.details()
+    assert invalid.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert invalid.details().startswith("open_applications[0].firm.credit_code")
+    assert handler.router is None and not desk.state.adopted and not desk.state.proposals
+    assert {e["event"] for e in events(tmp_path)} == {"refused"}
+
+
+def test_the_adoption_holds_after_a_restart_unless_its_files_changed(tmp_path):
+    policy_dir = tmp_path / "policy"
+    shutil.copytree(DEFAULT_POLICY_DIR, policy_dir)
+    policy = load_policy(policy_dir)
+    handler = Handler(policy, lambda: NOW)
+    desk = desk_for(tmp_path, handler, policy_dir)
+    call(desk, ("reviewer-a", "REVIEWER", request()), ("reviewer-b", "REVIEWER", request()))
+    assert handler.router is not None
+    restarted = Handler(policy, lambda: NOW)
+    desk_for(tmp_path, restarted, policy_dir)
+    assert restarted(record(*application_record(DEMO["SJ-2024-0003"]))).decision.policy_version == FINAL_VERSION
+    overlay = policy_dir / "versions" / FINAL / "clauses" / "6.yaml"
+    overlay.write_text(overlay.read_text().replace("200000000", "250000000"))
+    with pytest.raises(PolicyError, match=rf"^{overlay}: changed after version {FINAL} was adopted"):
+        desk_for(tmp_path, Handler(policy, lambda: NOW), policy_dir)
