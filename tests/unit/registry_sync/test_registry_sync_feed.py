@@ -262,3 +262,26 @@ def test_the_double_with_a_journal_goes_on_from_its_last_sequence_after_a_restar
     assert again.high_water == first.high_water == 17
     assert again.move_out(FIRM_B) == [18, 19]
     assert again.state()[FIRM_A]["recognitions"][0]["kind"] == "DCMM_LEVEL"
+
+
+def test_hours_of_outage_back_off_to_the_cap_and_the_metrics_say_how_stale(rig):
+    from subsidy.services.registry_sync import metrics
+
+    wall = {"now": 1_000_000.0}
+    loop = SyncLoop(rig.deps, poll_interval_s=5, max_backoff_s=300, wall=lambda: wall["now"])
+    assert loop.round().applied == 16
+    assert metrics.LAST_SUCCESS._value.get() == 1_000_000.0
+    assert metrics.LAG_CHANGES._value.get() == 0
+    rig.platform.down()
+    waits = []
+    for _ in range(8):
+        wall["now"] += 600
+        assert loop.round() is None
+        waits.append(loop.next_wait())
+    assert waits == [10, 20, 40, 80, 160, 300, 300, 300]
+    assert metrics.LAG_SECONDS._value.get() == 8 * 600
+    rig.platform.up()
+    rig.platform.certify(FIRM_A)
+    wall["now"] += 600
+    assert loop.round().applied == 1 and loop.next_wait() == 5
+    assert metrics.LAG_SECONDS._value.get() == 0

@@ -111,6 +111,12 @@ class SyncLoop(WorkerThread):
             extra={"fields": {"kind": kind, "error": self.last_error, "failures_in_a_row": self.failures_in_a_row}},
         )
 
+    def next_wait(self) -> float:
+        """After a failed round: the poll interval doubled per failure in a row, up to the cap."""
+        if not self.failures_in_a_row:
+            return self.poll_interval_s
+        return min(self.max_backoff_s, self.poll_interval_s * 2 ** min(self.failures_in_a_row, 16))
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
@@ -119,8 +125,7 @@ class SyncLoop(WorkerThread):
                 self._failed("unexpected", exc)
                 log.exception("sync round failed unexpectedly")
             if self.failures_in_a_row:
-                wait = min(self.max_backoff_s, self.poll_interval_s * 2 ** min(self.failures_in_a_row, 16))
-                self._stop.wait(wait)
+                self._stop.wait(self.next_wait())
             else:
                 self._wake.wait(self.poll_interval_s)
                 self._wake.clear()
