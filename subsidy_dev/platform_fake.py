@@ -89,6 +89,8 @@ class FakeDataPlatform:
         self._forgotten_upto = 0
         self._failures: list[_Failure] = []
         self._down = False
+        #: Entries served in the snapshot as they are (malformed on purpose).
+        self.snapshot_extra: list[Any] = []
         self.requests: list[str] = []
         self._server: http.server.ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -247,7 +249,7 @@ class FakeDataPlatform:
             sequence = self._position
         firms = self.state()
         return {
-            "firms": [firms[code] for code in sorted(firms)],
+            "firms": [firms[code] for code in sorted(firms)] + copy.deepcopy(self.snapshot_extra),
             "cursor": f"{CURSOR_PREFIX}{sequence}",
             "sequence": sequence,
         }

@@ -285,3 +285,19 @@ def test_hours_of_outage_back_off_to_the_cap_and_the_metrics_say_how_stale(rig):
     wall["now"] += 600
     assert loop.round().applied == 1 and loop.next_wait() == 5
     assert metrics.LAG_SECONDS._value.get() == 0
+
+
+def test_a_bad_snapshot_entry_is_dead_lettered_and_the_others_are_taken(rig):
+    good = dict(rig.platform.state()[FIRM_A])
+    rig.platform.snapshot_extra = [
+        {**good, "credit_code": FIRM_A[:-1] + ("A" if FIRM_A[-1] != "A" else "B")},
+        {**good, "credit_code": complete("91310117MA1J0001"), "as_of": "2027-01-01"},
+        {**good, "credit_code": complete("91310117MA1J0002"), "feed_sequence": -1},
+    ]
+    rig.platform.forget_history()
+    outcome = handlers.run_once(rig.deps)
+    assert outcome.resynced and outcome.published == 16
+    errors = [letter.error for letter in rig.dead_letters()]
+    assert errors[0].startswith("firms[16].credit_code: not a valid unified social credit code")
+    assert errors[1].startswith("firms[17].as_of: 2027-01-01 is after today")
+    assert errors[2].startswith("firms[18].feed_sequence: must be a whole number >= 0")
