@@ -259,6 +259,7 @@ def run_demo(stack: Any, applications_path: Path) -> None:
         _show_notifications(stack)
     if "console" in stack.services:
         _show_console(stack, statuses[ok_ids[0]].application.firm.credit_code if ok_ids else "")
+    _show_policy_diff(stack, applications_path)
     sys.stdout.flush()
 
 
@@ -414,3 +415,29 @@ def _show_notifications(stack: Any, settle_seconds: float = 10.0) -> None:
         print(f"  {path.name}: {message['Subject']}")
     if len(files) > 12:
         print(f"  ... and {len(files) - 12} more")
+
+
+def _show_policy_diff(stack: Any, applications_path: Path) -> None:
+    """Policy versions (issue 14, docs/policy-versions.md): the fictional final
+    against the draft on the demo applications, as `subsidy policy diff`
+    prints it, and the chart of the outlay per budget year under the var dir."""
+    from subsidy.cli import policy_diff
+    from subsidy.cli.chart import ChartError, outlay_chart
+    from subsidy.contracts.calculator import Comparison
+    from subsidy.core.versions import diff, load_versions
+
+    versions = load_versions()
+    old, new = versions.get("songjiang-ii-2022-draft"), versions.get("fictional-final-2023")
+    comparison = Comparison(old.policy, new.policy)
+    for line in applications_path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            comparison.add(json.loads(line))
+    print(f"\nPolicy versions: `subsidy policy diff {old.id} {new.id}` (the final is FICTIONAL, for the demo):\n")
+    print(policy_diff.text(old, new, diff(old, new), comparison), end="")
+    chart = Path(stack.var_dir) / "policy-diff-outlay.svg"
+    try:
+        outlay_chart(chart, comparison.by_year(), old.id, new.id + "（虚构）", f"区财政支出: {old.id} vs {new.id}")
+    except ChartError as exc:
+        print(f"(no chart: {exc})")
+    else:
+        print(f"Chart of the outlay per budget year under both versions: {chart}")
