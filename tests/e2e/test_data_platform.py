@@ -1,8 +1,9 @@
 """The dev stack with the data platform (subsidy_dev/stack.py): the
 FakeDataPlatform test double, registry-sync, intake and eligibility as real
-processes on the real broker. A software firm certified DCMM level 3 gets one
-proposal; the firm confirms it; eligibility decides the submitted application
-with the amount `subsidy simulate` gives for the same claim."""
+processes on the real broker, with payout. A software firm certified DCMM
+level 3 gets one proposal; the firm confirms it; eligibility decides the
+submitted application and the ledger reserves the grant, both with the amount
+`subsidy simulate` gives for the same claim."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def test_a_firm_certified_dcmm_level_3_gets_a_proposal_it_confirms_and_is_decide
     with LocalStack(
         tmp_path / "stack",
         kafka_bootstrap=kafka_bootstrap,
-        services=("intake", "eligibility", "registry_sync"),
+        services=("intake", "eligibility", "payout", "registry_sync"),
         extra_env=extra,
     ) as stack:
         assert stack.platform is not None
@@ -71,11 +72,13 @@ def test_a_firm_certified_dcmm_level_3_gets_a_proposal_it_confirms_and_is_decide
             )
             assert answer.receipt.application_id == pid
 
-            def decided():
+            def in_the_ledger():
                 status = intake.GetApplication(intake_pb2.GetApplicationRequest(application_id=pid)).application
-                return status if status.HasField("decision") else None
+                return status if status.HasField("decision") and status.HasField("grant") else None
 
-            status = wait_for(decided, timeout=120)
+            status = wait_for(in_the_ledger, timeout=180)
+            listed = proposals.ListProposals(proposal_pb2.ListProposalsRequest(credit_code=SOFTWARE, page_size=100))
+            assert [p.proposal_id for p in listed.proposals].count(pid) == 1
     expected = evaluate(
         Application(
             pid,
@@ -87,3 +90,4 @@ def test_a_firm_certified_dcmm_level_3_gets_a_proposal_it_confirms_and_is_decide
     )
     assert status.decision.outcome == "ELIGIBLE"
     assert status.decision.max_award_fen == expected.max_award_fen == proposal.expected_award_fen == 20_000_000
+    assert status.grant.granted_fen == 20_000_000
