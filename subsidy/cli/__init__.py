@@ -166,6 +166,18 @@ def cmd_policy_versions(args: argparse.Namespace) -> str:
     from subsidy.core.policy import PolicyError
 
     versions = _versions(args)
+    if args.digests:
+        # The files' digests as they are now, for the register's adopted.files
+        # (recording a reviewed change of an adopted version's files).
+        from subsidy.core.policy import PolicyError as Refused
+
+        if args.digests not in versions.entries:
+            _version(versions, args.digests)  # refused naming the register
+        try:
+            version = versions.as_it_is(args.digests)
+        except Refused as exc:
+            raise CommandError(f"policy refused: {exc}", EXIT_BAD_POLICY) from None
+        return "      files:\n" + "".join(f"        {name}: {sha}\n" for name, sha in sorted(version.files.items()))
     try:
         versions.verify()
     except PolicyError as exc:
@@ -364,6 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_policy)
     policy_sub = p.add_subparsers(dest="policy_command", required=False)
     q = policy_sub.add_parser("versions", help="the policy versions side by side (policy/versions.yaml)")
+    q.add_argument(
+        "--digests",
+        metavar="VERSION",
+        help="print the sha256 of each file of VERSION as it is now, as policy/versions.yaml records them",
+    )
     q.set_defaults(run=cmd_policy_versions)
     q = policy_sub.add_parser(
         "diff",

@@ -126,6 +126,14 @@ class Versions:
             self._loaded[version_id] = self._load(self.entries[version_id], ())
         return self._loaded[version_id]
 
+    def as_it_is(self, version_id: str) -> Version:
+        """The version loaded from its files as they are now, without the check
+        against the digests recorded at adoption (to record a reviewed change)."""
+        if version_id not in self.entries:
+            self.get(version_id)  # refused, naming the register
+        entry = replace(self.entries[version_id], recorded=None)
+        return self._load(entry, ())
+
     def adopted(self) -> list[Version]:
         return [self.get(i) for i, e in self.entries.items() if e.status == "adopted"]
 

@@ -103,3 +103,31 @@ def test_versions_lists_them_side_by_side():
     assert f"{DRAFT}" in result.stdout and "adopted" in result.stdout
     assert "overlay of songjiang-ii-2022-draft, FICTIONAL" in result.stdout
     assert "retires 11.identifiers" in result.stdout
+
+
+def test_a_changed_file_of_the_adopted_draft_is_refused_until_its_digests_are_recorded_again(tmp_path):
+    import re
+    import shutil
+
+    policy = tmp_path / "policy"
+    shutil.copytree(REPO / "policy", policy)
+    clause = policy / "clauses" / "10.cloud.yaml"
+    clause.write_text(
+        clause.read_text(encoding="utf-8").replace(
+            "      - {from: 2022-01-01, value: 5000000, cites: 给予最高5万元的补贴}\n",
+            "      - {from: 2022-01-01, value: 5000000, cites: 给予最高5万元的补贴}\n"
+            "      - {from: 2027-01-01, value: 8000000, cites: 松科委〔2026〕X号：上限调整为8万元}\n",
+        ),
+        encoding="utf-8",
+    )
+    refused = run("--policy-dir", str(policy), "policy", "versions")
+    assert refused.returncode == 3
+    assert f"{clause}: changed after version {DRAFT} was adopted" in refused.stderr
+    digests = run("--policy-dir", str(policy), "policy", "versions", "--digests", DRAFT)
+    assert digests.returncode == 0, digests.stderr
+    register = policy / "versions.yaml"
+    text = register.read_text(encoding="utf-8")
+    recorded = re.search(r"      files:\n(        .*\n)+", text)
+    assert recorded is not None
+    register.write_text(text[: recorded.start()] + digests.stdout + text[recorded.end() :], encoding="utf-8")
+    assert run("--policy-dir", str(policy), "policy", "versions").returncode == 0

@@ -62,10 +62,16 @@ class AdoptionDesk:
         self.clock = clock
         self.on_adopted = on_adopted
         self.state = AdoptionState.replay(log.read())
+        #: Once a version is adopted: which version decides an application.
+        self.router: Router | None = None
         if self.state.adopted:
             # At start: the adoptions recorded hold again, their files checked
             # (a file changed since its adoption refuses to start, naming it).
-            on_adopted(Router(effective(versions, self.state).verify()))
+            self._route(Router(effective(versions, self.state).verify()))
+
+    def _route(self, router: Router) -> None:
+        self.router = router
+        self.on_adopted(router)
 
     def adopt(
         self,
@@ -121,5 +127,5 @@ class AdoptionDesk:
         self.log.append(event)
         self.state = new_state
         if router is not None:
-            self.on_adopted(router)
+            self._route(router)
         return outcome

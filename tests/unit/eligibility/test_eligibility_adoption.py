@@ -50,8 +50,11 @@ def call(desk, *requests):
                 stub = policy_service_pb2_grpc.PolicyServiceStub(channel)
                 for subject, role, request in requests:
                     metadata = (("x-subsidy-subject", subject), ("x-subsidy-role", role))
+                    rpc = (
+                        stub.Evaluate if isinstance(request, policy_service_pb2.EvaluateRequest) else stub.AdoptVersion
+                    )
                     try:
-                        results.append(await stub.AdoptVersion(request, metadata=metadata, timeout=10))
+                        results.append(await rpc(request, metadata=metadata, timeout=10))
                     except grpc.aio.AioRpcError as exc:
                         results.append(exc)
         finally:
@@ -128,6 +131,12 @@ def test_two_reviewers_adopt_and_one_alone_is_refused(tmp_path):
     assert decided.decision.policy_version == FINAL_VERSION
     before = DEMO["SJ-2023-0004"]
     assert handler(record(*application_record(before))).decision.policy_version == POLICY.version
+    # PolicyService.Evaluate too.
+    [evaluated] = call(
+        desk,
+        ("reviewer-a", "REVIEWER", policy_service_pb2.EvaluateRequest(application=codec.application_to_proto(after))),
+    )
+    assert evaluated.decision.policy_version == FINAL_VERSION
 
 
 def test_a_refused_adoption_adopts_nothing(tmp_path):

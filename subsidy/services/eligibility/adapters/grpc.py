@@ -286,8 +286,11 @@ class PolicyServicer(policy_service_pb2_grpc.PolicyServiceServicer):
             if problem is not None:
                 log.info("refused Evaluate: %s", problem)
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+            # After an adoption: the version in force for the clause on its day.
+            router = self.adoption.router if self.adoption is not None else None
+            policy = router.policy_for(application) if router is not None else self.policy
             try:
-                decision = rules.evaluate(application, self.policy, on)
+                decision = rules.evaluate(application, policy, on)
             except Exception:
                 log.error("evaluating application %s failed", application.application_id, exc_info=True)
                 await context.abort(grpc.StatusCode.INTERNAL, "evaluating the application failed")
