@@ -24,7 +24,8 @@ PAYOUT_EVENTS_APPLIED = shared.metric(
 PROPOSALS = shared.metric(
     Counter,
     "subsidy_intake_proposals",
-    "免申即享 proposals by event (created, confirmed, declined, expired, skipped_applied: the firm already applied).",
+    "免申即享 proposals by event (created, confirmed, declined, expired; skipped_applied: the firm already applied "
+    "for the claim; skipped_proposed: the claim was already proposed under another fact).",
     ("event",),
 )
 PROPOSALS_BY_STATE = shared.metric(

@@ -117,7 +117,9 @@ def facts_view(message: Any) -> rules.Facts:
 
 
 def on_firm_facts(deps: ProposalDeps, message: Any) -> list[tuple[str, str]]:
-    """The proposals the firm's facts make: [(proposal_id, created | known | applied)]."""
+    """The proposals the firm's facts make: [(proposal_id, created | known | applied | proposed)]:
+    ``known`` this very proposal exists, ``applied`` the firm applied for the
+    claim, ``proposed`` the claim was proposed under another fact's reference."""
     from subsidy.v1 import proposal_pb2
 
     facts = facts_view(message)
@@ -129,6 +131,12 @@ def on_firm_facts(deps: ProposalDeps, message: Any) -> list[tuple[str, str]]:
     applied = [
         codec.application_from_proto(_application(a.payload)).claim for a in deps.intake.store.list_by_firm(code, 1000)
     ]
+    # Proposals already made (in any state) for the same claim under another
+    # fact's reference (a certificate re-issued): one proposal per claim.
+    offered = [
+        codec.application_from_proto(proposal_message(p).application).claim
+        for p in deps.store.list_proposals(code, 1000)
+    ]
     window = deps.workflow.on(today).proposal_window_days
     out = []
     for candidate, decision in found:
@@ -138,6 +146,10 @@ def on_firm_facts(deps: ProposalDeps, message: Any) -> list[tuple[str, str]]:
         if any(rules.same_claim(claim, candidate.claim, facts.firm, deps.policy, today) for claim in applied):
             out.append((candidate.proposal_id, "applied"))
             metrics.PROPOSALS.labels("skipped_applied").inc()
+            continue
+        if any(rules.same_claim(claim, candidate.claim, facts.firm, deps.policy, today) for claim in offered):
+            out.append((candidate.proposal_id, "proposed"))
+            metrics.PROPOSALS.labels("skipped_proposed").inc()
             continue
         now = deps.clock.now()
         application = rules.application_of(candidate, facts.firm, today)

@@ -218,3 +218,10 @@ def test_listing_is_per_firm_and_paged(deps):
     assert len(more) == 1 and end == "" and more[0].proposal_id != rows[0].proposal_id
     with pytest.raises(InvalidApplication, match="page_token"):
         proposals.list_for_firm(deps, "91310117313Q6C3D6G", 1, token)
+
+
+def test_a_reissued_certificate_for_the_same_claim_makes_no_second_proposal(deps):
+    assert proposals.on_firm_facts(deps, facts()) == [(PID, "created")]
+    reissued = proposal_id(SOFTWARE, "9", "DCMM_LEVEL:DCMM-2026-0042-R1")
+    assert proposals.on_firm_facts(deps, facts(reference="DCMM-2026-0042-R1")) == [(reissued, "proposed")]
+    assert len(events(deps)) == 1
