@@ -19,7 +19,8 @@ Per poll:
    to its first unhandled record, and retry with backoff: nothing polled is
    skipped.
 
-Batch scope (optional, ``batch_scope``): step 1 runs inside one context
+Batch scope (optional, ``batch_scope``, with an optional ``batch_prelude``
+that sees every record of the poll first): step 1 runs inside one context
 manager per poll, e.g. one database transaction for the whole batch (one
 fsync instead of one per record). Its records count as handled only once the
 scope has exited without an exception; a scope that fails (an error inside,
@@ -146,6 +147,7 @@ class KafkaRecordLoop:
         consumer_factory: Callable[[], Any] | None = None,
         producer_factory: Callable[[], Any] | None = None,
         batch_scope: Callable[[], ContextManager[Any]] | None = None,
+        batch_prelude: Callable[[list[Any]], None] | None = None,
         clock: Callable[[], dt.datetime] | None = None,
     ):
         self.name = name
@@ -153,6 +155,10 @@ class KafkaRecordLoop:
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.handler = handler
         self.batch_scope = batch_scope
+        #: Inside the batch scope, before any record of the poll: e.g. lock
+        #: every firm of the batch in one global order (payout), so two
+        #: members' batches cannot deadlock over firms taken in poll order.
+        self.batch_prelude = batch_prelude
         #: Inside a batch scope: (record, error, trace id) of the records rejected, sent once it exited.
         self._rejected: list[tuple[Any, str, str | None]] | None = None
         self.bootstrap = bootstrap
@@ -357,6 +363,8 @@ class KafkaRecordLoop:
         try:
             self._rejected = [] if scoped else None
             with self.batch_scope() if scoped else contextlib.nullcontext():
+                if self.batch_prelude is not None:
+                    self.batch_prelude([record for records in batches.values() for record in records])
                 for tp, records in batches.items():
                     for record in records:
                         if self._stop.is_set():

@@ -502,3 +502,29 @@ def test_a_member_never_assigned_since_it_joined_is_replaced_after_two_session_t
     assert loop.stuck_reason(31.0) is None
     assert loop.stuck_reason(55.0) is None
     assert loop.stuck_reason(62.0).startswith("unassigned")
+
+
+def test_the_batch_prelude_sees_every_record_of_the_poll_inside_the_scope_before_any_is_handled():
+    events = []
+    consumer = FakeConsumer([{P0: [record(P0, 0)], P1: [record(P1, 5), record(P1, 6)]}])
+
+    class Scope:
+        def __call__(self):
+            import contextlib
+
+            @contextlib.contextmanager
+            def scope():
+                events.append("begin")
+                yield
+                events.append("commit")
+
+            return scope()
+
+    loop = new_loop(
+        lambda rec: events.append(("handle", rec.offset)) or "applied",
+        [consumer],
+        batch_scope=Scope(),
+        batch_prelude=lambda records: events.append(("prelude", sorted(r.offset for r in records))),
+    )
+    run_until(loop, lambda: consumer.commits)
+    assert events[:6] == ["begin", ("prelude", [0, 5, 6]), ("handle", 0), ("handle", 5), ("handle", 6), "commit"]

@@ -56,6 +56,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from subsidy.contracts import cloudevents, topics
+from subsidy.core import credit_code
+from subsidy.core.dates import rfc3339
 from subsidy.core.domain import Decision
 from subsidy.platform import logs
 from subsidy.platform.clock import Clock
@@ -102,6 +104,14 @@ def record_loop(
 # -- what each consumer does with a record ------------------------------------------------
 
 
+def _key(record: Any) -> str:
+    key = getattr(record, "key", None)
+    try:
+        return bytes(key).decode("ascii") if key else ""
+    except UnicodeDecodeError:
+        return ""
+
+
 class DecisionApplier:
     """subsidy.decisions.v1 → the ledger."""
 
@@ -132,6 +142,22 @@ class DecisionApplier:
             wrote = report() or wrote
         if wrote:
             self.on_written()
+
+    def lock_firms(self, records: list[Any]) -> None:
+        """The batch's prelude: lock every firm of the poll in credit-code
+        order, the order the scheduler takes them in too, so neither a second
+        replica nor the scheduler can deadlock with this batch (before, firms
+        were locked in poll order, PostgreSQL broke the cycle and the batch
+        was redone). Keys that are not credit codes lock nothing: their
+        records are dead-lettered."""
+        codes = sorted({code for code in (_key(r) for r in records) if code and credit_code.is_valid(code)})
+        if not codes:
+            return
+        at = rfc3339(self.now())
+        with self.store:
+            for code in codes:
+                self.store.firms.lock(code, at)
+            self.store.commit()
 
     def __call__(self, record: Any) -> str:
         decision = handlers.parse_decision(record.value)
@@ -415,6 +441,7 @@ def decisions_consumer(
         dlq_topic=topics.DECISIONS_DLQ.name,
         group_id=group_id,
         batch_scope=applier.batch,
+        batch_prelude=applier.lock_firms,
         **kwargs,
     )
 
