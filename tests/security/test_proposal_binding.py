@@ -15,7 +15,7 @@ from subsidy.services.intake import proposals
 from subsidy.v1 import firm_facts_pb2, proposal_pb2, proposal_pb2_grpc
 
 SERVICE = "subsidy.v1.ProposalService"
-REFERENCE = "DCMM-BIND-1"
+REFERENCE = "NODE-BIND-1"  # a clause (11.node) no other security test applies for
 
 
 def _md(token):
@@ -30,7 +30,7 @@ def _facts(code: str):
         tax_registered_in_district=True,
         independent_legal_person=True,
         kinds=["SOFTWARE"],
-        recognitions=[firm_facts_pb2.Recognition(kind="DCMM_LEVEL", level="3", reference=REFERENCE)],
+        recognitions=[firm_facts_pb2.Recognition(kind="IDENTIFIER_NODE", level="二级节点", reference=REFERENCE)],
         feed_sequence=1,
     )
 
@@ -42,7 +42,7 @@ def _code(call):
 
 
 def test_an_enterprise_cannot_touch_another_firms_proposal(jwt_servers, signers):
-    theirs = proposal_id(OTHER_CODE, "9", f"DCMM_LEVEL:{REFERENCE}")
+    theirs = proposal_id(OTHER_CODE, "11.node", f"IDENTIFIER_NODE:{REFERENCE}")
     assert proposals.on_firm_facts(jwt_servers.proposal_deps, _facts(OTHER_CODE)) == [(theirs, "created")]
     mine = _md(signers["rsa"].token("ENTERPRISE", ENTERPRISE_CODE))
     portal = _md(signers["ec"].token("PORTAL"))
