@@ -482,3 +482,60 @@ def test_a_decision_the_broker_refuses_is_never_committed_past_and_is_decided_af
         assert codec.decision_from_proto(kafka.decisions[app.application_id][1]) == decided(app)
     code, _ = service.terminate()
     assert code == 0, tail(service.log_path)
+
+
+def test_shadow_decisions_reach_only_the_shadow_topic_on_the_real_broker(kafka, kafka_bootstrap, tmp_path):
+    """Issue 14, item 3: with SUBSIDY_ELIGIBILITY_SHADOW_VERSION the candidate's
+    decisions are on subsidy.decisions.shadow.v1 and nowhere else: the
+    decisions topic (which review, payout's ledger, intake and notify read)
+    carries the adopted version's decisions only, once each; GetShadowDifference
+    reports the difference over what was decided."""
+    from subsidy.core.versions import load_versions
+    from subsidy.v1 import policy_service_pb2, policy_service_pb2_grpc
+
+    candidate = load_versions().get("fictional-final-2023").policy
+    tag = uuid.uuid4().hex[:8]
+    apps = demo_applications(tag)[10:22]  # 2024: the final is in force, 11.identifiers retired
+    reader = KafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
+    name = topics.SHADOW_DECISIONS.name
+    tps = [TopicPartition(name, p) for p in reader.partitions_for_topic(name)]
+    reader.assign(tps)
+    reader.seek_to_end()
+    for tp in tps:
+        reader.position(tp)
+    service = Eligibility(kafka_bootstrap, tmp_path, "shadowing")
+    service.env["SUBSIDY_ELIGIBILITY_SHADOW_VERSION"] = "fictional-final-2023"
+    service.start()
+    try:
+        service.wait_serving()
+        for app in apps:
+            kafka.send_application(app, cloudevents.new_trace_id())
+        kafka.flush()
+        kafka.collect({a.application_id for a in apps})
+        shadowed: dict[str, decision_pb2.Decision] = {}
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline and len(shadowed) < len(apps):
+            for records in reader.poll(timeout_ms=500).values():
+                for r in records:
+                    decision = decision_pb2.Decision.FromString(r.value)
+                    if f"-{tag}-" in decision.application_id:
+                        shadowed[decision.application_id] = decision
+        kafka.drain(2.0)
+        for app in apps:
+            _, decision, _ = kafka.decisions[app.application_id]
+            assert decision.policy_version == POLICY.version
+            assert kafka.decision_counts[app.application_id] == 1
+            assert codec.decision_from_proto(shadowed[app.application_id]) == review_rules.stamp(
+                rules.evaluate(app, candidate), WORKFLOW.on(app.submitted_on)
+            )
+        with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+            stub = policy_service_pb2_grpc.PolicyServiceStub(channel)
+            response = stub.GetShadowDifference(policy_service_pb2.GetShadowDifferenceRequest(), timeout=5)
+        assert response.applications == len(apps)
+        assert (response.adopted_version, response.shadow_version) == (POLICY.version, candidate.version)
+        assert any(c.clause == "11.identifiers" and c.differences == 1 for c in response.clauses)
+        code, _ = service.terminate()
+        assert code == 0, tail(service.log_path)
+    finally:
+        service.kill()
+        reader.close()
