@@ -131,3 +131,16 @@ def test_a_changed_file_of_the_adopted_draft_is_refused_until_its_digests_are_re
     assert recorded is not None
     register.write_text(text[: recorded.start()] + digests.stdout + text[recorded.end() :], encoding="utf-8")
     assert run("--policy-dir", str(policy), "policy", "versions").returncode == 0
+
+
+def test_the_demo_prints_the_diff_of_the_fictional_final_and_writes_the_chart(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from subsidy_dev.demo import _show_policy_diff
+
+    _show_policy_diff(SimpleNamespace(var_dir=tmp_path), DEMO)
+    out = capsys.readouterr().out
+    assert f"subsidy policy diff {DRAFT} {FINAL}" in out and "FICTIONAL" in out
+    assert "decided differently: 8" in out and "total 合计" in out
+    chart = tmp_path / "policy-diff-outlay.svg"
+    assert str(chart) in out and b"<svg" in chart.read_bytes()[:1000]
