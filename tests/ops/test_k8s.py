@@ -533,6 +533,35 @@ def test_policy_files_are_all_shipped_and_mounted():
     assert mounts["directory"] == container_env(docs, intake)["SUBSIDY_DIRECTORY_DIR"]
 
 
+def mounted_policy(docs: list[dict], dep: dict) -> dict[str, str]:
+    """{path below the mount: content} of a Deployment's projected "policy" volume."""
+    by_name = {d["metadata"]["name"]: d for d in of_kind(docs, "ConfigMap")}
+    volume = next(v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == "policy")
+    files: dict[str, str] = {}
+    for source in volume["projected"]["sources"]:
+        cm = by_name[source["configMap"]["name"]]
+        items = source["configMap"].get("items") or [{"key": k, "path": k} for k in cm["data"]]
+        for item in items:
+            assert item["path"] not in files, f"{item['path']} twice"
+            files[item["path"]] = cm["data"][item["key"]]
+    return files
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_file_of_policy_is_mounted_where_the_services_read_it(overlay):
+    """policy/ as the services read it in the checkout, file for file, is what
+    intake, eligibility and notify find at SUBSIDY_POLICY_DIR (versions/ and
+    any new folder included: eligibility loads policy/versions.yaml's folders)."""
+    expected = {
+        p.relative_to(ROOT / "policy").as_posix(): p.read_text()
+        for p in (ROOT / "policy").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.relative_to(ROOT / "policy").parts[0] != "directory"
+    }
+    docs = rendered(f"overlays/{overlay}")
+    for service in ("intake", "eligibility", "notify"):
+        assert mounted_policy(docs, deployment(docs, service)) == expected, service
+
+
 def test_writable_directories_are_empty_dirs():
     docs = rendered("overlays/prod")
     for service, variable in (("eligibility", "SUBSIDY_ELIGIBILITY_DATA_DIR"), ("notify", "SUBSIDY_NOTIFY_MAIL_DIR")):
