@@ -157,6 +157,8 @@ class Versions:
 
     # ------------------------------------------------------------ loading
     def _load(self, entry: Entry, seen: tuple[str, ...]) -> Version:
+        if not entry.folder.is_dir():
+            raise PolicyError(self.register_path, f"{entry.where}.folder", f"no folder {entry.folder}")
         if entry.id in seen:
             raise PolicyError(self.register_path, f"{entry.where}.folder", f"bases loop: {' -> '.join(seen)}")
         if (entry.folder / OVERLAY_INDEX).exists():
@@ -428,9 +430,9 @@ def load_versions(root: Path | str | None = None) -> Versions:
         if status not in STATUSES:
             raise PolicyError(path, f"{where}.status", f"must be one of {', '.join(STATUSES)}, got {status!r}")
         folder_text = _text(path, f"{where}.folder", body["folder"])
+        # Checked when the version is loaded, not here: a candidate's folder
+        # need not be present where only the adopted version runs.
         folder = (root / folder_text).resolve()
-        if not folder.is_dir():
-            raise PolicyError(path, f"{where}.folder", f"no folder {folder_text}")
         until = body.get("effective_until")
         recorded = None
         if status in FROZEN:

@@ -193,3 +193,14 @@ def test_a_register_entry_with_an_unknown_status_is_refused(policy_dir):
     _edit(policy_dir / "versions.yaml", "status: candidate", "status: approved")
     with pytest.raises(PolicyError, match=rf"versions.{FINAL}.status: must be one of draft, candidate"):
         load_versions(policy_dir)
+
+
+def test_a_candidate_whose_folder_is_not_shipped_is_refused_only_when_asked_for(policy_dir):
+    """deploy/k8s ships policy/versions.yaml but not the overlay folders: the
+    adopted version still loads and verifies; the candidate is refused, naming
+    the field, only when loaded."""
+    shutil.rmtree(policy_dir / "versions")
+    versions = load_versions(policy_dir)
+    assert [v.id for v in versions.verify()] == [DRAFT]
+    with pytest.raises(PolicyError, match=rf"versions.yaml: versions.{FINAL}.folder: no folder"):
+        versions.get(FINAL)
