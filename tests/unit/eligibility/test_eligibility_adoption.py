@@ -178,3 +178,22 @@ def test_the_adoption_holds_after_a_restart_unless_its_files_changed(tmp_path):
     overlay.write_text(overlay.read_text().replace("200000000", "250000000"))
     with pytest.raises(PolicyError, match=rf"^{overlay}: changed after version {FINAL} was adopted"):
         desk_for(tmp_path, Handler(policy, lambda: NOW), policy_dir)
+
+
+def test_when_the_trail_cannot_be_written_nothing_is_adopted(tmp_path):
+    class Full:
+        def read(self):
+            return []
+
+        def append(self, event):
+            raise OSError(28, "No space left on device")
+
+    handler = Handler(POLICY, lambda: NOW)
+
+    def adopted(router):
+        handler.router = router.policy_for
+
+    desk = AdoptionDesk(load_versions(), Full(), lambda: NOW, adopted)
+    [failed] = call(desk, ("reviewer-a", "REVIEWER", request()))
+    assert failed.code() == grpc.StatusCode.UNAVAILABLE and "nothing adopted" in failed.details()
+    assert not desk.state.proposals and handler.router is None

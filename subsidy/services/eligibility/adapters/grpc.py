@@ -17,7 +17,8 @@ subsidy/platform/grpc/server.py, as for intake, payout and notify.
   (with authentication off, dev and tests only: the metadata
   ``x-subsidy-subject`` and ``x-subsidy-role``). Refusals: PERMISSION_DENIED
   (four eyes, not a REVIEWER), FAILED_PRECONDITION (the version, its files,
-  its dates, open applications), INVALID_ARGUMENT (the request, naming the field).
+  its dates, open applications), INVALID_ARGUMENT (the request, naming the
+  field), UNAVAILABLE (the audit trail cannot be written: nothing adopted).
 - Health (``grpc.health.v1.Health``): SERVING for "" and
   "subsidy.v1.PolicyService" only while ``ready()`` is true (the policy is
   loaded and the faust consumer runs); NOT_SERVING from the start of shutdown.
@@ -252,6 +253,12 @@ class PolicyServicer(policy_service_pb2_grpc.PolicyServiceServicer):
                 )
             except AdoptionRefused as exc:
                 refusal = exc
+            except OSError as exc:  # the audit trail cannot be written: nothing was adopted
+                log.error("cannot write the adoption trail: %s", exc)
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"the adoption trail cannot be written ({exc.strerror}); nothing adopted",
+                )
             else:
                 refusal = None
             if refusal is not None:
