@@ -64,6 +64,8 @@ def records(old: Version, new: Version, changes: list[Change], comparison: Any |
         return
     for row in comparison.rows:
         yield {"kind": "application", **row}
+    for firm in comparison.by_firm():
+        yield {"kind": "firm", **firm}
     years = comparison.by_year()
     for year in years:
         yield {"kind": "budget_year", **year}
@@ -135,6 +137,20 @@ def text(old: Version, new: Version, changes: list[Change], comparison: Any | No
             for r in differing
         ]
         lines += _render(header, table_rows, right={4, 6, 7})
+    movers = [f for f in comparison.by_firm() if f["difference_fen"]]
+    if movers:
+        lines += ["", f"firms that gain or lose: {len(movers)}"]
+        firm_rows = [
+            [
+                f["credit_code"],
+                f["firm"],
+                yuan_column(f["old_fen"]),
+                yuan_column(f["new_fen"]),
+                _signed(f["difference_fen"]),
+            ]
+            for f in movers
+        ]
+        lines += _render(["credit code", "firm", "old 元", "new 元", "difference 元"], firm_rows, right={2, 3, 4})
     years = comparison.by_year()
     lines += ["", "District outlay per budget year (区财政支出):"]
     year_rows = [

@@ -105,6 +105,21 @@ class Comparison:
         self.rows.append(row)
         return row
 
+    def by_firm(self) -> list[dict[str, Any]]:
+        """Per firm (credit code): granted under each version and the
+        difference, from the rows; the firms that gain or lose first by the
+        size of the difference, then the others, by credit code."""
+        firms: dict[str, dict[str, Any]] = {}
+        for row in self.rows:
+            firm = firms.setdefault(
+                row["credit_code"],
+                {"credit_code": row["credit_code"], "firm": row["firm"], "old_fen": 0, "new_fen": 0},
+            )
+            firm["old_fen"] += row["old"]["granted_fen"]
+            firm["new_fen"] += row["new"]["granted_fen"]
+        listed = [{**f, "difference_fen": f["new_fen"] - f["old_fen"]} for f in firms.values()]
+        return sorted(listed, key=lambda f: (-abs(f["difference_fen"]), f["credit_code"]))
+
     def by_year(self) -> list[dict[str, Any]]:
         """Per budget year: the outlay under each version and the difference
         (from each ledger's own totals, not from the rows)."""

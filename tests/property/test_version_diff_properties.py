@@ -60,3 +60,7 @@ def test_the_per_year_difference_is_the_sum_of_the_per_application_differences(b
     for year in by_year:
         assert year["new_fen"] - year["old_fen"] == year["difference_fen"]
     assert sum(y["difference_fen"] for y in by_year) == sum(r["difference_fen"] for r in comparison.rows)
+    # Per firm too: what the firms gain or lose adds up to the budget's difference.
+    firms = comparison.by_firm()
+    assert sum(f["difference_fen"] for f in firms) == sum(y["difference_fen"] for y in by_year)
+    assert len(firms) == len({r["credit_code"] for r in comparison.rows})

@@ -58,6 +58,8 @@ def test_diff_with_applications_as_json_lines_adds_up():
     assert {str(y["year"]): y["old_fen"] for y in years if y["old_fen"]} == summary["by_year_fen"]
     assert total["old_fen"] == summary["total_fen"]
     assert total["difference_fen"] == sum(a["difference_fen"] for a in apps) == total["new_fen"] - total["old_fen"]
+    firms = [r for r in records if r["kind"] == "firm"]
+    assert sum(f["difference_fen"] for f in firms) == total["difference_fen"]
     identifiers = next(a for a in apps if a["application_id"] == "SJ-2024-0008")
     assert identifiers["old"]["outcome"] == "ELIGIBLE" and identifiers["new"]["outcome"] == "INELIGIBLE"
     assert identifiers["new"]["reasons"] == ["CLAUSE_RETIRED"]
@@ -69,6 +71,7 @@ def test_diff_as_text_shows_the_applications_and_budget_years():
     assert result.returncode == 0, result.stderr
     assert "decided differently: 8" in result.stdout
     assert "SJ-2024-0003" in result.stdout and "+14,000" in result.stdout
+    assert "firms that gain or lose" in result.stdout
     assert "total 合计" in result.stdout
 
 
