@@ -37,7 +37,8 @@ def test_a_version_against_itself_prints_no_difference():
     result = run("policy", "diff", DRAFT, DRAFT, "--applications", str(DEMO), "--format", "jsonl")
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
-    assert {r["kind"] for r in records} == {"version", "application", "budget_year", "total"}
+    assert {r["kind"] for r in records} == {"version", "application", "firm", "budget_year", "total"}
+    assert not any(r["difference_fen"] for r in records if r["kind"] == "firm")
     assert not any(r["differs"] for r in records if r["kind"] == "application")
     assert records[-1]["difference_fen"] == 0 and records[-1]["differing"] == 0
 
