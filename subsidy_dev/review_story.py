@@ -225,6 +225,8 @@ def publish_and_close_notices(
                     timeout=10,
                 )
             objected = line.line_id
+        if not notices:  # nothing awaited a notice (every award already noticed, or none)
+            return NoticeOutcome([], objected, 0)
         # A line is payable the day after its period's last day.
         last = max(_date(n.period_last_day) for n in notices)
         if stack.today() <= last:

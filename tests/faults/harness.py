@@ -43,6 +43,7 @@ from subsidy.contracts.calculator import Simulation
 from subsidy.core.credit_code import complete
 from subsidy.core.policy import load_policy
 from subsidy.platform.consumer import DEFAULT_SESSION_TIMEOUT_MS
+from subsidy.services.notify.model import notification_id
 from subsidy.v1 import application_pb2, decision_pb2, events_pb2, intake_pb2, intake_pb2_grpc, payout_pb2
 from subsidy_dev import free_port, tail
 from subsidy_dev.kafka import ENV_BOOTSTRAP, KafkaBroker
@@ -76,11 +77,16 @@ GROUPS = {
         "subsidy-payout": [topics.DECISIONS.name],
         "subsidy-payout-payments": [topics.PAYMENTS.name],
         "subsidy-payout-notices": [topics.NOTICES.name],
+        "subsidy-payout-firms": [topics.FIRMS.name],
     },
     "notify": {
         "subsidy-notify": [topics.DECISIONS.name, topics.PAYOUTS.name, topics.NOTICES.name, topics.REVIEWS.name]
     },
-    "intake": {"subsidy-intake-projection": [topics.DECISIONS.name], "subsidy-intake-payouts": [topics.PAYOUTS.name]},
+    "intake": {
+        "subsidy-intake-projection": [topics.DECISIONS.name],
+        "subsidy-intake-payouts": [topics.PAYOUTS.name],
+        "subsidy-intake-firms": [topics.FIRMS.name],
+    },
     "review": {
         "subsidy-review": [topics.DECISIONS.name],
         "subsidy-review-payouts": [topics.PAYOUTS.name],
@@ -204,10 +210,11 @@ def registry_for(seeds: list[int], webhook_url: Callable[[str], str]) -> dict:
 
 
 class FaultStack:
-    def __init__(self, var: Path, seeds: list[int], smtp: Any, webhook: Any):
+    def __init__(self, var: Path, seeds: list[int], smtp: Any, webhook: Any, sms: Any = None):
         self.var = var
         self.smtp = smtp
         self.webhook = webhook
+        self.sms = sms
         self.toxiproxy = Toxiproxy(var / "toxiproxy")
         # One broker listener per service, advertised at the service's proxy.
         port, controller = free_port(), free_port()
@@ -272,6 +279,7 @@ class FaultStack:
                 "SUBSIDY_NOTIFY_WEBHOOK_SECRET": WEBHOOK_SECRET,
                 "SUBSIDY_NOTIFY_RETRY_MAX_BACKOFF_SECONDS": "2",
                 "SUBSIDY_NOTIFY_ATTEMPTS": "8",
+                **({"SUBSIDY_NOTIFY_SMS_GATEWAY_URL": self.sms.url("/sms")} if self.sms is not None else {}),
             },
             "review": {**common, "SUBSIDY_REVIEW_DATABASE_URL": urls["review"]},
         }
@@ -571,7 +579,15 @@ def produce_payments(bootstrap: str, payments: list[payout_pb2.PaymentConfirmed]
 
 
 #: Where hostile records go (issue 17): every topic a service consumes.
-HOSTILE_TOPICS = (topics.APPLICATIONS, topics.DECISIONS, topics.PAYOUTS, topics.PAYMENTS, topics.NOTICES)
+HOSTILE_TOPICS = (
+    topics.APPLICATIONS,
+    topics.DECISIONS,
+    topics.PAYOUTS,
+    topics.PAYMENTS,
+    topics.NOTICES,
+    topics.FIRMS,
+    topics.PROPOSALS,
+)
 #: Headers a hostile producer might send: a forged CloudEvents id with a
 #: line break, a traceparent with control characters, a name nobody expects.
 HOSTILE_HEADERS = [
@@ -706,6 +722,7 @@ def check(
     payments: list[payout_pb2.PaymentConfirmed],
     allowed_resends: int,
     hostile: list[tuple[str, int, int]] = (),
+    cancelled: dict[str, str] = None,
 ) -> Observed:
     problems: list[str] = hostile_problems(fs, wl.seed, list(hostile)) if hostile else []
     notes: list[str] = []
@@ -837,6 +854,10 @@ def check(
         for tid, pid in first_payment.items():
             if status_of.get(tid) != ("PAID", pid):
                 problems.append(f"tranche {tid} is {status_of.get(tid)}, expected PAID by {pid}")
+        # CancelTranche under fault: cancelled once, never paid
+        for tid in cancelled or {}:
+            if status_of.get(tid, ("?",))[0] != "CANCELLED":
+                problems.append(f"tranche {tid} is {status_of.get(tid)}, expected CANCELLED")
         pending = q("SELECT count(*) FROM payout_outbox WHERE published_at IS NULL")[0][0]
         if pending:
             problems.append(f"payout outbox: {pending} rows unpublished")
@@ -872,6 +893,9 @@ def check(
     changed = [i for i, values in by_id.items() if len(values) > 1]
     if changed:
         problems.append(f"payout events whose content differs between deliveries: {changed[:5]}")
+    for tid in cancelled or {}:
+        if f"cancelled:{tid}" not in by_id:
+            problems.append(f"no TrancheCancelled on Kafka for the cancelled tranche {tid}")
     # dedupe by event id (as the contract says): one TrancheScheduled per ledger tranche
     scheduled_ids = {i.split(":", 1)[1] for i in by_id if i.startswith("scheduled:")}
     ledger_ids = {r[0] for r in tranche_rows}
@@ -921,6 +945,14 @@ def check(
         problems.append(f"events without a webhook: {sorted(event_ids - hooked)[:5]} ({len(event_ids - hooked)})")
     twice = [k for k, n in Counter(str(m.get("Message-ID")).strip() for m in mails).items() if n > 1]
     twice += [k for k, n in Counter(r["headers"].get("Idempotency-Key") for r in hooks).items() if n > 1]
+    if fs.sms is not None:  # SMS under fault too: every event, by its derived notification id
+        wanted = {notification_id(e, "sms"): e for e in event_ids}
+        texts = [r["headers"].get("Idempotency-Key") for r in list(fs.sms.requests)]
+        texts = [k for k in texts if k in wanted]
+        missing = set(wanted) - set(texts)
+        if missing:
+            problems.append(f"events without an SMS: {sorted(wanted[k] for k in missing)[:5]} ({len(missing)})")
+        twice += [k for k, n in Counter(texts).items() if n > 1]
     if twice:
         msg = f"{len(twice)} notification ids delivered more than once: {twice[:4]}"
         # The documented at-least-once window: a SIGKILL of notify between a send
