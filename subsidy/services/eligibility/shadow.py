@@ -97,6 +97,11 @@ class ShadowTally:
         self._entries[adopted.application_id] = entry
         return entry.agrees
 
+    def adopted_versions(self) -> list[str]:
+        """The versions that made the adopted decisions counted (more than one
+        once a version was adopted while the tally ran)."""
+        return sorted({entry.adopted_version for entry in self._entries.values()})
+
     def __len__(self) -> int:
         return len(self._entries)
 

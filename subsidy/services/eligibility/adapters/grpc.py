@@ -122,7 +122,7 @@ def shadow_difference_response(
 ) -> policy_service_pb2.GetShadowDifferenceResponse:
     pb = policy_service_pb2
     return pb.GetShadowDifferenceResponse(
-        adopted_version=adopted_version,
+        adopted_version=", ".join(tally.adopted_versions()) or adopted_version,
         shadow_version=tally.shadow_version,
         since=rfc3339(tally.since),
         applications=len(tally),
