@@ -471,7 +471,7 @@ LIBPQ_VARIABLES = {"PGSSLMODE", "PGSSLROOTCERT"}
 
 def env_vars_read_by(service: str) -> set[str]:
     sources = [ROOT / "subsidy" / "services" / service / "config.py", ROOT / "subsidy/platform/security/kafka.py"]
-    if service in ("eligibility", "notify"):
+    if service in ("eligibility", "notify", "intake", "payout"):
         sources.append(ROOT / "subsidy" / "core" / "policy.py")  # SUBSIDY_POLICY_DIR
     names: set[str] = set()
     for path in sources:
