@@ -212,6 +212,24 @@ class FakeDataPlatform:
     def high_water(self) -> int:
         return self._position
 
+    def latest_sequence(self, credit_code: str) -> int:
+        """The sequence of the firm's latest change in effect today (0: none)."""
+        today = self.today().isoformat()
+        with self._lock:
+            log = list(self._log)
+        return max(
+            (
+                position
+                for position, entry in log
+                if isinstance(entry, dict)
+                and entry.get("sequence") == position
+                and entry.get("credit_code") == credit_code
+                and isinstance(entry.get("effective_on"), str)
+                and entry["effective_on"] <= today
+            ),
+            default=0,
+        )
+
     def state(self) -> dict[str, dict[str, Any]]:
         """Every firm's facts in effect today (changes dated ahead are not yet in them)."""
         today = self.today().isoformat()

@@ -47,6 +47,7 @@ from subsidy.services.notify.model import notification_id
 from subsidy.v1 import application_pb2, decision_pb2, events_pb2, intake_pb2, intake_pb2_grpc, payout_pb2
 from subsidy_dev import free_port, tail
 from subsidy_dev.kafka import ENV_BOOTSTRAP, KafkaBroker
+from subsidy_dev.platform_fake import FakeDataPlatform
 from subsidy_dev.postgres import PostgresServer
 from subsidy_dev.stack import LocalStack, ServiceProcess
 from subsidy_dev.toxiproxy import Proxy, Toxiproxy
@@ -69,6 +70,7 @@ SESSION_TIMEOUT_S = {
     "intake": _LOOP_SESSION_S,
     "notify": _LOOP_SESSION_S,
     "review": _LOOP_SESSION_S,
+    "registry_sync": _LOOP_SESSION_S,
 }
 # Consumer groups per service, and the topics each group reads.
 GROUPS = {
@@ -80,7 +82,13 @@ GROUPS = {
         "subsidy-payout-firms": [topics.FIRMS.name],
     },
     "notify": {
-        "subsidy-notify": [topics.DECISIONS.name, topics.PAYOUTS.name, topics.NOTICES.name, topics.REVIEWS.name]
+        "subsidy-notify": [
+            topics.DECISIONS.name,
+            topics.PAYOUTS.name,
+            topics.NOTICES.name,
+            topics.REVIEWS.name,
+            topics.PROPOSALS.name,
+        ]
     },
     "intake": {
         "subsidy-intake-projection": [topics.DECISIONS.name],
@@ -92,8 +100,12 @@ GROUPS = {
         "subsidy-review-payouts": [topics.PAYOUTS.name],
         "subsidy-review-applications": [topics.APPLICATIONS.name],
     },
+    "registry_sync": {},  # a producer: the data platform's feed in, subsidy.firms.v1 out
 }
-SERVICES = ("intake", "eligibility", "payout", "notify", "review")
+SERVICES = ("intake", "eligibility", "payout", "notify", "review", "registry_sync")
+#: What pause, rewind and the network faults pick from: registry-sync, a
+#: producer with no consumer group, has faults of its own (the feed's).
+TARGETS = ("intake", "eligibility", "payout", "notify", "review")
 #: The services with a PostgreSQL connection (slow-database faults).
 DB_SERVICES = ("intake", "payout", "notify", "review")
 #: Health turns NOT_SERVING when a consumer has not reached the broker for
@@ -237,6 +249,8 @@ class FaultStack:
         self.postgres = PostgresServer(var / "postgres")
         self.kafka_links: dict[str, Proxy] = {}
         self.db_links: dict[str, Proxy] = {}
+        #: The data platform's test double, in this process: it outlives every fault of the services.
+        self.platform: FakeDataPlatform | None = None
         registry = registry_for(seeds, webhook.url)
         self.registry_path = var / "registry.json"
         self.registry_path.write_text(json.dumps(registry, ensure_ascii=False), encoding="utf-8")
@@ -282,13 +296,33 @@ class FaultStack:
                 **({"SUBSIDY_NOTIFY_SMS_GATEWAY_URL": self.sms.url("/sms")} if self.sms is not None else {}),
             },
             "review": {**common, "SUBSIDY_REVIEW_DATABASE_URL": urls["review"]},
+            "registry_sync": {"SUBSIDY_REGISTRY_SYNC_DATABASE_URL": url},
         }
         for svc in SERVICES:
             extra[svc][ENV_BOOTSTRAP] = self.kafka_links[svc].listen
             extra[svc][f"SUBSIDY_{svc.upper()}_STALL_SECONDS"] = str(int(STALL_S))
         self.stack = LocalStack(self.var / "stack", kafka_bootstrap=bootstrap, services=SERVICES, extra_env=extra)
+        self.platform = self._platform(self.var / "stack")
+        self.stack.platform = self.platform  # the stack points registry-sync at it
         self.stack.start()
         return self
+
+    def _platform(self, stack_dir: Path) -> FakeDataPlatform:
+        """The feed serves every firm of the fault registry (the seeds' own
+        included), its day the stack's dev clock; the token where the stack
+        tells registry-sync to read it."""
+        from subsidy.platform.clock import DevClock
+
+        stack_dir.mkdir(parents=True, exist_ok=True)
+        token = stack_dir / "platform.token"
+        token.write_text("fault-suite-feed-token\n", encoding="utf-8")
+        platform = FakeDataPlatform.from_file(
+            self.registry_path,
+            token="fault-suite-feed-token",
+            today=lambda: DevClock(stack_dir / "clock.json").today(),
+        )
+        platform.start()
+        return platform
 
     def stop(self) -> None:
         try:
@@ -301,6 +335,8 @@ class FaultStack:
                 self.stack.stop()
         finally:
             self.toxiproxy.stop()
+            if self.platform is not None:
+                self.platform.stop()
             self.broker.stop()
             self.postgres.destroy()
 
@@ -372,6 +408,20 @@ class FaultStack:
             time.sleep(seconds)  # the fault itself: the process must stay frozen this long
         finally:
             os.kill(svc.process.pid, signal.SIGCONT)
+
+    # -- the data platform's feed ------------------------------------------------------
+    def platform_down(self, seconds: float) -> None:
+        """Every feed request answers 503 for ``seconds``: registry-sync retries."""
+        self.platform.down()
+        try:
+            time.sleep(seconds)  # the fault itself
+        finally:
+            self.platform.up()
+
+    def cursor_reset(self) -> None:
+        """The platform forgets its history: registry-sync's cursor is answered
+        410 Gone, and it resynchronises from a snapshot, doubling nothing."""
+        self.platform.forget_history()
 
     # -- network faults (Toxiproxy) ------------------------------------------------
     def network(self, kind: str, name: str, hold: float) -> None:
@@ -623,6 +673,49 @@ def produce_hostile(bootstrap: str, seed: int) -> list[tuple[str, int, int]]:
     return placed
 
 
+def feed_problems(fs: FaultStack, wl: Workload) -> list[str]:
+    """The data platform's feed under fault (issue 13): each of the seed's
+    firms on subsidy.firms.v1 as the platform has it — the latest record's
+    feed_sequence is the firm's latest change and its 一、适用范围 flags agree
+    — and no proposal created twice."""
+    from subsidy.v1 import firm_facts_pb2, proposal_pb2
+
+    problems: list[str] = []
+    state = fs.platform.state()
+    latest: dict[str, Any] = {}
+    for r in read_topic(fs.bootstrap, topics.FIRMS.name):
+        code = r.key.decode() if r.key else ""
+        if code not in wl.firms or not r.value:
+            continue
+        facts = firm_facts_pb2.FirmFacts.FromString(r.value)
+        if code not in latest or facts.feed_sequence >= latest[code].feed_sequence:
+            latest[code] = facts
+    for code in wl.firms:
+        want = fs.platform.latest_sequence(code)
+        got = latest.get(code)
+        if got is None:
+            problems.append(f"feed: no facts on {topics.FIRMS.name} for {code}")
+            continue
+        if got.feed_sequence != want:
+            problems.append(f"feed: {code} at sequence {got.feed_sequence} on the topic, the platform's is {want}")
+        flags = (got.registered_in_district, got.tax_registered_in_district)
+        platform = state.get(code, {})
+        if flags != (platform.get("registered_in_district"), platform.get("tax_registered_in_district")):
+            problems.append(f"feed: {code} registration {flags} on the topic, the platform says otherwise")
+    # One proposal per fact: (firm, clause, the fact's reference) names at
+    # most one proposal id, however often the fact was reported (a cursor
+    # reset re-reads every change).
+    ids: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    for r in read_topic(fs.bootstrap, topics.PROPOSALS.name):
+        if r.key and r.key.decode() in wl.firms and r.value:
+            event = proposal_pb2.ProposalEvent.FromString(r.value)
+            if event.WhichOneof("event") == "created":
+                p = event.created.proposal
+                ids[(p.credit_code, p.clause, p.fact_reference)].add(p.proposal_id)
+    problems += [f"feed: one fact {fact} made proposals {sorted(made)}" for fact, made in ids.items() if len(made) > 1]
+    return problems
+
+
 def readers_of(topic: str) -> int:
     """How many consumer groups read ``topic``: each must dead-letter a record it cannot read."""
     return sum(topic in group_topics for groups in GROUPS.values() for group_topics in groups.values())
@@ -725,6 +818,8 @@ def check(
     cancelled: dict[str, str] = None,
 ) -> Observed:
     problems: list[str] = hostile_problems(fs, wl.seed, list(hostile)) if hostile else []
+    if fs.platform is not None:
+        problems += feed_problems(fs, wl)
     notes: list[str] = []
     firms = set(wl.firms)
     accepted = [i for i in wl.application_ids if submitted.get(i) in ("accepted", "duplicate")]

@@ -20,7 +20,11 @@ while a chunk is being submitted, at a seeded point, one fault strikes:
 - ``partition:<svc>``   the service cut off from Kafka for longer than its session
                         timeout and the stall limit: its health must say NOT_SERVING
                         meanwhile, SERVING after;
-- ``slowdb:<svc>``      the service's PostgreSQL answers 300–800 ms late.
+- ``slowdb:<svc>``      the service's PostgreSQL answers 300–800 ms late;
+- ``kill9:registry_sync``, ``platform_down`` (the data platform answers 503 for
+                        8–15 s), ``cursor_reset`` (the platform forgets its history:
+                        registry-sync's cursor gets 410 Gone and it resynchronises).
+Each step also puts one change on the platform's feed for the seed's firms.
 
 Then hostile records land on every consumed topic (issue 17: garbage, a
 protobuf cut short, 900 KB of it, a tombstone, headers with line breaks and
@@ -54,9 +58,9 @@ from subsidy.v1 import payout_pb2
 from .conftest import fault_seeds
 from .harness import (
     DB_SERVICES,
-    SERVICES,
     SESSION_TIMEOUT_S,
     STALL_S,
+    TARGETS,
     FaultStack,
     Observed,
     Submitter,
@@ -77,6 +81,7 @@ FAULT_KINDS = (
     "kill9:payout",
     "kill9:notify",
     "kill9:review",
+    "kill9:registry_sync",
     "broker",
     "database",
     "pause",
@@ -89,6 +94,9 @@ FAULT_KINDS = (
     "halfopen",
     "partition",
     "slowdb",
+    # The data platform's feed (issue 13).
+    "platform_down",
+    "cursor_reset",
 )
 NETWORK_KINDS = ("latency", "bandwidth", "reset", "halfopen", "partition", "slowdb")
 CONVERGE_TIMEOUT_S = 240.0
@@ -109,7 +117,7 @@ class Step:
 
     def describe(self) -> str:
         extra = f" hard={self.hard}" if self.kind in ("broker", "database", "replicas") else ""
-        extra += f" for {self.hold:.1f}s" if self.kind in ("pause", "replicas", *NETWORK_KINDS) else ""
+        extra += f" for {self.hold:.1f}s" if self.kind in ("pause", "replicas", "platform_down", *NETWORK_KINDS) else ""
         targeted = self.kind in ("pause", "rewind", *NETWORK_KINDS)
         return (
             f"{self.kind}{':' + self.target if targeted else ''}{extra} "
@@ -131,13 +139,15 @@ def schedule(seed: int, wl: Workload) -> list[Step]:
     steps = []
     for i, kind in enumerate(kinds):
         delays = [rng.uniform(0.02, 0.25) for _ in chunks[i]]
-        target = rng.choice(DB_SERVICES if kind == "slowdb" else SERVICES)
+        target = rng.choice(DB_SERVICES if kind == "slowdb" else TARGETS)
         if kind == "pause":
             hold = SESSION_TIMEOUT_S[target] + rng.uniform(2.0, 5.0)
         elif kind == "partition":
             hold = max(SESSION_TIMEOUT_S[target], STALL_S) + rng.uniform(5.0, 10.0)
         elif kind in NETWORK_KINDS:
             hold = rng.uniform(4.0, 8.0)
+        elif kind == "platform_down":
+            hold = rng.uniform(8.0, 15.0)
         else:
             hold = rng.uniform(2.0, 6.0)
         steps.append(
@@ -162,6 +172,10 @@ def inject(fs: FaultStack, step: Step) -> None:
         fs.start_replica()
     elif kind in NETWORK_KINDS:
         fs.network(kind, step.target, step.hold)
+    elif kind == "platform_down":
+        fs.platform_down(step.hold)
+    elif kind == "cursor_reset":
+        fs.cursor_reset()
     else:  # pragma: no cover
         raise ValueError(kind)
 
@@ -247,6 +261,59 @@ def people(fs: FaultStack, wl: Workload, submitted: dict[str, str], rng: random.
     return fault
 
 
+def feed_change(fs: FaultStack, wl: Workload, step: int) -> None:
+    """One change on the data platform's feed per step, for the seed's firms
+    in turn: a certification (a proposal may follow: DCMM level 3), a firm
+    moving out and back (the facts flip), a recognition, new contacts."""
+    firms = sorted(wl.firms)
+    code = firms[step % len(firms)]
+    kind = step % 4
+    if kind == 0:
+        fs.platform.certify(code, reference=f"DCMM-FLT{wl.seed}-{step}")
+    elif kind == 1:
+        fs.platform.move_out(code)
+        fs.platform.move_back(code)
+    elif kind == 2:
+        fs.platform.certify(
+            code, kind="WORKSHOP", level="市级", reference=f"WS-FLT{wl.seed}-{step}", issuer="上海市经信委"
+        )
+    else:
+        fs.platform.change("CONTACTS", code, {"email": f"new-{wl.seed}-{step}@example.cn"})
+
+
+def cancel_some(fs: FaultStack, wl: Workload, rng: random.Random, payments: list) -> dict[str, str]:
+    """CancelTranche over gRPC for two tranches nobody pays (the firm left,
+    say), while the broker is restarted: each must end CANCELLED with one
+    TrancheCancelled, never paid. Returns tranche id -> reason."""
+    from subsidy.v1 import payout_pb2, payout_pb2_grpc
+
+    paid = {p.tranche_id for p in payments}
+    with psycopg.connect(fs.db_url, connect_timeout=5) as conn:
+        rows = conn.execute(
+            "SELECT tranche_id FROM payout_tranches WHERE application_id LIKE %s AND status = 'SCHEDULED' "
+            "ORDER BY tranche_id",
+            (f"FLT{wl.seed}-%",),
+        ).fetchall()
+    candidates = [r[0] for r in rows if r[0] not in paid]
+    chosen = {tid: "企业已迁出本区（故障测试）" for tid in rng.sample(candidates, min(2, len(candidates)))}
+    strike = threading.Timer(rng.uniform(0.0, 1.0), lambda: fs.broker_restart(hard=rng.random() < 0.5))
+    strike.start()
+    try:
+        for tranche_id, reason in chosen.items():
+
+            def cancel(tranche_id=tranche_id, reason=reason):
+                with grpc.insecure_channel(fs.service("payout").grpc_address) as channel:
+                    return payout_pb2_grpc.PayoutServiceStub(channel).CancelTranche(
+                        payout_pb2.CancelTrancheRequest(tranche_id=tranche_id, reason=reason), timeout=30
+                    )
+
+            retrying(cancel, f"CancelTranche {tranche_id}")
+    finally:
+        strike.join()
+        fs.ensure_running()
+    return chosen
+
+
 def _people_step(fault: str) -> Step:
     kind, _, target = fault.partition(":")
     if kind == "kill9":
@@ -273,8 +340,8 @@ def retrying(action, what: str, timeout: float = 240.0):
 @pytest.fixture(scope="module")
 def fault_stack(tmp_path_factory, request):
     seeds = fault_seeds(request.config)
-    with SmtpSink() as smtp, HttpSink() as webhook:
-        fs = FaultStack(tmp_path_factory.mktemp("faults"), seeds, smtp, webhook)
+    with SmtpSink() as smtp, HttpSink() as webhook, HttpSink() as sms:
+        fs = FaultStack(tmp_path_factory.mktemp("faults"), seeds, smtp, webhook, sms)
         try:
             fs.start()
             yield fs
@@ -302,6 +369,7 @@ def test_every_promise_holds_under_a_seeded_fault_schedule(fault_stack: FaultSta
         submitter = Submitter(fs.stack.intake_address, step.apps, step.delays, step.bad)
         submitter.start()
         time.sleep(step.at)  # the seeded point of the load at which the fault strikes
+        feed_change(fs, wl, i)
         inject(fs, step)
         submitter.join(300)
         assert not submitter.is_alive(), "submissions did not finish within 300 s"
@@ -322,6 +390,10 @@ def test_every_promise_holds_under_a_seeded_fault_schedule(fault_stack: FaultSta
     people_fault = people(fs, wl, submitted, random.Random(fault_seed * 104729 + 3))
     log(f"seed {fault_seed}: review and notice under {people_fault} done in {time.monotonic() - t0:.1f}s")
     payments = choose_payments(fs, wl, rng, list(submitted))
+    cancelled = cancel_some(fs, wl, rng, payments)
+    # Out of order: finance's confirmations (duplicates and double payments
+    # included) arrive shuffled across tranches and firms.
+    rng.shuffle(payments)
     produce_payments(fs.bootstrap, payments)
 
     allowed = 2 * (fs.kills["notify"] - kills_before)
@@ -329,7 +401,7 @@ def test_every_promise_holds_under_a_seeded_fault_schedule(fault_stack: FaultSta
 
     def observe():
         try:
-            return check(fs, wl, submitted, refused, payments, allowed, hostile)
+            return check(fs, wl, submitted, refused, payments, allowed, hostile, cancelled)
         except Exception as exc:  # noqa: BLE001 - a read that failed is retried like a promise not yet kept
             return Observed([f"checker could not read: {exc!r}"], [])
 

@@ -201,3 +201,86 @@ def test_replicas_in_one_group_never_grant_a_firm_more_than_its_cap_while_partit
     assert sum(t.amount_fen for t in scheduled) == RENT_CAP
     logs = "".join(r.log.read_text() for r in replicas)
     assert logs.count('"payout stopped"') == 2  # b and c stopped cleanly; a was killed
+
+
+def _deadlocks(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return int(
+            conn.execute("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()").fetchone()[0]
+        )
+
+
+def test_two_replicas_and_the_scheduler_over_many_firms_never_deadlock(kafka_bootstrap, postgres_url, tmp_path):
+    """Issue 19: firm locks in one global order. Decisions of eight firms are
+    spread over every partition (so each replica's batches hold several firms,
+    in poll order), two replicas share them, their lines become payable and
+    the scheduler (every 0.2 s, a "today" after every due date) moves the
+    tranches at the same time: PostgreSQL reports no deadlock."""
+    url = database_url("postgresql", tmp_path, postgres_url)
+    migrate("payout", url)
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "SUBSIDY_PAYOUT_DATABASE_URL": url,
+        "SUBSIDY_PAYOUT_METRICS_ADDRESS": "off",
+        "SUBSIDY_PAYOUT_GROUP": f"it-payout-deadlock-{new_id('g')}",
+        "SUBSIDY_PAYOUT_PAYMENTS_GROUP": f"it-payout-deadlock-pay-{new_id('g')}",
+        "SUBSIDY_PAYOUT_NOTICES_GROUP": f"it-payout-deadlock-notices-{new_id('g')}",
+        "SUBSIDY_PAYOUT_FIRMS_GROUP": f"it-payout-deadlock-firms-{new_id('g')}",
+        "SUBSIDY_PAYOUT_TODAY": "2030-01-01",
+        "SUBSIDY_PAYOUT_SCHEDULER_INTERVAL_SECONDS": "0.2",
+        "SUBSIDY_PAYOUT_GRACE_SECONDS": "1",
+    }
+    firms = [new_firm() for _ in range(8)]
+    decisions = [
+        rent_decision(new_id("D"), firms[i % len(firms)], 30_000_000 + (i % 7) * 1_000_000, shares=(40, 30, 30))
+        for i in range(96)
+    ]
+    before = _deadlocks(url)
+    replicas: list[Replica] = []
+    producer = Producer(kafka_bootstrap)
+    try:
+        for name in ("replica-a", "replica-b"):
+            replicas.append(Replica(name, env, tmp_path))
+        for r in replicas:
+            wait_for(r.serving, timeout=60, interval=0.2)
+        time.sleep(2.0)  # both in the group, partitions shared
+        for i, d in enumerate(decisions):
+            # Six keys, not the firm: every partition carries every firm, so a
+            # poll holds several firms in an order no replica chose.
+            producer.decision(d, key=b"spread-%d" % (i % 6), wait=False)
+        producer.flush()
+
+        def applied():
+            with psycopg.connect(url) as conn:
+                n = conn.execute("SELECT COUNT(*) FROM payout_inbox WHERE credit_code = ANY(%s)", (firms,)).fetchone()[
+                    0
+                ]
+            return n == len(decisions) or None
+
+        wait_for(applied, timeout=120, interval=0.5)
+        for d in decisions:  # the scheduler works while these land
+            producer.notice_line(d)
+        producer.flush()
+
+        def all_due():
+            with psycopg.connect(url) as conn:
+                rows = conn.execute(
+                    "SELECT status, COUNT(*) FROM payout_tranches WHERE credit_code = ANY(%s) GROUP BY status",
+                    (firms,),
+                ).fetchall()
+            statuses = dict(rows)
+            return statuses if statuses and set(statuses) == {"DUE"} else None
+
+        statuses = wait_for(all_due, timeout=120, interval=0.5)
+        for r in replicas:
+            assert r.stop() == 0, r.log.read_text()[-2000:]
+    finally:
+        producer.close()
+        for r in replicas:
+            r.ensure_gone()
+    time.sleep(1.5)  # cumulative statistics are flushed at the end of a transaction, within a second
+    assert statuses["DUE"] > 0
+    assert _deadlocks(url) == before, "PostgreSQL reported a deadlock: firm locks were not taken in one order"
+    logs = "".join(r.log.read_text() for r in replicas)
+    assert "deadlock detected" not in logs

@@ -22,6 +22,7 @@ from typing import Any
 
 from subsidy.contracts import codec, events, topics
 from subsidy.contracts.codec import BadInput
+from subsidy.core import credit_code
 from subsidy.platform import logs
 from subsidy.platform.consumer import KafkaRecordLoop, RecordRejected
 from subsidy.services.intake import handlers, metrics
@@ -170,6 +171,11 @@ class FirmFactsHandler:
         from subsidy.services.intake import proposals
         from subsidy.v1 import firm_facts_pb2
 
+        key = record.key.decode("utf-8", "replace") if record.key else ""
+        if not credit_code.is_valid(key):
+            # Every record of subsidy.firms.v1 is keyed by a firm: a tombstone
+            # or facts under anything else is not the platform's, and is kept.
+            raise RecordRejected(f"key: {key[:64]!r} is not a unified social credit code")
         if not record.value:
             return "tombstone"
         message = firm_facts_pb2.FirmFacts()
@@ -177,7 +183,6 @@ class FirmFactsHandler:
             message.ParseFromString(record.value)
         except DecodeError as exc:
             raise RecordRejected(f"not a subsidy.v1.FirmFacts: {exc}") from None
-        key = record.key.decode("utf-8", "replace") if record.key else ""
         if message.credit_code != key:
             raise RecordRejected(f"credit_code: {message.credit_code!r} is not the record's key {key!r}")
         try:
