@@ -104,12 +104,13 @@ def record_loop(
 # -- what each consumer does with a record ------------------------------------------------
 
 
-def _key(record: Any) -> str:
-    key = getattr(record, "key", None)
+def _firm_of(record: Any) -> str:
+    """The credit code of the decision a record holds; "" when it holds none."""
     try:
-        return bytes(key).decode("ascii") if key else ""
-    except UnicodeDecodeError:
+        code = handlers.parse_decision(record.value).credit_code
+    except Exception:  # noqa: BLE001 - undecodable: the handler dead-letters it, with the reason
         return ""
+    return code if credit_code.is_valid(code) else ""
 
 
 class DecisionApplier:
@@ -148,9 +149,10 @@ class DecisionApplier:
         order, the order the scheduler takes them in too, so neither a second
         replica nor the scheduler can deadlock with this batch (before, firms
         were locked in poll order, PostgreSQL broke the cycle and the batch
-        was redone). Keys that are not credit codes lock nothing: their
-        records are dead-lettered."""
-        codes = sorted({code for code in (_key(r) for r in records) if code and credit_code.is_valid(code)})
+        was redone). The firm is the decision's own (its value, not the
+        record's key, which a producer could set to anything); a record that
+        does not decode locks nothing: it is dead-lettered."""
+        codes = sorted({code for code in (_firm_of(r) for r in records) if code})
         if not codes:
             return
         at = rfc3339(self.now())
