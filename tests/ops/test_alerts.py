@@ -52,6 +52,8 @@ METRICS = {
     "subsidy_consumer_last_progress_timestamp_seconds",
     "subsidy_auth_denied_total",
     "subsidy_outbox_parked_total",
+    "subsidy_registry_sync_last_success_timestamp_seconds",
+    "subsidy_registry_sync_changes_rejected_total",
 }
 # Metrics of other exporters the alerts use, and where they come from (each
 # scraped by what the manifests deploy, or by the cluster's own monitoring).
