@@ -6,10 +6,13 @@ confirmation over gRPC puts the application on subsidy.applications.v1."""
 
 from __future__ import annotations
 
+import json
 import uuid
+from pathlib import Path
 
 import pytest
 
+from subsidy.core.credit_code import complete
 from subsidy.core.proposals import proposal_id
 from subsidy.platform.clock import SystemClock
 from subsidy.services.registry_sync.bootstrap import RegistrySyncApp
@@ -25,14 +28,28 @@ from .test_registry_sync import read_topic
 
 pytestmark = pytest.mark.integration
 
-SOFTWARE = "91310117K13R4HB249"  # 上海…软件, kinds SOFTWARE, in demo/registry.json
+DEMO_SOFTWARE = "91310117K13R4HB249"  # 上海…软件, kinds SOFTWARE, in demo/registry.json
 TOKEN = "it-proposals-token"
 
 
+def firm_of_its_own(tmp_path: Path) -> tuple[str, Path]:
+    """The demo's software firm under a credit code of this test's own: the
+    broker is shared by the session, and intake reads subsidy.firms.v1 from
+    the start, where other tests' platforms certified the demo firm (one
+    proposal per claim: this test's fact would make none)."""
+    doc = json.loads((ROOT / "demo" / "registry.json").read_text(encoding="utf-8"))
+    firm = dict(next(f for f in doc["firms"] if f["credit_code"] == DEMO_SOFTWARE))
+    firm["credit_code"] = complete("91310117" + uuid.uuid4().hex[:8].upper())
+    path = tmp_path / "registry.json"
+    path.write_text(json.dumps({"firms": [firm]}, ensure_ascii=False), encoding="utf-8")
+    return firm["credit_code"], path
+
+
 def test_a_certification_makes_one_proposal_that_the_firm_confirms(kafka_bootstrap, tmp_path):
+    SOFTWARE, registry = firm_of_its_own(tmp_path)
     reference = f"DCMM-IT-{uuid.uuid4().hex[:10]}"
     pid = proposal_id(SOFTWARE, "9", f"DCMM_LEVEL:{reference}")
-    platform = FakeDataPlatform.from_file(ROOT / "demo" / "registry.json", token=TOKEN)
+    platform = FakeDataPlatform.from_file(registry, token=TOKEN)
     platform.start()
     sync_db = f"sqlite:///{tmp_path / 'registry_sync.db'}"
     migrate_sync(sync_db)
@@ -49,6 +66,7 @@ def test_a_certification_makes_one_proposal_that_the_firm_confirms(kafka_bootstr
         kafka_bootstrap,
         f"sqlite:///{tmp_path / 'intake.db'}",
         firms_group=f"it-intake-firms-{uuid.uuid4().hex[:8]}",
+        registry_file=str(registry),
         proposal_expiry_interval_s=1.0,
     )
     try:
