@@ -52,26 +52,29 @@ def promtool() -> Path:
     return Path(found)
 
 
-def kustomize() -> Path:
-    target_dir = _cache() / "tools" / f"kustomize-{KUSTOMIZE_VERSION}"
-    binary = target_dir / "kustomize"
-    if binary.exists():
-        return binary
+def go_tool(name: str, module: str, version: str, binary: str | None = None) -> Path:
+    """A Go command built with ``go install <module>@<version>`` on first use,
+    cached under ``<cache>/tools/<name>-<version>/`` (kustomize here;
+    kubeconform for tests/ops; Toxiproxy for the fault suite)."""
+    target_dir = _cache() / "tools" / f"{name}-{version}"
+    found = target_dir / (binary or name)
+    if found.exists():
+        return found
     go = shutil.which("go")
     if not go:
-        raise ToolUnavailable("kustomize is built with Go (go install); no `go` on PATH")
+        raise ToolUnavailable(f"{name} is built with Go (go install); no `go` on PATH")
     target_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "GOBIN": str(target_dir), "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
     result = subprocess.run(
-        [go, "install", f"{KUSTOMIZE_MODULE}@{KUSTOMIZE_VERSION}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
+        [go, "install", f"{module}@{version}"], env=env, capture_output=True, text=True, timeout=1200
     )
-    if result.returncode != 0 or not binary.exists():
-        raise ToolUnavailable(f"go install {KUSTOMIZE_MODULE}@{KUSTOMIZE_VERSION} failed:\n{result.stderr[-3000:]}")
-    return binary
+    if result.returncode != 0 or not found.exists():
+        raise ToolUnavailable(f"go install {module}@{version} failed:\n{result.stderr[-3000:]}")
+    return found
+
+
+def kustomize() -> Path:
+    return go_tool("kustomize", KUSTOMIZE_MODULE, KUSTOMIZE_VERSION)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,8 +21,6 @@ slowed while the others are not (docs/faults.md).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -31,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from subsidy_dev import free_port
-from subsidy_dev.tools import ToolUnavailable, _cache
+from subsidy_dev.tools import go_tool
 
 MODULE = "github.com/Shopify/toxiproxy/v2/cmd/server"
 #: The newest version the Go module proxy here serves (v2.3.0 and v2.5.0).
@@ -40,21 +38,7 @@ VERSION = "v2.5.0"
 
 def server_binary() -> Path:
     """The toxiproxy server, built once into the cache."""
-    target_dir = _cache() / "tools" / f"toxiproxy-{VERSION}"
-    binary = target_dir / "server"
-    if binary.exists():
-        return binary
-    go = shutil.which("go")
-    if not go:
-        raise ToolUnavailable("toxiproxy is built with Go (go install); no `go` on PATH")
-    target_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GOBIN": str(target_dir), "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
-    result = subprocess.run(
-        [go, "install", f"{MODULE}@{VERSION}"], env=env, capture_output=True, text=True, timeout=1200
-    )
-    if result.returncode != 0 or not binary.exists():
-        raise ToolUnavailable(f"go install {MODULE}@{VERSION} failed:\n{result.stderr[-3000:]}")
-    return binary
+    return go_tool("toxiproxy", MODULE, VERSION, binary="server")
 
 
 class ToxiproxyError(RuntimeError):

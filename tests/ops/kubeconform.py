@@ -10,38 +10,23 @@ references), and the custom resources' are deploy/k8s/crd-schemas/ as JSON.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import yaml
 
+from subsidy_dev.tools import ToolUnavailable, go_tool
+
 MODULE = "github.com/yannh/kubeconform/cmd/kubeconform"
 VERSION = "v0.7.0"
 
 
-class Unavailable(RuntimeError):
-    pass
+#: What ``binary`` raises when it cannot be built (a machine without Go).
+Unavailable = ToolUnavailable
 
 
 def binary() -> Path:
-    cache = Path(os.environ.get("SUBSIDY_CACHE_DIR") or Path.home() / ".cache" / "songjiang-subsidy")
-    target = cache / "tools" / f"kubeconform-{VERSION}"
-    found = target / "kubeconform"
-    if found.exists():
-        return found
-    go = shutil.which("go")
-    if not go:
-        raise Unavailable("kubeconform is built with Go (go install); no `go` on PATH")
-    target.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GOBIN": str(target), "CGO_ENABLED": "0"}
-    result = subprocess.run(
-        [go, "install", f"{MODULE}@{VERSION}"], env=env, capture_output=True, text=True, timeout=1200
-    )
-    if result.returncode != 0 or not found.exists():
-        raise Unavailable(f"go install {MODULE}@{VERSION} failed:\n{result.stderr[-3000:]}")
-    return found
+    return go_tool("kubeconform", MODULE, VERSION)
 
 
 def _rewrite(node, prefix: str):
