@@ -154,12 +154,15 @@ class LocalStack:
         broker: KafkaBroker | None = None,
         services: tuple[str, ...] | None = None,
         extra_env: dict[str, dict[str, str]] | None = None,
+        platform_registry: Path | None = None,
     ):
         self.var_dir = Path(var_dir).resolve()
         self.broker = broker
         self.kafka_bootstrap = kafka_bootstrap or os.environ.get(ENV_BOOTSTRAP)
         self.wanted = services or tuple(s for s in SERVICES if _available(s))
         self.extra_env = extra_env or {}
+        #: The firms the data platform's test double serves (default demo/registry.json).
+        self.platform_registry = platform_registry or project_root() / "demo" / "registry.json"
         self.services: dict[str, ServiceProcess] = {}
         #: What each service's ``subsidy migrate`` printed (the last start).
         self.migrations: dict[str, str] = {}
@@ -229,7 +232,7 @@ class LocalStack:
             token_file.chmod(0o600)
         clock = DevClock(self.clock_file)
         self.platform = FakeDataPlatform.from_file(
-            project_root() / "demo" / "registry.json",
+            self.platform_registry,
             token=token_file.read_text(encoding="utf-8").strip(),
             today=clock.today,
             journal=self.var_dir / "platform-feed.jsonl",

@@ -249,7 +249,7 @@ class FaultStack:
         self.postgres = PostgresServer(var / "postgres")
         self.kafka_links: dict[str, Proxy] = {}
         self.db_links: dict[str, Proxy] = {}
-        #: The data platform's test double, in this process: it outlives every fault of the services.
+        #: The data platform's test double (the stack's, in this process): it outlives every fault of the services.
         self.platform: FakeDataPlatform | None = None
         registry = registry_for(seeds, webhook.url)
         self.registry_path = var / "registry.json"
@@ -301,28 +301,17 @@ class FaultStack:
         for svc in SERVICES:
             extra[svc][ENV_BOOTSTRAP] = self.kafka_links[svc].listen
             extra[svc][f"SUBSIDY_{svc.upper()}_STALL_SECONDS"] = str(int(STALL_S))
-        self.stack = LocalStack(self.var / "stack", kafka_bootstrap=bootstrap, services=SERVICES, extra_env=extra)
-        self.platform = self._platform(self.var / "stack")
-        self.stack.platform = self.platform  # the stack points registry-sync at it
-        self.stack.start()
-        return self
-
-    def _platform(self, stack_dir: Path) -> FakeDataPlatform:
-        """The feed serves every firm of the fault registry (the seeds' own
-        included), its day the stack's dev clock; the token where the stack
-        tells registry-sync to read it."""
-        from subsidy.platform.clock import DevClock
-
-        stack_dir.mkdir(parents=True, exist_ok=True)
-        token = stack_dir / "platform.token"
-        token.write_text("fault-suite-feed-token\n", encoding="utf-8")
-        platform = FakeDataPlatform.from_file(
-            self.registry_path,
-            token="fault-suite-feed-token",
-            today=lambda: DevClock(stack_dir / "clock.json").today(),
+        # The data platform's test double serves the seeds' firms too (started by the stack).
+        self.stack = LocalStack(
+            self.var / "stack",
+            kafka_bootstrap=bootstrap,
+            services=SERVICES,
+            extra_env=extra,
+            platform_registry=self.registry_path,
         )
-        platform.start()
-        return platform
+        self.stack.start()
+        self.platform = self.stack.platform
+        return self
 
     def stop(self) -> None:
         try:
@@ -335,8 +324,6 @@ class FaultStack:
                 self.stack.stop()
         finally:
             self.toxiproxy.stop()
-            if self.platform is not None:
-                self.platform.stop()
             self.broker.stop()
             self.postgres.destroy()
 
