@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from typing import Any
 
 from subsidy.core.workflow.settings import load_workflow
+from subsidy.platform import logs
 from subsidy.platform import metrics as shared
 from subsidy.platform import process as process
 from subsidy.platform.clock import Clock
@@ -18,12 +20,14 @@ from subsidy.platform.db import Database
 from subsidy.services.payout import metrics
 from subsidy.services.payout.adapters import kafka as consumers
 from subsidy.services.payout.adapters.grpc import SERVICE_NAME, PayoutServicer, build_server
+from subsidy.services.payout.adapters.ledger_gauges import LedgerGaugeReader
 from subsidy.services.payout.adapters.migrations import HISTORY
 from subsidy.services.payout.adapters.relay import OutboxRelay
 from subsidy.services.payout.adapters.scheduler import Scheduler
 from subsidy.services.payout.adapters.store import SqlStore
 from subsidy.services.payout.config import Settings
 from subsidy.services.payout.model import STATUSES
+from subsidy.services.payout.reconcile import Reconciliation
 
 log = logging.getLogger("subsidy.services.payout")
 
@@ -42,6 +46,8 @@ class PayoutApp(process.ServiceApp):
         super().__init__(settings, db, HISTORY, log, gauges=self.refresh_gauges, refresh_s=settings.metrics_refresh_s)
         self.clock = clock or settings.clock()
         self.store = SqlStore(self.db)
+        self.ledger_gauges = LedgerGaugeReader(self.db)
+        self._reconciled_at: float | None = None  # time.monotonic() of the last in-service reconciliation
         self.relay = OutboxRelay(self.store, settings.kafka_bootstrap)
         self.decisions = consumers.decisions_consumer(
             self.store,
@@ -133,7 +139,9 @@ class PayoutApp(process.ServiceApp):
 
     def refresh_gauges(self) -> None:
         """Outbox depth and age; tranches by status and overdue (DUE for more
-        than 30 days by the service's clock), from the database."""
+        than 30 days by the service's clock), SCHEDULED past due, HELD past
+        their grace, open recoveries and the oldest one's age, from the
+        database; the cap reconciliation every reconcile_interval_s."""
         count, oldest = self.store.outbox_stats()
         shared.OUTBOX_DEPTH.labels("payout").set(count)
         shared.OUTBOX_OLDEST_AGE.labels("payout").set(shared.age_seconds(oldest))
@@ -142,7 +150,15 @@ class PayoutApp(process.ServiceApp):
         for status in STATUSES:
             metrics.TRANCHES.labels(status).set(by_status.get(status, 0))
         metrics.TRANCHES_OVERDUE.set(overdue)
-        metrics.RECOVERIES_OPEN.set(self.store.recoveries_open())
+        gauges = self.ledger_gauges.read(self.clock.today())
+        metrics.RECOVERIES_OPEN.set(gauges.recoveries_open)
+        metrics.SCHEDULED_PAST_DUE.set(gauges.scheduled_past_due)
+        metrics.HELD_PAST_GRACE.set(gauges.held_past_grace)
+        metrics.RECOVERY_OLDEST_OPEN_DAYS.set(gauges.oldest_open_recovery_days)
+        interval = self.settings.reconcile_interval_s
+        if interval > 0 and (self._reconciled_at is None or time.monotonic() - self._reconciled_at >= interval):
+            self._reconciled_at = time.monotonic()
+            publish_reconciliation(self.ledger_gauges.reconcile(), self.scheduler.now())
 
     async def stop_work(self) -> None:
         await self.stop_server(self.settings.grace_s)
@@ -155,6 +171,27 @@ class PayoutApp(process.ServiceApp):
         )
         # Last: whatever the consumers wrote before stopping still gets a chance to go out.
         await asyncio.to_thread(self.relay.stop, 3.0)
+
+
+def publish_reconciliation(result: Reconciliation, now: dt.datetime) -> None:
+    """Set the reconciliation's gauges and log each mismatch (the firm and
+    scope are in the log line, never in a label)."""
+    for kind in ("usage", "over_cap"):
+        metrics.CAP_MISMATCHES.labels(kind).set(result.count(kind))
+    metrics.CAP_UNVERIFIABLE_FIRMS.set(len(result.unverifiable_firms))
+    metrics.CAP_RECONCILED_FIRMS.set(result.firms)
+    metrics.CAP_RECONCILE_LAST_RUN.set(now.timestamp())
+    for m in result.mismatches[:50]:
+        log.error("cap reconciliation: mismatch", extra=logs.fields(**m.as_dict()))
+    log.info(
+        "cap reconciliation",
+        extra=logs.fields(
+            firms=result.firms,
+            scopes=result.scopes,
+            mismatches=len(result.mismatches),
+            unverifiable_firms=len(result.unverifiable_firms),
+        ),
+    )
 
 
 def main() -> int:

@@ -34,6 +34,9 @@ class Settings:
     # this long, or a relay failing this long, turns health NOT_SERVING.
     stall_s: float = 60.0
     metrics_refresh_s: float = 5.0  # outbox and tranche gauges from the database
+    # The cap reconciliation (reconcile.py) inside the service: every this
+    # many seconds (0: never; the CronJob still runs it).
+    reconcile_interval_s: float = 900.0
     log_level: str = "INFO"
 
     def clock(self) -> Clock:
@@ -69,5 +72,6 @@ class Settings:
             health_interval_s=e.number("SUBSIDY_PAYOUT_HEALTH_INTERVAL_SECONDS", d.health_interval_s),
             stall_s=e.number("SUBSIDY_PAYOUT_STALL_SECONDS", d.stall_s),
             metrics_refresh_s=e.number("SUBSIDY_PAYOUT_METRICS_REFRESH_SECONDS", d.metrics_refresh_s),
+            reconcile_interval_s=e.number("SUBSIDY_PAYOUT_RECONCILE_INTERVAL_SECONDS", d.reconcile_interval_s),
             log_level=e.text("SUBSIDY_LOG_LEVEL", d.log_level).upper(),
         )

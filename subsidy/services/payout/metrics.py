@@ -102,6 +102,46 @@ RECOVERIES_OPEN = shared.metric(
     "subsidy_payout_recoveries_open",
     "Recoveries not yet fully recovered, refreshed from the database.",
 )
+SCHEDULER_LAST_RUN = shared.metric(
+    Gauge,
+    "subsidy_payout_scheduler_last_run_timestamp_seconds",
+    "Unix time the tranche scheduler last completed a pass (whether or not it moved a tranche).",
+)
+SCHEDULED_PAST_DUE = shared.metric(
+    Gauge,
+    "subsidy_payout_tranches_scheduled_past_due",
+    "SCHEDULED tranches whose due date is before today (by the service's clock): the scheduler should have moved them.",
+)
+HELD_PAST_GRACE = shared.metric(
+    Gauge,
+    "subsidy_payout_tranches_held_past_grace",
+    "HELD tranches whose hold grace ended before today: the scheduler should have cancelled or released them.",
+)
+RECOVERY_OLDEST_OPEN_DAYS = shared.metric(
+    Gauge,
+    "subsidy_payout_recovery_oldest_open_days",
+    "Days since the oldest open recovery (追回) was opened, by the service's clock; 0 when none is open.",
+)
+CAP_MISMATCHES = shared.metric(
+    Gauge,
+    "subsidy_payout_cap_mismatches",
+    "Cap reconciliation: firm scopes whose recorded usage differs from the usage recomputed from the grants "
+    "(kind=usage) or is above a cumulative cap (kind=over_cap). Must stay 0.",
+    ("kind",),
+)
+CAP_UNVERIFIABLE_FIRMS = shared.metric(
+    Gauge,
+    "subsidy_payout_cap_unverifiable_firms",
+    "Cap reconciliation: firms with a grant written before migration 0003 (no uses recorded), not checked.",
+)
+CAP_RECONCILED_FIRMS = shared.metric(
+    Gauge, "subsidy_payout_cap_reconciled_firms", "Cap reconciliation: firms checked in the last run."
+)
+CAP_RECONCILE_LAST_RUN = shared.metric(
+    Gauge,
+    "subsidy_payout_cap_reconcile_last_run_timestamp_seconds",
+    "Unix time the cap reconciliation last completed.",
+)
 OUTBOX_PUBLISHED = shared.metric(Counter, "subsidy_payout_outbox_published", "Outbox events acknowledged by Kafka.")
 OUTBOX_FAILURES = shared.metric(
     Counter, "subsidy_payout_outbox_publish_failures", "Outbox publish attempts that failed."

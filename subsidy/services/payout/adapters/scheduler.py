@@ -43,8 +43,8 @@ class Scheduler(WorkerThread):
 
     def run_once(self) -> int:
         """One pass of handlers.advance_tranches; the number of tranches it moved."""
-        today = self.clock.today()
-        done = handlers.advance_tranches(self.store, today, self.now(), self.grace_days)
+        today, at = self.clock.today(), self.now()
+        done = handlers.advance_tranches(self.store, today, at, self.grace_days)
         day = today.isoformat()
         if done.due:
             metrics.TRANSITIONS.labels("DUE").inc(len(done.due))
@@ -76,6 +76,8 @@ class Scheduler(WorkerThread):
                 extra=logs.fields(today=day, tranche_ids=[t.tranche_id for t in done.cancelled[:20]]),
             )
         moved = len(done.due) + len(done.held) + len(done.cancelled)
+        # A completed pass (stamped with its start), moved or not: SubsidyPayoutSchedulerNotRunning watches it.
+        metrics.SCHEDULER_LAST_RUN.set(at.timestamp())
         if moved:
             self.on_written()
         return moved
