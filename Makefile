@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 PROTOS := $(shell find proto -name '*.proto')
 GENERATED := subsidy/v1/.generated
 
-.PHONY: run calculate test test-faults unit lint proto proto-release venv bench clean help system-packages
+.PHONY: run calculate test test-faults unit lint proto proto-release venv bench clean clean-runs help system-packages
 .DEFAULT_GOAL := help
 
 help:
@@ -63,6 +63,11 @@ bench: $(GENERATED)
 
 proto-release: $(INSTALLED)
 	cd proto && ../$(VENV)/bin/buf build -o ../contracts/subsidy-v1-release.binpb
+
+# End what interrupted runs left behind (subsidy_dev/run_groups.py); make run and
+# every pytest session do this at start.
+clean-runs: $(INSTALLED)
+	$(PY) -m subsidy_dev.run_groups
 
 clean:
 	rm -rf $(VENV) subsidy/v1 .pytest_cache .hypothesis var

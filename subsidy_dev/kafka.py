@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from subsidy.platform.security import kafka as kafka_security
-from subsidy_dev import free_port, pid_alive, pid_cmdline, port_in_use, project_root, tail
+from subsidy_dev import free_port, pid_alive, pid_cmdline, port_in_use, project_root, run_groups, tail
 
 log = logging.getLogger(__name__)
 
@@ -273,8 +273,12 @@ class KafkaBroker:
         heap: str = DEFAULT_HEAP,
         startup_timeout: float = 120.0,
         extra_properties: Mapping[str, Any] | None = None,
+        detached: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
+        #: Started to outlive this process (`make kafka-start`): not written in
+        #: the run-group ledger, so no later run reaps it (subsidy_dev/run_groups.py).
+        self.detached = detached
         self.heap = heap
         self.startup_timeout = startup_timeout
         self.extra_properties = dict(extra_properties or {})
@@ -528,6 +532,8 @@ class KafkaBroker:
         finally:
             out.close()
         st.pid = self._proc.pid
+        if not self.detached:
+            run_groups.register(self._proc.pid, f"Kafka broker in {self.data_dir}")
         self._save_state(running=True)
         try:
             self._wait_ready()
@@ -704,6 +710,7 @@ def _cli(argv: list[str] | None = None) -> int:
                 version=args.version,
                 heap=args.heap,
                 startup_timeout=args.timeout,
+                detached=True,
             )
             was_running = broker.is_running()
             started = time.monotonic()

@@ -48,7 +48,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from subsidy_dev import free_port, pid_alive, port_in_use, tail
+from subsidy_dev import free_port, pid_alive, port_in_use, run_groups, tail
 
 ENV_DATABASE_URL = "SUBSIDY_TEST_DATABASE_URL"
 ENV_BINDIR = "SUBSIDY_PG_BINDIR"
@@ -166,6 +166,7 @@ class PostgresServer:
         database: str = DEFAULT_DATABASE,
         startup_timeout: float = 60.0,
         durable: bool = False,
+        detached: bool = False,
     ) -> None:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", database):
             raise ValueError(f"database name must be a plain identifier: {database!r}")
@@ -175,6 +176,9 @@ class PostgresServer:
         #: fsync=off unless durable: a process crash loses nothing (the OS
         #: still has the pages); only a machine crash would. Fine for tests.
         self.durable = durable
+        #: Started to outlive this process (`make postgres-start`): not written in
+        #: the run-group ledger, so no later run reaps it (subsidy_dev/run_groups.py).
+        self.detached = detached
         saved = self._load_state()
         self.port = port or (saved or {}).get("port") or 0
         home = (saved or {}).get("cluster_home")
@@ -409,7 +413,11 @@ class PostgresServer:
             ],
             timeout=self.startup_timeout + 15,
         )
-        self._save_state(running=True, pid=self._postmaster_pid())
+        postmaster = self._postmaster_pid()
+        self._save_state(running=True, pid=postmaster)
+        if postmaster and not self.detached:
+            # pg_ctl starts the postmaster in a session (process group) of its own.
+            run_groups.register(postmaster, f"PostgreSQL in {self.data_dir}")
         self._ensure_database()
         return self.url
 
@@ -530,7 +538,9 @@ def _cli(argv: list[str] | None = None) -> int:
                 print(f"{ENV_DATABASE_URL} is set: using that database, not starting a server", file=sys.stderr)
                 print(external)
                 return 0
-            server = PostgresServer(args.data_dir, port=args.port, database=args.database, durable=args.durable)
+            server = PostgresServer(
+                args.data_dir, port=args.port, database=args.database, durable=args.durable, detached=True
+            )
             was_running = server.is_running()
             started = time.monotonic()
             url = server.start()

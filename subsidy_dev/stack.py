@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from subsidy_dev import free_port, project_root, tail
+from subsidy_dev import free_port, project_root, run_groups, tail
 from subsidy_dev.identities import DevIdentityProvider
 from subsidy_dev.kafka import ENV_BOOTSTRAP, KafkaBroker
 from subsidy_dev.platform_fake import FakeDataPlatform
@@ -68,6 +68,7 @@ class ServiceProcess:
             start_new_session=True,
         )
         log.close()
+        run_groups.register(self.process.pid, f"service {self.name}")
 
     def serving(self) -> bool:
         import grpc
@@ -134,7 +135,7 @@ def migrate(name: str, env: dict[str, str], log_path: Path) -> subprocess.Popen:
     Job runs it before a rollout: the services only check the schema version."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "-m", "subsidy.cli", "migrate", "--service", name, "--wait", "60"],
             cwd=project_root(),
             env={**os.environ, **env},
@@ -142,6 +143,8 @@ def migrate(name: str, env: dict[str, str], log_path: Path) -> subprocess.Popen:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    run_groups.register(process.pid, f"migration of {name}")
+    return process
 
 
 class LocalStack:
@@ -273,7 +276,13 @@ class LocalStack:
                 SUBSIDY_ELIGIBILITY_METRICS_ADDRESS="127.0.0.1",
             )
         elif name == "payout":
-            env.update(SUBSIDY_PAYOUT_DATABASE_URL=database, SUBSIDY_PAYOUT_METRICS_ADDRESS=f"127.0.0.1:{free_port()}")
+            env.update(
+                SUBSIDY_PAYOUT_DATABASE_URL=database,
+                SUBSIDY_PAYOUT_METRICS_ADDRESS=f"127.0.0.1:{free_port()}",
+                # Tranches fall due, and held ones are cancelled, within seconds
+                # of the dev clock passing their day (production: every minute).
+                SUBSIDY_PAYOUT_SCHEDULER_INTERVAL_SECONDS="2",
+            )
         elif name == "notify":
             env.update(
                 SUBSIDY_NOTIFY_DATABASE_URL=database,
@@ -373,6 +382,8 @@ def _demo(args: argparse.Namespace) -> int:
     from subsidy_dev.demo import run_demo
 
     var_dir = Path(args.var_dir)
+    for group, pids in run_groups.reap_orphans():
+        print(f"Ended {group.what}, left behind by an interrupted run ({len(pids)} processes)", flush=True)
     print(f"Starting Kafka and the services (data and logs in {var_dir}/) ...", flush=True)
     stack = LocalStack(var_dir / "stack")
     try:

@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from subsidy_dev import free_port
+from subsidy_dev import free_port, run_groups
 from subsidy_dev.tools import go_tool
 
 MODULE = "github.com/Shopify/toxiproxy/v2/cmd/server"
@@ -118,6 +118,7 @@ class Toxiproxy:
             )
         finally:
             log.close()
+        run_groups.register(self.process.pid, f"Toxiproxy in {self.var_dir}")
         deadline = time.monotonic() + 30
         while True:
             try:

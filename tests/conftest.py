@@ -1,3 +1,4 @@
+import signal
 import sys
 from pathlib import Path
 
@@ -29,3 +30,22 @@ def pytest_collection_modifyitems(items):
         layer = Path(item.fspath).relative_to(tests_dir).parts[0]
         if layer in PURE_LAYERS and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(PURE_LAYER_TIMEOUT_S))
+
+
+def pytest_sessionstart(session):
+    """What an interrupted run left behind (a broker, a database, services, a
+    proxy: subsidy_dev/run_groups.py) ends before this run starts its own."""
+    from subsidy_dev import run_groups
+
+    for group, pids in run_groups.reap_orphans():
+        print(f"ended {group.what}, left behind by an interrupted run ({len(pids)} processes)", file=sys.stderr)
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config):
+    # SIGTERM (a CI job cancelled, `timeout`) stops the run as Ctrl-C does, so
+    # the fixtures' teardown stops every broker, database and service it started.
+    signal.signal(signal.SIGTERM, _interrupted)
