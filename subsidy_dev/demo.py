@@ -4,7 +4,8 @@ recorded the grant); with the review service, the people's part
 (subsidy_dev/review_story.py: review, four-eyes, the public notice, an
 objection, the clock moved past the period) until the grants are payable and
 their tranches scheduled; then show the result beside what the calculator
-computes."""
+computes, the policy versions' difference, and a firm that leaves the district
+(subsidy_dev/move_out_story.py: its tranches held, then cancelled)."""
 
 from __future__ import annotations
 
@@ -255,11 +256,15 @@ def run_demo(stack: Any, applications_path: Path) -> None:
     manual = sorted(i for i in reviewed if expected[i]["outcome"] == "NEEDS_REVIEW")
     aside = f" (reviewers set the amounts of {', '.join(manual)}, which the text leaves to them)" if manual else ""
     print(f"\nThe pipeline {verdict} `subsidy simulate` on the same applications{aside}.")
+    _show_policy_diff(stack, applications_path)
+    if with_payout:
+        from subsidy_dev import move_out_story
+
+        move_out_story.play(stack)
     if "notify" in stack.services:
         _show_notifications(stack)
     if "console" in stack.services:
         _show_console(stack, statuses[ok_ids[0]].application.firm.credit_code if ok_ids else "")
-    _show_policy_diff(stack, applications_path)
     sys.stdout.flush()
 
 
