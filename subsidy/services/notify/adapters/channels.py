@@ -215,6 +215,73 @@ def _post_json(url: str, body: bytes, headers: dict[str, str], timeout: float, w
         raise PermanentDeliveryError(f"{what}: the address is not a valid URL") from None
 
 
+#: ``(host, port) -> the addresses it resolves to``, in the resolver's order.
+Resolver = Callable[[str, int], list[str]]
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to for a TCP connection (the system resolver)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def is_public_address(address: str) -> bool:
+    """A globally routable unicast address: not private (RFC 1918, ULA), not
+    loopback, link-local, shared (100.64/10), unspecified, reserved,
+    documentation or multicast. An IPv6 address carrying an IPv4 one
+    (IPv4-mapped, 6to4, Teredo, NAT64 64:ff9b::/96) is judged by the IPv4
+    address too: ``::ffff:127.0.0.1`` is loopback."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            candidates.append(ip.ipv4_mapped)
+        if ip.sixtofour is not None:
+            candidates.append(ip.sixtofour)
+        if ip.teredo is not None:
+            candidates.extend(ip.teredo)
+        if ip in _NAT64:
+            candidates.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return all(c.is_global and not c.is_multicast for c in candidates)
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to ``host`` over a TCP connection to ``address``, an address
+    ``host`` resolved to and that was checked: TLS verifies the certificate
+    against ``host`` (and sends it as SNI), the Host header names ``host``.
+    Nothing is resolved again, so the name cannot point elsewhere between the
+    check and the connection (DNS rebinding)."""
+
+    def __init__(self, host: str, port: int, address: str, context: ssl.SSLContext, timeout: float):
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._address = address
+        self._tls = context
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        try:
+            self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+
+
+def _status_error(status: int, what: str) -> DeliveryError:
+    """The delivery error of a non-2xx answer (as ``_post_json``)."""
+    error = f"{what}: HTTP {status}"
+    if 300 <= status < 400:
+        return PermanentDeliveryError(f"{error}: redirects are not followed")
+    if 400 <= status < 500 and status not in (408, 409, 425, 429):
+        return PermanentDeliveryError(error)
+    return DeliveryError(error)
+
+
 def webhook_payload(notification: Notification) -> dict[str, Any]:
     return {
         "notification_id": notification.id,
@@ -301,6 +368,9 @@ class Webhook:
         active_key_id: str = "",
         allow_http_loopback: bool = False,
         clock: Callable[[], float] = time.time,
+        resolver: Resolver = resolve,
+        address_allowed: Callable[[str], bool] = is_public_address,
+        tls_context: ssl.SSLContext | None = None,
     ):
         keys = dict(keys or {})
         if not secret and not keys:
@@ -320,6 +390,11 @@ class Webhook:
         # (SUBSIDY_NOTIFY_WEBHOOK_ALLOW_HTTP_LOOPBACK: local runs and tests).
         self.allow_http_loopback = allow_http_loopback
         self.clock = clock
+        # https:// hosts are resolved once, every address checked (public
+        # only), and the connection made to a checked address (no rebinding).
+        self.resolver = resolver
+        self.address_allowed = address_allowed
+        self.tls_context = tls_context or ssl.create_default_context()
 
     def __repr__(self) -> str:
         return f"Webhook(<secrets redacted>, active_key_id={self.active_key_id!r})"
@@ -364,7 +439,65 @@ class Webhook:
             "Idempotency-Key": notification.id,
             "X-Subsidy-Event-Id": notification.event_id,
         }
-        _post_json(address, body, headers, self.timeout, "webhook")
+        if urllib.parse.urlsplit(address).scheme.lower() == "https":
+            self._post_https(address, body, headers)
+        else:  # plain http:// to loopback, allowed by check_address
+            _post_json(address, body, headers, self.timeout, "webhook")
+
+    def addresses(self, host: str, port: int) -> list[str]:
+        """The addresses to connect to: every address ``host`` resolves to,
+        each allowed; else PermanentDeliveryError (nothing sent). The reason
+        names neither the host nor an address (the URL is personal data)."""
+        try:
+            found = self.resolver(host, port)
+        except UnicodeError:
+            raise PermanentDeliveryError("webhook: the host name is not a valid name") from None
+        except OSError as exc:  # socket.gaierror included: DNS may come back
+            raise DeliveryError(f"webhook: the host name did not resolve: {_os_error(exc)}") from None
+        if not found:
+            raise DeliveryError("webhook: the host name resolved to no address")
+        if not all(self.address_allowed(a) for a in found):
+            raise PermanentDeliveryError(
+                "webhook: the host resolves to a non-public address (private, loopback, link-local or reserved): "
+                "not called"
+            )
+        return found
+
+    def _post_https(self, url: str, body: bytes, headers: dict[str, str]) -> None:
+        try:
+            parts = urllib.parse.urlsplit(url)
+            host, port = parts.hostname, parts.port or 443
+        except ValueError:
+            raise PermanentDeliveryError("webhook: the address is not a valid URL") from None
+        if not host:
+            raise PermanentDeliveryError("webhook: the address is not a valid URL")
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        last: BaseException | None = None
+        for address in self.addresses(host, port):
+            connection = _PinnedHTTPSConnection(host, port, address, self.tls_context, self.timeout)
+            try:
+                try:
+                    connection.connect()
+                except ssl.SSLCertVerificationError:
+                    raise PermanentDeliveryError("webhook: the receiver's certificate does not verify") from None
+                except OSError as exc:
+                    last = exc
+                    continue  # the next checked address
+                connection.request(
+                    "POST", target, body=body, headers={"Content-Type": "application/json; charset=utf-8", **headers}
+                )
+                response = connection.getresponse()
+                response.read()
+                if not 200 <= response.status < 300:
+                    raise _status_error(response.status, "webhook")
+                return
+            except (http.client.HTTPException, OSError) as exc:
+                raise DeliveryError(f"webhook: {type(exc).__name__}: {_os_error(exc)}") from None
+            finally:
+                connection.close()
+        raise DeliveryError(f"webhook: {_os_error(last) if last else 'unreachable'}")
 
 
 class SmsGateway:
