@@ -260,6 +260,10 @@ def run_demo(stack: Any, applications_path: Path) -> None:
     if with_payout:
         from subsidy_dev import move_out_story
 
+        if proposed is not None:
+            print(f"\n区财政 pays the 免申即享 award {proposed[0]}: a PaymentConfirmed on subsidy.payments.v1 ...")
+            for t in move_out_story.finance_pays(stack, proposed[0], PROPOSAL_FIRM):
+                print(f"  {t.tranche_id} ({t.budget_year}): {yuan_column(t.amount_fen).strip()} 元 {t.status}")
         move_out_story.play(stack)
     if "notify" in stack.services:
         _show_notifications(stack)

@@ -21,6 +21,7 @@ PAST_THE_GRACE_DAYS = 2
 
 @dataclass(frozen=True)
 class TrancheLine:
+    tranche_id: str
     application_id: str
     number: int
     budget_year: int
@@ -41,6 +42,7 @@ def tranches(stack: Any, credit_code: str) -> list[TrancheLine]:
         )
     return [
         TrancheLine(
+            tranche_id=t.tranche_id,
             application_id=g.application_id,
             number=t.number,
             budget_year=t.budget_year,
@@ -78,7 +80,7 @@ def _show(lines: list[TrancheLine]) -> None:
     for t in sorted(lines, key=lambda t: (t.application_id, t.number)):
         why = f"  ({t.reason})" if t.reason else ""
         print(
-            f"  {t.application_id} tranche {t.number} ({t.budget_year}): {yuan_column(t.amount_fen).strip()} 元 {t.status}{why}"
+            f"  {t.application_id} 第{t.number + 1}期 ({t.budget_year}): {yuan_column(t.amount_fen).strip()} 元 {t.status}{why}"
         )
 
 
@@ -130,3 +132,57 @@ def play(stack: Any, credit_code: str = MOVING_FIRM) -> list[TrancheLine] | None
         )
         _show(held)
     return held
+
+
+def finance_pays(stack: Any, application_id: str, credit_code: str, timeout: float = 120.0) -> list[TrancheLine]:
+    """区财政 pays the application's DUE tranches as finance does in production:
+    a PaymentConfirmed per tranche on subsidy.payments.v1 (docs/finance-events.md),
+    its payment id derived from the tranche so a second `make run` repeats it
+    harmlessly (payout ignores a repeated payment id). The application's
+    tranches once the ledger has applied them."""
+    from kafka import KafkaProducer
+
+    from subsidy.contracts import cloudevents, topics
+    from subsidy.v1 import payout_pb2
+
+    def mine(lines: list[TrancheLine]) -> list[TrancheLine]:
+        return [t for t in lines if t.application_id == application_id]
+
+    lines = wait_until(
+        stack,
+        credit_code,
+        lambda lines: any(t.status in ("DUE", "PAID") for t in mine(lines)),
+        f"a tranche of {application_id} DUE",
+        timeout,
+    )
+    due = [t for t in mine(lines) if t.status == "DUE"]
+    producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all", retries=10)
+    try:
+        for t in due:
+            payment = payout_pb2.PaymentConfirmed(
+                payment_id=f"DEMO-PAY-{t.tranche_id}",
+                tranche_id=t.tranche_id,
+                credit_code=credit_code,
+                amount_fen=t.amount_fen,
+                paid_on=stack.today().isoformat(),
+            )
+            headers = cloudevents.headers(
+                payment.payment_id,
+                "cn.gov.songjiang.finance.payment.confirmed.v1",
+                "/subsidy_dev/demo",
+                cloudevents.new_trace_id(),
+            )
+            producer.send(
+                topics.PAYMENTS.name, key=credit_code.encode(), value=payment.SerializeToString(), headers=headers
+            ).get(timeout=60)
+    finally:
+        producer.close(timeout=10)
+    return mine(
+        wait_until(
+            stack,
+            credit_code,
+            lambda lines: all(t.status != "DUE" for t in mine(lines)),
+            f"{application_id}'s DUE tranches PAID",
+            timeout,
+        )
+    )
