@@ -20,6 +20,9 @@ TYPE_APPLICATION_SUBMITTED = "cn.gov.songjiang.subsidy.application.submitted.v1"
 TYPE_DECISION_MADE = "cn.gov.songjiang.subsidy.decision.made.v1"
 #: A candidate policy version's decision (shadow evaluation, subsidy.decisions.shadow.v1).
 TYPE_DECISION_SHADOWED = "cn.gov.songjiang.subsidy.decision.shadowed.v1"
+#: A re-decision at a policy version's adoption, superseding the application's
+#: decision (subsidy.decisions.v1, ``supersedes_decision_id`` set; issue 14).
+TYPE_DECISION_SUPERSEDED = "cn.gov.songjiang.subsidy.decision.superseded.v1"
 TYPE_DEAD_LETTER = "cn.gov.songjiang.subsidy.dead_letter.v1"
 
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}\Z")

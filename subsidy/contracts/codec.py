@@ -642,6 +642,7 @@ def decision_to_proto(decision: Decision) -> Any:
             result=decision.review.result,
             decided_at=decision.review.decided_at,
         ),
+        supersedes_decision_id=decision.supersedes_decision_id,
     )
 
 
@@ -683,6 +684,7 @@ def decision_from_proto(message: Any) -> Decision:
         )
         if message.HasField("review")
         else None,
+        supersedes_decision_id=message.supersedes_decision_id,
     )
 
 
@@ -733,6 +735,8 @@ def decision_to_json(decision: Decision) -> dict[str, Any]:
         obj.pop("review_reasons", None)
     if decision.review is None:
         obj.pop("review", None)
+    if not decision.supersedes_decision_id:
+        obj.pop("supersedes_decision_id", None)
     return obj
 
 

@@ -48,6 +48,7 @@ PAYOUT_KINDS = (
     *TRANCHE_KINDS,
     "recovery_opened",
     "recovery_recorded",
+    "grant_adjusted",
 )
 #: The kinds whose application_id came after the first release (GrantRecorded
 #: and TrancheScheduled always had it: without it they are malformed).

@@ -228,12 +228,21 @@ class Router:
         return self.version_for(app).policy
 
 
-def redecide(app: Application, version: Version) -> Decision:
+def redecide(app: Application, version: Version, previous: Policy | None = None) -> Decision:
     """The re-decision of an application not yet past its public notice under
     the newly adopted version: its own derived id (the version is part of
     it), evaluated on the submission day or the effective date, whichever is
-    later (the version applies to it from adoption)."""
-    return eligibility.evaluate(app, version.policy, max(app.submitted_on, version.effective_from))
+    later (the version applies to it from adoption). With ``previous`` (the
+    policy that decided it before the adoption), it names the decision it
+    supersedes (``supersedes_decision_id``): the ledger then replaces the
+    grant's amount instead of counting a duplicate."""
+    decision = eligibility.evaluate(app, version.policy, max(app.submitted_on, version.effective_from))
+    if previous is None:
+        return decision
+    superseded = eligibility.evaluate(app, previous).decision_id
+    if superseded == decision.decision_id:
+        return decision
+    return replace(decision, supersedes_decision_id=superseded)
 
 
 @dataclass(frozen=True, slots=True)

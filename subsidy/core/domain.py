@@ -217,3 +217,5 @@ class Decision:
     review_required: bool = False
     review_reasons: tuple[str, ...] = ()  # NEEDS_REVIEW_OUTCOME, ABOVE_FOUR_EYES_THRESHOLD, ...
     review: ReviewRecord | None = None  # set on a reviewed decision
+    # Set on a re-decision at a policy version's adoption: the decision it replaces.
+    supersedes_decision_id: str = ""

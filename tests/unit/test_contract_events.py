@@ -71,7 +71,7 @@ def test_a_payout_event_needs_its_id_one_event_a_payee_and_for_a_tranche_its_id(
         events.payout_event(payout_pb2.PayoutEvent(tranche_paid=_paid().tranche_paid).SerializeToString())
     with pytest.raises(
         MalformedEvent,
-        match="^event: none of grant_recorded, grant_payable, grant_withdrawn, tranche_scheduled, .*, recovery_recorded is set$",
+        match="^event: none of grant_recorded, grant_payable, grant_withdrawn, tranche_scheduled, .*, recovery_recorded, grant_adjusted is set$",
     ):
         events.payout_event(payout_pb2.PayoutEvent(event_id="x").SerializeToString())
     with pytest.raises(MalformedEvent, match=r"^tranche_paid\.credit_code: is required$"):

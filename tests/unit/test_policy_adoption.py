@@ -134,6 +134,19 @@ def test_a_pending_application_is_re_decided_under_the_new_version_with_a_new_de
     assert new.decision_id == f"SJ-2023-0003@{final.policy.version}" != old.decision_id
     assert new.outcome == "ELIGIBLE" and new.policy_version == final.policy.version
     assert new.submitted_on == pending.submitted_on
+    assert new.supersedes_decision_id == ""  # without the previous policy it names nothing
+
+
+def test_a_re_decision_names_the_decision_it_supersedes_and_a_same_id_supersedes_nothing():
+    versions = load_versions()
+    draft, final = versions.get(DRAFT), versions.get(FINAL)
+    pending = DEMO["SJ-2023-0003"]
+    old = eligibility.evaluate(pending, draft.policy)
+    new = redecide(pending, final, draft.policy)
+    assert new.supersedes_decision_id == old.decision_id
+    assert new.decision_id != old.decision_id
+    # Re-deciding under the policy that decided it is the same decision: it supersedes nothing.
+    assert redecide(pending, draft, draft.policy).supersedes_decision_id == ""
 
 
 def test_the_adoption_report_lists_noticed_awards_that_would_have_differed():

@@ -31,7 +31,7 @@ from subsidy.core.adoption import (
 )
 from subsidy.core.dates import rfc3339
 from subsidy.core.domain import Application, Decision
-from subsidy.core.policy import PolicyError
+from subsidy.core.policy import Policy, PolicyError
 from subsidy.core.versions import OpenApplication, Versions
 
 
@@ -56,11 +56,14 @@ class AdoptionDesk:
         log: Log,
         clock: Callable[[], dt.datetime],
         on_adopted: Callable[[Router], None],
+        policy: Policy | None = None,
     ):
         self.versions = versions
         self.log = log
         self.clock = clock
         self.on_adopted = on_adopted
+        #: What decides applications before any adoption (the root version).
+        self.policy = policy
         self.state = AdoptionState.replay(log.read())
         #: Once a version is adopted: which version decides an application.
         self.router: Router | None = None
@@ -68,6 +71,11 @@ class AdoptionDesk:
             # At start: the adoptions recorded hold again, their files checked
             # (a file changed since its adoption refuses to start, naming it).
             self._route(Router(effective(versions, self.state).verify()))
+
+    def previous_policy(self, app: Application) -> Policy | None:
+        """The policy that decided ``app`` before this adoption: the adopted
+        version in force for it, or the root's."""
+        return self.router.policy_for(app) if self.router is not None else self.policy
 
     def _route(self, router: Router) -> None:
         self.router = router
@@ -107,7 +115,7 @@ class AdoptionDesk:
                     raise AdoptionRefused("precondition", str(exc)) from None
                 outcome = Outcome(
                     event,
-                    [redecide(app, version) for app in open_applications],
+                    [redecide(app, version, self.previous_policy(app)) for app in open_applications],
                     report(noticed, version),
                     register_entry(event, self.versions),
                 )

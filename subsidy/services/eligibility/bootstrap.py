@@ -90,6 +90,7 @@ def create_app(
         probe=service.probe,
         shadow_tally=tally,
         adoption=adoption_desk(settings, policy, service.handler, clock),
+        publish=service.publish_redecisions,
     )
     return service
 
@@ -110,7 +111,7 @@ def adoption_desk(
         handler.router = router.policy_for
 
     path = settings.adoption_log or settings.data_dir / "adoptions.jsonl"
-    return AdoptionDesk(load_versions(policy.directory), AdoptionLog(path), clock, adopted)
+    return AdoptionDesk(load_versions(policy.directory), AdoptionLog(path), clock, adopted, policy)
 
 
 def shadow_version(settings: Settings, policy: Policy) -> Policy | None:

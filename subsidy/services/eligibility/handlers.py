@@ -163,6 +163,26 @@ def process(
     )
 
 
+def redecided(decision: Decision, *, now: dt.datetime, workflow: WorkflowSettings | None = None) -> Decided:
+    """A re-decision at a policy version's adoption (subsidy.core.adoption.redecide)
+    as a record for subsidy.decisions.v1: stamped for review like any
+    decision (the settings in force on its submission day), keyed by the
+    credit code, CloudEvents type ``decision.superseded`` when it supersedes
+    a decision (``made`` otherwise), under its derived id: a second
+    publication is the same event, which every consumer dedupes."""
+    if workflow is not None:
+        decision = review_rules.stamp(decision, workflow.on(decision.submitted_on))
+    kind = cloudevents.TYPE_DECISION_SUPERSEDED if decision.supersedes_decision_id else cloudevents.TYPE_DECISION_MADE
+    trace_id = cloudevents.new_trace_id()
+    return Decided(
+        key=decision.credit_code.encode(),
+        value=codec.decision_to_proto(decision).SerializeToString(),
+        headers=cloudevents.headers(decision.decision_id, kind, SOURCE, trace_id, time=now),
+        decision=decision,
+        trace_id=trace_id,
+    )
+
+
 class Handler:
     """``process`` as a record handler: the policy in force and the clock
     given once, then one record in, one ``Decided`` out (or ``Rejected``)."""

@@ -50,6 +50,14 @@ class Metrics:
             ["clause"],
             registry=self.registry,
         )
+        # Adoption (issue 14): the open applications re-decided under the adopted version.
+        self.redecisions = shared.metric(
+            Counter,
+            "subsidy_policy_redecisions",
+            "Re-decisions published on subsidy.decisions.v1 when a policy version was adopted, by clause and outcome.",
+            ["clause", "outcome"],
+            registry=self.registry,
+        )
         # Older names, kept for existing dashboards and tests; the contract's
         # names are subsidy_kafka_messages_{consumed,produced}_total.
         self.consumed = shared.metric(

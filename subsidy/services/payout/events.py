@@ -28,6 +28,7 @@ from subsidy.services.payout.model import (
     GrantState,
     RecoveryRow,
     TrancheRow,
+    adjusted_event_id,
     due_again_event_id,
     duplicate_grant_event_id,
     grant_event_id,
@@ -87,6 +88,34 @@ def grant_recorded(
     )
     event_id = duplicate_grant_event_id(grant.decision_id) if duplicate else grant_event_id(grant.application_id)
     return _message("grant_recorded", event_id, grant.credit_code, payload, grant.trace_id, at)
+
+
+def grant_adjusted(previous: GrantRow, grant: GrantRow, at: dt.datetime | None = None) -> OutboxMessage:
+    """A RESERVED grant now holds a superseding decision's amount (issue 14):
+    the difference released or topped up. Id ``adjusted:<new decision id>``."""
+    decision_pb2, payout_pb2 = _pb()
+    difference = grant.granted_fen - previous.granted_fen
+    payload = payout_pb2.GrantAdjusted(
+        application_id=grant.application_id,
+        credit_code=grant.credit_code,
+        clause=grant.clause,
+        previous_decision_id=previous.decision_id,
+        decision_id=grant.decision_id,
+        previous_policy_version=previous.policy_version,
+        policy_version=grant.policy_version,
+        previous_granted_fen=previous.granted_fen,
+        granted_fen=grant.granted_fen,
+        released_fen=max(0, -difference),
+        topped_up_fen=max(0, difference),
+        max_award_fen=grant.max_award_fen,
+        outcome=grant.outcome,
+        reasons=[decision_pb2.Reason(code=r.code, clause=r.clause, message=r.message) for r in grant.reasons],
+        decision_year=grant.decision_year,
+        state=grant_state_proto(grant.state),
+    )
+    return _message(
+        "grant_adjusted", adjusted_event_id(grant.decision_id), grant.credit_code, payload, grant.trace_id, at
+    )
 
 
 def grant_payable(grant: GrantRow, tranche_count: int, at: dt.datetime | None = None) -> OutboxMessage:

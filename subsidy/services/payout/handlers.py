@@ -108,6 +108,12 @@ MAX_PAGE_SIZE = 500
 
 #: Inbox results: what applying a decision did.
 APPLIED, DUPLICATE, HELD_FOR_REVIEW = "applied", "duplicate", "held_for_review"
+#: A decision superseding the grant's (a policy version's adoption, issue 14):
+#: ADJUSTED replaced a RESERVED grant's amount (GrantAdjusted); KEPT found the
+#: grant past its notice (PAYABLE, WITHDRAWN or void), which keeps its amount
+#: (the adoption report lists it); HELD_SUPERSEDING is one held for review,
+#: whose reviewed decision then supersedes the grant in its turn.
+ADJUSTED, KEPT, HELD_SUPERSEDING = "adjusted", "kept", "held_superseding"
 
 #: A reviewed decision's id (decision.proto, ReviewRecord).
 REVIEW_ID_SEPARATOR = "/review:"
@@ -122,6 +128,8 @@ class Applied:
 
     result: str
     plan: GrantPlan | None = None
+    #: ADJUSTED: the grant as it was before.
+    previous: GrantRow | None = None
 
 
 class _History:
@@ -161,12 +169,22 @@ def apply_decision(uow: UnitOfWork, decision: Decision, trace_id: str, at: dt.da
         if uow.inbox.has(decision.decision_id):
             uow.commit()
             return Applied("replayed")
+        superseding = is_superseding(uow, decision)
         if decision.review_required:
-            uow.inbox.add(decision, HELD_FOR_REVIEW, now)
+            held = HELD_SUPERSEDING if superseding else HELD_FOR_REVIEW
+            uow.inbox.add(decision, held, now)
             uow.commit()
-            return Applied(HELD_FOR_REVIEW)
+            return Applied(held)
         if decision.review is not None:
             check_supersedes(uow, decision)
+        if superseding:
+            grant = uow.grants.get(decision.application_id)
+            if grant is not None:
+                applied = supersede(uow, decision, grant, at)
+                uow.commit()
+                return applied
+            # Never granted (its decision was held for review, or is older than
+            # the topic): applied like a first decision.
         plan = plan_grant(decision, _History(uow))
         result = DUPLICATE if plan.duplicate else APPLIED
         uow.inbox.add(decision, result, now)
@@ -179,6 +197,70 @@ def apply_decision(uow: UnitOfWork, decision: Decision, trace_id: str, at: dt.da
         uow.outbox.add(plan_events(decision, plan, trace_id, at), now)
         uow.commit()
     return Applied(result, plan)
+
+
+def is_superseding(uow: UnitOfWork, decision: Decision) -> bool:
+    """Does this decision replace the application's grant? A re-decision at a
+    policy version's adoption names the decision it supersedes
+    (``supersedes_decision_id``); the reviewed decision of such a re-decision
+    held for review supersedes the grant in its turn."""
+    if decision.supersedes_decision_id:
+        return True
+    if decision.review is None:
+        return False
+    reviewed = uow.inbox.get(decision.review.supersedes_decision_id)
+    return reviewed is not None and reviewed.result == HELD_SUPERSEDING
+
+
+class _Without(_History):
+    """The firm's history without one grant: the ledger as if the superseded
+    decision had never been applied, so the superseding one is planned on the
+    same footing (its cap use replaces the old one, it does not add to it)."""
+
+    def __init__(self, uow: UnitOfWork, grant: GrantRow):
+        super().__init__(uow)
+        self.grant = grant
+        self.held = dict(grant.uses)
+
+    def is_applied(self, application_id: str) -> bool:
+        return application_id != self.grant.application_id and super().is_applied(application_id)
+
+    def used_fen(self, credit_code: str, scope: str) -> int:
+        used = super().used_fen(credit_code, scope)
+        if credit_code != self.grant.credit_code:
+            return used
+        return max(0, used - self.held.get(scope, 0))
+
+
+def supersede(uow: UnitOfWork, decision: Decision, grant: GrantRow, at: dt.datetime) -> Applied:
+    """Inside apply_decision's unit of work (the firm locked, the decision not
+    in the inbox): a RESERVED grant takes the superseding decision's amount,
+    planned over the firm's history without the grant (caps and one-time
+    awards checked again); the old cap use is released and the new one
+    reserved, the difference released or topped up (GrantAdjusted). A grant
+    past its notice (PAYABLE, WITHDRAWN) or void keeps its amount: the inbox
+    row says KEPT, nothing else is written."""
+    now = rfc3339(at)
+    if grant.state != GrantState.RESERVED or grant.void:
+        uow.inbox.add(decision, KEPT, now)
+        return Applied(KEPT, None, grant)
+    if grant.credit_code != decision.credit_code:
+        raise Rejected(
+            f"credit_code: application {decision.application_id} was granted to {grant.credit_code}, "
+            f"not {decision.credit_code}: a superseding decision is of the same firm"
+        )
+    plan = plan_grant(decision, _Without(uow, grant))
+    trace_id = grant.trace_id or cloudevents.new_trace_id()
+    new_grant, _ = plan_rows(decision, plan, trace_id)
+    for scope, fen in grant.uses:
+        uow.usage.release(grant.credit_code, scope, fen)
+    if plan.outcome == "ELIGIBLE":
+        for scope, limit, cap_fen, granted_fen in scope_additions(decision, plan):
+            uow.usage.add(decision.credit_code, scope, limit, cap_fen, granted_fen)
+    uow.grants.replace(new_grant, now)
+    uow.inbox.add(decision, ADJUSTED, now)
+    uow.outbox.add([events.grant_adjusted(grant, new_grant, at)], now)
+    return Applied(ADJUSTED, plan, grant)
 
 
 def check_supersedes(uow: UnitOfWork, decision: Decision) -> None:
@@ -265,7 +347,14 @@ def check_notice_line(uow: UnitOfWork, line: NoticeLine, grant: GrantRow | None)
     """Is there a grant this line is about? Rejected says why not."""
     if grant is None:
         seen = uow.inbox.get(line.decision_id)
-        if seen is not None and seen.result == HELD_FOR_REVIEW:
+        current = uow.grants.get(seen.application_id) if seen is not None else None
+        if seen is not None and seen.result == APPLIED and current is not None:
+            why = (
+                f"the grant of application {seen.application_id} now holds decision {current.decision_id} "
+                f"({current.granted_fen} fen, policy version {current.policy_version}), which superseded it: "
+                "the amount noticed is not the amount held, and the new one must be noticed"
+            )
+        elif seen is not None and seen.result in (HELD_FOR_REVIEW, HELD_SUPERSEDING):
             why = "it was held for review and never applied (a notice names the reviewed decision superseding it)"
         elif seen is not None and seen.result == DUPLICATE:
             why = f"it was a duplicate: application {seen.application_id} was granted under another decision"

@@ -50,6 +50,7 @@ EVENT_TYPES = {
     "tranche_released": TYPE_PREFIX + "tranche_released.v1",
     "recovery_opened": TYPE_PREFIX + "recovery_opened.v1",
     "recovery_recorded": TYPE_PREFIX + "recovery_recorded.v1",
+    "grant_adjusted": TYPE_PREFIX + "grant_adjusted.v1",
 }
 #: The ce_type finance gives a RecoveryConfirmed on subsidy.payments.v1; a
 #: record without it (or with any other type) is a PaymentConfirmed (ADR 0017).
@@ -116,6 +117,12 @@ def duplicate_grant_event_id(decision_id: str) -> str:
 def payable_event_id(decision_id: str) -> str:
     """GrantPayable's id: the same as the LinePayable that caused it."""
     return f"payable:{decision_id}"
+
+
+def adjusted_event_id(decision_id: str) -> str:
+    """GrantAdjusted's id: the superseding decision's, so a replayed decision
+    cannot adjust the grant twice (issue 14)."""
+    return f"adjusted:{decision_id}"
 
 
 def withdrawn_event_id(decision_id: str) -> str:

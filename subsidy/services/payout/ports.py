@@ -65,6 +65,12 @@ class Grants(Protocol):
     def add(self, grant: GrantRow, submitted_on: dt.date, at: str) -> None:
         """A new grant, in ``grant.state`` (RESERVED), with its uses and schedule."""
 
+    def replace(self, grant: GrantRow, at: str) -> None:
+        """The application's RESERVED grant now holds another decision (a
+        superseding one): its decision, outcome, policy version, amounts,
+        reasons, uses and schedule become ``grant``'s; state, trace and the
+        rest stay."""
+
     def by_decision(self, decision_id: str) -> GrantRow | None:
         """The grant recorded for this decision id (``tranches`` left empty), or None."""
 

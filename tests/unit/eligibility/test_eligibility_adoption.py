@@ -197,3 +197,70 @@ def test_when_the_trail_cannot_be_written_nothing_is_adopted(tmp_path):
     [failed] = call(desk, ("reviewer-a", "REVIEWER", request()))
     assert failed.code() == grpc.StatusCode.UNAVAILABLE and "nothing adopted" in failed.details()
     assert not desk.state.proposals and handler.router is None
+
+
+def call_publishing(desk, publish, *requests):
+    async def main():
+        server = GrpcServer(
+            "127.0.0.1:0", POLICY, ready=lambda: True, grace_seconds=1.0, adoption=desk, publish=publish
+        )
+        await server.start()
+        results = []
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                stub = policy_service_pb2_grpc.PolicyServiceStub(channel)
+                for subject, role, req in requests:
+                    metadata = (("x-subsidy-subject", subject), ("x-subsidy-role", role))
+                    try:
+                        results.append(await stub.AdoptVersion(req, metadata=metadata, timeout=10))
+                    except grpc.aio.AioRpcError as exc:
+                        results.append(exc)
+        finally:
+            await server.stop()
+        return results
+
+    return asyncio.run(main())
+
+
+def test_the_adoption_publishes_the_redecisions_naming_the_decisions_they_supersede(tmp_path):
+    """Issue 14: the re-decisions are published on subsidy.decisions.v1 (here: what
+    the publisher is given), each superseding the draft's decision of the same
+    application, and only at the approval (not at the proposal)."""
+    from subsidy.core.workflow.settings import load_workflow
+    from subsidy.services.eligibility.handlers import redecided
+
+    workflow = load_workflow(DEFAULT_POLICY_DIR / "workflow.yaml")
+    published = []
+
+    async def publish(decisions):
+        records = [redecided(d, now=NOW, workflow=workflow) for d in decisions]
+        published.extend(records)
+        return [r.decision for r in records]
+
+    handler = Handler(POLICY, lambda: NOW)
+    desk = AdoptionDesk(load_versions(), AdoptionLog(tmp_path / "adoptions.jsonl"), lambda: NOW, lambda r: None, POLICY)
+    adopt = request(open_ids=["SJ-2023-0003"])
+    first, second = call_publishing(desk, publish, ("reviewer-a", "REVIEWER", adopt), ("reviewer-b", "REVIEWER", adopt))
+    assert first.status == "proposed" and second.status == "adopted"
+    [record_] = published
+    draft = rules.evaluate(DEMO["SJ-2023-0003"], POLICY)
+    assert record_.topic == "subsidy.decisions.v1"
+    assert record_.decision.decision_id == f"SJ-2023-0003@{FINAL_VERSION}"
+    assert record_.decision.supersedes_decision_id == draft.decision_id
+    assert dict(record_.headers)["ce_type"] == b"cn.gov.songjiang.subsidy.decision.superseded.v1"
+    assert record_.key == DEMO["SJ-2023-0003"].firm.credit_code.encode()
+    [answered] = second.redecisions
+    assert answered.supersedes_decision_id == draft.decision_id
+    assert codec.decision_from_proto(answered) == record_.decision
+    del handler
+
+
+def test_an_adoption_whose_redecisions_cannot_be_published_says_so(tmp_path):
+    async def publish(decisions):
+        raise ConnectionError("broker gone")
+
+    desk = AdoptionDesk(load_versions(), AdoptionLog(tmp_path / "adoptions.jsonl"), lambda: NOW, lambda r: None, POLICY)
+    adopt = request(open_ids=["SJ-2023-0003"])
+    _, second = call_publishing(desk, publish, ("reviewer-a", "REVIEWER", adopt), ("reviewer-b", "REVIEWER", adopt))
+    assert second.code() == grpc.StatusCode.UNAVAILABLE
+    assert "adopted, but its 1 re-decision(s) could not be published" in second.details()

@@ -61,6 +61,23 @@ class FakeGrants:
         assert grant.application_id not in self.rows, "the grants' primary key"
         self.rows[grant.application_id] = dataclasses.replace(grant, tranches=(), submitted_on=submitted_on.isoformat())
 
+    def replace(self, grant, at):
+        old = self.rows[grant.application_id]
+        if old.state != GrantState.RESERVED:
+            return
+        self.rows[grant.application_id] = dataclasses.replace(
+            old,
+            decision_id=grant.decision_id,
+            outcome=grant.outcome,
+            policy_version=grant.policy_version,
+            max_award_fen=grant.max_award_fen,
+            granted_fen=grant.granted_fen,
+            decision_year=grant.decision_year,
+            reasons=grant.reasons,
+            uses=grant.uses,
+            tranche_shares_percent=grant.tranche_shares_percent,
+        )
+
     def by_decision(self, decision_id):
         return next((g for g in self.rows.values() if g.decision_id == decision_id), None)
 

@@ -26,9 +26,10 @@ subsidy/platform/grpc/server.py, as for intake, payout and notify.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -52,6 +53,9 @@ from subsidy.services.eligibility.shadow import ShadowTally
 from subsidy.v1 import policy_service_pb2, policy_service_pb2_grpc
 
 log = logging.getLogger("subsidy.eligibility.grpc")
+
+#: Produces re-decisions on subsidy.decisions.v1 and returns them as published (stamped for review).
+Publish = Callable[[Sequence[domain.Decision]], Awaitable[list[domain.Decision]]]
 
 SERVICE_NAME = policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name
 MAX_RECEIVE_BYTES = 1 << 20  # an application is a few hundred bytes
@@ -202,10 +206,18 @@ def adopt_version_response(outcome: Outcome) -> policy_service_pb2.AdoptVersionR
 
 
 class PolicyServicer(policy_service_pb2_grpc.PolicyServiceServicer):
-    def __init__(self, policy: Policy, shadow_tally: ShadowTally | None = None, adoption: AdoptionDesk | None = None):
+    def __init__(
+        self,
+        policy: Policy,
+        shadow_tally: ShadowTally | None = None,
+        adoption: AdoptionDesk | None = None,
+        publish: Publish | None = None,
+    ):
         self.policy = policy
         self.shadow_tally = shadow_tally
         self.adoption = adoption
+        #: Produces an adoption's re-decisions on subsidy.decisions.v1 (kafka.Eligibility.publish_redecisions).
+        self.publish = publish
         self._clauses = list_clauses_response(policy)
 
     async def AdoptVersion(self, request, context):
@@ -277,6 +289,26 @@ class PolicyServicer(policy_service_pb2_grpc.PolicyServiceServicer):
                 subject,
                 extra=logs.fields(rpc="AdoptVersion", version_id=request.version_id, subject=subject),
             )
+            if outcome.redecisions and self.publish is not None:
+                # Adopted and recorded: the open applications' re-decisions go to
+                # subsidy.decisions.v1 (review, the ledger, intake and notify react).
+                try:
+                    published = await self.publish(outcome.redecisions)
+                except Exception as exc:  # noqa: BLE001 - the broker refused or is gone: said, not swallowed
+                    log.error(
+                        "version %s adopted, but its %d re-decision(s) could not be published: %s",
+                        request.version_id,
+                        len(outcome.redecisions),
+                        exc,
+                        extra=logs.fields(rpc="AdoptVersion", version_id=request.version_id),
+                    )
+                    await context.abort(
+                        grpc.StatusCode.UNAVAILABLE,
+                        f"{request.version_id} is adopted, but its {len(outcome.redecisions)} re-decision(s) could "
+                        f"not be published on subsidy.decisions.v1 ({type(exc).__name__}: {exc}); "
+                        "the ledger still holds their previous decisions (docs/policy-versions.md, Adoption)",
+                    )
+                outcome = dataclasses.replace(outcome, redecisions=published)
             return adopt_version_response(outcome)
 
     async def Evaluate(self, request, context):
@@ -343,12 +375,14 @@ class GrpcServer(Service):
         security: GrpcSecurity | None = None,
         shadow_tally: ShadowTally | None = None,
         adoption: AdoptionDesk | None = None,
+        publish: Publish | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.security = security
         self.shadow_tally = shadow_tally
         self.adoption = adoption
+        self.publish = publish
         self.address = address
         self.policy = policy
         self.ready = ready
@@ -374,7 +408,7 @@ class GrpcServer(Service):
             servicers=[
                 (
                     policy_service_pb2_grpc.add_PolicyServiceServicer_to_server,
-                    PolicyServicer(self.policy, self.shadow_tally, self.adoption),
+                    PolicyServicer(self.policy, self.shadow_tally, self.adoption, self.publish),
                 )
             ],
             service_names=[SERVICE_NAME],

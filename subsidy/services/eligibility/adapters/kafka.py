@@ -50,13 +50,14 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 
 from subsidy.contracts import cloudevents, topics
+from subsidy.core.domain import Decision
 from subsidy.core.policy import Policy
 from subsidy.platform import dead_letters, logs
 from subsidy.platform import metrics as shared_metrics
@@ -468,6 +469,37 @@ class Eligibility:
             exit_timer = threading.Timer(self.exit_after_crash_s, _exit_after_crash, (self.exit_after_crash_s,))
             exit_timer.daemon = True
             exit_timer.start()
+
+    async def publish_redecisions(self, decisions: Sequence[Decision]) -> list[Decision]:
+        """The re-decisions of an adoption on subsidy.decisions.v1
+        (handlers.redecided: stamped for review, derived ids), returned once
+        the broker has acknowledged every one (acks=all). Raises when one
+        cannot be produced: the caller says so, and publishing them again is
+        harmless (the same ids)."""
+        sink = self.sink or self._kafka_sink
+        workflow = getattr(self.handler, "workflow", None)
+        records = [handlers.redecided(d, now=self.clock(), workflow=workflow) for d in decisions]
+        deliveries = []
+        for record in records:
+            deliveries.append(await sink(record.topic, record.key, record.value, record.headers))
+        await asyncio.gather(*deliveries)
+        for record in records:
+            d = record.decision
+            self.metrics.redecisions.labels(d.clause, d.outcome).inc()
+            with logs.trace(record.trace_id):
+                log.info(
+                    "re-decision published",
+                    extra=logs.fields(
+                        application_id=d.application_id,
+                        decision_id=d.decision_id,
+                        supersedes_decision_id=d.supersedes_decision_id,
+                        policy_version=d.policy_version,
+                        outcome=d.outcome,
+                        max_award_fen=d.max_award_fen,
+                        review_required=d.review_required,
+                    ),
+                )
+        return [record.decision for record in records]
 
     async def _kafka_sink(self, topic: str, key: bytes | None, value: bytes, headers: list) -> Awaitable[Any]:
         # The app's producer (acks=all), directly: ``Topic.send`` would go

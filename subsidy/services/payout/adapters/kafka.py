@@ -193,12 +193,32 @@ class DecisionApplier:
         if applied.result == "replayed":
             log.info("decision replayed: already applied, nothing written", extra=logs.fields(**where))
             return False
-        if applied.result == handlers.HELD_FOR_REVIEW:
+        if applied.result in (handlers.HELD_FOR_REVIEW, handlers.HELD_SUPERSEDING):
             log.info(
-                "decision held for review: not applied, nothing granted or reserved",
+                "decision held for review: not applied, nothing granted or reserved"
+                + (
+                    " (the grant keeps the decision it supersedes until then)"
+                    if decision.supersedes_decision_id
+                    else ""
+                ),
                 extra=logs.fields(**where, review_reasons=list(decision.review_reasons)),
             )
             return False
+        if applied.result == handlers.KEPT:
+            kept = applied.previous
+            assert kept is not None
+            log.warning(
+                "superseding decision not applied: the grant is past its notice and keeps its amount",
+                extra=logs.fields(
+                    **where,
+                    supersedes_decision_id=decision.supersedes_decision_id,
+                    grant_decision_id=kept.decision_id,
+                    grant_state=str(kept.state),
+                    granted_fen=kept.granted_fen,
+                    max_award_fen=decision.max_award_fen,
+                ),
+            )
+            return True
         plan = applied.plan
         assert plan is not None  # only a replay has none
         if applied.result == "applied":
@@ -209,10 +229,16 @@ class DecisionApplier:
                 metrics.CAP_HITS.labels(plan.clause).inc()
             for reason in plan.reasons:
                 metrics.LEDGER_LIMITS.labels(plan.clause, reason.code).inc()
+        previous = {}
+        if applied.result == handlers.ADJUSTED and applied.previous is not None:
+            previous = dict(
+                previous_decision_id=applied.previous.decision_id, previous_granted_fen=applied.previous.granted_fen
+            )
         log.info(
             f"decision {applied.result}",
             extra=logs.fields(
                 **where,
+                **previous,
                 granted_fen=plan.granted_fen,
                 max_award_fen=plan.max_award_fen,
                 reviewed=decision.review is not None,

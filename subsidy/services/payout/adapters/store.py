@@ -211,6 +211,27 @@ class SqlGrants:
             ),
         )
 
+    def replace(self, grant: GrantRow, at: str) -> None:
+        self.tx.execute(
+            "UPDATE payout_grants SET decision_id = ?, outcome = ?, policy_version = ?, max_award_fen = ?, "
+            "granted_fen = ?, decision_year = ?, reasons = ?, uses = ?, tranche_shares = ?, state_changed_at = ? "
+            "WHERE application_id = ? AND state = ?",
+            (
+                grant.decision_id,
+                grant.outcome,
+                grant.policy_version,
+                grant.max_award_fen,
+                grant.granted_fen,
+                grant.decision_year,
+                json.dumps(events.reasons_to_plain(grant.reasons), ensure_ascii=False),
+                json.dumps([list(use) for use in grant.uses], ensure_ascii=False),
+                json.dumps(list(grant.tranche_shares_percent)),
+                at,
+                grant.application_id,
+                GrantState.RESERVED.value,
+            ),
+        )
+
     def by_decision(self, decision_id: str) -> GrantRow | None:
         raw = self.tx.one(f"SELECT {_GRANT_COLUMNS} FROM payout_grants WHERE decision_id = ?", (decision_id,))
         return _grant(raw) if raw else None
