@@ -212,14 +212,54 @@ class LocalStack:
             self.services[name] = ServiceProcess(name, address, env, self.var_dir / "logs" / f"{name}.log")
         try:
             self.migrate()
-            for service in self.services.values():
+            rest = dict(self.services)
+            sync = rest.pop("registry_sync", None)
+            if sync is not None:
+                # The firms first: intake and notify read them from subsidy.firms.v1
+                # (one source, docs/data-platform.md), so it holds every firm the
+                # platform serves before they start, as it does in production.
+                sync.start()
+                sync.wait_serving()
+                self.wait_firms_published()
+            for service in rest.values():
                 service.start()
-            for service in self.services.values():
+            for service in rest.values():
                 service.wait_serving()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def wait_firms_published(self, timeout: float = 90.0) -> None:
+        """Until subsidy.firms.v1 holds the facts of every firm the data platform
+        serves under a valid credit code (registry-sync dead-letters the others)."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        from subsidy.contracts import topics
+        from subsidy.core.credit_code import is_valid
+
+        assert self.platform is not None
+        wanted = {code for code in self.platform.state() if is_valid(code)}
+        consumer = KafkaConsumer(bootstrap_servers=self.kafka_bootstrap, enable_auto_commit=False)
+        try:
+            partitions = [
+                TopicPartition(topics.FIRMS.name, p) for p in consumer.partitions_for_topic(topics.FIRMS.name)
+            ]
+            consumer.assign(partitions)
+            consumer.seek_to_beginning(*partitions)
+            seen: set[str] = set()
+            deadline = time.monotonic() + timeout
+            while not wanted <= seen:
+                if time.monotonic() > deadline:
+                    missing = ", ".join(sorted(wanted - seen)[:5])
+                    raise StackError(
+                        f"registry-sync did not publish every firm within {timeout:.0f}s (missing {missing}); "
+                        f"last log lines:\n{tail(self.services['registry_sync'].log_path)}"
+                    )
+                for records in consumer.poll(timeout_ms=500).values():
+                    seen.update(r.key.decode("utf-8", "replace") for r in records if r.key and r.value)
+        finally:
+            consumer.close()
 
     def start_platform(self) -> None:
         """The data platform's test double on a thread of this process, serving
@@ -309,6 +349,8 @@ class LocalStack:
             )
         elif name == "console":
             env.update(self._console_env())
+        if name in ("intake", "notify") and "registry_sync" in self.wanted:
+            env.update(SUBSIDY_REGISTRY_SOURCE="topic")  # what registry-sync publishes, not a second copy
         if name in CLOCKED:
             env.update(SUBSIDY_DEV_MODE="1", SUBSIDY_DEV_CLOCK_FILE=str(self.clock_file))
         return env

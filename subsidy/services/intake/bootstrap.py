@@ -18,7 +18,6 @@ from subsidy.platform import metrics as shared
 from subsidy.platform import process as process
 from subsidy.platform.clock import clock_from_env
 from subsidy.platform.db import Database
-from subsidy.platform.registry import FileRegistry, HttpRegistry
 from subsidy.platform.topic_registry import registry_from_source
 from subsidy.services.intake import handlers, metrics, model, proposals
 from subsidy.services.intake.adapters.directory import FileDirectory
@@ -36,17 +35,14 @@ log = logging.getLogger("subsidy.services.intake")
 def build_registry(settings: Settings) -> Any:
     """SUBSIDY_REGISTRY_SOURCE chooses (file, http, topic); unset, as before:
     HTTP when SUBSIDY_REGISTRY_URL is set, else the file."""
-    if settings.registry_source == "topic":
-        return registry_from_source("topic", bootstrap=settings.kafka_bootstrap)
-    if settings.registry_source not in ("", "file", "http"):
-        return registry_from_source(settings.registry_source)  # refused, naming the variable
-    if settings.registry_url and settings.registry_source != "file":
-        return HttpRegistry(
-            settings.registry_url, timeout=settings.registry_timeout_s, attempts=settings.registry_attempts
-        )
-    if settings.registry_source == "http":
-        return registry_from_source("http")  # refused: no URL
-    return FileRegistry(settings.registry_file)
+    return registry_from_source(
+        settings.registry_source,
+        url=settings.registry_url,
+        file=settings.registry_file,
+        bootstrap=settings.kafka_bootstrap,
+        timeout_s=settings.registry_timeout_s,
+        attempts=settings.registry_attempts,
+    )
 
 
 class IntakeApp(process.ServiceApp):

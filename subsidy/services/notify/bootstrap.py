@@ -99,7 +99,7 @@ class NotifyApp(process.ServiceApp):
             "kafka": self.settings.kafka_bootstrap,
             "channels": [c.name for c in self.channels],
             "email": "smtp" if self.settings.smtp_url else "mail_dir",
-            "registry": "http" if self.settings.registry_url else "file",
+            "registry": type(self.deps.firms).__name__,
         }
 
     def not_ready_reason(self) -> str | None:
@@ -115,6 +115,9 @@ class NotifyApp(process.ServiceApp):
         # The consumer first: a record in the middle of its delivery retries
         # gets the grace period; the health-only server has nothing in flight.
         await asyncio.to_thread(self.consumer.stop, max(1.0, self.settings.grace_s))
+        registry_stop = getattr(self.deps.firms, "stop", None)
+        if registry_stop is not None:  # the topic registry's reader thread
+            await asyncio.to_thread(registry_stop, 3.0)
         await self.stop_server(1.0)
 
 

@@ -39,6 +39,7 @@ class Settings:
     tls: bool = False  # notify's gRPC server has TLS (SecurityConfig.tls)
     sms_gateway_url: str = dataclasses.field(default="", repr=False)
     sms_timeout_s: float = 5.0
+    registry_source: str = ""  # file, http or topic (SUBSIDY_REGISTRY_SOURCE)
     registry_url: str = ""
     registry_file: str = "demo/registry.json"
     registry_timeout_s: float = 2.0
@@ -80,6 +81,7 @@ class Settings:
             tls=SecurityConfig.from_env("notify", e.env).tls,
             sms_gateway_url=e.secret("SUBSIDY_NOTIFY_SMS_GATEWAY_URL"),
             sms_timeout_s=e.number("SUBSIDY_NOTIFY_SMS_TIMEOUT_SECONDS", d.sms_timeout_s),
+            registry_source=e.text("SUBSIDY_REGISTRY_SOURCE", d.registry_source).lower(),
             registry_url=e.secret("SUBSIDY_REGISTRY_URL"),
             registry_file=e.text("SUBSIDY_REGISTRY_FILE", d.registry_file),
             registry_timeout_s=e.number("SUBSIDY_REGISTRY_TIMEOUT_SECONDS", d.registry_timeout_s),

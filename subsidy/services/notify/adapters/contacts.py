@@ -6,12 +6,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from subsidy.platform.registry import FileRegistry, HttpRegistry
+from subsidy.platform.topic_registry import registry_from_source
 
 
 def build_registry(settings: Any) -> Any:
-    if settings.registry_url:
-        return HttpRegistry(
-            settings.registry_url, timeout=settings.registry_timeout_s, attempts=settings.registry_attempts
-        )
-    return FileRegistry(settings.registry_file)
+    """SUBSIDY_REGISTRY_SOURCE as for intake: ``topic`` (subsidy.firms.v1, so a
+    change of contacts on the data platform reaches the next notification),
+    ``http`` or ``file``; unset: HTTP when SUBSIDY_REGISTRY_URL is set, else the file."""
+    return registry_from_source(
+        settings.registry_source,
+        url=settings.registry_url,
+        file=settings.registry_file,
+        bootstrap=settings.kafka_bootstrap,
+        timeout_s=settings.registry_timeout_s,
+        attempts=settings.registry_attempts,
+    )
