@@ -54,6 +54,13 @@ METRICS = {
     "subsidy_outbox_parked_total",
     "subsidy_registry_sync_last_success_timestamp_seconds",
     "subsidy_registry_sync_changes_rejected_total",
+    "subsidy_payout_scheduler_last_run_timestamp_seconds",
+    "subsidy_payout_tranches_scheduled_past_due",
+    "subsidy_payout_tranches_held_past_grace",
+    "subsidy_payout_recovery_oldest_open_days",
+    "subsidy_payout_cap_mismatches",
+    "subsidy_payout_cap_reconcile_last_run_timestamp_seconds",
+    "subsidy_intake_proposals_total",
 }
 # Metrics of other exporters the alerts use, and where they come from (each
 # scraped by what the manifests deploy, or by the cluster's own monitoring).
@@ -67,6 +74,7 @@ EXTERNAL_METRICS = {
     "kafka_topic_partition_current_offset": "Strimzi Kafka exporter",
     "kafka_topic_partition_oldest_offset": "Strimzi Kafka exporter",
     "kafka_consumergroup_current_offset": "Strimzi Kafka exporter",
+    "kube_job_status_failed": "kube-state-metrics",
 }
 CLIENT_ERROR_CODES = ("INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "FAILED_PRECONDITION")
 # Refusals by authentication or the access policy: SubsidyAuthFailures, not server errors.
@@ -146,6 +154,14 @@ def test_the_alerts_the_operations_issue_asks_for_exist():
         "SubsidyDeadLettersUnhandled",
         "SubsidyOutboxParked",
         "SubsidyAuthFailures",
+        "SubsidyPayoutSchedulerNotRunning",
+        "SubsidyTranchesScheduledPastDue",
+        "SubsidyCapMismatch",
+        "SubsidyCapReconcileJobFailed",
+        # issue 13 item 7
+        "SubsidyTranchesHeldPastGrace",
+        "SubsidyRecoveryOpenTooLong",
+        "SubsidyProposalsExpiredUnanswered",
     }
     assert len(names) == len(alerts()), "alert names must be unique"
 
