@@ -40,7 +40,7 @@ from subsidy_dev.platform_fake import FakeDataPlatform
 DEV_CLOCK_START = dt.datetime(2026, 9, 25, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 #: The services whose rules read the clock (intake: the proposals' window;
 #: registry-sync: changes dated ahead are held until their day).
-CLOCKED = ("payout", "review", "intake", "registry_sync")
+CLOCKED = ("payout", "review", "intake", "registry_sync", "operations")
 
 
 class StackError(RuntimeError):
@@ -120,9 +120,9 @@ class ServiceProcess:
             self.process.wait(5)
 
 
-SERVICES = ("intake", "eligibility", "payout", "notify", "review", "registry_sync", "console")
+SERVICES = ("intake", "eligibility", "payout", "notify", "review", "registry_sync", "operations", "console")
 #: The services with a database: the harness migrates it before starting them.
-MIGRATED = ("intake", "payout", "notify", "review", "registry_sync")
+MIGRATED = ("intake", "payout", "notify", "review", "registry_sync", "operations")
 
 
 def _available(name: str) -> bool:
@@ -347,6 +347,13 @@ class LocalStack:
                 SUBSIDY_REGISTRY_SYNC_FEED_TOKEN_FILE=str(self.var_dir / "platform.token"),
                 SUBSIDY_REGISTRY_SYNC_POLL_SECONDS="0.5",
             )
+        elif name == "operations":
+            assert self.identities is not None
+            env.update(
+                SUBSIDY_OPERATIONS_DATABASE_URL=database,
+                SUBSIDY_OPERATIONS_METRICS_ADDRESS=f"127.0.0.1:{free_port()}",
+                **self.identities.service_env("operations"),
+            )
         elif name == "console":
             env.update(self._console_env())
         if name in ("intake", "notify") and "registry_sync" in self.wanted:
@@ -379,7 +386,7 @@ class LocalStack:
             ),
             **self.identities.service_env("console"),
         }
-        for name in ("intake", "review", "payout"):
+        for name in ("intake", "review", "payout", "operations"):
             if name in address:
                 env[f"SUBSIDY_CONSOLE_{name.upper()}_ADDRESS"] = address[name]
         return env

@@ -273,11 +273,19 @@ def _migration_histories() -> dict:
     """The services that keep a store, each with its own migration history."""
     from subsidy.services.intake.adapters.migrations import HISTORY as intake
     from subsidy.services.notify.adapters.migrations import HISTORY as notify
+    from subsidy.services.operations.adapters.migrations import HISTORY as operations
     from subsidy.services.payout.adapters.migrations import HISTORY as payout
     from subsidy.services.registry_sync.adapters.migrations import HISTORY as registry_sync
     from subsidy.services.review.adapters.migrations import HISTORY as review
 
-    return {"intake": intake, "payout": payout, "notify": notify, "review": review, "registry_sync": registry_sync}
+    return {
+        "intake": intake,
+        "payout": payout,
+        "notify": notify,
+        "review": review,
+        "registry_sync": registry_sync,
+        "operations": operations,
+    }
 
 
 def _service_database_url(service: str) -> str:
@@ -286,6 +294,7 @@ def _service_database_url(service: str) -> str:
     Secret and never carries the password on its command line."""
     from subsidy.services.intake.config import Settings as IntakeSettings
     from subsidy.services.notify.config import Settings as NotifySettings
+    from subsidy.services.operations.config import Settings as OperationsSettings
     from subsidy.services.payout.config import Settings as PayoutSettings
     from subsidy.services.registry_sync.config import Settings as RegistrySyncSettings
     from subsidy.services.review.config import Settings as ReviewSettings
@@ -296,6 +305,7 @@ def _service_database_url(service: str) -> str:
         "notify": NotifySettings,
         "review": ReviewSettings,
         "registry_sync": RegistrySyncSettings,
+        "operations": OperationsSettings,
     }[service]
     return settings.from_env().database_url
 
@@ -413,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--service",
         required=True,
-        choices=("intake", "payout", "notify", "review", "registry_sync"),
+        choices=("intake", "payout", "notify", "review", "registry_sync", "operations"),
         help="whose database and migration history",
     )
     p.add_argument(

@@ -50,9 +50,10 @@ def loop():
 
 @pytest.fixture(scope="session")
 def jwt_servers(loop, tmp_path_factory, jwt_env):
-    """intake, eligibility, payout and review in plaintext with JWT authentication."""
+    """intake, eligibility, payout, review and operations in plaintext with JWT authentication."""
     tmp = tmp_path_factory.mktemp("jwt-servers")
-    securities = {name: security_for(name, tmp, **jwt_env) for name in ("intake", "eligibility", "payout", "review")}
+    names = ("intake", "eligibility", "payout", "review", "operations")
+    securities = {name: security_for(name, tmp, **jwt_env) for name in names}
     servers = Servers(loop, tmp, securities).start()
     yield servers
     servers.stop()

@@ -124,6 +124,25 @@ class Servers:
             )
             await server.start()
             self.servers["review"], self.ports["review"] = server, port
+        if "operations" in self.securities:
+            from subsidy.services.operations.adapters.grpc import OperationsServicer
+            from subsidy.services.operations.adapters.grpc import build_server as build_operations
+            from subsidy.services.operations.adapters.store import SqlStore as OperationsStore
+
+            self.operations_store = OperationsStore(
+                Database(f"sqlite:///{self.tmp / 'operations.db'}", store="operations")
+            )
+            self.operations_store.create_schema()
+            hs = health.aio.HealthServicer()
+            await hs.set("", health_pb2.HealthCheckResponse.SERVING)
+            server, port = build_operations(
+                OperationsServicer(self.operations_store, SystemClock()),
+                hs,
+                "127.0.0.1:0",
+                security=self.securities["operations"],
+            )
+            await server.start()
+            self.servers["operations"], self.ports["operations"] = server, port
         if "eligibility" in self.securities:
             grpc_server = GrpcServer(
                 "127.0.0.1:0", load_policy(), ready=lambda: True, security=self.securities["eligibility"]

@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 
 from security.conftest import ENTERPRISE_CODE
 from subsidy.platform.security.policy import ROLES, AccessPolicy
-from subsidy.v1 import intake_pb2, payout_pb2, policy_service_pb2, proposal_pb2, review_pb2
+from subsidy.v1 import intake_pb2, operations_pb2, payout_pb2, policy_service_pb2, proposal_pb2, review_pb2
 
 POLICY = AccessPolicy.load()
 
@@ -25,6 +25,7 @@ SERVERS = {
     "eligibility": [policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"]],
     "payout": [payout_pb2.DESCRIPTOR.services_by_name["PayoutService"]],
     "review": [review_pb2.DESCRIPTOR.services_by_name["ReviewService"]],
+    "operations": [operations_pb2.DESCRIPTOR.services_by_name["OperationsService"]],
 }
 COMMON = [
     health_pb2.DESCRIPTOR.services_by_name["Health"],
