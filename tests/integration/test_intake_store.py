@@ -162,3 +162,29 @@ def test_a_decision_and_its_grant_arriving_at_the_same_moment_end_in_the_grants_
             results = list(pool.map(lambda which, a=app_id, b=barrier: apply(a, which, b), ["decision", "grant"]))
             assert results == ["applied", "applied"]
     assert {app_id: store.get(app_id).state for app_id in ids} == {app_id: "RESERVED" for app_id in ids}
+
+
+def test_the_history_holds_every_decision_read_and_a_re_decision_at_adoption_replaces_the_reviewed_one(store):
+    """Issue 14: GetApplication's history of decisions, each with its policy version."""
+    store.add(row("A-9"), message("A-9"))
+    computed = _decision("A-9@v1", "A-9", review_required=True, policy_version="v1")
+    reviewed = _decision(
+        "A-9@v1/review:R-1",
+        "A-9",
+        policy_version="v1",
+        review=decision_pb2.ReviewRecord(supersedes_decision_id="A-9@v1", item_id="R-1", result="APPROVED"),
+    )
+    redecided = _decision("A-9@v2", "A-9", policy_version="v2", supersedes_decision_id="A-9@v1")
+    assert _apply(store, "A-9", "A-9@v1", computed, "2025-03-04T00:00:00.000000Z") == "applied"
+    assert _apply(store, "A-9", "A-9@v1/review:R-1", reviewed, "2025-03-05T00:00:00.000000Z") == "applied"
+    assert _apply(store, "A-9", "A-9@v2", redecided, "2025-03-06T00:00:00.000000Z") == "applied"
+    # A late copy of the reviewed decision of the superseded version does not come back.
+    assert _apply(store, "A-9", "A-9@v1/review:R-1", reviewed, "2025-03-07T00:00:00.000000Z") == "superseded"
+    shown = store.get("A-9")
+    assert shown.decision_id == "A-9@v2"
+    history = [decision_pb2.Decision.FromString(d) for d in shown.history]
+    assert [(d.decision_id, d.policy_version) for d in history] == [
+        ("A-9@v1", "v1"),
+        ("A-9@v1/review:R-1", "v1"),
+        ("A-9@v2", "v2"),
+    ]

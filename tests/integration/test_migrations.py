@@ -127,8 +127,9 @@ OLD_ROWS_HOLD = {
 #: Indexes later revisions add to baseline tables.
 LATER_INDEXES = ("payout_grants_by_decision",)
 #: Tables later revisions create (payout's 0004: firm facts and recoveries;
-#: intake's 0003: 免申即享 proposals).
+#: intake's 0003: 免申即享 proposals; intake's 0004: the decision history).
 LATER_TABLES = (
+    "intake_decisions",
     "intake_proposals",
     "payout_firm_facts",
     "payout_recoveries",

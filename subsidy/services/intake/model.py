@@ -51,6 +51,9 @@ class StoredApplication:
     decision_id: str | None = None
     decided_at: str | None = None
     grant: bytes | None = None  # subsidy.v1.Grant, from the payout events
+    #: Every decision read for it (subsidy.v1.Decision), in the order read:
+    #: computed, reviewed, re-decided at a policy version's adoption (issue 14).
+    history: tuple[bytes, ...] = ()
 
     @property
     def receipt(self) -> Receipt:

@@ -46,6 +46,22 @@ def fold(grant: Any, event: Any) -> Any:
         # folded in before a replay of this) keeps its state.
         grant.state = state if state != payout_pb2.GRANT_STATE_UNSPECIFIED else g.state
         return grant
+    if kind == "grant_adjusted":
+        # A superseding decision (a policy version's adoption, issue 14) now
+        # holds the RESERVED grant: its amount, decision and reasons.
+        a = event.grant_adjusted
+        if grant.state not in (payout_pb2.GRANT_STATE_UNSPECIFIED, payout_pb2.GRANT_STATE_RESERVED):
+            return grant  # a grant further on was never adjusted (payout keeps it); an old event read late
+        grant.application_id = a.application_id
+        grant.decision_id = a.decision_id
+        grant.clause = a.clause
+        grant.max_award_fen = a.max_award_fen
+        grant.granted_fen = a.granted_fen
+        grant.decision_year = a.decision_year
+        del grant.reasons[:]
+        grant.reasons.extend(a.reasons)
+        grant.state = a.state
+        return grant
     if kind == "grant_payable":
         p = event.grant_payable
         _identify(grant, p)
@@ -197,6 +213,15 @@ def replaces(current: bytes | None, new: bytes) -> bool:
     if current is None:
         return True
     shown, incoming = _decision(current), _decision(new)
+    if incoming.supersedes_decision_id:
+        # A re-decision at a policy version's adoption (issue 14) replaces
+        # whatever was shown, reviewed or not -- unless what is shown already
+        # is its own review.
+        return not (shown.HasField("review") and shown.review.supersedes_decision_id == incoming.decision_id)
+    if shown.supersedes_decision_id:
+        # Only its own review replaces a re-decision: a late computed or
+        # reviewed decision of the superseded version does not.
+        return incoming.HasField("review") and incoming.review.supersedes_decision_id == shown.decision_id
     return incoming.HasField("review") or not shown.HasField("review")
 
 

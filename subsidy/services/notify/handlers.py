@@ -45,6 +45,7 @@ from subsidy.services.notify.model import (
     DeliveryFailed,
     Event,
     Fact,
+    GrantAdjusted,
     GrantPayable,
     GrantRecorded,
     InformationRequested,
@@ -211,6 +212,20 @@ def _payout_fact(event: Any, kind: str, body: Any) -> Fact:
             payable_on=_day(body.payable_on, f"{kind}.payable_on"),
             granted_fen=body.granted_fen,
             tranche_count=body.tranche_count,
+        )
+    if kind == "grant_adjusted":
+        return GrantAdjusted(
+            application_id=body.application_id,
+            clause=body.clause,
+            previous_granted_fen=body.previous_granted_fen,
+            granted_fen=body.granted_fen,
+            released_fen=body.released_fen,
+            topped_up_fen=body.topped_up_fen,
+            max_award_fen=body.max_award_fen,
+            outcome=body.outcome,
+            reasons=_reasons(body.reasons),
+            previous_policy_version=body.previous_policy_version,
+            policy_version=body.policy_version,
         )
     application_id = events.application_id_of(event)
     if kind == "tranche_scheduled":

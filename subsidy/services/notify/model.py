@@ -42,6 +42,8 @@ RECOVERY_OPENED = "recovery_opened"
 # proposal made to the firm, and one that expired unanswered.
 PROPOSAL_CREATED = "proposal_created"
 PROPOSAL_EXPIRED = "proposal_expired"
+# Policy versions (issue 14): a RESERVED grant re-decided under an adopted version.
+GRANT_ADJUSTED = "grant_adjusted"
 KINDS = (
     DECISION,
     GRANT_RECORDED,
@@ -60,6 +62,7 @@ KINDS = (
     RECOVERY_OPENED,
     PROPOSAL_CREATED,
     PROPOSAL_EXPIRED,
+    GRANT_ADJUSTED,
 )
 
 
@@ -194,6 +197,25 @@ class GrantPayable:
 
 
 @dataclasses.dataclass(frozen=True)
+class GrantAdjusted:
+    """A new policy version was adopted and the grant, not yet payable, was
+    re-decided under it: the amount it holds now (issue 14)."""
+
+    KIND: ClassVar[str] = GRANT_ADJUSTED
+    application_id: str
+    clause: str
+    previous_granted_fen: int
+    granted_fen: int
+    released_fen: int
+    topped_up_fen: int
+    max_award_fen: int
+    outcome: str
+    reasons: tuple[Reason, ...]
+    previous_policy_version: str
+    policy_version: str
+
+
+@dataclasses.dataclass(frozen=True)
 class TrancheScheduled:
     KIND: ClassVar[str] = TRANCHE_SCHEDULED
     tranche_id: str
@@ -320,6 +342,7 @@ Fact = (
     | RecoveryOpened
     | ProposalCreated
     | ProposalExpired
+    | GrantAdjusted
 )
 
 

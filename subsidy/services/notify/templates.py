@@ -27,6 +27,7 @@ from subsidy.services.notify.model import (
     DecisionMade,
     DecisionUnderReview,
     Event,
+    GrantAdjusted,
     GrantPayable,
     GrantRecorded,
     InformationRequested,
@@ -65,6 +66,7 @@ STEPS = {
     model.TRANCHE_HELD: "拨付已暂停",
     model.TRANCHE_RELEASED: "暂停已解除，资金待拨付",
     model.RECOVERY_OPENED: "资金追回",
+    model.GRANT_ADJUSTED: "资助金额已按新政策版本调整",
 }
 
 #: A GrantRecorded of a RESERVED grant (since the notice gate): its own texts.
@@ -236,6 +238,22 @@ BODIES.update(
     }
 )
 
+# -- policy versions (issue 14) ---------------------------------------------------------------
+
+SUBJECTS[model.GRANT_ADJUSTED] = Template("【$programme】申请 $application_id 因政策调整重新核定：$granted（待公示）")
+BODIES[model.GRANT_ADJUSTED] = Template(
+    "$firm：\n\n"
+    "本专项资金政策已采用新版本（$policy_version），经两名审核人员审定。贵单位的申请 $application_id "
+    "尚未公示期满，已按新版本重新评审：核定资助由$previous_granted调整为$granted（$change_text）。"
+    "调整后的金额将列入公示，公示期满无异议后拨付。\n\n"
+    "条款：$clause_text\n"
+    "评审结果：$result\n"
+    "评审上限：$ceiling\n"
+    "原核定资助：$previous_granted（政策版本 $previous_policy_version）\n"
+    "现核定资助：$granted（政策版本 $policy_version）\n"
+    "说明：$reasons" + _FOOTER
+)
+
 SMS = {
     model.DECISION: Template(
         "【松江区经委】贵单位申请$application_id$clause_short评审结果：$outcome$ceiling_short。详见邮件。"
@@ -263,6 +281,10 @@ SMS = {
     ),
     model.INFORMATION_REQUESTED: Template(
         "【松江区经委】贵单位申请$application_id需补充材料，请登录企业服务门户查看并提交。详见邮件。"
+    ),
+    model.GRANT_ADJUSTED: Template(
+        "【松江区经委】因政策调整，贵单位申请$application_id$clause_short核定资助由$previous_granted调整为$granted，"
+        "公示期满无异议后拨付。详见邮件。"
     ),
 }
 
@@ -517,6 +539,25 @@ def _fact_values(fact: model.Fact, titles: Mapping[str, str]) -> dict[str, str]:
             "tranches": "、".join(fact.tranche_ids) or "—",
             "void_text": "该项资助已被认定无效，尚未拨付的款项不再拨付。\n" if fact.void_award else "",
             "opened_on": date_zh(fact.opened_on),
+        }
+    if isinstance(fact, GrantAdjusted):
+        if fact.topped_up_fen:
+            change = f"增加{yuan(fact.topped_up_fen)}"
+        elif fact.released_fen:
+            change = f"减少{yuan(fact.released_fen)}"
+        else:
+            change = "金额不变"
+        return {
+            **values,
+            "application_id": fact.application_id or "—",
+            "result": OUTCOMES.get(fact.outcome, fact.outcome or "—"),
+            "granted": yuan(fact.granted_fen),
+            "previous_granted": yuan(fact.previous_granted_fen),
+            "ceiling": yuan(fact.max_award_fen),
+            "change_text": change,
+            "reasons": reasons_text(fact.reasons),
+            "policy_version": fact.policy_version or "—",
+            "previous_policy_version": fact.previous_policy_version or "—",
         }
     if isinstance(fact, GrantPayable):
         return {

@@ -130,14 +130,23 @@ def queue_decision(
 # -- the ledger projection and the applications (subsidy.payouts.v1, subsidy.applications.v1) --
 
 
+#: A grant or notice line whose decision another decision superseded (a policy
+#: version's adoption, issue 14): off the pool, never payable at its amount.
+SUPERSEDED = "SUPERSEDED"
+
+
 def record_payout_event(uow: UnitOfWork, value: bytes | None, now: dt.datetime) -> str:
-    """GrantRecorded with an amount fills the pool of awards to notice; every other event is ignored."""
+    """GrantRecorded with an amount fills the pool of awards to notice;
+    GrantAdjusted replaces the grant's decision (``record_adjustment``); every
+    other event is ignored."""
     if not value:
         raise Rejected("empty record: not a PayoutEvent")
     try:
         event = payout_pb2.PayoutEvent.FromString(value)
     except Exception as exc:  # noqa: BLE001
         raise Rejected(f"not a PayoutEvent: {type(exc).__name__}"[:300]) from None
+    if event.WhichOneof("event") == "grant_adjusted":
+        return record_adjustment(uow, event.grant_adjusted, now)
     if event.WhichOneof("event") != "grant_recorded":
         return "ignored"
     g = event.grant_recorded
@@ -151,6 +160,59 @@ def record_payout_event(uow: UnitOfWork, value: bytes | None, now: dt.datetime) 
         added = uow.grants.add(grant, rfc3339(now))
         uow.commit()
     return "recorded" if added else "replayed"
+
+
+def record_adjustment(uow: UnitOfWork, adjusted: Any, now: dt.datetime) -> str:
+    """A RESERVED grant now holds a superseding decision (issue 14): the new
+    decision's grant joins the pool at its amount (the next notice lists it);
+    the old one leaves it (SUPERSEDED). If the old one is on a notice whose
+    line still runs (NOTICED), that line is SUPERSEDED too: it never becomes
+    payable at the amount it showed, and takes no objection; the new amount
+    is noticed afresh. A line held by an objection, payable or withdrawn is
+    left as it is (the ledger refuses a line naming a superseded decision).
+    Returns adjusted, or replayed for a GrantAdjusted already recorded."""
+    if not adjusted.decision_id or not adjusted.previous_decision_id or not adjusted.credit_code:
+        raise Rejected("GrantAdjusted without decision_id, previous_decision_id or credit_code")
+    at = rfc3339(now)
+    state = payout_pb2.GrantState.Name(adjusted.state).removeprefix("GRANT_STATE_")
+    grant = GrantRow(
+        adjusted.decision_id,
+        adjusted.application_id,
+        adjusted.credit_code,
+        adjusted.clause,
+        int(adjusted.granted_fen),
+        int(adjusted.decision_year),
+        "",
+        state,
+    )
+    with uow:
+        if not uow.grants.add(grant, at):
+            uow.commit()
+            return "replayed"
+        old = next(
+            (g for g in uow.grants.of_firm(adjusted.credit_code) if g.decision_id == adjusted.previous_decision_id),
+            None,
+        )
+        before = dataclasses.asdict(old) if old is not None else None
+        line_superseded = ""
+        if old is not None:
+            uow.grants.set_state(old.decision_id, SUPERSEDED)
+            if old.notice_id:
+                line = uow.lines.get(f"{old.notice_id}/{old.decision_id}")
+                if line is not None and line.status == notice_rules.NOTICED:
+                    uow.lines.set_status(line.line_id, SUPERSEDED, "", at)
+                    line_superseded = line.line_id
+        _audit(
+            uow,
+            SYSTEM,
+            "GRANT_ADJUSTED",
+            adjusted.application_id,
+            before,
+            {"grant": dataclasses.asdict(grant), "line_superseded": line_superseded},
+            at,
+        )
+        uow.commit()
+    return "adjusted"
 
 
 def record_application(uow: UnitOfWork, value: bytes | None, now: dt.datetime) -> str:

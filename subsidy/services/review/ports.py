@@ -64,6 +64,9 @@ class Grants(Protocol):
 
     def mark_noticed(self, decision_ids: Iterable[str], notice_id: str) -> None: ...
 
+    def set_state(self, decision_id: str, state: str) -> None:
+        """The grant's state as the ledger now has it (SUPERSEDED: another decision holds it, issue 14)."""
+
 
 class Notices(Protocol):
     def add(self, notice: NoticeRow, at: str) -> None: ...

@@ -307,6 +307,31 @@ def grant_payable(app="SJ-2025-0001", granted=296296296):
     )
 
 
+def grant_adjusted(app="SJ-2023-0003", previous=5_000_000, granted=8_000_000):
+    """A RESERVED grant re-decided under an adopted policy version (issue 14)."""
+    difference = granted - previous
+    return payout_pb2.PayoutEvent(
+        event_id=f"adjusted:{app}@fictional-final-2023+0123abcd",
+        grant_adjusted=payout_pb2.GrantAdjusted(
+            application_id=app,
+            credit_code=FIRM,
+            clause="10.cloud",
+            previous_decision_id=f"{app}@songjiang-ii-2022-draft+c9f1f78f",
+            decision_id=f"{app}@fictional-final-2023+0123abcd",
+            previous_policy_version="songjiang-ii-2022-draft+c9f1f78f",
+            policy_version="fictional-final-2023+0123abcd",
+            previous_granted_fen=previous,
+            granted_fen=granted,
+            released_fen=max(0, -difference),
+            topped_up_fen=max(0, difference),
+            max_award_fen=granted,
+            outcome="ELIGIBLE",
+            decision_year=2023,
+            state=payout_pb2.GRANT_STATE_RESERVED,
+        ),
+    )
+
+
 def information_requested(app="SJ-2025-0014", number=1, missing="请提供融资服务合同及付款凭证"):
     from subsidy.v1 import review_pb2
 

@@ -39,6 +39,7 @@ from notify_fakes import (
     due,
     firm_record,
     grant,
+    grant_adjusted,
     grant_payable,
     held,
     information_requested,
@@ -126,6 +127,9 @@ def _records() -> list:
         # 免申即享 proposals (issue 13, item 4): made, and expired unanswered.
         (topics.PROPOSALS, proposal_created()),
         (topics.PROPOSALS, proposal_expired()),
+        # Policy versions (issue 14): a RESERVED grant re-decided under the adopted version, up and down.
+        (topics.PAYOUTS, grant_adjusted()),
+        (topics.PAYOUTS, grant_adjusted(app="SJ-2023-0010", previous=30_000_000, granted=20_000_000)),
     ]
     return [
         SimpleNamespace(topic=topic.name, value=m.SerializeToString(), key=b"", partition=0, offset=i, headers=[])
@@ -178,6 +182,7 @@ def test_the_golden_file_covers_every_event_kind_and_every_outcome():
         "released",
         "recovery",
         "proposal",
+        "adjusted",
     }
     subjects = "".join(g["subject"] for g in golden)
     for outcome in ("符合支持条件", "不符合支持条件", "需人工复核", "已转至相关基金办理"):
@@ -188,6 +193,10 @@ def test_the_golden_file_covers_every_event_kind_and_every_outcome():
         assert outcome in subjects
     for outcome in ("拨付已暂停", "暂停拨付已解除", "资金追回通知", "免申即享", "已过期"):
         assert outcome in subjects
+    assert "因政策调整重新核定" in subjects
+    bodies = "".join(g["body"] for g in golden)
+    assert "核定资助由50,000元调整为80,000元（增加30,000元）" in bodies
+    assert "核定资助由300,000元调整为200,000元（减少100,000元）" in bodies
 
 
 def test_no_firm_reads_another_firms_line_or_a_reviewers_name():

@@ -85,6 +85,10 @@ class FakeGrants:
             key=lambda g: (g.decision_year, g.decision_id),
         )
 
+    def set_state(self, decision_id, state):
+        if decision_id in self.rows:
+            self.rows[decision_id] = dataclasses.replace(self.rows[decision_id], state=state)
+
     def mark_noticed(self, decision_ids, notice_id):
         for d in decision_ids:
             if not self.rows[d].notice_id:

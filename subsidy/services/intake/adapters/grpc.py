@@ -82,6 +82,7 @@ def status_to_proto(stored: StoredApplication) -> Any:
         status.decision.CopyFrom(decision_pb2.Decision.FromString(stored.decision))
     if stored.grant is not None:
         status.grant.ParseFromString(stored.grant)
+    status.decisions.extend(decision_pb2.Decision.FromString(d) for d in stored.history)
     return status
 
 

@@ -22,6 +22,7 @@ no longer bounds the rate of submissions.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -165,9 +166,16 @@ class SqlStore(migrations.OwnedSchema):
     # -- ApplicationStore -------------------------------------------------
 
     def get(self, application_id: str) -> StoredApplication | None:
+        """The application with the history of its decisions (issue 14), in the order read."""
         with self.db.transaction() as tx:
             raw = tx.one(f"SELECT {_COLUMNS} FROM intake_applications WHERE application_id = ?", (application_id,))
-        return _row(raw) if raw else None
+            history = tx.all(
+                "SELECT decision FROM intake_decisions WHERE application_id = ? ORDER BY read_at, decision_id",
+                (application_id,),
+            )
+        if not raw:
+            return None
+        return dataclasses.replace(_row(raw), history=tuple(bytes(r[0]) for r in history))
 
     def add(self, application: StoredApplication, message: OutboxMessage) -> None:
         """Store the application and its outbox row, committed on return.
@@ -245,6 +253,12 @@ class SqlStore(migrations.OwnedSchema):
             )
             if raw is None:
                 return "unknown"
+            # Every decision read joins the application's history (once: its id), shown or not.
+            tx.execute(
+                "INSERT INTO intake_decisions (application_id, decision_id, decision, read_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (application_id, decision_id) DO NOTHING",
+                (application_id, decision_id, decision, at),
+            )
             if raw[0] == decision_id:
                 return "replayed"
             current = bytes(raw[1]) if raw[1] is not None else None

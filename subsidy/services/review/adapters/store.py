@@ -232,6 +232,9 @@ class SqlGrants:
             )
         ]
 
+    def set_state(self, decision_id: str, state: str) -> None:
+        self.tx.execute("UPDATE review_grants SET state = ? WHERE decision_id = ?", (state, decision_id))
+
     def mark_noticed(self, decision_ids: Iterable[str], notice_id: str) -> None:
         for decision_id in decision_ids:
             self.tx.execute(

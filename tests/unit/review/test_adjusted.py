@@ -1,0 +1,82 @@
+"""Review and a grant the ledger adjusted (issue 14: a policy version's
+adoption re-decided it): the new amount joins the pool and the old one
+leaves it; a line of the old amount still in its period is SUPERSEDED (never
+payable, no objection), and the new amount is noticed afresh; a repeated
+GrantAdjusted changes nothing; a superseding decision that needs no review
+opens no review item, one that does opens one."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+
+from subsidy.core.workflow.settings import load_workflow
+from subsidy.services.review import handlers
+from subsidy.services.review.model import Actor, FailedPrecondition
+from subsidy.v1 import payout_pb2
+
+from .fakes import FakeUnitOfWork
+from .test_handlers import ALICE, FIRM, NOW, TODAY, application, decision, grant
+
+WF = load_workflow()
+
+
+def adjusted(uow, app_id, new_fen, old_fen=300_000, version="v2"):
+    event = payout_pb2.PayoutEvent(
+        event_id=f"adjusted:{app_id}@{version}",
+        grant_adjusted=payout_pb2.GrantAdjusted(
+            application_id=app_id,
+            credit_code=FIRM,
+            clause="1.purchase",
+            previous_decision_id=f"{app_id}@v1",
+            decision_id=f"{app_id}@{version}",
+            previous_policy_version="v1",
+            policy_version=version,
+            previous_granted_fen=old_fen,
+            granted_fen=new_fen,
+            released_fen=max(0, old_fen - new_fen),
+            topped_up_fen=max(0, new_fen - old_fen),
+            decision_year=2025,
+            state=payout_pb2.GRANT_STATE_RESERVED,
+        ),
+    )
+    return handlers.record_payout_event(uow, event.SerializeToString(), NOW)
+
+
+def test_a_pooled_grant_is_replaced_by_the_adjusted_one_and_noticed_at_the_new_amount():
+    uow = FakeUnitOfWork()
+    application(uow, "APP-1", FIRM, "企业1")
+    assert grant(uow, "APP-1", 300_000) == "recorded"
+    assert adjusted(uow, "APP-1", 200_000) == "adjusted"
+    assert adjusted(uow, "APP-1", 200_000) == "replayed"
+    _, lines = handlers.publish_notice(uow, ALICE, WF, TODAY, NOW)
+    assert [(x.decision_id, x.amount_fen) for x in lines] == [("APP-1@v2", 200_000)]
+    assert uow.grants.rows["APP-1@v1"].state == handlers.SUPERSEDED
+
+
+def test_a_line_still_in_its_period_is_superseded_and_the_new_amount_goes_on_the_next_notice():
+    uow = FakeUnitOfWork()
+    application(uow, "APP-1", FIRM, "企业1")
+    grant(uow, "APP-1", 300_000)
+    _, [old_line] = handlers.publish_notice(uow, ALICE, WF, TODAY, NOW)
+    assert adjusted(uow, "APP-1", 450_000) == "adjusted"
+    assert uow.lines.get(old_line.line_id).status == handlers.SUPERSEDED
+    # Never payable at the old amount; no objection against it.
+    assert handlers.close_notice_periods(uow, dt.date(2025, 2, 7), NOW) == []
+    with pytest.raises(FailedPrecondition):
+        handlers.lodge_objection(uow, Actor("portal", "PORTAL"), old_line.line_id, FIRM, "理由", TODAY, NOW)
+    _, [new_line] = handlers.publish_notice(uow, ALICE, WF, TODAY, NOW)
+    assert (new_line.decision_id, new_line.amount_fen) == ("APP-1@v2", 450_000)
+
+
+def test_a_superseding_decision_opens_a_review_item_only_when_review_is_required():
+    uow = FakeUnitOfWork()
+    plain = dataclasses.replace(
+        decision("APP-1"), review_required=False, review_reasons=(), supersedes_decision_id="APP-1@v0"
+    )
+    assert handlers.queue_decision(uow, plain, WF, TODAY, NOW, "ab" * 16) == "ignored"
+    needs = dataclasses.replace(decision("APP-2"), supersedes_decision_id="APP-2@v0")
+    assert needs.review_required
+    assert handlers.queue_decision(uow, needs, WF, TODAY, NOW, "ab" * 16) == "queued"
