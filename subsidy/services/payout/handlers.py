@@ -348,7 +348,7 @@ def check_notice_line(uow: UnitOfWork, line: NoticeLine, grant: GrantRow | None)
     if grant is None:
         seen = uow.inbox.get(line.decision_id)
         current = uow.grants.get(seen.application_id) if seen is not None else None
-        if seen is not None and seen.result == APPLIED and current is not None:
+        if seen is not None and seen.result in (APPLIED, ADJUSTED) and current is not None:
             why = (
                 f"the grant of application {seen.application_id} now holds decision {current.decision_id} "
                 f"({current.granted_fen} fen, policy version {current.policy_version}), which superseded it: "
