@@ -10,7 +10,8 @@ person reading the dead letter, what is wrong.
 A decoder refuses what no consumer can use: no value (a tombstone), an empty
 value, bytes that are not the type's protobuf, and a message without the ids
 that say what the event is and what it is about (an application's content is
-checked by ``codec.application_from_proto``, which names the field). What
+checked by ``codec.application_from_proto``, which names the field), and an
+application id outside the identifier grammar (``codec.parse_identifier``). What
 each consumer then requires of the content (a known outcome, a positive
 amount, a real date, …) stays with that consumer, which knows why.
 
@@ -83,6 +84,19 @@ def _require(message: Any, names: tuple[str, ...], where: str = "") -> None:
             raise MalformedEvent(f"{where}{name}: is required")
 
 
+def _identifier(value: str, where: str) -> None:
+    """An id that names an application follows the identifier grammar intake
+    enforces at the edge (codec.parse_identifier): one that does not (a line
+    break, a formula prefix, markup, 5,000 characters) came from no producer
+    of ours, and is refused before it reaches a ledger, an e-mail or a CSV."""
+    from subsidy.contracts.codec import BadInput, parse_identifier
+
+    try:
+        parse_identifier(value, where)
+    except BadInput as exc:
+        raise MalformedEvent(str(exc)) from None
+
+
 def application(value: bytes | None) -> Any:
     """A subsidy.v1.Application (its content: ``codec.application_from_proto``)."""
     from subsidy.v1 import application_pb2
@@ -96,6 +110,7 @@ def decision(value: bytes | None) -> Any:
 
     message = _parse(decision_pb2.Decision, value)
     _require(message, ("decision_id", "application_id", "credit_code", "clause"))
+    _identifier(message.application_id, "application_id")
     return message
 
 
@@ -115,6 +130,7 @@ def payout_event(value: bytes | None) -> Any:
         _require(body, ("tranche_id",), f"{kind}.")
     if not application_id_of(message):
         raise MalformedEvent(f"{kind}.application_id: is required")
+    _identifier(application_id_of(message), f"{kind}.application_id")
     return message
 
 

@@ -451,6 +451,10 @@ def parse_review_event(value: bytes | None, trace_id: str | None = None) -> list
             raise InvalidEvent(f"information_requested.{name}: is required")
     if body.request_number < 1:
         raise InvalidEvent(f"information_requested.request_number: must be 1 or more, got {body.request_number}")
+    try:  # the application's id, as intake took it (it reaches the e-mail's subject)
+        codec.parse_identifier(body.application_id, "information_requested.application_id")
+    except BadInput as exc:
+        raise InvalidEvent(str(exc)) from None
     fact = InformationRequested(
         application_id=body.application_id,
         item_id=body.item_id,
@@ -488,6 +492,10 @@ def parse_proposal_event(value: bytes | None, trace_id: str | None = None) -> li
     for name in ("event_id", "proposal_id", "credit_code"):
         if not getattr(message, name):
             raise InvalidEvent(f"{name}: is required")
+    try:  # a proposal id is an application id to be (core.proposals.proposal_id)
+        codec.parse_identifier(message.proposal_id, "proposal_id")
+    except BadInput as exc:
+        raise InvalidEvent(str(exc)) from None
     kind = message.WhichOneof("event")
     if kind is None:
         raise InvalidEvent(f"event: none of {', '.join(PROPOSAL_KINDS)} is set")

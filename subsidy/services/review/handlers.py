@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from subsidy.contracts import codec
+from subsidy.contracts import events as contract_events
 from subsidy.core.dates import rfc3339
 from subsidy.core.domain import Decision
 from subsidy.core.workflow import notice as notice_rules
@@ -39,7 +40,7 @@ from subsidy.services.review.model import (
     Rejected,
 )
 from subsidy.services.review.ports import UnitOfWork
-from subsidy.v1 import application_pb2, decision_pb2, notice_pb2, payout_pb2, review_pb2
+from subsidy.v1 import application_pb2, notice_pb2, payout_pb2, review_pb2
 
 SYSTEM = Actor("system:review", "SYSTEM")
 MAX_PAGE = 200
@@ -87,7 +88,8 @@ def parse_decision(value: bytes | None) -> Decision:
     if not value:
         raise Rejected("empty record: not a Decision")
     try:
-        return codec.decision_from_proto(decision_pb2.Decision.FromString(value))
+        # The contract's decoder: the ids it requires, the application id's grammar.
+        return codec.decision_from_proto(contract_events.decision(value))
     except Exception as exc:  # noqa: BLE001 - any decoding failure is a dead letter
         raise Rejected(f"not a valid Decision: {type(exc).__name__}: {exc}"[:300]) from None
 
@@ -149,6 +151,10 @@ def record_payout_event(uow: UnitOfWork, value: bytes | None, now: dt.datetime) 
         return record_adjustment(uow, event.grant_adjusted, now)
     if event.WhichOneof("event") != "grant_recorded":
         return "ignored"
+    try:  # a grant goes on a public notice: its ids as the contract has them
+        contract_events.payout_event(value)
+    except contract_events.MalformedEvent as exc:
+        raise Rejected(f"not a valid GrantRecorded: {exc}"[:300]) from None
     g = event.grant_recorded
     if not g.decision_id or not g.credit_code:
         raise Rejected("GrantRecorded without decision_id or credit_code")
@@ -225,6 +231,10 @@ def record_application(uow: UnitOfWork, value: bytes | None, now: dt.datetime) -
         raise Rejected(f"not an Application: {type(exc).__name__}"[:300]) from None
     if not app.application_id:
         raise Rejected("Application without application_id")
+    try:
+        codec.parse_identifier(app.application_id, "application_id")
+    except codec.BadInput as exc:
+        raise Rejected(f"not a valid Application: {exc}"[:300]) from None
     with uow:
         uow.applications.put(app.application_id, app.firm.credit_code, app.firm.name, value, rfc3339(now))
         uow.commit()
