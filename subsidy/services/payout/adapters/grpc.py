@@ -13,6 +13,7 @@ thread (the database blocks) and maps errors to status codes:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -29,7 +30,8 @@ from subsidy.platform.grpc import server as grpc_server
 from subsidy.platform.grpc.server import NOT_SERVING, SERVING  # noqa: F401 - the bootstrap's health answers
 from subsidy.platform.security import GrpcSecurity
 from subsidy.platform.security.identity import current
-from subsidy.services.payout import events, handlers, metrics
+from subsidy.services.payout import events, handlers, metrics, outlay
+from subsidy.services.payout.adapters.outlay_store import SqlOutlay
 from subsidy.services.payout.model import (
     FailedPrecondition,
     GrantRow,
@@ -175,6 +177,20 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):
             await self._fail(context, "ListTranches", exc)
             raise
         return payout_pb2.ListTranchesResponse(tranches=[tranche_to_proto(t) for t in rows], next_page_token=token)
+
+    async def GetOutlay(self, request: Any, context: Any) -> Any:
+        """The outlay per budget year (outlay.py), read from the store's own database."""
+        try:
+            query = SqlOutlay(self.uow.db)  # type: ignore[attr-defined] - the SqlStore's database
+            years, total = await asyncio.to_thread(outlay.outlay, query, request.from_year, request.to_year)
+        except Exception as exc:
+            await self._fail(context, "GetOutlay", exc)
+            raise
+
+        def one(y: outlay.YearOutlay) -> Any:
+            return payout_pb2.BudgetYearOutlay(**dataclasses.asdict(y))
+
+        return payout_pb2.GetOutlayResponse(years=[one(y) for y in years], total=one(total))
 
     async def CancelTranche(self, request: Any, context: Any) -> Any:
         try:
