@@ -386,7 +386,7 @@ class LocalStack:
             ),
             **self.identities.service_env("console"),
         }
-        for name in ("intake", "review", "payout", "operations"):
+        for name in ("intake", "review", "payout", "operations", "eligibility"):
             if name in address:
                 env[f"SUBSIDY_CONSOLE_{name.upper()}_ADDRESS"] = address[name]
         return env

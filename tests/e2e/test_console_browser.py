@@ -10,7 +10,10 @@ reviewer and second-approved by another (four-eyes); a reviewer publishes
 the public notice; the portal lodges an objection; the other reviewer
 dismisses it; the dev clock moves past the period and the lines become
 payable; finance exports the CSV; an ENTERPRISE sees only its firm; a role
-gets 403 for every page it may not open. A firm name with HTML in it is
+gets 403 for every page it may not open; the operator replays a dead letter
+(a valid application put on subsidy.applications.v1.dlq as eligibility
+would have dead-lettered it) and eligibility and payout then process it,
+and discards another with a reason. A firm name with HTML in it is
 shown as text. Screenshots of each page go to var/console-screenshots/
 (the path is printed)."""
 
@@ -78,6 +81,25 @@ def _pick() -> tuple[dict, list[dict], dict]:
 
 
 HELD, PLAIN, MANUAL = _pick()
+
+
+def _pick_letter() -> dict:
+    """An application of a fifth firm that goes straight to a grant: the one
+    the dead letter carries (never submitted to intake in this run)."""
+    simulation = Simulation(load_policy())
+    taken = {a["firm"]["credit_code"] for a in (HELD, *PLAIN, MANUAL)}
+    for app in _demo():
+        want = simulation.apply(simulation.decide(app))
+        if (
+            app["firm"]["credit_code"] not in taken
+            and want["outcome"] == "ELIGIBLE"
+            and 0 < want["granted_fen"] == want["max_award_fen"] < THRESHOLD_FEN
+        ):
+            return app
+    raise AssertionError("no fifth firm with a plain grant in demo/applications.jsonl")
+
+
+LETTER_APP = _pick_letter()
 HOSTILE_FIRM = PLAIN[0]["firm"]["credit_code"]
 ENTERPRISE_FIRM = PLAIN[1]["firm"]["credit_code"]
 
@@ -101,7 +123,7 @@ def stack(tmp_path_factory):
         LocalStack(
             var / "stack",
             kafka_bootstrap=broker.bootstrap,
-            services=("intake", "eligibility", "payout", "review", "console"),
+            services=("intake", "eligibility", "payout", "review", "operations", "console"),
             extra_env=extra,
         ) as running,
     ):
@@ -294,6 +316,9 @@ def test_forbidden_pages_answer_403_for_every_role(console):
         "notice_id": "notice-none",
         "application_id": HELD["application_id"],
         "credit_code": ENTERPRISE_FIRM,
+        "topic": "subsidy.applications.v1.dlq",
+        "partition": "0",
+        "offset": "999999",
     }
     for who in (REVIEWER_1, FINANCE, OPERATOR, PORTAL, None):
         client = (
@@ -501,6 +526,130 @@ def test_the_operator_sees_service_health(console):
     assert health.count("SERVING") >= 4 and "UNREACHABLE" not in health
     console.shot("15-operations")
     assert len(list(SHOTS.glob("*.png"))) >= 15
+
+
+def _put_dead_letter(stack, value: bytes, reason: str, event_id: str) -> None:
+    """A record of subsidy.applications.v1 dead-lettered as eligibility's
+    consumer does it (subsidy/platform/dead_letters.py), on its DLQ."""
+    import datetime as dt
+    import types
+
+    from kafka import KafkaProducer
+
+    from subsidy.contracts import cloudevents, topics
+    from subsidy.platform import dead_letters
+    from subsidy.services.intake.handlers import SOURCE as INTAKE
+
+    code = LETTER_APP["firm"]["credit_code"]
+    record = types.SimpleNamespace(
+        topic=topics.APPLICATIONS.name,
+        partition=0,
+        offset=900_000 + len(event_id),
+        key=code.encode(),
+        value=value,
+        headers=cloudevents.headers(
+            event_id, cloudevents.TYPE_APPLICATION_SUBMITTED, INTAKE, cloudevents.new_trace_id()
+        ),
+    )
+    letter = dead_letters.encode(
+        record,
+        reason,
+        dlq_topic=topics.APPLICATIONS_DLQ.name,
+        consumer="eligibility",
+        source="/songjiang/subsidy/eligibility",
+        trace_id=None,
+        now=dt.datetime.now(dt.UTC),
+    )
+    producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+    try:
+        producer.send(letter.topic, key=letter.key, value=letter.value, headers=letter.headers).get(timeout=30)
+    finally:
+        producer.close(5)
+
+
+def _open_letter(console, marker: str) -> str:
+    """From the topic's list, the letter whose reason has ``marker``; its URL."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        console.open("/operations/dead-letters?topic=subsidy.applications.v1.dlq")
+        rows = [r for r in console.all("#letters tr.letter") if marker in r.text]
+        if rows:
+            break
+        assert time.monotonic() < deadline, console.body()[:1500]
+        time.sleep(1)
+    rows[0].find_element("css selector", "a").click()
+    console.wait_text("h1", "死信 subsidy.applications.v1.dlq/")
+    return console.driver.current_url.split("?")[0]
+
+
+def test_the_operator_replays_a_dead_letter_and_its_services_consume_it(console):
+    from google.protobuf import json_format
+
+    from subsidy.v1 import application_pb2
+
+    app_id = LETTER_APP["application_id"]
+    code = LETTER_APP["firm"]["credit_code"]
+    application = json_format.ParseDict(LETTER_APP, application_pb2.Application())
+    _put_dead_letter(
+        console.stack,
+        application.SerializeToString(),
+        "unexpected error in 5 attempts: RegistryUnavailable: 数据平台暂时不可用（演示）",
+        app_id,
+    )
+    _put_dead_letter(console.stack, b"\xff\xfe not an application", "not a subsidy.v1.Application（演示）", "junk-1")
+
+    console.sign_in(OPERATOR.subject)
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        console.open("/operations")
+        row = [r.text for r in console.all("#dlq-summary tbody tr") if "subsidy.applications.v1.dlq" in r.text]
+        if row and " 2 " in f" {row[0]} ":
+            break
+        assert time.monotonic() < deadline, console.body()[:1500]
+        time.sleep(1)
+    console.shot("16-operations-dead-letters")
+
+    letter_url = _open_letter(console, "数据平台暂时不可用")
+    decoded = console.find("#decoded").text
+    assert app_id in decoded and code in decoded and "subsidy.v1.Application" in console.body()
+    assert "待处理" in console.find("#letter-state").text and "5" in console.body()
+    console.shot("17-dead-letter")
+    assert console.http().get(f"/firms/{code}").text.count(app_id) == 0  # nothing of it anywhere yet
+
+    console.find("#replay").click()
+    console.driver.switch_to.alert.accept()  # hx-confirm
+    console.wait_text("#done", "已重放")
+    assert "已重放" in console.find("#letter-state").text and OPERATOR.subject in console.find("#letter-audit").text
+    console.shot("18-dead-letter-replayed")
+
+    # The record went back to subsidy.applications.v1: eligibility decides it,
+    # payout records the grant, and the firm's ledger shows it.
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        console.open(f"/firms/{code}")
+        if app_id in console.find("#grants").text:
+            break
+        assert time.monotonic() < deadline, console.body()[:1500]
+        time.sleep(1)
+    console.shot("19-firm-after-replay")
+
+    # A second replay is refused, and nothing is sent again.
+    with console.http() as client:
+        page = client.get(letter_url.replace(console.url, "")).text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        again = client.post(letter_url.replace(console.url, "") + "/replay", data={"csrf_token": token})
+    assert again.status_code == 409 and "already replayed" in again.text
+
+    # The undecodable one: shown as such, discarded with a reason the form insists on.
+    _open_letter(console, "not a subsidy.v1.Application")
+    assert "无法解码" in console.find("#decode-error").text
+    console.find("#discard").click()
+    console.wait_text("#error", "丢弃理由")
+    console.find("#discard-reason").send_keys("测试数据，无需处理（演示）")
+    console.find("#discard").click()
+    console.wait_text("#done", "已丢弃")
+    assert "测试数据，无需处理（演示）" in console.find("#letter-audit").text
+    console.shot("20-dead-letter-discarded")
 
 
 def test_htmx_ran_under_the_csp_and_nothing_was_blocked(console):

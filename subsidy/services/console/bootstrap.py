@@ -32,6 +32,8 @@ def build(settings: Settings) -> tuple[Console, GrpcServices]:
         settings.payout_address,
         settings.health_targets,
         settings.tls_ca_file,
+        settings.operations_address,
+        settings.eligibility_address,
     )
     tokens = Tokens(settings.jwks_file, settings.audience, settings.issuer)
     dev = None

@@ -24,6 +24,8 @@ class Settings:
     intake_address: str = "127.0.0.1:50051"
     review_address: str = "127.0.0.1:50055"
     payout_address: str = "127.0.0.1:50053"
+    operations_address: str = "127.0.0.1:50058"
+    eligibility_address: str = "127.0.0.1:50052"
     #: Extra grpc.health.v1 targets shown on the operations page: name=host:port,...
     health_targets: tuple[tuple[str, str], ...] = ()
     #: CA bundle to verify the services' TLS certificates; empty: plaintext channels.
@@ -81,6 +83,8 @@ class Settings:
             intake_address=env.text("SUBSIDY_CONSOLE_INTAKE_ADDRESS", cls.intake_address),
             review_address=env.text("SUBSIDY_CONSOLE_REVIEW_ADDRESS", cls.review_address),
             payout_address=env.text("SUBSIDY_CONSOLE_PAYOUT_ADDRESS", cls.payout_address),
+            operations_address=env.text("SUBSIDY_CONSOLE_OPERATIONS_ADDRESS", cls.operations_address),
+            eligibility_address=env.text("SUBSIDY_CONSOLE_ELIGIBILITY_ADDRESS", cls.eligibility_address),
             health_targets=tuple(targets),
             tls_ca_file=env.text("SUBSIDY_CONSOLE_TLS_CA_FILE", ""),
             session_secret=env.secret("SUBSIDY_CONSOLE_SESSION_SECRET"),

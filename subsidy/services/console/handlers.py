@@ -28,6 +28,7 @@ from subsidy.services.console.model import (
     FormError,
     NotFound,
     Person,
+    Unavailable,
 )
 from subsidy.services.console.ports import Services
 from subsidy.v1 import payout_pb2, review_pb2
@@ -533,3 +534,150 @@ def tranches_csv(tranches: Iterable[Any]) -> str:
         ]
         (quoting_all if any("\r" in cell for cell in row) else writer).writerow(row)
     return out.getvalue()
+
+
+# -- operations: dead letters (OperationsService) ------------------------------------------
+
+LETTER_STATES = ("PENDING", "REPLAYED", "DISCARDED")
+#: The longest reason operations keeps for a replay or a discard.
+LETTER_REASON_MAX = 500
+_DLQ_TOPIC = re.compile(r"^subsidy\.[a-z_]+(\.[a-z_]+)*\.v\d+\.dlq$")
+
+
+def dlq_topic(value: str) -> str:
+    value = value.strip()
+    if not _DLQ_TOPIC.match(value) or len(value) > ID_MAX:
+        raise FormError("topic", "死信主题", "不是死信主题的名称（如 subsidy.applications.v1.dlq）。")
+    return value
+
+
+def letter_id_of(topic: str, partition: str, offset: str) -> str:
+    """The letter's id from its URL: ``<dlq topic>/<partition>/<offset>``, each part checked."""
+    topic = dlq_topic(topic)
+    if not partition.isdigit() or not offset.isdigit() or len(partition) > 6 or len(offset) > 19:
+        raise NotFound("死信：未找到（分区和位置须为非负整数）。")
+    return f"{topic}/{int(partition)}/{int(offset)}"
+
+
+async def dead_letter_topics(services: Services, person: Person) -> list[Any]:
+    return list((await services.dead_letter_topics(person)).topics)
+
+
+async def dead_letters(services: Services, person: Person, query: Mapping[str, str]) -> dict[str, Any]:
+    topics = await dead_letter_topics(services, person)
+    raw_topic = str(query.get("topic") or "").strip()
+    if not raw_topic:
+        # The first topic with letters waiting, else the first.
+        waiting = [t.topic for t in topics if t.pending]
+        raw_topic = waiting[0] if waiting else (topics[0].topic if topics else "")
+    topic = dlq_topic(raw_topic)
+    state = str(query.get("state") or "").strip().upper()
+    if state and state not in LETTER_STATES:
+        raise FormError("state", "处理状态", "只能是 待处理、已重放 或 已丢弃。")
+    page_token = str(query.get("page_token") or "")
+    if len(page_token) > 1024:
+        raise FormError("page_token", "页码", "无效。")
+    reply = await services.list_dead_letters(person, topic, state, page_token)
+    return {
+        "topics": topics,
+        "topic": topic,
+        "state": state,
+        "letters": list(reply.letters),
+        "next_page_token": reply.next_page_token,
+    }
+
+
+async def dead_letter(services: Services, person: Person, letter_id: str) -> dict[str, Any]:
+    reply = await services.get_dead_letter(person, letter_id)
+    return {"letter": reply.letter, "audit": list(reply.audit)}
+
+
+async def replay_dead_letter(services: Services, person: Person, letter_id: str, form: Mapping[str, Any]) -> Any:
+    reason = text(form, "reason", "重放说明", required=False, limit=LETTER_REASON_MAX)
+    return await services.replay_dead_letter(person, letter_id, reason)
+
+
+async def discard_dead_letter(services: Services, person: Person, letter_id: str, form: Mapping[str, Any]) -> Any:
+    reason = text(form, "reason", "丢弃理由", limit=LETTER_REASON_MAX)
+    return await services.discard_dead_letter(person, letter_id, reason)
+
+
+# -- budget: the outlay per budget year, a policy version's difference and shadow figures ----
+
+#: The outlay's kinds as GetOutlay answers them, in the chart's order, with their Chinese names.
+OUTLAY_KINDS = {
+    "paid": "已支付",
+    "payable": "应付及已排期",
+    "held": "暂缓",
+    "reserved": "已预留（待公示）",
+    "recovered": "已追回",
+}
+CHANGE_KINDS = {
+    "effective_from": "生效日期",
+    "parameter": "参数",
+    "retired": "条款停止执行",
+    "restored": "条款恢复执行",
+}
+OUTLAY_BAR_WIDTH = 560
+
+
+def year(value: str, name: str, label: str) -> int:
+    value = value.strip()
+    if not value:
+        return 0
+    if not value.isdigit() or not 2000 <= int(value) <= 2100:
+        raise FormError(name, label, "请填写 2000 至 2100 之间的年份。")
+    return int(value)
+
+
+def outlay_chart(years: Iterable[Any]) -> list[dict[str, Any]]:
+    """Each year as grouped bars, one per kind (width in pixels of OUTLAY_BAR_WIDTH)."""
+    rows = list(years)
+    largest = max((getattr(y, f"{k}_fen") for y in rows for k in OUTLAY_KINDS), default=0)
+    chart = []
+    for y in rows:
+        bars = []
+        for kind in OUTLAY_KINDS:
+            fen = getattr(y, f"{kind}_fen")
+            width = max(1, fen * OUTLAY_BAR_WIDTH // largest) if fen and largest else 0
+            bars.append({"kind": kind, "fen": fen, "width": width})
+        chart.append({"year": y.budget_year, "bars": bars})
+    return chart
+
+
+async def budget(services: Services, policy: Any, person: Person, query: Mapping[str, str]) -> dict[str, Any]:
+    from_year = year(str(query.get("from_year") or ""), "from_year", "预算年度（起）")
+    to_year = year(str(query.get("to_year") or ""), "to_year", "预算年度（止）")
+    if from_year and to_year and from_year > to_year:
+        raise FormError("from_year", "预算年度（起）", "不能晚于预算年度（止）。")
+    listed = policy.listed()
+    ids = [i for i, _ in listed]
+    candidates = [i for i, status in listed if status != "adopted"]
+    version = str(query.get("version") or (candidates[0] if candidates else (ids[0] if ids else ""))).strip()
+    if version and version not in ids:
+        raise FormError("version", "政策版本", f"没有这个版本（现有：{'、'.join(ids)}）。")
+    against = str(query.get("against") or "").strip() or (policy.base_of(version) if version else "")
+    if against and against not in ids:
+        raise FormError("against", "对比版本", f"没有这个版本（现有：{'、'.join(ids)}）。")
+    changes = policy.changes(against, version) if version and against else []
+    reply = await services.get_outlay(person, from_year, to_year)
+    years = list(reply.years)
+    try:
+        shadow, shadow_error = await services.shadow_difference(person), None
+    except Conflict as exc:  # no candidate in shadow on this instance
+        shadow, shadow_error = None, exc.message
+    except Unavailable as exc:
+        shadow, shadow_error = None, exc.message
+    return {
+        "years": years,
+        "total": reply.total,
+        "chart": outlay_chart(years),
+        "bar_width": OUTLAY_BAR_WIDTH,
+        "filters": {"from_year": from_year or "", "to_year": to_year or ""},
+        "versions": listed,
+        "version": version,
+        "against": against,
+        "changes": changes,
+        "shadow": shadow,
+        "shadow_error": shadow_error,
+    }

@@ -114,3 +114,15 @@ TRANCHE_STATUS_CODES = {"SCHEDULED": 1, "DUE": 2, "PAID": 3, "CANCELLED": 4, "HE
 #: Tranches that may still be cancelled (payout: SCHEDULED, DUE, HELD).
 OPEN_TRANCHES = (1, 2, 5)
 RECOVERY_STATUS = {"OPEN": "追回中", "RECOVERED": "已追回"}
+#: A dead letter's handling (OperationsService).
+LETTER_STATE = {"PENDING": "待处理", "REPLAYED": "已重放", "DISCARDED": "已丢弃"}
+#: What each dead-letter topic holds, for the operator.
+DLQ_TOPIC_NAMES = {
+    "subsidy.applications.v1.dlq": "申请（eligibility 无法处理）",
+    "subsidy.decisions.v1.dlq": "决定（intake、payout、review 等无法处理）",
+    "subsidy.payouts.v1.dlq": "拨付事件",
+    "subsidy.payments.v1.dlq": "支付确认（payout 无法入账）",
+    "subsidy.notices.v1.dlq": "公示事件",
+    "subsidy.firms.v1.dlq": "企业信息（数据平台变更）",
+    "subsidy.notifications.v1.dlq": "通知（notify 多次重试仍未送达）",
+}

@@ -20,7 +20,7 @@ from subsidy.platform.security.policy import AccessPolicy
 from subsidy.services.console.adapters.signin import DevSigner, Tokens
 from subsidy.services.console.adapters.web import Console
 from subsidy.services.console.config import Settings
-from subsidy.services.console.model import Forbidden, NotFound, Person
+from subsidy.services.console.model import Conflict, Forbidden, FormError, NotFound, Person
 from subsidy.v1 import (
     application_pb2,
     decision_pb2,
@@ -62,6 +62,9 @@ class FakeServices:
     def __init__(self) -> None:
         self.policy = AccessPolicy.load()
         self.calls: list[tuple[str, str]] = []  # (rpc, subject)
+        self.operations_store: Any = None
+        #: GetShadowDifference's answer; None: no candidate in shadow (FAILED_PRECONDITION).
+        self.shadow: Any = None
         self.firm_a = valid_code("9131011731234567")
         self.firm_b = valid_code("9131011731234568")
         item = review_pb2.ReviewItem(
@@ -211,6 +214,136 @@ class FakeServices:
             ),
         )
 
+    # operations: the real OperationsService use cases over an in-memory SQLite store
+    def _operations(self) -> Any:
+        if self.operations_store is None:
+            from subsidy.platform.db import Database
+            from subsidy.services.operations.adapters.store import SqlStore
+
+            self.operations_store = SqlStore(Database("sqlite:///:memory:", store="operations"))
+            self.operations_store.create_schema()
+        return self.operations_store
+
+    def add_dead_letter(self, value: bytes, *, topic: str = "subsidy.applications.v1", offset: int = 0) -> str:
+        """A dead letter as eligibility writes one, stored as operations stores it; its id."""
+        import datetime as dt
+        import types
+
+        from subsidy.contracts import cloudevents
+        from subsidy.platform import dead_letters
+        from subsidy.services.operations import handlers as operations
+
+        now = dt.datetime(2026, 12, 1, 9, 30, tzinfo=dt.UTC)
+        record = types.SimpleNamespace(
+            topic=topic,
+            partition=0,
+            offset=offset,
+            key=self.firm_a.encode(),
+            value=value,
+            headers=cloudevents.headers(
+                f"ev-{offset}", "cn.gov.songjiang.subsidy.application.v1", "intake", "t" * 32, time=now
+            ),
+        )
+        built = dead_letters.encode(
+            record,
+            "unexpected error in 5 attempts: KeyError",
+            dlq_topic=topic + ".dlq",
+            consumer="eligibility",
+            source="eligibility",
+            trace_id=None,
+            now=now,
+        )
+        operations.record_letter(
+            self._operations(), built.topic, 0, offset, built.value, built.headers, "2026-12-01T09:31:00Z"
+        )
+        return f"{built.topic}/0/{offset}"
+
+    async def _operation(self, person: Person, method: str, work: Any) -> Any:
+        from subsidy.services.operations import model as om
+
+        self._check(person, "OperationsService", method)
+        try:
+            return work()
+        except om.InvalidArgument as exc:
+            from subsidy.services.console.adapters.grpc import FIELD_LABELS
+
+            field, label = FIELD_LABELS.get(exc.field, (exc.field, exc.field))
+            raise FormError(field, label, f"服务不接受：{exc}") from None
+        except om.NotFound as exc:
+            raise NotFound(f"死信：未找到（{exc}）。") from None
+        except om.FailedPrecondition as exc:
+            raise Conflict(f"当前状态下不能进行此操作（{exc}）。") from None
+        except om.PermissionDenied as exc:
+            raise Forbidden(str(exc)) from None
+
+    async def dead_letter_topics(self, person: Person) -> Any:
+        from subsidy.services.operations import handlers as operations
+        from subsidy.v1 import operations_pb2
+
+        rows = await self._operation(person, "ListDeadLetterTopics", lambda: operations.list_topics(self._operations()))
+        return operations_pb2.ListDeadLetterTopicsResponse(
+            topics=[
+                operations_pb2.DeadLetterTopicSummary(
+                    topic=t, pending=c["PENDING"], replayed=c["REPLAYED"], discarded=c["DISCARDED"]
+                )
+                for t, c in rows
+            ]
+        )
+
+    async def list_dead_letters(self, person: Person, topic: str, state: str, page_token: str) -> Any:
+        from subsidy.services.operations import handlers as operations
+        from subsidy.services.operations.adapters.grpc import letter_to_proto
+        from subsidy.v1 import operations_pb2
+
+        views, token = await self._operation(
+            person,
+            "ListDeadLetters",
+            lambda: operations.list_letters(self._operations(), topic, state, 50, page_token),
+        )
+        return operations_pb2.ListDeadLettersResponse(
+            letters=[letter_to_proto(v) for v in views], next_page_token=token
+        )
+
+    async def get_dead_letter(self, person: Person, letter_id: str) -> Any:
+        from subsidy.services.operations import handlers as operations
+        from subsidy.services.operations.adapters.grpc import letter_to_proto
+        from subsidy.v1 import operations_pb2
+
+        view, trail = await self._operation(
+            person, "GetDeadLetter", lambda: operations.get_letter(self._operations(), letter_id)
+        )
+        return operations_pb2.GetDeadLetterResponse(
+            letter=letter_to_proto(view),
+            audit=[
+                operations_pb2.DeadLetterAudit(
+                    action=a.action, subject=a.subject, role=a.role, reason=a.reason, at=a.at
+                )
+                for a in trail
+            ],
+        )
+
+    async def replay_dead_letter(self, person: Person, letter_id: str, reason: str) -> Any:
+        from subsidy.services.operations import handlers as operations
+        from subsidy.services.operations.model import Actor
+
+        actor = Actor(person.subject, person.role)
+        return await self._operation(
+            person,
+            "ReplayDeadLetter",
+            lambda: operations.replay(self._operations(), letter_id, reason, actor, "2026-12-01T10:00:00Z"),
+        )
+
+    async def discard_dead_letter(self, person: Person, letter_id: str, reason: str) -> Any:
+        from subsidy.services.operations import handlers as operations
+        from subsidy.services.operations.model import Actor
+
+        actor = Actor(person.subject, person.role)
+        return await self._operation(
+            person,
+            "DiscardDeadLetter",
+            lambda: operations.discard(self._operations(), letter_id, reason, actor, "2026-12-01T10:00:00Z"),
+        )
+
     def _check(self, person: Person, service: str, method: str, credit_code: str | None = None) -> None:
         self.calls.append((f"{service}.{method}", person.subject))
         rule = self.policy.rule(f"subsidy.v1.{service}", method)
@@ -319,6 +452,31 @@ class FakeServices:
         self._check(person, "PayoutService", "OpenRecovery")
         self.recovery = request
         return payout_pb2.OpenRecoveryResponse(created=True)
+
+    async def get_outlay(self, person: Person, from_year: int, to_year: int) -> Any:
+        self._check(person, "PayoutService", "GetOutlay")
+        years = [
+            payout_pb2.BudgetYearOutlay(budget_year=2025, paid_fen=40_000_000, recovered_fen=1_000_000),
+            payout_pb2.BudgetYearOutlay(budget_year=2026, reserved_fen=30_000_000, payable_fen=25_000_000),
+            payout_pb2.BudgetYearOutlay(budget_year=2027, payable_fen=20_000_000, held_fen=5_000_000),
+        ]
+        years = [
+            y
+            for y in years
+            if (not from_year or y.budget_year >= from_year) and (not to_year or y.budget_year <= to_year)
+        ]
+        total = payout_pb2.BudgetYearOutlay()
+        for y in years:
+            for field in ("reserved_fen", "payable_fen", "held_fen", "paid_fen", "recovered_fen", "cancelled_fen"):
+                setattr(total, field, getattr(total, field) + getattr(y, field))
+        return payout_pb2.GetOutlayResponse(years=years, total=total)
+
+    async def shadow_difference(self, person: Person) -> Any:
+
+        self._check(person, "PolicyService", "GetShadowDifference")
+        if self.shadow is None:
+            raise Conflict("影子评估：当前状态下不能进行此操作（no shadow version is set）。")
+        return self.shadow
 
     async def list_tranches(
         self, person: Person, due_from: str, due_to: str, statuses: list[int], page_token: str

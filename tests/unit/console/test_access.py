@@ -27,6 +27,9 @@ def request_for(route, services: FakeServices, role: str) -> tuple[str, dict]:
         "application_id": "A-1",
         "credit_code": services.firm_a,
     }
+    if "{topic}" in route.path:
+        topic, partition, offset = services.add_dead_letter(b"\x0a\x03A-1").rsplit("/", 2)
+        params.update(topic=topic, partition=partition, offset=offset)
     path = route.path.format(**params)
     forms = {
         "review_decide": {"result": "APPROVED", "amount_yuan": "100000", "basis": "按第4项核定"},
@@ -35,6 +38,8 @@ def request_for(route, services: FakeServices, role: str) -> tuple[str, dict]:
         "application_answer": {"request_number": "1", "answer": "已补充服务合同"},
         "tranche_cancel": {"tranche_id": "A-1/tranche-1", "reason": "企业迁出本区"},
         "recovery_open": {"application_id": "A-1", "amount_yuan": "10000", "reason": "发票不实"},
+        "dead_letter_replay": {"reason": "规则已修正"},
+        "dead_letter_discard": {"reason": "测试数据"},
         "objection_resolve": {
             "objection_id": services.notice.lines[0].line.line_id + "/objection-1",
             "resolution": "DISMISSED",

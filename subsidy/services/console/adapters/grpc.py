@@ -21,7 +21,18 @@ from subsidy.services.console.model import (
     SignedOut,
     Unavailable,
 )
-from subsidy.v1 import intake_pb2, intake_pb2_grpc, payout_pb2, payout_pb2_grpc, review_pb2, review_pb2_grpc
+from subsidy.v1 import (
+    intake_pb2,
+    intake_pb2_grpc,
+    operations_pb2,
+    operations_pb2_grpc,
+    payout_pb2,
+    payout_pb2_grpc,
+    policy_service_pb2,
+    policy_service_pb2_grpc,
+    review_pb2,
+    review_pb2_grpc,
+)
 
 TIMEOUT_SECONDS = 15.0
 
@@ -42,6 +53,11 @@ FIELD_LABELS = {
     "due_from": ("due_from", "应付日期（起）"),
     "due_to": ("due_to", "应付日期（止）"),
     "page_token": ("page_token", "页码"),
+    "from_year": ("from_year", "预算年度（起）"),
+    "to_year": ("to_year", "预算年度（止）"),
+    "letter_id": ("letter_id", "死信编号"),
+    "topic": ("topic", "死信主题"),
+    "state": ("state", "处理状态"),
 }
 
 
@@ -75,8 +91,16 @@ class GrpcServices:
         payout: str,
         health_targets: tuple[tuple[str, str], ...] = (),
         ca_file: str = "",
+        operations: str = "127.0.0.1:50058",
+        eligibility: str = "127.0.0.1:50052",
     ):
-        self.addresses = {"intake": intake, "review": review, "payout": payout}
+        self.addresses = {
+            "intake": intake,
+            "review": review,
+            "payout": payout,
+            "operations": operations,
+            "eligibility": eligibility,
+        }
         self.health_targets = health_targets or tuple(self.addresses.items())
         self._credentials = None
         if ca_file:
@@ -110,6 +134,14 @@ class GrpcServices:
     @property
     def _payout(self) -> Any:
         return payout_pb2_grpc.PayoutServiceStub(self._channel(self.addresses["payout"]))
+
+    @property
+    def _policy(self) -> Any:
+        return policy_service_pb2_grpc.PolicyServiceStub(self._channel(self.addresses["eligibility"]))
+
+    @property
+    def _operations(self) -> Any:
+        return operations_pb2_grpc.OperationsServiceStub(self._channel(self.addresses["operations"]))
 
     @staticmethod
     async def _call(method: Any, request: Any, person: Person, what: str) -> Any:
@@ -190,6 +222,14 @@ class GrpcServices:
     async def open_recovery(self, person: Person, request: Any) -> Any:
         return await self._call(self._payout.OpenRecovery, request, person, "追回")
 
+    async def get_outlay(self, person: Person, from_year: int, to_year: int) -> Any:
+        request = payout_pb2.GetOutlayRequest(from_year=from_year, to_year=to_year)
+        return await self._call(self._payout.GetOutlay, request, person, "预算执行")
+
+    async def shadow_difference(self, person: Person) -> Any:
+        request = policy_service_pb2.GetShadowDifferenceRequest()
+        return await self._call(self._policy.GetShadowDifference, request, person, "影子评估")
+
     async def list_tranches(
         self, person: Person, due_from: str, due_to: str, statuses: list[int], page_token: str
     ) -> Any:
@@ -210,3 +250,24 @@ class GrpcServices:
             return name, address, status
 
         return list(await asyncio.gather(*(one(n, a) for n, a in self.health_targets)))
+
+    # operations: the dead letters
+    async def dead_letter_topics(self, person: Person) -> Any:
+        request = operations_pb2.ListDeadLetterTopicsRequest()
+        return await self._call(self._operations.ListDeadLetterTopics, request, person, "死信主题")
+
+    async def list_dead_letters(self, person: Person, topic: str, state: str, page_token: str) -> Any:
+        request = operations_pb2.ListDeadLettersRequest(topic=topic, state=state, page_size=50, page_token=page_token)
+        return await self._call(self._operations.ListDeadLetters, request, person, "死信列表")
+
+    async def get_dead_letter(self, person: Person, letter_id: str) -> Any:
+        request = operations_pb2.GetDeadLetterRequest(letter_id=letter_id)
+        return await self._call(self._operations.GetDeadLetter, request, person, "死信")
+
+    async def replay_dead_letter(self, person: Person, letter_id: str, reason: str) -> Any:
+        request = operations_pb2.ReplayDeadLetterRequest(letter_id=letter_id, reason=reason)
+        return await self._call(self._operations.ReplayDeadLetter, request, person, "重放死信")
+
+    async def discard_dead_letter(self, person: Person, letter_id: str, reason: str) -> Any:
+        request = operations_pb2.DiscardDeadLetterRequest(letter_id=letter_id, reason=reason)
+        return await self._call(self._operations.DiscardDeadLetter, request, person, "丢弃死信")

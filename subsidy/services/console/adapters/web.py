@@ -38,10 +38,11 @@ from subsidy.core.money import yuan
 from subsidy.services.console import handlers, metrics, model
 from subsidy.services.console.access import Route as RouteRule
 from subsidy.services.console.access import load_routes
+from subsidy.services.console.adapters.policy import PolicyVersions
 from subsidy.services.console.adapters.signin import DevIdentity, DevSigner, Tokens
 from subsidy.services.console.config import Settings
 from subsidy.services.console.model import ConsoleError, Forbidden, FormError, Person, SignedOut
-from subsidy.services.console.ports import Services
+from subsidy.services.console.ports import PolicyTexts, Services
 
 log = logging.getLogger("subsidy.console")
 
@@ -125,6 +126,10 @@ def _environment() -> jinja2.Environment:
         GRANT_STATE=model.GRANT_STATE,
         TRANCHE_STATUS=model.TRANCHE_STATUS,
         TRANCHE_STATUS_CODES=model.TRANCHE_STATUS_CODES,
+        LETTER_STATE=model.LETTER_STATE,
+        DLQ_TOPIC_NAMES=model.DLQ_TOPIC_NAMES,
+        OUTLAY_KINDS=handlers.OUTLAY_KINDS,
+        CHANGE_KINDS=handlers.CHANGE_KINDS,
         DECIDE_RESULTS=handlers.DECIDE_RESULTS,
         RESOLUTIONS=handlers.RESOLUTIONS,
         QUEUE_STATUSES=handlers.QUEUE_STATUSES,
@@ -144,9 +149,11 @@ class Console:
         dev: DevSigner | None = None,
         oidc: Any = None,
         clock: Callable[[], float] = time.time,
+        policy: PolicyTexts | None = None,
     ):
         self.settings = settings
         self.services = services
+        self.policy = policy or PolicyVersions()
         self.tokens = tokens
         self.dev = dev
         self.oidc = oidc
@@ -224,7 +231,9 @@ class Console:
                 ("applications", "申请查询"),
                 ("firm", "企业台账"),
                 ("finance", "拨付计划"),
+                ("budget", "预算执行"),
                 ("operations", "运行状况"),
+                ("dead_letters", "死信"),
             ):
                 if self.routes[name].admits(person):
                     href = f"/firms/{person.credit_code}" if name == "firm" and person.credit_code else None
@@ -487,9 +496,67 @@ class Console:
             headers={"content-disposition": f'attachment; filename="{name}"'},
         )
 
+    async def budget(self, request: Request, person: Person, form: dict) -> Response:
+        data = await handlers.budget(self.services, self.policy, person, request.query_params)
+        return self.render(request, "budget.html", person, **data)
+
     async def operations(self, request: Request, person: Person, form: dict) -> Response:
         checks = await self.services.health()
-        return self.render(request, "operations.html", person, checks=checks)
+        try:
+            topics, topics_error = await handlers.dead_letter_topics(self.services, person), None
+        except model.Unavailable as exc:  # the page still shows health when operations is down
+            topics, topics_error = [], exc.message
+        return self.render(request, "operations.html", person, checks=checks, topics=topics, topics_error=topics_error)
+
+    async def dead_letters(self, request: Request, person: Person, form: dict) -> Response:
+        try:
+            data = await handlers.dead_letters(self.services, person, request.query_params)
+        except FormError as exc:
+            return self.render(
+                request,
+                "dead_letters.html",
+                person,
+                status=400,
+                error=exc.message,
+                topics=[],
+                topic="",
+                state="",
+                letters=[],
+                next_page_token="",
+            )
+        return self.render(request, "dead_letters.html", person, **data)
+
+    @staticmethod
+    def _letter_id(request: Request) -> str:
+        p = request.path_params
+        return handlers.letter_id_of(str(p["topic"]), str(p["partition"]), str(p["offset"]))
+
+    @staticmethod
+    def _letter_path(request: Request) -> str:
+        p = request.path_params
+        return f"/operations/dead-letters/{p['topic']}/{int(p['partition'])}/{int(p['offset'])}"
+
+    async def dead_letter(self, request: Request, person: Person, form: dict | None = None, **context: Any) -> Response:
+        status = context.pop("status", 200)
+        form = context.pop("form", form) or {}
+        data = await handlers.dead_letter(self.services, person, self._letter_id(request))
+        return self.render(
+            request,
+            "dead_letter.html",
+            person,
+            status=status,
+            form=form,
+            path=self._letter_path(request),
+            **data,
+            **context,
+        )
+
+    def _letter_action(self, action: Callable[..., Awaitable[Any]], done: str) -> Callable[..., Awaitable[Response]]:
+        async def view(request: Request, person: Person, form: dict) -> Response:
+            await action(self.services, person, self._letter_id(request), form)
+            return RedirectResponse(self._letter_path(request) + "?" + urlencode({"done": done}), status_code=303)
+
+        return view
 
     # -- the app ----------------------------------------------------------------------------
 
@@ -521,7 +588,12 @@ class Console:
             "recovery_open": (self._firm_action(handlers.open_recovery, "recovery"), self.firm),
             "finance": (self.finance, None),
             "finance_csv": (self.finance_csv, None),
+            "budget": (self.budget, None),
             "operations": (self.operations, None),
+            "dead_letters": (self.dead_letters, None),
+            "dead_letter": (self.dead_letter, None),
+            "dead_letter_replay": (self._letter_action(handlers.replay_dead_letter, "replayed"), self.dead_letter),
+            "dead_letter_discard": (self._letter_action(handlers.discard_dead_letter, "discarded"), self.dead_letter),
         }
         missing = set(self.routes) ^ set(views)
         if missing:
