@@ -268,7 +268,11 @@ def test_core_resources_are_valid_strictly(overlay, version):
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_custom_resources_match_their_crd_schemas(overlay):
     docs = [d for d in rendered(f"overlays/{overlay}") if d["apiVersion"] not in CORE_GROUPS]
-    secure = {"KafkaUser", "Certificate", "Issuer", "ObjectStore", "ScheduledBackup"} if overlay != "dev" else set()
+    secure = (
+        {"KafkaUser", "Certificate", "Issuer", "ObjectStore", "ScheduledBackup", "TriggerAuthentication"}
+        if overlay != "dev"
+        else set()
+    )
     assert {d["kind"] for d in docs} == {
         "Kafka",
         "KafkaNodePool",
@@ -277,6 +281,7 @@ def test_custom_resources_match_their_crd_schemas(overlay):
         "ServiceMonitor",
         "PodMonitor",
         "PrometheusRule",
+        "ScaledObject",
         *secure,
     }
     errors = [e for d in docs for e in crd_errors(d)]
@@ -470,7 +475,11 @@ LIBPQ_VARIABLES = {"PGSSLMODE", "PGSSLROOTCERT"}
 
 
 def env_vars_read_by(service: str) -> set[str]:
-    sources = [ROOT / "subsidy" / "services" / service / "config.py", ROOT / "subsidy/platform/security/kafka.py"]
+    sources = [
+        ROOT / "subsidy" / "services" / service / "config.py",
+        ROOT / "subsidy/platform/security/kafka.py",
+        ROOT / "subsidy/platform/topics.py",  # SUBSIDY_KAFKA_TOPIC_CREATION (ensure_all, every service)
+    ]
     if service in ("eligibility", "notify", "intake", "payout"):
         sources.append(ROOT / "subsidy" / "core" / "policy.py")  # SUBSIDY_POLICY_DIR
     names: set[str] = set()
@@ -613,9 +622,11 @@ def test_autoscaling_never_exceeds_the_partitions():
     for overlay in OVERLAYS:
         docs = rendered(f"overlays/{overlay}")
         hpas = {h["metadata"]["name"]: h for h in of_kind(docs, "HorizontalPodAutoscaler")}
-        assert set(hpas) == {"subsidy-intake", "subsidy-eligibility", "subsidy-payout"}
+        # The consumers scale on lag with KEDA (tests/ops/test_k8s_scaling.py); intake on CPU.
+        assert set(hpas) == {"subsidy-intake"}
+        scaled = {s["metadata"]["name"]: s for s in of_kind(docs, "ScaledObject")}
         for service, bound in PARTITION_BOUND.items():
-            assert hpas[f"subsidy-{dns(service)}"]["spec"]["maxReplicas"] <= bound
+            assert scaled[f"subsidy-{dns(service)}"]["spec"]["maxReplicaCount"] <= bound
         for name, hpa in hpas.items():
             assert hpa["spec"]["scaleTargetRef"]["name"] == name
             assert "replicas" not in named(docs, "Deployment", name)["spec"], f"{name}: the HPA owns replicas"

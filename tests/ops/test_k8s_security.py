@@ -345,10 +345,15 @@ def test_finance_has_its_own_listener_reachable_from_the_finance_network_only(ov
     for cidr in ranges:
         network = ipaddress.ip_network(cidr)
         assert network.is_private and network.prefixlen >= 8, cidr
-    # The in-cluster listener admits the subsidy pods only, not the finance network.
+    # The in-cluster listener admits the subsidy pods (and KEDA's operator, which
+    # reads the consumer lag as subsidy-keda, Describe only), not the finance network.
     (internal,) = listeners.values()
     assert internal["networkPolicyPeers"] == [
-        {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "subsidy"}}}
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "subsidy"}}},
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}},
+            "podSelector": {"matchLabels": {"app": "keda-operator"}},
+        },
     ]
     for service in SERVICES:
         bootstrap = container_env(docs, deployment(docs, service))["KAFKA_BOOTSTRAP_SERVERS"]
