@@ -499,6 +499,37 @@ def test_finance_sees_the_tranches_and_exports_the_csv(console):
     assert "已取消" in console.find("#firm-tranches").text
 
 
+def test_finance_sees_the_outlay_per_budget_year_and_a_version_difference(console):
+    from subsidy.core.money import yuan
+
+    console.sign_in(FINANCE.subject)
+    with console.http() as client:
+        rows = list(csv.DictReader(io.StringIO(client.get("/finance/tranches.csv").content.decode("utf-8-sig"))))
+    payable = sum(int(r["amount_fen"]) for r in rows if r["status"] in ("SCHEDULED", "DUE"))
+    cancelled = sum(int(r["amount_fen"]) for r in rows if r["status"] == "CANCELLED")
+    assert payable > 0 and cancelled > 0  # finance cancelled one tranche just before
+    console.open("/budget")
+    total = [c.text for c in console.all("#outlay tr.total td")]
+    # reserved, payable, held, paid, recovered, cancelled: payout's sums agree with the tranches listed
+    assert total[0] == "合计" and total[2] == yuan(payable) and total[6] == yuan(cancelled), total
+    assert len(console.all("#outlay-chart rect")) == 5 * len(console.all("#outlay tbody tr:not(.total)"))
+    changes = console.find("#changes").text
+    assert "fictional-final-2023" in changes and "两个版本没有差异" not in changes
+    assert console.find("#shadow-none").text  # no candidate in shadow on this stack: said so
+    console.shot("12b-budget")
+
+
+def test_proposals_by_credit_code(console):
+    """免申即享 through intake's ProposalService with the reviewer's token: the
+    stack runs no data-platform feed here, so the firm has none, and says so."""
+    console.sign_in(REVIEWER_1.subject)
+    console.open(f"/proposals?credit_code={ENTERPRISE_FIRM}")
+    assert "没有免申即享建议" in console.find("#proposals").text
+    console.open(f"/firms/{ENTERPRISE_FIRM}")
+    assert "没有免申即享建议" in console.find("#proposals").text
+    console.shot("13b-firm-proposals")
+
+
 def test_an_enterprise_sees_only_its_own_firm(console):
     console.sign_in("", ENTERPRISE_FIRM)
     console.open("/applications")

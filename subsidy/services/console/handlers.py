@@ -393,7 +393,38 @@ async def firm(services: Services, person: Person, code: str) -> dict[str, Any]:
     for t in tranches:
         label = TRANCHE_STATUS.get(t.status, "")
         by_status[label] = by_status.get(label, 0) + t.amount_fen
-    return {"credit_code": code, "ledger": ledger, "tranches": tranches, "by_status": by_status}
+    proposals = await all_proposals(services, person, code) if person.role != "FINANCE" else None
+    return {
+        "credit_code": code,
+        "ledger": ledger,
+        "tranches": tranches,
+        "by_status": by_status,
+        "proposals": proposals,
+    }
+
+
+async def all_proposals(services: Services, person: Person, code: str) -> list[Any]:
+    """A firm's 免申即享 proposals, newest first (every page)."""
+    found: list[Any] = []
+    token = ""
+    for _ in range(MAX_PAGES):
+        reply = await services.list_proposals(person, code, token)
+        found.extend(reply.proposals)
+        token = reply.next_page_token
+        if not token:
+            break
+    return found
+
+
+async def proposals(services: Services, person: Person, query: Mapping[str, str]) -> dict[str, Any]:
+    firm = firm_of(person, str(query.get("credit_code") or ""))
+    state = str(query.get("state") or "").strip()
+    if state and not (state.isdigit() and 1 <= int(state) <= 4):
+        raise FormError("state", "状态", "不是可选的状态。")
+    found = await all_proposals(services, person, firm) if firm else []
+    if state:
+        found = [p for p in found if p.state == int(state)]
+    return {"proposals": found, "filters": {"credit_code": firm, "state": state}}
 
 
 async def cancel_tranche(services: Services, person: Person, code: str, form: Mapping[str, Any]) -> Any:

@@ -126,3 +126,5 @@ DLQ_TOPIC_NAMES = {
     "subsidy.firms.v1.dlq": "企业信息（数据平台变更）",
     "subsidy.notifications.v1.dlq": "通知（notify 多次重试仍未送达）",
 }
+#: A 免申即享 proposal's state (ProposalState).
+PROPOSAL_STATE = {0: "未知", 1: "待企业确认", 2: "已确认（已提交申请）", 3: "企业已谢绝", 4: "已过期"}

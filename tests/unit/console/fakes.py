@@ -67,6 +67,32 @@ class FakeServices:
         self.shadow: Any = None
         self.firm_a = valid_code("9131011731234567")
         self.firm_b = valid_code("9131011731234568")
+        from subsidy.v1 import proposal_pb2
+
+        self.proposals = [
+            proposal_pb2.Proposal(
+                proposal_id=f"P-{self.firm_a}-9-abc123",
+                credit_code=self.firm_a,
+                clause="9",
+                fact_reference="DCMM_LEVEL:<b>DCMM-2026-0042</b>",
+                application=application_pb2.Application(
+                    firm=application_pb2.Firm(credit_code=self.firm_a, name=HOSTILE_NAME)
+                ),
+                expected_award_fen=20_000_000,
+                state=1,
+                proposed_on="2026-11-20",
+                expires_on="2026-12-20",
+            ),
+            proposal_pb2.Proposal(
+                proposal_id=f"P-{self.firm_a}-11.node-def456",
+                credit_code=self.firm_a,
+                clause="11.node",
+                fact_reference="IDENTIFIER_NODE:N-1",
+                expected_award_fen=5_000_000,
+                state=3,
+                decline_reason="暂不需要",
+            ),
+        ]
         item = review_pb2.ReviewItem(
             item_id="rv-1",
             decision_id="A-1@2025.1",
@@ -452,6 +478,13 @@ class FakeServices:
         self._check(person, "PayoutService", "OpenRecovery")
         self.recovery = request
         return payout_pb2.OpenRecoveryResponse(created=True)
+
+    async def list_proposals(self, person: Person, credit_code: str, page_token: str) -> Any:
+        from subsidy.v1 import proposal_pb2
+
+        self._check(person, "ProposalService", "ListProposals", credit_code)
+        found = [p for p in self.proposals if p.credit_code == credit_code]
+        return proposal_pb2.ListProposalsResponse(proposals=found)
 
     async def get_outlay(self, person: Person, from_year: int, to_year: int) -> Any:
         self._check(person, "PayoutService", "GetOutlay")

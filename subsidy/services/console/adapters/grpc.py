@@ -30,6 +30,8 @@ from subsidy.v1 import (
     payout_pb2_grpc,
     policy_service_pb2,
     policy_service_pb2_grpc,
+    proposal_pb2,
+    proposal_pb2_grpc,
     review_pb2,
     review_pb2_grpc,
 )
@@ -136,6 +138,10 @@ class GrpcServices:
         return payout_pb2_grpc.PayoutServiceStub(self._channel(self.addresses["payout"]))
 
     @property
+    def _proposals(self) -> Any:
+        return proposal_pb2_grpc.ProposalServiceStub(self._channel(self.addresses["intake"]))
+
+    @property
     def _policy(self) -> Any:
         return policy_service_pb2_grpc.PolicyServiceStub(self._channel(self.addresses["eligibility"]))
 
@@ -209,6 +215,10 @@ class GrpcServices:
     async def get_application(self, person: Person, application_id: str) -> Any:
         request = intake_pb2.GetApplicationRequest(application_id=application_id)
         return await self._call(self._intake.GetApplication, request, person, "申请")
+
+    async def list_proposals(self, person: Person, credit_code: str, page_token: str) -> Any:
+        request = proposal_pb2.ListProposalsRequest(credit_code=credit_code, page_size=100, page_token=page_token)
+        return await self._call(self._proposals.ListProposals, request, person, "免申即享")
 
     # payout
     async def get_ledger(self, person: Person, credit_code: str) -> Any:

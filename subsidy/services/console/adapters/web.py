@@ -128,6 +128,7 @@ def _environment() -> jinja2.Environment:
         TRANCHE_STATUS_CODES=model.TRANCHE_STATUS_CODES,
         LETTER_STATE=model.LETTER_STATE,
         DLQ_TOPIC_NAMES=model.DLQ_TOPIC_NAMES,
+        PROPOSAL_STATE=model.PROPOSAL_STATE,
         OUTLAY_KINDS=handlers.OUTLAY_KINDS,
         CHANGE_KINDS=handlers.CHANGE_KINDS,
         DECIDE_RESULTS=handlers.DECIDE_RESULTS,
@@ -229,6 +230,7 @@ class Console:
                 ("review_queue", "审核队列"),
                 ("notices", "公示"),
                 ("applications", "申请查询"),
+                ("proposals", "免申即享"),
                 ("firm", "企业台账"),
                 ("finance", "拨付计划"),
                 ("budget", "预算执行"),
@@ -496,6 +498,21 @@ class Console:
             headers={"content-disposition": f'attachment; filename="{name}"'},
         )
 
+    async def proposals(self, request: Request, person: Person, form: dict) -> Response:
+        try:
+            data = await handlers.proposals(self.services, person, request.query_params)
+        except FormError as exc:
+            return self.render(
+                request,
+                "proposals.html",
+                person,
+                status=400,
+                error=exc.message,
+                proposals=[],
+                filters=dict(request.query_params),
+            )
+        return self.render(request, "proposals.html", person, **data)
+
     async def budget(self, request: Request, person: Person, form: dict) -> Response:
         data = await handlers.budget(self.services, self.policy, person, request.query_params)
         return self.render(request, "budget.html", person, **data)
@@ -589,6 +606,7 @@ class Console:
             "finance": (self.finance, None),
             "finance_csv": (self.finance_csv, None),
             "budget": (self.budget, None),
+            "proposals": (self.proposals, None),
             "operations": (self.operations, None),
             "dead_letters": (self.dead_letters, None),
             "dead_letter": (self.dead_letter, None),
