@@ -185,3 +185,24 @@ def test_the_cap_reconciliation_cronjob_runs_the_reconcile_command_locked_down(o
     )
     for service in of_kind(docs, "Service"):
         assert not selects({"matchLabels": service["spec"].get("selector", {})}, labels), service["metadata"]["name"]
+
+
+# ------------------------------------------------------------------ gRPC balancing across intake pods
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_intake_has_a_headless_service_for_client_side_round_robin(overlay):
+    docs = rendered(f"overlays/{overlay}")
+    headless = named(docs, "Service", "subsidy-intake-headless")
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"].get("publishNotReadyAddresses", False) is False
+    pod_labels = deployment(docs, "intake")["spec"]["template"]["metadata"]["labels"]
+    assert selects({"matchLabels": headless["spec"]["selector"]}, pod_labels)
+    assert [(p["name"], p["port"]) for p in headless["spec"]["ports"]] == [("grpc", 50051)]
+    for monitor in of_kind(docs, "ServiceMonitor"):
+        assert not selects(monitor["spec"]["selector"], headless["metadata"]["labels"]), monitor["metadata"]["name"]
+    if overlay == "prod":  # TLS: the name a dns:/// client verifies is in intake's certificate
+        certificate = named(docs, "Certificate", "subsidy-intake-tls")
+        assert {"subsidy-intake-headless", "subsidy-intake-headless.subsidy.svc"} <= set(
+            certificate["spec"]["dnsNames"]
+        )
