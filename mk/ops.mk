@@ -10,6 +10,8 @@
 #   make image                     build the runtime image here (debootstrap + podman, root; deploy/image)
 #   make image-lock                re-lock the image's dependencies with hashes
 #   make image-smoke               the image's smoke test (podman, local Kafka and PostgreSQL)
+#   make crd-verify [STRIMZI_REPO=<clone at the tag>]
+#                                  the vendored CRD schemas against the published CRDs of the pinned versions
 
 OVERLAY ?= dev
 IMAGE ?= songjiang-subsidy:dev
@@ -25,13 +27,21 @@ k8s-sync:
 	$(PY) deploy/k8s/sync-files.py
 
 k8s-test: $(GENERATED)
-	$(PY) -m pytest tests/ops/test_k8s.py tests/ops/test_k8s_security.py tests/ops/test_secure_by_default.py tests/ops/test_image_lock.py -q
+	$(PY) -m pytest tests/ops/test_k8s.py tests/ops/test_k8s_security.py tests/ops/test_k8s_scaling.py tests/ops/test_crd_schemas.py tests/ops/test_secure_by_default.py tests/ops/test_image_lock.py -q
+
+# deploy/k8s/crd-schemas/crdcheck.py: offline subset check, then the pinned
+# CRDs fetched again (Go module proxy; Strimzi from STRIMZI_REPO, a clone at its tag).
+STRIMZI_REPO ?=
+.PHONY: crd-verify
+crd-verify: $(INSTALLED)
+	$(PY) deploy/k8s/crd-schemas/crdcheck.py check
+	$(PY) deploy/k8s/crd-schemas/crdcheck.py fetch $(if $(STRIMZI_REPO),--strimzi-repo $(STRIMZI_REPO),)
 
 alerts-test: $(INSTALLED)
 	$(PY) -m pytest tests/ops/test_alerts.py -q
 
 ops-test: $(GENERATED)
-	$(PY) -m pytest tests/ops/test_k8s.py tests/ops/test_k8s_security.py tests/ops/test_secure_by_default.py tests/ops/test_image_lock.py tests/ops/test_alerts.py -q
+	$(PY) -m pytest tests/ops/test_k8s.py tests/ops/test_k8s_security.py tests/ops/test_k8s_scaling.py tests/ops/test_crd_schemas.py tests/ops/test_grpc_balancing.py tests/ops/test_secure_by_default.py tests/ops/test_image_lock.py tests/ops/test_alerts.py -q
 
 # No Docker engine: a Debian base from Debian's packages (debootstrap), the
 # locked wheels, one layer imported with podman (deploy/image/build.sh).
