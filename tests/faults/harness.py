@@ -52,6 +52,8 @@ from subsidy_dev.postgres import PostgresServer
 from subsidy_dev.stack import LocalStack, ServiceProcess
 from subsidy_dev.toxiproxy import Proxy, Toxiproxy
 
+from . import hostile
+
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = [
     json.loads(line)
@@ -657,7 +659,10 @@ def produce_hostile(bootstrap: str, seed: int) -> list[tuple[str, int, int]]:
                 placed.append((spec.name, meta.partition, meta.offset))
     finally:
         producer.close(timeout=10)
-    return placed
+    # Protobuf of the wrong type, hostile ids in valid events (tests/faults/hostile.py).
+    wl = workload(seed)
+    firms = list(wl.firms)
+    return placed + hostile.produce(bootstrap, seed, wl.applications[0], firms[0], firms[1])
 
 
 def feed_problems(fs: FaultStack, wl: Workload) -> list[str]:
@@ -711,6 +716,10 @@ def readers_of(topic: str) -> int:
 def hostile_problems(fs: FaultStack, seed: int, placed: list[tuple[str, int, int]]) -> list[str]:
     """Each hostile record dead-lettered once by every group that reads its
     topic, so none stalled a partition (lag 0 is checked besides)."""
+    problems = hostile.problems(
+        [p for p in placed if isinstance(p, hostile.Placed)], lambda t: read_topic(fs.bootstrap, t)
+    )
+    placed = [p for p in placed if not isinstance(p, hostile.Placed)]
     by_record: dict[tuple[str, int, int], set[str]] = defaultdict(set)
     prefix = f"hostile-{seed}-".encode()
     for dlq in topics.ALL:
@@ -720,7 +729,6 @@ def hostile_problems(fs: FaultStack, seed: int, placed: list[tuple[str, int, int
             if r.key and r.key.startswith(prefix[:256]):
                 letter = events_pb2.DeadLetter.FromString(r.value)
                 by_record[(letter.source_topic, letter.source_partition, letter.source_offset)].add(letter.consumer)
-    problems = []
     for topic, partition, offset in placed:
         consumers = by_record.get((topic, partition, offset), set())
         if len(consumers) != readers_of(topic):
