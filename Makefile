@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 PROTOS := $(shell find proto -name '*.proto')
 GENERATED := subsidy/v1/.generated
 
-.PHONY: run calculate test test-faults unit lint proto proto-release venv bench clean clean-runs help system-packages
+.PHONY: run calculate test test-faults fuzz unit lint proto proto-release venv bench clean clean-runs help system-packages
 .DEFAULT_GOAL := help
 
 help:
@@ -16,6 +16,7 @@ help:
 	@echo "make test   - set up .venv, generate protobuf code, run the whole suite (fault injection included)"
 	@echo "make lint   - ruff (lint and format), mypy (strict on subsidy/core), import-linter's layer contracts"
 	@echo "make test-faults - the fault-injection suite alone (ARGS='--fault-seeds 1-20' or --soak)"
+	@echo "make fuzz   - the coverage-guided fuzzer, FUZZ_SECONDS (120) per target; crashes become tests/fuzz/corpus inputs"
 	@echo "make bench  - pipeline, intake and calculator throughput, each beside its baseline (ARGS=--quick)"
 	@echo "make proto  - regenerate subsidy/v1 from proto/"
 
@@ -54,6 +55,12 @@ lint: $(GENERATED)
 
 test-faults: $(GENERATED)
 	$(PY) -m pytest tests/faults $(ARGS)
+
+# The coverage-guided fuzzer (Atheris) over every decoder and gRPC request,
+# FUZZ_SECONDS per target (make test runs it for 3 s each).
+FUZZ_SECONDS ?= 120
+fuzz: $(GENERATED)
+	SUBSIDY_FUZZ_SECONDS=$(FUZZ_SECONDS) $(PY) -m pytest tests/fuzz/test_coverage_guided.py -v $(ARGS)
 
 unit: $(GENERATED)
 	$(PY) -m pytest tests/unit tests/property tests/test_policy_cases.py -q

@@ -16,6 +16,7 @@ from typing import Any
 
 from subsidy.platform import metrics as shared
 from subsidy.platform import process
+from subsidy.platform import topics as platform_topics
 from subsidy.platform.clock import Clock, clock_from_env
 from subsidy.platform.db import Database
 from subsidy.services.operations import metrics
@@ -28,6 +29,15 @@ from subsidy.services.operations.config import Settings
 from subsidy.services.operations.model import DLQ_TOPICS, STATES
 
 log = logging.getLogger("subsidy.services.operations")
+
+
+def ensure_topics(bootstrap: str) -> None:
+    """The DLQ topics before the consumers subscribe (as notify does); a
+    failure is logged and the consumers and the relay retry on their own."""
+    try:
+        platform_topics.ensure_all(bootstrap, timeout=10)
+    except Exception as exc:  # noqa: BLE001 - the consumers retry on their own
+        log.warning("could not ensure the topics", extra={"fields": {"error": str(exc)[:300]}})
 
 
 class OperationsApp(process.ServiceApp):
@@ -56,6 +66,7 @@ class OperationsApp(process.ServiceApp):
         return build_server(self.servicer, self.health, self.settings.grpc_address)
 
     async def start_work(self) -> None:
+        await asyncio.to_thread(ensure_topics, self.settings.kafka_bootstrap)
         self.relay.start()
         for consumer in self.consumers:
             consumer.start()
