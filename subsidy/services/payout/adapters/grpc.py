@@ -181,7 +181,7 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):
     async def GetOutlay(self, request: Any, context: Any) -> Any:
         """The outlay per budget year (outlay.py), read from the store's own database."""
         try:
-            query = SqlOutlay(self.uow.db)  # type: ignore[attr-defined] - the SqlStore's database
+            query = SqlOutlay(self.uow.db)  # type: ignore[attr-defined]  # the SqlStore's database
             years, total = await asyncio.to_thread(outlay.outlay, query, request.from_year, request.to_year)
         except Exception as exc:
             await self._fail(context, "GetOutlay", exc)
