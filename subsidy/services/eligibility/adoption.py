@@ -12,6 +12,7 @@ version. A refusal is appended as a ``refused`` event and changes nothing.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -36,6 +37,10 @@ from subsidy.core.versions import OpenApplication, Versions
 
 
 class Log(Protocol):
+    """The audit trail: a file per instance (adapters/adoption_log.py) or the
+    shared topic (adapters/adoption_topic.py, which also has ``catch_up``:
+    the events recorded since the last read)."""
+
     def read(self) -> list[dict[str, Any]]: ...
 
     def append(self, event: dict[str, Any]) -> None: ...
@@ -64,13 +69,39 @@ class AdoptionDesk:
         self.on_adopted = on_adopted
         #: What decides applications before any adoption (the root version).
         self.policy = policy
-        self.state = AdoptionState.replay(log.read())
+        self._lock = threading.RLock()
+        # A file trail is read here; a shared one (catch_up) by the first
+        # refresh(), which main() calls before the agent decides anything.
+        self.state = AdoptionState.replay(log.read() if getattr(log, "catch_up", None) is None else ())
         #: Once a version is adopted: which version decides an application.
         self.router: Router | None = None
         if self.state.adopted:
             # At start: the adoptions recorded hold again, their files checked
             # (a file changed since its adoption refuses to start, naming it).
             self._route(Router(effective(versions, self.state).verify()))
+
+    def refresh(self) -> int:
+        """With a shared trail (adapters/adoption_topic.py): apply what was
+        recorded since, by this instance or another (applying an event twice
+        changes nothing); a newly adopted version routes applications from
+        now on. Returns how many events were read. A file trail has nothing
+        to catch up."""
+        catch_up = getattr(self.log, "catch_up", None)
+        if catch_up is None:
+            return 0
+        with self._lock:
+            events = catch_up()
+            if not events:
+                return 0
+            adopted_before = set(self.state.adopted)
+            state = self.state
+            for event in events:
+                state = state.apply(event)
+            if set(state.adopted) != adopted_before:
+                # Files changed since the adoption refuse it here too (PolicyError naming the file).
+                self._route(Router(effective(self.versions, state).verify()))
+            self.state = state
+            return len(events)
 
     def previous_policy(self, app: Application) -> Policy | None:
         """The policy that decided ``app`` before this adoption: the adopted
@@ -82,6 +113,29 @@ class AdoptionDesk:
         self.on_adopted(router)
 
     def adopt(
+        self,
+        *,
+        version_id: str,
+        policy_version: str,
+        subject: str,
+        reason: str,
+        open_applications: Sequence[Application],
+        noticed: Sequence[tuple[Application, int, str]],
+    ) -> Outcome:
+        with self._lock:
+            # The second reviewer may call another instance than the first: the
+            # shared trail is read to its end before the step is worked out.
+            self.refresh()
+            return self._adopt(
+                version_id=version_id,
+                policy_version=policy_version,
+                subject=subject,
+                reason=reason,
+                open_applications=open_applications,
+                noticed=noticed,
+            )
+
+    def _adopt(
         self,
         *,
         version_id: str,

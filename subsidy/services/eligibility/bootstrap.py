@@ -37,6 +37,7 @@ from subsidy.core.policy import Policy, load_policy
 from subsidy.platform import metrics as shared_metrics
 from subsidy.services.eligibility.adapters import kafka
 from subsidy.services.eligibility.adapters.adoption_log import AdoptionLog
+from subsidy.services.eligibility.adapters.adoption_topic import ADOPTIONS, TopicAdoptionLog
 from subsidy.services.eligibility.adapters.grpc import GrpcServer
 from subsidy.services.eligibility.adoption import AdoptionDesk
 from subsidy.services.eligibility.config import Settings
@@ -110,8 +111,12 @@ def adoption_desk(
     def adopted(router: Router) -> None:
         handler.router = router.policy_for
 
-    path = settings.adoption_log or settings.data_dir / "adoptions.jsonl"
-    return AdoptionDesk(load_versions(policy.directory), AdoptionLog(path), clock, adopted, policy)
+    log: AdoptionLog | TopicAdoptionLog
+    if settings.adoption_store == "topic":
+        log = TopicAdoptionLog(settings.bootstrap_servers)
+    else:
+        log = AdoptionLog(settings.adoption_log or settings.data_dir / "adoptions.jsonl")
+    return AdoptionDesk(load_versions(policy.directory), log, clock, adopted, policy)
 
 
 def shadow_version(settings: Settings, policy: Policy) -> Policy | None:
@@ -184,6 +189,15 @@ def main() -> int:
     except Exception as exc:  # noqa: BLE001 - the broker is unreachable or refuses
         log.error("cannot create the Kafka topics on %s: %s", settings.bootstrap_servers, exc)
         return EXIT_NO_KAFKA
+    if settings.adoption_store == "topic":
+        try:  # eligibility's own: the adoption trail every instance reads (ADR 0018)
+            if platform_topics.creation_enabled():
+                created.update(platform_topics.ensure_topics(settings.bootstrap_servers, [ADOPTIONS]))
+            else:
+                created.update(platform_topics.check_topics(settings.bootstrap_servers, [ADOPTIONS]))
+        except Exception as exc:  # noqa: BLE001 - the broker is unreachable or refuses
+            log.error("cannot create the Kafka topic %s: %s", ADOPTIONS.name, exc)
+            return EXIT_NO_KAFKA
     log.info("topics ready: %s", ", ".join(f"{k} ({v})" for k, v in sorted(created.items())))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     from subsidy.services.eligibility.adapters.adoption_log import AdoptionLogError
@@ -193,6 +207,18 @@ def main() -> int:
     except (PolicyError, AdoptionLogError) as exc:  # an adoption recorded whose files changed since
         log.error("policy versions refused: %s", exc)
         return EXIT_BAD_POLICY
+    desk = service.grpc.adoption if service.grpc is not None else None
+    if desk is not None:
+        try:  # the shared trail, to its end, before the agent decides anything
+            desk.refresh()
+        except (PolicyError, AdoptionLogError) as exc:
+            log.error("policy versions refused: %s", exc)
+            return EXIT_BAD_POLICY
+        except OSError as exc:
+            log.error("the adoption trail cannot be read: %s", exc)
+            return EXIT_NO_KAFKA
+        if desk.state.adopted:
+            log.info("adopted policy versions: %s", ", ".join(sorted(desk.state.adopted)))
     service.exit_after_crash_s = kafka.CRASH_EXIT_AFTER_S
     if settings.metrics_port:
         disable_created_metrics()

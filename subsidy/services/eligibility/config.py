@@ -55,6 +55,10 @@ class Settings:
     #: SUBSIDY_ELIGIBILITY_ADOPTION_LOG: the audit trail of policy version adoptions
     #: (JSON lines; default <data dir>/adoptions.jsonl). Keep it on a persistent volume.
     adoption_log: Path | None = None
+    #: SUBSIDY_ELIGIBILITY_ADOPTION_STORE: where the adoption trail lives -- ``topic``
+    #: (default: subsidy.policy.adoptions.v1, shared by every instance, kept forever;
+    #: ADR 0018) or ``file`` (SUBSIDY_ELIGIBILITY_ADOPTION_LOG, this instance's only).
+    adoption_store: str = "topic"
     app_id: str = APP_ID
 
     @classmethod
@@ -86,6 +90,9 @@ class Settings:
             raise ConfigError(f"SUBSIDY_ELIGIBILITY_METRICS_PORT: not a port: {metrics_port}")
         policy_dir = env.get("SUBSIDY_POLICY_DIR", "").strip()
         adoption_log = env.get("SUBSIDY_ELIGIBILITY_ADOPTION_LOG", "").strip()
+        adoption_store = text("SUBSIDY_ELIGIBILITY_ADOPTION_STORE", d.adoption_store).lower()
+        if adoption_store not in ("topic", "file"):
+            raise ConfigError(f"SUBSIDY_ELIGIBILITY_ADOPTION_STORE: expected topic or file, got {adoption_store!r}")
         return cls(
             bootstrap_servers=text("KAFKA_BOOTSTRAP_SERVERS", d.bootstrap_servers),
             grpc_address=grpc_address,
@@ -108,6 +115,7 @@ class Settings:
             log_level=text("SUBSIDY_ELIGIBILITY_LOG_LEVEL", d.log_level).upper(),
             shadow_version=text("SUBSIDY_ELIGIBILITY_SHADOW_VERSION", d.shadow_version),
             adoption_log=Path(adoption_log) if adoption_log else None,
+            adoption_store=adoption_store,
         )
 
     @property

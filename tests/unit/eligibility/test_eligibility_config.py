@@ -60,3 +60,10 @@ def test_metrics_bind_loopback_by_default_like_the_other_services():
     assert Settings.from_env({}).metrics_address == "127.0.0.1"
     pod = Settings.from_env({"SUBSIDY_ELIGIBILITY_METRICS_ADDRESS": "0.0.0.0"})
     assert pod.metrics_address == "0.0.0.0"
+
+
+def test_the_adoption_trail_is_the_shared_topic_unless_a_file_is_asked_for():
+    assert Settings.from_env({}).adoption_store == "topic"
+    assert Settings.from_env({"SUBSIDY_ELIGIBILITY_ADOPTION_STORE": "File"}).adoption_store == "file"
+    with pytest.raises(ConfigError, match="SUBSIDY_ELIGIBILITY_ADOPTION_STORE: expected topic or file, got 'disk'"):
+        Settings.from_env({"SUBSIDY_ELIGIBILITY_ADOPTION_STORE": "disk"})

@@ -26,6 +26,7 @@ subsidy/platform/grpc/server.py, as for intake, payout and notify.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -383,6 +384,7 @@ class GrpcServer(Service):
         self.shadow_tally = shadow_tally
         self.adoption = adoption
         self.publish = publish
+        self.adoption_follow_seconds = 1.0
         self.address = address
         self.policy = policy
         self.ready = ready
@@ -441,6 +443,23 @@ class GrpcServer(Service):
             log.warning("readiness check failed", exc_info=True)
             serving = False
         await self._set(serving and not self.should_stop)
+
+    @Service.task
+    async def _follow_adoptions(self) -> None:
+        """With a shared adoption trail: what another instance adopted routes
+        this one's applications within about a second (AdoptionDesk.refresh,
+        in a worker thread: it reads Kafka)."""
+        if self.adoption is None or getattr(self.adoption.log, "catch_up", None) is None:
+            return
+        loop = asyncio.get_running_loop()
+        while not self.should_stop:
+            try:
+                read = await loop.run_in_executor(None, self.adoption.refresh)
+                if read:
+                    log.info("adoption trail: %d event(s) from the shared topic applied", read)
+            except Exception:
+                log.error("adoption trail: catching up failed; routing stays as it was", exc_info=True)
+            await self.sleep(self.adoption_follow_seconds)
 
     @Service.task
     async def _watch_readiness(self) -> None:
