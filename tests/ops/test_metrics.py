@@ -84,6 +84,15 @@ CONTRACT = {
         "subsidy_payout_tranches": {"status"},
         "subsidy_payout_tranches_overdue": set(),
         "subsidy_payout_tranches_paid_total": set(),
+        # issue 16 / issue 13 item 7 (adapters/ledger_gauges.py, reconcile.py)
+        "subsidy_payout_scheduler_last_run_timestamp_seconds": set(),
+        "subsidy_payout_tranches_scheduled_past_due": set(),
+        "subsidy_payout_tranches_held_past_grace": set(),
+        "subsidy_payout_recoveries_open": set(),
+        "subsidy_payout_recovery_oldest_open_age_seconds": set(),
+        "subsidy_payout_cap_mismatches": {"kind"},
+        "subsidy_payout_cap_reconciled_firms": set(),
+        "subsidy_payout_cap_reconcile_last_run_timestamp_seconds": set(),
     },
     "notify": {
         **COMMON,
@@ -228,6 +237,7 @@ def scrape_whole_stack(tmp_path_factory: pytest.TempPathFactory) -> dict[str, st
             "SUBSIDY_PAYOUT_TODAY": "2027-12-31",
             "SUBSIDY_DEV_CLOCK_FILE": "",  # the fixed day above, not the stack's clock
             "SUBSIDY_PAYOUT_SCHEDULER_INTERVAL_SECONDS": "1",
+            "SUBSIDY_PAYOUT_RECONCILE_INTERVAL_SECONDS": "1",  # the cap reconciliation after the demo too
         },
     }
     with (
@@ -344,6 +354,14 @@ def test_the_numbers_tell_the_story(scrapes):
     )
     assert statuses["DUE"] > 0
     assert payout["subsidy_payout_tranches_overdue"]["samples"][0][2] > 0
+    # The cap reconciliation ran in payout over the demo's whole ledger (caps partly
+    # used, reviewed decisions, withdrawn lines, held and cancelled tranches) and
+    # found every firm's recorded usage equal to what its grants hold.
+    mismatches = {labels["kind"]: v for _, labels, v in payout["subsidy_payout_cap_mismatches"]["samples"]}
+    assert mismatches == {"usage": 0, "over_cap": 0}
+    assert payout["subsidy_payout_cap_reconciled_firms"]["samples"][0][2] >= 10  # the demo's firms
+    assert payout["subsidy_payout_cap_reconcile_last_run_timestamp_seconds"]["samples"][0][2] > 0
+    assert payout["subsidy_payout_scheduler_last_run_timestamp_seconds"]["samples"][0][2] > 0
     notify = families(scrapes["notify"])
     assert sum(v for _, _, v in notify["subsidy_notifications_sent_total"]["samples"]) > 0
 

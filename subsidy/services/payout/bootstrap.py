@@ -154,7 +154,7 @@ class PayoutApp(process.ServiceApp):
         metrics.RECOVERIES_OPEN.set(gauges.recoveries_open)
         metrics.SCHEDULED_PAST_DUE.set(gauges.scheduled_past_due)
         metrics.HELD_PAST_GRACE.set(gauges.held_past_grace)
-        metrics.RECOVERY_OLDEST_OPEN_DAYS.set(gauges.oldest_open_recovery_days)
+        metrics.RECOVERY_OLDEST_OPEN_AGE.set(gauges.oldest_open_recovery_days * 86400)
         interval = self.settings.reconcile_interval_s
         if interval > 0 and (self._reconciled_at is None or time.monotonic() - self._reconciled_at >= interval):
             self._reconciled_at = time.monotonic()

@@ -117,10 +117,11 @@ HELD_PAST_GRACE = shared.metric(
     "subsidy_payout_tranches_held_past_grace",
     "HELD tranches whose hold grace ended before today: the scheduler should have cancelled or released them.",
 )
-RECOVERY_OLDEST_OPEN_DAYS = shared.metric(
+RECOVERY_OLDEST_OPEN_AGE = shared.metric(
     Gauge,
-    "subsidy_payout_recovery_oldest_open_days",
-    "Days since the oldest open recovery (追回) was opened, by the service's clock; 0 when none is open.",
+    "subsidy_payout_recovery_oldest_open_age_seconds",
+    "Age of the oldest open recovery (追回): whole days since it was opened, by the service's clock, in seconds; "
+    "0 when none is open.",
 )
 CAP_MISMATCHES = shared.metric(
     Gauge,
