@@ -22,6 +22,7 @@ SIGTERM or SIGINT, and exits 0 after a clean shutdown.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import faulthandler
 import logging
@@ -113,7 +114,7 @@ def adoption_desk(
 
     log: AdoptionLog | TopicAdoptionLog
     if settings.adoption_store == "topic":
-        log = TopicAdoptionLog(settings.bootstrap_servers)
+        log = TopicAdoptionLog(settings.bootstrap_servers, settings.adoption_topic)
     else:
         log = AdoptionLog(settings.adoption_log or settings.data_dir / "adoptions.jsonl")
     return AdoptionDesk(load_versions(policy.directory), log, clock, adopted, policy)
@@ -191,12 +192,13 @@ def main() -> int:
         return EXIT_NO_KAFKA
     if settings.adoption_store == "topic":
         try:  # eligibility's own: the adoption trail every instance reads (ADR 0018)
+            spec = dataclasses.replace(ADOPTIONS, name=settings.adoption_topic)
             if platform_topics.creation_enabled():
-                created.update(platform_topics.ensure_topics(settings.bootstrap_servers, [ADOPTIONS]))
+                created.update(platform_topics.ensure_topics(settings.bootstrap_servers, [spec]))
             else:
-                created.update(platform_topics.check_topics(settings.bootstrap_servers, [ADOPTIONS]))
+                created.update(platform_topics.check_topics(settings.bootstrap_servers, [spec]))
         except Exception as exc:  # noqa: BLE001 - the broker is unreachable or refuses
-            log.error("cannot create the Kafka topic %s: %s", ADOPTIONS.name, exc)
+            log.error("cannot create the Kafka topic %s: %s", settings.adoption_topic, exc)
             return EXIT_NO_KAFKA
     log.info("topics ready: %s", ", ".join(f"{k} ({v})" for k, v in sorted(created.items())))
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -59,6 +59,9 @@ class Settings:
     #: (default: subsidy.policy.adoptions.v1, shared by every instance, kept forever;
     #: ADR 0018) or ``file`` (SUBSIDY_ELIGIBILITY_ADOPTION_LOG, this instance's only).
     adoption_store: str = "topic"
+    #: SUBSIDY_ELIGIBILITY_ADOPTION_TOPIC: the shared trail's topic. Every instance of one
+    #: deployment names the same; a test stack on a shared broker names its own.
+    adoption_topic: str = "subsidy.policy.adoptions.v1"
     app_id: str = APP_ID
 
     @classmethod
@@ -116,6 +119,7 @@ class Settings:
             shadow_version=text("SUBSIDY_ELIGIBILITY_SHADOW_VERSION", d.shadow_version),
             adoption_log=Path(adoption_log) if adoption_log else None,
             adoption_store=adoption_store,
+            adoption_topic=text("SUBSIDY_ELIGIBILITY_ADOPTION_TOPIC", d.adoption_topic),
         )
 
     @property

@@ -64,6 +64,8 @@ def test_metrics_bind_loopback_by_default_like_the_other_services():
 
 def test_the_adoption_trail_is_the_shared_topic_unless_a_file_is_asked_for():
     assert Settings.from_env({}).adoption_store == "topic"
+    assert Settings.from_env({}).adoption_topic == "subsidy.policy.adoptions.v1"
+    assert Settings.from_env({"SUBSIDY_ELIGIBILITY_ADOPTION_TOPIC": "t.x"}).adoption_topic == "t.x"
     assert Settings.from_env({"SUBSIDY_ELIGIBILITY_ADOPTION_STORE": "File"}).adoption_store == "file"
     with pytest.raises(ConfigError, match="SUBSIDY_ELIGIBILITY_ADOPTION_STORE: expected topic or file, got 'disk'"):
         Settings.from_env({"SUBSIDY_ELIGIBILITY_ADOPTION_STORE": "disk"})

@@ -1,0 +1,200 @@
+"""`make run`'s policy-version story (issue 14, item 6; docs/policy-versions.md):
+the candidate (the fictional final) runs in shadow beside the draft, the
+running difference is shown, two demo reviewers adopt it over gRPC (one alone
+is refused), and one pending application -- its grant RESERVED, not yet on a
+notice -- is re-decided: old and new amounts, decision ids and versions, as
+the ledger and intake now show them. Awards past their notice keep their
+amounts; the adoption report lists what the final would have given them.
+
+``show_adoption(stack, applications_path)`` is the one function the demo
+calls, after the demo applications are settled (past their notice). The stack
+must run intake, eligibility and payout; eligibility with
+``SUBSIDY_ELIGIBILITY_SHADOW_VERSION=fictional-final-2023`` for the shadow
+part (without it the story says so and goes on). A second `make run` on the
+same var dir finds the version adopted and shows the application as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FINAL = "fictional-final-2023"
+
+#: The pending application of the story: 上海泖源食品 moves more of its systems to
+#: a listed cloud provider (clause 10.cloud). The draft caps it at 5万, the final at 8万.
+PENDING: dict[str, Any] = {
+    "application_id": "SJ-2025-9101",
+    "submitted_on": "2025-09-15",
+    "firm": {
+        "credit_code": "913101171K0HG2QW66",
+        "name": "上海泖源食品有限公司",
+        "kinds": ["SME", "INDUSTRIAL"],
+        "registered_in_district": True,
+        "tax_registered_in_district": True,
+        "independent_legal_person": True,
+    },
+    "cloud_adoption": {
+        "provider_credit_code": "91310117H2LTFY5G3W",
+        "provider_listed_in_directory": True,
+        "service_year": 2025,
+        "spend_fen": 12_000_000,
+    },
+}
+
+
+@dataclass
+class AdoptionShown:
+    """What the story did, for the tests: the adoption's answers and the pending
+    application before and after."""
+
+    adopted: Any = None  # AdoptVersionResponse of the approval (None when adopted before)
+    refused_alone: str = ""  # the details of the refusal of one reviewer alone
+    shadow: Any = None  # GetShadowDifferenceResponse, or None without shadow
+    before: Any = None  # the pending application's ApplicationStatus before the adoption
+    after: Any = None  # ... and after the ledger applied the re-decision
+    noticed: list[str] = field(default_factory=list)  # applications past their notice passed as noticed awards
+
+
+def _yuan(fen: int) -> str:
+    from subsidy.cli.report import yuan_column
+
+    return yuan_column(fen).strip() + " 元"
+
+
+def _metadata(person: Any) -> tuple[tuple[str, str], ...]:
+    return (("x-subsidy-subject", person.subject), ("x-subsidy-role", person.role))
+
+
+def show_adoption(stack: Any, applications_path: Path, timeout: float = 180.0) -> AdoptionShown:
+    import grpc
+
+    from subsidy.core.versions import load_versions
+    from subsidy.v1 import intake_pb2, intake_pb2_grpc, policy_service_pb2, policy_service_pb2_grpc
+    from subsidy_dev.demo import submit_all, wait_ledger_acted
+    from subsidy_dev.identities import REVIEWER_1, REVIEWER_2
+
+    shown = AdoptionShown()
+    final_version = load_versions().get(FINAL).policy.version
+    print(f"\nPolicy versions (issue 14): adopting the fictional final {final_version} ...", flush=True)
+    with (
+        grpc.insecure_channel(stack.intake_address) as intake_channel,
+        grpc.insecure_channel(stack.eligibility_address) as policy_channel,
+    ):
+        intake = intake_pb2_grpc.IntakeServiceStub(intake_channel)
+        policy = policy_service_pb2_grpc.PolicyServiceStub(policy_channel)
+
+        # 1. A pending application: decided under the draft, its grant reserved, not yet noticed.
+        app_id = PENDING["application_id"]
+        submit_all(intake, [PENDING])
+        shown.before = wait_ledger_acted(intake, [app_id], timeout)[app_id]
+        print(
+            f"  pending: {app_id} ({PENDING['firm']['name']}, clause 10.cloud) reserved "
+            f"{_yuan(shown.before.grant.granted_fen)} under {shown.before.decision.policy_version}"
+        )
+
+        # 2. The shadow difference so far (the candidate beside the draft, never paid).
+        try:
+            shown.shadow = policy.GetShadowDifference(
+                policy_service_pb2.GetShadowDifferenceRequest(), metadata=_metadata(REVIEWER_1), timeout=10
+            )
+        except grpc.RpcError as exc:
+            print(f"  shadow evaluation is not running here ({exc.details()})")
+        else:
+            s = shown.shadow
+            print(f"  shadow: {s.applications} applications decided under both since {s.since}")
+            print("    budget year        adopted       shadow   difference")
+            for y in s.years:
+                print(
+                    f"    {y.year:<11} {_yuan(y.adopted_fen):>14} {_yuan(y.shadow_fen):>12} "
+                    f"{_yuan(y.difference_fen):>12}"
+                )
+            differ = [c.clause for c in s.clauses if c.differences]
+            print(f"    clauses decided differently: {', '.join(differ) or 'none'} ({s.basis.split(';')[0]})")
+
+        # 3. What is open and what is past its notice, as intake shows it.
+        ids = [
+            json.loads(line)["application_id"]
+            for line in applications_path.read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
+        statuses = {}
+        for i in dict.fromkeys([*ids, app_id]):
+            try:
+                statuses[i] = intake.GetApplication(
+                    intake_pb2.GetApplicationRequest(application_id=i), timeout=10
+                ).application
+            except grpc.RpcError:
+                continue
+        open_apps = [s.application for s in statuses.values() if s.state == intake_pb2.APPLICATION_STATE_RESERVED]
+        noticed = [
+            policy_service_pb2.NoticedAward(
+                application=s.application, granted_fen=s.grant.granted_fen, policy_version=s.decision.policy_version
+            )
+            for s in statuses.values()
+            if s.state == intake_pb2.APPLICATION_STATE_PAYABLE
+        ]
+        shown.noticed = [n.application.application_id for n in noticed]
+        request = policy_service_pb2.AdoptVersionRequest(
+            version_id=FINAL,
+            policy_version=final_version,
+            reason="区科委审定虚构定稿（演示）",
+            open_applications=open_apps,
+            noticed_awards=noticed,
+        )
+
+        # 4. Four eyes: the first reviewer proposes; alone they cannot adopt; the second adopts.
+        try:
+            first = policy.AdoptVersion(request, metadata=_metadata(REVIEWER_1), timeout=30)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION or "was adopted at" not in (exc.details() or ""):
+                raise
+            print(f"  already adopted: {exc.details()}")
+        else:
+            print(f"  {REVIEWER_1.name} proposes the adoption: {first.status}")
+            try:
+                policy.AdoptVersion(request, metadata=_metadata(REVIEWER_1), timeout=30)
+            except grpc.RpcError as exc:
+                shown.refused_alone = exc.details() or ""
+                print(f"  {REVIEWER_1.name} again, alone: refused ({exc.code().name}: {shown.refused_alone})")
+            shown.adopted = policy.AdoptVersion(request, metadata=_metadata(REVIEWER_2), timeout=60)
+            a = shown.adopted
+            print(
+                f"  {REVIEWER_2.name} approves: {a.status} at {a.adopted_at}, effective from {a.effective_from}; "
+                f"{len(a.redecisions)} open application(s) re-decided and published"
+            )
+            for line in a.report:
+                print(
+                    f"  past its notice, kept: {line.application_id} clause {line.clause} keeps "
+                    f"{_yuan(line.kept_fen)}; the final would have given {_yuan(line.new_max_award_fen)} "
+                    f"({line.new_outcome})"
+                )
+
+        # 5. The pending application, re-decided: the ledger's grant and intake's history.
+        deadline = time.monotonic() + timeout
+        after = shown.before
+        while time.monotonic() < deadline:
+            after = intake.GetApplication(
+                intake_pb2.GetApplicationRequest(application_id=app_id), timeout=10
+            ).application
+            if after.grant.decision_id.endswith(final_version):
+                break
+            time.sleep(0.5)
+        else:
+            raise TimeoutError(
+                f"{app_id}: the ledger did not apply the re-decision under {final_version} in {timeout:.0f}s"
+            )
+        shown.after = after
+        print(f"  re-decided: {app_id}")
+        print(f"    before: {_yuan(shown.before.grant.granted_fen)}  decision {shown.before.decision.decision_id}")
+        print(f"    after:  {_yuan(after.grant.granted_fen)}  decision {after.grant.decision_id}")
+        print("    decisions (GetApplication):")
+        for d in after.decisions:
+            supersedes = f", supersedes {d.supersedes_decision_id}" if d.supersedes_decision_id else ""
+            print(
+                f"      {d.decision_id}: {d.outcome} {_yuan(d.max_award_fen)} (version {d.policy_version}{supersedes})"
+            )
+    return shown
