@@ -38,6 +38,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 TODAY = dt.date(2026, 3, 1)
+SYNCED_AT = dt.datetime(2026, 3, 1, 8, tzinfo=dt.UTC)
 FIRM = "91310117313Q6C3D6G"
 
 
@@ -166,7 +167,7 @@ def dead_letter_run(data: bytes) -> None:
         for _ in range(fdp.ConsumeIntInRange(0, 4))
     ]
     error = fdp.ConsumeUnicodeNoSurrogates(fdp.ConsumeIntInRange(0, 5000))
-    repeat = fdp.ConsumeIntInRange(1, 1 << 20) if fdp.ConsumeBool() else 1
+    repeat = fdp.ConsumeIntInRange(1, 600) if fdp.ConsumeBool() else 1  # up to ~2.4 MB: past the 1 MiB a record can be
     value = fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 4096)) * repeat if fdp.ConsumeBool() else None
     record = _Record(
         "subsidy.decisions.v1", fdp.ConsumeIntInRange(0, 5), fdp.ConsumeIntInRange(0, 1 << 40), key, value, headers
@@ -227,13 +228,14 @@ def page_token_seeds() -> list[bytes]:
 
 def registry_feed_run(data: bytes) -> None:
     from subsidy.services.registry_sync import handlers, model
-    from subsidy.services.registry_sync.adapters.feed import HttpFeed
+    from subsidy.services.registry_sync.adapters.feed import HttpFeed, decode_body
+    from subsidy.services.registry_sync.events import facts_to_proto
     from subsidy.services.registry_sync.ports import FeedBroken
 
     try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError):
-        return  # the feed adapter refuses it as "not JSON" (FeedBroken)
+        doc = decode_body("/changes", data)  # what the adapter does with the platform's answer
+    except FeedBroken:
+        return
 
     class Canned(HttpFeed):
         def _get(self, path: str, query: dict[str, str]) -> Any:
@@ -257,11 +259,13 @@ def registry_feed_run(data: bytes) -> None:
             continue
         facts[change.credit_code] = folded
         json.loads(model.canonical(folded))
+        facts_to_proto(folded, SYNCED_AT).SerializeToString()  # what is published
     for i, entry in enumerate(firms):
         try:
-            handlers._snapshot_firm(entry.obj, i, TODAY)
+            _, snapshot_facts = handlers._snapshot_firm(entry.obj, i, TODAY)
         except model.BadChange:
             continue
+        facts_to_proto(snapshot_facts, SYNCED_AT).SerializeToString()
 
 
 def registry_feed_seeds() -> list[bytes]:

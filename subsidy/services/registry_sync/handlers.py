@@ -36,6 +36,7 @@ from subsidy.services.registry_sync.model import (
     BadChange,
     Change,
     canonical,
+    check_text,
     credit_code_of,
     fold,
     parse_change,
@@ -264,6 +265,7 @@ def _snapshot_firm(obj: Any, i: int, today: dt.date) -> tuple[str, dict[str, Any
     field = f"firms[{i}]"
     if not isinstance(obj, dict):
         raise BadChange(field, f"must be a JSON object, got {type(obj).__name__}")
+    check_text(obj, field)
     code = obj.get("credit_code")
     if not isinstance(code, str) or not code:
         raise BadChange(f"{field}.credit_code", "is required")

@@ -62,6 +62,26 @@ class BadChange(ValueError):
         self.problem = problem
 
 
+def check_text(obj: Any, field: str) -> None:
+    """BadChange when a string anywhere in ``obj`` (a key or a value) holds a
+    lone UTF-16 surrogate: JSON's ``\\udXXX`` escapes decode to one, which is
+    no Unicode text and cannot be written as UTF-8 (protobuf, the outbox).
+    Iterative: a document nested as deep as the JSON parser allows is walked
+    without recursion."""
+    stack: list[tuple[Any, str]] = [(obj, field)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if any("\ud800" <= c <= "\udfff" for c in item):
+                raise BadChange(where, "holds a lone UTF-16 surrogate (\\udXXX): not Unicode text")
+        elif isinstance(item, dict):
+            for key, value in item.items():
+                stack.append((key, where))
+                stack.append((value, f"{where}.{key}" if isinstance(key, str) and key.isascii() else where))
+        elif isinstance(item, list):
+            stack.extend((value, f"{where}[{i}]") for i, value in enumerate(item))
+
+
 @dataclasses.dataclass(frozen=True)
 class Change:
     """One validated change of the feed."""
@@ -307,6 +327,7 @@ def parse_change(obj: Any, today: dt.date) -> Change:
     ``today`` (Songjiang, the injected clock) bounds how far ahead it may be dated."""
     if not isinstance(obj, dict):
         raise BadChange("change", f"must be a JSON object, got {type(obj).__name__}")
+    check_text(obj, "change")
     unknown = sorted(set(obj) - _CHANGE_FIELDS)
     if unknown:
         raise BadChange(unknown[0], "unknown field")

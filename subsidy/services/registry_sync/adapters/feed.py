@@ -72,12 +72,7 @@ class HttpFeed:
                 request = urllib.request.Request(url, headers=headers)  # noqa: S310 - scheme checked
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310  # nosec B310
                     body = response.read(MAX_BODY_BYTES + 1)
-                if len(body) > MAX_BODY_BYTES:
-                    raise FeedBroken(f"{path}: the answer is larger than {MAX_BODY_BYTES} bytes")
-                try:
-                    return json.loads(body)
-                except ValueError as exc:
-                    raise FeedBroken(f"{path}: the answer is not JSON: {exc}") from None
+                return decode_body(path, body)
             except urllib.error.HTTPError as exc:
                 if exc.code == 410:
                     raise CursorGone(f"{path}: HTTP 410 Gone") from None
@@ -138,5 +133,25 @@ class HttpFeed:
         return Snapshot([_raw(f) for f in firms], cursor, sequence)
 
 
+def decode_body(path: str, body: bytes) -> Any:
+    """The platform's answer as JSON, or FeedBroken: too large, not JSON, or
+    nested deeper than the parser's recursion limit (a RecursionError, not a
+    ValueError)."""
+    if len(body) > MAX_BODY_BYTES:
+        raise FeedBroken(f"{path}: the answer is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise FeedBroken(f"{path}: the answer is not JSON: {exc}") from None
+    except RecursionError:
+        raise FeedBroken(f"{path}: the answer is not JSON: nested too deep") from None
+
+
 def _raw(obj: Any) -> RawChange:
-    return RawChange(obj, json.dumps(obj, ensure_ascii=False, sort_keys=True).encode())
+    try:
+        raw = json.dumps(obj, ensure_ascii=False, sort_keys=True).encode()
+    except UnicodeEncodeError:
+        # A lone surrogate (JSON "\\udXXX") has no UTF-8 form: the bytes kept for
+        # the dead letter escape it; model.check_text refuses the change.
+        raw = json.dumps(obj, ensure_ascii=True, sort_keys=True).encode()
+    return RawChange(obj, raw)
