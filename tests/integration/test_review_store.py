@@ -92,3 +92,9 @@ def test_two_publishers_list_each_award_once(store):
     assert isinstance([r for r in results if isinstance(r, Exception)][0], h.FailedPrecondition)
     (_, lines) = published[0]
     assert sorted(x.application_id for x in lines) == [f"RACE-{i}" for i in range(5)]
+
+
+def test_an_adjusted_grant_replaces_the_pooled_one_and_supersedes_its_running_line_on_postgresql(store):
+    from unit.review import test_adjusted
+
+    test_adjusted.test_a_line_still_in_its_period_is_superseded_and_the_new_amount_goes_on_the_next_notice(store)

@@ -13,7 +13,9 @@ import datetime as dt
 import pytest
 
 from subsidy.core.workflow.settings import load_workflow
+from subsidy.platform.db import Database
 from subsidy.services.review import handlers
+from subsidy.services.review.adapters.store import SqlStore
 from subsidy.services.review.model import Actor, FailedPrecondition
 from subsidy.v1 import payout_pb2
 
@@ -21,6 +23,18 @@ from .fakes import FakeUnitOfWork
 from .test_handlers import ALICE, FIRM, NOW, TODAY, application, decision, grant
 
 WF = load_workflow()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def uow(request, tmp_path):
+    """The in-memory unit of work and the SQL store (PostgreSQL: tests/integration/test_review_store.py)."""
+    if request.param == "memory":
+        yield FakeUnitOfWork()
+        return
+    store = SqlStore(Database(f"sqlite:///{tmp_path / 'review.db'}", store="review"))
+    store.create_schema()
+    yield store
+    store.db.close()
 
 
 def adjusted(uow, app_id, new_fen, old_fen=300_000, version="v2"):
@@ -45,24 +59,25 @@ def adjusted(uow, app_id, new_fen, old_fen=300_000, version="v2"):
     return handlers.record_payout_event(uow, event.SerializeToString(), NOW)
 
 
-def test_a_pooled_grant_is_replaced_by_the_adjusted_one_and_noticed_at_the_new_amount():
-    uow = FakeUnitOfWork()
+def test_a_pooled_grant_is_replaced_by_the_adjusted_one_and_noticed_at_the_new_amount(uow):
     application(uow, "APP-1", FIRM, "企业1")
     assert grant(uow, "APP-1", 300_000) == "recorded"
     assert adjusted(uow, "APP-1", 200_000) == "adjusted"
     assert adjusted(uow, "APP-1", 200_000) == "replayed"
     _, lines = handlers.publish_notice(uow, ALICE, WF, TODAY, NOW)
     assert [(x.decision_id, x.amount_fen) for x in lines] == [("APP-1@v2", 200_000)]
-    assert uow.grants.rows["APP-1@v1"].state == handlers.SUPERSEDED
+    with uow:
+        states = {g.decision_id: g.state for g in uow.grants.of_firm(FIRM)}
+    assert states == {"APP-1@v1": handlers.SUPERSEDED, "APP-1@v2": "RESERVED"}
 
 
-def test_a_line_still_in_its_period_is_superseded_and_the_new_amount_goes_on_the_next_notice():
-    uow = FakeUnitOfWork()
+def test_a_line_still_in_its_period_is_superseded_and_the_new_amount_goes_on_the_next_notice(uow):
     application(uow, "APP-1", FIRM, "企业1")
     grant(uow, "APP-1", 300_000)
     _, [old_line] = handlers.publish_notice(uow, ALICE, WF, TODAY, NOW)
     assert adjusted(uow, "APP-1", 450_000) == "adjusted"
-    assert uow.lines.get(old_line.line_id).status == handlers.SUPERSEDED
+    with uow:
+        assert uow.lines.get(old_line.line_id).status == handlers.SUPERSEDED
     # Never payable at the old amount; no objection against it.
     assert handlers.close_notice_periods(uow, dt.date(2025, 2, 7), NOW) == []
     with pytest.raises(FailedPrecondition):
