@@ -97,4 +97,4 @@ def test_two_publishers_list_each_award_once(store):
 def test_an_adjusted_grant_replaces_the_pooled_one_and_supersedes_its_running_line_on_postgresql(store):
     from unit.review import test_adjusted
 
-    test_adjusted.test_a_line_still_in_its_period_is_superseded_and_the_new_amount_goes_on_the_next_notice(store)
+    test_adjusted.test_a_change_to_an_award_in_its_notice_period_is_reviewed_then_noticed_afresh(store, True)

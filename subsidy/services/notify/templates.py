@@ -77,6 +77,7 @@ REVIEW_REASONS = {
     "NEEDS_REVIEW_OUTCOME": "该条款的支持金额须由审核人员核定",
     "ABOVE_FOUR_EYES_THRESHOLD": "支持金额达到双人复核标准，须经两名审核人员审核",
     "REGISTRY_FACTS_CHANGED": "企业登记信息在申请后发生变化，须重新核实",
+    "POLICY_VERSION_IN_NOTICE": "公示期间政策版本调整，调整后的金额须经审核后重新公示",
 }
 
 REVIEW_RESULTS = {"APPROVED": "审核通过", "REJECTED": "审核未通过"}

@@ -203,13 +203,16 @@ def is_superseding(uow: UnitOfWork, decision: Decision) -> bool:
     """Does this decision replace the application's grant? A re-decision at a
     policy version's adoption names the decision it supersedes
     (``supersedes_decision_id``); the reviewed decision of such a re-decision
-    held for review supersedes the grant in its turn."""
+    (held for review, or adjusted and then reviewed because its award was in
+    its notice period) supersedes the grant in its turn."""
     if decision.supersedes_decision_id:
         return True
     if decision.review is None:
         return False
     reviewed = uow.inbox.get(decision.review.supersedes_decision_id)
-    return reviewed is not None and reviewed.result == HELD_SUPERSEDING
+    # Held for review, or applied and then reviewed (a change to an award in its
+    # notice period is reviewed: review's POLICY_VERSION_IN_NOTICE).
+    return reviewed is not None and reviewed.result in (HELD_SUPERSEDING, ADJUSTED)
 
 
 class _Without(_History):

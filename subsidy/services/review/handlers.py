@@ -98,13 +98,20 @@ def queue_decision(
     uow: UnitOfWork, decision: Decision, workflow: WorkflowSettings, today: dt.date, now: dt.datetime, trace_id: str
 ) -> str:
     """A decision with review_required becomes an item (once: by its derived
-    id); others are ignored. Returns queued, replayed or ignored."""
-    if not decision.review_required or decision.review is not None:
+    id); so does a re-decision at a policy version's adoption whose award is
+    on a notice still running (POLICY_VERSION_IN_NOTICE: workflow.md, "a
+    change to an award in notice is a new reviewed decision"); others are
+    ignored. Returns queued, replayed or ignored."""
+    if decision.review is not None or not (decision.review_required or decision.supersedes_decision_id):
         return "ignored"
-    item = rules.new_item(decision, today)
-    deadline = deadline_of(item, workflow)  # stored, so ListQueue filters overdue items in SQL
     at = rfc3339(now)
     with uow:
+        if not decision.review_required:
+            if not _in_notice(uow, decision):
+                return "ignored"
+            decision = dataclasses.replace(decision, review_required=True, review_reasons=(IN_NOTICE,))
+        item = rules.new_item(decision, today)
+        deadline = deadline_of(item, workflow)  # stored, so ListQueue filters overdue items in SQL
         if not uow.items.add(item, deadline, trace_id, at):
             return "replayed"
         _audit(uow, SYSTEM, "QUEUED", item.item_id, None, item_state(item), at)
@@ -135,6 +142,29 @@ def queue_decision(
 #: A grant or notice line whose decision another decision superseded (a policy
 #: version's adoption, issue 14): off the pool, never payable at its amount.
 SUPERSEDED = "SUPERSEDED"
+#: An adjusted grant whose old amount was on a running notice: off the pool
+#: until its review (IN_NOTICE) is decided and the reviewed amount adjusts it.
+AWAITING_REVIEW = "AWAITING_REVIEW"
+#: The review reason of such a re-decision.
+IN_NOTICE = "POLICY_VERSION_IN_NOTICE"
+
+
+def _in_notice(uow: UnitOfWork, decision: Decision) -> bool:
+    """Is the award this re-decision supersedes on a notice whose period runs?
+    Either its line is still NOTICED, or the ledger's adjustment arrived first
+    and record_adjustment already holds the new grant for review."""
+    for g in uow.grants.of_firm(decision.credit_code):
+        if g.application_id != decision.application_id:
+            continue
+        if g.decision_id == decision.decision_id:
+            if g.state == AWAITING_REVIEW:
+                return True
+            continue
+        if g.notice_id and g.state == "RESERVED":
+            line = uow.lines.get(f"{g.notice_id}/{g.decision_id}")
+            if line is not None and line.status == notice_rules.NOTICED:
+                return True
+    return False
 
 
 def record_payout_event(uow: UnitOfWork, value: bytes | None, now: dt.datetime) -> str:
@@ -173,8 +203,9 @@ def record_adjustment(uow: UnitOfWork, adjusted: Any, now: dt.datetime) -> str:
     decision's grant joins the pool at its amount (the next notice lists it);
     the old one leaves it (SUPERSEDED). If the old one is on a notice whose
     line still runs (NOTICED), that line is SUPERSEDED too: it never becomes
-    payable at the amount it showed, and takes no objection; the new amount
-    is noticed afresh. A line held by an objection, payable or withdrawn is
+    payable at the amount it showed, and takes no objection; the new grant
+    waits for its review (AWAITING_REVIEW, the item queue_decision opens),
+    whose reviewed decision adjusts it again and is then noticed afresh. A line held by an objection, payable or withdrawn is
     left as it is (the ledger refuses a line naming a superseded decision).
     Returns adjusted, or replayed for a GrantAdjusted already recorded."""
     if not adjusted.decision_id or not adjusted.previous_decision_id or not adjusted.credit_code:
@@ -192,22 +223,26 @@ def record_adjustment(uow: UnitOfWork, adjusted: Any, now: dt.datetime) -> str:
         state,
     )
     with uow:
-        if not uow.grants.add(grant, at):
-            uow.commit()
+        firm = uow.grants.of_firm(adjusted.credit_code)
+        if any(g.decision_id == adjusted.decision_id for g in firm):
             return "replayed"
-        old = next(
-            (g for g in uow.grants.of_firm(adjusted.credit_code) if g.decision_id == adjusted.previous_decision_id),
-            None,
-        )
+        old = next((g for g in firm if g.decision_id == adjusted.previous_decision_id), None)
         before = dataclasses.asdict(old) if old is not None else None
+        running = None
+        if old is not None and old.notice_id:
+            line = uow.lines.get(f"{old.notice_id}/{old.decision_id}")
+            running = line if line is not None and line.status == notice_rules.NOTICED else None
+        if running is not None:
+            # The public saw the old amount: the new one is reviewed (its item is
+            # queued from the re-decision itself) before it goes on a notice.
+            grant = dataclasses.replace(grant, state=AWAITING_REVIEW)
+        uow.grants.add(grant, at)
         line_superseded = ""
         if old is not None:
             uow.grants.set_state(old.decision_id, SUPERSEDED)
-            if old.notice_id:
-                line = uow.lines.get(f"{old.notice_id}/{old.decision_id}")
-                if line is not None and line.status == notice_rules.NOTICED:
-                    uow.lines.set_status(line.line_id, SUPERSEDED, "", at)
-                    line_superseded = line.line_id
+        if running is not None:
+            uow.lines.set_status(running.line_id, SUPERSEDED, "", at)
+            line_superseded = running.line_id
         _audit(
             uow,
             SYSTEM,

@@ -179,3 +179,25 @@ class TestHeldForReview:
         new = dataclasses.replace(rent_decision("A-9", 100_000_000), supersedes_decision_id="A-9@v0+old")
         assert handlers.apply_decision(uow, new, TRACE, AT).result == handlers.APPLIED
         assert uow.grants.rows["A-9"].granted_fen == 100_000_000
+
+
+def test_the_review_of_an_adjusted_decision_adjusts_the_grant_again():
+    """An award in its notice period: the re-decision adjusted the grant, review
+    then reviewed it (POLICY_VERSION_IN_NOTICE); the reviewed amount replaces it."""
+    uow = FakeUnitOfWork()
+    old = rent_decision("A-1", 240_000_000)
+    granted(uow, old)
+    new = superseding(old, 300_000_000)
+    assert handlers.apply_decision(uow, new, TRACE, AT).result == handlers.ADJUSTED
+    review = ReviewRecord(new.decision_id, "item-7", ("r1",), "依据", "APPROVED", "2025-03-02T00:00:00Z")
+    reviewed = dataclasses.replace(
+        rent_decision("A-1", 280_000_000, policy_version="v2+test"),
+        decision_id=f"{new.decision_id}/review:item-7",
+        review=review,
+    )
+    applied = handlers.apply_decision(uow, reviewed, TRACE, AT)
+    assert (applied.result, applied.previous.decision_id) == (handlers.ADJUSTED, new.decision_id)
+    assert uow.grants.rows["A-1"].granted_fen == 280_000_000
+    assert uow.usage.used_fen(FIRM, "1.rent") == 280_000_000
+    _, body = event(uow.outbox.messages[-1])
+    assert (body.previous_granted_fen, body.granted_fen, body.released_fen) == (300_000_000, 280_000_000, 20_000_000)

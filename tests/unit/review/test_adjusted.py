@@ -71,19 +71,57 @@ def test_a_pooled_grant_is_replaced_by_the_adjusted_one_and_noticed_at_the_new_a
     assert states == {"APP-1@v1": handlers.SUPERSEDED, "APP-1@v2": "RESERVED"}
 
 
-def test_a_line_still_in_its_period_is_superseded_and_the_new_amount_goes_on_the_next_notice(uow):
+def adjusted_to(uow, app_id, previous, new, fen):
+    event = payout_pb2.PayoutEvent(
+        event_id=f"adjusted:{new}",
+        grant_adjusted=payout_pb2.GrantAdjusted(
+            application_id=app_id,
+            credit_code=FIRM,
+            clause="1.purchase",
+            previous_decision_id=previous,
+            decision_id=new,
+            granted_fen=fen,
+            decision_year=2025,
+            state=payout_pb2.GRANT_STATE_RESERVED,
+        ),
+    )
+    return handlers.record_payout_event(uow, event.SerializeToString(), NOW)
+
+
+@pytest.mark.parametrize("ledger_first", [True, False])
+def test_a_change_to_an_award_in_its_notice_period_is_reviewed_then_noticed_afresh(uow, ledger_first):
+    """workflow.md: "a change to an award in notice is a new reviewed decision"."""
     application(uow, "APP-1", FIRM, "企业1")
     grant(uow, "APP-1", 300_000)
     _, [old_line] = handlers.publish_notice(uow, ALICE, WF, TODAY, NOW)
-    assert adjusted(uow, "APP-1", 450_000) == "adjusted"
+    redecision = dataclasses.replace(
+        decision("APP-1", outcome="ELIGIBLE", clause="1.purchase", max_award=450_000),
+        decision_id="APP-1@v2",
+        policy_version="v2",
+        supersedes_decision_id="APP-1@v1",
+    )
+    assert not redecision.review_required  # the review rules alone would not ask for it
+    steps = [
+        lambda: adjusted(uow, "APP-1", 450_000),
+        lambda: handlers.queue_decision(uow, redecision, WF, TODAY, NOW, "ab" * 16),
+    ]
+    results = [step() for step in (steps if ledger_first else reversed(steps))]
+    assert sorted(results) == ["adjusted", "queued"]
     with uow:
         assert uow.lines.get(old_line.line_id).status == handlers.SUPERSEDED
-    # Never payable at the old amount; no objection against it.
+    # Never payable at the old amount; no objection against it; the new amount waits for its review.
     assert handlers.close_notice_periods(uow, dt.date(2025, 2, 7), NOW) == []
     with pytest.raises(FailedPrecondition):
         handlers.lodge_objection(uow, Actor("portal", "PORTAL"), old_line.line_id, FIRM, "理由", TODAY, NOW)
+    with pytest.raises(FailedPrecondition, match="pool is empty"):
+        handlers.publish_notice(uow, ALICE, WF, TODAY, NOW)
+    queue, _ = handlers.list_queue(uow, handlers.queue_query("", "", [], "", False, 50, ""), TODAY)
+    [(queued, _)] = queue
+    assert (queued.decision.decision_id, queued.reasons) == ("APP-1@v2", (handlers.IN_NOTICE,))
+    # The reviewed decision, once the ledger applied it, goes on a new notice.
+    assert adjusted_to(uow, "APP-1", "APP-1@v2", f"APP-1@v2/review:{queued.item_id}", 400_000) == "adjusted"
     _, [new_line] = handlers.publish_notice(uow, ALICE, WF, TODAY, NOW)
-    assert (new_line.decision_id, new_line.amount_fen) == ("APP-1@v2", 450_000)
+    assert (new_line.decision_id, new_line.amount_fen) == (f"APP-1@v2/review:{queued.item_id}", 400_000)
 
 
 def test_a_superseding_decision_opens_a_review_item_only_when_review_is_required():
