@@ -363,24 +363,27 @@ def grpc_run(data: bytes) -> None:
 
 
 def grpc_seeds() -> list[bytes]:
+    """Every RPC with an empty request as each role, and a valid request
+    for the RPCs that take an application, an id or a page."""
     from google.protobuf import json_format
 
     from subsidy.v1 import application_pb2, intake_pb2, payout_pb2, policy_service_pb2
 
     demo = json.loads((ROOT / "demo" / "applications.jsonl").read_text().splitlines()[0])
     app = json_format.ParseDict(demo, application_pb2.Application())
-    n = len(_methods())
-    bodies = [
-        b"",
-        intake_pb2.SubmitApplicationRequest(application=app).SerializeToString(),
-        intake_pb2.GetApplicationRequest(application_id="SJ-2023-0001").SerializeToString(),
-        intake_pb2.ListApplicationsRequest(credit_code=FIRM, page_size=5).SerializeToString(),
-        policy_service_pb2.EvaluateRequest(application=app).SerializeToString(),
-        payout_pb2.ListTranchesRequest(page_size=3).SerializeToString(),
-    ]
-    return [bytes([i, r]) + body for i in range(n) for r in range(len(ROLES)) for body in bodies[:2]] + [
-        bytes([i, 2]) + body for i in range(n) for body in bodies[2:]
-    ]
+    methods = _methods()
+    bodies = {
+        "/subsidy.v1.IntakeService/SubmitApplication": intake_pb2.SubmitApplicationRequest(application=app),
+        "/subsidy.v1.IntakeService/GetApplication": intake_pb2.GetApplicationRequest(application_id="SJ-2023-0001"),
+        "/subsidy.v1.IntakeService/ListApplications": intake_pb2.ListApplicationsRequest(credit_code=FIRM, page_size=5),
+        "/subsidy.v1.PolicyService/Evaluate": policy_service_pb2.EvaluateRequest(application=app),
+        "/subsidy.v1.PayoutService/ListTranches": payout_pb2.ListTranchesRequest(page_size=3),
+    }
+    seeds = [bytes([i, r]) for i in range(len(methods)) for r in range(len(ROLES))]
+    for name, body in bodies.items():
+        if name in methods:
+            seeds += [bytes([methods.index(name), r]) + body.SerializeToString() for r in range(len(ROLES))]
+    return seeds
 
 
 TARGETS = {
