@@ -16,15 +16,13 @@ from typing import Any
 
 from subsidy.contracts import cloudevents, codec, topics
 from subsidy.contracts.codec import BadInput
-from subsidy.core import credit_code
 from subsidy.core.clauses.cloud_adoption import CloudAdoptionClaim
 from subsidy.core.dates import rfc3339
 from subsidy.core.domain import Application
-from subsidy.platform import paging
 from subsidy.platform.logs import fields
 from subsidy.platform.outbox import OutboxMessage
 from subsidy.platform.registry import Registry, RegistryUnavailable
-from subsidy.services.intake import payouts
+from subsidy.services.intake import payouts, search
 from subsidy.services.intake.model import (
     AlreadyExists,
     DuplicateKey,
@@ -150,6 +148,8 @@ def submit(deps: Deps, message: Any, trace_id: str | None = None) -> Submitted:
         payload=payload,
         received_at=rfc3339(now),
         trace_id=trace_id,
+        firm_name=accepted.firm.name,
+        clause=accepted.claim.CLAUSE,
     )
     outbox = OutboxMessage(
         topic=topics.APPLICATIONS.name,
@@ -205,34 +205,23 @@ def not_found(application_id: str) -> NotFound:
     return NotFound(f"no application with id {application_id!r}")
 
 
-def _encode_token(code: str, last: StoredApplication) -> str:
-    return paging.encode({"c": code, "r": last.received_at, "i": last.application_id})
-
-
-def _decode_token(code: str, token: str) -> tuple[str, str]:
-    try:
-        data = paging.decode(token)
-        if data["c"] != code or not isinstance(data["r"], str) or not isinstance(data["i"], str):
-            raise ValueError
-        return data["r"], data["i"]
-    except (ValueError, KeyError):  # BadPageToken is a ValueError
-        raise InvalidApplication("page_token", "is not a page token of this listing") from None
-
-
 def list_for_firm(deps: Deps, code: str, page_size: int = 0, page_token: str = "") -> Page:
     """One firm's applications, newest first (by time received)."""
     if not code:
         raise InvalidApplication("credit_code", "is required")
-    if not credit_code.is_valid(code):
-        raise InvalidApplication("credit_code", f"not a valid unified social credit code: {code!r}")
-    if page_size < 0:
-        raise InvalidApplication("page_size", "must not be negative")
-    size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-    after = _decode_token(code, page_token) if page_token else None
-    rows = deps.store.list_by_firm(code, size + 1, after)
+    return list_applications(deps, search.application_filters(code), page_size, page_token)
+
+
+def list_applications(deps: Deps, filters: search.Filters, page_size: int = 0, page_token: str = "") -> Page:
+    """The applications matching ``filters`` (search.py, checked by the
+    caller with search.application_filters), across firms when no credit
+    code is given, newest first (by time received)."""
+    size = search.page_size(page_size)
+    after = search.decode_token(filters, page_token)
+    rows = deps.store.search(filters, size + 1, after)
     more = len(rows) > size
     rows = rows[:size]
-    return Page(rows, _encode_token(code, rows[-1]) if more else "")
+    return Page(rows, search.encode_token(filters, rows[-1].received_at, rows[-1].application_id) if more else "")
 
 
 def directory(deps: Deps, year: int) -> tuple[int, list]:

@@ -54,6 +54,10 @@ class StoredApplication:
     #: Every decision read for it (subsidy.v1.Decision), in the order read:
     #: computed, reviewed, re-decided at a policy version's adoption (issue 14).
     history: tuple[bytes, ...] = ()
+    #: What the search across firms matches (issue 15; intake search.py):
+    #: the registry's firm name as accepted and the claim's clause id.
+    firm_name: str = ""
+    clause: str = ""
 
     @property
     def receipt(self) -> Receipt:

@@ -10,6 +10,7 @@ from typing import Protocol
 
 from subsidy.platform.outbox import OutboxMessage
 from subsidy.services.intake.model import DirectoryEntry, StoredApplication, StoredProposal
+from subsidy.services.intake.search import Filters
 
 
 class Directory(Protocol):
@@ -33,6 +34,11 @@ class ApplicationStore(Protocol):
     ) -> list[StoredApplication]:
         """Newest first (received_at, then application_id, descending);
         ``after`` = (received_at, application_id) of the last row already seen."""
+
+    def search(self, filters: Filters, limit: int, after: tuple[str, str] | None = None) -> list[StoredApplication]:
+        """The applications matching every filter set (search.Filters: credit
+        code, firm name substring case-folded, clause, state), across firms
+        when no credit code is set; ordered and paged as list_by_firm."""
 
     def apply_decision(
         self,
@@ -70,6 +76,11 @@ class ProposalStore(Protocol):
     def list_proposals(
         self, credit_code: str, limit: int, after: tuple[str, str] | None = None
     ) -> list[StoredProposal]: ...
+
+    def search_proposals(
+        self, filters: Filters, limit: int, after: tuple[str, str] | None = None
+    ) -> list[StoredProposal]:
+        """Newest first (created_at, then proposal_id, descending), of one firm or all, in one state or any."""
 
     def decide_proposal(
         self,

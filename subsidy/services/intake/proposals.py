@@ -29,17 +29,15 @@ from collections.abc import Callable
 from typing import Any
 
 from subsidy.contracts import cloudevents, codec, topics
-from subsidy.core import credit_code as credit_codes
 from subsidy.core import proposals as rules
 from subsidy.core.dates import rfc3339
 from subsidy.core.policy import Policy
 from subsidy.core.workflow.settings import WorkflowSettings
-from subsidy.platform import paging
 from subsidy.platform.clock import Clock
 from subsidy.platform.logs import fields
 from subsidy.platform.outbox import OutboxMessage
 from subsidy.platform.topic_registry import to_record
-from subsidy.services.intake import handlers, metrics
+from subsidy.services.intake import handlers, metrics, search
 from subsidy.services.intake.model import (
     CONFIRMED,
     DECLINED,
@@ -354,24 +352,21 @@ def expire_due(deps: ProposalDeps) -> int:
 def list_for_firm(
     deps: ProposalDeps, code: str, page_size: int = 0, page_token: str = ""
 ) -> tuple[list[StoredProposal], str]:
+    """One firm's proposals, newest first."""
     if not code:
         raise InvalidApplication("credit_code", "is required")
-    if not credit_codes.is_valid(code):
-        raise InvalidApplication("credit_code", f"not a valid unified social credit code: {code!r}")
-    if page_size < 0:
-        raise InvalidApplication("page_size", "must not be negative")
-    size = min(page_size or handlers.DEFAULT_PAGE_SIZE, handlers.MAX_PAGE_SIZE)
-    after = None
-    if page_token:
-        try:
-            data = paging.decode(page_token)
-            if data["c"] != code or not isinstance(data["t"], str) or not isinstance(data["i"], str):
-                raise ValueError
-            after = (data["t"], data["i"])
-        except (ValueError, KeyError):
-            raise InvalidApplication("page_token", "is not a page token of this listing") from None
-    rows = deps.store.list_proposals(code, size + 1, after)
+    return list_proposals(deps, search.proposal_filters(code), page_size, page_token)
+
+
+def list_proposals(
+    deps: ProposalDeps, filters: search.Filters, page_size: int = 0, page_token: str = ""
+) -> tuple[list[StoredProposal], str]:
+    """The proposals matching ``filters`` (search.proposal_filters: a firm or
+    all, a state or any), newest first (issue 15: the staff's list across firms)."""
+    size = search.page_size(page_size)
+    after = search.decode_token(filters, page_token)
+    rows = deps.store.search_proposals(filters, size + 1, after)
     more = len(rows) > size
     rows = rows[:size]
-    token = paging.encode({"c": code, "t": rows[-1].created_at, "i": rows[-1].proposal_id}) if more else ""
+    token = search.encode_token(filters, rows[-1].created_at, rows[-1].proposal_id) if more else ""
     return rows, token

@@ -9,7 +9,7 @@ import itertools
 from subsidy.core.domain import Firm
 from subsidy.platform.outbox import OutboxMessage
 from subsidy.platform.registry import Contacts, FirmRecord, RegistryUnavailable
-from subsidy.services.intake import handlers
+from subsidy.services.intake import handlers, search
 from subsidy.services.intake.model import (
     DirectoryEntry,
     DuplicateKey,
@@ -43,8 +43,19 @@ class FakeStore:
         self.outbox.append(message)
 
     def list_by_firm(self, credit_code, limit, after=None):
+        return self.search(search.Filters(credit_code=credit_code), limit, after)
+
+    def search(self, filters, limit, after=None):
+        def matches(r):
+            return (
+                (not filters.credit_code or r.credit_code == filters.credit_code)
+                and (not filters.clause or r.clause == filters.clause)
+                and (not filters.state or r.state == filters.state)
+                and filters.name_key in r.firm_name.casefold()
+            )
+
         rows = sorted(
-            (r for r in self.rows.values() if r.credit_code == credit_code),
+            (r for r in self.rows.values() if matches(r)),
             key=lambda r: (r.received_at, r.application_id),
             reverse=True,
         )

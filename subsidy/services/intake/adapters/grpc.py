@@ -32,7 +32,7 @@ from subsidy.platform.grpc.server import NOT_SERVING, SERVING  # noqa: F401 - th
 from subsidy.platform.registry import RegistryUnavailable
 from subsidy.platform.security import GrpcSecurity, current, firm_allowed
 from subsidy.platform.security.interceptor import deny
-from subsidy.services.intake import handlers, metrics
+from subsidy.services.intake import handlers, metrics, search
 from subsidy.services.intake.model import (
     STATES,
     AlreadyExists,
@@ -86,6 +86,30 @@ def status_to_proto(stored: StoredApplication) -> Any:
     return status
 
 
+def _enum_name(enum: Any, value: int, prefix: str) -> str:
+    """The state a filter names ("" for UNSPECIFIED: any); an unknown number is refused naming ``state``."""
+    try:
+        name = str(enum.Name(value)).removeprefix(prefix)
+    except ValueError:
+        raise InvalidApplication("state", f"unknown value {value}") from None
+    return "" if name == "UNSPECIFIED" else name
+
+
+def _check_own_firm(service: str, rpc: str, code: str) -> None:
+    """An ENTERPRISE caller lists only its own firm. The access interceptor
+    already refuses another credit code or none (access.yaml: enterprise:
+    {field: credit_code}); this holds the same line inside the servicer should
+    the policy ever be loosened, with the same refusal (PERMISSION_DENIED)."""
+    principal = current()
+    if principal is not None and principal.role == "ENTERPRISE" and code != principal.credit_code:
+        deny(service, rpc, "wrong_firm", principal, "credit_code is not the caller's credit code")
+        raise _WrongFirm()
+
+
+class _WrongFirm(Exception):
+    pass
+
+
 class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
     def __init__(self, deps: handlers.Deps, on_accepted: Callable[[], None] = lambda: None):
         self.deps = deps
@@ -112,6 +136,8 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
             code, message = grpc.StatusCode.ALREADY_EXISTS, str(exc)
         elif isinstance(exc, NotFound):
             code, message = grpc.StatusCode.NOT_FOUND, str(exc)
+        elif isinstance(exc, _WrongFirm):
+            code, message = grpc.StatusCode.PERMISSION_DENIED, "credit_code is not the caller's credit code"
         else:
             log.error(f"{rpc} failed", exc_info=exc)
             code, message = grpc.StatusCode.INTERNAL, "internal error; the trace id in the logs has the details"
@@ -161,8 +187,15 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
 
     async def ListApplications(self, request: Any, context: Any) -> Any:
         try:
+            filters = search.application_filters(
+                request.credit_code,
+                request.firm_name,
+                request.clause,
+                _enum_name(intake_pb2.ApplicationState, request.state, "APPLICATION_STATE_"),
+            )
+            _check_own_firm(SERVICE_NAME, "ListApplications", filters.credit_code)
             page = await asyncio.to_thread(
-                handlers.list_for_firm, self.deps, request.credit_code, request.page_size, request.page_token
+                handlers.list_applications, self.deps, filters, request.page_size, request.page_token
             )
         except Exception as exc:
             await self._fail(context, "ListApplications", exc)
@@ -222,8 +255,12 @@ class ProposalServicer(proposal_pb2_grpc.ProposalServiceServicer):
         from subsidy.services.intake import proposals
 
         try:
+            filters = search.proposal_filters(
+                request.credit_code, _enum_name(proposal_pb2.ProposalState, request.state, "PROPOSAL_STATE_")
+            )
+            _check_own_firm(PROPOSAL_SERVICE_NAME, "ListProposals", filters.credit_code)
             rows, token = await asyncio.to_thread(
-                proposals.list_for_firm, self.deps, request.credit_code, request.page_size, request.page_token
+                proposals.list_proposals, self.deps, filters, request.page_size, request.page_token
             )
         except Exception as exc:
             await self._intake._fail(context, "ListProposals", exc)

@@ -32,6 +32,7 @@ from subsidy.platform.db import Database, DatabaseUnavailable, Transaction
 from subsidy.platform.outbox import OutboxMessage, OutboxRow, OutboxTable, Published, encode_headers
 from subsidy.services.intake.adapters.migrations import HISTORY
 from subsidy.services.intake.model import DuplicateKey, StoredApplication, StoredProposal
+from subsidy.services.intake.search import Filters, like_pattern
 
 # With several replicas on one PostgreSQL database, one relay at a time
 # publishes: advisory lock key, taken per batch (subsidy.platform.outbox.OutboxTable).
@@ -40,7 +41,8 @@ RELAY_LOCK_KEY = 0x494E_5441  # "INTA"
 _COLUMNS = (
     "application_id, credit_code, payload_sha256, payload, received_at, trace_id, "
     "state, decision, decision_id, decided_at, "
-    "(SELECT grant_proto FROM intake_grants g WHERE g.application_id = intake_applications.application_id)"
+    "(SELECT grant_proto FROM intake_grants g WHERE g.application_id = intake_applications.application_id), "
+    "firm_name, clause"
 )
 
 
@@ -57,6 +59,8 @@ def _row(raw: tuple) -> StoredApplication:
         decision_id=raw[8],
         decided_at=raw[9],
         grant=bytes(raw[10]) if raw[10] is not None else None,
+        firm_name=raw[11] or "",
+        clause=raw[12] or "",
     )
 
 
@@ -192,7 +196,8 @@ class SqlStore(migrations.OwnedSchema):
     ) -> StoredApplication | None:
         inserted = tx.execute(
             "INSERT INTO intake_applications (application_id, credit_code, payload_sha256, payload, "
-            "received_at, trace_id, state, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "received_at, trace_id, state, updated_at, firm_name, firm_name_key, clause) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (application_id) DO NOTHING",
             (
                 a.application_id,
@@ -203,6 +208,9 @@ class SqlStore(migrations.OwnedSchema):
                 a.trace_id,
                 a.state,
                 a.received_at,
+                a.firm_name,
+                a.firm_name.casefold(),
+                a.clause,
             ),
         ).rowcount
         if not inserted:
@@ -218,11 +226,31 @@ class SqlStore(migrations.OwnedSchema):
     def list_by_firm(
         self, credit_code: str, limit: int, after: tuple[str, str] | None = None
     ) -> list[StoredApplication]:
-        sql = f"SELECT {_COLUMNS} FROM intake_applications WHERE credit_code = ?"
-        params: list[Any] = [credit_code]
+        return self.search(Filters(credit_code=credit_code), limit, after)
+
+    def search(self, filters: Filters, limit: int, after: tuple[str, str] | None = None) -> list[StoredApplication]:
+        """Applications matching every filter set (search.py), newest first by
+        time received; ``after`` is the (received_at, application_id) the
+        previous page ended on. Values are bound, never spliced."""
+        where, params = [], []
+        if filters.credit_code:
+            where.append("credit_code = ?")
+            params.append(filters.credit_code)
+        if filters.clause:
+            where.append("clause = ?")
+            params.append(filters.clause)
+        if filters.state:
+            where.append("state = ?")
+            params.append(filters.state)
+        if filters.firm_name:
+            where.append("firm_name_key LIKE ? ESCAPE '\\'")
+            params.append(like_pattern(filters.name_key))
         if after is not None:
-            sql += " AND (received_at < ? OR (received_at = ? AND application_id < ?))"
+            where.append("(received_at < ? OR (received_at = ? AND application_id < ?))")
             params += [after[0], after[0], after[1]]
+        sql = f"SELECT {_COLUMNS} FROM intake_applications"  # nosec B608 - constant columns and conditions
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY received_at DESC, application_id DESC LIMIT ?"
         params.append(limit)
         with self.db.transaction() as tx:
@@ -375,11 +403,26 @@ class SqlStore(migrations.OwnedSchema):
     def list_proposals(
         self, credit_code: str, limit: int, after: tuple[str, str] | None = None
     ) -> list[StoredProposal]:
-        sql = f"SELECT {self._PROPOSAL_COLUMNS} FROM intake_proposals WHERE credit_code = ?"  # nosec B608 - constant
-        params: list[Any] = [credit_code]
+        return self.search_proposals(Filters(credit_code=credit_code), limit, after)
+
+    def search_proposals(
+        self, filters: Filters, limit: int, after: tuple[str, str] | None = None
+    ) -> list[StoredProposal]:
+        """Proposals of one firm or of all (``filters.credit_code`` empty), in
+        one state or any, newest first by creation."""
+        where, params = [], []
+        if filters.credit_code:
+            where.append("credit_code = ?")
+            params.append(filters.credit_code)
+        if filters.state:
+            where.append("state = ?")
+            params.append(filters.state)
         if after is not None:
-            sql += " AND (created_at < ? OR (created_at = ? AND proposal_id < ?))"
+            where.append("(created_at < ? OR (created_at = ? AND proposal_id < ?))")
             params += [after[0], after[0], after[1]]
+        sql = f"SELECT {self._PROPOSAL_COLUMNS} FROM intake_proposals"  # nosec B608 - constant
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, proposal_id DESC LIMIT ?"
         params.append(limit)
         with self.db.transaction() as tx:

@@ -30,8 +30,9 @@ from subsidy.platform.grpc import server as grpc_server
 from subsidy.platform.grpc.server import NOT_SERVING, SERVING  # noqa: F401 - the bootstrap's health answers
 from subsidy.platform.security import GrpcSecurity
 from subsidy.platform.security.identity import current
-from subsidy.services.payout import events, handlers, metrics, outlay
+from subsidy.services.payout import events, handlers, metrics, outlay, recoveries
 from subsidy.services.payout.adapters.outlay_store import SqlOutlay
+from subsidy.services.payout.adapters.recoveries_store import SqlRecoveryList
 from subsidy.services.payout.model import (
     FailedPrecondition,
     GrantRow,
@@ -191,6 +192,28 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):
             return payout_pb2.BudgetYearOutlay(**dataclasses.asdict(y))
 
         return payout_pb2.GetOutlayResponse(years=[one(y) for y in years], total=one(total))
+
+    async def ListRecoveries(self, request: Any, context: Any) -> Any:
+        """Recoveries across firms (recoveries.py), read from the store's own database."""
+        try:
+            try:
+                name = payout_pb2.RecoveryFilter.Name(request.filter).removeprefix("RECOVERY_FILTER_")
+            except ValueError:
+                raise InvalidArgument(f"filter: unknown value {request.filter}") from None
+            query = SqlRecoveryList(self.uow.db)  # type: ignore[attr-defined]  # the SqlStore's database
+            rows, token = await asyncio.to_thread(
+                recoveries.list_recoveries,
+                query,
+                "ALL" if name == "UNSPECIFIED" else name,
+                request.page_size,
+                request.page_token,
+            )
+        except Exception as exc:
+            await self._fail(context, "ListRecoveries", exc)
+            raise
+        return payout_pb2.ListRecoveriesResponse(
+            recoveries=[recovery_to_proto(r) for r in rows], next_page_token=token
+        )
 
     async def CancelTranche(self, request: Any, context: Any) -> Any:
         try:
