@@ -53,7 +53,10 @@ OVERLAYS = ("dev", "prod")
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 CORE_GROUPS = {"v1", "apps/v1", "batch/v1", "policy/v1", "autoscaling/v2", "networking.k8s.io/v1"}
 
-SERVICES = ("intake", "eligibility", "payout", "notify", "review", "registry_sync")
+SERVICES = ("intake", "eligibility", "payout", "notify", "review", "registry_sync", "operations")
+# The staff console: a web app (HTTP behind the Ingress), no Kafka, no database;
+# its own checks are in tests/ops/test_k8s_console.py, the generic ones here.
+WEB = ("console",)
 GRPC_PORT = {
     "intake": 50051,
     "eligibility": 50052,
@@ -61,6 +64,7 @@ GRPC_PORT = {
     "notify": 50054,
     "review": 50055,
     "registry_sync": 50057,
+    "operations": 50058,
 }
 # The plaintext health-only port (SUBSIDY_HEALTH_ADDRESS) the probes ask.
 HEALTH_PORT = 8081
@@ -73,8 +77,10 @@ METRICS_PORT = {
     "notify": 9467,
     "review": 9468,
     "registry_sync": 9470,
+    "operations": 9480,
+    "console": 9469,
 }
-USES_DATABASE = {"intake", "payout", "notify", "review", "registry_sync"}
+USES_DATABASE = {"intake", "payout", "notify", "review", "registry_sync", "operations"}
 
 
 def dns(service: str) -> str:
@@ -94,6 +100,7 @@ def health_names() -> dict[str, str]:
     from subsidy.services.eligibility.adapters.grpc import SERVICE_NAME as eligibility
     from subsidy.services.intake.adapters.grpc import SERVICE_NAME as intake
     from subsidy.services.notify.bootstrap import SERVICE_NAME as notify
+    from subsidy.services.operations.adapters.grpc import SERVICE_NAME as operations
     from subsidy.services.payout.adapters.grpc import SERVICE_NAME as payout
     from subsidy.services.registry_sync.bootstrap import SERVICE_NAME as registry_sync
     from subsidy.services.review.adapters.grpc import SERVICE_NAME as review
@@ -105,6 +112,7 @@ def health_names() -> dict[str, str]:
         "notify": notify,
         "review": review,
         "registry_sync": registry_sync,
+        "operations": operations,
     }
 
 
@@ -390,7 +398,7 @@ def test_every_name_is_a_dns_subdomain():
 def test_every_container_is_locked_down(overlay):
     docs = rendered(f"overlays/{overlay}")
     deployments = of_kind(docs, "Deployment")
-    assert {d["metadata"]["name"] for d in deployments} == {f"subsidy-{dns(s)}" for s in SERVICES}
+    assert {d["metadata"]["name"] for d in deployments} == {f"subsidy-{dns(s)}" for s in SERVICES + WEB}
     for dep in deployments + of_kind(docs, "Job"):
         name = dep["metadata"]["name"]
         pod = dep["spec"]["template"]["spec"]
@@ -511,7 +519,10 @@ def test_every_variable_set_is_one_the_service_reads(overlay):
 def test_secret_settings_are_not_in_configmaps():
     for overlay in OVERLAYS:
         for cm in of_kind(rendered(f"overlays/{overlay}"), "ConfigMap"):
-            for key in cm.get("data") or {}:
+            for key, value in (cm.get("data") or {}).items():
+                if key.endswith("_FILE"):  # the path of a file from a mounted Secret, not the secret
+                    assert value.startswith("/etc/subsidy/"), f"{cm['metadata']['name']}: {key}={value}"
+                    continue
                 assert not re.search(r"DATABASE_URL|SECRET|SMTP_URL|PASSWORD|SMS_GATEWAY_URL", key), (
                     f"{cm['metadata']['name']}: {key} belongs in a Secret"
                 )
@@ -883,7 +894,7 @@ def test_every_service_is_scraped():
     for overlay in OVERLAYS:
         docs = rendered(f"overlays/{overlay}")
         monitors = {m["metadata"]["name"]: m for m in of_kind(docs, "ServiceMonitor")}
-        assert set(monitors) == {f"subsidy-{dns(s)}" for s in SERVICES}
+        assert set(monitors) == {f"subsidy-{dns(s)}" for s in SERVICES + WEB}
         for name, monitor in monitors.items():
             svc = named(docs, "Service", name)
             assert monitor["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()

@@ -235,6 +235,16 @@ ACCESS = {
         T.PAYOUTS_DLQ.name: {"Write"},
         T.APPLICATIONS_DLQ.name: {"Write"},
     },
+    # Reads every DLQ (and dead-letters back onto it); replays to the contract
+    # topics but the two money topics (ADR 0019, "Kafka access").
+    "subsidy-operations": {
+        **{t.name: {"Read", "Write"} for t in T.ALL if t.name.endswith(".dlq")},
+        **{
+            t.name: {"Write"}
+            for t in T.ALL
+            if not t.name.endswith(".dlq") and t.name not in (T.PAYMENTS.name, T.PAYOUTS.name)
+        },
+    },
 }
 GROUPS = {
     "subsidy-intake": {"subsidy-intake-projection", "subsidy-intake-payouts", "subsidy-intake-firms"},
@@ -243,6 +253,7 @@ GROUPS = {
     "subsidy-notify": {"subsidy-notify"},
     "subsidy-review": {"subsidy-review", "subsidy-review-payouts", "subsidy-review-applications"},
     "subsidy-registry-sync": set(),
+    "subsidy-operations": {f"subsidy-operations-{t.name}" for t in T.ALL if t.name.endswith(".dlq")},
 }
 CONTRACT = {t.name for t in T.ALL}
 
@@ -305,6 +316,11 @@ def test_the_consumer_groups_in_the_acls_are_the_ones_configured(overlay):
         env = container_env(docs, deployment(docs, service))
         for variable in variables:
             assert env[variable] in GROUPS[f"subsidy-{dns(service)}"], variable
+    # operations: one group per DLQ topic, "<prefix>-<topic>" (adapters/kafka.py).
+    from subsidy.services.operations.model import DLQ_TOPICS
+
+    prefix = container_env(docs, deployment(docs, "operations"))["SUBSIDY_OPERATIONS_GROUP_PREFIX"]
+    assert {f"{prefix}-{topic}" for topic in DLQ_TOPICS} == GROUPS["subsidy-operations"]
 
 
 # ------------------------------------------------------------------ finance
@@ -386,6 +402,12 @@ def topics_named_in_code(service: str) -> set[str]:
     return used
 
 
+# Topics a service's code names only to decode a stored value (operations'
+# decoder table, model.py), never to read or write: the money topics, which
+# operations may not replay to (ADR 0019, "Kafka access").
+DECODED_ONLY = {"operations": {T.PAYMENTS.name, T.PAYOUTS.name}}
+
+
 @pytest.mark.parametrize("overlay", SECURE_OVERLAYS)
 def test_every_topic_a_service_names_in_its_code_is_in_its_acls(overlay):
     docs = rendered(f"overlays/{overlay}")
@@ -393,7 +415,7 @@ def test_every_topic_a_service_names_in_its_code_is_in_its_acls(overlay):
     for service in SERVICES:
         topics_, _, _ = acl_table(users[f"subsidy-{dns(service)}"])
         granted = {t for t, ops in topics_.items() if ops - {"Create", "Describe"}}
-        missing = topics_named_in_code(service) - granted
+        missing = topics_named_in_code(service) - granted - DECODED_ONLY.get(service, set())
         assert not missing, (
             f"subsidy-{dns(service)} names {sorted(missing)} in its code but may neither read nor write them"
         )
