@@ -34,6 +34,7 @@ def build(settings: Settings) -> tuple[Console, GrpcServices]:
         settings.tls_ca_file,
         settings.operations_address,
         settings.eligibility_address,
+        settings.grpc_balancing,
     )
     tokens = Tokens(settings.jwks_file, settings.audience, settings.issuer)
     dev = None

@@ -28,6 +28,10 @@ class Settings:
     eligibility_address: str = "127.0.0.1:50052"
     #: Extra grpc.health.v1 targets shown on the operations page: name=host:port,...
     health_targets: tuple[tuple[str, str], ...] = ()
+    #: How each channel spreads its calls: round_robin over every address its
+    #: name resolves to (intake's headless Service: every ready pod), or
+    #: gRPC's default pick_first (one connection, one pod).
+    grpc_balancing: str = "round_robin"
     #: CA bundle to verify the services' TLS certificates; empty: plaintext channels.
     tls_ca_file: str = ""
     session_secret: str = ""
@@ -86,6 +90,7 @@ class Settings:
             operations_address=env.text("SUBSIDY_CONSOLE_OPERATIONS_ADDRESS", cls.operations_address),
             eligibility_address=env.text("SUBSIDY_CONSOLE_ELIGIBILITY_ADDRESS", cls.eligibility_address),
             health_targets=tuple(targets),
+            grpc_balancing=env.text("SUBSIDY_CONSOLE_GRPC_BALANCING", cls.grpc_balancing),
             tls_ca_file=env.text("SUBSIDY_CONSOLE_TLS_CA_FILE", ""),
             session_secret=env.secret("SUBSIDY_CONSOLE_SESSION_SECRET"),
             session_seconds=env.whole("SUBSIDY_CONSOLE_SESSION_SECONDS", DEFAULT_SESSION_SECONDS),
@@ -129,5 +134,7 @@ class Settings:
                 "no way to sign in: set SUBSIDY_CONSOLE_OIDC_ISSUER (production), or SUBSIDY_DEV_MODE=1 with "
                 "SUBSIDY_CONSOLE_DEV_SIGNING_KEY_FILE (development)"
             )
+        if self.grpc_balancing not in ("round_robin", "pick_first"):
+            raise SettingsError("SUBSIDY_CONSOLE_GRPC_BALANCING: round_robin or pick_first")
         if self.session_seconds < 60:
             raise SettingsError("SUBSIDY_CONSOLE_SESSION_SECONDS: at least 60")

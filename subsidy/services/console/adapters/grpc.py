@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from subsidy.platform.grpc import balancing
 from subsidy.services.console.model import (
     Conflict,
     ConsoleError,
@@ -60,6 +61,9 @@ FIELD_LABELS = {
     "letter_id": ("letter_id", "死信编号"),
     "topic": ("topic", "死信主题"),
     "state": ("state", "处理状态"),
+    "firm_name": ("firm_name", "企业名称"),
+    "clause": ("clause", "条款"),
+    "filter": ("recoveries", "追回状态"),
 }
 
 
@@ -83,8 +87,20 @@ def translate(exc: grpc.RpcError, what: str) -> ConsoleError:
     return Unavailable(f"{what}：服务出错（{code.name}）。")
 
 
+#: The channels' load balancing (SUBSIDY_CONSOLE_GRPC_BALANCING).
+ROUND_ROBIN, PICK_FIRST = "round_robin", "pick_first"
+
+
 class GrpcServices:
-    """The ``Services`` port over gRPC channels made once per process."""
+    """The ``Services`` port over gRPC channels made once per process.
+
+    With ``round_robin`` (the default) every channel's target is a
+    ``dns:///`` name and its calls go round robin over every address the
+    name resolves to (subsidy/platform/grpc/balancing.py): given intake's
+    headless Service (``subsidy-intake-headless:50051``, one record per ready
+    pod) the console's calls spread over intake's pods instead of staying on
+    the one pod its connection reached; a ClusterIP name resolves to one
+    address and behaves as before. ``pick_first`` is gRPC's default."""
 
     def __init__(
         self,
@@ -95,7 +111,11 @@ class GrpcServices:
         ca_file: str = "",
         operations: str = "127.0.0.1:50058",
         eligibility: str = "127.0.0.1:50052",
+        load_balancing: str = ROUND_ROBIN,
     ):
+        if load_balancing not in (ROUND_ROBIN, PICK_FIRST):
+            raise ValueError(f"load_balancing: {ROUND_ROBIN} or {PICK_FIRST}, not {load_balancing!r}")
+        self.load_balancing = load_balancing
         self.addresses = {
             "intake": intake,
             "review": review,
@@ -113,10 +133,13 @@ class GrpcServices:
     def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
+            target, options = address, []
+            if self.load_balancing == ROUND_ROBIN:
+                target, options = balancing.balanced_target(address), balancing.channel_options()
             if self._credentials is not None:
-                channel = grpc.aio.secure_channel(address, self._credentials)
+                channel = grpc.aio.secure_channel(target, self._credentials, options=options)
             else:
-                channel = grpc.aio.insecure_channel(address)
+                channel = grpc.aio.insecure_channel(target, options=options)
             self._channels[address] = channel
         return channel
 
@@ -208,16 +231,40 @@ class GrpcServices:
         return await self._call(self._review.ResolveObjection, request, person, "处理异议")
 
     # intake
-    async def list_applications(self, person: Person, credit_code: str, page_token: str) -> Any:
-        request = intake_pb2.ListApplicationsRequest(credit_code=credit_code, page_size=100, page_token=page_token)
+    async def list_applications(
+        self,
+        person: Person,
+        credit_code: str,
+        page_token: str,
+        *,
+        firm_name: str = "",
+        clause: str = "",
+        state: int = 0,
+        page_size: int = 100,
+    ) -> Any:
+        request = intake_pb2.ListApplicationsRequest(
+            credit_code=credit_code,
+            page_size=page_size,
+            page_token=page_token,
+            firm_name=firm_name,
+            clause=clause,
+            state=state,  # type: ignore[arg-type]
+        )
         return await self._call(self._intake.ListApplications, request, person, "申请列表")
 
     async def get_application(self, person: Person, application_id: str) -> Any:
         request = intake_pb2.GetApplicationRequest(application_id=application_id)
         return await self._call(self._intake.GetApplication, request, person, "申请")
 
-    async def list_proposals(self, person: Person, credit_code: str, page_token: str) -> Any:
-        request = proposal_pb2.ListProposalsRequest(credit_code=credit_code, page_size=100, page_token=page_token)
+    async def list_proposals(
+        self, person: Person, credit_code: str, page_token: str, *, state: int = 0, page_size: int = 100
+    ) -> Any:
+        request = proposal_pb2.ListProposalsRequest(
+            credit_code=credit_code,
+            page_size=page_size,
+            page_token=page_token,
+            state=state,  # type: ignore[arg-type]
+        )
         return await self._call(self._proposals.ListProposals, request, person, "免申即享")
 
     # payout
@@ -235,6 +282,14 @@ class GrpcServices:
     async def get_outlay(self, person: Person, from_year: int, to_year: int) -> Any:
         request = payout_pb2.GetOutlayRequest(from_year=from_year, to_year=to_year)
         return await self._call(self._payout.GetOutlay, request, person, "预算执行")
+
+    async def list_recoveries(self, person: Person, recovery_filter: int, page_token: str) -> Any:
+        request = payout_pb2.ListRecoveriesRequest(
+            filter=recovery_filter,  # type: ignore[arg-type]
+            page_size=100,
+            page_token=page_token,
+        )
+        return await self._call(self._payout.ListRecoveries, request, person, "追回列表")
 
     async def shadow_difference(self, person: Person) -> Any:
         request = policy_service_pb2.GetShadowDifferenceRequest()
