@@ -13,14 +13,18 @@ import datetime as dt
 import io
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from subsidy.core import credit_code as credit_codes
+from subsidy.core.clauses import IDS as CLAUSE_IDS
 from subsidy.core.money import yuan
 from subsidy.core.workflow.review import item_id_for
 from subsidy.services.console.model import (
+    APPLICATION_STATE,
     ITEM_STATUS,
+    PROPOSAL_STATE,
     TRANCHE_STATUS,
     TRANCHE_STATUS_CODES,
     Conflict,
@@ -297,28 +301,64 @@ def firm_of(person: Person, requested: str, name: str = "credit_code") -> str:
     return credit_code(requested, name)
 
 
-async def applications(services: Services, person: Person, query: Mapping[str, str]) -> dict[str, Any]:
-    firm = firm_of(person, str(query.get("credit_code") or ""))
-    clause = str(query.get("clause") or "").strip()
-    if clause and not _CLAUSE.match(clause):
-        raise FormError("clause", "条款", "请填写条款项号：一 或 1–15。")
-    state = str(query.get("state") or "").strip()
-    if state and not (state.isdigit() and 1 <= int(state) <= 7):
+#: Characters of a firm-name search (intake's own limit).
+FIRM_NAME_MAX = 100
+#: Rows of a page listed across firms; the next page is a link.
+SEARCH_PAGE_SIZE = 50
+_PAGE_TOKEN = re.compile(r"^[A-Za-z0-9_-]{0,1024}$")
+
+
+def firm_name(query: Mapping[str, Any]) -> str:
+    value = str(query.get("firm_name") or "").strip()
+    if len(value) > FIRM_NAME_MAX:
+        raise FormError("firm_name", "企业名称", f"不能超过 {FIRM_NAME_MAX} 个字符（现为 {len(value)} 个）。")
+    if any(unicodedata.category(c)[0] == "C" for c in value):
+        raise FormError("firm_name", "企业名称", "含有不可见的控制字符。")
+    return value
+
+
+def page_token(query: Mapping[str, Any]) -> str:
+    value = str(query.get("page_token") or "").strip()
+    if not _PAGE_TOKEN.match(value):
+        raise FormError("page_token", "页码", "不是有效的翻页标记，请重新查询。")
+    return value
+
+
+def clause_id(query: Mapping[str, Any]) -> str:
+    value = str(query.get("clause") or "").strip()
+    if value and value not in CLAUSE_IDS:
+        raise FormError("clause", "条款", f"不是政策中的条款（可选：{'、'.join(CLAUSE_IDS)}）。")
+    return value
+
+
+def state_number(query: Mapping[str, Any], states: Mapping[int, str]) -> str:
+    value = str(query.get("state") or "").strip()
+    if value and not (value.isdigit() and int(value) in states and int(value) != 0):
         raise FormError("state", "状态", "不是可选的状态。")
-    found: list[Any] = []
-    if firm:
-        token = ""
-        for _ in range(MAX_PAGES):
-            reply = await services.list_applications(person, firm, token)
-            found.extend(reply.applications)
-            token = reply.next_page_token
-            if not token:
-                break
-    if clause:
-        found = [a for a in found if a.decision.clause == clause]
-    if state:
-        found = [a for a in found if a.state == int(state)]
-    return {"applications": found, "filters": {"credit_code": firm, "clause": clause, "state": state}}
+    return value
+
+
+async def applications(services: Services, person: Person, query: Mapping[str, str]) -> dict[str, Any]:
+    """Applications newest first, one page: an ENTERPRISE's own only (its
+    credit code forced, so a firm-name search never reaches another firm);
+    for staff, one firm's or every firm's, by part of the firm name, clause
+    and state, all searched by intake (issue 15)."""
+    firm = firm_of(person, str(query.get("credit_code") or ""))
+    name = firm_name(query)
+    clause = clause_id(query)
+    state = state_number(query, APPLICATION_STATE)
+    token = page_token(query)
+    reply = await services.list_applications(
+        person,
+        firm,
+        token,
+        firm_name=name,
+        clause=clause,
+        state=int(state or 0),
+        page_size=SEARCH_PAGE_SIZE,
+    )
+    filters = {"credit_code": firm, "firm_name": name, "clause": clause, "state": state}
+    return {"applications": list(reply.applications), "filters": filters, "next_page_token": reply.next_page_token}
 
 
 async def application(services: Services, person: Person, application_id: str) -> dict[str, Any]:
@@ -417,14 +457,17 @@ async def all_proposals(services: Services, person: Person, code: str) -> list[A
 
 
 async def proposals(services: Services, person: Person, query: Mapping[str, str]) -> dict[str, Any]:
+    """免申即享 proposals newest first, one page: an ENTERPRISE's own; for
+    staff one firm's or every firm's, in one state or any (issue 15)."""
     firm = firm_of(person, str(query.get("credit_code") or ""))
-    state = str(query.get("state") or "").strip()
-    if state and not (state.isdigit() and 1 <= int(state) <= 4):
-        raise FormError("state", "状态", "不是可选的状态。")
-    found = await all_proposals(services, person, firm) if firm else []
-    if state:
-        found = [p for p in found if p.state == int(state)]
-    return {"proposals": found, "filters": {"credit_code": firm, "state": state}}
+    state = state_number(query, PROPOSAL_STATE)
+    token = page_token(query)
+    reply = await services.list_proposals(person, firm, token, state=int(state or 0), page_size=SEARCH_PAGE_SIZE)
+    return {
+        "proposals": list(reply.proposals),
+        "filters": {"credit_code": firm, "state": state},
+        "next_page_token": reply.next_page_token,
+    }
 
 
 async def cancel_tranche(services: Services, person: Person, code: str, form: Mapping[str, Any]) -> Any:
@@ -485,13 +528,41 @@ async def all_tranches(services: Services, person: Person, query: Mapping[str, s
     return out, shown
 
 
+#: The finance page's recovery filter (ListRecoveries' RecoveryFilter).
+RECOVERY_FILTERS = {"open": (1, "追回中"), "closed": (2, "已追回"), "all": (0, "全部")}
+
+
+async def recoveries(services: Services, person: Person, query: Mapping[str, str]) -> tuple[list[Any], str]:
+    """Recoveries (追回) across firms, newest opened first (every page): open by default."""
+    shown = str(query.get("recoveries") or "open").strip()
+    if shown not in RECOVERY_FILTERS:
+        raise FormError("recoveries", "追回状态", "不是可选的状态（追回中、已追回、全部）。")
+    out: list[Any] = []
+    token = ""
+    for _ in range(MAX_PAGES):
+        reply = await services.list_recoveries(person, RECOVERY_FILTERS[shown][0], token)
+        out.extend(reply.recoveries)
+        token = reply.next_page_token
+        if not token:
+            break
+    return out, shown
+
+
 async def finance(services: Services, person: Person, query: Mapping[str, str]) -> dict[str, Any]:
+    found_recoveries, recovery_filter = await recoveries(services, person, query)
     tranches, filters = await all_tranches(services, person, query)
+    filters = {**filters, "recoveries": recovery_filter}
     totals: dict[str, int] = {}
     for t in tranches:
         label = TRANCHE_STATUS.get(t.status, "")
         totals[label] = totals.get(label, 0) + t.amount_fen
-    return {"tranches": tranches, "filters": filters, "totals": totals, **budget_years(tranches)}
+    return {
+        "tranches": tranches,
+        "filters": filters,
+        "totals": totals,
+        "recoveries": found_recoveries,
+        **budget_years(tranches),
+    }
 
 
 #: The order of a year's bar: paid, then due, held, scheduled (cancelled is not outlay).

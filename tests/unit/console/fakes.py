@@ -67,6 +67,30 @@ class FakeServices:
         self.shadow: Any = None
         self.firm_a = valid_code("9131011731234567")
         self.firm_b = valid_code("9131011731234568")
+        #: (credit_code, firm_name, clause, state, page_token) of each ListApplications.
+        self.application_searches: list[tuple[str, str, str, int, str]] = []
+        self.recoveries = [
+            payout_pb2.Recovery(
+                recovery_id="R-open",
+                application_id="A-1",
+                credit_code=self.firm_a,
+                tranche_ids=["A-1#0"],
+                amount_fen=1_000_000,
+                reason="<script>alert(1)</script>虚报",
+                opened_on="2026-11-02",
+                status="OPEN",
+            ),
+            payout_pb2.Recovery(
+                recovery_id="R-done",
+                application_id="B-1",
+                credit_code=self.firm_b,
+                amount_fen=500_000,
+                recovered_fen=500_000,
+                reason="重复申报",
+                opened_on="2026-10-01",
+                status="RECOVERED",
+            ),
+        ]
         from subsidy.v1 import proposal_pb2
 
         self.proposals = [
@@ -445,9 +469,27 @@ class FakeServices:
         return review_pb2.Objection(objection_id=request.objection_id, status=request.resolution)
 
     # intake
-    async def list_applications(self, person: Person, credit_code: str, page_token: str) -> Any:
+    async def list_applications(
+        self,
+        person: Person,
+        credit_code: str,
+        page_token: str,
+        *,
+        firm_name: str = "",
+        clause: str = "",
+        state: int = 0,
+        page_size: int = 100,
+    ) -> Any:
         self._check(person, "IntakeService", "ListApplications", credit_code)
-        found = [a for a in self.applications.values() if a.application.firm.credit_code == credit_code]
+        self.application_searches.append((credit_code, firm_name, clause, state, page_token))
+        found = [
+            a
+            for a in self.applications.values()
+            if (not credit_code or a.application.firm.credit_code == credit_code)
+            and firm_name.casefold() in a.application.firm.name.casefold()
+            and (not clause or a.decision.clause == clause)
+            and (not state or a.state == state)
+        ]
         return intake_pb2.ListApplicationsResponse(applications=found)
 
     async def get_application(self, person: Person, application_id: str) -> Any:
@@ -479,12 +521,24 @@ class FakeServices:
         self.recovery = request
         return payout_pb2.OpenRecoveryResponse(created=True)
 
-    async def list_proposals(self, person: Person, credit_code: str, page_token: str) -> Any:
+    async def list_proposals(
+        self, person: Person, credit_code: str, page_token: str, *, state: int = 0, page_size: int = 100
+    ) -> Any:
         from subsidy.v1 import proposal_pb2
 
         self._check(person, "ProposalService", "ListProposals", credit_code)
-        found = [p for p in self.proposals if p.credit_code == credit_code]
+        found = [
+            p
+            for p in self.proposals
+            if (not credit_code or p.credit_code == credit_code) and (not state or p.state == state)
+        ]
         return proposal_pb2.ListProposalsResponse(proposals=found)
+
+    async def list_recoveries(self, person: Person, recovery_filter: int, page_token: str) -> Any:
+        self._check(person, "PayoutService", "ListRecoveries")
+        wanted = {0: None, 1: "OPEN", 2: "RECOVERED"}[recovery_filter]
+        found = [r for r in self.recoveries if wanted is None or r.status == wanted]
+        return payout_pb2.ListRecoveriesResponse(recoveries=found)
 
     async def get_outlay(self, person: Person, from_year: int, to_year: int) -> Any:
         self._check(person, "PayoutService", "GetOutlay")

@@ -35,7 +35,10 @@ def test_finance_sees_the_ledger_without_proposals(tmp_path):
 def test_the_proposals_page_by_credit_code_and_state(tmp_path):
     harness = make_harness(tmp_path)
     harness.sign_in("REVIEWER")
-    assert "请输入统一社会信用代码" in harness.client.get("/proposals").text
+    # Without a credit code: every firm's proposals (issue 15), the state filtered by intake.
+    across = harness.client.get("/proposals").text
+    assert across.count('class="proposal-state"') == 2 and "请输入统一社会信用代码" not in across
+    assert harness.client.get("/proposals?state=1").text.count('class="proposal-state"') == 1
     listed = harness.client.get(f"/proposals?credit_code={harness.services.firm_a}").text
     assert listed.count('class="proposal-state"') == 2
     declined = harness.client.get(f"/proposals?credit_code={harness.services.firm_a}&state=3").text

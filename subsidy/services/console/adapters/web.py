@@ -134,6 +134,8 @@ def _environment() -> jinja2.Environment:
         DECIDE_RESULTS=handlers.DECIDE_RESULTS,
         RESOLUTIONS=handlers.RESOLUTIONS,
         QUEUE_STATUSES=handlers.QUEUE_STATUSES,
+        CLAUSE_IDS=handlers.CLAUSE_IDS,
+        RECOVERY_FILTERS=handlers.RECOVERY_FILTERS,
         ROLE_NAMES=model.ROLE_NAMES,
     )
     return env
@@ -484,6 +486,7 @@ class Console:
                 error=exc.message,
                 tranches=[],
                 totals={},
+                recoveries=[],
                 filters=dict(request.query_params),
                 **handlers.budget_years([]),
             )
