@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from subsidy.platform.grpc import balancing
 from subsidy.services.console.model import (
     Conflict,
     ConsoleError,
@@ -86,8 +87,20 @@ def translate(exc: grpc.RpcError, what: str) -> ConsoleError:
     return Unavailable(f"{what}：服务出错（{code.name}）。")
 
 
+#: The channels' load balancing (SUBSIDY_CONSOLE_GRPC_BALANCING).
+ROUND_ROBIN, PICK_FIRST = "round_robin", "pick_first"
+
+
 class GrpcServices:
-    """The ``Services`` port over gRPC channels made once per process."""
+    """The ``Services`` port over gRPC channels made once per process.
+
+    With ``round_robin`` (the default) every channel's target is a
+    ``dns:///`` name and its calls go round robin over every address the
+    name resolves to (subsidy/platform/grpc/balancing.py): given intake's
+    headless Service (``subsidy-intake-headless:50051``, one record per ready
+    pod) the console's calls spread over intake's pods instead of staying on
+    the one pod its connection reached; a ClusterIP name resolves to one
+    address and behaves as before. ``pick_first`` is gRPC's default."""
 
     def __init__(
         self,
@@ -98,7 +111,11 @@ class GrpcServices:
         ca_file: str = "",
         operations: str = "127.0.0.1:50058",
         eligibility: str = "127.0.0.1:50052",
+        load_balancing: str = ROUND_ROBIN,
     ):
+        if load_balancing not in (ROUND_ROBIN, PICK_FIRST):
+            raise ValueError(f"load_balancing: {ROUND_ROBIN} or {PICK_FIRST}, not {load_balancing!r}")
+        self.load_balancing = load_balancing
         self.addresses = {
             "intake": intake,
             "review": review,
@@ -116,10 +133,13 @@ class GrpcServices:
     def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
+            target, options = address, []
+            if self.load_balancing == ROUND_ROBIN:
+                target, options = balancing.balanced_target(address), balancing.channel_options()
             if self._credentials is not None:
-                channel = grpc.aio.secure_channel(address, self._credentials)
+                channel = grpc.aio.secure_channel(target, self._credentials, options=options)
             else:
-                channel = grpc.aio.insecure_channel(address)
+                channel = grpc.aio.insecure_channel(target, options=options)
             self._channels[address] = channel
         return channel
 
