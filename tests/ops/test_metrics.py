@@ -1,5 +1,5 @@
 """The metric contract, checked on the real thing: Kafka (a broker of its own)
-and the five services as processes (LocalStack), the demo applications
+and the services as processes (LocalStack), the demo applications
 through the whole pipeline (the people's part included: review and the
 public notice, subsidy_dev/review_story.py), then each service's /metrics scraped over HTTP
 and
@@ -44,7 +44,7 @@ DEMO = [
     for line in (REPO / "demo" / "applications.jsonl").read_text(encoding="utf-8").splitlines()
     if line.strip()
 ]
-SERVICES = ("intake", "eligibility", "payout", "notify", "review", "registry_sync")
+SERVICES = ("intake", "eligibility", "payout", "notify", "review", "registry_sync", "operations")
 
 # What each service must export: exposition family name -> label names (the
 # contract of the operations issue; deploy/k8s alerts use these names).
@@ -121,6 +121,15 @@ CONTRACT = {
         "subsidy_registry_sync_last_success_timestamp_seconds": set(),
         "subsidy_registry_sync_lag_seconds": set(),
     },
+    "operations": {
+        **COMMON,
+        **KAFKA_CONSUMER,
+        **OUTBOX,
+        **DB,
+        "subsidy_operations_dead_letters_read_total": {"topic", "outcome"},
+        "subsidy_operations_dead_letters": {"topic", "state"},
+        "subsidy_operations_dead_letters_oldest_pending_age_seconds": {"topic"},
+    },
 }
 # Families that must have samples after the demo (not only HELP/TYPE lines).
 WITH_SAMPLES = {
@@ -169,6 +178,14 @@ WITH_SAMPLES = {
         "subsidy_kafka_consumer_lag",
         "subsidy_consumer_last_progress_timestamp_seconds",
         "subsidy_grpc_server_handled_total",
+    ],
+    # The garbage record eligibility dead-letters (_exercise), read into operations' database.
+    "operations": [
+        "subsidy_operations_dead_letters_read_total",
+        "subsidy_operations_dead_letters",
+        "subsidy_operations_dead_letters_oldest_pending_age_seconds",
+        "subsidy_kafka_consumer_lag",
+        "subsidy_outbox_depth",
     ],
     "registry_sync": [
         "subsidy_registry_sync_changes_total",
@@ -230,6 +247,7 @@ def scrape_whole_stack(tmp_path_factory: pytest.TempPathFactory) -> dict[str, st
     fast = {
         "intake": {"SUBSIDY_INTAKE_METRICS_REFRESH_SECONDS": "1"},
         "review": {"SUBSIDY_REVIEW_METRICS_REFRESH_SECONDS": "1"},
+        "operations": {"SUBSIDY_OPERATIONS_METRICS_REFRESH_SECONDS": "1"},
         "registry_sync": {"SUBSIDY_REGISTRY_SYNC_POLL_SECONDS": "1"},
         "payout": {
             "SUBSIDY_PAYOUT_METRICS_REFRESH_SECONDS": "1",
@@ -364,6 +382,22 @@ def test_the_numbers_tell_the_story(scrapes):
     assert payout["subsidy_payout_scheduler_last_run_timestamp_seconds"]["samples"][0][2] > 0
     notify = families(scrapes["notify"])
     assert sum(v for _, _, v in notify["subsidy_notifications_sent_total"]["samples"]) > 0
+    # The garbage application is a letter PENDING in operations (what
+    # SubsidyDeadLettersUnhandled reads), and every DLQ topic has its age series.
+    operations = families(scrapes["operations"])
+    pending = {
+        labels["topic"]: v
+        for _, labels, v in operations["subsidy_operations_dead_letters"]["samples"]
+        if labels["state"] == "PENDING"
+    }
+    assert pending[topics.APPLICATIONS_DLQ.name] >= 1
+    ages = {
+        labels["topic"]: v
+        for _, labels, v in operations["subsidy_operations_dead_letters_oldest_pending_age_seconds"]["samples"]
+    }
+    assert set(ages) == {t.name for t in topics.ALL if t.name.endswith(".dlq")}
+    assert all(v >= 0 for v in ages.values())
+    assert all(ages[t] == 0 for t, n in pending.items() if n == 0), "no letter pending: age 0"
 
 
 CREDIT_CODE = re.compile(r"^[0-9A-Z]{18}$")

@@ -26,7 +26,7 @@ from subsidy.services.operations.adapters.migrations import HISTORY
 from subsidy.services.operations.adapters.relay import OutboxRelay
 from subsidy.services.operations.adapters.store import SqlStore
 from subsidy.services.operations.config import Settings
-from subsidy.services.operations.model import DLQ_TOPICS, STATES
+from subsidy.services.operations.model import DLQ_TOPICS
 
 log = logging.getLogger("subsidy.services.operations")
 
@@ -92,10 +92,7 @@ class OperationsApp(process.ServiceApp):
         count, oldest = self.store.outbox_stats()
         shared.OUTBOX_DEPTH.labels("operations").set(count)
         shared.OUTBOX_OLDEST_AGE.labels("operations").set(shared.age_seconds(oldest))
-        counts = self.store.counts()
-        for topic in DLQ_TOPICS:
-            for state in STATES:
-                metrics.LETTERS.labels(topic, state).set(counts.get((topic, state), 0))
+        metrics.refresh_letters(self.store.counts(), self.store.oldest_pending(), self.clock.now())
 
     async def stop_work(self) -> None:
         await self.stop_server(self.settings.grace_s)

@@ -1,8 +1,12 @@
 """operations' Prometheus metrics (the shared ones: subsidy/platform/metrics.py)."""
 
+import datetime as dt
+from collections.abc import Mapping
+
 from prometheus_client import Counter, Gauge
 
 from subsidy.platform import metrics as shared
+from subsidy.services.operations.model import DLQ_TOPICS, STATES
 
 LETTERS_READ = shared.metric(
     Counter,
@@ -31,3 +35,22 @@ OUTBOX_PUBLISHED = shared.metric(
 OUTBOX_FAILURES = shared.metric(
     Counter, "subsidy_operations_outbox_failures", "Outbox relay batches that failed (Kafka down)."
 )
+OLDEST_PENDING_AGE = shared.metric(
+    Gauge,
+    "subsidy_operations_dead_letters_oldest_pending_age_seconds",
+    "Age of the oldest dead letter neither replayed nor discarded (PENDING), by DLQ topic; 0 when none "
+    "(SubsidyDeadLettersUnhandled).",
+    ("topic",),
+)
+
+
+def refresh_letters(counts: Mapping[tuple[str, str], int], oldest_pending: Mapping[str, str], now: dt.datetime) -> None:
+    """The letters' gauges for every DLQ topic, from the store's counts
+    ({(topic, state): n}) and each topic's oldest PENDING received_at, aged
+    by the service's clock (subsidy/platform/clock.py): a topic without
+    letters reads 0, so a handled topic's series drops to 0 rather than
+    keeping its last value."""
+    for topic in DLQ_TOPICS:
+        for state in STATES:
+            LETTERS.labels(topic, state).set(counts.get((topic, state), 0))
+        OLDEST_PENDING_AGE.labels(topic).set(shared.age_seconds(oldest_pending.get(topic), now))

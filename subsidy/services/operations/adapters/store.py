@@ -148,6 +148,17 @@ class SqlStore(migrations.OwnedSchema):
         with self.db.transaction() as tx:
             return SqlLettersTx(tx).counts()
 
+    def oldest_pending(self) -> dict[str, str]:
+        """{DLQ topic: received_at of its oldest PENDING letter} (the metrics' refresh)."""
+        with self.db.transaction() as tx:
+            return {
+                r[0]: r[1]
+                for r in tx.all(
+                    "SELECT dlq_topic, MIN(received_at) FROM operations_letters WHERE state = ? GROUP BY dlq_topic",
+                    (PENDING,),
+                )
+            }
+
     # -- the outbox (relay) -------------------------------------------------------------
 
     def relay_batch(self, publish: Callable[[list[OutboxRow]], Published], limit: int = 100) -> int | None:
