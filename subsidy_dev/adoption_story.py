@@ -24,15 +24,17 @@ from typing import Any
 
 FINAL = "fictional-final-2023"
 
-#: The pending application of the story: 上海泖源食品 moves more of its systems to
-#: a listed cloud provider (clause 10.cloud). The draft caps it at 5万, the final at 8万.
+#: The pending application of the story: 上海洞泾精工 moves more of its systems to
+#: a listed cloud provider (clause 10.cloud). The draft caps the clause at 5万 a
+#: firm, the final at 8万: on a fresh ledger 5万 then 8万; in `make run`, where
+#: the firm already holds 1.8万 of it (SJ-2025-0002), 3.2万 then 6.2万.
 PENDING: dict[str, Any] = {
     "application_id": "SJ-2025-9101",
     "submitted_on": "2025-09-15",
     "firm": {
-        "credit_code": "913101171K0HG2QW66",
-        "name": "上海泖源食品有限公司",
-        "kinds": ["SME", "INDUSTRIAL"],
+        "credit_code": "913101176Q60N7RY4N",
+        "name": "上海洞泾精工五金制品有限公司",
+        "kinds": ["SME"],
         "registered_in_district": True,
         "tax_registered_in_district": True,
         "independent_legal_person": True,

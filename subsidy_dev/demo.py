@@ -257,6 +257,10 @@ def run_demo(stack: Any, applications_path: Path) -> None:
     aside = f" (reviewers set the amounts of {', '.join(manual)}, which the text leaves to them)" if manual else ""
     print(f"\nThe pipeline {verdict} `subsidy simulate` on the same applications{aside}.")
     _show_policy_diff(stack, applications_path)
+    if with_payout and "eligibility" in stack.services:
+        from subsidy_dev import adoption_story
+
+        adoption_story.show_adoption(stack, applications_path)
     if with_payout:
         from subsidy_dev import move_out_story
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import hashlib
 import os
 import signal
 import subprocess
@@ -314,6 +315,12 @@ class LocalStack:
                 SUBSIDY_ELIGIBILITY_DATA_DIR=str(self.var_dir / "eligibility"),
                 SUBSIDY_ELIGIBILITY_METRICS_PORT=str(free_port()),
                 SUBSIDY_ELIGIBILITY_METRICS_ADDRESS="127.0.0.1",
+                # The adoption trail is shared by every eligibility instance of one
+                # deployment (ADR 0018): here, of one stack. Stacks sharing a broker
+                # (the tests) must not see each other's adoptions; `make run` on the
+                # same var/ keeps its own.
+                SUBSIDY_ELIGIBILITY_ADOPTION_TOPIC="subsidy.policy.adoptions.v1.stack-"
+                + hashlib.sha256(str(self.var_dir.resolve()).encode()).hexdigest()[:12],
             )
         elif name == "payout":
             env.update(
@@ -434,7 +441,9 @@ def _demo(args: argparse.Namespace) -> int:
     for group, pids in run_groups.reap_orphans():
         print(f"Ended {group.what}, left behind by an interrupted run ({len(pids)} processes)", flush=True)
     print(f"Starting Kafka and the services (data and logs in {var_dir}/) ...", flush=True)
-    stack = LocalStack(var_dir / "stack")
+    # The fictional final runs in shadow beside the draft (issue 14; the demo adopts it).
+    shadow = {"eligibility": {"SUBSIDY_ELIGIBILITY_SHADOW_VERSION": "fictional-final-2023"}}
+    stack = LocalStack(var_dir / "stack", extra_env=shadow)
     try:
         stack.start()
         for output in stack.migrations.values():  # what was applied (or adopted), and the version

@@ -61,6 +61,7 @@ from .harness import (
     SESSION_TIMEOUT_S,
     STALL_S,
     TARGETS,
+    TODAY,
     FaultStack,
     Observed,
     Submitter,
@@ -278,7 +279,10 @@ def feed_change(fs: FaultStack, wl: Workload, step: int) -> None:
             code, kind="WORKSHOP", level="市级", reference=f"WS-FLT{wl.seed}-{step}", issuer="上海市经信委"
         )
     else:
-        fs.platform.change("CONTACTS", code, {"email": f"new-{wl.seed}-{step}@example.cn"})
+        # A CONTACTS change carries the firm's whole contacts (it replaces them):
+        # a new e-mail address, the same phone and webhook.
+        contacts = dict((fs.platform.firm(code) or {}).get("contacts", {}))
+        fs.platform.change("CONTACTS", code, {**contacts, "email": f"new-{wl.seed}-{step}@example.cn"})
 
 
 def cancel_some(fs: FaultStack, wl: Workload, rng: random.Random, payments: list) -> dict[str, str]:
@@ -312,6 +316,97 @@ def cancel_some(fs: FaultStack, wl: Workload, rng: random.Random, payments: list
         strike.join()
         fs.ensure_running()
     return chosen
+
+
+#: TrancheDue under fault (issue 19, item 2): payout's day moves from TODAY to
+#: the seed's first due date (restarting it), the scheduler raises TrancheDue
+#: for every tranche due by then (those of the budget years already begun fall
+#: due on the day their grant became payable; later years' stay SCHEDULED),
+#: while one of these strikes. Then the day goes back, so the next seed's
+#: tranches start SCHEDULED as before (each seed has firms of its own).
+DUE_FAULTS = ("broker", "database", "kill9:payout", "rewind:payout")
+
+
+def set_payout_day(fs: FaultStack, day: str) -> None:
+    """Restart payout (SIGTERM) with SUBSIDY_PAYOUT_TODAY = ``day``."""
+    svc = fs.service("payout")
+    svc.env["SUBSIDY_PAYOUT_TODAY"] = day
+    svc.stop()
+    svc.start()
+    svc.wait_serving(120)
+
+
+def due_problems(fs: FaultStack, wl: Workload, due_day: str) -> list[str]:
+    """Every tranche of the seed due by ``due_day`` has left SCHEDULED (DUE, or
+    HELD by the release gate, or PAID/CANCELLED before), none due later is DUE,
+    and Kafka carries a TrancheDue (one event id) for each DUE one and for no
+    tranche due later (duplicates by id with different content are the main
+    checker's finding)."""
+    from subsidy.contracts import topics
+
+    from .harness import read_topic
+
+    with psycopg.connect(fs.db_url, connect_timeout=5) as conn:
+        rows = conn.execute(
+            "SELECT tranche_id, due_on, status FROM payout_tranches WHERE application_id LIKE %s",
+            (f"FLT{wl.seed}-%",),
+        ).fetchall()
+    firms = set(wl.firms)
+    due_events = set()
+    for r in read_topic(fs.bootstrap, topics.PAYOUTS.name):
+        if r.key and r.key.decode() in firms:
+            event = payout_pb2.PayoutEvent.FromString(r.value)
+            if event.WhichOneof("event") == "tranche_due":
+                due_events.add(event.tranche_due.tranche_id)
+    problems = []
+    for tranche_id, due_on, status in rows:
+        if due_on <= due_day and status == "SCHEDULED":
+            problems.append(f"{tranche_id} due on {due_on} is still SCHEDULED on {due_day}")
+        if due_on > due_day and (status == "DUE" or tranche_id in due_events):
+            problems.append(f"{tranche_id} due on {due_on} was made DUE on {due_day}")
+        if status == "DUE" and tranche_id not in due_events:
+            problems.append(f"{tranche_id} is DUE but no TrancheDue reached Kafka")
+    if not any(due_on > due_day for _, due_on, _ in rows):
+        problems.append(f"every tranche of seed {wl.seed} falls due by {due_day}: none shows the day is kept")
+    return problems
+
+
+def first_due_day(fs: FaultStack, wl: Workload) -> str:
+    with psycopg.connect(fs.db_url, connect_timeout=5) as conn:
+        (day,) = conn.execute(
+            "SELECT min(due_on) FROM payout_tranches WHERE application_id LIKE %s", (f"FLT{wl.seed}-%",)
+        ).fetchone()
+    assert day, f"seed {wl.seed} has no tranches: the due phase would test nothing"
+    return day
+
+
+def fall_due(fs: FaultStack, wl: Workload, rng: random.Random, observe) -> tuple[str, str]:
+    """The due phase; returns the fault that struck and payout's day. Its
+    promises and every promise of the main checker (``observe``: nothing lost
+    or paid twice, no duplicate notification of the TrancheDue events, lag
+    back to 0) must hold."""
+    fault = rng.choice(DUE_FAULTS)
+    due_day = first_due_day(fs, wl)
+    strike = threading.Timer(rng.uniform(0.0, 3.0), lambda: inject(fs, _people_step(fault)))
+    set_payout_day(fs, due_day)
+    strike.start()
+    try:
+        strike.join()
+        fs.ensure_running()
+        deadline = time.monotonic() + CONVERGE_TIMEOUT_S
+        problems = due_problems(fs, wl, due_day) + observe().problems
+        while problems and time.monotonic() < deadline:
+            time.sleep(2)
+            problems = due_problems(fs, wl, due_day) + observe().problems
+        assert not problems, (
+            f"seed {wl.seed} (replay: pytest tests/faults --fault-seeds {wl.seed}) due phase under {fault}:\n  "
+            + "\n  ".join(problems[:40])
+            + "\n"
+            + fs.logs()
+        )
+    finally:
+        set_payout_day(fs, TODAY)
+    return fault, due_day
 
 
 def _people_step(fault: str) -> Step:
@@ -419,5 +514,9 @@ def test_every_promise_holds_under_a_seeded_fault_schedule(fault_stack: FaultSta
         + "\n"
         + fs.logs()
     )
+    t0 = time.monotonic()
+    allowed = 2 * (fs.kills["notify"] - kills_before)
+    due_fault, due_day = fall_due(fs, wl, random.Random(fault_seed * 15485863 + 5), observe)
+    log(f"seed {fault_seed}: tranches due by {due_day} under {due_fault} in {time.monotonic() - t0:.1f}s")
     assert len(fs.unexpected_exits) == exits_before, f"services died on their own: {fs.unexpected_exits[exits_before:]}"
     assert not fs.health_lies, f"health did not tell the truth: {fs.health_lies}"
