@@ -112,6 +112,7 @@ _GRANT_STATE = (
 _GRANT_VOID = ("void", "cap_released_fen")
 _TRANCHE_HOLD = ("held_on", "hold_until", "hold_reason", "hold_count")
 LATER_COLUMNS = {
+    "intake_applications": ("firm_name", "firm_name_key", "clause"),  # intake's 0005: the search across firms
     "intake_outbox": _PARKED,
     "payout_outbox": _PARKED,
     "payout_grants": _GRANT_STATE + _GRANT_VOID,
@@ -119,13 +120,24 @@ LATER_COLUMNS = {
 }
 LATER_TYPES = {("payout_grants", "cap_released_fen"): "bigint", ("payout_tranches", "hold_count"): "integer"}
 OLD_ROWS_HOLD = {
+    # intake's 0005 fills the search columns from the payload: the legacy
+    # rows' payloads are not Applications, so empty name, key and clause.
+    "intake_applications": ("", "", ""),
     "intake_outbox": (None, None),
     "payout_outbox": (None, None),
     "payout_grants": ("PAYABLE",) + (None,) * 9,
     "payout_tranches": (None,) * 4,
 }
 #: Indexes later revisions add to baseline tables.
-LATER_INDEXES = ("payout_grants_by_decision",)
+LATER_INDEXES = (
+    "payout_grants_by_decision",
+    # intake's 0005: the listings across firms
+    "intake_applications_by_time",
+    "intake_applications_by_clause",
+    "intake_applications_by_state",
+    "intake_proposals_by_time",
+    "intake_proposals_by_state",
+)
 #: Tables later revisions create (payout's 0004: firm facts and recoveries;
 #: intake's 0003: 免申即享 proposals; intake's 0004: the decision history).
 LATER_TABLES = (
