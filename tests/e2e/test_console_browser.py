@@ -26,6 +26,7 @@ import re
 import shutil
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import grpc
 import httpx
@@ -546,6 +547,54 @@ def test_an_enterprise_sees_only_its_own_firm(console):
         assert client.get("/finance/tranches.csv").status_code == 403
     console.open(f"/firms/{HOSTILE_FIRM}")
     assert "只能查看本企业" in console.body()
+
+
+def _registry_name(code: str) -> str:
+    firms = json.loads((REPO / "demo" / "registry.json").read_text(encoding="utf-8"))["firms"]
+    return next(f["name"] for f in firms if f["credit_code"] == code)
+
+
+def test_search_applications_across_firms_by_part_of_a_firm_name(console):
+    """Issue 15: a reviewer types part of a firm's name into the search form
+    and finds that firm's applications among every firm's; the HTML in a firm
+    name is shown as text; an ENTERPRISE typing the same name finds nothing of
+    that firm's (its search stays inside its own firm); proposals across
+    firms and the finance page's recoveries list answer."""
+    held_name = _registry_name(HELD["firm"]["credit_code"])
+    part = held_name[2:7]  # "九科新能源": the middle of the name, not its first characters
+    console.sign_in(REVIEWER_1.subject)
+    console.open("/applications")
+    console.find("#application-search input[name=firm_name]").send_keys(part)
+    console.find("#application-search button[type=submit]").click()
+    console.wait_text("#applications", HELD["application_id"])
+    names = [cell.text for cell in console.all("#applications td.firm-name")]
+    assert names and all(part in name for name in names), names
+    assert PLAIN[1]["application_id"] not in console.find("#applications").text
+    console.shot("14b-search-by-firm-name")
+
+    console.open("/applications?firm_name=" + quote("<script>"))
+    console.wait_text("#applications", PLAIN[0]["application_id"])
+    assert HOSTILE in console.find("#applications").text  # shown as text, never run
+    assert console.driver.execute_script("return document.querySelectorAll('#applications script').length") == 0
+    console.open("/applications?firm_name=" + quote("名" * 101))
+    assert "企业名称" in console.body() and "不能超过 100 个字符" in console.body()
+    console.open("/proposals")
+    assert console.all("#proposals")
+    console.shot("14c-proposals-across-firms")
+
+    console.sign_in("", ENTERPRISE_FIRM)
+    console.open("/applications")
+    console.find("#application-search input[name=firm_name]").send_keys(held_name)
+    console.find("#application-search button[type=submit]").click()
+    console.wait_text("#applications", "没有符合条件的申请")
+    assert HELD["application_id"] not in console.find("#applications").text
+    console.shot("14d-enterprise-searches-another-firm")
+
+    console.sign_in(FINANCE.subject)
+    console.open("/finance/tranches?recoveries=all")
+    assert console.find("#recoveries-heading").text == "追回"
+    assert console.all("#recoveries")
+    console.shot("14e-finance-recoveries")
 
 
 def test_the_operator_sees_service_health(console):
