@@ -96,6 +96,16 @@ NOTIFICATIONS_DLQ = TopicSpec(
     "subsidy.notifications.v1.dlq", 1, _DLQ, "DeadLetter: events notify could not deliver after its retries"
 )
 
+#: The audit trail of policy version adoptions (ADR 0018): every proposal,
+#: adoption and refusal, read by every eligibility instance from its beginning;
+#: kept forever (retention.ms -1) and one partition, so the trail has one order.
+POLICY_ADOPTIONS = TopicSpec(
+    "subsidy.policy.adoptions.v1",
+    1,
+    {"cleanup.policy": "delete", "retention.ms": "-1"},
+    "Adoption events of policy versions (JSON: proposed, adopted, refused), key the version id; eligibility's own",
+)
+
 ALL = (
     APPLICATIONS,
     DECISIONS,
@@ -106,6 +116,7 @@ ALL = (
     FIRMS,
     PROPOSALS,
     SHADOW_DECISIONS,
+    POLICY_ADOPTIONS,
     APPLICATIONS_DLQ,
     DECISIONS_DLQ,
     PAYOUTS_DLQ,

@@ -200,6 +200,7 @@ ACCESS = {
         T.APPLICATIONS.name: {"Read"},
         T.DECISIONS.name: {"Write"},
         T.SHADOW_DECISIONS.name: {"Write"},  # a candidate policy's decisions, for comparison only
+        T.POLICY_ADOPTIONS.name: {"Read", "Write"},  # the adoption trail every instance reads (ADR 0018)
         T.APPLICATIONS_DLQ.name: {"Write"},
     },
     "subsidy-payout": {
@@ -242,7 +243,7 @@ ACCESS = {
         **{
             t.name: {"Write"}
             for t in T.ALL
-            if not t.name.endswith(".dlq") and t.name not in (T.PAYMENTS.name, T.PAYOUTS.name)
+            if not t.name.endswith(".dlq") and t.name not in (T.PAYMENTS.name, T.PAYOUTS.name, T.POLICY_ADOPTIONS.name)
         },
     },
 }
@@ -402,10 +403,11 @@ def topics_named_in_code(service: str) -> set[str]:
     return used
 
 
-# Topics a service's code names only to decode a stored value (operations'
-# decoder table, model.py), never to read or write: the money topics, which
-# operations may not replay to (ADR 0019, "Kafka access").
-DECODED_ONLY = {"operations": {T.PAYMENTS.name, T.PAYOUTS.name}}
+# Topics a service's code names only to decode a stored value or to refuse
+# it (operations' decoder table and NEVER_REPLAYED, model.py), never to read or
+# write: the money topics and the adoption trail, which operations may not
+# replay to (ADR 0019, "Kafka access").
+DECODED_ONLY = {"operations": {T.PAYMENTS.name, T.PAYOUTS.name, T.POLICY_ADOPTIONS.name}}
 
 
 @pytest.mark.parametrize("overlay", SECURE_OVERLAYS)

@@ -22,8 +22,17 @@ STATES = (PENDING, REPLAYED, DISCARDED)
 
 #: The dead-letter topics operations reads: every ``*.dlq`` of the contract.
 DLQ_TOPICS = tuple(spec.name for spec in topics.ALL if spec.name.endswith(".dlq"))
-#: The topics a replay may publish to: the contract's topics that are not dead-letter topics.
-REPLAY_TOPICS = frozenset(spec.name for spec in topics.ALL if not spec.name.endswith(".dlq"))
+#: Topics no replay may publish to, whatever a letter names as its source: only
+#: finance confirms payments, only payout writes its events (the money), only
+#: eligibility writes the policy adoption trail (ADR 0019, "Kafka access"; the
+#: operations service's Kafka user may not write them either, so a replay there
+#: would sit in its outbox for ever). Such letters are discarded, with a reason.
+NEVER_REPLAYED = frozenset({topics.PAYMENTS.name, topics.PAYOUTS.name, topics.POLICY_ADOPTIONS.name})
+#: The topics a replay may publish to: the contract's topics that are not
+#: dead-letter topics, less those above.
+REPLAY_TOPICS = frozenset(
+    spec.name for spec in topics.ALL if not spec.name.endswith(".dlq") and spec.name not in NEVER_REPLAYED
+)
 
 MAX_REASON = 500
 MAX_LETTER_ID = 300
@@ -260,6 +269,8 @@ def not_replayable_reason(envelope: Envelope) -> str:
     """Why the letter cannot be replayed as it is, or "" when it can."""
     if envelope.envelope_error:
         return f"the dead letter itself could not be read ({envelope.envelope_error})"
+    if envelope.source_topic in NEVER_REPLAYED:
+        return f"{envelope.source_topic} is written by its owner only (a replay from here is refused; discard it)"
     if envelope.source_topic not in REPLAY_TOPICS:
         return f"{envelope.source_topic} is not a topic of the contract (nothing to publish to)"
     if envelope.truncated:

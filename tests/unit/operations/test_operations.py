@@ -179,6 +179,20 @@ def test_a_truncated_letter_is_not_replayed(store):
     assert outbox(store) == []
 
 
+@pytest.mark.parametrize("topic", [topics.PAYMENTS.name, topics.PAYOUTS.name, topics.POLICY_ADOPTIONS.name])
+def test_letters_of_the_money_topics_and_the_adoption_trail_are_never_replayed(store, topic):
+    """Only finance confirms payments, only payout writes its events, only
+    eligibility writes the adoption trail; the operations service's Kafka user
+    may write none of them, so a replay would sit in its outbox for ever."""
+    lid = store_letter(store, letter(b"\x0a\x03abc", topic=topic))
+    shown = letter_to_proto(handlers.get_letter(store, lid)[0])
+    assert not shown.replayable and "written by its owner only" in shown.not_replayable_reason
+    with pytest.raises(FailedPrecondition, match="written by its owner only"):
+        handlers.replay(store, lid, "", OPERATOR, "2026-12-01T10:00:00Z")
+    assert outbox(store) == [] and handlers.get_letter(store, lid)[0].stored.state == "PENDING"
+    handlers.discard(store, lid, "由财政/账本重新发送", OPERATOR, "2026-12-01T10:00:00Z")
+
+
 def test_listing_pages_newest_first_and_checks_its_input(store):
     for i in range(5):
         store_letter(store, letter(b"junk", offset=i), i)

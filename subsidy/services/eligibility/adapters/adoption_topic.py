@@ -33,18 +33,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from subsidy.contracts import cloudevents
-from subsidy.contracts.topics import TopicSpec
+from subsidy.contracts import cloudevents, topics
 from subsidy.platform.security import kafka as kafka_security
 from subsidy.services.eligibility.adapters.adoption_log import AdoptionLogError
 
-#: Forever: the audit trail of who adopted which policy version (retention.ms -1).
-ADOPTIONS = TopicSpec(
-    "subsidy.policy.adoptions.v1",
-    1,
-    {"cleanup.policy": "delete", "retention.ms": "-1"},
-    "Adoption events of policy versions (JSON: proposed, adopted, refused), key the version id; eligibility's own",
-)
+#: Forever: the audit trail of who adopted which policy version (subsidy/contracts/topics.py).
+ADOPTIONS = topics.POLICY_ADOPTIONS
 TYPE_ADOPTION = "cn.gov.songjiang.subsidy.policy.adoption.v1"
 SOURCE = "/songjiang/subsidy/eligibility"
 
