@@ -157,3 +157,60 @@ def test_proposals_of_every_firm_by_state_paged_with_tokens_bound_to_the_filters
     with pytest.raises(InvalidApplication) as caught:
         proposals.list_for_firm(d, "")
     assert caught.value.field == "credit_code"
+
+
+class _Aborted(Exception):
+    pass
+
+
+class _Context:
+    def __init__(self):
+        self.code = None
+
+    def invocation_metadata(self):
+        return ()
+
+    async def abort(self, code, message, trailing_metadata=()):
+        self.code = code
+        raise _Aborted(message)
+
+
+def test_the_servicer_itself_keeps_an_enterprise_to_its_own_firm():
+    """Behind the access interceptor's check (access.yaml), the servicer holds
+    the same line: an ENTERPRISE principal listing with no credit code (every
+    firm) or another firm's is PERMISSION_DENIED and nothing is read."""
+    import asyncio
+
+    import grpc
+
+    from subsidy.platform.security.identity import Principal, acting_as
+    from subsidy.services.intake.adapters.grpc import IntakeServicer
+    from subsidy.v1 import intake_pb2
+
+    d = two_firms()
+    servicer = IntakeServicer(d)
+    firm = Principal("ENTERPRISE", FIRM, "firm-user", "jwt")
+
+    def call(request, principal):
+        context = _Context()
+
+        async def run():
+            with acting_as(principal):
+                return await servicer.ListApplications(request, context)
+
+        try:
+            return asyncio.run(run()), context.code
+        except _Aborted:
+            return None, context.code
+
+    for request in (
+        intake_pb2.ListApplicationsRequest(firm_name="ACME"),
+        intake_pb2.ListApplicationsRequest(credit_code=PROVIDER),
+    ):
+        assert call(request, firm) == (None, grpc.StatusCode.PERMISSION_DENIED)
+    own, _ = call(intake_pb2.ListApplicationsRequest(credit_code=FIRM, firm_name="ACME"), firm)
+    assert list(own.applications) == []  # the other firm's name inside its own firm: nothing
+    every, _ = call(intake_pb2.ListApplicationsRequest(firm_name="acme"), Principal("REVIEWER", "", "rv", "jwt"))
+    assert [a.application.application_id for a in every.applications] == ["T-B1"]
+    bad, code = call(intake_pb2.ListApplicationsRequest(state=99), Principal("REVIEWER", "", "rv", "jwt"))
+    assert (bad, code) == (None, grpc.StatusCode.INVALID_ARGUMENT)
