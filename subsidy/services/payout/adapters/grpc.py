@@ -211,9 +211,7 @@ class PayoutServicer(payout_pb2_grpc.PayoutServiceServicer):
         except Exception as exc:
             await self._fail(context, "ListRecoveries", exc)
             raise
-        return payout_pb2.ListRecoveriesResponse(
-            recoveries=[recovery_to_proto(r) for r in rows], next_page_token=token
-        )
+        return payout_pb2.ListRecoveriesResponse(recoveries=[recovery_to_proto(r) for r in rows], next_page_token=token)
 
     async def CancelTranche(self, request: Any, context: Any) -> Any:
         try:
