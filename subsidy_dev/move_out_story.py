@@ -143,6 +143,7 @@ def finance_pays(stack: Any, application_id: str, credit_code: str, timeout: flo
     from kafka import KafkaProducer
 
     from subsidy.contracts import cloudevents, topics
+    from subsidy.platform.security import kafka as kafka_security
     from subsidy.v1 import payout_pb2
 
     def mine(lines: list[TrancheLine]) -> list[TrancheLine]:
@@ -156,7 +157,9 @@ def finance_pays(stack: Any, application_id: str, credit_code: str, timeout: flo
         timeout,
     )
     due = [t for t in mine(lines) if t.status == "DUE"]
-    producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all", retries=10)
+    producer = KafkaProducer(
+        bootstrap_servers=stack.kafka_bootstrap, acks="all", retries=10, **kafka_security.client_config()
+    )
     try:
         for t in due:
             payment = payout_pb2.PaymentConfirmed(

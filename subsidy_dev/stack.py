@@ -238,10 +238,13 @@ class LocalStack:
 
         from subsidy.contracts import topics
         from subsidy.core.credit_code import is_valid
+        from subsidy.platform.security import kafka as kafka_security
 
         assert self.platform is not None
         wanted = {code for code in self.platform.state() if is_valid(code)}
-        consumer = KafkaConsumer(bootstrap_servers=self.kafka_bootstrap, enable_auto_commit=False)
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.kafka_bootstrap, enable_auto_commit=False, **kafka_security.client_config()
+        )
         try:
             partitions = [
                 TopicPartition(topics.FIRMS.name, p) for p in consumer.partitions_for_topic(topics.FIRMS.name)
