@@ -204,6 +204,13 @@ class KafkaRecordLoop:
         self._created_at = 0.0
         self._unassigned_since: float | None = None
         self._assigned_once = False
+        #: The partitions the rebalance listener announced as ours (None: not
+        #: tracked, a consumer built without the loop's listener). kafka-python
+        #: 3.0.12 was seen to complete a second join within a second of the
+        #: first and hold its partitions without ever announcing them: no
+        #: position, no fetch, lag 0, health SERVING, nothing consumed
+        #: (tests/e2e/test_whole_pipeline.py, once in two runs on 2 cores).
+        self._announced: set | None = None
         self._last_records_at = 0.0
         self._last_lag_refresh = float("-inf")
         self._lag_keys: set = set()
@@ -271,6 +278,7 @@ class KafkaRecordLoop:
         for topic in self.topics:
             consumer.partitions_for_topic(topic)
         consumer.subscribe(list(self.topics), listener=_LoggingRebalanceListener(self))
+        self._announced = set()
         return consumer
 
     def _new_producer(self) -> Any:
@@ -287,6 +295,7 @@ class KafkaRecordLoop:
         )
 
     def _open(self) -> None:
+        self._announced = None
         self._consumer = self._consumer_factory()
         now = self.progress.clock()
         self._created_at = now
@@ -428,8 +437,15 @@ class KafkaRecordLoop:
         else:
             self._uncommitted.clear()
 
+    def partitions_announced(self, assigned: Any) -> None:
+        """The listener's word that a join completed and these partitions are ours."""
+        if self._announced is not None:
+            self._announced = set(assigned)
+
     def partitions_revoked(self, revoked: Any) -> None:
         """Before a rebalance takes partitions away: commit what was handled on them."""
+        if self._announced is not None:
+            self._announced -= set(revoked)
         if any(tp in self._uncommitted for tp in revoked):
             self._commit_handled(quietly=True)
         for tp in revoked:
@@ -480,10 +496,11 @@ class KafkaRecordLoop:
     def stuck_reason(self, now: float) -> str | None:
         """Why the member should be replaced at ``now``, or None."""
         try:
-            assigned = bool(self._consumer.assignment())
+            held = set(self._consumer.assignment())
         except Exception:  # noqa: BLE001
-            assigned = False
-        if assigned:
+            held = set()
+        unannounced = bool(held) and self._announced is not None and not held <= self._announced
+        if held and not unannounced:
             self._unassigned_since = None
             self._assigned_once = True
         elif self._unassigned_since is None:
@@ -491,6 +508,9 @@ class KafkaRecordLoop:
         else:
             limit = self.rejoin_after_s if self._assigned_once else self.first_assignment_within_s
             if now - self._unassigned_since > limit:
+                if unannounced:
+                    waited = now - self._unassigned_since
+                    return f"unannounced: {len(held)} partitions held but never announced for {waited:.0f}s"
                 return "unassigned: no partitions for %.0fs" % (now - self._unassigned_since)
         stall_s = self.progress.stall_s
         if (
@@ -653,3 +673,4 @@ class _LoggingRebalanceListener(_rebalance_listener_base()):  # type: ignore[mis
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("partitions assigned", extra=logs.fields(consumer=self.loop.name, partitions=_partitions(assigned)))
+        self.loop.partitions_announced(assigned)

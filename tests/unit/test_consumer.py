@@ -504,6 +504,38 @@ def test_a_member_never_assigned_since_it_joined_is_replaced_after_two_session_t
     assert loop.stuck_reason(62.0).startswith("unassigned")
 
 
+def test_a_member_holding_partitions_its_listener_never_announced_is_replaced():
+    """kafka-python was seen to hold a second join's partitions without calling
+    on_partitions_assigned: no position, no fetch, lag 0. Held but unannounced
+    counts as unassigned, so the member is replaced after the same limits."""
+    loop = new_loop(lambda rec: "applied", [], stall_s=60, consumer_config={"session_timeout_ms": 10_000})
+    consumer = loop._consumer = FakeConsumer([], assigned={P0, P1})
+    loop._announced = set()  # the loop's own listener is subscribed
+    assert loop.stuck_reason(0.0) is None
+    assert loop.stuck_reason(19.0) is None
+    assert loop.stuck_reason(21.0) == "unannounced: 2 partitions held but never announced for 21s"
+    loop._unassigned_since = None
+    loop.partitions_announced({P0, P1})
+    assert loop.stuck_reason(30.0) is None and loop._assigned_once
+    # A rebalance: revoked, then held again without an announcement -> the longer limit.
+    loop.partitions_revoked({P0, P1})
+    assert loop.stuck_reason(31.0) is None
+    assert loop.stuck_reason(60.0) is None
+    assert loop.stuck_reason(62.0).startswith("unannounced")
+    # Announced in time: never stuck.
+    loop._unassigned_since = None
+    loop.partitions_announced({P0, P1})
+    consumer.assigned = {P0}
+    assert loop.stuck_reason(100.0) is None
+
+
+def test_a_consumer_without_the_loops_listener_is_judged_by_its_assignment_alone():
+    loop = new_loop(lambda rec: "applied", [], stall_s=60, consumer_config={"session_timeout_ms": 10_000})
+    loop._consumer = FakeConsumer([], assigned={P0})
+    assert loop._announced is None
+    assert loop.stuck_reason(0.0) is None and loop.stuck_reason(500.0) is None
+
+
 def test_the_batch_prelude_sees_every_record_of_the_poll_inside_the_scope_before_any_is_handled():
     events = []
     consumer = FakeConsumer([{P0: [record(P0, 0)], P1: [record(P1, 5), record(P1, 6)]}])
