@@ -273,7 +273,9 @@ def scrape_whole_stack(tmp_path_factory: pytest.TempPathFactory) -> dict[str, st
         while True:
             texts = {name: scrape(metrics_url(stack, name)) for name in SERVICES}
             missing = _missing_samples(texts)
-            if not missing or time.monotonic() > deadline:
+            # The operations service reads the DLQs on its own and refreshes its
+            # gauges every second: wait for the garbage application's letter too.
+            if (not missing and _letter_pending(texts)) or time.monotonic() > deadline:
                 break
             time.sleep(1)
     _SCRAPES = texts
@@ -283,6 +285,14 @@ def scrape_whole_stack(tmp_path_factory: pytest.TempPathFactory) -> dict[str, st
         for name, text in texts.items():
             (Path(keep) / f"{name}.prom").write_text(text, encoding="utf-8")
     return texts
+
+
+def _letter_pending(texts: dict[str, str]) -> bool:
+    samples = families(texts["operations"]).get("subsidy_operations_dead_letters", {"samples": []})["samples"]
+    return any(
+        labels.get("topic") == topics.APPLICATIONS_DLQ.name and labels.get("state") == "PENDING" and value >= 1
+        for _, labels, value in samples
+    )
 
 
 def families(text: str) -> dict[str, dict]:
