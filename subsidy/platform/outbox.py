@@ -120,6 +120,21 @@ def encode_headers(headers: Iterable[tuple[str, bytes]]) -> str:
     return json.dumps([[k, v.decode("utf-8")] for k, v in headers], ensure_ascii=False)
 
 
+def enqueue(tx: Transaction, table: str, messages: Iterable[OutboxMessage], at: str) -> None:
+    """Write ``messages`` into a service's outbox ``table`` (the columns of
+    OutboxTable plus a unique ``event_id``) inside the caller's transaction, so
+    they commit or roll back with the state they report; an event id already
+    there is kept once (a replayed input derives the same ids)."""
+    if not table.isidentifier():
+        raise ValueError(f"not a table name: {table!r}")
+    for m in messages:
+        tx.execute(
+            f"INSERT INTO {table} (event_id, topic, key, value, headers, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+            (m.event_id, m.topic, m.key, m.value, encode_headers(m.headers), at),
+        )
+
+
 def decode_headers(text: str) -> list[tuple[str, bytes]]:
     return [(k, v.encode("utf-8")) for k, v in json.loads(text)]
 

@@ -14,9 +14,9 @@ import json
 import zlib
 from collections.abc import Callable, Iterator
 
-from subsidy.platform import migrations
+from subsidy.platform import migrations, outbox
 from subsidy.platform.db import Database, Transaction
-from subsidy.platform.outbox import OutboxMessage, OutboxRow, OutboxTable, Published, encode_headers
+from subsidy.platform.outbox import OutboxMessage, OutboxRow, OutboxTable, Published
 from subsidy.services.operations.adapters.migrations import HISTORY
 from subsidy.services.operations.model import PENDING, AuditEntry, StoredLetter
 
@@ -123,11 +123,7 @@ class SqlLettersTx:
         ]
 
     def enqueue(self, message: OutboxMessage, at: str) -> None:
-        self.tx.execute(
-            "INSERT INTO operations_outbox (event_id, topic, key, value, headers, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-            (message.event_id, message.topic, message.key, message.value, encode_headers(message.headers), at),
-        )
+        outbox.enqueue(self.tx, "operations_outbox", [message], at)
 
 
 class SqlStore(migrations.OwnedSchema):

@@ -49,9 +49,9 @@ from typing import Any
 
 from subsidy.core.domain import Decision
 from subsidy.core.release import FirmStanding
-from subsidy.platform import migrations
+from subsidy.platform import migrations, outbox
 from subsidy.platform.db import Database, Transaction
-from subsidy.platform.outbox import OutboxMessage, OutboxRow, OutboxTable, Published, encode_headers
+from subsidy.platform.outbox import OutboxMessage, OutboxRow, OutboxTable, Published
 from subsidy.services.payout import events
 from subsidy.services.payout.adapters.migrations import HISTORY
 from subsidy.services.payout.model import (
@@ -623,12 +623,7 @@ class SqlOutbox:
         self.tx = tx
 
     def add(self, messages: Iterable[OutboxMessage], at: str) -> None:
-        for m in messages:
-            self.tx.execute(
-                "INSERT INTO payout_outbox (event_id, topic, key, value, headers, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-                (m.event_id, m.topic, m.key, m.value, encode_headers(m.headers), at),
-            )
+        outbox.enqueue(self.tx, "payout_outbox", messages, at)
 
 
 @dataclasses.dataclass

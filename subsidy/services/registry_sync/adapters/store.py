@@ -14,9 +14,9 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from subsidy.platform import migrations
+from subsidy.platform import migrations, outbox
 from subsidy.platform.db import Database, Transaction
-from subsidy.platform.outbox import OutboxMessage, OutboxRow, OutboxTable, Published, encode_headers
+from subsidy.platform.outbox import OutboxMessage, OutboxRow, OutboxTable, Published
 from subsidy.services.registry_sync.adapters.migrations import HISTORY
 from subsidy.services.registry_sync.ports import HeldChange, StoredFirm, SyncState
 
@@ -83,11 +83,7 @@ class SqlSyncTx:
         self.tx.execute("DELETE FROM registry_sync_held WHERE sequence = ?", (sequence,))
 
     def enqueue(self, message: OutboxMessage, at: str) -> None:
-        self.tx.execute(
-            "INSERT INTO registry_sync_outbox (event_id, topic, key, value, headers, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-            (message.event_id, message.topic, message.key, message.value, encode_headers(message.headers), at),
-        )
+        outbox.enqueue(self.tx, "registry_sync_outbox", [message], at)
 
 
 class SqlStore(migrations.OwnedSchema):

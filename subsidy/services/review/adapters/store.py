@@ -24,9 +24,9 @@ from typing import Any
 from subsidy.contracts import codec
 from subsidy.core.workflow.notice import Objection
 from subsidy.core.workflow.review import ReviewItem
-from subsidy.platform import migrations
+from subsidy.platform import migrations, outbox
 from subsidy.platform.db import Database, Transaction
-from subsidy.platform.outbox import OutboxMessage, OutboxRow, OutboxTable, Published, encode_headers
+from subsidy.platform.outbox import OutboxMessage, OutboxRow, OutboxTable, Published
 from subsidy.services.review.adapters.migrations import HISTORY
 from subsidy.services.review.model import AuditEntry, GrantRow, LineRow, NoticeRow
 from subsidy.v1 import decision_pb2
@@ -461,12 +461,7 @@ class SqlOutbox:
         self.tx = tx
 
     def add(self, messages: Iterable[OutboxMessage], at: str) -> None:
-        for m in messages:
-            self.tx.execute(
-                "INSERT INTO review_outbox (event_id, topic, key, value, headers, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-                (m.event_id, m.topic, m.key, m.value, encode_headers(m.headers), at),
-            )
+        outbox.enqueue(self.tx, "review_outbox", messages, at)
 
 
 class _Open:
