@@ -140,11 +140,8 @@ def finance_pays(stack: Any, application_id: str, credit_code: str, timeout: flo
     its payment id derived from the tranche so a second `make run` repeats it
     harmlessly (payout ignores a repeated payment id). The application's
     tranches once the ledger has applied them."""
-    from kafka import KafkaProducer
-
-    from subsidy.contracts import cloudevents, topics
-    from subsidy.platform.security import kafka as kafka_security
     from subsidy.v1 import payout_pb2
+    from subsidy_dev.finance import confirm_payments
 
     def mine(lines: list[TrancheLine]) -> list[TrancheLine]:
         return [t for t in lines if t.application_id == application_id]
@@ -157,29 +154,20 @@ def finance_pays(stack: Any, application_id: str, credit_code: str, timeout: flo
         timeout,
     )
     due = [t for t in mine(lines) if t.status == "DUE"]
-    producer = KafkaProducer(
-        bootstrap_servers=stack.kafka_bootstrap, acks="all", retries=10, **kafka_security.client_config()
-    )
-    try:
-        for t in due:
-            payment = payout_pb2.PaymentConfirmed(
+    confirm_payments(
+        stack.kafka_bootstrap,
+        [
+            payout_pb2.PaymentConfirmed(
                 payment_id=f"DEMO-PAY-{t.tranche_id}",
                 tranche_id=t.tranche_id,
                 credit_code=credit_code,
                 amount_fen=t.amount_fen,
                 paid_on=stack.today().isoformat(),
             )
-            headers = cloudevents.headers(
-                payment.payment_id,
-                "cn.gov.songjiang.finance.payment.confirmed.v1",
-                "/subsidy_dev/demo",
-                cloudevents.new_trace_id(),
-            )
-            producer.send(
-                topics.PAYMENTS.name, key=credit_code.encode(), value=payment.SerializeToString(), headers=headers
-            ).get(timeout=60)
-    finally:
-        producer.close(timeout=10)
+            for t in due
+        ],
+        "/subsidy_dev/demo",
+    )
     return mine(
         wait_until(
             stack,

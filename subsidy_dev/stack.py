@@ -233,37 +233,26 @@ class LocalStack:
 
     def wait_firms_published(self, timeout: float = 90.0) -> None:
         """Until subsidy.firms.v1 holds the facts of every firm the data platform
-        serves under a valid credit code (registry-sync dead-letters the others)."""
-        from kafka import KafkaConsumer, TopicPartition
-
-        from subsidy.contracts import topics
+        serves under a valid credit code (registry-sync dead-letters the others),
+        read as intake and notify read it: through the TopicRegistry adapter."""
         from subsidy.core.credit_code import is_valid
-        from subsidy.platform.security import kafka as kafka_security
+        from subsidy.platform.topic_registry import TopicRegistry
 
         assert self.platform is not None
         wanted = {code for code in self.platform.state() if is_valid(code)}
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.kafka_bootstrap, enable_auto_commit=False, **kafka_security.client_config()
-        )
+        registry = TopicRegistry(self.kafka_bootstrap).start()
         try:
-            partitions = [
-                TopicPartition(topics.FIRMS.name, p) for p in consumer.partitions_for_topic(topics.FIRMS.name)
-            ]
-            consumer.assign(partitions)
-            consumer.seek_to_beginning(*partitions)
-            seen: set[str] = set()
             deadline = time.monotonic() + timeout
-            while not wanted <= seen:
+            while missing := sorted(code for code in wanted if registry.facts(code) is None):
                 if time.monotonic() > deadline:
-                    missing = ", ".join(sorted(wanted - seen)[:5])
                     raise StackError(
-                        f"registry-sync did not publish every firm within {timeout:.0f}s (missing {missing}); "
-                        f"last log lines:\n{tail(self.services['registry_sync'].log_path)}"
+                        f"registry-sync did not publish every firm within {timeout:.0f}s "
+                        f"(missing {', '.join(missing[:5])}); last log lines:\n"
+                        f"{tail(self.services['registry_sync'].log_path)}"
                     )
-                for records in consumer.poll(timeout_ms=500).values():
-                    seen.update(r.key.decode("utf-8", "replace") for r in records if r.key and r.value)
+                time.sleep(0.2)
         finally:
-            consumer.close()
+            registry.stop()
 
     def start_platform(self) -> None:
         """The data platform's test double on a thread of this process, serving

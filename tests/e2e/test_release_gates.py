@@ -10,13 +10,13 @@ tranche of a firm that left become DUE."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import grpc
 import pytest
 
-from subsidy.v1 import intake_pb2_grpc, payout_pb2, payout_pb2_grpc
+from subsidy.v1 import intake_pb2_grpc
+from subsidy_dev import move_out_story
 from subsidy_dev.demo import settle, submit_all
 from subsidy_dev.stack import LocalStack
 
@@ -31,28 +31,16 @@ APP = next(
 FIRM = APP["firm"]["credit_code"]
 
 
-def statuses(stack: LocalStack) -> dict[int, str]:
-    with grpc.insecure_channel(stack.address("payout")) as channel:
-        ledger = payout_pb2_grpc.PayoutServiceStub(channel).GetLedger(
-            payout_pb2.GetLedgerRequest(credit_code=FIRM), timeout=10
-        )
-    return {
-        t.number: payout_pb2.TrancheStatus.Name(t.status).removeprefix("TRANCHE_STATUS_")
-        for g in ledger.grants
-        if g.application_id == APP["application_id"]
-        for t in g.tranches
-    }
+def statuses(lines: list[move_out_story.TrancheLine]) -> dict[int, str]:
+    return {t.number: t.status for t in lines if t.application_id == APP["application_id"]}
 
 
 def until(stack: LocalStack, want: dict[int, str], timeout: float = 90) -> dict[int, str]:
-    deadline = time.monotonic() + timeout
-    seen: dict[int, str] = {}
-    while time.monotonic() < deadline:
-        seen = statuses(stack)
-        if seen == want:
-            return seen
-        time.sleep(0.5)
-    raise AssertionError(f"tranches {seen}, want {want}")
+    """The application's tranches by number once they are ``want`` (payout's GetLedger)."""
+    lines = move_out_story.wait_until(
+        stack, FIRM, lambda lines: statuses(lines) == want, f"tranches {want}", timeout=timeout
+    )
+    return statuses(lines)
 
 
 def test_a_firm_that_leaves_has_its_tranches_held_released_when_it_returns_and_cancelled_after_the_grace(

@@ -38,7 +38,7 @@ from google.protobuf import json_format
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import OffsetSpec
 
-from subsidy.contracts import cloudevents, topics
+from subsidy.contracts import topics
 from subsidy.contracts.calculator import Simulation
 from subsidy.core.credit_code import complete
 from subsidy.core.policy import load_policy
@@ -46,6 +46,7 @@ from subsidy.platform.consumer import DEFAULT_SESSION_TIMEOUT_MS
 from subsidy.services.notify.model import notification_id
 from subsidy.v1 import application_pb2, decision_pb2, events_pb2, intake_pb2, intake_pb2_grpc, payout_pb2
 from subsidy_dev import free_port, tail
+from subsidy_dev.finance import confirm_payments
 from subsidy_dev.kafka import ENV_BOOTSTRAP, KafkaBroker
 from subsidy_dev.platform_fake import FakeDataPlatform
 from subsidy_dev.postgres import PostgresServer
@@ -601,20 +602,7 @@ def submit(stub: Any, app: dict, expect_refusal: bool = False, timeout: float = 
 
 
 def produce_payments(bootstrap: str, payments: list[payout_pb2.PaymentConfirmed]) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=10)
-    try:
-        for p in payments:
-            headers = cloudevents.headers(
-                p.payment_id,
-                "cn.gov.songjiang.finance.payment.confirmed.v1",
-                "/tests/faults",
-                cloudevents.new_trace_id(),
-            )
-            producer.send(
-                topics.PAYMENTS.name, key=p.credit_code.encode(), value=p.SerializeToString(), headers=headers
-            ).get(timeout=60)
-    finally:
-        producer.close(timeout=10)
+    confirm_payments(bootstrap, payments, "/tests/faults")
 
 
 #: Where hostile records go (issue 17): every topic a service consumes.
