@@ -146,7 +146,10 @@ def kafka_round_trip(bootstrap: str, count: int, size: int) -> dict:
 
 
 class PayoutWatcher(threading.Thread):
-    """Records when the first payout event of each application arrives."""
+    """Records when each application leaves the machine: its first payout
+    event (GrantRecorded, for every decision payout applies: eligible or not),
+    or, for a decision that needs people (review_required), the Decision
+    itself, which payout only files in its inbox."""
 
     def __init__(self, bootstrap: str):
         super().__init__(daemon=True)
@@ -156,6 +159,8 @@ class PayoutWatcher(threading.Thread):
 
         self.seen: dict[str, float] = {}
         self.decided: dict[str, float] = {}  # first Decision on subsidy.decisions.v1 (eligibility's output)
+        #: Decisions with review_required: done at their Decision (in `seen` too).
+        self.for_review: set[str] = set()
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.consumer = KafkaConsumer(
@@ -182,11 +187,17 @@ class PayoutWatcher(threading.Thread):
                 for record in records:
                     if record.topic == self.decisions_topic:
                         try:
-                            app_id = decision_pb2.Decision.FromString(record.value).application_id
+                            decision = decision_pb2.Decision.FromString(record.value)
                         except Exception:  # noqa: BLE001 - not ours to judge
                             continue
                         with self.lock:
-                            self.decided.setdefault(app_id, now)
+                            self.decided.setdefault(decision.application_id, now)
+                            if decision.review_required:
+                                # Payout keeps it in its inbox and publishes
+                                # nothing: the machine's part ends here and a
+                                # person's (the review queue) begins.
+                                self.for_review.add(decision.application_id)
+                                self.seen.setdefault(decision.application_id, now)
                         continue
                     event = payout_pb2.PayoutEvent.FromString(record.value)
                     kind = event.WhichOneof("event")
@@ -250,6 +261,7 @@ async def burst(address: str, requests: list, watcher: PayoutWatcher, concurrenc
     with watcher.lock:
         done = [watcher.seen[i] for i in ids if i in watcher.seen]
         decided = [watcher.decided[i] for i in ids if i in watcher.decided]
+        for_review = sum(1 for i in ids if i in watcher.for_review)
     end = max(done) if done else time.perf_counter()
     d_end = max(decided) if decided else time.perf_counter()
     return {
@@ -264,6 +276,7 @@ async def burst(address: str, requests: list, watcher: PayoutWatcher, concurrenc
         "decided": len(decided),
         "decided_rate": len(decided) / (d_end - start),
         "decided_s": d_end - start,
+        "for_review": for_review,
     }
 
 
@@ -391,6 +404,17 @@ def cpu_seconds(pid: int | None) -> float:
         return float("nan")
 
 
+def peak_rss_mb(pid: int | None) -> float:
+    """The process's peak resident set since it started (VmHWM), in MB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, TypeError):
+        pass
+    return float("nan")
+
+
 def machine() -> str:
     model = platform.processor() or platform.machine()
     try:
@@ -410,6 +434,22 @@ def row(name: str, value: float, unit: str, baseline: float, goal: float | None)
     ratio = value / baseline if baseline else float("nan")
     verdict = "" if goal is None else (f"  goal >= {goal:.2f}: " + ("MET" if ratio >= goal else "NOT MET"))
     return f"  {name:<44} {value:>10,.0f} {unit:<16} ratio {ratio:.3f}{verdict}"
+
+
+#: The latency goals of issue 18: p99 at 50% and at 90% of the maximum, and
+#: at 90% the client must offer what it was asked to (not fall behind).
+P99_GOAL_S = {0.5: 0.2, 0.9: 1.0}
+
+
+def latency_verdict(share: float, r: dict) -> str:
+    goal = P99_GOAL_S.get(share)
+    if goal is None:
+        return ""
+    met = r["p99"] <= goal and r["events"] == r["submitted"]
+    if share == 0.9:
+        met = met and r["offered"] >= 0.98 * r["target"]
+        return f"  goal p99 <= {goal * 1000:,.0f} ms, offered = asked: {'MET' if met else 'NOT MET'}"
+    return f"  goal p99 <= {goal * 1000:,.0f} ms: {'MET' if met else 'NOT MET'}"
 
 
 def main() -> None:
@@ -487,6 +527,7 @@ def main() -> None:
                     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
                     b = asyncio.run(burst(stack.intake_address, burst_req, watcher, args.concurrency, phase_s))
                     b["cpu"] = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+                    b["rss"] = {name: peak_rss_mb(pids[name]) for name in stack.services}
                     results["burst"] = b
                     log("[2] draining the burst's backlog before the paced loads ...")
                     watcher.wait(b["ids"], 90)
@@ -526,9 +567,10 @@ def main() -> None:
     print("2. pipeline: gRPC submit -> intake -> eligibility -> payout -> GrantRecorded on subsidy.payouts.v1")
     print(
         f"  burst: {b['submitted']} submitted at {b['submit_rate']:,.0f}/s, {b['events']} payout events "
-        f"in {b['seconds']:.1f} s, {len(b['errors'])} errors; {b['drained']} arrived before the paced loads"
+        f"in {b['seconds']:.1f} s ({b['for_review']} of them at their Decision: review_required), "
+        f"{len(b['errors'])} errors; {b['drained']} arrived before the paced loads"
     )
-    print(row("max sustained applications/s vs raw Kafka", b["rate"], "applications/s", k["rate"], 0.25))
+    print(row("max sustained applications/s vs raw Kafka", b["rate"], "applications/s", k["rate"], 0.12))
     print(
         f"  stages in the burst (from the first submit): intake accepted all in {b['submit_s']:.1f} s "
         f"({b['submit_rate']:,.0f}/s); eligibility's last Decision at {b['decided_s']:.1f} s "
@@ -539,17 +581,32 @@ def main() -> None:
         "  CPU during the burst (s of CPU / s of wall): "
         + ", ".join(f"{name} {sec:.1f} ({sec / b['seconds']:.0%})" for name, sec in b["cpu"].items())
     )
+    per_app = {
+        name: b["cpu"][name] / max(1, b["events"]) * 1000 for name in ("intake", "eligibility", "payout", "kafka")
+    }
+    total = sum(per_app.values())
+    print(
+        f"  CPU per application, intake + eligibility + payout + broker: {total:.2f} ms ("
+        + " + ".join(f"{name} {ms:.2f}" for name, ms in per_app.items())
+        + f")  goal <= 1.00 ms: {'MET' if total <= 1.0 else 'NOT MET'}"
+    )
+    print(
+        "  peak RSS since start (VmHWM): "
+        + ", ".join(f"{name} {mb:,.0f} MB" for name, mb in b["rss"].items())
+        + f"  goal <= 250 MB each: {'MET' if max(b['rss'].values()) <= 250 else 'NOT MET'}"
+    )
     for share, r in results["loads"]:
         print(
             f"  at {share:.0%} of max ({r['target']:,.1f}/s offered {r['offered']:,.1f}/s): "
             f"{r['events']}/{r['submitted']} arrived, p50 {r['p50'] * 1000:,.0f} ms, "
             f"p99 {r['p99'] * 1000:,.0f} ms, max {r['max'] * 1000:,.0f} ms, {len(r['errors'])} errors"
+            + latency_verdict(share, r)
         )
     i, e = results["intake"], results["echo"]
     print(f"3. SubmitApplication RPCs, {args.concurrency} in flight, grpc.aio client")
     print(f"  {'bare grpc.aio echo server':<44} {e['rate']:>10,.0f} RPCs/s ({len(e['errors'])} errors)")
     print(
-        row("intake (SQLite store + outbox relay)", i["rate"], "RPCs/s", e["rate"], 0.7)
+        row("intake (SQLite store + outbox relay)", i["rate"], "RPCs/s", e["rate"], 0.40)
         + f" ({len(i['errors'])} errors)"
     )
     print(f"4. calculator, {calc_lines} lines, best of {calc_repeat}, one core")
