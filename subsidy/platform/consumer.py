@@ -66,7 +66,7 @@ from contextlib import AbstractContextManager as ContextManager
 from typing import Any
 
 from subsidy.contracts import cloudevents
-from subsidy.platform import dead_letters, logs
+from subsidy.platform import dead_letters, kafka_clients, logs
 from subsidy.platform import metrics as shared
 
 # Handlers raise it from here; it lives with the shared dead-letter encoding.
@@ -141,6 +141,7 @@ class KafkaRecordLoop:
         consumer_config: Mapping[str, Any] | None = None,
         max_poll_records: int = 100,
         commit_timeout_ms: int = 10_000,
+        commit_interval_s: float = 1.0,
         max_backoff: float = 10.0,
         stall_s: float = 60.0,
         rejoin_after_s: float | None = None,
@@ -180,6 +181,15 @@ class KafkaRecordLoop:
         self.consumer_config = dict(consumer_config or {})
         self.max_poll_records = max_poll_records
         self.commit_timeout_ms = commit_timeout_ms
+        #: Offsets are committed at most this often (0: after every poll).
+        #: A commit is a synchronous round trip and a write to
+        #: __consumer_offsets; under load a poll brings a handful of records,
+        #: so committing each poll's costs the broker more than the records
+        #: do. Safe because every handler is idempotent: a member killed
+        #: between commits redoes at most this much, and a rebalance, a stop
+        #: and an idle poll commit what is pending.
+        self.commit_interval_s = commit_interval_s
+        self._committed_at = 0.0
         self.max_backoff = max_backoff
         # Health: when it last polled, advanced, reached the broker (subsidy/platform/metrics.py).
         self.progress = shared.ConsumerProgress(name, stall_s)
@@ -291,6 +301,7 @@ class KafkaRecordLoop:
             acks="all",
             max_block_ms=5000,
             bootstrap_timeout_ms=5000,
+            **kafka_clients.producer_tuning(),
             **kafka_security.client_config(),
         )
 
@@ -356,9 +367,14 @@ class KafkaRecordLoop:
                     "closing the dead-letter producer failed", exc_info=True, extra=logs.fields(consumer=self.name)
                 )
 
+    def _commit_due(self) -> bool:
+        return self.progress.clock() - self._committed_at >= self.commit_interval_s
+
     def _poll_once(self) -> None:
-        if self._uncommitted:
-            self._commit_handled()  # a commit that failed earlier: before anything new
+        if self._uncommitted and self._commit_due():
+            # A commit that failed earlier, or one the interval held back:
+            # before anything new, and on an idle poll too (lag returns to 0).
+            self._commit_handled()
         with self._calling("poll"):
             batches = self._consumer.poll(timeout_ms=300, max_records=self.max_poll_records)
         count = sum(len(records) for records in batches.values())
@@ -407,7 +423,8 @@ class KafkaRecordLoop:
             self._commit_handled(quietly=True)
             self._rewind(batches, handled)
             raise _Stopping()
-        self._commit_handled()
+        if self._commit_due():
+            self._commit_handled()
 
     def _commit_handled(self, quietly: bool = False) -> None:
         """Commit the offsets after the records handled so far. One that fails
@@ -436,6 +453,7 @@ class KafkaRecordLoop:
             )
         else:
             self._uncommitted.clear()
+            self._committed_at = self.progress.clock()
 
     def partitions_announced(self, assigned: Any) -> None:
         """The listener's word that a join completed and these partitions are ours."""

@@ -55,7 +55,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from subsidy.core.dates import rfc3339
-from subsidy.platform import logs
+from subsidy.platform import kafka_clients, logs
 from subsidy.platform import metrics as shared
 from subsidy.platform import topics as platform_topics
 from subsidy.platform.db import Database, Transaction
@@ -341,13 +341,13 @@ class OutboxRelay(WorkerThread):
             client_id=f"subsidy-{self.service}-relay",
             enable_idempotence=True,
             acks="all",
-            linger_ms=5,
             max_block_ms=5000,
             request_timeout_ms=10000,
             delivery_timeout_ms=self.delivery_timeout_ms,
             retry_backoff_ms=200,
             reconnect_backoff_max_ms=2000,
             bootstrap_timeout_ms=5000,
+            **kafka_clients.producer_tuning(),
             **kafka_security.client_config(),
         )
 

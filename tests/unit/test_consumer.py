@@ -560,3 +560,28 @@ def test_the_batch_prelude_sees_every_record_of_the_poll_inside_the_scope_before
     )
     run_until(loop, lambda: consumer.commits)
     assert events[:6] == ["begin", ("prelude", [0, 5, 6]), ("handle", 0), ("handle", 5), ("handle", 6), "commit"]
+
+
+def test_with_a_commit_interval_polls_in_quick_succession_share_one_commit_and_stopping_commits_the_rest():
+    batches = [{P0: [record(P0, n)]} for n in range(5)]
+    consumer = FakeConsumer(batches)
+    loop = new_loop(lambda rec: "applied", [consumer], commit_interval_s=60.0)
+    run_until(loop, consumer.polled.is_set)
+    # The first poll commits (nothing was committed yet); the four after it
+    # fall inside the interval; the stop commits what they handled.
+    assert consumer.commits == [{P0: 1}, {P0: 5}]
+
+
+def test_an_idle_loop_commits_what_the_interval_held_back_so_lag_returns_to_zero():
+    consumer = FakeConsumer([{P0: [record(P0, 0)]}, {P0: [record(P0, 1)]}])
+    loop = new_loop(lambda rec: "applied", [consumer], commit_interval_s=0.2)
+    # Not stopped before the check: the commit comes from the idle polls.
+    run_until(loop, lambda: consumer.commits and consumer.commits[-1] == {P0: 2}, timeout=3.0)
+    assert consumer.commits[0] == {P0: 1}
+
+
+def test_without_an_interval_every_poll_commits():
+    consumer = FakeConsumer([{P0: [record(P0, n)]} for n in range(3)])
+    loop = new_loop(lambda rec: "applied", [consumer], commit_interval_s=0.0)
+    run_until(loop, consumer.polled.is_set)
+    assert consumer.commits == [{P0: 1}, {P0: 2}, {P0: 3}]

@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from subsidy.contracts import cloudevents, topics
+from subsidy.platform import kafka_clients
 from subsidy.platform.security import kafka as kafka_security
 from subsidy.services.eligibility.adapters.adoption_log import AdoptionLogError
 
@@ -116,6 +117,7 @@ class TopicAdoptionLog:
                     acks="all",
                     enable_idempotence=True,
                     client_id="subsidy-eligibility-adoptions",
+                    **kafka_clients.producer_tuning(),
                     **kafka_security.client_config(),
                 )
             event_id = f"adoption:{event['event']}:{event['version_id']}:{event['subject']}:{event['at']}"

@@ -59,7 +59,7 @@ import faust
 from subsidy.contracts import cloudevents, topics
 from subsidy.core.domain import Decision
 from subsidy.core.policy import Policy
-from subsidy.platform import dead_letters, logs
+from subsidy.platform import dead_letters, kafka_clients, logs
 from subsidy.platform import metrics as shared_metrics
 from subsidy.platform.security import kafka as kafka_security
 from subsidy.services.eligibility import handlers
@@ -254,6 +254,9 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
         broker_rebalance_timeout=max(settings.session_timeout_seconds, 10.0),
         producer_acks=-1,
+        # Batching and compression as every producer of ours
+        # (subsidy/platform/kafka_clients.py; aiokafka's linger is 0 by default).
+        **kafka_clients.faust_producer_tuning(),
         # faust's own topics on a one-node broker: no leader topic (we use no
         # app.timer(on_leader=True)), and replication factor from settings for
         # any changelog a future table would create.
