@@ -59,8 +59,10 @@ def _read(path: str) -> str:
 
 
 def _json(text: str, where: str) -> Any:
+    from subsidy.contracts import json_lines
+
     try:
-        return json.loads(text)
+        return json_lines.loads(text)
     except json.JSONDecodeError as exc:
         raise CommandError(f"{where}: not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:

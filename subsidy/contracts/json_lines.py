@@ -1,0 +1,41 @@
+"""Reading JSON text fast, with exactly the standard library's results.
+
+``subsidy simulate`` and ``subsidy evaluate`` read JSON lines; parsing them
+with ``json.loads`` took a fifth of the calculator's time per application
+(bench/calculator.py). orjson (Rust, wheels for every platform we ship) parses
+them in under half the time. Its results differ from ``json.loads`` in a few
+corners, and those go to ``json.loads``, so what the calculator answers --
+a decision or an error message -- is byte for byte what it was:
+
+- integers beyond 64 bits: orjson reads them as floats, json as exact
+  integers (a line with a run of 19 or more digits is read by json);
+- NaN, Infinity, numbers beyond a double's range, lone surrogates in
+  strings, nesting deeper than 1,024: orjson refuses what json reads (or
+  refuses with its own words), so anything orjson refuses is read again by
+  json, which reads it or refuses it with the message it always gave.
+
+Without an orjson wheel for the platform, json alone does the work.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - a platform without the wheel
+    orjson = None
+
+_LONG_DIGITS = re.compile(r"\d{19}")
+
+
+def loads(text: str) -> Any:
+    """``json.loads(text)``: the same value, or the same JSONDecodeError."""
+    if orjson is not None and _LONG_DIGITS.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass  # json says why (or reads what orjson refuses), below
+    return json.loads(text)

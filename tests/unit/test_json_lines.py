@@ -1,0 +1,92 @@
+"""subsidy.contracts.json_lines.loads answers exactly what json.loads does:
+the same value (types included) or the same error message."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from subsidy.contracts import json_lines
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+def same(a, b) -> bool:
+    """Equal and of the same types all the way down (1 == 1.0 is not enough)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and math.isnan(a):
+        return math.isnan(b)
+    return a == b
+
+
+def outcome(text: str):
+    try:
+        return "value", json.loads(text)
+    except json.JSONDecodeError as exc:
+        return "error", (exc.msg, exc.lineno, exc.colno)
+    except RecursionError:
+        return "recursion", None
+
+
+def fast_outcome(text: str):
+    try:
+        return "value", json_lines.loads(text)
+    except json.JSONDecodeError as exc:
+        return "error", (exc.msg, exc.lineno, exc.colno)
+    except RecursionError:
+        return "recursion", None
+
+
+@settings(max_examples=400)
+@given(json_values, st.booleans())
+def test_any_json_value_reads_as_json_reads_it(value, ascii_only):
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    assert same(json_lines.loads(text), json.loads(text))
+
+
+@settings(max_examples=400)
+@given(st.text(alphabet='{}[]",:0123456789.eE+-truefalsn \\u\ud800', max_size=40))
+def test_any_text_reads_or_fails_as_json_does(text):
+    kind, fast = fast_outcome(text)
+    expected_kind, expected = outcome(text)
+    assert kind == expected_kind
+    assert same(fast, expected) if kind == "value" else fast == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "123456789012345678901234567890",  # beyond 64 bits: an exact int, not a float
+        '{"rent_paid_fen": 18446744073709551616}',
+        "NaN",
+        "-Infinity",
+        "1e400",
+        '"\\ud800"',  # a lone surrogate
+        "[" * 2000 + "]" * 2000,  # deeper than orjson goes
+        '{"a": 1, "a": 2}',  # the last of a repeated name
+        "",
+        '{"a": }',
+    ],
+)
+def test_the_corners_where_orjson_differs(text):
+    kind, fast = fast_outcome(text)
+    expected_kind, expected = outcome(text)
+    assert kind == expected_kind
+    assert same(fast, expected) if kind == "value" else fast == expected
