@@ -97,6 +97,18 @@ def _identifier(value: str, where: str) -> None:
         raise MalformedEvent(str(exc)) from None
 
 
+def _credit_code(value: str, where: str) -> None:
+    """A firm named by an event is a unified social credit code with its
+    check character (GB 32100-2015), as intake and the firm topic's readers
+    require: a code that fails the check came from no producer of ours."""
+    from subsidy.core import credit_code
+
+    try:
+        credit_code.validate(value)
+    except credit_code.InvalidCreditCode as exc:
+        raise MalformedEvent(f"{where}: not a valid unified social credit code: {exc}") from None
+
+
 def application(value: bytes | None) -> Any:
     """A subsidy.v1.Application (its content: ``codec.application_from_proto``)."""
     from subsidy.v1 import application_pb2
@@ -111,6 +123,7 @@ def decision(value: bytes | None) -> Any:
     message = _parse(decision_pb2.Decision, value)
     _require(message, ("decision_id", "application_id", "credit_code", "clause"))
     _identifier(message.application_id, "application_id")
+    _credit_code(message.credit_code, "credit_code")
     return message
 
 
@@ -131,6 +144,7 @@ def payout_event(value: bytes | None) -> Any:
     if not application_id_of(message):
         raise MalformedEvent(f"{kind}.application_id: is required")
     _identifier(application_id_of(message), f"{kind}.application_id")
+    _credit_code(body.credit_code, f"{kind}.credit_code")
     return message
 
 
@@ -140,6 +154,7 @@ def payment_confirmed(value: bytes | None) -> Any:
 
     message = _parse(payout_pb2.PaymentConfirmed, value)
     _require(message, ("payment_id", "tranche_id", "credit_code"))
+    _credit_code(message.credit_code, "credit_code")
     return message
 
 

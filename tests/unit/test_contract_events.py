@@ -10,6 +10,9 @@ from subsidy.contracts import events
 from subsidy.contracts.events import MalformedEvent
 from subsidy.v1 import application_pb2, decision_pb2, payout_pb2
 
+#: A unified social credit code with valid check characters (the decoders check them).
+FIRM = "91310117MA1K7D3C8A"
+
 DECODERS = [
     (events.application, "subsidy.v1.Application"),
     (events.decision, "subsidy.v1.Decision"),
@@ -31,7 +34,7 @@ def test_every_decoder_refuses_a_tombstone_an_empty_value_and_garbage_naming_its
 
 
 def _decision(**kw):
-    fields = dict(decision_id="A-1@v", application_id="A-1", credit_code="C", clause="2", outcome="ELIGIBLE")
+    fields = dict(decision_id="A-1@v", application_id="A-1", credit_code=FIRM, clause="2", outcome="ELIGIBLE")
     fields.update(kw)
     return decision_pb2.Decision(**fields)
 
@@ -49,7 +52,7 @@ def test_an_application_decodes_and_its_content_is_left_to_the_codec():
 
 
 def test_a_payment_names_the_payment_its_tranche_and_the_payee():
-    ok = payout_pb2.PaymentConfirmed(payment_id="P-1", tranche_id="A-1/tranche-0", credit_code="C", amount_fen=5)
+    ok = payout_pb2.PaymentConfirmed(payment_id="P-1", tranche_id="A-1/tranche-0", credit_code=FIRM, amount_fen=5)
     assert events.payment_confirmed(ok.SerializeToString()) == ok
     for name in ("payment_id", "tranche_id", "credit_code"):
         bad = payout_pb2.PaymentConfirmed()
@@ -60,7 +63,7 @@ def test_a_payment_names_the_payment_its_tranche_and_the_payee():
 
 
 def _paid(**kw):
-    fields = dict(tranche_id="A-1/tranche-0", credit_code="C", application_id="A-1", clause="2")
+    fields = dict(tranche_id="A-1/tranche-0", credit_code=FIRM, application_id="A-1", clause="2")
     fields.update(kw)
     return payout_pb2.PayoutEvent(event_id="paid:A-1/tranche-0", tranche_paid=payout_pb2.TranchePaid(**fields))
 
@@ -95,7 +98,7 @@ def test_a_tranche_event_is_about_the_application_it_names_not_its_tranche_ids_p
 )
 def test_a_legacy_tranche_event_is_about_the_application_its_tranche_id_derives_from(kind, message):
     event = payout_pb2.PayoutEvent(
-        event_id="e", **{kind: message(tranche_id="SJ-2025-0001/tranche-12", credit_code="C")}
+        event_id="e", **{kind: message(tranche_id="SJ-2025-0001/tranche-12", credit_code=FIRM)}
     )
     assert events.is_legacy(event)
     assert events.application_id_of(events.payout_event(event.SerializeToString())) == "SJ-2025-0001"
@@ -107,10 +110,10 @@ def test_a_legacy_tranche_event_is_about_the_application_its_tranche_id_derives_
 @pytest.mark.parametrize(
     "event",
     [
-        payout_pb2.PayoutEvent(event_id="grant:A-1", grant_recorded=payout_pb2.GrantRecorded(credit_code="C")),
+        payout_pb2.PayoutEvent(event_id="grant:A-1", grant_recorded=payout_pb2.GrantRecorded(credit_code=FIRM)),
         payout_pb2.PayoutEvent(
             event_id="scheduled:A-1/tranche-0",
-            tranche_scheduled=payout_pb2.TrancheScheduled(tranche_id="A-1/tranche-0", credit_code="C"),
+            tranche_scheduled=payout_pb2.TrancheScheduled(tranche_id="A-1/tranche-0", credit_code=FIRM),
         ),
     ],
     ids=["grant_recorded", "tranche_scheduled"],
@@ -119,3 +122,24 @@ def test_events_that_always_named_their_application_are_malformed_without_it(eve
     assert not events.is_legacy(event)
     with pytest.raises(MalformedEvent, match=r"\.application_id: is required$"):
         events.payout_event(event.SerializeToString())
+
+
+BAD_CHECK = "91310117MA1K7D3C8B"  # FIRM with its last check character changed
+
+
+def test_a_decision_for_a_code_whose_check_character_fails_is_refused():
+    fields = dict(decision_id="A-1@v", application_id="A-1", credit_code=BAD_CHECK, clause="2", outcome="ELIGIBLE")
+    with pytest.raises(MalformedEvent, match="credit_code: not a valid unified social credit code"):
+        events.decision(decision_pb2.Decision(**fields).SerializeToString())
+
+
+def test_a_payout_event_or_payment_for_a_code_whose_check_character_fails_is_refused():
+    event = payout_pb2.PayoutEvent(
+        event_id="grant:A-1",
+        grant_recorded=payout_pb2.GrantRecorded(credit_code=BAD_CHECK, application_id="A-1", clause="2"),
+    )
+    with pytest.raises(MalformedEvent, match="grant_recorded.credit_code: not a valid unified social credit code"):
+        events.payout_event(event.SerializeToString())
+    payment = payout_pb2.PaymentConfirmed(payment_id="P-1", tranche_id="A-1/tranche-0", credit_code=BAD_CHECK)
+    with pytest.raises(MalformedEvent, match="credit_code: not a valid unified social credit code"):
+        events.payment_confirmed(payment.SerializeToString())

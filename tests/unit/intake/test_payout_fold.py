@@ -11,6 +11,9 @@ from subsidy.services.intake.adapters.kafka import PayoutEventHandler
 from subsidy.services.intake.payouts import fold_bytes
 from subsidy.v1 import decision_pb2, payout_pb2
 
+#: A unified social credit code with valid check characters (the decoders check them).
+FIRM = "91310117MA1K7D3C8A"
+
 APP = "SJ-2025-0004"
 
 
@@ -125,7 +128,7 @@ def test_the_projection_files_each_event_under_the_application_it_names():
     paid = payout_pb2.PayoutEvent(
         event_id=f"paid:{t2}",
         tranche_paid=payout_pb2.TranchePaid(
-            tranche_id=t2, credit_code="C", application_id="SJ-OTHER", clause="1.purchase"
+            tranche_id=t2, credit_code=FIRM, application_id="SJ-OTHER", clause="1.purchase"
         ),
     )
     # The event's application_id is believed, not the tranche id's prefix.
@@ -135,7 +138,7 @@ def test_the_projection_files_each_event_under_the_application_it_names():
 def test_a_tranche_event_published_before_it_named_its_application_is_filed_by_its_tranche_id():
     t2 = f"{APP}/tranche-2"
     due = payout_pb2.PayoutEvent(
-        event_id=f"due:{t2}", tranche_due=payout_pb2.TrancheDue(tranche_id=t2, credit_code="C")
+        event_id=f"due:{t2}", tranche_due=payout_pb2.TrancheDue(tranche_id=t2, credit_code=FIRM)
     )
     assert _project(due) == [(f"due:{t2}", APP)]
 
@@ -144,7 +147,7 @@ def test_a_payout_event_that_names_no_application_is_dead_lettered():
     for event in (
         payout_pb2.PayoutEvent(event_id="x"),
         payout_pb2.PayoutEvent(
-            event_id="due:T-9", tranche_due=payout_pb2.TrancheDue(tranche_id="T-9", credit_code="C")
+            event_id="due:T-9", tranche_due=payout_pb2.TrancheDue(tranche_id="T-9", credit_code=FIRM)
         ),
     ):
         with pytest.raises(RecordRejected):
@@ -153,7 +156,7 @@ def test_a_payout_event_that_names_no_application_is_dead_lettered():
 
 def grant_recorded_with_payee():
     event = grant_recorded()
-    event.grant_recorded.credit_code = "C"
+    event.grant_recorded.credit_code = FIRM
     return event
 
 
@@ -211,7 +214,7 @@ def test_every_state_intake_keeps_is_answered_as_its_own_application_state():
         state: status_to_proto(
             StoredApplication(
                 application_id=APP,
-                credit_code="C",
+                credit_code=FIRM,
                 payload_sha256="0" * 64,
                 payload=application_pb2.Application(application_id=APP).SerializeToString(),
                 received_at="2025-02-20T00:00:00Z",

@@ -57,7 +57,7 @@ from notify_fakes import (
 )
 
 GOLDEN = Path(__file__).with_name("golden_notifications.json")
-NAMELESS = "91310117MA1K7D2E9X"
+NAMELESS = "91310117MA1K7D9Q00"
 
 
 def _records() -> list:
