@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Protocol
+from contextlib import AbstractContextManager as ContextManager
+from typing import Any, Protocol
 
 from subsidy.platform.outbox import OutboxMessage
 from subsidy.services.intake.model import DirectoryEntry, StoredApplication, StoredProposal
@@ -24,6 +25,9 @@ class Directory(Protocol):
 
 class ApplicationStore(Protocol):
     def get(self, application_id: str) -> StoredApplication | None: ...
+
+    def batch(self) -> ContextManager[Any]:
+        """One transaction for the writes made inside (the projections' scope per poll)."""
 
     def add(self, application: StoredApplication, message: OutboxMessage) -> None:
         """Store the application and its outbox row in ONE transaction.

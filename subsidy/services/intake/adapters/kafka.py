@@ -87,6 +87,10 @@ def _projection(
 ) -> KafkaRecordLoop:
     """One of intake's two status projections: a consumer group of its own
     on one topic, dead letters to that topic's DLQ."""
+    # A poll's records in one transaction (the store's batch: a savepoint
+    # each, so a rejected record rolls back alone), as payout applies its
+    # decisions; the loop redoes the whole poll if the batch fails.
+    kwargs.setdefault("batch_scope", handler.deps.store.batch)
     return KafkaRecordLoop(
         consumer,
         handler,
