@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import calculator as calc  # noqa: E402
+import pyspy as profiling  # noqa: E402
 
 SUBMIT = "/subsidy.v1.IntakeService/SubmitApplication"
 
@@ -468,12 +469,25 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short phases (a few minutes in all)")
     parser.add_argument("--concurrency", type=int, default=16, help="in-flight RPCs for bursts and (3)")
     parser.add_argument("--phase-seconds", type=float, default=None, help="bound of each pipeline phase")
+    parser.add_argument(
+        "--profile",
+        default="",
+        metavar="SERVICES",
+        help="py-spy the burst of these services (comma-separated: intake,eligibility,payout); bench/pyspy.py",
+    )
     parser.add_argument("--echo-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.echo_server:
         echo_server(args.echo_server)
         return
 
+    profiled = [name for name in args.profile.split(",") if name]
+    unknown = set(profiled) - {"intake", "eligibility", "payout"}
+    if unknown:
+        parser.error(f"--profile: not a service of the benchmark: {', '.join(sorted(unknown))}")
+    if profiled and profiling.available() is not None:
+        parser.error(f"--profile: {profiling.available()}")
+    profile_dir = Path(tempfile.mkdtemp(prefix="subsidy-bench-profile-")) if profiled else Path()
     quick = args.quick
     phase_s = args.phase_seconds or (10.0 if quick else 25.0)
     n_kafka = 5000
@@ -517,7 +531,14 @@ def main() -> None:
             bootstrap = broker.bootstrap
             log(f"[1] raw Kafka round trip, {n_kafka} x {app_size} bytes ...")
             results["kafka"] = kafka_round_trip(bootstrap, n_kafka, app_size)
-            env = {"SUBSIDY_REGISTRY_FILE": str(registry), "SUBSIDY_LOG_LEVEL": "WARNING"}
+            # Every service at WARNING: eligibility reads its own variable, and at
+            # INFO its line per decision was 7% of its CPU (py-spy) beside
+            # services that log nothing per application here.
+            env = {
+                "SUBSIDY_REGISTRY_FILE": str(registry),
+                "SUBSIDY_LOG_LEVEL": "WARNING",
+                "SUBSIDY_ELIGIBILITY_LOG_LEVEL": "WARNING",
+            }
             with LocalStack(
                 var / "stack",
                 kafka_bootstrap=bootstrap,
@@ -535,9 +556,17 @@ def main() -> None:
                     pids = {name: svc.process.pid for name, svc in stack.services.items()}
                     pids["kafka"] = broker.status()["pid"]
                     pids["this client"] = os.getpid()
+                    recordings = {
+                        name: profiling.Recording(pids[name], profile_dir / f"{name}.raw") for name in profiled
+                    }
                     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
                     b = asyncio.run(burst(stack.intake_address, burst_req, watcher, args.concurrency, phase_s))
                     b["cpu"] = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+                    for name, recording in recordings.items():
+                        failure = recording.stop()
+                        results.setdefault("profiles", {})[name] = (
+                            [f"    py-spy failed: {failure}"] if failure else profiling.summary(recording.out)
+                        )
                     b["rss"] = {name: peak_rss_mb(pids[name]) for name in stack.services}
                     results["burst"] = b
                     log("[2] draining the burst's backlog before the paced loads ...")
@@ -628,6 +657,9 @@ def main() -> None:
     for name in ("burst", "intake", "echo"):
         for err in results[name]["errors"][:3]:
             print(f"  {name} error: {err}")
+    for name, lines in results.get("profiles", {}).items():
+        print(f"profile of {name} during the burst (py-spy --gil; raw stacks: {profile_dir / (name + '.raw')})")
+        print("\n".join(lines))
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
