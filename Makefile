@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 PROTOS := $(shell find proto -name '*.proto')
 GENERATED := subsidy/v1/.generated
 
-.PHONY: run calculate test test-faults fuzz unit lint proto proto-release venv bench clean clean-runs help system-packages
+.PHONY: run calculate test test-faults fuzz unit lint proto proto-release venv bench bench-scaling clean clean-runs help system-packages
 .DEFAULT_GOAL := help
 
 help:
@@ -18,6 +18,7 @@ help:
 	@echo "make test-faults - the fault-injection suite alone (ARGS='--fault-seeds 1-20' or --soak)"
 	@echo "make fuzz   - the coverage-guided fuzzer, FUZZ_SECONDS (120) per target; crashes become tests/fuzz/corpus inputs"
 	@echo "make bench  - pipeline, intake and calculator throughput, each beside its baseline (ARGS=--quick)"
+	@echo "make bench-scaling - 1 and 2 replicas of eligibility, payout and intake's proposal pass: partitions, rates (ARGS=--quick)"
 	@echo "make proto  - regenerate subsidy/v1 from proto/"
 
 venv: $(INSTALLED)
@@ -67,6 +68,9 @@ unit: $(GENERATED)
 
 bench: $(GENERATED)
 	$(PY) bench/run.py $(ARGS)
+
+bench-scaling: $(GENERATED)
+	$(PY) bench/scaling.py $(ARGS)
 
 proto-release: $(INSTALLED)
 	cd proto && ../$(VENV)/bin/buf build -o ../contracts/subsidy-v1-release.binpb

@@ -1,7 +1,8 @@
-"""What the focused benchmarks (bench/payout.py, bench/eligibility.py) share:
-a process's CPU time, filling an input topic, starting and stopping the
-service, watching its output topic, and whether a group's committed offsets
-reached the end of its topic."""
+"""What the focused benchmarks (bench/payout.py, bench/eligibility.py,
+bench/scaling.py) share: a process's CPU time, filling an input topic,
+starting and stopping the service, watching its output topic, reading a
+service's /metrics, and whether a group's committed offsets reached the end
+of its topic."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,24 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return sum(int(x) for x in fields[11:13]) / os.sysconf("SC_CLK_TCK")
+
+
+def scrape(metrics_address: str) -> list[tuple[str, dict[str, str], float]]:
+    """Every sample a service's ``/metrics`` serves: (name, labels, value)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=10) as response:  # nosec B310 - local
+        text = response.read().decode()
+    return [(s.name, s.labels, s.value) for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def metric_sum(samples: list[tuple[str, dict[str, str], float]], name: str, **labels: str) -> float:
+    """The sum of the samples called ``name`` whose labels include ``labels``."""
+    return sum(
+        value for sample, have, value in samples if sample == name and all(have.get(k) == v for k, v in labels.items())
+    )
 
 
 def prefill(bootstrap: str, topic: str, items: list) -> None:
@@ -111,8 +130,8 @@ class Watched:
 
 def watch(
     consumer: Any,
-    proc: subprocess.Popen,
-    log_path: Path,
+    proc: subprocess.Popen | Sequence[subprocess.Popen],
+    log_path: Path | Sequence[Path],
     wanted: set,
     completes: Callable[[Any], Any],
     timeout: float,
@@ -120,8 +139,16 @@ def watch(
 ) -> Watched:
     """Poll ``consumer`` until every id in ``wanted`` is completed
     (``completes(record)``: the id a record completes, or None) or ``timeout``
-    passes; raises, with the service's log tail, if it exits or falls short."""
+    passes; raises, with the service's log tail, if it exits or falls short.
+    ``proc`` and ``log_path`` may be lists, the replicas of one service (in
+    the same order): any of them exiting raises, and CPU is their sum."""
     from subsidy_dev import tail
+
+    procs = [proc] if isinstance(proc, subprocess.Popen) else list(proc)
+    logs = [log_path] if isinstance(log_path, Path) else list(log_path)
+
+    def cpu() -> float:
+        return sum(cpu_seconds(p.pid) for p in procs)
 
     seen: set = set()
     records = 0
@@ -130,8 +157,9 @@ def watch(
     cpu_first = 0.0
     deadline = time.perf_counter() + timeout
     while len(seen) < len(wanted) and time.perf_counter() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the service exited {proc.returncode}:\n{tail(log_path)}")
+        for p, path in zip(procs, logs):
+            if p.poll() is not None:
+                raise RuntimeError(f"the service exited {p.returncode}:\n{tail(path)}")
         batch = consumer.poll(timeout_ms=100, max_records=5000)
         now = time.perf_counter()
         for batch_records in batch.values():
@@ -141,12 +169,12 @@ def watch(
                 if done in wanted:
                     seen.add(done)
         if seen and first is None:
-            first, cpu_first, first_count = now, cpu_seconds(proc.pid), len(seen)
+            first, cpu_first, first_count = now, cpu(), len(seen)
         if seen:
             last = now
-    cpu_last = cpu_seconds(proc.pid)
+    cpu_last = cpu()
     if len(seen) < len(wanted):
-        raise RuntimeError(f"{len(seen)}/{len(wanted)} {what} within {timeout}s:\n{tail(log_path)}")
+        raise RuntimeError(f"{len(seen)}/{len(wanted)} {what} within {timeout}s:\n{tail(logs[0])}")
     return Watched(seen, records, first, last, first_count, cpu_first, cpu_last)
 
 

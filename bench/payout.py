@@ -45,7 +45,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import committed_vs_end, prefill, read_from_start, start_service, stop_service, watch  # noqa: E402
+from common import (  # noqa: E402
+    committed_vs_end,
+    metric_sum,
+    prefill,
+    read_from_start,
+    scrape,
+    start_service,
+    stop_service,
+    watch,
+)
 
 GROUP = "subsidy-payout"  # subsidy/services/payout/config.py's default decisions group
 RENT_CAP = 500_000_000  # 500万元 in fen: the rent clause's cumulative cap per firm
@@ -95,16 +104,8 @@ def decisions(count: int, prefix: str, firms: int = 400, seed: int = 20250301) -
 
 def db_commits(metrics_address: str) -> float:
     """Payout's committed database transactions so far, from its /metrics."""
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=10) as response:  # nosec B310 - local
-        text = response.read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("subsidy_db_transaction_duration_seconds_count{")
-        and 'store="payout"' in line
-        and 'outcome="commit"' in line
+    return metric_sum(
+        scrape(metrics_address), "subsidy_db_transaction_duration_seconds_count", store="payout", outcome="commit"
     )
 
 
