@@ -145,19 +145,22 @@ class Database:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
         """A transaction of its own, or a savepoint of the batch open on this thread."""
-        batch = getattr(self._local, "batch", None)
-        if batch is not None:
-            with self._savepoint(batch) as tx:
+        if self.in_batch():
+            with self._savepoint(self._local.batch) as tx:
                 yield tx
             return
         with self._transaction() as tx:
             yield tx
 
+    def in_batch(self) -> bool:
+        """Does this thread hold a batch open (its transactions are savepoints of it)?"""
+        return getattr(self._local, "batch", None) is not None
+
     @contextlib.contextmanager
     def batch(self) -> Iterator[Transaction]:
         """One transaction for everything this thread does inside; see the
         module docstring. A batch inside a batch joins the outer one."""
-        if getattr(self._local, "batch", None) is not None:
+        if self.in_batch():
             yield self._local.batch.tx
             return
         with self._transaction() as tx:

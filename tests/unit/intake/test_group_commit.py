@@ -106,3 +106,37 @@ def test_a_lone_write_is_committed_before_run_returns(db):
     group = GroupCommit(db)
     assert group.run(_insert("d")) == "d"
     assert _committed(db) == {"d"} and not group._busy
+
+
+def test_a_write_from_a_thread_holding_a_batch_joins_that_batch_without_waiting_for_another_leader(db):
+    """A consumer applying a poll in one batch (intake's proposal pass) writes
+    through the group commit while a submission leads it: the submission's
+    transaction waits for the connection the batch holds, so the consumer's
+    write must not wait for that leader (a deadlock), and the submission must
+    not be committed inside a batch that has not committed yet."""
+    group = GroupCommit(db)
+    batch_open, submitting = threading.Event(), threading.Event()
+    results: dict = {}
+
+    def consumer():
+        with db.batch():
+            batch_open.set()
+            submitting.wait(5)
+            time.sleep(0.2)  # the submission now leads, waiting for the connection
+            results["consumer"] = group.run(_insert("proposal"))
+            results["during batch"] = _committed(db)
+
+    def submission():
+        batch_open.wait(5)
+        submitting.set()
+        results["submission"] = group.run(_insert("application"))
+
+    threads = [threading.Thread(target=consumer), threading.Thread(target=submission)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert not any(t.is_alive() for t in threads), "deadlock: the batch's write waited for a leader waiting for it"
+    assert results["consumer"] == "proposal" and results["submission"] == "application"
+    assert "application" not in results["during batch"], "a submission was answered from inside an open batch"
+    assert _committed(db) == {"proposal", "application"}

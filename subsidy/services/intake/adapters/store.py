@@ -98,6 +98,15 @@ class GroupCommit:
         self._busy = False
 
     def run(self, work: Callable[[Transaction], T]) -> T:
+        if self.db.in_batch():
+            # This thread holds a batch open (a consumer applying its poll in
+            # one transaction): the write is a savepoint of it, alone. Queued
+            # behind another caller's lead it would wait for a leader that
+            # waits for the connection this batch holds (on SQLite, a
+            # deadlock); leading, it would take other callers' writes into a
+            # transaction not yet committed and answer them before it is.
+            with self.db.transaction() as tx:
+                return work(tx)
         unit = _Write(work)
         with self._lock:
             self._queue.append(unit)
@@ -171,9 +180,10 @@ class SqlStore(migrations.OwnedSchema):
     # -- ApplicationStore -------------------------------------------------
 
     def batch(self) -> ContextManager[Transaction]:
-        """One transaction for every projection write this thread makes
-        inside (a savepoint each): the status projections apply a poll's
-        records with one commit and one fsync instead of one per record.
+        """One transaction for every write this thread makes inside (a
+        savepoint each, group-committed writes included: ``GroupCommit.run``):
+        the status projections and the proposal pass apply a poll's records
+        with one commit and one fsync instead of one per record.
         On SQLite every transaction of the process takes the connection's
         lock, so this also frees submissions from waiting behind a
         projection's fsync per record."""
