@@ -189,7 +189,8 @@ def test_an_enterprise_submits_and_sees_only_its_own_applications(jwt_servers, s
         # Other tests on these session-wide servers submit for this firm too:
         # what matters is that its own are listed and no other firm's.
         listed_ids = [a.application.application_id for a in listed.applications]
-        assert "SJ-2025-9001" in listed_ids and "SJ-2025-9003" not in listed_ids
+        # its own submission under its firm-scoped id (ADR 0020)
+        assert f"{ENTERPRISE_CODE}:SJ-2025-9001" in listed_ids and "SJ-2025-9003" not in listed_ids
         assert {a.application.firm.credit_code for a in listed.applications} == {ENTERPRISE_CODE}
         with pytest.raises(grpc.RpcError) as other_list:
             stub.ListApplications(intake_pb2.ListApplicationsRequest(credit_code=OTHER_CODE), metadata=md, timeout=10)

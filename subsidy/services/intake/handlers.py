@@ -24,6 +24,7 @@ from subsidy.platform.outbox import OutboxMessage
 from subsidy.platform.registry import Registry, RegistryUnavailable
 from subsidy.services.intake import payouts, search
 from subsidy.services.intake.model import (
+    SCOPE_SEPARATOR,
     AlreadyExists,
     DuplicateKey,
     InvalidApplication,
@@ -32,6 +33,8 @@ from subsidy.services.intake.model import (
     StoredApplication,
     Submitted,
     UnknownFirm,
+    firm_reference,
+    firm_scoped_id,
 )
 from subsidy.services.intake.ports import ApplicationStore, Directory
 
@@ -105,8 +108,8 @@ def provider_listed(directory: Directory, year: int, provider_credit_code: str) 
 def _answer_existing(existing: StoredApplication, sha: str) -> Submitted:
     if existing.payload_sha256 == sha:
         return Submitted(existing.receipt, duplicate=True)
-    # Nothing of the stored payload (not even part of its hash): the id may
-    # be another firm's (ids are one namespace, docs/security.md).
+    # Nothing of the stored payload (not even part of its hash). For an
+    # enterprise the id is always its own firm's (firm-scoped ids).
     raise AlreadyExists(
         f"application {existing.application_id} was already submitted with a different payload; "
         "use a new application_id"
@@ -124,15 +127,66 @@ def _existing_or_raise(deps: Deps, app_id: str, sha: str, error: Exception) -> S
     return answer
 
 
-def submit(deps: Deps, message: Any, trace_id: str | None = None) -> Submitted:
+def _own_reference(application: Application, firm: str) -> str:
+    """The id an enterprise chose, without its firm's prefix if it sent a
+    receipt's id back; it must itself be an identifier of the grammar."""
+    try:
+        reference = codec.parse_identifier(firm_reference(firm, application.application_id), "application_id")
+    except BadInput as exc:
+        raise InvalidApplication(exc.path, exc.problem) from None
+    if not reference:
+        raise InvalidApplication("application_id", "is required")
+    return reference
+
+
+def scope_to_firm(application: Application, firm: str) -> Application:
+    """An enterprise's own submission under its firm-scoped id
+    (model.firm_scoped_id). The reference it chose must leave room for the
+    prefix: the id must still fit the identifier grammar downstream."""
+    reference = application.application_id
+    scoped = firm_scoped_id(firm, reference)
+    if len(scoped) > codec.MAX_ID_CHARS:
+        room = codec.MAX_ID_CHARS - len(firm) - len(SCOPE_SEPARATOR)
+        raise InvalidApplication(
+            "application_id",
+            f"is {len(reference)} characters; an enterprise's own application id has at most {room} "
+            f"(intake scopes it to the firm as '<credit code>{SCOPE_SEPARATOR}<application_id>')",
+        )
+    return dataclasses.replace(application, application_id=scoped)
+
+
+def submit(deps: Deps, message: Any, trace_id: str | None = None, firm_scope: str = "") -> Submitted:
     """Validate, enrich from the registry, store with an outbox row (one
     transaction), answer with a receipt. Idempotent on (application_id, payload).
+
+    ``firm_scope`` is the credit code an ENTERPRISE caller is bound to ("" for
+    the portal, staff, 免申即享 and the dev stack without authentication): its
+    application id names an application of its own firm only. That is the one
+    the portal submitted for it under that id, if any, else its own
+    submission under ``<credit code>:<id>`` (model.firm_scoped_id). The receipt
+    carries the id the application has everywhere downstream; the payload
+    hash is of the application as submitted, the caller's id as it gave it
+    (without the prefix, if it sent a receipt's id back).
 
     A repeat is found by the insert itself (the store reads the stored row
     in the same transaction), not by a look-up before it: a repeat costs a
     registry look-up, a first submission one database round trip fewer."""
     application = validate(message)
+    if firm_scope:
+        application = dataclasses.replace(application, application_id=_own_reference(application, firm_scope))
     sha = payload_sha256(application)
+    if firm_scope:
+        # The firm's own application under this id, submitted by the portal
+        # (or before ids were scoped): a repeat answers as it always did. Another
+        # firm's application under it is none of this caller's business.
+        portal = deps.store.get(application.application_id)
+        if portal is not None and portal.credit_code == firm_scope:
+            answer = _answer_existing(portal, sha)
+            log.info(
+                "duplicate submission", extra=fields(application_id=portal.application_id, trace_id=portal.trace_id)
+            )
+            return answer
+        application = scope_to_firm(application, firm_scope)
     app_id = application.application_id
     try:
         accepted = enrich(application, deps)
@@ -191,10 +245,20 @@ def submit(deps: Deps, message: Any, trace_id: str | None = None) -> Submitted:
 # ------------------------------------------------------------------ queries
 
 
-def get(deps: Deps, application_id: str) -> StoredApplication:
+def get(deps: Deps, application_id: str, firm_scope: str = "") -> StoredApplication:
+    """The application stored under ``application_id``. For an ENTERPRISE
+    caller (``firm_scope``, its credit code) an id names its own firm's
+    application: the one stored under that id if it is the firm's (the
+    portal's submission, or the full id of its receipt), else its own
+    submission under that reference (model.firm_scoped_id). Whether the
+    caller may see what is found is the gRPC edge's check (firm_allowed)."""
     if not application_id:
         raise InvalidApplication("application_id", "is required")
     found = deps.store.get(application_id)
+    if firm_scope and (found is None or found.credit_code != firm_scope):
+        own = deps.store.get(firm_scoped_id(firm_scope, application_id))
+        if own is not None:
+            return own
     if found is None:
         raise not_found(application_id)
     return found

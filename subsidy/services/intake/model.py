@@ -17,6 +17,28 @@ STATES = (RECEIVED, DECIDED, RECORDED, UNDER_REVIEW, RESERVED, PAYABLE, WITHDRAW
 
 # ------------------------------------------------------------------ values
 
+#: Between a firm's credit code and its own reference in a firm-scoped
+#: application id (``firm_scoped_id``).
+SCOPE_SEPARATOR = ":"
+
+
+def firm_scoped_id(credit_code: str, reference: str) -> str:
+    """The application id of an enterprise's own submission: its credit code,
+    ``:`` and the reference it chose (``91310117MA1J12345X:SJ-2025-7100``).
+
+    Ids chosen by callers are one namespace; an enterprise's are scoped by its
+    firm, so that one firm can neither take (pre-claim) an id another firm
+    will use nor learn, from ALREADY_EXISTS, which ids another firm holds
+    (issue 17, item 3; ADR 0020)."""
+    return credit_code + SCOPE_SEPARATOR + reference
+
+
+def firm_reference(credit_code: str, application_id: str) -> str:
+    """The reference an enterprise chose, from its firm-scoped id (the inverse
+    of ``firm_scoped_id``): an id sent back from a receipt names the same
+    application as the reference itself. Without the prefix: as is."""
+    return application_id.removeprefix(credit_code + SCOPE_SEPARATOR)
+
 
 @dataclasses.dataclass(frozen=True)
 class DirectoryEntry:

@@ -106,6 +106,14 @@ def _check_own_firm(service: str, rpc: str, code: str) -> None:
         raise _WrongFirm()
 
 
+def _enterprise_firm() -> str:
+    """The credit code an ENTERPRISE caller is bound to: its application ids
+    are scoped to its firm (handlers.submit, handlers.get). "" for the portal,
+    staff, and a server without authentication (dev)."""
+    principal = current()
+    return principal.credit_code if principal is not None and principal.role == "ENTERPRISE" else ""
+
+
 class _WrongFirm(Exception):
     pass
 
@@ -150,7 +158,9 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
         trace_id = incoming_trace_id(context)
         with logs.trace(trace_id):
             try:
-                result = await asyncio.to_thread(handlers.submit, self.deps, request.application, trace_id)
+                result = await asyncio.to_thread(
+                    handlers.submit, self.deps, request.application, trace_id, _enterprise_firm()
+                )
             except Exception as exc:
                 await self._fail(context, "SubmitApplication", exc, "application.")
                 raise  # unreachable: abort raised
@@ -170,7 +180,7 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
 
     async def GetApplication(self, request: Any, context: Any) -> Any:
         try:
-            stored = await asyncio.to_thread(handlers.get, self.deps, request.application_id)
+            stored = await asyncio.to_thread(handlers.get, self.deps, request.application_id, _enterprise_firm())
         except Exception as exc:
             await self._fail(context, "GetApplication", exc)
             raise
