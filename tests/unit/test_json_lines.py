@@ -59,6 +59,28 @@ def test_any_json_value_reads_as_json_reads_it(value, ascii_only):
 
 
 @settings(max_examples=400)
+@given(json_values, st.sampled_from([(",", ":"), (", ", ": "), (",\t", ":\r\n ")]), st.sampled_from([None, 0, 2]))
+def test_floats_and_long_integers_read_as_json_reads_them_whatever_the_whitespace(value, separators, indent):
+    """Compact, spaced and indented text (tabs, CR/LF): the same values, types included."""
+    text = json.dumps(value, separators=separators, indent=indent)
+    assert same(json_lines.loads(text), json.loads(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a":\n\t -12345678901234567890}',
+        "[1,\r\n2.5]",
+        '{"x": [0E0]}',
+        "[9223372036854775808]",
+        "[-9223372036854775809]",
+    ],
+)
+def test_a_float_after_any_whitespace_or_a_64_bit_overflow_is_read_as_json_reads_it(text):
+    assert same_outcome(text)
+
+
+@settings(max_examples=400)
 @given(st.text(alphabet='{}[]",:0123456789.eE+-truefalsn \\u\ud800', max_size=40))
 def test_any_text_reads_or_fails_as_json_does(text):
     assert same_outcome(text)
