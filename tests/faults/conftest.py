@@ -79,3 +79,13 @@ def pytest_runtest_makereport(item, call):
     stack = getattr(item, "funcargs", {}).get("fault_stack")
     if report.when == "call" and report.failed and stack is not None:
         stack.dump_stacks()
+        # pytest prints a failure only when the whole run ends: a soak's first
+        # failing seed would stay unread for an hour. Its report goes beside
+        # the services' logs now, one file per seed, as it happens.
+        failures = stack.var / "failures"
+        failures.mkdir(exist_ok=True)
+        written = failures / f"{item.callspec.id if hasattr(item, 'callspec') else item.name}.txt"
+        written.write_text(report.longreprtext, encoding="utf-8")
+        from .harness import log
+
+        log(f"the failure of {item.name} is written to {written}")
