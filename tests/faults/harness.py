@@ -260,6 +260,10 @@ class FaultStack:
         self.stack: LocalStack | None = None
         self.replica: ServiceProcess | None = None
         self.kills: Counter = Counter()
+        #: Full replays per service (rewind), and their count when the hostile
+        #: records were placed: each replay since dead-letters them once more.
+        self.rewinds: Counter = Counter()
+        self.rewinds_at_hostile: Counter = Counter()
         self.unexpected_exits: list[tuple[str, int | None]] = []
         #: A service whose health did not tell the truth during or after a network fault.
         self.health_lies: list[str] = []
@@ -467,6 +471,14 @@ class FaultStack:
         if not seen:
             self.health_lies.append(f"{name} never {'SERVING' if serving else 'NOT_SERVING'} within {within:.0f}s")
 
+    def hostile_placed(self) -> None:
+        """The hostile records are on the topics: replays from now on read them again."""
+        self.rewinds_at_hostile = Counter(self.rewinds)
+
+    def replays_since_hostile(self, service: str) -> int:
+        """Full replays (rewinds) of ``service`` since the hostile records were placed."""
+        return self.rewinds[service] - self.rewinds_at_hostile[service]
+
     def rewind(self, name: str) -> None:
         """Stop the service, reset its groups to the earliest offsets, start it: a full replay."""
         svc = self.service(name)
@@ -476,6 +488,7 @@ class FaultStack:
             self.unexpected_exits.append((name, status))
         for group, group_topics in GROUPS[name].items():
             reset_group(self.bootstrap, group, group_topics)
+        self.rewinds[name] += 1
         svc.start()
         svc.wait_serving(120)
 
@@ -705,7 +718,9 @@ def hostile_problems(fs: FaultStack, seed: int, placed: list[tuple[str, int, int
     """Each hostile record dead-lettered once by every group that reads its
     topic, so none stalled a partition (lag 0 is checked besides)."""
     problems = hostile.problems(
-        [p for p in placed if isinstance(p, hostile.Placed)], lambda t: read_topic(fs.bootstrap, t)
+        [p for p in placed if isinstance(p, hostile.Placed)],
+        lambda t: read_topic(fs.bootstrap, t),
+        passes=lambda consumer: 1 + fs.replays_since_hostile(consumer.split("-")[0]),
     )
     placed = [p for p in placed if not isinstance(p, hostile.Placed)]
     by_record: dict[tuple[str, int, int], set[str]] = defaultdict(set)

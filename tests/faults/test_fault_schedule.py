@@ -480,6 +480,7 @@ def test_every_promise_holds_under_a_seeded_fault_schedule(fault_stack: FaultSta
 
     # Hostile records on every consumed topic (issue 17): each is dead-lettered, none stalls a partition.
     hostile = produce_hostile(fs.bootstrap, fault_seed)
+    fs.hostile_placed()
     log(f"seed {fault_seed}: {len(hostile)} hostile records produced")
     t0 = time.monotonic()
     people_fault = people(fs, wl, submitted, random.Random(fault_seed * 104729 + 3))

@@ -41,6 +41,7 @@ from subsidy.services.operations.model import (
     check_reason,
     check_state,
     check_topic,
+    dead_letter_id,
     decode_value,
     letter_id,
     not_replayable_reason,
@@ -79,19 +80,27 @@ def record_letter(
     headers: list[tuple[str, bytes]],
     now: str,
 ) -> str:
-    """Keep the letter read at (topic, partition, offset): "stored" or "duplicate"."""
+    """Keep the letter read at (topic, partition, offset): "stored";
+    "duplicate" when that record was read before (a redelivery); "copy" when
+    it is another copy of a letter already kept (a consumer dead-lettered the
+    same record again, e.g. on a full replay of its group: the same derived
+    id, model.dead_letter_id), which the operator must not see twice."""
+    envelope = bytes(value or b"")
     letter = StoredLetter(
         seq=0,
         letter_id=letter_id(dlq_topic, partition, offset),
         dlq_topic=dlq_topic,
         dlq_partition=partition,
         dlq_offset=offset,
-        envelope=bytes(value or b""),
+        envelope=envelope,
         headers=list(headers),
         received_at=now,
+        dead_letter_id=dead_letter_id(envelope),
     )
     with store.unit() as tx:
-        return "stored" if tx.add(letter) else "duplicate"
+        if tx.add(letter):
+            return "stored"
+        return "duplicate" if tx.holds_position(letter.letter_id) else "copy"
 
 
 def list_topics(store: Store) -> list[tuple[str, dict[str, int]]]:

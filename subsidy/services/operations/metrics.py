@@ -11,7 +11,7 @@ from subsidy.services.operations.model import DLQ_TOPICS, STATES
 LETTERS_READ = shared.metric(
     Counter,
     "subsidy_operations_dead_letters_read",
-    "Dead letters read from the DLQ topics, by topic and outcome (stored, duplicate).",
+    "Dead letters read from the DLQ topics, by topic and outcome (stored; duplicate: that record read again; copy: another copy of a letter kept).",
     ("topic", "outcome"),
 )
 LETTERS = shared.metric(

@@ -81,6 +81,9 @@ class StoredLetter:
     headers: list[tuple[str, bytes]]
     received_at: str
     state: str = PENDING
+    #: The letter's derived id (``dead_letter_id``): one row per letter,
+    #: however many copies of it the DLQ holds. "" for a record that is not one.
+    dead_letter_id: str = ""
     handled_by: str = ""
     handled_at: str = ""
     handled_reason: str = ""
@@ -177,6 +180,18 @@ def read_envelope(raw: bytes) -> Envelope:
         original_value_size=letter.original_value_size,
         original_value_sha256=letter.original_value_sha256,
     )
+
+
+def dead_letter_id(raw: bytes) -> str:
+    """The letter's derived id (dead_letters.event_id: the consumer and the
+    record it gave up on), the same for every copy a consumer sends of it;
+    "" for a record that is not a DeadLetter."""
+    from subsidy.platform.dead_letters import event_id
+
+    envelope = read_envelope(raw)
+    if envelope.envelope_error:
+        return ""
+    return event_id(envelope.consumer, envelope.source_topic, envelope.source_partition, envelope.source_offset)
 
 
 def attempts_of(reason: str) -> int:

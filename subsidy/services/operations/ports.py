@@ -15,7 +15,11 @@ class LettersTx(Protocol):
     """The tables inside one transaction."""
 
     def add(self, letter: StoredLetter) -> bool:
-        """Store the letter unless its id is there already; True when it was new."""
+        """Store the letter unless a row holds its position (``letter_id``) or
+        the letter itself (``dead_letter_id``, when set); True when it was new."""
+
+    def holds_position(self, letter_id: str) -> bool:
+        """A row was stored for this DLQ position."""
 
     def get(self, letter_id: str, *, for_update: bool = False) -> StoredLetter | None: ...
 

@@ -90,6 +90,55 @@ def test_a_letter_is_stored_once_per_place_read(store):
     assert dict(handlers.list_topics(store))[built.topic]["PENDING"] == 1
 
 
+def test_another_copy_of_a_letter_is_not_a_second_row(store):
+    """A full replay of a consumer's group reads a poison record again and
+    dead-letters it again: the same derived id at a new DLQ offset. The
+    operator sees it once (issue 19's soak found the copies)."""
+    first = letter(application().SerializeToString())
+    store_letter(store, first, offset=0)
+    copy = letter(application().SerializeToString(), now=NOW + dt.timedelta(hours=1))
+    assert copy.event_id == first.event_id and copy.value != first.value  # failed_at differs
+    outcome = handlers.record_letter(store, copy.topic, 0, 5, copy.value, copy.headers, "2026-12-01T10:31:00Z")
+    assert outcome == "copy"
+    views, _ = handlers.list_letters(store, first.topic, "", 0, "")
+    assert [v.stored.letter_id for v in views] == [f"{first.topic}/0/0"]
+    assert views[0].stored.dead_letter_id == first.event_id
+
+
+def test_the_same_record_given_up_by_two_consumers_or_records_that_are_not_letters_are_kept_apart(store):
+    mine = letter(application().SerializeToString())
+    record = types.SimpleNamespace(
+        topic=topics.APPLICATIONS.name, partition=2, offset=7, key=b"", value=b"x", headers=[]
+    )
+    theirs = dead_letters.encode(
+        record, "bad", dlq_topic=mine.topic, consumer="review-applications", source="review", trace_id=None, now=NOW
+    )
+    store_letter(store, mine, offset=0)
+    store_letter(store, theirs, offset=1)
+    store_letter(store, types.SimpleNamespace(topic=mine.topic, value=b"not a letter", headers=[]), offset=2)
+    store_letter(store, types.SimpleNamespace(topic=mine.topic, value=b"not a letter", headers=[]), offset=3)
+    views, _ = handlers.list_letters(store, mine.topic, "", 0, "")
+    assert len(views) == 4
+
+
+def test_the_migration_gives_stored_letters_their_id_and_leaves_copies_already_kept_listed(store):
+    import sqlalchemy
+
+    from subsidy.services.operations.adapters.migrations import v0002_one_row_per_letter as v0002
+
+    built = letter(application().SerializeToString())
+    for offset in (0, 1):  # two copies, kept before the revision (no dead_letter_id then)
+        store_letter(store, built, offset=offset)
+        with store.db.transaction() as tx:
+            tx.execute("UPDATE operations_letters SET dead_letter_id = NULL")
+    engine = sqlalchemy.create_engine(store.db.url)
+    with engine.begin() as connection:
+        assert v0002.backfill(connection) == 1
+    with store.db.transaction() as tx:
+        rows = tx.all("SELECT letter_id, dead_letter_id FROM operations_letters ORDER BY seq")
+    assert rows == [(f"{built.topic}/0/0", built.event_id), (f"{built.topic}/0/1", None)]
+
+
 def test_the_letter_is_decoded_for_a_person(store):
     built = letter(application().SerializeToString(), error="unexpected error in 5 attempts: boom")
     store_letter(store, built)

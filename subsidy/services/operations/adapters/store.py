@@ -24,7 +24,7 @@ RELAY_LOCK_KEY = zlib.crc32(b"subsidy-operations-relay") & 0x7FFF_FFFF
 
 _COLUMNS = (
     "seq, letter_id, dlq_topic, dlq_partition, dlq_offset, envelope, headers, received_at, "
-    "state, handled_by, handled_at, handled_reason"
+    "state, handled_by, handled_at, handled_reason, dead_letter_id"
 )
 
 
@@ -51,6 +51,7 @@ def _letter(row: tuple) -> StoredLetter:
         handled_by=row[9],
         handled_at=row[10],
         handled_reason=row[11],
+        dead_letter_id=row[12] or "",
     )
 
 
@@ -59,9 +60,11 @@ class SqlLettersTx:
         self.tx = tx
 
     def add(self, letter: StoredLetter) -> bool:
+        """False (nothing written) when a row is already kept for where it was
+        read, or for the letter itself (another copy: its ``dead_letter_id``)."""
         cursor = self.tx.execute(
             "INSERT INTO operations_letters (letter_id, dlq_topic, dlq_partition, dlq_offset, envelope, headers, "
-            "received_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (letter_id) DO NOTHING",
+            "received_at, state, dead_letter_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (
                 letter.letter_id,
                 letter.dlq_topic,
@@ -71,9 +74,13 @@ class SqlLettersTx:
                 _headers_text(letter.headers),
                 letter.received_at,
                 PENDING,
+                letter.dead_letter_id or None,
             ),
         )
         return cursor.rowcount == 1
+
+    def holds_position(self, letter_id: str) -> bool:
+        return self.tx.one("SELECT 1 FROM operations_letters WHERE letter_id = ?", (letter_id,)) is not None
 
     def get(self, letter_id: str, *, for_update: bool = False) -> StoredLetter | None:
         lock = " FOR UPDATE" if for_update and self.tx.dialect == "postgresql" else ""
