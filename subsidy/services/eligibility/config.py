@@ -115,7 +115,9 @@ class Settings:
             ),
             max_in_flight=int(number("SUBSIDY_ELIGIBILITY_MAX_IN_FLIGHT", d.max_in_flight, int, 1)),
             stall_seconds=number("SUBSIDY_ELIGIBILITY_STALL_SECONDS", d.stall_seconds, float, 1),
-            log_level=text("SUBSIDY_ELIGIBILITY_LOG_LEVEL", d.log_level).upper(),
+            # Its own variable first (it came first, and deploy/ sets it);
+            # else the level every other service reads, so one setting quiets all.
+            log_level=text("SUBSIDY_ELIGIBILITY_LOG_LEVEL", text("SUBSIDY_LOG_LEVEL", d.log_level)).upper(),
             shadow_version=text("SUBSIDY_ELIGIBILITY_SHADOW_VERSION", d.shadow_version),
             adoption_log=Path(adoption_log) if adoption_log else None,
             adoption_store=adoption_store,

@@ -69,3 +69,16 @@ def test_the_adoption_trail_is_the_shared_topic_unless_a_file_is_asked_for():
     assert Settings.from_env({"SUBSIDY_ELIGIBILITY_ADOPTION_STORE": "File"}).adoption_store == "file"
     with pytest.raises(ConfigError, match="SUBSIDY_ELIGIBILITY_ADOPTION_STORE: expected topic or file, got 'disk'"):
         Settings.from_env({"SUBSIDY_ELIGIBILITY_ADOPTION_STORE": "disk"})
+
+
+@pytest.mark.parametrize(
+    "env, level",
+    [
+        ({}, "INFO"),
+        ({"SUBSIDY_LOG_LEVEL": "warning"}, "WARNING"),
+        ({"SUBSIDY_LOG_LEVEL": "warning", "SUBSIDY_ELIGIBILITY_LOG_LEVEL": "debug"}, "DEBUG"),
+        ({"SUBSIDY_ELIGIBILITY_LOG_LEVEL": "error"}, "ERROR"),
+    ],
+)
+def test_the_log_level_is_its_own_variable_else_the_one_every_service_reads(env, level):
+    assert Settings.from_env(env).log_level == level
