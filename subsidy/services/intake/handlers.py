@@ -172,14 +172,17 @@ def submit(deps: Deps, message: Any, trace_id: str | None = None, firm_scope: st
     in the same transaction), not by a look-up before it: a repeat costs a
     registry look-up, a first submission one database round trip fewer."""
     application = validate(message)
+    sent_back = False  # the id of its own receipt: its own submission, nothing else
     if firm_scope:
-        application = dataclasses.replace(application, application_id=_own_reference(application, firm_scope))
+        reference = _own_reference(application, firm_scope)
+        sent_back = reference != application.application_id
+        application = dataclasses.replace(application, application_id=reference)
     sha = payload_sha256(application)
     if firm_scope:
         # The firm's own application under this id, submitted by the portal
         # (or before ids were scoped): a repeat answers as it always did. Another
         # firm's application under it is none of this caller's business.
-        portal = deps.store.get(application.application_id)
+        portal = None if sent_back else deps.store.get(application.application_id)
         if portal is not None and portal.credit_code == firm_scope:
             answer = _answer_existing(portal, sha)
             log.info(

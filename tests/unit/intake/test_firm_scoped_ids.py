@@ -100,6 +100,18 @@ def test_the_portals_application_of_the_same_firm_under_that_id_answers_the_ente
     assert handlers.get(d, "SJ-2025-7300", firm_scope=FIRM).application_id == "SJ-2025-7300"
 
 
+def test_the_receipts_id_sent_back_names_its_own_submission_even_beside_a_later_portal_one():
+    d = two_firms()
+    own = handlers.submit(d, rent_application("SJ-2025-7600"), firm_scope=FIRM)
+    portal = handlers.submit(d, rent_application("SJ-2025-7600"))  # later, the portal under the bare id
+    assert portal.receipt.application_id == "SJ-2025-7600" and not portal.duplicate
+    again = handlers.submit(d, rent_application(own.receipt.application_id), firm_scope=FIRM)
+    assert again.duplicate and again.receipt == own.receipt
+    # the bare id now names the portal's, the full id the firm's own
+    assert handlers.get(d, "SJ-2025-7600", firm_scope=FIRM).application_id == "SJ-2025-7600"
+    assert handlers.get(d, own.receipt.application_id, firm_scope=FIRM).application_id == own.receipt.application_id
+
+
 def test_get_of_another_firms_id_finds_nothing_of_the_callers_and_leaves_the_refusal_to_the_edge():
     d = two_firms()
     handlers.submit(d, rent_application("SJ-2025-7400", credit_code=PROVIDER), firm_scope=PROVIDER)
