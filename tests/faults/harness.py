@@ -260,10 +260,13 @@ class FaultStack:
         self.stack: LocalStack | None = None
         self.replica: ServiceProcess | None = None
         self.kills: Counter = Counter()
-        #: Full replays per service (rewind), and their count when the hostile
-        #: records were placed: each replay since dead-letters them once more.
-        self.rewinds: Counter = Counter()
-        self.rewinds_at_hostile: Counter = Counter()
+        #: What can make a service's consumers read records again, per service
+        #: ("broker": every service): a full replay (rewind), and the ends of a
+        #: member with progress not yet committed (kill -9, a pause past the
+        #: session timeout, a broker restart). Each since the hostile records
+        #: were placed may dead-letter them once more, under the same id.
+        self.rereads: Counter = Counter()
+        self.rereads_at_hostile: Counter = Counter()
         self.unexpected_exits: list[tuple[str, int | None]] = []
         #: A service whose health did not tell the truth during or after a network fault.
         self.health_lies: list[str] = []
@@ -377,10 +380,12 @@ class FaultStack:
         with_cont(svc)
         svc.kill()
         self.kills[name] += 1
+        self.rereads[name] += 1
         svc.start()
         svc.wait_serving(120)
 
     def broker_restart(self, hard: bool) -> None:
+        self.rereads["broker"] += 1
         if hard:
             self.broker.kill()
             self.broker.start()
@@ -397,6 +402,7 @@ class FaultStack:
     def pause(self, name: str, seconds: float) -> None:
         """SIGSTOP past the session timeout (the group rebalances without it), then SIGCONT."""
         svc = self.service(name)
+        self.rereads[name] += 1
         os.kill(svc.process.pid, signal.SIGSTOP)
         try:
             time.sleep(seconds)  # the fault itself: the process must stay frozen this long
@@ -472,12 +478,13 @@ class FaultStack:
             self.health_lies.append(f"{name} never {'SERVING' if serving else 'NOT_SERVING'} within {within:.0f}s")
 
     def hostile_placed(self) -> None:
-        """The hostile records are on the topics: replays from now on read them again."""
-        self.rewinds_at_hostile = Counter(self.rewinds)
+        """The hostile records are on the topics: what makes a consumer read again from now on counts."""
+        self.rereads_at_hostile = Counter(self.rereads)
 
-    def replays_since_hostile(self, service: str) -> int:
-        """Full replays (rewinds) of ``service`` since the hostile records were placed."""
-        return self.rewinds[service] - self.rewinds_at_hostile[service]
+    def rereads_since_hostile(self, service: str) -> int:
+        """How many times ``service``'s consumers may have read the hostile records again since they were placed."""
+        since = self.rereads - self.rereads_at_hostile
+        return since[service] + since["broker"]
 
     def rewind(self, name: str) -> None:
         """Stop the service, reset its groups to the earliest offsets, start it: a full replay."""
@@ -488,7 +495,7 @@ class FaultStack:
             self.unexpected_exits.append((name, status))
         for group, group_topics in GROUPS[name].items():
             reset_group(self.bootstrap, group, group_topics)
-        self.rewinds[name] += 1
+        self.rereads[name] += 1
         svc.start()
         svc.wait_serving(120)
 
@@ -720,7 +727,7 @@ def hostile_problems(fs: FaultStack, seed: int, placed: list[tuple[str, int, int
     problems = hostile.problems(
         [p for p in placed if isinstance(p, hostile.Placed)],
         lambda t: read_topic(fs.bootstrap, t),
-        passes=lambda consumer: 1 + fs.replays_since_hostile(consumer.split("-")[0]),
+        passes=lambda consumer: 1 + fs.rereads_since_hostile(consumer.split("-")[0]),
     )
     placed = [p for p in placed if not isinstance(p, hostile.Placed)]
     by_record: dict[tuple[str, int, int], set[str]] = defaultdict(set)

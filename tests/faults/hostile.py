@@ -455,10 +455,12 @@ def problems(
 ) -> list[str]:
     """Each record dead-lettered once by each consumer it names and by no other.
 
-    ``passes(consumer)``: how many times that consumer read the records, 1
-    plus the full replays of its service since they were placed (the rewind
-    fault resets its groups to the earliest offsets). A replay reads a poison
-    record again and dead-letters it again, under the same derived id
+    ``passes(consumer)``: how many times that consumer may have read the
+    records, 1 plus what made it read again since they were placed: a full
+    replay of its service (the rewind fault resets its groups to the earliest
+    offsets), or the end of a member whose progress was not yet committed
+    (kill -9, a pause past the session timeout, a broker restart). Reading a
+    poison record again dead-letters it again, under the same derived id
     (dead_letters.event_id), which a reader of the DLQ folds into one (the
     operations service does); more letters than passes is a record handled
     twice in one pass."""
