@@ -226,6 +226,9 @@ class KafkaRecordLoop:
         self._lag_keys: set = set()
         #: Offsets after records handled but not yet committed, per partition.
         self._uncommitted: dict[Any, int] = {}
+        #: Those of partitions revoked before they could be committed: committed
+        #: after the join if the partitions come back (partitions_announced).
+        self._revoked_uncommitted: dict[Any, int] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.consuming = threading.Event()
@@ -426,7 +429,7 @@ class KafkaRecordLoop:
         if self._commit_due():
             self._commit_handled()
 
-    def _commit_handled(self, quietly: bool = False) -> None:
+    def _commit_handled(self, quietly: bool = False) -> bool:
         """Commit the offsets after the records handled so far. One that fails
         stays pending and is retried before the next poll, so a partition's
         committed offset catches up even when no record follows (lag returns
@@ -454,18 +457,40 @@ class KafkaRecordLoop:
         else:
             self._uncommitted.clear()
             self._committed_at = self.progress.clock()
+            return True
+        return False
 
     def partitions_announced(self, assigned: Any) -> None:
-        """The listener's word that a join completed and these partitions are ours."""
+        """The listener's word that a join completed and these partitions are ours.
+
+        Offsets handled on partitions revoked before the join, but not
+        committed then, are committed now if the partitions came back to
+        this member (by the next poll): kafka-python keeps the position of a
+        partition it holds again, so nothing would read those records again
+        and the group's committed offset would stay behind (lag stuck above
+        0 until a new record comes; the soak's seed 101 waited 4 minutes on
+        one). A partition that went to another member is left to it: it
+        resumes from the committed offset and redoes the rest, harmlessly."""
         if self._announced is not None:
             self._announced = set(assigned)
+        held = set(assigned)
+        for tp, offset in self._revoked_uncommitted.items():
+            if tp in held:
+                self._uncommitted[tp] = max(offset, self._uncommitted.get(tp, offset))
+        self._revoked_uncommitted.clear()
 
     def partitions_revoked(self, revoked: Any) -> None:
-        """Before a rebalance takes partitions away: commit what was handled on them."""
+        """Before a rebalance takes partitions away: commit what was handled on them.
+
+        kafka-python 3.0 calls the listener on its I/O thread, where a
+        blocking commit is refused ("Cannot block on net.run() from the IO
+        thread itself"); what could not be committed here is kept for
+        ``partitions_announced``."""
         if self._announced is not None:
             self._announced -= set(revoked)
-        if any(tp in self._uncommitted for tp in revoked):
-            self._commit_handled(quietly=True)
+        pending = {tp: self._uncommitted[tp] for tp in revoked if tp in self._uncommitted}
+        if pending and not self._commit_handled(quietly=True):
+            self._revoked_uncommitted.update(pending)
         for tp in revoked:
             self._uncommitted.pop(tp, None)
 

@@ -187,6 +187,33 @@ def test_what_was_handled_on_partitions_being_revoked_is_committed_first():
     assert consumer.commits == [{P0: 4, P1: 9}] and loop._uncommitted == {}
 
 
+def test_a_commit_the_revoke_listener_cannot_make_is_made_after_the_join_for_the_partitions_that_came_back():
+    """kafka-python 3.0 runs the rebalance listener on its I/O thread and
+    refuses a blocking commit there. It keeps the position of a partition
+    the member holds again, so nothing reads those records again: unless the
+    offsets are committed after the join, the group's lag stays above 0
+    (the soak's seed 101: lag 1 on subsidy-notify for 4 minutes)."""
+    consumer = FakeConsumer([])
+    refusals = iter([RuntimeError("Cannot block on net.run() from the IO thread itself")])
+    commit = consumer.commit
+
+    def on_the_io_thread(offsets, timeout_ms=None):
+        for error in refusals:
+            raise error
+        commit(offsets, timeout_ms)
+
+    consumer.commit = on_the_io_thread
+    loop = new_loop(lambda rec: "applied", [])
+    loop._consumer = consumer
+    loop._uncommitted = {P0: 4, P1: 9}
+    loop.partitions_revoked({P0, P1})
+    assert consumer.commits == [] and loop._uncommitted == {}
+    loop.partitions_announced({P0})  # P0 came back (its position kept); P1 went to another member
+    assert loop._uncommitted == {P0: 4}
+    loop._poll_once()  # the next poll commits it first, though no record follows
+    assert consumer.commits == [{P0: 4}] and loop._uncommitted == {}
+
+
 def test_a_rejected_record_is_dead_lettered_with_its_reason_and_the_partition_moves_on():
     producer = FakeProducer()
     consumer = FakeConsumer([{P0: [record(P0, 0, b"\xff"), record(P0, 1)]}])
