@@ -12,8 +12,11 @@ Per poll:
 2. commit the batch's offsets in **one** commit, after every record of it was
    handled. At least once: a crash before the commit replays the batch, which
    the handlers make harmless (inbox, event ids, the notification log). A
-   commit that fails is retried before the next poll, and made before a
-   rebalance takes the partitions away;
+   commit that fails is retried before the next poll. Before a rebalance
+   takes partitions away it is tried in the listener; kafka-python 3.0
+   refuses a blocking commit there (the listener runs on its I/O thread), so
+   what it could not commit is committed after the join for the partitions
+   that came back, whose positions kafka-python keeps;
 3. on any other failure (database or DLQ down, a commit refused by a
    rebalance), commit what was handled, seek every partition still ours back
    to its first unhandled record, and retry with backoff: nothing polled is
