@@ -73,6 +73,19 @@ class FakeConsumer:
         self.closed = True
 
 
+def refuse_first_commits(consumer, *errors):
+    """The consumer's next commits raise ``errors``, one each; later ones are recorded."""
+    refusals = iter(errors)
+    commit = consumer.commit
+
+    def refusing(offsets, timeout_ms=None):
+        for error in refusals:
+            raise error
+        commit(offsets, timeout_ms)
+
+    consumer.commit = refusing
+
+
 class FakeProducer:
     def __init__(self):
         self.sent: list[Sent] = []
@@ -150,15 +163,7 @@ def test_a_failure_keeps_what_was_handled_and_rewinds_the_rest_so_nothing_is_ski
 
 def test_a_commit_that_fails_is_retried_before_the_next_poll_so_lag_returns_to_zero_without_new_records():
     consumer = FakeConsumer([{P0: [record(P0, 3)]}])
-    refusals = iter([KafkaTimeoutError("coordinator not available")])
-    commit = consumer.commit
-
-    def flaky_commit(offsets, timeout_ms=None):
-        for error in refusals:
-            raise error
-        commit(offsets, timeout_ms)
-
-    consumer.commit = flaky_commit
+    refuse_first_commits(consumer, KafkaTimeoutError("coordinator not available"))
     handled = []
     loop = new_loop(lambda rec: handled.append(rec.offset) or "applied", [consumer])
     run_until(loop, lambda: consumer.commits)
@@ -194,15 +199,7 @@ def test_a_commit_the_revoke_listener_cannot_make_is_made_after_the_join_for_the
     offsets are committed after the join, the group's lag stays above 0
     (the soak's seed 101: lag 1 on subsidy-notify for 4 minutes)."""
     consumer = FakeConsumer([])
-    refusals = iter([RuntimeError("Cannot block on net.run() from the IO thread itself")])
-    commit = consumer.commit
-
-    def on_the_io_thread(offsets, timeout_ms=None):
-        for error in refusals:
-            raise error
-        commit(offsets, timeout_ms)
-
-    consumer.commit = on_the_io_thread
+    refuse_first_commits(consumer, RuntimeError("Cannot block on net.run() from the IO thread itself"))
     loop = new_loop(lambda rec: "applied", [])
     loop._consumer = consumer
     loop._uncommitted = {P0: 4, P1: 9}

@@ -106,7 +106,11 @@ def provider_listed(directory: Directory, year: int, provider_credit_code: str) 
 
 
 def _answer_existing(existing: StoredApplication, sha: str) -> Submitted:
+    """A repeat of ``existing``: its receipt (logged as a duplicate) for the same payload, else ALREADY_EXISTS."""
     if existing.payload_sha256 == sha:
+        log.info(
+            "duplicate submission", extra=fields(application_id=existing.application_id, trace_id=existing.trace_id)
+        )
         return Submitted(existing.receipt, duplicate=True)
     # Nothing of the stored payload (not even part of its hash). For an
     # enterprise the id is always its own firm's (firm-scoped ids).
@@ -122,9 +126,7 @@ def _existing_or_raise(deps: Deps, app_id: str, sha: str, error: Exception) -> S
     existing = deps.store.get(app_id)
     if existing is None:
         raise error
-    answer = _answer_existing(existing, sha)
-    log.info("duplicate submission", extra=fields(application_id=app_id, trace_id=existing.trace_id))
-    return answer
+    return _answer_existing(existing, sha)
 
 
 def _own_reference(application: Application, firm: str) -> str:
@@ -184,11 +186,7 @@ def submit(deps: Deps, message: Any, trace_id: str | None = None, firm_scope: st
         # firm's application under it is none of this caller's business.
         portal = None if sent_back else deps.store.get(application.application_id)
         if portal is not None and portal.credit_code == firm_scope:
-            answer = _answer_existing(portal, sha)
-            log.info(
-                "duplicate submission", extra=fields(application_id=portal.application_id, trace_id=portal.trace_id)
-            )
-            return answer
+            return _answer_existing(portal, sha)
         application = scope_to_firm(application, firm_scope)
     app_id = application.application_id
     try:
@@ -229,9 +227,7 @@ def submit(deps: Deps, message: Any, trace_id: str | None = None, firm_scope: st
         existing = duplicate.existing or deps.store.get(app_id)
         if existing is None:  # pragma: no cover - the winner's row is committed
             raise
-        answer = _answer_existing(existing, sha)
-        log.info("duplicate submission", extra=fields(application_id=app_id, trace_id=existing.trace_id))
-        return answer
+        return _answer_existing(existing, sha)
     if log.isEnabledFor(logging.INFO):
         log.info(
             "application accepted",
