@@ -268,6 +268,8 @@ def _line(stub: Any, reviewer: Any, line: Any) -> Any:
 def _publish_until(stub: Any, reviewer: Any, wanted: set[str], timeout: float) -> list[Any]:
     import grpc
 
+    from subsidy.platform.grpc import status as rich_status
+    from subsidy.services.review.model import NOTICE_POOL_EMPTY
     from subsidy.v1 import review_pb2
 
     deadline = time.monotonic() + timeout
@@ -285,7 +287,13 @@ def _publish_until(stub: Any, reviewer: Any, wanted: set[str], timeout: float) -
                 timeout=10,
             )
         except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:  # anything but "nothing to notice yet"
+            # Only "nothing to notice yet" is waited out (the grants are on their way);
+            # any other refusal, such as a notice period in a year the holiday calendar
+            # does not know, is raised as it is rather than waited into a timeout.
+            if not (
+                exc.code() == grpc.StatusCode.FAILED_PRECONDITION
+                and NOTICE_POOL_EMPTY in rich_status.precondition_types(exc.trailing_metadata())
+            ):
                 raise
             time.sleep(1.0)
 

@@ -159,8 +159,11 @@ class LocalStack:
         services: tuple[str, ...] | None = None,
         extra_env: dict[str, dict[str, str]] | None = None,
         platform_registry: Path | None = None,
+        clock_start: dt.datetime = DEV_CLOCK_START,
     ):
         self.var_dir = Path(var_dir).resolve()
+        #: The dev clock's first instant when the stack makes its clock file.
+        self.clock_start = clock_start
         self.broker = broker
         self.kafka_bootstrap = kafka_bootstrap or os.environ.get(ENV_BOOTSTRAP)
         self.wanted = services or tuple(s for s in SERVICES if _available(s))
@@ -181,7 +184,7 @@ class LocalStack:
 
         if not self.clock_file.exists():
             self.var_dir.mkdir(parents=True, exist_ok=True)
-            write_dev_clock(self.clock_file, DevClockState(DEV_CLOCK_START, time.time()))
+            write_dev_clock(self.clock_file, DevClockState(self.clock_start, time.time()))
 
     def advance_clock(self, days: float = 0, **delta: float) -> dt.datetime:
         """Move the stack's time forward; returns the new instant."""

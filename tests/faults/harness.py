@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import json
 import os
 import random
@@ -115,6 +116,13 @@ DB_SERVICES = ("intake", "payout", "notify", "review")
 #: this long (every service's SUBSIDY_<SVC>_STALL_SECONDS here): a partition
 #: longer than it must show in health.
 STALL_S = 20.0
+# The stack's dev clock (review, intake, registry-sync) starts on the first
+# working Monday of 2026: each seed's public notice moves it past a 5-working-day
+# period, about 7 days, and the pinned chinesecalendar (1.11.0) knows working
+# days up to 2026 only. Starting at the demo's 2026-09-25, the soak's 14th seed
+# published a notice whose period ran into 2027 and was refused; from January
+# 49 seeds fit in the year.
+FAULT_CLOCK_START = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 # The payout clock: before every due date, so no TrancheDue races the checks
 # (review runs on the stack's dev clock, which the story moves past the notice).
 TODAY = "2023-01-02"
@@ -318,6 +326,7 @@ class FaultStack:
             services=SERVICES,
             extra_env=extra,
             platform_registry=self.registry_path,
+            clock_start=FAULT_CLOCK_START,
         )
         self.stack.start()
         self.platform = self.stack.platform

@@ -1,6 +1,8 @@
 """gRPC rich error status: a google.rpc.Status carrying a google.rpc.BadRequest
-in the ``grpc-status-details-bin`` trailer, the way every gRPC client library
-reads field-level errors (grpcio-status' ``rpc_status``)."""
+(field-level errors) or a google.rpc.PreconditionFailure (which precondition
+failed, by a type a client can branch on) in the ``grpc-status-details-bin``
+trailer, the way every gRPC client library reads them (grpcio-status'
+``rpc_status``)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,33 @@ def bad_request_details(code: int, message: str, violations: Iterable[tuple[str,
     packed = any_pb2.Any()
     packed.Pack(detail)
     return status_pb2.Status(code=code, message=message, details=[packed]).SerializeToString()
+
+
+def precondition_failure_details(code: int, message: str, violations: Iterable[tuple[str, str, str]]) -> bytes:
+    """Serialized google.rpc.Status carrying one google.rpc.PreconditionFailure;
+    each violation is (type, subject, description)."""
+    detail = error_details_pb2.PreconditionFailure(
+        violations=[
+            error_details_pb2.PreconditionFailure.Violation(type=t, subject=s, description=d) for t, s, d in violations
+        ]
+    )
+    packed = any_pb2.Any()
+    packed.Pack(detail)
+    return status_pb2.Status(code=code, message=message, details=[packed]).SerializeToString()
+
+
+def precondition_types(trailing_metadata: Any) -> set[str]:
+    """Client side: the PreconditionFailure violation types in an RpcError's trailers."""
+    raw = dict(trailing_metadata or ()).get(DETAILS_KEY)
+    if raw is None:
+        return set()
+    out: set[str] = set()
+    for detail in status_pb2.Status.FromString(raw).details:
+        if detail.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR):
+            failure = error_details_pb2.PreconditionFailure()
+            detail.Unpack(failure)
+            out |= {v.type for v in failure.violations}
+    return out
 
 
 def field_violations(trailing_metadata: Any) -> tuple[Any, list[tuple[str, str]]]:

@@ -30,11 +30,11 @@ from subsidy.services.review import events
 from subsidy.services.review.model import (
     Actor,
     AuditEntry,
-    FailedPrecondition,
     GrantRow,
     InvalidArgument,
     LineRow,
     NotFound,
+    NoticePoolEmpty,
     NoticeRow,
     PermissionDenied,
     Rejected,
@@ -589,7 +589,7 @@ def publish_notice(
     with uow:
         pool = [g for g in uow.grants.pool() if g.granted_fen > 0 and g.state == "RESERVED"]
         if not pool:
-            raise FailedPrecondition("no approved award awaits a notice: the pool is empty")
+            raise NoticePoolEmpty("no approved award awaits a notice: the pool is empty")
         notice_id = f"notice-{today.isoformat()}-{uow.notices.count() + 1:04d}"
         row = NoticeRow(notice_id, today, period.first_day, period.last_day, actor.subject, title.strip())
         lines = []

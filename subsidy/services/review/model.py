@@ -19,6 +19,7 @@ __all__ = [
     "GrantRow",
     "InvalidArgument",
     "LineRow",
+    "NoticePoolEmpty",
     "NoticeRow",
     "NotFound",
     "PermissionDenied",
@@ -27,6 +28,17 @@ __all__ = [
 ]
 
 SOURCE = "/songjiang/subsidy/review"
+
+#: The google.rpc.PreconditionFailure violation types a FAILED_PRECONDITION of
+#: PublishNotice carries, so a client tells "nothing to publish yet" (try again
+#: once an award is granted) from "cannot publish" (docs/review.md).
+NOTICE_POOL_EMPTY = "NOTICE_POOL_EMPTY"
+CALENDAR_NOT_COVERED = "CALENDAR_NOT_COVERED"
+
+
+class NoticePoolEmpty(FailedPrecondition):
+    """PublishNotice while no approved award awaits a notice: nothing is wrong,
+    there is nothing to publish yet."""
 
 
 class NotFound(WorkflowError):

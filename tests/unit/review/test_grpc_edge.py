@@ -21,7 +21,7 @@ from subsidy.platform.db import Database
 from subsidy.platform.security import GrpcSecurity, SecurityConfig
 from subsidy.services.review.adapters.grpc import ReviewServicer, build_server
 from subsidy.services.review.adapters.store import SqlStore
-from subsidy.v1 import review_pb2
+from subsidy.v1 import review_pb2, review_pb2_grpc
 
 from . import test_handlers as h
 
@@ -109,3 +109,57 @@ def test_random_requests_get_a_clear_status(edge, method, role, subject, data):
     assert code in CLEAR, (method.name, request, code)
     if code != grpc.StatusCode.OK:
         assert h.handlers.audit_trail(store, item_id, 200, "")[0] == before
+
+
+def test_publish_notice_says_which_precondition_failed(tmp_path):
+    """A client waits out "nothing to notice yet" and stops at anything else: the
+    two come with different google.rpc.PreconditionFailure types (the soak once
+    waited 90 s on a calendar refusal that looked like an empty pool)."""
+    from subsidy.platform.grpc import status as rich_status
+    from subsidy.services.review import model
+
+    loop = Loop()
+    store = SqlStore(Database(f"sqlite:///{tmp_path / 'review.db'}", store="review"))
+    store.create_schema()
+    clock = FixedClock(dt.date(2026, 12, 1))
+
+    async def start():
+        hs = health.aio.HealthServicer()
+        servicer = ReviewServicer(store, load_workflow(), clock)
+        server, port = build_server(
+            servicer, hs, "127.0.0.1:0", security=GrpcSecurity(SecurityConfig.from_env("review", {}))
+        )
+        await server.start()
+        return server, port
+
+    server, port = loop.run(start())
+    alice = (("x-subsidy-subject", "alice"), ("x-subsidy-role", "REVIEWER"))
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = review_pb2_grpc.ReviewServiceStub(channel)
+
+            def refused() -> grpc.RpcError:
+                with pytest.raises(grpc.RpcError) as raised:
+                    stub.PublishNotice(review_pb2.PublishNoticeRequest(), metadata=alice, timeout=20)
+                return raised.value
+
+            empty = refused()
+            assert empty.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert rich_status.precondition_types(empty.trailing_metadata()) == {model.NOTICE_POOL_EMPTY}
+
+            assert h.grant(store, "APP-LATE", 100_000) == "recorded"
+            clock.set(dt.date(2026, 12, 28))  # five working days later is in 2027, unknown to chinesecalendar 1.11
+            uncounted = refused()
+            assert uncounted.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "working days of 2027 are not known" in uncounted.details()
+            assert rich_status.precondition_types(uncounted.trailing_metadata()) == {model.CALENDAR_NOT_COVERED}
+            status = rich_status.from_error(uncounted)
+            assert status is not None and "2027" in str(status.details[0].value)
+            # Nothing was published by the refused call: the grant still awaits a notice.
+            clock.set(dt.date(2026, 12, 1))
+            notice = stub.PublishNotice(review_pb2.PublishNoticeRequest(), metadata=alice, timeout=20).notice
+            assert [line.line.application_id for line in notice.lines] == ["APP-LATE"]
+    finally:
+        loop.run(server.stop(0))
+        loop.close()
+        store.db.close()

@@ -5,7 +5,9 @@ Each RPC runs its use case (handlers.py) in a worker thread and maps errors:
     InvalidArgument                  INVALID_ARGUMENT (google.rpc.BadRequest names the field)
     NotFound                         NOT_FOUND
     FailedPrecondition               FAILED_PRECONDITION (a closed item, an objection after the period)
-    CalendarNotCovered, FontMissing  FAILED_PRECONDITION
+    NoticePoolEmpty                  FAILED_PRECONDITION, google.rpc.PreconditionFailure NOTICE_POOL_EMPTY
+    CalendarNotCovered               FAILED_PRECONDITION, PreconditionFailure CALENDAR_NOT_COVERED (subject: the year)
+    FontMissing                      FAILED_PRECONDITION
     PermissionDenied                 PERMISSION_DENIED (four-eyes: the same subject twice)
     DatabaseUnavailable              UNAVAILABLE
     anything else                    INTERNAL (logged with its traceback)
@@ -38,7 +40,7 @@ from subsidy.platform.grpc import server as grpc_server
 from subsidy.platform.grpc import status as rich_status
 from subsidy.platform.security import GrpcSecurity
 from subsidy.platform.security.identity import current
-from subsidy.services.review import handlers, metrics
+from subsidy.services.review import handlers, metrics, model
 from subsidy.services.review.adapters import document
 from subsidy.services.review.model import (
     Actor,
@@ -165,6 +167,20 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
             code = grpc.StatusCode.NOT_FOUND
         elif isinstance(exc, (FailedPrecondition, CalendarNotCovered, document.FontMissing)):
             code = grpc.StatusCode.FAILED_PRECONDITION
+            precondition = (
+                (model.NOTICE_POOL_EMPTY, "notice pool", str(exc))
+                if isinstance(exc, model.NoticePoolEmpty)
+                else (model.CALENDAR_NOT_COVERED, str(exc.day.year), str(exc))
+                if isinstance(exc, CalendarNotCovered)
+                else None
+            )
+            if precondition is not None:
+                trailers = (
+                    (
+                        rich_status.DETAILS_KEY,
+                        rich_status.precondition_failure_details(code.value[0], str(exc), [precondition]),
+                    ),
+                )
         elif isinstance(exc, PermissionDenied):
             code = grpc.StatusCode.PERMISSION_DENIED
         elif isinstance(exc, DatabaseUnavailable):
