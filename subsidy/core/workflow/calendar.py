@@ -35,6 +35,26 @@ def is_working_day(day: dt.date) -> bool:
         raise CalendarNotCovered(day, str(exc)) from None
 
 
+def last_known_day(today: dt.date) -> dt.date:
+    """The last day whose working days the calendar knows, counting on from
+    ``today``'s year: 31 December of the last year known in a row. Before
+    ``today`` when its own year is not known. Operators watch the days left
+    (a notice whose period runs past it is refused; a review item queued
+    then has no deadline) so the package is upgraded in time."""
+    year = today.year
+    while _year_known(year):
+        year += 1
+    return dt.date(year - 1, 12, 31)
+
+
+def _year_known(year: int) -> bool:
+    try:
+        is_working_day(dt.date(year, 1, 1))
+    except CalendarNotCovered:
+        return False
+    return True
+
+
 def next_working_day(day: dt.date) -> dt.date:
     """``day`` itself if it is a working day, else the first working day after it."""
     while not is_working_day(day):

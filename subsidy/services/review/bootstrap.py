@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from subsidy.core.workflow import calendar
 from subsidy.core.workflow import review as review_rules
 from subsidy.core.workflow.settings import WorkflowSettings, load_workflow
 from subsidy.platform import metrics as shared
@@ -107,10 +108,12 @@ class ReviewApp(process.ServiceApp):
         count, oldest = self.store.outbox_stats()
         shared.OUTBOX_DEPTH.labels("review").set(count)
         shared.OUTBOX_OLDEST_AGE.labels("review").set(shared.age_seconds(oldest))
-        by_status, overdue = self.store.item_stats(self.clock.today())
+        today = self.clock.today()
+        by_status, overdue = self.store.item_stats(today)
         for status in review_rules.STATES:
             metrics.ITEMS.labels(status).set(by_status.get(status, 0))
         metrics.ITEMS_OVERDUE.set(overdue)
+        metrics.CALENDAR_DAYS_LEFT.set((calendar.last_known_day(today) - today).days)
 
     async def stop_work(self) -> None:
         await self.stop_server(self.settings.grace_s)

@@ -91,6 +91,18 @@ def test_a_year_the_calendar_does_not_know_is_a_clear_error():
         calendar.is_working_day(D(2099, 1, 5))
 
 
+def test_the_last_day_the_calendar_knows():
+    """chinesecalendar 1.11.0 knows working days up to 2026: the days left are
+    what the SubsidyHolidayCalendarEnding alert watches."""
+    assert calendar.last_known_day(D(2025, 3, 1)) == D(2026, 12, 31)
+    assert calendar.last_known_day(D(2026, 12, 2)) == D(2026, 12, 31)
+    # A day in a year it does not know: the last known day is behind it.
+    assert calendar.last_known_day(D(2027, 1, 4)) == D(2026, 12, 31)
+    calendar.nth_working_day(calendar.last_known_day(D(2026, 1, 5)), 1)  # it really is known
+    with pytest.raises(calendar.CalendarNotCovered):
+        calendar.is_working_day(calendar.last_known_day(D(2026, 1, 5)) + dt.timedelta(days=1))
+
+
 def test_working_day_helpers():
     assert calendar.add_working_days(D(2025, 1, 24), 0) == D(2025, 1, 24)
     assert calendar.add_working_days(D(2025, 1, 24), 1) == D(2025, 1, 26)
