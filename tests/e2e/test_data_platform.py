@@ -7,16 +7,14 @@ submitted application and the ledger reserves the grant, both with the amount
 
 from __future__ import annotations
 
-import datetime as dt
+import json
+import subprocess
+import sys
 import uuid
 
 import grpc
 import pytest
 
-from subsidy.core.clauses.dcmm import DcmmClaim
-from subsidy.core.domain import Application, Firm
-from subsidy.core.eligibility import evaluate
-from subsidy.core.policy import load_policy
 from subsidy.core.proposals import proposal_id
 from subsidy.v1 import intake_pb2, intake_pb2_grpc, proposal_pb2, proposal_pb2_grpc
 from subsidy_dev.stack import LocalStack
@@ -79,15 +77,29 @@ def test_a_firm_certified_dcmm_level_3_gets_a_proposal_it_confirms_and_is_decide
             status = wait_for(in_the_ledger, timeout=180)
             listed = proposals.ListProposals(proposal_pb2.ListProposalsRequest(credit_code=SOFTWARE, page_size=100))
             assert [p.proposal_id for p in listed.proposals].count(pid) == 1
-    expected = evaluate(
-        Application(
-            pid,
-            dt.date.fromisoformat(status.application.submitted_on),
-            Firm(SOFTWARE, "", ("SOFTWARE",), True, True, True),
-            DcmmClaim(certificate_id=reference, level=3),
-        ),
-        load_policy(),
+    # The same claim through the calculator's own command, as a district officer would run it.
+    line = {
+        "application_id": pid,
+        "submitted_on": status.application.submitted_on,
+        "firm": {
+            "credit_code": SOFTWARE,
+            "name": "",
+            "kinds": ["SOFTWARE"],
+            "registered_in_district": True,
+            "tax_registered_in_district": True,
+            "independent_legal_person": True,
+        },
+        "dcmm": {"certificate_id": reference, "level": 3},
+    }
+    simulated = subprocess.run(
+        [sys.executable, "-m", "subsidy.cli", "simulate", "-"],
+        input=json.dumps(line, ensure_ascii=False) + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
-    assert status.decision.outcome == "ELIGIBLE"
-    assert status.decision.max_award_fen == expected.max_award_fen == proposal.expected_award_fen == 20_000_000
-    assert status.grant.granted_fen == 20_000_000
+    [expected] = [json.loads(x) for x in simulated.stdout.splitlines()]
+    assert status.decision.outcome == expected["outcome"] == "ELIGIBLE"
+    assert status.decision.max_award_fen == expected["max_award_fen"] == proposal.expected_award_fen == 20_000_000
+    assert status.grant.granted_fen == expected["granted_fen"] == 20_000_000

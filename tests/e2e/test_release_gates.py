@@ -1,11 +1,13 @@
 """Release gates end to end (issue 13, done-when): the data platform's test
 double, registry-sync, intake, eligibility, review and payout as real
 processes on the real broker. A firm with a three-year award (public notice
-and all) moves out of the district: its due tranches are HELD at once; it
-moves back within the grace: they are DUE again; it moves out again and the
-grace runs out on the dev clock: they are CANCELLED, and the next year's
-tranche is held when it falls due, then cancelled too. Finance never sees a
-tranche of a firm that left become DUE."""
+and all) is paid its first tranche by finance (a PaymentConfirmed on
+subsidy.payments.v1), then moves out of the district between tranche 1 and
+tranche 2: tranche 2, already due, is HELD at once; it moves back within the
+grace: DUE again; it moves out again and the grace runs out on the dev
+clock: CANCELLED, and the third year's tranche is held when it falls due,
+then cancelled too. The paid tranche stays PAID throughout (leaving is not a
+recovery), and finance never sees a tranche of a firm that left become DUE."""
 
 from __future__ import annotations
 
@@ -15,9 +17,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from subsidy.v1 import intake_pb2_grpc
+from subsidy.v1 import intake_pb2_grpc, payout_pb2
 from subsidy_dev import move_out_story
 from subsidy_dev.demo import settle, submit_all
+from subsidy_dev.finance import confirm_payments
 from subsidy_dev.stack import LocalStack
 
 pytestmark = pytest.mark.integration
@@ -60,19 +63,38 @@ def test_a_firm_that_leaves_has_its_tranches_held_released_when_it_returns_and_c
         # Payable on 2026-10-10 (the dev clock after the notice): the 2025 and
         # 2026 tranches fall due at once, the 2027 one on 2027-04-28.
         until(stack, {0: "DUE", 1: "DUE", 2: "SCHEDULED"})
+        first = next(
+            t
+            for t in move_out_story.tranches(stack, FIRM)
+            if t.application_id == APP["application_id"] and t.number == 0
+        )
+        confirm_payments(
+            stack.kafka_bootstrap,
+            [
+                payout_pb2.PaymentConfirmed(
+                    payment_id=f"E2E-PAY-{first.tranche_id}",
+                    tranche_id=first.tranche_id,
+                    credit_code=FIRM,
+                    amount_fen=first.amount_fen,
+                    paid_on=stack.today().isoformat(),
+                )
+            ],
+            "/tests/e2e/release-gates",
+        )
+        until(stack, {0: "PAID", 1: "DUE", 2: "SCHEDULED"})
 
-        stack.platform.move_out(FIRM, stack.today())
-        until(stack, {0: "HELD", 1: "HELD", 2: "SCHEDULED"})
+        stack.platform.move_out(FIRM, stack.today())  # between tranche 1 (paid) and tranche 2
+        until(stack, {0: "PAID", 1: "HELD", 2: "SCHEDULED"})
 
         stack.platform.move_back(FIRM, stack.today())  # within the 90-day grace
-        until(stack, {0: "DUE", 1: "DUE", 2: "SCHEDULED"})
+        until(stack, {0: "PAID", 1: "DUE", 2: "SCHEDULED"})
 
         stack.platform.move_out(FIRM, stack.today())
-        until(stack, {0: "HELD", 1: "HELD", 2: "SCHEDULED"})
+        until(stack, {0: "PAID", 1: "HELD", 2: "SCHEDULED"})
         stack.advance_clock(days=92)  # the grace runs out
-        until(stack, {0: "CANCELLED", 1: "CANCELLED", 2: "SCHEDULED"})
+        until(stack, {0: "PAID", 1: "CANCELLED", 2: "SCHEDULED"})
 
         stack.advance_clock(days=120)  # past 2027-04-28: the last tranche falls due while the firm is away
-        until(stack, {0: "CANCELLED", 1: "CANCELLED", 2: "HELD"})
+        until(stack, {0: "PAID", 1: "CANCELLED", 2: "HELD"})
         stack.advance_clock(days=92)
-        until(stack, {0: "CANCELLED", 1: "CANCELLED", 2: "CANCELLED"})
+        until(stack, {0: "PAID", 1: "CANCELLED", 2: "CANCELLED"})
