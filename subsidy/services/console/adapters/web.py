@@ -233,14 +233,14 @@ class Console:
                 ("notices", "公示"),
                 ("applications", "申请查询"),
                 ("proposals", "免申即享"),
-                ("firm", "企业台账"),
+                ("firm_search", "企业台账"),
                 ("finance", "拨付计划"),
                 ("budget", "预算执行"),
                 ("operations", "运行状况"),
                 ("dead_letters", "死信"),
             ):
                 if self.routes[name].admits(person):
-                    href = f"/firms/{person.credit_code}" if name == "firm" and person.credit_code else None
+                    href = f"/firms/{person.credit_code}" if name == "firm_search" and person.credit_code else None
                     nav.append((href or self.routes[name].path.split("{")[0].rstrip("/") or "/", label))
         context.setdefault("error", None)
         context.setdefault("message", None)
@@ -603,6 +603,7 @@ class Console:
             "applications": (self.applications, None),
             "application": (self.application, None),
             "application_answer": (self.application_answer, self.application),
+            "firm_search": (self.firm_search, None),
             "firm": (self.firm, None),
             "tranche_cancel": (self._firm_action(handlers.cancel_tranche, "cancelled"), self.firm),
             "recovery_open": (self._firm_action(handlers.open_recovery, "recovery"), self.firm),
@@ -619,9 +620,7 @@ class Console:
         missing = set(self.routes) ^ set(views)
         if missing:
             raise RuntimeError(f"routes.yaml and the views disagree on {', '.join(sorted(missing))}")
-        routes: list[Any] = [
-            Route("/firms", p("firm", self.firm_search), methods=["GET"]),  # the search box of the firm page
-        ]
+        routes: list[Any] = []
         # Fixed paths before parameterised ones (/notices/publish before /notices/{notice_id}).
         ordered = sorted(self.routes.values(), key=lambda r: ("{" in r.path, r.path))
         for rule in ordered:
