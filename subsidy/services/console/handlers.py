@@ -24,6 +24,7 @@ from subsidy.core.workflow.review import item_id_for
 from subsidy.services.console.model import (
     APPLICATION_STATE,
     ITEM_STATUS,
+    OUTCOMES,
     PROPOSAL_STATE,
     TRANCHE_STATUS,
     TRANCHE_STATUS_CODES,
@@ -392,24 +393,73 @@ async def answer_information(services: Services, person: Person, application_id:
     )
 
 
+def decision_step(decision: Any, superseded: bool, successor: str) -> tuple[str, str, str]:
+    """(when, what, detail) of one decision of an application: a computed
+    decision, a reviewed one, or a re-decision at a policy version's
+    adoption; each with its policy version, and whether it was superseded
+    (已被取代: not the decision the application holds now)."""
+    version = f"政策版本 {decision.policy_version or '（未注明）'}"
+    outcome = f"第{decision.clause}项 {OUTCOMES.get(decision.outcome, decision.outcome)}"
+    if decision.max_award_fen:
+        outcome += f"，上限 {yuan(decision.max_award_fen)}"
+    when = ""
+    if decision.HasField("review"):
+        review = decision.review
+        when = review.decided_at
+        what = "人工审核结论"
+        parts = [
+            version,
+            ITEM_STATUS.get(review.result, review.result),
+            outcome,
+            f"审核人 {'、'.join(review.reviewers)}",
+            f"依据：{review.basis}",
+        ]
+        replaced = review.supersedes_decision_id
+    elif decision.supersedes_decision_id:
+        what = "新政策版本采用后重新决定"
+        parts = [version, outcome]
+        replaced = decision.supersedes_decision_id
+    else:
+        what = "系统决定"
+        parts = [version, outcome]
+        replaced = ""
+    if replaced:
+        parts.append(f"取代决定 {replaced}")
+    if superseded:
+        what += "（已被取代）"
+        if successor:
+            parts.append(f"由决定 {successor} 取代")
+    return when, what, "；".join(parts)
+
+
+def decision_steps(status: Any) -> list[tuple[str, str, str]]:
+    """Every decision of the application, in the order intake read them
+    (``ApplicationStatus.decisions``: the computed one, its review, a
+    re-decision when a policy version was adopted and its review). Every one
+    but the decision the application holds (``decision``) was superseded --
+    intake shows the one that replaced it."""
+    shown = status.decision
+    decisions = list(status.decisions)
+    if shown.decision_id and shown.decision_id not in {d.decision_id for d in decisions}:
+        decisions.append(shown)  # an intake that lists no history: at least the decision it holds
+    successors: dict[str, str] = {}
+    for d in decisions:
+        named = d.review.supersedes_decision_id if d.HasField("review") else d.supersedes_decision_id
+        if named:
+            successors.setdefault(named, d.decision_id)
+    return [
+        decision_step(
+            d, bool(shown.decision_id) and d.decision_id != shown.decision_id, successors.get(d.decision_id, "")
+        )
+        for d in decisions
+    ]
+
+
 def timeline(status: Any) -> list[tuple[str, str, str]]:
     """(when, what, detail) of one application, in order."""
     events: list[tuple[str, str, str]] = []
     events.append((status.receipt.received_at or status.application.submitted_on, "提交并受理", ""))
-    decision = status.decision
-    if decision.decision_id:
-        if decision.HasField("review"):
-            review = decision.review
-            events.append(("", "系统决定（已被人工审核结论取代）", f"被取代的决定 {review.supersedes_decision_id}"))
-            events.append(
-                (
-                    review.decided_at,
-                    "人工审核结论",
-                    f"{ITEM_STATUS.get(review.result, review.result)}；审核人 {'、'.join(review.reviewers)}；依据：{review.basis}",
-                )
-            )
-        else:
-            events.append(("", "系统决定", f"政策版本 {decision.policy_version}"))
+    events.extend(decision_steps(status))
     grant = status.grant
     if grant.decision_id:
         events.append(("", "入账（预留额度）", f"核定 {yuan(grant.granted_fen)}"))

@@ -209,6 +209,15 @@ class FakeServices:
 
     @staticmethod
     def _application(app_id: str, code: str, name: str) -> Any:
+        decision = decision_pb2.Decision(
+            decision_id=f"{app_id}@2025.1",
+            application_id=app_id,
+            clause="4",
+            outcome="ELIGIBLE",
+            max_award_fen=50_000_000,
+            policy_version="2025.1",
+            reasons=[decision_pb2.Reason(code="AWARD_BASIS", clause="4", message=f"{name}：按第4项核定")],
+        )
         return intake_pb2.ApplicationStatus(
             application=application_pb2.Application(
                 application_id=app_id,
@@ -216,14 +225,8 @@ class FakeServices:
                 firm=application_pb2.Firm(credit_code=code, name=name),
             ),
             state=intake_pb2.APPLICATION_STATE_RESERVED,
-            decision=decision_pb2.Decision(
-                decision_id=f"{app_id}@2025.1",
-                clause="4",
-                outcome="ELIGIBLE",
-                max_award_fen=50_000_000,
-                policy_version="2025.1",
-                reasons=[decision_pb2.Reason(code="AWARD_BASIS", clause="4", message=f"{name}：按第4项核定")],
-            ),
+            decision=decision,
+            decisions=[decision],  # GetApplication lists every decision read (issue 14)
             grant=payout_pb2.Grant(
                 application_id=app_id,
                 decision_id=f"{app_id}@2025.1",

@@ -1,6 +1,8 @@
 """The console's use cases over the fake: the queue overdue first, the
 objections folded from the audit trail, the finance CSV with formulas
-neutralised like payout's export, a firm's ledger."""
+neutralised like payout's export, a firm's ledger, an application's
+timeline with every decision and its policy version, a rejection, the
+Grafana link only when it is set."""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ import json
 import pytest
 
 from subsidy.services.console import handlers
+from subsidy.services.console.config import Settings
 from subsidy.services.payout.adapters.export import FORMULA_PREFIXES as PAYOUT_PREFIXES
-from subsidy.v1 import payout_pb2, review_pb2
+from subsidy.v1 import decision_pb2, payout_pb2, review_pb2
 from tests.unit.console.fakes import make_harness
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -93,8 +96,88 @@ def test_the_timeline_of_an_application(tmp_path):
     status.grant.tranches.append(
         payout_pb2.Tranche(number=0, amount_fen=100, due_on="2026-10-20", budget_year=2026, status=1)
     )
-    steps = [what for _, what, _ in handlers.timeline(status)]
-    assert steps == ["提交并受理", "系统决定", "入账（预留额度）", "公示", "第 1 笔拨付 1元（已排期）"]
+    events = handlers.timeline(status)
+    assert [what for _, what, _ in events] == [
+        "提交并受理",
+        "系统决定",
+        "入账（预留额度）",
+        "公示",
+        "第 1 笔拨付 1元（已排期）",
+    ]
+    assert events[1][2] == "政策版本 2025.1；第4项 符合，上限 500,000元"
+
+
+def reviewed_then_redecided(status) -> list:
+    """A-1's decisions as intake lists them after a reviewer approved the
+    computed decision and a policy version's adoption re-decided it (the
+    re-decision names the computed decision, as eligibility's ``redecide``
+    does): the computed one and its review superseded, the re-decision held."""
+    computed = decision_pb2.Decision()
+    computed.CopyFrom(status.decision)
+    computed.review_required = True
+    reviewed = decision_pb2.Decision()
+    reviewed.CopyFrom(computed)
+    reviewed.decision_id = "A-1@2025.1/review:rv-1"
+    reviewed.max_award_fen = 40_000_000
+    reviewed.review.CopyFrom(
+        decision_pb2.ReviewRecord(
+            supersedes_decision_id="A-1@2025.1",
+            item_id="rv-1",
+            reviewers=["reviewer-zhang", "reviewer-li"],
+            basis="按第4项核定",
+            result="APPROVED",
+            decided_at="2026-09-30T10:00:00Z",
+        )
+    )
+    redecided = decision_pb2.Decision(
+        decision_id="A-1@2026.1",
+        application_id="A-1",
+        clause="4",
+        outcome="ELIGIBLE",
+        max_award_fen=60_000_000,
+        policy_version="2026.1",
+        supersedes_decision_id="A-1@2025.1",
+    )
+    status.decision.CopyFrom(redecided)
+    del status.decisions[:]
+    status.decisions.extend([computed, reviewed, redecided])
+    return [computed, reviewed, redecided]
+
+
+def test_the_timeline_shows_every_decision_with_its_policy_version(tmp_path):
+    harness = make_harness(tmp_path)
+    status = harness.services.applications["A-1"]
+    reviewed_then_redecided(status)
+    steps = handlers.decision_steps(status)
+    assert [what for _, what, _ in steps] == [
+        "系统决定（已被取代）",
+        "人工审核结论（已被取代）",
+        "新政策版本采用后重新决定",
+    ]
+    computed, reviewed, redecided = (detail for _, _, detail in steps)
+    assert computed.startswith("政策版本 2025.1；") and "由决定 A-1@2025.1/review:rv-1 取代" in computed
+    assert reviewed.startswith(
+        "政策版本 2025.1；已通过；第4项 符合，上限 400,000元；审核人 reviewer-zhang、reviewer-li"
+    )
+    assert redecided == "政策版本 2026.1；第4项 符合，上限 600,000元；取代决定 A-1@2025.1"
+    assert steps[1][0] == "2026-09-30T10:00:00Z"
+
+    harness.sign_in("REVIEWER")
+    page = harness.client.get("/applications/A-1").text
+    timeline = page[page.index('id="timeline"') : page.index("</ol>", page.index('id="timeline"'))]
+    assert timeline.count("已被取代") == 2
+    assert timeline.count("政策版本 2025.1") == 2 and timeline.count("政策版本 2026.1") == 1
+
+
+def test_an_unreviewed_decision_under_review_is_not_superseded(tmp_path):
+    harness = make_harness(tmp_path)
+    status = harness.services.applications["A-1"]
+    status.state = 4
+    status.decision.review_required = True
+    del status.decisions[:]
+    status.decisions.append(status.decision)
+    [(_, what, detail)] = handlers.decision_steps(status)
+    assert what == "系统决定" and detail.startswith("政策版本 2025.1")
 
 
 def test_the_clause_filter_and_state_filter_of_applications(tmp_path):
@@ -122,6 +205,26 @@ def test_the_second_reviewer_approves_or_sends_back_with_reasons(tmp_path):
     assert harness.services.seconded.send_back and harness.services.seconded.reasons == "金额依据不足"
     harness.client.post("/review/items/rv-1/second", data={"csrf_token": harness.csrf()})
     assert not harness.services.seconded.send_back
+
+
+def test_a_reviewer_rejects_an_item_with_reasons(tmp_path):
+    harness = make_harness(tmp_path)
+    harness.sign_in("REVIEWER")
+    harness.client.post("/review/items/rv-1/claim", data={"csrf_token": harness.csrf()})
+    form = {
+        "csrf_token": harness.csrf(),
+        "result": "REJECTED",
+        "reasons": "研发投入凭证与申报不符",
+        # typed before choosing 不予支持: a rejection carries no amount or basis
+        "amount_yuan": "100000",
+        "basis": "按第4项核定",
+    }
+    reply = harness.client.post("/review/items/rv-1/decide", data=form, follow_redirects=False)
+    assert reply.status_code == 303 and reply.headers["location"] == "/review/items/rv-1?done=decided"
+    sent = harness.services.decided
+    assert sent.item_id == "rv-1" and sent.result == "REJECTED" and sent.reasons == "研发投入凭证与申报不符"
+    assert sent.amount_fen == 0 and sent.basis == "" and not sent.missing
+    assert "审核结论已提交。" in harness.client.get(reply.headers["location"]).text
 
 
 def test_the_first_reviewer_sees_no_second_approval(tmp_path):
@@ -305,3 +408,28 @@ def test_the_firm_search_page(tmp_path):
     assert reply.status_code == 303 and reply.headers["location"] == f"/firms/{code}"
     harness.sign_in("ENTERPRISE")
     assert harness.client.get(f"/firms?credit_code={harness.services.firm_b}").status_code == 403
+
+
+@pytest.mark.parametrize("grafana_url", ["", "https://grafana.songjiang.invalid/d/subsidy-overview"])
+def test_the_grafana_link_only_when_configured(tmp_path, grafana_url):
+    env = {
+        "SUBSIDY_CONSOLE_SESSION_SECRET": "s" * 40,
+        "SUBSIDY_CONSOLE_AUTH_JWKS_FILE": "/x/jwks.json",
+        "SUBSIDY_CONSOLE_AUTH_AUDIENCE": "a",
+        "SUBSIDY_CONSOLE_AUTH_ISSUER": "https://id",
+        "SUBSIDY_CONSOLE_OIDC_ISSUER": "https://id",
+        "SUBSIDY_CONSOLE_OIDC_CLIENT_ID": "c",
+        "SUBSIDY_CONSOLE_OIDC_CLIENT_SECRET": "s",
+    }
+    if grafana_url:
+        env["SUBSIDY_CONSOLE_GRAFANA_URL"] = grafana_url
+    setting = Settings.from_env(env).grafana_url
+    assert setting == grafana_url
+    harness = make_harness(tmp_path, grafana_url=setting)
+    harness.sign_in("OPERATOR")
+    page = harness.client.get("/operations")
+    assert page.status_code == 200 and 'id="health"' in page.text
+    if grafana_url:
+        assert f'<a href="{grafana_url}" hx-boost="false" rel="noopener">Grafana 监控面板</a>' in page.text
+    else:
+        assert "Grafana" not in page.text
