@@ -94,7 +94,7 @@ REVIEW_REASONS = {
     "ABOVE_FOUR_EYES_THRESHOLD": "金额达到双人复核标准",
     "REGISTRY_FACTS_CHANGED": "登记信息有变化",
 }
-OUTCOMES = {"ELIGIBLE": "符合", "INELIGIBLE": "不符合", "NEEDS_REVIEW": "须人工审核"}
+OUTCOMES = {"ELIGIBLE": "符合", "INELIGIBLE": "不符合", "NEEDS_REVIEW": "须人工审核", "REFERRED": "转由投资基金支持"}
 LINE_STATUS = {"NOTICED": "公示中", "HELD": "异议处理中", "PAYABLE": "可拨付", "WITHDRAWN": "已撤回"}
 OBJECTION_STATUS = {"OPEN": "待处理", "UPHELD": "异议成立", "DISMISSED": "异议不成立"}
 APPLICATION_STATE = {
