@@ -6,6 +6,10 @@ person reading the dead letter, what is wrong.
     decision(value)           subsidy.decisions.v1      subsidy.v1.Decision
     payout_event(value)       subsidy.payouts.v1        subsidy.v1.PayoutEvent
     payment_confirmed(value)  subsidy.payments.v1       subsidy.v1.PaymentConfirmed
+    notice_event(value)       subsidy.notices.v1        subsidy.v1.NoticeEvent
+    review_event(value)       subsidy.reviews.v1        subsidy.v1.ReviewEvent
+    proposal_event(value)     subsidy.proposals.v1      subsidy.v1.ProposalEvent
+    firm_facts(value)         subsidy.firms.v1          subsidy.v1.FirmFacts, or None
 
 A decoder refuses what no consumer can use: no value (a tombstone), an empty
 value, bytes that are not the type's protobuf, and a message without the ids
@@ -14,6 +18,12 @@ checked by ``codec.application_from_proto``, which names the field), and an
 application id outside the identifier grammar (``codec.parse_identifier``). What
 each consumer then requires of the content (a known outcome, a positive
 amount, a real date, …) stays with that consumer, which knows why.
+
+``subsidy.firms.v1`` is compacted: there a tombstone (no value, or an empty
+one) is a record, saying the platform no longer knows the firm under the
+record's key, and ``firm_facts`` returns None for it. The key is the firm's
+credit code; each reader checks the key, and the facts' ``credit_code``
+against it, as it must (a reader may skip, dead-letter or keep such a record).
 
 Tranche events published before TrancheDue, TrancheCancelled and TranchePaid
 carried ``application_id`` may still be on ``subsidy.payouts.v1`` (kept ten
@@ -51,6 +61,16 @@ PAYOUT_KINDS = (
     "recovery_recorded",
     "grant_adjusted",
 )
+#: The kinds of the other events' ``event`` oneofs, in the order of their proto.
+NOTICE_KINDS = ("notice_published", "objection_lodged", "objection_resolved", "line_payable", "line_withdrawn")
+REVIEW_KINDS = (
+    "review_requested",
+    "review_decided",
+    "second_approval_given",
+    "information_requested",
+    "information_answered",
+)
+PROPOSAL_KINDS = ("created", "confirmed", "declined", "expired")
 #: The kinds whose application_id came after the first release (GrantRecorded
 #: and TrancheScheduled always had it: without it they are malformed).
 LEGACY_KINDS = ("tranche_due", "tranche_cancelled", "tranche_paid")
@@ -82,6 +102,14 @@ def _require(message: Any, names: tuple[str, ...], where: str = "") -> None:
     for name in names:
         if not getattr(message, name):
             raise MalformedEvent(f"{where}{name}: is required")
+
+
+def _kind(message: Any, kinds: tuple[str, ...]) -> str:
+    """The event of the message's ``event`` oneof; refused when none is set."""
+    kind = message.WhichOneof("event")
+    if kind is None:
+        raise MalformedEvent(f"event: none of {', '.join(kinds)} is set")
+    return str(kind)
 
 
 def _identifier(value: str, where: str) -> None:
@@ -127,16 +155,21 @@ def decision(value: bytes | None) -> Any:
     return message
 
 
-def payout_event(value: bytes | None) -> Any:
+def payout_event(value: bytes | None, checked_kinds: tuple[str, ...] | None = None) -> Any:
     """A subsidy.v1.PayoutEvent with its event id, one event of the oneof, the
-    payee, and (for a tranche event) the tranche and its application."""
+    payee, and (for a tranche event) the tranche and its application.
+
+    ``checked_kinds``: for a consumer that passes over most kinds, the kinds
+    whose ids are checked; an event of any other kind (or of none) is returned
+    as read, only its bytes checked, so that consumer does not dead-letter
+    what it would never use (its other readers judge it)."""
     from subsidy.v1 import payout_pb2
 
     message = _parse(payout_pb2.PayoutEvent, value)
+    if checked_kinds is not None and message.WhichOneof("event") not in checked_kinds:
+        return message
     _require(message, ("event_id",))
-    kind = message.WhichOneof("event")
-    if kind is None:
-        raise MalformedEvent(f"event: none of {', '.join(PAYOUT_KINDS)} is set")
+    kind = _kind(message, PAYOUT_KINDS)
     body = getattr(message, kind)
     _require(body, ("credit_code",), f"{kind}.")
     if kind in TRANCHE_KINDS:
@@ -156,6 +189,51 @@ def payment_confirmed(value: bytes | None) -> Any:
     _require(message, ("payment_id", "tranche_id", "credit_code"))
     _credit_code(message.credit_code, "credit_code")
     return message
+
+
+def notice_event(value: bytes | None) -> Any:
+    """A subsidy.v1.NoticeEvent with its event id and one event of the oneof."""
+    from subsidy.v1 import notice_pb2
+
+    message = _parse(notice_pb2.NoticeEvent, value)
+    _require(message, ("event_id",))
+    _kind(message, NOTICE_KINDS)
+    return message
+
+
+def review_event(value: bytes | None) -> Any:
+    """A subsidy.v1.ReviewEvent with its event id and one event of the oneof."""
+    from subsidy.v1 import review_pb2
+
+    message = _parse(review_pb2.ReviewEvent, value)
+    _require(message, ("event_id",))
+    _kind(message, REVIEW_KINDS)
+    return message
+
+
+def proposal_event(value: bytes | None) -> Any:
+    """A subsidy.v1.ProposalEvent naming itself, its proposal and the firm, with
+    one event of the oneof; the proposal id is an application id to be
+    (subsidy.core.proposals.proposal_id), so it follows the identifier grammar."""
+    from subsidy.v1 import proposal_pb2
+
+    message = _parse(proposal_pb2.ProposalEvent, value)
+    _require(message, ("event_id", "proposal_id", "credit_code"))
+    _identifier(message.proposal_id, "proposal_id")
+    _kind(message, PROPOSAL_KINDS)
+    return message
+
+
+def firm_facts(value: bytes | None) -> Any | None:
+    """A subsidy.v1.FirmFacts, or None for a tombstone (no value, or an empty
+    one): on the compacted subsidy.firms.v1 the platform no longer knows the
+    firm under the record's key. What the facts must hold (the key's credit
+    code, a sequence, a date) each reader checks, as it must."""
+    from subsidy.v1 import firm_facts_pb2
+
+    if not value:
+        return None
+    return _parse(firm_facts_pb2.FirmFacts, value)
 
 
 def is_legacy(event: Any) -> bool:
