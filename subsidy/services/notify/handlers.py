@@ -334,7 +334,6 @@ def parse_payout_event(value: bytes | None, trace_id: str | None = None) -> Even
 #: outcome; payable by the ledger's GrantPayable (what payout did, not what
 #: it was asked); withdrawn by ObjectionResolved UPHELD.
 SILENT_NOTICE_KINDS = ("objection_lodged", "line_payable", "line_withdrawn")
-NOTICE_KINDS = ("notice_published", "objection_lodged", "objection_resolved", "line_payable", "line_withdrawn")
 
 
 def parse_notice_event(value: bytes | None, trace_id: str | None = None) -> list[Event]:
@@ -344,21 +343,13 @@ def parse_notice_event(value: bytes | None, trace_id: str | None = None) -> list
     its own id; a record of several firms under ``<event id>/<credit code>``), one for the firm of a resolved objection,
     none for the silent kinds (SILENT_NOTICE_KINDS); InvalidEvent naming the
     field for a record no message can come from."""
-    from google.protobuf.message import DecodeError
-
     from subsidy.v1 import notice_pb2
 
-    if not value:
-        raise InvalidEvent("empty value (or a tombstone): expected a subsidy.v1.NoticeEvent")
     try:
-        message = notice_pb2.NoticeEvent.FromString(bytes(value))
-    except (DecodeError, ValueError) as exc:
-        raise InvalidEvent(f"not a subsidy.v1.NoticeEvent protobuf: {exc}") from None
-    if not message.event_id:
-        raise InvalidEvent("event_id: is required")
+        message = events.notice_event(value)
+    except events.MalformedEvent as exc:
+        raise InvalidEvent(str(exc)) from None
     kind = message.WhichOneof("event")
-    if kind is None:
-        raise InvalidEvent(f"event: none of {', '.join(NOTICE_KINDS)} is set")
     if kind in SILENT_NOTICE_KINDS:
         return []
     body = getattr(message, kind)
@@ -421,29 +412,17 @@ def parse_notice_event(value: bytes | None, trace_id: str | None = None) -> list
 #: the decision itself (review_required), the result by the reviewed decision,
 #: an answer was the firm's own act. Only a request for information is told.
 SILENT_REVIEW_KINDS = ("review_requested", "review_decided", "second_approval_given", "information_answered")
-REVIEW_KINDS = (*SILENT_REVIEW_KINDS, "information_requested")
 
 
 def parse_review_event(value: bytes | None, trace_id: str | None = None) -> list[Event]:
     """A subsidy.v1.ReviewEvent: the firm's request for information, or
     nothing for the silent kinds; InvalidEvent naming the field for a record
     no message can come from. The reviewer's subject never reaches the firm."""
-    from google.protobuf.message import DecodeError
-
-    from subsidy.v1 import review_pb2
-
-    if not value:
-        raise InvalidEvent("empty value (or a tombstone): expected a subsidy.v1.ReviewEvent")
     try:
-        message = review_pb2.ReviewEvent.FromString(bytes(value))
-    except (DecodeError, ValueError) as exc:
-        raise InvalidEvent(f"not a subsidy.v1.ReviewEvent protobuf: {exc}") from None
-    if not message.event_id:
-        raise InvalidEvent("event_id: is required")
-    kind = message.WhichOneof("event")
-    if kind is None:
-        raise InvalidEvent(f"event: none of {', '.join(REVIEW_KINDS)} is set")
-    if kind in SILENT_REVIEW_KINDS:
+        message = events.review_event(value)
+    except events.MalformedEvent as exc:
+        raise InvalidEvent(str(exc)) from None
+    if message.WhichOneof("event") in SILENT_REVIEW_KINDS:
         return []
     body = message.information_requested
     for name in ("credit_code", "application_id", "missing"):
@@ -470,7 +449,6 @@ def parse_review_event(value: bytes | None, trace_id: str | None = None) -> list
 #: decline was the firm's own act (a confirmed proposal is then an
 #: application, told by its decision like any other).
 SILENT_PROPOSAL_KINDS = ("confirmed", "declined")
-PROPOSAL_KINDS = ("created", *SILENT_PROPOSAL_KINDS, "expired")
 
 
 def parse_proposal_event(value: bytes | None, trace_id: str | None = None) -> list[Event]:
@@ -479,26 +457,11 @@ def parse_proposal_event(value: bytes | None, trace_id: str | None = None) -> li
     naming the field for a record no message can come from. The webhook's
     data is the proposal's own fields, never the application it carries
     (firm facts and contacts stay out)."""
-    from google.protobuf.message import DecodeError
-
-    from subsidy.v1 import proposal_pb2
-
-    if not value:
-        raise InvalidEvent("empty value (or a tombstone): expected a subsidy.v1.ProposalEvent")
-    try:
-        message = proposal_pb2.ProposalEvent.FromString(bytes(value))
-    except (DecodeError, ValueError) as exc:
-        raise InvalidEvent(f"not a subsidy.v1.ProposalEvent protobuf: {exc}") from None
-    for name in ("event_id", "proposal_id", "credit_code"):
-        if not getattr(message, name):
-            raise InvalidEvent(f"{name}: is required")
-    try:  # a proposal id is an application id to be (core.proposals.proposal_id)
-        codec.parse_identifier(message.proposal_id, "proposal_id")
-    except BadInput as exc:
+    try:  # the ids, and the proposal id as the application id it will be
+        message = events.proposal_event(value)
+    except events.MalformedEvent as exc:
         raise InvalidEvent(str(exc)) from None
     kind = message.WhichOneof("event")
-    if kind is None:
-        raise InvalidEvent(f"event: none of {', '.join(PROPOSAL_KINDS)} is set")
     if kind in SILENT_PROPOSAL_KINDS:
         return []
     fact: Fact
