@@ -979,23 +979,14 @@ def parse_notice_line(value: bytes | None) -> NoticeLine | None:
     """The LinePayable or LineWithdrawn of a subsidy.v1.NoticeEvent, checked;
     None for the other kinds (NoticePublished, objections: nothing for the
     ledger); Rejected naming the field for anything else."""
-    from google.protobuf.message import DecodeError
-
-    from subsidy.v1 import notice_pb2
-
     if not value:
+        # The reason this consumer's dead letters have always given (tests pin it).
         raise Rejected("empty value (or a tombstone): expected a subsidy.v1.NoticeEvent")
     try:
-        message = notice_pb2.NoticeEvent.FromString(bytes(value))
-    except (DecodeError, ValueError) as exc:
-        raise Rejected(f"not a subsidy.v1.NoticeEvent protobuf: {exc}") from None
-    if not message.event_id:
-        raise Rejected("event_id: is required")
+        message = events_contract.notice_event(value)
+    except events_contract.MalformedEvent as exc:
+        raise Rejected(str(exc)) from None
     kind = message.WhichOneof("event")
-    if kind is None:
-        raise Rejected(
-            "event: none of notice_published, objection_lodged, objection_resolved, line_payable, line_withdrawn is set"
-        )
     if kind not in ("line_payable", "line_withdrawn"):
         return None
     body = getattr(message, kind)
@@ -1055,10 +1046,7 @@ def parse_firm_facts(key: bytes | None, value: bytes | None) -> tuple[release.Fi
     registry-sync checks it against its own clock, and dead-lettering the
     latest facts over a clock skew would leave payout with older ones (the
     applier logs it)."""
-    from google.protobuf.message import DecodeError
-
     from subsidy.core import credit_code as credit_codes
-    from subsidy.v1 import firm_facts_pb2
 
     try:
         code = bytes(key or b"").decode("utf-8")
@@ -1066,12 +1054,12 @@ def parse_firm_facts(key: bytes | None, value: bytes | None) -> tuple[release.Fi
         raise Rejected("key: not UTF-8: expected the firm's credit code") from None
     if not credit_codes.is_valid(code):
         raise Rejected(f"key: not a valid unified social credit code: {code[:40]!r}")
-    if not value:
-        return release.FirmStanding(code, False, None, False, False, False, 0), ""
     try:
-        m = firm_facts_pb2.FirmFacts.FromString(bytes(value))
-    except (DecodeError, ValueError) as exc:
-        raise Rejected(f"not a subsidy.v1.FirmFacts protobuf: {exc}") from None
+        m = events_contract.firm_facts(value)
+    except events_contract.MalformedEvent as exc:
+        raise Rejected(str(exc)) from None
+    if m is None:  # a tombstone
+        return release.FirmStanding(code, False, None, False, False, False, 0), ""
     if m.credit_code != code:
         raise Rejected(f"credit_code: {m.credit_code[:40]!r} is not the record's key {code!r}")
     if m.feed_sequence <= 0:

@@ -55,7 +55,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from subsidy.contracts import cloudevents, topics
+from subsidy.contracts import cloudevents, events, topics
 from subsidy.core import credit_code
 from subsidy.core.dates import rfc3339
 from subsidy.core.domain import Decision
@@ -447,14 +447,13 @@ class NoticeLineApplier:
 
 
 def _line_kind(value: Any) -> str:
-    """The metric label of a rejected record: payable, withdrawn or other."""
+    """The metric label of a rejected record: payable, withdrawn or other (a
+    record the contract's decoder refuses: that may be why it was rejected)."""
     try:
-        from subsidy.v1 import notice_pb2
-
-        kind = notice_pb2.NoticeEvent.FromString(bytes(value or b"")).WhichOneof("event")
-    except Exception:  # noqa: BLE001 - undecodable: that is why it was rejected
+        kind = events.notice_event(value).WhichOneof("event")
+    except events.MalformedEvent:
         return "other"
-    return {"line_payable": "payable", "line_withdrawn": "withdrawn"}.get(kind or "", "other")
+    return {"line_payable": "payable", "line_withdrawn": "withdrawn"}.get(kind, "other")
 
 
 def decisions_consumer(
