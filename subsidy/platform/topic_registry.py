@@ -35,6 +35,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
+from subsidy.contracts import events as contract_events
 from subsidy.contracts import topics as contract_topics
 from subsidy.contracts.codec import BadInput, parse_firm
 from subsidy.platform import metrics as shared
@@ -139,24 +140,19 @@ class TopicRegistry:
 
     def apply(self, key: bytes | None, value: bytes | None) -> str:
         """Fold one record; what happened: kept, older, removed, or rejected:<reason>."""
-        from google.protobuf.message import DecodeError
-
-        from subsidy.v1 import firm_facts_pb2
-
         code = key.decode("utf-8", "replace") if key else ""
         if not code:
             return self._reject("no_key", code, "a record without a key")
-        if not value:
+        try:
+            facts = contract_events.firm_facts(value)
+        except contract_events.MalformedEvent as exc:
+            return self._reject("undecodable", code, str(exc))
+        if facts is None:  # a tombstone
             with self._lock:
                 self._facts.pop(code, None)
                 self._records.pop(code, None)
                 FIRMS.set(len(self._records))
             return "removed"
-        facts = firm_facts_pb2.FirmFacts()
-        try:
-            facts.ParseFromString(value)
-        except DecodeError as exc:
-            return self._reject("undecodable", code, f"not a FirmFacts: {exc}")
         if facts.credit_code != code:
             return self._reject("key_mismatch", code, f"the key is not the facts' credit code {facts.credit_code!r}")
         try:

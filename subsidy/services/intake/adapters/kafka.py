@@ -170,23 +170,19 @@ class FirmFactsHandler:
         self.deps = deps
 
     def __call__(self, record: Any) -> str:
-        from google.protobuf.message import DecodeError
-
         from subsidy.services.intake import proposals
-        from subsidy.v1 import firm_facts_pb2
 
         key = record.key.decode("utf-8", "replace") if record.key else ""
         if not credit_code.is_valid(key):
             # Every record of subsidy.firms.v1 is keyed by a firm: a tombstone
             # or facts under anything else is not the platform's, and is kept.
             raise RecordRejected(f"key: {key[:64]!r} is not a unified social credit code")
-        if not record.value:
-            return "tombstone"
-        message = firm_facts_pb2.FirmFacts()
         try:
-            message.ParseFromString(record.value)
-        except DecodeError as exc:
-            raise RecordRejected(f"not a subsidy.v1.FirmFacts: {exc}") from None
+            message = events.firm_facts(record.value)
+        except events.MalformedEvent as exc:
+            raise RecordRejected(str(exc)) from None
+        if message is None:
+            return "tombstone"
         if message.credit_code != key:
             raise RecordRejected(f"credit_code: {message.credit_code!r} is not the record's key {key!r}")
         try:
