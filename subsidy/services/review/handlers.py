@@ -40,7 +40,7 @@ from subsidy.services.review.model import (
     Rejected,
 )
 from subsidy.services.review.ports import UnitOfWork
-from subsidy.v1 import application_pb2, notice_pb2, payout_pb2, review_pb2
+from subsidy.v1 import notice_pb2, payout_pb2, review_pb2
 
 SYSTEM = Actor("system:review", "SYSTEM")
 MAX_PAGE = 200
@@ -170,21 +170,15 @@ def _in_notice(uow: UnitOfWork, decision: Decision) -> bool:
 def record_payout_event(uow: UnitOfWork, value: bytes | None, now: dt.datetime) -> str:
     """GrantRecorded with an amount fills the pool of awards to notice;
     GrantAdjusted replaces the grant's decision (``record_adjustment``); every
-    other event is ignored."""
-    if not value:
-        raise Rejected("empty record: not a PayoutEvent")
-    try:
-        event = payout_pb2.PayoutEvent.FromString(value)
-    except Exception as exc:  # noqa: BLE001
-        raise Rejected(f"not a PayoutEvent: {type(exc).__name__}"[:300]) from None
+    other event is ignored, its content left to its readers."""
+    try:  # a GrantRecorded goes on a public notice: its ids as the contract has them
+        event = contract_events.payout_event(value, checked_kinds=("grant_recorded",))
+    except contract_events.MalformedEvent as exc:
+        raise Rejected(str(exc)[:300]) from None
     if event.WhichOneof("event") == "grant_adjusted":
         return record_adjustment(uow, event.grant_adjusted, now)
     if event.WhichOneof("event") != "grant_recorded":
         return "ignored"
-    try:  # a grant goes on a public notice: its ids as the contract has them
-        contract_events.payout_event(value)
-    except contract_events.MalformedEvent as exc:
-        raise Rejected(f"not a valid GrantRecorded: {exc}"[:300]) from None
     g = event.grant_recorded
     if not g.decision_id or not g.credit_code:
         raise Rejected("GrantRecorded without decision_id or credit_code")
@@ -258,12 +252,10 @@ def record_adjustment(uow: UnitOfWork, adjusted: Any, now: dt.datetime) -> str:
 
 def record_application(uow: UnitOfWork, value: bytes | None, now: dt.datetime) -> str:
     """Keep the application for GetItem and the firm name for the notice list."""
-    if not value:
-        raise Rejected("empty record: not an Application")
     try:
-        app = application_pb2.Application.FromString(value)
-    except Exception as exc:  # noqa: BLE001
-        raise Rejected(f"not an Application: {type(exc).__name__}"[:300]) from None
+        app = contract_events.application(value)
+    except contract_events.MalformedEvent as exc:
+        raise Rejected(str(exc)[:300]) from None
     if not app.application_id:
         raise Rejected("Application without application_id")
     try:

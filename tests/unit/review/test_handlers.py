@@ -111,6 +111,26 @@ def test_undecodable_records_are_rejected():
             handlers.record_payout_event(uow, bad, NOW)
 
 
+def test_a_payout_event_review_does_not_use_is_passed_over_unjudged_and_a_grant_is_checked():
+    """Review keeps GrantRecorded (it goes on a public notice) and passes over
+    the other kinds without judging them: a TrancheDue the contract refuses
+    is dead-lettered by its readers (notify, intake), not by review."""
+    uow = FakeUnitOfWork()
+    hostile = "HX-1\r\nBcc: x@evil.example"
+    due = payout_pb2.PayoutEvent(
+        event_id=f"due:{hostile}",
+        tranche_due=payout_pb2.TrancheDue(tranche_id=f"{hostile}/tranche-1", credit_code=FIRM, application_id=hostile),
+    )
+    assert handlers.record_payout_event(uow, due.SerializeToString(), NOW) == "ignored"
+    recorded = payout_pb2.PayoutEvent(
+        event_id="grant:APP-1",
+        grant_recorded=payout_pb2.GrantRecorded(decision_id="APP-1@v1", credit_code=FIRM, clause="13", granted_fen=1),
+    )
+    with pytest.raises(Rejected, match=r"^grant_recorded\.application_id: is required$"):
+        handlers.record_payout_event(uow, recorded.SerializeToString(), NOW)
+    assert uow.grants.of_firm(FIRM) == []
+
+
 # -- review steps --------------------------------------------------------------------------
 
 
