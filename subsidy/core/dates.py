@@ -11,13 +11,16 @@ pin it.)
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 
-def rfc3339(moment: dt.datetime) -> str:
+def rfc3339(moment: dt.datetime, timespec: Literal["microseconds", "milliseconds"] = "microseconds") -> str:
     """UTC with microseconds and 'Z', e.g. '2025-03-01T08:00:00.000000Z'.
     Always the same width, so these strings sort as text in the order of time
-    (intake lists applications by them)."""
-    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    (intake lists applications by them). ``timespec="milliseconds"`` (the
+    rest cut off, not rounded) is the form of a CloudEvents ``ce_time`` and
+    of a dead letter's ``failed_at``: '2025-03-01T08:00:00.000Z'."""
+    return moment.astimezone(dt.UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 def add_years(day: dt.date, years: int) -> dt.date:

@@ -7,9 +7,11 @@ from __future__ import annotations
 import datetime as dt
 from types import SimpleNamespace
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from subsidy.contracts import cloudevents
+from subsidy.core.dates import rfc3339
 from subsidy.core.policy import load_policy
 from subsidy.platform import dead_letters
 from subsidy.platform.consumer import KafkaRecordLoop, RecordRejected
@@ -64,6 +66,21 @@ def test_the_record_is_a_cloudevent_whose_id_names_the_consumer_and_where_the_re
     assert ce["ce_source"] == "/songjiang/subsidy/eligibility"
     assert ce["ce_time"] == "2024-05-06T07:08:09.123Z"
     assert cloudevents.trace_id_of(out.headers) == TRACE
+
+
+MOMENTS = [
+    NOW,
+    dt.datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=dt.timezone(dt.timedelta(hours=8))),
+    dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
+    dt.datetime(1999, 12, 31, 16, 0, 0, 999, tzinfo=dt.timezone(dt.timedelta(hours=-5, minutes=-30))),
+    dt.datetime(2025, 6, 1, 12, 0, 0, 1000, tzinfo=dt.UTC),
+]
+
+
+@pytest.mark.parametrize("moment", MOMENTS, ids=str)
+def test_the_dead_letters_time_format_is_the_one_helpers_in_milliseconds_and_ce_times(moment):
+    ce_time = cloudevents.as_dict(cloudevents.headers("e", "t", "/s", TRACE, time=moment))["ce_time"]
+    assert dead_letters.rfc3339(moment) == rfc3339(moment, timespec="milliseconds") == ce_time
 
 
 def test_a_replay_lands_on_the_same_id_and_two_consumers_of_one_record_do_not():
