@@ -13,6 +13,8 @@ import re
 import secrets
 from collections.abc import Iterable, Mapping
 
+from subsidy.core.dates import rfc3339
+
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/protobuf"
 
@@ -45,7 +47,7 @@ def headers(event_id: str, event_type: str, source: str, trace_id: str, time: dt
         ("ce_id", event_id.encode()),
         ("ce_type", event_type.encode()),
         ("ce_source", source.encode()),
-        ("ce_time", time.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z").encode()),
+        ("ce_time", rfc3339(time, timespec="milliseconds").encode()),
         ("content-type", CONTENT_TYPE.encode()),
         ("ce_traceparent", traceparent(trace_id).encode()),
     ]

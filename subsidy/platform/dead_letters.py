@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from subsidy.contracts import cloudevents
+from subsidy.core.dates import rfc3339
 
 Headers = list[tuple[str, bytes]]
 
@@ -98,11 +99,6 @@ def event_id(consumer: str, topic: str, partition: int, offset: int) -> str:
     return f"{consumer}:{topic}/{partition}/{offset}"
 
 
-def rfc3339(moment: dt.datetime) -> str:
-    """UTC, milliseconds, ``Z``: the form of ``ce_time``."""
-    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def encode(
     record: Any, error: str, *, dlq_topic: str, consumer: str, source: str, trace_id: str | None, now: dt.datetime
 ) -> DeadLetterRecord:
@@ -127,7 +123,7 @@ def encode(
         headers=[events_pb2.KafkaHeader(key=k, value=v) for k, v in headers],
         error=error,
         consumer=consumer,
-        failed_at=rfc3339(now),
+        failed_at=rfc3339(now, timespec="milliseconds"),  # the form of ce_time
     )
     body = letter.SerializeToString()
     if len(body) > MAX_DEAD_LETTER_BYTES:

@@ -18,6 +18,14 @@ def test_a_moment_is_written_in_utc_with_microseconds_and_z():
     assert rfc3339(dt.datetime(2025, 3, 1, 0, 0, 0, 7, tzinfo=dt.UTC)) == "2025-03-01T00:00:00.000007Z"
 
 
+def test_in_milliseconds_the_rest_is_cut_off_not_rounded():
+    """The form of ce_time and a dead letter's failed_at."""
+    assert (
+        rfc3339(dt.datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=CST), "milliseconds") == "2024-02-29T15:59:59.999Z"
+    )
+    assert rfc3339(dt.datetime(2025, 3, 1, 0, 0, 0, 999, tzinfo=dt.UTC), "milliseconds") == "2025-03-01T00:00:00.000Z"
+
+
 @pytest.mark.parametrize(
     "moment",
     [
