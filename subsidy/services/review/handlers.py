@@ -171,8 +171,8 @@ def record_payout_event(uow: UnitOfWork, value: bytes | None, now: dt.datetime) 
     """GrantRecorded with an amount fills the pool of awards to notice;
     GrantAdjusted replaces the grant's decision (``record_adjustment``); every
     other event is ignored, its content left to its readers."""
-    try:  # a GrantRecorded goes on a public notice: its ids as the contract has them
-        event = contract_events.payout_event(value, checked_kinds=("grant_recorded",))
+    try:  # a GrantRecorded or GrantAdjusted goes on a public notice: its ids as the contract has them
+        event = contract_events.payout_event(value, checked_kinds=("grant_recorded", "grant_adjusted"))
     except contract_events.MalformedEvent as exc:
         raise Rejected(str(exc)[:300]) from None
     if event.WhichOneof("event") == "grant_adjusted":

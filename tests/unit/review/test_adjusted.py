@@ -133,3 +133,25 @@ def test_a_superseding_decision_opens_a_review_item_only_when_review_is_required
     needs = dataclasses.replace(decision("APP-2"), supersedes_decision_id="APP-2@v0")
     assert needs.review_required
     assert handlers.queue_decision(uow, needs, WF, TODAY, NOW, "ab" * 16) == "queued"
+
+
+def test_an_adjusted_grant_whose_ids_break_the_contract_is_a_dead_letter_not_a_notice_line(uow):
+    """A GrantAdjusted puts its application on a public notice: like GrantRecorded,
+    its ids are checked against the contract (notify and intake refuse it too)."""
+    application(uow, "APP-1", FIRM, "企业1")
+    assert grant(uow, "APP-1", 300_000) == "recorded"
+    with pytest.raises(handlers.Rejected, match="grant_adjusted.application_id"):
+        adjusted(uow, "APP-1\n<script>", 200_000)
+    with pytest.raises(handlers.Rejected, match="grant_adjusted.credit_code"):
+        handlers.record_payout_event(
+            uow,
+            payout_pb2.PayoutEvent(
+                event_id="adjusted:bad-code",
+                grant_adjusted=payout_pb2.GrantAdjusted(
+                    application_id="APP-1", credit_code="not-a-code", decision_id="APP-1@v2", granted_fen=1
+                ),
+            ).SerializeToString(),
+            NOW,
+        )
+    _, lines = handlers.publish_notice(uow, ALICE, WF, TODAY, NOW)
+    assert [(x.decision_id, x.amount_fen) for x in lines] == [("APP-1@v1", 300_000)]
