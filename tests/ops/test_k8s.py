@@ -755,6 +755,28 @@ def test_network_policies_default_deny_then_allow(overlay):
             assert {25, 465, 587, 443} <= egress_ports
 
 
+def test_the_operations_pod_reaches_every_services_grpc_port():
+    """The runbooks' ops pod (docs/operations.md#an-operations-pod) calls each
+    service with grpcurl; a port missing from its egress is a runbook that times out."""
+    docs = rendered("overlays/prod")
+    ops = named(docs, "NetworkPolicy", "subsidy-ops")
+    to_services = [
+        rule
+        for rule in ops["spec"]["egress"]
+        if {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "subsidy"}}} in rule["to"]
+    ]
+    reachable = {p["port"] for rule in to_services for p in rule["ports"]}
+    for service, port in GRPC_PORT.items():
+        declared = {
+            p["containerPort"]
+            for c in deployment(docs, service)["spec"]["template"]["spec"]["containers"]
+            for p in c.get("ports", ())
+            if p.get("name") == "grpc"
+        }
+        assert declared == {port}, service
+        assert port in reachable, f"the ops pod cannot reach {service}'s gRPC port {port}"
+
+
 # ------------------------------------------------------------------ Kafka and PostgreSQL
 
 
