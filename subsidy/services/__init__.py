@@ -1,4 +1,5 @@
-"""The four services. Each has the same skeleton:
+"""The services (intake, eligibility, payout, notify, review, registry_sync,
+operations, console). Each has the same skeleton:
 
     __main__.py   ``python -m subsidy.services.<name>``
     bootstrap.py  the composition root: settings in, adapters wired, run

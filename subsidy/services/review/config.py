@@ -13,7 +13,7 @@ class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
     grpc_address: str = "127.0.0.1:50055"
     database_url: str = dataclasses.field(default="sqlite:///var/review.db", repr=False)
-    metrics_address: str = "127.0.0.1:9467"  # empty or "off": no metrics endpoint
+    metrics_address: str = "127.0.0.1:9468"  # empty or "off": no metrics endpoint
     today: str = ""  # YYYY-MM-DD: a fixed "today" (SUBSIDY_REVIEW_TODAY); the dev clock file wins when set
     workflow_file: str = ""  # policy/workflow.yaml by default (SUBSIDY_POLICY_DIR)
     notice_font: str = ""  # a CJK TrueType font for the notice PDF; default: fonts-wqy-microhei's
