@@ -126,8 +126,18 @@ def item_id_for(decision_id: str) -> str:
     return "rv-" + hashlib.sha256(decision_id.encode()).hexdigest()[:20]
 
 
+#: Between the decision a reviewed decision supersedes and its item, in the reviewed decision's id.
+REVIEWED_SEPARATOR = "/review:"
+
+
 def reviewed_decision_id(supersedes: str, item_id: str) -> str:
-    return f"{supersedes}/review:{item_id}"
+    return f"{supersedes}{REVIEWED_SEPARATOR}{item_id}"
+
+
+def reviewed_item_id(decision_id: str) -> str:
+    """The item a reviewed decision's id names (``<supersedes>/review:<item>``); "" for any other id."""
+    supersedes, sep, item_id = decision_id.rpartition(REVIEWED_SEPARATOR)
+    return item_id if sep and supersedes and item_id else ""
 
 
 # -- the item ------------------------------------------------------------------------------
@@ -164,6 +174,12 @@ class ReviewItem:
     @property
     def manual(self) -> bool:
         return is_manual(self.decision)
+
+    def closed_with(self, decision_id: str) -> bool:
+        """Is ``decision_id`` the reviewed decision this item closed with? Such a
+        decision is already reviewed: workflow.md's "new reviewed decision" for a
+        change to an award in notice, to be noticed afresh, not reviewed again."""
+        return self.closed and reviewed_decision_id(self.decision.decision_id, self.item_id) == decision_id
 
     def deadline(self, workflow: Workflow) -> dt.date:
         """The last working day of the review deadline, counted from the day the item was queued."""

@@ -142,8 +142,9 @@ def queue_decision(
 #: A grant or notice line whose decision another decision superseded (a policy
 #: version's adoption, issue 14): off the pool, never payable at its amount.
 SUPERSEDED = "SUPERSEDED"
-#: An adjusted grant whose old amount was on a running notice: off the pool
-#: until its review (IN_NOTICE) is decided and the reviewed amount adjusts it.
+#: An adjusted grant whose old amount was on a running notice and whose
+#: decision is not itself reviewed: off the pool until its review (IN_NOTICE)
+#: is decided and the reviewed amount adjusts it.
 AWAITING_REVIEW = "AWAITING_REVIEW"
 #: The review reason of such a re-decision.
 IN_NOTICE = "POLICY_VERSION_IN_NOTICE"
@@ -165,6 +166,16 @@ def _in_notice(uow: UnitOfWork, decision: Decision) -> bool:
             if line is not None and line.status == notice_rules.NOTICED:
                 return True
     return False
+
+
+def _reviewed(uow: UnitOfWork, decision_id: str) -> bool:
+    """Is this the reviewed decision of an item review closed? (A re-decision
+    that needed review for the usual reasons is held by the ledger, which then
+    supersedes the old grant with its reviewed decision: no item will ever be
+    opened for that one, and none is needed.)"""
+    item_id = rules.reviewed_item_id(decision_id)
+    item = uow.items.get(item_id) if item_id else None
+    return item is not None and item.closed_with(decision_id)
 
 
 def record_payout_event(uow: UnitOfWork, value: bytes | None, now: dt.datetime) -> str:
@@ -197,10 +208,14 @@ def record_adjustment(uow: UnitOfWork, adjusted: Any, now: dt.datetime) -> str:
     decision's grant joins the pool at its amount (the next notice lists it);
     the old one leaves it (SUPERSEDED). If the old one is on a notice whose
     line still runs (NOTICED), that line is SUPERSEDED too: it never becomes
-    payable at the amount it showed, and takes no objection; the new grant
-    waits for its review (AWAITING_REVIEW, the item queue_decision opens),
-    whose reviewed decision adjusts it again and is then noticed afresh. A line held by an objection, payable or withdrawn is
-    left as it is (the ledger refuses a line naming a superseded decision).
+    payable at the amount it showed, and takes no objection; a new grant
+    whose decision is not yet reviewed waits for its review (AWAITING_REVIEW,
+    the item queue_decision opens), whose reviewed decision adjusts it again
+    and is then noticed afresh; one whose decision is the reviewed decision
+    of a closed item (a re-decision the ledger held for review, reviewed
+    during the period) already is that new reviewed decision: it joins the
+    pool. A line held by an objection, payable or withdrawn is left as it is
+    (the ledger refuses a line naming a superseded decision).
     Returns adjusted, or replayed for a GrantAdjusted already recorded."""
     if not adjusted.decision_id or not adjusted.previous_decision_id or not adjusted.credit_code:
         raise Rejected("GrantAdjusted without decision_id, previous_decision_id or credit_code")
@@ -226,9 +241,10 @@ def record_adjustment(uow: UnitOfWork, adjusted: Any, now: dt.datetime) -> str:
         if old is not None and old.notice_id:
             line = uow.lines.get(f"{old.notice_id}/{old.decision_id}")
             running = line if line is not None and line.status == notice_rules.NOTICED else None
-        if running is not None:
+        if running is not None and not _reviewed(uow, adjusted.decision_id):
             # The public saw the old amount: the new one is reviewed (its item is
-            # queued from the re-decision itself) before it goes on a notice.
+            # queued from the re-decision itself) before it goes on a notice. A
+            # reviewed decision already is that review: it goes on the next notice.
             grant = dataclasses.replace(grant, state=AWAITING_REVIEW)
         uow.grants.add(grant, at)
         line_superseded = ""

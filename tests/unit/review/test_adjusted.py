@@ -1,7 +1,9 @@
 """Review and a grant the ledger adjusted (issue 14: a policy version's
 adoption re-decided it): the new amount joins the pool and the old one
 leaves it; a line of the old amount still in its period is SUPERSEDED (never
-payable, no objection), and the new amount is noticed afresh; a repeated
+payable, no objection), and the new amount is noticed afresh after its
+review (a reviewed decision, of an item review closed, goes straight to the
+next notice: it is that review); a repeated
 GrantAdjusted changes nothing; a superseding decision that needs no review
 opens no review item, one that does opens one."""
 
@@ -12,6 +14,8 @@ import datetime as dt
 
 import pytest
 
+from subsidy.core.domain import ELIGIBLE, NEEDS_REVIEW
+from subsidy.core.workflow import review
 from subsidy.core.workflow.settings import load_workflow
 from subsidy.platform.db import Database
 from subsidy.services.review import handlers
@@ -20,7 +24,7 @@ from subsidy.services.review.model import Actor, FailedPrecondition
 from subsidy.v1 import payout_pb2
 
 from .fakes import FakeUnitOfWork
-from .test_handlers import ALICE, FIRM, NOW, TODAY, application, decision, grant
+from .test_handlers import ALICE, BOB, FIRM, NOW, TODAY, application, decision, grant
 
 WF = load_workflow()
 
@@ -71,13 +75,13 @@ def test_a_pooled_grant_is_replaced_by_the_adjusted_one_and_noticed_at_the_new_a
     assert states == {"APP-1@v1": handlers.SUPERSEDED, "APP-1@v2": "RESERVED"}
 
 
-def adjusted_to(uow, app_id, previous, new, fen):
+def adjusted_to(uow, app_id, previous, new, fen, clause="1.purchase"):
     event = payout_pb2.PayoutEvent(
         event_id=f"adjusted:{new}",
         grant_adjusted=payout_pb2.GrantAdjusted(
             application_id=app_id,
             credit_code=FIRM,
-            clause="1.purchase",
+            clause=clause,
             previous_decision_id=previous,
             decision_id=new,
             granted_fen=fen,
@@ -122,6 +126,67 @@ def test_a_change_to_an_award_in_its_notice_period_is_reviewed_then_noticed_afre
     assert adjusted_to(uow, "APP-1", "APP-1@v2", f"APP-1@v2/review:{queued.item_id}", 400_000) == "adjusted"
     _, [new_line] = handlers.publish_notice(uow, ALICE, WF, TODAY, NOW)
     assert (new_line.decision_id, new_line.amount_fen) == (f"APP-1@v2/review:{queued.item_id}", 400_000)
+
+
+@pytest.mark.parametrize("ledger_first", [True, False], ids=["ledger_first", "decision_first"])
+@pytest.mark.parametrize(
+    "reviewed_on",
+    [dt.date(2025, 2, 5), dt.date(2025, 2, 7)],
+    ids=["in_the_period", "period_ended_not_yet_closed"],
+)
+@pytest.mark.parametrize(
+    ("clause", "outcome", "ceiling", "amount"),
+    [("13", NEEDS_REVIEW, 0, 500_000), ("1.purchase", ELIGIBLE, 150_000_000, 150_000_000)],
+    ids=["needs_review", "four_eyes"],
+)
+def test_a_redecision_reviewed_for_its_own_reasons_while_its_award_is_in_notice_is_noticed_afresh(
+    uow, clause, outcome, ceiling, amount, reviewed_on, ledger_first
+):
+    """A re-decision that needs review anyway (NEEDS_REVIEW, the four-eyes
+    threshold) is held by the ledger until its reviewed decision arrives,
+    which then supersedes the old grant whose line is still NOTICED. That
+    reviewed decision is already the "new reviewed decision" workflow.md
+    asks for: it goes on the next notice, it does not wait for a review
+    that nobody will ever open (review ignores reviewed decisions)."""
+    application(uow, "APP-1", FIRM, "企业1")
+    grant(uow, "APP-1", 300_000, clause=clause)
+    notice, [old_line] = handlers.publish_notice(uow, ALICE, WF, TODAY, NOW)
+    assert notice.last_day == dt.date(2025, 2, 6)
+    redecision = dataclasses.replace(
+        decision("APP-1", outcome=outcome, clause=clause, max_award=ceiling),
+        decision_id="APP-1@v2",
+        policy_version="v2",
+        supersedes_decision_id="APP-1@v1",
+    )
+    assert redecision.review_required  # the usual reasons: payout holds it (held_superseding), no GrantAdjusted
+    assert handlers.queue_decision(uow, redecision, WF, TODAY, NOW, "ab" * 16) == "queued"
+    item_id = review.item_id_for("APP-1@v2")
+    at = dt.datetime.combine(reviewed_on, dt.time(2), dt.UTC)
+    handlers.claim(uow, item_id, ALICE, at)
+    handlers.decide(uow, item_id, ALICE, WF, reviewed_on, at, result="APPROVED", amount_fen=amount, basis="核定")
+    assert handlers.second_approve(uow, item_id, BOB, WF, reviewed_on, at).status == review.APPROVED
+    with uow:  # the reviewed decision review published on subsidy.decisions.v1
+        reviewed = review.reviewed_decision(uow.items.get(item_id), WF.on(reviewed_on))
+    assert reviewed.decision_id == f"APP-1@v2/review:{item_id}"
+    steps = [
+        # The ledger applies the reviewed decision to the grant it still holds: v1's (v2 was never applied).
+        lambda: adjusted_to(uow, "APP-1", "APP-1@v1", reviewed.decision_id, amount, clause),
+        # Review reads its own reviewed decision back from subsidy.decisions.v1.
+        lambda: handlers.queue_decision(uow, reviewed, WF, reviewed_on, at, "ab" * 16),
+    ]
+    results = [step() for step in (steps if ledger_first else reversed(steps))]
+    assert sorted(results) == ["adjusted", "ignored"]
+    with uow:
+        assert uow.lines.get(old_line.line_id).status == handlers.SUPERSEDED
+        states = {g.decision_id: g.state for g in uow.grants.of_firm(FIRM)}
+    assert states == {"APP-1@v1": handlers.SUPERSEDED, reviewed.decision_id: "RESERVED"}
+    # The old amount never becomes payable; the reviewed one is noticed afresh.
+    assert handlers.close_notice_periods(uow, dt.date(2025, 2, 7), at) == []
+    later = dt.date(2025, 2, 10)
+    _, [new_line] = handlers.publish_notice(uow, ALICE, WF, later, dt.datetime.combine(later, dt.time(2), dt.UTC))
+    assert (new_line.decision_id, new_line.amount_fen) == (reviewed.decision_id, amount)
+    with uow:
+        assert uow.lines.get(new_line.line_id).status == "NOTICED"
 
 
 def test_a_superseding_decision_opens_a_review_item_only_when_review_is_required():

@@ -331,6 +331,20 @@ def test_item_ids_are_derived():
         review.new_item(decision(ELIGIBLE, 1_000), D(2025, 6, 2))
 
 
+def test_a_reviewed_decision_names_the_item_it_closed_with():
+    item = review.claim(review.new_item(decision(), D(2025, 6, 2)), "alice")
+    own = review.reviewed_decision_id(item.decision.decision_id, item.item_id)
+    assert review.reviewed_item_id(own) == item.item_id
+    assert [review.reviewed_item_id(x) for x in ("app-1@v1", "/review:rv-1", "app-1@v1/review:")] == ["", "", ""]
+    assert not item.closed_with(own), "an open item has no reviewed decision yet"
+    item = review.decide(item, "alice", review.APPROVED, WF, AT, amount_fen=150_000_000, basis="核对")
+    done = review.second_approve(item, "bob", AT)
+    assert done.closed_with(own)
+    assert review.reviewed_decision(done, WF).decision_id == own
+    assert not done.closed_with(review.reviewed_decision_id("app-2@v1", item.item_id))
+    assert not done.closed_with(item.decision.decision_id)
+
+
 # -- objections ---------------------------------------------------------------------------
 
 
