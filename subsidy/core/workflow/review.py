@@ -52,7 +52,10 @@ from subsidy.core.workflow.settings import Workflow
 NEEDS_REVIEW_OUTCOME = "NEEDS_REVIEW_OUTCOME"
 ABOVE_FOUR_EYES_THRESHOLD = "ABOVE_FOUR_EYES_THRESHOLD"
 REGISTRY_FACTS_CHANGED = "REGISTRY_FACTS_CHANGED"
-REVIEW_REASONS = (NEEDS_REVIEW_OUTCOME, ABOVE_FOUR_EYES_THRESHOLD, REGISTRY_FACTS_CHANGED)
+#: A policy version adopted while the award was on a running notice changed its
+#: amount: the new amount is reviewed, then noticed afresh (workflow.md).
+POLICY_VERSION_IN_NOTICE = "POLICY_VERSION_IN_NOTICE"
+REVIEW_REASONS = (NEEDS_REVIEW_OUTCOME, ABOVE_FOUR_EYES_THRESHOLD, REGISTRY_FACTS_CHANGED, POLICY_VERSION_IN_NOTICE)
 
 # -- states and results --------------------------------------------------------------------
 

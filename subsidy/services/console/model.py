@@ -93,6 +93,7 @@ REVIEW_REASONS = {
     "NEEDS_REVIEW_OUTCOME": "条款未规定金额，须人工核定",
     "ABOVE_FOUR_EYES_THRESHOLD": "金额达到双人复核标准",
     "REGISTRY_FACTS_CHANGED": "登记信息有变化",
+    "POLICY_VERSION_IN_NOTICE": "公示期间政策版本调整，金额须重新审核并公示",
 }
 OUTCOMES = {"ELIGIBLE": "符合", "INELIGIBLE": "不符合", "NEEDS_REVIEW": "须人工审核", "REFERRED": "转由投资基金支持"}
 LINE_STATUS = {"NOTICED": "公示中", "HELD": "异议处理中", "PAYABLE": "可拨付", "WITHDRAWN": "已撤回"}

@@ -147,7 +147,7 @@ SUPERSEDED = "SUPERSEDED"
 #: is decided and the reviewed amount adjusts it.
 AWAITING_REVIEW = "AWAITING_REVIEW"
 #: The review reason of such a re-decision.
-IN_NOTICE = "POLICY_VERSION_IN_NOTICE"
+IN_NOTICE = rules.POLICY_VERSION_IN_NOTICE
 
 
 def _in_notice(uow: UnitOfWork, decision: Decision) -> bool:

@@ -122,6 +122,9 @@ def test_a_change_to_an_award_in_its_notice_period_is_reviewed_then_noticed_afre
     queue, _ = handlers.list_queue(uow, handlers.queue_query("", "", [], "", False, 50, ""), TODAY)
     [(queued, _)] = queue
     assert (queued.decision.decision_id, queued.reasons) == ("APP-1@v2", (handlers.IN_NOTICE,))
+    # A reviewer can ask the queue for exactly these items (the console's reason filter).
+    by_reason, _ = handlers.list_queue(uow, handlers.queue_query("", handlers.IN_NOTICE, [], "", False, 50, ""), TODAY)
+    assert [i.item_id for i, _ in by_reason] == [queued.item_id]
     # The reviewed decision, once the ledger applied it, goes on a new notice.
     assert adjusted_to(uow, "APP-1", "APP-1@v2", f"APP-1@v2/review:{queued.item_id}", 400_000) == "adjusted"
     _, [new_line] = handlers.publish_notice(uow, ALICE, WF, TODAY, NOW)
