@@ -110,6 +110,9 @@ def queue_decision(
             if not _in_notice(uow, decision):
                 return "ignored"
             decision = dataclasses.replace(decision, review_required=True, review_reasons=(IN_NOTICE,))
+        elif decision.supersedes_decision_id and IN_NOTICE not in decision.review_reasons and _in_notice(uow, decision):
+            # Reviewed for its own reasons too: the reviewer is also told the public saw the old amount.
+            decision = dataclasses.replace(decision, review_reasons=(*decision.review_reasons, IN_NOTICE))
         item = rules.new_item(decision, today)
         deadline = deadline_of(item, workflow)  # stored, so ListQueue filters overdue items in SQL
         if not uow.items.add(item, deadline, trace_id, at):

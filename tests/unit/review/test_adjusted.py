@@ -164,6 +164,8 @@ def test_a_redecision_reviewed_for_its_own_reasons_while_its_award_is_in_notice_
     assert redecision.review_required  # the usual reasons: payout holds it (held_superseding), no GrantAdjusted
     assert handlers.queue_decision(uow, redecision, WF, TODAY, NOW, "ab" * 16) == "queued"
     item_id = review.item_id_for("APP-1@v2")
+    with uow:  # the reviewer sees both why: the usual reason, and that the public saw the old amount
+        assert uow.items.get(item_id).reasons == (*redecision.review_reasons, handlers.IN_NOTICE)
     at = dt.datetime.combine(reviewed_on, dt.time(2), dt.UTC)
     handlers.claim(uow, item_id, ALICE, at)
     handlers.decide(uow, item_id, ALICE, WF, reviewed_on, at, result="APPROVED", amount_fen=amount, basis="核定")
