@@ -10,7 +10,8 @@ consumer dedupes by it. The Kafka key is the firm's credit code.
 
 Every tranche event carries the tranche row's ``application_id`` and
 ``clause``, so no consumer has to parse the tranche id or remember an
-earlier event to know what a tranche is about.
+earlier event to know what a tranche is about; and, as every grant event,
+the ``policy_version`` its amount was decided under (issue 14).
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ def grant_payable(grant: GrantRow, tranche_count: int, at: dt.datetime | None = 
         payable_on=grant.payable_on,
         granted_fen=grant.granted_fen,
         tranche_count=tranche_count,
+        policy_version=grant.policy_version,
     )
     return _message(
         "grant_payable", payable_event_id(grant.decision_id), grant.credit_code, payload, grant.trace_id, at
@@ -148,6 +150,7 @@ def grant_withdrawn(grant: GrantRow, released_fen: int, at: dt.datetime | None =
         reason=grant.withdraw_reason,
         withdrawn_on=grant.withdrawn_on,
         released_fen=released_fen,
+        policy_version=grant.policy_version,
     )
     return _message(
         "grant_withdrawn", withdrawn_event_id(grant.decision_id), grant.credit_code, payload, grant.trace_id, at
@@ -185,6 +188,7 @@ def tranche_due(t: TrancheRow, trace_id: str, at: dt.datetime | None = None) -> 
         budget_year=t.budget_year,
         clause=t.clause,
         application_id=t.application_id,
+        policy_version=t.policy_version,
     )
     return _message("tranche_due", tranche_event_id("tranche_due", t.tranche_id), t.credit_code, payload, trace_id, at)
 
@@ -201,6 +205,7 @@ def tranche_cancelled(
         cancelled_on=cancelled_on,
         application_id=t.application_id,
         clause=t.clause,
+        policy_version=t.policy_version,
     )
     return _message(
         "tranche_cancelled", tranche_event_id("tranche_cancelled", t.tranche_id), t.credit_code, payload, trace_id, at
@@ -219,6 +224,7 @@ def tranche_paid(
         payment_id=payment_id,
         application_id=t.application_id,
         clause=t.clause,
+        policy_version=t.policy_version,
     )
     return _message(
         "tranche_paid", tranche_event_id("tranche_paid", t.tranche_id), t.credit_code, payload, trace_id, at
@@ -236,6 +242,7 @@ def tranche_due_again(t: TrancheRow, trace_id: str, at: dt.datetime | None = Non
         budget_year=t.budget_year,
         clause=t.clause,
         application_id=t.application_id,
+        policy_version=t.policy_version,
     )
     return _message("tranche_due", due_again_event_id(t.tranche_id, t.hold_count), t.credit_code, payload, trace_id, at)
 
@@ -258,6 +265,7 @@ def tranche_held(
         reason=t.hold_reason,
         facts_as_of=facts_as_of,
         reason_codes=list(codes),
+        policy_version=t.policy_version,
     )
     return _message("tranche_held", held_event_id(t.tranche_id, t.hold_count), t.credit_code, payload, trace_id, at)
 
@@ -275,6 +283,7 @@ def tranche_released(
         held_on=t.held_on,
         released_on=released_on,
         facts_as_of=facts_as_of,
+        policy_version=t.policy_version,
     )
     return _message(
         "tranche_released", released_event_id(t.tranche_id, t.hold_count), t.credit_code, payload, trace_id, at

@@ -393,6 +393,7 @@ def payable_tranches(grant: GrantRow, payable_on: dt.date) -> list[TrancheRow]:
             due_on=payable_due_on(submitted_on, t.year, payable_on).isoformat(),
             budget_year=t.year,
             status=SCHEDULED,
+            policy_version=grant.policy_version,
         )
         for t in schedule(grant.application_id, grant.granted_fen, grant.decision_year, grant.tranche_shares_percent)
     ]
@@ -1154,6 +1155,7 @@ def plan_rows(decision: Decision, plan: GrantPlan, trace_id: str) -> tuple[Grant
             due_on=due_on(decision.submitted_on, t.year).isoformat(),
             budget_year=t.year,
             status=SCHEDULED,
+            policy_version=decision.policy_version,
         )
         for t in plan.tranches
     )

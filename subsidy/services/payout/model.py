@@ -199,6 +199,11 @@ class TrancheRow:
     hold_until: str = ""
     hold_reason: str = ""
     hold_count: int = 0
+    # The policy version of its grant's decision (the one its amount was
+    # decided under). Not a column of payout_tranches: read from the grant's
+    # row (adapters/store.py), which no later decision changes once the
+    # grant has tranches (only a RESERVED grant is superseded).
+    policy_version: str = ""
 
 
 @dataclass(frozen=True)

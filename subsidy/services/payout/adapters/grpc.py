@@ -107,6 +107,7 @@ def grant_to_proto(g: GrantRow) -> Any:
         net_fen=g.net_fen,
         recoveries=[recovery_to_proto(r) for r in g.recoveries],
         void=g.void,
+        policy_version=g.policy_version,
     )
 
 

@@ -75,9 +75,15 @@ from subsidy.services.payout.model import (
 # lock key, taken per batch with pg_try_advisory_xact_lock.
 RELAY_LOCK_KEY = 0x5042_4F55  # "PBOU"
 
+# The last column is the grant's policy version (payout_tranches has none):
+# a tranche's amount was decided under its grant's decision, and a grant
+# with tranches (PAYABLE) is never superseded. Every query below reads
+# payout_tranches unaliased, so the sub-select is correlated by table name;
+# it also works in mark_due's RETURNING (SQLite and PostgreSQL).
 _TRANCHE_COLUMNS = (
     "tranche_id, application_id, credit_code, clause, number, amount_fen, due_on, budget_year, status, "
-    "paid_on, payment_id, held_on, hold_until, hold_reason, hold_count"
+    "paid_on, payment_id, held_on, hold_until, hold_reason, hold_count, "
+    "(SELECT g.policy_version FROM payout_grants g WHERE g.application_id = payout_tranches.application_id)"
 )
 
 
@@ -98,6 +104,7 @@ def _tranche(raw: tuple) -> TrancheRow:
         hold_until=raw[12] or "",
         hold_reason=raw[13] or "",
         hold_count=int(raw[14] or 0),
+        policy_version=raw[15] or "",
     )
 
 
