@@ -40,6 +40,7 @@ def fold(grant: Any, event: Any) -> Any:
         grant.max_award_fen = g.max_award_fen
         grant.granted_fen = g.granted_fen
         grant.decision_year = g.decision_year
+        grant.policy_version = g.policy_version
         del grant.reasons[:]
         grant.reasons.extend(g.reasons)
         # RESERVED from the event; a grant already further (its GrantPayable
@@ -58,6 +59,7 @@ def fold(grant: Any, event: Any) -> Any:
         grant.max_award_fen = a.max_award_fen
         grant.granted_fen = a.granted_fen
         grant.decision_year = a.decision_year
+        grant.policy_version = a.policy_version
         del grant.reasons[:]
         grant.reasons.extend(a.reasons)
         grant.state = a.state

@@ -28,6 +28,7 @@ def grant_recorded(granted=1370370_37):
             granted_fen=granted,
             decision_year=2025,
             tranche_count=3,
+            policy_version="draft-2022@abc",
         ),
     )
 
@@ -59,6 +60,25 @@ def test_a_grant_and_its_tranches_build_up_in_tranche_order():
     assert grant.granted_fen == 137037037
     assert [t.number for t in grant.tranches] == [0, 1, 2]
     assert all(t.status == payout_pb2.TRANCHE_STATUS_SCHEDULED for t in grant.tranches)
+
+
+def test_the_grant_names_the_policy_version_of_the_decision_that_holds_it():
+    grant = replay([grant_recorded()])
+    assert grant.policy_version == "draft-2022@abc"
+    adjusted = payout_pb2.PayoutEvent(
+        event_id=f"adjusted:{APP}",
+        grant_adjusted=payout_pb2.GrantAdjusted(
+            application_id=APP,
+            decision_id=f"{APP}@final",
+            previous_decision_id=f"{APP}@v",
+            clause="1.purchase",
+            granted_fen=100,
+            policy_version="final-2023@def",
+            previous_policy_version="draft-2022@abc",
+            state=payout_pb2.GRANT_STATE_RESERVED,
+        ),
+    )
+    assert replay([grant_recorded(), adjusted]).policy_version == "final-2023@def"
 
 
 def test_due_paid_and_cancelled_move_a_tranche_along():
