@@ -62,7 +62,7 @@ METRICS = {
     "subsidy_payout_cap_reconcile_last_run_timestamp_seconds",
     "subsidy_intake_proposals_total",
     "subsidy_operations_dead_letters_oldest_pending_age_seconds",
-    "subsidy_review_holiday_calendar_days_left",
+    "subsidy_review_holiday_calendar_remaining_seconds",
 }
 # Metrics of other exporters the alerts use, and where they come from (each
 # scraped by what the manifests deploy, or by the cluster's own monitoring).

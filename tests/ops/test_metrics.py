@@ -110,7 +110,7 @@ CONTRACT = {
         "subsidy_review_refused_total": {"rpc", "code"},
         "subsidy_review_items": {"status"},
         "subsidy_review_items_overdue": set(),
-        "subsidy_review_holiday_calendar_days_left": set(),
+        "subsidy_review_holiday_calendar_remaining_seconds": set(),
         "subsidy_review_lines_payable_total": set(),
     },
     "registry_sync": {

@@ -113,7 +113,7 @@ class ReviewApp(process.ServiceApp):
         for status in review_rules.STATES:
             metrics.ITEMS.labels(status).set(by_status.get(status, 0))
         metrics.ITEMS_OVERDUE.set(overdue)
-        metrics.CALENDAR_DAYS_LEFT.set((calendar.last_known_day(today) - today).days)
+        metrics.CALENDAR_REMAINING.set((calendar.last_known_day(today) - today).days * 86_400)
 
     async def stop_work(self) -> None:
         await self.stop_server(self.settings.grace_s)

@@ -28,11 +28,12 @@ ITEMS = shared.metric(Gauge, "subsidy_review_items", "Review items by status.", 
 ITEMS_OVERDUE = shared.metric(
     Gauge, "subsidy_review_items_overdue", "Open review items past their deadline (review_deadline_working_days)."
 )
-CALENDAR_DAYS_LEFT = shared.metric(
+CALENDAR_REMAINING = shared.metric(
     Gauge,
-    "subsidy_review_holiday_calendar_days_left",
-    "Days from the service's today to the last day whose working days the pinned chinesecalendar knows "
-    "(negative once past it): a notice whose period runs beyond it is refused, an item queued then has no deadline.",
+    "subsidy_review_holiday_calendar_remaining_seconds",
+    "Time from the service's today to the last day whose working days the pinned chinesecalendar knows, "
+    "in whole days as seconds (negative once past it): a notice whose period runs beyond it is refused, "
+    "an item queued then has no deadline.",
 )
 LINES_PAYABLE = shared.metric(
     Counter, "subsidy_review_lines_payable", "Notice lines that became payable (LinePayable)."

@@ -197,6 +197,7 @@ def test_the_webhook_data_is_the_event_in_its_json_mapping_with_fen_amounts_as_n
         "payment_id": "PAY-0001",
         "application_id": "SJ-2025-0001",
         "clause": "2",
+        "policy_version": "",  # every field of the event, an empty one too (this one carries no version)
     }
     assert decision_data["max_award_fen"] == 296296296 and decision_data["outcome"] == "ELIGIBLE"
     assert decision_data["entitlements"][0]["amount_fen"] == "296296296"  # nested: as it always was
