@@ -77,6 +77,8 @@ EXTERNAL_METRICS = {
     "kafka_topic_partition_oldest_offset": "Strimzi Kafka exporter",
     "kafka_consumergroup_current_offset": "Strimzi Kafka exporter",
     "kube_job_status_failed": "kube-state-metrics",
+    "barman_cloud_cloudnative_pg_io_last_available_backup_timestamp": "CloudNativePG's Barman Cloud plugin (PodMonitor subsidy-pg)",
+    "barman_cloud_cloudnative_pg_io_last_failed_backup_timestamp": "CloudNativePG's Barman Cloud plugin (PodMonitor subsidy-pg)",
 }
 CLIENT_ERROR_CODES = ("INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "FAILED_PRECONDITION")
 # Refusals by authentication or the access policy: SubsidyAuthFailures, not server errors.
