@@ -137,6 +137,16 @@ def actor_of(context: Any) -> Actor:
     )
 
 
+def _precondition(exc: BaseException) -> tuple[str, str, str] | None:
+    """The google.rpc.PreconditionFailure violation (type, subject, description)
+    a client can branch on, for the refusals that have one."""
+    if isinstance(exc, model.NoticePoolEmpty):
+        return model.NOTICE_POOL_EMPTY, "notice pool", str(exc)
+    if isinstance(exc, CalendarNotCovered):
+        return model.CALENDAR_NOT_COVERED, str(exc.day.year), str(exc)
+    return None
+
+
 class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
     def __init__(
         self,
@@ -167,13 +177,7 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
             code = grpc.StatusCode.NOT_FOUND
         elif isinstance(exc, (FailedPrecondition, CalendarNotCovered, document.FontMissing)):
             code = grpc.StatusCode.FAILED_PRECONDITION
-            precondition = (
-                (model.NOTICE_POOL_EMPTY, "notice pool", str(exc))
-                if isinstance(exc, model.NoticePoolEmpty)
-                else (model.CALENDAR_NOT_COVERED, str(exc.day.year), str(exc))
-                if isinstance(exc, CalendarNotCovered)
-                else None
-            )
+            precondition = _precondition(exc)
             if precondition is not None:
                 trailers = (
                     (
