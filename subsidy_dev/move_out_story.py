@@ -134,14 +134,37 @@ def play(stack: Any, credit_code: str = MOVING_FIRM) -> list[TrancheLine] | None
     return held
 
 
+def pay(
+    stack: Any, credit_code: str, due: list[TrancheLine], id_prefix: str = "DEMO-PAY", source: str = "/subsidy_dev/demo"
+) -> None:
+    """Finance's PaymentConfirmed for each of ``due`` in full, on the stack's
+    today, its payment id ``<id_prefix>-<tranche id>`` (so paying again is a
+    repeat payout ignores)."""
+    from subsidy.v1 import payout_pb2
+    from subsidy_dev.finance import confirm_payments
+
+    confirm_payments(
+        stack.kafka_bootstrap,
+        [
+            payout_pb2.PaymentConfirmed(
+                payment_id=f"{id_prefix}-{t.tranche_id}",
+                tranche_id=t.tranche_id,
+                credit_code=credit_code,
+                amount_fen=t.amount_fen,
+                paid_on=stack.today().isoformat(),
+            )
+            for t in due
+        ],
+        source,
+    )
+
+
 def finance_pays(stack: Any, application_id: str, credit_code: str, timeout: float = 120.0) -> list[TrancheLine]:
     """区财政 pays the application's DUE tranches as finance does in production:
     a PaymentConfirmed per tranche on subsidy.payments.v1 (docs/finance-events.md),
     its payment id derived from the tranche so a second `make run` repeats it
     harmlessly (payout ignores a repeated payment id). The application's
     tranches once the ledger has applied them."""
-    from subsidy.v1 import payout_pb2
-    from subsidy_dev.finance import confirm_payments
 
     def mine(lines: list[TrancheLine]) -> list[TrancheLine]:
         return [t for t in lines if t.application_id == application_id]
@@ -153,21 +176,7 @@ def finance_pays(stack: Any, application_id: str, credit_code: str, timeout: flo
         f"a tranche of {application_id} DUE",
         timeout,
     )
-    due = [t for t in mine(lines) if t.status == "DUE"]
-    confirm_payments(
-        stack.kafka_bootstrap,
-        [
-            payout_pb2.PaymentConfirmed(
-                payment_id=f"DEMO-PAY-{t.tranche_id}",
-                tranche_id=t.tranche_id,
-                credit_code=credit_code,
-                amount_fen=t.amount_fen,
-                paid_on=stack.today().isoformat(),
-            )
-            for t in due
-        ],
-        "/subsidy_dev/demo",
-    )
+    pay(stack, credit_code, [t for t in mine(lines) if t.status == "DUE"])
     return mine(
         wait_until(
             stack,

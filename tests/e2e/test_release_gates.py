@@ -17,10 +17,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from subsidy.v1 import intake_pb2_grpc, payout_pb2
+from subsidy.v1 import intake_pb2_grpc
 from subsidy_dev import move_out_story
 from subsidy_dev.demo import settle, submit_all
-from subsidy_dev.finance import confirm_payments
 from subsidy_dev.stack import LocalStack
 
 pytestmark = pytest.mark.integration
@@ -68,19 +67,7 @@ def test_a_firm_that_leaves_has_its_tranches_held_released_when_it_returns_and_c
             for t in move_out_story.tranches(stack, FIRM)
             if t.application_id == APP["application_id"] and t.number == 0
         )
-        confirm_payments(
-            stack.kafka_bootstrap,
-            [
-                payout_pb2.PaymentConfirmed(
-                    payment_id=f"E2E-PAY-{first.tranche_id}",
-                    tranche_id=first.tranche_id,
-                    credit_code=FIRM,
-                    amount_fen=first.amount_fen,
-                    paid_on=stack.today().isoformat(),
-                )
-            ],
-            "/tests/e2e/release-gates",
-        )
+        move_out_story.pay(stack, FIRM, [first], id_prefix="E2E-PAY", source="/tests/e2e/release-gates")
         until(stack, {0: "PAID", 1: "DUE", 2: "SCHEDULED"})
 
         stack.platform.move_out(FIRM, stack.today())  # between tranche 1 (paid) and tranche 2
