@@ -35,6 +35,20 @@ CLEAR = {
 }
 
 
+async def serve(store, clock):
+    """ReviewService on a free port, authentication off (the caller names itself)."""
+    hs = health.aio.HealthServicer()
+    await hs.set("", health_pb2.HealthCheckResponse.SERVING)
+    server, port = build_server(
+        ReviewServicer(store, load_workflow(), clock),
+        hs,
+        "127.0.0.1:0",
+        security=GrpcSecurity(SecurityConfig.from_env("review", {})),
+    )
+    await server.start()
+    return server, port
+
+
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory):
     loop = Loop()
@@ -43,17 +57,7 @@ def edge(tmp_path_factory):
     item_id = h.queued(store)
     h.published(store)
 
-    async def start():
-        hs = health.aio.HealthServicer()
-        await hs.set("", health_pb2.HealthCheckResponse.SERVING)
-        servicer = ReviewServicer(store, load_workflow(), FixedClock(dt.date(2025, 1, 27)))
-        server, port = build_server(
-            servicer, hs, "127.0.0.1:0", security=GrpcSecurity(SecurityConfig.from_env("review", {}))
-        )
-        await server.start()
-        return server, port
-
-    server, port = loop.run(start())
+    server, port = loop.run(serve(store, FixedClock(dt.date(2025, 1, 27))))
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     yield channel, store, item_id
     channel.close()
@@ -122,17 +126,7 @@ def test_publish_notice_says_which_precondition_failed(tmp_path):
     store = SqlStore(Database(f"sqlite:///{tmp_path / 'review.db'}", store="review"))
     store.create_schema()
     clock = FixedClock(dt.date(2026, 12, 1))
-
-    async def start():
-        hs = health.aio.HealthServicer()
-        servicer = ReviewServicer(store, load_workflow(), clock)
-        server, port = build_server(
-            servicer, hs, "127.0.0.1:0", security=GrpcSecurity(SecurityConfig.from_env("review", {}))
-        )
-        await server.start()
-        return server, port
-
-    server, port = loop.run(start())
+    server, port = loop.run(serve(store, clock))
     alice = (("x-subsidy-subject", "alice"), ("x-subsidy-role", "REVIEWER"))
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
