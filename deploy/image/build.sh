@@ -27,6 +27,10 @@ IMAGE="${IMAGE:-songjiang-subsidy:dev}"
 WORK="${WORK:-$ROOT/var/image}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 PY="${PY:-$ROOT/.venv/bin/python}"
+# make passes PY relative to the repository (.venv/bin/python); step 3 runs it
+# from another directory, so make a relative path absolute (not resolved: the
+# venv's python must keep its own path to find its site-packages).
+case "$PY" in */*) [ "${PY#/}" != "$PY" ] || PY="$ROOT/$PY" ;; esac
 export CONTAINERS_CONF="${CONTAINERS_CONF:-$ROOT/deploy/image/containers.conf}"
 ROOTFS="$WORK/rootfs"
 SRC="$WORK/src"
