@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from subsidy.contracts.calculator import Simulation
-from subsidy.contracts.json_lines import loads
+from subsidy.contracts.json_lines import dumps, loads
 from subsidy.core.credit_code import CODE_CHARS, complete
 from subsidy.core.policy import load_policy
 
@@ -132,7 +132,7 @@ def bare_json(lines: list[str]) -> int:
 def calculator(lines: list[str], policy) -> int:
     """What `subsidy simulate` does per line: parse (as the command does), decide, apply, print."""
     simulation = Simulation(policy)
-    out = [json.dumps(simulation.apply(simulation.decide(loads(line))), ensure_ascii=False) for line in lines]
+    out = [dumps(simulation.apply(simulation.decide(loads(line)))) for line in lines]
     return len(out)
 
 

@@ -70,7 +70,9 @@ def _json(text: str, where: str) -> Any:
 
 
 def _dump(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False)
+    from subsidy.contracts import json_lines
+
+    return json_lines.dumps(obj)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> str:

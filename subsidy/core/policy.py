@@ -94,9 +94,13 @@ class ClausePolicy:
         """Every parameter's value in force on a date; None before the first.
         Typed as the rules read it (subsidy.core.clauses.Rule): each value is
         the UnitValue its declared unit gives."""
-        dates = [d for d, _ in self._snapshots]
-        index = bisect.bisect_right(dates, on) - 1
-        return self._snapshots[index][1] if index >= 0 else None
+        # A clause has a handful of dated snapshots, sorted by date, so the
+        # latest one in force is found by walking back from the newest; this
+        # runs once per application (bench/calculator.py).
+        for applies_from, values in reversed(self._snapshots):
+            if applies_from <= on:
+                return values
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,3 +103,9 @@ def test_any_text_reads_or_fails_as_json_does(text):
 )
 def test_the_corners_where_orjson_differs(text):
     assert same_outcome(text)
+
+
+@settings(max_examples=400)
+@given(json_values | st.floats())
+def test_any_value_is_written_as_json_dumps_writes_it_without_escaping(value):
+    assert json_lines.dumps(value) == json.dumps(value, ensure_ascii=False)
