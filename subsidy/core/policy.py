@@ -99,7 +99,8 @@ class ClausePolicy:
         # runs once per application (bench/calculator.py).
         for applies_from, values in reversed(self._snapshots):
             if applies_from <= on:
-                return values
+                in_force: Mapping[str, Any] = values
+                return in_force
         return None
 
 
