@@ -36,7 +36,7 @@ from subsidy.services.console.model import (
     Unavailable,
 )
 from subsidy.services.console.ports import Services
-from subsidy.v1 import payout_pb2, review_pb2
+from subsidy.v1 import payout_pb2, policy_service_pb2, review_pb2
 
 #: The longest free text a form takes (the review rules' own limit).
 TEXT_MAX = 2000
@@ -833,3 +833,75 @@ async def budget(services: Services, policy: Any, person: Person, query: Mapping
         "shadow": shadow,
         "shadow_error": shadow_error,
     }
+
+
+# -- policy versions: the register, a candidate in shadow, adoption (four eyes) --------------
+
+#: ``<version id>+<digest>``, as ``subsidy policy versions`` prints it and AdoptVersion takes it.
+_POLICY_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\+[0-9a-f]{6,64}$")
+
+
+async def policy_versions(services: Services, policy: Any, person: Person) -> dict[str, Any]:
+    """The register's versions as they are now (id, status, dates, the
+    ``<id>+<digest>`` of their files, citations), which one is adopted, and
+    the running difference of the candidate in shadow (GetShadowDifference),
+    or why there is none."""
+    versions = policy.versions()
+    try:
+        shadow, shadow_error = await services.shadow_difference(person), None
+    except (Conflict, Unavailable) as exc:  # no candidate in shadow, or eligibility down: the list still shows
+        shadow, shadow_error = None, exc.message
+    # the shadow's "<id>+<digest>": which listed version it is, and whether its files are the ones listed here
+    shadow_id = shadow.shadow_version.partition("+")[0] if shadow else ""
+    listed = {v.version_id: v.policy_version for v in versions}
+    years = list(shadow.years) if shadow else []
+    return {
+        "versions": versions,
+        "adopted": [v for v in versions if v.status == "adopted"],
+        "candidates": [v for v in versions if v.status == "candidate"],
+        "shadow": shadow,
+        "shadow_error": shadow_error,
+        "shadow_id": shadow_id,
+        "shadow_other_files": bool(shadow) and listed.get(shadow_id, "") != shadow.shadow_version,
+        "shadow_total": {
+            "adopted_fen": sum(y.adopted_fen for y in years),
+            "shadow_fen": sum(y.shadow_fen for y in years),
+            "difference_fen": sum(y.difference_fen for y in years),
+        },
+    }
+
+
+def adopt_request(version_id: str, form: Mapping[str, Any], listed: Iterable[Any]) -> Any:
+    """The AdoptVersion request of one reviewer's step: the version, the
+    ``<id>+<digest>`` the reviewer was shown (so the approval is of the files
+    seen; eligibility refuses it if they changed since) and the reason.
+    ``open_applications`` and ``noticed_awards`` stay empty: eligibility
+    finds the applications not yet past their notice and the awards past it
+    itself (policy_service.proto; docs/console.md, policy versions)."""
+    version_id = identifier(version_id, "version_id", "政策版本")
+    versions = {v.version_id: v for v in listed}
+    if version_id not in versions:
+        raise FormError("version_id", "政策版本", f"没有这个版本（现有：{'、'.join(versions)}）。")
+    version = versions[version_id]
+    if version.status != "candidate":
+        raise FormError("version_id", "政策版本", f"只有候选版本可以采纳，该版本为“{version.status_name}”。")
+    shown = str(form.get("policy_version") or "").strip()
+    if not shown:
+        raise FormError("policy_version", "政策版本标识", "必须填写：您审阅的版本标识（版本编号+摘要）。")
+    if not _POLICY_VERSION.match(shown) or shown.partition("+")[0] != version_id:
+        raise FormError(
+            "policy_version", "政策版本标识", f"须为本版本的标识（{version_id}+摘要），即本页显示、您审阅过的那一个。"
+        )
+    reason = text(form, "reason", "采纳理由", limit=REASON_MAX)
+    return policy_service_pb2.AdoptVersionRequest(version_id=version_id, policy_version=shown, reason=reason)
+
+
+async def adopt_version(
+    services: Services, policy: Any, person: Person, version_id: str, form: Mapping[str, Any]
+) -> Any:
+    """One REVIEWER's step: the first proposes, a second, different one
+    approves (eligibility decides which from its audit trail and refuses the
+    proposer approving their own proposal). Returns AdoptVersionResponse:
+    who proposed and approved when, and once adopted the re-decisions and
+    the adoption report."""
+    return await services.adopt_version(person, adopt_request(version_id, form, policy.versions()))

@@ -129,3 +129,31 @@ DLQ_TOPIC_NAMES = {
 }
 #: A 免申即享 proposal's state (ProposalState).
 PROPOSAL_STATE = {0: "未知", 1: "待企业确认", 2: "已确认（已提交申请）", 3: "企业已谢绝", 4: "已过期"}
+#: A policy version's status as the register lists it (policy/versions.yaml).
+VERSION_STATUS = {"draft": "草案", "candidate": "候选", "adopted": "已采纳", "retired": "已废止"}
+#: What one reviewer's adoption step did (AdoptVersionResponse.status).
+ADOPTION_STEP = {"proposed": "已提议采纳，待另一位审核人员批准", "adopted": "已采纳"}
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyVersionInfo:
+    """One version of the register, as the policy-versions page lists it:
+    ``policy_version`` is ``<id>+<digest>`` of its files as they are now (what
+    a reviewer approves), ``problem`` why its files do not load (then the
+    digest is unknown)."""
+
+    version_id: str
+    status: str
+    name: str = ""
+    base: str = ""
+    effective_from: str = ""
+    effective_until: str = ""
+    policy_version: str = ""
+    citations: tuple[str, ...] = ()
+    retired: tuple[tuple[str, str], ...] = ()  # (clause, cites)
+    fictional: bool = False
+    problem: str = ""
+
+    @property
+    def status_name(self) -> str:
+        return VERSION_STATUS.get(self.status, self.status)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from subsidy.services.console.model import Person
+from subsidy.services.console.model import Person, PolicyVersionInfo
 
 
 class Services(Protocol):
@@ -48,6 +48,7 @@ class Services(Protocol):
     async def list_recoveries(self, person: Person, recovery_filter: int, page_token: str) -> Any: ...
     # eligibility (PolicyService)
     async def shadow_difference(self, person: Person) -> Any: ...
+    async def adopt_version(self, person: Person, request: Any) -> Any: ...
     async def list_tranches(
         self, person: Person, due_from: str, due_to: str, statuses: list[int], page_token: str
     ) -> Any: ...
@@ -62,9 +63,11 @@ class Services(Protocol):
 
 
 class PolicyTexts(Protocol):
-    """The policy versions' register and a version's difference from another
-    (adapters/policy.py, over subsidy.core.versions)."""
+    """The policy versions' register, each version as it is now, and a
+    version's difference from another (adapters/policy.py, over
+    subsidy.core.versions)."""
 
     def listed(self) -> list[tuple[str, str]]: ...
+    def versions(self) -> list[PolicyVersionInfo]: ...
     def base_of(self, version_id: str) -> str: ...
     def changes(self, old_id: str, new_id: str) -> list[Any]: ...

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -52,6 +53,20 @@ SUBJECT_OF_ROLE = {
 }
 
 
+class RpcRefusal(grpc.RpcError):
+    """A service's refusal as grpc.aio raises it: a status code and details."""
+
+    def __init__(self, code: grpc.StatusCode, details: str = ""):
+        super().__init__(details)
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
 def valid_code(prefix16: str) -> str:
     from subsidy.core.credit_code import complete
 
@@ -67,6 +82,36 @@ class FakeServices:
         self.shadow: Any = None
         self.firm_a = valid_code("9131011731234567")
         self.firm_b = valid_code("9131011731234568")
+        #: AdoptVersion: the four-eyes state (eligibility's audit trail, folded), the requests
+        #: received, and what an approval answers with (eligibility finds them itself).
+        from subsidy.core.adoption import AdoptionState
+        from subsidy.v1 import policy_service_pb2
+
+        self.adoption_state = AdoptionState()
+        self.adopt_requests: list[Any] = []
+        self.redecisions = [
+            decision_pb2.Decision(
+                decision_id="A-1@fictional-final-2023+7a319421",
+                application_id="A-1",
+                clause="10.cloud",
+                outcome="ELIGIBLE",
+                max_award_fen=6_200_000,
+                policy_version="fictional-final-2023+7a319421",
+                supersedes_decision_id="A-1@2025.1",
+            )
+        ]
+        self.adoption_report = [
+            policy_service_pb2.AdoptionReportLine(
+                application_id="B-1",
+                credit_code=self.firm_b,
+                clause="6",
+                kept_fen=300_000_000,
+                kept_policy_version="songjiang-ii-2022-draft+c9f1f78f",
+                new_outcome="ELIGIBLE",
+                new_max_award_fen=200_000_000,
+                difference_fen=-100_000_000,
+            )
+        ]
         #: (credit_code, firm_name, clause, state, page_token) of each ListApplications.
         self.application_searches: list[tuple[str, str, str, int, str]] = []
         self.recoveries = [
@@ -568,6 +613,53 @@ class FakeServices:
             raise Conflict("影子评估：当前状态下不能进行此操作（no shadow version is set）。")
         return self.shadow
 
+    async def adopt_version(self, person: Person, request: Any) -> Any:
+        """Eligibility's adoption step as it is (subsidy.core.adoption.step
+        over the real register: four eyes, only a candidate, the files'
+        digest), its refusals as the gRPC adapter translates eligibility's
+        status codes; once adopted, the re-decisions and report lines set on
+        the fake (eligibility makes them from what it looks up)."""
+        from subsidy.core.adoption import ADOPTED, AdoptionRefused, register_entry, step
+        from subsidy.core.versions import load_versions
+        from subsidy.services.console.adapters.grpc import adoption_refusal
+        from subsidy.v1 import policy_service_pb2
+
+        self._check(person, "PolicyService", "AdoptVersion")
+        self.adopt_requests.append(request)
+        versions = load_versions()
+        try:
+            event = step(
+                self.adoption_state,
+                versions,
+                version_id=request.version_id,
+                policy_version=request.policy_version,
+                subject=person.subject,
+                at=f"2026-12-01T10:0{len(self.adopt_requests)}:00Z",
+                reason=request.reason,
+            )
+        except AdoptionRefused as exc:
+            code = {
+                "four_eyes": grpc.StatusCode.PERMISSION_DENIED,
+                "precondition": grpc.StatusCode.FAILED_PRECONDITION,
+                "invalid": grpc.StatusCode.INVALID_ARGUMENT,
+            }[exc.kind]
+            raise adoption_refusal(RpcRefusal(code, str(exc))) from None
+        self.adoption_state = self.adoption_state.apply(event)
+        adopted = event["event"] == ADOPTED
+        return policy_service_pb2.AdoptVersionResponse(
+            status=event["event"],
+            version_id=event["version_id"],
+            policy_version=event["policy_version"],
+            proposed_by=event["proposed_by"] if adopted else event["subject"],
+            proposed_at=event["proposed_at"] if adopted else event["at"],
+            approved_by=event["subject"] if adopted else "",
+            adopted_at=event["at"] if adopted else "",
+            effective_from=event.get("effective_from", ""),
+            redecisions=self.redecisions if adopted else [],
+            report=self.adoption_report if adopted else [],
+            register_entry=register_entry(event, versions) if adopted else "",
+        )
+
     async def list_tranches(
         self, person: Person, due_from: str, due_to: str, statuses: list[int], page_token: str
     ) -> Any:
@@ -603,10 +695,11 @@ class Harness:
     def signed_in(self) -> bool:
         return self.client.get("/", follow_redirects=False).status_code == 200
 
-    def sign_in(self, role: str, credit_code: str = "") -> None:
+    def sign_in(self, role: str, credit_code: str = "", subject: str = "") -> None:
+        """As the role's demo subject, or as ``subject`` (the second reviewer: reviewer-li)."""
         self.client.cookies.clear()
         token = self.csrf()
-        data = {"csrf_token": token, "subject": SUBJECT_OF_ROLE[role]}
+        data = {"csrf_token": token, "subject": subject or SUBJECT_OF_ROLE[role]}
         if role == "ENTERPRISE":
             data["credit_code"] = credit_code or self.services.firm_a
         reply = self.client.post("/signin/dev", data=data, follow_redirects=False)

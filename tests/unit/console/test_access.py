@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from subsidy.core.versions import load_versions
 from subsidy.platform.security.policy import AccessPolicy
 from subsidy.services.console.access import load_routes
 from subsidy.services.console.model import ROLES
@@ -17,6 +18,7 @@ from tests.unit.console.fakes import FakeServices, make_harness
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 ROUTES = load_routes()
+CANDIDATE = load_versions().get("fictional-final-2023")
 PRIVATE = [r for r in ROUTES.values() if not r.public]
 
 
@@ -26,6 +28,7 @@ def request_for(route, services: FakeServices, role: str) -> tuple[str, dict]:
         "notice_id": services.notice.notice_id,
         "application_id": "A-1",
         "credit_code": services.firm_a,
+        "version_id": CANDIDATE.id,
     }
     if "{topic}" in route.path:
         topic, partition, offset = services.add_dead_letter(b"\x0a\x03A-1").rsplit("/", 2)
@@ -40,6 +43,7 @@ def request_for(route, services: FakeServices, role: str) -> tuple[str, dict]:
         "recovery_open": {"application_id": "A-1", "amount_yuan": "10000", "reason": "发票不实"},
         "dead_letter_replay": {"reason": "规则已修正"},
         "dead_letter_discard": {"reason": "测试数据"},
+        "policy_adopt": {"policy_version": CANDIDATE.policy.version, "reason": "区科委审定"},
         "objection_resolve": {
             "objection_id": services.notice.lines[0].line.line_id + "/objection-1",
             "resolution": "DISMISSED",

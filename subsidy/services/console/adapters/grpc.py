@@ -6,6 +6,7 @@ refused call becomes one of the console's errors (model.py), in Chinese."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -64,6 +65,9 @@ FIELD_LABELS = {
     "firm_name": ("firm_name", "企业名称"),
     "clause": ("clause", "条款"),
     "filter": ("recoveries", "追回状态"),
+    "version_id": ("version_id", "政策版本"),
+    "policy_version": ("policy_version", "政策版本标识"),
+    "subject": ("", "审核人员身份（令牌主体）"),
 }
 
 
@@ -85,6 +89,62 @@ def translate(exc: grpc.RpcError, what: str) -> ConsoleError:
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return Unavailable(f"{what}：服务暂时不可用，请稍后再试。")
     return Unavailable(f"{what}：服务出错（{code.name}）。")
+
+
+ADOPTING = "采纳政策版本"
+#: What eligibility's FAILED_PRECONDITION refusals of AdoptVersion mean
+#: (subsidy/core/adoption.py, subsidy/core/versions.py check_adoptable),
+#: said in Chinese before the service's own words.
+ADOPTION_PRECONDITIONS = (
+    ("was adopted at", "该版本已经采纳，不能再次采纳"),
+    ("changed since you reviewed them", "该版本的文件在您审阅之后已经改变：请刷新本页，审阅现在的版本后再提交"),
+    ("only a candidate is adopted", "只有候选版本可以采纳"),
+    ("overlaps adopted version", "生效日期与已采纳的版本重叠"),
+    ("is not after its base", "生效日期须晚于其基础版本的生效日期"),
+    ("still claimed by", "仍有未完结的申请适用该版本停止执行的条款"),
+    ("no policy versions register", "资格审查服务没有政策版本登记表"),
+    # eligibility reads the open applications from intake itself (ADR 0021); short of all of them, nothing happens
+    (
+        "nothing proposed or adopted",
+        "资格审查服务未能从申请受理服务读取全部尚未过公示期的申请，未提议也未采纳，未作任何记录",
+    ),
+)
+
+
+def adoption_refusal(exc: grpc.RpcError) -> ConsoleError:
+    """A refused AdoptVersion step in Chinese: four eyes (the same reviewer
+    approving their own proposal), the version's state, the request, and an
+    adoption whose re-decisions could not be published (adopted all the
+    same: saying "try again later" would be wrong, a second call is refused)."""
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = (exc.details() if hasattr(exc, "details") else "") or ""
+    if code == grpc.StatusCode.PERMISSION_DENIED and details.startswith("four-eyes"):
+        return Forbidden(
+            f"{ADOPTING}：四眼原则——该版本的采纳是您本人提议的，须由另一位审核人员（不同账号）批准；"
+            f"本次提交未被采纳（{details}）。"
+        )
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        meaning = next((zh for en, zh in ADOPTION_PRECONDITIONS if en in details), "当前状态下不能采纳")
+        return Conflict(f"{ADOPTING}：{meaning}（{details}）。")
+    if code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("subject:"):
+        return FormError(
+            "",
+            "审核人员身份（令牌主体）",
+            f"资格审查服务未能从登录令牌中识别出审核人员，须开启令牌校验后才能通过管理台采纳（{details}）。",
+        )
+    if code == grpc.StatusCode.UNAVAILABLE and "is adopted, but" in details:
+        return Unavailable(
+            f"{ADOPTING}：该版本已经采纳，但重新决定未能发布到 subsidy.decisions.v1，账本仍按原决定；"
+            f"再次提交会被拒绝，请通知运维人员（{details}）。"
+        )
+    if code == grpc.StatusCode.UNAVAILABLE and "nothing proposed or adopted" in details:
+        return Unavailable(
+            f"{ADOPTING}：资格审查服务暂时无法从申请受理服务读取尚未过公示期的申请，未提议也未采纳，"
+            f"请稍后再试（{details}）。"
+        )
+    if code == grpc.StatusCode.UNAVAILABLE and "nothing adopted" in details:
+        return Unavailable(f"{ADOPTING}：采纳审计记录暂时无法写入，未采纳任何版本，请稍后再试（{details}）。")
+    return translate(exc, ADOPTING)
 
 
 #: The channels' load balancing (SUBSIDY_CONSOLE_GRPC_BALANCING).
@@ -173,13 +233,19 @@ class GrpcServices:
         return operations_pb2_grpc.OperationsServiceStub(self._channel(self.addresses["operations"]))
 
     @staticmethod
-    async def _call(method: Any, request: Any, person: Person, what: str) -> Any:
+    async def _call(
+        method: Any,
+        request: Any,
+        person: Person,
+        what: str,
+        refusal: Callable[[grpc.RpcError, str], ConsoleError] = translate,
+    ) -> Any:
         try:
             return await method(
                 request, metadata=(("authorization", f"Bearer {person.token}"),), timeout=TIMEOUT_SECONDS
             )
         except grpc.RpcError as exc:
-            raise translate(exc, what) from None
+            raise refusal(exc, what) from None
 
     # review
     async def list_queue(self, person: Person, request: Any) -> Any:
@@ -294,6 +360,13 @@ class GrpcServices:
     async def shadow_difference(self, person: Person) -> Any:
         request = policy_service_pb2.GetShadowDifferenceRequest()
         return await self._call(self._policy.GetShadowDifference, request, person, "影子评估")
+
+    async def adopt_version(self, person: Person, request: Any) -> Any:
+        """One reviewer's step (propose, or approve another's proposal), as
+        the person: eligibility tells which from its audit trail."""
+        return await self._call(
+            self._policy.AdoptVersion, request, person, ADOPTING, lambda exc, _: adoption_refusal(exc)
+        )
 
     async def list_tranches(
         self, person: Person, due_from: str, due_to: str, statuses: list[int], page_token: str

@@ -1,9 +1,10 @@
-"""The policy versions' texts for the budget page: the register
-(policy/versions.yaml, ``SUBSIDY_POLICY_DIR``) read with
-``subsidy.core.versions`` and a version's parameter-by-parameter difference
-from another by its ``diff`` — the same functions ``subsidy policy diff``
-uses, not a copy. Loaded once, when first asked for; the files are the
-programme's published policy, not console data."""
+"""The policy versions' texts for the budget and policy-versions pages: the
+register (policy/versions.yaml, ``SUBSIDY_POLICY_DIR``) read with
+``subsidy.core.versions``, each version's id, status, dates, citations and
+``<id>+<digest>`` (what ``subsidy policy versions`` lists), and a version's
+parameter-by-parameter difference from another by its ``diff`` — the same
+functions ``subsidy policy diff`` uses, not a copy. Loaded once, when first
+asked for; the files are the programme's published policy, not console data."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from subsidy.core.policy import PolicyError
 from subsidy.core.versions import diff, load_policy_root, load_versions
+from subsidy.services.console.model import PolicyVersionInfo, Unavailable
 
 
 class PolicyVersions:
@@ -23,7 +26,10 @@ class PolicyVersions:
     def _register(self) -> Any:
         with self._lock:
             if self._versions is None:
-                self._versions = load_versions(self.root or load_policy_root())
+                try:
+                    self._versions = load_versions(self.root or load_policy_root())
+                except PolicyError as exc:
+                    raise Unavailable(f"政策版本登记表无法读取（{exc}）。") from None
             return self._versions
 
     def listed(self) -> list[tuple[str, str]]:
@@ -43,3 +49,33 @@ class PolicyVersions:
     def changes(self, old_id: str, new_id: str) -> list[Any]:
         register = self._register()
         return diff(register.get(old_id), register.get(new_id))
+
+    def versions(self) -> list[PolicyVersionInfo]:
+        """Every version of the register, in its order, each loaded from its
+        files as they are now; one whose files do not load (or changed after
+        its adoption) is listed with the reason, naming the file."""
+        register = self._register()
+        out = []
+        for version_id in register.ids():
+            entry = register.entries[version_id]
+            with self._lock:
+                try:
+                    version = register.get(version_id)
+                except PolicyError as exc:
+                    out.append(PolicyVersionInfo(version_id, entry.status, citations=entry.citations, problem=str(exc)))
+                    continue
+            out.append(
+                PolicyVersionInfo(
+                    version_id=version_id,
+                    status=entry.status,
+                    name=version.name,
+                    base=version.base or "",
+                    effective_from=version.effective_from.isoformat(),
+                    effective_until=version.effective_until.isoformat() if version.effective_until else "",
+                    policy_version=version.policy.version,
+                    citations=tuple(version.citations),
+                    retired=tuple(sorted(version.retired.items())),
+                    fictional=version.fictional,
+                )
+            )
+        return out

@@ -131,6 +131,7 @@ def _environment() -> jinja2.Environment:
         PROPOSAL_STATE=model.PROPOSAL_STATE,
         OUTLAY_KINDS=handlers.OUTLAY_KINDS,
         CHANGE_KINDS=handlers.CHANGE_KINDS,
+        ADOPTION_STEP=model.ADOPTION_STEP,
         DECIDE_RESULTS=handlers.DECIDE_RESULTS,
         RESOLUTIONS=handlers.RESOLUTIONS,
         QUEUE_STATUSES=handlers.QUEUE_STATUSES,
@@ -236,6 +237,7 @@ class Console:
                 ("firm_search", "企业台账"),
                 ("finance", "拨付计划"),
                 ("budget", "预算执行"),
+                ("policy_versions", "政策版本"),
                 ("operations", "运行状况"),
                 ("dead_letters", "死信"),
             ):
@@ -520,6 +522,36 @@ class Console:
         data = await handlers.budget(self.services, self.policy, person, request.query_params)
         return self.render(request, "budget.html", person, **data)
 
+    async def policy_versions(
+        self, request: Request, person: Person, form: dict | None = None, **context: Any
+    ) -> Response:
+        status = context.pop("status", 200)
+        form = context.pop("form", form) or {}
+        context.setdefault("outcome", None)
+        data = await handlers.policy_versions(self.services, self.policy, person)
+        # the version whose form was sent (a refused step keeps what was typed there)
+        posted = str(request.path_params.get("version_id") or "")
+        return self.render(
+            request, "policy_versions.html", person, status=status, form=form, posted=posted, **data, **context
+        )
+
+    async def policy_adopt(self, request: Request, person: Person, form: dict) -> Response:
+        """One reviewer's adoption step. Its answer (who proposed and approved,
+        the re-decisions, the report) exists only in AdoptVersion's reply, so
+        the versions page is rendered with it here rather than redirected to;
+        htmx shows /policy/versions as the address."""
+        outcome = await handlers.adopt_version(
+            self.services, self.policy, person, request.path_params["version_id"], form
+        )
+        response = await self.policy_versions(
+            request,
+            person,
+            outcome=outcome,
+            message=f"{model.ADOPTION_STEP.get(outcome.status, outcome.status)}：{outcome.version_id}",
+        )
+        response.headers["hx-push-url"] = "/policy/versions"
+        return response
+
     async def operations(self, request: Request, person: Person, form: dict) -> Response:
         checks = await self.services.health()
         try:
@@ -610,6 +642,8 @@ class Console:
             "finance": (self.finance, None),
             "finance_csv": (self.finance_csv, None),
             "budget": (self.budget, None),
+            "policy_versions": (self.policy_versions, None),
+            "policy_adopt": (self.policy_adopt, self.policy_versions),
             "proposals": (self.proposals, None),
             "operations": (self.operations, None),
             "dead_letters": (self.dead_letters, None),
