@@ -38,11 +38,9 @@ of them, and an aborted batch is redone whole (no offset of it committed).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import json
-import threading
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager as ContextManager
 from typing import Any
@@ -52,6 +50,7 @@ from subsidy.core.release import FirmStanding
 from subsidy.platform import migrations, outbox
 from subsidy.platform.db import Database, Transaction
 from subsidy.platform.outbox import OutboxMessage, OutboxRow, OutboxTable, Published
+from subsidy.platform.unit_of_work import ThreadUnitOfWork
 from subsidy.services.payout import events
 from subsidy.services.payout.adapters.migrations import HISTORY
 from subsidy.services.payout.model import (
@@ -634,10 +633,9 @@ class SqlOutbox:
 
 
 @dataclasses.dataclass
-class _Open:
-    """The unit of work open on one thread: its transaction and its tables."""
+class _Tables:
+    """The ledger's tables inside one open transaction."""
 
-    transaction: ContextManager[Transaction]
     firms: SqlFirms
     inbox: SqlInbox
     grants: SqlGrants
@@ -650,36 +648,27 @@ class _Open:
     confirmations: SqlConfirmations
 
 
-class _NotCommitted(Exception):
-    """Thrown into the transaction of a unit of work left without commit(): it rolls back."""
-
-
-class SqlStore(migrations.OwnedSchema):
+class SqlStore(ThreadUnitOfWork[_Tables], migrations.OwnedSchema):
     """ports.UnitOfWork over the database (see the module doc), and the
     outbox and metrics queries the relay and bootstrap.py need (create_schema
     and ping: migrations.OwnedSchema)."""
 
     history = HISTORY
+    tables_owner = "the ledger"
 
     def __init__(self, db: Database):
-        self.db = db
+        super().__init__(db)
         #: The relay's side of ``payout_outbox`` (subsidy/platform/outbox.py).
         self.outbox_table = OutboxTable(db, "payout_outbox", RELAY_LOCK_KEY)
-        self._local = threading.local()  # .open: the _Open of this thread, if any
 
-    # -- the unit of work --------------------------------------------------------------------
+    # -- the unit of work (subsidy/platform/unit_of_work.py) -------------------------------------
 
     def batch(self) -> ContextManager[Transaction]:
         """One transaction for every unit of work this thread opens inside (see the module docstring)."""
         return self.db.batch()
 
-    def __enter__(self) -> SqlStore:
-        if getattr(self._local, "open", None) is not None:
-            raise RuntimeError("a unit of work is already open on this thread")
-        transaction = self.db.transaction()
-        tx = transaction.__enter__()
-        self._local.open = _Open(
-            transaction,
+    def open_tables(self, tx: Transaction) -> _Tables:
+        return _Tables(
             SqlFirms(tx),
             SqlInbox(tx),
             SqlGrants(tx),
@@ -691,69 +680,46 @@ class SqlStore(migrations.OwnedSchema):
             SqlRecoveries(tx),
             SqlConfirmations(tx),
         )
-        return self
-
-    def commit(self) -> None:
-        transaction = self._current().transaction
-        self._local.open = None
-        transaction.__exit__(None, None, None)  # COMMIT, or RELEASE SAVEPOINT inside a batch
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        current = getattr(self._local, "open", None)
-        if current is None:  # committed
-            return
-        self._local.open = None
-        if exc is None:
-            exc = _NotCommitted()
-        # ROLLBACK (or ROLLBACK TO SAVEPOINT); the exception itself is the caller's to see.
-        with contextlib.suppress(_NotCommitted):
-            current.transaction.__exit__(type(exc), exc, exc.__traceback__)
-
-    def _current(self) -> _Open:
-        current = getattr(self._local, "open", None)
-        if current is None:
-            raise RuntimeError("the ledger's tables are read and written inside a unit of work (with store: …)")
-        return current
 
     @property
     def firms(self) -> SqlFirms:
-        return self._current().firms
+        return self.tables().firms
 
     @property
     def inbox(self) -> SqlInbox:
-        return self._current().inbox
+        return self.tables().inbox
 
     @property
     def grants(self) -> SqlGrants:
-        return self._current().grants
+        return self.tables().grants
 
     @property
     def tranches(self) -> SqlTranches:
-        return self._current().tranches
+        return self.tables().tranches
 
     @property
     def usage(self) -> SqlUsage:
-        return self._current().usage
+        return self.tables().usage
 
     @property
     def payments(self) -> SqlPayments:
-        return self._current().payments
+        return self.tables().payments
 
     @property
     def outbox(self) -> SqlOutbox:
-        return self._current().outbox
+        return self.tables().outbox
 
     @property
     def facts(self) -> SqlFacts:
-        return self._current().facts
+        return self.tables().facts
 
     @property
     def recoveries(self) -> SqlRecoveries:
-        return self._current().recoveries
+        return self.tables().recoveries
 
     @property
     def confirmations(self) -> SqlConfirmations:
-        return self._current().confirmations
+        return self.tables().confirmations
 
     # -- the outbox (relay) ------------------------------------------------------------------
 

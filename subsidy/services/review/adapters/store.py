@@ -13,12 +13,9 @@ a read-modify-write of an item, a line or an objection locks the row
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-import threading
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager as ContextManager
 from typing import Any
 
 from subsidy.contracts import codec
@@ -27,6 +24,7 @@ from subsidy.core.workflow.review import ReviewItem
 from subsidy.platform import migrations, outbox
 from subsidy.platform.db import Database, Transaction
 from subsidy.platform.outbox import OutboxMessage, OutboxRow, OutboxTable, Published
+from subsidy.platform.unit_of_work import ThreadUnitOfWork
 from subsidy.services.review.adapters.migrations import HISTORY
 from subsidy.services.review.model import AuditEntry, GrantRow, LineRow, NoticeRow
 from subsidy.v1 import decision_pb2
@@ -464,9 +462,10 @@ class SqlOutbox:
         outbox.enqueue(self.tx, "review_outbox", messages, at)
 
 
-class _Open:
-    def __init__(self, transaction: ContextManager[Transaction], tx: Transaction):
-        self.transaction = transaction
+class _Tables:
+    """Review's tables inside one open transaction."""
+
+    def __init__(self, tx: Transaction):
         self.items = SqlItems(tx)
         self.applications = SqlApplications(tx)
         self.grants = SqlGrants(tx)
@@ -477,80 +476,51 @@ class _Open:
         self.outbox = SqlOutbox(tx)
 
 
-class _NotCommitted(Exception):
-    pass
-
-
-class SqlStore(migrations.OwnedSchema):
-    """ports.UnitOfWork over the database (see the module doc)."""
+class SqlStore(ThreadUnitOfWork[_Tables], migrations.OwnedSchema):
+    """ports.UnitOfWork over the database (see the module doc; the unit of
+    work itself: subsidy/platform/unit_of_work.py)."""
 
     history = HISTORY
+    tables_owner = "review"
 
     def __init__(self, db: Database):
-        self.db = db
+        super().__init__(db)
         self.outbox_table = OutboxTable(db, "review_outbox", RELAY_LOCK_KEY)
-        self._local = threading.local()
 
-    def __enter__(self) -> SqlStore:
-        if getattr(self._local, "open", None) is not None:
-            raise RuntimeError("a unit of work is already open on this thread")
-        transaction = self.db.transaction()
-        tx = transaction.__enter__()
-        self._local.open = _Open(transaction, tx)
-        return self
-
-    def commit(self) -> None:
-        transaction = self._current().transaction
-        self._local.open = None
-        transaction.__exit__(None, None, None)
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        current = getattr(self._local, "open", None)
-        if current is None:
-            return
-        self._local.open = None
-        if exc is None:
-            exc = _NotCommitted()
-        with contextlib.suppress(_NotCommitted):
-            current.transaction.__exit__(type(exc), exc, exc.__traceback__)
-
-    def _current(self) -> _Open:
-        current = getattr(self._local, "open", None)
-        if current is None:
-            raise RuntimeError("review's tables are read and written inside a unit of work (with store: …)")
-        return current
+    def open_tables(self, tx: Transaction) -> _Tables:
+        return _Tables(tx)
 
     @property
     def items(self) -> SqlItems:
-        return self._current().items
+        return self.tables().items
 
     @property
     def applications(self) -> SqlApplications:
-        return self._current().applications
+        return self.tables().applications
 
     @property
     def grants(self) -> SqlGrants:
-        return self._current().grants
+        return self.tables().grants
 
     @property
     def notices(self) -> SqlNotices:
-        return self._current().notices
+        return self.tables().notices
 
     @property
     def lines(self) -> SqlLines:
-        return self._current().lines
+        return self.tables().lines
 
     @property
     def objections(self) -> SqlObjections:
-        return self._current().objections
+        return self.tables().objections
 
     @property
     def audit(self) -> SqlAudit:
-        return self._current().audit
+        return self.tables().audit
 
     @property
     def outbox(self) -> SqlOutbox:
-        return self._current().outbox
+        return self.tables().outbox
 
     # -- the outbox (relay) and metrics -------------------------------------------------------
 
