@@ -5,21 +5,22 @@ is refused), and one pending application -- its grant RESERVED, not yet on a
 notice -- is re-decided: old and new amounts, decision ids and versions, as
 the ledger and intake now show them. Awards past their notice keep their
 amounts; the adoption report lists what the final would have given them.
+The reviewers name only the version: eligibility itself finds, at intake, the
+applications not yet past their notice and the awards past it (ADR 0021).
 
-``show_adoption(stack, applications_path)`` is the one function the demo
-calls, after the demo applications are settled (past their notice). The stack
-must run intake, eligibility and payout; eligibility with
-``SUBSIDY_ELIGIBILITY_SHADOW_VERSION=fictional-final-2023`` for the shadow
-part (without it the story says so and goes on). A second `make run` on the
-same var dir finds the version adopted and shows the application as it is.
+``show_adoption(stack)`` is the one function the demo calls, after the demo
+applications are settled (past their notice). The stack must run intake,
+eligibility (told intake's address: subsidy_dev/stack.py) and payout;
+eligibility with ``SUBSIDY_ELIGIBILITY_SHADOW_VERSION=fictional-final-2023``
+for the shadow part (without it the story says so and goes on). A second
+`make run` on the same var dir finds the version adopted and shows the
+application as it is.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 FINAL = "fictional-final-2023"
@@ -58,7 +59,7 @@ class AdoptionShown:
     shadow: Any = None  # GetShadowDifferenceResponse, or None without shadow
     before: Any = None  # the pending application's ApplicationStatus before the adoption
     after: Any = None  # ... and after the ledger applied the re-decision
-    noticed: list[str] = field(default_factory=list)  # applications past their notice passed as noticed awards
+    request: Any = None  # the AdoptVersionRequest both reviewers sent: the version, no applications
 
 
 def _yuan(fen: int) -> str:
@@ -71,7 +72,7 @@ def _metadata(person: Any) -> tuple[tuple[str, str], ...]:
     return (("x-subsidy-subject", person.subject), ("x-subsidy-role", person.role))
 
 
-def show_adoption(stack: Any, applications_path: Path, timeout: float = 180.0) -> AdoptionShown:
+def show_adoption(stack: Any, timeout: float = 180.0) -> AdoptionShown:
     import grpc
 
     from subsidy.core.versions import load_versions
@@ -117,36 +118,12 @@ def show_adoption(stack: Any, applications_path: Path, timeout: float = 180.0) -
             differ = [c.clause for c in s.clauses if c.differences]
             print(f"    clauses decided differently: {', '.join(differ) or 'none'} ({s.basis.split(';')[0]})")
 
-        # 3. What is open and what is past its notice, as intake shows it.
-        ids = [
-            json.loads(line)["application_id"]
-            for line in applications_path.read_text(encoding="utf-8").splitlines()
-            if line.strip()
-        ]
-        statuses = {}
-        for i in dict.fromkeys([*ids, app_id]):
-            try:
-                statuses[i] = intake.GetApplication(
-                    intake_pb2.GetApplicationRequest(application_id=i), timeout=10
-                ).application
-            except grpc.RpcError:
-                continue
-        open_apps = [s.application for s in statuses.values() if s.state == intake_pb2.APPLICATION_STATE_RESERVED]
-        noticed = [
-            policy_service_pb2.NoticedAward(
-                application=s.application, granted_fen=s.grant.granted_fen, policy_version=s.decision.policy_version
-            )
-            for s in statuses.values()
-            if s.state == intake_pb2.APPLICATION_STATE_PAYABLE
-        ]
-        shown.noticed = [n.application.application_id for n in noticed]
+        # 3. The request names the version and the files reviewed, nothing else:
+        # eligibility finds what is open and what is past its notice at intake.
         request = policy_service_pb2.AdoptVersionRequest(
-            version_id=FINAL,
-            policy_version=final_version,
-            reason="区科委审定虚构定稿（演示）",
-            open_applications=open_apps,
-            noticed_awards=noticed,
+            version_id=FINAL, policy_version=final_version, reason="区科委审定虚构定稿（演示）"
         )
+        shown.request = request
 
         # 4. Four eyes: the first reviewer proposes; alone they cannot adopt; the second adopts.
         try:
@@ -166,7 +143,7 @@ def show_adoption(stack: Any, applications_path: Path, timeout: float = 180.0) -
             a = shown.adopted
             print(
                 f"  {REVIEWER_2.name} approves: {a.status} at {a.adopted_at}, effective from {a.effective_from}; "
-                f"{len(a.redecisions)} open application(s) re-decided and published"
+                f"{len(a.redecisions)} open application(s) found at intake re-decided and published"
             )
             for line in a.report:
                 print(

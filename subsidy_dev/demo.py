@@ -260,7 +260,7 @@ def run_demo(stack: Any, applications_path: Path) -> None:
     if with_payout and "eligibility" in stack.services:
         from subsidy_dev import adoption_story
 
-        adoption_story.show_adoption(stack, applications_path)
+        adoption_story.show_adoption(stack)
     if with_payout:
         from subsidy_dev import move_out_story
 

@@ -171,6 +171,8 @@ class LocalStack:
         #: The firms the data platform's test double serves (default demo/registry.json).
         self.platform_registry = platform_registry or project_root() / "demo" / "registry.json"
         self.services: dict[str, ServiceProcess] = {}
+        #: Each wanted service's gRPC address, chosen before any starts.
+        self._addresses: dict[str, str] = {}
         #: What each service's ``subsidy migrate`` printed (the last start).
         self.migrations: dict[str, str] = {}
         self.clock_file = self.var_dir / "clock.json"
@@ -209,8 +211,10 @@ class LocalStack:
         self.identities = DevIdentityProvider(self.var_dir / "dev-auth")
         if "registry_sync" in self.wanted and self.platform is None:
             self.start_platform()
+        # Every address first: a service may call another started after it.
+        self._addresses = {name: f"127.0.0.1:{free_port()}" for name in self.wanted}
         for name in self.wanted:
-            address = f"127.0.0.1:{free_port()}"
+            address = self._addresses[name]
             env = {ENV_BOOTSTRAP: self.kafka_bootstrap, "PYTHONUNBUFFERED": "1", **self._env(name, address)}
             env.update(self.extra_env.get(name, {}))
             self.services[name] = ServiceProcess(name, address, env, self.var_dir / "logs" / f"{name}.log")
@@ -317,6 +321,8 @@ class LocalStack:
                 SUBSIDY_ELIGIBILITY_ADOPTION_TOPIC="subsidy.policy.adoptions.v1.stack-"
                 + hashlib.sha256(str(self.var_dir.resolve()).encode()).hexdigest()[:12],
             )
+            if "intake" in self._addresses:  # where AdoptVersion finds what is open (ADR 0021)
+                env.update(SUBSIDY_ELIGIBILITY_INTAKE_ADDRESS=self._addresses["intake"])
         elif name == "payout":
             env.update(
                 SUBSIDY_PAYOUT_DATABASE_URL=database,

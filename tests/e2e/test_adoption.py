@@ -6,8 +6,10 @@ reserved under the draft (5万). Two demo reviewers adopt the final (one alone
 is refused): the pending application's reservation in the ledger becomes
 what `subsidy simulate`'s calculator gives under the final (8万), intake shows
 both decisions with their versions, and the award past its notice keeps its
-300万 (the adoption report says the final would have given 200万). Through
-subsidy_dev/adoption_story.py, the function `make run` calls."""
+300万 (the adoption report says the final would have given 200万). The
+reviewers pass no application: eligibility finds the open one and the noticed
+one at intake itself (ADR 0021), and refuses a caller who names them.
+Through subsidy_dev/adoption_story.py, the function `make run` calls."""
 
 from __future__ import annotations
 
@@ -20,7 +22,14 @@ import pytest
 
 from subsidy.contracts.calculator import Simulation
 from subsidy.core.versions import load_versions
-from subsidy.v1 import intake_pb2_grpc, payout_pb2, payout_pb2_grpc
+from subsidy.v1 import (
+    intake_pb2,
+    intake_pb2_grpc,
+    payout_pb2,
+    payout_pb2_grpc,
+    policy_service_pb2,
+    policy_service_pb2_grpc,
+)
 from subsidy_dev.adoption_story import FINAL, PENDING, show_adoption
 from subsidy_dev.demo import settle, submit_all
 from subsidy_dev.stack import LocalStack
@@ -52,8 +61,6 @@ def test_two_reviewers_adopt_the_final_and_the_pending_reservation_follows_it(ka
             "SUBSIDY_ELIGIBILITY_ADOPTION_TOPIC": f"e2e.adoptions.{uuid.uuid4().hex[:8]}",
         }
     }
-    applications = tmp_path / "applications.jsonl"
-    applications.write_text(json.dumps(NOTICED, ensure_ascii=False) + "\n", encoding="utf-8")
     with LocalStack(
         tmp_path / "stack",
         kafka_bootstrap=kafka_bootstrap,
@@ -66,8 +73,10 @@ def test_two_reviewers_adopt_the_final_and_the_pending_reservation_follows_it(ka
             [noticed] = settle(stack, intake, [NOTICED["application_id"]], timeout=180).values()
         assert (noticed.grant.granted_fen, noticed.grant.state) == (300_000_000, payout_pb2.GRANT_STATE_PAYABLE)
 
-        shown = show_adoption(stack, applications)
+        shown = show_adoption(stack)
 
+        # The reviewers named the version only: what is open and what is noticed eligibility found at intake.
+        assert not shown.request.open_applications and not shown.request.noticed_awards
         # Four eyes: one reviewer alone is refused; the second adopts.
         assert "four-eyes" in shown.refused_alone
         assert shown.adopted.status == "adopted"
@@ -102,3 +111,21 @@ def test_two_reviewers_adopt_the_final_and_the_pending_reservation_follows_it(ka
             300_000_000,
             200_000_000,
         )
+        # A caller who still names the applications is refused, naming the field; nothing recorded.
+        with grpc.insecure_channel(stack.eligibility_address) as channel:
+            policy = policy_service_pb2_grpc.PolicyServiceStub(channel)
+            with grpc.insecure_channel(stack.intake_address) as intake_channel:
+                pending = (
+                    intake_pb2_grpc.IntakeServiceStub(intake_channel)
+                    .GetApplication(intake_pb2.GetApplicationRequest(application_id=PENDING["application_id"]))
+                    .application.application
+                )
+            naming = policy_service_pb2.AdoptVersionRequest(
+                version_id=FINAL, policy_version=final.version, open_applications=[pending]
+            )
+            with pytest.raises(grpc.RpcError) as refused:
+                policy.AdoptVersion(
+                    naming, metadata=(("x-subsidy-subject", "reviewer-x"), ("x-subsidy-role", "REVIEWER")), timeout=30
+                )
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert refused.value.details().startswith("open_applications: no longer accepted")

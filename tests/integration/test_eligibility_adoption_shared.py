@@ -21,6 +21,7 @@ from subsidy.core.versions import load_versions
 from subsidy.platform import topics as platform_topics
 from subsidy.services.eligibility.adapters.adoption_topic import ADOPTIONS, TopicAdoptionLog
 from subsidy.services.eligibility.adoption import AdoptionDesk
+from subsidy.services.eligibility.model import Caller, OpenWorkFound
 
 pytestmark = pytest.mark.integration
 
@@ -46,23 +47,43 @@ def topic(kafka_bootstrap):
     return spec.name
 
 
+class NothingOpen:
+    """The OpenWork port with no open application and no noticed award (what
+    an adoption re-decides is not what this test is about: ADR 0021's is
+    tests/e2e/test_adoption.py)."""
+
+    def find(self, caller):
+        return OpenWorkFound((), (), "none")
+
+
 def instance(bootstrap, topic):
     routed = []
-    desk = AdoptionDesk(load_versions(), TopicAdoptionLog(bootstrap, topic), lambda: NOW, routed.append, POLICY)
+    desk = AdoptionDesk(
+        load_versions(),
+        TopicAdoptionLog(bootstrap, topic),
+        lambda: NOW,
+        routed.append,
+        POLICY,
+        open_work=NothingOpen(),
+    )
     desk.refresh()
     return desk, routed
+
+
+def reviewer(subject):
+    return Caller(subject, "REVIEWER")
 
 
 def test_two_instances_share_one_adoption(kafka_bootstrap, topic):
     final_version = load_versions().get(FINAL).policy.version
     a, routed_a = instance(kafka_bootstrap, topic)
     b, routed_b = instance(kafka_bootstrap, topic)
-    step = dict(version_id=FINAL, policy_version=final_version, reason="", open_applications=[], noticed=[])
-    assert a.adopt(subject="reviewer-a", **step).event["event"] == "proposed"
+    step = dict(version_id=FINAL, policy_version=final_version, reason="")
+    assert a.adopt(caller=reviewer("reviewer-a"), **step).event["event"] == "proposed"
     # The same reviewer on the other instance is still the same reviewer.
     with pytest.raises(FourEyes):
-        b.adopt(subject="reviewer-a", **step)
-    outcome = b.adopt(subject="reviewer-b", **step)
+        b.adopt(caller=reviewer("reviewer-a"), **step)
+    outcome = b.adopt(caller=reviewer("reviewer-b"), **step)
     assert (outcome.event["event"], outcome.event["proposed_by"]) == ("adopted", "reviewer-a")
     assert b.router is not None and len(routed_b) == 1
     # Instance a learns it from the topic (the server's follower calls refresh every second).

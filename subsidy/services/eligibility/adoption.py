@@ -1,19 +1,26 @@
 """Adoption of a policy version in eligibility (issue 14, item 4): the use
 case behind PolicyService.AdoptVersion, over the core rules
-(subsidy/core/adoption.py) and the audit trail (adapters/adoption_log.py).
+(subsidy/core/adoption.py), the audit trail (adapters/adoption_log.py,
+adapters/adoption_topic.py) and the open work (ports.OpenWork: intake's
+applications, adapters/intake.py; ADR 0021).
 
-Each call: the event is worked out and everything an adoption gives (the
-router, the re-decisions, the report, the register entry) is computed
-first; then the one event is appended to the audit trail; only then does
-the state change and the handler start routing applications to the adopted
-version. A refusal is appended as a ``refused`` event and changes nothing.
+Each call: first the applications not yet past their public notice and the
+awards past it are found (``OpenWork.find``, on the caller's behalf); when
+they cannot be, the call is refused (``OpenWorkUnavailable``) before anything
+is worked out or recorded. Then the event is worked out and everything an
+adoption gives (the router, the re-decisions of exactly the open
+applications found, the report on exactly the noticed awards found, the
+register entry) is computed; then the one event is appended to the audit
+trail; only then does the state change and the handler start routing
+applications to the adopted version. A refusal is appended as a ``refused``
+event and changes nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,6 +41,8 @@ from subsidy.core.dates import rfc3339
 from subsidy.core.domain import Application, Decision
 from subsidy.core.policy import Policy, PolicyError
 from subsidy.core.versions import OpenApplication, Versions
+from subsidy.services.eligibility.model import Caller, OpenWorkFound
+from subsidy.services.eligibility.ports import OpenWork
 
 
 class Log(Protocol):
@@ -52,6 +61,8 @@ class Outcome:
     redecisions: list[Decision] = field(default_factory=list)
     report: list[ReportLine] = field(default_factory=list)
     register_entry: str = ""
+    #: What the step acted on: the open applications and noticed awards found.
+    found: OpenWorkFound | None = None
 
 
 class AdoptionDesk:
@@ -62,11 +73,15 @@ class AdoptionDesk:
         clock: Callable[[], dt.datetime],
         on_adopted: Callable[[Router], None],
         policy: Policy | None = None,
+        *,
+        open_work: OpenWork,
     ):
         self.versions = versions
         self.log = log
         self.clock = clock
         self.on_adopted = on_adopted
+        #: Where the applications an adoption re-decides, and the awards it reports on, are found.
+        self.open_work = open_work
         #: What decides applications before any adoption (the root version).
         self.policy = policy
         self._lock = threading.RLock()
@@ -112,16 +127,14 @@ class AdoptionDesk:
         self.router = router
         self.on_adopted(router)
 
-    def adopt(
-        self,
-        *,
-        version_id: str,
-        policy_version: str,
-        subject: str,
-        reason: str,
-        open_applications: Sequence[Application],
-        noticed: Sequence[tuple[Application, int, str]],
-    ) -> Outcome:
+    def adopt(self, *, version_id: str, policy_version: str, reason: str, caller: Caller) -> Outcome:
+        """One REVIEWER's step. Raises ``OpenWorkUnavailable`` (nothing worked
+        out, nothing recorded) when the open work cannot be found,
+        ``AdoptionRefused`` (the refusal recorded), or ``OSError`` when the
+        trail cannot be written (nothing adopted)."""
+        # Outside the lock: a slow source holds up no other step, nor the
+        # trail's catching up. What it shows is what this step acts on.
+        found = self.open_work.find(caller)
         with self._lock:
             # The second reviewer may call another instance than the first: the
             # shared trail is read to its end before the step is worked out.
@@ -129,10 +142,9 @@ class AdoptionDesk:
             return self._adopt(
                 version_id=version_id,
                 policy_version=policy_version,
-                subject=subject,
+                subject=caller.subject,
                 reason=reason,
-                open_applications=open_applications,
-                noticed=noticed,
+                found=found,
             )
 
     def _adopt(
@@ -142,9 +154,10 @@ class AdoptionDesk:
         policy_version: str,
         subject: str,
         reason: str,
-        open_applications: Sequence[Application],
-        noticed: Sequence[tuple[Application, int, str]],
+        found: OpenWorkFound,
     ) -> Outcome:
+        open_applications = found.open_applications
+        noticed = [(a.application, a.granted_fen, a.policy_version) for a in found.noticed_awards]
         at = rfc3339(self.clock())
         try:
             event = step(
@@ -157,7 +170,7 @@ class AdoptionDesk:
                 reason=reason,
                 open_applications=[OpenApplication(a.application_id, a.claim.CLAUSE) for a in open_applications],
             )
-            outcome = Outcome(event)
+            outcome = Outcome(event, found=found)
             new_state = self.state.apply(event)
             router = None
             if event["event"] == ADOPTED:
@@ -172,6 +185,7 @@ class AdoptionDesk:
                     [redecide(app, version, self.previous_policy(app)) for app in open_applications],
                     report(noticed, version),
                     register_entry(event, self.versions),
+                    found,
                 )
         except AdoptionRefused as exc:
             self.log.append(

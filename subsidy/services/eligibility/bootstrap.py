@@ -40,6 +40,7 @@ from subsidy.services.eligibility.adapters import kafka
 from subsidy.services.eligibility.adapters.adoption_log import AdoptionLog
 from subsidy.services.eligibility.adapters.adoption_topic import ADOPTIONS, TopicAdoptionLog
 from subsidy.services.eligibility.adapters.grpc import GrpcServer
+from subsidy.services.eligibility.adapters.intake import IntakeOpenWork
 from subsidy.services.eligibility.adoption import AdoptionDesk
 from subsidy.services.eligibility.config import Settings
 from subsidy.services.eligibility.handlers import CONSUMER, Handler, utc_now
@@ -100,8 +101,8 @@ def create_app(
 def adoption_desk(
     settings: Settings, policy: Policy, handler: Handler, clock: Callable[[], dt.datetime]
 ) -> AdoptionDesk | None:
-    """Adoption over the register beside the policy and this instance's audit
-    trail; None without a register. The adoptions the trail records hold
+    """Adoption over the register beside the policy, this instance's audit
+    trail and intake's applications; None without a register. The adoptions the trail records hold
     again from the start (their files checked: PolicyError naming a changed
     one): the handler then routes each application to its version."""
     from subsidy.core.versions import has_register, load_versions
@@ -117,7 +118,14 @@ def adoption_desk(
         log = TopicAdoptionLog(settings.bootstrap_servers, settings.adoption_topic)
     else:
         log = AdoptionLog(settings.adoption_log or settings.data_dir / "adoptions.jsonl")
-    return AdoptionDesk(load_versions(policy.directory), log, clock, adopted, policy)
+    # What is open and what is past its notice: intake's applications, read as the
+    # adopting reviewer at each step (ADR 0021); nothing connects before the first.
+    open_work = IntakeOpenWork(
+        settings.intake_address,
+        ca_file=settings.intake_tls_ca_file,
+        timeout_seconds=settings.intake_timeout_seconds,
+    )
+    return AdoptionDesk(load_versions(policy.directory), log, clock, adopted, policy, open_work=open_work)
 
 
 def shadow_version(settings: Settings, policy: Policy) -> Policy | None:

@@ -62,6 +62,15 @@ class Settings:
     #: SUBSIDY_ELIGIBILITY_ADOPTION_TOPIC: the shared trail's topic. Every instance of one
     #: deployment names the same; a test stack on a shared broker names its own.
     adoption_topic: str = "subsidy.policy.adoptions.v1"
+    #: SUBSIDY_ELIGIBILITY_INTAKE_ADDRESS: intake's gRPC host:port. AdoptVersion reads there,
+    #: as the adopting reviewer, which applications are not yet past their public notice and
+    #: which awards are past it (ListApplications; ADR 0021).
+    intake_address: str = "127.0.0.1:50051"
+    #: SUBSIDY_ELIGIBILITY_INTAKE_TLS_CA_FILE: CA bundle to verify intake's TLS certificate;
+    #: empty: a plaintext channel (dev, tests).
+    intake_tls_ca_file: str = ""
+    #: SUBSIDY_ELIGIBILITY_INTAKE_TIMEOUT_SECONDS: the deadline of each ListApplications call.
+    intake_timeout_seconds: float = 10.0
     app_id: str = APP_ID
 
     @classmethod
@@ -96,6 +105,12 @@ class Settings:
         adoption_store = text("SUBSIDY_ELIGIBILITY_ADOPTION_STORE", d.adoption_store).lower()
         if adoption_store not in ("topic", "file"):
             raise ConfigError(f"SUBSIDY_ELIGIBILITY_ADOPTION_STORE: expected topic or file, got {adoption_store!r}")
+        intake_address = text("SUBSIDY_ELIGIBILITY_INTAKE_ADDRESS", d.intake_address)
+        if ":" not in intake_address:
+            raise ConfigError(f"SUBSIDY_ELIGIBILITY_INTAKE_ADDRESS: must be host:port, got {intake_address!r}")
+        intake_tls_ca_file = text("SUBSIDY_ELIGIBILITY_INTAKE_TLS_CA_FILE", d.intake_tls_ca_file)
+        if intake_tls_ca_file and not Path(intake_tls_ca_file).is_file():
+            raise ConfigError(f"SUBSIDY_ELIGIBILITY_INTAKE_TLS_CA_FILE: no such file: {intake_tls_ca_file!r}")
         return cls(
             bootstrap_servers=text("KAFKA_BOOTSTRAP_SERVERS", d.bootstrap_servers),
             grpc_address=grpc_address,
@@ -122,6 +137,11 @@ class Settings:
             adoption_log=Path(adoption_log) if adoption_log else None,
             adoption_store=adoption_store,
             adoption_topic=text("SUBSIDY_ELIGIBILITY_ADOPTION_TOPIC", d.adoption_topic),
+            intake_address=intake_address,
+            intake_tls_ca_file=intake_tls_ca_file,
+            intake_timeout_seconds=number(
+                "SUBSIDY_ELIGIBILITY_INTAKE_TIMEOUT_SECONDS", d.intake_timeout_seconds, float, 0.1
+            ),
         )
 
     @property

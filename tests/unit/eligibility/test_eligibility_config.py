@@ -82,3 +82,34 @@ def test_the_adoption_trail_is_the_shared_topic_unless_a_file_is_asked_for():
 )
 def test_the_log_level_is_its_own_variable_else_the_one_every_service_reads(env, level):
     assert Settings.from_env(env).log_level == level
+
+
+def test_intake_is_where_adoption_finds_the_open_applications(tmp_path):
+    """ADR 0021: AdoptVersion reads intake's ListApplications; plaintext by
+    default (dev), TLS verified against a CA file that must exist."""
+    default = Settings.from_env({})
+    assert (default.intake_address, default.intake_tls_ca_file, default.intake_timeout_seconds) == (
+        "127.0.0.1:50051",
+        "",
+        10.0,
+    )
+    ca = tmp_path / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    settings = Settings.from_env(
+        {
+            "SUBSIDY_ELIGIBILITY_INTAKE_ADDRESS": "subsidy-intake:50051",
+            "SUBSIDY_ELIGIBILITY_INTAKE_TLS_CA_FILE": str(ca),
+            "SUBSIDY_ELIGIBILITY_INTAKE_TIMEOUT_SECONDS": "2.5",
+        }
+    )
+    assert (settings.intake_address, settings.intake_tls_ca_file, settings.intake_timeout_seconds) == (
+        "subsidy-intake:50051",
+        str(ca),
+        2.5,
+    )
+    with pytest.raises(ConfigError, match="SUBSIDY_ELIGIBILITY_INTAKE_ADDRESS: must be host:port, got 'intake'"):
+        Settings.from_env({"SUBSIDY_ELIGIBILITY_INTAKE_ADDRESS": "intake"})
+    with pytest.raises(ConfigError, match="SUBSIDY_ELIGIBILITY_INTAKE_TLS_CA_FILE: no such file"):
+        Settings.from_env({"SUBSIDY_ELIGIBILITY_INTAKE_TLS_CA_FILE": str(tmp_path / "missing.crt")})
+    with pytest.raises(ConfigError, match="SUBSIDY_ELIGIBILITY_INTAKE_TIMEOUT_SECONDS: must be >= 0.1"):
+        Settings.from_env({"SUBSIDY_ELIGIBILITY_INTAKE_TIMEOUT_SECONDS": "0"})

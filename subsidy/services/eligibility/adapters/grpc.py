@@ -15,10 +15,15 @@ subsidy/platform/grpc/server.py, as for intake, payout and notify.
   (subsidy/services/eligibility/adoption.py): the first REVIEWER proposes, a
   second, different one adopts. The caller is the token's subject and role
   (with authentication off, dev and tests only: the metadata
-  ``x-subsidy-subject`` and ``x-subsidy-role``). Refusals: PERMISSION_DENIED
-  (four eyes, not a REVIEWER), FAILED_PRECONDITION (the version, its files,
-  its dates, open applications), INVALID_ARGUMENT (the request, naming the
-  field), UNAVAILABLE (the audit trail cannot be written: nothing adopted).
+  ``x-subsidy-subject`` and ``x-subsidy-role``). The applications it
+  re-decides and the awards it reports on are read from intake at each step,
+  with the caller's own ``authorization`` (ADR 0021); a request still setting
+  ``open_applications`` or ``noticed_awards`` is INVALID_ARGUMENT naming the
+  field. Refusals: PERMISSION_DENIED (four eyes, not a REVIEWER),
+  FAILED_PRECONDITION (the version, its files, its dates, open applications;
+  intake refusing the caller or holding a record that does not decode),
+  INVALID_ARGUMENT (the request, naming the field), UNAVAILABLE (intake cannot
+  be read, or the audit trail cannot be written: nothing adopted).
 - Health (``grpc.health.v1.Health``): SERVING for "" and
   "subsidy.v1.PolicyService" only while ``ready()`` is true (the policy is
   loaded and the faust consumer runs); NOT_SERVING from the start of shutdown.
@@ -50,6 +55,7 @@ from subsidy.platform.grpc.server import NOT_SERVING, SERVING
 from subsidy.platform.security import GrpcSecurity
 from subsidy.platform.security.identity import current
 from subsidy.services.eligibility.adoption import AdoptionDesk, Outcome
+from subsidy.services.eligibility.model import Caller, OpenWorkUnavailable
 from subsidy.services.eligibility.shadow import ShadowTally
 from subsidy.v1 import policy_service_pb2, policy_service_pb2_grpc
 
@@ -168,11 +174,29 @@ _REFUSALS = {
 }
 
 
-def _application(message: Any, where: str) -> domain.Application:
-    try:
-        return codec.application_from_proto(message)
-    except BadInput as exc:
-        raise BadInput(f"{where}.{exc.path}" if exc.path else where, exc.problem) from None
+#: AdoptVersionRequest's fields the caller may no longer set (ADR 0021), and why.
+DEPRECATED_FIELDS = {
+    "open_applications": "eligibility reads the applications not yet past their public notice from intake itself",
+    "noticed_awards": "eligibility reads the awards past their public notice from intake itself",
+}
+
+
+def deprecated_fields_set(request: Any) -> str | None:
+    """The INVALID_ARGUMENT message for a request that still sets a field the
+    caller no longer chooses (naming it), or None."""
+    for name, why in DEPRECATED_FIELDS.items():
+        if len(getattr(request, name)):
+            return f"{name}: no longer accepted ({why}, ADR 0021); leave it empty"
+    return None
+
+
+def _authorization(context: grpc.aio.ServicerContext) -> str:
+    """The call's own ``authorization`` metadata, forwarded to intake so that
+    intake's access policy decides on the reviewer's behalf ("" without one)."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str):
+            return value
+    return ""
 
 
 def adopt_version_response(outcome: Outcome) -> policy_service_pb2.AdoptVersionResponse:
@@ -233,37 +257,25 @@ class PolicyServicer(policy_service_pb2_grpc.PolicyServiceServicer):
                     grpc.StatusCode.PERMISSION_DENIED,
                     f"adopting a policy version is a REVIEWER's act, not {role or 'an anonymous caller'}'s",
                 )
-            try:
-                open_apps = [
-                    _application(app, f"open_applications[{i}]") for i, app in enumerate(request.open_applications)
-                ]
-                noticed = []
-                for i, award in enumerate(request.noticed_awards):
-                    where = f"noticed_awards[{i}]"
-                    if award.granted_fen < 0:
-                        raise BadInput(f"{where}.granted_fen", f"must be >= 0, got {award.granted_fen}")
-                    noticed.append(
-                        (
-                            _application(award.application, f"{where}.application"),
-                            award.granted_fen,
-                            award.policy_version,
-                        )
-                    )
-            except BadInput as exc:
-                problem = str(exc)
-            else:
-                problem = None
+            # The caller no longer says what is open (ADR 0021): eligibility finds it.
+            problem = deprecated_fields_set(request)
             if problem is not None:
+                log.info("refused AdoptVersion of %s by %s: %s", request.version_id, subject, problem)
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+            # Off the event loop: the open work is read from intake and the
+            # shared trail from Kafka, both blocking.
+            unavailable: OpenWorkUnavailable | None = None
+            refusal: AdoptionRefused | None = None
             try:
-                outcome = self.adoption.adopt(
+                outcome = await asyncio.to_thread(
+                    self.adoption.adopt,
                     version_id=request.version_id,
                     policy_version=request.policy_version,
-                    subject=subject,
                     reason=request.reason,
-                    open_applications=open_apps,
-                    noticed=noticed,
+                    caller=Caller(subject, role, _authorization(context)),
                 )
+            except OpenWorkUnavailable as exc:  # nothing worked out, nothing recorded
+                unavailable = exc
             except AdoptionRefused as exc:
                 refusal = exc
             except OSError as exc:  # the audit trail cannot be written: nothing was adopted
@@ -272,8 +284,18 @@ class PolicyServicer(policy_service_pb2_grpc.PolicyServiceServicer):
                     grpc.StatusCode.UNAVAILABLE,
                     f"the adoption trail cannot be written ({exc.strerror}); nothing adopted",
                 )
-            else:
-                refusal = None
+            if unavailable is not None:
+                log.error(
+                    "refused AdoptVersion of %s by %s: %s",
+                    request.version_id,
+                    subject,
+                    unavailable,
+                    extra=logs.fields(rpc="AdoptVersion", version_id=request.version_id, subject=subject),
+                )
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE if unavailable.retryable else grpc.StatusCode.FAILED_PRECONDITION,
+                    f"{unavailable}; nothing proposed or adopted, nothing recorded",
+                )
             if refusal is not None:
                 log.warning(
                     "refused AdoptVersion of %s by %s: %s",
@@ -283,11 +305,15 @@ class PolicyServicer(policy_service_pb2_grpc.PolicyServiceServicer):
                     extra=logs.fields(rpc="AdoptVersion", version_id=request.version_id, subject=subject),
                 )
                 await context.abort(_REFUSALS[refusal.kind], str(refusal))
+            found = outcome.found
             log.info(
-                "policy version %s %s by %s",
+                "policy version %s %s by %s (%s: %d open application(s), %d award(s) past their notice)",
                 request.version_id,
                 outcome.event["event"],
                 subject,
+                found.source if found is not None else "",
+                len(found.open_applications) if found is not None else 0,
+                len(found.noticed_awards) if found is not None else 0,
                 extra=logs.fields(rpc="AdoptVersion", version_id=request.version_id, subject=subject),
             )
             if outcome.redecisions and self.publish is not None:
@@ -478,3 +504,6 @@ class GrpcServer(Service):
             log.info("gRPC server stopping (grace %.1f s)", self.grace_seconds)
             await self.server.stop(self.grace_seconds)
             self.server = None
+        close = getattr(self.adoption.open_work, "close", None) if self.adoption is not None else None
+        if close is not None:  # intake's channel (adapters/intake.py), once no call can use it
+            close()
