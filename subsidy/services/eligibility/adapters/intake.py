@@ -97,11 +97,16 @@ class IntakeOpenWork:
         reserved = self._list(intake_pb2.APPLICATION_STATE_RESERVED, metadata)
         payable = self._list(intake_pb2.APPLICATION_STATE_PAYABLE, metadata)
         noticed_ids = {s.application.application_id for s in payable}
+        # By application id (intake lists newest first): the re-decisions and
+        # the report read in the same order whatever the paging.
         found = OpenWorkFound(
             open_applications=tuple(
-                _application(s) for s in reserved if s.application.application_id not in noticed_ids
+                sorted(
+                    (_application(s) for s in reserved if s.application.application_id not in noticed_ids),
+                    key=lambda a: a.application_id,
+                )
             ),
-            noticed_awards=tuple(_noticed(s) for s in payable),
+            noticed_awards=tuple(sorted((_noticed(s) for s in payable), key=lambda n: n.application.application_id)),
             source=self.source,
         )
         log.info(
