@@ -841,12 +841,23 @@ async def budget(services: Services, policy: Any, person: Person, query: Mapping
 _POLICY_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\+[0-9a-f]{6,64}$")
 
 
-async def policy_versions(services: Services, policy: Any, person: Person) -> dict[str, Any]:
+async def policy_versions(services: Services, policy: Any, person: Person, outcome: Any = None) -> dict[str, Any]:
     """The register's versions as they are now (id, status, dates, the
     ``<id>+<digest>`` of their files, citations), which one is adopted, and
     the running difference of the candidate in shadow (GetShadowDifference),
-    or why there is none."""
+    or why there is none. With ``outcome`` (the AdoptVersionResponse of the
+    step just taken) the version it proposed or adopted is shown so, since
+    the register records an adoption only once its entry is committed."""
     versions = policy.versions()
+    step = {"version_id": "", "status": "", "effective_from": "", "base": ""}
+    if outcome is not None:
+        base = next((v.base for v in versions if v.version_id == outcome.version_id), "")
+        step = {
+            "version_id": outcome.version_id,
+            "status": outcome.status,
+            "effective_from": outcome.effective_from,
+            "base": base,
+        }
     try:
         shadow, shadow_error = await services.shadow_difference(person), None
     except (Conflict, Unavailable) as exc:  # no candidate in shadow, or eligibility down: the list still shows
@@ -862,6 +873,7 @@ async def policy_versions(services: Services, policy: Any, person: Person) -> di
         "shadow": shadow,
         "shadow_error": shadow_error,
         "shadow_id": shadow_id,
+        "step": step,
         "shadow_other_files": bool(shadow) and listed.get(shadow_id, "") != shadow.shadow_version,
         "shadow_total": {
             "adopted_fen": sum(y.adopted_fen for y in years),

@@ -159,6 +159,8 @@ def test_one_reviewer_proposes_and_another_approves(tmp_path):
     assert "reviewer-zhang（您），2026-12-01T10:01:00Z" in section(proposed.text, "proposed-by")
     assert "另一位审核人员" in section(proposed.text, "four-eyes")
     assert 'id="approved-by"' not in proposed.text and 'id="redecisions"' not in proposed.text
+    status = cells(section(proposed.text, f"version-{FINAL.id}"))[0][1]
+    assert status.startswith("候选") and "已提议采纳，待批准" in status
     [sent] = harness.services.adopt_requests
     assert (sent.version_id, sent.policy_version, sent.reason) == (FINAL.id, FINAL.policy.version, "区科委审定虚构定稿")
     # eligibility finds the open applications and noticed awards itself: the console sends none
@@ -195,6 +197,12 @@ def test_one_reviewer_proposes_and_another_approves(tmp_path):
             "-1,000,000元",
         ]
     ]
+    # The version is adopted now (eligibility's trail), though the register records it only once committed.
+    rows = {r[0].split()[0]: r for r in cells(section(page, "versions")) if r}
+    assert rows[FINAL.id][1].startswith("已采纳") and "登记表尚未记入" in rows[FINAL.id][1]
+    assert rows[DRAFT.id][2] == "2022-01-01 至 2023-07-01（不含）"
+    assert f"<strong>{FINAL.id}</strong>（自 2023-07-01 起，刚经两位审核人员采纳）" in section(page, "adopted-versions")
+    assert "该版本已采纳" in section(page, f"adopt-{FINAL.id}") and "adopt-form" not in page
     entry = html.unescape(section(page, "register-entry"))
     assert f"  {FINAL.id}:" in entry and "status: adopted" in entry
     assert [s for _, s in adoption_calls(harness)] == ["reviewer-zhang", "reviewer-li"]

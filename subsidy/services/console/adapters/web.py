@@ -528,7 +528,7 @@ class Console:
         status = context.pop("status", 200)
         form = context.pop("form", form) or {}
         context.setdefault("outcome", None)
-        data = await handlers.policy_versions(self.services, self.policy, person)
+        data = await handlers.policy_versions(self.services, self.policy, person, context["outcome"])
         # the version whose form was sent (a refused step keeps what was typed there)
         posted = str(request.path_params.get("version_id") or "")
         return self.render(
