@@ -1,9 +1,10 @@
 """The staff console in a real browser (issue 15): Debian's headless
 chromium, driven by Selenium through the system chromedriver (no browser
 download), against the real stack — Kafka, intake, eligibility, payout,
-review and the console as processes. Intake and payout verify tokens here
-too (JWT from the stack's identity provider), so every page's calls are
-decided by the services' own access policy with the person's token.
+review and the console as processes. Intake, payout and eligibility verify
+tokens here too (JWT from the stack's identity provider), so every page's
+calls are decided by the services' own access policy with the person's
+token (and AdoptVersion knows each reviewer by the token's subject).
 
 The story: each role signs in; a held decision is approved by one
 reviewer and second-approved by another (four-eyes); a reviewer publishes
@@ -13,7 +14,10 @@ payable; finance exports the CSV; an ENTERPRISE sees only its firm; a role
 gets 403 for every page it may not open; the operator replays a dead letter
 (a valid application put on subsidy.applications.v1.dlq as eligibility
 would have dead-lettered it) and eligibility and payout then process it,
-and discards another with a reason. A firm name with HTML in it is
+and discards another with a reason; on 政策版本 the fictional final, in
+shadow since the start, is proposed by one reviewer, refused when she
+approves it herself (四眼原则) and adopted by the second, and the
+application open at that moment is re-decided. A firm name with HTML in it is
 shown as text. Screenshots of each page go to var/console-screenshots/
 (the path is printed)."""
 
@@ -50,6 +54,7 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 HOSTILE = '<script>alert("x")</script>'
 THRESHOLD_FEN = 100_000_000  # policy/workflow.yaml four_eyes_threshold_fen
 WAIT_S = 90
+CANDIDATE = "fictional-final-2023"  # policy/versions.yaml: the candidate the story adopts
 
 
 def _demo() -> list[dict]:
@@ -101,6 +106,28 @@ def _pick_letter() -> dict:
 
 
 LETTER_APP = _pick_letter()
+
+
+def _pick_open() -> dict:
+    """An application of a sixth firm with a plain grant, submitted just before
+    the adoption so that it is RESERVED (not yet on a notice) when the
+    candidate is adopted: one the adoption re-decides. Not of the clause the
+    candidate retires (an open application claiming it refuses the adoption)."""
+    simulation = Simulation(load_policy())
+    taken = {a["firm"]["credit_code"] for a in (HELD, *PLAIN, MANUAL, LETTER_APP)}
+    for app in _demo():
+        want = simulation.apply(simulation.decide(app))
+        if (
+            app["firm"]["credit_code"] not in taken
+            and want["clause"] != "11.identifiers"
+            and want["outcome"] == "ELIGIBLE"
+            and 0 < want["granted_fen"] == want["max_award_fen"] < THRESHOLD_FEN
+        ):
+            return app
+    raise AssertionError("no sixth firm with a plain grant in demo/applications.jsonl")
+
+
+OPEN_APP = _pick_open()
 HOSTILE_FIRM = PLAIN[0]["firm"]["credit_code"]
 ENTERPRISE_FIRM = PLAIN[1]["firm"]["credit_code"]
 
@@ -118,6 +145,9 @@ def stack(tmp_path_factory):
     extra = {
         "intake": {"SUBSIDY_REGISTRY_FILE": str(registry_path), **idp.service_env("intake")},
         "payout": idp.service_env("payout"),
+        # The policy-versions page: the fictional final in shadow, and AdoptVersion
+        # knowing each reviewer by the subject of the token the console forwards.
+        "eligibility": {**idp.service_env("eligibility"), "SUBSIDY_ELIGIBILITY_SHADOW_VERSION": CANDIDATE},
     }
     with (
         KafkaBroker(var / "kafka") as broker,
@@ -295,9 +325,9 @@ def test_every_role_signs_in_and_sees_its_pages(console):
     assert "演示身份" in console.body()
     console.shot("01-signin")
     for who, pages in (
-        (REVIEWER_1, ["审核队列", "公示", "申请查询", "企业台账"]),
-        (FINANCE, ["公示", "企业台账", "拨付计划"]),
-        (OPERATOR, ["审核队列", "运行状况"]),
+        (REVIEWER_1, ["审核队列", "公示", "申请查询", "企业台账", "政策版本"]),
+        (FINANCE, ["公示", "企业台账", "拨付计划", "政策版本"]),
+        (OPERATOR, ["审核队列", "运行状况", "政策版本"]),
         (PORTAL, ["公示", "申请查询"]),
     ):
         console.sign_in(who.subject)
@@ -306,6 +336,8 @@ def test_every_role_signs_in_and_sees_its_pages(console):
         assert set(pages) <= set(nav), (who.role, nav)
         if who.role in ("FINANCE", "PORTAL"):
             assert "审核队列" not in nav
+        if who.role == "PORTAL":
+            assert "政策版本" not in nav
     console.sign_in("", ENTERPRISE_FIRM)
     assert ENTERPRISE_FIRM in console.find("#who").text
 
@@ -520,7 +552,8 @@ def test_finance_sees_the_outlay_per_budget_year_and_a_version_difference(consol
     assert len(console.all("#outlay-chart rect")) == 5 * len(console.all("#outlay tbody tr:not(.total)"))
     changes = console.find("#changes").text
     assert "fictional-final-2023" in changes and "两个版本没有差异" not in changes
-    assert console.find("#shadow-none").text  # no candidate in shadow on this stack: said so
+    # The fictional final runs in shadow on this stack: eligibility's running difference.
+    assert f"{CANDIDATE}+" in console.find("#shadow-versions").text
     console.shot("12b-budget")
 
 
@@ -734,6 +767,98 @@ def test_the_operator_replays_a_dead_letter_and_its_services_consume_it(console)
     console.wait_text("#done", "已丢弃")
     assert "测试数据，无需处理（演示）" in console.find("#letter-audit").text
     console.shot("20-dead-letter-discarded")
+
+
+def _submit_adoption(console, reason: str) -> None:
+    form = console.find(f"#adopt-{CANDIDATE} form.adopt-form")
+    form.find_element("css selector", "textarea[name=reason]").send_keys(reason)
+    form.find_element("css selector", "button.adopt").click()
+    console.driver.switch_to.alert.accept()  # hx-confirm
+
+
+def test_two_reviewers_adopt_the_candidate_on_the_policy_versions_page(console):
+    """Issue 14 in the console: the versions as the register lists them, the
+    candidate's running shadow difference from eligibility, 张敏 proposes the
+    adoption with the digest shown, approving her own proposal is refused
+    (四眼原则), 李强 approves: 已采纳, with who and when, the re-decisions
+    and the report eligibility made from what intake shows."""
+    from subsidy.core.versions import load_versions
+
+    digest = load_versions().get(CANDIDATE).policy.version
+    console.sign_in(FINANCE.subject)  # reads the page, sends nothing
+    console.open("/policy/versions")
+    console.wait_text(f"#version-{CANDIDATE} .version-status", "候选")
+    assert not console.all("form.adopt-form")
+
+    console.sign_in(REVIEWER_1.subject)
+    console.open("/policy/versions")
+    row = console.find(f"#version-{CANDIDATE}").text
+    assert digest in row and "2023-07-01" in row and "影子评估中" in row
+    assert "已采纳（现行）" in console.find("#version-songjiang-ii-2022-draft").text
+    shadow = console.find("#shadow-versions").text
+    counted = int(re.search(r"已比较 (\d+) 件申请", shadow).group(1))
+    assert digest in shadow and counted >= 4, shadow  # every application decided on this stack
+    assert console.all("#shadow-years tbody tr") and console.all("#shadow-clauses tbody tr")
+    assert console.find(f"#adopt-{CANDIDATE} input[name=policy_version]").get_attribute("value") == digest
+    console.shot("21-policy-versions")
+
+    _submit_adoption(console, "区科委审定虚构定稿（演示）")
+    console.wait_text("#adoption-status", "已提议采纳")
+    assert REVIEWER_1.subject in console.find("#proposed-by").text
+    assert "另一位审核人员" in console.find("#four-eyes").text
+    assert console.driver.current_url.endswith("/policy/versions")
+    console.shot("22-policy-adoption-proposed")
+
+    _submit_adoption(console, "本人再次批准（演示，应被拒绝）")
+    console.wait_text("#error", "四眼原则")
+    assert "须由另一位审核人员（不同账号）批准" in console.find("#error").text
+    console.shot("23-policy-adoption-four-eyes-refused")
+
+    # One more application, RESERVED when the version is adopted: the portal submits it now.
+    with grpc.insecure_channel(console.stack.intake_address) as channel:
+        intake = intake_pb2_grpc.IntakeServiceStub(channel)
+
+        class AsPortal:
+            def SubmitApplication(self, request, timeout):
+                return intake.SubmitApplication(
+                    request, timeout=timeout, metadata=console.stack.identities.metadata(PORTAL)
+                )
+
+        assert dict(submit_all(AsPortal(), [OPEN_APP])) == {OPEN_APP["application_id"]: "accepted"}
+    _wait_states(console.stack, {OPEN_APP["application_id"]: {intake_pb2.APPLICATION_STATE_RESERVED}})
+    ours = [a["application_id"] for a in (HELD, *PLAIN, MANUAL, OPEN_APP)]
+    open_ids = [i for i, s in _intake_states(console.stack, ours).items() if s == intake_pb2.APPLICATION_STATE_RESERVED]
+    assert OPEN_APP["application_id"] in open_ids
+
+    console.sign_in(REVIEWER_2.subject)
+    console.open("/policy/versions")
+    _submit_adoption(console, "复核同意采纳（演示）")
+    console.wait_text("#adoption-status", "已采纳", timeout=WAIT_S)
+    assert REVIEWER_1.subject in console.find("#proposed-by").text
+    assert REVIEWER_2.subject in console.find("#approved-by").text
+    assert console.find(f"#version-{CANDIDATE} .version-status").text.startswith("已采纳")
+    redecided = console.find("#redecisions").text
+    # eligibility re-decides what intake shows not yet past its notice (RESERVED)
+    for application_id in open_ids:
+        assert f"{application_id}@{digest}" in redecided, (application_id, redecided)
+    assert console.all("#adoption-report") and f"  {CANDIDATE}:" in console.find("#register-entry").text
+    console.shot("24-policy-adoption-adopted")
+
+    # The re-decision went out on subsidy.decisions.v1: intake shows it on the application.
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        console.open(f"/applications/{OPEN_APP['application_id']}")
+        if "新政策版本采用后重新决定" in console.find("#timeline").text:
+            break
+        assert time.monotonic() < deadline, console.find("#timeline").text
+        time.sleep(1)
+    assert digest in console.find("#timeline").text
+    console.shot("25-application-redecided")
+    console.open("/policy/versions")
+
+    # Once adopted, another step is refused, said in Chinese.
+    _submit_adoption(console, "再次提交（演示，应被拒绝）")
+    console.wait_text("#error", "该版本已经采纳")
 
 
 def test_htmx_ran_under_the_csp_and_nothing_was_blocked(console):
