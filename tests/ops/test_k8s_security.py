@@ -13,6 +13,7 @@ from pathlib import PurePosixPath
 import pytest
 
 from subsidy.contracts import topics
+from subsidy.platform import topics as platform_topics
 from subsidy.platform.security.config import SecurityConfig, SecurityConfigError, check_exposure
 from subsidy.platform.security.kafka import KafkaSecurity
 from tests.ops.test_k8s import (
@@ -183,7 +184,7 @@ def test_base_alone_and_dev_without_its_flag_would_refuse_to_start():
 
 T = topics
 # What each principal may do on each topic (docs/security.md#kafka), besides
-# Create + Describe on the contract's topics (ensure_all at start, see
+# Describe on the contract's topics (ensure_all checks them at start, see
 # components/secure/kafka-users.yaml) and its consumer groups.
 ACCESS = {
     "subsidy-intake": {
@@ -260,7 +261,7 @@ CONTRACT = {t.name for t in T.ALL}
 
 
 def acl_table(user: dict) -> tuple[dict[str, set[str]], set[str], list[dict]]:
-    """({literal topic: operations besides Create/Describe}, {literal groups read}, other ACLs)."""
+    """({literal topic: its operations}, {literal groups read}, other ACLs)."""
     topics_: dict[str, set[str]] = {}
     groups: set[str] = set()
     other = []
@@ -286,9 +287,10 @@ def test_kafka_acls_give_each_service_what_it_reads_and_writes_only(overlay):
         assert groups == GROUPS[name], name
         for topic, operations in topics_.items():
             assert topic in CONTRACT, f"{name}: ACL on {topic}, not a contract topic"
-            assert operations - {"Create", "Describe"} == expected.get(topic, set()), f"{name} on {topic}"
+            assert "Describe" in operations, f"{name} on {topic}: Describe (ensure_all lists every contract topic)"
+            assert operations - {"Describe"} == expected.get(topic, set()), f"{name} on {topic}"
             assert "All" not in operations
-        assert set(topics_) == CONTRACT, f"{name}: Create/Describe on every contract topic (ensure_all)"
+        assert set(topics_) == CONTRACT, f"{name}: Describe on every contract topic (ensure_all)"
         if name == "subsidy-eligibility":  # faust's own topics, under its app id
             assert [(a["resource"]["name"], a["resource"]["patternType"]) for a in other] == [
                 ("subsidy-eligibility-", "prefix")
@@ -303,6 +305,30 @@ def test_kafka_acls_give_each_service_what_it_reads_and_writes_only(overlay):
             assert name == "finance", f"{name} may write {T.PAYMENTS.name}"
         if "Write" in topics_.get(T.PAYOUTS.name, set()):
             assert name == "subsidy-payout", f"{name} may write {T.PAYOUTS.name}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_kafka_topics_create_topics_where_acls_hold(overlay):
+    """One source of truth for topics wherever the KafkaUsers' ACLs hold (every
+    overlay with components/secure): every service runs with topic creation off
+    (as subsidy.platform.topics reads it) and no user may create a topic, neither
+    by Create on a topic (literal or prefix) nor by Create on the cluster. Dev
+    has no ACLs and no users, and creates its topics at start."""
+    docs = rendered(f"overlays/{overlay}")
+    users = of_kind(docs, "KafkaUser")
+    kafka = named(docs, "Kafka", "subsidy-kafka")["spec"]["kafka"]
+    creation = {s: platform_topics.creation_enabled(container_env(docs, deployment(docs, s))) for s in SERVICES}
+    if overlay in SECURE_OVERLAYS:
+        assert users and kafka["authorization"]["type"] == "simple"
+        assert not any(creation.values()), f"topic creation on in {overlay}: {creation}"
+        for user in users:
+            for acl in user["spec"]["authorization"]["acls"]:
+                if acl["resource"]["type"] in ("topic", "cluster"):
+                    denied = {"Create", "All"} & set(acl["operations"])
+                    assert not denied, f"{user['metadata']['name']} may create topics: {acl}"
+    else:
+        assert not users and "authorization" not in kafka, overlay
+        assert all(creation.values()), f"{overlay} creates its topics at start: {creation}"
 
 
 @pytest.mark.parametrize("overlay", SECURE_OVERLAYS)
@@ -416,7 +442,7 @@ def test_every_topic_a_service_names_in_its_code_is_in_its_acls(overlay):
     users = {u["metadata"]["name"]: u for u in of_kind(docs, "KafkaUser")}
     for service in SERVICES:
         topics_, _, _ = acl_table(users[f"subsidy-{dns(service)}"])
-        granted = {t for t, ops in topics_.items() if ops - {"Create", "Describe"}}
+        granted = {t for t, ops in topics_.items() if ops - {"Describe"}}
         missing = topics_named_in_code(service) - granted - DECODED_ONLY.get(service, set())
         assert not missing, (
             f"subsidy-{dns(service)} names {sorted(missing)} in its code but may neither read nor write them"
