@@ -491,8 +491,13 @@ def cpu_per_application(phase: dict) -> tuple[float, str]:
 P99_GOAL_S = {0.5: 0.2, 0.9: 1.0}
 
 
-def latency_verdict(share: float, r: dict) -> str:
-    goal = P99_GOAL_S.get(share)
+def _load(share: float | None, r: dict) -> str:
+    """A paced load as printed: its share of the burst's maximum, or its rate when fixed (--rates)."""
+    return f"{share:.0%} of max" if share is not None else f"{r['target']:,.0f}/s"
+
+
+def latency_verdict(share: float | None, r: dict) -> str:
+    goal = P99_GOAL_S.get(share) if share is not None else None
     if goal is None:
         return ""
     met = r["p99"] <= goal and r["events"] == r["submitted"]
@@ -513,12 +518,25 @@ def main() -> None:
         metavar="SERVICES",
         help="py-spy the burst of these services (comma-separated: intake,eligibility,payout); bench/pyspy.py",
     )
+    parser.add_argument(
+        "--rates",
+        default="",
+        metavar="R1,R2,...",
+        help="paced loads at these applications/s instead of 10%%, 50%% and 90%% of the burst's maximum: "
+        "two trees compared at the same load (a burst's maximum moves with the machine's other work)",
+    )
     parser.add_argument("--echo-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.echo_server:
         echo_server(args.echo_server)
         return
 
+    try:
+        fixed_rates = [float(rate) for rate in args.rates.split(",") if rate]
+    except ValueError:
+        parser.error(f"--rates: not a comma-separated list of numbers: {args.rates!r}")
+    if any(rate <= 0 for rate in fixed_rates):
+        parser.error("--rates: every rate must be above 0")
     profiled = [name for name in args.profile.split(",") if name]
     unknown = set(profiled) - {"intake", "eligibility", "payout"}
     if unknown:
@@ -548,7 +566,8 @@ def main() -> None:
     engine = calc.best_rate(calc.calculator, lines, calc_repeat, load_policy())
 
     # applications for 2 and 3: unique ids, a few hundred firms
-    n_pace = int(phase_s * 1500) + 10  # sliced to what the paced rates need (1.5 x max rate, up to 1,000/s)
+    # sliced to what the paced rates need (1.5 x max rate, up to 1,000/s)
+    n_pace = int(phase_s * max([1500.0, *(3 * r for r in fixed_rates)])) + 10
     pool = make_apps(30 + n_burst + n_pace + n_rpc + 1, f"B{run}", 20221122)
     warm_apps, pool = pool[:30], pool[30:]
     burst_apps, pool = pool[:n_burst], pool[n_burst:]
@@ -613,12 +632,13 @@ def main() -> None:
                     b["drained"] = watcher.count(b["ids"])
                     loads = []
                     offset = 0
-                    for share in (0.1, 0.5, 0.9):
-                        rate = max(1.0, b["rate"] * share)
+                    paced_rates = fixed_rates or [max(1.0, b["rate"] * share) for share in (0.1, 0.5, 0.9)]
+                    for rate in paced_rates:
+                        share = None if fixed_rates else round(rate / max(1.0, b["rate"]), 1)
                         need = int(rate * phase_s) + 1
                         req = to_requests(pace_apps[offset : offset + need])
                         offset += need
-                        log(f"[2] paced {share:.0%} of max = {rate:.0f}/s for {phase_s:.0f} s ...")
+                        log(f"[2] paced {rate:.0f}/s for {phase_s:.0f} s ...")
                         before = process_cpu(pids)
                         load = asyncio.run(paced(stack.intake_address, req, watcher, rate, phase_s))
                         load["cpu"] = cpu_since(before, pids)
@@ -676,10 +696,10 @@ def main() -> None:
     for share, r in results["loads"]:
         total, shares = cpu_per_application(r)
         jit = r["cpu"]["kafka JIT"] / max(1, r["events"]) * 1000
-        print(f"  CPU per application at {share:.0%} of max: {total:.2f} ms ({shares}; broker JIT besides: {jit:.2f})")
+        print(f"  CPU per application at {_load(share, r)}: {total:.2f} ms ({shares}; broker JIT besides: {jit:.2f})")
     for share, r in results["loads"]:
         print(
-            f"  at {share:.0%} of max ({r['target']:,.1f}/s offered {r['offered']:,.1f}/s): "
+            f"  at {_load(share, r)} ({r['target']:,.1f}/s offered {r['offered']:,.1f}/s): "
             f"{r['events']}/{r['submitted']} arrived, p50 {r['p50'] * 1000:,.0f} ms, "
             f"p99 {r['p99'] * 1000:,.0f} ms, max {r['max'] * 1000:,.0f} ms, {len(r['errors'])} errors"
             + latency_verdict(share, r)
