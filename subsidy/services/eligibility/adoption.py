@@ -14,6 +14,10 @@ register entry) is computed; then the one event is appended to the audit
 trail; only then does the state change and the handler start routing
 applications to the adopted version. A refusal is appended as a ``refused``
 event and changes nothing.
+
+``overview`` is the read side (PolicyService.ListVersions): the register as
+the trail makes it now (read to its end first, as before a step), each
+version's pending proposal or adoption, and the trail's last events.
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ from typing import Any, Protocol
 from subsidy.core.adoption import (
     ADOPTED,
     REFUSED,
+    Adoption,
     AdoptionRefused,
     AdoptionState,
+    Proposal,
     ReportLine,
     Router,
     effective,
@@ -54,6 +60,8 @@ class Log(Protocol):
 
     def append(self, event: dict[str, Any]) -> None: ...
 
+    # (optional) ``where``: where the trail is, for ListVersions, e.g. ``topic subsidy.policy.adoptions.v1``.
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -63,6 +71,44 @@ class Outcome:
     register_entry: str = ""
     #: What the step acted on: the open applications and noticed awards found.
     found: OpenWorkFound | None = None
+
+
+#: How many of the trail's events ``overview`` returns at most (the last ones).
+HISTORY_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class VersionState:
+    """One version of the register as this instance sees it now."""
+
+    version_id: str
+    #: As the trail makes it: ``adopted`` once an adoption is recorded there.
+    status: str
+    #: As policy/versions.yaml says.
+    register_status: str
+    name: str = ""
+    #: ``<id>+<digest>`` of its files now (what a step must name); empty when ``problem``.
+    policy_version: str = ""
+    problem: str = ""
+    base: str = ""
+    effective_from: str = ""
+    effective_until: str = ""
+    proposal: Proposal | None = None
+    #: Whether the proposal names the files as they are now (else the next step proposes anew).
+    proposal_current: bool = False
+    adoption: Adoption | None = None
+
+
+@dataclass(frozen=True)
+class Overview:
+    versions: list[VersionState]
+    #: The trail's last events (at most HISTORY_LIMIT), oldest first.
+    events: list[dict[str, Any]]
+    #: How many events came before ``events``.
+    earlier: int
+    read_at: str
+    #: Where the trail is, e.g. ``topic subsidy.policy.adoptions.v1``.
+    trail: str = ""
 
 
 class AdoptionDesk:
@@ -87,7 +133,10 @@ class AdoptionDesk:
         self._lock = threading.RLock()
         # A file trail is read here; a shared one (catch_up) by the first
         # refresh(), which main() calls before the agent decides anything.
-        self.state = AdoptionState.replay(log.read() if getattr(log, "catch_up", None) is None else ())
+        self._shared = getattr(log, "catch_up", None) is not None
+        #: Every event of the trail read (shared) or written (file) so far, in order: the history.
+        self.trail: list[dict[str, Any]] = [] if self._shared else log.read()
+        self.state = AdoptionState.replay(self.trail)
         #: Once a version is adopted: which version decides an application.
         self.router: Router | None = None
         if self.state.adopted:
@@ -116,7 +165,59 @@ class AdoptionDesk:
                 # Files changed since the adoption refuse it here too (PolicyError naming the file).
                 self._route(Router(effective(self.versions, state).verify()))
             self.state = state
+            # This instance's own steps come back here too: the shared trail is the history.
+            self.trail.extend(events)
             return len(events)
+
+    def overview(self, limit: int = HISTORY_LIMIT) -> Overview:
+        """Every version of the register as this instance sees it now: the
+        shared trail read to its end first (``OSError`` when it cannot be),
+        then the register as the recorded adoptions make it (``effective``,
+        what a step checks against), each version loaded from its files
+        (one that does not load is listed with the reason, naming the file),
+        its pending proposal and its adoption; and the trail's last
+        ``limit`` events."""
+        with self._lock:
+            self.refresh()
+            state = self.state
+            trail = list(self.trail)
+        register = effective(self.versions, state)
+        versions = []
+        for version_id in register.ids():
+            entry = register.entries[version_id]
+            listed = self.versions.entries.get(version_id, entry)
+            proposal = state.proposals.get(version_id)
+            common = {
+                "version_id": version_id,
+                "status": entry.status,
+                "register_status": listed.status,
+                "proposal": proposal,
+                "adoption": state.adopted.get(version_id),
+            }
+            try:
+                version = register.get(version_id)
+            except PolicyError as exc:
+                versions.append(VersionState(**common, problem=str(exc)))
+                continue
+            versions.append(
+                VersionState(
+                    **common,
+                    name=version.name,
+                    policy_version=version.policy.version,
+                    base=version.base or "",
+                    effective_from=version.effective_from.isoformat(),
+                    effective_until=version.effective_until.isoformat() if version.effective_until else "",
+                    proposal_current=proposal is not None and proposal.policy_version == version.policy.version,
+                )
+            )
+        shown = trail[-limit:] if limit > 0 else []
+        return Overview(
+            versions,
+            shown,
+            len(trail) - len(shown),
+            rfc3339(self.clock()),
+            str(getattr(self.log, "where", "")),
+        )
 
     def previous_policy(self, app: Application) -> Policy | None:
         """The policy that decided ``app`` before this adoption: the adopted
@@ -188,20 +289,28 @@ class AdoptionDesk:
                     found,
                 )
         except AdoptionRefused as exc:
-            self.log.append(
-                {
-                    "event": REFUSED,
-                    "version_id": version_id,
-                    "policy_version": policy_version,
-                    "subject": subject,
-                    "at": at,
-                    "kind": exc.kind,
-                    "why": str(exc),
-                }
-            )
+            refusal = {
+                "event": REFUSED,
+                "version_id": version_id,
+                "policy_version": policy_version,
+                "subject": subject,
+                "at": at,
+                "reason": reason,
+                "kind": exc.kind,
+                "why": str(exc),
+            }
+            self.log.append(refusal)
+            self._written(refusal)
             raise
         self.log.append(event)
+        self._written(event)
         self.state = new_state
         if router is not None:
             self._route(router)
         return outcome
+
+    def _written(self, event: dict[str, Any]) -> None:
+        """A file trail's history grows as it is written; a shared one's as it
+        is read back (``refresh``), in the order every instance sees."""
+        if not self._shared:
+            self.trail.append(event)

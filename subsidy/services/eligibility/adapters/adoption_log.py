@@ -26,6 +26,10 @@ class AdoptionLog:
     def __init__(self, path: Path):
         self.path = path
 
+    @property
+    def where(self) -> str:
+        return f"file {self.path}"
+
     def read(self) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []

@@ -54,6 +54,10 @@ class TopicAdoptionLog:
         self._producer: Any = None
         self._partition: Any = None
 
+    @property
+    def where(self) -> str:
+        return f"topic {self.topic}"
+
     def _reader(self) -> Any:
         if self._consumer is None:
             from kafka import KafkaConsumer, TopicPartition

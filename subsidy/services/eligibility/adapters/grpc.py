@@ -24,6 +24,14 @@ subsidy/platform/grpc/server.py, as for intake, payout and notify.
   intake refusing the caller or holding a record that does not decode),
   INVALID_ARGUMENT (the request, naming the field), UNAVAILABLE (intake cannot
   be read, or the audit trail cannot be written: nothing adopted).
+- ``ListVersions``: the adoption state as this instance sees it now
+  (``AdoptionDesk.overview``): every version of the register with the
+  trail's adoptions applied, its pending proposal or its adoption, and the
+  trail's last events. Authorized like ``GetShadowDifference``: by the access
+  policy alone (REVIEWER, FINANCE, OPERATOR; the interceptor refuses, counts
+  and logs the others). FAILED_PRECONDITION without a register, or when the
+  trail holds what eligibility cannot apply; UNAVAILABLE when the shared
+  trail cannot be read.
 - Health (``grpc.health.v1.Health``): SERVING for "" and
   "subsidy.v1.PolicyService" only while ``ready()`` is true (the policy is
   loaded and the faust consumer runs); NOT_SERVING from the start of shutdown.
@@ -48,13 +56,14 @@ from subsidy.core import domain
 from subsidy.core import eligibility as rules
 from subsidy.core.adoption import ADOPTED, AdoptionRefused
 from subsidy.core.dates import rfc3339
-from subsidy.core.policy import Policy
+from subsidy.core.policy import Policy, PolicyError
 from subsidy.platform import logs
 from subsidy.platform.grpc import server as grpc_server
 from subsidy.platform.grpc.server import NOT_SERVING, SERVING
 from subsidy.platform.security import GrpcSecurity
 from subsidy.platform.security.identity import current
-from subsidy.services.eligibility.adoption import AdoptionDesk, Outcome
+from subsidy.services.eligibility.adapters.adoption_log import AdoptionLogError
+from subsidy.services.eligibility.adoption import AdoptionDesk, Outcome, Overview
 from subsidy.services.eligibility.model import Caller, OpenWorkUnavailable
 from subsidy.services.eligibility.shadow import ShadowTally
 from subsidy.v1 import policy_service_pb2, policy_service_pb2_grpc
@@ -230,6 +239,78 @@ def adopt_version_response(outcome: Outcome) -> policy_service_pb2.AdoptVersionR
     )
 
 
+def adoption_event(event: dict[str, Any]) -> policy_service_pb2.AdoptionEvent:
+    """One event of the trail as the contract shows it (a field the event
+    lacks, e.g. in an event written before it existed, is empty)."""
+
+    def text(key: str) -> str:
+        value = event.get(key)
+        return value if isinstance(value, str) else ""
+
+    return policy_service_pb2.AdoptionEvent(
+        event=text("event"),
+        version_id=text("version_id"),
+        policy_version=text("policy_version"),
+        subject=text("subject"),
+        at=text("at"),
+        reason=text("reason"),
+        proposed_by=text("proposed_by"),
+        proposed_at=text("proposed_at"),
+        effective_from=text("effective_from"),
+        refusal_kind=text("kind"),
+        refusal=text("why"),
+    )
+
+
+def list_versions_response(overview: Overview) -> policy_service_pb2.ListVersionsResponse:
+    pb = policy_service_pb2
+    versions = []
+    for v in overview.versions:
+        state = pb.PolicyVersionState(
+            version_id=v.version_id,
+            name=v.name,
+            status=v.status,
+            register_status=v.register_status,
+            policy_version=v.policy_version,
+            problem=v.problem,
+            base=v.base,
+            effective_from=v.effective_from,
+            effective_until=v.effective_until,
+        )
+        if v.proposal is not None:
+            state.proposal.CopyFrom(
+                pb.PendingProposal(
+                    policy_version=v.proposal.policy_version,
+                    proposed_by=v.proposal.proposed_by,
+                    proposed_at=v.proposal.proposed_at,
+                    reason=v.proposal.reason,
+                    files_unchanged=v.proposal_current,
+                )
+            )
+        if v.adoption is not None:
+            a = v.adoption
+            state.adoption.CopyFrom(
+                pb.VersionAdoption(
+                    policy_version=a.policy_version,
+                    proposed_by=a.proposed_by,
+                    proposed_at=a.proposed_at,
+                    approved_by=a.approved_by,
+                    adopted_at=a.adopted_at,
+                    reason=a.reason,
+                    effective_from=a.effective_from,
+                    base=a.base,
+                )
+            )
+        versions.append(state)
+    return pb.ListVersionsResponse(
+        versions=versions,
+        events=[adoption_event(e) for e in overview.events],
+        earlier_events=overview.earlier,
+        read_at=overview.read_at,
+        trail=overview.trail,
+    )
+
+
 class PolicyServicer(policy_service_pb2_grpc.PolicyServiceServicer):
     def __init__(
         self,
@@ -337,6 +418,29 @@ class PolicyServicer(policy_service_pb2_grpc.PolicyServiceServicer):
                     )
                 outcome = dataclasses.replace(outcome, redecisions=published)
             return adopt_version_response(outcome)
+
+    async def ListVersions(self, request, context):
+        """Who may call it is the access policy's (as GetShadowDifference):
+        reading the state decides nothing."""
+        with logs.trace(_trace_id(context)):
+            if self.adoption is None:
+                await context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION, "no policy versions register (policy/versions.yaml)"
+                )
+            problem: tuple[grpc.StatusCode, str] | None = None
+            try:  # off the event loop: the shared trail is read from Kafka, the files from disk
+                overview = await asyncio.to_thread(self.adoption.overview)
+            except OSError as exc:
+                problem = (
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"the adoption trail cannot be read ({exc.strerror or exc}); try again",
+                )
+            except (PolicyError, AdoptionLogError) as exc:
+                problem = (grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            if problem is not None:
+                log.error("ListVersions: %s", problem[1], extra=logs.fields(rpc="ListVersions"))
+                await context.abort(*problem)
+            return list_versions_response(overview)
 
     async def Evaluate(self, request, context):
         with logs.trace(_trace_id(context)):
