@@ -9,6 +9,7 @@ Every form is checked here first, with a Chinese message naming the field
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -28,11 +29,13 @@ from subsidy.services.console.model import (
     PROPOSAL_STATE,
     TRANCHE_STATUS,
     TRANCHE_STATUS_CODES,
+    VERSION_STATUS,
     Conflict,
     Forbidden,
     FormError,
     NotFound,
     Person,
+    PolicyVersionInfo,
     Unavailable,
 )
 from subsidy.services.console.ports import Services
@@ -841,40 +844,161 @@ async def budget(services: Services, policy: Any, person: Person, query: Mapping
 _POLICY_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\+[0-9a-f]{6,64}$")
 
 
+@dataclasses.dataclass(frozen=True)
+class VersionView:
+    """One version as the policy-versions page shows it: the register's
+    entry as the console reads it (``info``) and its adoption state as
+    eligibility sees it now (ListVersions), or, when eligibility cannot say,
+    the register's status and the step just taken."""
+
+    info: PolicyVersionInfo
+    #: The status shown (draft, candidate, adopted, retired).
+    status: str
+    #: Adopted through eligibility's trail but not yet recorded in policy/versions.yaml.
+    unregistered: bool = False
+    effective_until: str = ""
+    #: PendingProposal waiting for a second reviewer, or None.
+    proposal: Any = None
+    #: VersionAdoption of the trail (who proposed and approved, when), or None.
+    adoption: Any = None
+    #: The ``<id>+<digest>`` eligibility reads when it is not the one listed here.
+    eligibility_version: str = ""
+    #: What a REVIEWER may do: propose, approve, await_other (their own proposal),
+    #: adopted, unreadable (its files do not load); "" for the other roles.
+    action: str = ""
+
+    @property
+    def status_name(self) -> str:
+        return VERSION_STATUS.get(self.status, self.status)
+
+    @property
+    def version_id(self) -> str:
+        return self.info.version_id
+
+
+def _action(person: Person, info: PolicyVersionInfo, status: str, proposal: Any) -> str:
+    if person.role != "REVIEWER" or info.status != "candidate":
+        return ""
+    if status == "adopted":
+        return "adopted"
+    if not info.policy_version:
+        return "unreadable"
+    if proposal is not None and proposal.files_unchanged and proposal.policy_version == info.policy_version:
+        return "await_other" if proposal.proposed_by == person.subject else "approve"
+    return "propose"
+
+
+def version_views(person: Person, listed: Iterable[PolicyVersionInfo], state: Any, outcome: Any) -> list[VersionView]:
+    """The register's versions with their adoption state: eligibility's
+    (``state``, a ListVersionsResponse) when it answered, else the register's
+    statuses with the step just taken (``outcome``, an AdoptVersionResponse)
+    laid over them, since the register records an adoption only once its
+    entry is committed."""
+    listed = list(listed)
+    views = []
+    if state is not None:
+        seen = {v.version_id: v for v in state.versions}
+        for info in listed:
+            known = seen.get(info.version_id)
+            if known is None:  # listed here, not by eligibility (another register)
+                views.append(VersionView(info, info.status, effective_until=info.effective_until))
+                continue
+            proposal = known.proposal if known.HasField("proposal") else None
+            adoption = known.adoption if known.HasField("adoption") else None
+            views.append(
+                VersionView(
+                    info,
+                    known.status,
+                    unregistered=known.status == "adopted" and info.status != "adopted",
+                    effective_until=known.effective_until,
+                    proposal=proposal,
+                    adoption=adoption,
+                    eligibility_version=(
+                        (known.policy_version or f"（无法读取：{known.problem}）")
+                        if known.policy_version != info.policy_version
+                        else ""
+                    ),
+                    action=_action(person, info, known.status, proposal),
+                )
+            )
+        return views
+    # The step just taken, over the register's statuses: its answer is all the console knows.
+    step_id = outcome.version_id if outcome is not None else ""
+    proposed = adopted = None
+    if outcome is not None and outcome.status == "proposed":
+        proposed = policy_service_pb2.PendingProposal(
+            policy_version=outcome.policy_version,
+            proposed_by=outcome.proposed_by,
+            proposed_at=outcome.proposed_at,
+            files_unchanged=True,
+        )
+    elif outcome is not None and outcome.status == "adopted":
+        adopted = policy_service_pb2.VersionAdoption(
+            policy_version=outcome.policy_version,
+            proposed_by=outcome.proposed_by,
+            proposed_at=outcome.proposed_at,
+            approved_by=outcome.approved_by,
+            adopted_at=outcome.adopted_at,
+            effective_from=outcome.effective_from,
+            base=next((v.base for v in listed if v.version_id == step_id), ""),
+        )
+    for info in listed:
+        status, until = info.status, info.effective_until
+        proposal = proposed if info.version_id == step_id else None
+        adoption = adopted if info.version_id == step_id else None
+        if adoption is not None:
+            status = "adopted"
+        elif adopted is not None and info.version_id == adopted.base and not until:
+            until = adopted.effective_from
+        views.append(
+            VersionView(
+                info,
+                status,
+                unregistered=adoption is not None and info.status != "adopted",
+                effective_until=until,
+                proposal=proposal,
+                adoption=adoption,
+                action=_action(person, info, status, proposal),
+            )
+        )
+    return views
+
+
 async def policy_versions(services: Services, policy: Any, person: Person, outcome: Any = None) -> dict[str, Any]:
     """The register's versions as they are now (id, status, dates, the
-    ``<id>+<digest>`` of their files, citations), which one is adopted, and
-    the running difference of the candidate in shadow (GetShadowDifference),
-    or why there is none. With ``outcome`` (the AdoptVersionResponse of the
-    step just taken) the version it proposed or adopted is shown so, since
-    the register records an adoption only once its entry is committed."""
-    versions = policy.versions()
-    step = {"version_id": "", "status": "", "effective_from": "", "base": ""}
-    if outcome is not None:
-        base = next((v.base for v in versions if v.version_id == outcome.version_id), "")
-        step = {
-            "version_id": outcome.version_id,
-            "status": outcome.status,
-            "effective_from": outcome.effective_from,
-            "base": base,
-        }
+    ``<id>+<digest>`` of their files, citations) with their adoption state
+    as eligibility sees it (ListVersions: the pending proposal and who made
+    it, the adoption and who approved it, the audit trail), which ones are
+    adopted, and the running difference of the candidate in shadow
+    (GetShadowDifference), or why there is none. With ``outcome`` (the
+    AdoptVersionResponse of the step just taken) the step's answer is shown
+    too; should eligibility not answer ListVersions, the version it
+    proposed or adopted is shown so over the register's statuses."""
+    listed = policy.versions()
+    try:
+        state, state_error = await services.list_versions(person), None
+    except (Conflict, Unavailable, Forbidden) as exc:  # eligibility down or older: the register still shows
+        state, state_error = None, exc.message
+    views = version_views(person, listed, state, outcome)
     try:
         shadow, shadow_error = await services.shadow_difference(person), None
     except (Conflict, Unavailable) as exc:  # no candidate in shadow, or eligibility down: the list still shows
         shadow, shadow_error = None, exc.message
     # the shadow's "<id>+<digest>": which listed version it is, and whether its files are the ones listed here
     shadow_id = shadow.shadow_version.partition("+")[0] if shadow else ""
-    listed = {v.version_id: v.policy_version for v in versions}
+    digests = {v.version_id: v.policy_version for v in listed}
     years = list(shadow.years) if shadow else []
     return {
-        "versions": versions,
-        "adopted": [v for v in versions if v.status == "adopted"],
-        "candidates": [v for v in versions if v.status == "candidate"],
+        "versions": views,
+        "adopted": [v for v in views if v.status == "adopted"],
+        "candidates": [v for v in views if v.info.status == "candidate"],
+        "state": state,
+        "state_error": state_error,
+        "history": list(reversed(state.events)) if state is not None else [],
         "shadow": shadow,
         "shadow_error": shadow_error,
         "shadow_id": shadow_id,
-        "step": step,
-        "shadow_other_files": bool(shadow) and listed.get(shadow_id, "") != shadow.shadow_version,
+        "shadow_other_files": bool(shadow) and digests.get(shadow_id, "") != shadow.shadow_version,
         "shadow_total": {
             "adopted_fen": sum(y.adopted_fen for y in years),
             "shadow_fen": sum(y.shadow_fen for y in years),

@@ -88,6 +88,10 @@ class FakeServices:
         from subsidy.v1 import policy_service_pb2
 
         self.adoption_state = AdoptionState()
+        #: The trail as eligibility writes it: every step and refusal, in order.
+        self.adoption_events: list[dict[str, Any]] = []
+        #: ListVersions refused with this (a ConsoleError), as the gRPC adapter would; None: it answers.
+        self.list_versions_error: Any = None
         self.adopt_requests: list[Any] = []
         self.redecisions = [
             decision_pb2.Decision(
@@ -627,6 +631,7 @@ class FakeServices:
         self._check(person, "PolicyService", "AdoptVersion")
         self.adopt_requests.append(request)
         versions = load_versions()
+        at = f"2026-12-01T10:0{len(self.adopt_requests)}:00Z"
         try:
             event = step(
                 self.adoption_state,
@@ -634,16 +639,29 @@ class FakeServices:
                 version_id=request.version_id,
                 policy_version=request.policy_version,
                 subject=person.subject,
-                at=f"2026-12-01T10:0{len(self.adopt_requests)}:00Z",
+                at=at,
                 reason=request.reason,
             )
         except AdoptionRefused as exc:
+            self.adoption_events.append(
+                {
+                    "event": "refused",
+                    "version_id": request.version_id,
+                    "policy_version": request.policy_version,
+                    "subject": person.subject,
+                    "at": at,
+                    "reason": request.reason,
+                    "kind": exc.kind,
+                    "why": str(exc),
+                }
+            )
             code = {
                 "four_eyes": grpc.StatusCode.PERMISSION_DENIED,
                 "precondition": grpc.StatusCode.FAILED_PRECONDITION,
                 "invalid": grpc.StatusCode.INVALID_ARGUMENT,
             }[exc.kind]
             raise adoption_refusal(RpcRefusal(code, str(exc))) from None
+        self.adoption_events.append(event)
         self.adoption_state = self.adoption_state.apply(event)
         adopted = event["event"] == ADOPTED
         return policy_service_pb2.AdoptVersionResponse(
@@ -659,6 +677,38 @@ class FakeServices:
             report=self.adoption_report if adopted else [],
             register_entry=register_entry(event, versions) if adopted else "",
         )
+
+    async def list_versions(self, person: Person) -> Any:
+        """Eligibility's read side itself (AdoptionDesk.overview and the
+        servicer's response) over the trail this fake has written."""
+        import datetime as dt
+
+        from subsidy.core.versions import load_versions
+        from subsidy.services.eligibility.adapters.grpc import list_versions_response
+        from subsidy.services.eligibility.adoption import AdoptionDesk
+
+        self._check(person, "PolicyService", "ListVersions")
+        if self.list_versions_error is not None:
+            raise self.list_versions_error
+        events = self.adoption_events
+
+        class Trail:
+            where = "topic subsidy.policy.adoptions.v1"
+
+            def read(self) -> list[dict[str, Any]]:
+                return [dict(e) for e in events]
+
+            def append(self, event: dict[str, Any]) -> None:
+                raise AssertionError("ListVersions writes nothing")
+
+        desk = AdoptionDesk(
+            load_versions(),
+            Trail(),
+            lambda: dt.datetime(2026, 12, 1, 10, 30, tzinfo=dt.UTC),
+            lambda router: None,
+            open_work=None,  # type: ignore[arg-type]  # reading looks nothing up
+        )
+        return list_versions_response(desk.overview())
 
     async def list_tranches(
         self, person: Person, due_from: str, due_to: str, statuses: list[int], page_token: str

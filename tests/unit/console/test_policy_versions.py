@@ -12,6 +12,7 @@ refusals' Chinese) is over a real gRPC server at the end."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import html
 import re
 
@@ -151,6 +152,8 @@ def test_one_reviewer_proposes_and_another_approves(tmp_path):
     form = section(page, f"adopt-{FINAL.id}")
     assert f'value="{FINAL.policy.version}"' in form and "readonly" in form  # the digest the reviewer sees
     assert f'action="/policy/versions/{FINAL.id}/adopt"' in form and 'name="csrf_token"' in form
+    assert "提议采纳" in form and "批准采纳" not in form  # nothing is pending: this step proposes
+    assert 'id="proposal-' not in page
 
     proposed = adopt(harness)
     assert proposed.status_code == 200
@@ -160,13 +163,42 @@ def test_one_reviewer_proposes_and_another_approves(tmp_path):
     assert "另一位审核人员" in section(proposed.text, "four-eyes")
     assert 'id="approved-by"' not in proposed.text and 'id="redecisions"' not in proposed.text
     status = cells(section(proposed.text, f"version-{FINAL.id}"))[0][1]
-    assert status.startswith("候选") and "已提议采纳，待批准" in status
+    assert status.startswith("候选") and "已提议采纳，待批准（reviewer-zhang，2026-12-01T10:01:00Z）" in status
     [sent] = harness.services.adopt_requests
     assert (sent.version_id, sent.policy_version, sent.reason) == (FINAL.id, FINAL.policy.version, "区科委审定虚构定稿")
     # eligibility finds the open applications and noticed awards itself: the console sends none
     assert len(sent.open_applications) == 0 and len(sent.noticed_awards) == 0
 
+    # The proposer, on the page again (a reload, not the POST's answer): 待他人批准, no form to approve herself.
+    again = harness.client.get("/policy/versions").text
+    mine = section(again, f"adopt-{FINAL.id}")
+    assert "adopt-form" not in mine and "待他人批准" in section(again, f"awaiting-{FINAL.id}")
+    assert "reviewer-zhang（您）" in section(again, f"proposal-{FINAL.id}")
+
+    # FINANCE reads the pending proposal too, and is offered nothing.
+    harness.sign_in("FINANCE")
+    read = harness.client.get("/policy/versions").text
+    assert "reviewer-zhang" in section(read, f"proposal-{FINAL.id}") and "adopt-form" not in read
+
+    # The second reviewer opens the page and sees what awaits them: who proposed which files, when, why.
     harness.sign_in("REVIEWER", subject="reviewer-li")  # 李强, a different subject
+    before = len(adoption_calls(harness))
+    page = harness.client.get("/policy/versions").text
+    assert len(adoption_calls(harness)) == before  # reading sends no step
+    proposal = html.unescape(re.sub(r"<[^>]+>", " ", section(page, f"proposal-{FINAL.id}")))
+    for shown in (
+        "等待另一位审核人员批准",
+        "reviewer-zhang",
+        "2026-12-01T10:01:00Z",
+        FINAL.policy.version,
+        "区科委审定虚构定稿",
+    ):
+        assert shown in proposal, shown
+    form = section(page, f"adopt-{FINAL.id}")
+    assert "批准采纳（reviewer-zhang 的提议）" in form and "批准理由" in form and 'id="awaiting-' not in page
+    history = cells(section(page, "adoption-history"))[1:]
+    assert [(r[1], r[2], r[3]) for r in history] == [(FINAL.id, "提议采纳", "reviewer-zhang")]
+
     approved = adopt(harness, reason="复核同意采纳")
     assert approved.status_code == 200, approved.text[:500]
     page = approved.text
@@ -197,30 +229,130 @@ def test_one_reviewer_proposes_and_another_approves(tmp_path):
             "-1,000,000元",
         ]
     ]
-    # The version is adopted now (eligibility's trail), though the register records it only once committed.
-    rows = {r[0].split()[0]: r for r in cells(section(page, "versions")) if r}
-    assert rows[FINAL.id][1].startswith("已采纳") and "登记表尚未记入" in rows[FINAL.id][1]
-    assert rows[DRAFT.id][2] == "2022-01-01 至 2023-07-01（不含）"
-    assert f"<strong>{FINAL.id}</strong>（自 2023-07-01 起，刚经两位审核人员采纳）" in section(page, "adopted-versions")
-    assert "该版本已采纳" in section(page, f"adopt-{FINAL.id}") and "adopt-form" not in page
     entry = html.unescape(section(page, "register-entry"))
     assert f"  {FINAL.id}:" in entry and "status: adopted" in entry
     assert [s for _, s in adoption_calls(harness)] == ["reviewer-zhang", "reviewer-li"]
     assert set(harness.services.adoption_state.adopted) == {FINAL.id}
+
+    # Any reviewer, on the page later: adopted (eligibility's trail), though the register records it only once
+    # committed; who proposed and approved it, when; the draft ending on its effective date; nothing to send.
+    harness.sign_in("REVIEWER")
+    page = harness.client.get("/policy/versions").text
+    rows = {r[0].split()[0]: r for r in cells(section(page, "versions")) if r}
+    assert rows[FINAL.id][1].startswith("已采纳") and "登记表尚未记入" in rows[FINAL.id][1]
+    assert "reviewer-li 于 2026-12-01T10:02:00Z 批准" in rows[FINAL.id][1]
+    assert rows[DRAFT.id][2] == "2022-01-01 至 2023-07-01（不含）"
+    assert rows[DRAFT.id][1] == "已采纳（现行）"
+    assert "经两位审核人员采纳，登记表尚未记入" in section(page, "adopted-versions")
+    adopted = html.unescape(re.sub(r"<[^>]+>", " ", section(page, f"adopted-{FINAL.id}")))
+    for shown in ("reviewer-zhang（您）", "reviewer-li", "2026-12-01T10:02:00Z", "复核同意采纳", "2023-07-01"):
+        assert shown in adopted, shown
+    assert "该版本已采纳" in section(page, f"adopt-{FINAL.id}") and "adopt-form" not in page
+    assert 'id="adoption-result"' not in page  # the answer of a step belongs to its POST only
+    history = cells(section(page, "adoption-history"))[1:]
+    assert [(r[2].split()[0], r[3]) for r in history] == [
+        ("批准，已采纳", "reviewer-li"),
+        ("提议采纳", "reviewer-zhang（您）"),
+    ]
+    assert "复核同意采纳" in history[0][5] and "自 2023-07-01 起生效" in history[0][2]
 
 
 def test_the_proposer_approving_their_own_proposal_is_refused_in_chinese(tmp_path):
     harness = make_harness(tmp_path)
     harness.sign_in("REVIEWER")
     assert adopt(harness).status_code == 200
+    # The page offers her no form; sent all the same, eligibility refuses it (四眼原则).
     again = adopt(harness, reason="我再批准一次")
     assert again.status_code == 403
     error = html.unescape(section(again.text, "error"))
     assert "四眼原则" in error and "须由另一位审核人员（不同账号）批准" in error and "未被采纳" in error
-    # The page again, the reason typed kept in its form, nothing adopted.
-    assert "我再批准一次" in section(again.text, f"adopt-{FINAL.id}")
+    # The page again: still awaiting another reviewer, nothing adopted, the refusal in the trail.
+    assert "待他人批准" in section(again.text, f"awaiting-{FINAL.id}")
     assert harness.services.adoption_state.adopted == {}
     assert 'id="adoption-result"' not in again.text
+    [refused, proposed] = cells(section(again.text, "adoption-history"))[1:]
+    assert (refused[2], refused[5]) == ("被拒绝", "我再批准一次")
+    assert refused[6].startswith("四眼原则：four-eyes: 'reviewer-zhang' proposed the adoption")
+    assert proposed[2] == "提议采纳"
+
+
+def test_when_eligibility_cannot_say_the_register_and_the_step_just_taken_are_shown(tmp_path):
+    """ListVersions refused or down: the register's statuses, said so; after a
+    step, its answer laid over them (the proposer is still offered no form)."""
+    harness = make_harness(tmp_path)
+    harness.services.list_versions_error = Unavailable("政策版本采纳状态：服务暂时不可用，请稍后再试。")
+    harness.sign_in("REVIEWER")
+    page = harness.client.get("/policy/versions").text
+    assert "服务暂时不可用" in section(page, "adoption-state-error") and "待批准的提议无法显示" in page
+    assert "提交采纳（提议或批准）" in section(page, f"adopt-{FINAL.id}")  # which it is, eligibility decides
+    assert 'id="adoption-history"' not in page
+    proposed = adopt(harness).text
+    assert "已提议采纳，待批准（reviewer-zhang" in cells(section(proposed, f"version-{FINAL.id}"))[0][1]
+    assert "待他人批准" in section(proposed, f"awaiting-{FINAL.id}")
+    harness.sign_in("REVIEWER", subject="reviewer-li")
+    adopted = adopt(harness, reason="复核").text
+    rows = {r[0].split()[0]: r for r in cells(section(adopted, "versions")) if r}
+    assert rows[FINAL.id][1].startswith("已采纳") and "登记表尚未记入" in rows[FINAL.id][1]
+    assert rows[DRAFT.id][2] == "2022-01-01 至 2023-07-01（不含）"
+    assert "该版本已采纳" in section(adopted, f"adopt-{FINAL.id}")
+
+
+def test_a_proposal_of_files_that_changed_since_lapses_and_a_new_step_proposes(tmp_path):
+    harness = make_harness(tmp_path)
+    stale = {
+        "event": "proposed",
+        "version_id": FINAL.id,
+        "policy_version": f"{FINAL.id}+00000000",
+        "subject": "reviewer-li",
+        "at": "2026-11-30T09:00:00Z",
+        "reason": "旧文件",
+    }
+    harness.services.adoption_events.append(stale)
+    harness.services.adoption_state = harness.services.adoption_state.apply(stale)
+    harness.sign_in("REVIEWER")
+    page = harness.client.get("/policy/versions").text
+    assert "已失效" in section(page, f"proposal-{FINAL.id}")
+    assert "曾提议采纳，所审阅的文件已改变" in cells(section(page, f"version-{FINAL.id}"))[0][1]
+    form = section(page, f"adopt-{FINAL.id}")
+    assert "提议采纳" in form and "批准采纳" not in form
+    assert "已提议采纳，待另一位审核人员批准" in section(adopt(harness).text, "adoption-status")
+
+
+def test_versions_as_eligibility_reads_them_beside_the_consoles():
+    """The handler's merge: eligibility's status and dates over the register
+    the console reads, a digest that differs said so, and each reviewer's action."""
+    listed = PolicyVersions().versions()
+    zhang = Person(subject="reviewer-zhang", role="REVIEWER", name="张敏", token="t", expires_at=4102444800.0)
+    li = dataclasses.replace(zhang, subject="reviewer-li")
+    finance = dataclasses.replace(zhang, subject="finance-wang", role="FINANCE")
+    pb = policy_service_pb2
+    state = pb.ListVersionsResponse(
+        versions=[
+            pb.PolicyVersionState(
+                version_id=DRAFT.id, status="adopted", register_status="adopted", policy_version=DRAFT.policy.version
+            ),
+            pb.PolicyVersionState(
+                version_id=FINAL.id,
+                status="candidate",
+                register_status="candidate",
+                policy_version=f"{FINAL.id}+0badf11e",
+                proposal=pb.PendingProposal(
+                    policy_version=FINAL.policy.version, proposed_by="reviewer-zhang", files_unchanged=True
+                ),
+            ),
+        ]
+    )
+    views = {v.version_id: v for v in handlers.version_views(li, listed, state, None)}
+    assert views[FINAL.id].eligibility_version == f"{FINAL.id}+0badf11e" and views[DRAFT.id].eligibility_version == ""
+    assert views[FINAL.id].action == "approve" and views[DRAFT.id].action == ""
+    assert {v.version_id: v.action for v in handlers.version_views(zhang, listed, state, None)}[
+        FINAL.id
+    ] == "await_other"
+    assert {v.version_id: v.action for v in handlers.version_views(finance, listed, state, None)}[FINAL.id] == ""
+    state.versions[1].status = "adopted"
+    state.versions[1].ClearField("proposal")
+    adopted = {v.version_id: v for v in handlers.version_views(li, listed, state, None)}[FINAL.id]
+    assert (adopted.status, adopted.unregistered, adopted.action) == ("adopted", True, "adopted")
 
 
 def test_a_version_whose_files_changed_since_review_is_refused(tmp_path):
@@ -430,3 +562,51 @@ def test_eligibilitys_refusals_in_chinese(code, details, error, said):
     assert len(received) == 1
     assert isinstance(refused, error), refused
     assert said in refused.message
+
+
+async def _list_over_grpc(code: grpc.StatusCode | None, details: str = ""):
+    """ListVersions on a real grpc.aio server answering ``code`` or a state;
+    the answer (or the console's error) and the metadata received."""
+    received: list = []
+
+    async def list_versions(request, context):
+        received.append(dict(context.invocation_metadata()))
+        if code is not None:
+            await context.abort(code, details)
+        return policy_service_pb2.ListVersionsResponse(
+            versions=[policy_service_pb2.PolicyVersionState(version_id=FINAL.id, status="adopted")],
+            read_at="2026-12-01T10:30:00Z",
+        )
+
+    handler = grpc.method_handlers_generic_handler(
+        "subsidy.v1.PolicyService",
+        {
+            "ListVersions": grpc.unary_unary_rpc_method_handler(
+                list_versions,
+                request_deserializer=policy_service_pb2.ListVersionsRequest.FromString,
+                response_serializer=policy_service_pb2.ListVersionsResponse.SerializeToString,
+            )
+        },
+    )
+    server = grpc.aio.server(handlers=[handler])
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    services = console_grpc.GrpcServices("127.0.0.1:1", "127.0.0.1:1", "127.0.0.1:1", eligibility=f"127.0.0.1:{port}")
+    try:
+        try:
+            return await services.list_versions(PERSON), received
+        except Exception as exc:  # noqa: BLE001 - the test looks at the refusal
+            return exc, received
+    finally:
+        await services.close()
+        await server.stop(None)
+
+
+def test_list_versions_on_the_wire_as_the_person_and_its_refusals_in_chinese():
+    reply, [metadata] = asyncio.run(_list_over_grpc(None))
+    assert metadata["authorization"] == "Bearer tok-li"
+    assert [(v.version_id, v.status) for v in reply.versions] == [(FINAL.id, "adopted")]
+    down, _ = asyncio.run(_list_over_grpc(grpc.StatusCode.UNAVAILABLE, "the adoption trail cannot be read"))
+    assert isinstance(down, Unavailable) and down.message.startswith("政策版本采纳状态：服务暂时不可用")
+    refused, _ = asyncio.run(_list_over_grpc(grpc.StatusCode.PERMISSION_DENIED, "role PORTAL may not call this"))
+    assert isinstance(refused, Forbidden) and "政策版本采纳状态：服务拒绝了此操作" in refused.message

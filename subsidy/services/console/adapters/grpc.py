@@ -92,6 +92,7 @@ def translate(exc: grpc.RpcError, what: str) -> ConsoleError:
 
 
 ADOPTING = "采纳政策版本"
+ADOPTION_STATE = "政策版本采纳状态"
 #: What eligibility's FAILED_PRECONDITION refusals of AdoptVersion mean
 #: (subsidy/core/adoption.py, subsidy/core/versions.py check_adoptable),
 #: said in Chinese before the service's own words.
@@ -367,6 +368,12 @@ class GrpcServices:
         return await self._call(
             self._policy.AdoptVersion, request, person, ADOPTING, lambda exc, _: adoption_refusal(exc)
         )
+
+    async def list_versions(self, person: Person) -> Any:
+        """The adoption state as eligibility sees it now: the register with
+        its trail applied, pending proposals, adoptions, the trail's events."""
+        request = policy_service_pb2.ListVersionsRequest()
+        return await self._call(self._policy.ListVersions, request, person, ADOPTION_STATE)
 
     async def list_tranches(
         self, person: Person, due_from: str, due_to: str, statuses: list[int], page_token: str

@@ -132,6 +132,8 @@ def _environment() -> jinja2.Environment:
         OUTLAY_KINDS=handlers.OUTLAY_KINDS,
         CHANGE_KINDS=handlers.CHANGE_KINDS,
         ADOPTION_STEP=model.ADOPTION_STEP,
+        ADOPTION_EVENT=model.ADOPTION_EVENT,
+        REFUSAL_KIND=model.REFUSAL_KIND,
         DECIDE_RESULTS=handlers.DECIDE_RESULTS,
         RESOLUTIONS=handlers.RESOLUTIONS,
         QUEUE_STATUSES=handlers.QUEUE_STATUSES,
