@@ -11,8 +11,12 @@ applications not yet past their notice and the awards past it (ADR 0021).
 ``show_adoption(stack)`` is the one function the demo calls, after the demo
 applications are settled (past their notice). The stack must run intake,
 eligibility (told intake's address: subsidy_dev/stack.py) and payout;
-eligibility with ``SUBSIDY_ELIGIBILITY_SHADOW_VERSION=fictional-final-2023``
-for the shadow part (without it the story says so and goes on). A second
+eligibility verifying the stack's dev tokens, as `make run` runs it
+(``stack.demo_env``): the two demo reviewers call with their own tokens
+(``stack.identities``), and eligibility knows each by the token's subject,
+as it knows a reviewer the console signed in; and with
+``SUBSIDY_ELIGIBILITY_SHADOW_VERSION=fictional-final-2023`` for the shadow
+part (without it the story says so and goes on). A second
 `make run` on the same var dir finds the version adopted and shows the
 application as it is.
 """
@@ -68,10 +72,6 @@ def _yuan(fen: int) -> str:
     return yuan_column(fen).strip() + " 元"
 
 
-def _metadata(person: Any) -> tuple[tuple[str, str], ...]:
-    return (("x-subsidy-subject", person.subject), ("x-subsidy-role", person.role))
-
-
 def show_adoption(stack: Any, timeout: float = 180.0) -> AdoptionShown:
     import grpc
 
@@ -81,6 +81,8 @@ def show_adoption(stack: Any, timeout: float = 180.0) -> AdoptionShown:
     from subsidy_dev.identities import REVIEWER_1, REVIEWER_2
 
     shown = AdoptionShown()
+    # The reviewers' own tokens, signed by the stack's identity provider (eligibility verifies them).
+    as_first, as_second = stack.identities.metadata(REVIEWER_1), stack.identities.metadata(REVIEWER_2)
     final_version = load_versions().get(FINAL).policy.version
     print(f"\nPolicy versions (issue 14): adopting the fictional final {final_version} ...", flush=True)
     with (
@@ -102,7 +104,7 @@ def show_adoption(stack: Any, timeout: float = 180.0) -> AdoptionShown:
         # 2. The shadow difference so far (the candidate beside the draft, never paid).
         try:
             shown.shadow = policy.GetShadowDifference(
-                policy_service_pb2.GetShadowDifferenceRequest(), metadata=_metadata(REVIEWER_1), timeout=10
+                policy_service_pb2.GetShadowDifferenceRequest(), metadata=as_first, timeout=10
             )
         except grpc.RpcError as exc:
             print(f"  shadow evaluation is not running here ({exc.details()})")
@@ -127,7 +129,7 @@ def show_adoption(stack: Any, timeout: float = 180.0) -> AdoptionShown:
 
         # 4. Four eyes: the first reviewer proposes; alone they cannot adopt; the second adopts.
         try:
-            first = policy.AdoptVersion(request, metadata=_metadata(REVIEWER_1), timeout=30)
+            first = policy.AdoptVersion(request, metadata=as_first, timeout=30)
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.FAILED_PRECONDITION or "was adopted at" not in (exc.details() or ""):
                 raise
@@ -135,11 +137,11 @@ def show_adoption(stack: Any, timeout: float = 180.0) -> AdoptionShown:
         else:
             print(f"  {REVIEWER_1.name} proposes the adoption: {first.status}")
             try:
-                policy.AdoptVersion(request, metadata=_metadata(REVIEWER_1), timeout=30)
+                policy.AdoptVersion(request, metadata=as_first, timeout=30)
             except grpc.RpcError as exc:
                 shown.refused_alone = exc.details() or ""
                 print(f"  {REVIEWER_1.name} again, alone: refused ({exc.code().name}: {shown.refused_alone})")
-            shown.adopted = policy.AdoptVersion(request, metadata=_metadata(REVIEWER_2), timeout=60)
+            shown.adopted = policy.AdoptVersion(request, metadata=as_second, timeout=60)
             a = shown.adopted
             print(
                 f"  {REVIEWER_2.name} approves: {a.status} at {a.adopted_at}, effective from {a.effective_from}; "

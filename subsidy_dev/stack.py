@@ -13,7 +13,8 @@ so the story is the same whenever it is run; `advance_clock` (or `subsidy
 dev clock advance`) moves every service at once, so a 5-working-day public
 notice passes in seconds. People are tokens from the stack's own identity
 provider (subsidy_dev/identities.py): the review service verifies them, since
-four-eyes means two different subjects.
+four-eyes means two different subjects, and in `make run` eligibility too
+(``demo_env``: policy version adoption is four-eyes as well).
 """
 
 from __future__ import annotations
@@ -435,6 +436,25 @@ class LocalStack:
         self.stop()
 
 
+def demo_env(stack_dir: Path | str) -> dict[str, dict[str, str]]:
+    """What `make run`'s stack in ``stack_dir`` sets beyond every stack's
+    settings: the fictional final in shadow beside the draft (issue 14; the
+    demo adopts it), and eligibility verifying the stack's dev tokens, so
+    that AdoptVersion knows each reviewer by the token's subject, whether
+    the demo story's reviewers call it (subsidy_dev/adoption_story.py) or the
+    console forwards a signed-in reviewer's token (docs/console.md). The key
+    is the one the stack itself loads (``<stack_dir>/dev-auth``). Other
+    stacks (the fuzz and fault tests) keep eligibility without
+    authentication, as before."""
+    identities = DevIdentityProvider(Path(stack_dir).resolve() / "dev-auth")
+    return {
+        "eligibility": {
+            "SUBSIDY_ELIGIBILITY_SHADOW_VERSION": "fictional-final-2023",
+            **identities.service_env("eligibility"),
+        }
+    }
+
+
 def _demo(args: argparse.Namespace) -> int:
     from subsidy_dev.demo import run_demo
 
@@ -442,9 +462,8 @@ def _demo(args: argparse.Namespace) -> int:
     for group, pids in run_groups.reap_orphans():
         print(f"Ended {group.what}, left behind by an interrupted run ({len(pids)} processes)", flush=True)
     print(f"Starting Kafka and the services (data and logs in {var_dir}/) ...", flush=True)
-    # The fictional final runs in shadow beside the draft (issue 14; the demo adopts it).
-    shadow = {"eligibility": {"SUBSIDY_ELIGIBILITY_SHADOW_VERSION": "fictional-final-2023"}}
-    stack = LocalStack(var_dir / "stack", extra_env=shadow)
+    # The fictional final in shadow, and eligibility verifying the dev tokens (demo_env).
+    stack = LocalStack(var_dir / "stack", extra_env=demo_env(var_dir / "stack"))
     try:
         stack.start()
         for output in stack.migrations.values():  # what was applied (or adopted), and the version

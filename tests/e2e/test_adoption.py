@@ -9,7 +9,10 @@ both decisions with their versions, and the award past its notice keeps its
 300万 (the adoption report says the final would have given 200万). The
 reviewers pass no application: eligibility finds the open one and the noticed
 one at intake itself (ADR 0021), and refuses a caller who names them.
-Through subsidy_dev/adoption_story.py, the function `make run` calls."""
+Eligibility runs as `make run` runs it (``stack.demo_env``): it verifies the
+stack's dev tokens, the reviewers call with their own, and a caller naming
+itself by metadata is refused; ListVersions then shows the adoption and the
+trail. Through subsidy_dev/adoption_story.py, the function `make run` calls."""
 
 from __future__ import annotations
 
@@ -32,9 +35,13 @@ from subsidy.v1 import (
 )
 from subsidy_dev.adoption_story import FINAL, PENDING, show_adoption
 from subsidy_dev.demo import settle, submit_all
-from subsidy_dev.stack import LocalStack
+from subsidy_dev.identities import FINANCE, REVIEWER_1, REVIEWER_2, DemoIdentity
+from subsidy_dev.stack import LocalStack, demo_env
 
 pytestmark = pytest.mark.integration
+
+#: A third reviewer, with a token of the stack's identity provider.
+REVIEWER_X = DemoIdentity("reviewer-x", "REVIEWER", "第三位审核人员（测试）")
 
 REPO = Path(__file__).resolve().parents[2]
 NOTICED = next(
@@ -54,13 +61,11 @@ def ledger(stack, firm):
 def test_two_reviewers_adopt_the_final_and_the_pending_reservation_follows_it(kafka_bootstrap, tmp_path):
     versions = load_versions()
     draft, final = versions.get("songjiang-ii-2022-draft").policy, versions.get(FINAL).policy
-    extra = {
-        "eligibility": {
-            "SUBSIDY_ELIGIBILITY_SHADOW_VERSION": FINAL,
-            # Its own trail: the session's broker is shared with the other tests' stacks.
-            "SUBSIDY_ELIGIBILITY_ADOPTION_TOPIC": f"e2e.adoptions.{uuid.uuid4().hex[:8]}",
-        }
-    }
+    # Eligibility as `make run` runs it: the final in shadow, the dev tokens verified.
+    extra = demo_env(tmp_path / "stack")
+    assert extra["eligibility"]["SUBSIDY_ELIGIBILITY_SHADOW_VERSION"] == FINAL
+    # Its own trail: the session's broker is shared with the other tests' stacks.
+    extra["eligibility"]["SUBSIDY_ELIGIBILITY_ADOPTION_TOPIC"] = f"e2e.adoptions.{uuid.uuid4().hex[:8]}"
     with LocalStack(
         tmp_path / "stack",
         kafka_bootstrap=kafka_bootstrap,
@@ -111,6 +116,28 @@ def test_two_reviewers_adopt_the_final_and_the_pending_reservation_follows_it(ka
             300_000_000,
             200_000_000,
         )
+        # Eligibility knows the reviewers by their tokens: without one, or naming oneself by metadata, refused.
+        with grpc.insecure_channel(stack.eligibility_address) as channel:
+            policy = policy_service_pb2_grpc.PolicyServiceStub(channel)
+            self_named = (("x-subsidy-subject", "reviewer-x"), ("x-subsidy-role", "REVIEWER"))
+            with pytest.raises(grpc.RpcError) as anonymous:
+                policy.AdoptVersion(shown.request, metadata=self_named, timeout=30)
+            assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            # Any of them reads the state: adopted by the two, in the trail's order.
+            state = policy.ListVersions(
+                policy_service_pb2.ListVersionsRequest(), metadata=stack.identities.metadata(FINANCE), timeout=30
+            )
+            [listed] = [v for v in state.versions if v.version_id == FINAL]
+            assert (listed.status, listed.register_status) == ("adopted", "candidate")
+            assert (listed.adoption.proposed_by, listed.adoption.approved_by) == (
+                REVIEWER_1.subject,
+                REVIEWER_2.subject,
+            )
+            assert [(e.event, e.subject) for e in state.events] == [
+                ("proposed", REVIEWER_1.subject),
+                ("refused", REVIEWER_1.subject),
+                ("adopted", REVIEWER_2.subject),
+            ]
         # A caller who still names the applications is refused, naming the field; nothing recorded.
         with grpc.insecure_channel(stack.eligibility_address) as channel:
             policy = policy_service_pb2_grpc.PolicyServiceStub(channel)
@@ -124,8 +151,6 @@ def test_two_reviewers_adopt_the_final_and_the_pending_reservation_follows_it(ka
                 version_id=FINAL, policy_version=final.version, open_applications=[pending]
             )
             with pytest.raises(grpc.RpcError) as refused:
-                policy.AdoptVersion(
-                    naming, metadata=(("x-subsidy-subject", "reviewer-x"), ("x-subsidy-role", "REVIEWER")), timeout=30
-                )
+                policy.AdoptVersion(naming, metadata=stack.identities.metadata(REVIEWER_X), timeout=30)
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert refused.value.details().startswith("open_applications: no longer accepted")
