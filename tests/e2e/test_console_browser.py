@@ -15,9 +15,10 @@ gets 403 for every page it may not open; the operator replays a dead letter
 (a valid application put on subsidy.applications.v1.dlq as eligibility
 would have dead-lettered it) and eligibility and payout then process it,
 and discards another with a reason; on 政策版本 the fictional final, in
-shadow since the start, is proposed by one reviewer, refused when she
-approves it herself (四眼原则) and adopted by the second, and the
-application open at that moment is re-decided. A firm name with HTML in it is
+shadow since the start, is proposed by one reviewer (who then sees 待他人批准,
+and is refused when she approves it herself: 四眼原则), the second reviewer
+sees her pending proposal on the page and approves it, and the application
+open at that moment is re-decided. A firm name with HTML in it is
 shown as text. Screenshots of each page go to var/console-screenshots/
 (the path is printed)."""
 
@@ -776,19 +777,36 @@ def _submit_adoption(console, reason: str) -> None:
     console.driver.switch_to.alert.accept()  # hx-confirm
 
 
+def _post_adoption_blind(console, digest: str, reason: str) -> httpx.Response:
+    """The adoption step sent with the browser's session but without the
+    page's form (the page offers none): the session's CSRF token from the
+    sign-out form every page carries."""
+    csrf = console.find("header input[name=csrf_token]").get_attribute("value")
+    with console.http() as client:
+        return client.post(
+            f"/policy/versions/{CANDIDATE}/adopt",
+            data={"csrf_token": csrf, "policy_version": digest, "reason": reason},
+        )
+
+
 def test_two_reviewers_adopt_the_candidate_on_the_policy_versions_page(console):
-    """Issue 14 in the console: the versions as the register lists them, the
-    candidate's running shadow difference from eligibility, 张敏 proposes the
-    adoption with the digest shown, approving her own proposal is refused
-    (四眼原则), 李强 approves: 已采纳, with who and when, the re-decisions
-    and the report eligibility made from what intake shows."""
+    """Issue 14 in the console: the versions with their adoption state as
+    eligibility sees it (ListVersions), the candidate's running shadow
+    difference, 张敏 proposes the adoption with the digest shown and then sees
+    待他人批准 instead of a form (sent anyway, her approval is refused:
+    四眼原则, and the trail shows it); 李强 signs in on his own, opens the page,
+    sees her proposal — who, when, the digest, her reason — and approves it:
+    已采纳, with the re-decisions and the report eligibility made from what
+    intake shows; on every visit after, the page shows the version adopted,
+    by whom and when, and the trail; a further step is refused."""
     from subsidy.core.versions import load_versions
 
     digest = load_versions().get(CANDIDATE).policy.version
     console.sign_in(FINANCE.subject)  # reads the page, sends nothing
     console.open("/policy/versions")
     console.wait_text(f"#version-{CANDIDATE} .version-status", "候选")
-    assert not console.all("form.adopt-form")
+    assert not console.all("form.adopt-form") and not console.all(f"#proposal-{CANDIDATE}")
+    assert "尚无提议、批准或拒绝的记录" in console.find("#adoption-history").text
 
     console.sign_in(REVIEWER_1.subject)
     console.open("/policy/versions")
@@ -800,6 +818,7 @@ def test_two_reviewers_adopt_the_candidate_on_the_policy_versions_page(console):
     assert digest in shadow and counted >= 4, shadow  # every application decided on this stack
     assert console.all("#shadow-years tbody tr") and console.all("#shadow-clauses tbody tr")
     assert console.find(f"#adopt-{CANDIDATE} input[name=policy_version]").get_attribute("value") == digest
+    assert console.find(f"#adopt-{CANDIDATE} button.adopt").text == "提议采纳"  # nothing is pending
     console.shot("21-policy-versions")
 
     _submit_adoption(console, "区科委审定虚构定稿（演示）")
@@ -809,10 +828,19 @@ def test_two_reviewers_adopt_the_candidate_on_the_policy_versions_page(console):
     assert console.driver.current_url.endswith("/policy/versions")
     console.shot("22-policy-adoption-proposed")
 
-    _submit_adoption(console, "本人再次批准（演示，应被拒绝）")
-    console.wait_text("#error", "四眼原则")
-    assert "须由另一位审核人员（不同账号）批准" in console.find("#error").text
-    console.shot("23-policy-adoption-four-eyes-refused")
+    # On the page again (a reload, not the POST's answer): her proposal waits for another reviewer.
+    console.open("/policy/versions")
+    console.wait_text(f"#awaiting-{CANDIDATE}", "待他人批准")
+    assert not console.all("form.adopt-form")
+    assert "已提议采纳，待批准" in console.find(f"#version-{CANDIDATE} .version-status").text
+    # Sent without a form all the same, her approval is refused by eligibility (四眼原则), and recorded.
+    refused = _post_adoption_blind(console, digest, "本人再次批准（演示，应被拒绝）")
+    assert refused.status_code == 403 and "须由另一位审核人员（不同账号）批准" in refused.text
+    console.open("/policy/versions")
+    history = console.find("#adoption-history").text
+    assert "被拒绝" in history and "四眼原则" in history and "本人再次批准（演示，应被拒绝）" in history
+    console.driver.execute_script("arguments[0].scrollIntoView()", console.find(f"#adopt-{CANDIDATE}"))
+    console.shot("23-policy-adoption-awaiting-another-reviewer")
 
     # One more application, RESERVED when the version is adopted: the portal submits it now.
     with grpc.insecure_channel(console.stack.intake_address) as channel:
@@ -830,8 +858,18 @@ def test_two_reviewers_adopt_the_candidate_on_the_policy_versions_page(console):
     open_ids = [i for i, s in _intake_states(console.stack, ours).items() if s == intake_pb2.APPLICATION_STATE_RESERVED]
     assert OPEN_APP["application_id"] in open_ids
 
+    # The second reviewer, signed in on his own, opens the page and sees what awaits him.
     console.sign_in(REVIEWER_2.subject)
     console.open("/policy/versions")
+    console.wait_text(f"#proposal-{CANDIDATE}", "等待另一位审核人员批准")
+    proposal = console.find(f"#proposal-{CANDIDATE}").text
+    assert REVIEWER_1.subject in proposal and digest in proposal and "区科委审定虚构定稿（演示）" in proposal
+    assert re.search(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}", proposal), proposal  # when she proposed
+    assert f"已提议采纳，待批准（{REVIEWER_1.subject}" in console.find(f"#version-{CANDIDATE} .version-status").text
+    assert console.find(f"#adopt-{CANDIDATE} button.adopt").text == f"批准采纳（{REVIEWER_1.subject} 的提议）"
+    assert not console.all(f"#awaiting-{CANDIDATE}")
+    console.driver.execute_script("arguments[0].scrollIntoView()", console.find(f"#adopt-{CANDIDATE}"))
+    console.shot("24-policy-adoption-pending-for-the-second-reviewer")
     _submit_adoption(console, "复核同意采纳（演示）")
     console.wait_text("#adoption-status", "已采纳", timeout=WAIT_S)
     assert REVIEWER_1.subject in console.find("#proposed-by").text
@@ -842,7 +880,7 @@ def test_two_reviewers_adopt_the_candidate_on_the_policy_versions_page(console):
     for application_id in open_ids:
         assert f"{application_id}@{digest}" in redecided, (application_id, redecided)
     assert console.all("#adoption-report") and f"  {CANDIDATE}:" in console.find("#register-entry").text
-    console.shot("24-policy-adoption-adopted")
+    console.shot("25-policy-adoption-adopted")
 
     # The re-decision went out on subsidy.decisions.v1: intake shows it on the application.
     deadline = time.monotonic() + WAIT_S
@@ -853,12 +891,27 @@ def test_two_reviewers_adopt_the_candidate_on_the_policy_versions_page(console):
         assert time.monotonic() < deadline, console.find("#timeline").text
         time.sleep(1)
     assert digest in console.find("#timeline").text
-    console.shot("25-application-redecided")
-    console.open("/policy/versions")
+    console.shot("26-application-redecided")
 
-    # Once adopted, another step is refused, said in Chinese.
-    _submit_adoption(console, "再次提交（演示，应被拒绝）")
-    console.wait_text("#error", "该版本已经采纳")
+    # Any later visit, by anyone who may read it: adopted, by whom and when, the draft ending, the trail.
+    console.sign_in(FINANCE.subject)
+    console.open("/policy/versions")
+    status = console.find(f"#version-{CANDIDATE} .version-status").text
+    assert status.startswith("已采纳") and "登记表尚未记入" in status and REVIEWER_2.subject in status
+    assert "至 2023-07-01" in console.find("#version-songjiang-ii-2022-draft").text
+    adopted = console.find(f"#adopted-{CANDIDATE}").text
+    assert REVIEWER_1.subject in adopted and REVIEWER_2.subject in adopted and "复核同意采纳（演示）" in adopted
+    events = [r.find_element("css selector", "td:nth-child(3)").text for r in console.all("#adoption-history tbody tr")]
+    assert [e.split("\n")[0] for e in events] == ["批准，已采纳", "被拒绝", "提议采纳"]
+    console.driver.execute_script("arguments[0].scrollIntoView()", console.find(f"#adopt-{CANDIDATE}"))
+    console.shot("27-policy-versions-adopted")
+
+    # Once adopted no reviewer is offered a form, and a step sent anyway is refused, said in Chinese.
+    console.sign_in(REVIEWER_1.subject)
+    console.open("/policy/versions")
+    assert "该版本已采纳" in console.find(f"#adopt-{CANDIDATE}").text and not console.all("form.adopt-form")
+    again = _post_adoption_blind(console, digest, "再次提交（演示，应被拒绝）")
+    assert again.status_code == 409 and "该版本已经采纳" in again.text
 
 
 def test_htmx_ran_under_the_csp_and_nothing_was_blocked(console):
