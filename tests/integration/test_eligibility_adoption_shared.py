@@ -2,7 +2,9 @@
 ADR 0018), on the harness's real broker: a reviewer proposes on one
 instance, another approves on a second, and both -- and a third started
 afterwards -- route applications to the adopted version; one reviewer alone
-is refused whichever instance they call; the trail keeps every step."""
+is refused whichever instance they call; the trail keeps every step, and
+every instance's ListVersions read side (``overview``) shows the pending
+proposal and then the adoption with the same trail, each event once."""
 
 from __future__ import annotations
 
@@ -80,6 +82,11 @@ def test_two_instances_share_one_adoption(kafka_bootstrap, topic):
     b, routed_b = instance(kafka_bootstrap, topic)
     step = dict(version_id=FINAL, policy_version=final_version, reason="")
     assert a.adopt(caller=reviewer("reviewer-a"), **step).event["event"] == "proposed"
+    # The other instance shows the pending proposal (ListVersions' read side), read from the topic.
+    pending = b.overview()
+    [final] = [v for v in pending.versions if v.version_id == FINAL]
+    assert (final.status, final.proposal.proposed_by, final.proposal_current) == ("candidate", "reviewer-a", True)
+    assert pending.trail == f"topic {topic}" and [e["event"] for e in pending.events] == ["proposed"]
     # The same reviewer on the other instance is still the same reviewer.
     with pytest.raises(FourEyes):
         b.adopt(caller=reviewer("reviewer-a"), **step)
@@ -114,5 +121,15 @@ def test_two_instances_share_one_adoption(kafka_bootstrap, topic):
         ("refused", "reviewer-a"),
         ("adopted", "reviewer-b"),
     ]
+    # Every instance's ListVersions: the same trail, each event once, and the version adopted.
+    for desk in (a, b, c):
+        seen = desk.overview()
+        assert seen.events == trail and seen.earlier == 0
+        [final] = [v for v in seen.versions if v.version_id == FINAL]
+        assert (final.status, final.register_status, final.adoption.approved_by) == (
+            "adopted",
+            "candidate",
+            "reviewer-b",
+        )
     for desk in (a, b, c):
         desk.log.close()
