@@ -525,6 +525,13 @@ def main() -> None:
         help="paced loads at these applications/s instead of 10%%, 50%% and 90%% of the burst's maximum: "
         "two trees compared at the same load (a burst's maximum moves with the machine's other work)",
     )
+    parser.add_argument(
+        "--profile-at",
+        type=float,
+        default=None,
+        metavar="RATE",
+        help="with --profile and --rates: profile the paced load at this rate instead of the burst",
+    )
     parser.add_argument("--echo-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.echo_server:
@@ -543,7 +550,10 @@ def main() -> None:
         parser.error(f"--profile: not a service of the benchmark: {', '.join(sorted(unknown))}")
     if profiled and profiling.available() is not None:
         parser.error(f"--profile: {profiling.available()}")
+    if args.profile_at is not None and (not profiled or args.profile_at not in fixed_rates):
+        parser.error("--profile-at: needs --profile and one of the --rates")
     profile_dir = Path(tempfile.mkdtemp(prefix="subsidy-bench-profile-")) if profiled else Path()
+    profiled_phase = f"the paced load at {args.profile_at:g}/s" if args.profile_at is not None else "the burst"
     quick = args.quick
     phase_s = args.phase_seconds or (10.0 if quick else 25.0)
     n_kafka = 5000
@@ -614,17 +624,22 @@ def main() -> None:
                     pids = {name: svc.process.pid for name, svc in stack.services.items()}
                     pids["kafka"] = broker.status()["pid"]
                     pids["this client"] = os.getpid()
-                    recordings = {
-                        name: profiling.Recording(pids[name], profile_dir / f"{name}.raw") for name in profiled
-                    }
+
+                    def record() -> dict:
+                        return {name: profiling.Recording(pids[name], profile_dir / f"{name}.raw") for name in profiled}
+
+                    def keep(recordings: dict) -> None:
+                        for name, recording in recordings.items():
+                            failure = recording.stop()
+                            results.setdefault("profiles", {})[name] = (
+                                [f"    py-spy failed: {failure}"] if failure else profiling.summary(recording.out)
+                            )
+
+                    recordings = record() if args.profile_at is None else {}
                     before = process_cpu(pids)
                     b = asyncio.run(burst(stack.intake_address, burst_req, watcher, args.concurrency, phase_s))
                     b["cpu"] = cpu_since(before, pids)
-                    for name, recording in recordings.items():
-                        failure = recording.stop()
-                        results.setdefault("profiles", {})[name] = (
-                            [f"    py-spy failed: {failure}"] if failure else profiling.summary(recording.out)
-                        )
+                    keep(recordings)
                     b["rss"] = {name: peak_rss_mb(pids[name]) for name in stack.services}
                     results["burst"] = b
                     log("[2] draining the burst's backlog before the paced loads ...")
@@ -639,9 +654,11 @@ def main() -> None:
                         req = to_requests(pace_apps[offset : offset + need])
                         offset += need
                         log(f"[2] paced {rate:.0f}/s for {phase_s:.0f} s ...")
+                        recordings = record() if rate == args.profile_at else {}
                         before = process_cpu(pids)
                         load = asyncio.run(paced(stack.intake_address, req, watcher, rate, phase_s))
                         load["cpu"] = cpu_since(before, pids)
+                        keep(recordings)
                         loads.append((share, load))
                     results["loads"] = loads
                 finally:
@@ -718,7 +735,7 @@ def main() -> None:
         for err in results[name]["errors"][:3]:
             print(f"  {name} error: {err}")
     for name, lines in results.get("profiles", {}).items():
-        print(f"profile of {name} during the burst (py-spy --gil; raw stacks: {profile_dir / (name + '.raw')})")
+        print(f"profile of {name} during {profiled_phase} (py-spy --gil; raw stacks: {profile_dir / (name + '.raw')})")
         print("\n".join(lines))
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
