@@ -22,6 +22,14 @@
   keep their amounts), what the new version would have decided.
   ``register_entry`` is the text to record in ``policy/versions.yaml`` so the
   adoption holds on every instance and in the repository.
+- **What an adoption owes, until the broker has it.** The ``adopted`` event
+  carries the re-decisions to publish (``redecisions``, each in its recorded
+  form with its ``decision_id``); a ``redecisions_published`` event names
+  the decision ids the broker acknowledged. ``AdoptionState.owed`` is what
+  the trail still owes, per version: the adoption and its publication are
+  one fact of the trail, as an outbox makes a write and its event one, and
+  whoever replays the trail (a restart, another instance) publishes what is
+  owed (docs/policy-versions.md, "What the re-decisions do").
 
 Pure: no I/O, no clock (``at`` is given).
 """
@@ -41,6 +49,10 @@ from subsidy.core.versions import OpenApplication, Version, Versions, check_adop
 PROPOSED = "proposed"
 ADOPTED = "adopted"
 REFUSED = "refused"
+#: The broker acknowledged (some of) an adoption's re-decisions: ``decision_ids``.
+REDECISIONS_PUBLISHED = "redecisions_published"
+#: The subject of the events eligibility records itself (not a reviewer's step).
+SYSTEM_SUBJECT = "eligibility"
 
 
 class AdoptionRefused(ValueError):
@@ -81,9 +93,32 @@ class Adoption:
 
 
 @dataclass(frozen=True, slots=True)
+class Owed:
+    """The re-decisions an adoption recorded that no ``redecisions_published``
+    event has acknowledged yet: ``redecisions`` maps each decision id to its
+    recorded form (as the ``adopted`` event holds it), in recorded order."""
+
+    version_id: str
+    policy_version: str
+    adopted_at: str
+    redecisions: Mapping[str, Mapping[str, Any]]
+
+    @property
+    def decision_ids(self) -> tuple[str, ...]:
+        return tuple(self.redecisions)
+
+
+@dataclass(frozen=True, slots=True)
 class AdoptionState:
     proposals: Mapping[str, Proposal] = field(default_factory=dict)
     adopted: Mapping[str, Adoption] = field(default_factory=dict)
+    #: Per version: the re-decisions its adoption still owes the decisions topic.
+    owed: Mapping[str, Owed] = field(default_factory=dict)
+
+    @property
+    def owed_count(self) -> int:
+        """How many re-decisions the trail still owes, every version together."""
+        return sum(len(o.redecisions) for o in self.owed.values())
 
     @classmethod
     def replay(cls, events: Iterable[Mapping[str, Any]]) -> AdoptionState:
@@ -113,10 +148,56 @@ class AdoptionState:
                 files=dict(event["files"]),
             )
             proposals = {k: v for k, v in self.proposals.items() if k != adoption.version_id}
-            return AdoptionState(proposals, {**self.adopted, adoption.version_id: adoption})
+            return AdoptionState(proposals, {**self.adopted, adoption.version_id: adoption}, self._owe(adoption, event))
+        if kind == REDECISIONS_PUBLISHED:
+            return replace(self, owed=self._settle(event["version_id"], event.get("decision_ids") or ()))
         if kind == REFUSED:
             return self
         raise ValueError(f"event: unknown adoption event {kind!r}")
+
+    def _owe(self, adoption: Adoption, event: Mapping[str, Any]) -> Mapping[str, Owed]:
+        """The owed re-decisions with an ``adopted`` event's added. An event
+        recorded before adopted events carried them owes nothing; the same
+        adoption recorded twice (two approvals racing on two instances, or
+        an instance reading back its own event) owes the union, by decision
+        id: each is published (again) until acknowledged, and the ids are
+        derived, so publishing one twice changes nothing."""
+        recorded = event.get("redecisions") or ()
+        if not recorded:
+            return self.owed
+        previous = self.owed.get(adoption.version_id)
+        redecisions = dict(previous.redecisions) if previous is not None else {}
+        for redecision in recorded:
+            redecisions[str(redecision["decision_id"])] = redecision
+        owed = Owed(adoption.version_id, adoption.policy_version, adoption.adopted_at, redecisions)
+        return {**self.owed, adoption.version_id: owed}
+
+    def _settle(self, version_id: str, decision_ids: Iterable[str]) -> Mapping[str, Owed]:
+        """The owed re-decisions less those the broker acknowledged. Ids
+        nothing owes (published twice, by two instances) are ignored."""
+        previous = self.owed.get(version_id)
+        if previous is None:
+            return self.owed
+        done = set(decision_ids)
+        left = {k: v for k, v in previous.redecisions.items() if k not in done}
+        if left:
+            return {**self.owed, version_id: replace(previous, redecisions=left)}
+        return {k: v for k, v in self.owed.items() if k != version_id}
+
+
+def published(owed: Owed, decision_ids: Iterable[str], *, at: str) -> dict[str, Any]:
+    """The event to record once the broker has acknowledged ``decision_ids``
+    of ``owed`` (those it does not owe are left out): applied, the trail
+    owes them no more."""
+    ids = [i for i in decision_ids if i in owed.redecisions]
+    return {
+        "event": REDECISIONS_PUBLISHED,
+        "version_id": owed.version_id,
+        "policy_version": owed.policy_version,
+        "subject": SYSTEM_SUBJECT,
+        "at": at,
+        "decision_ids": ids,
+    }
 
 
 def step(

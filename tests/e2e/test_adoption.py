@@ -133,10 +133,13 @@ def test_two_reviewers_adopt_the_final_and_the_pending_reservation_follows_it(ka
                 REVIEWER_1.subject,
                 REVIEWER_2.subject,
             )
+            # and, once the broker acknowledged its re-decisions, eligibility's record of it
+            # (nothing owed: the retry publishes nothing more).
             assert [(e.event, e.subject) for e in state.events] == [
                 ("proposed", REVIEWER_1.subject),
                 ("refused", REVIEWER_1.subject),
                 ("adopted", REVIEWER_2.subject),
+                ("redecisions_published", "eligibility"),
             ]
         # A caller who still names the applications is refused, naming the field; nothing recorded.
         with grpc.insecure_channel(stack.eligibility_address) as channel:

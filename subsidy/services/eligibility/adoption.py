@@ -15,9 +15,17 @@ trail; only then does the state change and the handler start routing
 applications to the adopted version. A refusal is appended as a ``refused``
 event and changes nothing.
 
+The ``adopted`` event carries the re-decisions (``redecisions``: each
+``subsidy.v1.Decision`` in its protobuf JSON mapping, ``record_form``), so
+what an adoption must publish is recorded with the adoption itself.
+``owed`` gives what the trail still owes (decoded), ``record_published``
+records the broker's acknowledgement (a ``redecisions_published`` event);
+the publishing is the outbox's (outbox.py).
+
 ``overview`` is the read side (PolicyService.ListVersions): the register as
 the trail makes it now (read to its end first, as before a step), each
-version's pending proposal or adoption, and the trail's last events.
+version's pending proposal or adoption and the re-decisions it still owes,
+and the trail's last events.
 """
 
 from __future__ import annotations
@@ -28,16 +36,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from subsidy.contracts import codec
+from subsidy.contracts.codec import BadInput
 from subsidy.core.adoption import (
     ADOPTED,
     REFUSED,
     Adoption,
     AdoptionRefused,
     AdoptionState,
+    Owed,
     Proposal,
     ReportLine,
     Router,
     effective,
+    published,
     redecide,
     register_entry,
     report,
@@ -49,6 +61,39 @@ from subsidy.core.policy import Policy, PolicyError
 from subsidy.core.versions import OpenApplication, Versions
 from subsidy.services.eligibility.model import Caller, OpenWorkFound
 from subsidy.services.eligibility.ports import OpenWork
+
+
+def record_form(decision: Decision) -> dict[str, Any]:
+    """A re-decision as the ``adopted`` event records it: the contract's
+    ``subsidy.v1.Decision`` in its protobuf JSON mapping (every field, names
+    as in the proto), readable in the audit trail."""
+    return codec.message_to_json(codec.decision_to_proto(decision))
+
+
+def from_record_form(recorded: dict[str, Any]) -> Decision:
+    """A recorded re-decision back as the domain value; ``BadInput`` naming
+    the field when it does not decode."""
+    from google.protobuf import json_format
+
+    from subsidy.v1 import decision_pb2
+
+    try:
+        message = json_format.ParseDict(recorded, decision_pb2.Decision())
+    except json_format.ParseError as exc:
+        raise BadInput("redecisions", str(exc)) from None
+    return codec.decision_from_proto(message)
+
+
+@dataclass(frozen=True)
+class OwedRedecisions:
+    """What an adoption recorded in the trail still owes the decisions topic."""
+
+    owed: Owed
+    decisions: tuple[Decision, ...]
+
+    @property
+    def version_id(self) -> str:
+        return self.owed.version_id
 
 
 class Log(Protocol):
@@ -97,6 +142,8 @@ class VersionState:
     #: Whether the proposal names the files as they are now (else the next step proposes anew).
     proposal_current: bool = False
     adoption: Adoption | None = None
+    #: The ids of the re-decisions its adoption recorded and the broker has not acknowledged yet.
+    owed_redecisions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -193,6 +240,7 @@ class AdoptionDesk:
                 "register_status": listed.status,
                 "proposal": proposal,
                 "adoption": state.adopted.get(version_id),
+                "owed_redecisions": state.owed[version_id].decision_ids if version_id in state.owed else (),
             }
             try:
                 version = register.get(version_id)
@@ -218,6 +266,44 @@ class AdoptionDesk:
             rfc3339(self.clock()),
             str(getattr(self.log, "where", "")),
         )
+
+    def owed(self) -> list[OwedRedecisions]:
+        """What the trail, as this instance has read it, still owes: per
+        adopted version, the recorded re-decisions no ``redecisions_published``
+        event acknowledged, decoded. ``BadInput`` (naming the version and the
+        decision) for one that does not decode: never skipped."""
+        with self._lock:
+            state = self.state
+        result = []
+        for owed in state.owed.values():
+            decisions = []
+            for decision_id, recorded in owed.redecisions.items():
+                try:
+                    decisions.append(from_record_form(dict(recorded)))
+                except BadInput as exc:
+                    raise BadInput(f"adopted {owed.version_id}: redecisions[{decision_id}]", str(exc)) from None
+            result.append(OwedRedecisions(owed, tuple(decisions)))
+        return result
+
+    def owed_count(self) -> int:
+        with self._lock:
+            return self.state.owed_count
+
+    def record_published(self, version_id: str, decision_ids: list[str]) -> dict[str, Any] | None:
+        """The broker acknowledged ``decision_ids`` of ``version_id``'s
+        adoption: a ``redecisions_published`` event in the trail naming those
+        the trail still owes (``OSError`` when it cannot be written: they stay
+        owed and are published again, which is harmless). Returns the event,
+        or None when none of them was owed any more (published meanwhile)."""
+        with self._lock:
+            owed = self.state.owed.get(version_id)
+            if owed is None or not set(decision_ids) & set(owed.redecisions):
+                return None
+            event = published(owed, decision_ids, at=rfc3339(self.clock()))
+            self.log.append(event)
+            self._written(event)
+            self.state = self.state.apply(event)
+            return event
 
     def previous_policy(self, app: Application) -> Policy | None:
         """The policy that decided ``app`` before this adoption: the adopted
@@ -281,9 +367,14 @@ class AdoptionDesk:
                     version = adopted_register.get(version_id)
                 except PolicyError as exc:
                     raise AdoptionRefused("precondition", str(exc)) from None
+                redecisions = [redecide(app, version, self.previous_policy(app)) for app in open_applications]
+                # What the adoption must publish is part of the adoption's own
+                # event: appended together, owed until the broker acknowledges it.
+                event = {**event, "redecisions": [record_form(d) for d in redecisions]}
+                new_state = self.state.apply(event)
                 outcome = Outcome(
                     event,
-                    [redecide(app, version, self.previous_policy(app)) for app in open_applications],
+                    redecisions,
                     report(noticed, version),
                     register_entry(event, self.versions),
                     found,

@@ -45,6 +45,7 @@ from subsidy.services.eligibility.adoption import AdoptionDesk
 from subsidy.services.eligibility.config import Settings
 from subsidy.services.eligibility.handlers import CONSUMER, Handler, utc_now
 from subsidy.services.eligibility.metrics import Metrics
+from subsidy.services.eligibility.outbox import RedecisionOutbox
 from subsidy.services.eligibility.shadow import ShadowTally
 
 EXIT_BAD_CONFIG = 2
@@ -85,6 +86,16 @@ def create_app(
     # allow_empty: a tombstone reaches the agent (and the DLQ) instead of being skipped.
     service.applications = kafka.raw_topic(service.app, topics.APPLICATIONS, allow_empty=True)
     service.install_agent()
+    desk = adoption_desk(settings, policy, service.handler, clock)
+    # What adoptions recorded and the broker has not acknowledged yet: published
+    # right after the approval, and at start and every few seconds until it has.
+    outbox = (
+        RedecisionOutbox(
+            desk, service.publish_redecisions, service.metrics, retry_seconds=settings.redecisions_retry_seconds
+        )
+        if desk is not None
+        else None
+    )
     service.grpc = GrpcServer(
         settings.grpc_address,
         policy,
@@ -92,8 +103,9 @@ def create_app(
         grace_seconds=settings.grpc_grace_seconds,
         probe=service.probe,
         shadow_tally=tally,
-        adoption=adoption_desk(settings, policy, service.handler, clock),
-        publish=service.publish_redecisions,
+        adoption=desk,
+        outbox=outbox,
+        publish_ready=service.consumer_running,
     )
     return service
 
@@ -229,6 +241,15 @@ def main() -> int:
             return EXIT_NO_KAFKA
         if desk.state.adopted:
             log.info("adopted policy versions: %s", ", ".join(sorted(desk.state.adopted)))
+        owed = desk.owed_count()
+        service.metrics.redecisions_owed.set(owed)
+        if owed:
+            log.warning(
+                "the adoption trail owes %d re-decision(s) to %s (%s): published once the consumer has joined",
+                owed,
+                topics.DECISIONS.name,
+                ", ".join(sorted(desk.state.owed)),
+            )
     service.exit_after_crash_s = kafka.CRASH_EXIT_AFTER_S
     if settings.metrics_port:
         disable_created_metrics()

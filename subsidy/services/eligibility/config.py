@@ -71,6 +71,9 @@ class Settings:
     intake_tls_ca_file: str = ""
     #: SUBSIDY_ELIGIBILITY_INTAKE_TIMEOUT_SECONDS: the deadline of each ListApplications call.
     intake_timeout_seconds: float = 10.0
+    #: SUBSIDY_ELIGIBILITY_REDECISIONS_RETRY_SECONDS: how often the re-decisions an adoption
+    #: recorded and the broker has not acknowledged yet are published again (outbox.py).
+    redecisions_retry_seconds: float = 5.0
     app_id: str = APP_ID
 
     @classmethod
@@ -141,6 +144,9 @@ class Settings:
             intake_tls_ca_file=intake_tls_ca_file,
             intake_timeout_seconds=number(
                 "SUBSIDY_ELIGIBILITY_INTAKE_TIMEOUT_SECONDS", d.intake_timeout_seconds, float, 0.1
+            ),
+            redecisions_retry_seconds=number(
+                "SUBSIDY_ELIGIBILITY_REDECISIONS_RETRY_SECONDS", d.redecisions_retry_seconds, float, 0.1
             ),
         )
 

@@ -9,7 +9,7 @@ services share (Kafka, gRPC, dead letters, progress) come from
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from subsidy.platform import metrics as shared
 
@@ -56,6 +56,24 @@ class Metrics:
             "subsidy_policy_redecisions",
             "Re-decisions published on subsidy.decisions.v1 when a policy version was adopted, by clause and outcome.",
             ["clause", "outcome"],
+            registry=self.registry,
+        )
+        # What an adoption owes subsidy.decisions.v1 until the broker acknowledges it (outbox.py).
+        self.redecision_publications = shared.metric(
+            Counter,
+            "subsidy_policy_redecision_publications",
+            "Attempts to publish the re-decisions an adoption recorded in the trail, by trigger (adoption: the "
+            "approving call; retry: start-up and the periodic retry) and result (published: the broker "
+            "acknowledged every one; failed).",
+            ["trigger", "result"],
+            registry=self.registry,
+        )
+        self.redecisions_owed = shared.metric(
+            Gauge,
+            "subsidy_policy_redecisions_owed",
+            "Re-decisions recorded with an adoption in the trail that the broker has not acknowledged yet, as this "
+            "instance read the trail at its last attempt: above 0, open applications still hold their previous "
+            "decisions.",
             registry=self.registry,
         )
         # Older names, kept for existing dashboards and tests; the contract's

@@ -23,7 +23,9 @@ subsidy/platform/grpc/server.py, as for intake, payout and notify.
   FAILED_PRECONDITION (the version, its files, its dates, open applications;
   intake refusing the caller or holding a record that does not decode),
   INVALID_ARGUMENT (the request, naming the field), UNAVAILABLE (intake cannot
-  be read, or the audit trail cannot be written: nothing adopted).
+  be read, or the audit trail cannot be written: nothing adopted; or adopted,
+  and its re-decisions recorded with it but not yet on the broker: published
+  by the retry, ``RedecisionOutbox``).
 - ``ListVersions``: the adoption state as this instance sees it now
   (``AdoptionDesk.overview``): every version of the register with the
   trail's adoptions applied, its pending proposal or its adoption, and the
@@ -64,7 +66,9 @@ from subsidy.platform.security import GrpcSecurity
 from subsidy.platform.security.identity import current
 from subsidy.services.eligibility.adapters.adoption_log import AdoptionLogError
 from subsidy.services.eligibility.adoption import AdoptionDesk, Outcome, Overview
+from subsidy.services.eligibility.metrics import Metrics
 from subsidy.services.eligibility.model import Caller, OpenWorkUnavailable
+from subsidy.services.eligibility.outbox import RedecisionOutbox
 from subsidy.services.eligibility.shadow import ShadowTally
 from subsidy.v1 import policy_service_pb2, policy_service_pb2_grpc
 
@@ -317,13 +321,13 @@ class PolicyServicer(policy_service_pb2_grpc.PolicyServiceServicer):
         policy: Policy,
         shadow_tally: ShadowTally | None = None,
         adoption: AdoptionDesk | None = None,
-        publish: Publish | None = None,
+        outbox: RedecisionOutbox | None = None,
     ):
         self.policy = policy
         self.shadow_tally = shadow_tally
         self.adoption = adoption
-        #: Produces an adoption's re-decisions on subsidy.decisions.v1 (kafka.Eligibility.publish_redecisions).
-        self.publish = publish
+        #: Publishes an adoption's re-decisions on subsidy.decisions.v1 and records it in the trail.
+        self.outbox = outbox
         self._clauses = list_clauses_response(policy)
 
     async def AdoptVersion(self, request, context):
@@ -397,24 +401,21 @@ class PolicyServicer(policy_service_pb2_grpc.PolicyServiceServicer):
                 len(found.noticed_awards) if found is not None else 0,
                 extra=logs.fields(rpc="AdoptVersion", version_id=request.version_id, subject=subject),
             )
-            if outcome.redecisions and self.publish is not None:
-                # Adopted and recorded: the open applications' re-decisions go to
+            if outcome.redecisions and self.outbox is not None:
+                # Adopted, and the re-decisions recorded with the adoption: now to
                 # subsidy.decisions.v1 (review, the ledger, intake and notify react).
+                # When the broker does not take them they stay owed in the trail,
+                # and the retry publishes them (outbox.py; counted and logged there).
                 try:
-                    published = await self.publish(outcome.redecisions)
+                    published = await self.outbox.publish_adopted(request.version_id, outcome.redecisions)
                 except Exception as exc:  # noqa: BLE001 - the broker refused or is gone: said, not swallowed
-                    log.error(
-                        "version %s adopted, but its %d re-decision(s) could not be published: %s",
-                        request.version_id,
-                        len(outcome.redecisions),
-                        exc,
-                        extra=logs.fields(rpc="AdoptVersion", version_id=request.version_id),
-                    )
                     await context.abort(
                         grpc.StatusCode.UNAVAILABLE,
                         f"{request.version_id} is adopted, but its {len(outcome.redecisions)} re-decision(s) could "
-                        f"not be published on subsidy.decisions.v1 ({type(exc).__name__}: {exc}); "
-                        "the ledger still holds their previous decisions (docs/policy-versions.md, Adoption)",
+                        f"not be published on subsidy.decisions.v1 yet ({type(exc).__name__}: {exc}); they are "
+                        f"recorded with the adoption and eligibility publishes them again every "
+                        f"{self.outbox.retry_seconds:g} s until the broker has them; until then the ledger holds "
+                        "their previous decisions (docs/policy-versions.md, Adoption)",
                     )
                 outcome = dataclasses.replace(outcome, redecisions=published)
             return adopt_version_response(outcome)
@@ -507,13 +508,23 @@ class GrpcServer(Service):
         shadow_tally: ShadowTally | None = None,
         adoption: AdoptionDesk | None = None,
         publish: Publish | None = None,
+        outbox: RedecisionOutbox | None = None,
+        publish_ready: Callable[[], bool] | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.security = security
         self.shadow_tally = shadow_tally
         self.adoption = adoption
-        self.publish = publish
+        if outbox is None and adoption is not None and publish is not None:
+            # Tests hand a publisher alone: counted in a registry of their own.
+            from prometheus_client import CollectorRegistry
+
+            outbox = RedecisionOutbox(adoption, publish, Metrics(CollectorRegistry()))
+        #: What adoptions owe subsidy.decisions.v1, published until acknowledged.
+        self.outbox = outbox
+        #: Whether the producer can publish now (the app runs); default ``ready``.
+        self.publish_ready = publish_ready or ready
         self.adoption_follow_seconds = 1.0
         self.address = address
         self.policy = policy
@@ -540,7 +551,7 @@ class GrpcServer(Service):
             servicers=[
                 (
                     policy_service_pb2_grpc.add_PolicyServiceServicer_to_server,
-                    PolicyServicer(self.policy, self.shadow_tally, self.adoption, self.publish),
+                    PolicyServicer(self.policy, self.shadow_tally, self.adoption, self.outbox),
                 )
             ],
             service_names=[SERVICE_NAME],
@@ -590,6 +601,26 @@ class GrpcServer(Service):
             except Exception:
                 log.error("adoption trail: catching up failed; routing stays as it was", exc_info=True)
             await self.sleep(self.adoption_follow_seconds)
+
+    @Service.task
+    async def _settle_redecisions(self) -> None:
+        """What the adoption trail owes subsidy.decisions.v1 (an approval whose
+        publication failed, or an instance killed between the two): published
+        as soon as the producer can (at start-up) and every
+        ``outbox.retry_seconds`` after, until the broker has acknowledged it."""
+        outbox = self.outbox
+        if outbox is None:
+            return
+        while not self.should_stop:
+            waited = min(1.0, outbox.retry_seconds)
+            try:
+                if self.publish_ready():
+                    await outbox.settle()
+                    waited = outbox.retry_seconds
+            except Exception:  # a bug here must not stop the retry for good
+                log.error("re-decisions owed: the retry failed unexpectedly", exc_info=True)
+                waited = outbox.retry_seconds
+            await self.sleep(waited)
 
     @Service.task
     async def _watch_readiness(self) -> None:
