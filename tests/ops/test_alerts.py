@@ -58,6 +58,7 @@ METRICS = {
     "subsidy_payout_tranches_scheduled_past_due",
     "subsidy_payout_tranches_held_past_grace",
     "subsidy_payout_recovery_oldest_open_age_seconds",
+    "subsidy_policy_redecisions_owed",
     "subsidy_payout_cap_mismatches",
     "subsidy_payout_cap_reconcile_last_run_timestamp_seconds",
     "subsidy_intake_proposals_total",
