@@ -134,7 +134,12 @@ VERSION_STATUS = {"draft": "草案", "candidate": "候选", "adopted": "已采�
 #: What one reviewer's adoption step did (AdoptVersionResponse.status).
 ADOPTION_STEP = {"proposed": "已提议采纳，待另一位审核人员批准", "adopted": "已采纳"}
 #: An event of eligibility's adoption audit trail (ListVersions' AdoptionEvent.event).
-ADOPTION_EVENT = {"proposed": "提议采纳", "adopted": "批准，已采纳", "refused": "被拒绝"}
+ADOPTION_EVENT = {
+    "proposed": "提议采纳",
+    "adopted": "批准，已采纳",
+    "refused": "被拒绝",
+    "redecisions_published": "重新决定已发布",
+}
 #: Why a step was refused (AdoptionEvent.refusal_kind).
 REFUSAL_KIND = {"four_eyes": "四眼原则", "precondition": "条件不满足", "invalid": "请求无效"}
 

@@ -546,7 +546,7 @@ def test_the_request_on_the_wire_carries_the_token_and_no_open_applications():
             "fictional-final-2023 is adopted, but its 1 re-decision(s) could not be published on "
             "subsidy.decisions.v1 (KafkaError: x)",
             Unavailable,
-            "该版本已经采纳，但重新决定未能发布",
+            "该版本已经采纳，但重新决定暂未能发布到 subsidy.decisions.v1，账本暂按原决定；重新决定已随采纳记录保存，系统会自动重试发布",
         ),
         (
             grpc.StatusCode.UNAVAILABLE,
@@ -610,3 +610,11 @@ def test_list_versions_on_the_wire_as_the_person_and_its_refusals_in_chinese():
     assert isinstance(down, Unavailable) and down.message.startswith("政策版本采纳状态：服务暂时不可用")
     refused, _ = asyncio.run(_list_over_grpc(grpc.StatusCode.PERMISSION_DENIED, "role PORTAL may not call this"))
     assert isinstance(refused, Forbidden) and "政策版本采纳状态：服务拒绝了此操作" in refused.message
+
+
+def test_every_event_the_adoption_trail_records_has_a_chinese_label():
+    from subsidy.core import adoption
+    from subsidy.services.console import model
+
+    kinds = {adoption.PROPOSED, adoption.ADOPTED, adoption.REFUSED, adoption.REDECISIONS_PUBLISHED}
+    assert kinds <= set(model.ADOPTION_EVENT)

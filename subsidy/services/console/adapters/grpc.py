@@ -135,8 +135,8 @@ def adoption_refusal(exc: grpc.RpcError) -> ConsoleError:
         )
     if code == grpc.StatusCode.UNAVAILABLE and "is adopted, but" in details:
         return Unavailable(
-            f"{ADOPTING}：该版本已经采纳，但重新决定未能发布到 subsidy.decisions.v1，账本仍按原决定；"
-            f"再次提交会被拒绝，请通知运维人员（{details}）。"
+            f"{ADOPTING}：该版本已经采纳，但重新决定暂未能发布到 subsidy.decisions.v1，账本暂按原决定；"
+            f"重新决定已随采纳记录保存，系统会自动重试发布，无需再次提交；如长时间未发布，请通知运维人员（{details}）。"
         )
     if code == grpc.StatusCode.UNAVAILABLE and "nothing proposed or adopted" in details:
         return Unavailable(
