@@ -902,7 +902,8 @@ def test_two_reviewers_adopt_the_candidate_on_the_policy_versions_page(console):
     adopted = console.find(f"#adopted-{CANDIDATE}").text
     assert REVIEWER_1.subject in adopted and REVIEWER_2.subject in adopted and "复核同意采纳（演示）" in adopted
     events = [r.find_element("css selector", "td:nth-child(3)").text for r in console.all("#adoption-history tbody tr")]
-    assert [e.split("\n")[0] for e in events] == ["批准，已采纳", "被拒绝", "提议采纳"]
+    # Newest first; the broker acknowledged the re-decisions after the approval (redecisions_published).
+    assert [e.split("\n")[0] for e in events] == ["重新决定已发布", "批准，已采纳", "被拒绝", "提议采纳"]
     console.driver.execute_script("arguments[0].scrollIntoView()", console.find(f"#adopt-{CANDIDATE}"))
     console.shot("27-policy-versions-adopted")
 
