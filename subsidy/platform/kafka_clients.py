@@ -19,10 +19,14 @@ choice are in docs/benchmarks.md ("Kafka clients").
 
 Consumers keep kafka-python's fetch defaults (``fetch_min_bytes`` 1,
 ``fetch_max_wait_ms`` 500: a fetch returns as soon as one record is there,
-and an idle one waits half a second). Making fetches wait for 16 KiB or
-20 ms, so that a paced load would arrive in fewer, larger polls, did not
-lower the CPU per application on the benchmark's paced loads (38.8 ms at
-10% load with it, 30.8 ms without) and adds up to 20 ms per hop.
+and an idle one waits half a second, which costs an idle consumer almost
+nothing). What keeps a trickle of records from costing a fetch each is the
+consumer loop's own pacing (subsidy/platform/consumer.py, "Adaptive
+batching": while records flow it polls at most every 20 ms). Asking the
+broker to hold every fetch instead (``fetch_min_bytes`` 1 MiB,
+``fetch_max_wait_ms`` 25) gathers as well while records flow, but makes an
+idle consumer fetch 40 times a second, about 5% of a core each
+(bench/kafka_consumer.py).
 ``max_poll_records`` stays 100 per loop (notify: 50): a poll's records are
 applied in one database transaction, and a bigger poll holds it longer
 without fewer polls in a steady load, which rarely fills one. Offsets are

@@ -42,8 +42,10 @@ class FakeConsumer:
         self.positions: dict = {}
         self.closed = False
         self.polled = threading.Event()
+        self.poll_times: list[float] = []
 
     def poll(self, timeout_ms=0, max_records=None):
+        self.poll_times.append(time.monotonic())
         if not self.batches:
             self.polled.set()
             time.sleep(0.005)
@@ -609,3 +611,48 @@ def test_without_an_interval_every_poll_commits():
     loop = new_loop(lambda rec: "applied", [consumer], commit_interval_s=0.0)
     run_until(loop, consumer.polled.is_set)
     assert consumer.commits == [{P0: 1}, {P0: 2}, {P0: 3}]
+
+
+# -- adaptive batching: a trickle of records is gathered, a backlog is not held back
+
+
+def gaps(times):
+    return [later - earlier for earlier, later in zip(times, times[1:])]
+
+
+def test_after_a_poll_that_did_not_fill_max_poll_records_the_next_poll_waits_out_the_interval():
+    consumer = FakeConsumer([{P0: [record(P0, n)]} for n in range(3)])
+    loop = new_loop(lambda rec: "applied", [consumer], min_poll_interval_s=0.1, commit_interval_s=0.0)
+    run_until(loop, consumer.polled.is_set)
+    # Polls 2, 3 and the first empty one each follow a poll that brought one record.
+    assert all(gap >= 0.095 for gap in gaps(consumer.poll_times[:4])), gaps(consumer.poll_times[:4])
+    assert consumer.commits == [{P0: 1}, {P0: 2}, {P0: 3}]
+
+
+def test_a_poll_that_filled_max_poll_records_is_followed_at_once_so_a_backlog_drains_at_full_speed():
+    batches = [{P0: [record(P0, 2 * n), record(P0, 2 * n + 1)]} for n in range(5)]
+    consumer = FakeConsumer(batches)
+    loop = new_loop(lambda rec: "applied", [consumer], min_poll_interval_s=5.0, max_poll_records=2)
+    run_until(loop, consumer.polled.is_set, timeout=2.0)
+    assert consumer.positions[P0] == 10
+
+
+def test_an_idle_loop_is_not_held_back_it_waits_in_the_brokers_long_poll():
+    consumer = FakeConsumer([])
+    loop = new_loop(lambda rec: "applied", [consumer], min_poll_interval_s=5.0)
+    run_until(loop, lambda: len(consumer.poll_times) >= 5, timeout=2.0)
+
+
+def test_a_stop_during_the_wait_ends_the_loop_at_once_and_commits_what_was_handled():
+    consumer = FakeConsumer([{P0: [record(P0, 0)]}, {P0: [record(P0, 1)]}])
+    loop = new_loop(lambda rec: "applied", [consumer], min_poll_interval_s=30.0, commit_interval_s=60.0)
+    loop.start()
+    deadline = time.monotonic() + 5
+    while not consumer.commits:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    started = time.monotonic()
+    loop.stop()
+    assert time.monotonic() - started < 2.0
+    assert len(consumer.poll_times) == 1, "the second batch was never polled: the loop was waiting"
+    assert consumer.commits == [{P0: 1}]
