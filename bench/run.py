@@ -146,6 +146,10 @@ def kafka_round_trip(bootstrap: str, count: int, size: int) -> dict:
 # --------------------------------------------------------------------------
 
 
+#: The watcher's least time between two polls while records flow (see PayoutWatcher.run).
+WATCHER_POLL_INTERVAL_S = 0.01
+
+
 class PayoutWatcher(threading.Thread):
     """Records when each application leaves the machine: its first payout
     event (GrantRecorded, for every decision payout applies: eligible or not),
@@ -182,6 +186,7 @@ class PayoutWatcher(threading.Thread):
         from subsidy.v1 import decision_pb2, payout_pb2
 
         while not self.stopping.is_set():
+            started = time.perf_counter()
             batch = self.consumer.poll(timeout_ms=100)
             now = time.perf_counter()
             for records in batch.values():
@@ -206,6 +211,14 @@ class PayoutWatcher(threading.Thread):
                         app_id = getattr(event, kind).application_id
                         with self.lock:
                             self.seen.setdefault(app_id, now)
+            if batch:
+                # Read as the services' consumer loops do (subsidy/platform/consumer.py,
+                # "Adaptive batching"): after a poll that brought records, the next one
+                # waits until WATCHER_POLL_INTERVAL_S after this one started, so that a
+                # trickle costs this client one fetch per interval, not one per record,
+                # and leaves the machine to the pipeline. A latency can only come out
+                # longer by it (a record is stamped when its poll returns), never shorter.
+                self.stopping.wait(max(0.0, started + WATCHER_POLL_INTERVAL_S - time.perf_counter()))
         self.consumer.close()
 
     def count(self, ids) -> int:
