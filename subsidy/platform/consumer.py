@@ -49,7 +49,7 @@ stalls a partition). A handler's exception is one of three kinds:
   attempts: ...") so the partition moves on; counted in
   ``subsidy_consumer_unexpected_errors_total`` and logged with the traceback.
 
-Adaptive batching (issue 18). kafka-python 3 spends about 1.2-1.6 ms of
+Adaptive batching (issue 18, ADR 0022). kafka-python 3 spends about 1.2-1.6 ms of
 CPU on every fetch round, records or not (a request built for every
 partition, hand-offs between the caller and its I/O thread, the response
 parsed): measured on a bare consumer, bench/kafka_consumer.py. With the
