@@ -49,17 +49,17 @@ stalls a partition). A handler's exception is one of three kinds:
   attempts: ...") so the partition moves on; counted in
   ``subsidy_consumer_unexpected_errors_total`` and logged with the traceback.
 
-Adaptive batching (issue 18, ADR 0022). kafka-python 3 spends about 1.2-1.6 ms of
-CPU on every fetch round, records or not (a request built for every
-partition, hand-offs between the caller and its I/O thread, the response
-parsed): measured on a bare consumer, bench/kafka_consumer.py. With the
-fetch defaults a fetch returns as soon as one record is there, so a trickle
-of records costs a fetch round each: 24% of a core for a bare consumer at
-150 records/s, more than all the handling the records then get. The loop
-therefore polls at most every ``min_poll_interval_s`` (20 ms) while
-records keep coming in polls that do not fill ``max_poll_records``: the
-records of those 20 ms arrive in one fetch and are handled in one batch
-(one transaction, one commit). A poll that fills ``max_poll_records`` is
+Adaptive batching (issue 18, ADR 0022). kafka-python 3 spends about
+1.2-1.6 ms of CPU on every fetch round, records or not (a request built for
+every partition, hand-offs between the caller and its I/O thread, the
+response parsed). With the fetch defaults a fetch returns as soon as one
+record is there, so a trickle of records costs a fetch round per producer
+batch: one loop alone used 19% of a core at 150 records/s
+(bench/kafka_consumer.py), more than most handlers spend on the records.
+The loop therefore polls at most every ``min_poll_interval_s`` (20 ms)
+while records keep coming in polls that do not fill ``max_poll_records``:
+the records of those 20 ms come in one or two fetches and are handled in
+one batch (one transaction, one commit). A poll that fills ``max_poll_records`` is
 followed at once (a backlog drains at full speed), and an idle loop waits
 in the broker's long poll as before, so an idle consumer costs nothing
 more. The price is at most 20 ms per hop while records flow.
