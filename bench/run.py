@@ -467,6 +467,18 @@ def peak_rss_mb(pid: int | None) -> float:
     return float("nan")
 
 
+def steal_seconds() -> float:
+    """CPU time the hypervisor gave other guests while this one wanted it
+    (/proc/stat's steal, all CPUs). On a shared virtual machine it is what
+    makes two runs of the same code differ; shown so a run can be judged."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def machine() -> str:
     model = platform.processor() or platform.machine()
     try:
@@ -574,6 +586,7 @@ def main() -> None:
     n_rpc = 1500 if quick else 4000
     calc_lines, calc_repeat = (5000, 3) if quick else (20000, 5)
     run = uuid.uuid4().hex[:6]
+    steal_at_start = steal_seconds()
     print(f"machine: {machine()}")
     print(
         f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}  mode: {'--quick' if quick else 'full'}  "
@@ -750,7 +763,10 @@ def main() -> None:
     for name, lines in results.get("profiles", {}).items():
         print(f"profile of {name} during {profiled_phase} (py-spy --gil; raw stacks: {profile_dir / (name + '.raw')})")
         print("\n".join(lines))
-    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+        f"CPU stolen by the hypervisor during the run: {steal_seconds() - steal_at_start:.1f} s"
+    )
 
 
 if __name__ == "__main__":
