@@ -79,7 +79,6 @@ import contextlib
 import datetime as dt
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager as ContextManager
 from typing import Any
@@ -214,7 +213,7 @@ class KafkaRecordLoop:
         self.commit_interval_s = commit_interval_s
         self._committed_at = 0.0
         self.min_poll_interval_s = min_poll_interval_s
-        #: monotonic time before which the next poll waits (0: poll at once).
+        #: progress.clock() time before which the next poll waits (0: poll at once).
         self._next_poll_at = 0.0
         self.max_backoff = max_backoff
         # Health: when it last polled, advanced, reached the broker (subsidy/platform/metrics.py).
@@ -404,10 +403,10 @@ class KafkaRecordLoop:
             # A commit that failed earlier, or one the interval held back:
             # before anything new, and on an idle poll too (lag returns to 0).
             self._commit_handled()
-        pause = self._next_poll_at - time.monotonic()
+        pause = self._next_poll_at - self.progress.clock()
         if pause > 0 and self._stop.wait(pause):
             return
-        started = time.monotonic()
+        started = self.progress.clock()
         with self._calling("poll"):
             batches = self._consumer.poll(timeout_ms=300, max_records=self.max_poll_records)
         count = sum(len(records) for records in batches.values())
